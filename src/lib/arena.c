@@ -1,0 +1,2 @@
+/* arena.c: placeholder until the module lands. */
+#include "spacesim/arena.h"

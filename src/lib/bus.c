@@ -1,0 +1,2 @@
+/* bus.c: placeholder until the module lands. */
+#include "spacesim/bus.h"

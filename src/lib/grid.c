@@ -1,0 +1,2 @@
+/* grid.c: placeholder until the module lands. */
+#include "spacesim/grid.h"

@@ -1,0 +1,2 @@
+/* mpmc.c: placeholder until the module lands. */
+#include "spacesim/mpmc.h"

@@ -1,0 +1,2 @@
+/* msg.c: placeholder until the module lands. */
+#include "spacesim/msg.h"

@@ -1,0 +1,2 @@
+/* particles.c: placeholder until the module lands. */
+#include "spacesim/particles.h"

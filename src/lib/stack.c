@@ -1,0 +1,2 @@
+/* stack.c: placeholder until the module lands. */
+#include "spacesim/stack.h"

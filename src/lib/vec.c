@@ -1,0 +1,2 @@
+/* vec.c: placeholder until the module lands. */
+#include "spacesim/vec.h"
