@@ -1,0 +1,2 @@
+/* ai.c: placeholder until the module lands. */
+#include "sim/ai.h"

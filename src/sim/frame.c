@@ -1,0 +1,2 @@
+/* frame.c: placeholder until the module lands. */
+#include "sim/frame.h"

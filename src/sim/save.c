@@ -1,0 +1,2 @@
+/* save.c: placeholder until the module lands. */
+#include "sim/save.h"

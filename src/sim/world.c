@@ -1,0 +1,2 @@
+/* world.c: placeholder until the module lands. */
+#include "sim/world.h"
