@@ -1,2 +1,223 @@
-/* mpmc.c: placeholder until the module lands. */
+/* mpmc.c: bounded lock-free MPMC queue (Vyukov ring with per-cell sequence
+ * numbers). The algorithm and its invariants are described in
+ * include/spacesim/mpmc.h; the pointer fast paths live there as inline
+ * functions, the generic (by-value, any elem_size) paths here.
+ *
+ * Cell states for position pos (cell index pos & mask):
+ *   seq == pos          free for the producer of pos
+ *   seq == pos + 1      full, ready for the consumer of pos
+ *   seq == pos + cap    emptied, free for the producer of pos + cap
+ * seq only ever increases (mod 2^64) and is written only by the thread that
+ * owns the cell (the producer that claimed pos, then its consumer). */
 #include "spacesim/mpmc.h"
+
+#include <string.h>
+
+/* Copy one element; the elem_size == 8 branch is the common pointer case and
+ * avoids a memcpy call (the compiler emits a single 8-byte move). */
+static inline void copy_elem(void *dst, const void *src, size_t elem_size) {
+    if (elem_size == sizeof(uint64_t))
+        memcpy(dst, src, sizeof(uint64_t));
+    else
+        memcpy(dst, src, elem_size);
+}
+
+static inline _Atomic size_t *cell_seq(const struct sp__mpmc_side *s, size_t pos) {
+    return (_Atomic size_t *)(void *)(s->cells + (pos & s->mask) * s->cell_size);
+}
+
+static inline unsigned char *cell_data(const struct sp__mpmc_side *s, size_t pos) {
+    return s->cells + (pos & s->mask) * s->cell_size + SP_MPMC_CELL_HDR;
+}
+
+int sp_mpmc_init(sp_mpmc_t *q, size_t capacity, size_t elem_size, const sp_allocator_t *alloc) {
+    if (q == NULL || capacity < 2 || (capacity & (capacity - 1)) != 0 || elem_size == 0) return SP_EINVAL;
+    if (alloc == NULL) alloc = sp_allocator_default();
+
+    size_t cell_size;
+    if (sp_size_add(elem_size, SP_MPMC_CELL_HDR + SP_CACHELINE, &cell_size) != 0) return SP_EOVERFLOW;
+    cell_size -= SP_CACHELINE; /* the extra line above only proves rounding cannot overflow */
+    /* Small elements: pack cells (16 B for a pointer), no per-cell padding.
+     * Large ones (bus messages): round to whole lines so two cells never share
+     * a line and each copy is line-aligned. */
+    cell_size = (cell_size <= SP_CACHELINE) ? sp_align_up(cell_size, 8) : sp_align_up(cell_size, SP_CACHELINE);
+
+    size_t bytes;
+    if (sp_size_mul(capacity, cell_size, &bytes) != 0) return SP_EOVERFLOW;
+    if (sp_size_add(bytes, SP_FALSE_SHARING_RANGE - 1, &bytes) != 0) return SP_EOVERFLOW;
+    bytes = sp_align_up(bytes, SP_FALSE_SHARING_RANGE);
+
+    void *mem = alloc->alloc(alloc->ctx, bytes, SP_FALSE_SHARING_RANGE);
+    if (mem == NULL) return SP_ENOMEM;
+
+    memset(q, 0, sizeof *q);
+    q->capacity = capacity;
+    q->elem_size = elem_size;
+    q->mem = mem;
+    q->mem_size = bytes;
+    q->alloc = *alloc;
+
+    struct sp__mpmc_side geo = {.cells = mem, .mask = capacity - 1, .cell_size = cell_size, .elem_size = elem_size};
+    for (size_t i = 0; i < capacity; i++) {
+        /* Relaxed: init is single-threaded; whoever receives q after init
+         * gets it through a synchronising hand-off (thread creation, a lock). */
+        atomic_init(cell_seq(&geo, i), i);
+    }
+    q->prod.s = geo;
+    q->cons.s = geo;
+    atomic_init(&q->prod.s.pos, 0);
+    atomic_init(&q->cons.s.pos, 0);
+    return 0;
+}
+
+void sp_mpmc_destroy(sp_mpmc_t *q) {
+    if (q == NULL || q->mem == NULL) return;
+    q->alloc.free(q->alloc.ctx, q->mem, q->mem_size, SP_FALSE_SHARING_RANGE);
+    q->mem = NULL;
+    q->prod.s.cells = NULL;
+    q->cons.s.cells = NULL;
+}
+
+int sp_mpmc_try_push(sp_mpmc_t *q, const void *elem) {
+    struct sp__mpmc_side *s = &q->prod.s;
+    /* Relaxed: tail is a hint validated by the CAS; ordering of the payload
+     * is carried by the cell's seq (see sp_mpmc_try_push_ptr in mpmc.h). */
+    size_t pos = atomic_load_explicit(&s->pos, memory_order_relaxed);
+    for (;;) {
+        _Atomic size_t *seqp = cell_seq(s, pos);
+        /* Acquire: pairs with the release store of seq = pos by the previous
+         * lap's consumer; its copy-out happens before our copy-in. */
+        size_t seq = atomic_load_explicit(seqp, memory_order_acquire);
+        intptr_t dif = (intptr_t)(seq - pos);
+        if (dif == 0) {
+            /* Relaxed claim: ownership only; on failure pos is refreshed. */
+            if (atomic_compare_exchange_weak_explicit(&s->pos, &pos, pos + 1, memory_order_relaxed,
+                                                      memory_order_relaxed)) {
+                copy_elem(cell_data(s, pos), elem, s->elem_size);
+                /* Release: publishes the copy above to the consumer that
+                 * acquires seq == pos + 1; relaxed could expose a torn element. */
+                atomic_store_explicit(seqp, pos + 1, memory_order_release);
+                return 0;
+            }
+        } else if (dif < 0) {
+            return SP_EAGAIN;
+        } else {
+            pos = atomic_load_explicit(&s->pos, memory_order_relaxed); /* hint; see above */
+        }
+    }
+}
+
+int sp_mpmc_try_pop(sp_mpmc_t *q, void *out) {
+    struct sp__mpmc_side *s = &q->cons.s;
+    size_t pos = atomic_load_explicit(&s->pos, memory_order_relaxed); /* hint, validated by CAS */
+    for (;;) {
+        _Atomic size_t *seqp = cell_seq(s, pos);
+        /* Acquire: pairs with the producer's release of seq = pos + 1, so the
+         * element's bytes are visible before we copy them out. */
+        size_t seq = atomic_load_explicit(seqp, memory_order_acquire);
+        intptr_t dif = (intptr_t)(seq - (pos + 1));
+        if (dif == 0) {
+            if (atomic_compare_exchange_weak_explicit(&s->pos, &pos, pos + 1, memory_order_relaxed,
+                                                      memory_order_relaxed)) {
+                copy_elem(out, cell_data(s, pos), s->elem_size);
+                /* Release: our copy-out happens before the next lap's producer
+                 * (acquire of seq == pos + cap) overwrites the cell. */
+                atomic_store_explicit(seqp, pos + s->mask + 1, memory_order_release);
+                return 0;
+            }
+        } else if (dif < 0) {
+            return SP_EAGAIN;
+        } else {
+            pos = atomic_load_explicit(&s->pos, memory_order_relaxed); /* hint */
+        }
+    }
+}
+
+/* Batch claim: starting at the current index `pos`, count how many
+ * consecutive cells are in the wanted state (seq == pos + i + off, off = 0 for
+ * producers and 1 for consumers), up to n, then claim them all with one CAS
+ * pos -> pos + k. Why that is safe: a cell's seq only changes when its owner
+ * (the thread that claimed its position) finishes; while the index still
+ * equals pos, no thread owns any position >= pos, so the states we observed
+ * for positions pos..pos+k-1 cannot have moved on, and a successful CAS makes
+ * us their owner. The acquire loads of seq order the previous owner's copy
+ * before ours, exactly as in the single-item path. Returns k and the claimed
+ * start position in *start. */
+static size_t claim_n(struct sp__mpmc_side *s, size_t n, size_t off, size_t *start) {
+    size_t pos = atomic_load_explicit(&s->pos, memory_order_relaxed); /* hint, validated by CAS */
+    for (;;) {
+        size_t k = 0;
+        int behind = 0;
+        while (k < n) {
+            /* Acquire: pairs with the release store of the cell's previous
+             * owner (producer: consumer's seq = pos; consumer: producer's
+             * seq = pos + 1); see the single-item paths. */
+            size_t seq = atomic_load_explicit(cell_seq(s, pos + k), memory_order_acquire);
+            intptr_t dif = (intptr_t)(seq - (pos + k + off));
+            if (dif != 0) {
+                /* dif > 0 at k == 0: pos is stale (others moved on). */
+                behind = (dif > 0 && k == 0);
+                break;
+            }
+            k++;
+        }
+        if (k == 0) {
+            if (!behind) return 0;
+            pos = atomic_load_explicit(&s->pos, memory_order_relaxed); /* hint */
+            continue;
+        }
+        /* Relaxed claim: ownership only, ordering is carried by seq. */
+        if (atomic_compare_exchange_weak_explicit(&s->pos, &pos, pos + k, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+            *start = pos;
+            return k;
+        }
+        /* pos now holds the current index; rescan from there. */
+    }
+}
+
+size_t sp_mpmc_try_push_n(sp_mpmc_t *q, const void *elems, size_t n) {
+    struct sp__mpmc_side *s = &q->prod.s;
+    size_t pos;
+    size_t k = claim_n(s, n, 0, &pos);
+    const unsigned char *src = elems;
+    size_t es = s->elem_size;
+    for (size_t i = 0; i < k; i++) {
+        copy_elem(cell_data(s, pos + i), src + i * es, es);
+        /* Release: publishes this cell's copy to its consumer (acquire of
+         * seq == pos + i + 1). Cells are published one by one, in order, so a
+         * consumer can start on the first while we fill the rest. */
+        atomic_store_explicit(cell_seq(s, pos + i), pos + i + 1, memory_order_release);
+    }
+    return k;
+}
+
+size_t sp_mpmc_try_pop_n(sp_mpmc_t *q, void *out, size_t max) {
+    struct sp__mpmc_side *s = &q->cons.s;
+    size_t pos;
+    size_t k = claim_n(s, max, 1, &pos);
+    unsigned char *dst = out;
+    size_t es = s->elem_size;
+    size_t cap = s->mask + 1;
+    for (size_t i = 0; i < k; i++) {
+        copy_elem(dst + i * es, cell_data(s, pos + i), es);
+        /* Release: our copy-out happens before the next lap's producer
+         * (acquire of seq == pos + i + cap) overwrites the cell. */
+        atomic_store_explicit(cell_seq(s, pos + i), pos + i + cap, memory_order_release);
+    }
+    return k;
+}
+
+size_t sp_mpmc_size_approx(const sp_mpmc_t *q) {
+    /* Relaxed: a snapshot for statistics. head is read first: tail only
+     * grows, and head never passes tail, so reading tail afterwards normally
+     * gives tail >= head; the clamps below cover reorderings. Unsigned
+     * difference of free-running counters: correct across wrap. */
+    size_t head = atomic_load_explicit(&q->cons.s.pos, memory_order_relaxed);
+    size_t tail = atomic_load_explicit(&q->prod.s.pos, memory_order_relaxed);
+    size_t d = tail - head;
+    if ((intptr_t)d < 0) return 0;
+    return d > q->capacity ? q->capacity : d;
+}
+
+size_t sp_mpmc_capacity(const sp_mpmc_t *q) { return q->capacity; }
