@@ -1,0 +1,1 @@
+/* workers.c: placeholder until the daemon lands. */
