@@ -1,2 +1,176 @@
-/* arena.c: placeholder until the module lands. */
+/* arena.c: the out-of-line parts of the chunked bump allocator (arena.h).
+ *
+ * Invariants (checked by tests/check_arena.c):
+ *  - head == NULL  <=>  cur == NULL  <=>  the arena owns no chunk.
+ *  - Chunks form one singly linked list from head. Chunks before cur are
+ *    "full" (their used bytes are summed in used_before), cur is being
+ *    bumped in [ptr, end), chunks after cur are free and reused in order.
+ *  - Every chunk holds at least one ordinary chunk's data bytes, so an
+ *    ordinary request always fits the next free chunk; only a request larger
+ *    than an ordinary chunk can find the next chunk too small, and then that
+ *    one chunk is replaced. Either way the slow path looks at cur and
+ *    cur->next only: O(1), no scan of older chunks.
+ *  - capacity == sum of chunk->size over the list; nchunks == its length.
+ */
+#include <string.h>
+
 #include "spacesim/arena.h"
+
+#if defined(SP_ASAN) && SP_ASAN
+#define ARENA_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#else
+#define ARENA_POISON(p, n) ((void)(p), (void)(n))
+#endif
+
+static char *chunk_data(sp_arena_chunk_t *c) { return (char *)c + SP_ARENA_CHUNK_HEADER; }
+
+static int is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
+
+int sp_arena_init(sp_arena_t *a, size_t chunk_size, const sp_allocator_t *alloc) {
+    if (chunk_size == 0) chunk_size = SP_ARENA_DEFAULT_CHUNK;
+    if (chunk_size < SP_ARENA_MIN_CHUNK) chunk_size = SP_ARENA_MIN_CHUNK;
+    /* Keep the data part a whole number of SIMD blocks. */
+    chunk_size &= ~(size_t)(SP_SIMD_ALIGN - 1);
+    memset(a, 0, sizeof *a);
+    a->chunk_size = chunk_size;
+    a->alloc = alloc != NULL ? alloc : sp_allocator_default();
+    return 0;
+}
+
+void sp_arena_destroy(sp_arena_t *a) {
+    sp_arena_chunk_t *c = a->head;
+    while (c != NULL) {
+        sp_arena_chunk_t *next = c->next;
+        size_t sys = c->sys_size;
+        /* A custom allocator may reuse the bytes at once; hand them back
+         * unpoisoned. */
+        SP__ARENA_UNPOISON(c, sys);
+        a->alloc->free(a->alloc->ctx, c, sys, SP_SIMD_ALIGN);
+        c = next;
+    }
+    a->head = a->cur = NULL;
+    a->ptr = a->end = NULL;
+    a->used_before = 0;
+    a->capacity = 0;
+    a->nchunks = 0;
+}
+
+/* Make c the current chunk with its data empty. */
+static void enter_chunk(sp_arena_t *a, sp_arena_chunk_t *c) {
+    if (a->cur != NULL) a->used_before += (size_t)(a->ptr - chunk_data(a->cur));
+    a->cur = c;
+    a->ptr = chunk_data(c);
+    a->end = a->ptr + c->size;
+}
+
+void *sp__arena_alloc_slow(sp_arena_t *a, size_t size, size_t align) {
+    if (!is_pow2(align)) {
+        SP_ASSERT(!"sp_arena_alloc: align must be a power of two");
+        return NULL;
+    }
+    if (size == 0) size = 1;
+    /* Chunk data starts SP_SIMD_ALIGN-aligned, so a fresh chunk needs at most
+     * align - SP_SIMD_ALIGN bytes of padding. */
+    size_t pad = align > SP_SIMD_ALIGN ? align - SP_SIMD_ALIGN : 0;
+    size_t need;
+    if (sp_size_add(size, pad, &need) != 0) return NULL;
+
+    sp_arena_chunk_t *next = a->cur != NULL ? a->cur->next : a->head;
+    if (next == NULL || next->size < need) {
+        /* New chunk: ordinary size, or a dedicated one for a big request. */
+        size_t data = a->chunk_size - SP_ARENA_CHUNK_HEADER;
+        if (need > data) {
+            if (sp_size_add(need, SP_SIMD_ALIGN - 1, &data) != 0) return NULL;
+            data &= ~(size_t)(SP_SIMD_ALIGN - 1);
+        }
+        size_t sys;
+        if (sp_size_add(data, SP_ARENA_CHUNK_HEADER, &sys) != 0) return NULL;
+        sp_arena_chunk_t *c = a->alloc->alloc(a->alloc->ctx, sys, SP_SIMD_ALIGN);
+        if (c == NULL) return NULL; /* arena unchanged */
+        c->size = data;
+        c->sys_size = sys;
+        ARENA_POISON(chunk_data(c), data);
+        if (next != NULL) {
+            /* next is free and too small for this big request: replace it, so
+             * the list never grows past what one pass of the workload needs
+             * and the slow path stays O(1). */
+            c->next = next->next;
+            a->capacity -= next->size;
+            a->nchunks--;
+            SP__ARENA_UNPOISON(next, next->sys_size);
+            a->alloc->free(a->alloc->ctx, next, next->sys_size, SP_SIMD_ALIGN);
+        } else {
+            c->next = NULL;
+        }
+        if (a->cur != NULL)
+            a->cur->next = c;
+        else
+            a->head = c;
+        a->capacity += data;
+        a->nchunks++;
+        next = c;
+    }
+    enter_chunk(a, next);
+
+    uintptr_t p = ((uintptr_t)a->ptr + (align - 1)) & ~(uintptr_t)(align - 1);
+    SP_ASSERT(p <= (uintptr_t)a->end && size <= (uintptr_t)a->end - p);
+    a->ptr = (char *)(p + size);
+    SP__ARENA_UNPOISON((void *)p, size);
+    return (void *)p;
+}
+
+void *sp_arena_calloc(sp_arena_t *a, size_t count, size_t size, size_t align) {
+    size_t bytes;
+    if (sp_size_mul(count, size, &bytes) != 0) return NULL;
+    void *p = sp_arena_alloc(a, bytes, align);
+    if (p != NULL) memset(p, 0, bytes);
+    return p;
+}
+
+/* Poison what lies between position (c, from) and the end of the chunk that
+ * was current, last: the tail of c and every chunk after it up to last. */
+static void poison_from(sp_arena_chunk_t *c, char *from, sp_arena_chunk_t *last) {
+#if defined(SP_ASAN) && SP_ASAN
+    ARENA_POISON(from, (size_t)(chunk_data(c) + c->size - from));
+    while (c != last && c->next != NULL) {
+        c = c->next;
+        ARENA_POISON(chunk_data(c), c->size);
+    }
+#else
+    (void)c;
+    (void)from;
+    (void)last;
+#endif
+}
+
+void sp_arena_rewind(sp_arena_t *a, sp_arena_mark_t m) {
+    if (m.chunk == NULL) { /* mark taken before the first chunk */
+        sp_arena_reset(a);
+        return;
+    }
+#ifdef SP_DEBUG
+    {
+        /* The mark's chunk must be cur or before it, and its pointer must not
+         * lie ahead of the current position. O(chunks): debug builds only. */
+        sp_arena_chunk_t *c = a->head;
+        while (c != NULL && c != m.chunk && c != a->cur) c = c->next;
+        SP_ASSERT(c == m.chunk);
+        SP_ASSERT(m.ptr >= chunk_data(m.chunk) && m.ptr <= chunk_data(m.chunk) + m.chunk->size);
+        SP_ASSERT(m.chunk != a->cur || m.ptr <= a->ptr);
+    }
+#endif
+    poison_from(m.chunk, m.ptr, a->cur);
+    a->cur = m.chunk;
+    a->ptr = m.ptr;
+    a->end = chunk_data(m.chunk) + m.chunk->size;
+    a->used_before = m.used_before;
+}
+
+void sp_arena_reset(sp_arena_t *a) {
+    if (a->head == NULL) return;
+    poison_from(a->head, chunk_data(a->head), a->cur);
+    a->cur = a->head;
+    a->ptr = chunk_data(a->head);
+    a->end = a->ptr + a->head->size;
+    a->used_before = 0;
+}
