@@ -10,6 +10,7 @@
  * seq only ever increases (mod 2^64) and is written only by the thread that
  * owns the cell (the producer that claimed pos, then its consumer). */
 #include "spacesim/mpmc.h"
+#include "spacesim/spsc.h"
 
 #include <string.h>
 
@@ -221,3 +222,48 @@ size_t sp_mpmc_size_approx(const sp_mpmc_t *q) {
 }
 
 size_t sp_mpmc_capacity(const sp_mpmc_t *q) { return q->capacity; }
+
+/* ---------------------------------------------------------------- SPSC ring
+ * The fast paths are inline in spacesim/spsc.h; only setup lives here. */
+
+int sp_spsc_init(sp_spsc_t *q, size_t capacity, const sp_allocator_t *alloc) {
+    if (q == NULL || capacity < 2 || (capacity & (capacity - 1)) != 0) return SP_EINVAL;
+    if (alloc == NULL) alloc = sp_allocator_default();
+    size_t bytes;
+    if (sp_size_mul(capacity, sizeof(void *), &bytes) != 0) return SP_EOVERFLOW;
+    if (sp_size_add(bytes, SP_FALSE_SHARING_RANGE - 1, &bytes) != 0) return SP_EOVERFLOW;
+    bytes = sp_align_up(bytes, SP_FALSE_SHARING_RANGE);
+    _Atomic(void *) *slots = alloc->alloc(alloc->ctx, bytes, SP_FALSE_SHARING_RANGE);
+    if (slots == NULL) return SP_ENOMEM;
+    memset(q, 0, sizeof *q);
+    for (size_t i = 0; i < capacity; i++) atomic_init(&slots[i], NULL); /* single-threaded init */
+    q->capacity = capacity;
+    q->mem_size = bytes;
+    q->alloc = *alloc;
+    q->prod.s.slots = slots;
+    q->prod.s.mask = capacity - 1;
+    q->cons.s.slots = slots;
+    q->cons.s.mask = capacity - 1;
+    atomic_init(&q->prod.s.pos, 0);
+    atomic_init(&q->cons.s.pos, 0);
+    return 0;
+}
+
+void sp_spsc_destroy(sp_spsc_t *q) {
+    if (q == NULL || q->prod.s.slots == NULL) return;
+    q->alloc.free(q->alloc.ctx, (void *)q->prod.s.slots, q->mem_size, SP_FALSE_SHARING_RANGE);
+    q->prod.s.slots = NULL;
+    q->cons.s.slots = NULL;
+}
+
+size_t sp_spsc_size_approx(const sp_spsc_t *q) {
+    /* Relaxed: statistics snapshot of the two private indices; consumer's
+     * first (it never passes the producer), then clamped. */
+    size_t head = atomic_load_explicit(&((sp_spsc_t *)q)->cons.s.pos, memory_order_relaxed);
+    size_t tail = atomic_load_explicit(&((sp_spsc_t *)q)->prod.s.pos, memory_order_relaxed);
+    size_t d = tail - head;
+    if ((intptr_t)d < 0) return 0;
+    return d > q->capacity ? q->capacity : d;
+}
+
+size_t sp_spsc_capacity(const sp_spsc_t *q) { return q->capacity; }

@@ -1,2 +1,211 @@
-/* stack.c: placeholder until the module lands. */
+/* stack.c: tagged-index Treiber stack over a type-stable node pool.
+ * Design and ABA argument: include/spacesim/stack.h.
+ *
+ * Both the value stack and the free list are "tagged lists": a 64-bit word
+ * {index low 32, tag high 32} naming the first node, each node holding the
+ * index of the next. Invariants:
+ *  - a node is on exactly one of: the value stack, the free list, a cache, or
+ *    owned by the one thread between its pop and its push;
+ *  - a node's `next` is written only by the thread that owns it (before its
+ *    push), and `value` likewise; readers that do not own a node may read its
+ *    `next` (that is why it is atomic) but act on it only if their CAS proves
+ *    the list did not change;
+ *  - every successful CAS on a list word increments the tag, so an unchanged
+ *    word means an unchanged list. */
 #include "spacesim/stack.h"
+
+#include <string.h>
+
+#define NIL 0xFFFFFFFFu
+#define REFILL (SP_STACK_CACHE_MAX / 2)
+
+static inline uint32_t w_idx(uint64_t w) { return (uint32_t)w; }
+static inline uint64_t w_make(uint32_t idx, uint64_t old) {
+    /* Next tag = old tag + 1 (wrapping in 32 bits). */
+    return ((old & 0xFFFFFFFF00000000ull) + 0x100000000ull) | idx;
+}
+
+/* Push the owned chain first..last (already linked by next) onto list w. */
+static void list_push(sp_stack_t *s, _Atomic uint64_t *w, uint32_t first, uint32_t last) {
+    /* Relaxed: only a first guess for the CAS, which validates it. */
+    uint64_t old = atomic_load_explicit(w, memory_order_relaxed);
+    for (;;) {
+        /* Relaxed: we own `last`; the release CAS below publishes this store. */
+        atomic_store_explicit(&s->nodes[last].next, w_idx(old), memory_order_relaxed);
+        /* Release on success: publishes the chain's next links and values (and,
+         * for the free list, our earlier reads of the values) to the thread
+         * whose acquire load/CAS in list_pop() takes these nodes. With relaxed
+         * a popper could see the index but a stale value or next. Failure:
+         * relaxed, we only retry with the fresh word. */
+        if (atomic_compare_exchange_weak_explicit(w, &old, w_make(first, old), memory_order_release,
+                                                  memory_order_relaxed))
+            return;
+    }
+}
+
+/* Pop one node from list w; returns its index or NIL when empty. */
+static uint32_t list_pop(sp_stack_t *s, _Atomic uint64_t *w) {
+    /* Acquire: pairs with the release CAS in list_push() that installed this
+     * head, so the node's next (and value) written before it are visible. */
+    uint64_t old = atomic_load_explicit(w, memory_order_acquire);
+    for (;;) {
+        uint32_t idx = w_idx(old);
+        if (idx == NIL) return NIL;
+        /* Relaxed: the node is in the pool forever, so this read is safe even
+         * if another thread popped it meanwhile; the value read is used only
+         * if the CAS shows the word (tag included) unchanged, i.e. the node is
+         * still on top and its next is what its pusher published. */
+        uint32_t next = atomic_load_explicit(&s->nodes[idx].next, memory_order_relaxed);
+        /* Acquire on success: we now own idx and read its value after this;
+         * the word we replace is the same one the acquire load synchronised
+         * with, acquire here keeps the argument local. Failure: acquire, since
+         * the fresh word is used like the initial load (we read its node's
+         * next). */
+        if (atomic_compare_exchange_weak_explicit(w, &old, w_make(next, old), memory_order_acquire,
+                                                  memory_order_acquire))
+            return idx;
+    }
+}
+
+/* Pop up to max nodes from list w with one CAS; stores them in out[] in list
+ * order and returns how many. Walking the chain of a list we do not own is
+ * safe (type-stable pool; next always holds a valid index or NIL) and the
+ * result is used only if the CAS proves the list unchanged. */
+static uint32_t list_pop_n(sp_stack_t *s, _Atomic uint64_t *w, uint32_t *out, uint32_t max) {
+    /* Acquire: as in list_pop(). */
+    uint64_t old = atomic_load_explicit(w, memory_order_acquire);
+    for (;;) {
+        uint32_t k = 0, idx = w_idx(old);
+        while (k < max && idx != NIL) {
+            out[k++] = idx;
+            /* Relaxed: validated by the CAS; see list_pop(). */
+            idx = atomic_load_explicit(&s->nodes[idx].next, memory_order_relaxed);
+        }
+        if (k == 0) return 0;
+        /* Acquire on success and failure: as in list_pop(). */
+        if (atomic_compare_exchange_weak_explicit(w, &old, w_make(idx, old), memory_order_acquire,
+                                                  memory_order_acquire))
+            return k;
+    }
+}
+
+int sp_stack_init(sp_stack_t *s, size_t capacity, const sp_allocator_t *alloc) {
+    if (s == NULL || capacity == 0 || capacity > SP_STACK_MAX_CAPACITY) return SP_EINVAL;
+    if (alloc == NULL) alloc = sp_allocator_default();
+    size_t bytes;
+    if (sp_size_mul(capacity, sizeof(struct sp__stack_node), &bytes) != 0) return SP_EOVERFLOW;
+    if (sp_size_add(bytes, SP_CACHELINE - 1, &bytes) != 0) return SP_EOVERFLOW;
+    bytes = sp_align_up(bytes, SP_CACHELINE);
+    struct sp__stack_node *nodes = alloc->alloc(alloc->ctx, bytes, SP_CACHELINE);
+    if (nodes == NULL) return SP_ENOMEM;
+
+    memset(s, 0, sizeof *s);
+    s->nodes = nodes;
+    s->capacity = (uint32_t)capacity;
+    s->mem_size = bytes;
+    s->alloc = *alloc;
+    /* Single-threaded init: the free list is 0 -> 1 -> ... -> capacity-1. */
+    for (uint32_t i = 0; i < (uint32_t)capacity; i++) {
+        atomic_init(&nodes[i].next, i + 1 < (uint32_t)capacity ? i + 1 : NIL);
+        nodes[i].value = NULL;
+    }
+    atomic_init(&s->head.w, (uint64_t)NIL);
+    atomic_init(&s->free.w, (uint64_t)0);
+    return 0;
+}
+
+void sp_stack_destroy(sp_stack_t *s) {
+    if (s == NULL || s->nodes == NULL) return;
+    s->alloc.free(s->alloc.ctx, s->nodes, s->mem_size, SP_CACHELINE);
+    s->nodes = NULL;
+}
+
+int sp_stack_push(sp_stack_t *s, void *value) {
+    uint32_t idx = list_pop(s, &s->free.w);
+    if (idx == NIL) return SP_EAGAIN;
+    s->nodes[idx].value = value; /* we own idx; published by list_push's release CAS */
+    list_push(s, &s->head.w, idx, idx);
+    return 0;
+}
+
+int sp_stack_pop(sp_stack_t *s, void **out) {
+    uint32_t idx = list_pop(s, &s->head.w);
+    if (idx == NIL) return SP_EAGAIN;
+    *out = s->nodes[idx].value; /* owned since the acquire CAS in list_pop */
+    list_push(s, &s->free.w, idx, idx);
+    return 0;
+}
+
+size_t sp_stack_pop_all(sp_stack_t *s, void (*fn)(void *ctx, void *value), void *ctx) {
+    /* Detach the whole stack: CAS head -> {NIL, tag+1}. Acquire on the load
+     * and on both CAS outcomes: pairs with the release CAS of every push in
+     * the chain (a release sequence on the head word), making their values
+     * and links visible. */
+    uint64_t old = atomic_load_explicit(&s->head.w, memory_order_acquire);
+    do {
+        if (w_idx(old) == NIL) return 0;
+    } while (!atomic_compare_exchange_weak_explicit(&s->head.w, &old, w_make(NIL, old), memory_order_acquire,
+                                                    memory_order_acquire));
+    uint32_t first = w_idx(old), last = first;
+    size_t n = 0;
+    for (uint32_t idx = first; idx != NIL;) {
+        last = idx;
+        /* Relaxed: the chain is ours now; its links were made visible above. */
+        uint32_t next = atomic_load_explicit(&s->nodes[idx].next, memory_order_relaxed);
+        if (fn != NULL) fn(ctx, s->nodes[idx].value);
+        n++;
+        idx = next;
+    }
+    list_push(s, &s->free.w, first, last); /* the chain is still linked: one CAS */
+    return n;
+}
+
+int sp_stack_empty_approx(const sp_stack_t *s) {
+    /* Relaxed: a snapshot; nothing is read through it. */
+    return w_idx(atomic_load_explicit(&((sp_stack_t *)s)->head.w, memory_order_relaxed)) == NIL;
+}
+
+size_t sp_stack_capacity(const sp_stack_t *s) { return s->capacity; }
+
+void sp_stack_cache_init(sp_stack_cache_t *c, sp_stack_t *s) {
+    c->stack = s;
+    c->n = 0;
+}
+
+int sp_stack_push_cached(sp_stack_cache_t *c, void *value) {
+    sp_stack_t *s = c->stack;
+    if (c->n == 0) {
+        c->n = list_pop_n(s, &s->free.w, c->idx, REFILL);
+        if (c->n == 0) return SP_EAGAIN;
+    }
+    uint32_t idx = c->idx[--c->n];
+    s->nodes[idx].value = value; /* owned; published by list_push's release CAS */
+    list_push(s, &s->head.w, idx, idx);
+    return 0;
+}
+
+/* Give the REFILL oldest cached nodes back to the free list with one CAS. */
+static void cache_spill(sp_stack_cache_t *c, uint32_t k) {
+    sp_stack_t *s = c->stack;
+    for (uint32_t i = 0; i + 1 < k; i++) {
+        /* Relaxed: we own these nodes; list_push's release CAS publishes. */
+        atomic_store_explicit(&s->nodes[c->idx[i]].next, c->idx[i + 1], memory_order_relaxed);
+    }
+    list_push(s, &s->free.w, c->idx[0], c->idx[k - 1]);
+    memmove(c->idx, c->idx + k, (c->n - k) * sizeof c->idx[0]);
+    c->n -= k;
+}
+
+int sp_stack_pop_cached(sp_stack_cache_t *c, void **out) {
+    sp_stack_t *s = c->stack;
+    uint32_t idx = list_pop(s, &s->head.w);
+    if (idx == NIL) return SP_EAGAIN;
+    *out = s->nodes[idx].value; /* owned since list_pop's acquire CAS */
+    if (c->n == SP_STACK_CACHE_MAX) cache_spill(c, REFILL);
+    c->idx[c->n++] = idx;
+    return 0;
+}
+
+void sp_stack_cache_flush(sp_stack_cache_t *c) {
+    if (c->n > 0) cache_spill(c, c->n);
+}
