@@ -1,2 +1,709 @@
-/* grid.c: placeholder until the module lands. */
+/* grid.c: uniform-grid / spatial-hash broadphase (see spacesim/grid.h).
+ *
+ * One call runs these phases; "par" phases are split over the pool by
+ * contiguous index ranges, "ser" phases run on the caller's thread:
+ *   1. scan   (par, input order)  bounds, rmin/rmax, NaN/inf detection
+ *   2. layout (ser)               cell edge, dense box or hash table size
+ *   3. keys   (par, input order)  cell (dense) or bucket (hash) of each sphere
+ *   4. sort   (ser)               counting sort: histogram, prefix, scatter
+ *                                 into cell-ordered copies (x,y,z,r packed)
+ *   5. pairs  (par, cell order)   half-shell sweep into per-thread buffers
+ *   6. output (ser)               concatenate (ORDER_CELL) or counting sort
+ *                                 by a, then insertion sort by b (ORDER_AB)
+ *
+ * Determinism: phase 5 splits the cell-ordered spheres into contiguous
+ * ranges and each thread emits its range's pairs in the serial sweep order,
+ * so thread buffers concatenated in thread order are exactly the serial
+ * output; phase 6 is serial. No result depends on timing or thread count.
+ *
+ * Pool synchronisation is a mutex and two condition variables (no atomics):
+ * a job is published under the mutex with a new generation number, workers
+ * run it and decrement `pending` under the mutex; the mutex orders all
+ * writes of a phase before the reads of the next. Per-thread state lives in
+ * 128-byte padded slots so the threads' counters do not false-share. */
 #include "spacesim/grid.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+
+#if defined(__SSE__) || defined(__x86_64__)
+#include <xmmintrin.h>
+/* sqrtss without the errno branch that sqrtf() carries (and without libm). */
+static inline float grid_sqrtf(float v) { return _mm_cvtss_f32(_mm_sqrt_ss(_mm_set_ss(v))); }
+#else
+static inline float grid_sqrtf(float v) { return __builtin_sqrtf(v); }
+#endif
+
+/* A sphere in cell order, packed so one candidate is one 16-byte load. */
+typedef struct sphere4 {
+    float x, y, z, r;
+} sphere4_t;
+
+/* Integer cell coordinates (hashed layout only). */
+typedef struct cell3 {
+    int64_t x, y, z;
+} cell3_t;
+
+/* Growable pair buffer owned by the grid. */
+typedef struct pairbuf {
+    sp_pair_t *p;
+    size_t len, cap;
+} pairbuf_t;
+
+/* Per-thread state, written only by its thread during a phase and read by
+ * the caller's thread after the phase (ordered by the pool mutex). */
+typedef struct tslot {
+    pairbuf_t buf;     /* phase 5 output */
+    size_t candidates; /* phase 5 distance tests */
+    int err;           /* phase 5: SP_ENOMEM when buf could not grow */
+    float mn[3], mx[3]; /* phase 1 bounds */
+    float rmin, rmax;   /* phase 1 radius range */
+    float nanacc;       /* phase 1: NaN iff some input was NaN or inf */
+} tslot_t;
+
+typedef union tslot_pad {
+    tslot_t s;
+    char pad[2 * SP_FALSE_SHARING_RANGE];
+} tslot_pad_t;
+
+typedef void (*job_fn)(sp_grid_t *g, int tid);
+
+struct sp_grid {
+    sp_grid_def_t def;
+    const sp_allocator_t *alloc;
+    sp_arena_t own_arena; /* scratch when the caller passes none */
+
+    /* ---- pool. Lock rule: gen, job, active, pending and stop are read and
+     * written only with mu held. Workers sleep on cv_go for a new gen; the
+     * caller sleeps on cv_done for pending == 0. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv_go, cv_done;
+    unsigned long gen;
+    job_fn job;
+    int active;  /* threads taking part in the current job (tid < active) */
+    int pending; /* workers that have not finished the current job */
+    int stop;
+    int nstarted; /* worker threads running (nthreads - 1 after create) */
+    pthread_t th[SP_GRID_MAX_THREADS];
+
+    /* ---- the current call: written by the caller's thread before a job is
+     * published, read-only for workers during it. */
+    const float *x, *y, *z, *r;
+    size_t n;
+    int nt; /* threads of this call */
+    int hashed;
+    double h, inv_h;   /* cell edge and its inverse */
+    double ox, oy, oz; /* dense: box origin (min corner) */
+    uint32_t NX, NXY;  /* dense: padded row and slab strides */
+    unsigned hshift;   /* hash: 64 - log2(buckets) */
+    size_t ncells;     /* dense cells incl. padding, or buckets */
+    uint32_t *key;     /* [n] cell/bucket per input sphere */
+    uint32_t *start;   /* [ncells + 2] first sorted index of each cell */
+    uint32_t *sid;     /* [n] input index of each sorted sphere */
+    uint32_t *scell;   /* [n] cell/bucket of each sorted sphere */
+    sphere4_t *s;      /* [n] sorted spheres */
+    cell3_t *sc;       /* [n] hash: cell coordinates of sorted spheres */
+
+    pairbuf_t out; /* the result (ORDER_AB, or ORDER_CELL with > 1 thread) */
+    sp_grid_stats_t stats;
+
+    tslot_pad_t ts[SP_GRID_MAX_THREADS];
+};
+
+/* ------------------------------------------------------------------ pool */
+
+static void *worker_main(void *arg);
+
+typedef struct worker_arg {
+    sp_grid_t *g;
+    int tid;
+} worker_arg_t;
+
+/* A worker copies its argument (which lives on sp_grid_create()'s stack),
+ * reports that through pending/cv_done, then waits for jobs. */
+static void *worker_main(void *arg) {
+    worker_arg_t wa = *(worker_arg_t *)arg;
+    sp_grid_t *g = wa.g;
+    pthread_mutex_lock(&g->mu);
+    unsigned long seen = g->gen;
+    /* Tell the creator we copied our argument. */
+    g->pending--;
+    pthread_cond_signal(&g->cv_done);
+    for (;;) {
+        while (g->gen == seen && !g->stop) pthread_cond_wait(&g->cv_go, &g->mu);
+        if (g->stop) break;
+        seen = g->gen;
+        job_fn fn = g->job;
+        int run = wa.tid < g->active;
+        pthread_mutex_unlock(&g->mu);
+        if (run) fn(g, wa.tid);
+        pthread_mutex_lock(&g->mu);
+        if (--g->pending == 0) pthread_cond_signal(&g->cv_done);
+    }
+    pthread_mutex_unlock(&g->mu);
+    return NULL;
+}
+
+/* Run fn(g, tid) for tid in [0, g->nt): tid 0 on the caller's thread, the
+ * others on the pool. Returns when all have finished. */
+static void pool_run(sp_grid_t *g, job_fn fn) {
+    if (g->nt <= 1) {
+        fn(g, 0);
+        return;
+    }
+    pthread_mutex_lock(&g->mu);
+    g->job = fn;
+    g->active = g->nt;
+    g->pending = g->nstarted;
+    g->gen++;
+    pthread_cond_broadcast(&g->cv_go);
+    pthread_mutex_unlock(&g->mu);
+    fn(g, 0);
+    pthread_mutex_lock(&g->mu);
+    while (g->pending > 0) pthread_cond_wait(&g->cv_done, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+}
+
+static void pool_stop(sp_grid_t *g) {
+    pthread_mutex_lock(&g->mu);
+    g->stop = 1;
+    pthread_cond_broadcast(&g->cv_go);
+    pthread_mutex_unlock(&g->mu);
+    for (int i = 0; i < g->nstarted; i++) pthread_join(g->th[i], NULL);
+    g->nstarted = 0;
+}
+
+/* ------------------------------------------------------------- lifecycle */
+
+sp_grid_def_t sp_grid_def_default(void) {
+    sp_grid_def_t d;
+    memset(&d, 0, sizeof d);
+    d.cell_size = 0.0f;
+    d.nthreads = 1;
+    d.parallel_min = 16384;
+    d.order = SP_GRID_ORDER_AB;
+    d.mode = SP_GRID_MODE_AUTO;
+    d.max_dense_cells = 0;
+    d.allocator = NULL;
+    return d;
+}
+
+int sp_grid_create(const sp_grid_def_t *def, sp_grid_t **out) {
+    sp_grid_def_t d = def ? *def : sp_grid_def_default();
+    if (out == NULL) return SP_EINVAL;
+    if (d.nthreads < 1 || d.nthreads > SP_GRID_MAX_THREADS) return SP_EINVAL;
+    if (!(d.cell_size >= 0.0f) || !isfinite(d.cell_size)) return SP_EINVAL;
+    if (d.order != SP_GRID_ORDER_AB && d.order != SP_GRID_ORDER_CELL) return SP_EINVAL;
+    if (d.mode != SP_GRID_MODE_AUTO && d.mode != SP_GRID_MODE_HASH) return SP_EINVAL;
+    if (d.parallel_min == 0) d.parallel_min = 1;
+    const sp_allocator_t *al = d.allocator ? d.allocator : sp_allocator_default();
+
+    sp_grid_t *g = al->alloc(al->ctx, sizeof *g, SP_FALSE_SHARING_RANGE);
+    if (g == NULL) return SP_ENOMEM;
+    memset(g, 0, sizeof *g);
+    g->def = d;
+    g->alloc = al;
+    sp_arena_init(&g->own_arena, 0, al);
+    if (pthread_mutex_init(&g->mu, NULL) != 0) goto fail_mu;
+    if (pthread_cond_init(&g->cv_go, NULL) != 0) goto fail_go;
+    if (pthread_cond_init(&g->cv_done, NULL) != 0) goto fail_done;
+
+    worker_arg_t wa[SP_GRID_MAX_THREADS];
+    for (int i = 1; i < d.nthreads; i++) {
+        wa[i].g = g;
+        wa[i].tid = i;
+        pthread_mutex_lock(&g->mu);
+        g->pending = 1;
+        pthread_mutex_unlock(&g->mu);
+        if (pthread_create(&g->th[g->nstarted], NULL, worker_main, &wa[i]) != 0) {
+            pool_stop(g);
+            pthread_cond_destroy(&g->cv_done);
+            pthread_cond_destroy(&g->cv_go);
+            pthread_mutex_destroy(&g->mu);
+            al->free(al->ctx, g, sizeof *g, SP_FALSE_SHARING_RANGE);
+            return SP_EAGAIN;
+        }
+        g->nstarted++;
+        /* Wait until the worker has copied wa[i] (it lives on our stack). */
+        pthread_mutex_lock(&g->mu);
+        while (g->pending > 0) pthread_cond_wait(&g->cv_done, &g->mu);
+        pthread_mutex_unlock(&g->mu);
+    }
+    *out = g;
+    return 0;
+
+fail_done:
+    pthread_cond_destroy(&g->cv_go);
+fail_go:
+    pthread_mutex_destroy(&g->mu);
+fail_mu:
+    al->free(al->ctx, g, sizeof *g, SP_FALSE_SHARING_RANGE);
+    return SP_ENOMEM;
+}
+
+static void pairbuf_free(const sp_allocator_t *al, pairbuf_t *b) {
+    if (b->p) al->free(al->ctx, b->p, b->cap * sizeof *b->p, SP_CACHELINE);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+/* Make room for at least `need` pairs, keeping the contents. */
+static int pairbuf_reserve(const sp_allocator_t *al, pairbuf_t *b, size_t need) {
+    if (need <= b->cap) return 0;
+    size_t cap = b->cap < 256 ? 256 : b->cap;
+    while (cap < need) {
+        if (cap > SIZE_MAX / 2) return SP_EOVERFLOW;
+        cap *= 2;
+    }
+    size_t bytes;
+    if (sp_size_mul(cap, sizeof(sp_pair_t), &bytes) != 0) return SP_EOVERFLOW;
+    sp_pair_t *p = al->alloc(al->ctx, bytes, SP_CACHELINE);
+    if (p == NULL) return SP_ENOMEM;
+    if (b->len) memcpy(p, b->p, b->len * sizeof *p);
+    if (b->p) al->free(al->ctx, b->p, b->cap * sizeof *b->p, SP_CACHELINE);
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+void sp_grid_free(sp_grid_t *g) {
+    if (g == NULL) return;
+    pool_stop(g);
+    pthread_cond_destroy(&g->cv_done);
+    pthread_cond_destroy(&g->cv_go);
+    pthread_mutex_destroy(&g->mu);
+    const sp_allocator_t *al = g->alloc;
+    for (int i = 0; i < SP_GRID_MAX_THREADS; i++) pairbuf_free(al, &g->ts[i].s.buf);
+    pairbuf_free(al, &g->out);
+    sp_arena_destroy(&g->own_arena);
+    al->free(al->ctx, g, sizeof *g, SP_FALSE_SHARING_RANGE);
+}
+
+void sp_grid_stats(const sp_grid_t *g, sp_grid_stats_t *out) {
+    if (g == NULL || out == NULL) return;
+    *out = g->stats;
+}
+
+/* ---------------------------------------------------------------- phases */
+
+static inline void split(size_t n, int nt, int tid, size_t *lo, size_t *hi) {
+    *lo = n * (size_t)tid / (size_t)nt;
+    *hi = n * (size_t)(tid + 1) / (size_t)nt;
+}
+
+/* Phase 1: bounds and validation of input range. nanacc accumulates v*0 of
+ * every value: 0 for finite values, NaN for NaN and +-inf. */
+static void job_scan(sp_grid_t *g, int tid) {
+    size_t lo, hi;
+    split(g->n, g->nt, tid, &lo, &hi);
+    tslot_t *t = &g->ts[tid].s;
+    float mnx = INFINITY, mny = INFINITY, mnz = INFINITY;
+    float mxx = -INFINITY, mxy = -INFINITY, mxz = -INFINITY;
+    float rmin = INFINITY, rmax = -INFINITY, acc = 0.0f;
+    const float *x = g->x, *y = g->y, *z = g->z, *r = g->r;
+    for (size_t i = lo; i < hi; i++) {
+        float xi = x[i], yi = y[i], zi = z[i], ri = r[i];
+        acc += xi * 0.0f + yi * 0.0f + zi * 0.0f + ri * 0.0f;
+        mnx = xi < mnx ? xi : mnx;
+        mxx = xi > mxx ? xi : mxx;
+        mny = yi < mny ? yi : mny;
+        mxy = yi > mxy ? yi : mxy;
+        mnz = zi < mnz ? zi : mnz;
+        mxz = zi > mxz ? zi : mxz;
+        rmin = ri < rmin ? ri : rmin;
+        rmax = ri > rmax ? ri : rmax;
+    }
+    t->mn[0] = mnx, t->mn[1] = mny, t->mn[2] = mnz;
+    t->mx[0] = mxx, t->mx[1] = mxy, t->mx[2] = mxz;
+    t->rmin = rmin, t->rmax = rmax, t->nanacc = acc;
+}
+
+/* Cell coordinate along one axis, hashed layout: floor(v / h) clamped to
+ * +-2^62, computed in double (monotone in v, so overlapping spheres differ by
+ * at most one cell; see the margin note in grid.h). */
+static inline int64_t hash_coord(float v, double inv_h) {
+    double u = (double)v * inv_h;
+    const double lim = 4611686018427387904.0; /* 2^62 */
+    if (u >= lim) return (int64_t)1 << 62;
+    if (u <= -lim) return -((int64_t)1 << 62);
+    int64_t t = (int64_t)u; /* truncates toward zero */
+    if ((double)t > u) t--; /* floor for negatives */
+    return t;
+}
+
+static inline uint32_t hash_bucket(int64_t cx, int64_t cy, int64_t cz, unsigned shift) {
+    uint64_t hv = (uint64_t)cx * UINT64_C(0x9E3779B97F4A7C15) ^ (uint64_t)cy * UINT64_C(0xC2B2AE3D27D4EB4F) ^
+                  (uint64_t)cz * UINT64_C(0x165667B19E3779F9);
+    hv ^= hv >> 29;
+    hv *= UINT64_C(0xBF58476D1CE4E5B9);
+    return (uint32_t)(hv >> shift);
+}
+
+/* Phase 3: key of each input sphere. Dense: padded linear cell index
+ * (ix+1) + NX*((iy+1) + NY*iz); coordinates are (v - origin) / h >= 0,
+ * truncated (= floor), at most the box's last cell by monotonicity. */
+static void job_keys(sp_grid_t *g, int tid) {
+    size_t lo, hi;
+    split(g->n, g->nt, tid, &lo, &hi);
+    const float *x = g->x, *y = g->y, *z = g->z;
+    uint32_t *key = g->key;
+    const double inv_h = g->inv_h;
+    if (!g->hashed) {
+        const double ox = g->ox, oy = g->oy, oz = g->oz;
+        const uint32_t NX = g->NX, NXY = g->NXY;
+        for (size_t i = lo; i < hi; i++) {
+            uint32_t ix = (uint32_t)(((double)x[i] - ox) * inv_h);
+            uint32_t iy = (uint32_t)(((double)y[i] - oy) * inv_h);
+            uint32_t iz = (uint32_t)(((double)z[i] - oz) * inv_h);
+            key[i] = (ix + 1) + NX * (iy + 1) + NXY * iz;
+        }
+    } else {
+        const unsigned sh = g->hshift;
+        for (size_t i = lo; i < hi; i++) {
+            key[i] = hash_bucket(hash_coord(x[i], inv_h), hash_coord(y[i], inv_h), hash_coord(z[i], inv_h), sh);
+        }
+    }
+}
+
+/* Record pair (sorted i, sorted j) whose difference d = s[j] - s[i] passed
+ * the test. The pair is stored as input indices a < b with d from a to b
+ * (negating a rounded difference is exact, so it equals x[b] - x[a]). */
+static inline int emit(const sp_grid_t *g, tslot_t *t, size_t i, size_t j, float dx, float dy, float dz, float d2) {
+    pairbuf_t *b = &t->buf;
+    if (SP_UNLIKELY(b->len == b->cap)) {
+        int rc = pairbuf_reserve(g->alloc, b, b->len + 1);
+        if (rc != 0) {
+            t->err = rc;
+            return rc;
+        }
+    }
+    uint32_t ia = g->sid[i], ib = g->sid[j];
+    if (ia > ib) {
+        uint32_t tmp = ia;
+        ia = ib;
+        ib = tmp;
+        dx = -dx, dy = -dy, dz = -dz;
+    }
+    sp_pair_t *p = &b->p[b->len++];
+    p->a = ia;
+    p->b = ib;
+    if (d2 > 0.0f) {
+        float d = grid_sqrtf(d2);
+        float inv = 1.0f / d;
+        p->dist = d;
+        p->nx = dx * inv, p->ny = dy * inv, p->nz = dz * inv;
+    } else {
+        p->dist = 0.0f;
+        p->nx = 1.0f, p->ny = 0.0f, p->nz = 0.0f;
+    }
+    return 0;
+}
+
+/* Test sorted sphere i against sorted spheres [jb, je). */
+static inline int run_range(const sp_grid_t *g, tslot_t *t, size_t i, sphere4_t si, size_t jb, size_t je) {
+    const sphere4_t *s = g->s;
+    for (size_t j = jb; j < je; j++) {
+        float dx = s[j].x - si.x, dy = s[j].y - si.y, dz = s[j].z - si.z;
+        float d2 = dx * dx + dy * dy + dz * dz;
+        float rs = si.r + s[j].r;
+        if (d2 < rs * rs) {
+            if (SP_UNLIKELY(emit(g, t, i, j, dx, dy, dz, d2) != 0)) return -1;
+        }
+    }
+    return 0;
+}
+
+/* Phase 5, dense layout: the half-shell of cell c is the rest of c plus c+1
+ * (one run of the sorted array: cells are adjacent along x) and four rows of
+ * three cells at (dy, dz) = (+1, 0), (-1, +1), (0, +1), (+1, +1). Padding
+ * (one empty cell before and after each row, an empty row before and after
+ * each slab, an empty slab on top) keeps every index in range and makes
+ * rows never run into a neighbouring row's data. */
+static void job_pairs_dense(sp_grid_t *g, int tid) {
+    size_t lo, hi;
+    split(g->n, g->nt, tid, &lo, &hi);
+    tslot_t *t = &g->ts[tid].s;
+    t->buf.len = 0;
+    t->err = 0;
+    const uint32_t *start = g->start, *scell = g->scell;
+    const sphere4_t *s = g->s;
+    const size_t NX = g->NX, NXY = g->NXY;
+    const size_t rows[4] = {NX, NXY - NX, NXY, NXY + NX};
+    size_t cand = 0;
+    for (size_t i = lo; i < hi; i++) {
+        size_t c = scell[i];
+        sphere4_t si = s[i];
+        size_t e = start[c + 2];
+        cand += e - (i + 1);
+        if (run_range(g, t, i, si, i + 1, e) != 0) return;
+        for (int k = 0; k < 4; k++) {
+            size_t rc = c + rows[k];
+            size_t jb = start[rc - 1], je = start[rc + 2];
+            cand += je - jb;
+            if (run_range(g, t, i, si, jb, je) != 0) return;
+        }
+    }
+    t->candidates = cand;
+}
+
+/* The 13 half-shell offsets: (dx, dy, dz) with dz > 0, or dz == 0 and
+ * dy > 0, or dz == dy == 0 and dx > 0. */
+static const int8_t HALF_SHELL[13][3] = {
+    {1, 0, 0},   {-1, 1, 0}, {0, 1, 0},  {1, 1, 0},  {-1, -1, 1}, {0, -1, 1}, {1, -1, 1},
+    {-1, 0, 1},  {0, 0, 1},  {1, 0, 1},  {-1, 1, 1}, {0, 1, 1},   {1, 1, 1},
+};
+
+/* Phase 5, hashed layout: own bucket after i (same cell only), then the 13
+ * half-shell cells' buckets, each filtered to spheres of exactly that cell,
+ * so a bucket shared by several cells yields each pair once. */
+static void job_pairs_hash(sp_grid_t *g, int tid) {
+    size_t lo, hi;
+    split(g->n, g->nt, tid, &lo, &hi);
+    tslot_t *t = &g->ts[tid].s;
+    t->buf.len = 0;
+    t->err = 0;
+    const uint32_t *start = g->start, *scell = g->scell;
+    const sphere4_t *s = g->s;
+    const cell3_t *sc = g->sc;
+    const unsigned sh = g->hshift;
+    const int64_t lim = (int64_t)1 << 62;
+    size_t cand = 0;
+    for (size_t i = lo; i < hi; i++) {
+        sphere4_t si = s[i];
+        cell3_t ci = sc[i];
+        size_t e = start[scell[i] + 1];
+        for (size_t j = i + 1; j < e; j++) {
+            if (sc[j].x != ci.x || sc[j].y != ci.y || sc[j].z != ci.z) continue;
+            cand++;
+            if (run_range(g, t, i, si, j, j + 1) != 0) return;
+        }
+        for (int k = 0; k < 13; k++) {
+            int64_t nx = ci.x + HALF_SHELL[k][0], ny = ci.y + HALF_SHELL[k][1], nz = ci.z + HALF_SHELL[k][2];
+            /* Beyond the clamp no sphere can sit (coordinates are clamped). */
+            if (nx > lim || nx < -lim || ny > lim || ny < -lim || nz > lim) continue;
+            uint32_t bk = hash_bucket(nx, ny, nz, sh);
+            size_t jb = start[bk], je = start[bk + 1];
+            for (size_t j = jb; j < je; j++) {
+                if (sc[j].x != nx || sc[j].y != ny || sc[j].z != nz) continue;
+                cand++;
+                if (run_range(g, t, i, si, j, j + 1) != 0) return;
+            }
+        }
+    }
+    t->candidates = cand;
+}
+
+/* ------------------------------------------------------------------ call */
+
+static void set_empty(sp_grid_t *g, size_t n, int nt, const sp_pair_t **pairs, size_t *npairs) {
+    memset(&g->stats, 0, sizeof g->stats);
+    g->stats.spheres = n;
+    g->stats.threads_used = nt;
+    *pairs = NULL;
+    *npairs = 0;
+}
+
+/* Phase 6 for ORDER_AB: counting sort of all thread buffers by a into g->out,
+ * then each a's few pairs (about 1.5 at typical densities) by b. */
+static int order_ab(sp_grid_t *g, sp_arena_t *ar, size_t total) {
+    size_t n = g->n;
+    uint32_t *cnt = sp_arena_alloc_array(ar, n + 1, sizeof *cnt, SP_CACHELINE);
+    if (cnt == NULL) return SP_ENOMEM;
+    memset(cnt, 0, (n + 1) * sizeof *cnt);
+    for (int t = 0; t < g->nt; t++) {
+        const pairbuf_t *b = &g->ts[t].s.buf;
+        for (size_t k = 0; k < b->len; k++) cnt[b->p[k].a + 1]++;
+    }
+    for (size_t a = 0; a < n; a++) cnt[a + 1] += cnt[a];
+    sp_pair_t *o = g->out.p;
+    for (int t = 0; t < g->nt; t++) {
+        const pairbuf_t *b = &g->ts[t].s.buf;
+        for (size_t k = 0; k < b->len; k++) o[cnt[b->p[k].a]++] = b->p[k];
+    }
+    /* cnt[a] is now the end of a's run. Insertion sort each run by b. */
+    size_t begin = 0;
+    for (size_t a = 0; a < n; a++) {
+        size_t end = cnt[a];
+        for (size_t k = begin + 1; k < end; k++) {
+            sp_pair_t v = o[k];
+            size_t m = k;
+            while (m > begin && o[m - 1].b > v.b) {
+                o[m] = o[m - 1];
+                m--;
+            }
+            o[m] = v;
+        }
+        begin = end;
+    }
+    (void)total;
+    return 0;
+}
+
+int sp_grid_find_pairs(sp_grid_t *g, sp_arena_t *scratch, const float *x, const float *y, const float *z,
+                       const float *r, size_t n, const sp_pair_t **pairs, size_t *npairs) {
+    if (pairs) *pairs = NULL;
+    if (npairs) *npairs = 0;
+    if (g == NULL || pairs == NULL || npairs == NULL) return SP_EINVAL;
+    if (n > 0 && (x == NULL || y == NULL || z == NULL || r == NULL)) return SP_EINVAL;
+    if (n >= (size_t)UINT32_MAX - 1) return SP_EOVERFLOW;
+
+    int nt = g->def.nthreads;
+    size_t per = n / g->def.parallel_min;
+    if ((size_t)nt > per) nt = per < 1 ? 1 : (int)per;
+    g->x = x, g->y = y, g->z = z, g->r = r;
+    g->n = n;
+    g->nt = nt;
+    if (n == 0) {
+        set_empty(g, 0, 1, pairs, npairs);
+        return 0;
+    }
+
+    /* Phase 1. */
+    pool_run(g, job_scan);
+    float mn[3], mx[3], rmin = INFINITY, rmax = -INFINITY, acc = 0.0f;
+    for (int k = 0; k < 3; k++) mn[k] = INFINITY, mx[k] = -INFINITY;
+    for (int t = 0; t < nt; t++) {
+        const tslot_t *s = &g->ts[t].s;
+        for (int k = 0; k < 3; k++) {
+            mn[k] = s->mn[k] < mn[k] ? s->mn[k] : mn[k];
+            mx[k] = s->mx[k] > mx[k] ? s->mx[k] : mx[k];
+        }
+        rmin = s->rmin < rmin ? s->rmin : rmin;
+        rmax = s->rmax > rmax ? s->rmax : rmax;
+        acc += s->nanacc;
+    }
+    if (acc != acc || !(rmin >= 0.0f)) return SP_EINVAL;
+    if (n == 1 || rmax == 0.0f) {
+        set_empty(g, n, nt, pairs, npairs);
+        return 0;
+    }
+
+    /* Phase 2: layout. */
+    double h = 2.0 * (double)rmax * (1.0 + 1.0 / 1024.0);
+    if ((double)g->def.cell_size > h) h = (double)g->def.cell_size;
+    g->h = h;
+    g->inv_h = 1.0 / h;
+    double dims[3];
+    for (int k = 0; k < 3; k++) {
+        /* Same expression as job_keys() at v = max, so every key is inside. */
+        double u = ((double)mx[k] - (double)mn[k]) * g->inv_h;
+        dims[k] = (u < 4294967296.0 ? (double)(uint64_t)u : u) + 1.0; /* floor, u >= 0 */
+    }
+    double dense_cells = (dims[0] + 2.0) * (dims[1] + 2.0) * (dims[2] + 1.0);
+    double limit = g->def.max_dense_cells ? (double)g->def.max_dense_cells : 32.0 * (double)n;
+    if (limit < 4096.0) limit = 4096.0;
+    if (limit > 2147483648.0) limit = 2147483648.0; /* uint32 cell indices */
+    g->hashed = g->def.mode == SP_GRID_MODE_HASH || dense_cells > limit;
+    if (!g->hashed) {
+        g->ox = mn[0], g->oy = mn[1], g->oz = mn[2];
+        g->NX = (uint32_t)dims[0] + 2;
+        g->NXY = g->NX * ((uint32_t)dims[1] + 2);
+        g->ncells = (size_t)dense_cells;
+    } else {
+        unsigned lg = 6;
+        while (((size_t)1 << lg) < 2 * n) lg++;
+        g->hshift = 64 - lg;
+        g->ncells = (size_t)1 << lg;
+    }
+
+    sp_arena_t *ar = scratch ? scratch : &g->own_arena;
+    sp_arena_mark_t mark = sp_arena_mark(ar);
+    size_t used0 = sp_arena_used(ar);
+    int rc = SP_ENOMEM;
+    g->key = sp_arena_alloc_array(ar, n, sizeof(uint32_t), SP_CACHELINE);
+    g->start = sp_arena_alloc_array(ar, g->ncells + 2, sizeof(uint32_t), SP_CACHELINE);
+    g->sid = sp_arena_alloc_array(ar, n, sizeof(uint32_t), SP_CACHELINE);
+    g->scell = sp_arena_alloc_array(ar, n, sizeof(uint32_t), SP_CACHELINE);
+    g->s = sp_arena_alloc_array(ar, n, sizeof(sphere4_t), SP_CACHELINE);
+    g->sc = g->hashed ? sp_arena_alloc_array(ar, n, sizeof(cell3_t), SP_CACHELINE) : NULL;
+    if (!g->key || !g->start || !g->sid || !g->scell || !g->s || (g->hashed && !g->sc)) goto out;
+
+    /* Phase 3. */
+    pool_run(g, job_keys);
+
+    /* Phase 4: counting sort. start[c + 2] counts, prefix sums give
+     * start[c + 1] = first of c; scattering with start[c + 1]++ leaves
+     * start[c + 1] = end of c = first of c + 1, so start[c] = first of c. */
+    {
+        uint32_t *start = g->start, *key = g->key;
+        memset(start, 0, (g->ncells + 2) * sizeof *start);
+        for (size_t i = 0; i < n; i++) start[key[i] + 2]++;
+        uint32_t run = 0;
+        for (size_t c = 0; c < g->ncells + 2; c++) {
+            run += start[c];
+            start[c] = run;
+        }
+        sphere4_t *s = g->s;
+        uint32_t *sid = g->sid, *scell = g->scell;
+        for (size_t i = 0; i < n; i++) {
+            uint32_t c = key[i];
+            uint32_t p = start[c + 1]++;
+            sid[p] = (uint32_t)i;
+            scell[p] = c;
+            s[p].x = x[i], s[p].y = y[i], s[p].z = z[i], s[p].r = r[i];
+        }
+        if (g->hashed) {
+            for (size_t p = 0; p < n; p++) {
+                float px = s[p].x, py = s[p].y, pz = s[p].z;
+                g->sc[p].x = hash_coord(px, g->inv_h);
+                g->sc[p].y = hash_coord(py, g->inv_h);
+                g->sc[p].z = hash_coord(pz, g->inv_h);
+            }
+        }
+    }
+
+    /* Phase 5. */
+    pool_run(g, g->hashed ? job_pairs_hash : job_pairs_dense);
+    size_t total = 0, cand = 0;
+    for (int t = 0; t < nt; t++) {
+        const tslot_t *s = &g->ts[t].s;
+        if (s->err) {
+            rc = s->err;
+            goto out;
+        }
+        total += s->buf.len;
+        cand += s->candidates;
+    }
+
+    /* Phase 6. */
+    const sp_pair_t *res = NULL;
+    if (g->def.order == SP_GRID_ORDER_CELL && nt == 1) {
+        res = g->ts[0].s.buf.p;
+    } else if (total > 0) {
+        g->out.len = 0;
+        rc = pairbuf_reserve(g->alloc, &g->out, total);
+        if (rc != 0) goto out;
+        if (g->def.order == SP_GRID_ORDER_CELL) {
+            for (int t = 0; t < nt; t++) {
+                const pairbuf_t *b = &g->ts[t].s.buf;
+                if (b->len) memcpy(g->out.p + g->out.len, b->p, b->len * sizeof *b->p);
+                g->out.len += b->len;
+            }
+        } else {
+            rc = order_ab(g, ar, total);
+            if (rc != 0) goto out;
+            g->out.len = total;
+        }
+        res = g->out.p;
+    }
+
+    memset(&g->stats, 0, sizeof g->stats);
+    g->stats.spheres = n;
+    g->stats.pairs = total;
+    g->stats.candidates = cand;
+    g->stats.cells = g->ncells;
+    g->stats.cell_size = h;
+    g->stats.hashed = g->hashed;
+    g->stats.threads_used = nt;
+    g->stats.scratch_bytes = sp_arena_used(ar) - used0;
+    *pairs = total ? res : NULL;
+    *npairs = total;
+    rc = 0;
+out:
+    sp_arena_rewind(ar, mark);
+    g->key = g->start = g->sid = g->scell = NULL;
+    g->s = NULL;
+    g->sc = NULL;
+    return rc;
+}

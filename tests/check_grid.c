@@ -1,0 +1,666 @@
+/* check_grid.c: the sphere broadphase against a brute-force O(n^2) reference.
+ *
+ * The reference below is written straight from the overlap rule in grid.h
+ * (a < b, d = p[b] - p[a], d2 < (r[a] + r[b])^2 in float) and shares no code
+ * with the library. Every comparison asserts the exact pair sequence (sorted
+ * by (a, b), so "each pair exactly once" is strict monotonicity) and the
+ * distance and normal within 1e-5. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "helpers/sp_check.h"
+#include "spacesim/arena.h"
+#include "spacesim/grid.h"
+
+/* ------------------------------------------------------------ helpers */
+
+typedef struct scene {
+    size_t n;
+    float *x, *y, *z, *r;
+} scene_t;
+
+static uint64_t rng_state;
+static uint64_t rng_next(void) {
+    uint64_t v = (rng_state += UINT64_C(0x9E3779B97F4A7C15));
+    v = (v ^ (v >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+    v = (v ^ (v >> 27)) * UINT64_C(0x94D049BB133111EB);
+    return v ^ (v >> 31);
+}
+static float rng_unit(void) { return (float)(rng_next() >> 40) / 16777216.0f; }
+static float rng_range(float lo, float hi) { return lo + (hi - lo) * rng_unit(); }
+
+static scene_t scene_alloc(size_t n) {
+    scene_t s;
+    s.n = n;
+    s.x = calloc(n + 1, sizeof(float));
+    s.y = calloc(n + 1, sizeof(float));
+    s.z = calloc(n + 1, sizeof(float));
+    s.r = calloc(n + 1, sizeof(float));
+    ck_assert(s.x && s.y && s.z && s.r);
+    return s;
+}
+
+static void scene_free(scene_t *s) {
+    free(s->x), free(s->y), free(s->z), free(s->r);
+    memset(s, 0, sizeof *s);
+}
+
+/* n spheres uniformly in a cube of edge `side` centred at (cx, cy, cz), radii
+ * uniform in [rlo, rhi]. */
+static scene_t scene_random(uint64_t seed, size_t n, float side, float rlo, float rhi, float c) {
+    rng_state = seed;
+    scene_t s = scene_alloc(n);
+    for (size_t i = 0; i < n; i++) {
+        s.x[i] = c + rng_range(-side / 2, side / 2);
+        s.y[i] = c + rng_range(-side / 2, side / 2);
+        s.z[i] = c + rng_range(-side / 2, side / 2);
+        s.r[i] = rng_range(rlo, rhi);
+    }
+    return s;
+}
+
+typedef struct pairlist {
+    sp_pair_t *p;
+    size_t n, cap;
+} pairlist_t;
+
+static void pl_push(pairlist_t *l, sp_pair_t v) {
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 64;
+        l->p = realloc(l->p, l->cap * sizeof *l->p);
+        ck_assert_ptr_nonnull(l->p);
+    }
+    l->p[l->n++] = v;
+}
+
+/* The O(n^2) reference, in (a, b) order. */
+static pairlist_t brute(const scene_t *s) {
+    pairlist_t l = {0};
+    for (size_t a = 0; a < s->n; a++) {
+        for (size_t b = a + 1; b < s->n; b++) {
+            float dx = s->x[b] - s->x[a], dy = s->y[b] - s->y[a], dz = s->z[b] - s->z[a];
+            float d2 = dx * dx + dy * dy + dz * dz;
+            float rs = s->r[a] + s->r[b];
+            if (d2 < rs * rs) {
+                sp_pair_t p = {(uint32_t)a, (uint32_t)b, 0, 1, 0, 0};
+                if (d2 > 0) {
+                    p.dist = sqrtf(d2);
+                    p.nx = dx / p.dist, p.ny = dy / p.dist, p.nz = dz / p.dist;
+                }
+                pl_push(&l, p);
+            }
+        }
+    }
+    return l;
+}
+
+static int pair_cmp(const void *pa, const void *pb) {
+    const sp_pair_t *a = pa, *b = pb;
+    if (a->a != b->a) return a->a < b->a ? -1 : 1;
+    if (a->b != b->b) return a->b < b->b ? -1 : 1;
+    return 0;
+}
+
+/* Assert got[0..ng) equals the reference exactly as a sequence. */
+static void assert_same_pairs(const sp_pair_t *got, size_t ng, const pairlist_t *ref) {
+    ck_assert_uint_eq(ng, ref->n);
+    for (size_t k = 0; k < ng; k++) {
+        const sp_pair_t *g = &got[k], *w = &ref->p[k];
+        if (g->a != w->a || g->b != w->b)
+            ck_abort_msg("pair %zu: got (%u,%u) want (%u,%u)", k, g->a, g->b, w->a, w->b);
+        ck_assert_uint_lt(g->a, g->b);
+        if (k > 0) ck_assert_int_lt(pair_cmp(&got[k - 1], g), 0); /* once, sorted */
+        ck_assert_float_eq_tol(g->dist, w->dist, 1e-5f);
+        ck_assert_float_eq_tol(g->nx, w->nx, 1e-5f);
+        ck_assert_float_eq_tol(g->ny, w->ny, 1e-5f);
+        ck_assert_float_eq_tol(g->nz, w->nz, 1e-5f);
+    }
+}
+
+/* Run the grid with def on s; return a malloc'd copy of its pairs. */
+static sp_pair_t *run_grid(const sp_grid_def_t *def, const scene_t *s, sp_arena_t *ar, size_t *np,
+                           sp_grid_stats_t *st) {
+    sp_grid_t *g = NULL;
+    ck_assert_int_eq(sp_grid_create(def, &g), 0);
+    const sp_pair_t *p = NULL;
+    ck_assert_int_eq(sp_grid_find_pairs(g, ar, s->x, s->y, s->z, s->r, s->n, &p, np), 0);
+    sp_pair_t *copy = malloc((*np + 1) * sizeof *copy);
+    ck_assert_ptr_nonnull(copy);
+    if (*np) {
+        ck_assert_ptr_nonnull(p);
+        memcpy(copy, p, *np * sizeof *copy);
+    } else {
+        ck_assert_ptr_null(p);
+    }
+    if (st) sp_grid_stats(g, st);
+    sp_grid_free(g);
+    return copy;
+}
+
+/* Compare one configuration against brute force on s. */
+static void check_against_brute(const sp_grid_def_t *def, const scene_t *s, sp_grid_stats_t *st) {
+    pairlist_t ref = brute(s);
+    sp_arena_t ar;
+    sp_arena_init(&ar, 0, NULL);
+    size_t np;
+    sp_pair_t *got = run_grid(def, s, &ar, &np, st);
+    if (def->order == SP_GRID_ORDER_CELL) qsort(got, np, sizeof *got, pair_cmp);
+    assert_same_pairs(got, np, &ref);
+    ck_assert_uint_eq(sp_arena_used(&ar), 0); /* scratch was rewound */
+    sp_arena_destroy(&ar);
+    free(got);
+    free(ref.p);
+}
+
+static sp_grid_def_t def_threads(int nt) {
+    sp_grid_def_t d = sp_grid_def_default();
+    d.nthreads = nt;
+    d.parallel_min = 1; /* every thread takes part even for tiny inputs */
+    return d;
+}
+
+/* Scenes: (n, side, rlo, rhi). Dense: ~tens of neighbours; sparse: ~0.1. */
+static const struct {
+    size_t n;
+    float side, rlo, rhi;
+} SCENES[] = {
+    {2, 1.0f, 0.5f, 0.5f},     {17, 4.0f, 0.1f, 1.0f},    {500, 10.0f, 0.5f, 1.5f},
+    {1000, 60.0f, 0.5f, 1.5f}, {2000, 25.0f, 0.5f, 1.5f}, {3000, 200.0f, 0.01f, 3.0f},
+    {2500, 15.0f, 0.0f, 0.6f}, {3000, 40.0f, 0.05f, 0.1f},
+};
+#define NSCENES (sizeof SCENES / sizeof SCENES[0])
+
+/* -------------------------------------------------------------- tests */
+
+START_TEST(test_grid_random_scenes_match_brute_force_one_thread) {
+    for (uint64_t seed = 1; seed <= 3; seed++) {
+        scene_t s = scene_random(seed * 7919 + (uint64_t)_i, SCENES[_i].n, SCENES[_i].side, SCENES[_i].rlo,
+                                 SCENES[_i].rhi, 0.0f);
+        sp_grid_def_t d = def_threads(1);
+        sp_grid_stats_t st;
+        check_against_brute(&d, &s, &st);
+        ck_assert_int_eq(st.threads_used, 1);
+        scene_free(&s);
+    }
+}
+END_TEST
+
+START_TEST(test_grid_random_scenes_match_brute_force_two_threads) {
+    for (uint64_t seed = 11; seed <= 12; seed++) {
+        scene_t s = scene_random(seed * 104729 + (uint64_t)_i, SCENES[_i].n, SCENES[_i].side, SCENES[_i].rlo,
+                                 SCENES[_i].rhi, -3.0f);
+        sp_grid_def_t d = def_threads(2);
+        sp_grid_stats_t st;
+        check_against_brute(&d, &s, &st);
+        ck_assert_int_eq(st.threads_used, 2);
+        scene_free(&s);
+    }
+}
+END_TEST
+
+START_TEST(test_grid_hash_mode_matches_brute_force) {
+    scene_t s = scene_random(99 + (uint64_t)_i, SCENES[_i].n, SCENES[_i].side, SCENES[_i].rlo, SCENES[_i].rhi,
+                             -50.0f);
+    sp_grid_def_t d = def_threads(1 + _i % 2);
+    d.mode = SP_GRID_MODE_HASH;
+    sp_grid_stats_t st;
+    check_against_brute(&d, &s, &st);
+    ck_assert_int_eq(st.hashed, 1);
+    scene_free(&s);
+}
+END_TEST
+
+START_TEST(test_grid_cell_order_is_same_set_and_thread_independent) {
+    scene_t s = scene_random(5, 3000, 30.0f, 0.5f, 1.5f, 0.0f);
+    for (int mode = 0; mode < 2; mode++) {
+        sp_grid_def_t d1 = def_threads(1), d2 = def_threads(2), d3 = def_threads(3);
+        d1.order = d2.order = d3.order = SP_GRID_ORDER_CELL;
+        d1.mode = d2.mode = d3.mode = mode ? SP_GRID_MODE_HASH : SP_GRID_MODE_AUTO;
+        size_t n1, n2, n3;
+        sp_pair_t *p1 = run_grid(&d1, &s, NULL, &n1, NULL);
+        sp_pair_t *p2 = run_grid(&d2, &s, NULL, &n2, NULL);
+        sp_pair_t *p3 = run_grid(&d3, &s, NULL, &n3, NULL);
+        ck_assert_uint_gt(n1, 1000);
+        ck_assert_uint_eq(n1, n2);
+        ck_assert_uint_eq(n1, n3);
+        ck_assert_int_eq(memcmp(p1, p2, n1 * sizeof *p1), 0);
+        ck_assert_int_eq(memcmp(p1, p3, n1 * sizeof *p1), 0);
+        free(p2);
+        free(p3);
+        check_against_brute(&d1, &s, NULL);
+        free(p1);
+    }
+    scene_free(&s);
+}
+END_TEST
+
+START_TEST(test_grid_ab_order_bitwise_identical_for_1_2_4_threads) {
+    scene_t s = scene_random(77, 4000, 45.0f, 0.5f, 1.5f, 1000.0f);
+    size_t n1, n2, n4;
+    sp_grid_def_t d1 = def_threads(1), d2 = def_threads(2), d4 = def_threads(4);
+    sp_pair_t *p1 = run_grid(&d1, &s, NULL, &n1, NULL);
+    sp_pair_t *p2 = run_grid(&d2, &s, NULL, &n2, NULL);
+    sp_pair_t *p4 = run_grid(&d4, &s, NULL, &n4, NULL);
+    ck_assert_uint_gt(n1, 1000);
+    ck_assert_uint_eq(n1, n2);
+    ck_assert_uint_eq(n1, n4);
+    ck_assert_int_eq(memcmp(p1, p2, n1 * sizeof *p1), 0);
+    ck_assert_int_eq(memcmp(p1, p4, n1 * sizeof *p1), 0);
+    free(p1), free(p2), free(p4);
+    scene_free(&s);
+}
+END_TEST
+
+START_TEST(test_grid_empty_input_returns_no_pairs) {
+    sp_grid_t *g;
+    ck_assert_int_eq(sp_grid_create(NULL, &g), 0);
+    const sp_pair_t *p = (const sp_pair_t *)&g; /* poison: must be overwritten */
+    size_t np = 12345;
+    ck_assert_int_eq(sp_grid_find_pairs(g, NULL, NULL, NULL, NULL, NULL, 0, &p, &np), 0);
+    ck_assert_ptr_null(p);
+    ck_assert_uint_eq(np, 0);
+    sp_grid_free(g);
+}
+END_TEST
+
+START_TEST(test_grid_single_sphere_returns_no_pairs) {
+    float x = 1, y = 2, z = 3, r = 100;
+    sp_grid_t *g;
+    ck_assert_int_eq(sp_grid_create(NULL, &g), 0);
+    const sp_pair_t *p;
+    size_t np = 9;
+    ck_assert_int_eq(sp_grid_find_pairs(g, NULL, &x, &y, &z, &r, 1, &p, &np), 0);
+    ck_assert_uint_eq(np, 0);
+    ck_assert_ptr_null(p);
+    sp_grid_free(g);
+}
+END_TEST
+
+START_TEST(test_grid_all_spheres_in_one_cell_give_every_pair_once) {
+    const size_t n = 300;
+    scene_t s = scene_random(3, n, 0.5f, 1.0f, 1.0f, 7.0f); /* box 0.5, radius 1 */
+    for (int nt = 1; nt <= 2; nt++) {
+        sp_grid_def_t d = def_threads(nt);
+        sp_grid_stats_t st;
+        size_t np;
+        sp_pair_t *p = run_grid(&d, &s, NULL, &np, &st);
+        ck_assert_uint_eq(np, n * (n - 1) / 2);
+        size_t k = 0;
+        for (uint32_t a = 0; a < n; a++)
+            for (uint32_t b = a + 1; b < n; b++, k++) {
+                ck_assert_uint_eq(p[k].a, a);
+                ck_assert_uint_eq(p[k].b, b);
+            }
+        free(p);
+    }
+    sp_grid_def_t d = def_threads(1);
+    check_against_brute(&d, &s, NULL);
+    scene_free(&s);
+}
+END_TEST
+
+START_TEST(test_grid_zero_radii_points_never_overlap_each_other) {
+    /* Points 0..3 (r = 0), two of them coincident; sphere 4 of radius 1 at the
+     * origin contains points 0 and 1 strictly, touches point 2 exactly. */
+    float x[] = {0.5f, 0.0f, 1.0f, 0.0f, 0.0f};
+    float y[] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    float z[] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    float r[] = {0.0f, 0.0f, 0.0f, 0.0f, 1.0f};
+    sp_grid_t *g;
+    ck_assert_int_eq(sp_grid_create(NULL, &g), 0);
+    const sp_pair_t *p;
+    size_t np;
+    ck_assert_int_eq(sp_grid_find_pairs(g, NULL, x, y, z, r, 5, &p, &np), 0);
+    ck_assert_uint_eq(np, 3); /* (0,4) (1,4) (3,4); (1,3) coincident points: no */
+    ck_assert_uint_eq(p[0].a, 0);
+    ck_assert_uint_eq(p[0].b, 4);
+    ck_assert_uint_eq(p[1].a, 1);
+    ck_assert_uint_eq(p[1].b, 4);
+    ck_assert_uint_eq(p[2].a, 3);
+    ck_assert_uint_eq(p[2].b, 4);
+    ck_assert_float_eq(p[0].dist, 0.5f);
+    ck_assert_float_eq(p[0].nx, -1.0f); /* from point 0 (x=0.5) to sphere 4 (x=0) */
+    float zr[] = {0, 0, 0, 0, 0};
+    ck_assert_int_eq(sp_grid_find_pairs(g, NULL, x, y, z, zr, 5, &p, &np), 0);
+    ck_assert_uint_eq(np, 0);
+    ck_assert_ptr_null(p);
+    sp_grid_free(g);
+}
+END_TEST
+
+START_TEST(test_grid_coincident_centres_give_dist_0_normal_plus_x) {
+    float x[] = {3.0f, 3.0f, 3.5f}, y[] = {-2.0f, -2.0f, -2.0f}, z[] = {1.0f, 1.0f, 1.0f};
+    float r[] = {0.25f, 0.25f, 0.1f};
+    sp_grid_t *g;
+    ck_assert_int_eq(sp_grid_create(NULL, &g), 0);
+    const sp_pair_t *p;
+    size_t np;
+    ck_assert_int_eq(sp_grid_find_pairs(g, NULL, x, y, z, r, 3, &p, &np), 0);
+    ck_assert_uint_eq(np, 1);
+    ck_assert_uint_eq(p[0].a, 0);
+    ck_assert_uint_eq(p[0].b, 1);
+    ck_assert_float_eq(p[0].dist, 0.0f);
+    ck_assert_float_eq(p[0].nx, 1.0f);
+    ck_assert_float_eq(p[0].ny, 0.0f);
+    ck_assert_float_eq(p[0].nz, 0.0f);
+    sp_grid_free(g);
+}
+END_TEST
+
+START_TEST(test_grid_touching_spheres_are_not_a_pair_and_normal_points_a_to_b) {
+    /* 0 and 1 touch exactly (d = 2 = r0 + r1); 2 overlaps 1 along -y from 1. */
+    float x[] = {0.0f, 2.0f, 2.0f}, y[] = {0.0f, 0.0f, -1.5f}, z[] = {0.0f, 0.0f, 0.0f};
+    float r[] = {1.0f, 1.0f, 1.0f};
+    sp_grid_t *g;
+    ck_assert_int_eq(sp_grid_create(NULL, &g), 0);
+    const sp_pair_t *p;
+    size_t np;
+    ck_assert_int_eq(sp_grid_find_pairs(g, NULL, x, y, z, r, 3, &p, &np), 0);
+    ck_assert_uint_eq(np, 1);
+    ck_assert_uint_eq(p[0].a, 1);
+    ck_assert_uint_eq(p[0].b, 2);
+    ck_assert_float_eq_tol(p[0].dist, 1.5f, 1e-6f);
+    ck_assert_float_eq_tol(p[0].nx, 0.0f, 1e-6f);
+    ck_assert_float_eq_tol(p[0].ny, -1.0f, 1e-6f);
+    sp_grid_free(g);
+}
+END_TEST
+
+START_TEST(test_grid_far_apart_clusters_switch_to_hash_and_match_brute_force) {
+    /* Three clusters 1e6 .. 1e30 apart: the dense box would need ~1e90 cells. */
+    scene_t s = scene_alloc(1500);
+    rng_state = 1234;
+    const float centres[3] = {-1e30f, 0.0f, 3e6f};
+    for (size_t i = 0; i < s.n; i++) {
+        float c = centres[i % 3];
+        float side = c == 0.0f ? 12.0f : (c < 0 ? 1e24f : 8.0f);
+        s.x[i] = c + rng_range(-side, side);
+        s.y[i] = rng_range(-side, side) - c;
+        s.z[i] = c * 0.5f + rng_range(-side, side);
+        s.r[i] = rng_range(0.5f, 1.5f);
+    }
+    /* Make a few exact duplicates at the huge coordinates, which must pair. */
+    s.x[3] = s.x[0], s.y[3] = s.y[0], s.z[3] = s.z[0];
+    sp_grid_def_t d = def_threads(2);
+    sp_grid_stats_t st;
+    check_against_brute(&d, &s, &st);
+    ck_assert_int_eq(st.hashed, 1);
+    ck_assert_uint_gt(st.pairs, 100);
+    scene_free(&s);
+}
+END_TEST
+
+START_TEST(test_grid_large_coordinates_near_float_limits_match_brute_force) {
+    scene_t s = scene_alloc(600);
+    rng_state = 42;
+    for (size_t i = 0; i < s.n; i++) {
+        float sign = (i & 1) ? 1.0f : -1.0f;
+        s.x[i] = sign * rng_range(1e37f, 3e38f);
+        s.y[i] = rng_range(-1e5f, 1e5f);
+        s.z[i] = (i % 5 == 0) ? s.x[i] : rng_range(-10.0f, 10.0f);
+        s.r[i] = rng_range(0.0f, 2e4f);
+    }
+    /* Some overlapping neighbours: same x and z, y 1 apart. */
+    for (size_t i = 0; i + 1 < s.n; i += 7) {
+        s.x[i + 1] = s.x[i], s.z[i + 1] = s.z[i], s.y[i + 1] = s.y[i] + 1.0f;
+    }
+    for (int mode = 0; mode < 2; mode++) {
+        sp_grid_def_t d = def_threads(1);
+        d.mode = mode;
+        sp_grid_stats_t st;
+        check_against_brute(&d, &s, &st);
+        ck_assert_uint_ge(st.pairs, 80);
+    }
+    scene_free(&s);
+}
+END_TEST
+
+START_TEST(test_grid_nan_inf_and_negative_radius_are_rejected) {
+    float x[4] = {0, 1, 2, 3}, y[4] = {0}, z[4] = {0}, r[4] = {1, 1, 1, 1};
+    float *arrs[4] = {x, y, z, r};
+    const float bad[3] = {NAN, INFINITY, -INFINITY};
+    sp_grid_t *g;
+    ck_assert_int_eq(sp_grid_create(NULL, &g), 0);
+    const sp_pair_t *p;
+    size_t np;
+    for (int a = 0; a < 4; a++)
+        for (int k = 0; k < 3; k++) {
+            float keep = arrs[a][2];
+            arrs[a][2] = bad[k];
+            p = (const sp_pair_t *)x;
+            np = 7;
+            ck_assert_int_eq(sp_grid_find_pairs(g, NULL, x, y, z, r, 4, &p, &np), SP_EINVAL);
+            ck_assert_ptr_null(p);
+            ck_assert_uint_eq(np, 0);
+            arrs[a][2] = keep;
+        }
+    r[1] = -0.5f;
+    ck_assert_int_eq(sp_grid_find_pairs(g, NULL, x, y, z, r, 4, &p, &np), SP_EINVAL);
+    r[1] = 1.0f;
+    /* The same object still works afterwards. */
+    ck_assert_int_eq(sp_grid_find_pairs(g, NULL, x, y, z, r, 4, &p, &np), 0);
+    ck_assert_uint_eq(np, 3);
+    sp_grid_free(g);
+}
+END_TEST
+
+START_TEST(test_grid_bad_arguments_return_einval_or_eoverflow) {
+    sp_grid_t *g = (sp_grid_t *)0x1;
+    sp_grid_def_t d = sp_grid_def_default();
+    d.nthreads = 0;
+    ck_assert_int_eq(sp_grid_create(&d, &g), SP_EINVAL);
+    d.nthreads = SP_GRID_MAX_THREADS + 1;
+    ck_assert_int_eq(sp_grid_create(&d, &g), SP_EINVAL);
+    d = sp_grid_def_default();
+    d.cell_size = NAN;
+    ck_assert_int_eq(sp_grid_create(&d, &g), SP_EINVAL);
+    d.cell_size = -1.0f;
+    ck_assert_int_eq(sp_grid_create(&d, &g), SP_EINVAL);
+    d = sp_grid_def_default();
+    d.order = (sp_grid_order_t)7;
+    ck_assert_int_eq(sp_grid_create(&d, &g), SP_EINVAL);
+    ck_assert_ptr_eq(g, (sp_grid_t *)0x1); /* untouched */
+    ck_assert_int_eq(sp_grid_create(NULL, NULL), SP_EINVAL);
+
+    ck_assert_int_eq(sp_grid_create(NULL, &g), 0);
+    float v[2] = {0, 0};
+    const sp_pair_t *p;
+    size_t np;
+    ck_assert_int_eq(sp_grid_find_pairs(NULL, NULL, v, v, v, v, 2, &p, &np), SP_EINVAL);
+    ck_assert_int_eq(sp_grid_find_pairs(g, NULL, v, v, v, v, 2, NULL, &np), SP_EINVAL);
+    ck_assert_int_eq(sp_grid_find_pairs(g, NULL, v, v, v, v, 2, &p, NULL), SP_EINVAL);
+    ck_assert_int_eq(sp_grid_find_pairs(g, NULL, v, NULL, v, v, 2, &p, &np), SP_EINVAL);
+    /* More spheres than 32-bit indices can name: rejected before any read. */
+    ck_assert_int_eq(sp_grid_find_pairs(g, NULL, v, v, v, v, (size_t)UINT32_MAX, &p, &np), SP_EOVERFLOW);
+    ck_assert_ptr_null(p);
+    ck_assert_uint_eq(np, 0);
+    sp_grid_free(g);
+    sp_grid_free(NULL);
+}
+END_TEST
+
+/* Allocator that fails every call once `budget` calls have succeeded. */
+typedef struct failing {
+    long budget;
+    long live;
+} failing_t;
+static void *failing_alloc(void *ctx, size_t size, size_t align) {
+    failing_t *f = ctx;
+    if (f->budget-- <= 0) return NULL;
+    f->live++;
+    return sp_allocator_default()->alloc(NULL, size, align);
+}
+static void failing_free(void *ctx, void *ptr, size_t size, size_t align) {
+    failing_t *f = ctx;
+    f->live--;
+    sp_allocator_default()->free(NULL, ptr, size, align);
+}
+
+START_TEST(test_grid_out_of_memory_returns_enomem_and_recovers) {
+    scene_t s = scene_random(8, 3000, 30.0f, 0.5f, 1.5f, 0.0f);
+    pairlist_t ref = brute(&s);
+    int saw_enomem = 0, saw_ok = 0;
+    for (long budget = 0; budget < 40 && !saw_ok; budget++) {
+        failing_t f = {budget, 0};
+        sp_allocator_t al = {failing_alloc, failing_free, &f};
+        sp_grid_def_t d = def_threads(2);
+        d.allocator = &al;
+        sp_grid_t *g = NULL;
+        int rc = sp_grid_create(&d, &g);
+        if (rc != 0) {
+            ck_assert_int_eq(rc, SP_ENOMEM);
+            ck_assert_int_eq(f.live, 0);
+            continue;
+        }
+        sp_arena_t ar;
+        sp_arena_init(&ar, 0, &al);
+        const sp_pair_t *p;
+        size_t np;
+        rc = sp_grid_find_pairs(g, &ar, s.x, s.y, s.z, s.r, s.n, &p, &np);
+        if (rc == SP_ENOMEM) {
+            saw_enomem = 1;
+            ck_assert_ptr_null(p);
+            ck_assert_uint_eq(np, 0);
+            ck_assert_uint_eq(sp_arena_used(&ar), 0);
+            /* Give it memory again: the same object now succeeds. */
+            f.budget = 1000;
+            ck_assert_int_eq(sp_grid_find_pairs(g, &ar, s.x, s.y, s.z, s.r, s.n, &p, &np), 0);
+        } else {
+            ck_assert_int_eq(rc, 0);
+            saw_ok = 1;
+        }
+        assert_same_pairs(p, np, &ref);
+        sp_arena_destroy(&ar);
+        sp_grid_free(g);
+        ck_assert_int_eq(f.live, 0);
+    }
+    ck_assert(saw_enomem);
+    ck_assert(saw_ok);
+    free(ref.p);
+    scene_free(&s);
+}
+END_TEST
+
+START_TEST(test_grid_seed_regression_grid_is_used_not_all_pairs) {
+    /* The seed tested all n(n-1)/2 pairs and left its grid empty. At the
+     * benchmark density each sphere should meet ~14 cells' worth (~15-40)
+     * candidates, far from n/2. */
+    const size_t n = 4000;
+    scene_t s = scene_random(21, n, cbrtf((float)n / 0.0398f), 0.5f, 1.5f, 0.0f);
+    sp_grid_def_t d = def_threads(1);
+    sp_grid_stats_t st;
+    check_against_brute(&d, &s, &st);
+    ck_assert_int_eq(st.hashed, 0); /* AUTO picks the dense grid here */
+    ck_assert_uint_lt(st.candidates, 40 * n);
+    ck_assert_uint_gt(st.candidates, st.pairs);
+    ck_assert_uint_gt(st.pairs, n / 4);
+    ck_assert(st.cell_size >= 3.0 && st.cell_size < 3.01);
+    ck_assert_uint_gt(st.scratch_bytes, n * 28);
+    scene_free(&s);
+}
+END_TEST
+
+START_TEST(test_grid_caller_cell_size_is_a_minimum) {
+    scene_t s = scene_random(31, 2000, 40.0f, 0.2f, 1.0f, 0.0f);
+    sp_grid_def_t d = def_threads(1);
+    sp_grid_stats_t st;
+    d.cell_size = 7.5f; /* bigger than 2 rmax: used */
+    check_against_brute(&d, &s, &st);
+    ck_assert(st.cell_size == 7.5);
+    d.cell_size = 0.1f; /* smaller than 2 rmax: raised */
+    check_against_brute(&d, &s, &st);
+    ck_assert(st.cell_size >= 2.0 && st.cell_size < 2.01);
+    scene_free(&s);
+}
+END_TEST
+
+START_TEST(test_grid_reused_object_handles_growing_and_shrinking_inputs) {
+    sp_grid_def_t d = def_threads(2);
+    sp_grid_t *g;
+    ck_assert_int_eq(sp_grid_create(&d, &g), 0);
+    sp_arena_t ar;
+    sp_arena_init(&ar, 0, NULL);
+    const size_t sizes[] = {100, 3000, 0, 1, 2500, 50};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        scene_t s = scene_random(k + 500, sizes[k], 20.0f, 0.5f, 1.5f, 0.0f);
+        pairlist_t ref = brute(&s);
+        const sp_pair_t *p;
+        size_t np;
+        ck_assert_int_eq(sp_grid_find_pairs(g, &ar, s.x, s.y, s.z, s.r, s.n, &p, &np), 0);
+        assert_same_pairs(p, np, &ref);
+        free(ref.p);
+        scene_free(&s);
+    }
+    sp_arena_destroy(&ar);
+    sp_grid_free(g);
+}
+END_TEST
+
+START_TEST(test_grid_spheres_on_cell_boundaries_and_negative_coords) {
+    /* Centres on exact multiples of the cell edge, negative and positive, so
+     * neighbours sit in adjacent cells in every direction. */
+    scene_t s = scene_alloc(27 * 8);
+    size_t k = 0;
+    for (int i = -1; i <= 1; i++)
+        for (int j = -1; j <= 1; j++)
+            for (int m = -1; m <= 1; m++)
+                for (int q = 0; q < 8; q++, k++) {
+                    s.x[k] = (float)i * 2.0f + (q & 1 ? 1.9f : 0.0f);
+                    s.y[k] = (float)j * 2.0f + (q & 2 ? 1.9f : 0.0f);
+                    s.z[k] = (float)m * 2.0f + (q & 4 ? 1.9f : 0.0f);
+                    s.r[k] = 0.5f;
+                }
+    for (int mode = 0; mode < 2; mode++) {
+        sp_grid_def_t d = def_threads(1);
+        d.mode = mode;
+        d.cell_size = 2.0f;
+        check_against_brute(&d, &s, NULL);
+    }
+    scene_free(&s);
+}
+END_TEST
+
+static Suite *grid_suite(void) {
+    Suite *su = suite_create("grid");
+    struct {
+        const char *name;
+        const TTest *t;
+        int loop;
+        double timeout;
+    } cases[] = {
+        {"random_one_thread", test_grid_random_scenes_match_brute_force_one_thread, (int)NSCENES, 30},
+        {"random_two_threads", test_grid_random_scenes_match_brute_force_two_threads, (int)NSCENES, 30},
+        {"hash_mode", test_grid_hash_mode_matches_brute_force, (int)NSCENES, 30},
+        {"cell_order", test_grid_cell_order_is_same_set_and_thread_independent, 0, 30},
+        {"ab_order_threads", test_grid_ab_order_bitwise_identical_for_1_2_4_threads, 0, 30},
+        {"empty", test_grid_empty_input_returns_no_pairs, 0, 10},
+        {"single", test_grid_single_sphere_returns_no_pairs, 0, 10},
+        {"one_cell", test_grid_all_spheres_in_one_cell_give_every_pair_once, 0, 30},
+        {"zero_radii", test_grid_zero_radii_points_never_overlap_each_other, 0, 10},
+        {"coincident", test_grid_coincident_centres_give_dist_0_normal_plus_x, 0, 10},
+        {"touching", test_grid_touching_spheres_are_not_a_pair_and_normal_points_a_to_b, 0, 10},
+        {"far_apart", test_grid_far_apart_clusters_switch_to_hash_and_match_brute_force, 0, 30},
+        {"huge_coords", test_grid_large_coordinates_near_float_limits_match_brute_force, 0, 30},
+        {"nan_inf", test_grid_nan_inf_and_negative_radius_are_rejected, 0, 10},
+        {"bad_args", test_grid_bad_arguments_return_einval_or_eoverflow, 0, 10},
+        {"oom", test_grid_out_of_memory_returns_enomem_and_recovers, 0, 60},
+        {"seed_regression", test_grid_seed_regression_grid_is_used_not_all_pairs, 0, 30},
+        {"cell_size", test_grid_caller_cell_size_is_a_minimum, 0, 30},
+        {"reuse", test_grid_reused_object_handles_growing_and_shrinking_inputs, 0, 30},
+        {"boundaries", test_grid_spheres_on_cell_boundaries_and_negative_coords, 0, 10},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        TCase *tc = tcase_create(cases[i].name);
+        tcase_set_timeout(tc, sp_timeout(cases[i].timeout));
+        if (cases[i].loop)
+            tcase_add_loop_test(tc, cases[i].t, 0, cases[i].loop);
+        else
+            tcase_add_test(tc, cases[i].t);
+        suite_add_tcase(su, tc);
+    }
+    return su;
+}
+
+SP_CHECK_MAIN(grid_suite)
