@@ -1,4 +1,122 @@
-/* placeholder */
+/* sim/frame.h: immutable, reference-counted snapshots of the world.
+ *
+ * After a tick the loop may publish a frame: every live entity as a quantized
+ * 64-byte row, rows sorted by id ascending, plus a coarse spatial index for
+ * interest queries. A frame never changes after sp_world_publish_frame()
+ * returns, so any number of threads may read it at once (per-client snapshot
+ * encoding, NPC AI) while the owner keeps stepping the world. Its lifetime is
+ * an atomic reference count: the publisher holds one reference; each thread
+ * that keeps the frame takes its own with sp_frame_retain() before the
+ * publisher could drop it, and drops it with sp_frame_release().
+ *
+ * Quantization (proto/PROTOCOL.md repeats it; decoders divide back):
+ *   pos    int32, units of 1/SP_FRAME_POS_SCALE  (1/16 world unit), rounded to nearest
+ *   vel    int32, units of 1/SP_FRAME_VEL_SCALE  (1/64 unit/s)
+ *   hp     uint32, units of 1/SP_FRAME_HP_SCALE  (1/16 hp), same for max_hp
+ *   amount uint32, 1/16 resource unit (asteroids' remaining amount)
+ *   radius uint16, 1/16 world unit (saturates at 4095.9 units)
+ * Rounding is round-half-away-from-zero of value*scale (lroundf), saturated to
+ * the type's range. */
 #ifndef SP_SIM_FRAME_H
 #define SP_SIM_FRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sim/world.h"
+#include "spacesim/common.h"
+
+#ifdef __cplusplus
+extern "C" {
 #endif
+
+#define SP_FRAME_POS_SCALE 16
+#define SP_FRAME_VEL_SCALE 64
+#define SP_FRAME_HP_SCALE 16
+#define SP_FRAME_AMOUNT_SCALE 16
+#define SP_FRAME_RADIUS_SCALE 16
+
+/* One entity, quantized. 64 bytes, 64-byte aligned: one cache line. */
+typedef struct sp_frame_row {
+    sp_entity_id_t id;
+    int32_t pos[3];   /* 1/16 units */
+    int32_t vel[3];   /* 1/64 units/s */
+    uint32_t hp;      /* 1/16 hp */
+    uint32_t max_hp;  /* 1/16 hp */
+    uint32_t owner;   /* session id; 0 = server */
+    uint32_t amount;  /* asteroid remaining, 1/16 units; 0 for others */
+    uint16_t radius;  /* 1/16 units */
+    uint8_t kind;     /* sp_entity_kind_t */
+    uint8_t flags;    /* SP_ENT_* (incl. WEAPON_READY / MINE_READY for ships) */
+    int8_t resource;  /* asteroid resource 0..3; -1 otherwise */
+    uint8_t reserved[11]; /* zero */
+} sp_frame_row_t;
+
+_Static_assert(sizeof(sp_frame_row_t) == 64, "sp_frame_row_t is one cache line");
+
+/* The frame. Fields are read-only for everyone; the struct and its arrays are
+ * one allocation owned by the reference count. */
+typedef struct sp_frame {
+    uint64_t tick;          /* world tick the frame was taken at */
+    uint32_t count;         /* rows */
+    uint32_t npc_count;     /* entries in npc_rows */
+    float half_extent;      /* world half extent, units */
+    float dt;               /* world step, seconds */
+    /* Copies of the world rules the AI needs (sp_world_def_t fields). */
+    float ship_max_speed, weapon_range, weapon_damage, mining_range, mining_amount;
+    const sp_frame_row_t *rows;   /* count rows, id ascending */
+    const uint32_t *npc_rows;     /* rows of NPC ships, ascending (the AI's work list) */
+    /* Coarse spatial index (dense grid over the world cube): cell c holds
+     * cell_rows[cell_start[c] .. cell_start[c+1]), ascending row order. */
+    uint32_t cells_per_axis;
+    float cell_size;              /* units */
+    const uint32_t *cell_start;   /* cells_per_axis^3 + 1 */
+    const uint32_t *cell_rows;    /* count */
+    /* private */
+    _Atomic uint32_t refs_;
+    size_t bytes_;
+    const sp_allocator_t *alloc_;
+} sp_frame_t;
+
+/* Take an immutable snapshot of w (owner thread). Returns the frame with one
+ * reference held by the caller, or NULL on allocation failure (w unchanged).
+ * Cost: O(entities): one pass over the slots, a stable sort by generation
+ * (usually a no-op pass) and a counting sort into cells; allocates one block
+ * of ~68 bytes per entity. */
+SP_API sp_frame_t *sp_world_publish_frame(sp_world_t *w);
+
+/* Add a reference. The caller must already hold one (so the frame cannot be
+ * freed concurrently). Any thread; lock-free; never allocates. */
+SP_API void sp_frame_retain(const sp_frame_t *f);
+
+/* Drop a reference; the last one frees the frame (with the world's
+ * allocator, which must therefore be thread-safe). NULL is a no-op. Any
+ * thread; lock-free. */
+SP_API void sp_frame_release(const sp_frame_t *f);
+
+/* Current reference count (racy by nature: for tests and metrics). */
+SP_API uint32_t sp_frame_refs(const sp_frame_t *f);
+
+/* Row index of entity id, or -1 when the frame has no such id (binary search,
+ * O(log count)). Any thread. */
+SP_API long sp_frame_find(const sp_frame_t *f, sp_entity_id_t id);
+
+/* Rows whose quantized centre lies within distance r (units) of (cx, cy, cz),
+ * i.e. |pos/16 - c| <= r, in ascending row (= id) order. Writes at most cap
+ * row indices to out and returns the number of matching rows, which may be
+ * larger than cap (then call again with a larger buffer). r < 0 or NaN gives 0.
+ * Any thread at once; never allocates (uses ~8 KiB of stack).
+ * Cost: O(rows in the touched cells * log(touched cells)); queries touching
+ * more than 1024 cells scan all rows linearly (O(count)). */
+SP_API size_t sp_frame_query_sphere(const sp_frame_t *f, float cx, float cy, float cz, float r,
+                                    uint32_t *out, size_t cap);
+
+/* Dequantize helpers. */
+SP_INLINE float sp_frame_pos(int32_t q) { return (float)q / (float)SP_FRAME_POS_SCALE; }
+SP_INLINE float sp_frame_vel(int32_t q) { return (float)q / (float)SP_FRAME_VEL_SCALE; }
+SP_INLINE float sp_frame_hp(uint32_t q) { return (float)q / (float)SP_FRAME_HP_SCALE; }
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SP_SIM_FRAME_H */

@@ -1,4 +1,47 @@
-/* placeholder */
+/* sim/save.h: whole-world checkpoints as a byte buffer.
+ *
+ * Format (little-endian, version 1):
+ *   header  "SPWORLD\0" magic (8) | version u32 | header size u32 |
+ *           payload length u64 | FNV-1a-64 of the payload u64
+ *   payload the world definition, tick, rng state, slot count, free list,
+ *           and every slot's full state (free slots: generation only).
+ * sp_world_load() validates everything (magic, version, lengths, checksum,
+ * every count against the lengths, every number's range, kinds, flags,
+ * generations, free list consistency) BEFORE it builds the new world, so a
+ * corrupt or truncated buffer is refused with SP_ECORRUPT and nothing is
+ * half-loaded. A loaded world steps exactly like the saved one (same
+ * sp_world_hash() now and after any number of identical steps).
+ *
+ * Threads: the world's owner thread; the buffer belongs to the caller. The
+ * daemon writes the bytes to disk atomically (temp file, fsync, rename). */
 #ifndef SP_SIM_SAVE_H
 #define SP_SIM_SAVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sim/world.h"
+
+#ifdef __cplusplus
+extern "C" {
 #endif
+
+#define SP_SAVE_VERSION 1u
+
+/* Serialize w. On success returns 0 and *out_buf / *out_len: a buffer from
+ * malloc() that the caller frees with free(). SP_ENOMEM / SP_EOVERFLOW on
+ * failure (nothing returned). Cost: O(slots), ~130 bytes per slot. */
+SP_API int sp_world_save(const sp_world_t *w, uint8_t **out_buf, size_t *out_len);
+
+/* Build a new world from a buffer made by sp_world_save(). alloc: allocator of
+ * the new world (NULL = libc); grid_threads: broadphase threads (not part of
+ * the saved state: results do not depend on it; 0 = 1). Returns 0 and *out,
+ * SP_ECORRUPT (any validation failure, truncation, trailing bytes), SP_EINVAL
+ * (NULL), SP_ENOMEM. *out untouched on failure. */
+SP_API int sp_world_load(const uint8_t *buf, size_t len, const sp_allocator_t *alloc,
+                         int grid_threads, sp_world_t **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SP_SIM_SAVE_H */
