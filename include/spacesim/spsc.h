@@ -136,6 +136,7 @@ SP_INLINE size_t sp_spsc_try_pop_n(sp_spsc_t *q, void **out, size_t max) {
     struct sp__spsc_side *s = &q->cons.s;
     size_t pos = atomic_load_explicit(&s->pos, memory_order_relaxed); /* own index */
     size_t k = 0;
+    if (max > s->mask + 1) max = s->mask + 1; /* never scan a slot twice */
     for (; k < max; k++) {
         /* Acquire: pairs with the producer's release store of this item. */
         void *p = atomic_load_explicit(&s->slots[(pos + k) & s->mask], memory_order_acquire);

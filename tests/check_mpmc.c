@@ -1,0 +1,416 @@
+/* check_mpmc.c: unit tests of the bounded MPMC queue (spacesim/mpmc.h) and
+ * the SPSC pointer ring (spacesim/spsc.h). Concurrency at scale lives in
+ * tests/stress/check_stress_mpmc.c; here each seed defect has a deterministic
+ * regression test, some of them white-box (they drive the indices by hand to
+ * freeze another thread mid-operation). */
+#include <check.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "helpers/sp_check.h"
+#include "spacesim/mpmc.h"
+#include "spacesim/spsc.h"
+
+/* ---------------------------------------------------------------- helpers */
+
+static void *fail_alloc(void *ctx, size_t size, size_t align) {
+    (void)ctx;
+    (void)size;
+    (void)align;
+    return NULL;
+}
+static void fail_free(void *ctx, void *p, size_t size, size_t align) {
+    (void)ctx;
+    (void)p;
+    (void)size;
+    (void)align;
+}
+static const sp_allocator_t failing = {fail_alloc, fail_free, NULL};
+
+/* Counting allocator: checks that destroy frees exactly what init allocated. */
+typedef struct {
+    long allocs, frees;
+    size_t live;
+} count_ctx_t;
+static void *count_alloc(void *ctx, size_t size, size_t align) {
+    count_ctx_t *c = ctx;
+    c->allocs++;
+    c->live += size;
+    return sp_allocator_default()->alloc(NULL, size, align);
+}
+static void count_free(void *ctx, void *p, size_t size, size_t align) {
+    count_ctx_t *c = ctx;
+    c->frees++;
+    c->live -= size;
+    sp_allocator_default()->free(NULL, p, size, align);
+}
+
+static uint64_t u64_pop(sp_mpmc_t *q) {
+    uint64_t v = 0xdeadbeef;
+    ck_assert_int_eq(sp_mpmc_try_pop(q, &v), 0);
+    return v;
+}
+
+/* ---------------------------------------------------------------- init */
+
+START_TEST(test_mpmc_init_rejects_bad_capacity_and_elem_size) {
+    sp_mpmc_t q;
+    ck_assert_int_eq(sp_mpmc_init(&q, 0, 8, NULL), SP_EINVAL);
+    ck_assert_int_eq(sp_mpmc_init(&q, 1, 8, NULL), SP_EINVAL);
+    ck_assert_int_eq(sp_mpmc_init(&q, 3, 8, NULL), SP_EINVAL);
+    ck_assert_int_eq(sp_mpmc_init(&q, 1000, 8, NULL), SP_EINVAL);
+    ck_assert_int_eq(sp_mpmc_init(&q, 16, 0, NULL), SP_EINVAL);
+    ck_assert_int_eq(sp_mpmc_init(NULL, 16, 8, NULL), SP_EINVAL);
+}
+END_TEST
+
+START_TEST(test_mpmc_init_huge_sizes_overflow) {
+    sp_mpmc_t q;
+    ck_assert_int_eq(sp_mpmc_init(&q, (size_t)1 << 62, 64, NULL), SP_EOVERFLOW);
+    ck_assert_int_eq(sp_mpmc_init(&q, 2, SIZE_MAX - 4, NULL), SP_EOVERFLOW);
+}
+END_TEST
+
+START_TEST(test_mpmc_init_oom_returns_enomem) {
+    sp_mpmc_t q;
+    ck_assert_int_eq(sp_mpmc_init(&q, 16, 8, &failing), SP_ENOMEM);
+}
+END_TEST
+
+START_TEST(test_mpmc_destroy_frees_what_init_allocated) {
+    count_ctx_t c = {0, 0, 0};
+    sp_allocator_t a = {count_alloc, count_free, &c};
+    sp_mpmc_t q;
+    ck_assert_int_eq(sp_mpmc_init(&q, 64, 128, &a), 0);
+    ck_assert_int_eq(c.allocs, 1);
+    ck_assert_uint_ge(c.live, 64 * 136);
+    sp_mpmc_destroy(&q);
+    ck_assert_int_eq(c.frees, 1);
+    ck_assert_uint_eq(c.live, 0);
+    sp_mpmc_destroy(&q); /* second destroy is a no-op */
+    ck_assert_int_eq(c.frees, 1);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- capacity */
+
+/* Seed defect: capacity-1 usable. Every one of the capacity cells must hold. */
+START_TEST(test_mpmc_full_capacity_4_usable_then_full) {
+    sp_mpmc_t q;
+    ck_assert_int_eq(sp_mpmc_init(&q, 4, sizeof(uint64_t), NULL), 0);
+    ck_assert_uint_eq(sp_mpmc_capacity(&q), 4);
+    for (uint64_t i = 0; i < 4; i++) ck_assert_int_eq(sp_mpmc_try_push(&q, &i), 0);
+    uint64_t x = 99;
+    ck_assert_int_eq(sp_mpmc_try_push(&q, &x), SP_EAGAIN);
+    ck_assert_uint_eq(sp_mpmc_size_approx(&q), 4);
+    for (uint64_t i = 0; i < 4; i++) ck_assert_uint_eq(u64_pop(&q), i);
+    uint64_t v = 7;
+    ck_assert_int_eq(sp_mpmc_try_pop(&q, &v), SP_EAGAIN);
+    ck_assert_uint_eq(v, 7); /* untouched on failure */
+    ck_assert_uint_eq(sp_mpmc_size_approx(&q), 0);
+    sp_mpmc_destroy(&q);
+}
+END_TEST
+
+/* Seed defect: len() wrong after the ring wraps. Run 3.5 laps of a ring of 8
+ * with a varying fill level and check size and FIFO order at every step. */
+START_TEST(test_mpmc_size_approx_exact_across_wrap_3_5_laps) {
+    sp_mpmc_t q;
+    ck_assert_int_eq(sp_mpmc_init(&q, 8, sizeof(uint64_t), NULL), 0);
+    uint64_t next_in = 0, next_out = 0;
+    for (int step = 0; step < 28; step++) {
+        int push = 1 + step % 5, pop = 1 + (step * 3) % 4;
+        for (int i = 0; i < push; i++) {
+            if (next_in - next_out == 8) {
+                ck_assert_int_eq(sp_mpmc_try_push(&q, &next_in), SP_EAGAIN);
+                break;
+            }
+            ck_assert_int_eq(sp_mpmc_try_push(&q, &next_in), 0);
+            next_in++;
+            ck_assert_uint_eq(sp_mpmc_size_approx(&q), next_in - next_out);
+        }
+        for (int i = 0; i < pop && next_out < next_in; i++) {
+            ck_assert_uint_eq(u64_pop(&q), next_out);
+            next_out++;
+            ck_assert_uint_eq(sp_mpmc_size_approx(&q), next_in - next_out);
+        }
+    }
+    ck_assert_uint_ge(next_out, 3 * 8 + 4); /* really went round 3.5 times */
+    sp_mpmc_destroy(&q);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- by value */
+
+typedef struct {
+    uint64_t id;
+    char text[112];
+    uint32_t kind, prio;
+} msg128_t;
+
+START_TEST(test_mpmc_msg128_by_value_fifo_bytes_intact) {
+    ck_assert_uint_eq(sizeof(msg128_t), 128);
+    sp_mpmc_t q;
+    ck_assert_int_eq(sp_mpmc_init(&q, 16, sizeof(msg128_t), NULL), 0);
+    for (int round = 0; round < 5; round++) {
+        for (uint64_t i = 0; i < 16; i++) {
+            msg128_t m;
+            memset(&m, (int)(i + round), sizeof m);
+            m.id = round * 100 + i;
+            ck_assert_int_eq(sp_mpmc_try_push(&q, &m), 0);
+        }
+        for (uint64_t i = 0; i < 16; i++) {
+            msg128_t m, want;
+            memset(&want, (int)(i + round), sizeof want);
+            want.id = round * 100 + i;
+            ck_assert_int_eq(sp_mpmc_try_pop(&q, &m), 0);
+            ck_assert_int_eq(memcmp(&m, &want, sizeof m), 0);
+        }
+    }
+    sp_mpmc_destroy(&q);
+}
+END_TEST
+
+START_TEST(test_mpmc_odd_elem_size_3_and_61_roundtrip) {
+    size_t sizes[] = {1, 3, 61};
+    for (size_t k = 0; k < 3; k++) {
+        size_t es = sizes[k];
+        sp_mpmc_t q;
+        ck_assert_int_eq(sp_mpmc_init(&q, 4, es, NULL), 0);
+        unsigned char in[64], out[64];
+        for (int i = 0; i < 10; i++) {
+            memset(in, 0x40 + i, es);
+            memset(out, 0, sizeof out);
+            ck_assert_int_eq(sp_mpmc_try_push(&q, in), 0);
+            ck_assert_int_eq(sp_mpmc_try_pop(&q, out), 0);
+            ck_assert_int_eq(memcmp(in, out, es), 0);
+            ck_assert_uint_eq(out[es], 0); /* wrote exactly elem_size bytes */
+        }
+        sp_mpmc_destroy(&q);
+    }
+}
+END_TEST
+
+/* ---------------------------------------------------------------- batches */
+
+START_TEST(test_mpmc_push_n_pushes_fitting_prefix_5_plus_3_of_10) {
+    sp_mpmc_t q;
+    ck_assert_int_eq(sp_mpmc_init(&q, 8, sizeof(uint64_t), NULL), 0);
+    uint64_t a[10];
+    for (int i = 0; i < 10; i++) a[i] = 100 + i;
+    ck_assert_uint_eq(sp_mpmc_try_push_n(&q, a, 5), 5);
+    ck_assert_uint_eq(sp_mpmc_try_push_n(&q, a + 5, 5), 3); /* only 3 cells left */
+    ck_assert_uint_eq(sp_mpmc_try_push_n(&q, a, 1), 0);
+    ck_assert_uint_eq(sp_mpmc_size_approx(&q), 8);
+    uint64_t out[16] = {0};
+    ck_assert_uint_eq(sp_mpmc_try_pop_n(&q, out, 16), 8);
+    for (int i = 0; i < 8; i++) ck_assert_uint_eq(out[i], 100 + i);
+    ck_assert_uint_eq(sp_mpmc_try_pop_n(&q, out, 16), 0);
+    ck_assert_uint_eq(sp_mpmc_try_push_n(&q, a, 0), 0);
+    ck_assert_uint_eq(sp_mpmc_try_pop_n(&q, out, 0), 0);
+    sp_mpmc_destroy(&q);
+}
+END_TEST
+
+START_TEST(test_mpmc_batches_across_wrap_keep_fifo) {
+    sp_mpmc_t q;
+    ck_assert_int_eq(sp_mpmc_init(&q, 16, sizeof(uint64_t), NULL), 0);
+    uint64_t in = 0, out = 0, buf[7];
+    for (int round = 0; round < 100; round++) {
+        size_t n = 1 + round % 7;
+        for (size_t i = 0; i < n; i++) buf[i] = in + i;
+        size_t k = sp_mpmc_try_push_n(&q, buf, n);
+        in += k;
+        size_t m = sp_mpmc_try_pop_n(&q, buf, 1 + (round * 5) % 6);
+        for (size_t i = 0; i < m; i++) ck_assert_uint_eq(buf[i], out++);
+        ck_assert_uint_eq(sp_mpmc_size_approx(&q), in - out);
+    }
+    ck_assert_uint_gt(in, 3 * 16);
+    sp_mpmc_destroy(&q);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- pointer fast path */
+
+START_TEST(test_mpmc_ptr_fast_path_fifo_with_null_value) {
+    sp_mpmc_t q;
+    ck_assert_int_eq(sp_mpmc_init(&q, 4, sizeof(void *), NULL), 0);
+    int a, b;
+    void *in[4] = {&a, NULL, &b, &a};
+    for (int lap = 0; lap < 3; lap++) {
+        for (int i = 0; i < 4; i++) ck_assert_int_eq(sp_mpmc_try_push_ptr(&q, in[i]), 0);
+        ck_assert_int_eq(sp_mpmc_try_push_ptr(&q, &b), SP_EAGAIN);
+        for (int i = 0; i < 4; i++) {
+            void *p = (void *)&q;
+            ck_assert_int_eq(sp_mpmc_try_pop_ptr(&q, &p), 0);
+            ck_assert_ptr_eq(p, in[i]);
+        }
+        void *p = (void *)&q;
+        ck_assert_int_eq(sp_mpmc_try_pop_ptr(&q, &p), SP_EAGAIN);
+        ck_assert_ptr_eq(p, (void *)&q);
+    }
+    /* The fast path and the generic path agree on layout. */
+    void *x = &a, *y = NULL;
+    ck_assert_int_eq(sp_mpmc_try_push(&q, &x), 0);
+    ck_assert_int_eq(sp_mpmc_try_pop_ptr(&q, &y), 0);
+    ck_assert_ptr_eq(y, &a);
+    ck_assert_int_eq(sp_mpmc_try_push_ptr(&q, &b), 0);
+    ck_assert_int_eq(sp_mpmc_try_pop(&q, &y), 0);
+    ck_assert_ptr_eq(y, &b);
+    sp_mpmc_destroy(&q);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- seed defects, white-box */
+
+/* Seed defect: a producer could overwrite a slot before its consumer emptied
+ * it. Freeze a consumer between its claim and its copy-out (claim position 0
+ * by hand, do not release the cell): the queue then reports size 3 but a
+ * push must still fail, because cell 0 is not emptied yet. */
+START_TEST(test_mpmc_push_never_overwrites_cell_claimed_but_not_emptied) {
+    sp_mpmc_t q;
+    ck_assert_int_eq(sp_mpmc_init(&q, 4, sizeof(uint64_t), NULL), 0);
+    for (uint64_t i = 0; i < 4; i++) ck_assert_int_eq(sp_mpmc_try_push(&q, &i), 0);
+    /* "Consumer" claims position 0 and stalls. */
+    size_t head = 0;
+    ck_assert(atomic_compare_exchange_strong(&q.cons.s.pos, &head, 1));
+    ck_assert_uint_eq(sp_mpmc_size_approx(&q), 3);
+    uint64_t x = 42;
+    ck_assert_int_eq(sp_mpmc_try_push(&q, &x), SP_EAGAIN);
+    ck_assert_int_eq(sp_mpmc_try_push_ptr(&q, &x), SP_EAGAIN);
+    ck_assert_uint_eq(sp_mpmc_try_push_n(&q, &x, 1), 0);
+    /* The stalled consumer's cell still holds its element intact. */
+    uint64_t held;
+    memcpy(&held, q.cons.s.cells + SP_MPMC_CELL_HDR, sizeof held);
+    ck_assert_uint_eq(held, 0);
+    /* It finishes (releases the cell for the next lap); now the push fits. */
+    atomic_store(((_Atomic size_t *)(void *)q.cons.s.cells), 0 + 4);
+    ck_assert_int_eq(sp_mpmc_try_push(&q, &x), 0);
+    for (uint64_t i = 1; i < 4; i++) ck_assert_uint_eq(u64_pop(&q), i);
+    ck_assert_uint_eq(u64_pop(&q), 42);
+    sp_mpmc_destroy(&q);
+}
+END_TEST
+
+/* Seed defect: a failed tail CAS left tail behind and producers livelocked.
+ * Freeze a producer that claimed position 0 (tail moved, cell unpublished):
+ * our push must move on to position 1, not retry position 0 forever, and the
+ * consumer must wait for position 0 (FIFO), then get both. */
+START_TEST(test_mpmc_push_after_stalled_producer_claims_next_position) {
+    sp_mpmc_t q;
+    ck_assert_int_eq(sp_mpmc_init(&q, 8, sizeof(uint64_t), NULL), 0);
+    size_t tail = 0;
+    ck_assert(atomic_compare_exchange_strong(&q.prod.s.pos, &tail, 1)); /* stalled producer */
+    uint64_t x = 11, v = 0;
+    ck_assert_int_eq(sp_mpmc_try_push(&q, &x), 0);
+    ck_assert_uint_eq(atomic_load(&q.prod.s.pos), 2);
+    ck_assert_int_eq(sp_mpmc_try_pop(&q, &v), SP_EAGAIN); /* position 0 not published yet */
+    /* Stalled producer completes position 0. */
+    uint64_t ten = 10;
+    memcpy(q.prod.s.cells + SP_MPMC_CELL_HDR, &ten, sizeof ten);
+    atomic_store(((_Atomic size_t *)(void *)q.prod.s.cells), 1);
+    ck_assert_uint_eq(u64_pop(&q), 10);
+    ck_assert_uint_eq(u64_pop(&q), 11);
+    /* An index that is behind (stale hint) catches up instead of spinning:
+     * a pop/push pair issued after many others still works. */
+    for (uint64_t i = 0; i < 20; i++) {
+        ck_assert_int_eq(sp_mpmc_try_push(&q, &i), 0);
+        ck_assert_uint_eq(u64_pop(&q), i);
+    }
+    sp_mpmc_destroy(&q);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- SPSC */
+
+START_TEST(test_spsc_init_rejects_bad_capacity_and_oom) {
+    sp_spsc_t q;
+    ck_assert_int_eq(sp_spsc_init(&q, 0, NULL), SP_EINVAL);
+    ck_assert_int_eq(sp_spsc_init(&q, 1, NULL), SP_EINVAL);
+    ck_assert_int_eq(sp_spsc_init(&q, 12, NULL), SP_EINVAL);
+    ck_assert_int_eq(sp_spsc_init(&q, (size_t)1 << 62, NULL), SP_EOVERFLOW);
+    ck_assert_int_eq(sp_spsc_init(&q, 16, &failing), SP_ENOMEM);
+}
+END_TEST
+
+START_TEST(test_spsc_full_capacity_fifo_and_null_rejected) {
+    sp_spsc_t q;
+    ck_assert_int_eq(sp_spsc_init(&q, 4, NULL), 0);
+    uintptr_t base = 0x1000;
+    ck_assert_int_eq(sp_spsc_try_push(&q, NULL), SP_EINVAL);
+    for (int lap = 0; lap < 3; lap++) {
+        for (uintptr_t i = 0; i < 4; i++) ck_assert_int_eq(sp_spsc_try_push(&q, (void *)(base + i)), 0);
+        ck_assert_int_eq(sp_spsc_try_push(&q, (void *)base), SP_EAGAIN);
+        ck_assert_uint_eq(sp_spsc_size_approx(&q), 4);
+        for (uintptr_t i = 0; i < 4; i++) {
+            void *p = NULL;
+            ck_assert_int_eq(sp_spsc_try_pop(&q, &p), 0);
+            ck_assert_ptr_eq(p, (void *)(base + i));
+        }
+        void *p = &q;
+        ck_assert_int_eq(sp_spsc_try_pop(&q, &p), SP_EAGAIN);
+        ck_assert_ptr_eq(p, &q);
+        ck_assert_uint_eq(sp_spsc_size_approx(&q), 0);
+    }
+    ck_assert_uint_eq(sp_spsc_capacity(&q), 4);
+    sp_spsc_destroy(&q);
+}
+END_TEST
+
+START_TEST(test_spsc_batches_prefix_and_wrap) {
+    sp_spsc_t q;
+    ck_assert_int_eq(sp_spsc_init(&q, 8, NULL), 0);
+    void *items[10], *out[16];
+    for (uintptr_t i = 0; i < 10; i++) items[i] = (void *)(0x100 + i);
+    ck_assert_uint_eq(sp_spsc_try_push_n(&q, items, 5), 5);
+    ck_assert_uint_eq(sp_spsc_try_push_n(&q, items + 5, 5), 3); /* slow path: prefix that fits */
+    ck_assert_uint_eq(sp_spsc_try_pop_n(&q, out, 16), 8);
+    for (uintptr_t i = 0; i < 8; i++) ck_assert_ptr_eq(out[i], (void *)(0x100 + i));
+    /* NULL stops a batch. */
+    void *withnull[3] = {items[0], NULL, items[1]};
+    ck_assert_uint_eq(sp_spsc_try_push_n(&q, withnull, 3), 1);
+    ck_assert_uint_eq(sp_spsc_try_pop_n(&q, out, 16), 1);
+    /* Many laps of mixed batch sizes keep FIFO. */
+    uintptr_t in = 1, got = 1;
+    for (int round = 0; round < 200; round++) {
+        void *b[7];
+        size_t n = 1 + round % 7;
+        for (size_t i = 0; i < n; i++) b[i] = (void *)(in + i);
+        in += sp_spsc_try_push_n(&q, b, n);
+        size_t m = sp_spsc_try_pop_n(&q, out, 1 + (round * 3) % 5);
+        for (size_t i = 0; i < m; i++) ck_assert_ptr_eq(out[i], (void *)got++);
+        ck_assert_uint_eq(sp_spsc_size_approx(&q), in - got);
+    }
+    ck_assert_uint_gt(in, 100);
+    sp_spsc_destroy(&q);
+}
+END_TEST
+
+static Suite *mpmc_suite(void) {
+    Suite *s = suite_create("mpmc");
+    TCase *tc;
+#define ADD(name, fn)                 \
+    tc = tcase_create(name);          \
+    tcase_add_test(tc, fn);           \
+    suite_add_tcase(s, tc)
+    ADD("init", test_mpmc_init_rejects_bad_capacity_and_elem_size);
+    ADD("overflow", test_mpmc_init_huge_sizes_overflow);
+    ADD("oom", test_mpmc_init_oom_returns_enomem);
+    ADD("destroy", test_mpmc_destroy_frees_what_init_allocated);
+    ADD("full_capacity", test_mpmc_full_capacity_4_usable_then_full);
+    ADD("size_after_wrap", test_mpmc_size_approx_exact_across_wrap_3_5_laps);
+    ADD("by_value", test_mpmc_msg128_by_value_fifo_bytes_intact);
+    ADD("odd_sizes", test_mpmc_odd_elem_size_3_and_61_roundtrip);
+    ADD("push_n_prefix", test_mpmc_push_n_pushes_fitting_prefix_5_plus_3_of_10);
+    ADD("batches_wrap", test_mpmc_batches_across_wrap_keep_fifo);
+    ADD("ptr_fast_path", test_mpmc_ptr_fast_path_fifo_with_null_value);
+    ADD("no_overwrite", test_mpmc_push_never_overwrites_cell_claimed_but_not_emptied);
+    ADD("no_left_behind", test_mpmc_push_after_stalled_producer_claims_next_position);
+    ADD("spsc_init", test_spsc_init_rejects_bad_capacity_and_oom);
+    ADD("spsc_fifo", test_spsc_full_capacity_fifo_and_null_rejected);
+    ADD("spsc_batches", test_spsc_batches_prefix_and_wrap);
+#undef ADD
+    return s;
+}
+
+SP_CHECK_MAIN(mpmc_suite)
