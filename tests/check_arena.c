@@ -1,6 +1,7 @@
 /* check_arena.c: tests of the chunked bump allocator (spacesim/arena.h),
  * including the seed's defects: an allocation larger than a chunk aborted, each
  * allocation scanned every chunk, current_chunk never advanced. */
+#include <signal.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -110,7 +111,7 @@ START_TEST(test_arena_alloc_larger_than_chunk_gets_own_chunk) {
     reset_counting();
     sp_arena_t a;
     sp_arena_init(&a, 4096, &counting);
-    char *small = sp_arena_alloc(&a, 100, 8);
+    char *small = sp_arena_alloc(&a, 104, 8);
     ck_assert_ptr_nonnull(small);
     size_t big = (size_t)1 << 20;
     char *p = sp_arena_alloc(&a, big, 64);
@@ -119,7 +120,7 @@ START_TEST(test_arena_alloc_larger_than_chunk_gets_own_chunk) {
     ck_assert_uint_eq(p[big - 1] & 0xff, 0xab);
     ck_assert_int_eq(cnt.allocs, 2);
     ck_assert_uint_ge(sp_arena_capacity(&a), big + (4096 - SP_ARENA_CHUNK_HEADER));
-    ck_assert_uint_eq(sp_arena_used(&a), 100 + big);
+    ck_assert_uint_eq(sp_arena_used(&a), 104 + big);
     /* Allocation continues normally after the big one. */
     char *after = sp_arena_alloc(&a, 3000, 8);
     ck_assert_ptr_nonnull(after);
@@ -264,11 +265,25 @@ START_TEST(test_arena_count_size_overflow_returns_null) {
     ck_assert_ptr_null(sp_arena_calloc(&a, (size_t)1 << 33, (size_t)1 << 33, 8));
     ck_assert_ptr_null(sp_arena_alloc(&a, SIZE_MAX, 1));
     ck_assert_ptr_null(sp_arena_alloc(&a, SIZE_MAX - 100, 4096)); /* size + padding overflows */
-    ck_assert_ptr_null(sp_arena_alloc(&a, 16, 3));                /* not a power of two */
     ck_assert_int_eq(cnt.allocs, 1);
     ck_assert_uint_eq(sp_arena_used(&a), used);
     ck_assert_ptr_nonnull(sp_arena_alloc_array(&a, 10, 8, 8));
     ck_assert_uint_eq(sp_arena_used(&a), used + 80);
+    sp_arena_destroy(&a);
+}
+END_TEST
+
+/* Misuse: SP_ASSERT aborts in --enable-debug builds (the TCase expects
+ * SIGABRT there); release builds return NULL and change nothing. */
+START_TEST(test_arena_align_not_pow2_is_rejected) {
+    sp_arena_t a;
+    sp_arena_init(&a, 1024, NULL);
+    sp_arena_alloc(&a, 8, 8);
+    size_t used = sp_arena_used(&a);
+    ck_assert_ptr_null(sp_arena_alloc(&a, 16, 3));
+    ck_assert_ptr_null(sp_arena_alloc(&a, 16, 0));
+    ck_assert_ptr_null(sp_arena_alloc(&a, 5000, 24)); /* slow-path size */
+    ck_assert_uint_eq(sp_arena_used(&a), used);
     sp_arena_destroy(&a);
 }
 END_TEST
@@ -299,16 +314,16 @@ START_TEST(test_arena_big_request_replaces_too_small_free_chunk) {
     reset_counting();
     sp_arena_t a;
     sp_arena_init(&a, 1024, &counting);
-    sp_arena_alloc(&a, 500, 8);
-    sp_arena_alloc(&a, 500, 8); /* second chunk */
+    sp_arena_alloc(&a, 504, 8);
+    sp_arena_alloc(&a, 504, 8); /* second chunk */
     ck_assert_uint_eq(sp_arena_chunks(&a), 2);
     sp_arena_reset(&a);
-    sp_arena_alloc(&a, 500, 8);
+    sp_arena_alloc(&a, 504, 8);
     ck_assert_ptr_nonnull(sp_arena_alloc(&a, 50000, 8)); /* free chunk 2 is too small */
     ck_assert_uint_eq(sp_arena_chunks(&a), 2);
     ck_assert_int_eq(cnt.frees, 1);
     ck_assert_uint_eq(sp_arena_capacity(&a), (1024 - SP_ARENA_CHUNK_HEADER) + 50048);
-    ck_assert_uint_eq(sp_arena_used(&a), 50500);
+    ck_assert_uint_eq(sp_arena_used(&a), 50504);
     sp_arena_destroy(&a);
     ck_assert_uint_eq(cnt.live_bytes, 0);
 }
@@ -366,7 +381,7 @@ START_TEST(test_arena_rewound_and_reset_memory_is_poisoned) {
     char *p = sp_arena_alloc(&a, 64, 8);
     char *q = sp_arena_alloc(&a, 2000, 8); /* own chunk */
     ck_assert_int_eq(__asan_address_is_poisoned(p), 0);
-    ck_assert_int_eq(__asan_address_is_poisoned(p + 64), 1); /* free space */
+    ck_assert_int_eq(__asan_address_is_poisoned(p - 1), 1); /* free space (bumping goes down) */
     sp_arena_rewind(&a, m);
     ck_assert_int_eq(__asan_address_is_poisoned(keep), 0);
     ck_assert_int_eq(__asan_address_is_poisoned(p), 1);
@@ -407,6 +422,13 @@ static Suite *arena_suite(void) {
         tcase_add_test(tc, cases[i].fn);
         suite_add_tcase(s, tc);
     }
+    TCase *tc = tcase_create("align_misuse");
+#ifdef SP_DEBUG
+    tcase_add_test_raise_signal(tc, test_arena_align_not_pow2_is_rejected, SIGABRT);
+#else
+    tcase_add_test(tc, test_arena_align_not_pow2_is_rejected);
+#endif
+    suite_add_tcase(s, tc);
     return s;
 }
 

@@ -1,6 +1,10 @@
 /* spacesim/arena.h: chunked bump allocator for scratch memory.
  *
- * An arena hands out memory by bumping a pointer inside its current chunk.
+ * An arena hands out memory by bumping a pointer inside its current chunk
+ * (downwards, from the chunk's end towards its start: that needs one
+ * subtraction and one mask per allocation, against an add, a mask and an add
+ * upwards, and the bump pointer is the loop-carried dependency of a burst of
+ * allocations).
  * When the chunk is full it moves to the next chunk it already owns (after a
  * reset or rewind) or asks its sp_allocator_t for a new one. Nothing is ever
  * freed individually: sp_arena_reset() makes all memory free again but keeps
@@ -84,8 +88,8 @@ typedef struct sp_arena_chunk {
  * order they were first used; `cur` is the chunk being bumped, chunks after
  * it are free (kept from before a reset/rewind), chunks before it are full. */
 typedef struct sp_arena {
-    char *ptr;                   /* bump pointer in cur's data */
-    char *end;                   /* end of cur's data */
+    char *ptr;                   /* bump pointer in cur's data: [ptr, end) is used */
+    char *start;                 /* start of cur's data: [start, ptr) is free */
     sp_arena_chunk_t *cur;       /* current chunk, NULL before the first */
     sp_arena_chunk_t *head;      /* first chunk, NULL before the first */
     size_t used_before;          /* bytes used in the chunks before cur */
@@ -134,14 +138,18 @@ SP_INLINE void *sp_arena_alloc(sp_arena_t *a, size_t size, size_t align) {
         return NULL;
     }
     if (size == 0) size = 1;
-    /* Unsigned arithmetic on addresses: with ptr == end == NULL (no chunk
-     * yet) p rounds to 0 and the test below fails for every size >= 1. */
-    uintptr_t p = ((uintptr_t)a->ptr + (align - 1)) & ~(uintptr_t)(align - 1);
-    uintptr_t e = (uintptr_t)a->end;
-    if (SP_LIKELY(p <= e && size <= e - p)) {
-        a->ptr = (char *)(p + size);
-        SP__ARENA_UNPOISON((void *)p, size);
-        return (void *)p;
+    /* Unsigned arithmetic on addresses. The first test keeps ptr - size from
+     * wrapping; then rounding down to align can only cross start, which the
+     * second test catches. With ptr == start == NULL (no chunk yet) the first
+     * test fails for every size >= 1. */
+    uintptr_t ptr = (uintptr_t)a->ptr, lo = (uintptr_t)a->start;
+    if (SP_LIKELY(size <= ptr - lo)) {
+        uintptr_t p = (ptr - size) & ~(uintptr_t)(align - 1);
+        if (SP_LIKELY(p >= lo)) {
+            a->ptr = (char *)p;
+            SP__ARENA_UNPOISON((void *)p, size);
+            return (void *)p;
+        }
     }
     return sp__arena_alloc_slow(a, size, align);
 }
@@ -179,10 +187,9 @@ SP_API void sp_arena_rewind(sp_arena_t *a, sp_arena_mark_t m);
 SP_API void sp_arena_reset(sp_arena_t *a);
 
 /* Bytes handed out since the last reset, counting alignment padding but not
- * the unused tails of chunks that were left for the next one. O(1). */
+ * the unused parts of chunks that were left for the next one. O(1). */
 SP_INLINE size_t sp_arena_used(const sp_arena_t *a) {
-    return a->cur == NULL ? 0
-                          : a->used_before + (size_t)(a->ptr - ((char *)a->cur + SP_ARENA_CHUNK_HEADER));
+    return a->cur == NULL ? 0 : a->used_before + (size_t)(a->start + a->cur->size - a->ptr);
 }
 
 /* Data bytes of all chunks the arena owns (used or free). O(1). */

@@ -4,7 +4,8 @@
  *  - head == NULL  <=>  cur == NULL  <=>  the arena owns no chunk.
  *  - Chunks form one singly linked list from head. Chunks before cur are
  *    "full" (their used bytes are summed in used_before), cur is being
- *    bumped in [ptr, end), chunks after cur are free and reused in order.
+ *    bumped downwards (used: [ptr, data end), free: [start, ptr)), chunks
+ *    after cur are free and reused in order.
  *  - Every chunk holds at least one ordinary chunk's data bytes, so an
  *    ordinary request always fits the next free chunk; only a request larger
  *    than an ordinary chunk can find the next chunk too small, and then that
@@ -49,18 +50,20 @@ void sp_arena_destroy(sp_arena_t *a) {
         c = next;
     }
     a->head = a->cur = NULL;
-    a->ptr = a->end = NULL;
+    a->ptr = a->start = NULL;
     a->used_before = 0;
     a->capacity = 0;
     a->nchunks = 0;
 }
 
 /* Make c the current chunk with its data empty. */
+static char *chunk_end(sp_arena_chunk_t *c) { return chunk_data(c) + c->size; }
+
 static void enter_chunk(sp_arena_t *a, sp_arena_chunk_t *c) {
-    if (a->cur != NULL) a->used_before += (size_t)(a->ptr - chunk_data(a->cur));
+    if (a->cur != NULL) a->used_before += (size_t)(chunk_end(a->cur) - a->ptr);
     a->cur = c;
-    a->ptr = chunk_data(c);
-    a->end = a->ptr + c->size;
+    a->start = chunk_data(c);
+    a->ptr = chunk_end(c);
 }
 
 void *sp__arena_alloc_slow(sp_arena_t *a, size_t size, size_t align) {
@@ -69,8 +72,8 @@ void *sp__arena_alloc_slow(sp_arena_t *a, size_t size, size_t align) {
         return NULL;
     }
     if (size == 0) size = 1;
-    /* Chunk data starts SP_SIMD_ALIGN-aligned, so a fresh chunk needs at most
-     * align - SP_SIMD_ALIGN bytes of padding. */
+    /* Chunk data starts and ends SP_SIMD_ALIGN-aligned, so a fresh chunk
+     * needs at most align - SP_SIMD_ALIGN bytes of padding. */
     size_t pad = align > SP_SIMD_ALIGN ? align - SP_SIMD_ALIGN : 0;
     size_t need;
     if (sp_size_add(size, pad, &need) != 0) return NULL;
@@ -112,9 +115,10 @@ void *sp__arena_alloc_slow(sp_arena_t *a, size_t size, size_t align) {
     }
     enter_chunk(a, next);
 
-    uintptr_t p = ((uintptr_t)a->ptr + (align - 1)) & ~(uintptr_t)(align - 1);
-    SP_ASSERT(p <= (uintptr_t)a->end && size <= (uintptr_t)a->end - p);
-    a->ptr = (char *)(p + size);
+    SP_ASSERT(size <= (size_t)(a->ptr - a->start));
+    uintptr_t p = ((uintptr_t)a->ptr - size) & ~(uintptr_t)(align - 1);
+    SP_ASSERT(p >= (uintptr_t)a->start);
+    a->ptr = (char *)p;
     SP__ARENA_UNPOISON((void *)p, size);
     return (void *)p;
 }
@@ -127,11 +131,12 @@ void *sp_arena_calloc(sp_arena_t *a, size_t count, size_t size, size_t align) {
     return p;
 }
 
-/* Poison what lies between position (c, from) and the end of the chunk that
- * was current, last: the tail of c and every chunk after it up to last. */
+/* Poison what was allocated after position (c, from) up to the chunk that
+ * was current, last: the free part of c below from (bumping goes down) and
+ * every chunk after c up to last. */
 static void poison_from(sp_arena_chunk_t *c, char *from, sp_arena_chunk_t *last) {
 #if defined(SP_ASAN) && SP_ASAN
-    ARENA_POISON(from, (size_t)(chunk_data(c) + c->size - from));
+    ARENA_POISON(chunk_data(c), (size_t)(from - chunk_data(c)));
     while (c != last && c->next != NULL) {
         c = c->next;
         ARENA_POISON(chunk_data(c), c->size);
@@ -156,21 +161,21 @@ void sp_arena_rewind(sp_arena_t *a, sp_arena_mark_t m) {
         while (c != NULL && c != m.chunk && c != a->cur) c = c->next;
         SP_ASSERT(c == m.chunk);
         SP_ASSERT(m.ptr >= chunk_data(m.chunk) && m.ptr <= chunk_data(m.chunk) + m.chunk->size);
-        SP_ASSERT(m.chunk != a->cur || m.ptr <= a->ptr);
+        SP_ASSERT(m.chunk != a->cur || m.ptr >= a->ptr);
     }
 #endif
     poison_from(m.chunk, m.ptr, a->cur);
     a->cur = m.chunk;
     a->ptr = m.ptr;
-    a->end = chunk_data(m.chunk) + m.chunk->size;
+    a->start = chunk_data(m.chunk);
     a->used_before = m.used_before;
 }
 
 void sp_arena_reset(sp_arena_t *a) {
     if (a->head == NULL) return;
-    poison_from(a->head, chunk_data(a->head), a->cur);
+    poison_from(a->head, chunk_end(a->head), a->cur);
     a->cur = a->head;
-    a->ptr = chunk_data(a->head);
-    a->end = a->ptr + a->head->size;
+    a->start = chunk_data(a->head);
+    a->ptr = chunk_end(a->head);
     a->used_before = 0;
 }
