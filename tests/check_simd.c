@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -395,6 +396,32 @@ START_TEST(test_simd_normalize_zero_stays_zero_extremes_normalise) {
 }
 END_TEST
 
+/* Arrays ending exactly at a page followed by an inaccessible page: no level
+ * may touch memory past the end (masked tails really are masked). */
+START_TEST(test_simd_tails_at_page_end_do_not_fault) {
+    const sp_simd_ops_t *ops = level_or_skip(_i);
+    if (ops == NULL) return;
+    long pg = sysconf(_SC_PAGESIZE);
+    char *m = mmap(NULL, (size_t)pg * 4, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ck_assert(m != MAP_FAILED);
+    ck_assert_int_eq(mprotect(m + pg * 3, (size_t)pg, PROT_NONE), 0);
+    float *end = (float *)(m + pg * 3); /* one past the last accessible float */
+    for (size_t n = 0; n <= MAXN; n++) {
+        float *p = end - n, *q = p; /* in-place operands */
+        for (size_t i = 0; i < n; i++) p[i] = (float)i + 1.0f;
+        ops->add(p, q, p, n);
+        ops->scale(p, p, 0.5f, n);
+        ops->axpy(p, 2.0f, q, n);
+        ops->integrate(p, q, 0.25f, n);
+        ops->integrate3(p, p, p, q, q, q, 0.0f, n);
+        (void)ops->dot(p, q, n);
+        ops->normalize(p, n);
+        for (size_t i = 0; i < n; i++) ck_assert(p[i] > 0.0f);
+    }
+    munmap(m, (size_t)pg * 4);
+}
+END_TEST
+
 /* The dispatched sp_f32_* entry points run the chosen level's kernels. */
 START_TEST(test_simd_public_entry_points_match_chosen_table) {
     const sp_simd_ops_t *ops = sp_simd_ops();
@@ -453,6 +480,7 @@ static Suite *simd_suite(void) {
     tcase_add_loop_test(tc, test_simd_integrate_exact_unfused_all_lengths_offsets, 0, SP_SIMD_LEVEL_COUNT);
     tcase_add_loop_test(tc, test_simd_integrate3_equals_three_integrates, 0, SP_SIMD_LEVEL_COUNT);
     tcase_add_loop_test(tc, test_simd_axpy_exact_fused_or_unfused_per_level, 0, SP_SIMD_LEVEL_COUNT);
+    tcase_add_loop_test(tc, test_simd_tails_at_page_end_do_not_fault, 0, SP_SIMD_LEVEL_COUNT);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("toleranced_kernels");
