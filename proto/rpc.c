@@ -1,2 +1,623 @@
-/* rpc.c: placeholder until the module lands. */
+/* rpc.c: MessagePack-RPC framing (bounded), classification, typed params,
+ * packers. Wire format: see rpc.h and proto/PROTOCOL.md. */
 #include "rpc.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- names */
+
+static const sp_method_info_t method_table[SP_METHOD__COUNT] = {
+#define SP__METHOD_ROW(id, nm, mn, mx, hello, admin, sig) \
+    [SP_METHOD_##id] = {nm, (mn), (mx), (hello) != 0, (admin) != 0, sig},
+    SP_PROTO_METHOD_MAP(SP__METHOD_ROW)
+#undef SP__METHOD_ROW
+};
+
+const sp_method_info_t *sp_method_info(int id) {
+    if (id < 0 || id >= SP_METHOD__COUNT) return NULL;
+    return &method_table[id];
+}
+
+int sp_method_lookup(const char *name, size_t len) {
+    if (name == NULL) return -1;
+    for (int i = 0; i < SP_METHOD__COUNT; i++) {
+        const char *m = method_table[i].name;
+        if (strlen(m) == len && memcmp(m, name, len) == 0) return i;
+    }
+    return -1;
+}
+
+const char *sp_rpc_code_message(int code) {
+    switch (code) {
+#define SP__RPCERR_MSG(id, c, msg) \
+    case c: return msg;
+        SP_PROTO_ERROR_MAP(SP__RPCERR_MSG)
+#undef SP__RPCERR_MSG
+    default: return "unknown error";
+    }
+}
+
+/* ---------------------------------------------------------------- framing */
+
+/* Idle decoders keep a buffer only up to this size; larger ones are freed as
+ * soon as everything was consumed (memory per idle client stays small). */
+#define KEEP_BUF_BYTES 4096u
+/* msgpack zone chunk; a zone grown past one chunk by a big message is freed
+ * rather than kept (msgpack_zone_clear keeps the newest, largest chunk). */
+#define ZONE_CHUNK 2048u
+
+int sp_rpc_decoder_init(sp_rpc_decoder_t *d, size_t max_message) {
+    if (d == NULL) return SP_EINVAL;
+    memset(d, 0, sizeof *d);
+    d->max_message = max_message ? max_message : SP_RPC_DEFAULT_MAX_MESSAGE;
+    return 0;
+}
+
+void sp_rpc_decoder_destroy(sp_rpc_decoder_t *d) {
+    if (d == NULL) return;
+    free(d->buf);
+    if (d->zone) msgpack_zone_free(d->zone);
+    size_t max = d->max_message;
+    memset(d, 0, sizeof *d);
+    d->max_message = max;
+}
+
+size_t sp_rpc_decoder_buffered(const sp_rpc_decoder_t *d) { return d->len - d->start; }
+
+/* Header size of a msgpack type byte (type byte + length/type fields), the
+ * fixed payload of numbers, or 0 for 0xc1 (never used by msgpack). */
+static unsigned header_size(unsigned char b, uint64_t *fixed_payload) {
+    *fixed_payload = 0;
+    if (b <= 0x7f || b >= 0xe0) return 1;          /* fixint */
+    if (b <= 0xbf) return 1;                        /* fixmap, fixarray, fixstr */
+    switch (b) {
+    case 0xc0: case 0xc2: case 0xc3: return 1;      /* nil, false, true */
+    case 0xc4: return 2;                            /* bin8 */
+    case 0xc5: return 3;
+    case 0xc6: return 5;
+    case 0xc7: return 3;                            /* ext8: len8 + type */
+    case 0xc8: return 4;
+    case 0xc9: return 6;
+    case 0xca: *fixed_payload = 4; return 1;        /* float32 */
+    case 0xcb: *fixed_payload = 8; return 1;        /* float64 */
+    case 0xcc: case 0xd0: *fixed_payload = 1; return 1;
+    case 0xcd: case 0xd1: *fixed_payload = 2; return 1;
+    case 0xce: case 0xd2: *fixed_payload = 4; return 1;
+    case 0xcf: case 0xd3: *fixed_payload = 8; return 1;
+    case 0xd4: *fixed_payload = 1; return 2;        /* fixext1: type + 1 */
+    case 0xd5: *fixed_payload = 2; return 2;
+    case 0xd6: *fixed_payload = 4; return 2;
+    case 0xd7: *fixed_payload = 8; return 2;
+    case 0xd8: *fixed_payload = 16; return 2;
+    case 0xd9: return 2;                            /* str8 */
+    case 0xda: return 3;
+    case 0xdb: return 5;
+    case 0xdc: return 3;                            /* array16 */
+    case 0xdd: return 5;
+    case 0xde: return 3;                            /* map16 */
+    case 0xdf: return 5;
+    default: return 0;                              /* 0xc1 */
+    }
+}
+
+static uint64_t be(const unsigned char *p, unsigned n) {
+    uint64_t v = 0;
+    for (unsigned i = 0; i < n; i++) v = (v << 8) | p[i];
+    return v;
+}
+
+/* An item (leaf, empty container, or the last byte of a payload) finished:
+ * close every container whose elements are all done. Returns true when the
+ * top-level object, i.e. the message, is complete. */
+static bool item_done(sp_rpc_decoder_t *d) {
+    while (d->depth > 0 && d->remaining[d->depth - 1] == 0) d->depth--;
+    return d->depth == 0;
+}
+
+static void message_reset(sp_rpc_decoder_t *d) {
+    d->msg_bytes = 0;
+    d->owed = 0;
+    d->skip = 0;
+    d->depth = 0;
+    d->hdr_len = 0;
+    d->hdr_need = 0;
+}
+
+/* Walk data[0, n) through the framing state machine. Returns 0 or a stream
+ * error; *complete_end is the offset just past the last message completed in
+ * this chunk (0 when none), so the caller keeps exactly the good bytes. */
+static int scan(sp_rpc_decoder_t *d, const unsigned char *p, size_t n, size_t *complete_end) {
+    const uint64_t max = d->max_message;
+    size_t i = 0;
+    *complete_end = 0;
+    while (i < n) {
+        if (d->skip > 0) { /* payload bytes of a str/bin/ext/number */
+            uint64_t take = d->skip < (uint64_t)(n - i) ? d->skip : (uint64_t)(n - i);
+            i += (size_t)take;
+            d->skip -= take;
+            d->msg_bytes += take;
+            if (d->skip == 0 && item_done(d)) {
+                message_reset(d);
+                d->messages++;
+                *complete_end = i;
+            }
+            continue;
+        }
+        uint64_t fixed = 0;
+        if (d->hdr_len == 0) { /* first byte of an item */
+            unsigned need = header_size(p[i], &fixed);
+            if (need == 0) return SP_EPROTO;
+            d->hdr_need = (uint8_t)need;
+            if (d->depth > 0) { /* it is one of the elements its container owes */
+                d->remaining[d->depth - 1]--;
+                d->owed--;
+            }
+        }
+        while (d->hdr_len < d->hdr_need && i < n) d->hdr[d->hdr_len++] = p[i++];
+        if (d->hdr_len < d->hdr_need) {
+            /* Partial header: bytes so far still count against the limit. */
+            if (d->msg_bytes + d->hdr_len + d->owed > max) return SP_EMSGSIZE;
+            break;
+        }
+        const unsigned char *h = d->hdr;
+        unsigned hn = d->hdr_need;
+        unsigned char b = h[0];
+        d->msg_bytes += hn;
+        d->hdr_len = 0;
+        (void)header_size(b, &fixed);
+        uint64_t payload = fixed, children = 0;
+        bool container = false;
+        if (b >= 0x80 && b <= 0x8f) { container = true; children = 2u * (uint64_t)(b & 0x0f); }
+        else if (b >= 0x90 && b <= 0x9f) { container = true; children = b & 0x0f; }
+        else if (b >= 0xa0 && b <= 0xbf) payload = b & 0x1f;
+        else if (b == 0xc4 || b == 0xc5 || b == 0xc6 || b == 0xd9 || b == 0xda || b == 0xdb)
+            payload = be(h + 1, hn - 1);
+        else if (b == 0xc7 || b == 0xc8 || b == 0xc9) payload = be(h + 1, hn - 2); /* last byte: ext type */
+        else if (b == 0xdc || b == 0xdd) { container = true; children = be(h + 1, hn - 1); }
+        else if (b == 0xde || b == 0xdf) { container = true; children = 2u * be(h + 1, hn - 1); }
+
+        /* Every element still owed costs at least one byte, so this is a lower
+         * bound of the finished message: refuse now, before buffering more. */
+        if (d->msg_bytes + payload + children + d->owed > max) return SP_EMSGSIZE;
+        if (container && children > 0) {
+            if (d->depth >= SP_RPC_MAX_DEPTH) return SP_EPROTO;
+            d->remaining[d->depth++] = (uint32_t)(children > UINT32_MAX ? UINT32_MAX : children);
+            d->owed += children;
+            continue;
+        }
+        if (payload > 0) {
+            d->skip = payload;
+            continue;
+        }
+        if (item_done(d)) {
+            message_reset(d);
+            d->messages++;
+            *complete_end = i;
+        }
+    }
+    return 0;
+}
+
+/* Make room for `extra` more bytes after compacting consumed ones away. */
+static int reserve(sp_rpc_decoder_t *d, size_t extra) {
+    if (d->start > 0) {
+        size_t keep = d->len - d->start;
+        if (keep) memmove(d->buf, d->buf + d->start, keep);
+        d->len = keep;
+        d->ready -= d->start;
+        d->start = 0;
+    }
+    size_t need;
+    if (sp_size_add(d->len, extra, &need) != 0) return SP_ENOMEM;
+    if (need <= d->cap) return 0;
+    size_t cap = d->cap ? d->cap : 512;
+    while (cap < need) {
+        if (cap > SIZE_MAX / 2) { cap = need; break; }
+        cap *= 2;
+    }
+    char *nb = realloc(d->buf, cap);
+    if (nb == NULL) return SP_ENOMEM;
+    d->buf = nb;
+    d->cap = cap;
+    return 0;
+}
+
+int sp_rpc_decoder_feed(sp_rpc_decoder_t *d, const void *data, size_t len) {
+    if (d == NULL || (data == NULL && len > 0)) return SP_EINVAL;
+    if (d->err) return d->err;
+    /* Everything consumed: start afresh, and give a big buffer back. */
+    if (d->start == d->len) {
+        d->start = d->len = d->ready = 0;
+        if (d->cap > KEEP_BUF_BYTES) {
+            free(d->buf);
+            d->buf = NULL;
+            d->cap = 0;
+        }
+    }
+    if (len == 0) return 0;
+    size_t good_end = 0;
+    int rc = scan(d, data, len, &good_end);
+    /* Keep every byte on success; on error only the messages completed before
+     * the bad one (the bad one's earlier bytes are dropped below). */
+    size_t keep = rc == 0 ? len : good_end;
+    size_t old_ready_rel = 0;
+    if (keep > 0) {
+        int r2 = reserve(d, keep);
+        if (r2 != 0) {
+            d->err = r2;
+            return r2;
+        }
+        memcpy(d->buf + d->len, data, keep);
+        old_ready_rel = d->len;
+        d->len += keep;
+    }
+    if (good_end > 0) d->ready = old_ready_rel + good_end;
+    if (rc != 0) {
+        d->len = d->ready; /* drop the incomplete bad message */
+        d->err = rc;
+        message_reset(d);
+    }
+    return rc;
+}
+
+int sp_rpc_decoder_next(sp_rpc_decoder_t *d, sp_rpc_msg_t *out) {
+    if (d == NULL || out == NULL) return SP_EINVAL;
+    if (d->start == d->ready) return d->err; /* 0 (need bytes) or the sticky error */
+    /* The previous message's objects are dead now: reuse its zone, unless a
+     * big message grew it (msgpack_zone_clear would keep the big chunk). */
+    if (d->zone != NULL) {
+        if (d->last_size > ZONE_CHUNK / 16) { /* <= 16 B of objects per wire byte */
+            msgpack_zone_free(d->zone);
+            d->zone = NULL;
+        } else {
+            msgpack_zone_clear(d->zone);
+        }
+    }
+    if (d->zone == NULL) {
+        d->zone = msgpack_zone_new(ZONE_CHUNK);
+        if (d->zone == NULL) return SP_ENOMEM;
+    }
+    size_t off = 0;
+    msgpack_unpack_return r =
+        msgpack_unpack(d->buf + d->start, d->ready - d->start, &off, d->zone, &d->obj);
+    if (r != MSGPACK_UNPACK_SUCCESS && r != MSGPACK_UNPACK_EXTRA_BYTES) {
+        /* The scanner accepted these bytes, so only allocation can fail here.
+         * Drop the zone (a fresh one is made on retry). */
+        msgpack_zone_free(d->zone);
+        d->zone = NULL;
+        return r == MSGPACK_UNPACK_NOMEM_ERROR ? SP_ENOMEM : SP_EPROTO;
+    }
+    d->start += off;
+    d->last_size = off;
+    (void)sp_rpc_classify(&d->obj, out);
+    out->wire_size = off;
+    return 1;
+}
+
+
+/* ---------------------------------------------------------------- classify */
+
+static bool get_u32(const msgpack_object *o, uint32_t *v) {
+    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 > UINT32_MAX) return false;
+    *v = (uint32_t)o->via.u64;
+    return true;
+}
+
+static int invalid(sp_rpc_msg_t *m, const char *reason) {
+    m->type = SP_RPC_INVALID;
+    m->rpc_code = SP_RPCERR_INVALID_REQUEST;
+    m->reason = reason;
+    return SP_EPROTO;
+}
+
+int sp_rpc_classify(const msgpack_object *o, sp_rpc_msg_t *m) {
+    memset(m, 0, sizeof *m);
+    m->method_id = -1;
+    m->root = o;
+    if (o == NULL || o->type != MSGPACK_OBJECT_ARRAY) return invalid(m, "message must be an array");
+    uint32_t n = o->via.array.size;
+    const msgpack_object *a = o->via.array.ptr;
+    if (n == 0) return invalid(m, "message must not be empty");
+    if (a[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || a[0].via.u64 > 2)
+        return invalid(m, "message type must be 0, 1 or 2");
+    unsigned t = (unsigned)a[0].via.u64;
+    if (t == SP_RPC_NOTIFY) {
+        if (n != 3) return invalid(m, "notification must be [2, method, params]");
+    } else {
+        /* Recover the msgid first so even a malformed request gets an answer. */
+        if (n >= 2 && get_u32(&a[1], &m->msgid)) m->has_msgid = true;
+        if (n != 4)
+            return invalid(m, t == SP_RPC_REQUEST ? "request must be [0, msgid, method, params]"
+                                                  : "response must be [1, msgid, error, result]");
+        if (!m->has_msgid) return invalid(m, "msgid must be an unsigned 32-bit integer");
+    }
+    if (t == SP_RPC_RESPONSE) {
+        m->type = SP_RPC_RESPONSE;
+        m->error = &a[2];
+        m->result = &a[3];
+        return 0;
+    }
+    const msgpack_object *meth = &a[t == SP_RPC_REQUEST ? 2 : 1];
+    const msgpack_object *params = &a[t == SP_RPC_REQUEST ? 3 : 2];
+    if (meth->type != MSGPACK_OBJECT_STR) return invalid(m, "method must be a string");
+    if (params->type != MSGPACK_OBJECT_ARRAY) return invalid(m, "params must be an array");
+    m->type = (sp_rpc_type_t)t;
+    m->method = meth->via.str.ptr;
+    m->method_len = meth->via.str.size;
+    m->method_id = sp_method_lookup(m->method, m->method_len);
+    m->params = params;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- params */
+
+int sp_rpc_error_set(sp_rpc_error_t *err, int code, const char *fmt, ...) {
+    if (err == NULL) return SP_EINVAL;
+    err->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    int w = vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+    if (w < 0) snprintf(err->message, sizeof err->message, "%s", sp_rpc_code_message(code));
+    return SP_EINVAL;
+}
+
+const char *sp_rpc_type_name(const msgpack_object *o) {
+    if (o == NULL) return "nothing";
+    switch (o->type) {
+    case MSGPACK_OBJECT_NIL: return "nil";
+    case MSGPACK_OBJECT_BOOLEAN: return "bool";
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER: return "int";
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64: return "float";
+    case MSGPACK_OBJECT_STR: return "str";
+    case MSGPACK_OBJECT_BIN: return "bin";
+    case MSGPACK_OBJECT_ARRAY: return "array";
+    case MSGPACK_OBJECT_MAP: return "map";
+    case MSGPACK_OBJECT_EXT: return "ext";
+    default: return "unknown";
+    }
+}
+
+uint32_t sp_rpc_param_count(const msgpack_object *params) {
+    if (params == NULL || params->type != MSGPACK_OBJECT_ARRAY) return 0;
+    return params->via.array.size;
+}
+
+static const msgpack_object *param_at(const msgpack_object *params, uint32_t i) {
+    if (i >= sp_rpc_param_count(params)) return NULL;
+    return &params->via.array.ptr[i];
+}
+
+bool sp_rpc_param_is_nil(const msgpack_object *params, uint32_t i) {
+    const msgpack_object *o = param_at(params, i);
+    return o == NULL || o->type == MSGPACK_OBJECT_NIL;
+}
+
+static int type_error(sp_rpc_error_t *err, uint32_t i, const char *want, const msgpack_object *got) {
+    if (got == NULL) return sp_rpc_error_set(err, SP_RPCERR_INVALID_PARAMS, "param %u: missing (expected %s)", i, want);
+    return sp_rpc_error_set(err, SP_RPCERR_INVALID_PARAMS, "param %u: expected %s, got %s", i, want,
+                            sp_rpc_type_name(got));
+}
+
+/* Number of an object: ints and floats; false for anything else. */
+static bool as_number(const msgpack_object *o, double *v) {
+    switch (o->type) {
+    case MSGPACK_OBJECT_POSITIVE_INTEGER: *v = (double)o->via.u64; return true;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER: *v = (double)o->via.i64; return true;
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64: *v = o->via.f64; return true;
+    default: return false;
+    }
+}
+
+int sp_rpc_param_int(const msgpack_object *params, uint32_t i, int64_t *out, sp_rpc_error_t *err) {
+    const msgpack_object *o = param_at(params, i);
+    if (o && o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) { *out = o->via.i64; return 0; }
+    if (o && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        if (o->via.u64 > (uint64_t)INT64_MAX)
+            return sp_rpc_error_set(err, SP_RPCERR_INVALID_PARAMS, "param %u: integer out of int64 range", i);
+        *out = (int64_t)o->via.u64;
+        return 0;
+    }
+    return type_error(err, i, "int", o);
+}
+
+int sp_rpc_param_uint(const msgpack_object *params, uint32_t i, uint64_t *out, sp_rpc_error_t *err) {
+    const msgpack_object *o = param_at(params, i);
+    if (o && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) { *out = o->via.u64; return 0; }
+    return type_error(err, i, "unsigned int", o);
+}
+
+int sp_rpc_param_float(const msgpack_object *params, uint32_t i, double *out, sp_rpc_error_t *err) {
+    const msgpack_object *o = param_at(params, i);
+    double v;
+    if (o == NULL || !as_number(o, &v)) return type_error(err, i, "number", o);
+    if (!isfinite(v)) return sp_rpc_error_set(err, SP_RPCERR_INVALID_PARAMS, "param %u: number must be finite", i);
+    *out = v;
+    return 0;
+}
+
+int sp_rpc_param_bool(const msgpack_object *params, uint32_t i, bool *out, sp_rpc_error_t *err) {
+    const msgpack_object *o = param_at(params, i);
+    if (o && o->type == MSGPACK_OBJECT_BOOLEAN) { *out = o->via.boolean; return 0; }
+    return type_error(err, i, "bool", o);
+}
+
+int sp_rpc_param_str(const msgpack_object *params, uint32_t i, const char **ptr, size_t *len,
+                     sp_rpc_error_t *err) {
+    const msgpack_object *o = param_at(params, i);
+    if (o && o->type == MSGPACK_OBJECT_STR) {
+        *ptr = o->via.str.ptr;
+        *len = o->via.str.size;
+        return 0;
+    }
+    return type_error(err, i, "str", o);
+}
+
+int sp_rpc_param_vec3(const msgpack_object *params, uint32_t i, double out[3], sp_rpc_error_t *err) {
+    const msgpack_object *o = param_at(params, i);
+    static const char want[] = "vec3 [x, y, z] of numbers";
+    if (o == NULL || o->type != MSGPACK_OBJECT_ARRAY) return type_error(err, i, want, o);
+    if (o->via.array.size != 3)
+        return sp_rpc_error_set(err, SP_RPCERR_INVALID_PARAMS, "param %u: expected %s, got array of %u", i,
+                                want, o->via.array.size);
+    double v[3];
+    for (int k = 0; k < 3; k++) {
+        if (!as_number(&o->via.array.ptr[k], &v[k]))
+            return sp_rpc_error_set(err, SP_RPCERR_INVALID_PARAMS, "param %u: expected %s, element %d is %s", i,
+                                    want, k, sp_rpc_type_name(&o->via.array.ptr[k]));
+        if (!isfinite(v[k]))
+            return sp_rpc_error_set(err, SP_RPCERR_INVALID_PARAMS, "param %u: element %d must be finite", i, k);
+    }
+    memcpy(out, v, sizeof v);
+    return 0;
+}
+
+/* Copy at most 40 bytes of a client string into a message, replacing
+ * anything but printable ASCII (the reply must stay valid UTF-8). */
+static void sanitize(char *dst, size_t cap, const char *s, size_t n) {
+    size_t k = 0;
+    for (size_t i = 0; i < n && k + 1 < cap && i < 40; i++)
+        dst[k++] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+    dst[k] = '\0';
+}
+
+static const char *sig_type_name(char t) {
+    switch (t) {
+    case 'n': return "number";
+    case 'i': return "int";
+    case 'u': return "unsigned int";
+    case 's': return "str";
+    case 'b': return "bool";
+    case 'v': return "vec3 [x, y, z] of numbers";
+    default: return "?";
+    }
+}
+
+int sp_rpc_check_params(const sp_rpc_msg_t *m, sp_rpc_error_t *err) {
+    if (m == NULL || (m->type != SP_RPC_REQUEST && m->type != SP_RPC_NOTIFY))
+        return sp_rpc_error_set(err, SP_RPCERR_INVALID_REQUEST, "%s", "not a request");
+    const sp_method_info_t *mi = sp_method_info(m->method_id);
+    if (mi == NULL) {
+        char name[48];
+        sanitize(name, sizeof name, m->method, m->method_len);
+        return sp_rpc_error_set(err, SP_RPCERR_METHOD_NOT_FOUND, "method not found: %s", name);
+    }
+    uint32_t n = sp_rpc_param_count(m->params);
+    if (n < mi->min_params || n > mi->max_params) {
+        if (mi->min_params == mi->max_params)
+            return sp_rpc_error_set(err, SP_RPCERR_INVALID_PARAMS, "%s: expected %u params, got %u", mi->name,
+                                    mi->min_params, n);
+        return sp_rpc_error_set(err, SP_RPCERR_INVALID_PARAMS, "%s: expected %u to %u params, got %u", mi->name,
+                                mi->min_params, mi->max_params, n);
+    }
+    const char *sig = mi->signature;
+    for (uint32_t i = 0; i < n && *sig; i++) {
+        bool nil_ok = false;
+        if (*sig == '?') { nil_ok = true; sig++; }
+        char t = *sig++;
+        if (nil_ok && sp_rpc_param_is_nil(m->params, i)) continue;
+        int rc;
+        union { int64_t i; uint64_t u; double f; bool b; double v[3]; } tmp;
+        const char *sp;
+        size_t sl;
+        switch (t) {
+        case 'n': rc = sp_rpc_param_float(m->params, i, &tmp.f, err); break;
+        case 'i': rc = sp_rpc_param_int(m->params, i, &tmp.i, err); break;
+        case 'u': rc = sp_rpc_param_uint(m->params, i, &tmp.u, err); break;
+        case 's': rc = sp_rpc_param_str(m->params, i, &sp, &sl, err); break;
+        case 'b': rc = sp_rpc_param_bool(m->params, i, &tmp.b, err); break;
+        case 'v': rc = sp_rpc_param_vec3(m->params, i, tmp.v, err); break;
+        default: return sp_rpc_error_set(err, SP_RPCERR_INTERNAL, "bad signature for %s", mi->name);
+        }
+        if (rc != 0) {
+            if (nil_ok)
+                sp_rpc_error_set(err, SP_RPCERR_INVALID_PARAMS, "param %u: expected %s or nil, got %s", i,
+                                 sig_type_name(t), sp_rpc_type_name(param_at(m->params, i)));
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- packers */
+
+int sp_rpc_pack_cstr(msgpack_packer *pk, const char *s) {
+    size_t n = s ? strlen(s) : 0;
+    int r = msgpack_pack_str(pk, n);
+    r |= msgpack_pack_str_body(pk, s ? s : "", n);
+    return r ? SP_ENOMEM : 0;
+}
+
+int sp_rpc_pack_request_begin(msgpack_packer *pk, uint32_t msgid, const char *method, uint32_t nparams) {
+    int r = msgpack_pack_array(pk, 4);
+    r |= msgpack_pack_uint8(pk, 0);
+    r |= msgpack_pack_uint32(pk, msgid);
+    r |= sp_rpc_pack_cstr(pk, method);
+    r |= msgpack_pack_array(pk, nparams);
+    return r ? SP_ENOMEM : 0;
+}
+
+int sp_rpc_pack_response_ok_begin(msgpack_packer *pk, uint32_t msgid) {
+    int r = msgpack_pack_array(pk, 4);
+    r |= msgpack_pack_uint8(pk, 1);
+    r |= msgpack_pack_uint32(pk, msgid);
+    r |= msgpack_pack_nil(pk);
+    return r ? SP_ENOMEM : 0;
+}
+
+int sp_rpc_pack_error_map(msgpack_packer *pk, int code, const char *message) {
+    int r = msgpack_pack_map(pk, 2);
+    r |= sp_rpc_pack_cstr(pk, "code");
+    r |= msgpack_pack_int(pk, code);
+    r |= sp_rpc_pack_cstr(pk, "message");
+    r |= sp_rpc_pack_cstr(pk, message ? message : sp_rpc_code_message(code));
+    return r ? SP_ENOMEM : 0;
+}
+
+int sp_rpc_pack_response_error(msgpack_packer *pk, uint32_t msgid, int code, const char *message) {
+    int r = msgpack_pack_array(pk, 4);
+    r |= msgpack_pack_uint8(pk, 1);
+    r |= msgpack_pack_uint32(pk, msgid);
+    r |= sp_rpc_pack_error_map(pk, code, message);
+    r |= msgpack_pack_nil(pk);
+    return r ? SP_ENOMEM : 0;
+}
+
+int sp_rpc_pack_notify_begin(msgpack_packer *pk, const char *method, uint32_t nparams) {
+    int r = msgpack_pack_array(pk, 3);
+    r |= msgpack_pack_uint8(pk, 2);
+    r |= sp_rpc_pack_cstr(pk, method);
+    r |= msgpack_pack_array(pk, nparams);
+    return r ? SP_ENOMEM : 0;
+}
+
+const msgpack_object *sp_rpc_map_get(const msgpack_object *o, const char *key) {
+    if (o == NULL || o->type != MSGPACK_OBJECT_MAP || key == NULL) return NULL;
+    size_t kl = strlen(key);
+    for (uint32_t i = 0; i < o->via.map.size; i++) {
+        const msgpack_object *k = &o->via.map.ptr[i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == kl && memcmp(k->via.str.ptr, key, kl) == 0)
+            return &o->via.map.ptr[i].val;
+    }
+    return NULL;
+}
+
+int sp_rpc_parse_error(const msgpack_object *o, int64_t *code, const char **msg, size_t *msg_len) {
+    const msgpack_object *c = sp_rpc_map_get(o, "code");
+    const msgpack_object *m = sp_rpc_map_get(o, "message");
+    if (c == NULL || m == NULL || m->type != MSGPACK_OBJECT_STR) return SP_EPROTO;
+    if (c->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) *code = c->via.i64;
+    else if (c->type == MSGPACK_OBJECT_POSITIVE_INTEGER && c->via.u64 <= (uint64_t)INT64_MAX)
+        *code = (int64_t)c->via.u64;
+    else return SP_EPROTO;
+    *msg = m->via.str.ptr;
+    *msg_len = m->via.str.size;
+    return 0;
+}

@@ -1,4 +1,257 @@
-/* placeholder */
+/* proto/rpc.h: MessagePack-RPC framing, classification, typed params, packers.
+ *
+ * Wire (see proto/PROTOCOL.md, spec: msgpack-rpc spec.md): a TCP stream of
+ * msgpack objects, each one of
+ *   request       [0, msgid:uint32, method:str, params:array]
+ *   response      [1, msgid:uint32, error:nil|{"code":int,"message":str}, result:any]
+ *   notification  [2, method:str, params:array]
+ *
+ * The decoder frames the stream itself before msgpack-c sees a byte. A small
+ * state machine walks every header as it arrives, counts the bytes of the
+ * current message and the minimum bytes still owed by declared lengths (a str
+ * of N bytes owes N, an array of N elements owes N, a map 2N), and rejects the
+ * message as soon as that sum exceeds the limit. So a str32 declaring 4 GB or
+ * an array32 of 2^31 elements is refused on its 5-byte header, before anything
+ * is buffered or allocated; msgpack-c's own parser (which allocates
+ * n * sizeof(msgpack_object) on an array header) only ever runs on a complete,
+ * size-checked message. Peak memory of a decoder: the bytes of one feed() call
+ * plus one incomplete message (<= the limit) plus msgpack-c's zone for one
+ * message (<= 16 * its byte size); an idle decoder holds no buffer at all.
+ *
+ * Threads: a decoder belongs to one thread at a time (the daemon's loop thread
+ * for a connection); no function here touches global state, so distinct
+ * decoders, packers and accessors run on any threads concurrently. */
 #ifndef SP_PROTO_RPC_H
 #define SP_PROTO_RPC_H
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "spacesim/common.h"
+#include "spacesim_proto.def"
+
+#ifdef __cplusplus
+extern "C" {
 #endif
+
+/* ---------------------------------------------------------------- names */
+
+/* Method ids, in SP_PROTO_METHOD_MAP order: SP_METHOD_PING ... SP_METHOD__COUNT. */
+typedef enum sp_method {
+#define SP__METHOD_ENUM(id, name, mn, mx, hello, admin, sig) SP_METHOD_##id,
+    SP_PROTO_METHOD_MAP(SP__METHOD_ENUM)
+#undef SP__METHOD_ENUM
+    SP_METHOD__COUNT
+} sp_method_t;
+
+/* RPC error codes, the integers in {"code": int} (not SP_E* library codes). */
+typedef enum sp_rpc_code {
+#define SP__RPCERR_ENUM(id, code, msg) SP_RPCERR_##id = (code),
+    SP_PROTO_ERROR_MAP(SP__RPCERR_ENUM)
+#undef SP__RPCERR_ENUM
+} sp_rpc_code_t;
+
+/* One method's row of SP_PROTO_METHOD_MAP. */
+typedef struct sp_method_info {
+    const char *name;
+    uint8_t min_params, max_params;
+    bool needs_hello, admin_only;
+    const char *signature; /* see spacesim_proto.def */
+} sp_method_info_t;
+
+/* Row of a method id, or NULL when id is out of range. Static storage. */
+SP_API const sp_method_info_t *sp_method_info(int id);
+
+/* Method id of a name (exact, case-sensitive bytes), or -1 when unknown.
+ * Cost: a handful of memcmp. Any thread. */
+SP_API int sp_method_lookup(const char *name, size_t len);
+
+/* Default message of an RPC error code ("method not found"); "unknown error"
+ * for codes outside SP_PROTO_ERROR_MAP. Static storage. */
+SP_API const char *sp_rpc_code_message(int code);
+
+/* ---------------------------------------------------------------- decoder */
+
+/* The limit every decoder defaults to: SP_PROTO_LIMIT MAX_MESSAGE_BYTES (64 KiB). */
+#define SP_RPC_DEFAULT_MAX_MESSAGE 65536u
+/* Containers nested deeper than this are refused (msgpack-c's parser stack is 32). */
+#define SP_RPC_MAX_DEPTH 16u
+
+typedef enum sp_rpc_type {
+    SP_RPC_INVALID = -1, /* a complete msgpack object that is not an RPC message */
+    SP_RPC_REQUEST = 0,
+    SP_RPC_RESPONSE = 1,
+    SP_RPC_NOTIFY = 2
+} sp_rpc_type_t;
+
+/* One decoded message. Pointers point into the decoder (or, for
+ * sp_rpc_classify(), into the object given): valid until the next
+ * sp_rpc_decoder_feed()/next()/destroy() on that decoder. Do not keep them. */
+typedef struct sp_rpc_msg {
+    sp_rpc_type_t type;
+    bool has_msgid;                /* requests, responses, and INVALID when readable */
+    uint32_t msgid;
+    const char *method;            /* requests and notifications; NOT NUL-terminated */
+    size_t method_len;
+    int method_id;                 /* sp_method_t, or -1 when the name is unknown */
+    const msgpack_object *params;  /* requests and notifications: an ARRAY */
+    const msgpack_object *error;   /* responses: NIL or the error object */
+    const msgpack_object *result;  /* responses */
+    const msgpack_object *root;    /* the whole message */
+    size_t wire_size;              /* bytes of this message on the wire (decoder only) */
+    /* When type == SP_RPC_INVALID: an RPC error code (INVALID_REQUEST) and a
+     * static reason ("msgid must be an unsigned 32-bit integer"). */
+    int rpc_code;
+    const char *reason;
+} sp_rpc_msg_t;
+
+typedef struct sp_rpc_decoder {
+    /* Bytes received and not yet returned: [start, len) of buf. Messages in
+     * [start, ready) are complete and size-checked; [ready, len) is the
+     * current incomplete message, owned by the scanner state below. */
+    char *buf;
+    size_t cap, len, start, ready;
+    size_t max_message;            /* bytes; default SP_RPC_DEFAULT_MAX_MESSAGE */
+    int err;                       /* sticky stream error (0 while healthy) */
+    /* Scanner state of the incomplete message. */
+    uint64_t msg_bytes;            /* bytes of it seen so far */
+    uint64_t owed;                 /* elements still owed by open containers */
+    uint64_t skip;                 /* payload bytes of the current str/bin/ext/number left */
+    uint32_t depth;
+    uint32_t remaining[SP_RPC_MAX_DEPTH]; /* elements left per open container */
+    unsigned char hdr[9];          /* partial header bytes */
+    uint8_t hdr_len, hdr_need;
+    msgpack_zone *zone;            /* msgpack-c objects of the message last returned */
+    msgpack_object obj;
+    size_t last_size;              /* wire bytes of the message last returned */
+    uint64_t messages;             /* complete messages framed so far (statistics) */
+} sp_rpc_decoder_t;
+
+/* Initialize a decoder with the given per-message byte limit (0 means
+ * SP_RPC_DEFAULT_MAX_MESSAGE). Allocates nothing; cannot fail except
+ * SP_EINVAL for a NULL decoder. Pair with sp_rpc_decoder_destroy(). */
+SP_API int sp_rpc_decoder_init(sp_rpc_decoder_t *d, size_t max_message);
+
+/* Free everything the decoder holds. Safe on a zeroed or destroyed decoder. */
+SP_API void sp_rpc_decoder_destroy(sp_rpc_decoder_t *d);
+
+/* Append bytes as they arrive (from a libuv read callback). The bytes are
+ * framed at once: returns 0, or the sticky stream error
+ *   SP_EMSGSIZE  a message is, or declares it would be, larger than the limit
+ *   SP_EPROTO    a byte that starts no msgpack type (0xc1), or nesting deeper
+ *                than SP_RPC_MAX_DEPTH
+ *   SP_ENOMEM    buffer growth failed (the stream cannot continue)
+ * After an error the rest of the stream is ignored (every later feed returns
+ * the error), but messages completed before the bad one can still be taken
+ * with sp_rpc_decoder_next(), so a daemon can answer them before it closes.
+ * Ownership: data is copied; the caller keeps it. Invalidates the pointers of
+ * the message last returned by next(). Allocates: grows its buffer to hold
+ * the unconsumed bytes (bounded by len + the limit). Cost O(len) plus
+ * O(headers) branches. */
+SP_API int sp_rpc_decoder_feed(sp_rpc_decoder_t *d, const void *data, size_t len);
+
+/* Take the next complete message. Returns
+ *   1  *out holds it; out->type is REQUEST, RESPONSE, NOTIFY, or INVALID
+ *      (a well-framed msgpack object with the wrong RPC shape: reply with an
+ *      error response when out->has_msgid, otherwise an error notification;
+ *      the stream itself stays usable)
+ *   0  no complete message buffered: feed more bytes
+ *   <0 the sticky stream error of feed(), once every earlier message was taken
+ *      (close the connection), or SP_ENOMEM (msgpack zone; retrying is allowed)
+ * The message stays valid until the next feed()/next()/destroy(). Allocates:
+ * one msgpack zone, reused for every message (cleared, not freed). */
+SP_API int sp_rpc_decoder_next(sp_rpc_decoder_t *d, sp_rpc_msg_t *out);
+
+/* Bytes buffered and not yet returned (for metrics / memory accounting). */
+SP_API size_t sp_rpc_decoder_buffered(const sp_rpc_decoder_t *d);
+
+/* Classify one msgpack object as an RPC message (what next() does after
+ * framing). Returns 0 with out->type set, or SP_EPROTO with out->type =
+ * SP_RPC_INVALID, out->rpc_code/reason set and out->has_msgid/msgid when the
+ * msgid could be read. Pointers in *out point into *o. Never allocates. */
+SP_API int sp_rpc_classify(const msgpack_object *o, sp_rpc_msg_t *out);
+
+/* ---------------------------------------------------------------- params */
+
+/* A ready-to-send error: {"code": code, "message": message}. */
+typedef struct sp_rpc_error {
+    int code;
+    char message[160];
+} sp_rpc_error_t;
+
+/* Fill *err (code + printf-formatted message, truncated to fit; err may be
+ * NULL). Always returns SP_EINVAL, so a handler can write
+ * `return sp_rpc_error_set(err, SP_RPCERR_NOT_FOUND, "no ship %llu", id);`. */
+SP_API int sp_rpc_error_set(sp_rpc_error_t *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Check a request's params against its method's row: arity and every
+ * parameter's type per the signature. Returns 0, or SP_EINVAL with *err set:
+ * METHOD_NOT_FOUND for an unknown method, INVALID_PARAMS naming the index
+ * and the expected type ("param 1: expected vec3 [x, y, z] of numbers, got
+ * str"). After 0 the typed getters below cannot fail for indexes inside the
+ * signature (except range checks the getter documents). */
+SP_API int sp_rpc_check_params(const sp_rpc_msg_t *m, sp_rpc_error_t *err);
+
+/* Typed param getters. `params` is the params ARRAY of a message; i is the
+ * 0-based index. Each returns 0 and stores the value, or SP_EINVAL with *err
+ * = INVALID_PARAMS "param <i>: expected <type>, got <type>" (err may be NULL).
+ * *out is untouched on failure. None allocates; any thread. */
+SP_API int sp_rpc_param_int(const msgpack_object *params, uint32_t i, int64_t *out, sp_rpc_error_t *err);
+SP_API int sp_rpc_param_uint(const msgpack_object *params, uint32_t i, uint64_t *out, sp_rpc_error_t *err);
+/* Floats accept integers (the issue requires it) and reject NaN/inf. */
+SP_API int sp_rpc_param_float(const msgpack_object *params, uint32_t i, double *out, sp_rpc_error_t *err);
+SP_API int sp_rpc_param_bool(const msgpack_object *params, uint32_t i, bool *out, sp_rpc_error_t *err);
+/* String bytes in place (not NUL-terminated), valid as long as the message. */
+SP_API int sp_rpc_param_str(const msgpack_object *params, uint32_t i, const char **ptr, size_t *len,
+                            sp_rpc_error_t *err);
+/* vec3: an array of exactly three numbers (ints accepted), finite. */
+SP_API int sp_rpc_param_vec3(const msgpack_object *params, uint32_t i, double out[3], sp_rpc_error_t *err);
+/* True when param i is absent (past the end) or nil: use for "X or nil" and
+ * optional params, then call the typed getter when it returns false. */
+SP_API bool sp_rpc_param_is_nil(const msgpack_object *params, uint32_t i);
+/* Number of params (0 when params is not an array). */
+SP_API uint32_t sp_rpc_param_count(const msgpack_object *params);
+
+/* Short name of an object's type for messages: "int", "float", "str", ... */
+SP_API const char *sp_rpc_type_name(const msgpack_object *o);
+
+/* ---------------------------------------------------------------- packers */
+/* All packers append to pk and return 0, or SP_ENOMEM when pk's writer
+ * failed (for an sbuffer: realloc). On failure the buffer holds a partial
+ * message: the caller must roll it back (for an sbuffer, restore ->size). */
+
+/* [0, msgid, method, <array header of nparams>]: the caller then packs exactly
+ * nparams objects. */
+SP_API int sp_rpc_pack_request_begin(msgpack_packer *pk, uint32_t msgid, const char *method, uint32_t nparams);
+
+/* [1, msgid, nil, ...: the caller then packs exactly one result object. */
+SP_API int sp_rpc_pack_response_ok_begin(msgpack_packer *pk, uint32_t msgid);
+
+/* [1, msgid, {"code": code, "message": message}, nil]. message may be NULL
+ * (the code's default message). */
+SP_API int sp_rpc_pack_response_error(msgpack_packer *pk, uint32_t msgid, int code, const char *message);
+
+/* [2, method, <array header of nparams>]: the caller then packs nparams objects. */
+SP_API int sp_rpc_pack_notify_begin(msgpack_packer *pk, const char *method, uint32_t nparams);
+
+/* {"code": code, "message": message} alone (message NULL: the default). */
+SP_API int sp_rpc_pack_error_map(msgpack_packer *pk, int code, const char *message);
+
+/* Pack a NUL-terminated C string as a msgpack str. */
+SP_API int sp_rpc_pack_cstr(msgpack_packer *pk, const char *s);
+
+/* Read an error object of a response: a map with an int "code" and a str
+ * "message" (other keys ignored). Returns 0, or SP_EPROTO when the shape is
+ * wrong. *msg points into the object. */
+SP_API int sp_rpc_parse_error(const msgpack_object *o, int64_t *code, const char **msg, size_t *msg_len);
+
+/* Find a key (exact str) in a msgpack map; NULL when absent or o is no map. */
+SP_API const msgpack_object *sp_rpc_map_get(const msgpack_object *o, const char *key);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SP_PROTO_RPC_H */
