@@ -418,6 +418,40 @@ START_TEST(test_bus_sleeping_worker_is_woken_by_every_send_and_broadcast) {
 }
 END_TEST
 
+/* The sender that slips in between the worker's first emptiness check and its
+ * announcement is seen by nobody's wake-up but the worker's own re-check after
+ * fence Y; without that re-check this wait (no timeout) never returns. The
+ * library calls this hook exactly in that window. */
+extern void (*sp__bus_test_before_announce)(sp_bus_t *bus, unsigned worker);
+static int g_injected;
+static void inject_send(sp_bus_t *bus, unsigned worker) {
+    sp_msg_t m = mk(4242, 0, 0);
+    if (g_injected++ == 0) ck_assert_int_eq(sp_bus_send_to_worker(bus, worker, &m), 0);
+}
+static void inject_broadcast(sp_bus_t *bus, unsigned worker) {
+    (void)worker;
+    sp_msg_t m = mk(4343, 0, 0);
+    if (g_injected++ == 0) ck_assert_int_eq(sp_bus_broadcast(bus, &m), 0);
+}
+
+START_TEST(test_bus_wait_recheck_catches_send_racing_the_announcement) {
+    sp_msg_t out;
+    g_injected = 0;
+    sp__bus_test_before_announce = inject_send;
+    ck_assert_int_eq(sp_bus_worker_wait(&g_bus, 1, -1), 0);
+    ck_assert_int_eq(g_injected, 1);
+    ck_assert_int_eq(sp_bus_recv_worker(&g_bus, 1, &out), 0);
+    assert_msg_id(&out, 4242);
+    g_injected = 0;
+    sp__bus_test_before_announce = inject_broadcast;
+    ck_assert_int_eq(sp_bus_worker_wait(&g_bus, 3, -1), 0);
+    ck_assert_int_eq(g_injected, 1);
+    ck_assert_int_eq(sp_bus_recv_worker(&g_bus, 3, &out), 0);
+    assert_msg_id(&out, 4343);
+    sp__bus_test_before_announce = NULL;
+}
+END_TEST
+
 START_TEST(test_bus_depths_report_exact_values_when_quiescent) {
     sp_msg_t m = mk(1, 0, 0);
     for (int i = 0; i < 3; i++) ck_assert_int_eq(sp_bus_send_to_worker(&g_bus, 0, &m), 0);
@@ -454,6 +488,7 @@ static Suite *bus_suite(void) {
         {"worker_notify", test_bus_worker_notify_runs_for_target_and_for_all_on_broadcast, 1},
         {"wait", test_bus_worker_wait_times_out_or_returns_at_once_when_pending, 1},
         {"wake_threads", test_bus_sleeping_worker_is_woken_by_every_send_and_broadcast, 1},
+        {"wait_recheck", test_bus_wait_recheck_catches_send_racing_the_announcement, 1},
         {"depths", test_bus_depths_report_exact_values_when_quiescent, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

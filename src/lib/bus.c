@@ -378,6 +378,13 @@ size_t sp_bus_recv_main_n(sp_bus_t *bus, sp_msg_t *out, size_t max) {
 
 /* ---------------------------------------------------------------- sleeping */
 
+/* Test hook (tests/check_bus.c only; NULL otherwise): runs on the sleep path
+ * just before the announcement, so a test can inject a send into the window
+ * that the re-check after fence Y must cover. Costs one load on the sleep
+ * path, nothing on the fast paths. Not declared in a header on purpose. */
+void (*sp__bus_test_before_announce)(sp_bus_t *bus, unsigned worker);
+void (*sp__bus_test_before_announce)(sp_bus_t *bus, unsigned worker) = NULL;
+
 static void deadline_after(struct timespec *ts, int ms) {
     clock_gettime(CLOCK_MONOTONIC, ts);
     ts->tv_sec += ms / 1000;
@@ -397,6 +404,7 @@ int sp_bus_worker_wait(sp_bus_t *bus, unsigned worker, int timeout_ms) {
     struct timespec deadline;
     if (timeout_ms > 0) deadline_after(&deadline, timeout_ms);
 
+    if (sp__bus_test_before_announce != NULL) sp__bus_test_before_announce(bus, worker);
     /* Announce. Relaxed RMW: its ordering before the re-check comes from the
      * seq_cst fence Y right after it (see the handshake comment). */
     atomic_fetch_add_explicit(&wk->sleepers, 1, memory_order_relaxed);
