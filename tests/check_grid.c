@@ -253,6 +253,26 @@ START_TEST(test_grid_ab_order_bitwise_identical_for_1_2_4_threads) {
 }
 END_TEST
 
+START_TEST(test_grid_scalar_and_simd_kernels_give_identical_output) {
+    scene_t s = scene_random(4242, 3000, 35.0f, 0.3f, 1.7f, 0.0f);
+    sp_grid_def_t ds = def_threads(1), dv = def_threads(2);
+    ds.no_simd = 1;
+    size_t ns, nv;
+    sp_grid_stats_t sts, stv;
+    sp_pair_t *ps = run_grid(&ds, &s, NULL, &ns, &sts);
+    sp_pair_t *pv = run_grid(&dv, &s, NULL, &nv, &stv);
+    ck_assert_int_eq(sts.simd, 0);
+    ck_assert_int_eq(stv.simd, __builtin_cpu_supports("avx512f") ? 1 : 0);
+    ck_assert_uint_gt(ns, 1000);
+    ck_assert_uint_eq(ns, nv);
+    ck_assert_uint_eq(sts.candidates, stv.candidates);
+    ck_assert_int_eq(memcmp(ps, pv, ns * sizeof *ps), 0);
+    free(ps), free(pv);
+    check_against_brute(&ds, &s, NULL);
+    scene_free(&s);
+}
+END_TEST
+
 START_TEST(test_grid_empty_input_returns_no_pairs) {
     sp_grid_t *g;
     ck_assert_int_eq(sp_grid_create(NULL, &g), 0);
@@ -635,6 +655,7 @@ static Suite *grid_suite(void) {
         {"hash_mode", test_grid_hash_mode_matches_brute_force, (int)NSCENES, 30},
         {"cell_order", test_grid_cell_order_is_same_set_and_thread_independent, 0, 30},
         {"ab_order_threads", test_grid_ab_order_bitwise_identical_for_1_2_4_threads, 0, 30},
+        {"kernels", test_grid_scalar_and_simd_kernels_give_identical_output, 0, 30},
         {"empty", test_grid_empty_input_returns_no_pairs, 0, 10},
         {"single", test_grid_single_sphere_returns_no_pairs, 0, 10},
         {"one_cell", test_grid_all_spheres_in_one_cell_give_every_pair_once, 0, 30},

@@ -101,6 +101,10 @@ typedef struct sp_grid_def {
      * an empty dense cell costs ~1 ns (clear + prefix sum), a hashed lookup
      * of 14 buckets per sphere far more. */
     size_t max_dense_cells;
+    /* 1 = always use the portable scalar pair kernel; 0 (default) = use the
+     * AVX-512 kernel where the CPU has it (dense layout only). Both accept
+     * exactly the same pairs in the same order (same IEEE operations). */
+    int no_simd;
     /* Allocator of the object, its threads' pair buffers and its result
      * buffer; NULL = sp_allocator_default(). Must outlive the object. */
     const sp_allocator_t *allocator;
@@ -120,6 +124,7 @@ typedef struct sp_grid_stats {
     double cell_size;      /* cell edge used, world units (0 when no cell was needed) */
     int hashed;            /* 1 when the hashed layout was used */
     int threads_used;      /* threads that took part in the call */
+    int simd;              /* 1 when the AVX-512 pair kernel ran */
     size_t scratch_bytes;  /* arena bytes the call used (released on return) */
 } sp_grid_stats_t;
 

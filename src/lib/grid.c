@@ -27,6 +27,13 @@
 #include <pthread.h>
 #include <string.h>
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define SP_GRID_HAVE_AVX512 1
+#else
+#define SP_GRID_HAVE_AVX512 0
+#endif
+
 #if defined(__SSE__) || defined(__x86_64__)
 #include <xmmintrin.h>
 /* sqrtss without the errno branch that sqrtf() carries (and without libm). */
@@ -35,7 +42,7 @@ static inline float grid_sqrtf(float v) { return _mm_cvtss_f32(_mm_sqrt_ss(_mm_s
 static inline float grid_sqrtf(float v) { return __builtin_sqrtf(v); }
 #endif
 
-/* A sphere in cell order, packed so one candidate is one 16-byte load. */
+/* One sphere's values, held in registers while it meets its candidates. */
 typedef struct sphere4 {
     float x, y, z, r;
 } sphere4_t;
@@ -60,6 +67,7 @@ typedef struct tslot {
     float mn[3], mx[3]; /* phase 1 bounds */
     float rmin, rmax;   /* phase 1 radius range */
     float nanacc;       /* phase 1: NaN iff some input was NaN or inf */
+    uint32_t csum;      /* phase 4: keys counted in this thread's cell range */
 } tslot_t;
 
 typedef union tslot_pad {
@@ -93,16 +101,19 @@ struct sp_grid {
     size_t n;
     int nt; /* threads of this call */
     int hashed;
+    int simd; /* phase 5 uses the AVX-512 kernel */
     double h, inv_h;   /* cell edge and its inverse */
     double ox, oy, oz; /* dense: box origin (min corner) */
     uint32_t NX, NXY;  /* dense: padded row and slab strides */
     unsigned hshift;   /* hash: 64 - log2(buckets) */
     size_t ncells;     /* dense cells incl. padding, or buckets */
     uint32_t *key;     /* [n] cell/bucket per input sphere */
-    uint32_t *start;   /* [ncells + 2] first sorted index of each cell */
+    uint32_t *start;   /* [ncells + 2] first sorted index of each cell; [ncells..] = n */
+    uint32_t *hist[SP_GRID_MAX_THREADS]; /* [ncells] per-thread counts, then write cursors */
+    uint32_t *cnt;     /* [n] ORDER_AB: pairs per a, then write cursors */
     uint32_t *sid;     /* [n] input index of each sorted sphere */
     uint32_t *scell;   /* [n] cell/bucket of each sorted sphere */
-    sphere4_t *s;      /* [n] sorted spheres */
+    float *sx, *sy, *sz, *sr; /* [n] sorted spheres, SoA for 16-lane loads */
     cell3_t *sc;       /* [n] hash: cell coordinates of sorted spheres */
 
     pairbuf_t out; /* the result (ORDER_AB, or ORDER_CELL with > 1 thread) */
@@ -402,17 +413,80 @@ static inline int emit(const sp_grid_t *g, tslot_t *t, size_t i, size_t j, float
 
 /* Test sorted sphere i against sorted spheres [jb, je). */
 static inline int run_range(const sp_grid_t *g, tslot_t *t, size_t i, sphere4_t si, size_t jb, size_t je) {
-    const sphere4_t *s = g->s;
+    const float *sx = g->sx, *sy = g->sy, *sz = g->sz, *sr = g->sr;
     for (size_t j = jb; j < je; j++) {
-        float dx = s[j].x - si.x, dy = s[j].y - si.y, dz = s[j].z - si.z;
+        float dx = sx[j] - si.x, dy = sy[j] - si.y, dz = sz[j] - si.z;
         float d2 = dx * dx + dy * dy + dz * dz;
-        float rs = si.r + s[j].r;
+        float rs = si.r + sr[j];
         if (d2 < rs * rs) {
             if (SP_UNLIKELY(emit(g, t, i, j, dx, dy, dz, d2) != 0)) return -1;
         }
     }
     return 0;
 }
+
+static inline sphere4_t sphere_at(const sp_grid_t *g, size_t i) {
+    sphere4_t v = {g->sx[i], g->sy[i], g->sz[i], g->sr[i]};
+    return v;
+}
+
+#if SP_GRID_HAVE_AVX512
+/* As run_range() for 16 candidates at a time with AVX-512 masked loads
+ * (masked-off lanes are never read, so runs may end anywhere). The lane
+ * arithmetic is the same IEEE single-precision sequence as the scalar test
+ * (sub, mul, add in the same order; no FMA), so both kernels accept exactly
+ * the same pairs, and hits are emitted in increasing j as in the scalar
+ * loop: the output does not depend on the kernel. */
+__attribute__((target("avx512f"), always_inline)) static inline int run_range16(const sp_grid_t *g, tslot_t *t, size_t i,
+                                                                 __m512 xi, __m512 yi, __m512 zi, __m512 ri,
+                                                                 size_t jb, size_t je) {
+    for (; jb < je; jb += 16) {
+        size_t len = je - jb;
+        __mmask16 m = len >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << len) - 1u);
+        __m512 dx = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, g->sx + jb), xi);
+        __m512 dy = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, g->sy + jb), yi);
+        __m512 dz = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, g->sz + jb), zi);
+        __m512 rs = _mm512_add_ps(ri, _mm512_maskz_loadu_ps(m, g->sr + jb));
+        __m512 d2 = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(dx, dx), _mm512_mul_ps(dy, dy)), _mm512_mul_ps(dz, dz));
+        unsigned hit = _mm512_mask_cmp_ps_mask(m, d2, _mm512_mul_ps(rs, rs), _CMP_LT_OQ);
+        while (hit) {
+            size_t j = jb + (size_t)__builtin_ctz(hit);
+            hit &= hit - 1;
+            float ddx = g->sx[j] - g->sx[i], ddy = g->sy[j] - g->sy[i], ddz = g->sz[j] - g->sz[i];
+            float dd2 = ddx * ddx + ddy * ddy + ddz * ddz;
+            if (SP_UNLIKELY(emit(g, t, i, j, ddx, ddy, ddz, dd2) != 0)) return -1;
+        }
+    }
+    return 0;
+}
+
+__attribute__((target("avx512f"))) static void job_pairs_dense_avx512(sp_grid_t *g, int tid) {
+    size_t lo, hi;
+    split(g->n, g->nt, tid, &lo, &hi);
+    tslot_t *t = &g->ts[tid].s;
+    t->buf.len = 0;
+    t->err = 0;
+    const uint32_t *start = g->start, *scell = g->scell;
+    const size_t NX = g->NX, NXY = g->NXY;
+    const size_t rows[4] = {NX, NXY - NX, NXY, NXY + NX};
+    size_t cand = 0;
+    for (size_t i = lo; i < hi; i++) {
+        size_t c = scell[i];
+        __m512 xi = _mm512_set1_ps(g->sx[i]), yi = _mm512_set1_ps(g->sy[i]);
+        __m512 zi = _mm512_set1_ps(g->sz[i]), ri = _mm512_set1_ps(g->sr[i]);
+        size_t e = start[c + 2];
+        cand += e - (i + 1);
+        if (run_range16(g, t, i, xi, yi, zi, ri, i + 1, e) != 0) return;
+        for (int k = 0; k < 4; k++) {
+            size_t rc = c + rows[k];
+            size_t jb = start[rc - 1], je = start[rc + 2];
+            cand += je - jb;
+            if (run_range16(g, t, i, xi, yi, zi, ri, jb, je) != 0) return;
+        }
+    }
+    t->candidates = cand;
+}
+#endif
 
 /* Phase 5, dense layout: the half-shell of cell c is the rest of c plus c+1
  * (one run of the sorted array: cells are adjacent along x) and four rows of
@@ -427,13 +501,12 @@ static void job_pairs_dense(sp_grid_t *g, int tid) {
     t->buf.len = 0;
     t->err = 0;
     const uint32_t *start = g->start, *scell = g->scell;
-    const sphere4_t *s = g->s;
     const size_t NX = g->NX, NXY = g->NXY;
     const size_t rows[4] = {NX, NXY - NX, NXY, NXY + NX};
     size_t cand = 0;
     for (size_t i = lo; i < hi; i++) {
         size_t c = scell[i];
-        sphere4_t si = s[i];
+        sphere4_t si = sphere_at(g, i);
         size_t e = start[c + 2];
         cand += e - (i + 1);
         if (run_range(g, t, i, si, i + 1, e) != 0) return;
@@ -464,13 +537,12 @@ static void job_pairs_hash(sp_grid_t *g, int tid) {
     t->buf.len = 0;
     t->err = 0;
     const uint32_t *start = g->start, *scell = g->scell;
-    const sphere4_t *s = g->s;
     const cell3_t *sc = g->sc;
     const unsigned sh = g->hshift;
     const int64_t lim = (int64_t)1 << 62;
     size_t cand = 0;
     for (size_t i = lo; i < hi; i++) {
-        sphere4_t si = s[i];
+        sphere4_t si = sphere_at(g, i);
         cell3_t ci = sc[i];
         size_t e = start[scell[i] + 1];
         for (size_t j = i + 1; j < e; j++) {
@@ -504,26 +576,120 @@ static void set_empty(sp_grid_t *g, size_t n, int nt, const sp_pair_t **pairs, s
     *npairs = 0;
 }
 
-/* Phase 6 for ORDER_AB: counting sort of all thread buffers by a into g->out,
- * then each a's few pairs (about 1.5 at typical densities) by b. */
-static int order_ab(sp_grid_t *g, sp_arena_t *ar, size_t total) {
-    size_t n = g->n;
-    uint32_t *cnt = sp_arena_alloc_array(ar, n + 1, sizeof *cnt, SP_CACHELINE);
-    if (cnt == NULL) return SP_ENOMEM;
-    memset(cnt, 0, (n + 1) * sizeof *cnt);
+/* Phase 4, counting sort split over threads and kept stable: thread t owns
+ * input range t and cell range t. hist[t][c] = count of cell c in input
+ * range t; the offsets interleave threads inside each cell in thread order,
+ * so the sorted order equals the serial stable counting sort's, whatever the
+ * thread count. */
+static void job_hist(sp_grid_t *g, int tid) {
+    size_t lo, hi;
+    split(g->n, g->nt, tid, &lo, &hi);
+    uint32_t *h = g->hist[tid];
+    memset(h, 0, g->ncells * sizeof *h);
+    const uint32_t *key = g->key;
+    for (size_t i = lo; i < hi; i++) h[key[i]]++;
+}
+
+/* Sum of all threads' counts over this thread's cell range. */
+static void job_prefix_sum(sp_grid_t *g, int tid) {
+    size_t clo, chi;
+    split(g->ncells, g->nt, tid, &clo, &chi);
+    uint32_t sum = 0;
+    for (int t = 0; t < g->nt; t++) {
+        const uint32_t *h = g->hist[t];
+        for (size_t c = clo; c < chi; c++) sum += h[c];
+    }
+    g->ts[tid].s.csum = sum;
+}
+
+/* Turn counts into write cursors and cell starts; csum holds this cell
+ * range's first sorted index (set by the caller between the jobs). */
+static void job_prefix_write(sp_grid_t *g, int tid) {
+    size_t clo, chi;
+    split(g->ncells, g->nt, tid, &clo, &chi);
+    uint32_t run = g->ts[tid].s.csum;
+    uint32_t *start = g->start;
+    const int nt = g->nt;
+    for (size_t c = clo; c < chi; c++) {
+        start[c] = run;
+        for (int t = 0; t < nt; t++) {
+            uint32_t v = g->hist[t][c];
+            g->hist[t][c] = run;
+            run += v;
+        }
+    }
+}
+
+static void job_scatter(sp_grid_t *g, int tid) {
+    size_t lo, hi;
+    split(g->n, g->nt, tid, &lo, &hi);
+    uint32_t *h = g->hist[tid];
+    const uint32_t *key = g->key;
+    const float *x = g->x, *y = g->y, *z = g->z, *r = g->r;
+    float *sx = g->sx, *sy = g->sy, *sz = g->sz, *sr = g->sr;
+    uint32_t *sid = g->sid, *scell = g->scell;
+    cell3_t *sc = g->sc;
+    for (size_t i = lo; i < hi; i++) {
+        uint32_t c = key[i];
+        uint32_t p = h[c]++;
+        sid[p] = (uint32_t)i;
+        scell[p] = c;
+        sx[p] = x[i], sy[p] = y[i], sz[p] = z[i], sr[p] = r[i];
+        if (sc) {
+            sc[p].x = hash_coord(x[i], g->inv_h);
+            sc[p].y = hash_coord(y[i], g->inv_h);
+            sc[p].z = hash_coord(z[i], g->inv_h);
+        }
+    }
+}
+
+/* Phase 6, ORDER_CELL with several threads: each thread copies its buffer
+ * to its place (thread order) in the result. */
+static void job_concat(sp_grid_t *g, int tid) {
+    size_t off = 0;
+    for (int t = 0; t < tid; t++) off += g->ts[t].s.buf.len;
+    const pairbuf_t *b = &g->ts[tid].s.buf;
+    if (b->len) memcpy(g->out.p + off, b->p, b->len * sizeof *b->p);
+}
+
+/* Phase 6, ORDER_AB: counting sort of all threads' pairs by a, then each
+ * a's few pairs (about 1.5 at typical densities) by b with insertion sort.
+ * Thread t owns a in range t: it counts the pairs below its range (its
+ * output offset) and in it, scatters those, sorts them. Every thread reads
+ * all pairs (cheap: 24 bytes each, sequential); no writes are shared. */
+static void job_order_ab(sp_grid_t *g, int tid) {
+    size_t alo, ahi;
+    split(g->n, g->nt, tid, &alo, &ahi);
+    uint32_t *cnt = g->cnt;
+    memset(cnt + alo, 0, (ahi - alo) * sizeof *cnt);
+    size_t below = 0;
     for (int t = 0; t < g->nt; t++) {
         const pairbuf_t *b = &g->ts[t].s.buf;
-        for (size_t k = 0; k < b->len; k++) cnt[b->p[k].a + 1]++;
+        for (size_t k = 0; k < b->len; k++) {
+            size_t a = b->p[k].a;
+            if (a < alo)
+                below++;
+            else if (a < ahi)
+                cnt[a]++;
+        }
     }
-    for (size_t a = 0; a < n; a++) cnt[a + 1] += cnt[a];
+    size_t run = below;
+    for (size_t a = alo; a < ahi; a++) {
+        size_t v = cnt[a];
+        cnt[a] = (uint32_t)run;
+        run += v;
+    }
     sp_pair_t *o = g->out.p;
     for (int t = 0; t < g->nt; t++) {
         const pairbuf_t *b = &g->ts[t].s.buf;
-        for (size_t k = 0; k < b->len; k++) o[cnt[b->p[k].a]++] = b->p[k];
+        for (size_t k = 0; k < b->len; k++) {
+            size_t a = b->p[k].a;
+            if (a >= alo && a < ahi) o[cnt[a]++] = b->p[k];
+        }
     }
-    /* cnt[a] is now the end of a's run. Insertion sort each run by b. */
-    size_t begin = 0;
-    for (size_t a = 0; a < n; a++) {
+    /* cnt[a] is now the end of a's run. */
+    size_t begin = below;
+    for (size_t a = alo; a < ahi; a++) {
         size_t end = cnt[a];
         for (size_t k = begin + 1; k < end; k++) {
             sp_pair_t v = o[k];
@@ -536,8 +702,6 @@ static int order_ab(sp_grid_t *g, sp_arena_t *ar, size_t total) {
         }
         begin = end;
     }
-    (void)total;
-    return 0;
 }
 
 int sp_grid_find_pairs(sp_grid_t *g, sp_arena_t *scratch, const float *x, const float *y, const float *z,
@@ -615,46 +779,43 @@ int sp_grid_find_pairs(sp_grid_t *g, sp_arena_t *scratch, const float *x, const 
     g->start = sp_arena_alloc_array(ar, g->ncells + 2, sizeof(uint32_t), SP_CACHELINE);
     g->sid = sp_arena_alloc_array(ar, n, sizeof(uint32_t), SP_CACHELINE);
     g->scell = sp_arena_alloc_array(ar, n, sizeof(uint32_t), SP_CACHELINE);
-    g->s = sp_arena_alloc_array(ar, n, sizeof(sphere4_t), SP_CACHELINE);
+    g->sx = sp_arena_alloc_array(ar, n, sizeof(float), SP_CACHELINE);
+    g->sy = sp_arena_alloc_array(ar, n, sizeof(float), SP_CACHELINE);
+    g->sz = sp_arena_alloc_array(ar, n, sizeof(float), SP_CACHELINE);
+    g->sr = sp_arena_alloc_array(ar, n, sizeof(float), SP_CACHELINE);
     g->sc = g->hashed ? sp_arena_alloc_array(ar, n, sizeof(cell3_t), SP_CACHELINE) : NULL;
-    if (!g->key || !g->start || !g->sid || !g->scell || !g->s || (g->hashed && !g->sc)) goto out;
+    for (int t = 0; t < nt; t++) {
+        g->hist[t] = sp_arena_alloc_array(ar, g->ncells, sizeof(uint32_t), SP_CACHELINE);
+        if (g->hist[t] == NULL) goto out;
+    }
+    if (!g->key || !g->start || !g->sid || !g->scell || !g->sx || !g->sy || !g->sz || !g->sr || (g->hashed && !g->sc)) goto out;
 
     /* Phase 3. */
     pool_run(g, job_keys);
 
-    /* Phase 4: counting sort. start[c + 2] counts, prefix sums give
-     * start[c + 1] = first of c; scattering with start[c + 1]++ leaves
-     * start[c + 1] = end of c = first of c + 1, so start[c] = first of c. */
+    /* Phase 4: parallel stable counting sort (see job_hist). */
+    pool_run(g, job_hist);
+    pool_run(g, job_prefix_sum);
     {
-        uint32_t *start = g->start, *key = g->key;
-        memset(start, 0, (g->ncells + 2) * sizeof *start);
-        for (size_t i = 0; i < n; i++) start[key[i] + 2]++;
         uint32_t run = 0;
-        for (size_t c = 0; c < g->ncells + 2; c++) {
-            run += start[c];
-            start[c] = run;
+        for (int t = 0; t < nt; t++) {
+            uint32_t v = g->ts[t].s.csum;
+            g->ts[t].s.csum = run;
+            run += v;
         }
-        sphere4_t *s = g->s;
-        uint32_t *sid = g->sid, *scell = g->scell;
-        for (size_t i = 0; i < n; i++) {
-            uint32_t c = key[i];
-            uint32_t p = start[c + 1]++;
-            sid[p] = (uint32_t)i;
-            scell[p] = c;
-            s[p].x = x[i], s[p].y = y[i], s[p].z = z[i], s[p].r = r[i];
-        }
-        if (g->hashed) {
-            for (size_t p = 0; p < n; p++) {
-                float px = s[p].x, py = s[p].y, pz = s[p].z;
-                g->sc[p].x = hash_coord(px, g->inv_h);
-                g->sc[p].y = hash_coord(py, g->inv_h);
-                g->sc[p].z = hash_coord(pz, g->inv_h);
-            }
-        }
+        g->start[g->ncells] = g->start[g->ncells + 1] = (uint32_t)n;
     }
+    pool_run(g, job_prefix_write);
+    pool_run(g, job_scatter);
 
     /* Phase 5. */
-    pool_run(g, g->hashed ? job_pairs_hash : job_pairs_dense);
+    job_fn pairs_fn = job_pairs_dense;
+    g->simd = 0;
+#if SP_GRID_HAVE_AVX512
+    if (!g->def.no_simd && __builtin_cpu_supports("avx512f")) pairs_fn = job_pairs_dense_avx512, g->simd = 1;
+#endif
+    if (g->hashed) pairs_fn = job_pairs_hash, g->simd = 0;
+    pool_run(g, pairs_fn);
     size_t total = 0, cand = 0;
     for (int t = 0; t < nt; t++) {
         const tslot_t *s = &g->ts[t].s;
@@ -675,16 +836,14 @@ int sp_grid_find_pairs(sp_grid_t *g, sp_arena_t *scratch, const float *x, const 
         rc = pairbuf_reserve(g->alloc, &g->out, total);
         if (rc != 0) goto out;
         if (g->def.order == SP_GRID_ORDER_CELL) {
-            for (int t = 0; t < nt; t++) {
-                const pairbuf_t *b = &g->ts[t].s.buf;
-                if (b->len) memcpy(g->out.p + g->out.len, b->p, b->len * sizeof *b->p);
-                g->out.len += b->len;
-            }
+            pool_run(g, job_concat);
         } else {
-            rc = order_ab(g, ar, total);
-            if (rc != 0) goto out;
-            g->out.len = total;
+            rc = SP_ENOMEM;
+            g->cnt = sp_arena_alloc_array(ar, n, sizeof(uint32_t), SP_CACHELINE);
+            if (g->cnt == NULL) goto out;
+            pool_run(g, job_order_ab);
         }
+        g->out.len = total;
         res = g->out.p;
     }
 
@@ -696,14 +855,16 @@ int sp_grid_find_pairs(sp_grid_t *g, sp_arena_t *scratch, const float *x, const 
     g->stats.cell_size = h;
     g->stats.hashed = g->hashed;
     g->stats.threads_used = nt;
+    g->stats.simd = g->simd;
     g->stats.scratch_bytes = sp_arena_used(ar) - used0;
     *pairs = total ? res : NULL;
     *npairs = total;
     rc = 0;
 out:
     sp_arena_rewind(ar, mark);
-    g->key = g->start = g->sid = g->scell = NULL;
-    g->s = NULL;
+    g->key = g->start = g->sid = g->scell = g->cnt = NULL;
+    for (int t = 0; t < SP_GRID_MAX_THREADS; t++) g->hist[t] = NULL;
+    g->sx = g->sy = g->sz = g->sr = NULL;
     g->sc = NULL;
     return rc;
 }

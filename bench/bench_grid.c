@@ -1,0 +1,234 @@
+/* bench_grid.c: sphere broadphase, sp_grid against brute force and 2 vs 1 thread.
+ *
+ * Scene: N spheres of radius uniform in [0.5, 1.5], uniform in a cube sized
+ * for ~1.5 overlapping neighbours per sphere: density rho = 1.5 / (4/3 pi
+ * E[(r1 + r2)^3]) = 1.5 / (4/3 pi 9) ~ 0.0398 spheres per unit^3.
+ *
+ * Rows (figures are ms per full pair pass, lower is better):
+ *   10k:  sp_grid 1 thread vs brute-force O(n^2) (plain loops, -O2); target >= 50x
+ *   100k: sp_grid 2 threads vs sp_grid 1 thread
+ *   1M:   sp_grid 2 threads vs sp_grid 1 thread
+ * Self-check: every run compares its pair count and an (a, b) checksum with
+ * the reference (brute force at 10k; the first 1-thread grid pass at 100k and
+ * 1M, itself cross-checked against brute force on a 10k sub-scene at 10k),
+ * and returns -1 on a mismatch. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "spacesim/arena.h"
+#include "spacesim/grid.h"
+
+typedef struct scene {
+    size_t n;
+    float *x, *y, *z, *r;
+} scene_t;
+
+typedef struct result {
+    size_t count;
+    uint64_t sum; /* order-independent sum of mix(a, b) */
+} result_t;
+
+static uint64_t mix(uint64_t v) {
+    v ^= v >> 30;
+    v *= UINT64_C(0xBF58476D1CE4E5B9);
+    v ^= v >> 27;
+    v *= UINT64_C(0x94D049BB133111EB);
+    return v ^ (v >> 31);
+}
+
+static scene_t make_scene(size_t n, uint64_t seed) {
+    const double rho = 1.5 / (4.0 / 3.0 * M_PI * 9.0);
+    float side = (float)cbrt((double)n / rho);
+    scene_t s = {n, malloc(n * sizeof(float)), malloc(n * sizeof(float)), malloc(n * sizeof(float)),
+                 malloc(n * sizeof(float))};
+    if (!s.x || !s.y || !s.z || !s.r) sp_bench_fail("out of memory for %zu spheres", n);
+    uint64_t st = seed;
+    for (size_t i = 0; i < n; i++) {
+        float u[4];
+        for (int k = 0; k < 4; k++) u[k] = (float)(mix(st += UINT64_C(0x9E3779B97F4A7C15)) >> 40) / 16777216.0f;
+        s.x[i] = u[0] * side, s.y[i] = u[1] * side, s.z[i] = u[2] * side;
+        s.r[i] = 0.5f + u[3];
+    }
+    return s;
+}
+
+/* ------------------------------------------------------------ brute force */
+
+/* The O(n^2) reference with the overlap rule of grid.h, storing pairs as
+ * the grid does (so the comparison includes the output cost). */
+typedef struct brute_ctx {
+    const scene_t *s;
+    sp_pair_t *out;
+    size_t cap;
+    result_t want;
+} brute_ctx_t;
+
+static result_t brute_pass(brute_ctx_t *c) {
+    const scene_t *s = c->s;
+    size_t np = 0;
+    for (size_t a = 0; a < s->n; a++) {
+        float xa = s->x[a], ya = s->y[a], za = s->z[a], ra = s->r[a];
+        for (size_t b = a + 1; b < s->n; b++) {
+            float dx = s->x[b] - xa, dy = s->y[b] - ya, dz = s->z[b] - za;
+            float d2 = dx * dx + dy * dy + dz * dz;
+            float rs = ra + s->r[b];
+            if (d2 < rs * rs) {
+                if (np == c->cap) sp_bench_fail("brute pair buffer too small");
+                sp_pair_t *p = &c->out[np++];
+                p->a = (uint32_t)a, p->b = (uint32_t)b;
+                float d = sqrtf(d2);
+                p->dist = d;
+                float inv = d > 0 ? 1.0f / d : 0.0f;
+                p->nx = d > 0 ? dx * inv : 1.0f, p->ny = dy * inv, p->nz = dz * inv;
+            }
+        }
+    }
+    result_t r = {np, 0};
+    for (size_t k = 0; k < np; k++) r.sum += mix(((uint64_t)c->out[k].a << 32) | c->out[k].b);
+    return r;
+}
+
+static double run_brute(void *arg) {
+    brute_ctx_t *c = arg;
+    uint64_t t0 = sp_bench_now_ns();
+    result_t r = brute_pass(c);
+    uint64_t t1 = sp_bench_now_ns();
+    SP_BENCH_KEEP(c->out);
+    if (r.count != c->want.count || r.sum != c->want.sum) return -1.0;
+    return (double)(t1 - t0) / 1e6;
+}
+
+/* ------------------------------------------------------------------ grid */
+
+typedef struct grid_ctx {
+    const scene_t *s;
+    sp_grid_t *g;
+    sp_arena_t arena;
+    int passes; /* per measured run */
+    result_t want;
+} grid_ctx_t;
+
+static int grid_pass(grid_ctx_t *c, result_t *out) {
+    const sp_pair_t *p;
+    size_t np;
+    int rc = sp_grid_find_pairs(c->g, &c->arena, c->s->x, c->s->y, c->s->z, c->s->r, c->s->n, &p, &np);
+    if (rc != 0) return rc;
+    result_t r = {np, 0};
+    for (size_t k = 0; k < np; k++) {
+        if (k > 0 && (p[k - 1].a > p[k].a || (p[k - 1].a == p[k].a && p[k - 1].b >= p[k].b))) return -100;
+        r.sum += mix(((uint64_t)p[k].a << 32) | p[k].b);
+    }
+    *out = r;
+    return 0;
+}
+
+static double run_grid(void *arg) {
+    grid_ctx_t *c = arg;
+    result_t r = {0, 0};
+    uint64_t total = 0;
+    for (int k = 0; k < c->passes; k++) {
+        uint64_t t0 = sp_bench_now_ns();
+        const sp_pair_t *p;
+        size_t np;
+        int rc = sp_grid_find_pairs(c->g, &c->arena, c->s->x, c->s->y, c->s->z, c->s->r, c->s->n, &p, &np);
+        uint64_t t1 = sp_bench_now_ns();
+        if (rc != 0) return -1.0;
+        total += t1 - t0;
+        SP_BENCH_KEEP(p);
+    }
+    /* Check the last pass's pairs outside the timed region. */
+    if (grid_pass(c, &r) != 0) return -1.0;
+    if (r.count != c->want.count || r.sum != c->want.sum) return -1.0;
+    return (double)total / 1e6 / c->passes;
+}
+
+static void grid_init(grid_ctx_t *c, const scene_t *s, int nthreads, int passes) {
+    memset(c, 0, sizeof *c);
+    c->s = s;
+    c->passes = passes;
+    sp_grid_def_t d = sp_grid_def_default();
+    d.nthreads = nthreads;
+    int rc = sp_grid_create(&d, &c->g);
+    if (rc != 0) sp_bench_fail("sp_grid_create: %s", sp_strerror(rc));
+    sp_arena_init(&c->arena, 0, NULL);
+}
+
+static void grid_destroy(grid_ctx_t *c) {
+    sp_grid_free(c->g);
+    sp_arena_destroy(&c->arena);
+}
+
+static void print_scene(const char *what, const scene_t *s, const grid_ctx_t *c) {
+    sp_grid_stats_t st;
+    sp_grid_stats(c->g, &st);
+    printf("%s: %zu spheres, %zu pairs (%.2f overlapping neighbours each), %zu candidates, %zu cells%s, "
+           "threads %d, scratch %.1f MiB\n",
+           what, s->n, st.pairs, 2.0 * (double)st.pairs / (double)s->n, st.candidates, st.cells,
+           st.hashed ? " (hashed)" : "", st.threads_used, (double)st.scratch_bytes / 1048576.0);
+}
+
+/* 2 threads vs 1 thread at size n. */
+static void compare_threads(size_t n, uint64_t seed, int passes) {
+    scene_t s = make_scene(n, seed);
+    grid_ctx_t g1, g2;
+    grid_init(&g1, &s, 1, passes);
+    grid_init(&g2, &s, 2, passes);
+    result_t r1, r2;
+    if (grid_pass(&g1, &r1) != 0 || grid_pass(&g2, &r2) != 0) sp_bench_fail("grid pass failed at %zu", n);
+    if (r1.count != r2.count || r1.sum != r2.sum) sp_bench_fail("1 and 2 threads disagree at %zu", n);
+    g1.want = g2.want = r1;
+    char title[64];
+    snprintf(title, sizeof title, "scene %zuk", n / 1000);
+    print_scene(title, &s, &g2);
+    char n1[64], n2[64];
+    snprintf(n1, sizeof n1, "sp_grid %zuk 1 thread", n / 1000);
+    snprintf(n2, sizeof n2, "sp_grid %zuk 2 threads", n / 1000);
+    sp_bench_row_t rows[] = {
+        {.name = n2, .unit = "ms/pass", .higher_is_better = 0, .two_thread = 1, .fn = run_grid, .arg = &g2},
+        {.name = n1, .unit = "ms/pass", .higher_is_better = 0, .two_thread = 0, .fn = run_grid, .arg = &g1},
+    };
+    sp_bench_run(rows, 2);
+    printf("%s: %.3f ms/pass median (min %.3f, max %.3f)\n", n1, sp_bench_median(&rows[1]), sp_bench_min(&rows[1]),
+           sp_bench_max(&rows[1]));
+    sp_bench_report(&rows[0], &rows[1]);
+    grid_destroy(&g1);
+    grid_destroy(&g2);
+    free(s.x), free(s.y), free(s.z), free(s.r);
+}
+
+int main(int argc, char **argv) {
+    sp_bench_init(argc, argv, "grid (sphere broadphase)");
+    int quick = sp_bench_quick();
+
+    /* 10k: grid (1 thread) vs brute force, same pair set. */
+    {
+        scene_t s = make_scene(10000, 1);
+        brute_ctx_t b = {&s, NULL, 1 << 20, {0, 0}};
+        b.out = malloc(b.cap * sizeof *b.out);
+        if (!b.out) sp_bench_fail("out of memory");
+        b.want = brute_pass(&b);
+        grid_ctx_t g;
+        grid_init(&g, &s, 1, 20);
+        g.want = b.want;
+        result_t r;
+        if (grid_pass(&g, &r) != 0 || r.count != b.want.count || r.sum != b.want.sum)
+            sp_bench_fail("grid and brute force disagree at 10k: %zu vs %zu pairs", r.count, b.want.count);
+        print_scene("scene 10k", &s, &g);
+        sp_bench_row_t rows[] = {
+            {.name = "sp_grid 10k 1 thread", .unit = "ms/pass", .fn = run_grid, .arg = &g},
+            {.name = "brute force O(n^2) 10k", .unit = "ms/pass", .fn = run_brute, .arg = &b},
+        };
+        sp_bench_run(rows, 2);
+        sp_bench_report(&rows[0], &rows[1]);
+        grid_destroy(&g);
+        free(b.out);
+        free(s.x), free(s.y), free(s.z), free(s.r);
+    }
+
+    compare_threads(100000, 2, quick ? 5 : 10);
+    compare_threads(1000000, 3, quick ? 1 : 3);
+    return sp_bench_finish();
+}
