@@ -1,1 +1,67 @@
-/* log.c: placeholder until the daemon lands. */
+/* log.c: see log.h. */
+#include "daemon/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+static sp_log_level_t g_level = SP_LOG_INFO;
+
+static const char *const level_names[] = {"ERROR", "WARN", "INFO", "DEBUG"};
+
+int sp_log_level_parse(const char *s, sp_log_level_t *out) {
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    for (int i = 0; i < 4; i++) {
+        if (strcasecmp(s, names[i]) == 0) {
+            *out = (sp_log_level_t)i;
+            return 0;
+        }
+    }
+    if (strcasecmp(s, "warning") == 0) {
+        *out = SP_LOG_WARN;
+        return 0;
+    }
+    return -1;
+}
+
+void sp_log_set_level(sp_log_level_t level) { g_level = level; }
+sp_log_level_t sp_log_get_level(void) { return g_level; }
+
+void sp_log(sp_log_level_t level, const char *fmt, ...) {
+    if (level > g_level) return;
+    char line[1024];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ spacesimd[%ld] %s ",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ts.tv_nsec / 1000000L, (long)getpid(), level_names[level]);
+    if (n < 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+    if (len > sizeof line - 2) len = sizeof line - 2;
+    line[len++] = '\n';
+    /* One write per line: atomic for pipes up to PIPE_BUF, so concurrent
+     * loggers never interleave within a line. Errors are ignored: there is
+     * nowhere else to report them. */
+    ssize_t w = write(STDERR_FILENO, line, len);
+    (void)w;
+}
+
+uint64_t sp_log_ratelimit_ok(sp_log_ratelimit_t *rl, uint64_t now_ms) {
+    if (rl->last_ms != 0 && now_ms - rl->last_ms < rl->interval_ms) {
+        rl->suppressed++;
+        return 0;
+    }
+    uint64_t n = rl->suppressed + 1;
+    rl->suppressed = 0;
+    rl->last_ms = now_ms ? now_ms : 1;
+    return n;
+}

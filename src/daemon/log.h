@@ -1,0 +1,51 @@
+/* log.h: the daemon's logger: one line per event, with a level, to stderr.
+ *
+ * Format: "2024-05-01T12:00:00.123Z spacesimd[pid] LEVEL message\n", written
+ * with a single write(2) so lines from different threads never interleave.
+ * Threads: sp_log may be called from any thread (workers log rarely); the
+ * level is set once at start-up before any thread exists. Never allocates
+ * (the line is formatted into a stack buffer of 1 KiB; longer text is cut). */
+#ifndef SP_DAEMON_LOG_H
+#define SP_DAEMON_LOG_H
+
+#include <stdint.h>
+
+typedef enum sp_log_level {
+    SP_LOG_ERROR = 0,
+    SP_LOG_WARN = 1,
+    SP_LOG_INFO = 2,
+    SP_LOG_DEBUG = 3,
+} sp_log_level_t;
+
+/* Parse "error", "warn", "info", "debug". Returns 0 and sets *out, or -1. */
+int sp_log_level_parse(const char *s, sp_log_level_t *out);
+
+/* Set the threshold (default info). Call before threads start. */
+void sp_log_set_level(sp_log_level_t level);
+sp_log_level_t sp_log_get_level(void);
+
+/* Log one line at `level` when the threshold lets it through. */
+void sp_log(sp_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Rate limiter for repeated warnings (tick overruns, skipped snapshots):
+ * at most one line per `interval_ms`; the lines suppressed in between are
+ * counted and reported with the next line that passes. Loop thread only. */
+typedef struct sp_log_ratelimit {
+    uint64_t interval_ms;
+    uint64_t last_ms;    /* time of the last line that passed; 0 = never */
+    uint64_t suppressed; /* lines dropped since then */
+} sp_log_ratelimit_t;
+
+/* Returns the number of suppressed lines + 1 (>= 1) when a line may be
+ * written now (the caller should mention the suppressed count), else 0. */
+uint64_t sp_log_ratelimit_ok(sp_log_ratelimit_t *rl, uint64_t now_ms);
+
+#define SP_LOGE(...) sp_log(SP_LOG_ERROR, __VA_ARGS__)
+#define SP_LOGW(...) sp_log(SP_LOG_WARN, __VA_ARGS__)
+#define SP_LOGI(...) sp_log(SP_LOG_INFO, __VA_ARGS__)
+#define SP_LOGD(...)                                                       \
+    do {                                                                   \
+        if (sp_log_get_level() >= SP_LOG_DEBUG) sp_log(SP_LOG_DEBUG, __VA_ARGS__); \
+    } while (0)
+
+#endif /* SP_DAEMON_LOG_H */
