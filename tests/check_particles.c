@@ -187,8 +187,9 @@ START_TEST(test_particles_update_rejects_bad_dt_unchanged) {
 }
 END_TEST
 
-/* Swap-with-last from the top: ids 0..5, kill 1 and 3:
- * i=3 dead -> 5 moves in: [0 1 2 5 4]; i=1 dead -> 4 moves in: [0 4 2 5].
+/* Swap-with-last, holes filled in ascending order: ids 0..5, kill 1 and 3:
+ * hole 1 <- 5: [0 5 2 3 4]; hole 3 <- 4: [0 5 2 4]. Then ids 0..7 with 2, 6
+ * and 7 dead: hole 2 <- 5 after dropping the dead 7 and 6: [0 1 5 3 4].
  * Order is not preserved; this pins down the documented behaviour. */
 START_TEST(test_particles_remove_dead_swaps_last_into_hole_order_not_kept) {
     sp_particles_t *ps;
@@ -202,7 +203,7 @@ START_TEST(test_particles_remove_dead_swaps_last_into_hole_order_not_kept) {
     ck_assert_uint_eq(removed, 2);
     sp_particles_view_t v = sp_particles_view(ps);
     ck_assert_uint_eq(v.count, 4);
-    const float want[4] = {0, 4, 2, 5};
+    const float want[4] = {0, 5, 2, 4};
     for (int i = 0; i < 4; i++) {
         ck_assert_float_eq(v.mass[i], want[i]);
         /* Every field moved together with its particle. */
@@ -210,6 +211,25 @@ START_TEST(test_particles_remove_dead_swaps_last_into_hole_order_not_kept) {
         ck_assert_float_eq(v.x[i], want[i] + t);
         ck_assert_float_eq(v.vx[i], 1.0f + want[i]);
         ck_assert_float_eq(v.life[i], 1.5f);
+    }
+    /* Dead particles at the end are dropped, not moved into holes. */
+    sp_particles_clear(ps);
+    sp_particles_t *ps8;
+    ck_assert_int_eq(sp_particles_create(8, NULL, &ps8), 0);
+    for (int i = 0; i < 8; i++) {
+        sp_particle_def_t d = pdef((float)i, (i == 2 || i == 6 || i == 7) ? 0.5f : 2.0f);
+        ck_assert_int_eq(sp_particles_emit(ps8, &d), 0);
+    }
+    ck_assert_int_eq(sp_particles_update(ps8, 0.5f, &removed), 0);
+    ck_assert_uint_eq(removed, 3);
+    v = sp_particles_view(ps8);
+    ck_assert_uint_eq(v.count, 5);
+    const float want8[5] = {0, 1, 5, 3, 4};
+    for (int i = 0; i < 5; i++) ck_assert_float_eq(v.mass[i], want8[i]);
+    sp_particles_free(ps8);
+    for (int i = 0; i < 4; i++) {
+        sp_particle_def_t d = pdef((float)i, 1.0f);
+        ck_assert_int_eq(sp_particles_emit(ps, &d), 0);
     }
     /* All dead at once; last one dead; empty update. */
     ck_assert_int_eq(sp_particles_update(ps, 2.0f, &removed), 0);

@@ -306,6 +306,45 @@ START_TEST(test_simd_axpy_exact_fused_or_unfused_per_level) {
 }
 END_TEST
 
+/* age: life -= dt exactly, and the death mask matches life <= 0 bit for bit,
+ * across 64-bit word boundaries (lengths up to 200); mask words past the
+ * covering ones are untouched; bits past n are zero. */
+START_TEST(test_simd_age_exact_with_death_mask_all_lengths_offsets) {
+    const sp_simd_ops_t *ops = level_or_skip(_i);
+    if (ops == NULL) return;
+    static _Alignas(64) float L[16 + 200 + 16], R[16 + 200 + 16];
+    uint64_t mask[6];
+    const float dt = 1.0f / 30.0f;
+    for (size_t n = 0; n <= 200; n += (n < 70 ? 1 : 13)) {
+        for (int o = 0; o < 16; o++) {
+            for (size_t i = 0; i < n; i++) {
+                /* Around zero after ageing, including exactly 0 and -0. */
+                L[o + i] = (i % 9 == 0) ? dt : (i % 11 == 0) ? -0.0f : rnd() * 0.001f + dt * 0.5f;
+            }
+            memcpy(R, L, sizeof L);
+            for (int w = 0; w < 6; w++) mask[w] = 0xA5A5A5A5A5A5A5A5ull;
+            size_t got = ops->age(L + o, dt, n, mask);
+            size_t want = 0, words = (n + 63) / 64;
+            for (size_t i = 0; i < n; i++) {
+                float l = R[o + i] - dt;
+                int dead = l <= 0.0f;
+                want += (size_t)dead;
+                ck_assert_msg(fbits(L[o + i]) == fbits(l), "%s age n %zu off %d i %zu", ops->name, n, o, i);
+                ck_assert_msg((int)((mask[i / 64] >> (i % 64)) & 1) == dead, "%s age bit n %zu off %d i %zu",
+                              ops->name, n, o, i);
+            }
+            ck_assert_uint_eq(got, want);
+            if (n % 64) ck_assert_uint_eq(mask[words - 1] >> (n % 64), 0);
+            for (size_t w = words; w < 6; w++) ck_assert_uint_eq(mask[w], 0xA5A5A5A5A5A5A5A5ull);
+            ck_assert_int_eq(memcmp(L, R, (size_t)o * sizeof(float)), 0); /* before the range */
+            ck_assert_int_eq(memcmp(L + o + n, R + o + n, (16 - (size_t)o + 16 + 200 - n) * sizeof(float)), 0);
+            memcpy(L, R, sizeof L);
+            ck_assert_uint_eq(ops->age(L + o, dt, n, NULL), want); /* count only */
+        }
+    }
+}
+END_TEST
+
 /* ------------------------------------------------------------------ toleranced kernels */
 
 START_TEST(test_simd_dot_within_tolerance_all_lengths_offsets) {
@@ -414,6 +453,8 @@ START_TEST(test_simd_tails_at_page_end_do_not_fault) {
         ops->axpy(p, 2.0f, q, n);
         ops->integrate(p, q, 0.25f, n);
         ops->integrate3(p, p, p, q, q, q, 0.0f, n);
+        uint64_t mask[2];
+        ck_assert_uint_eq(ops->age(p, -1.0f, n, mask), 0);
         (void)ops->dot(p, q, n);
         ops->normalize(p, n);
         for (size_t i = 0; i < n; i++) ck_assert(p[i] > 0.0f);
@@ -452,6 +493,12 @@ START_TEST(test_simd_public_entry_points_match_chosen_table) {
     memcpy(D, A, sizeof A);
     memcpy(E, B, sizeof B);
     memcpy(F, A, sizeof A);
+    memcpy(R1, A, sizeof A);
+    uint64_t m1[2], m2[2];
+    ck_assert_uint_eq(sp_f32_age(D, 3.0f, MAXN, m1), ops->age(R1, 3.0f, MAXN, m2));
+    ck_assert_int_eq(memcmp(m1, m2, sizeof m1), 0);
+    ck_assert_int_eq(memcmp(D, R1, MAXN * sizeof(float)), 0);
+    memcpy(D, A, sizeof A);
     sp_f32_integrate3(D, E, F, B, A, B, 0.25f, MAXN);
     for (size_t i = 0; i < MAXN; i++) {
         ck_assert_uint_eq(fbits(D[i]), fbits(ref_muladd(A[i], B[i], 0.25f)));
@@ -481,6 +528,7 @@ static Suite *simd_suite(void) {
     tcase_add_loop_test(tc, test_simd_integrate3_equals_three_integrates, 0, SP_SIMD_LEVEL_COUNT);
     tcase_add_loop_test(tc, test_simd_axpy_exact_fused_or_unfused_per_level, 0, SP_SIMD_LEVEL_COUNT);
     tcase_add_loop_test(tc, test_simd_tails_at_page_end_do_not_fault, 0, SP_SIMD_LEVEL_COUNT);
+    tcase_add_loop_test(tc, test_simd_age_exact_with_death_mask_all_lengths_offsets, 0, SP_SIMD_LEVEL_COUNT);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("toleranced_kernels");

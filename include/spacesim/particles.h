@@ -1,8 +1,9 @@
 /* spacesim/particles.h: a capped particle system in structure-of-arrays form.
  *
  * Layout: eight float arrays x, y, z, vx, vy, vz, life, mass, each 64-byte
- * aligned (SP_SIMD_ALIGN) and padded to a multiple of 16 floats, carved from
- * one allocation made at creation. The seed's array of structs interleaved
+ * aligned (SP_SIMD_ALIGN) and padded to a multiple of 16 floats, plus a
+ * death mask of one bit per slot, all carved from one allocation made at
+ * creation. The seed's array of structs interleaved
  * the fields and defeated SIMD; here sp_particles_update() runs the SIMD
  * kernel sp_f32_integrate3() straight over the position/velocity arrays.
  *
@@ -69,8 +70,10 @@ SP_API int sp_particles_emit(sp_particles_t *ps, const sp_particle_def_t *def);
  * life -= dt, then remove the particles whose life is <= 0 in place by moving
  * the last live particle into each hole (order not preserved). Stores the
  * number removed in *removed when removed is not NULL. Returns 0 or SP_EINVAL
- * (bad dt: nothing changes). Cost: O(count) for integration and ageing, plus
- * O(removed) particle moves; never allocates. */
+ * (bad dt: nothing changes). Cost: two SIMD passes (sp_f32_integrate3 over
+ * positions/velocities; sp_f32_age over life, which also builds a one-bit-
+ * per-particle death mask), then count/64 mask-word reads and at most one
+ * 8-float particle move per removed particle; never allocates. */
 SP_API int sp_particles_update(sp_particles_t *ps, float dt, size_t *removed);
 
 /* Remove every particle (count becomes 0); keeps the storage. */

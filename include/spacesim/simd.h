@@ -11,7 +11,7 @@
  * level, and an unknown value is ignored.
  *
  * Numerics (the same at every level unless stated):
- *  - add, scale, integrate, integrate3 round each operation separately (no
+ *  - add, scale, integrate, integrate3, age round each operation separately (no
  *    fused multiply-add), so every level gives bit-identical results. The
  *    world's integration is therefore deterministic whatever level a machine
  *    (or SP_SIMD) picks.
@@ -61,6 +61,7 @@ typedef struct sp_simd_ops {
     void (*integrate)(float *pos, const float *vel, float dt, size_t n);
     void (*integrate3)(float *x, float *y, float *z, const float *vx, const float *vy,
                        const float *vz, float dt, size_t n);
+    size_t (*age)(float *life, float dt, size_t n, uint64_t *dead);
 } sp_simd_ops_t;
 
 /* dst[i] = a[i] + b[i] for i < n. */
@@ -91,6 +92,14 @@ SP_API void sp_f32_integrate(float *pos, const float *vel, float dt, size_t n);
  * six streams); bit-identical to three sp_f32_integrate calls. */
 SP_API void sp_f32_integrate3(float *x, float *y, float *z, const float *vx, const float *vy,
                               const float *vz, float dt, size_t n);
+
+/* Ageing with a death mask: life[i] -= dt for i < n (bit-identical at every
+ * level), and bit i of the mask (dead[i / 64] >> (i % 64) & 1) is set iff the
+ * new life[i] <= 0. Writes the (n + 63) / 64 words covering n in full (bits
+ * at i >= n are 0) and nothing beyond; dead may be NULL (count only).
+ * Returns the number of set bits. One pass over life; the mask is 1/32 of
+ * its size, so finding the dead costs O(n / 64) word reads afterwards. */
+SP_API size_t sp_f32_age(float *life, float dt, size_t n, uint64_t *dead);
 
 /* The level chosen at start-up (after SP_SIMD), and its name. Never fails. */
 SP_API sp_simd_level_t sp_simd_level(void);

@@ -2,9 +2,11 @@
  *
  * Storage: one allocation of 8 * stride floats, 64-byte aligned, where stride
  * is cap rounded up to 16 floats (one AVX-512 register, 64 bytes), so every
- * field array starts on a 64-byte boundary. Invariant between calls: the
- * first `count` slots of every array hold the live particles, and each of
- * them has life > 0 after an update (emit refuses life <= 0). */
+ * field array starts on a 64-byte boundary; then the death mask, one bit per
+ * slot ((cap + 63) / 64 words), scratch for sp_particles_update(). Invariant
+ * between calls: the first `count` slots of every array hold the live
+ * particles, and each of them has life > 0 (emit refuses life <= 0 and
+ * update removes every particle it ages to <= 0). */
 #include "spacesim/particles.h"
 
 #include "spacesim/simd.h"
@@ -13,6 +15,7 @@ enum { F_X, F_Y, F_Z, F_VX, F_VY, F_VZ, F_LIFE, F_MASS, F_COUNT };
 
 struct sp_particles {
     float *f[F_COUNT]; /* field arrays, each `stride` floats, inside `block` */
+    uint64_t *dead;    /* death mask after the arrays, inside `block` */
     float *block;
     size_t block_bytes;
     size_t count; /* live particles; written only by this file */
@@ -25,11 +28,13 @@ static int finite_f(float v) { return v - v == 0.0f; }
 int sp_particles_create(size_t cap, const sp_allocator_t *alloc, sp_particles_t **out) {
     if (cap == 0 || out == NULL) return SP_EINVAL;
     if (alloc == NULL) alloc = sp_allocator_default();
-    size_t stride, bytes;
+    size_t stride, bytes, mask_bytes;
     int rc;
     if ((rc = sp_size_add(cap, 15, &stride)) != 0) return rc;
     stride &= ~(size_t)15;
+    mask_bytes = (stride + 63) / 64 * sizeof(uint64_t); /* stride <= SIZE_MAX: no overflow */
     if ((rc = sp_size_mul(stride, (size_t)F_COUNT * sizeof(float), &bytes)) != 0) return rc;
+    if ((rc = sp_size_add(bytes, mask_bytes, &bytes)) != 0) return rc;
 
     sp_particles_t *ps = alloc->alloc(alloc->ctx, sizeof *ps, _Alignof(sp_particles_t));
     if (ps == NULL) return SP_ENOMEM;
@@ -39,6 +44,8 @@ int sp_particles_create(size_t cap, const sp_allocator_t *alloc, sp_particles_t 
         return SP_ENOMEM;
     }
     for (int k = 0; k < F_COUNT; k++) ps->f[k] = block + (size_t)k * stride;
+    /* 8 * stride floats is a multiple of 512 bytes: the mask is aligned. */
+    ps->dead = (uint64_t *)(void *)(block + (size_t)F_COUNT * stride);
     ps->block = block;
     ps->block_bytes = bytes;
     ps->count = 0;
@@ -76,42 +83,41 @@ int sp_particles_emit(sp_particles_t *ps, const sp_particle_def_t *def) {
     return 0;
 }
 
-/* life -= dt over n particles; returns how many are now dead (life <= 0).
- * A branch-free count the compiler vectorises; the compaction below runs
- * only when something died. */
-static size_t age(float *restrict life, float dt, size_t n) {
-    size_t dead = 0;
-    for (size_t i = 0; i < n; i++) {
-        float l = life[i] - dt;
-        life[i] = l;
-        dead += (l <= 0.0f);
-    }
-    return dead;
-}
+static int bit(const uint64_t *mask, size_t i) { return (int)((mask[i / 64] >> (i % 64)) & 1u); }
 
 int sp_particles_update(sp_particles_t *ps, float dt, size_t *removed) {
     SP_ASSERT(ps != NULL);
     if (ps == NULL || !(dt >= 0.0f) || !finite_f(dt)) return SP_EINVAL;
-    size_t n = ps->count;
+    const size_t count = ps->count;
     float **f = ps->f;
-    sp_f32_integrate3(f[F_X], f[F_Y], f[F_Z], f[F_VX], f[F_VY], f[F_VZ], dt, n);
-    size_t dead = age(f[F_LIFE], dt, n);
+    const uint64_t *dead = ps->dead;
+    sp_f32_integrate3(f[F_X], f[F_Y], f[F_Z], f[F_VX], f[F_VY], f[F_VZ], dt, count);
+    /* One SIMD pass: life -= dt and a bit per particle that died. */
+    const size_t ndead = sp_f32_age(f[F_LIFE], dt, count, ps->dead);
 
-    /* Swap-with-last compaction, walking down from the end: every slot above
-     * i has already been checked and is live, so the particle moved into a
-     * hole at i never needs re-checking. Moves: at most one per dead particle. */
-    const float *life = f[F_LIFE];
-    size_t left = dead;
-    for (size_t i = n; left > 0 && i-- > 0;) {
-        if (life[i] > 0.0f) continue;
-        size_t last = n - 1;
-        if (i != last)
-            for (int k = 0; k < F_COUNT; k++) f[k][i] = f[k][last];
-        n = last;
-        left--;
+    /* Swap-with-last compaction driven by the mask. Dead slots are visited in
+     * ascending order; each hole at i is filled with the last particle after
+     * dropping dead ones from the end (their bits are read from the mask, not
+     * from life). A slot >= n has been dropped already, so the walk stops when
+     * it reaches n. Moves: at most one per dead particle; mask reads: at most
+     * count / 64 words. Moved particles are live, and a filled hole is never
+     * revisited, so stale bits left in the mask do no harm. */
+    size_t n = count;
+    for (size_t w = 0; ndead > 0 && w * 64 < n; w++) {
+        uint64_t bits = dead[w];
+        while (bits != 0) {
+            size_t i = w * 64 + (size_t)__builtin_ctzll(bits);
+            bits &= bits - 1;
+            if (i >= n) break;
+            while (n - 1 > i && bit(dead, n - 1)) n--;
+            if (n - 1 != i)
+                for (int k = 0; k < F_COUNT; k++) f[k][i] = f[k][n - 1];
+            n--;
+        }
     }
+    SP_ASSERT(count - n == ndead);
     ps->count = n;
-    if (removed != NULL) *removed = dead;
+    if (removed != NULL) *removed = ndead;
     return 0;
 }
 

@@ -5,7 +5,7 @@
  * file builds every level with no per-file -m flags under gcc and clang; only
  * a level the CPU and OS support is ever called.
  *
- * Exactness: add/scale/integrate/integrate3 must give the same bits at every
+ * Exactness: add/scale/integrate/integrate3/age must give the same bits at every
  * level (the world's determinism relies on it), so no level may fuse their
  * multiply and add. gcc does not contract under -std=c11 (-ffp-contract=off
  * in ISO mode); clang contracts within one expression by default, which the
@@ -123,6 +123,28 @@ static void integrate3_scalar(float *x, float *y, float *z, const float *vx, con
     }
 }
 
+/* Bits for [lo, hi) of one mask word, scalar; used for tails too. */
+static uint64_t age_bits_scalar(float *life, float dt, size_t lo, size_t hi, size_t base) {
+    uint64_t bits = 0;
+    for (size_t i = lo; i < hi; i++) {
+        float l = life[i] - dt;
+        life[i] = l;
+        bits |= (uint64_t)(l <= 0.0f) << (i - base);
+    }
+    return bits;
+}
+
+static size_t age_scalar(float *life, float dt, size_t n, uint64_t *dead) {
+    size_t total = 0;
+    for (size_t lo = 0; lo < n; lo += 64) {
+        size_t hi = n - lo > 64 ? lo + 64 : n;
+        uint64_t bits = age_bits_scalar(life, dt, lo, hi, lo);
+        if (dead) dead[lo / 64] = bits;
+        total += (size_t)__builtin_popcountll(bits);
+    }
+    return total;
+}
+
 static const sp_simd_ops_t ops_scalar = {
     .level = SP_SIMD_SCALAR,
     .name = "scalar",
@@ -134,6 +156,7 @@ static const sp_simd_ops_t ops_scalar = {
     .normalize = normalize_scalar,
     .integrate = integrate_scalar,
     .integrate3 = integrate3_scalar,
+    .age = age_scalar,
 };
 
 #if SP_SIMD_X86
@@ -228,6 +251,24 @@ SP_T_SSE2 static void integrate3_sse2(float *x, float *y, float *z, const float 
     if (i < n) integrate3_scalar(x + i, y + i, z + i, vx + i, vy + i, vz + i, dt, n - i);
 }
 
+SP_T_SSE2 static size_t age_sse2(float *life, float dt, size_t n, uint64_t *dead) {
+    const __m128 vdt = _mm_set1_ps(dt), zero = _mm_setzero_ps();
+    size_t total = 0;
+    for (size_t lo = 0; lo < n; lo += 64) {
+        size_t hi = n - lo > 64 ? lo + 64 : n, i = lo;
+        uint64_t bits = 0;
+        for (; i + 4 <= hi; i += 4) {
+            __m128 l = _mm_sub_ps(_mm_loadu_ps(life + i), vdt);
+            _mm_storeu_ps(life + i, l);
+            bits |= (uint64_t)(unsigned)_mm_movemask_ps(_mm_cmple_ps(l, zero)) << (i - lo);
+        }
+        bits |= age_bits_scalar(life, dt, i, hi, lo);
+        if (dead) dead[lo / 64] = bits;
+        total += (size_t)__builtin_popcountll(bits);
+    }
+    return total;
+}
+
 static const sp_simd_ops_t ops_sse2 = {
     .level = SP_SIMD_SSE2,
     .name = "sse2",
@@ -239,6 +280,7 @@ static const sp_simd_ops_t ops_sse2 = {
     .normalize = normalize_sse2,
     .integrate = integrate_sse2,
     .integrate3 = integrate3_sse2,
+    .age = age_sse2,
 };
 
 /* ------------------------------------------------------------------ AVX2 + FMA */
@@ -356,6 +398,24 @@ SP_T_AVX2 static void integrate3_avx2(float *x, float *y, float *z, const float 
     }
 }
 
+SP_T_AVX2 static size_t age_avx2(float *life, float dt, size_t n, uint64_t *dead) {
+    const __m256 vdt = _mm256_set1_ps(dt), zero = _mm256_setzero_ps();
+    size_t total = 0;
+    for (size_t lo = 0; lo < n; lo += 64) {
+        size_t hi = n - lo > 64 ? lo + 64 : n, i = lo;
+        uint64_t bits = 0;
+        for (; i + 8 <= hi; i += 8) {
+            __m256 l = _mm256_sub_ps(_mm256_loadu_ps(life + i), vdt);
+            _mm256_storeu_ps(life + i, l);
+            bits |= (uint64_t)(unsigned)_mm256_movemask_ps(_mm256_cmp_ps(l, zero, _CMP_LE_OQ)) << (i - lo);
+        }
+        bits |= age_bits_scalar(life, dt, i, hi, lo);
+        if (dead) dead[lo / 64] = bits;
+        total += (size_t)__builtin_popcountll(bits);
+    }
+    return total;
+}
+
 static const sp_simd_ops_t ops_avx2 = {
     .level = SP_SIMD_AVX2,
     .name = "avx2",
@@ -367,6 +427,7 @@ static const sp_simd_ops_t ops_avx2 = {
     .normalize = normalize_avx2,
     .integrate = integrate_avx2,
     .integrate3 = integrate3_avx2,
+    .age = age_avx2,
 };
 
 /* ------------------------------------------------------------------ AVX-512F */
@@ -504,6 +565,24 @@ SP_T_AVX512 static void integrate3_avx512(float *x, float *y, float *z, const fl
     }
 }
 
+SP_T_AVX512 static size_t age_avx512(float *life, float dt, size_t n, uint64_t *dead) {
+    const __m512 vdt = _mm512_set1_ps(dt), zero = _mm512_setzero_ps();
+    size_t total = 0;
+    for (size_t lo = 0; lo < n; lo += 64) {
+        size_t hi = n - lo > 64 ? lo + 64 : n;
+        uint64_t bits = 0;
+        for (size_t i = lo; i < hi; i += 16) {
+            __mmask16 m = hi - i >= 16 ? (__mmask16)0xffff : tail_mask(hi - i);
+            __m512 l = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, life + i), vdt);
+            _mm512_mask_storeu_ps(life + i, m, l);
+            bits |= (uint64_t)_mm512_mask_cmp_ps_mask(m, l, zero, _CMP_LE_OQ) << (i - lo);
+        }
+        if (dead) dead[lo / 64] = bits;
+        total += (size_t)__builtin_popcountll(bits);
+    }
+    return total;
+}
+
 static const sp_simd_ops_t ops_avx512 = {
     .level = SP_SIMD_AVX512,
     .name = "avx512",
@@ -515,6 +594,7 @@ static const sp_simd_ops_t ops_avx512 = {
     .normalize = normalize_avx512,
     .integrate = integrate_avx512,
     .integrate3 = integrate3_avx512,
+    .age = age_avx512,
 };
 #endif /* SP_SIMD_X86 */
 
@@ -654,3 +734,5 @@ void sp_f32_integrate3(float *x, float *y, float *z, const float *vx, const floa
                        size_t n) {
     get_ops()->integrate3(x, y, z, vx, vy, vz, dt, n);
 }
+
+size_t sp_f32_age(float *life, float dt, size_t n, uint64_t *dead) { return get_ops()->age(life, dt, n, dead); }
