@@ -1,2 +1,385 @@
-/* save.c: placeholder until the module lands. */
+/* save.c: world checkpoints (see save.h for the format and contract).
+ *
+ * Writing is a straight serialization. Loading is two passes over the same
+ * bytes: pass 1 (validate) reads and checks everything without allocating a
+ * world; pass 2 (build) reads again into a freshly allocated world. Pass 2
+ * cannot meet anything pass 1 did not accept, so the only failure after
+ * allocation starts is SP_ENOMEM, which frees the partial world. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "sim/save.h"
+#include "sim/world_int.h"
+
+#define HDR_SIZE 32u
+static const char MAGIC[8] = {'S', 'P', 'W', 'O', 'R', 'L', 'D', '\0'};
+
+static uint64_t fnv1a64(const uint8_t *p, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+/* ---------------------------------------------------------------- writer */
+
+typedef struct wbuf {
+    uint8_t *p;
+    size_t n, cap;
+    int err;
+} wbuf_t;
+
+static void put(wbuf_t *b, const void *src, size_t n) {
+    if (b->err) return;
+    if (b->cap - b->n < n) {
+        size_t nc = b->cap ? b->cap : 4096;
+        while (nc - b->n < n) {
+            if (nc > SIZE_MAX / 2) {
+                b->err = SP_EOVERFLOW;
+                return;
+            }
+            nc *= 2;
+        }
+        uint8_t *q = realloc(b->p, nc);
+        if (q == NULL) {
+            b->err = SP_ENOMEM;
+            return;
+        }
+        b->p = q;
+        b->cap = nc;
+    }
+    memcpy(b->p + b->n, src, n); /* little-endian host (x86-64), as the format */
+    b->n += n;
+}
+static void put_u8(wbuf_t *b, uint8_t v) { put(b, &v, 1); }
+static void put_u32(wbuf_t *b, uint32_t v) { put(b, &v, 4); }
+static void put_u64(wbuf_t *b, uint64_t v) { put(b, &v, 8); }
+static void put_f(wbuf_t *b, float v) { put(b, &v, 4); }
+
+/* The definition, field by field (X(type, field)); allocator and grid_threads
+ * are not state. The same list drives reading and validation. */
+#define SP__DEF_FIELDS(X)                                                                          \
+    X(u64, seed) X(f, half_extent) X(f, dt) X(u32, max_entities) X(f, ship_radius) X(f, ship_mass)  \
+    X(f, ship_hp) X(f, ship_max_speed) X(f, ship_max_accel) X(f, weapon_range) X(f, weapon_damage)  \
+    X(u32, weapon_cooldown_ticks) X(f, mining_range) X(f, mining_amount)                           \
+    X(u32, mining_cooldown_ticks) X(f, asteroid_radius_min) X(f, asteroid_radius_max)              \
+    X(f, asteroid_amount_min) X(f, asteroid_amount_max) X(f, asteroid_density)                     \
+    X(f, asteroid_hp_per_radius) X(f, asteroid_damping) X(f, sleep_speed) X(u32, sleep_ticks)      \
+    X(f, restitution) X(f, collision_damage) X(f, collision_damage_threshold)                      \
+    X(f, projectile_speed) X(u32, projectile_ttl_ticks) X(i32, spawn_projectiles)
+
+static void put_i32(wbuf_t *b, int32_t v) { put(b, &v, 4); }
+
+int sp_world_save(const sp_world_t *w, uint8_t **out_buf, size_t *out_len) {
+    if (w == NULL || out_buf == NULL || out_len == NULL) return SP_EINVAL;
+    wbuf_t b = {0};
+    uint8_t hdr[HDR_SIZE] = {0};
+    put(&b, hdr, HDR_SIZE); /* filled at the end */
+    const sp_world_def_t *d = &w->def;
+#define SP__PUT_DEF(t, f) put_##t(&b, d->f);
+    SP__DEF_FIELDS(SP__PUT_DEF)
+#undef SP__PUT_DEF
+    put_u64(&b, w->tick);
+    put_u64(&b, w->rng);
+    put_u32(&b, (uint32_t)w->sleep_enabled);
+    put_u32(&b, w->stale);
+    put_u64(&b, w->last_rebuild);
+    put_u32(&b, w->nslots);
+    put_u32(&b, w->count);
+    put_u32(&b, w->nfree);
+    for (uint32_t k = 0; k < w->nfree; k++) put_u32(&b, w->free_list[k]);
+    for (uint32_t i = 0; i < w->nslots; i++) {
+        put_u32(&b, w->gen[i]);
+        put_u8(&b, w->kind[i]);
+        if (w->kind[i] == SP_KIND_NONE) continue;
+        put_u8(&b, w->flags[i]);
+        put_u8(&b, (uint8_t)w->resource[i]);
+        put_u32(&b, w->owner[i]);
+        float fl[] = {w->px[i], w->py[i], w->pz[i], w->vx[i], w->vy[i], w->vz[i], w->dvx[i], w->dvy[i],
+                      w->dvz[i], w->radius[i], w->inv_mass[i], w->hp[i], w->max_hp[i], w->amount[i]};
+        for (size_t k = 0; k < sizeof fl / sizeof fl[0]; k++) put_f(&b, fl[k]);
+        for (int r = 0; r < SP_RESOURCE_COUNT; r++) put_f(&b, w->cargo[(size_t)i * SP_RESOURCE_COUNT + r]);
+        put_u32(&b, w->wcd[i]);
+        put_u32(&b, w->mcd[i]);
+        put_u32(&b, w->ttl[i]);
+        put_u32(&b, w->rest[i]);
+        put_u64(&b, w->source[i]);
+    }
+    if (b.err) {
+        free(b.p);
+        return b.err;
+    }
+    uint64_t plen = b.n - HDR_SIZE, sum = fnv1a64(b.p + HDR_SIZE, plen);
+    uint32_t ver = SP_SAVE_VERSION, hs = HDR_SIZE;
+    memcpy(b.p, MAGIC, 8);
+    memcpy(b.p + 8, &ver, 4);
+    memcpy(b.p + 12, &hs, 4);
+    memcpy(b.p + 16, &plen, 8);
+    memcpy(b.p + 24, &sum, 8);
+    *out_buf = b.p;
+    *out_len = b.n;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- reader */
+
+typedef struct rbuf {
+    const uint8_t *p;
+    size_t n, off;
+    int bad;
+} rbuf_t;
+
+static void get(rbuf_t *b, void *dst, size_t n) {
+    if (b->bad || b->n - b->off < n) {
+        b->bad = 1;
+        memset(dst, 0, n);
+        return;
+    }
+    memcpy(dst, b->p + b->off, n);
+    b->off += n;
+}
+static uint8_t get_u8(rbuf_t *b) {
+    uint8_t v;
+    get(b, &v, 1);
+    return v;
+}
+static uint32_t get_u32(rbuf_t *b) {
+    uint32_t v;
+    get(b, &v, 4);
+    return v;
+}
+static int32_t get_i32(rbuf_t *b) {
+    int32_t v;
+    get(b, &v, 4);
+    return v;
+}
+static uint64_t get_u64(rbuf_t *b) {
+    uint64_t v;
+    get(b, &v, 8);
+    return v;
+}
+static float get_f(rbuf_t *b) {
+    float v;
+    get(b, &v, 4);
+    return v;
+}
+
+typedef struct slot_rec {
+    uint32_t gen;
+    uint8_t kind, flags;
+    int8_t resource;
+    uint32_t owner;
+    float fl[14];
+    float cargo[SP_RESOURCE_COUNT];
+    uint32_t wcd, mcd, ttl, rest;
+    uint64_t source;
+} slot_rec_t;
+
+enum { F_PX, F_PY, F_PZ, F_VX, F_VY, F_VZ, F_DVX, F_DVY, F_DVZ, F_R, F_IM, F_HP, F_MHP, F_AMT };
+
+static void get_slot(rbuf_t *b, slot_rec_t *s) {
+    memset(s, 0, sizeof *s);
+    s->gen = get_u32(b);
+    s->kind = get_u8(b);
+    s->resource = -1;
+    if (s->kind == SP_KIND_NONE) return;
+    s->flags = get_u8(b);
+    s->resource = (int8_t)get_u8(b);
+    s->owner = get_u32(b);
+    for (int k = 0; k < 14; k++) s->fl[k] = get_f(b);
+    for (int r = 0; r < SP_RESOURCE_COUNT; r++) s->cargo[r] = get_f(b);
+    s->wcd = get_u32(b);
+    s->mcd = get_u32(b);
+    s->ttl = get_u32(b);
+    s->rest = get_u32(b);
+    s->source = get_u64(b);
+}
+
+/* Every invariant the world relies on, for one live slot. */
+static int slot_ok(const sp_world_def_t *d, const slot_rec_t *s) {
+    if (s->gen == 0) return 0;
+    if (s->kind == SP_KIND_NONE) return 1;
+    if (s->kind > SP_KIND_PROJECTILE) return 0;
+    for (int k = 0; k < 14; k++)
+        if (!isfinite(s->fl[k])) return 0;
+    for (int r = 0; r < SP_RESOURCE_COUNT; r++)
+        if (!(s->cargo[r] >= 0.0f) || !isfinite(s->cargo[r])) return 0;
+    float lim = 2.0f * d->half_extent;
+    for (int k = F_PX; k <= F_PZ; k++)
+        if (fabsf(s->fl[k]) > lim) return 0;
+    if (!(s->fl[F_R] > 0.0f) || !(s->fl[F_IM] >= 0.0f) || !(s->fl[F_HP] > 0.0f) ||
+        !(s->fl[F_MHP] > 0.0f) || !(s->fl[F_AMT] >= 0.0f))
+        return 0;
+    const uint8_t known = SP_ENT_NPC | SP_ENT_SLEEPING | SP_ENT_MINER | SP_ENT_FIGHTER;
+    if (s->flags & ~known) return 0;
+    uint8_t role = s->flags & (SP_ENT_MINER | SP_ENT_FIGHTER);
+    if (role == (SP_ENT_MINER | SP_ENT_FIGHTER)) return 0;
+    switch (s->kind) {
+    case SP_KIND_SHIP: {
+        int npc = (s->flags & SP_ENT_NPC) != 0;
+        if (npc != (s->owner == 0) || (role && !npc) || (s->flags & SP_ENT_SLEEPING)) return 0;
+        if (s->resource != -1 || s->fl[F_AMT] != 0.0f || !(s->fl[F_IM] > 0.0f)) return 0;
+        if (s->wcd > d->weapon_cooldown_ticks || s->mcd > d->mining_cooldown_ticks) return 0;
+        if (s->ttl != 0 || s->rest != 0 || s->source != 0) return 0;
+        double l2 = (double)s->fl[F_DVX] * s->fl[F_DVX] + (double)s->fl[F_DVY] * s->fl[F_DVY] +
+                    (double)s->fl[F_DVZ] * s->fl[F_DVZ];
+        if (sqrt(l2) > (double)d->ship_max_speed * 1.0001 + 1e-6) return 0;
+        return 1;
+    }
+    case SP_KIND_ASTEROID:
+        if (s->flags & ~SP_ENT_SLEEPING) return 0;
+        if (s->resource < 0 || s->resource >= SP_RESOURCE_COUNT) return 0;
+        if (!(s->fl[F_AMT] > 0.0f) || !(s->fl[F_IM] > 0.0f) || s->fl[F_R] > d->asteroid_radius_max) return 0;
+        if (s->rest > d->sleep_ticks || s->wcd || s->mcd || s->ttl || s->source) return 0;
+        if ((s->flags & SP_ENT_SLEEPING) &&
+            (s->fl[F_VX] != 0.0f || s->fl[F_VY] != 0.0f || s->fl[F_VZ] != 0.0f))
+            return 0;
+        for (int r = 0; r < SP_RESOURCE_COUNT; r++)
+            if (s->cargo[r] != 0.0f) return 0;
+        return s->fl[F_DVX] == 0.0f && s->fl[F_DVY] == 0.0f && s->fl[F_DVZ] == 0.0f;
+    case SP_KIND_PROJECTILE:
+        if (s->flags != 0 || s->resource != -1 || s->fl[F_AMT] != 0.0f || s->fl[F_IM] != 0.0f) return 0;
+        if (s->ttl == 0 || s->ttl > d->projectile_ttl_ticks || s->wcd || s->mcd || s->rest) return 0;
+        for (int r = 0; r < SP_RESOURCE_COUNT; r++)
+            if (s->cargo[r] != 0.0f) return 0;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+typedef struct head {
+    sp_world_def_t def;
+    uint64_t tick, rng, last_rebuild;
+    uint32_t sleep_enabled, stale, nslots, count, nfree;
+} head_t;
+
+static void get_head(rbuf_t *b, head_t *h) {
+    memset(h, 0, sizeof *h);
+    h->def = sp_world_def_default();
+#define SP__GET_DEF(t, f) h->def.f = get_##t(b);
+    SP__DEF_FIELDS(SP__GET_DEF)
+#undef SP__GET_DEF
+    h->def.allocator = NULL;
+    h->def.grid_threads = 1;
+    h->tick = get_u64(b);
+    h->rng = get_u64(b);
+    h->sleep_enabled = get_u32(b);
+    h->stale = get_u32(b);
+    h->last_rebuild = get_u64(b);
+    h->nslots = get_u32(b);
+    h->count = get_u32(b);
+    h->nfree = get_u32(b);
+}
+
+/* Pass 1: everything checked, nothing allocated except a bitmap of the free
+ * list (to prove it lists each free slot exactly once). */
+static int validate(const uint8_t *buf, size_t len) {
+    if (len < HDR_SIZE || memcmp(buf, MAGIC, 8) != 0) return SP_ECORRUPT;
+    uint32_t ver, hs;
+    uint64_t plen, sum;
+    memcpy(&ver, buf + 8, 4);
+    memcpy(&hs, buf + 12, 4);
+    memcpy(&plen, buf + 16, 8);
+    memcpy(&sum, buf + 24, 8);
+    if (ver != SP_SAVE_VERSION || hs != HDR_SIZE || plen != len - HDR_SIZE) return SP_ECORRUPT;
+    if (fnv1a64(buf + HDR_SIZE, plen) != sum) return SP_ECORRUPT;
+    rbuf_t b = {buf + HDR_SIZE, plen, 0, 0};
+    head_t h;
+    get_head(&b, &h);
+    if (b.bad || sp__world_def_check(&h.def) != 0) return SP_ECORRUPT;
+    if (h.sleep_enabled > 1 || h.last_rebuild > h.tick) return SP_ECORRUPT;
+    if (h.nslots > h.def.max_entities || h.nfree > h.nslots || h.count != h.nslots - h.nfree)
+        return SP_ECORRUPT;
+    /* Cheap length bound before any allocation: a free slot takes >= 9 bytes
+     * (list entry + gen + kind), a live one more. */
+    if ((uint64_t)h.nslots * 5 + (uint64_t)h.nfree * 4 > plen - b.off) return SP_ECORRUPT;
+    uint8_t *seen = calloc((size_t)h.nslots / 8 + 1, 1);
+    if (seen == NULL) return SP_ENOMEM;
+    int rc = 0;
+    for (uint32_t k = 0; k < h.nfree && rc == 0; k++) {
+        uint32_t i = get_u32(&b);
+        if (b.bad || i >= h.nslots || (seen[i / 8] & (1u << (i % 8)))) rc = SP_ECORRUPT;
+        else seen[i / 8] |= (uint8_t)(1u << (i % 8));
+    }
+    uint32_t live = 0, sleeping = 0;
+    slot_rec_t s;
+    for (uint32_t i = 0; i < h.nslots && rc == 0; i++) {
+        get_slot(&b, &s);
+        int is_free = (seen[i / 8] >> (i % 8)) & 1;
+        if (b.bad || !slot_ok(&h.def, &s) || is_free != (s.kind == SP_KIND_NONE)) rc = SP_ECORRUPT;
+        if (s.kind != SP_KIND_NONE) live++;
+        if (s.flags & SP_ENT_SLEEPING) sleeping++;
+    }
+    free(seen);
+    if (rc != 0) return rc;
+    if (live != h.count || b.off != b.n) return SP_ECORRUPT; /* trailing bytes too */
+    if (!h.sleep_enabled && sleeping != 0) return SP_ECORRUPT;
+    return 0;
+}
+
+int sp_world_load(const uint8_t *buf, size_t len, const sp_allocator_t *alloc, int grid_threads,
+                  sp_world_t **out) {
+    if (buf == NULL || out == NULL) return SP_EINVAL;
+    if (grid_threads == 0) grid_threads = 1;
+    if (grid_threads < 1 || grid_threads > SP_GRID_MAX_THREADS) return SP_EINVAL;
+    int rc = validate(buf, len);
+    if (rc != 0) return rc;
+    /* Pass 2: build. */
+    rbuf_t b = {buf + HDR_SIZE, len - HDR_SIZE, 0, 0};
+    head_t h;
+    get_head(&b, &h);
+    h.def.allocator = alloc;
+    h.def.grid_threads = grid_threads;
+    sp_world_t *w;
+    rc = sp__world_alloc(&h.def, alloc, grid_threads, &w);
+    if (rc != 0) return rc;
+    if (h.nslots > 0 && (rc = sp__world_reserve(w, h.nslots)) != 0) {
+        sp_world_free(w);
+        return rc;
+    }
+    w->tick = h.tick;
+    w->rng = h.rng;
+    w->sleep_enabled = (int)h.sleep_enabled;
+    w->nslots = h.nslots;
+    w->nfree = h.nfree;
+    for (uint32_t k = 0; k < h.nfree; k++) w->free_list[k] = get_u32(&b);
+    slot_rec_t s;
+    for (uint32_t i = 0; i < h.nslots; i++) {
+        get_slot(&b, &s);
+        w->gen[i] = s.gen;
+        w->kind[i] = s.kind;
+        w->resource[i] = -1;
+        if (s.kind == SP_KIND_NONE) continue;
+        w->flags[i] = s.flags;
+        w->resource[i] = s.resource;
+        w->owner[i] = s.owner;
+        float *dst[14] = {w->px, w->py, w->pz, w->vx, w->vy, w->vz, w->dvx, w->dvy, w->dvz,
+                          w->radius, w->inv_mass, w->hp, w->max_hp, w->amount};
+        for (int k = 0; k < 14; k++) dst[k][i] = s.fl[k];
+        for (int r = 0; r < SP_RESOURCE_COUNT; r++) w->cargo[(size_t)i * SP_RESOURCE_COUNT + r] = s.cargo[r];
+        w->wcd[i] = s.wcd;
+        w->mcd[i] = s.mcd;
+        w->ttl[i] = s.ttl;
+        w->rest[i] = s.rest;
+        w->source[i] = s.source;
+        w->count++;
+        w->count_kind[s.kind]++;
+        if (s.flags & SP_ENT_SLEEPING) w->nsleeping++;
+    }
+    w->awake_dirty = 1;
+    /* The static grid is derived state: rebuild it from the SLEEPING flags
+     * (no promotion), then restore the rebuild-rule counters so future
+     * rebuilds happen at the same ticks as in the saved world. */
+    if (w->nsleeping > 0 && (rc = sp__world_rebuild_static(w, 0)) != 0) {
+        sp_world_free(w);
+        return rc;
+    }
+    w->stale = h.stale;
+    w->last_rebuild = h.last_rebuild;
+    *out = w;
+    return 0;
+}

@@ -1,2 +1,1151 @@
-/* world.c: placeholder until the module lands. */
-#include "sim/world.h"
+/* world.c: entities, commands and the fixed step. See world.h for contracts.
+ *
+ * Layout: structure-of-arrays indexed by slot; a LIFO free list of slots;
+ * generations bump on free so stale ids are detected.
+ *
+ * Step (all allocation happens before the first write, so SP_ENOMEM leaves the
+ * world as it was):
+ *   gather   awake entities (ships, awake asteroids, then projectiles) into
+ *            scratch SoA arrays in slot order, with their steered/damped
+ *            velocities;
+ *   predict  sp_f32_integrate3 over the gathered arrays; reflect at walls;
+ *   pairs    sp_grid over the gathered collidables (awake-vs-awake, ordered by
+ *            (a, b)), then each collidable against the static grid of sleeping
+ *            asteroids (awake-vs-sleeping, sorted by sleeper slot per body).
+ *            Sleeping-vs-sleeping pairs are never tested: ~95% of a demo world
+ *            sleeps, so the per-tick cost is O(awake), not O(all);
+ *   commit   write back, cooldowns, tracer expiry, contacts in list order
+ *            (wake sleepers, impulse, positional correction, collision damage),
+ *            destruction, rest counters; maybe rebuild the static grid.
+ * Every loop runs in a fixed order that depends only on the state, so the
+ * world is deterministic whatever the grid's thread count. */
+#include <math.h>
+#include <string.h>
+
+#include "sim/world_int.h"
+#include "spacesim/simd.h"
+
+/* ---------------------------------------------------------------- names */
+
+const char *sp_entity_kind_name(int kind) {
+    switch (kind) {
+#define SP__KIND_NAME(suffix, value, name) \
+    case value:                            \
+        return name;
+        SP_ENTITY_KIND_MAP(SP__KIND_NAME)
+#undef SP__KIND_NAME
+    default:
+        return NULL;
+    }
+}
+
+const char *sp_resource_name(int resource) {
+    switch (resource) {
+#define SP__RES_NAME(suffix, value, name) \
+    case value:                           \
+        return name;
+        SP_RESOURCE_MAP(SP__RES_NAME)
+#undef SP__RES_NAME
+    default:
+        return NULL;
+    }
+}
+
+int sp_resource_parse(const char *name, size_t len) {
+    if (name == NULL) return SP_EINVAL;
+#define SP__RES_PARSE(suffix, value, str) \
+    if (len == sizeof(str) - 1 && memcmp(name, str, len) == 0) return value;
+    SP_RESOURCE_MAP(SP__RES_PARSE)
+#undef SP__RES_PARSE
+    return SP_ENOENT;
+}
+
+const char *sp_world_event_name(int type) {
+    switch (type) {
+#define SP__EV_NAME(suffix, value, name) \
+    case value:                          \
+        return name;
+        SP_WORLD_EVENT_MAP(SP__EV_NAME)
+#undef SP__EV_NAME
+    default:
+        return NULL;
+    }
+}
+
+/* ---------------------------------------------------------------- def */
+
+sp_world_def_t sp_world_def_default(void) {
+    sp_world_def_t d;
+    memset(&d, 0, sizeof d);
+    d.seed = 0x5eed5eedULL;
+    d.half_extent = 2000.0f;
+    d.dt = 1.0f / 60.0f;
+    d.max_entities = 1u << 20;
+    d.ship_radius = 2.0f;
+    d.ship_mass = 10.0f;
+    d.ship_hp = 100.0f;
+    d.ship_max_speed = 60.0f;
+    d.ship_max_accel = 40.0f;
+    d.weapon_range = 150.0f;
+    d.weapon_damage = 10.0f;
+    d.weapon_cooldown_ticks = 30;
+    d.mining_range = 20.0f;
+    d.mining_amount = 5.0f;
+    d.mining_cooldown_ticks = 15;
+    d.asteroid_radius_min = 3.0f;
+    d.asteroid_radius_max = 12.0f;
+    d.asteroid_amount_min = 50.0f;
+    d.asteroid_amount_max = 400.0f;
+    d.asteroid_density = 1.0f;
+    d.asteroid_hp_per_radius = 20.0f;
+    d.asteroid_damping = 0.5f;
+    d.sleep_speed = 0.05f;
+    d.sleep_ticks = 30;
+    d.restitution = 0.4f;
+    d.collision_damage = 0.5f;
+    d.collision_damage_threshold = 10.0f;
+    d.projectile_speed = 400.0f;
+    d.projectile_ttl_ticks = 20;
+    d.spawn_projectiles = 1;
+    d.grid_threads = 1;
+    d.allocator = NULL;
+    return d;
+}
+
+static int fpos(float x) { return isfinite(x) && x > 0.0f; }
+static int fnonneg(float x) { return isfinite(x) && x >= 0.0f; }
+
+int sp__world_def_check(const sp_world_def_t *d) {
+    if (!fpos(d->half_extent) || d->half_extent > 1e7f) return SP_EINVAL;
+    if (!fpos(d->dt) || d->dt > 1.0f) return SP_EINVAL;
+    if (d->max_entities == 0 || d->max_entities > (1u << 31)) return SP_EINVAL;
+    if (!fpos(d->ship_radius) || !fpos(d->ship_mass) || !fpos(d->ship_hp)) return SP_EINVAL;
+    if (!fnonneg(d->ship_max_speed) || !fnonneg(d->ship_max_accel)) return SP_EINVAL;
+    if (!fnonneg(d->weapon_range) || !fnonneg(d->weapon_damage)) return SP_EINVAL;
+    if (!fnonneg(d->mining_range) || !fnonneg(d->mining_amount)) return SP_EINVAL;
+    if (!fpos(d->asteroid_radius_min) || !fpos(d->asteroid_radius_max) ||
+        d->asteroid_radius_min > d->asteroid_radius_max || d->asteroid_radius_max > 4000.0f)
+        return SP_EINVAL;
+    if (!fpos(d->asteroid_amount_min) || !fpos(d->asteroid_amount_max) ||
+        d->asteroid_amount_min > d->asteroid_amount_max)
+        return SP_EINVAL;
+    if (!fpos(d->asteroid_density) || !fpos(d->asteroid_hp_per_radius)) return SP_EINVAL;
+    if (!fnonneg(d->asteroid_damping) || !fnonneg(d->sleep_speed)) return SP_EINVAL;
+    if (!fnonneg(d->restitution) || d->restitution > 1.0f) return SP_EINVAL;
+    if (!fnonneg(d->collision_damage) || !fnonneg(d->collision_damage_threshold)) return SP_EINVAL;
+    if (!fnonneg(d->projectile_speed)) return SP_EINVAL;
+    if (d->grid_threads < 1 || d->grid_threads > SP_GRID_MAX_THREADS) return SP_EINVAL;
+    if (d->spawn_projectiles != 0 && d->spawn_projectiles != 1) return SP_EINVAL;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- memory */
+
+static void *xalloc(const sp_allocator_t *a, size_t n) { return a->alloc(a->ctx, n ? n : 1, 64); }
+static void xfree(const sp_allocator_t *a, void *p, size_t n) {
+    if (p != NULL) a->free(a->ctx, p, n ? n : 1, 64);
+}
+
+/* Every per-slot array: X(field, element type, elements per slot). */
+#define SP__SLOT_FIELDS(X)                                                                 \
+    X(gen, uint32_t, 1) X(owner, uint32_t, 1) X(free_list, uint32_t, 1) X(kind, uint8_t, 1) \
+    X(flags, uint8_t, 1) X(resource, int8_t, 1) X(px, float, 1) X(py, float, 1)            \
+    X(pz, float, 1) X(vx, float, 1) X(vy, float, 1) X(vz, float, 1) X(dvx, float, 1)       \
+    X(dvy, float, 1) X(dvz, float, 1) X(radius, float, 1) X(inv_mass, float, 1)            \
+    X(hp, float, 1) X(max_hp, float, 1) X(amount, float, 1) X(cargo, float, SP_RESOURCE_COUNT) \
+    X(wcd, uint32_t, 1) X(mcd, uint32_t, 1) X(ttl, uint32_t, 1) X(rest, uint32_t, 1)       \
+    X(source, uint64_t, 1) X(awake_ast, uint32_t, 1) X(gidx, uint32_t, 1) X(tmp_a, uint32_t, 1) X(tmp_b, uint32_t, 1) \
+    X(gx, float, 1) X(gy, float, 1) X(gz, float, 1) X(gvx, float, 1) X(gvy, float, 1)      \
+    X(gvz, float, 1) X(gr, float, 1)
+
+#define SP__COUNT_FIELD(f, t, k) +1
+enum { NFIELDS = 0 SP__SLOT_FIELDS(SP__COUNT_FIELD) };
+
+static void field_table(sp_world_t *w, void ***ptrs, size_t *sizes) {
+    int i = 0;
+#define SP__FIELD_ENTRY(f, t, k) \
+    ptrs[i] = (void **)&w->f;    \
+    sizes[i] = sizeof(t) * (k);  \
+    i++;
+    SP__SLOT_FIELDS(SP__FIELD_ENTRY)
+#undef SP__FIELD_ENTRY
+}
+
+/* Grow the slot arrays to hold at least `slots` (<= max_entities). All new
+ * arrays are allocated before any old one is released: on SP_ENOMEM the world
+ * is unchanged. */
+int sp__world_reserve(sp_world_t *w, uint32_t slots) {
+    if (slots <= w->cap) return 0;
+    if (slots > w->def.max_entities) return SP_ELIMIT;
+    uint64_t nc = (uint64_t)w->cap * 2;
+    if (nc < 1024) nc = 1024;
+    if (nc < slots) nc = slots;
+    if (nc > w->def.max_entities) nc = w->def.max_entities;
+    void **ptrs[NFIELDS];
+    size_t sizes[NFIELDS];
+    void *fresh[NFIELDS];
+    field_table(w, ptrs, sizes);
+    for (int i = 0; i < NFIELDS; i++) {
+        size_t bytes;
+        if (sp_size_mul(sizes[i], (size_t)nc, &bytes) != 0) bytes = SIZE_MAX;
+        fresh[i] = bytes == SIZE_MAX ? NULL : xalloc(w->alloc, bytes);
+        if (fresh[i] == NULL) {
+            for (int j = 0; j < i; j++) xfree(w->alloc, fresh[j], sizes[j] * (size_t)nc);
+            return SP_ENOMEM;
+        }
+        memset(fresh[i], 0, bytes);
+    }
+    for (int i = 0; i < NFIELDS; i++) {
+        if (*ptrs[i] != NULL) {
+            memcpy(fresh[i], *ptrs[i], sizes[i] * w->cap);
+            xfree(w->alloc, *ptrs[i], sizes[i] * w->cap);
+        }
+        *ptrs[i] = fresh[i];
+    }
+    w->cap = (uint32_t)nc;
+    return 0;
+}
+
+static int vec_grow(const sp_allocator_t *a, void **p, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap) return 0;
+    size_t nc = *cap ? *cap : 64;
+    while (nc < need) {
+        if (nc > SIZE_MAX / 2 / elem) return SP_EOVERFLOW;
+        nc *= 2;
+    }
+    void *q = xalloc(a, nc * elem);
+    if (q == NULL) return SP_ENOMEM;
+    if (*p != NULL) {
+        memcpy(q, *p, *cap * elem);
+        xfree(a, *p, *cap * elem);
+    }
+    *p = q;
+    *cap = nc;
+    return 0;
+}
+
+static int ev_reserve(sp_world_t *w, sp__evbuf_t *b, size_t extra) {
+    size_t need;
+    if (sp_size_add(b->n, extra, &need) != 0) return SP_EOVERFLOW;
+    return vec_grow(w->alloc, (void **)&b->v, &b->cap, need, sizeof(sp_world_event_t));
+}
+
+/* Caller reserved room. */
+static sp_world_event_t *ev_push(sp_world_t *w, sp__evbuf_t *b, int type, sp_entity_id_t subject,
+                                 sp_entity_id_t other) {
+    sp_world_event_t *e = &b->v[b->n++];
+    memset(e, 0, sizeof *e);
+    e->tick = w->tick;
+    e->type = (uint8_t)type;
+    e->subject = subject;
+    e->other = other;
+    e->resource = -1;
+    uint32_t i = sp_id_index(subject);
+    if (i < w->nslots) {
+        e->kind = w->kind[i];
+        e->owner = w->owner[i];
+    }
+    return e;
+}
+
+int sp__world_alloc(const sp_world_def_t *def, const sp_allocator_t *alloc, int grid_threads,
+                    sp_world_t **out) {
+    const sp_allocator_t *user_alloc = alloc;
+    if (alloc == NULL) alloc = sp_allocator_default();
+    sp_world_t *w = alloc->alloc(alloc->ctx, sizeof *w, 64);
+    if (w == NULL) return SP_ENOMEM;
+    memset(w, 0, sizeof *w);
+    w->def = *def;
+    w->def.allocator = user_alloc;
+    w->def.grid_threads = grid_threads;
+    w->alloc = alloc;
+    w->rng = def->seed;
+    w->sleep_enabled = 1;
+    sp_grid_def_t gd = sp_grid_def_default();
+    gd.nthreads = grid_threads;
+    gd.allocator = alloc;
+    int rc = sp_grid_create(&gd, &w->grid);
+    if (rc != 0) {
+        alloc->free(alloc->ctx, w, sizeof *w, 64);
+        return rc;
+    }
+    sp_arena_init(&w->scratch, 0, alloc);
+    *out = w;
+    return 0;
+}
+
+int sp_world_create(const sp_world_def_t *def, sp_world_t **out) {
+    sp_world_def_t d = def ? *def : sp_world_def_default();
+    if (out == NULL || sp__world_def_check(&d) != 0) return SP_EINVAL;
+    return sp__world_alloc(&d, d.allocator, d.grid_threads, out);
+}
+
+void sp_world_free(sp_world_t *w) {
+    if (w == NULL) return;
+    const sp_allocator_t *a = w->alloc;
+    void **ptrs[NFIELDS];
+    size_t sizes[NFIELDS];
+    field_table(w, ptrs, sizes);
+    for (int i = 0; i < NFIELDS; i++) xfree(a, *ptrs[i], sizes[i] * w->cap);
+    xfree(a, w->contacts, w->contacts_cap * 2 * sizeof(uint32_t));
+    xfree(a, w->ev_pending.v, w->ev_pending.cap * sizeof(sp_world_event_t));
+    xfree(a, w->ev_out.v, w->ev_out.cap * sizeof(sp_world_event_t));
+    xfree(a, w->sg.bstart, w->sg.bstart_cap * sizeof(uint32_t));
+    xfree(a, w->sg.e, w->sg.e_cap * sizeof(sp__sentry_t));
+    sp_grid_free(w->grid);
+    sp_arena_destroy(&w->scratch);
+    a->free(a->ctx, w, sizeof *w, 64);
+}
+
+const sp_world_def_t *sp_world_def(const sp_world_t *w) { return &w->def; }
+uint64_t sp_world_tick(const sp_world_t *w) { return w->tick; }
+uint32_t sp_world_count(const sp_world_t *w) { return w->count; }
+uint32_t sp_world_count_kind(const sp_world_t *w, int kind) {
+    return (kind >= 1 && kind <= 3) ? w->count_kind[kind] : 0;
+}
+uint32_t sp_world_count_sleeping(const sp_world_t *w) { return w->nsleeping; }
+
+/* ---------------------------------------------------------------- rng */
+
+static uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+static uint64_t rng_next(sp_world_t *w) {
+    w->rng += 0x9e3779b97f4a7c15ULL;
+    return mix64(w->rng);
+}
+/* Uniform in [0, 1) with 24 random bits: exact in float. */
+static float rng_f01(sp_world_t *w) { return (float)(rng_next(w) >> 40) * (1.0f / 16777216.0f); }
+static float rng_range(sp_world_t *w, float lo, float hi) { return lo + (hi - lo) * rng_f01(w); }
+
+/* ---------------------------------------------------------------- slots */
+
+static sp_entity_id_t id_of(const sp_world_t *w, uint32_t i) { return sp_id_make(i, w->gen[i]); }
+
+/* Take a free slot (LIFO) or a fresh one; all its fields zeroed. */
+static int slot_alloc(sp_world_t *w, uint32_t *out) {
+    uint32_t i;
+    if (w->nfree > 0) {
+        i = w->free_list[--w->nfree];
+    } else {
+        if (w->nslots >= w->def.max_entities) return SP_ELIMIT;
+        int rc = sp__world_reserve(w, w->nslots + 1);
+        if (rc != 0) return rc;
+        i = w->nslots++;
+        w->gen[i] = 1;
+    }
+    w->owner[i] = 0;
+    w->kind[i] = SP_KIND_NONE;
+    w->flags[i] = 0;
+    w->resource[i] = -1;
+    w->px[i] = w->py[i] = w->pz[i] = 0.0f;
+    w->vx[i] = w->vy[i] = w->vz[i] = 0.0f;
+    w->dvx[i] = w->dvy[i] = w->dvz[i] = 0.0f;
+    w->radius[i] = w->inv_mass[i] = w->hp[i] = w->max_hp[i] = w->amount[i] = 0.0f;
+    for (int r = 0; r < SP_RESOURCE_COUNT; r++) w->cargo[(size_t)i * SP_RESOURCE_COUNT + r] = 0.0f;
+    w->wcd[i] = w->mcd[i] = w->ttl[i] = w->rest[i] = 0;
+    w->source[i] = 0;
+    *out = i;
+    return 0;
+}
+
+static void slot_commit(sp_world_t *w, uint32_t i, int kind) {
+    w->kind[i] = (uint8_t)kind;
+    w->awake_dirty = 1;
+    w->count++;
+    w->count_kind[kind]++;
+}
+
+static void slot_free(sp_world_t *w, uint32_t i) {
+    if (w->flags[i] & SP_ENT_SLEEPING) {
+        w->nsleeping--;
+        w->stale++;
+    }
+    w->awake_dirty = 1;
+    w->count--;
+    w->count_kind[w->kind[i]]--;
+    w->kind[i] = SP_KIND_NONE;
+    w->flags[i] = 0;
+    w->vx[i] = w->vy[i] = w->vz[i] = 0.0f;
+    w->gen[i] = w->gen[i] == UINT32_MAX ? 1 : w->gen[i] + 1;
+    w->free_list[w->nfree++] = i;
+}
+
+static float clampf(float x, float lo, float hi) { return x < lo ? lo : (x > hi ? hi : x); }
+
+static void place(sp_world_t *w, uint32_t i, const float *pos, float r) {
+    float h = w->def.half_extent, lim = h > r ? h - r : 0.0f;
+    if (pos != NULL) {
+        w->px[i] = clampf(pos[0], -lim, lim);
+        w->py[i] = clampf(pos[1], -lim, lim);
+        w->pz[i] = clampf(pos[2], -lim, lim);
+    } else {
+        w->px[i] = rng_range(w, -lim, lim);
+        w->py[i] = rng_range(w, -lim, lim);
+        w->pz[i] = rng_range(w, -lim, lim);
+    }
+}
+
+static int vec3_ok(const float *v) {
+    return v != NULL && isfinite(v[0]) && isfinite(v[1]) && isfinite(v[2]);
+}
+
+int sp_world_spawn_ship(sp_world_t *w, uint32_t owner, uint8_t role, const float *pos,
+                        sp_entity_id_t *out_id) {
+    if (w == NULL || out_id == NULL || (pos != NULL && !vec3_ok(pos))) return SP_EINVAL;
+    if (role != 0 && role != SP_ENT_MINER && role != SP_ENT_FIGHTER) return SP_EINVAL;
+    uint32_t i;
+    int rc = slot_alloc(w, &i);
+    if (rc != 0) return rc;
+    const sp_world_def_t *d = &w->def;
+    w->owner[i] = owner;
+    w->flags[i] = owner == 0 ? (uint8_t)(SP_ENT_NPC | role) : 0;
+    w->radius[i] = d->ship_radius;
+    w->inv_mass[i] = 1.0f / d->ship_mass;
+    w->hp[i] = w->max_hp[i] = d->ship_hp;
+    place(w, i, pos, d->ship_radius);
+    slot_commit(w, i, SP_KIND_SHIP);
+    *out_id = id_of(w, i);
+    return 0;
+}
+
+int sp_world_spawn_asteroid(sp_world_t *w, const float *pos, float r, float amount, int resource,
+                            sp_entity_id_t *out_id) {
+    if (w == NULL || out_id == NULL || (pos != NULL && !vec3_ok(pos))) return SP_EINVAL;
+    if (!isfinite(r) || !isfinite(amount) || resource < -1 || resource >= SP_RESOURCE_COUNT)
+        return SP_EINVAL;
+    const sp_world_def_t *d = &w->def;
+    if (r > d->asteroid_radius_max) return SP_EINVAL; /* keeps the static grid's rmax bounded */
+    uint32_t i;
+    int rc = slot_alloc(w, &i);
+    if (rc != 0) return rc;
+    /* Random draws in a fixed order (radius, amount, resource, position). */
+    if (r <= 0.0f) r = rng_range(w, d->asteroid_radius_min, d->asteroid_radius_max);
+    if (amount <= 0.0f) amount = rng_range(w, d->asteroid_amount_min, d->asteroid_amount_max);
+    if (resource < 0) resource = (int)(rng_next(w) % SP_RESOURCE_COUNT);
+    w->radius[i] = r;
+    w->inv_mass[i] = 1.0f / (d->asteroid_density * r * r * r);
+    w->hp[i] = w->max_hp[i] = d->asteroid_hp_per_radius * r;
+    w->amount[i] = amount;
+    w->resource[i] = (int8_t)resource;
+    place(w, i, pos, r);
+    slot_commit(w, i, SP_KIND_ASTEROID);
+    *out_id = id_of(w, i);
+    return 0;
+}
+
+int sp_world_set_desired_velocity(sp_world_t *w, sp_entity_id_t ship, const float v[3],
+                                  float clamped_out[3]) {
+    if (w == NULL || !vec3_ok(v)) return SP_EINVAL;
+    if (!sp__alive(w, ship)) return SP_ENOENT;
+    uint32_t i = sp_id_index(ship);
+    if (w->kind[i] != SP_KIND_SHIP) return SP_EINVAL;
+    float x = v[0], y = v[1], z = v[2];
+    /* In double: the squared length of finite floats cannot overflow. */
+    double l2 = (double)x * x + (double)y * y + (double)z * z;
+    double m = w->def.ship_max_speed;
+    if (l2 > m * m) {
+        double s = m / sqrt(l2);
+        x = (float)(x * s);
+        y = (float)(y * s);
+        z = (float)(z * s);
+    }
+    w->dvx[i] = x;
+    w->dvy[i] = y;
+    w->dvz[i] = z;
+    if (clamped_out != NULL) {
+        clamped_out[0] = x;
+        clamped_out[1] = y;
+        clamped_out[2] = z;
+    }
+    return 0;
+}
+
+static void destroy_now(sp_world_t *w, uint32_t i, int cause, sp_entity_id_t by, sp__evbuf_t *ev) {
+    sp_world_event_t *e = ev_push(w, ev, SP_EV_ENTITY_DESTROYED, id_of(w, i), by);
+    e->cause = (uint8_t)cause;
+    slot_free(w, i);
+}
+
+/* Deterministic hit roll: independent of the order of commands in a tick. */
+static float hit_roll(const sp_world_t *w, sp_entity_id_t a, sp_entity_id_t b) {
+    uint64_t h = mix64(w->def.seed ^ mix64(w->tick + 0x1234567ULL) ^ mix64(a * 0x9e3779b97f4a7c15ULL) ^
+                       (b * 0xc2b2ae3d27d4eb4fULL));
+    return (float)(h >> 40) * (1.0f / 16777216.0f);
+}
+
+int sp_world_fire(sp_world_t *w, sp_entity_id_t shooter, sp_entity_id_t target,
+                  sp_fire_result_t *out) {
+    if (w == NULL || out == NULL) return SP_EINVAL;
+    if (!sp__alive(w, shooter)) return SP_ENOENT;
+    uint32_t s = sp_id_index(shooter), t = sp_id_index(target);
+    if (w->kind[s] != SP_KIND_SHIP) return SP_EINVAL;
+    if (!sp__alive(w, target)) return SP_ENOENT;
+    if (t == s || (w->kind[t] != SP_KIND_SHIP && w->kind[t] != SP_KIND_ASTEROID)) return SP_EINVAL;
+    if (w->wcd[s] > 0) return SP_EBUSY;
+    double dx = (double)w->px[t] - w->px[s], dy = (double)w->py[t] - w->py[s],
+           dz = (double)w->pz[t] - w->pz[s];
+    double dist = sqrt(dx * dx + dy * dy + dz * dz);
+    const sp_world_def_t *d = &w->def;
+    if (dist > d->weapon_range) return SP_ERANGE;
+    int rc = ev_reserve(w, &w->ev_pending, 2);
+    if (rc != 0) return rc;
+    /* Committed from here on: nothing below fails (the tracer is optional). */
+    w->wcd[s] = d->weapon_cooldown_ticks;
+    float p = d->weapon_range > 0 ? 1.0f - 0.5f * (float)(dist / d->weapon_range) : 1.0f;
+    int hit = hit_roll(w, shooter, target) < p;
+    float dmg = hit ? d->weapon_damage : 0.0f;
+    sp_world_event_t *e = ev_push(w, &w->ev_pending, SP_EV_WEAPON_FIRED, shooter, target);
+    e->value = dmg;
+    e->hit = (uint8_t)hit;
+    if (d->spawn_projectiles && dist > 0) {
+        uint32_t k;
+        if (slot_alloc(w, &k) == 0) {
+            float ux = (float)(dx / dist), uy = (float)(dy / dist), uz = (float)(dz / dist);
+            float off = w->radius[s] + 0.5f;
+            w->px[k] = w->px[s] + ux * off;
+            w->py[k] = w->py[s] + uy * off;
+            w->pz[k] = w->pz[s] + uz * off;
+            w->vx[k] = ux * d->projectile_speed;
+            w->vy[k] = uy * d->projectile_speed;
+            w->vz[k] = uz * d->projectile_speed;
+            w->radius[k] = 0.5f;
+            w->hp[k] = w->max_hp[k] = 1.0f;
+            w->owner[k] = w->owner[s];
+            w->source[k] = shooter;
+            double steps = d->projectile_speed > 0 ? dist / (d->projectile_speed * d->dt) : 1.0;
+            uint32_t ttl = d->projectile_ttl_ticks;
+            if (steps < ttl) ttl = (uint32_t)steps + 1;
+            w->ttl[k] = ttl ? ttl : 1;
+            slot_commit(w, k, SP_KIND_PROJECTILE);
+        }
+    }
+    int destroyed = 0;
+    if (hit) {
+        w->hp[t] -= dmg;
+        if (w->hp[t] <= 0.0f) {
+            destroy_now(w, t, SP_CAUSE_WEAPON, shooter, &w->ev_pending);
+            destroyed = 1;
+        }
+    }
+    out->hit = hit;
+    out->damage = dmg;
+    out->destroyed = destroyed;
+    return 0;
+}
+
+static int mine_checked(sp_world_t *w, uint32_t s, uint32_t a, sp_mine_result_t *out) {
+    const sp_world_def_t *d = &w->def;
+    if (w->mcd[s] > 0) return SP_EBUSY;
+    double dx = (double)w->px[a] - w->px[s], dy = (double)w->py[a] - w->py[s],
+           dz = (double)w->pz[a] - w->pz[s];
+    double gap = sqrt(dx * dx + dy * dy + dz * dz) - w->radius[s] - w->radius[a];
+    if (gap > d->mining_range) return SP_ERANGE;
+    int rc = ev_reserve(w, &w->ev_pending, 2);
+    if (rc != 0) return rc;
+    float amt = d->mining_amount < w->amount[a] ? d->mining_amount : w->amount[a];
+    int res = w->resource[a];
+    w->amount[a] -= amt;
+    w->cargo[(size_t)s * SP_RESOURCE_COUNT + (size_t)res] += amt;
+    w->mcd[s] = d->mining_cooldown_ticks;
+    sp_world_event_t *e = ev_push(w, &w->ev_pending, SP_EV_RESOURCE_MINED, id_of(w, s), id_of(w, a));
+    e->value = amt;
+    e->resource = (int8_t)res;
+    int depleted = 0;
+    if (w->amount[a] <= 0.0f) {
+        destroy_now(w, a, SP_CAUSE_DEPLETED, id_of(w, s), &w->ev_pending);
+        depleted = 1;
+    }
+    out->resource_type = res;
+    out->amount = amt;
+    out->depleted = depleted;
+    return 0;
+}
+
+int sp_world_mine(sp_world_t *w, sp_entity_id_t ship, sp_entity_id_t asteroid,
+                  sp_mine_result_t *out) {
+    if (w == NULL || out == NULL) return SP_EINVAL;
+    if (!sp__alive(w, ship)) return SP_ENOENT;
+    uint32_t s = sp_id_index(ship);
+    if (w->kind[s] != SP_KIND_SHIP) return SP_EINVAL;
+    if (!sp__alive(w, asteroid)) return SP_ENOENT;
+    uint32_t a = sp_id_index(asteroid);
+    if (w->kind[a] != SP_KIND_ASTEROID) return SP_EINVAL;
+    return mine_checked(w, s, a, out);
+}
+
+int sp_world_inspect(const sp_world_t *w, sp_entity_id_t id, sp_entity_info_t *out) {
+    if (w == NULL || out == NULL) return SP_EINVAL;
+    if (!sp__alive(w, id)) return SP_ENOENT;
+    uint32_t i = sp_id_index(id);
+    memset(out, 0, sizeof *out);
+    out->id = id;
+    out->kind = w->kind[i];
+    out->flags = w->flags[i];
+    if (w->kind[i] == SP_KIND_SHIP) {
+        if (w->wcd[i] == 0) out->flags |= SP_ENT_WEAPON_READY;
+        if (w->mcd[i] == 0) out->flags |= SP_ENT_MINE_READY;
+    }
+    out->resource = w->resource[i];
+    out->owner = w->owner[i];
+    out->pos[0] = w->px[i], out->pos[1] = w->py[i], out->pos[2] = w->pz[i];
+    out->vel[0] = w->vx[i], out->vel[1] = w->vy[i], out->vel[2] = w->vz[i];
+    out->desired_vel[0] = w->dvx[i], out->desired_vel[1] = w->dvy[i], out->desired_vel[2] = w->dvz[i];
+    out->radius = w->radius[i];
+    out->mass = w->inv_mass[i] > 0 ? 1.0f / w->inv_mass[i] : 0.0f;
+    out->hp = w->hp[i];
+    out->max_hp = w->max_hp[i];
+    out->amount = w->amount[i];
+    for (int r = 0; r < SP_RESOURCE_COUNT; r++) out->cargo[r] = w->cargo[(size_t)i * SP_RESOURCE_COUNT + r];
+    out->weapon_cooldown = w->wcd[i];
+    out->mine_cooldown = w->mcd[i];
+    out->ttl = w->ttl[i];
+    out->source = w->source[i];
+    return 0;
+}
+
+int sp_world_destroy(sp_world_t *w, sp_entity_id_t id) {
+    if (w == NULL) return SP_EINVAL;
+    if (!sp__alive(w, id)) return SP_ENOENT;
+    int rc = ev_reserve(w, &w->ev_pending, 1);
+    if (rc != 0) return rc;
+    destroy_now(w, sp_id_index(id), SP_CAUSE_COMMAND, 0, &w->ev_pending);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- static grid */
+
+static uint32_t cell_hash(int32_t cx, int32_t cy, int32_t cz) {
+    uint32_t h = (uint32_t)cx * 0x8da6b343u ^ (uint32_t)cy * 0xd8163841u ^ (uint32_t)cz * 0xcb1ab31fu;
+    h ^= h >> 15;
+    h *= 0x2c1b3c6du;
+    h ^= h >> 12;
+    return h;
+}
+
+static int32_t cell_of(float x, float inv) { return (int32_t)floorf(x * inv); }
+
+static int is_candidate(const sp_world_t *w, uint32_t i) {
+    return w->kind[i] == SP_KIND_ASTEROID && !(w->flags[i] & SP_ENT_SLEEPING) &&
+           w->rest[i] >= w->def.sleep_ticks && w->vx[i] == 0.0f && w->vy[i] == 0.0f &&
+           w->vz[i] == 0.0f;
+}
+
+/* Rebuild the static grid from the sleeping asteroids, first promoting
+ * (promote != 0) every awake asteroid that has rested sleep_ticks. Buffers are
+ * grown before anything changes: on SP_ENOMEM the world is unchanged. */
+int sp__world_rebuild_static(sp_world_t *w, int promote) {
+    sp__sgrid_t *g = &w->sg;
+    uint32_t n = 0;
+    float rmax = 0.0f;
+    for (uint32_t i = 0; i < w->nslots; i++) {
+        if ((w->flags[i] & SP_ENT_SLEEPING) || (promote && is_candidate(w, i))) {
+            n++;
+            if (w->radius[i] > rmax) rmax = w->radius[i];
+        }
+    }
+    uint32_t nb = 64;
+    while (nb < 2 * (uint64_t)n) nb *= 2;
+    int rc = vec_grow(w->alloc, (void **)&g->bstart, &g->bstart_cap, (size_t)nb + 1, sizeof(uint32_t));
+    if (rc == 0) rc = vec_grow(w->alloc, (void **)&g->e, &g->e_cap, n, sizeof(sp__sentry_t));
+    if (rc != 0) return rc;
+    g->n = n;
+    g->mask = nb - 1;
+    g->rmax = rmax;
+    g->cell = 2.0f * rmax > 1.0f ? 2.0f * rmax : 1.0f;
+    g->inv_cell = 1.0f / g->cell;
+    memset(g->bstart, 0, ((size_t)nb + 1) * sizeof(uint32_t));
+    for (uint32_t i = 0; i < w->nslots; i++) {
+        if (promote && is_candidate(w, i)) {
+            w->flags[i] |= SP_ENT_SLEEPING;
+            w->nsleeping++;
+        }
+        if (w->flags[i] & SP_ENT_SLEEPING) {
+            uint32_t b = cell_hash(cell_of(w->px[i], g->inv_cell), cell_of(w->py[i], g->inv_cell),
+                                   cell_of(w->pz[i], g->inv_cell)) & g->mask;
+            g->bstart[b + 1]++;
+        }
+    }
+    for (uint32_t b = 0; b < nb; b++) g->bstart[b + 1] += g->bstart[b];
+    /* Scatter in slot order, using bstart[b] as the cursor; afterwards
+     * bstart[b] has moved to the old bstart[b + 1], so shift back. */
+    for (uint32_t i = 0; i < w->nslots; i++) {
+        if (!(w->flags[i] & SP_ENT_SLEEPING)) continue;
+        int32_t cx = cell_of(w->px[i], g->inv_cell), cy = cell_of(w->py[i], g->inv_cell),
+                cz = cell_of(w->pz[i], g->inv_cell);
+        uint32_t b = cell_hash(cx, cy, cz) & g->mask;
+        sp__sentry_t *e = &g->e[g->bstart[b]++];
+        e->x = w->px[i], e->y = w->py[i], e->z = w->pz[i], e->r = w->radius[i];
+        e->idx = i;
+        e->cx = cx, e->cy = cy, e->cz = cz;
+    }
+    for (uint32_t b = nb; b > 0; b--) g->bstart[b] = g->bstart[b - 1];
+    g->bstart[0] = 0;
+    w->stale = 0;
+    w->last_rebuild = w->tick;
+    w->awake_dirty = 1;
+    return 0;
+}
+
+/* Visit every still-sleeping entry whose cell may hold a sphere within
+ * `reach` of (x, y, z) (reach excludes the entry's own radius). The caller
+ * does the exact test. Order: cells z-y-x ascending, entries in bucket order;
+ * callers that care about order sort their results. */
+typedef struct sg_hits {
+    uint32_t *idx;
+    uint32_t n, cap;
+} sg_hits_t;
+
+/* Keep the cap smallest slots, sorted (insertion: usually 0-3 hits), so the
+ * result depends neither on the grid's cell size and hashing nor on the visit
+ * order, even when more than cap bodies match. n counts all matches. */
+static void hits_insert(sg_hits_t *h, uint32_t v) {
+    uint32_t m = h->n < h->cap ? h->n : h->cap;
+    h->n++;
+    if (m == h->cap) {
+        if (v > h->idx[m - 1]) return;
+        m--; /* drop the largest */
+    }
+    uint32_t j = m;
+    while (j > 0 && h->idx[j - 1] > v) {
+        h->idx[j] = h->idx[j - 1];
+        j--;
+    }
+    h->idx[j] = v;
+}
+
+static void sg_query(const sp_world_t *w, float x, float y, float z, float reach, int strict,
+                     sg_hits_t *hits) {
+    const sp__sgrid_t *g = &w->sg;
+    hits->n = 0;
+    if (g->n == 0 || w->nsleeping == 0) return;
+    float ext = reach + g->rmax;
+    int32_t x0 = cell_of(x - ext, g->inv_cell), x1 = cell_of(x + ext, g->inv_cell);
+    int32_t y0 = cell_of(y - ext, g->inv_cell), y1 = cell_of(y + ext, g->inv_cell);
+    int32_t z0 = cell_of(z - ext, g->inv_cell), z1 = cell_of(z + ext, g->inv_cell);
+    for (int32_t cz = z0; cz <= z1; cz++)
+        for (int32_t cy = y0; cy <= y1; cy++)
+            for (int32_t cx = x0; cx <= x1; cx++) {
+                uint32_t b = cell_hash(cx, cy, cz) & g->mask;
+                for (uint32_t k = g->bstart[b]; k < g->bstart[b + 1]; k++) {
+                    const sp__sentry_t *e = &g->e[k];
+                    if (e->cx != cx || e->cy != cy || e->cz != cz) continue;
+                    if (!(w->flags[e->idx] & SP_ENT_SLEEPING)) continue; /* woke or died */
+                    float dx = e->x - x, dy = e->y - y, dz = e->z - z;
+                    float d2 = dx * dx + dy * dy + dz * dz, s = reach + e->r;
+                    if (strict ? !(d2 < s * s) : !(d2 <= s * s)) continue;
+                    hits_insert(hits, e->idx);
+                }
+            }
+}
+
+/* ---------------------------------------------------------------- messages */
+
+static void awake_list(sp_world_t *w) {
+    if (!w->awake_dirty) return;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < w->nslots; i++)
+        if (w->kind[i] == SP_KIND_ASTEROID && !(w->flags[i] & SP_ENT_SLEEPING)) w->awake_ast[n++] = i;
+    w->nawake_ast = n;
+    w->awake_dirty = 0;
+}
+
+static int nearest_asteroid(sp_world_t *w, uint32_t s, int res, uint32_t *out) {
+    float reach = w->radius[s] + w->def.mining_range;
+    uint32_t buf[64];
+    sg_hits_t hits = {buf, 0, 64};
+    sg_query(w, w->px[s], w->py[s], w->pz[s], reach, 0, &hits);
+    uint32_t best = UINT32_MAX;
+    double bestd = 0;
+    uint32_t m = hits.n < hits.cap ? hits.n : hits.cap;
+    /* Candidates: sleepers near the ship, then every awake asteroid (few:
+     * most asteroids sleep); the best is the smallest gap, ties to the lower
+     * id. Both sets are functions of the current state only. */
+    awake_list(w);
+    for (uint32_t pass = 0; pass < 2; pass++) {
+        uint32_t cnt = pass == 0 ? m : w->nawake_ast;
+        for (uint32_t k = 0; k < cnt; k++) {
+            uint32_t a = pass == 0 ? hits.idx[k] : w->awake_ast[k];
+            if (w->kind[a] != SP_KIND_ASTEROID || w->resource[a] != res) continue;
+            double dx = (double)w->px[a] - w->px[s], dy = (double)w->py[a] - w->py[s],
+                   dz = (double)w->pz[a] - w->pz[s];
+            double gap = sqrt(dx * dx + dy * dy + dz * dz) - w->radius[s] - w->radius[a];
+            if (gap > w->def.mining_range) continue;
+            if (best == UINT32_MAX || gap < bestd ||
+                (gap == bestd && id_of(w, a) < id_of(w, best))) {
+                best = a;
+                bestd = gap;
+            }
+        }
+    }
+    if (best == UINT32_MAX) return SP_ERANGE;
+    *out = best;
+    return 0;
+}
+
+int sp_world_apply_msg(sp_world_t *w, const sp_msg_t *m) {
+    if (w == NULL || m == NULL) return SP_EINVAL;
+    int rc = sp_msg_validate(m);
+    if (rc != 0) return rc;
+    switch (m->kind) {
+    case SP_MSG_SHIP_MOVEMENT: {
+        const sp_msg_ship_movement_t *u = &m->u.ship_movement;
+        if (!sp__alive(w, u->ship_id)) return SP_ENOENT;
+        if (!(w->flags[sp_id_index(u->ship_id)] & SP_ENT_NPC)) return SP_EPERM;
+        return sp_world_set_desired_velocity(w, u->ship_id, u->velocity, NULL);
+    }
+    case SP_MSG_WEAPON_FIRED: {
+        const sp_msg_weapon_fired_t *u = &m->u.weapon_fired;
+        if (!sp__alive(w, u->ship_id)) return SP_ENOENT;
+        if (!(w->flags[sp_id_index(u->ship_id)] & SP_ENT_NPC)) return SP_EPERM;
+        sp_fire_result_t r;
+        return sp_world_fire(w, u->ship_id, u->target_id, &r);
+    }
+    case SP_MSG_RESOURCE_MINED: {
+        const sp_msg_resource_mined_t *u = &m->u.resource_mined;
+        if (!sp__alive(w, u->ship_id)) return SP_ENOENT;
+        uint32_t s = sp_id_index(u->ship_id);
+        if (w->kind[s] != SP_KIND_SHIP) return SP_EINVAL;
+        if (!(w->flags[s] & SP_ENT_NPC)) return SP_EPERM;
+        int res = sp_resource_parse(u->resource_type, u->type_len);
+        if (res < 0) return SP_EINVAL;
+        if (w->mcd[s] > 0) return SP_EBUSY;
+        uint32_t a;
+        rc = nearest_asteroid(w, s, res, &a);
+        if (rc != 0) return rc;
+        sp_mine_result_t r;
+        return mine_checked(w, s, a, &r);
+    }
+    case SP_MSG_SYSTEM_ALERT:
+        return 0;
+    default:
+        return SP_ETYPE;
+    }
+}
+
+/* ---------------------------------------------------------------- step */
+
+static int contacts_push(sp_world_t *w, uint32_t a, uint32_t b) {
+    if (w->ncontacts == w->contacts_cap) {
+        int rc = vec_grow(w->alloc, (void **)&w->contacts, &w->contacts_cap, w->ncontacts + 1,
+                          2 * sizeof(uint32_t));
+        if (rc != 0) return rc;
+    }
+    w->contacts[2 * w->ncontacts] = a;
+    w->contacts[2 * w->ncontacts + 1] = b;
+    w->ncontacts++;
+    return 0;
+}
+
+static void wake(sp_world_t *w, uint32_t i) {
+    if (w->flags[i] & SP_ENT_SLEEPING) {
+        w->flags[i] &= (uint8_t)~SP_ENT_SLEEPING;
+        w->nsleeping--;
+        w->stale++;
+        w->awake_dirty = 1;
+    }
+    w->rest[i] = 0;
+}
+
+static void reflect(float *p, float *v, float lo, float hi) {
+    if (*p < lo) {
+        *p = lo + (lo - *p);
+        if (*p > hi) *p = hi;
+        *v = fabsf(*v);
+    } else if (*p > hi) {
+        *p = hi - (*p - hi);
+        if (*p < lo) *p = lo;
+        *v = -fabsf(*v);
+    }
+}
+
+/* Gather the awake set with its new velocities (no world writes). */
+static void gather(sp_world_t *w) {
+    const sp_world_def_t *d = &w->def;
+    float amax = d->ship_max_accel * d->dt;
+    float damp = 1.0f - d->asteroid_damping * d->dt;
+    if (damp < 0.0f) damp = 0.0f;
+    uint32_t g = 0, np = 0;
+    for (uint32_t i = 0; i < w->nslots; i++) {
+        uint8_t k = w->kind[i];
+        if (k == SP_KIND_NONE || (w->flags[i] & SP_ENT_SLEEPING)) continue;
+        if (k == SP_KIND_PROJECTILE) {
+            w->tmp_b[np++] = i;
+            continue;
+        }
+        float vx = w->vx[i], vy = w->vy[i], vz = w->vz[i];
+        if (k == SP_KIND_SHIP) {
+            float ex = w->dvx[i] - vx, ey = w->dvy[i] - vy, ez = w->dvz[i] - vz;
+            float l2 = ex * ex + ey * ey + ez * ez;
+            if (l2 > amax * amax) {
+                float s = amax / sqrtf(l2);
+                ex *= s, ey *= s, ez *= s;
+            }
+            vx += ex, vy += ey, vz += ez;
+        } else if (w->rest[i] >= d->sleep_ticks) {
+            vx = vy = vz = 0.0f; /* at rest, waiting for the next static rebuild */
+        } else {
+            vx *= damp, vy *= damp, vz *= damp;
+        }
+        w->gidx[g] = i;
+        w->gx[g] = w->px[i], w->gy[g] = w->py[i], w->gz[g] = w->pz[i];
+        w->gvx[g] = vx, w->gvy[g] = vy, w->gvz[g] = vz;
+        w->gr[g] = w->radius[i];
+        g++;
+    }
+    w->ncollide = g;
+    for (uint32_t k = 0; k < np; k++, g++) {
+        uint32_t i = w->tmp_b[k];
+        w->gidx[g] = i;
+        w->gx[g] = w->px[i], w->gy[g] = w->py[i], w->gz[g] = w->pz[i];
+        w->gvx[g] = w->vx[i], w->gvy[g] = w->vy[i], w->gvz[g] = w->vz[i];
+        w->gr[g] = w->radius[i];
+    }
+    w->ngather = g;
+}
+
+static void resolve_contact(sp_world_t *w, uint32_t a, uint32_t b) {
+    const sp_world_def_t *d = &w->def;
+    float ia = w->inv_mass[a], ib = w->inv_mass[b], sum = ia + ib;
+    if (!(sum > 0.0f)) return;
+    float dx = w->px[b] - w->px[a], dy = w->py[b] - w->py[a], dz = w->pz[b] - w->pz[a];
+    float d2 = dx * dx + dy * dy + dz * dz, rs = w->radius[a] + w->radius[b];
+    if (!(d2 < rs * rs)) return; /* separated by an earlier contact's correction */
+    wake(w, a);
+    wake(w, b);
+    float dist = sqrtf(d2), nx = 1.0f, ny = 0.0f, nz = 0.0f;
+    if (dist > 0.0f) nx = dx / dist, ny = dy / dist, nz = dz / dist;
+    float rvn = (w->vx[b] - w->vx[a]) * nx + (w->vy[b] - w->vy[a]) * ny + (w->vz[b] - w->vz[a]) * nz;
+    if (rvn < 0.0f) {
+        float j = -(1.0f + d->restitution) * rvn / sum;
+        w->vx[a] -= j * ia * nx, w->vy[a] -= j * ia * ny, w->vz[a] -= j * ia * nz;
+        w->vx[b] += j * ib * nx, w->vy[b] += j * ib * ny, w->vz[b] += j * ib * nz;
+        float closing = -rvn;
+        if (closing > d->collision_damage_threshold &&
+            (w->kind[a] == SP_KIND_SHIP || w->kind[b] == SP_KIND_SHIP)) {
+            float dmg = d->collision_damage * (closing - d->collision_damage_threshold);
+            if (w->kind[a] == SP_KIND_SHIP) w->hp[a] -= dmg;
+            if (w->kind[b] == SP_KIND_SHIP) w->hp[b] -= dmg;
+            sp_world_event_t *e = ev_push(w, &w->ev_out, SP_EV_COLLISION, id_of(w, a), id_of(w, b));
+            e->value = closing;
+            e->damage = dmg;
+        }
+    }
+    /* Positional correction (Baumgarte-style, 80% of the overlap beyond a
+     * small slop), split by inverse mass: momentum is untouched. */
+    float pen = rs - dist - 0.01f;
+    if (pen > 0.0f) {
+        float c = pen * 0.8f / sum;
+        w->px[a] -= c * ia * nx, w->py[a] -= c * ia * ny, w->pz[a] -= c * ia * nz;
+        w->px[b] += c * ib * nx, w->py[b] += c * ib * ny, w->pz[b] += c * ib * nz;
+    }
+}
+
+int sp_world_step(sp_world_t *w) {
+    if (w == NULL) return SP_EINVAL;
+    const sp_world_def_t *d = &w->def;
+
+    /* Phase 1 (no world writes; may fail): gather, predict, pairs. */
+    gather(w);
+    sp_f32_integrate3(w->gx, w->gy, w->gz, w->gvx, w->gvy, w->gvz, d->dt, w->ngather);
+    float h = d->half_extent;
+    for (uint32_t g = 0; g < w->ngather; g++) {
+        float r = w->gr[g], lo = r < h ? -h + r : 0.0f, hi = r < h ? h - r : 0.0f;
+        reflect(&w->gx[g], &w->gvx[g], lo, hi);
+        reflect(&w->gy[g], &w->gvy[g], lo, hi);
+        reflect(&w->gz[g], &w->gvz[g], lo, hi);
+    }
+    const sp_pair_t *pairs = NULL;
+    size_t npairs = 0;
+    int rc = sp_grid_find_pairs(w->grid, &w->scratch, w->gx, w->gy, w->gz, w->gr, w->ncollide,
+                                &pairs, &npairs);
+    if (rc != 0) return rc;
+    w->ncontacts = 0;
+    for (size_t p = 0; p < npairs; p++) {
+        rc = contacts_push(w, w->gidx[pairs[p].a], w->gidx[pairs[p].b]);
+        if (rc != 0) return rc;
+    }
+    if (w->sleep_enabled && w->nsleeping > 0) {
+        uint32_t buf[64];
+        sg_hits_t hits = {buf, 0, 64};
+        for (uint32_t g = 0; g < w->ncollide; g++) {
+            sg_query(w, w->gx[g], w->gy[g], w->gz[g], w->gr[g], 1, &hits);
+            uint32_t m = hits.n < hits.cap ? hits.n : hits.cap;
+            for (uint32_t k = 0; k < m; k++) {
+                rc = contacts_push(w, w->gidx[g], hits.idx[k]);
+                if (rc != 0) return rc;
+            }
+        }
+    }
+    /* Events: the commands' ones plus at most 3 per contact (collision and
+     * two destructions). Reserved in the pending buffer, which becomes ev_out. */
+    size_t extra;
+    if (sp_size_mul(w->ncontacts, 3, &extra) != 0) return SP_EOVERFLOW;
+    rc = ev_reserve(w, &w->ev_pending, extra);
+    if (rc != 0) return rc;
+
+    /* Phase 2: commit. Nothing below fails. */
+    sp__evbuf_t t = w->ev_out;
+    w->ev_out = w->ev_pending;
+    w->ev_pending = t;
+    w->ev_pending.n = 0;
+    w->tick++;
+    for (uint32_t g = 0; g < w->ngather; g++) {
+        uint32_t i = w->gidx[g];
+        w->px[i] = w->gx[g], w->py[i] = w->gy[g], w->pz[i] = w->gz[g];
+        w->vx[i] = w->gvx[g], w->vy[i] = w->gvy[g], w->vz[i] = w->gvz[g];
+        if (w->kind[i] == SP_KIND_SHIP) {
+            if (w->wcd[i] > 0) w->wcd[i]--;
+            if (w->mcd[i] > 0) w->mcd[i]--;
+        }
+    }
+    for (uint32_t g = w->ncollide; g < w->ngather; g++) {
+        uint32_t i = w->gidx[g];
+        if (--w->ttl[i] == 0) slot_free(w, i); /* tracers vanish silently */
+    }
+    for (size_t c = 0; c < w->ncontacts; c++) resolve_contact(w, w->contacts[2 * c], w->contacts[2 * c + 1]);
+    for (size_t c = 0; c < w->ncontacts; c++) {
+        for (int s = 0; s < 2; s++) {
+            uint32_t i = w->contacts[2 * c + s], o = w->contacts[2 * c + 1 - s];
+            if (w->kind[i] == SP_KIND_SHIP && w->hp[i] <= 0.0f) {
+                sp_entity_id_t by = w->kind[o] != SP_KIND_NONE ? id_of(w, o) : 0;
+                destroy_now(w, i, SP_CAUSE_COLLISION, by, &w->ev_out);
+            }
+        }
+    }
+    /* Rest counters of the awake asteroids; count those ready to sleep. */
+    uint32_t ready = 0;
+    float s2 = d->sleep_speed * d->sleep_speed;
+    for (uint32_t g = 0; g < w->ncollide; g++) {
+        uint32_t i = w->gidx[g];
+        if (w->kind[i] != SP_KIND_ASTEROID || (w->flags[i] & SP_ENT_SLEEPING)) continue;
+        float v2 = w->vx[i] * w->vx[i] + w->vy[i] * w->vy[i] + w->vz[i] * w->vz[i];
+        if (v2 < s2) {
+            if (w->rest[i] < d->sleep_ticks) w->rest[i]++;
+        } else {
+            w->rest[i] = 0;
+        }
+        if (w->rest[i] >= d->sleep_ticks) {
+            w->vx[i] = w->vy[i] = w->vz[i] = 0.0f;
+            ready++;
+        }
+    }
+    /* Rebuild the static grid when enough bodies wait to sleep or enough
+     * entries went stale, or now and then when any does. The rule reads only
+     * world state, so rebuilds (which change which pairs are tested) happen
+     * at the same ticks in every run. A failed rebuild (SP_ENOMEM) changes
+     * nothing and is retried next tick. */
+    if (w->sleep_enabled) {
+        uint32_t ns = w->nsleeping;
+        uint64_t age = w->tick - w->last_rebuild;
+        if (ready >= 32 + ns / 64 || w->stale >= 64 + ns / 16 || (ready > 0 && age >= 120) ||
+            (w->stale > 0 && age >= 600))
+            (void)sp__world_rebuild_static(w, 1);
+    }
+    return 0;
+}
+
+const sp_world_event_t *sp_world_events(const sp_world_t *w, size_t *n) {
+    if (n != NULL) *n = w->ev_out.n;
+    return w->ev_out.v;
+}
+
+void sp_world_set_sleep_enabled(sp_world_t *w, int on) {
+    if (on) {
+        w->sleep_enabled = 1;
+        return;
+    }
+    w->sleep_enabled = 0;
+    for (uint32_t i = 0; i < w->nslots; i++) {
+        w->flags[i] &= (uint8_t)~SP_ENT_SLEEPING;
+        if (w->kind[i] == SP_KIND_ASTEROID) w->rest[i] = 0;
+    }
+    w->nsleeping = 0;
+    w->stale = 0;
+    w->sg.n = 0;
+    w->awake_dirty = 1;
+}
+
+/* ---------------------------------------------------------------- whole world */
+
+typedef struct fnv {
+    uint64_t h;
+} fnv_t;
+static void fnv_bytes(fnv_t *f, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        f->h ^= b[i];
+        f->h *= 0x100000001b3ULL;
+    }
+}
+static void fnv_u64(fnv_t *f, uint64_t v) { fnv_bytes(f, &v, 8); }
+static void fnv_u32(fnv_t *f, uint32_t v) { fnv_bytes(f, &v, 4); }
+static void fnv_f(fnv_t *f, float v) {
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    fnv_u32(f, u);
+}
+
+uint64_t sp_world_hash(const sp_world_t *w) {
+    fnv_t f = {0xcbf29ce484222325ULL};
+    fnv_u64(&f, w->tick);
+    fnv_u64(&f, w->rng);
+    fnv_u32(&f, w->nslots);
+    fnv_u32(&f, w->count);
+    fnv_u32(&f, w->nsleeping);
+    fnv_u32(&f, (uint32_t)w->sleep_enabled);
+    fnv_u32(&f, w->stale);
+    fnv_u64(&f, w->last_rebuild);
+    fnv_u32(&f, w->nfree);
+    for (uint32_t k = 0; k < w->nfree; k++) fnv_u32(&f, w->free_list[k]);
+    for (uint32_t i = 0; i < w->nslots; i++) {
+        fnv_u32(&f, w->gen[i]);
+        if (w->kind[i] == SP_KIND_NONE) continue;
+        uint8_t b[3] = {w->kind[i], w->flags[i], (uint8_t)w->resource[i]};
+        fnv_bytes(&f, b, 3);
+        fnv_u32(&f, w->owner[i]);
+        float fl[] = {w->px[i], w->py[i], w->pz[i], w->vx[i], w->vy[i], w->vz[i], w->dvx[i], w->dvy[i],
+                      w->dvz[i], w->radius[i], w->inv_mass[i], w->hp[i], w->max_hp[i], w->amount[i]};
+        for (size_t k = 0; k < sizeof fl / sizeof fl[0]; k++) fnv_f(&f, fl[k]);
+        for (int r = 0; r < SP_RESOURCE_COUNT; r++) fnv_f(&f, w->cargo[(size_t)i * SP_RESOURCE_COUNT + r]);
+        fnv_u32(&f, w->wcd[i]);
+        fnv_u32(&f, w->mcd[i]);
+        fnv_u32(&f, w->ttl[i]);
+        fnv_u32(&f, w->rest[i]);
+        fnv_u64(&f, w->source[i]);
+    }
+    return f.h;
+}
+
+int sp_world_populate_demo(sp_world_t *w, uint32_t n_asteroids, uint32_t n_npcs) {
+    if (w == NULL) return SP_EINVAL;
+    int rc = 0;
+    for (uint32_t k = 0; k < n_asteroids; k++) {
+        sp_entity_id_t id;
+        rc = sp_world_spawn_asteroid(w, NULL, 0.0f, 0.0f, -1, &id);
+        if (rc != 0) return rc;
+        w->rest[sp_id_index(id)] = w->def.sleep_ticks; /* born at rest */
+    }
+    static const uint8_t roles[3] = {SP_ENT_MINER, SP_ENT_FIGHTER, 0};
+    for (uint32_t k = 0; k < n_npcs; k++) {
+        sp_entity_id_t id;
+        rc = sp_world_spawn_ship(w, 0, roles[k % 3], NULL, &id);
+        if (rc != 0) return rc;
+        float s = 0.5f * w->def.ship_max_speed;
+        float v[3] = {rng_range(w, -s, s), rng_range(w, -s, s), rng_range(w, -s, s)};
+        sp_world_set_desired_velocity(w, id, v, NULL);
+    }
+    if (w->sleep_enabled) rc = sp__world_rebuild_static(w, 1);
+    return rc;
+}
+
+int sp_world_foreach(const sp_world_t *w, int (*fn)(void *ctx, sp_entity_id_t id), void *ctx) {
+    for (uint32_t i = 0; i < w->nslots; i++) {
+        if (w->kind[i] == SP_KIND_NONE) continue;
+        int r = fn(ctx, id_of(w, i));
+        if (r != 0) return r;
+    }
+    return 0;
+}
