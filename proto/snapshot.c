@@ -1,2 +1,563 @@
-/* snapshot.c: placeholder until the module lands. */
+/* snapshot.c: snapshot encode/decode against per-client views, and event
+ * notification packers. The wire format is documented at the top of
+ * snapshot.h and, normatively, in proto/PROTOCOL.md ("Snapshots").
+ *
+ * Encoding walks the base view and the next view (both sorted by id) in
+ * step, like a merge: ids only in next are "entered", only in base "left",
+ * in both "changed" when a field differs. msgpack arrays need their length
+ * first, so one counting walk precedes one emitting walk per section; each
+ * walk is a branchy O(|base| + |next|) loop over 48-byte records, cheap next
+ * to the socket write, and it needs no allocation (workers can run it on the
+ * immutable frame without touching any shared state). */
 #include "snapshot.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "rpc.h"
+
+/* The wire quantization (spacesim_proto.def) must be the frame's. */
+#define SP__QUANT_CHECK(id, steps, meaning) \
+    _Static_assert((steps) == SP_FRAME_##id##_SCALE, "quantization of " #id " differs from sim/frame.h");
+SP_PROTO_QUANT_MAP(SP__QUANT_CHECK)
+#undef SP__QUANT_CHECK
+
+#define ALL_FIELDS (SP_SNAP_F_POS | SP_SNAP_F_VEL | SP_SNAP_F_HP | SP_SNAP_F_OWNER | SP_SNAP_F_RADIUS)
+#define SMALL_MOVE_MAX 2  /* |d| per axis coded in the op itself */
+#define SMALL_OPS 125     /* 5^3 */
+
+/* ---------------------------------------------------------------- views */
+
+void sp_snap_view_init(sp_snap_view_t *v) { memset(v, 0, sizeof *v); }
+
+void sp_snap_view_destroy(sp_snap_view_t *v) {
+    if (v == NULL) return;
+    free(v->recs);
+    free(v->scratch);
+    memset(v, 0, sizeof *v);
+}
+
+void sp_snap_view_reset(sp_snap_view_t *v) {
+    v->len = 0;
+    v->tick = 0;
+    v->valid = false;
+}
+
+void sp_snap_view_swap(sp_snap_view_t *a, sp_snap_view_t *b) {
+    sp_snap_view_t t = *a;
+    *a = *b;
+    *b = t;
+}
+
+size_t sp_snap_view_bytes(const sp_snap_view_t *v) {
+    return (v->cap + v->scratch_cap) * sizeof(sp_snap_rec_t);
+}
+
+/* Make v->scratch hold at least n records (contents not kept). */
+static int scratch_reserve(sp_snap_view_t *v, size_t n) {
+    if (n <= v->scratch_cap) return 0;
+    size_t cap = v->scratch_cap ? v->scratch_cap : 16;
+    while (cap < n) cap = cap > SIZE_MAX / 2 ? n : cap * 2;
+    size_t bytes;
+    if (sp_size_mul(cap, sizeof(sp_snap_rec_t), &bytes) != 0) return SP_ENOMEM;
+    sp_snap_rec_t *p = malloc(bytes);
+    if (p == NULL) return SP_ENOMEM;
+    free(v->scratch);
+    v->scratch = p;
+    v->scratch_cap = cap;
+    return 0;
+}
+
+/* The records built in scratch[0, n) become the view. */
+static void scratch_commit(sp_snap_view_t *v, size_t n, uint64_t tick) {
+    sp_snap_rec_t *r = v->recs;
+    size_t c = v->cap;
+    v->recs = v->scratch;
+    v->cap = v->scratch_cap;
+    v->scratch = r;
+    v->scratch_cap = c;
+    v->len = n;
+    v->tick = tick;
+    v->valid = true;
+}
+
+int sp_snap_view_set(sp_snap_view_t *v, uint64_t tick, const sp_snap_rec_t *recs, size_t n) {
+    if (v == NULL || (recs == NULL && n > 0)) return SP_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (recs[i].id == 0 || (i > 0 && recs[i].id <= recs[i - 1].id) || recs[i].kind == 0) return SP_EINVAL;
+    int rc = scratch_reserve(v, n);
+    if (rc) return rc;
+    if (n) memcpy(v->scratch, recs, n * sizeof *recs);
+    scratch_commit(v, n, tick);
+    return 0;
+}
+
+int sp_snap_view_from_frame(sp_snap_view_t *v, const sp_frame_t *f, const uint32_t *rows, size_t n) {
+    if (v == NULL || f == NULL || (rows == NULL && n > 0)) return SP_EINVAL;
+    int rc = scratch_reserve(v, n);
+    if (rc) return rc;
+    uint64_t prev = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (rows[i] >= f->count) return SP_EINVAL;
+        const sp_frame_row_t *r = &f->rows[rows[i]];
+        if (r->id <= prev || r->kind == 0) return SP_EINVAL; /* rows must be ascending */
+        prev = r->id;
+        sp_snap_rec_t *o = &v->scratch[i];
+        memset(o, 0, sizeof *o); /* padding too: views compare and hash cleanly */
+        o->id = r->id;
+        memcpy(o->pos, r->pos, sizeof o->pos);
+        memcpy(o->vel, r->vel, sizeof o->vel);
+        o->hp = r->hp;
+        o->owner = r->owner;
+        o->radius = r->radius;
+        o->kind = r->kind;
+    }
+    scratch_commit(v, n, f->tick);
+    return 0;
+}
+
+const sp_snap_rec_t *sp_snap_view_find(const sp_snap_view_t *v, uint64_t id) {
+    size_t lo = 0, hi = v->len;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v->recs[mid].id < id) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < v->len && v->recs[lo].id == id ? &v->recs[lo] : NULL;
+}
+
+static bool rec_equal(const sp_snap_rec_t *a, const sp_snap_rec_t *b) {
+    return a->id == b->id && a->kind == b->kind && a->owner == b->owner && a->hp == b->hp &&
+           a->radius == b->radius && memcmp(a->pos, b->pos, sizeof a->pos) == 0 &&
+           memcmp(a->vel, b->vel, sizeof a->vel) == 0;
+}
+
+bool sp_snap_view_equal(const sp_snap_view_t *a, const sp_snap_view_t *b) {
+    if (a->valid != b->valid || a->tick != b->tick || a->len != b->len) return false;
+    for (size_t i = 0; i < a->len; i++)
+        if (!rec_equal(&a->recs[i], &b->recs[i])) return false;
+    return true;
+}
+
+/* ---------------------------------------------------------------- encode */
+
+/* The "changed" entry of b -> c: returns the number of values after the op
+ * (0..9), or -1 when nothing changed. */
+static int diff(const sp_snap_rec_t *b, const sp_snap_rec_t *c, int64_t *op, int64_t vals[9]) {
+    int64_t dp[3], dv[3];
+    unsigned mask = 0;
+    for (int k = 0; k < 3; k++) {
+        dp[k] = (int64_t)c->pos[k] - b->pos[k];
+        dv[k] = (int64_t)c->vel[k] - b->vel[k];
+        if (dp[k]) mask |= SP_SNAP_F_POS;
+        if (dv[k]) mask |= SP_SNAP_F_VEL;
+    }
+    int64_t dh = (int64_t)c->hp - (int64_t)b->hp;
+    if (dh) mask |= SP_SNAP_F_HP;
+    if (c->owner != b->owner) mask |= SP_SNAP_F_OWNER;
+    if (c->radius != b->radius) mask |= SP_SNAP_F_RADIUS;
+    if (mask == 0) return -1;
+    if (mask == SP_SNAP_F_POS && dp[0] >= -SMALL_MOVE_MAX && dp[0] <= SMALL_MOVE_MAX && dp[1] >= -SMALL_MOVE_MAX &&
+        dp[1] <= SMALL_MOVE_MAX && dp[2] >= -SMALL_MOVE_MAX && dp[2] <= SMALL_MOVE_MAX) {
+        *op = (dp[0] + 2) * 25 + (dp[1] + 2) * 5 + (dp[2] + 2);
+        return 0;
+    }
+    int n = 0;
+    *op = -(int64_t)mask;
+    if (mask & SP_SNAP_F_POS)
+        for (int k = 0; k < 3; k++) vals[n++] = dp[k];
+    if (mask & SP_SNAP_F_VEL)
+        for (int k = 0; k < 3; k++) vals[n++] = dv[k];
+    if (mask & SP_SNAP_F_HP) vals[n++] = dh;
+    if (mask & SP_SNAP_F_OWNER) vals[n++] = c->owner;
+    if (mask & SP_SNAP_F_RADIUS) vals[n++] = c->radius;
+    return n;
+}
+
+enum { SEC_COUNT, SEC_ENTERED, SEC_CHANGED, SEC_LEFT };
+
+typedef struct walk {
+    msgpack_packer *pk;
+    int err;                     /* msgpack writer failures, OR-ed */
+    uint64_t prev;               /* previous id of the section being emitted */
+    size_t entered, changed, changed_ints, left;
+    bool kind_changed;
+} walk_t;
+
+static void emit_id(walk_t *w, uint64_t id) {
+    w->err |= msgpack_pack_uint64(w->pk, id - w->prev);
+    w->prev = id;
+}
+
+static void walk(const sp_snap_rec_t *b, size_t nb, const sp_snap_rec_t *c, size_t nc, int sec, walk_t *w) {
+    size_t i = 0, j = 0;
+    w->prev = 0;
+    while (i < nb || j < nc) {
+        if (j >= nc || (i < nb && b[i].id < c[j].id)) { /* left */
+            if (sec == SEC_COUNT) w->left++;
+            else if (sec == SEC_LEFT) emit_id(w, b[i].id);
+            i++;
+        } else if (i >= nb || c[j].id < b[i].id) { /* entered */
+            if (sec == SEC_COUNT) {
+                w->entered++;
+            } else if (sec == SEC_ENTERED) {
+                const sp_snap_rec_t *r = &c[j];
+                emit_id(w, r->id);
+                w->err |= msgpack_pack_uint8(w->pk, r->kind);
+                for (int k = 0; k < 3; k++) w->err |= msgpack_pack_int32(w->pk, r->pos[k]);
+                for (int k = 0; k < 3; k++) w->err |= msgpack_pack_int32(w->pk, r->vel[k]);
+                w->err |= msgpack_pack_uint32(w->pk, r->hp);
+                w->err |= msgpack_pack_uint32(w->pk, r->owner);
+                w->err |= msgpack_pack_uint32(w->pk, r->radius);
+            }
+            j++;
+        } else { /* in both */
+            if (sec == SEC_COUNT || sec == SEC_CHANGED) {
+                int64_t op, vals[9];
+                int n = diff(&b[i], &c[j], &op, vals);
+                if (b[i].kind != c[j].kind) w->kind_changed = true;
+                if (n >= 0 && sec == SEC_COUNT) {
+                    w->changed++;
+                    w->changed_ints += 2 + (size_t)n;
+                } else if (n >= 0) {
+                    emit_id(w, c[j].id);
+                    w->err |= msgpack_pack_int64(w->pk, op);
+                    for (int k = 0; k < n; k++) w->err |= msgpack_pack_int64(w->pk, vals[k]);
+                }
+            }
+            i++;
+            j++;
+        }
+    }
+}
+
+int sp_snap_encode_views(const sp_snap_view_t *base, const sp_snap_view_t *next, msgpack_sbuffer *out,
+                         sp_snap_stats_t *stats) {
+    if (next == NULL || !next->valid || out == NULL) return SP_EINVAL;
+    bool full = base == NULL || !base->valid;
+    const sp_snap_rec_t *b = full ? NULL : base->recs;
+    size_t nb = full ? 0 : base->len;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+    walk_t w = {.pk = &pk};
+    walk(b, nb, next->recs, next->len, SEC_COUNT, &w);
+    if (w.kind_changed) return SP_EINVAL; /* an id keeps its kind for life */
+    size_t entered_ints;
+    if (sp_size_mul(w.entered, SP_SNAP_ENTERED_INTS, &entered_ints) != 0 || entered_ints > UINT32_MAX ||
+        w.changed_ints > UINT32_MAX || next->len > UINT32_MAX)
+        return SP_EINVAL;
+    size_t before = out->size;
+    int r = sp_rpc_pack_notify_begin(&pk, "snapshot", 6);
+    r |= msgpack_pack_uint64(&pk, next->tick);
+    r |= full ? msgpack_pack_nil(&pk) : msgpack_pack_uint64(&pk, base->tick);
+    r |= msgpack_pack_array(&pk, entered_ints);
+    walk(b, nb, next->recs, next->len, SEC_ENTERED, &w);
+    r |= msgpack_pack_array(&pk, w.changed_ints);
+    walk(b, nb, next->recs, next->len, SEC_CHANGED, &w);
+    r |= msgpack_pack_array(&pk, w.left);
+    walk(b, nb, next->recs, next->len, SEC_LEFT, &w);
+    r |= msgpack_pack_uint64(&pk, next->len);
+    if (r || w.err) {
+        out->size = before;
+        return SP_ENOMEM;
+    }
+    if (stats) {
+        stats->tick = next->tick;
+        stats->base_tick = full ? 0 : base->tick;
+        stats->full = full;
+        stats->entered = (uint32_t)w.entered;
+        stats->changed = (uint32_t)w.changed;
+        stats->left = (uint32_t)w.left;
+        stats->count = (uint32_t)next->len;
+        stats->bytes = out->size - before;
+    }
+    return 0;
+}
+
+int sp_snap_encode_recs(uint64_t tick, const sp_snap_rec_t *recs, size_t n, const sp_snap_view_t *base,
+                        sp_snap_view_t *next_out, msgpack_sbuffer *out, sp_snap_stats_t *stats) {
+    if (base != NULL && base == next_out) return SP_EINVAL;
+    int rc = sp_snap_view_set(next_out, tick, recs, n);
+    if (rc) return rc;
+    return sp_snap_encode_views(base, next_out, out, stats);
+}
+
+int sp_snap_encode(const sp_frame_t *f, const uint32_t *rows, size_t n, const sp_snap_view_t *base,
+                   sp_snap_view_t *next_out, msgpack_sbuffer *out, sp_snap_stats_t *stats) {
+    if (base != NULL && base == next_out) return SP_EINVAL;
+    int rc = sp_snap_view_from_frame(next_out, f, rows, n);
+    if (rc) return rc;
+    return sp_snap_encode_views(base, next_out, out, stats);
+}
+
+/* ---------------------------------------------------------------- decode */
+
+static bool obj_i64(const msgpack_object *o, int64_t *v) {
+    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) { *v = o->via.i64; return true; }
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= (uint64_t)INT64_MAX) {
+        *v = (int64_t)o->via.u64;
+        return true;
+    }
+    return false;
+}
+static bool obj_u32(const msgpack_object *o, uint32_t *v) {
+    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 > UINT32_MAX) return false;
+    *v = (uint32_t)o->via.u64;
+    return true;
+}
+static bool obj_i32(const msgpack_object *o, int32_t *v) {
+    int64_t x;
+    if (!obj_i64(o, &x) || x < INT32_MIN || x > INT32_MAX) return false;
+    *v = (int32_t)x;
+    return true;
+}
+static bool add_i32(int32_t *v, int64_t d) {
+    if (d > (int64_t)UINT32_MAX || d < -(int64_t)UINT32_MAX) return false; /* keeps the sum in int64 */
+    int64_t x = (int64_t)*v + d;
+    if (x < INT32_MIN || x > INT32_MAX) return false;
+    *v = (int32_t)x;
+    return true;
+}
+
+/* A cursor over one delta-coded id list. */
+typedef struct cursor {
+    const msgpack_object *a;
+    uint32_t n, pos;
+    uint64_t id;
+    bool has;
+} cursor_t;
+
+/* Read the next iddelta; false on a malformed one (0, not a uint, overflow). */
+static bool cur_next(cursor_t *c) {
+    if (c->pos >= c->n) {
+        c->has = false;
+        return true;
+    }
+    const msgpack_object *o = &c->a[c->pos++];
+    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 == 0) return false;
+    uint64_t id = c->id + o->via.u64;
+    if (id < c->id) return false;
+    c->id = id;
+    c->has = true;
+    return true;
+}
+
+static bool read_entered(cursor_t *c, sp_snap_rec_t *r) {
+    const msgpack_object *v = &c->a[c->pos]; /* the 10 values after the iddelta */
+    uint32_t kind;
+    memset(r, 0, sizeof *r);
+    r->id = c->id;
+    if (!obj_u32(&v[0], &kind) || kind == 0 || kind > 255) return false;
+    r->kind = (uint8_t)kind;
+    for (int k = 0; k < 3; k++)
+        if (!obj_i32(&v[1 + k], &r->pos[k]) || !obj_i32(&v[4 + k], &r->vel[k])) return false;
+    if (!obj_u32(&v[7], &r->hp) || !obj_u32(&v[8], &r->owner) || !obj_u32(&v[9], &r->radius)) return false;
+    c->pos += SP_SNAP_ENTERED_INTS - 1;
+    return true;
+}
+
+static bool apply_change(cursor_t *c, sp_snap_rec_t *r) {
+    if (c->pos >= c->n) return false;
+    int64_t op;
+    if (!obj_i64(&c->a[c->pos++], &op)) return false;
+    if (op >= 0 && op < SMALL_OPS) {
+        int64_t d[3] = {op / 25 - 2, (op / 5) % 5 - 2, op % 5 - 2};
+        for (int k = 0; k < 3; k++)
+            if (!add_i32(&r->pos[k], d[k])) return false;
+        return true;
+    }
+    if (op >= 0 || op < -(int64_t)ALL_FIELDS) return false;
+    unsigned mask = (unsigned)(-op);
+    int64_t v[9];
+    unsigned nv = 0;
+    if (mask & SP_SNAP_F_POS) nv += 3;
+    if (mask & SP_SNAP_F_VEL) nv += 3;
+    nv += !!(mask & SP_SNAP_F_HP) + !!(mask & SP_SNAP_F_OWNER) + !!(mask & SP_SNAP_F_RADIUS);
+    if (c->n - c->pos < nv) return false;
+    for (unsigned k = 0; k < nv; k++)
+        if (!obj_i64(&c->a[c->pos + k], &v[k])) return false;
+    c->pos += nv;
+    unsigned i = 0;
+    if (mask & SP_SNAP_F_POS)
+        for (int k = 0; k < 3; k++)
+            if (!add_i32(&r->pos[k], v[i++])) return false;
+    if (mask & SP_SNAP_F_VEL)
+        for (int k = 0; k < 3; k++)
+            if (!add_i32(&r->vel[k], v[i++])) return false;
+    if (mask & SP_SNAP_F_HP) {
+        int64_t d = v[i++];
+        if (d > (int64_t)UINT32_MAX || d < -(int64_t)UINT32_MAX) return false;
+        int64_t h = (int64_t)r->hp + d;
+        if (h < 0 || h > (int64_t)UINT32_MAX) return false;
+        r->hp = (uint32_t)h;
+    }
+    if (mask & SP_SNAP_F_OWNER) {
+        int64_t o = v[i++];
+        if (o < 0 || o > (int64_t)UINT32_MAX) return false;
+        r->owner = (uint32_t)o;
+    }
+    if (mask & SP_SNAP_F_RADIUS) {
+        int64_t o = v[i++];
+        if (o < 0 || o > (int64_t)UINT32_MAX) return false;
+        r->radius = (uint32_t)o;
+    }
+    return true;
+}
+
+int sp_snap_apply(sp_snap_view_t *view, const msgpack_object *params, sp_snap_stats_t *stats) {
+    if (view == NULL || params == NULL) return SP_EINVAL;
+    if (params->type != MSGPACK_OBJECT_ARRAY || params->via.array.size < 6) return SP_ECORRUPT;
+    const msgpack_object *p = params->via.array.ptr;
+    if (p[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER) return SP_ECORRUPT;
+    uint64_t tick = p[0].via.u64;
+    bool full = p[1].type == MSGPACK_OBJECT_NIL;
+    if (!full && p[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER) return SP_ECORRUPT;
+    for (int k = 2; k <= 4; k++)
+        if (p[k].type != MSGPACK_OBJECT_ARRAY) return SP_ECORRUPT;
+    uint32_t count;
+    if (!obj_u32(&p[5], &count)) return SP_ECORRUPT;
+    cursor_t e = {p[2].via.array.ptr, p[2].via.array.size, 0, 0, false};
+    cursor_t c = {p[3].via.array.ptr, p[3].via.array.size, 0, 0, false};
+    cursor_t l = {p[4].via.array.ptr, p[4].via.array.size, 0, 0, false};
+    if (e.n % SP_SNAP_ENTERED_INTS != 0) return SP_ECORRUPT;
+    if (full && (c.n != 0 || l.n != 0)) return SP_ECORRUPT;
+    if (!full && (!view->valid || p[1].via.u64 != view->tick)) return SP_EPROTO; /* desync */
+
+    const sp_snap_rec_t *b = full ? NULL : view->recs;
+    size_t nb = full ? 0 : view->len;
+    size_t max_out = nb + e.n / SP_SNAP_ENTERED_INTS;
+    if (count > max_out) return SP_ECORRUPT;
+    int rc = scratch_reserve(view, max_out);
+    if (rc) return rc;
+    sp_snap_rec_t *out = view->scratch;
+    size_t n = 0, i = 0;
+    uint32_t n_changed = 0, n_left = 0, n_entered = 0;
+    if (!cur_next(&e) || !cur_next(&c) || !cur_next(&l)) return SP_ECORRUPT;
+    while (i < nb || e.has) {
+        if (e.has && (i >= nb || e.id < b[i].id)) {
+            if (!read_entered(&e, &out[n++]) || !cur_next(&e)) return SP_ECORRUPT;
+            n_entered++;
+            continue;
+        }
+        if (e.has && e.id == b[i].id) return SP_ECORRUPT; /* entered twice */
+        sp_snap_rec_t r = b[i++];
+        if (l.has && l.id == r.id) {
+            if (c.has && c.id == r.id) return SP_ECORRUPT; /* changed and left */
+            if (!cur_next(&l)) return SP_ECORRUPT;
+            n_left++;
+            continue;
+        }
+        if (c.has && c.id == r.id) {
+            if (!apply_change(&c, &r) || !cur_next(&c)) return SP_ECORRUPT;
+            n_changed++;
+        }
+        out[n++] = r;
+    }
+    /* A left or changed id that never matched names an entity the view lacks. */
+    if (l.has || c.has || n != count) return SP_ECORRUPT;
+    scratch_commit(view, n, tick);
+    if (stats) {
+        stats->tick = tick;
+        stats->base_tick = full ? 0 : p[1].via.u64;
+        stats->full = full;
+        stats->entered = n_entered;
+        stats->changed = n_changed;
+        stats->left = n_left;
+        stats->count = (uint32_t)n;
+        stats->bytes = 0;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- events */
+
+static const char *const event_names[SP_EVENT__COUNT] = {
+#define SP__EVENT_NAME(id, name) [SP_EVENT_##id] = name,
+    SP_PROTO_EVENT_MAP(SP__EVENT_NAME)
+#undef SP__EVENT_NAME
+};
+
+const char *sp_event_name(int type) {
+    return type >= 0 && type < SP_EVENT__COUNT ? event_names[type] : NULL;
+}
+
+int sp_event_lookup(const char *name, size_t len) {
+    for (int i = 0; i < SP_EVENT__COUNT; i++)
+        if (strlen(event_names[i]) == len && memcmp(event_names[i], name, len) == 0) return i;
+    return -1;
+}
+
+static const char *resource_name(int r) {
+    switch (r) {
+#define SP__RES_NAME(id, idx, name) \
+    case idx: return name;
+        SP_RESOURCE_MAP(SP__RES_NAME)
+#undef SP__RES_NAME
+    default: return "unknown";
+    }
+}
+
+int sp_event_pack_begin(msgpack_packer *pk, int type, uint64_t tick, uint32_t nfields) {
+    const char *name = sp_event_name(type);
+    if (name == NULL) return SP_EINVAL;
+    int r = sp_rpc_pack_notify_begin(pk, "event", 1);
+    r |= msgpack_pack_map(pk, 2 + (size_t)nfields);
+    r |= sp_rpc_pack_cstr(pk, "type");
+    r |= sp_rpc_pack_cstr(pk, name);
+    r |= sp_rpc_pack_cstr(pk, "tick");
+    r |= msgpack_pack_uint64(pk, tick);
+    return r ? SP_ENOMEM : 0;
+}
+
+static int kv_u64(msgpack_packer *pk, const char *k, uint64_t v) {
+    return sp_rpc_pack_cstr(pk, k) | msgpack_pack_uint64(pk, v);
+}
+static int kv_f64(msgpack_packer *pk, const char *k, double v) {
+    return sp_rpc_pack_cstr(pk, k) | msgpack_pack_double(pk, v);
+}
+static int kv_id_or_nil(msgpack_packer *pk, const char *k, uint64_t v) {
+    return sp_rpc_pack_cstr(pk, k) | (v ? msgpack_pack_uint64(pk, v) : msgpack_pack_nil(pk));
+}
+
+int sp_event_pack_weapon_fired(msgpack_packer *pk, uint64_t tick, uint64_t shooter, uint64_t target, bool hit,
+                               double damage) {
+    int r = sp_event_pack_begin(pk, SP_EVENT_WEAPON_FIRED, tick, 4);
+    if (r) return r;
+    r |= kv_u64(pk, "shooter", shooter);
+    r |= kv_u64(pk, "target", target);
+    r |= sp_rpc_pack_cstr(pk, "hit") | (hit ? msgpack_pack_true(pk) : msgpack_pack_false(pk));
+    r |= kv_f64(pk, "damage", damage);
+    return r ? SP_ENOMEM : 0;
+}
+
+int sp_event_pack_resource_mined(msgpack_packer *pk, uint64_t tick, uint64_t ship, uint64_t asteroid, int resource,
+                                 double amount, double remaining) {
+    int r = sp_event_pack_begin(pk, SP_EVENT_RESOURCE_MINED, tick, 5);
+    if (r) return r;
+    r |= kv_u64(pk, "ship", ship);
+    r |= kv_u64(pk, "asteroid", asteroid);
+    r |= sp_rpc_pack_cstr(pk, "resource_type") | sp_rpc_pack_cstr(pk, resource_name(resource));
+    r |= kv_f64(pk, "amount", amount);
+    r |= kv_f64(pk, "remaining", remaining);
+    return r ? SP_ENOMEM : 0;
+}
+
+int sp_event_pack_system_alert(msgpack_packer *pk, uint64_t tick, const char *message, size_t len,
+                               int64_t priority, const char *source) {
+    if (message == NULL && len > 0) return SP_EINVAL;
+    int r = sp_event_pack_begin(pk, SP_EVENT_SYSTEM_ALERT, tick, 3);
+    if (r) return r;
+    r |= sp_rpc_pack_cstr(pk, "message") | msgpack_pack_str(pk, len) | msgpack_pack_str_body(pk, message ? message : "", len);
+    r |= sp_rpc_pack_cstr(pk, "priority") | msgpack_pack_int64(pk, priority);
+    r |= sp_rpc_pack_cstr(pk, "source") | sp_rpc_pack_cstr(pk, source ? source : "server");
+    return r ? SP_ENOMEM : 0;
+}
+
+int sp_event_pack_ship_destroyed(msgpack_packer *pk, uint64_t tick, uint64_t ship, uint32_t owner, uint64_t by) {
+    int r = sp_event_pack_begin(pk, SP_EVENT_SHIP_DESTROYED, tick, 3);
+    if (r) return r;
+    r |= kv_u64(pk, "ship", ship);
+    r |= kv_id_or_nil(pk, "owner", owner);
+    r |= kv_id_or_nil(pk, "by", by);
+    return r ? SP_ENOMEM : 0;
+}

@@ -1,4 +1,220 @@
-/* placeholder */
+/* proto/snapshot.h: snapshot wire encode/decode, per-client views, events.
+ *
+ * A client's *view* is what it has been sent so far: the quantized records of
+ * the entities in its area of interest, sorted by id, plus the tick they are
+ * from. The daemon keeps one view per client (the baseline) and encodes each
+ * new snapshot as a delta against it; a client applies the snapshot to its own
+ * view and ends up with exactly the encoder's next view.
+ *
+ * Wire format (proto/PROTOCOL.md, "Snapshots", is the normative text):
+ *   [2, "snapshot", [tick, base_tick|nil, entered, changed, left, count]]
+ *   tick       uint: world tick of this snapshot
+ *   base_tick  nil for a full snapshot (replace the view), else the tick of
+ *              the view this delta applies to (a mismatch is a desync)
+ *   entered    flat array, 11 ints per entity:
+ *              iddelta, kind, px, py, pz, vx, vy, vz, hp, owner, radius
+ *   changed    flat array of entries: iddelta, op, values...
+ *              op 0..124: only pos changed, by dx,dy,dz in [-2, 2]:
+ *                         op = (dx+2)*25 + (dy+2)*5 + (dz+2); no values follow
+ *              op -1..-31: mask = -op (bits of SP_SNAP_FIELD_MAP: 1 pos,
+ *                         2 vel, 4 hp, 8 owner, 16 radius); the fields whose
+ *                         bit is set follow in that order: pos/vel/hp as
+ *                         signed deltas, owner/radius as absolute values
+ *   left       flat array of iddeltas
+ *   count      uint: entities in the view after applying (integrity check)
+ * Ids are ascending within each list and delta-coded: the first iddelta is
+ * the id itself, each next one the difference to the previous id of the same
+ * list (>= 1). msgpack packs every integer in its smallest form, so a slowly
+ * moving entity costs 2 bytes (iddelta + op) and a static one 0 bytes.
+ *
+ * Threads: no globals. Encoding is a pure function of (base view, next view)
+ * into a caller-owned buffer, so per-client encoding runs on worker threads
+ * while the loop ticks, provided each view and buffer is used by one thread
+ * at a time and the frame is kept alive (sp_frame_retain) while read. */
 #ifndef SP_PROTO_SNAPSHOT_H
 #define SP_PROTO_SNAPSHOT_H
+
+#include <math.h>
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sim/frame.h"
+#include "spacesim/common.h"
+#include "spacesim_proto.def"
+
+#ifdef __cplusplus
+extern "C" {
 #endif
+
+/* One quantized entity as the wire carries it (see SP_PROTO_QUANT_MAP). */
+typedef struct sp_snap_rec {
+    uint64_t id;      /* ((uint64)generation << 32) | index; never 0 */
+    int32_t pos[3];   /* 1/16 world units */
+    int32_t vel[3];   /* 1/64 world units per second */
+    uint32_t hp;      /* 1/16 hp */
+    uint32_t owner;   /* session id; 0 = server-owned (NPCs, asteroids) */
+    uint32_t radius;  /* 1/16 world units */
+    uint8_t kind;     /* SP_ENTITY_KIND_MAP value, 1..255 */
+} sp_snap_rec_t;
+
+/* Entries per entered record on the wire (iddelta + kind + fields). */
+#define SP_SNAP_ENTERED_INTS 11u
+
+/* Mask bits of "changed" entries, from SP_SNAP_FIELD_MAP: SP_SNAP_F_POS ... */
+enum {
+#define SP__SNAP_BIT(id, bit, nv, coding, name) SP_SNAP_F_##id = 1u << (bit),
+    SP_SNAP_FIELD_MAP(SP__SNAP_BIT)
+#undef SP__SNAP_BIT
+};
+
+/* A view: records sorted by id ascending (unique), and their tick. */
+typedef struct sp_snap_view {
+    sp_snap_rec_t *recs;
+    size_t len, cap;
+    uint64_t tick;
+    bool valid;               /* false: no baseline yet (encode full / expect full) */
+    sp_snap_rec_t *scratch;   /* sp_snap_apply() builds here, then swaps */
+    size_t scratch_cap;
+} sp_snap_view_t;
+
+/* What a snapshot contained (for watch output and statistics). */
+typedef struct sp_snap_stats {
+    uint64_t tick, base_tick;
+    bool full;
+    uint32_t entered, changed, left;
+    uint32_t count;           /* entities in the view afterwards */
+    size_t bytes;             /* encoder: bytes appended (whole notification) */
+} sp_snap_stats_t;
+
+/* ---------------------------------------------------------------- views */
+
+/* Empty, invalid view; allocates nothing. */
+SP_API void sp_snap_view_init(sp_snap_view_t *v);
+/* Free the records; the view is left empty and invalid (re-usable). */
+SP_API void sp_snap_view_destroy(sp_snap_view_t *v);
+/* Forget the content (len 0, invalid) but keep the memory: the next encode
+ * against it is a full snapshot (use after a desync / on resync). */
+SP_API void sp_snap_view_reset(sp_snap_view_t *v);
+/* Exchange two views (O(1)); the daemon does base <-> next once the encoded
+ * bytes were handed to the socket. */
+SP_API void sp_snap_view_swap(sp_snap_view_t *a, sp_snap_view_t *b);
+/* Replace v's content by n records (copied; must be id-ascending, unique,
+ * non-zero ids) at `tick`, and mark it valid. Returns 0, SP_EINVAL (order;
+ * v unchanged) or SP_ENOMEM (v unchanged). Grows v's storage as needed. */
+SP_API int sp_snap_view_set(sp_snap_view_t *v, uint64_t tick, const sp_snap_rec_t *recs, size_t n);
+/* Record with this id, or NULL. O(log n). */
+SP_API const sp_snap_rec_t *sp_snap_view_find(const sp_snap_view_t *v, uint64_t id);
+/* True when both views hold the same tick, validity and records (field by field). */
+SP_API bool sp_snap_view_equal(const sp_snap_view_t *a, const sp_snap_view_t *b);
+/* Bytes of heap the view holds (memory accounting per client). */
+SP_API size_t sp_snap_view_bytes(const sp_snap_view_t *v);
+
+/* Fill v from frame rows (indices into f->rows, ascending, as
+ * sp_frame_query_sphere() returns them) at f->tick. Same returns as
+ * sp_snap_view_set(). Reads only f->rows: any thread holding a reference. */
+SP_API int sp_snap_view_from_frame(sp_snap_view_t *v, const sp_frame_t *f, const uint32_t *rows, size_t n);
+
+/* ---------------------------------------------------------------- encode */
+
+/* Append the notification [2, "snapshot", [...]] that takes a client from
+ * `base` to `next` to out. base NULL or !base->valid: a full snapshot.
+ * next must be valid. Returns 0, or SP_EINVAL (next invalid) / SP_ENOMEM
+ * (out is then restored to its previous size). stats may be NULL.
+ * Pure: reads base and next, writes only out and stats. Cost O(|base| +
+ * |next|), no allocation besides out's growth. Any thread. */
+SP_API int sp_snap_encode_views(const sp_snap_view_t *base, const sp_snap_view_t *next, msgpack_sbuffer *out,
+                                sp_snap_stats_t *stats);
+
+/* The daemon's entry point: next_out <- the frame's rows (see
+ * sp_snap_view_from_frame), then sp_snap_encode_views(base, next_out, out).
+ * The caller swaps base <-> next_out only when the bytes reached the socket;
+ * if the client skips this snapshot, keep base and discard next_out.
+ * Returns as the two calls; on failure out is restored. */
+SP_API int sp_snap_encode(const sp_frame_t *f, const uint32_t *rows, size_t n, const sp_snap_view_t *base,
+                          sp_snap_view_t *next_out, msgpack_sbuffer *out, sp_snap_stats_t *stats);
+
+/* The same from plain records (tests, spacesim-load, tools). */
+SP_API int sp_snap_encode_recs(uint64_t tick, const sp_snap_rec_t *recs, size_t n, const sp_snap_view_t *base,
+                               sp_snap_view_t *next_out, msgpack_sbuffer *out, sp_snap_stats_t *stats);
+
+/* ---------------------------------------------------------------- decode */
+
+/* Apply the params array of a "snapshot" notification to view. Returns 0
+ * (view now equals the encoder's next view, tick updated), or
+ *   SP_EPROTO    base_tick does not match view->tick (or view has no
+ *                baseline yet): a desync; call `resync` and wait for a full one
+ *   SP_ECORRUPT  malformed: wrong shape or types, ids not ascending, an entered
+ *                id already present, a changed/left id absent, values out of
+ *                range, count mismatch
+ *   SP_ENOMEM
+ * On any error the view is unchanged. stats may be NULL. Allocates the
+ * view's scratch buffer (kept for reuse). Cost O(|view| + message). */
+SP_API int sp_snap_apply(sp_snap_view_t *view, const msgpack_object *params, sp_snap_stats_t *stats);
+#define sp_snap_decode_apply sp_snap_apply /* the name DAEMON-DESIGN.md uses */
+
+/* ---------------------------------------------------------------- quantization */
+
+SP_INLINE int32_t sp_snap_q32(double v, double scale) {
+    double q = round(v * scale);
+    if (!(q == q)) return 0; /* NaN */
+    if (q >= 2147483647.0) return INT32_MAX;
+    if (q <= -2147483648.0) return INT32_MIN;
+    return (int32_t)q;
+}
+SP_INLINE uint32_t sp_snap_qu32(double v, double scale) {
+    double q = round(v * scale);
+    if (!(q > 0)) return 0; /* also NaN */
+    if (q >= 4294967295.0) return UINT32_MAX;
+    return (uint32_t)q;
+}
+SP_INLINE int32_t sp_snap_quant_pos(double units) { return sp_snap_q32(units, SP_FRAME_POS_SCALE); }
+SP_INLINE int32_t sp_snap_quant_vel(double ups) { return sp_snap_q32(ups, SP_FRAME_VEL_SCALE); }
+SP_INLINE uint32_t sp_snap_quant_hp(double hp) { return sp_snap_qu32(hp, SP_FRAME_HP_SCALE); }
+SP_INLINE double sp_snap_pos(int32_t q) { return (double)q / SP_FRAME_POS_SCALE; }
+SP_INLINE double sp_snap_vel(int32_t q) { return (double)q / SP_FRAME_VEL_SCALE; }
+SP_INLINE double sp_snap_hp(uint32_t q) { return (double)q / SP_FRAME_HP_SCALE; }
+SP_INLINE double sp_snap_radius(uint32_t q) { return (double)q / SP_FRAME_RADIUS_SCALE; }
+
+/* ---------------------------------------------------------------- events */
+/* Event notifications: [2, "event", [{"type": str, "tick": int, ...}]].
+ * Each packer appends one whole notification to pk and returns 0 or
+ * SP_ENOMEM (partial bytes then; roll the buffer back). Any thread. */
+
+typedef enum sp_event_type {
+#define SP__EVENT_ENUM(id, name) SP_EVENT_##id,
+    SP_PROTO_EVENT_MAP(SP__EVENT_ENUM)
+#undef SP__EVENT_ENUM
+    SP_EVENT__COUNT
+} sp_event_type_t;
+
+/* "WeaponFired", ...; NULL when out of range. */
+SP_API const char *sp_event_name(int type);
+/* Event type of a name, or -1. */
+SP_API int sp_event_lookup(const char *name, size_t len);
+
+/* Generic: packs [2, "event", [{"type": name, "tick": tick, then the caller
+ * packs exactly nfields more key/value pairs}]]. */
+SP_API int sp_event_pack_begin(msgpack_packer *pk, int type, uint64_t tick, uint32_t nfields);
+
+/* {"type":"WeaponFired","tick","shooter":id,"target":id,"hit":bool,"damage":float} */
+SP_API int sp_event_pack_weapon_fired(msgpack_packer *pk, uint64_t tick, uint64_t shooter, uint64_t target,
+                                      bool hit, double damage);
+/* {"type":"ResourceMined","tick","ship":id,"asteroid":id,"resource_type":str,
+ *  "amount":float,"remaining":float}; resource is a SP_RESOURCE_MAP index. */
+SP_API int sp_event_pack_resource_mined(msgpack_packer *pk, uint64_t tick, uint64_t ship, uint64_t asteroid,
+                                        int resource, double amount, double remaining);
+/* {"type":"SystemAlert","tick","message":str,"priority":int,"source":str}
+ * message is len bytes (need not be NUL-terminated); source "admin"/"server". */
+SP_API int sp_event_pack_system_alert(msgpack_packer *pk, uint64_t tick, const char *message, size_t len,
+                                      int64_t priority, const char *source);
+/* {"type":"ShipDestroyed","tick","ship":id,"owner":int|nil,"by":id|nil}
+ * owner 0 and by 0 are sent as nil (server-owned / no known cause). */
+SP_API int sp_event_pack_ship_destroyed(msgpack_packer *pk, uint64_t tick, uint64_t ship, uint32_t owner,
+                                        uint64_t by);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SP_PROTO_SNAPSHOT_H */

@@ -1,0 +1,710 @@
+/* check_snapshot.c: snapshot encode/decode round trips, byte cost, desync and
+ * malformed-input handling, the frame adapter, and event packers. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "helpers/sp_check.h"
+#include "rpc.h"
+#include "snapshot.h"
+
+/* ---------------------------------------------------------------- helpers */
+
+static uint64_t rng_state;
+static uint64_t rnd(void) { /* xorshift64* */
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 2685821657736338717ull;
+}
+static double rndf(double lo, double hi) { return lo + (hi - lo) * (double)(rnd() >> 11) / 9007199254740992.0; }
+static uint32_t rndu(uint32_t n) { return (uint32_t)(rnd() % n); }
+
+/* Unpack one notification and return its params (owned by u). */
+static const msgpack_object *unpack_params(msgpack_unpacked *u, const char *data, size_t n) {
+    size_t off = 0;
+    ck_assert_int_eq(msgpack_unpack_next(u, data, n, &off), MSGPACK_UNPACK_SUCCESS);
+    ck_assert_uint_eq(off, n);
+    sp_rpc_msg_t m;
+    ck_assert_int_eq(sp_rpc_classify(&u->data, &m), 0);
+    ck_assert_int_eq(m.type, SP_RPC_NOTIFY);
+    ck_assert(m.method_len == 8 && memcmp(m.method, "snapshot", 8) == 0);
+    return m.params;
+}
+
+/* Apply encoded bytes to a client view. */
+static int deliver(sp_snap_view_t *client, const msgpack_sbuffer *sb, sp_snap_stats_t *st) {
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    const msgpack_object *p = unpack_params(&u, sb->data, sb->size);
+    int rc = sp_snap_apply(client, p, st);
+    msgpack_unpacked_destroy(&u);
+    return rc;
+}
+
+static sp_snap_rec_t mkrec(uint64_t id, uint8_t kind) {
+    sp_snap_rec_t r;
+    memset(&r, 0, sizeof r);
+    r.id = id;
+    r.kind = kind;
+    r.hp = 100 * 16;
+    r.radius = 16;
+    return r;
+}
+
+static int cmp_rec(const void *a, const void *b) {
+    uint64_t x = ((const sp_snap_rec_t *)a)->id, y = ((const sp_snap_rec_t *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
+/* ---------------------------------------------------------------- round trips */
+
+START_TEST(test_snap_full_snapshot_reproduces_view) {
+    sp_snap_rec_t recs[3] = {mkrec(1ull << 32 | 1, 1), mkrec(1ull << 32 | 9, 2), mkrec(3ull << 32 | 2, 3)};
+    recs[0].pos[0] = -123456;
+    recs[0].vel[2] = 77;
+    recs[1].owner = 5;
+    recs[2].hp = 0;
+    recs[2].pos[1] = INT32_MAX;
+    recs[2].pos[2] = INT32_MIN;
+    sp_snap_view_t next, client;
+    sp_snap_view_init(&next);
+    sp_snap_view_init(&client);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    sp_snap_stats_t st, cst;
+    ck_assert_int_eq(sp_snap_encode_recs(42, recs, 3, NULL, &next, &sb, &st), 0);
+    ck_assert(st.full);
+    ck_assert_uint_eq(st.entered, 3);
+    ck_assert_uint_eq(st.bytes, sb.size);
+    ck_assert_int_eq(deliver(&client, &sb, &cst), 0);
+    ck_assert(cst.full);
+    ck_assert_uint_eq(cst.entered, 3);
+    ck_assert_uint_eq(cst.count, 3);
+    ck_assert(sp_snap_view_equal(&client, &next));
+    ck_assert_uint_eq(client.tick, 42);
+    ck_assert_int_eq(sp_snap_view_find(&client, 1ull << 32 | 9)->owner, 5);
+    ck_assert_ptr_null(sp_snap_view_find(&client, 7));
+    /* A second full snapshot replaces the view completely. */
+    msgpack_sbuffer_clear(&sb);
+    ck_assert_int_eq(sp_snap_encode_recs(43, &recs[1], 1, NULL, &next, &sb, NULL), 0);
+    ck_assert_int_eq(deliver(&client, &sb, NULL), 0);
+    ck_assert_uint_eq(client.len, 1);
+    ck_assert(sp_snap_view_equal(&client, &next));
+    msgpack_sbuffer_destroy(&sb);
+    sp_snap_view_destroy(&next);
+    sp_snap_view_destroy(&client);
+}
+END_TEST
+
+START_TEST(test_snap_small_move_costs_two_bytes_in_changed_list) {
+    sp_snap_rec_t a = mkrec(5, 2), b2;
+    sp_snap_view_t base, next, client;
+    sp_snap_view_init(&base);
+    sp_snap_view_init(&next);
+    sp_snap_view_init(&client);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    ck_assert_int_eq(sp_snap_encode_recs(1, &a, 1, NULL, &base, &sb, NULL), 0);
+    ck_assert_int_eq(deliver(&client, &sb, NULL), 0);
+    /* Static: a delta with nothing in it. */
+    msgpack_sbuffer_clear(&sb);
+    ck_assert_int_eq(sp_snap_encode_recs(2, &a, 1, &base, &next, &sb, NULL), 0);
+    size_t empty = sb.size;
+    ck_assert_int_eq(deliver(&client, &sb, NULL), 0);
+    sp_snap_view_swap(&base, &next);
+    /* Move by (1, -2, 0): [iddelta 5, op 77]: exactly 2 more bytes. */
+    b2 = a;
+    b2.pos[0] += 1;
+    b2.pos[1] -= 2;
+    msgpack_sbuffer_clear(&sb);
+    sp_snap_stats_t st;
+    ck_assert_int_eq(sp_snap_encode_recs(3, &b2, 1, &base, &next, &sb, &st), 0);
+    ck_assert_uint_eq(st.changed, 1);
+    ck_assert_uint_eq(sb.size, empty + 2);
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    const msgpack_object *p = unpack_params(&u, sb.data, sb.size);
+    const msgpack_object *ch = &p->via.array.ptr[3];
+    ck_assert_int_eq(ch->via.array.size, 2);
+    ck_assert_uint_eq(ch->via.array.ptr[0].via.u64, 5);
+    ck_assert_uint_eq(ch->via.array.ptr[1].via.u64, (1 + 2) * 25 + (-2 + 2) * 5 + (0 + 2));
+    ck_assert_int_eq(sp_snap_apply(&client, p, NULL), 0);
+    msgpack_unpacked_destroy(&u);
+    ck_assert(sp_snap_view_equal(&client, &next));
+    ck_assert_int_eq(client.recs[0].pos[1], -2);
+    msgpack_sbuffer_destroy(&sb);
+    sp_snap_view_destroy(&base);
+    sp_snap_view_destroy(&next);
+    sp_snap_view_destroy(&client);
+}
+END_TEST
+
+/* A random world: entities enter, move (small and large), change velocity,
+ * hp, owner and radius, and leave; some snapshots are skipped (encoded but
+ * never delivered, as when a client's queue is full). After every delivered
+ * snapshot the client's view equals the encoder's next view exactly. */
+START_TEST(test_snap_random_delta_chain_reproduces_encoder_view) {
+    rng_state = 0x9e3779b97f4a7c15ull;
+    enum { MAXN = 600, ROUNDS = 400 };
+    sp_snap_rec_t *world = calloc(MAXN, sizeof *world);
+    size_t n = 0;
+    uint32_t next_index = 1;
+    sp_snap_view_t base, next, client;
+    sp_snap_view_init(&base);
+    sp_snap_view_init(&next);
+    sp_snap_view_init(&client);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    uint64_t entered = 0, left = 0, changed = 0, skipped = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        /* leave */
+        for (size_t i = 0; i < n;) {
+            if (rndu(100) < 3) world[i] = world[--n];
+            else i++;
+        }
+        /* enter */
+        int k = (int)rndu(20);
+        for (int j = 0; j < k && n < MAXN; j++) {
+            uint64_t gen = 1 + rndu(3);
+            sp_snap_rec_t r = mkrec(gen << 32 | next_index++, (uint8_t)(1 + rndu(3)));
+            for (int a = 0; a < 3; a++) {
+                r.pos[a] = (int32_t)rndu(1u << 31) - (1 << 30);
+                r.vel[a] = (int32_t)rndu(2000) - 1000;
+            }
+            r.owner = rndu(4);
+            r.radius = rndu(200);
+            r.hp = rndu(3) == 0 ? UINT32_MAX : rndu(10000);
+            world[n++] = r;
+        }
+        /* change */
+        for (size_t i = 0; i < n; i++) {
+            sp_snap_rec_t *r = &world[i];
+            uint32_t what = rndu(100);
+            if (what < 40) for (int a = 0; a < 3; a++) r->pos[a] += (int32_t)rndu(5) - 2;
+            else if (what < 55) for (int a = 0; a < 3; a++) r->pos[a] += (int32_t)rndu(4001) - 2000;
+            else if (what < 57) r->pos[rndu(3)] = rndu(2) ? INT32_MAX : INT32_MIN; /* teleport to the edge */
+            if (rndu(100) < 10) r->vel[rndu(3)] = (int32_t)rndu(1u << 20) - (1 << 19);
+            if (rndu(100) < 5) r->hp = r->hp > 100 ? r->hp - 100 : rndu(3) == 0 ? UINT32_MAX : 0;
+            if (rndu(100) < 2) r->owner = rndu(1000);
+            if (rndu(100) < 2) r->radius = rndu(5000);
+        }
+        /* the visible subset, sorted by id */
+        sp_snap_rec_t vis[MAXN];
+        size_t nv = 0;
+        for (size_t i = 0; i < n; i++)
+            if (rndu(100) < 90) vis[nv++] = world[i];
+        qsort(vis, nv, sizeof vis[0], cmp_rec);
+        msgpack_sbuffer_clear(&sb);
+        sp_snap_stats_t st;
+        const sp_snap_view_t *b = round == 0 ? NULL : &base;
+        ck_assert_int_eq(sp_snap_encode_recs((uint64_t)round * 3, vis, nv, b, &next, &sb, &st), 0);
+        if (round > 0 && rndu(100) < 10) { /* skipped: keep base, drop next */
+            skipped++;
+            continue;
+        }
+        sp_snap_stats_t cst;
+        ck_assert_int_eq(deliver(&client, &sb, &cst), 0);
+        ck_assert_msg(sp_snap_view_equal(&client, &next), "round %d: client view differs", round);
+        ck_assert_uint_eq(cst.entered, st.entered);
+        ck_assert_uint_eq(cst.changed, st.changed);
+        ck_assert_uint_eq(cst.left, st.left);
+        entered += st.entered;
+        left += st.left;
+        changed += st.changed;
+        sp_snap_view_swap(&base, &next);
+    }
+    /* The chain really exercised every section. */
+    ck_assert_uint_gt(entered, 1000);
+    ck_assert_uint_gt(left, 1000);
+    ck_assert_uint_gt(changed, 10000);
+    ck_assert_uint_gt(skipped, 10);
+    msgpack_sbuffer_destroy(&sb);
+    sp_snap_view_destroy(&base);
+    sp_snap_view_destroy(&next);
+    sp_snap_view_destroy(&client);
+    free(world);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- byte cost */
+
+typedef struct {
+    double full_per_entity, delta_per_entity;
+} cost_t;
+
+/* Simulate n entities for `snaps` snapshots at 20 Hz (60 Hz ticks). Each
+ * entity moves with a constant velocity drawn per axis from [-vmax, vmax]
+ * (units/s) with probability moving_pct, else it is static. Every delivered
+ * snapshot is checked for exact reproduction. */
+static cost_t measure(size_t n, int snaps, double vmax, unsigned moving_pct) {
+    double (*p)[3] = calloc(n, sizeof *p), (*v)[3] = calloc(n, sizeof *v);
+    sp_snap_rec_t *recs = calloc(n, sizeof *recs);
+    for (size_t i = 0; i < n; i++) {
+        bool moving = rndu(100) < moving_pct;
+        for (int a = 0; a < 3; a++) {
+            p[i][a] = rndf(-2000, 2000);
+            v[i][a] = moving ? rndf(-vmax, vmax) : 0.0;
+        }
+        recs[i] = mkrec(1ull << 32 | (i * 3 + 1), moving ? 1 : 2);
+    }
+    sp_snap_view_t base, next, client;
+    sp_snap_view_init(&base);
+    sp_snap_view_init(&next);
+    sp_snap_view_init(&client);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    cost_t c = {0, 0};
+    size_t delta_bytes = 0;
+    const double dt = 1.0 / 60.0;
+    for (int s = 0; s < snaps; s++) {
+        for (int t = 0; t < 3; t++) /* three 60 Hz ticks per 20 Hz snapshot */
+            for (size_t i = 0; i < n; i++)
+                for (int a = 0; a < 3; a++) p[i][a] += v[i][a] * dt;
+        for (size_t i = 0; i < n; i++)
+            for (int a = 0; a < 3; a++) {
+                recs[i].pos[a] = sp_snap_quant_pos(p[i][a]);
+                recs[i].vel[a] = sp_snap_quant_vel(v[i][a]);
+            }
+        msgpack_sbuffer_clear(&sb);
+        ck_assert_int_eq(sp_snap_encode_recs((uint64_t)s * 3, recs, n, s == 0 ? NULL : &base, &next, &sb, NULL), 0);
+        if (s == 0) c.full_per_entity = (double)sb.size / (double)n;
+        else delta_bytes += sb.size;
+        ck_assert_int_eq(deliver(&client, &sb, NULL), 0);
+        ck_assert(sp_snap_view_equal(&client, &next));
+        sp_snap_view_swap(&base, &next);
+    }
+    c.delta_per_entity = (double)delta_bytes / (double)(snaps - 1) / (double)n;
+    msgpack_sbuffer_destroy(&sb);
+    sp_snap_view_destroy(&base);
+    sp_snap_view_destroy(&next);
+    sp_snap_view_destroy(&client);
+    free(p);
+    free(v);
+    free(recs);
+    return c;
+}
+
+START_TEST(test_snap_slowly_moving_scene_costs_at_most_4_bytes_per_entity) {
+    rng_state = 12345;
+    /* Every entity drifting at up to 1.5 units/s per axis (<= 1.2 position
+     * steps per snapshot): the target scene of the issue. */
+    cost_t slow = measure(2000, 100, 1.5, 100);
+    printf("snapshot bytes/entity: all drifting <=1.5 u/s: full %.2f, delta %.3f\n", slow.full_per_entity,
+           slow.delta_per_entity);
+    ck_assert_msg(slow.delta_per_entity <= 4.0, "delta %.3f bytes/entity > 4", slow.delta_per_entity);
+    /* The demo mix: 90% static asteroids, 10% ships at up to 20 units/s. */
+    cost_t mix = measure(2000, 100, 20.0, 10);
+    printf("snapshot bytes/entity: 90%% static + 10%% at <=20 u/s: full %.2f, delta %.3f\n", mix.full_per_entity,
+           mix.delta_per_entity);
+    ck_assert_msg(mix.delta_per_entity <= 4.0, "delta %.3f bytes/entity > 4", mix.delta_per_entity);
+    /* Static entities cost 0 bytes: a static delta is the header alone, the
+     * same for 10 and 1000 entities except the count field (1 vs 3 bytes). */
+    cost_t s10 = measure(10, 5, 0.0, 0), s1000 = measure(1000, 5, 0.0, 0);
+    double b10 = s10.delta_per_entity * 10, b1000 = s1000.delta_per_entity * 1000;
+    printf("static delta snapshot: %.1f bytes for 10 entities, %.1f for 1000\n", b10, b1000);
+    ck_assert(fabs(b1000 - b10 - 2.0) < 1e-9);
+    ck_assert(b1000 <= 24.0);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- errors */
+
+START_TEST(test_snap_base_tick_mismatch_is_detected_and_view_kept) {
+    sp_snap_rec_t r[2] = {mkrec(1, 1), mkrec(2, 2)};
+    sp_snap_view_t base, next, client, fresh, copy;
+    sp_snap_view_init(&base);
+    sp_snap_view_init(&next);
+    sp_snap_view_init(&client);
+    sp_snap_view_init(&fresh);
+    sp_snap_view_init(&copy);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    ck_assert_int_eq(sp_snap_encode_recs(10, r, 2, NULL, &base, &sb, NULL), 0);
+    ck_assert_int_eq(deliver(&client, &sb, NULL), 0);
+    /* Delta 10 -> 13, then a delta 13 -> 16 the client applies twice: the
+     * second time the client is at 16 and the base (13) does not match. */
+    r[0].pos[0] = 100;
+    msgpack_sbuffer_clear(&sb);
+    ck_assert_int_eq(sp_snap_encode_recs(13, r, 2, &base, &next, &sb, NULL), 0);
+    ck_assert_int_eq(deliver(&client, &sb, NULL), 0);
+    sp_snap_view_swap(&base, &next);
+    r[1].hp = 3;
+    msgpack_sbuffer_clear(&sb);
+    ck_assert_int_eq(sp_snap_encode_recs(16, r, 2, &base, &next, &sb, NULL), 0);
+    ck_assert_int_eq(deliver(&client, &sb, NULL), 0);
+    ck_assert_int_eq(sp_snap_view_set(&copy, client.tick, client.recs, client.len), 0);
+    ck_assert_int_eq(deliver(&client, &sb, NULL), SP_EPROTO);
+    ck_assert(sp_snap_view_equal(&client, &copy));
+    ck_assert_uint_eq(client.tick, 16);
+    /* A delta to a client that has no baseline at all. */
+    ck_assert_int_eq(deliver(&fresh, &sb, NULL), SP_EPROTO);
+    ck_assert(!fresh.valid);
+    ck_assert_uint_eq(fresh.len, 0);
+    /* After a reset the encoder sends a full snapshot, which always applies. */
+    sp_snap_view_reset(&base);
+    msgpack_sbuffer_clear(&sb);
+    ck_assert_int_eq(sp_snap_encode_recs(19, r, 2, &base, &next, &sb, NULL), 0);
+    ck_assert_int_eq(deliver(&fresh, &sb, NULL), 0);
+    ck_assert(sp_snap_view_equal(&fresh, &next));
+    msgpack_sbuffer_destroy(&sb);
+    sp_snap_view_destroy(&base);
+    sp_snap_view_destroy(&next);
+    sp_snap_view_destroy(&client);
+    sp_snap_view_destroy(&fresh);
+    sp_snap_view_destroy(&copy);
+}
+END_TEST
+
+/* Build params [tick, base, entered, changed, left, count] from int lists. */
+static void pack_params(msgpack_sbuffer *sb, int64_t tick, int64_t base, const int64_t *e, size_t ne,
+                        const int64_t *c, size_t nc, const int64_t *l, size_t nl, int64_t count) {
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    msgpack_sbuffer_clear(sb);
+    msgpack_pack_array(&pk, 6);
+    msgpack_pack_int64(&pk, tick);
+    if (base < 0) msgpack_pack_nil(&pk);
+    else msgpack_pack_int64(&pk, base);
+    msgpack_pack_array(&pk, ne);
+    for (size_t i = 0; i < ne; i++) msgpack_pack_int64(&pk, e[i]);
+    msgpack_pack_array(&pk, nc);
+    for (size_t i = 0; i < nc; i++) msgpack_pack_int64(&pk, c[i]);
+    msgpack_pack_array(&pk, nl);
+    for (size_t i = 0; i < nl; i++) msgpack_pack_int64(&pk, l[i]);
+    msgpack_pack_int64(&pk, count);
+}
+
+static int apply_raw(sp_snap_view_t *v, const msgpack_sbuffer *sb) {
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    ck_assert_int_eq(msgpack_unpack_next(&u, sb->data, sb->size, NULL), MSGPACK_UNPACK_SUCCESS);
+    int rc = sp_snap_apply(v, &u.data, NULL);
+    msgpack_unpacked_destroy(&u);
+    return rc;
+}
+
+START_TEST(test_snap_malformed_params_are_refused_and_view_kept) {
+    /* Client view at tick 5: ids 10 and 20. */
+    sp_snap_view_t v, copy;
+    sp_snap_view_init(&v);
+    sp_snap_view_init(&copy);
+    sp_snap_rec_t r[2] = {mkrec(10, 1), mkrec(20, 2)};
+    r[0].pos[0] = INT32_MAX - 1;
+    ck_assert_int_eq(sp_snap_view_set(&v, 5, r, 2), 0);
+    ck_assert_int_eq(sp_snap_view_set(&copy, 5, r, 2), 0);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    const int64_t rec30[11] = {30, 1, 0, 0, 0, 0, 0, 0, 16, 0, 16};
+    struct {
+        const char *what;
+        int64_t base;
+        int64_t e[22];
+        size_t ne;
+        int64_t c[12];
+        size_t nc;
+        int64_t l[4];
+        size_t nl;
+        int64_t count;
+    } cases[] = {
+        {"entered not a multiple of 11", 5, {30, 1, 0}, 3, {0}, 0, {0}, 0, 3},
+        {"entered id already present", 5, {10, 1, 0, 0, 0, 0, 0, 0, 16, 0, 16}, 11, {0}, 0, {0}, 0, 3},
+        {"entered kind 0", 5, {30, 0, 0, 0, 0, 0, 0, 0, 16, 0, 16}, 11, {0}, 0, {0}, 0, 3},
+        {"entered pos beyond int32", 5, {30, 1, 1ll << 31, 0, 0, 0, 0, 0, 16, 0, 16}, 11, {0}, 0, {0}, 0, 3},
+        {"entered hp negative", 5, {30, 1, 0, 0, 0, 0, 0, 0, -1, 0, 16}, 11, {0}, 0, {0}, 0, 3},
+        {"entered ids not ascending", 5, {30, 1, 0, 0, 0, 0, 0, 0, 16, 0, 16, 0, 1, 0, 0, 0, 0, 0, 0, 16, 0, 16},
+         22, {0}, 0, {0}, 0, 4},
+        {"changed unknown id", 5, {0}, 0, {15, 62}, 2, {0}, 0, 2},
+        {"changed op 125", 5, {0}, 0, {10, 125}, 2, {0}, 0, 2},
+        {"changed op -32", 5, {0}, 0, {10, -32}, 2, {0}, 0, 2},
+        {"changed values missing", 5, {0}, 0, {10, -1, 1, 2}, 4, {0}, 0, 2},
+        {"changed pos overflows int32", 5, {0}, 0, {10, -1, 5, 0, 0}, 5, {0}, 0, 2},
+        {"changed hp below zero", 5, {0}, 0, {20, -4, -100000}, 3, {0}, 0, 2},
+        {"changed owner negative", 5, {0}, 0, {20, -8, -1}, 3, {0}, 0, 2},
+        {"changed op missing", 5, {0}, 0, {10}, 1, {0}, 0, 2},
+        {"changed and left same id", 5, {0}, 0, {10, 62}, 2, {10}, 1, 1},
+        {"left unknown id", 5, {0}, 0, {0}, 0, {11}, 1, 1},
+        {"left iddelta 0", 5, {0}, 0, {0}, 0, {10, 0}, 2, 0},
+        {"count mismatch", 5, {0}, 0, {0}, 0, {10}, 1, 2},
+        {"count negative", 5, {0}, 0, {0}, 0, {0}, 0, -1},
+        {"full with a left list", -1, {0}, 0, {0}, 0, {10}, 1, 0},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        pack_params(&sb, 8, cases[k].base, cases[k].e, cases[k].ne, cases[k].c, cases[k].nc, cases[k].l, cases[k].nl,
+                    cases[k].count);
+        ck_assert_msg(apply_raw(&v, &sb) == SP_ECORRUPT, "%s: accepted", cases[k].what);
+        ck_assert_msg(sp_snap_view_equal(&v, &copy), "%s: view changed", cases[k].what);
+    }
+    /* Shapes: not an array, too short, tick as str, base as str, entered as map. */
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    for (int k = 0; k < 5; k++) {
+        msgpack_sbuffer_clear(&sb);
+        if (k == 0) { msgpack_pack_map(&pk, 0); }
+        else if (k == 1) { msgpack_pack_array(&pk, 5); for (int j = 0; j < 5; j++) msgpack_pack_int(&pk, 0); }
+        else {
+            msgpack_pack_array(&pk, 6);
+            if (k == 2) sp_rpc_pack_cstr(&pk, "8"); else msgpack_pack_int(&pk, 8);
+            if (k == 3) sp_rpc_pack_cstr(&pk, "5"); else msgpack_pack_int(&pk, 5);
+            if (k == 4) msgpack_pack_map(&pk, 0); else msgpack_pack_array(&pk, 0);
+            msgpack_pack_array(&pk, 0);
+            msgpack_pack_array(&pk, 0);
+            msgpack_pack_int(&pk, 2);
+        }
+        ck_assert_int_eq(apply_raw(&v, &sb), SP_ECORRUPT);
+        ck_assert(sp_snap_view_equal(&v, &copy));
+    }
+    /* And the well-formed neighbours of those cases do apply. */
+    pack_params(&sb, 8, 5, rec30, 11, (const int64_t[]){10, -1, -5, 0, 0}, 5, (const int64_t[]){20}, 1, 2);
+    ck_assert_int_eq(apply_raw(&v, &sb), 0);
+    ck_assert_uint_eq(v.len, 2);
+    ck_assert_uint_eq(v.recs[0].id, 10);
+    ck_assert_int_eq(v.recs[0].pos[0], INT32_MAX - 6);
+    ck_assert_uint_eq(v.recs[1].id, 30);
+    ck_assert_uint_eq(v.tick, 8);
+    msgpack_sbuffer_destroy(&sb);
+    sp_snap_view_destroy(&v);
+    sp_snap_view_destroy(&copy);
+}
+END_TEST
+
+/* Random corruption of real snapshots: every outcome is 0 or an error, never
+ * a crash (ASan/UBSan builds check memory), and a failed apply leaves the view
+ * as it was; a successful one leaves ids strictly ascending. */
+START_TEST(test_snap_fuzzed_snapshots_never_crash) {
+    rng_state = 777;
+    sp_snap_rec_t recs[64];
+    for (int i = 0; i < 64; i++) {
+        recs[i] = mkrec((uint64_t)(i * 2 + 1), (uint8_t)(1 + i % 3));
+        recs[i].pos[0] = i * 100;
+    }
+    sp_snap_view_t base, next, client, copy;
+    sp_snap_view_init(&base);
+    sp_snap_view_init(&next);
+    sp_snap_view_init(&client);
+    sp_snap_view_init(&copy);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    ck_assert_int_eq(sp_snap_encode_recs(1, recs, 48, NULL, &base, &sb, NULL), 0);
+    ck_assert_int_eq(deliver(&client, &sb, NULL), 0);
+    for (int i = 0; i < 64; i++) recs[i].pos[1] += i % 5 == 0 ? 1000 : 1;
+    msgpack_sbuffer_clear(&sb);
+    ck_assert_int_eq(sp_snap_encode_recs(4, recs + 8, 56, &base, &next, &sb, NULL), 0);
+    char *orig = malloc(sb.size);
+    memcpy(orig, sb.data, sb.size);
+    size_t n = sb.size;
+    char *buf = malloc(n);
+    int applied = 0, refused = 0;
+    for (int it = 0; it < 20000; it++) {
+        memcpy(buf, orig, n);
+        size_t len = n;
+        int muts = 1 + (int)rndu(3);
+        for (int m = 0; m < muts; m++) {
+            switch (rndu(4)) {
+            case 0: buf[rndu((uint32_t)len)] = (char)rnd(); break;
+            case 1: buf[rndu((uint32_t)len)] ^= (char)(1u << rndu(8)); break;
+            case 2: len = 1 + rndu((uint32_t)len); break;
+            default: buf[rndu((uint32_t)len)] = (char)(rndu(2) ? 0x00 : 0x7f); break;
+            }
+        }
+        msgpack_unpacked u;
+        msgpack_unpacked_init(&u);
+        size_t off = 0;
+        if (msgpack_unpack_next(&u, buf, len, &off) == MSGPACK_UNPACK_SUCCESS) {
+            sp_rpc_msg_t m;
+            const msgpack_object *params = &u.data; /* also feed non-notifications as params */
+            if (sp_rpc_classify(&u.data, &m) == 0 && m.type == SP_RPC_NOTIFY) params = m.params;
+            ck_assert_int_eq(sp_snap_view_set(&copy, client.tick, client.recs, client.len), 0);
+            int rc = sp_snap_apply(&client, params, NULL);
+            if (rc == 0) {
+                applied++;
+                for (size_t k = 1; k < client.len; k++) ck_assert_uint_lt(client.recs[k - 1].id, client.recs[k].id);
+                /* Back to the baseline for the next iteration. */
+                ck_assert_int_eq(sp_snap_view_set(&client, copy.tick, copy.recs, copy.len), 0);
+            } else {
+                refused++;
+                ck_assert(rc == SP_ECORRUPT || rc == SP_EPROTO);
+                ck_assert(sp_snap_view_equal(&client, &copy));
+            }
+        }
+        msgpack_unpacked_destroy(&u);
+    }
+    ck_assert_int_gt(refused, 1000);
+    ck_assert_int_gt(applied, 10); /* e.g. a flipped value that stays in range */
+    free(buf);
+    free(orig);
+    msgpack_sbuffer_destroy(&sb);
+    sp_snap_view_destroy(&base);
+    sp_snap_view_destroy(&next);
+    sp_snap_view_destroy(&client);
+    sp_snap_view_destroy(&copy);
+}
+END_TEST
+
+START_TEST(test_snap_encoder_rejects_bad_input) {
+    sp_snap_rec_t r[2] = {mkrec(5, 1), mkrec(5, 1)};
+    sp_snap_view_t base, next;
+    sp_snap_view_init(&base);
+    sp_snap_view_init(&next);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    ck_assert_int_eq(sp_snap_encode_recs(1, r, 2, NULL, &next, &sb, NULL), SP_EINVAL); /* duplicate id */
+    r[1].id = 4;
+    ck_assert_int_eq(sp_snap_encode_recs(1, r, 2, NULL, &next, &sb, NULL), SP_EINVAL); /* descending */
+    r[1].id = 0;
+    ck_assert_int_eq(sp_snap_encode_recs(1, &r[1], 1, NULL, &next, &sb, NULL), SP_EINVAL); /* null id */
+    ck_assert_uint_eq(sb.size, 0);
+    ck_assert(!next.valid);
+    ck_assert_int_eq(sp_snap_encode_views(NULL, &next, &sb, NULL), SP_EINVAL); /* next invalid */
+    /* An id that changes kind cannot be expressed: refused, nothing written. */
+    ck_assert_int_eq(sp_snap_encode_recs(1, r, 1, NULL, &base, &sb, NULL), 0);
+    size_t size = sb.size;
+    r[0].kind = 2;
+    ck_assert_int_eq(sp_snap_encode_recs(2, r, 1, &base, &next, &sb, NULL), SP_EINVAL);
+    ck_assert_uint_eq(sb.size, size);
+    ck_assert_int_eq(sp_snap_encode_recs(2, r, 1, &base, &base, &sb, NULL), SP_EINVAL); /* aliasing */
+    msgpack_sbuffer_destroy(&sb);
+    sp_snap_view_destroy(&base);
+    sp_snap_view_destroy(&next);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- frame adapter */
+
+START_TEST(test_snap_encode_from_frame_rows) {
+    sp_frame_row_t rows[4];
+    memset(rows, 0, sizeof rows);
+    for (int i = 0; i < 4; i++) {
+        rows[i].id = (1ull << 32) | (uint64_t)(i + 1);
+        rows[i].kind = (uint8_t)(1 + i % 3);
+        rows[i].pos[0] = i * 16;
+        rows[i].vel[1] = -i;
+        rows[i].hp = 1600;
+        rows[i].owner = (uint32_t)i;
+        rows[i].radius = 24;
+        rows[i].max_hp = 9999; /* not on the wire */
+    }
+    sp_frame_t f;
+    memset(&f, 0, sizeof f);
+    f.tick = 77;
+    f.count = 4;
+    f.rows = rows;
+    const uint32_t vis[3] = {0, 2, 3};
+    sp_snap_view_t next, client;
+    sp_snap_view_init(&next);
+    sp_snap_view_init(&client);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    ck_assert_int_eq(sp_snap_encode(&f, vis, 3, NULL, &next, &sb, NULL), 0);
+    ck_assert_int_eq(deliver(&client, &sb, NULL), 0);
+    ck_assert(sp_snap_view_equal(&client, &next));
+    ck_assert_uint_eq(client.tick, 77);
+    ck_assert_uint_eq(client.len, 3);
+    ck_assert_uint_eq(client.recs[1].id, rows[2].id);
+    ck_assert_int_eq(client.recs[1].pos[0], 32);
+    ck_assert_int_eq(client.recs[2].vel[1], -3);
+    ck_assert_uint_eq(client.recs[2].radius, 24);
+    const uint32_t bad_order[2] = {2, 0}, bad_row[1] = {4};
+    ck_assert_int_eq(sp_snap_encode(&f, bad_order, 2, NULL, &next, &sb, NULL), SP_EINVAL);
+    ck_assert_int_eq(sp_snap_encode(&f, bad_row, 1, NULL, &next, &sb, NULL), SP_EINVAL);
+    ck_assert_uint_eq(next.len, 3); /* unchanged on failure */
+    msgpack_sbuffer_destroy(&sb);
+    sp_snap_view_destroy(&next);
+    sp_snap_view_destroy(&client);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- events */
+
+START_TEST(test_snap_event_packers_produce_documented_maps) {
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    ck_assert_int_eq(sp_event_pack_weapon_fired(&pk, 10, 1ull << 32 | 1, 1ull << 32 | 2, true, 12.5), 0);
+    ck_assert_int_eq(sp_event_pack_resource_mined(&pk, 11, 3, 4, 3, 2.0, 98.0), 0);
+    ck_assert_int_eq(sp_event_pack_system_alert(&pk, 12, "solar storm!", 5, 2, "admin"), 0);
+    ck_assert_int_eq(sp_event_pack_ship_destroyed(&pk, 13, 9, 0, 0), 0);
+    ck_assert_int_eq(sp_event_pack_begin(&pk, SP_EVENT__COUNT, 1, 0), SP_EINVAL);
+    size_t off = 0;
+    const char *types[4] = {"WeaponFired", "ResourceMined", "SystemAlert", "ShipDestroyed"};
+    for (int k = 0; k < 4; k++) {
+        msgpack_unpacked u;
+        msgpack_unpacked_init(&u);
+        ck_assert_int_eq(msgpack_unpack_next(&u, sb.data, sb.size, &off), MSGPACK_UNPACK_SUCCESS);
+        sp_rpc_msg_t m;
+        ck_assert_int_eq(sp_rpc_classify(&u.data, &m), 0);
+        ck_assert_int_eq(m.type, SP_RPC_NOTIFY);
+        ck_assert(m.method_len == 5 && memcmp(m.method, "event", 5) == 0);
+        ck_assert_int_eq(m.params->via.array.size, 1);
+        const msgpack_object *ev = &m.params->via.array.ptr[0];
+        const msgpack_object *t = sp_rpc_map_get(ev, "type");
+        ck_assert_ptr_nonnull(t);
+        ck_assert_int_eq(sp_event_lookup(t->via.str.ptr, t->via.str.size), k);
+        ck_assert(t->via.str.size == strlen(types[k]) && memcmp(t->via.str.ptr, types[k], t->via.str.size) == 0);
+        ck_assert_uint_eq(sp_rpc_map_get(ev, "tick")->via.u64, 10 + (uint64_t)k);
+        if (k == 0) {
+            ck_assert_uint_eq(sp_rpc_map_get(ev, "target")->via.u64, 1ull << 32 | 2);
+            ck_assert(sp_rpc_map_get(ev, "hit")->via.boolean);
+            ck_assert(sp_rpc_map_get(ev, "damage")->via.f64 == 12.5);
+        } else if (k == 1) {
+            const msgpack_object *rt = sp_rpc_map_get(ev, "resource_type");
+            ck_assert(rt->via.str.size == 8 && memcmp(rt->via.str.ptr, "platinum", 8) == 0);
+            ck_assert(sp_rpc_map_get(ev, "remaining")->via.f64 == 98.0);
+        } else if (k == 2) {
+            const msgpack_object *msg = sp_rpc_map_get(ev, "message");
+            ck_assert(msg->via.str.size == 5 && memcmp(msg->via.str.ptr, "solar", 5) == 0);
+            ck_assert_int_eq(sp_rpc_map_get(ev, "priority")->via.u64, 2);
+        } else {
+            ck_assert_int_eq(sp_rpc_map_get(ev, "owner")->type, MSGPACK_OBJECT_NIL);
+            ck_assert_int_eq(sp_rpc_map_get(ev, "by")->type, MSGPACK_OBJECT_NIL);
+            ck_assert_uint_eq(sp_rpc_map_get(ev, "ship")->via.u64, 9);
+        }
+        msgpack_unpacked_destroy(&u);
+    }
+    ck_assert_uint_eq(off, sb.size);
+    ck_assert_str_eq(sp_event_name(SP_EVENT_SYSTEM_ALERT), "SystemAlert");
+    ck_assert_ptr_null(sp_event_name(-1));
+    ck_assert_int_eq(sp_event_lookup("Nope", 4), -1);
+    msgpack_sbuffer_destroy(&sb);
+}
+END_TEST
+
+START_TEST(test_snap_quantization_rounds_and_saturates) {
+    ck_assert_int_eq(sp_snap_quant_pos(1.0), 16);
+    ck_assert_int_eq(sp_snap_quant_pos(-0.03125), -1); /* -0.5 step: away from zero */
+    ck_assert_int_eq(sp_snap_quant_pos(1e12), INT32_MAX);
+    ck_assert_int_eq(sp_snap_quant_pos(-1e12), INT32_MIN);
+    ck_assert_int_eq(sp_snap_quant_pos(NAN), 0);
+    ck_assert_int_eq(sp_snap_quant_vel(1.0), 64);
+    ck_assert_uint_eq(sp_snap_quant_hp(-5), 0);
+    ck_assert_uint_eq(sp_snap_quant_hp(100), 1600);
+    ck_assert(sp_snap_pos(sp_snap_quant_pos(12.3)) == 197.0 / 16.0);
+}
+END_TEST
+
+static Suite *snapshot_suite(void) {
+    Suite *s = suite_create("snapshot");
+    struct { const char *name; const TTest *t; } cases[] = {
+        {"full", test_snap_full_snapshot_reproduces_view},
+        {"small_move", test_snap_small_move_costs_two_bytes_in_changed_list},
+        {"random_chain", test_snap_random_delta_chain_reproduces_encoder_view},
+        {"byte_cost", test_snap_slowly_moving_scene_costs_at_most_4_bytes_per_entity},
+        {"base_mismatch", test_snap_base_tick_mismatch_is_detected_and_view_kept},
+        {"malformed", test_snap_malformed_params_are_refused_and_view_kept},
+        {"fuzz", test_snap_fuzzed_snapshots_never_crash},
+        {"encoder_input", test_snap_encoder_rejects_bad_input},
+        {"frame", test_snap_encode_from_frame_rows},
+        {"events", test_snap_event_packers_produce_documented_maps},
+        {"quant", test_snap_quantization_rounds_and_saturates},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        TCase *tc = tcase_create(cases[i].name);
+        tcase_set_timeout(tc, sp_timeout(60));
+        tcase_add_test(tc, cases[i].t);
+        suite_add_tcase(s, tc);
+    }
+    return s;
+}
+
+SP_CHECK_MAIN(snapshot_suite)
