@@ -179,7 +179,10 @@ void sp_bus_set_worker_notify(sp_bus_t *bus, sp_bus_worker_notify_fn fn, void *c
  *      broadcast slot's seq store); seq_cst fence X; load W.sleepers.
  *   W: sleepers += 1; seq_cst fence Y; re-check its channels (load inbox
  *      tail, load the slot seq at its cursor); sleep only if both are empty.
- * X and Y are totally ordered in S (C11 7.17.4p? "fences"; C++ [atomics.fences]):
+ * X and Y are totally ordered in the single total order of seq_cst
+ * operations, and C11 7.17.3p11 (N1570; C++ [atomics.order]) says: if A is
+ * sequenced before fence X, fence Y before B, and X precedes Y in that order,
+ * then B observes A or a later modification. So
  * if X precedes Y, W's re-check observes S's stores (they are sequenced
  * before X), so W does not sleep; if Y precedes X, S's load observes
  * sleepers != 0 and S takes the mutex, sets `wake` and signals. Either way no
