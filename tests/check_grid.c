@@ -6,6 +6,7 @@
  * by (a, b), so "each pair exactly once" is strict monotonicity) and the
  * distance and normal within 1e-5. */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -501,20 +502,24 @@ START_TEST(test_grid_bad_arguments_return_einval_or_eoverflow) {
 }
 END_TEST
 
-/* Allocator that fails every call once `budget` calls have succeeded. */
+/* Allocator that fails every call once `budget` calls have succeeded. The
+ * grid's pool threads grow their pair buffers through it concurrently (the
+ * contract in grid.h), so its counters are atomic; relaxed is enough: they
+ * are plain counters read after sp_grid_find_pairs()/sp_grid_free() return,
+ * which join or wait for the threads (that wait orders the updates). */
 typedef struct failing {
-    long budget;
-    long live;
+    atomic_long budget;
+    atomic_long live;
 } failing_t;
 static void *failing_alloc(void *ctx, size_t size, size_t align) {
     failing_t *f = ctx;
-    if (f->budget-- <= 0) return NULL;
-    f->live++;
+    if (atomic_fetch_sub_explicit(&f->budget, 1, memory_order_relaxed) <= 0) return NULL;
+    atomic_fetch_add_explicit(&f->live, 1, memory_order_relaxed); /* counter */
     return sp_allocator_default()->alloc(NULL, size, align);
 }
 static void failing_free(void *ctx, void *ptr, size_t size, size_t align) {
     failing_t *f = ctx;
-    f->live--;
+    atomic_fetch_sub_explicit(&f->live, 1, memory_order_relaxed); /* counter */
     sp_allocator_default()->free(NULL, ptr, size, align);
 }
 
@@ -523,7 +528,9 @@ START_TEST(test_grid_out_of_memory_returns_enomem_and_recovers) {
     pairlist_t ref = brute(&s);
     int saw_enomem = 0, saw_ok = 0;
     for (long budget = 0; budget < 40 && !saw_ok; budget++) {
-        failing_t f = {budget, 0};
+        failing_t f;
+        atomic_init(&f.budget, budget);
+        atomic_init(&f.live, 0);
         sp_allocator_t al = {failing_alloc, failing_free, &f};
         sp_grid_def_t d = def_threads(2);
         d.allocator = &al;
@@ -531,7 +538,7 @@ START_TEST(test_grid_out_of_memory_returns_enomem_and_recovers) {
         int rc = sp_grid_create(&d, &g);
         if (rc != 0) {
             ck_assert_int_eq(rc, SP_ENOMEM);
-            ck_assert_int_eq(f.live, 0);
+            ck_assert_int_eq(atomic_load_explicit(&f.live, memory_order_relaxed), 0);
             continue;
         }
         sp_arena_t ar;
@@ -545,7 +552,7 @@ START_TEST(test_grid_out_of_memory_returns_enomem_and_recovers) {
             ck_assert_uint_eq(np, 0);
             ck_assert_uint_eq(sp_arena_used(&ar), 0);
             /* Give it memory again: the same object now succeeds. */
-            f.budget = 1000;
+            atomic_store_explicit(&f.budget, 1000, memory_order_relaxed);
             ck_assert_int_eq(sp_grid_find_pairs(g, &ar, s.x, s.y, s.z, s.r, s.n, &p, &np), 0);
         } else {
             ck_assert_int_eq(rc, 0);
@@ -554,7 +561,7 @@ START_TEST(test_grid_out_of_memory_returns_enomem_and_recovers) {
         assert_same_pairs(p, np, &ref);
         sp_arena_destroy(&ar);
         sp_grid_free(g);
-        ck_assert_int_eq(f.live, 0);
+        ck_assert_int_eq(atomic_load_explicit(&f.live, memory_order_relaxed), 0);
     }
     ck_assert(saw_enomem);
     ck_assert(saw_ok);

@@ -106,7 +106,9 @@ typedef struct sp_grid_def {
      * exactly the same pairs in the same order (same IEEE operations). */
     int no_simd;
     /* Allocator of the object, its threads' pair buffers and its result
-     * buffer; NULL = sp_allocator_default(). Must outlive the object. */
+     * buffer; NULL = sp_allocator_default(). Must outlive the object. With
+     * nthreads > 1 it is called from the pool threads concurrently (pair
+     * buffers grow where they are filled), so it must be thread-safe. */
     const sp_allocator_t *allocator;
 } sp_grid_def_t;
 

@@ -24,6 +24,13 @@
 #include "spacesim/grid.h"
 
 #include <math.h>
+
+/* The overlap test must be the plain IEEE sequence documented in grid.h in
+ * every kernel: no fused multiply-add. GCC in ISO C mode (-std=c11) already
+ * uses -ffp-contract=off; clang contracts within expressions unless told. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
 #include <pthread.h>
 #include <string.h>
 
@@ -449,12 +456,17 @@ __attribute__((target("avx512f"), always_inline)) static inline int run_range16(
         __m512 rs = _mm512_add_ps(ri, _mm512_maskz_loadu_ps(m, g->sr + jb));
         __m512 d2 = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(dx, dx), _mm512_mul_ps(dy, dy)), _mm512_mul_ps(dz, dz));
         unsigned hit = _mm512_mask_cmp_ps_mask(m, d2, _mm512_mul_ps(rs, rs), _CMP_LT_OQ);
-        while (hit) {
-            size_t j = jb + (size_t)__builtin_ctz(hit);
-            hit &= hit - 1;
-            float ddx = g->sx[j] - g->sx[i], ddy = g->sy[j] - g->sy[i], ddz = g->sz[j] - g->sz[i];
-            float dd2 = ddx * ddx + ddy * ddy + ddz * ddz;
-            if (SP_UNLIKELY(emit(g, t, i, j, ddx, ddy, ddz, dd2) != 0)) return -1;
+        if (hit) {
+            /* Emit the lanes' own values (recomputing in scalar code could
+             * be contracted into FMAs under this target and differ). */
+            float fdx[16], fdy[16], fdz[16], fd2[16];
+            _mm512_storeu_ps(fdx, dx), _mm512_storeu_ps(fdy, dy);
+            _mm512_storeu_ps(fdz, dz), _mm512_storeu_ps(fd2, d2);
+            while (hit) {
+                unsigned l = (unsigned)__builtin_ctz(hit);
+                hit &= hit - 1;
+                if (SP_UNLIKELY(emit(g, t, i, jb + l, fdx[l], fdy[l], fdz[l], fd2[l]) != 0)) return -1;
+            }
         }
     }
     return 0;
