@@ -1,0 +1,1 @@
+/* common.c: placeholder until the clients land. */

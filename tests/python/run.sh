@@ -1,0 +1,3 @@
+#!/bin/sh
+# placeholder until the Python client lands
+exit 77
