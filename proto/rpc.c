@@ -621,3 +621,10 @@ int sp_rpc_parse_error(const msgpack_object *o, int64_t *code, const char **msg,
     *msg_len = m->via.str.size;
     return 0;
 }
+
+/* The decoder's constants are the .def's limits. */
+#define SP__LIMIT_VALUE(id, value, what) enum { SP__LIMIT_##id = (value) };
+SP_PROTO_LIMIT_MAP(SP__LIMIT_VALUE)
+#undef SP__LIMIT_VALUE
+_Static_assert(SP_RPC_DEFAULT_MAX_MESSAGE == SP__LIMIT_MAX_MESSAGE_BYTES, "rpc.h and spacesim_proto.def disagree");
+_Static_assert(SP_RPC_MAX_DEPTH == SP__LIMIT_MAX_DEPTH, "rpc.h and spacesim_proto.def disagree");
