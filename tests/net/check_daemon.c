@@ -1,0 +1,455 @@
+/* check_daemon.c: spacesimd end to end over real TCP (issue 3).
+ *
+ * Each test starts the real daemon on 127.0.0.1 at an ephemeral port
+ * (--port 0 --port-file), drives it with blocking clients whose every read
+ * has a deadline, and stops it. Worlds are small so a test takes about a
+ * second. */
+#include <check.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../helpers/sp_check.h"
+#include "netclient.h"
+
+#define T 5.0 /* seconds any single reply may take */
+#define TOKEN "s3cret-admin"
+
+static nc_daemon_t D;
+
+static void start(const char *const *args, const char *token) {
+    static const char *const deflt[] = {"--demo-asteroids", "200", "--demo-npcs", "20", "--world-size", "1000", NULL};
+    ck_assert_int_eq(nc_daemon_prepare(&D), 0);
+    int st = 0;
+    ck_assert_msg(nc_daemon_start(&D, args ? args : deflt, token, 10 * sp_timeout(1), &st) == 0,
+                  "daemon did not start (exit %d), log %s", st, D.log);
+}
+
+/* Stop with SIGTERM: a graceful exit must be status 0. The temp dir (and
+ * the log the test may still check) is removed by the fixture's teardown. */
+static void stop(void) {
+    if (D.pid > 0) ck_assert_int_eq(nc_daemon_stop(&D, SIGTERM, 10 * sp_timeout(1)), 0);
+}
+
+static void teardown(void) { nc_daemon_cleanup(&D); }
+
+static void connect_hello(nc_t *c, const char *name, const char *token, uint32_t *session) {
+    ck_assert_int_eq(nc_connect(c, D.port), 0);
+    nc_resp_t r;
+    if (token) ck_assert_int_eq(nc_call(c, T, &r, "hello", "ss", name, token), 0);
+    else ck_assert_int_eq(nc_call(c, T, &r, "hello", "sn", name), 0);
+    ck_assert_msg(r.error == NULL, "hello failed: %s", r.message);
+    if (session) *session = (uint32_t)nc_get_u64(r.result, "session");
+    nc_resp_free(&r);
+}
+
+static uint64_t spawn_at(nc_t *c, double x, double y, double z) {
+    double p[3] = {x, y, z};
+    nc_resp_t r;
+    ck_assert_int_eq(nc_call(c, T, &r, "spawn", "v", p), 0);
+    ck_assert_msg(r.error == NULL, "spawn failed: %s", r.message);
+    uint64_t id = nc_get_u64(r.result, "ship_id");
+    ck_assert_uint_ne(id, 0);
+    nc_resp_free(&r);
+    return id;
+}
+
+static int64_t call_code(nc_t *c, const char *method, const char *fmt, uint64_t a, uint64_t b) {
+    nc_resp_t r;
+    int rc = fmt[0] == '\0' ? nc_call(c, T, &r, method, "") : fmt[1] == '\0' ? nc_call(c, T, &r, method, fmt, a)
+                                                                              : nc_call(c, T, &r, method, fmt, a, b);
+    ck_assert_int_eq(rc, 0);
+    int64_t code = r.code;
+    nc_resp_free(&r);
+    return code;
+}
+
+/* ---------------------------------------------------------------- handshake */
+
+START_TEST(test_daemon_ping_before_hello_ok_other_methods_refused) {
+    start(NULL, NULL);
+    nc_t c;
+    ck_assert_int_eq(nc_connect(&c, D.port), 0);
+    nc_resp_t r;
+    ck_assert_int_eq(nc_call(&c, T, &r, "ping", ""), 0);
+    ck_assert_ptr_null(r.error);
+    ck_assert_ptr_nonnull(nc_get(r.result, "tick"));
+    ck_assert_uint_gt(nc_get_u64(r.result, "server_time_ns"), 1000000000ull);
+    nc_resp_free(&r);
+    ck_assert_int_eq(call_code(&c, "spawn", "", 0, 0), 5);
+    ck_assert_int_eq(call_code(&c, "stats", "", 0, 0), 5);
+    ck_assert_int_eq(call_code(&c, "inspect", "u", 1, 0), 5);
+    ck_assert_int_eq(call_code(&c, "nosuchmethod", "", 0, 0), 3);
+    ck_assert_int_eq(nc_call(&c, T, &r, "hello", "sn", "tester"), 0);
+    ck_assert_ptr_null(r.error);
+    ck_assert_uint_ge(nc_get_u64(r.result, "session"), 1);
+    ck_assert_uint_eq(nc_get_u64(r.result, "protocol"), 1);
+    ck_assert_uint_eq(nc_get_u64(r.result, "tick_hz"), 60);
+    ck_assert_uint_eq(nc_get_u64(r.result, "snapshot_hz"), 20);
+    ck_assert(nc_get(r.result, "admin")->type == MSGPACK_OBJECT_BOOLEAN && !nc_get(r.result, "admin")->via.boolean);
+    nc_resp_free(&r);
+    ck_assert_int_eq(nc_call(&c, T, &r, "stats", ""), 0);
+    ck_assert_ptr_null(r.error);
+    ck_assert_uint_eq(nc_get_u64(r.result, "clients"), 1);
+    ck_assert_uint_eq(nc_get_u64(r.result, "entities"), 220);
+    ck_assert_ptr_nonnull(nc_get(r.result, "tick_ms_p99"));
+    ck_assert_ptr_nonnull(nc_get(r.result, "dilation"));
+    nc_resp_free(&r);
+    nc_close(&c);
+    nc_daemon_stop(&D, SIGTERM, 10);
+    ck_assert(nc_log_contains(&D, "disconnected: closed"));
+    nc_daemon_cleanup(&D);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- movement */
+
+START_TEST(test_daemon_spawn_move_ship_moves_in_snapshots) {
+    start(NULL, NULL);
+    nc_t c;
+    connect_hello(&c, "pilot", NULL, NULL);
+    uint64_t ship = spawn_at(&c, 100, 100, 100);
+    nc_view_t v = {0};
+    /* Wait until the ship is in our view (full snapshot then deltas). */
+    double deadline = nc_now() + 5 * sp_timeout(1);
+    const nc_ent_t *e = NULL;
+    while (nc_now() < deadline && (e = nc_view_find(&v, ship)) == NULL) {
+        msgpack_unpacked *u = nc_next_note(&c, "snapshot", T);
+        ck_assert_ptr_nonnull(u);
+        ck_assert_int_eq(nc_view_apply(&v, nc_note_params(u)), 0);
+        nc_note_free(u);
+    }
+    ck_assert_ptr_nonnull(e);
+    ck_assert_uint_eq(v.fulls, 1);
+    double x0 = e->pos[0];
+    ck_assert_double_eq_tol(x0, 100, 0.1);
+    double vel[3] = {40, 0, 0};
+    nc_resp_t r;
+    ck_assert_int_eq(nc_call(&c, T, &r, "move", "uv", ship, vel), 0);
+    ck_assert_msg(r.error == NULL, "move: %s", r.message);
+    ck_assert(r.result->type == MSGPACK_OBJECT_BOOLEAN && r.result->via.boolean);
+    nc_resp_free(&r);
+    double x = x0;
+    while (nc_now() < deadline && x < x0 + 10) {
+        msgpack_unpacked *u = nc_next_note(&c, "snapshot", T);
+        ck_assert_ptr_nonnull(u);
+        ck_assert_int_eq(nc_view_apply(&v, nc_note_params(u)), 0);
+        nc_note_free(u);
+        e = nc_view_find(&v, ship);
+        ck_assert_ptr_nonnull(e);
+        x = e->pos[0];
+    }
+    ck_assert_msg(x >= x0 + 10, "ship did not move: x0 %.2f x %.2f", x0, x);
+    ck_assert_uint_eq(v.fulls, 1); /* only deltas after the first */
+    /* The snapshot agrees with inspect up to quantization and motion. */
+    ck_assert_int_eq(nc_call(&c, T, &r, "inspect", "u", ship), 0);
+    ck_assert_ptr_null(r.error);
+    ck_assert(nc_str_eq(nc_get(r.result, "kind"), "ship"));
+    ck_assert_uint_eq(nc_get_u64(r.result, "owner"), nc_view_find(&v, ship)->owner);
+    nc_resp_free(&r);
+    nc_view_free(&v);
+    nc_close(&c);
+    stop();
+}
+END_TEST
+
+/* ---------------------------------------------------------------- combat, mining */
+
+START_TEST(test_daemon_fire_mine_and_ownership) {
+    start(NULL, NULL);
+    nc_t a, b;
+    connect_hello(&a, "alice", NULL, NULL);
+    connect_hello(&b, "bob", NULL, NULL);
+    uint64_t sa = spawn_at(&a, -300, 0, 0);
+    uint64_t sb = spawn_at(&b, -300, 30, 0);
+    /* Ownership: bob cannot command alice's ship. */
+    double vel[3] = {1, 0, 0};
+    nc_resp_t r;
+    ck_assert_int_eq(nc_call(&b, T, &r, "move", "uv", sa, vel), 0);
+    ck_assert_int_eq(r.code, 6);
+    nc_resp_free(&r);
+    ck_assert_int_eq(call_code(&b, "fire", "uu", sa, sb), 6);
+    ck_assert_int_eq(call_code(&b, "mine", "uu", sa, 1), 6);
+    ck_assert_int_eq(call_code(&a, "fire", "uu", sa, 999999999999ull), 7);
+    /* Alice fires at bob's ship (30 units away, in range). */
+    ck_assert_int_eq(nc_call(&a, T, &r, "fire", "uu", sa, sb), 0);
+    ck_assert_msg(r.error == NULL, "fire: %s", r.message);
+    const msgpack_object *hit = nc_get(r.result, "hit");
+    ck_assert(hit && hit->type == MSGPACK_OBJECT_BOOLEAN);
+    double dmg = nc_get_num(r.result, "damage");
+    ck_assert(hit->via.boolean ? dmg > 0 : dmg == 0);
+    nc_resp_free(&r);
+    ck_assert_int_eq(call_code(&a, "fire", "uu", sa, sb), 9); /* cooldown */
+    /* Bob sees the WeaponFired event (it involves his ship). */
+    msgpack_unpacked *u;
+    bool seen = false;
+    double deadline = nc_now() + 5 * sp_timeout(1);
+    while (!seen && nc_now() < deadline && (u = nc_next_note(&b, "event", T)) != NULL) {
+        const msgpack_object *ev = &nc_note_params(u)->via.array.ptr[0];
+        if (nc_str_eq(nc_get(ev, "type"), "WeaponFired") && nc_get_u64(ev, "ship_id") == sa &&
+            nc_get_u64(ev, "target_id") == sb)
+            seen = true;
+        nc_note_free(u);
+    }
+    ck_assert_msg(seen, "no WeaponFired event reached the target's owner");
+
+    /* Mining: find an asteroid in alice's view, park a new ship next to it. */
+    nc_view_t v = {0};
+    uint64_t ast = 0;
+    deadline = nc_now() + 5 * sp_timeout(1);
+    while (ast == 0 && nc_now() < deadline) {
+        u = nc_next_note(&a, "snapshot", T);
+        ck_assert_ptr_nonnull(u);
+        ck_assert_int_eq(nc_view_apply(&v, nc_note_params(u)), 0);
+        nc_note_free(u);
+        for (size_t i = 0; i < v.n && ast == 0; i++)
+            if (v.e[i].kind == 2) ast = v.e[i].id;
+    }
+    ck_assert_uint_ne(ast, 0);
+    ck_assert_int_eq(nc_call(&a, T, &r, "inspect", "u", ast), 0);
+    ck_assert_ptr_null(r.error);
+    ck_assert(nc_str_eq(nc_get(r.result, "kind"), "asteroid"));
+    const msgpack_object *pos = nc_get(r.result, "pos");
+    double ap[3];
+    for (int k = 0; k < 3; k++) ap[k] = pos->via.array.ptr[k].via.f64;
+    double rad = nc_get_num(r.result, "radius");
+    double before = nc_get_num(r.result, "amount");
+    nc_resp_free(&r);
+    uint64_t miner = spawn_at(&a, ap[0] + rad + 5, ap[1], ap[2]);
+    ck_assert_int_eq(nc_call(&a, T, &r, "mine", "uu", miner, ast), 0);
+    ck_assert_msg(r.error == NULL, "mine: %s", r.message);
+    const msgpack_object *rt = nc_get(r.result, "resource_type");
+    ck_assert(rt && rt->type == MSGPACK_OBJECT_STR && rt->via.str.size > 0);
+    double amount = nc_get_num(r.result, "amount");
+    ck_assert(amount > 0);
+    nc_resp_free(&r);
+    ck_assert_int_eq(nc_call(&a, T, &r, "inspect", "u", miner), 0);
+    const msgpack_object *cargo = nc_get(r.result, "cargo");
+    double total = 0;
+    for (uint32_t i = 0; i < cargo->via.map.size; i++) total += cargo->via.map.ptr[i].val.via.f64;
+    ck_assert_double_eq_tol(total, amount, 1e-3);
+    nc_resp_free(&r);
+    ck_assert_int_eq(nc_call(&a, T, &r, "inspect", "u", ast), 0);
+    if (r.error == NULL) ck_assert_double_eq_tol(nc_get_num(r.result, "amount"), before - amount, 1e-3);
+    nc_resp_free(&r);
+    ck_assert_int_eq(call_code(&a, "mine", "uu", sa, ast), 8); /* too far */
+    nc_view_free(&v);
+    nc_close(&a);
+    nc_close(&b);
+    stop();
+}
+END_TEST
+
+/* ---------------------------------------------------------------- admin */
+
+START_TEST(test_daemon_admin_alert_reaches_every_client_non_admin_refused) {
+    start(NULL, TOKEN);
+    nc_t admin, p1, p2, wrong;
+    connect_hello(&admin, "op", TOKEN, NULL);
+    connect_hello(&p1, "p1", NULL, NULL);
+    ck_assert_int_eq(nc_connect(&p2, D.port), 0); /* no hello: still gets alerts */
+    ck_assert_int_eq(nc_connect(&wrong, D.port), 0);
+    nc_resp_t r;
+    ck_assert_int_eq(nc_call(&wrong, T, &r, "hello", "ss", "mallory", "guess"), 0);
+    ck_assert_int_eq(r.code, 6);
+    nc_resp_free(&r);
+    ck_assert_int_eq(nc_call(&p1, T, &r, "alert", "si", "not allowed", 1LL), 0);
+    ck_assert_int_eq(r.code, 6);
+    nc_resp_free(&r);
+    ck_assert_int_eq(nc_call(&admin, T, &r, "alert", "si", "solar storm", 7LL), 0);
+    ck_assert_msg(r.error == NULL, "alert: %s", r.message);
+    nc_resp_free(&r);
+    nc_t *all[] = {&admin, &p1, &p2, &wrong};
+    for (int i = 0; i < 4; i++) {
+        msgpack_unpacked *u = nc_next_note(all[i], "event", T);
+        ck_assert_msg(u != NULL, "client %d got no alert", i);
+        const msgpack_object *ev = &nc_note_params(u)->via.array.ptr[0];
+        ck_assert(nc_str_eq(nc_get(ev, "type"), "SystemAlert"));
+        ck_assert(nc_str_eq(nc_get(ev, "message"), "solar storm"));
+        ck_assert_uint_eq(nc_get_u64(ev, "priority"), 7);
+        nc_note_free(u);
+        nc_close(all[i]);
+    }
+    stop();
+    ck_assert(nc_log_contains(&D, "alert (priority 7): solar storm"));
+}
+END_TEST
+
+/* ---------------------------------------------------------------- slow reader */
+
+START_TEST(test_daemon_non_reading_client_cut_off_others_unaffected) {
+    static const char *const args[] = {"--demo-asteroids", "3000", "--demo-npcs", "1500", "--world-size", "1000",
+                                       "--snapshot-hz", "30", "--obuf-soft", "32768", "--obuf-hard", "262144",
+                                       "--obuf-soft-seconds", "1", NULL};
+    start(args, NULL);
+    nc_t slow, good;
+    ck_assert_int_eq(nc_connect(&slow, D.port), 0);
+    int small = 4096;
+    setsockopt(slow.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    nc_resp_t r;
+    ck_assert_int_eq(nc_call(&slow, T, &r, "hello", "sn", "sloth"), 0);
+    nc_resp_free(&r);
+    ck_assert_int_eq(nc_call(&slow, T, &r, "subscribe", "d", 5000.0), 0);
+    nc_resp_free(&r);
+    connect_hello(&good, "good", NULL, NULL);
+    /* The slow client now never reads. The good one keeps pinging; every
+     * ping must come back quickly until the slow one is kicked. */
+    double deadline = nc_now() + 20 * sp_timeout(1);
+    double worst = 0;
+    uint64_t kicks = 0;
+    while (nc_now() < deadline) {
+        double t0 = nc_now();
+        ck_assert_int_eq(nc_call(&good, T, &r, "stats", ""), 0);
+        double rtt = nc_now() - t0;
+        if (rtt > worst) worst = rtt;
+        kicks = nc_get_u64(r.result, "kicks");
+        nc_resp_free(&r);
+        if (kicks >= 1) break;
+        /* drop snapshots as they come so `good` never lags */
+        for (size_t i = 0; i < good.nnotes; i++) nc_note_free(good.notes[i]);
+        good.nnotes = 0;
+    }
+    ck_assert_msg(kicks >= 1, "the non-reading client was never cut off");
+    ck_assert_msg(worst < 1.0 * sp_timeout(1), "a request took %.3f s while a client did not read", worst);
+    /* Server side: the slow client is gone (its socket may still hold bytes
+     * in flight: with a 4 KiB receive window on loopback the kernel drains
+     * them slowly, so the test checks the daemon's own count). */
+    ck_assert_int_eq(nc_call(&good, T, &r, "stats", ""), 0);
+    ck_assert_uint_eq(nc_get_u64(r.result, "clients"), 1);
+    ck_assert_uint_ge(nc_get_u64(r.result, "snapshots_dropped"), 1);
+    nc_resp_free(&r);
+    nc_close(&slow);
+    nc_close(&good);
+    stop();
+    ck_assert(nc_log_contains(&D, "kicked: output buffer over"));
+}
+END_TEST
+
+/* ---------------------------------------------------------------- checkpoints */
+
+START_TEST(test_daemon_sigterm_checkpoint_restart_resumes) {
+    char ck[400];
+    ck_assert_int_eq(nc_daemon_prepare(&D), 0);
+    snprintf(ck, sizeof ck, "%s/world.ckpt", D.dir);
+    const char *args[] = {"--demo-asteroids", "100", "--demo-npcs", "0", "--world-size", "1000", "--checkpoint", ck,
+                          "--checkpoint-every", "0", NULL};
+    int st = 0;
+    ck_assert_int_eq(nc_daemon_start(&D, args, NULL, 10, &st), 0);
+    nc_t c;
+    connect_hello(&c, "saver", NULL, NULL);
+    uint64_t ship = spawn_at(&c, 10, 20, 30);
+    nc_view_t v = {0};
+    uint64_t ast = 0;
+    while (ast == 0) {
+        msgpack_unpacked *u = nc_next_note(&c, "snapshot", T);
+        ck_assert_ptr_nonnull(u);
+        ck_assert_int_eq(nc_view_apply(&v, nc_note_params(u)), 0);
+        nc_note_free(u);
+        for (size_t i = 0; i < v.n && ast == 0; i++)
+            if (v.e[i].kind == 2) ast = v.e[i].id;
+    }
+    nc_resp_t r;
+    ck_assert_int_eq(nc_call(&c, T, &r, "inspect", "u", ast), 0);
+    double ap[3];
+    for (int k = 0; k < 3; k++) ap[k] = nc_get(r.result, "pos")->via.array.ptr[k].via.f64;
+    nc_resp_free(&r);
+    nc_view_free(&v);
+    ck_assert_int_eq(nc_daemon_stop(&D, SIGTERM, 10 * sp_timeout(1)), 0);
+    nc_close(&c);
+    ck_assert(nc_log_contains(&D, "checkpoint written"));
+    ck_assert_int_eq(access(ck, R_OK), 0);
+    /* Restart on the same checkpoint: same ids and positions. */
+    ck_assert_int_eq(nc_daemon_start(&D, args, NULL, 10, &st), 0);
+    ck_assert(nc_log_contains(&D, "resumed from checkpoint"));
+    connect_hello(&c, "reader", NULL, NULL);
+    ck_assert_int_eq(nc_call(&c, T, &r, "inspect", "u", ast), 0);
+    ck_assert_msg(r.error == NULL, "asteroid lost: %s", r.message);
+    for (int k = 0; k < 3; k++)
+        ck_assert_double_eq_tol(nc_get(r.result, "pos")->via.array.ptr[k].via.f64, ap[k], 1e-3);
+    nc_resp_free(&r);
+    ck_assert_int_eq(nc_call(&c, T, &r, "inspect", "u", ship), 0);
+    ck_assert_msg(r.error == NULL, "ship lost: %s", r.message);
+    ck_assert(nc_str_eq(nc_get(r.result, "kind"), "ship"));
+    ck_assert_double_eq_tol(nc_get(r.result, "pos")->via.array.ptr[0].via.f64, 10, 1e-3);
+    nc_resp_free(&r);
+    /* The new session id never collides with the resumed ship's owner. */
+    uint64_t mine = spawn_at(&c, 0, 0, 0);
+    ck_assert_uint_ne(mine, ship);
+    nc_close(&c);
+    stop();
+}
+END_TEST
+
+START_TEST(test_daemon_corrupt_or_truncated_checkpoint_refused_nonzero_exit) {
+    char ck[400];
+    ck_assert_int_eq(nc_daemon_prepare(&D), 0);
+    snprintf(ck, sizeof ck, "%s/bad.ckpt", D.dir);
+    FILE *f = fopen(ck, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("SPWORLD\0 this is not a world", f);
+    fclose(f);
+    const char *args[] = {"--checkpoint", ck, NULL};
+    int st = 0;
+    ck_assert_int_eq(nc_daemon_start(&D, args, NULL, 10, &st), -1);
+    ck_assert_int_eq(st, 5);
+    ck_assert(nc_log_contains(&D, "refused"));
+    /* A real checkpoint cut in half is refused too. */
+    char good[400];
+    snprintf(good, sizeof good, "%s/good.ckpt", D.dir);
+    const char *args2[] = {"--demo-asteroids", "50", "--demo-npcs", "5", "--checkpoint", good, NULL};
+    ck_assert_int_eq(nc_daemon_start(&D, args2, NULL, 10, &st), 0);
+    ck_assert_int_eq(nc_daemon_stop(&D, SIGTERM, 10), 0);
+    FILE *g = fopen(good, "rb");
+    ck_assert_ptr_nonnull(g);
+    fseek(g, 0, SEEK_END);
+    long len = ftell(g);
+    fclose(g);
+    ck_assert_int_gt(len, 100);
+    ck_assert_int_eq(truncate(good, len / 2), 0);
+    ck_assert_int_eq(nc_daemon_start(&D, args2, NULL, 10, &st), -1);
+    ck_assert_int_eq(st, 5);
+    nc_daemon_cleanup(&D);
+}
+END_TEST
+
+START_TEST(test_daemon_bad_flags_exit_2_with_message) {
+    static const char *const args[] = {"--tick-hz", "fast", NULL};
+    int st = 0;
+    ck_assert_int_eq(nc_daemon_prepare(&D), 0);
+    ck_assert_int_eq(nc_daemon_start(&D, args, NULL, 10, &st), -1);
+    ck_assert_int_eq(st, 2);
+    ck_assert(nc_log_contains(&D, "invalid value 'fast' for --tick-hz"));
+    nc_daemon_cleanup(&D);
+}
+END_TEST
+
+static Suite *daemon_suite(void) {
+    Suite *s = suite_create("daemon");
+    struct {
+        const char *name;
+        const TTest *t;
+    } cases[] = {
+        {"handshake", test_daemon_ping_before_hello_ok_other_methods_refused},
+        {"movement", test_daemon_spawn_move_ship_moves_in_snapshots},
+        {"fire_mine_ownership", test_daemon_fire_mine_and_ownership},
+        {"admin_alert", test_daemon_admin_alert_reaches_every_client_non_admin_refused},
+        {"slow_reader", test_daemon_non_reading_client_cut_off_others_unaffected},
+        {"checkpoint_resume", test_daemon_sigterm_checkpoint_restart_resumes},
+        {"checkpoint_corrupt", test_daemon_corrupt_or_truncated_checkpoint_refused_nonzero_exit},
+        {"flags", test_daemon_bad_flags_exit_2_with_message},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        TCase *tc = tcase_create(cases[i].name);
+        tcase_set_timeout(tc, sp_timeout(40));
+        tcase_add_checked_fixture(tc, NULL, teardown);
+        tcase_add_test(tc, cases[i].t);
+        suite_add_tcase(s, tc);
+    }
+    return s;
+}
+
+SP_CHECK_MAIN(daemon_suite)

@@ -1,0 +1,483 @@
+/* netclient.c: see netclient.h. */
+#include "netclient.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <arpa/inet.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef SPACESIMD_PATH
+#define SPACESIMD_PATH "src/daemon/spacesimd"
+#endif
+
+double nc_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A bounded wait used only while polling for an external process's state
+ * (port file, exit): not a race fix, the caller re-checks a condition. */
+static void nap(void) {
+    struct timespec ts = {0, 5 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+}
+
+int nc_daemon_prepare(nc_daemon_t *d) {
+    memset(d, 0, sizeof *d);
+    snprintf(d->dir, sizeof d->dir, "/tmp/spacesimd-test-XXXXXX");
+    if (mkdtemp(d->dir) == NULL) return -1;
+    snprintf(d->log, sizeof d->log, "%s/daemon.log", d->dir);
+    snprintf(d->portfile, sizeof d->portfile, "%s/port", d->dir);
+    return 0;
+}
+
+int nc_daemon_start(nc_daemon_t *d, const char *const *args, const char *env_token, double timeout_s,
+                    int *exit_status) {
+    if (d->dir[0] == '\0' && nc_daemon_prepare(d) != 0) return -1;
+    unlink(d->portfile);
+    const char *argv[64];
+    int n = 0;
+    argv[n++] = SPACESIMD_PATH;
+    argv[n++] = "--bind";
+    argv[n++] = "127.0.0.1";
+    argv[n++] = "--port";
+    argv[n++] = "0";
+    argv[n++] = "--port-file";
+    argv[n++] = d->portfile;
+    argv[n++] = "--workers";
+    argv[n++] = "2";
+    for (int i = 0; args && args[i] && n < 62; i++) argv[n++] = args[i];
+    argv[n] = NULL;
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        /* Never outlive a test runner that crashed. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 2);
+            close(fd);
+        }
+        if (env_token) setenv("SPACESIM_ADMIN_TOKEN", env_token, 1);
+        else unsetenv("SPACESIM_ADMIN_TOKEN");
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    d->pid = pid;
+    double deadline = nc_now() + timeout_s;
+    while (nc_now() < deadline) {
+        FILE *f = fopen(d->portfile, "r");
+        if (f) {
+            int port = 0;
+            int ok = fscanf(f, "%d", &port);
+            fclose(f);
+            if (ok == 1 && port > 0) {
+                d->port = port;
+                return 0;
+            }
+        }
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            d->pid = 0;
+            if (exit_status) *exit_status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+            return -1;
+        }
+        nap();
+    }
+    if (exit_status) *exit_status = -1;
+    nc_daemon_stop(d, SIGKILL, 5);
+    return -1;
+}
+
+int nc_daemon_stop(nc_daemon_t *d, int sig, double timeout_s) {
+    if (d->pid <= 0) return -1;
+    kill(d->pid, sig);
+    double deadline = nc_now() + timeout_s;
+    int st;
+    for (;;) {
+        pid_t r = waitpid(d->pid, &st, WNOHANG);
+        if (r == d->pid) break;
+        if (nc_now() > deadline) {
+            kill(d->pid, SIGKILL);
+            waitpid(d->pid, &st, 0);
+            d->pid = 0;
+            return -1;
+        }
+        nap();
+    }
+    d->pid = 0;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+bool nc_log_contains(const nc_daemon_t *d, const char *needle) {
+    FILE *f = fopen(d->log, "r");
+    if (!f) return false;
+    char line[2048];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f))
+        if (strstr(line, needle)) found = true;
+    fclose(f);
+    return found;
+}
+
+void nc_daemon_cleanup(nc_daemon_t *d) {
+    if (d->pid > 0) nc_daemon_stop(d, SIGKILL, 5);
+    if (getenv("NC_KEEP_LOGS")) return;
+    DIR *dir = opendir(d->dir);
+    if (dir) {
+        struct dirent *e;
+        char p[600];
+        while ((e = readdir(dir))) {
+            if (e->d_name[0] == '.') continue;
+            snprintf(p, sizeof p, "%s/%s", d->dir, e->d_name);
+            unlink(p);
+        }
+        closedir(dir);
+    }
+    rmdir(d->dir);
+}
+
+/* ---------------------------------------------------------------- client */
+
+int nc_connect(nc_t *c, int port) {
+    memset(c, 0, sizeof *c);
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) return -1;
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(c->fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(c->fd);
+        return -1;
+    }
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    msgpack_unpacker_init(&c->up, 64 * 1024);
+    c->next_id = 1;
+    return 0;
+}
+
+void nc_close(nc_t *c) {
+    if (c->fd >= 0) close(c->fd);
+    c->fd = -1;
+    for (size_t i = 0; i < c->nnotes; i++) nc_note_free(c->notes[i]);
+    c->nnotes = 0;
+    msgpack_unpacker_destroy(&c->up);
+}
+
+int nc_send_raw(nc_t *c, const void *p, size_t n) {
+    const char *q = p;
+    while (n > 0) {
+        ssize_t w = send(c->fd, q, n, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        q += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static uint32_t vsend_req(nc_t *c, const char *method, const char *fmt, va_list ap) {
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    uint32_t id = c->next_id++;
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_int(&pk, 0);
+    msgpack_pack_uint32(&pk, id);
+    msgpack_pack_str_with_body(&pk, method, strlen(method));
+    msgpack_pack_array(&pk, strlen(fmt));
+    for (const char *f = fmt; *f; f++) {
+        switch (*f) {
+        case 'u': msgpack_pack_uint64(&pk, va_arg(ap, uint64_t)); break;
+        case 'i': msgpack_pack_int64(&pk, va_arg(ap, long long)); break;
+        case 'd': msgpack_pack_double(&pk, va_arg(ap, double)); break;
+        case 's': {
+            const char *s = va_arg(ap, const char *);
+            msgpack_pack_str_with_body(&pk, s, strlen(s));
+            break;
+        }
+        case 'n': msgpack_pack_nil(&pk); break;
+        case 'b': if (va_arg(ap, int)) msgpack_pack_true(&pk); else msgpack_pack_false(&pk); break;
+        case 'v': {
+            const double *v = va_arg(ap, const double *);
+            msgpack_pack_array(&pk, 3);
+            for (int i = 0; i < 3; i++) msgpack_pack_double(&pk, v[i]);
+            break;
+        }
+        default: msgpack_pack_nil(&pk); break;
+        }
+    }
+    nc_send_raw(c, sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    return id;
+}
+
+uint32_t nc_send_req(nc_t *c, const char *method, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    uint32_t id = vsend_req(c, method, fmt, ap);
+    va_end(ap);
+    return id;
+}
+
+/* Read one message with a deadline into *out (caller-initialised). 1 ok,
+ * 0 timeout, -1 EOF/error. */
+static int read_msg(nc_t *c, double deadline, msgpack_unpacked *out) {
+    for (;;) {
+        msgpack_unpack_return r = msgpack_unpacker_next(&c->up, out);
+        if (r == MSGPACK_UNPACK_SUCCESS) return 1;
+        if (r == MSGPACK_UNPACK_PARSE_ERROR || r == MSGPACK_UNPACK_NOMEM_ERROR) return -1;
+        if (c->closed) return -1;
+        double left = deadline - nc_now();
+        if (left <= 0) return 0;
+        struct pollfd pfd = {c->fd, POLLIN, 0};
+        int pr = poll(&pfd, 1, (int)(left * 1000) + 1);
+        if (pr < 0 && errno == EINTR) continue;
+        if (pr <= 0) continue;
+        if (!msgpack_unpacker_reserve_buffer(&c->up, 64 * 1024)) return -1;
+        ssize_t n = recv(c->fd, msgpack_unpacker_buffer(&c->up), msgpack_unpacker_buffer_capacity(&c->up), 0);
+        if (n <= 0) {
+            if (n < 0 && errno == EINTR) continue;
+            c->closed = true;
+            continue; /* drain what is buffered first */
+        }
+        c->bytes_in += (size_t)n;
+        msgpack_unpacker_buffer_consumed(&c->up, (size_t)n);
+    }
+}
+
+static void queue_note(nc_t *c, msgpack_unpacked *u) {
+    if (c->nnotes == NC_MAX_NOTES) { /* drop the oldest */
+        nc_note_free(c->notes[0]);
+        memmove(c->notes, c->notes + 1, (NC_MAX_NOTES - 1) * sizeof c->notes[0]);
+        c->nnotes--;
+    }
+    c->notes[c->nnotes++] = u;
+}
+
+static void fill_resp(nc_resp_t *resp) {
+    const msgpack_object *a = resp->msg.data.via.array.ptr;
+    resp->error = a[2].type == MSGPACK_OBJECT_NIL ? NULL : &a[2];
+    resp->result = &a[3];
+    resp->code = 0;
+    resp->message[0] = '\0';
+    if (resp->error) {
+        const msgpack_object *code = nc_get(resp->error, "code");
+        const msgpack_object *m = nc_get(resp->error, "message");
+        resp->code = code ? (int64_t)code->via.i64 : -1;
+        if (m && m->type == MSGPACK_OBJECT_STR)
+            snprintf(resp->message, sizeof resp->message, "%.*s", (int)m->via.str.size, m->via.str.ptr);
+    }
+}
+
+int nc_wait_resp(nc_t *c, uint32_t msgid, double timeout_s, nc_resp_t *resp) {
+    double deadline = nc_now() + timeout_s;
+    for (;;) {
+        msgpack_unpacked *u = malloc(sizeof *u);
+        msgpack_unpacked_init(u);
+        int r = read_msg(c, deadline, u);
+        if (r <= 0) {
+            nc_note_free(u);
+            return -1;
+        }
+        const msgpack_object *o = &u->data;
+        if (o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size == 4 && o->via.array.ptr[0].via.u64 == 1) {
+            if (o->via.array.ptr[1].via.u64 == msgid) {
+                resp->msg = *u; /* take over the zone */
+                free(u);
+                fill_resp(resp);
+                return 0;
+            }
+            nc_note_free(u); /* a stale response */
+            continue;
+        }
+        queue_note(c, u);
+    }
+}
+
+void nc_resp_free(nc_resp_t *resp) { msgpack_unpacked_destroy(&resp->msg); }
+
+int nc_call(nc_t *c, double timeout_s, nc_resp_t *resp, const char *method, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    uint32_t id = vsend_req(c, method, fmt, ap);
+    va_end(ap);
+    return nc_wait_resp(c, id, timeout_s, resp);
+}
+
+static bool note_is(const msgpack_unpacked *u, const char *method) {
+    const msgpack_object *o = &u->data;
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 3) return false;
+    if (o->via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.array.ptr[0].via.u64 != 2) return false;
+    return method == NULL || nc_str_eq(&o->via.array.ptr[1], method);
+}
+
+msgpack_unpacked *nc_next_note(nc_t *c, const char *method, double timeout_s) {
+    for (size_t i = 0; i < c->nnotes; i++) {
+        if (note_is(c->notes[i], method)) {
+            msgpack_unpacked *u = c->notes[i];
+            memmove(c->notes + i, c->notes + i + 1, (c->nnotes - i - 1) * sizeof c->notes[0]);
+            c->nnotes--;
+            return u;
+        }
+    }
+    double deadline = nc_now() + timeout_s;
+    for (;;) {
+        msgpack_unpacked *u = malloc(sizeof *u);
+        msgpack_unpacked_init(u);
+        int r = read_msg(c, deadline, u);
+        if (r <= 0) {
+            nc_note_free(u);
+            return NULL;
+        }
+        if (note_is(u, method)) return u;
+        if (note_is(u, NULL)) queue_note(c, u);
+        else nc_note_free(u);
+    }
+}
+
+void nc_note_free(msgpack_unpacked *u) {
+    if (!u) return;
+    msgpack_unpacked_destroy(u);
+    free(u);
+}
+
+const msgpack_object *nc_note_params(const msgpack_unpacked *u) { return &u->data.via.array.ptr[2]; }
+
+int nc_wait_closed(nc_t *c, double timeout_s) {
+    double deadline = nc_now() + timeout_s;
+    char buf[65536];
+    while (!c->closed) {
+        double left = deadline - nc_now();
+        if (left <= 0) return -1;
+        struct pollfd pfd = {c->fd, POLLIN, 0};
+        if (poll(&pfd, 1, (int)(left * 1000) + 1) <= 0) continue;
+        ssize_t n = recv(c->fd, buf, sizeof buf, 0);
+        if (getenv("NC_DEBUG")) fprintf(stderr, "wait_closed: recv %zd errno %d\n", n, n < 0 ? errno : 0);
+        if (n <= 0 && !(n < 0 && errno == EINTR)) c->closed = true;
+    }
+    return 0;
+}
+
+bool nc_str_eq(const msgpack_object *o, const char *s) {
+    size_t n = strlen(s);
+    return o && o->type == MSGPACK_OBJECT_STR && o->via.str.size == n && memcmp(o->via.str.ptr, s, n) == 0;
+}
+
+const msgpack_object *nc_get(const msgpack_object *map, const char *key) {
+    if (!map || map->type != MSGPACK_OBJECT_MAP) return NULL;
+    for (uint32_t i = 0; i < map->via.map.size; i++)
+        if (nc_str_eq(&map->via.map.ptr[i].key, key)) return &map->via.map.ptr[i].val;
+    return NULL;
+}
+
+static double num(const msgpack_object *o) {
+    if (!o) return NAN;
+    switch (o->type) {
+    case MSGPACK_OBJECT_POSITIVE_INTEGER: return (double)o->via.u64;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER: return (double)o->via.i64;
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64: return o->via.f64;
+    default: return NAN;
+    }
+}
+
+uint64_t nc_get_u64(const msgpack_object *map, const char *key) {
+    const msgpack_object *o = nc_get(map, key);
+    return o && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? o->via.u64 : 0;
+}
+
+double nc_get_num(const msgpack_object *map, const char *key) { return num(nc_get(map, key)); }
+
+/* ---------------------------------------------------------------- view */
+
+static nc_ent_t *view_find_mut(nc_view_t *v, uint64_t id) {
+    size_t lo = 0, hi = v->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (v->e[mid].id < id) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < v->n && v->e[lo].id == id ? &v->e[lo] : NULL;
+}
+
+const nc_ent_t *nc_view_find(const nc_view_t *v, uint64_t id) { return view_find_mut((nc_view_t *)v, id); }
+
+static int cmp_ent(const void *a, const void *b) {
+    uint64_t x = ((const nc_ent_t *)a)->id, y = ((const nc_ent_t *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
+/* Stand-in format (src/daemon/snapshim.c):
+ * [tick, base_tick|nil, entered, changed, left]. */
+int nc_view_apply(nc_view_t *v, const msgpack_object *params) {
+    if (params->type != MSGPACK_OBJECT_ARRAY || params->via.array.size != 5) return -1;
+    const msgpack_object *p = params->via.array.ptr;
+    uint64_t tick = p[0].via.u64;
+    if (p[1].type == MSGPACK_OBJECT_NIL) {
+        v->n = 0;
+        v->fulls++;
+    } else if (p[1].via.u64 != v->tick) {
+        return -1;
+    }
+    const msgpack_object *ent = &p[2], *chg = &p[3], *left = &p[4];
+    for (uint32_t i = 0; i < chg->via.array.size; i++) {
+        const msgpack_object *r = chg->via.array.ptr[i].via.array.ptr;
+        nc_ent_t *e = view_find_mut(v, r[0].via.u64);
+        if (!e) return -1;
+        for (int k = 0; k < 3; k++) e->pos[k] = num(&r[1 + k]) / 16.0;
+        for (int k = 0; k < 3; k++) e->vel[k] = num(&r[4 + k]) / 64.0;
+        e->hp = num(&r[7]) / 16.0;
+    }
+    for (uint32_t i = 0; i < left->via.array.size; i++) {
+        nc_ent_t *e = view_find_mut(v, left->via.array.ptr[i].via.u64);
+        if (!e) return -1;
+        e->id = UINT64_MAX; /* removed below */
+    }
+    size_t need = v->n + ent->via.array.size;
+    if (need > v->cap) {
+        v->cap = need * 2;
+        v->e = realloc(v->e, v->cap * sizeof *v->e);
+    }
+    for (uint32_t i = 0; i < ent->via.array.size; i++) {
+        const msgpack_object *r = ent->via.array.ptr[i].via.array.ptr;
+        nc_ent_t *e = &v->e[v->n++];
+        e->id = r[0].via.u64;
+        e->kind = (int)r[1].via.u64;
+        for (int k = 0; k < 3; k++) e->pos[k] = num(&r[2 + k]) / 16.0;
+        for (int k = 0; k < 3; k++) e->vel[k] = num(&r[5 + k]) / 64.0;
+        e->hp = num(&r[8]) / 16.0;
+        e->owner = (uint32_t)r[9].via.u64;
+    }
+    qsort(v->e, v->n, sizeof *v->e, cmp_ent);
+    while (v->n > 0 && v->e[v->n - 1].id == UINT64_MAX) v->n--;
+    v->tick = tick;
+    v->snapshots++;
+    return 0;
+}
+
+void nc_view_free(nc_view_t *v) {
+    free(v->e);
+    memset(v, 0, sizeof *v);
+}

@@ -1,0 +1,130 @@
+/* netclient.h: a small blocking MessagePack-RPC client and daemon launcher
+ * for the network tests.
+ *
+ * The daemon is started as a real process on 127.0.0.1 with --port 0 and
+ * --port-file, its stderr going to a log file in a private temp directory;
+ * nc_daemon_start() polls the port file with a deadline (no sleeps as race
+ * fixes). Every read here has a deadline too: a hung daemon fails the test
+ * instead of hanging it. Single-threaded; everything allocates freely. */
+#ifndef SP_TESTS_NETCLIENT_H
+#define SP_TESTS_NETCLIENT_H
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct nc_daemon {
+    pid_t pid;
+    int port;
+    char dir[256];     /* private temp dir: log, port file, checkpoints */
+    char log[320];     /* the daemon's stderr */
+    char portfile[320];
+} nc_daemon_t;
+
+/* Make a temp dir for a daemon (d->dir). Returns 0 or -1. */
+int nc_daemon_prepare(nc_daemon_t *d);
+
+/* Start spacesimd with --bind 127.0.0.1 --port 0 --port-file ... plus
+ * `args` (NULL-terminated, may be NULL); env_token (may be NULL) goes into
+ * SPACESIM_ADMIN_TOKEN. Waits up to timeout_s for the port. Returns 0, or -1
+ * when the daemon exited first (its status in *exit_status if non-NULL, -1
+ * if still running after the timeout, then it is killed). */
+int nc_daemon_start(nc_daemon_t *d, const char *const *args, const char *env_token, double timeout_s,
+                    int *exit_status);
+
+/* Send sig and wait for exit up to timeout_s (then SIGKILL). Returns the exit
+ * status (WEXITSTATUS, or 128+signal), or -1. */
+int nc_daemon_stop(nc_daemon_t *d, int sig, double timeout_s);
+
+/* Does the daemon's log contain `needle`? */
+bool nc_log_contains(const nc_daemon_t *d, const char *needle);
+
+/* Remove the temp dir and its files. */
+void nc_daemon_cleanup(nc_daemon_t *d);
+
+#define NC_MAX_NOTES 4096
+
+typedef struct nc {
+    int fd;
+    msgpack_unpacker up;
+    uint32_t next_id;
+    /* Notifications received while waiting for responses, oldest first. */
+    msgpack_unpacked *notes[NC_MAX_NOTES];
+    size_t nnotes;
+    bool closed; /* EOF or error seen */
+    size_t bytes_in;
+} nc_t;
+
+/* Connect to 127.0.0.1:port. Returns 0 or -1. */
+int nc_connect(nc_t *c, int port);
+void nc_close(nc_t *c);
+
+/* Write raw bytes (all of them, blocking). Returns 0 or -1. */
+int nc_send_raw(nc_t *c, const void *p, size_t n);
+
+/* Send a request. fmt has one character per param:
+ *   u uint64_t, i int64_t (as long long), d double, s const char *, n nil,
+ *   v const double * (3 numbers, sent as an array), b int (bool)
+ * Returns the msgid. */
+uint32_t nc_send_req(nc_t *c, const char *method, const char *fmt, ...);
+
+typedef struct nc_resp {
+    msgpack_unpacked msg;
+    const msgpack_object *error;  /* NULL on success */
+    const msgpack_object *result;
+    int64_t code;                 /* error code, 0 on success */
+    char message[160];
+} nc_resp_t;
+
+/* Wait for the response to msgid (notifications are queued meanwhile).
+ * Returns 0 (resp filled; free with nc_resp_free), or -1 on timeout/EOF. */
+int nc_wait_resp(nc_t *c, uint32_t msgid, double timeout_s, nc_resp_t *resp);
+void nc_resp_free(nc_resp_t *resp);
+
+/* Request + wait. Returns 0 / -1 as nc_wait_resp. */
+int nc_call(nc_t *c, double timeout_s, nc_resp_t *resp, const char *method, const char *fmt, ...);
+
+/* Next queued or arriving notification named `method` (NULL = any), removing
+ * it and every earlier notification of other names when skip_others. Returns
+ * a msgpack_unpacked the caller frees with nc_note_free(), or NULL on timeout
+ * or EOF. */
+msgpack_unpacked *nc_next_note(nc_t *c, const char *method, double timeout_s);
+void nc_note_free(msgpack_unpacked *u);
+/* params array of a notification. */
+const msgpack_object *nc_note_params(const msgpack_unpacked *u);
+
+/* Read until EOF (returns 0) or timeout (-1), discarding. */
+int nc_wait_closed(nc_t *c, double timeout_s);
+
+/* Map lookup by string key; NULL when absent. */
+const msgpack_object *nc_get(const msgpack_object *map, const char *key);
+uint64_t nc_get_u64(const msgpack_object *map, const char *key);
+double nc_get_num(const msgpack_object *map, const char *key);
+bool nc_str_eq(const msgpack_object *o, const char *s);
+
+/* A client-side world view built from snapshot notifications. */
+typedef struct nc_ent {
+    uint64_t id;
+    int kind;
+    double pos[3], vel[3], hp;
+    uint32_t owner;
+} nc_ent_t;
+
+typedef struct nc_view {
+    nc_ent_t *e;
+    size_t n, cap;
+    uint64_t tick;
+    uint64_t snapshots, fulls;
+} nc_view_t;
+
+/* Apply one snapshot notification's params. Returns 0, or -1 on a malformed
+ * snapshot or a base tick that is not the view's tick. */
+int nc_view_apply(nc_view_t *v, const msgpack_object *params);
+const nc_ent_t *nc_view_find(const nc_view_t *v, uint64_t id);
+void nc_view_free(nc_view_t *v);
+
+double nc_now(void);
+
+#endif
