@@ -42,6 +42,8 @@ int sp_mpmc_init(sp_mpmc_t *q, size_t capacity, size_t elem_size, const sp_alloc
      * Large ones (bus messages): round to whole lines so two cells never share
      * a line and each copy is line-aligned. */
     cell_size = (cell_size <= SP_CACHELINE) ? sp_align_up(cell_size, 8) : sp_align_up(cell_size, SP_CACHELINE);
+    /* elem_size 8 gives 16-byte cells: the pointer batch paths rely on it. */
+    SP_ASSERT(elem_size != sizeof(void *) || cell_size == 16);
 
     size_t bytes;
     if (sp_size_mul(capacity, cell_size, &bytes) != 0) return SP_EOVERFLOW;
@@ -145,6 +147,10 @@ int sp_mpmc_try_pop(sp_mpmc_t *q, void *out) {
  * before ours, exactly as in the single-item path. Returns k and the claimed
  * start position in *start. */
 static size_t claim_n(struct sp__mpmc_side *s, size_t n, size_t off, size_t *start) {
+    /* Geometry in locals: the compiler cannot keep fields of *s in registers
+     * across the atomic loads otherwise. */
+    unsigned char *const cells = s->cells;
+    const size_t mask = s->mask, cs = s->cell_size;
     size_t pos = atomic_load_explicit(&s->pos, memory_order_relaxed); /* hint, validated by CAS */
     for (;;) {
         size_t k = 0;
@@ -153,7 +159,8 @@ static size_t claim_n(struct sp__mpmc_side *s, size_t n, size_t off, size_t *sta
             /* Acquire: pairs with the release store of the cell's previous
              * owner (producer: consumer's seq = pos; consumer: producer's
              * seq = pos + 1); see the single-item paths. */
-            size_t seq = atomic_load_explicit(cell_seq(s, pos + k), memory_order_acquire);
+            size_t seq = atomic_load_explicit((_Atomic size_t *)(void *)(cells + ((pos + k) & mask) * cs),
+                                              memory_order_acquire);
             intptr_t dif = (intptr_t)(seq - (pos + k + off));
             if (dif != 0) {
                 /* dif > 0 at k == 0: pos is stale (others moved on). */
@@ -181,14 +188,28 @@ size_t sp_mpmc_try_push_n(sp_mpmc_t *q, const void *elems, size_t n) {
     struct sp__mpmc_side *s = &q->prod.s;
     size_t pos;
     size_t k = claim_n(s, n, 0, &pos);
+    unsigned char *const cells = s->cells;
+    const size_t mask = s->mask, cs = s->cell_size, es = s->elem_size;
+    if (es == sizeof(void *)) {
+        /* Pointer cells are 16 bytes: seq, then the pointer. */
+        void *const *src = elems;
+        for (size_t i = 0; i < k; i++) {
+            unsigned char *c = cells + (((pos + i) & mask) << 4);
+            memcpy(c + SP_MPMC_CELL_HDR, &src[i], sizeof(void *));
+            /* Release: publishes this cell's payload to its consumer (acquire
+             * of seq == pos + i + 1). Cells are published one by one, in
+             * order, so a consumer can start on the first while we fill the
+             * rest. */
+            atomic_store_explicit((_Atomic size_t *)(void *)c, pos + i + 1, memory_order_release);
+        }
+        return k;
+    }
     const unsigned char *src = elems;
-    size_t es = s->elem_size;
     for (size_t i = 0; i < k; i++) {
-        copy_elem(cell_data(s, pos + i), src + i * es, es);
-        /* Release: publishes this cell's copy to its consumer (acquire of
-         * seq == pos + i + 1). Cells are published one by one, in order, so a
-         * consumer can start on the first while we fill the rest. */
-        atomic_store_explicit(cell_seq(s, pos + i), pos + i + 1, memory_order_release);
+        unsigned char *c = cells + ((pos + i) & mask) * cs;
+        memcpy(c + SP_MPMC_CELL_HDR, src + i * es, es);
+        /* Release: as above. */
+        atomic_store_explicit((_Atomic size_t *)(void *)c, pos + i + 1, memory_order_release);
     }
     return k;
 }
@@ -197,14 +218,25 @@ size_t sp_mpmc_try_pop_n(sp_mpmc_t *q, void *out, size_t max) {
     struct sp__mpmc_side *s = &q->cons.s;
     size_t pos;
     size_t k = claim_n(s, max, 1, &pos);
+    unsigned char *const cells = s->cells;
+    const size_t mask = s->mask, cs = s->cell_size, es = s->elem_size, cap = mask + 1;
+    if (es == sizeof(void *)) {
+        void **dst = out;
+        for (size_t i = 0; i < k; i++) {
+            unsigned char *c = cells + (((pos + i) & mask) << 4);
+            memcpy(&dst[i], c + SP_MPMC_CELL_HDR, sizeof(void *));
+            /* Release: our copy-out happens before the next lap's producer
+             * (acquire of seq == pos + i + cap) overwrites the cell. */
+            atomic_store_explicit((_Atomic size_t *)(void *)c, pos + i + cap, memory_order_release);
+        }
+        return k;
+    }
     unsigned char *dst = out;
-    size_t es = s->elem_size;
-    size_t cap = s->mask + 1;
     for (size_t i = 0; i < k; i++) {
-        copy_elem(dst + i * es, cell_data(s, pos + i), es);
-        /* Release: our copy-out happens before the next lap's producer
-         * (acquire of seq == pos + i + cap) overwrites the cell. */
-        atomic_store_explicit(cell_seq(s, pos + i), pos + i + cap, memory_order_release);
+        unsigned char *c = cells + ((pos + i) & mask) * cs;
+        memcpy(dst + i * es, c + SP_MPMC_CELL_HDR, es);
+        /* Release: as above. */
+        atomic_store_explicit((_Atomic size_t *)(void *)c, pos + i + cap, memory_order_release);
     }
     return k;
 }
