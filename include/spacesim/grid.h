@@ -164,9 +164,10 @@ SP_API void sp_grid_free(sp_grid_t *g);
  *   SP_ENOMEM     the scratch arena or g's allocator failed.
  * Empty input (n == 0), n == 1 and all radii 0 return 0 with no pairs.
  *
- * Scratch: temporary arrays (about 36 bytes per sphere, 4 bytes per cell and
- * 4 per sphere for the sort) are taken from `scratch` and released (rewound
- * to a mark taken on entry) before returning, on success and failure alike.
+ * Scratch: temporary arrays (32 bytes per sphere, 4 bytes per cell per
+ * thread, +24 bytes per sphere when hashed; ~4.3 MiB at 100k spheres) are
+ * taken from `scratch` and released (rewound to a mark taken on entry)
+ * before returning, on success and failure alike.
  * scratch NULL = an arena owned by g. `scratch` must not be used by other
  * threads during the call.
  *

@@ -5,16 +5,19 @@
  *   1. scan   (par, input order)  bounds, rmin/rmax, NaN/inf detection
  *   2. layout (ser)               cell edge, dense box or hash table size
  *   3. keys   (par, input order)  cell (dense) or bucket (hash) of each sphere
- *   4. sort   (ser)               counting sort: histogram, prefix, scatter
- *                                 into cell-ordered copies (x,y,z,r packed)
+ *   4. sort   (par)               stable counting sort: per-thread histograms,
+ *                                 two-pass prefix, scatter into cell-ordered
+ *                                 SoA copies (x, y, z, r, input index)
  *   5. pairs  (par, cell order)   half-shell sweep into per-thread buffers
- *   6. output (ser)               concatenate (ORDER_CELL) or counting sort
+ *                                 (AVX-512 kernel when available, else scalar)
+ *   6. output (par)               concatenate (ORDER_CELL) or counting sort
  *                                 by a, then insertion sort by b (ORDER_AB)
  *
  * Determinism: phase 5 splits the cell-ordered spheres into contiguous
  * ranges and each thread emits its range's pairs in the serial sweep order,
  * so thread buffers concatenated in thread order are exactly the serial
- * output; phase 6 is serial. No result depends on timing or thread count.
+ * output; phase 4 is a stable sort (same order for any thread count) and
+ * phase 6 partitions by a. No result depends on timing or thread count.
  *
  * Pool synchronisation is a mutex and two condition variables (no atomics):
  * a job is published under the mutex with a new generation number, workers
