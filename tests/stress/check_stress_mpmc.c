@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "helpers/sp_check.h"
+#include "../helpers/sp_check.h"
 #include "spacesim/mpmc.h"
 #include "spacesim/spsc.h"
 

@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "helpers/sp_check.h"
+#include "../helpers/sp_check.h"
 #include "spacesim/stack.h"
 
 #define MAXT 64
