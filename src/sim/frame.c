@@ -197,24 +197,26 @@ static int row_in(const sp_frame_row_t *row, double cx, double cy, double cz, do
     return dx * dx + dy * dy + dz * dz <= r2;
 }
 
-/* A run of rows of one cell; the heap is keyed by the run's current row. */
+/* A run of rows of one cell, positioned on its next MATCHING row (key); the
+ * heap is keyed by it. inside: the whole cell lies within the sphere, so its
+ * rows need no distance test. */
 typedef struct run {
-    uint32_t pos, end;
+    uint32_t key, pos, end, inside;
 } run_t;
 
 #define SP_FRAME_MAX_RUNS 1024
 
-static void sift_down(run_t *h, uint32_t n, uint32_t k, const uint32_t *cr) {
+static void sift_down(run_t *h, uint32_t n, uint32_t k) {
+    run_t v = h[k];
     for (;;) {
-        uint32_t l = 2 * k + 1, m = k;
-        if (l < n && cr[h[l].pos] < cr[h[m].pos]) m = l;
-        if (l + 1 < n && cr[h[l + 1].pos] < cr[h[m].pos]) m = l + 1;
-        if (m == k) return;
-        run_t t = h[k];
-        h[k] = h[m];
-        h[m] = t;
-        k = m;
+        uint32_t l = 2 * k + 1;
+        if (l >= n) break;
+        if (l + 1 < n && h[l + 1].key < h[l].key) l++;
+        if (h[l].key >= v.key) break;
+        h[k] = h[l];
+        k = l;
     }
+    h[k] = v;
 }
 
 static int32_t axis_cell(double v, double half, double inv, uint32_t n) {
@@ -222,6 +224,30 @@ static int32_t axis_cell(double v, double half, double inv, uint32_t n) {
     if (x < 0) return -1;
     if (x >= (double)n) return (int32_t)n;
     return (int32_t)x;
+}
+
+typedef struct qctx {
+    const sp_frame_t *f;
+    double cx, cy, cz, r2;
+} qctx_t;
+
+/* Advance a run to its next matching row; returns 0 when exhausted. */
+static int run_settle(const qctx_t *q, run_t *r) {
+    const uint32_t *cr = q->f->cell_rows;
+    if (r->inside) {
+        if (r->pos >= r->end) return 0;
+        r->key = cr[r->pos];
+        return 1;
+    }
+    while (r->pos < r->end) {
+        uint32_t row = cr[r->pos];
+        if (row_in(&q->f->rows[row], q->cx, q->cy, q->cz, q->r2)) {
+            r->key = row;
+            return 1;
+        }
+        r->pos++;
+    }
+    return 0;
 }
 
 size_t sp_frame_query_sphere(const sp_frame_t *f, float cx, float cy, float cz, float r,
@@ -253,26 +279,45 @@ size_t sp_frame_query_sphere(const sp_frame_t *f, float cx, float cy, float cz, 
         return found;
     }
     /* K-way merge of the touched cells' runs (each ascending) with a binary
-     * min-heap: output ascending without sorting and without scratch. */
+     * min-heap: output ascending without sorting and without scratch. Cells
+     * wholly outside the sphere are skipped, cells wholly inside skip the
+     * distance test, and only matching rows go through the heap. Border
+     * cells also hold rows clamped in from outside the cube, so their outer
+     * side is unbounded and they are never "inside". */
     run_t heap[SP_FRAME_MAX_RUNS];
     uint32_t hn = 0;
+    qctx_t q = {f, cx, cy, cz, r2};
+    double cs = f->cell_size, margin = cs * 1e-3 + 1.0 / SP_FRAME_POS_SCALE;
     for (int32_t z = lo[2]; z <= hi[2]; z++)
         for (int32_t y = lo[1]; y <= hi[1]; y++)
             for (int32_t x = lo[0]; x <= hi[0]; x++) {
                 uint32_t cell = ((uint32_t)z * n + (uint32_t)y) * n + (uint32_t)x;
                 uint32_t s = f->cell_start[cell], e = f->cell_start[cell + 1];
-                if (s < e) heap[hn++] = (run_t){s, e};
+                if (s == e) continue;
+                int32_t idx[3] = {x, y, z};
+                double dmin2 = 0.0, dmax2 = 0.0;
+                int border = 0;
+                for (int k = 0; k < 3; k++) {
+                    double b0 = idx[k] * cs - half - margin, b1 = (idx[k] + 1) * cs - half + margin;
+                    if (idx[k] == 0) b0 = -INFINITY, border = 1;
+                    if (idx[k] == (int32_t)n - 1) b1 = INFINITY, border = 1;
+                    double dlo = c[k] - b0, dhi = b1 - c[k];
+                    if (c[k] < b0) dmin2 += (b0 - c[k]) * (b0 - c[k]);
+                    else if (c[k] > b1) dmin2 += (c[k] - b1) * (c[k] - b1);
+                    double far = dlo > dhi ? dlo : dhi;
+                    dmax2 += far * far;
+                }
+                if (dmin2 > r2) continue;
+                run_t rn = {0, s, e, !border && dmax2 <= r2};
+                if (run_settle(&q, &rn)) heap[hn++] = rn;
             }
-    const uint32_t *cr = f->cell_rows;
-    for (uint32_t k = hn / 2; k-- > 0;) sift_down(heap, hn, k, cr);
+    for (uint32_t k = hn / 2; k-- > 0;) sift_down(heap, hn, k);
     while (hn > 0) {
-        uint32_t row = cr[heap[0].pos];
-        if (row_in(&f->rows[row], cx, cy, cz, r2)) {
-            if (found < cap) out[found] = row;
-            found++;
-        }
-        if (++heap[0].pos == heap[0].end) heap[0] = heap[--hn];
-        sift_down(heap, hn, 0, cr);
+        if (found < cap) out[found] = heap[0].key;
+        found++;
+        heap[0].pos++;
+        if (!run_settle(&q, &heap[0])) heap[0] = heap[--hn];
+        if (hn > 0) sift_down(heap, hn, 0);
     }
     return found;
 }

@@ -207,12 +207,23 @@ static int slot_ok(const sp_world_def_t *d, const slot_rec_t *s) {
         if (!isfinite(s->fl[k])) return 0;
     for (int r = 0; r < SP_RESOURCE_COUNT; r++)
         if (!(s->cargo[r] >= 0.0f) || !isfinite(s->cargo[r])) return 0;
-    float lim = 2.0f * d->half_extent;
+    /* Positions: walls reflect awake bodies to within h - r, and a contact's
+     * positional correction moves a body by less than the sum of two radii;
+     * anything beyond this bound was not made by the world (and would make
+     * static-grid cell coordinates overflow). */
+    float rmax = d->asteroid_radius_max > d->ship_radius ? d->asteroid_radius_max : d->ship_radius;
+    float lim = 2.0f * d->half_extent + 4.0f * rmax + 16.0f;
     for (int k = F_PX; k <= F_PZ; k++)
         if (fabsf(s->fl[k]) > lim) return 0;
+    /* Velocities: commands cap them (SP_WORLD_MAX_VELOCITY) and contacts do
+     * not add energy; this wide bound keeps every later sum finite. */
+    for (int k = F_VX; k <= F_VZ; k++)
+        if (fabsf(s->fl[k]) > 1e12f) return 0;
     if (!(s->fl[F_R] > 0.0f) || !(s->fl[F_IM] >= 0.0f) || !(s->fl[F_HP] > 0.0f) ||
-        !(s->fl[F_MHP] > 0.0f) || !(s->fl[F_AMT] >= 0.0f))
+        !(s->fl[F_MHP] > 0.0f) || !(s->fl[F_AMT] >= 0.0f) || s->fl[F_HP] > s->fl[F_MHP])
         return 0;
+    /* Derived quantities must be exactly what spawning computed. */
+    float rad = s->fl[F_R];
     const uint8_t known = SP_ENT_NPC | SP_ENT_SLEEPING | SP_ENT_MINER | SP_ENT_FIGHTER;
     if (s->flags & ~known) return 0;
     uint8_t role = s->flags & (SP_ENT_MINER | SP_ENT_FIGHTER);
@@ -221,7 +232,8 @@ static int slot_ok(const sp_world_def_t *d, const slot_rec_t *s) {
     case SP_KIND_SHIP: {
         int npc = (s->flags & SP_ENT_NPC) != 0;
         if (npc != (s->owner == 0) || (role && !npc) || (s->flags & SP_ENT_SLEEPING)) return 0;
-        if (s->resource != -1 || s->fl[F_AMT] != 0.0f || !(s->fl[F_IM] > 0.0f)) return 0;
+        if (s->resource != -1 || s->fl[F_AMT] != 0.0f) return 0;
+        if (rad != d->ship_radius || s->fl[F_IM] != 1.0f / d->ship_mass || s->fl[F_MHP] != d->ship_hp) return 0;
         if (s->wcd > d->weapon_cooldown_ticks || s->mcd > d->mining_cooldown_ticks) return 0;
         if (s->ttl != 0 || s->rest != 0 || s->source != 0) return 0;
         double l2 = (double)s->fl[F_DVX] * s->fl[F_DVX] + (double)s->fl[F_DVY] * s->fl[F_DVY] +
@@ -232,7 +244,10 @@ static int slot_ok(const sp_world_def_t *d, const slot_rec_t *s) {
     case SP_KIND_ASTEROID:
         if (s->flags & ~SP_ENT_SLEEPING) return 0;
         if (s->resource < 0 || s->resource >= SP_RESOURCE_COUNT) return 0;
-        if (!(s->fl[F_AMT] > 0.0f) || !(s->fl[F_IM] > 0.0f) || s->fl[F_R] > d->asteroid_radius_max) return 0;
+        if (!(s->fl[F_AMT] > 0.0f) || rad > d->asteroid_radius_max) return 0;
+        if (s->fl[F_IM] != 1.0f / (d->asteroid_density * rad * rad * rad) ||
+            s->fl[F_MHP] != d->asteroid_hp_per_radius * rad)
+            return 0;
         if (s->rest > d->sleep_ticks || s->wcd || s->mcd || s->ttl || s->source) return 0;
         if ((s->flags & SP_ENT_SLEEPING) &&
             (s->fl[F_VX] != 0.0f || s->fl[F_VY] != 0.0f || s->fl[F_VZ] != 0.0f))
@@ -242,6 +257,8 @@ static int slot_ok(const sp_world_def_t *d, const slot_rec_t *s) {
         return s->fl[F_DVX] == 0.0f && s->fl[F_DVY] == 0.0f && s->fl[F_DVZ] == 0.0f;
     case SP_KIND_PROJECTILE:
         if (s->flags != 0 || s->resource != -1 || s->fl[F_AMT] != 0.0f || s->fl[F_IM] != 0.0f) return 0;
+        if (rad != 0.5f || s->fl[F_MHP] != 1.0f || s->owner == UINT32_MAX) return 0;
+        if (s->fl[F_DVX] != 0.0f || s->fl[F_DVY] != 0.0f || s->fl[F_DVZ] != 0.0f) return 0;
         if (s->ttl == 0 || s->ttl > d->projectile_ttl_ticks || s->wcd || s->mcd || s->rest) return 0;
         for (int r = 0; r < SP_RESOURCE_COUNT; r++)
             if (s->cargo[r] != 0.0f) return 0;

@@ -353,7 +353,7 @@ static int slot_alloc(sp_world_t *w, uint32_t *out) {
 
 static void slot_commit(sp_world_t *w, uint32_t i, int kind) {
     w->kind[i] = (uint8_t)kind;
-    w->awake_dirty = 1;
+    if (kind == SP_KIND_ASTEROID) w->awake_dirty = 1;
     w->count++;
     w->count_kind[kind]++;
 }
@@ -363,7 +363,7 @@ static void slot_free(sp_world_t *w, uint32_t i) {
         w->nsleeping--;
         w->stale++;
     }
-    w->awake_dirty = 1;
+    if (w->kind[i] == SP_KIND_ASTEROID) w->awake_dirty = 1;
     w->count--;
     w->count_kind[w->kind[i]]--;
     w->kind[i] = SP_KIND_NONE;
@@ -460,6 +460,21 @@ int sp_world_set_desired_velocity(sp_world_t *w, sp_entity_id_t ship, const floa
         clamped_out[1] = y;
         clamped_out[2] = z;
     }
+    return 0;
+}
+
+static void wake(sp_world_t *w, uint32_t i);
+
+int sp_world_set_velocity(sp_world_t *w, sp_entity_id_t id, const float v[3]) {
+    if (w == NULL || !vec3_ok(v)) return SP_EINVAL;
+    for (int k = 0; k < 3; k++)
+        if (fabsf(v[k]) > SP_WORLD_MAX_VELOCITY) return SP_EINVAL;
+    if (!sp__alive(w, id)) return SP_ENOENT;
+    uint32_t i = sp_id_index(id);
+    if (w->kind[i] == SP_KIND_ASTEROID) wake(w, i);
+    w->vx[i] = v[0];
+    w->vy[i] = v[1];
+    w->vz[i] = v[2];
     return 0;
 }
 

@@ -189,6 +189,15 @@ SP_API int sp_world_spawn_asteroid(sp_world_t *w, const float *pos, float r, flo
 SP_API int sp_world_set_desired_velocity(sp_world_t *w, sp_entity_id_t ship, const float v[3],
                                          float clamped_out[3]);
 
+/* Largest velocity component sp_world_set_velocity() accepts, units/s. */
+#define SP_WORLD_MAX_VELOCITY 1e6f
+
+/* Set an entity's current velocity directly (tests, admin tools, scripted
+ * scenarios); wakes a sleeping asteroid. Not clamped to the ship limit.
+ * Returns 0, SP_ENOENT, SP_EINVAL (non-finite or a component beyond
+ * +-SP_WORLD_MAX_VELOCITY). O(1). */
+SP_API int sp_world_set_velocity(sp_world_t *w, sp_entity_id_t id, const float v[3]);
+
 typedef struct sp_fire_result {
     int hit;      /* 1 when the shot hit */
     float damage; /* hp removed from the target (0 on a miss) */

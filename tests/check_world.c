@@ -1,0 +1,653 @@
+/* check_world.c: the world step, commands, events, frames and AI. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "helpers/sp_check.h"
+#include "sim/ai.h"
+#include "sim/frame.h"
+#include "sim/world.h"
+
+static sp_world_t *W;
+
+static sp_world_def_t quiet_def(void) {
+    sp_world_def_t d = sp_world_def_default();
+    d.seed = 42;
+    d.spawn_projectiles = 0;
+    return d;
+}
+
+static void setup(void) {
+    sp_world_def_t d = quiet_def();
+    ck_assert_int_eq(sp_world_create(&d, &W), 0);
+}
+static void teardown(void) {
+    sp_world_free(W);
+    W = NULL;
+}
+
+static sp_entity_info_t info(sp_entity_id_t id) {
+    sp_entity_info_t e;
+    ck_assert_int_eq(sp_world_inspect(W, id, &e), 0);
+    return e;
+}
+
+static sp_entity_id_t ship_at(uint32_t owner, float x, float y, float z) {
+    float p[3] = {x, y, z};
+    sp_entity_id_t id;
+    ck_assert_int_eq(sp_world_spawn_ship(W, owner, 0, p, &id), 0);
+    return id;
+}
+
+static sp_entity_id_t asteroid_at(float x, float y, float z, float r, float amount, int res) {
+    float p[3] = {x, y, z};
+    sp_entity_id_t id;
+    ck_assert_int_eq(sp_world_spawn_asteroid(W, p, r, amount, res, &id), 0);
+    return id;
+}
+
+/* ---------------------------------------------------------------- def, ids */
+
+START_TEST(test_world_def_rejects_bad_fields) {
+    sp_world_def_t d = sp_world_def_default();
+    sp_world_t *w = (sp_world_t *)0x1;
+    d.dt = 0.0f;
+    ck_assert_int_eq(sp_world_create(&d, &w), SP_EINVAL);
+    d = sp_world_def_default();
+    d.half_extent = NAN;
+    ck_assert_int_eq(sp_world_create(&d, &w), SP_EINVAL);
+    d = sp_world_def_default();
+    d.grid_threads = 0;
+    ck_assert_int_eq(sp_world_create(&d, &w), SP_EINVAL);
+    d = sp_world_def_default();
+    d.asteroid_radius_min = 20.0f; /* > max */
+    ck_assert_int_eq(sp_world_create(&d, &w), SP_EINVAL);
+    ck_assert_ptr_eq(w, (sp_world_t *)0x1);
+    ck_assert_int_eq(sp_world_create(NULL, &w), 0);
+    ck_assert_uint_eq(sp_world_count(w), 0);
+    ck_assert_uint_eq(sp_world_tick(w), 0);
+    sp_world_free(w);
+}
+END_TEST
+
+START_TEST(test_world_stale_id_after_destroy_is_enoent_and_slot_reused_with_new_generation) {
+    sp_entity_id_t a = ship_at(1, 0, 0, 0);
+    ck_assert_uint_eq(sp_id_generation(a), 1);
+    ck_assert_int_eq(sp_world_destroy(W, a), 0);
+    sp_entity_info_t e;
+    ck_assert_int_eq(sp_world_inspect(W, a, &e), SP_ENOENT);
+    ck_assert_int_eq(sp_world_destroy(W, a), SP_ENOENT);
+    sp_entity_id_t b = ship_at(1, 5, 0, 0);
+    ck_assert_uint_eq(sp_id_index(b), sp_id_index(a));
+    ck_assert_uint_eq(sp_id_generation(b), 2);
+    ck_assert_int_eq(sp_world_inspect(W, a, &e), SP_ENOENT); /* still stale */
+    ck_assert_int_eq(sp_world_inspect(W, b, &e), 0);
+    ck_assert_int_eq(sp_world_inspect(W, 0, &e), SP_ENOENT);
+    ck_assert_int_eq(sp_world_inspect(W, sp_id_make(999, 1), &e), SP_ENOENT);
+    float v[3] = {1, 0, 0};
+    ck_assert_int_eq(sp_world_set_desired_velocity(W, a, v, NULL), SP_ENOENT);
+    ck_assert_uint_eq(sp_world_count(W), 1);
+}
+END_TEST
+
+START_TEST(test_world_max_entities_gives_elimit_and_no_change) {
+    sp_world_def_t d = quiet_def();
+    d.max_entities = 3;
+    sp_world_t *w;
+    ck_assert_int_eq(sp_world_create(&d, &w), 0);
+    sp_entity_id_t id;
+    for (int i = 0; i < 3; i++) ck_assert_int_eq(sp_world_spawn_ship(w, 1, 0, NULL, &id), 0);
+    uint64_t h = sp_world_hash(w);
+    ck_assert_int_eq(sp_world_spawn_ship(w, 1, 0, NULL, &id), SP_ELIMIT);
+    ck_assert_uint_eq(sp_world_hash(w), h);
+    sp_world_free(w);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- steering, integration, bounds */
+
+START_TEST(test_world_desired_velocity_clamped_to_max_speed) {
+    sp_entity_id_t s = ship_at(1, 0, 0, 0);
+    float v[3] = {300.0f, 400.0f, 0.0f}, got[3];
+    ck_assert_int_eq(sp_world_set_desired_velocity(W, s, v, got), 0);
+    float m = sp_world_def(W)->ship_max_speed;
+    ck_assert_float_eq_tol(got[0], m * 0.6f, 1e-4);
+    ck_assert_float_eq_tol(got[1], m * 0.8f, 1e-4);
+    ck_assert_float_eq_tol(info(s).desired_vel[1], m * 0.8f, 1e-4);
+    float bad[3] = {NAN, 0, 0};
+    ck_assert_int_eq(sp_world_set_desired_velocity(W, s, bad, NULL), SP_EINVAL);
+    sp_entity_id_t a = asteroid_at(100, 0, 0, 5, 10, 0);
+    ck_assert_int_eq(sp_world_set_desired_velocity(W, a, v, NULL), SP_EINVAL);
+}
+END_TEST
+
+START_TEST(test_world_steering_bounded_accel_then_integrates_at_desired_speed) {
+    sp_entity_id_t s = ship_at(1, 0, 0, 0);
+    const sp_world_def_t *d = sp_world_def(W);
+    float v[3] = {30.0f, 0.0f, 0.0f};
+    ck_assert_int_eq(sp_world_set_desired_velocity(W, s, v, NULL), 0);
+    ck_assert_int_eq(sp_world_step(W), 0);
+    float a1 = d->ship_max_accel * d->dt;
+    ck_assert_float_eq_tol(info(s).vel[0], a1, 1e-5);
+    ck_assert_float_eq_tol(info(s).pos[0], a1 * d->dt, 1e-6);
+    /* 30 units/s at 40 units/s^2 takes 0.75 s = 45 ticks. */
+    for (int i = 0; i < 60; i++) ck_assert_int_eq(sp_world_step(W), 0);
+    sp_entity_info_t e = info(s);
+    ck_assert_float_eq_tol(e.vel[0], 30.0f, 1e-4);
+    float x0 = e.pos[0];
+    ck_assert_int_eq(sp_world_step(W), 0);
+    ck_assert_float_eq_tol(info(s).pos[0] - x0, 30.0f * d->dt, 1e-4);
+    ck_assert_float_eq(info(s).pos[1], 0.0f);
+    ck_assert_uint_eq(sp_world_tick(W), 62);
+}
+END_TEST
+
+START_TEST(test_world_wall_reflects_and_keeps_entity_inside) {
+    float h = sp_world_def(W)->half_extent;
+    sp_entity_id_t s = ship_at(1, h - 3.0f, 0, 0);
+    float v[3] = {60, 0, 0};
+    ck_assert_int_eq(sp_world_set_velocity(W, s, v), 0);
+    ck_assert_int_eq(sp_world_set_desired_velocity(W, s, v, NULL), 0);
+    int flipped = 0;
+    for (int i = 0; i < 120; i++) {
+        ck_assert_int_eq(sp_world_step(W), 0);
+        sp_entity_info_t e = info(s);
+        ck_assert(e.pos[0] <= h - e.radius);
+        if (e.vel[0] < 0) flipped = 1;
+    }
+    ck_assert(flipped);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- contacts */
+
+START_TEST(test_world_contact_conserves_momentum_and_separates_spheres) {
+    sp_world_def_t d = quiet_def();
+    d.ship_max_accel = 0.0f; /* no steering: only the contact changes velocities */
+    d.asteroid_damping = 0.0f;
+    d.collision_damage = 0.0f;
+    sp_world_free(W);
+    ck_assert_int_eq(sp_world_create(&d, &W), 0);
+    sp_entity_id_t s = ship_at(1, -10.0f, 0.5f, 0);
+    sp_entity_id_t a = asteroid_at(0, 0, 0, 3.0f, 10, 1);
+    float v[3] = {20, 0, 0};
+    ck_assert_int_eq(sp_world_set_velocity(W, s, v), 0);
+    ck_assert_int_eq(sp_world_set_velocity(W, a, (float[3]){0, 0, 0}), 0);
+    sp_entity_info_t e0 = info(s), a0 = info(a);
+    double px0 = e0.mass * e0.vel[0] + a0.mass * a0.vel[0];
+    double py0 = e0.mass * e0.vel[1] + a0.mass * a0.vel[1];
+    int touched = 0;
+    for (int i = 0; i < 60 && !touched; i++) {
+        ck_assert_int_eq(sp_world_step(W), 0);
+        if (info(a).vel[0] != 0.0f) touched = 1;
+    }
+    ck_assert(touched);
+    sp_entity_info_t e1 = info(s), a1 = info(a);
+    double px1 = e1.mass * e1.vel[0] + a1.mass * a1.vel[0];
+    double py1 = e1.mass * e1.vel[1] + a1.mass * a1.vel[1];
+    ck_assert_double_eq_tol(px1, px0, 1e-3 * fabs(px0));
+    ck_assert_double_eq_tol(py1, py0, 1e-3 * fabs(px0));
+    ck_assert(e1.vel[0] < 20.0f); /* the ship bounced or slowed */
+    ck_assert(a1.vel[0] > 0.0f);  /* the asteroid was pushed along +x */
+    for (int i = 0; i < 30; i++) ck_assert_int_eq(sp_world_step(W), 0);
+    e1 = info(s), a1 = info(a);
+    float dx = a1.pos[0] - e1.pos[0], dy = a1.pos[1] - e1.pos[1], dz = a1.pos[2] - e1.pos[2];
+    ck_assert(sqrtf(dx * dx + dy * dy + dz * dz) >= e1.radius + a1.radius - 0.05f);
+}
+END_TEST
+
+START_TEST(test_world_overlapping_ships_pushed_apart_symmetrically) {
+    sp_entity_id_t s1 = ship_at(1, 0, 0, 0), s2 = ship_at(2, 1.0f, 0, 0);
+    for (int i = 0; i < 20; i++) ck_assert_int_eq(sp_world_step(W), 0);
+    sp_entity_info_t e1 = info(s1), e2 = info(s2);
+    ck_assert(e2.pos[0] - e1.pos[0] >= 2 * e1.radius - 0.05f);
+    ck_assert_float_eq_tol(e1.pos[0] + e2.pos[0], 1.0f, 1e-3); /* equal masses: centre stays */
+}
+END_TEST
+
+START_TEST(test_world_sleeping_asteroid_woken_by_contact_and_statics_untouched) {
+    ck_assert_int_eq(sp_world_populate_demo(W, 500, 0), 0);
+    ck_assert_uint_eq(sp_world_count_sleeping(W), 500);
+    uint64_t h0 = sp_world_hash(W);
+    for (int i = 0; i < 50; i++) ck_assert_int_eq(sp_world_step(W), 0);
+    ck_assert_uint_eq(sp_world_count_sleeping(W), 500);
+    ck_assert_uint_ne(sp_world_hash(W), h0); /* tick moved on ... */
+    /* ... but no asteroid moved: find one and ram it. */
+    sp_entity_id_t target = 0;
+    sp_entity_info_t t;
+    for (uint32_t i = 0; i < 500 && target == 0; i++) {
+        if (sp_world_inspect(W, sp_id_make(i, 1), &t) == 0 && t.kind == SP_KIND_ASTEROID) target = t.id;
+    }
+    ck_assert_uint_ne(target, 0);
+    ck_assert(t.flags & SP_ENT_SLEEPING);
+    sp_entity_id_t s = ship_at(1, t.pos[0] - t.radius - 4.0f, t.pos[1], t.pos[2]);
+    float v[3] = {50, 0, 0};
+    ck_assert_int_eq(sp_world_set_velocity(W, s, v), 0);
+    ck_assert_int_eq(sp_world_set_desired_velocity(W, s, v, NULL), 0);
+    int woke = 0;
+    for (int i = 0; i < 30 && !woke; i++) {
+        ck_assert_int_eq(sp_world_step(W), 0);
+        sp_entity_info_t now = info(target);
+        if (!(now.flags & SP_ENT_SLEEPING)) woke = 1;
+    }
+    ck_assert(woke);
+    ck_assert_uint_eq(sp_world_count_sleeping(W), 499);
+    /* Damped back to rest, it falls asleep again (rebuild within ~2 s + damping). */
+    int slept = 0;
+    for (int i = 0; i < 2000 && !slept; i++) {
+        ck_assert_int_eq(sp_world_set_desired_velocity(W, s, (float[3]){0, 0, 0}, NULL), 0);
+        ck_assert_int_eq(sp_world_step(W), 0);
+        if (info(target).flags & SP_ENT_SLEEPING) slept = 1;
+    }
+    ck_assert(slept);
+}
+END_TEST
+
+START_TEST(test_world_collision_damage_destroys_ship_with_event) {
+    sp_world_def_t d = quiet_def();
+    d.collision_damage = 10.0f;
+    d.collision_damage_threshold = 1.0f;
+    sp_world_free(W);
+    ck_assert_int_eq(sp_world_create(&d, &W), 0);
+    sp_entity_id_t s = ship_at(1, -10, 0, 0);
+    asteroid_at(0, 0, 0, 5, 10, 0);
+    float v[3] = {60, 0, 0};
+    ck_assert_int_eq(sp_world_set_velocity(W, s, v), 0);
+    ck_assert_int_eq(sp_world_set_desired_velocity(W, s, v, NULL), 0);
+    int destroyed = 0, collided = 0;
+    for (int i = 0; i < 30 && !destroyed; i++) {
+        ck_assert_int_eq(sp_world_step(W), 0);
+        size_t n;
+        const sp_world_event_t *ev = sp_world_events(W, &n);
+        for (size_t k = 0; k < n; k++) {
+            if (ev[k].type == SP_EV_COLLISION) collided = 1;
+            if (ev[k].type == SP_EV_ENTITY_DESTROYED && ev[k].subject == s) {
+                ck_assert_uint_eq(ev[k].cause, SP_CAUSE_COLLISION);
+                ck_assert_uint_eq(ev[k].kind, SP_KIND_SHIP);
+                ck_assert_uint_eq(ev[k].owner, 1);
+                destroyed = 1;
+            }
+        }
+    }
+    ck_assert(collided);
+    ck_assert(destroyed);
+    sp_entity_info_t e;
+    ck_assert_int_eq(sp_world_inspect(W, s, &e), SP_ENOENT);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- fire */
+
+START_TEST(test_world_fire_range_cooldown_damage_and_destroy) {
+    const sp_world_def_t *d = sp_world_def(W);
+    sp_entity_id_t a = ship_at(1, 0, 0, 0), far = ship_at(2, 0, d->weapon_range + 10, 0);
+    sp_entity_id_t b = ship_at(2, 0, 0, 50.0f);
+    sp_fire_result_t r;
+    ck_assert_int_eq(sp_world_fire(W, a, far, &r), SP_ERANGE);
+    ck_assert_uint_eq(info(a).weapon_cooldown, 0); /* refused: no change */
+    ck_assert_int_eq(sp_world_fire(W, a, a, &r), SP_EINVAL);
+    ck_assert_int_eq(sp_world_fire(W, a, 0, &r), SP_ENOENT);
+    int hits = 0, shots = 0;
+    float hp = info(b).hp;
+    while (shots < 8) {
+        int rc = sp_world_fire(W, a, b, &r);
+        if (rc == SP_EBUSY) {
+            ck_assert_uint_gt(info(a).weapon_cooldown, 0);
+            ck_assert_int_eq(sp_world_step(W), 0);
+            continue;
+        }
+        ck_assert_int_eq(rc, 0);
+        shots++;
+        ck_assert_uint_eq(info(a).weapon_cooldown, d->weapon_cooldown_ticks);
+        ck_assert_int_eq(sp_world_fire(W, a, b, &r) , SP_EBUSY);
+        if (r.hit) {
+            hits++;
+            ck_assert_float_eq(r.damage, d->weapon_damage);
+        } else {
+            ck_assert_float_eq(r.damage, 0.0f);
+        }
+        ck_assert_float_eq_tol(info(b).hp, hp - hits * d->weapon_damage, 1e-4);
+    }
+    ck_assert_int_gt(hits, 0); /* p(hit) ~ 0.83 at 50 units */
+    /* A point-blank shot (distance 0: p = 1) with lethal damage destroys. */
+    sp_world_def_t dd = quiet_def();
+    dd.weapon_damage = 1000.0f;
+    sp_world_free(W);
+    ck_assert_int_eq(sp_world_create(&dd, &W), 0);
+    a = ship_at(1, 0, 0, 0);
+    b = ship_at(2, 0, 0, 0);
+    ck_assert_int_eq(sp_world_fire(W, a, b, &r), 0);
+    ck_assert_int_eq(r.hit, 1);
+    ck_assert_int_eq(r.destroyed, 1);
+    sp_entity_info_t e;
+    ck_assert_int_eq(sp_world_inspect(W, b, &e), SP_ENOENT);
+    ck_assert_uint_eq(sp_world_count_kind(W, SP_KIND_SHIP), 1);
+}
+END_TEST
+
+START_TEST(test_world_fire_spawns_tracer_that_expires) {
+    sp_world_def_t d = quiet_def();
+    d.spawn_projectiles = 1;
+    sp_world_free(W);
+    ck_assert_int_eq(sp_world_create(&d, &W), 0);
+    sp_entity_id_t a = ship_at(1, 0, 0, 0), b = ship_at(2, 100, 0, 0);
+    sp_fire_result_t r;
+    ck_assert_int_eq(sp_world_fire(W, a, b, &r), 0);
+    ck_assert_uint_eq(sp_world_count_kind(W, SP_KIND_PROJECTILE), 1);
+    /* 100 units at 400 units/s = 15 ticks. */
+    int steps = 0;
+    while (sp_world_count_kind(W, SP_KIND_PROJECTILE) == 1 && steps < 100) {
+        ck_assert_int_eq(sp_world_step(W), 0);
+        steps++;
+    }
+    ck_assert_int_ge(steps, 14);
+    ck_assert_int_le(steps, 17);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- mine */
+
+START_TEST(test_world_mine_range_cooldown_cargo_and_depletion) {
+    const sp_world_def_t *d = sp_world_def(W);
+    sp_entity_id_t s = ship_at(1, 0, 0, 0);
+    sp_entity_id_t a = asteroid_at(2 + 5 + 10, 0, 0, 5.0f, 7.0f, SP_RES_PLATINUM); /* gap 10 */
+    sp_entity_id_t far = asteroid_at(0, 200, 0, 5.0f, 7.0f, SP_RES_ICE);
+    sp_mine_result_t m;
+    ck_assert_int_eq(sp_world_mine(W, s, far, &m), SP_ERANGE);
+    ck_assert_int_eq(sp_world_mine(W, s, s, &m), SP_EINVAL);
+    ck_assert_int_eq(sp_world_mine(W, a, a, &m), SP_EINVAL);
+    ck_assert_int_eq(sp_world_mine(W, s, a, &m), 0);
+    ck_assert_int_eq(m.resource_type, SP_RES_PLATINUM);
+    ck_assert_float_eq(m.amount, d->mining_amount);
+    ck_assert_int_eq(m.depleted, 0);
+    ck_assert_float_eq(info(a).amount, 7.0f - d->mining_amount);
+    ck_assert_float_eq(info(s).cargo[SP_RES_PLATINUM], d->mining_amount);
+    ck_assert_int_eq(sp_world_mine(W, s, a, &m), SP_EBUSY);
+    for (uint32_t i = 0; i < d->mining_cooldown_ticks; i++) ck_assert_int_eq(sp_world_step(W), 0);
+    ck_assert_int_eq(sp_world_mine(W, s, a, &m), 0);
+    ck_assert_float_eq(m.amount, 2.0f);
+    ck_assert_int_eq(m.depleted, 1);
+    sp_entity_info_t e;
+    ck_assert_int_eq(sp_world_inspect(W, a, &e), SP_ENOENT);
+    ck_assert_float_eq(info(s).cargo[SP_RES_PLATINUM], 7.0f);
+    ck_assert_int_eq(sp_world_step(W), 0);
+    size_t n;
+    const sp_world_event_t *ev = sp_world_events(W, &n);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_uint_eq(ev[0].type, SP_EV_RESOURCE_MINED);
+    ck_assert_int_eq(ev[0].resource, SP_RES_PLATINUM);
+    ck_assert_float_eq(ev[0].value, 2.0f);
+    ck_assert_uint_eq(ev[1].type, SP_EV_ENTITY_DESTROYED);
+    ck_assert_uint_eq(ev[1].subject, a);
+    ck_assert_uint_eq(ev[1].cause, SP_CAUSE_DEPLETED);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- events */
+
+START_TEST(test_world_events_of_commands_appear_after_next_step_and_vanish_after_another) {
+    sp_entity_id_t a = ship_at(1, 0, 0, 0), b = ship_at(2, 0, 40, 0);
+    sp_fire_result_t r;
+    size_t n;
+    sp_world_events(W, &n);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_int_eq(sp_world_fire(W, a, b, &r), 0);
+    sp_world_events(W, &n);
+    ck_assert_uint_eq(n, 0); /* not visible until the step */
+    ck_assert_int_eq(sp_world_step(W), 0);
+    const sp_world_event_t *ev = sp_world_events(W, &n);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_uint_eq(ev[0].type, SP_EV_WEAPON_FIRED);
+    ck_assert_uint_eq(ev[0].subject, a);
+    ck_assert_uint_eq(ev[0].other, b);
+    ck_assert_uint_eq(ev[0].hit, (uint8_t)r.hit);
+    ck_assert_uint_eq(ev[0].owner, 1);
+    ck_assert_uint_eq(ev[0].tick, 0);
+    ck_assert_str_eq(sp_world_event_name(ev[0].type), "WeaponFired");
+    ck_assert_int_eq(sp_world_step(W), 0);
+    sp_world_events(W, &n);
+    ck_assert_uint_eq(n, 0);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- messages */
+
+START_TEST(test_world_apply_msg_npc_intents_and_player_refusal) {
+    sp_entity_id_t npc, player = ship_at(7, 0, 0, 0);
+    float p[3] = {0, 0, 10};
+    ck_assert_int_eq(sp_world_spawn_ship(W, 0, SP_ENT_MINER, p, &npc), 0);
+    ck_assert(info(npc).flags & SP_ENT_NPC);
+    sp_msg_t m;
+    float vel[3] = {1, 2, 3};
+    ck_assert_int_eq(sp_msg_ship_movement(&m, npc, p, vel), 0);
+    ck_assert_int_eq(sp_world_apply_msg(W, &m), 0);
+    ck_assert_float_eq(info(npc).desired_vel[2], 3.0f);
+    ck_assert_int_eq(sp_msg_ship_movement(&m, player, p, vel), 0);
+    ck_assert_int_eq(sp_world_apply_msg(W, &m), SP_EPERM);
+    /* Mining intent: nearest asteroid of the named type within range. */
+    sp_entity_id_t ice_far = asteroid_at(0, 0, 10 + 2 + 4 + 15, 4, 50, SP_RES_ICE);
+    sp_entity_id_t ice_near = asteroid_at(0, 0, 10 - 2 - 4 - 5, 4, 50, SP_RES_ICE);
+    asteroid_at(0, 8, 10, 4, 50, SP_RES_IRON); /* closer, wrong type */
+    ck_assert_int_eq(sp_msg_resource_mined(&m, npc, "ice", 5.0f), 0);
+    ck_assert_int_eq(sp_world_apply_msg(W, &m), 0);
+    ck_assert_float_eq(info(ice_near).amount, 45.0f);
+    ck_assert_float_eq(info(ice_far).amount, 50.0f);
+    ck_assert_float_eq(info(npc).cargo[SP_RES_ICE], 5.0f);
+    ck_assert_int_eq(sp_world_apply_msg(W, &m), SP_EBUSY);
+    ck_assert_int_eq(sp_msg_resource_mined(&m, npc, "platinum", 5.0f), 0);
+    for (int i = 0; i < 20; i++) ck_assert_int_eq(sp_world_step(W), 0);
+    ck_assert_int_eq(sp_world_apply_msg(W, &m), SP_ERANGE);
+    ck_assert_int_eq(sp_msg_resource_mined(&m, npc, "gold", 5.0f), 0);
+    ck_assert_int_eq(sp_world_apply_msg(W, &m), SP_EINVAL);
+    /* Fire intent validated like fire. */
+    ck_assert_int_eq(sp_msg_weapon_fired(&m, npc, player, 99.0f), 0);
+    ck_assert_int_eq(sp_world_apply_msg(W, &m), 0);
+    ck_assert_int_eq(sp_world_apply_msg(W, &m), SP_EBUSY);
+    ck_assert_int_eq(sp_msg_system_alert(&m, "hello", 1), 0);
+    ck_assert_int_eq(sp_world_apply_msg(W, &m), 0);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- frames */
+
+static int cmp_u32(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+START_TEST(test_frame_rows_sorted_by_id_quantized_and_query_matches_brute_force) {
+    ck_assert_int_eq(sp_world_populate_demo(W, 3000, 300), 0);
+    /* Churn generations so id order differs from slot order. */
+    for (uint32_t i = 0; i < 3000; i += 7) sp_world_destroy(W, sp_id_make(i, 1));
+    sp_entity_id_t id;
+    for (int i = 0; i < 200; i++) ck_assert_int_eq(sp_world_spawn_ship(W, 3, 0, NULL, &id), 0);
+    for (int i = 0; i < 10; i++) ck_assert_int_eq(sp_world_step(W), 0);
+    sp_frame_t *f = sp_world_publish_frame(W);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(f->count, sp_world_count(W));
+    ck_assert_uint_eq(f->tick, sp_world_tick(W));
+    ck_assert_uint_eq(f->npc_count, 300);
+    for (uint32_t r = 1; r < f->count; r++) ck_assert_uint_lt(f->rows[r - 1].id, f->rows[r].id);
+    for (uint32_t r = 0; r < f->count; r += 97) {
+        sp_entity_info_t e = info(f->rows[r].id);
+        ck_assert_int_eq(f->rows[r].pos[0], (int32_t)lround(e.pos[0] * 16.0));
+        ck_assert_int_eq(f->rows[r].vel[1], (int32_t)lround(e.vel[1] * 64.0));
+        ck_assert_uint_eq(f->rows[r].hp, (uint32_t)lround(e.hp * 16.0));
+        ck_assert_uint_eq(f->rows[r].kind, e.kind);
+        ck_assert_uint_eq(f->rows[r].owner, e.owner);
+        ck_assert_int_eq(sp_frame_find(f, f->rows[r].id), (long)r);
+    }
+    ck_assert_int_eq(sp_frame_find(f, 12345), -1);
+    uint32_t *got = malloc(f->count * sizeof *got), *want = malloc(f->count * sizeof *want);
+    srand(7);
+    float radii[] = {0.0f, 30.0f, 150.0f, 400.0f, 1500.0f, 5000.0f};
+    for (int q = 0; q < 60; q++) {
+        float r = radii[q % 6];
+        float c[3];
+        for (int k = 0; k < 3; k++) c[k] = (float)(rand() % 4400 - 2200);
+        if (q % 5 == 0) {
+            const sp_frame_row_t *row = &f->rows[(size_t)rand() % f->count];
+            for (int k = 0; k < 3; k++) c[k] = sp_frame_pos(row->pos[k]);
+        }
+        size_t nw = 0;
+        for (uint32_t i = 0; i < f->count; i++) {
+            double dx = f->rows[i].pos[0] / 16.0 - c[0], dy = f->rows[i].pos[1] / 16.0 - c[1],
+                   dz = f->rows[i].pos[2] / 16.0 - c[2];
+            if (dx * dx + dy * dy + dz * dz <= (double)r * r) want[nw++] = i;
+        }
+        size_t ng = sp_frame_query_sphere(f, c[0], c[1], c[2], r, got, f->count);
+        ck_assert_uint_eq(ng, nw);
+        ck_assert_int_eq(memcmp(got, want, nw * sizeof *got), 0); /* ascending, same set */
+        if (nw > 3) { /* truncation: count still reported, prefix in order */
+            size_t nt = sp_frame_query_sphere(f, c[0], c[1], c[2], r, got, 3);
+            ck_assert_uint_eq(nt, nw);
+            ck_assert_int_eq(memcmp(got, want, 3 * sizeof *got), 0);
+        }
+        (void)cmp_u32;
+    }
+    ck_assert_uint_eq(sp_frame_query_sphere(f, 0, 0, 0, -1.0f, got, 10), 0);
+    ck_assert_uint_eq(sp_frame_query_sphere(f, NAN, 0, 0, 10.0f, got, 10), 0);
+    free(got);
+    free(want);
+    sp_frame_release(f);
+}
+END_TEST
+
+START_TEST(test_frame_refcount_and_outlives_world) {
+    ck_assert_int_eq(sp_world_populate_demo(W, 100, 10), 0);
+    sp_frame_t *f = sp_world_publish_frame(W);
+    ck_assert_uint_eq(sp_frame_refs(f), 1);
+    sp_frame_retain(f);
+    ck_assert_uint_eq(sp_frame_refs(f), 2);
+    sp_world_free(W);
+    W = NULL;
+    ck_assert_uint_eq(f->count, 110);
+    sp_frame_release(f);
+    ck_assert_uint_eq(sp_frame_refs(f), 1);
+    ck_assert_uint_eq(f->rows[109].kind, SP_KIND_SHIP); /* still readable */
+    sp_frame_release(f); /* frees; ASan checks */
+    sp_frame_release(NULL);
+    sp_world_def_t d = quiet_def();
+    ck_assert_int_eq(sp_world_create(&d, &W), 0);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- AI */
+
+START_TEST(test_ai_chunks_tag_messages_and_miner_mines_fighter_fires) {
+    sp_entity_id_t miner, fighter, patrol, victim = ship_at(5, 500, 500, 500);
+    float pm[3] = {0, 0, 0}, pf[3] = {500, 500, 450}, pp[3] = {-500, 0, 0};
+    ck_assert_int_eq(sp_world_spawn_ship(W, 0, SP_ENT_MINER, pm, &miner), 0);
+    ck_assert_int_eq(sp_world_spawn_ship(W, 0, SP_ENT_FIGHTER, pf, &fighter), 0);
+    ck_assert_int_eq(sp_world_spawn_ship(W, 0, 0, pp, &patrol), 0);
+    asteroid_at(12, 0, 0, 5, 100, SP_RES_NICKEL); /* gap 5 */
+    sp_frame_t *f = sp_world_publish_frame(W);
+    ck_assert_uint_eq(f->npc_count, 3);
+    sp_msg_t out[16];
+    size_t n, total = 0;
+    int mined = 0, fired = 0, moves = 0;
+    for (uint32_t c = 0; c < 2; c++) {
+        ck_assert_int_eq(sp_ai_run_chunk(f, c, 2, 77, out, 1, &n), SP_EMSGSIZE);
+        ck_assert_int_eq(sp_ai_run_chunk(f, c, 2, 77, out, 16, &n), 0);
+        ck_assert_uint_le(n, sp_ai_chunk_max_msgs(f, c, 2));
+        for (size_t k = 0; k < n; k++) {
+            ck_assert_uint_eq(out[k].hdr.origin, c);
+            ck_assert_uint_eq(out[k].hdr.seq, k);
+            ck_assert_uint_eq(out[k].hdr.tick, 77);
+            ck_assert_int_eq(sp_msg_validate(&out[k]), 0);
+            if (out[k].kind == SP_MSG_RESOURCE_MINED) {
+                ck_assert_uint_eq(out[k].u.resource_mined.ship_id, miner);
+                ck_assert_str_eq(out[k].u.resource_mined.resource_type, "nickel");
+                mined++;
+            } else if (out[k].kind == SP_MSG_WEAPON_FIRED) {
+                ck_assert_uint_eq(out[k].u.weapon_fired.ship_id, fighter);
+                ck_assert_uint_eq(out[k].u.weapon_fired.target_id, victim);
+                fired++;
+            } else {
+                ck_assert_uint_eq(out[k].kind, SP_MSG_SHIP_MOVEMENT);
+                moves++;
+            }
+            ck_assert_int_eq(sp_world_apply_msg(W, &out[k]), 0);
+        }
+        total += n;
+    }
+    ck_assert_int_eq(mined, 1);
+    ck_assert_int_eq(fired, 1);
+    ck_assert_int_eq(moves, 3);
+    ck_assert_uint_eq(total, 5);
+    ck_assert_int_eq(sp_ai_run_chunk(f, 2, 2, 77, out, 16, &n), SP_EINVAL);
+    /* Pure: the same call gives byte-identical output. */
+    sp_msg_t again[16];
+    size_t n2;
+    ck_assert_int_eq(sp_ai_run_chunk(f, 0, 1, 5, out, 16, &n), 0);
+    ck_assert_int_eq(sp_ai_run_chunk(f, 0, 1, 5, again, 16, &n2), 0);
+    ck_assert_uint_eq(n, n2);
+    ck_assert_int_eq(memcmp(out, again, n * sizeof *out), 0);
+    sp_frame_release(f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- demo */
+
+START_TEST(test_world_populate_demo_deterministic_from_seed) {
+    sp_world_def_t d = quiet_def();
+    sp_world_t *a, *b, *c;
+    ck_assert_int_eq(sp_world_create(&d, &a), 0);
+    ck_assert_int_eq(sp_world_create(&d, &b), 0);
+    d.seed = 43;
+    ck_assert_int_eq(sp_world_create(&d, &c), 0);
+    ck_assert_int_eq(sp_world_populate_demo(a, 2000, 200), 0);
+    ck_assert_int_eq(sp_world_populate_demo(b, 2000, 200), 0);
+    ck_assert_int_eq(sp_world_populate_demo(c, 2000, 200), 0);
+    ck_assert_uint_eq(sp_world_hash(a), sp_world_hash(b));
+    ck_assert_uint_ne(sp_world_hash(a), sp_world_hash(c));
+    ck_assert_uint_eq(sp_world_count_kind(a, SP_KIND_ASTEROID), 2000);
+    ck_assert_uint_eq(sp_world_count_sleeping(a), 2000);
+    for (int i = 0; i < 120; i++) {
+        ck_assert_int_eq(sp_world_step(a), 0);
+        ck_assert_int_eq(sp_world_step(b), 0);
+    }
+    ck_assert_uint_eq(sp_world_hash(a), sp_world_hash(b));
+    sp_world_free(a);
+    sp_world_free(b);
+    sp_world_free(c);
+}
+END_TEST
+
+static Suite *world_suite(void) {
+    Suite *s = suite_create("world");
+    struct {
+        const char *name;
+        const TTest *t;
+    } cases[] = {
+        {"def", test_world_def_rejects_bad_fields},
+        {"stale_ids", test_world_stale_id_after_destroy_is_enoent_and_slot_reused_with_new_generation},
+        {"limit", test_world_max_entities_gives_elimit_and_no_change},
+        {"clamp", test_world_desired_velocity_clamped_to_max_speed},
+        {"steering", test_world_steering_bounded_accel_then_integrates_at_desired_speed},
+        {"bounds", test_world_wall_reflects_and_keeps_entity_inside},
+        {"contact_momentum", test_world_contact_conserves_momentum_and_separates_spheres},
+        {"contact_separate", test_world_overlapping_ships_pushed_apart_symmetrically},
+        {"sleep", test_world_sleeping_asteroid_woken_by_contact_and_statics_untouched},
+        {"collision_damage", test_world_collision_damage_destroys_ship_with_event},
+        {"fire", test_world_fire_range_cooldown_damage_and_destroy},
+        {"tracer", test_world_fire_spawns_tracer_that_expires},
+        {"mine", test_world_mine_range_cooldown_cargo_and_depletion},
+        {"events", test_world_events_of_commands_appear_after_next_step_and_vanish_after_another},
+        {"apply_msg", test_world_apply_msg_npc_intents_and_player_refusal},
+        {"frame_query", test_frame_rows_sorted_by_id_quantized_and_query_matches_brute_force},
+        {"frame_refs", test_frame_refcount_and_outlives_world},
+        {"ai", test_ai_chunks_tag_messages_and_miner_mines_fighter_fires},
+        {"demo", test_world_populate_demo_deterministic_from_seed},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        TCase *tc = tcase_create(cases[i].name);
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_set_timeout(tc, sp_timeout(30));
+        tcase_add_test(tc, cases[i].t);
+        suite_add_tcase(s, tc);
+    }
+    return s;
+}
+
+SP_CHECK_MAIN(world_suite)
