@@ -627,4 +627,5 @@ int sp_rpc_parse_error(const msgpack_object *o, int64_t *code, const char **msg,
 SP_PROTO_LIMIT_MAP(SP__LIMIT_VALUE)
 #undef SP__LIMIT_VALUE
 _Static_assert(SP_RPC_DEFAULT_MAX_MESSAGE == SP__LIMIT_MAX_MESSAGE_BYTES, "rpc.h and spacesim_proto.def disagree");
+_Static_assert(SP_RPC_CLIENT_MAX_MESSAGE == SP__LIMIT_MAX_SERVER_MESSAGE_BYTES, "rpc.h and spacesim_proto.def disagree");
 _Static_assert(SP_RPC_MAX_DEPTH == SP__LIMIT_MAX_DEPTH, "rpc.h and spacesim_proto.def disagree");

@@ -76,6 +76,10 @@ SP_API const char *sp_rpc_code_message(int code);
 
 /* The limit every decoder defaults to: SP_PROTO_LIMIT MAX_MESSAGE_BYTES (64 KiB). */
 #define SP_RPC_DEFAULT_MAX_MESSAGE 65536u
+/* What clients should pass to sp_rpc_decoder_init() for the server's side of
+ * the stream: snapshots grow with the view (about 20 bytes per entity in a
+ * full one), so they may exceed the 64 KiB client limit. MAX_SERVER_MESSAGE_BYTES. */
+#define SP_RPC_CLIENT_MAX_MESSAGE (16u << 20)
 /* Containers nested deeper than this are refused (msgpack-c's parser stack is 32). */
 #define SP_RPC_MAX_DEPTH 16u
 

@@ -52,6 +52,12 @@ static sp_snap_rec_t mkrec(uint64_t id, uint8_t kind) {
     return r;
 }
 
+/* *v += d, saturating to int32 (the test world must not overflow itself). */
+static void bump(int32_t *v, int64_t d) {
+    int64_t x = (int64_t)*v + d;
+    *v = x > INT32_MAX ? INT32_MAX : x < INT32_MIN ? INT32_MIN : (int32_t)x;
+}
+
 static int cmp_rec(const void *a, const void *b) {
     uint64_t x = ((const sp_snap_rec_t *)a)->id, y = ((const sp_snap_rec_t *)b)->id;
     return x < y ? -1 : x > y;
@@ -181,8 +187,8 @@ START_TEST(test_snap_random_delta_chain_reproduces_encoder_view) {
         for (size_t i = 0; i < n; i++) {
             sp_snap_rec_t *r = &world[i];
             uint32_t what = rndu(100);
-            if (what < 40) for (int a = 0; a < 3; a++) r->pos[a] += (int32_t)rndu(5) - 2;
-            else if (what < 55) for (int a = 0; a < 3; a++) r->pos[a] += (int32_t)rndu(4001) - 2000;
+            if (what < 40) for (int a = 0; a < 3; a++) bump(&r->pos[a], (int64_t)rndu(5) - 2);
+            else if (what < 55) for (int a = 0; a < 3; a++) bump(&r->pos[a], (int64_t)rndu(4001) - 2000);
             else if (what < 57) r->pos[rndu(3)] = rndu(2) ? INT32_MAX : INT32_MIN; /* teleport to the edge */
             if (rndu(100) < 10) r->vel[rndu(3)] = (int32_t)rndu(1u << 20) - (1 << 19);
             if (rndu(100) < 5) r->hp = r->hp > 100 ? r->hp - 100 : rndu(3) == 0 ? UINT32_MAX : 0;
@@ -507,13 +513,14 @@ START_TEST(test_snap_fuzzed_snapshots_never_crash) {
             default: buf[rndu((uint32_t)len)] = (char)(rndu(2) ? 0x00 : 0x7f); break;
             }
         }
-        msgpack_unpacked u;
-        msgpack_unpacked_init(&u);
-        size_t off = 0;
-        if (msgpack_unpack_next(&u, buf, len, &off) == MSGPACK_UNPACK_SUCCESS) {
-            sp_rpc_msg_t m;
-            const msgpack_object *params = &u.data; /* also feed non-notifications as params */
-            if (sp_rpc_classify(&u.data, &m) == 0 && m.type == SP_RPC_NOTIFY) params = m.params;
+        /* Through the bounded RPC decoder, as a client does: raw msgpack-c
+         * would try to allocate for a corrupted array32 header. */
+        sp_rpc_decoder_t d;
+        sp_rpc_decoder_init(&d, 1u << 20);
+        sp_rpc_msg_t m;
+        if (sp_rpc_decoder_feed(&d, buf, len) == 0 && sp_rpc_decoder_next(&d, &m) == 1) {
+            /* Also feed non-notifications (whole objects) as params. */
+            const msgpack_object *params = m.type == SP_RPC_NOTIFY ? m.params : m.root;
             ck_assert_int_eq(sp_snap_view_set(&copy, client.tick, client.recs, client.len), 0);
             int rc = sp_snap_apply(&client, params, NULL);
             if (rc == 0) {
@@ -527,7 +534,7 @@ START_TEST(test_snap_fuzzed_snapshots_never_crash) {
                 ck_assert(sp_snap_view_equal(&client, &copy));
             }
         }
-        msgpack_unpacked_destroy(&u);
+        sp_rpc_decoder_destroy(&d);
     }
     ck_assert_int_gt(refused, 1000);
     ck_assert_int_gt(applied, 10); /* e.g. a flipped value that stays in range */
