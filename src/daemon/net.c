@@ -32,6 +32,7 @@
  *    limit"). So a client that does not read costs at most obuf_hard bytes
  *    and never slows anyone else: the loop never blocks on a socket. */
 #include "daemon/daemon.h"
+#include "daemon/snapshim.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -146,6 +147,7 @@ static int frame_scan(const uint8_t *buf, size_t len, size_t *pos, size_t *need,
 
 static void free_client(sp_client_t *c) {
     sp_session_release(c);
+    sp_d_view_free(c->view);
     free(c->ibuf);
     free(c);
 }
