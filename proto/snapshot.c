@@ -81,28 +81,52 @@ static void scratch_commit(sp_snap_view_t *v, size_t n, uint64_t tick) {
     v->valid = true;
 }
 
+/* Make v->recs hold at least n records; contents are NOT kept (the callers
+ * overwrite them all). On failure v is unchanged. */
+static int recs_reserve(sp_snap_view_t *v, size_t n) {
+    if (n <= v->cap) return 0;
+    size_t cap = v->cap ? v->cap : 16;
+    while (cap < n) cap = cap > SIZE_MAX / 2 ? n : cap * 2;
+    size_t bytes;
+    if (sp_size_mul(cap, sizeof(sp_snap_rec_t), &bytes) != 0) return SP_ENOMEM;
+    sp_snap_rec_t *p = malloc(bytes);
+    if (p == NULL) return SP_ENOMEM;
+    free(v->recs);
+    v->recs = p;
+    v->cap = cap;
+    return 0;
+}
+
+/* The encoder side validates its input first and then overwrites the view in
+ * place: no scratch array, so a daemon's per-client views cost one array each
+ * (only sp_snap_apply(), on the client side, double-buffers). */
 int sp_snap_view_set(sp_snap_view_t *v, uint64_t tick, const sp_snap_rec_t *recs, size_t n) {
-    if (v == NULL || (recs == NULL && n > 0)) return SP_EINVAL;
+    if (v == NULL || (recs == NULL && n > 0) || (n > 0 && recs == v->recs)) return SP_EINVAL;
     for (size_t i = 0; i < n; i++)
         if (recs[i].id == 0 || (i > 0 && recs[i].id <= recs[i - 1].id) || recs[i].kind == 0) return SP_EINVAL;
-    int rc = scratch_reserve(v, n);
+    int rc = recs_reserve(v, n);
     if (rc) return rc;
-    if (n) memcpy(v->scratch, recs, n * sizeof *recs);
-    scratch_commit(v, n, tick);
+    if (n) memcpy(v->recs, recs, n * sizeof *recs);
+    v->len = n;
+    v->tick = tick;
+    v->valid = true;
     return 0;
 }
 
 int sp_snap_view_from_frame(sp_snap_view_t *v, const sp_frame_t *f, const uint32_t *rows, size_t n) {
     if (v == NULL || f == NULL || (rows == NULL && n > 0)) return SP_EINVAL;
-    int rc = scratch_reserve(v, n);
-    if (rc) return rc;
     uint64_t prev = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++) { /* rows must exist and be id-ascending */
         if (rows[i] >= f->count) return SP_EINVAL;
         const sp_frame_row_t *r = &f->rows[rows[i]];
-        if (r->id <= prev || r->kind == 0) return SP_EINVAL; /* rows must be ascending */
+        if (r->id <= prev || r->kind == 0) return SP_EINVAL;
         prev = r->id;
-        sp_snap_rec_t *o = &v->scratch[i];
+    }
+    int rc = recs_reserve(v, n);
+    if (rc) return rc;
+    for (size_t i = 0; i < n; i++) {
+        const sp_frame_row_t *r = &f->rows[rows[i]];
+        sp_snap_rec_t *o = &v->recs[i];
         memset(o, 0, sizeof *o); /* padding too: views compare and hash cleanly */
         o->id = r->id;
         memcpy(o->pos, r->pos, sizeof o->pos);
@@ -112,7 +136,9 @@ int sp_snap_view_from_frame(sp_snap_view_t *v, const sp_frame_t *f, const uint32
         o->radius = r->radius;
         o->kind = r->kind;
     }
-    scratch_commit(v, n, f->tick);
+    v->len = n;
+    v->tick = f->tick;
+    v->valid = true;
     return 0;
 }
 

@@ -101,8 +101,10 @@ SP_API void sp_snap_view_reset(sp_snap_view_t *v);
  * bytes were handed to the socket. */
 SP_API void sp_snap_view_swap(sp_snap_view_t *a, sp_snap_view_t *b);
 /* Replace v's content by n records (copied; must be id-ascending, unique,
- * non-zero ids) at `tick`, and mark it valid. Returns 0, SP_EINVAL (order;
- * v unchanged) or SP_ENOMEM (v unchanged). Grows v's storage as needed. */
+ * non-zero ids and kinds; must not point into v itself) at `tick`, and mark
+ * it valid. Returns 0, SP_EINVAL (bad input; v unchanged) or SP_ENOMEM (v
+ * unchanged). Validates first, then overwrites in place: the view holds one
+ * array of cap records (no second buffer on the encoder side). */
 SP_API int sp_snap_view_set(sp_snap_view_t *v, uint64_t tick, const sp_snap_rec_t *recs, size_t n);
 /* Record with this id, or NULL. O(log n). */
 SP_API const sp_snap_rec_t *sp_snap_view_find(const sp_snap_view_t *v, uint64_t id);

@@ -615,6 +615,10 @@ START_TEST(test_snap_encode_from_frame_rows) {
     ck_assert_int_eq(sp_snap_encode(&f, bad_order, 2, NULL, &next, &sb, NULL), SP_EINVAL);
     ck_assert_int_eq(sp_snap_encode(&f, bad_row, 1, NULL, &next, &sb, NULL), SP_EINVAL);
     ck_assert_uint_eq(next.len, 3); /* unchanged on failure */
+    /* Encoder-side views hold a single array (memory per client). */
+    ck_assert_uint_eq(next.scratch_cap, 0);
+    ck_assert_uint_eq(sp_snap_view_bytes(&next), next.cap * sizeof(sp_snap_rec_t));
+    ck_assert_uint_eq(next.recs[2].id, rows[3].id);
     msgpack_sbuffer_destroy(&sb);
     sp_snap_view_destroy(&next);
     sp_snap_view_destroy(&client);
