@@ -1,2 +1,898 @@
-/* cli.c: placeholder until the clients land. */
-int main(void) { return 0; }
+/* clients/cli.c: spacesim-cli, a redis-cli for spacesimd.
+ *
+ *   spacesim-cli [OPTIONS] METHOD [ARG ...] [';' METHOD [ARG ...]] ...
+ *   spacesim-cli [OPTIONS] -e 'hello alice; spawn; move $ship_id [10,0,0]'
+ *   spacesim-cli [OPTIONS] watch [--count N] [--radius R] [--center [x,y,z]]
+ *   spacesim-cli [OPTIONS] map   [--frames N] [--radius R] [--center [x,y,z]] [--spawn]
+ *
+ * Every command of one invocation runs on ONE connection, in order: a
+ * session's ships belong to its connection, so `spawn` then `move` only make
+ * sense together (`spacesim-cli spawn` alone spawns a ship nobody can steer
+ * afterwards). Methods other than ping need a session: unless the script
+ * starts with its own `hello`, the CLI says hello first (name from -n, token
+ * from SPACESIM_ADMIN_TOKEN so `alert` works for admins).
+ *
+ * Blocking I/O with poll() deadlines (proto/rpc.h frames the stream, so an
+ * oversized or garbage reply is a clear protocol error, not a hang); watch
+ * and map decode snapshots with proto/snapshot.h's sp_snap_apply(), the same
+ * decoder the tests validate against the encoder. */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "snapshot.h"
+#include "spacesim/error.h"
+
+#define CLI_VERSION "0.1.0"
+
+static volatile sig_atomic_t g_stop;
+static void on_sigint(int sig) {
+    (void)sig;
+    g_stop = 1;
+}
+
+typedef struct opts {
+    const char *host;
+    int port;
+    double timeout;
+    const char *name;
+    bool no_hello;
+    bool raw;     /* one-line JSON even on a terminal */
+    bool verbose;
+} opts_t;
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "Usage: spacesim-cli [OPTIONS] METHOD [ARG ...] [';' METHOD [ARG ...]] ...\n"
+            "       spacesim-cli [OPTIONS] -e 'METHOD ARG ...; METHOD ARG ...'\n"
+            "       spacesim-cli [OPTIONS] watch [--count N] [--radius R] [--center [X,Y,Z]]\n"
+            "       spacesim-cli [OPTIONS] map [--frames N] [--radius R] [--center [X,Y,Z]] [--spawn]\n"
+            "Send MessagePack-RPC requests to spacesimd and print each result as JSON.\n"
+            "\n"
+            "  -h HOST       server address (default 127.0.0.1)\n"
+            "  -p PORT       server port (default 7777)\n"
+            "  -t SECONDS    timeout for connecting and for each response (default 5)\n"
+            "  -n NAME       session name for the automatic hello (default spacesim-cli)\n"
+            "  -e SCRIPT     commands separated by ';', all on one connection\n"
+            "  --no-hello    do not say hello first (only ping works without a session)\n"
+            "  --raw         one-line JSON even on a terminal\n"
+            "  -v            also print the automatic hello's result\n"
+            "  --help, --version\n"
+            "\n"
+            "Arguments: numbers (42, -1.5, 0x10), nil/null, true/false, JSON arrays and\n"
+            "objects ([10,0,-2.5]); anything else is a string (\"quoted\" JSON strings too).\n"
+            "In a script, $KEY is the value of KEY in an earlier result ($ship_id, $session).\n"
+            "\n"
+            "All commands of one invocation share ONE connection, and ships belong to the\n"
+            "session of the connection that spawned them: a lone `spacesim-cli spawn` makes\n"
+            "a ship no later invocation can move. Chain the steps instead:\n"
+            "  spacesim-cli -e 'spawn; move $ship_id [10,0,0]; inspect $ship_id'\n"
+            "  spacesim-cli spawn ';' move '$ship_id' '[10,0,0]'\n"
+            "Unless the first command is hello, the CLI sends hello [NAME, token] first;\n"
+            "the token is SPACESIM_ADMIN_TOKEN from the environment (for `alert`).\n"
+            "\n"
+            "  ping | stats | inspect ID | alert MESSAGE [PRIORITY] | subscribe R [[X,Y,Z]]\n"
+            "  spawn | move SHIP [VX,VY,VZ] | fire SHIP TARGET | mine SHIP ASTEROID | resync\n"
+            "  watch   one line per snapshot and event (tick, entities seen, entered,\n"
+            "          changed, left, bytes) until Ctrl-C or --count snapshots\n"
+            "  map     live top-down view (x right, y up): @ your ships, A NPC ships,\n"
+            "          P other players, * projectiles, . o asteroids; keys + - zoom,\n"
+            "          arrows/hjkl pan, c recenter, q quit; --frames N stops after N frames\n"
+            "\n"
+            "Exit status: 0 ok, 1 error reply / connection / protocol problem, 2 bad usage.\n");
+}
+
+/* ---------------------------------------------------------------- script */
+
+typedef struct word {
+    char *s;
+    bool force_str; /* single-quoted in a script: always a string */
+} word_t;
+
+typedef struct cmd {
+    word_t *w;
+    int n;
+} cmd_t;
+
+typedef struct script {
+    cmd_t *cmds;
+    int n;
+} script_t;
+
+static void die_oom(void) {
+    fprintf(stderr, "spacesim-cli: out of memory\n");
+    exit(1);
+}
+
+static void cmd_push(cmd_t *c, char *s, bool force_str) {
+    word_t *w = realloc(c->w, sizeof *w * (size_t)(c->n + 1));
+    if (!w) die_oom();
+    c->w = w;
+    c->w[c->n].s = s;
+    c->w[c->n].force_str = force_str;
+    c->n++;
+}
+
+static cmd_t *script_new_cmd(script_t *sc) {
+    cmd_t *c = realloc(sc->cmds, sizeof *c * (size_t)(sc->n + 1));
+    if (!c) die_oom();
+    sc->cmds = c;
+    memset(&sc->cmds[sc->n], 0, sizeof(cmd_t));
+    return &sc->cmds[sc->n++];
+}
+
+/* Split a script: ';' separates commands, whitespace separates words, but
+ * not inside "double quotes" (kept: a JSON string), 'single quotes' (a raw
+ * string) or [brackets]/{braces}. Returns 0 or -1 (message printed). */
+static int parse_script(script_t *sc, const char *text) {
+    cmd_t *cur = NULL;
+    const char *p = text;
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == '\n') p++;
+        if (*p == '\0') break;
+        if (*p == ';') {
+            cur = NULL;
+            p++;
+            continue;
+        }
+        if (!cur) cur = script_new_cmd(sc);
+        const char *start = p;
+        bool single = *p == '\'';
+        if (single) {
+            const char *q = strchr(p + 1, '\'');
+            if (!q) {
+                fprintf(stderr, "spacesim-cli: unterminated ' in script\n");
+                return -1;
+            }
+            char *s = strndup(p + 1, (size_t)(q - p - 1));
+            if (!s) die_oom();
+            cmd_push(cur, s, true);
+            p = q + 1;
+            continue;
+        }
+        int depth = 0;
+        bool inq = false;
+        while (*p) {
+            char ch = *p;
+            if (inq) {
+                if (ch == '\\' && p[1]) p++;
+                else if (ch == '"') inq = false;
+            } else if (ch == '"') inq = true;
+            else if (ch == '[' || ch == '{') depth++;
+            else if (ch == ']' || ch == '}') depth--;
+            else if (depth <= 0 && (ch == ' ' || ch == '\t' || ch == '\n' || ch == ';')) break;
+            p++;
+        }
+        if (inq || depth > 0) {
+            fprintf(stderr, "spacesim-cli: unbalanced %s in script near '%.20s'\n", inq ? "\"" : "brackets", start);
+            return -1;
+        }
+        char *s = strndup(start, (size_t)(p - start));
+        if (!s) die_oom();
+        cmd_push(cur, s, false);
+    }
+    return 0;
+}
+
+/* Results remembered for $KEY substitution: key -> one-line JSON text. */
+typedef struct var {
+    char *key, *json;
+} var_t;
+static var_t *g_vars;
+static int g_nvars;
+
+static void remember(const msgpack_object *result) {
+    if (result->type != MSGPACK_OBJECT_MAP) return;
+    for (uint32_t i = 0; i < result->via.map.size; i++) {
+        const msgpack_object *k = &result->via.map.ptr[i].key;
+        if (k->type != MSGPACK_OBJECT_STR) continue;
+        spc_buf_t b = {0};
+        if (spc_json_append(&b, &result->via.map.ptr[i].val, -1) != 0) continue;
+        var_t *v = realloc(g_vars, sizeof *v * (size_t)(g_nvars + 1));
+        if (!v) die_oom();
+        g_vars = v;
+        g_vars[g_nvars].key = strndup(k->via.str.ptr, k->via.str.size);
+        g_vars[g_nvars].json = b.p;
+        g_nvars++;
+    }
+}
+
+static const char *lookup_var(const char *key) {
+    for (int i = g_nvars - 1; i >= 0; i--)
+        if (strcmp(g_vars[i].key, key) == 0) return g_vars[i].json;
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- requests */
+
+/* Send one request and wait for its response, skipping notifications (but
+ * an `error` notification is fatal: the server closes after it). Returns
+ * 0 ok (*result), 1 error reply (printed), -1 transport problem (printed).
+ * *result points into c's decoder: valid until the next read. */
+static int call(spc_conn_t *c, const opts_t *o, const cmd_t *cmd, const msgpack_object **result) {
+    char err[512] = "";
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    uint32_t id = c->next_id++;
+    const char *method = cmd->w[0].s;
+    int rc = sp_rpc_pack_request_begin(&pk, id, method, (uint32_t)(cmd->n - 1));
+    for (int i = 1; rc == 0 && i < cmd->n; i++) {
+        const word_t *w = &cmd->w[i];
+        const char *text = w->s;
+        if (!w->force_str && text[0] == '$' && text[1]) {
+            text = lookup_var(text + 1);
+            if (!text) {
+                fprintf(stderr, "spacesim-cli: %s: no earlier result has a key '%s'\n", method, w->s + 1);
+                msgpack_sbuffer_destroy(&sb);
+                return -1;
+            }
+        }
+        if (w->force_str) {
+            size_t n = strlen(text);
+            rc = msgpack_pack_str(&pk, n) || msgpack_pack_str_body(&pk, text, n);
+        } else if (spc_pack_word(&pk, text, err, sizeof err) != 0) {
+            fprintf(stderr, "spacesim-cli: %s\n", err);
+            msgpack_sbuffer_destroy(&sb);
+            return -1;
+        }
+    }
+    double deadline = spc_now() + o->timeout;
+    if (rc == 0) rc = spc_send(c, sb.data, sb.size, deadline, err, sizeof err);
+    msgpack_sbuffer_destroy(&sb);
+    if (rc != 0) {
+        fprintf(stderr, "spacesim-cli: %s\n", err[0] ? err : "out of memory");
+        return -1;
+    }
+    for (;;) {
+        sp_rpc_msg_t m;
+        int r = spc_read(c, deadline, &m, err, sizeof err);
+        if (r == 0) {
+            fprintf(stderr,
+                    "spacesim-cli: timed out: no response to '%s' from %s within %.1f s "
+                    "(server overloaded, or not a spacesimd?)\n",
+                    method, c->where, o->timeout);
+            return -1;
+        }
+        if (r == -2) {
+            fprintf(stderr, "spacesim-cli: interrupted\n");
+            return -1;
+        }
+        if (r < 0) {
+            fprintf(stderr, "spacesim-cli: %s\n", err);
+            return -1;
+        }
+        if (m.type == SP_RPC_NOTIFY) {
+            if (m.method_len == 5 && memcmp(m.method, "error", 5) == 0) {
+                const msgpack_object *e = m.params->via.array.size ? &m.params->via.array.ptr[0] : NULL;
+                int64_t code = 0;
+                const char *msg = "";
+                size_t ml = 0;
+                if (e && sp_rpc_parse_error(e, &code, &msg, &ml) == 0)
+                    fprintf(stderr, "spacesim-cli: the server refused our input and closed: %s: %.*s\n",
+                            spc_error_name(code), (int)ml, msg);
+                else
+                    fprintf(stderr, "spacesim-cli: the server sent an error notification\n");
+                return -1;
+            }
+            continue; /* snapshots and events are for watch/map */
+        }
+        if (m.type != SP_RPC_RESPONSE) {
+            fprintf(stderr, "spacesim-cli: protocol error: the server sent a request\n");
+            return -1;
+        }
+        if (m.msgid != id) {
+            fprintf(stderr, "spacesim-cli: protocol error: response to msgid %u while waiting for %u\n", m.msgid, id);
+            return -1;
+        }
+        if (m.error->type != MSGPACK_OBJECT_NIL) {
+            int64_t code = 0;
+            const char *msg = "";
+            size_t ml = 0;
+            if (sp_rpc_parse_error(m.error, &code, &msg, &ml) == 0)
+                fprintf(stderr, "(error) %s: %.*s\n", spc_error_name(code), (int)ml, msg);
+            else {
+                fprintf(stderr, "(error) ");
+                spc_print_json(stderr, m.error, -1);
+                fputc('\n', stderr);
+            }
+            return 1;
+        }
+        *result = m.result;
+        return 0;
+    }
+}
+
+static int say_hello(spc_conn_t *c, const opts_t *o, const char *name) {
+    cmd_t h = {0};
+    word_t w[3] = {{"hello", false}, {(char *)name, true}, {"nil", false}};
+    const char *tok = getenv("SPACESIM_ADMIN_TOKEN");
+    if (tok && *tok) w[2] = (word_t){(char *)tok, true};
+    h.w = w;
+    h.n = 3;
+    const msgpack_object *res;
+    int rc = call(c, o, &h, &res);
+    if (rc == 0) {
+        remember(res);
+        if (o->verbose) {
+            spc_print_json(stdout, res, o->raw || !isatty(1) ? -1 : 0);
+            fputc('\n', stdout);
+        }
+    }
+    return rc;
+}
+
+static int run_script(const opts_t *o, script_t *sc) {
+    char err[512];
+    spc_conn_t c;
+    if (spc_connect(&c, o->host, o->port, o->timeout, err, sizeof err) != 0) {
+        fprintf(stderr, "spacesim-cli: %s\n", err);
+        return 1;
+    }
+    bool need_hello = !o->no_hello && strcmp(sc->cmds[0].w[0].s, "hello") != 0;
+    if (need_hello) {
+        need_hello = false;
+        for (int i = 0; i < sc->n; i++)
+            if (strcmp(sc->cmds[i].w[0].s, "ping") != 0) need_hello = true;
+    }
+    int status = 0;
+    if (need_hello && say_hello(&c, o, o->name) != 0) status = 1;
+    int indent = o->raw || !isatty(1) ? -1 : 0;
+    for (int i = 0; status == 0 && i < sc->n; i++) {
+        const msgpack_object *res;
+        int rc = call(&c, o, &sc->cmds[i], &res);
+        if (rc != 0) {
+            status = 1;
+            break;
+        }
+        remember(res);
+        spc_print_json(stdout, res, indent);
+        fputc('\n', stdout);
+        fflush(stdout);
+    }
+    spc_close(&c);
+    return status;
+}
+
+/* ---------------------------------------------------------------- watch / map */
+
+typedef struct live {
+    spc_conn_t c;
+    sp_snap_view_t view;
+    uint64_t session;
+    uint64_t snapshots, bytes, events, desyncs;
+    int bad_in_row; /* consecutive malformed snapshots */
+    double radius;
+    double center[3];
+    bool has_center;
+} live_t;
+
+static int live_start(live_t *L, const opts_t *o, double radius, const char *center, bool spawn) {
+    char err[512];
+    memset(L, 0, sizeof *L);
+    sp_snap_view_init(&L->view);
+    if (spc_connect(&L->c, o->host, o->port, o->timeout, err, sizeof err) != 0) {
+        fprintf(stderr, "spacesim-cli: %s\n", err);
+        return -1;
+    }
+    if (say_hello(&L->c, o, o->name) != 0) return -1;
+    const char *s = lookup_var("session");
+    L->session = s ? strtoull(s, NULL, 10) : 0;
+    L->radius = radius > 0 ? radius : 2000.0; /* DEFAULT_RADIUS of the protocol */
+    if (radius > 0 || center) {
+        char rb[64];
+        snprintf(rb, sizeof rb, "%.17g", L->radius);
+        word_t w[3] = {{"subscribe", false}, {rb, false}, {(char *)center, false}};
+        cmd_t sub = {w, center ? 3 : 2};
+        const msgpack_object *res;
+        if (call(&L->c, o, &sub, &res) != 0) return -1;
+    }
+    if (center) {
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        if (spc_pack_word(&pk, center, err, sizeof err) == 0) {
+            msgpack_zone z;
+            msgpack_zone_init(&z, 256);
+            msgpack_object obj;
+            if (msgpack_unpack(sb.data, sb.size, NULL, &z, &obj) == MSGPACK_UNPACK_SUCCESS &&
+                obj.type == MSGPACK_OBJECT_ARRAY && obj.via.array.size == 3) {
+                for (int i = 0; i < 3; i++) spc_num(&obj.via.array.ptr[i], &L->center[i]);
+                L->has_center = true;
+            }
+            msgpack_zone_destroy(&z);
+        }
+        msgpack_sbuffer_destroy(&sb);
+    }
+    if (spawn) {
+        word_t w[1] = {{"spawn", false}};
+        cmd_t sp = {w, 1};
+        const msgpack_object *res;
+        if (call(&L->c, o, &sp, &res) != 0) return -1;
+        remember(res);
+    }
+    return 0;
+}
+
+static void live_end(live_t *L) {
+    spc_close(&L->c);
+    sp_snap_view_destroy(&L->view);
+}
+
+/* Ask for a full snapshot after a desync (fire and forget: its response is
+ * skipped by the read loop like any other response). */
+static void send_simple(live_t *L, const char *method) {
+    char err[256];
+    spc_send_words(&L->c, method, NULL, 0, NULL, spc_now() + 5, err, sizeof err);
+}
+
+/* Handle one message in watch/map. Returns 1 when it was a snapshot that was
+ * applied, 0 otherwise, -1 on a fatal problem (printed). */
+static int live_handle(live_t *L, const sp_rpc_msg_t *m, bool print, sp_snap_stats_t *st) {
+    if (m->type == SP_RPC_RESPONSE) {
+        if (m->error->type != MSGPACK_OBJECT_NIL && print) {
+            fprintf(stdout, "response %u: error ", m->msgid);
+            spc_print_json(stdout, m->error, -1);
+            fputc('\n', stdout);
+        }
+        return 0;
+    }
+    if (m->type != SP_RPC_NOTIFY) return 0;
+    if (m->method_len == 8 && memcmp(m->method, "snapshot", 8) == 0) {
+        int rc = sp_snap_apply(&L->view, m->params, st);
+        L->bytes += m->wire_size;
+        if (rc == SP_EPROTO || rc == SP_ECORRUPT) {
+            L->desyncs++;
+            if (rc == SP_ECORRUPT && ++L->bad_in_row >= 5) {
+                fprintf(stderr,
+                        "spacesim-cli: protocol error: %s sends snapshots that do not follow proto/PROTOCOL.md "
+                        "(5 malformed in a row); is the daemon built from the same sources?\n",
+                        L->c.where);
+                return -1;
+            }
+            if (print)
+                printf("snapshot: %s; asking for a full one (resync)\n",
+                       rc == SP_EPROTO ? "desync (base tick is not ours)" : "malformed snapshot");
+            sp_snap_view_reset(&L->view);
+            send_simple(L, "resync");
+            return 0;
+        }
+        if (rc != 0) {
+            fprintf(stderr, "spacesim-cli: snapshot: %s\n", sp_strerror(rc));
+            return -1;
+        }
+        L->snapshots++;
+        L->bad_in_row = 0;
+        st->bytes = m->wire_size;
+        return 1;
+    }
+    if (m->method_len == 5 && memcmp(m->method, "event", 5) == 0) {
+        L->events++;
+        if (print) {
+            const msgpack_object *ev = m->params->via.array.size ? &m->params->via.array.ptr[0] : m->params;
+            const msgpack_object *t = spc_get(ev, "type"), *tick = spc_get(ev, "tick");
+            uint64_t tk = 0;
+            spc_u64(tick, &tk);
+            printf("tick %-8llu event %-14.*s ", (unsigned long long)tk, t && t->type == MSGPACK_OBJECT_STR ? (int)t->via.str.size : 1,
+                   t && t->type == MSGPACK_OBJECT_STR ? t->via.str.ptr : "?");
+            spc_print_json(stdout, ev, -1);
+            fputc('\n', stdout);
+        }
+        return 0;
+    }
+    if (m->method_len == 5 && memcmp(m->method, "error", 5) == 0) {
+        fprintf(stderr, "spacesim-cli: server error: ");
+        spc_print_json(stderr, m->params, -1);
+        fputc('\n', stderr);
+        return -1;
+    }
+    if (m->method_len == 4 && memcmp(m->method, "ping", 4) == 0) send_simple(L, "ping");
+    return 0;
+}
+
+static int run_watch(const opts_t *o, long count, double radius, const char *center) {
+    live_t L;
+    if (live_start(&L, o, radius, center, false) != 0) {
+        live_end(&L);
+        return 1;
+    }
+    printf("watching %s as session %llu (Ctrl-C to stop)\n", L.c.where, (unsigned long long)L.session);
+    fflush(stdout);
+    double next_ping = spc_now() + 15, t0 = spc_now();
+    int status = 0;
+    while (!g_stop) {
+        sp_rpc_msg_t m;
+        char err[512];
+        int r = spc_read(&L.c, spc_now() + 1.0, &m, err, sizeof err);
+        if (r == -2) continue;
+        if (r < 0) {
+            fprintf(stderr, "spacesim-cli: %s\n", err);
+            status = 1;
+            break;
+        }
+        if (spc_now() > next_ping) {
+            send_simple(&L, "ping"); /* keeps the idle timer of a read-only client happy */
+            next_ping = spc_now() + 15;
+        }
+        if (r == 0) continue;
+        sp_snap_stats_t st;
+        memset(&st, 0, sizeof st);
+        int h = live_handle(&L, &m, true, &st);
+        if (h < 0) {
+            status = 1;
+            break;
+        }
+        if (h == 1) {
+            if (st.full)
+                printf("tick %-8llu full             seen %-6u entered %-5u changed %-5u left %-5u bytes %zu\n",
+                       (unsigned long long)st.tick, st.count, st.entered, st.changed, st.left, st.bytes);
+            else
+                printf("tick %-8llu delta base %-6llu seen %-6u entered %-5u changed %-5u left %-5u bytes %zu\n",
+                       (unsigned long long)st.tick, (unsigned long long)st.base_tick, st.count, st.entered,
+                       st.changed, st.left, st.bytes);
+            if (count > 0 && (long)L.snapshots >= count) break;
+        }
+        fflush(stdout);
+    }
+    double dt = spc_now() - t0;
+    printf("%llu snapshots, %llu events, %llu bytes in %.1f s (%.1f snapshots/s, %.0f bytes/snapshot), %llu desyncs\n",
+           (unsigned long long)L.snapshots, (unsigned long long)L.events, (unsigned long long)L.bytes, dt,
+           dt > 0 ? (double)L.snapshots / dt : 0.0, L.snapshots ? (double)L.bytes / (double)L.snapshots : 0.0,
+           (unsigned long long)L.desyncs);
+    live_end(&L);
+    return status;
+}
+
+/* ---------------------------------------------------------------- map */
+
+static struct termios g_tio;
+static bool g_tio_saved;
+static bool g_map_screen;
+
+static void map_restore(void) {
+    if (g_map_screen) fputs("\x1b[0m\x1b[?25h\x1b[?1049l", stdout);
+    fflush(stdout);
+    if (g_tio_saved) tcsetattr(0, TCSANOW, &g_tio);
+}
+
+typedef struct mapstate {
+    int cols, rows;     /* drawing area in cells */
+    double scale;       /* world units per cell column; a row is 2x (cells are tall) */
+    double cx, cy;      /* centre in world units */
+    bool follow;        /* centre on own ships */
+    bool color;
+    double pan_x, pan_y;
+} mapstate_t;
+
+static void term_size(int *cols, int *rows) {
+    struct winsize ws;
+    if (ioctl(1, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 20 && ws.ws_row >= 8) {
+        *cols = ws.ws_col;
+        *rows = ws.ws_row;
+    } else {
+        *cols = 80;
+        *rows = 24;
+    }
+}
+
+static void map_draw(live_t *L, mapstate_t *ms, const sp_snap_stats_t *st) {
+    int W, H;
+    term_size(&W, &H);
+    ms->cols = W;
+    ms->rows = H - 2; /* status line on top, legend at the bottom */
+    const sp_snap_view_t *v = &L->view;
+    size_t own = 0, ships = 0, npcs = 0, asts = 0, projs = 0;
+    double ox = 0, oy = 0;
+    for (size_t i = 0; i < v->len; i++) {
+        const sp_snap_rec_t *r = &v->recs[i];
+        if (r->kind == 1) {
+            ships++;
+            if (r->owner == 0) npcs++;
+            if (L->session && r->owner == L->session) {
+                own++;
+                ox += sp_snap_pos(r->pos[0]);
+                oy += sp_snap_pos(r->pos[1]);
+            }
+        } else if (r->kind == 2) asts++;
+        else if (r->kind == 3) projs++;
+    }
+    if (ms->follow && own) {
+        ms->cx = ox / (double)own + ms->pan_x;
+        ms->cy = oy / (double)own + ms->pan_y;
+    } else {
+        ms->cx = (L->has_center ? L->center[0] : 0) + ms->pan_x;
+        ms->cy = (L->has_center ? L->center[1] : 0) + ms->pan_y;
+    }
+    /* cell: 0 empty, then priorities (higher wins) */
+    size_t ncell = (size_t)ms->cols * (size_t)ms->rows;
+    unsigned char *cell = calloc(ncell, 1);
+    if (!cell) die_oom();
+    for (size_t i = 0; i < v->len; i++) {
+        const sp_snap_rec_t *r = &v->recs[i];
+        double x = sp_snap_pos(r->pos[0]), y = sp_snap_pos(r->pos[1]);
+        long col = lround((x - ms->cx) / ms->scale + ms->cols / 2.0);
+        long row = lround((ms->cy - y) / (2 * ms->scale) + ms->rows / 2.0);
+        if (col < 0 || col >= ms->cols || row < 0 || row >= ms->rows) continue;
+        unsigned char pr;
+        if (r->kind == 1) pr = (L->session && r->owner == L->session) ? 6 : (r->owner ? 5 : 4);
+        else if (r->kind == 3) pr = 3;
+        else if (r->kind == 2) pr = sp_snap_radius(r->radius) >= 2 * ms->scale ? 2 : 1;
+        else pr = 1;
+        unsigned char *c = &cell[(size_t)row * (size_t)ms->cols + (size_t)col];
+        if (pr > *c) *c = pr;
+    }
+    spc_buf_t b = {0};
+    spc_buf_printf(&b, "\x1b[H");
+    char status[512];
+    snprintf(status, sizeof status,
+             " spacesim map  tick %llu  1 col = %.3g u  centre (%.0f, %.0f)%s  ships %zu (yours %zu, NPC %zu)  "
+             "asteroids %zu  projectiles %zu  %zu B",
+             (unsigned long long)st->tick, ms->scale, ms->cx, ms->cy, ms->follow && own ? " [following]" : "", ships,
+             own, npcs, asts, projs, st->bytes);
+    status[ms->cols < (int)sizeof status ? ms->cols : (int)sizeof status - 1] = '\0';
+    spc_buf_printf(&b, "%s%-*s%s\r\n", ms->color ? "\x1b[7m" : "", ms->cols, status, ms->color ? "\x1b[0m" : "");
+    static const char glyph[] = " .o*APa@";
+    static const char *const colour[] = {"", "\x1b[2m", "\x1b[37m", "\x1b[35m", "\x1b[31m", "\x1b[36m", "", "\x1b[1;32m"};
+    for (int row = 0; row < ms->rows; row++) {
+        int last = 0;
+        for (int col = 0; col < ms->cols; col++) {
+            unsigned char c = cell[(size_t)row * (size_t)ms->cols + (size_t)col];
+            int g = c == 6 ? 7 : c; /* own ships: '@' */
+            if (ms->color && g != last) spc_buf_printf(&b, "\x1b[0m%s", colour[g]);
+            last = g;
+            spc_buf_printf(&b, "%c", glyph[g]);
+        }
+        spc_buf_printf(&b, "%s\r\n", ms->color ? "\x1b[0m" : "");
+    }
+    char legend[256];
+    snprintf(legend, sizeof legend, " @ yours  A NPC ship  P player  * projectile  . o asteroid   x right, y up   + - zoom  arrows pan  c centre  q quit");
+    legend[ms->cols < (int)sizeof legend ? ms->cols : (int)sizeof legend - 1] = '\0';
+    spc_buf_printf(&b, "%-*s", ms->cols, legend);
+    if (b.p) fwrite(b.p, 1, b.len, stdout);
+    fflush(stdout);
+    spc_buf_free(&b);
+    free(cell);
+}
+
+static void map_key(mapstate_t *ms, const char *k, ssize_t n, bool *quit) {
+    for (ssize_t i = 0; i < n; i++) {
+        char ch = k[i];
+        double step = ms->scale * ms->cols / 8;
+        if (ch == 'q' || ch == 'Q' || ch == 3) *quit = true;
+        else if (ch == '+' || ch == '=') ms->scale /= 1.5;
+        else if (ch == '-' || ch == '_') ms->scale *= 1.5;
+        else if (ch == 'c') ms->pan_x = ms->pan_y = 0;
+        else if (ch == 'h') ms->pan_x -= step;
+        else if (ch == 'l') ms->pan_x += step;
+        else if (ch == 'k') ms->pan_y += step;
+        else if (ch == 'j') ms->pan_y -= step;
+        else if (ch == 0x1b && i + 2 < n && k[i + 1] == '[') {
+            char a = k[i + 2];
+            if (a == 'A') ms->pan_y += step;
+            else if (a == 'B') ms->pan_y -= step;
+            else if (a == 'C') ms->pan_x += step;
+            else if (a == 'D') ms->pan_x -= step;
+            i += 2;
+        }
+    }
+    if (ms->scale < 0.01) ms->scale = 0.01;
+}
+
+static int run_map(const opts_t *o, long frames, double radius, const char *center, bool spawn) {
+    live_t L;
+    if (live_start(&L, o, radius, center, spawn) != 0) {
+        live_end(&L);
+        return 1;
+    }
+    mapstate_t ms = {0};
+    term_size(&ms.cols, &ms.rows);
+    ms.rows -= 2;
+    ms.follow = true;
+    ms.color = isatty(1) && getenv("NO_COLOR") == NULL;
+    /* Fit the area of interest: 2R across the columns or down the rows (a
+     * row is two columns tall). */
+    double sx = 2 * L.radius / ms.cols, sy = 2 * L.radius / (2.0 * ms.rows);
+    ms.scale = sx > sy ? sx : sy;
+    bool interactive = isatty(0) && isatty(1);
+    if (interactive && tcgetattr(0, &g_tio) == 0) {
+        struct termios raw = g_tio;
+        raw.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
+        raw.c_cc[VMIN] = 0;
+        raw.c_cc[VTIME] = 0;
+        tcsetattr(0, TCSANOW, &raw);
+        g_tio_saved = true;
+    }
+    if (isatty(1)) {
+        fputs("\x1b[?1049h\x1b[?25l\x1b[2J", stdout);
+        g_map_screen = true;
+    }
+    atexit(map_restore);
+    int status = 0;
+    long drawn = 0;
+    double next_ping = spc_now() + 15;
+    bool quit = false;
+    sp_snap_stats_t last = {0};
+    while (!g_stop && !quit) {
+        sp_rpc_msg_t m;
+        char err[512];
+        int r = spc_read(&L.c, spc_now() + (interactive ? 0.05 : 1.0), &m, err, sizeof err);
+        if (interactive) {
+            char k[16];
+            ssize_t n = read(0, k, sizeof k);
+            if (n > 0) {
+                map_key(&ms, k, n, &quit);
+                map_draw(&L, &ms, &last);
+            }
+        }
+        if (spc_now() > next_ping) {
+            send_simple(&L, "ping");
+            next_ping = spc_now() + 15;
+        }
+        if (r == 0 || r == -2) continue;
+        if (r < 0) {
+            map_restore();
+            g_map_screen = false;
+            fprintf(stderr, "spacesim-cli: %s\n", err);
+            status = 1;
+            break;
+        }
+        sp_snap_stats_t st;
+        memset(&st, 0, sizeof st);
+        int h = live_handle(&L, &m, false, &st);
+        if (h < 0) {
+            status = 1;
+            break;
+        }
+        if (h == 1) {
+            last = st;
+            map_draw(&L, &ms, &st);
+            if (!g_map_screen) fputs("\n", stdout);
+            if (frames > 0 && ++drawn >= frames) break;
+        }
+    }
+    map_restore();
+    g_map_screen = false;
+    g_tio_saved = false;
+    live_end(&L);
+    return status;
+}
+
+/* ---------------------------------------------------------------- main */
+
+__attribute__((format(printf, 1, 2))) static int bad_usage(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "spacesim-cli: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\nTry 'spacesim-cli --help'.\n");
+    va_end(ap);
+    return 2;
+}
+
+static bool parse_double(const char *s, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v)) return false;
+    *out = v;
+    return true;
+}
+
+int main(int argc, char **argv) {
+    opts_t o = {SPC_DEFAULT_HOST, SPC_DEFAULT_PORT, 5.0, "spacesim-cli", false, false, false};
+    const char *script_text = NULL;
+    int i = 1;
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(a, "--version") == 0) {
+            printf("spacesim-cli %s (protocol %d)\n", CLI_VERSION, SP_PROTO_VERSION);
+            return 0;
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--host") == 0) {
+            if (!val) return bad_usage("%s needs a HOST", a);
+            o.host = val;
+            i++;
+        } else if (strcmp(a, "-p") == 0 || strcmp(a, "--port") == 0) {
+            char *end;
+            long p = val ? strtol(val, &end, 10) : 0;
+            if (!val || *end || p < 1 || p > 65535) return bad_usage("-p needs a port 1..65535, got '%s'", val ? val : "");
+            o.port = (int)p;
+            i++;
+        } else if (strcmp(a, "-t") == 0 || strcmp(a, "--timeout") == 0) {
+            if (!val || !parse_double(val, &o.timeout) || o.timeout <= 0 || o.timeout > 3600)
+                return bad_usage("-t needs seconds in (0, 3600], got '%s'", val ? val : "");
+            i++;
+        } else if (strcmp(a, "-n") == 0 || strcmp(a, "--name") == 0) {
+            if (!val || !*val) return bad_usage("%s needs a NAME", a);
+            o.name = val;
+            i++;
+        } else if (strcmp(a, "-e") == 0) {
+            if (!val) return bad_usage("%s needs a SCRIPT", a);
+            script_text = val;
+            i++;
+        } else if (strcmp(a, "--no-hello") == 0) {
+            o.no_hello = true;
+        } else if (strcmp(a, "--raw") == 0) {
+            o.raw = true;
+        } else if (strcmp(a, "-v") == 0) {
+            o.verbose = true;
+        } else if (a[0] == '-' && a[1] != '\0' && !(a[1] >= '0' && a[1] <= '9')) {
+            return bad_usage("unknown option '%s'", a);
+        } else {
+            break;
+        }
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, NULL); /* no SA_RESTART: poll() returns EINTR */
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (!script_text && i < argc && (strcmp(argv[i], "watch") == 0 || strcmp(argv[i], "map") == 0)) {
+        bool is_map = argv[i][0] == 'm';
+        long count = 0;
+        double radius = 0;
+        const char *center = NULL;
+        bool spawn = false;
+        for (int j = i + 1; j < argc; j++) {
+            const char *a = argv[j], *val = j + 1 < argc ? argv[j + 1] : NULL;
+            if (strcmp(a, "--count") == 0 || strcmp(a, "--frames") == 0) {
+                char *end;
+                count = val ? strtol(val, &end, 10) : -1;
+                if (!val || *end || count < 1) return bad_usage("%s needs a positive count", a);
+                j++;
+            } else if (strcmp(a, "--radius") == 0) {
+                if (!val || !parse_double(val, &radius) || radius <= 0)
+                    return bad_usage("--radius needs a positive number, got '%s'", val ? val : "");
+                j++;
+            } else if (strcmp(a, "--center") == 0 || strcmp(a, "--centre") == 0) {
+                if (!val) return bad_usage("%s needs [X,Y,Z]", a);
+                center = val;
+                j++;
+            } else if (strcmp(a, "--spawn") == 0 && is_map) {
+                spawn = true;
+            } else {
+                return bad_usage("unknown option '%s' for watch/map", a);
+            }
+        }
+        return is_map ? run_map(&o, count, radius, center, spawn) : run_watch(&o, count, radius, center);
+    }
+
+    script_t sc = {0};
+    if (script_text) {
+        if (i < argc) return bad_usage("-e takes the whole script; unexpected '%s'", argv[i]);
+        if (parse_script(&sc, script_text) != 0) return 2;
+    } else {
+        cmd_t *cur = NULL;
+        for (; i < argc; i++) {
+            if (strcmp(argv[i], ";") == 0) {
+                cur = NULL;
+                continue;
+            }
+            if (!cur) cur = script_new_cmd(&sc);
+            cmd_push(cur, argv[i], false);
+        }
+    }
+    if (sc.n == 0) {
+        usage(stderr);
+        return 2;
+    }
+    for (int k = 0; k < sc.n; k++)
+        if (strcmp(sc.cmds[k].w[0].s, "watch") == 0 || strcmp(sc.cmds[k].w[0].s, "map") == 0)
+            return bad_usage("'%s' cannot be part of a script", sc.cmds[k].w[0].s);
+    return run_script(&o, &sc);
+}
