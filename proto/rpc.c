@@ -51,7 +51,9 @@ const char *sp_rpc_code_message(int code) {
 #define ZONE_CHUNK 2048u
 
 int sp_rpc_decoder_init(sp_rpc_decoder_t *d, size_t max_message) {
-    if (d == NULL) return SP_EINVAL;
+    /* Element counts are kept in uint32 per container: limits past 4 GiB
+     * could not be enforced exactly. */
+    if (d == NULL || max_message > UINT32_MAX) return SP_EINVAL;
     memset(d, 0, sizeof *d);
     d->max_message = max_message ? max_message : SP_RPC_DEFAULT_MAX_MESSAGE;
     return 0;

@@ -134,8 +134,10 @@ typedef struct sp_rpc_decoder {
 } sp_rpc_decoder_t;
 
 /* Initialize a decoder with the given per-message byte limit (0 means
- * SP_RPC_DEFAULT_MAX_MESSAGE). Allocates nothing; cannot fail except
- * SP_EINVAL for a NULL decoder. Pair with sp_rpc_decoder_destroy(). */
+ * SP_RPC_DEFAULT_MAX_MESSAGE; servers use the default, clients reading the
+ * server use SP_RPC_CLIENT_MAX_MESSAGE). Allocates nothing. Returns 0, or
+ * SP_EINVAL for a NULL decoder or a limit above UINT32_MAX. Pair with
+ * sp_rpc_decoder_destroy(). */
 SP_API int sp_rpc_decoder_init(sp_rpc_decoder_t *d, size_t max_message);
 
 /* Free everything the decoder holds. Safe on a zeroed or destroyed decoder. */
@@ -163,7 +165,9 @@ SP_API int sp_rpc_decoder_feed(sp_rpc_decoder_t *d, const void *data, size_t len
  *      the stream itself stays usable)
  *   0  no complete message buffered: feed more bytes
  *   <0 the sticky stream error of feed(), once every earlier message was taken
- *      (close the connection), or SP_ENOMEM (msgpack zone; retrying is allowed)
+ *      (close the connection; answer with an "error" notification first:
+ *      SP_EMSGSIZE -> SP_RPCERR_TOO_LARGE, SP_EPROTO -> SP_RPCERR_PARSE_ERROR),
+ *      or SP_ENOMEM (msgpack zone; retrying is allowed)
  * The message stays valid until the next feed()/next()/destroy(). Allocates:
  * one msgpack zone, reused for every message (cleared, not freed). */
 SP_API int sp_rpc_decoder_next(sp_rpc_decoder_t *d, sp_rpc_msg_t *out);

@@ -421,6 +421,13 @@ START_TEST(test_rpc_message_of_exactly_the_limit_passes_one_more_byte_fails) {
     pack_sized(&b, SP_RPC_DEFAULT_MAX_MESSAGE + 1);
     ck_assert_int_eq(decode_one(b.sb.data, b.sb.size, &d, &m), SP_EMSGSIZE);
     sp_rpc_decoder_destroy(&d);
+    /* A client-side decoder takes it; absurd limits are refused. */
+    ck_assert_int_eq(sp_rpc_decoder_init(&d, SP_RPC_CLIENT_MAX_MESSAGE), 0);
+    ck_assert_int_eq(sp_rpc_decoder_feed(&d, b.sb.data, b.sb.size), 0);
+    ck_assert_int_eq(sp_rpc_decoder_next(&d, &m), 1);
+    ck_assert_uint_eq(m.wire_size, SP_RPC_DEFAULT_MAX_MESSAGE + 1);
+    sp_rpc_decoder_destroy(&d);
+    ck_assert_int_eq(sp_rpc_decoder_init(&d, (size_t)UINT32_MAX + 1), SP_EINVAL);
     pb_free(&b);
 }
 END_TEST
