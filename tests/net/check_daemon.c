@@ -16,7 +16,7 @@
 #include "../helpers/sp_check.h"
 #include "netclient.h"
 
-#define T 5.0 /* seconds any single reply may take */
+#define T sp_timeout(5.0) /* seconds any single reply may take */
 #define TOKEN "s3cret-admin"
 
 static nc_daemon_t D;

@@ -13,7 +13,7 @@
 #include "../helpers/sp_check.h"
 #include "netclient.h"
 
-#define T 5.0
+#define T sp_timeout(5.0)
 
 static nc_daemon_t D;
 

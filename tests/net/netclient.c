@@ -374,7 +374,6 @@ int nc_wait_closed(nc_t *c, double timeout_s) {
         struct pollfd pfd = {c->fd, POLLIN, 0};
         if (poll(&pfd, 1, (int)(left * 1000) + 1) <= 0) continue;
         ssize_t n = recv(c->fd, buf, sizeof buf, 0);
-        if (getenv("NC_DEBUG")) fprintf(stderr, "wait_closed: recv %zd errno %d\n", n, n < 0 ? errno : 0);
         if (n <= 0 && !(n < 0 && errno == EINTR)) c->closed = true;
     }
     return 0;
