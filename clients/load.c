@@ -1,2 +1,1285 @@
-/* load.c: placeholder until the clients land. */
-int main(void) { return 0; }
+/* clients/load.c: spacesim-load, a load generator for spacesimd (libuv).
+ *
+ * One process, one libuv loop, many TCP clients. Each client connects (at
+ * --connect-rate, spread over --ramp), says hello, spawns a ship, then sends
+ * the --mix commands at a CONSTANT rate (open loop): every command has an
+ * intended send time on a fixed schedule, and its latency is measured from
+ * that intended time, not from when it was actually written. A server (or a
+ * generator) that stalls therefore shows up as latency instead of silently
+ * lowering the request rate (coordinated omission, Gil Tene / wrk2). How late
+ * the generator itself was is reported as send_lag, so you can tell whose
+ * fault a tail is.
+ *
+ * Every snapshot is decoded into the client's view with proto/snapshot.h's
+ * sp_snap_apply(), exactly as a real client would, so deltas are exercised
+ * (desyncs and malformed snapshots are counted as errors and resynced).
+ * Latencies go into log-linear histograms (clients/hdr.h); percentiles are
+ * read from the counters, never by sorting samples.
+ *
+ * Responses come in request order per connection (proto/PROTOCOL.md), so the
+ * in-flight requests of a client are a FIFO ring: O(1) matching.
+ *
+ * Output: a progress line per second on stderr; at the end a report on
+ * stdout, optionally --json FILE and --svg FILE, and --assert thresholds that
+ * decide the exit status (0 held, 1 failed, 2 bad usage / could not run). */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <uv.h>
+
+#include "common.h"
+#include "hdr.h"
+#include "snapshot.h"
+#include "spacesim/error.h"
+
+#define LOAD_VERSION "0.1.0"
+#define MAX_CLIENTS 100000
+#define MAX_DURATION 3600
+#define DRAIN_SECONDS 2.0
+#define NS 1000000000ull
+
+/* ---------------------------------------------------------------- mix */
+
+/* Commands the mix can schedule. */
+enum { K_MOVE, K_FIRE, K_MINE, K_PING, K_INSPECT, K__COUNT };
+static const char *const kind_name[K__COUNT] = {"move", "fire", "mine", "ping", "inspect"};
+
+/* Error replies that are normal game outcomes under a random load (the
+ * target moved away, the weapon is cooling down, the target just died):
+ * counted by kind but not as "errors" (which mean the server or the
+ * transport misbehaved). */
+static bool game_outcome(int64_t code) {
+    return code == SP_RPCERR_NOT_FOUND || code == SP_RPCERR_OUT_OF_RANGE || code == SP_RPCERR_COOLDOWN;
+}
+
+/* ---------------------------------------------------------------- state */
+
+typedef struct pend {
+    uint32_t msgid;
+    uint8_t method;      /* sp_method_t */
+    uint64_t intended;   /* ns, uv_hrtime clock */
+} pend_t;
+
+enum cstate { C_WAITING, C_CONNECTING, C_HELLO, C_SPAWN, C_RUNNING, C_CLOSED };
+
+typedef struct client {
+    uv_tcp_t tcp;
+    uv_connect_t creq;
+    uint32_t idx;
+    uint8_t state;
+    bool closing, resync_sent;
+    uint32_t session;
+    uint64_t ship;
+    uint32_t next_id;
+    sp_rpc_decoder_t dec;
+    sp_snap_view_t view;
+    pend_t *pend;        /* FIFO ring of in-flight requests */
+    uint32_t phead, plen, pcap;
+    uint64_t start_ns;   /* when this client may connect */
+    uint64_t snaps, first_snap_ns;
+    uint64_t bytes_in;
+    uint32_t rng_pad;
+} client_t;
+
+typedef struct sched {
+    uint64_t due;
+    uint32_t client;
+    uint8_t kind;
+} sched_t;
+
+typedef struct errkind {
+    char name[48];
+    uint64_t n;
+    bool counts_as_error;
+} errkind_t;
+
+typedef struct point {
+    double t, p50, p90, p99, max, snap_rate, cmds, mb_in;
+    uint32_t clients;
+} point_t;
+
+static struct {
+    /* options */
+    const char *host;
+    int port;
+    long nclients;
+    double duration, connect_rate, ramp, radius;
+    double mix[K__COUNT];
+    const char *json_path, *svg_path, *asserts;
+    uint64_t seed;
+    bool quiet;
+    /* runtime */
+    uv_loop_t *loop;
+    struct sockaddr_storage addr;
+    client_t *clients;
+    sched_t *heap;
+    size_t hlen, hcap;
+    uv_timer_t tick, progress;
+    uv_signal_t sigint;
+    uint64_t t0, t_end, t_stop;  /* ns: start, end of sending, hard stop of draining */
+    bool sending_over, draining, done, interrupted;
+    long next_to_start;
+    uint32_t running, connected_peak;
+    /* figures */
+    hdr_t *by_method[SP_METHOD__COUNT];
+    hdr_t *all, *interval, *lag;
+    uint64_t sent, answered, snaps, events, bytes_in, bytes_out;
+    uint64_t sent_interval, snaps_interval, bytes_interval, errors_total;
+    errkind_t errs[64];
+    int nerrs;
+    point_t *series;
+    size_t nseries, cseries;
+    char *server_stats_json;
+    uint32_t stats_client;
+    uint32_t stats_msgid;
+    bool stats_wanted, stats_got;
+    char readbuf[65536];
+    uint64_t rng;
+} G;
+
+static void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void fatal(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "spacesim-load: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(2);
+}
+
+static uint64_t rnd(void) {
+    /* xorshift64*: reproducible with --seed, no libc state. */
+    G.rng ^= G.rng >> 12;
+    G.rng ^= G.rng << 25;
+    G.rng ^= G.rng >> 27;
+    return G.rng * 2685821657736338717ull;
+}
+static double rnd01(void) { return (double)(rnd() >> 11) / 9007199254740992.0; }
+
+static void count_error(const char *name, bool counts) {
+    for (int i = 0; i < G.nerrs; i++)
+        if (strcmp(G.errs[i].name, name) == 0) {
+            G.errs[i].n++;
+            if (counts) G.errors_total++;
+            return;
+        }
+    if (G.nerrs < (int)(sizeof G.errs / sizeof G.errs[0])) {
+        snprintf(G.errs[G.nerrs].name, sizeof G.errs[0].name, "%s", name);
+        G.errs[G.nerrs].n = 1;
+        G.errs[G.nerrs].counts_as_error = counts;
+        G.nerrs++;
+    }
+    if (counts) G.errors_total++;
+}
+
+/* ---------------------------------------------------------------- heap */
+
+static void heap_push(sched_t s) {
+    if (G.hlen == G.hcap) {
+        G.hcap = G.hcap ? G.hcap * 2 : 1024;
+        G.heap = realloc(G.heap, G.hcap * sizeof *G.heap);
+        if (!G.heap) fatal("out of memory");
+    }
+    size_t i = G.hlen++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (G.heap[p].due <= s.due) break;
+        G.heap[i] = G.heap[p];
+        i = p;
+    }
+    G.heap[i] = s;
+}
+
+static sched_t heap_pop(void) {
+    sched_t top = G.heap[0], last = G.heap[--G.hlen];
+    size_t i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        uint64_t md = last.due;
+        if (l < G.hlen && G.heap[l].due < md) {
+            m = l;
+            md = G.heap[l].due;
+        }
+        if (r < G.hlen && G.heap[r].due < md) m = r;
+        if (m == i) break;
+        G.heap[i] = G.heap[m];
+        i = m;
+    }
+    if (G.hlen) G.heap[i] = last;
+    return top;
+}
+
+/* ---------------------------------------------------------------- sending */
+
+typedef struct wreq {
+    uv_write_t req;
+    char data[];
+} wreq_t;
+
+static void on_write(uv_write_t *req, int status) {
+    if (status < 0 && status != UV_ECANCELED) count_error("write_failed", true);
+    free(req);
+}
+
+static void client_close(client_t *c, const char *why);
+
+/* Write bytes in order: try a direct write first (no allocation in the
+ * common case); queue the rest (uv_try_write refuses while a queued write is
+ * pending, so order is kept). */
+static int client_write(client_t *c, const char *p, size_t n) {
+    uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+    int w = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (w == (int)n) {
+        G.bytes_out += n;
+        return 0;
+    }
+    if (w < 0 && w != UV_EAGAIN) {
+        client_close(c, "write_failed");
+        return -1;
+    }
+    size_t done = w > 0 ? (size_t)w : 0;
+    wreq_t *wr = malloc(sizeof *wr + (n - done));
+    if (!wr) fatal("out of memory");
+    memcpy(wr->data, p + done, n - done);
+    b = uv_buf_init(wr->data, (unsigned)(n - done));
+    if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+        free(wr);
+        client_close(c, "write_failed");
+        return -1;
+    }
+    G.bytes_out += n;
+    return 0;
+}
+
+static void pend_push(client_t *c, uint32_t msgid, int method, uint64_t intended) {
+    if (c->plen == c->pcap) {
+        uint32_t ncap = c->pcap ? c->pcap * 2 : 16;
+        pend_t *np = malloc(ncap * sizeof *np);
+        if (!np) fatal("out of memory");
+        for (uint32_t i = 0; i < c->plen; i++) np[i] = c->pend[(c->phead + i) % c->pcap];
+        free(c->pend);
+        c->pend = np;
+        c->pcap = ncap;
+        c->phead = 0;
+    }
+    c->pend[(c->phead + c->plen) % c->pcap] = (pend_t){msgid, (uint8_t)method, intended};
+    c->plen++;
+}
+
+/* Pack and send one request; params are packed by the callback. */
+typedef void (*pack_fn)(msgpack_packer *pk, client_t *c, void *arg);
+
+static void send_req(client_t *c, int method, uint32_t nparams, pack_fn fn, void *arg, uint64_t intended) {
+    static msgpack_sbuffer sb; /* single loop thread: one reusable buffer */
+    msgpack_packer pk;
+    sb.size = 0;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    uint32_t id = c->next_id++;
+    const sp_method_info_t *mi = sp_method_info(method);
+    if (sp_rpc_pack_request_begin(&pk, id, mi->name, nparams) != 0) fatal("out of memory");
+    if (fn) fn(&pk, c, arg);
+    if (client_write(c, sb.data, sb.size) != 0) return;
+    pend_push(c, id, method, intended);
+}
+
+/* Methods the mix sends (the load proper); hello, spawn, subscribe, resync
+ * and the final stats are setup: in the per-method table, not in "all". */
+static bool load_method(int method) {
+    return method == SP_METHOD_MOVE || method == SP_METHOD_FIRE || method == SP_METHOD_MINE ||
+           method == SP_METHOD_PING || method == SP_METHOD_INSPECT;
+}
+
+static void pack_hello(msgpack_packer *pk, client_t *c, void *arg) {
+    (void)arg;
+    char name[32];
+    snprintf(name, sizeof name, "load-%u", c->idx);
+    sp_rpc_pack_cstr(pk, name);
+    msgpack_pack_nil(pk);
+}
+
+static void pack_radius(msgpack_packer *pk, client_t *c, void *arg) {
+    (void)c;
+    (void)arg;
+    msgpack_pack_double(pk, G.radius);
+}
+
+static void pack_move(msgpack_packer *pk, client_t *c, void *arg) {
+    (void)arg;
+    /* A random heading at 2..20 units/s: the ship wanders (a patrol). */
+    double v[3], n = 0;
+    for (int i = 0; i < 3; i++) {
+        v[i] = rnd01() * 2 - 1;
+        n += v[i] * v[i];
+    }
+    n = sqrt(n);
+    double speed = 2 + rnd01() * 18;
+    msgpack_pack_uint64(pk, c->ship);
+    msgpack_pack_array(pk, 3);
+    for (int i = 0; i < 3; i++) msgpack_pack_double(pk, n > 0 ? v[i] / n * speed : 0);
+}
+
+/* Nearest entity of `kind` in the client's view (not its own ships). */
+static uint64_t nearest(client_t *c, int kind) {
+    const sp_snap_rec_t *me = sp_snap_view_find(&c->view, c->ship);
+    const sp_snap_view_t *v = &c->view;
+    uint64_t best = 0;
+    double bd = INFINITY;
+    for (size_t i = 0; i < v->len; i++) {
+        const sp_snap_rec_t *r = &v->recs[i];
+        if (r->kind != kind || r->id == c->ship || (kind == 1 && c->session && r->owner == c->session)) continue;
+        if (!me) return r->id;
+        double d = 0;
+        for (int k = 0; k < 3; k++) {
+            double dd = (double)r->pos[k] - (double)me->pos[k];
+            d += dd * dd;
+        }
+        if (d < bd) {
+            bd = d;
+            best = r->id;
+        }
+    }
+    return best;
+}
+
+static void pack_target(msgpack_packer *pk, client_t *c, void *arg) {
+    msgpack_pack_uint64(pk, c->ship);
+    msgpack_pack_uint64(pk, *(uint64_t *)arg);
+}
+
+static void pack_ship(msgpack_packer *pk, client_t *c, void *arg) {
+    (void)arg;
+    msgpack_pack_uint64(pk, c->ship);
+}
+
+static void send_scheduled(client_t *c, int kind, uint64_t intended) {
+    uint64_t t;
+    G.sent++;
+    G.sent_interval++;
+    switch (kind) {
+    case K_MOVE: send_req(c, SP_METHOD_MOVE, 2, pack_move, NULL, intended); break;
+    case K_FIRE:
+        /* Nearest other ship; with none in view, any id we know is fine:
+         * the server answers NOT_FOUND and the round trip still counts. */
+        t = nearest(c, 1);
+        if (!t) t = c->view.len ? c->view.recs[0].id : 1;
+        if (t == c->ship) t = 1;
+        send_req(c, SP_METHOD_FIRE, 2, pack_target, &t, intended);
+        break;
+    case K_MINE:
+        t = nearest(c, 2);
+        if (!t) t = 1;
+        send_req(c, SP_METHOD_MINE, 2, pack_target, &t, intended);
+        break;
+    case K_PING: send_req(c, SP_METHOD_PING, 0, NULL, NULL, intended); break;
+    case K_INSPECT: send_req(c, SP_METHOD_INSPECT, 1, pack_ship, NULL, intended); break;
+    default: break;
+    }
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+static void on_close(uv_handle_t *h) {
+    client_t *c = h->data;
+    sp_rpc_decoder_destroy(&c->dec);
+    sp_snap_view_destroy(&c->view);
+    free(c->pend);
+    c->pend = NULL;
+    c->plen = c->pcap = 0;
+}
+
+static void client_close(client_t *c, const char *why) {
+    if (c->closing) return;
+    if (why) count_error(why, true);
+    if (c->state == C_RUNNING && G.running) G.running--;
+    /* Requests still in flight on a dropped connection are lost. */
+    if (why && c->plen) {
+        for (uint32_t i = 0; i < c->plen; i++) count_error("lost_in_flight", true);
+    }
+    c->plen = 0;
+    c->state = C_CLOSED;
+    c->closing = true;
+    uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+static void start_schedule(client_t *c) {
+    uint64_t now = uv_hrtime();
+    for (int k = 0; k < K__COUNT; k++) {
+        if (G.mix[k] <= 0) continue;
+        uint64_t interval = (uint64_t)((double)NS / G.mix[k]);
+        /* Random phase, so the clients' commands spread over the interval. */
+        heap_push((sched_t){now + (uint64_t)(rnd01() * (double)interval), c->idx, (uint8_t)k});
+    }
+}
+
+static void record_latency(int method, uint64_t ns) {
+    if (method >= 0 && method < SP_METHOD__COUNT) hdr_record(G.by_method[method], ns);
+    if (!load_method(method)) return;
+    hdr_record(G.all, ns);
+    hdr_record(G.interval, ns);
+}
+
+static void handle_response(client_t *c, const sp_rpc_msg_t *m) {
+    if (c->plen == 0) {
+        count_error("unexpected_response", true);
+        return;
+    }
+    pend_t p = c->pend[c->phead];
+    if (p.msgid != m->msgid) {
+        /* Out of order would break the protocol's promise: count it and
+         * look the id up anyway. */
+        count_error("response_out_of_order", true);
+        uint32_t j;
+        for (j = 0; j < c->plen; j++)
+            if (c->pend[(c->phead + j) % c->pcap].msgid == m->msgid) break;
+        if (j == c->plen) return;
+        pend_t *q = &c->pend[(c->phead + j) % c->pcap];
+        pend_t tmp = *q;
+        *q = c->pend[c->phead];
+        p = tmp;
+    }
+    c->phead = (c->phead + 1) % c->pcap;
+    c->plen--;
+    uint64_t now = uv_hrtime();
+    if (load_method(p.method)) G.answered++;
+    record_latency(p.method, now - p.intended);
+    bool ok = m->error->type == MSGPACK_OBJECT_NIL;
+    if (!ok) {
+        int64_t code = 0;
+        const char *msg;
+        size_t ml;
+        char name[48];
+        if (sp_rpc_parse_error(m->error, &code, &msg, &ml) != 0) code = 0;
+        snprintf(name, sizeof name, "%s:%s", sp_method_info(p.method)->name, spc_error_name(code));
+        count_error(name, !game_outcome(code));
+    }
+    if (G.stats_wanted && c->idx == G.stats_client && m->msgid == G.stats_msgid) {
+        spc_buf_t b = {0};
+        if (ok && spc_json_append(&b, m->result, -1) == 0) G.server_stats_json = b.p;
+        else spc_buf_free(&b);
+        G.stats_got = true;
+        return;
+    }
+    switch (p.method) {
+    case SP_METHOD_HELLO:
+        if (!ok) {
+            client_close(c, "hello_refused");
+            return;
+        }
+        {
+            uint64_t s = 0;
+            spc_u64(spc_get(m->result, "session"), &s);
+            c->session = (uint32_t)s;
+        }
+        if (G.radius > 0) send_req(c, SP_METHOD_SUBSCRIBE, 1, pack_radius, NULL, uv_hrtime());
+        c->state = C_SPAWN;
+        send_req(c, SP_METHOD_SPAWN, 0, NULL, NULL, uv_hrtime());
+        break;
+    case SP_METHOD_SPAWN:
+        if (!ok || !spc_u64(spc_get(m->result, "ship_id"), &c->ship)) {
+            client_close(c, "spawn_failed");
+            return;
+        }
+        c->state = C_RUNNING;
+        G.running++;
+        if (G.running > G.connected_peak) G.connected_peak = G.running;
+        if (!G.sending_over) start_schedule(c);
+        break;
+    default: break;
+    }
+}
+
+static void handle_notify(client_t *c, const sp_rpc_msg_t *m) {
+    if (m->method_len == 8 && memcmp(m->method, "snapshot", 8) == 0) {
+        int rc = sp_snap_apply(&c->view, m->params, NULL);
+        if (rc == 0) {
+            uint64_t now = uv_hrtime();
+            if (c->snaps == 0) c->first_snap_ns = now;
+            c->snaps++;
+            c->resync_sent = false;
+            if (!G.sending_over) {
+                G.snaps++;
+                G.snaps_interval++;
+            }
+            return;
+        }
+        count_error(rc == SP_EPROTO ? "snapshot_desync" : rc == SP_ECORRUPT ? "snapshot_malformed" : "snapshot_oom",
+                    true);
+        sp_snap_view_reset(&c->view);
+        if (!c->resync_sent) {
+            c->resync_sent = true;
+            send_req(c, SP_METHOD_RESYNC, 0, NULL, NULL, uv_hrtime());
+        }
+        return;
+    }
+    if (m->method_len == 5 && memcmp(m->method, "event", 5) == 0) {
+        G.events++;
+        return;
+    }
+    if (m->method_len == 5 && memcmp(m->method, "error", 5) == 0) {
+        const msgpack_object *e = m->params->via.array.size ? &m->params->via.array.ptr[0] : NULL;
+        int64_t code = 0;
+        const char *msg;
+        size_t ml;
+        char name[48];
+        if (!e || sp_rpc_parse_error(e, &code, &msg, &ml) != 0) code = 0;
+        snprintf(name, sizeof name, "server_error:%s", spc_error_name(code));
+        count_error(name, true);
+        return;
+    }
+    /* "ping" keepalive reminders need no answer: we send commands anyway. */
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    (void)h;
+    (void)suggested;
+    /* One loop thread, and the decoder copies what it is fed: a single
+     * shared read buffer is enough for every client. */
+    *buf = uv_buf_init(G.readbuf, sizeof G.readbuf);
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+    client_t *c = s->data;
+    (void)buf;
+    if (n == 0) return;
+    if (n < 0) {
+        client_close(c, n == UV_EOF ? (G.done ? NULL : "closed_by_server") : "read_failed");
+        return;
+    }
+    c->bytes_in += (uint64_t)n;
+    G.bytes_in += (uint64_t)n;
+    G.bytes_interval += (uint64_t)n;
+    sp_rpc_decoder_feed(&c->dec, buf->base, (size_t)n);
+    for (;;) {
+        sp_rpc_msg_t m;
+        int rc = sp_rpc_decoder_next(&c->dec, &m);
+        if (rc == 0) break;
+        if (rc < 0) {
+            client_close(c, rc == SP_EMSGSIZE ? "message_too_large" : "protocol_error");
+            return;
+        }
+        if (m.type == SP_RPC_RESPONSE) handle_response(c, &m);
+        else if (m.type == SP_RPC_NOTIFY) handle_notify(c, &m);
+        else count_error("protocol_error", true);
+        if (c->closing) return;
+    }
+}
+
+static void on_connect(uv_connect_t *req, int status) {
+    client_t *c = req->data;
+    if (status < 0) {
+        char name[48];
+        snprintf(name, sizeof name, "connect:%s", uv_err_name(status));
+        client_close(c, name);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    c->state = C_HELLO;
+    uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
+    send_req(c, SP_METHOD_HELLO, 2, pack_hello, NULL, uv_hrtime());
+}
+
+static void client_start(client_t *c) {
+    sp_rpc_decoder_init(&c->dec, SPC_MAX_INBOUND);
+    sp_snap_view_init(&c->view);
+    c->next_id = 1;
+    if (uv_tcp_init(G.loop, &c->tcp) != 0) fatal("uv_tcp_init failed");
+    c->tcp.data = c;
+    c->creq.data = c;
+    c->state = C_CONNECTING;
+    int rc = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&G.addr, on_connect);
+    if (rc != 0) {
+        char name[48];
+        snprintf(name, sizeof name, "connect:%s", uv_err_name(rc));
+        client_close(c, name);
+    }
+}
+
+/* ---------------------------------------------------------------- timers */
+
+static void finish(void);
+
+static void on_tick(uv_timer_t *t) {
+    (void)t;
+    uint64_t now = uv_hrtime();
+    if (!G.sending_over && now >= G.t_end) {
+        /* Stop sending; wait for the answers still in flight, then ask the
+         * server for its stats. */
+        G.sending_over = true;
+        G.draining = true;
+        G.t_stop = now + (uint64_t)(DRAIN_SECONDS * 1e9);
+    }
+    if (!G.sending_over) {
+        while (G.next_to_start < G.nclients && G.clients[G.next_to_start].start_ns <= now)
+            client_start(&G.clients[G.next_to_start++]);
+        while (G.hlen && G.heap[0].due <= now) {
+            sched_t s = heap_pop();
+            client_t *c = &G.clients[s.client];
+            if (c->state != C_RUNNING) continue;
+            hdr_record(G.lag, now - s.due);
+            send_scheduled(c, s.kind, s.due);
+            if (c->state != C_RUNNING) continue;
+            s.due += (uint64_t)((double)NS / G.mix[s.kind]);
+            heap_push(s);
+        }
+        return;
+    }
+    if (G.draining) {
+        uint64_t inflight = 0;
+        for (long i = 0; i < G.nclients; i++)
+            if (G.clients[i].state == C_RUNNING) inflight += G.clients[i].plen;
+        if (inflight == 0 || now >= G.t_stop || G.interrupted) {
+            /* Requests that never got an answer: their latency is at least
+             * the time they have waited; record that (a stalled server must
+             * not look fast) and count them. */
+            for (long i = 0; i < G.nclients; i++) {
+                client_t *c = &G.clients[i];
+                if (c->state != C_RUNNING) continue;
+                for (uint32_t j = 0; j < c->plen; j++) {
+                    pend_t *p = &c->pend[(c->phead + j) % c->pcap];
+                    record_latency(p->method, now - p->intended);
+                    count_error("timeout", true);
+                }
+                c->plen = 0;
+            }
+            G.draining = false;
+            /* One request for the server's own figures. */
+            for (long i = 0; i < G.nclients; i++)
+                if (G.clients[i].state == C_RUNNING) {
+                    client_t *c = &G.clients[i];
+                    G.stats_wanted = true;
+                    G.stats_client = c->idx;
+                    G.stats_msgid = c->next_id;
+                    send_req(c, SP_METHOD_STATS, 0, NULL, NULL, now);
+                    break;
+                }
+            G.t_stop = now + (uint64_t)(DRAIN_SECONDS * 1e9);
+        }
+        return;
+    }
+    if (G.stats_got || !G.stats_wanted || now >= G.t_stop || G.interrupted) finish();
+}
+
+static void on_progress(uv_timer_t *t) {
+    (void)t;
+    double el = (double)(uv_hrtime() - G.t0) / 1e9;
+    uint32_t running = G.running;
+    point_t p = {0};
+    p.t = el;
+    p.p50 = (double)hdr_percentile(G.interval, 50) / 1e6;
+    p.p90 = (double)hdr_percentile(G.interval, 90) / 1e6;
+    p.p99 = (double)hdr_percentile(G.interval, 99) / 1e6;
+    p.max = (double)G.interval->max / 1e6;
+    if (G.interval->total == 0) p.max = 0;
+    p.cmds = (double)G.sent_interval;
+    p.snap_rate = running ? (double)G.snaps_interval / running : 0;
+    p.mb_in = (double)G.bytes_interval / 1e6;
+    p.clients = running;
+    if (!G.sending_over) {
+        if (G.nseries == G.cseries) {
+            G.cseries = G.cseries ? G.cseries * 2 : 64;
+            G.series = realloc(G.series, G.cseries * sizeof *G.series);
+            if (!G.series) fatal("out of memory");
+        }
+        G.series[G.nseries++] = p;
+        if (!G.quiet)
+            fprintf(stderr,
+                    "[%5.1fs] clients %u/%ld  cmds %6.0f/s  snaps %7llu/s (%.1f/client)  in %6.2f MB/s  errors %llu  "
+                    "rtt p50 %.2f p99 %.2f max %.2f ms\n",
+                    el, running, G.nclients, p.cmds, (unsigned long long)G.snaps_interval, p.snap_rate, p.mb_in,
+                    (unsigned long long)G.errors_total, p.p50, p.p99, p.max);
+    }
+    G.sent_interval = G.snaps_interval = G.bytes_interval = 0;
+    hdr_reset(G.interval);
+}
+
+static void on_sigint(uv_signal_t *s, int sig) {
+    (void)s;
+    (void)sig;
+    if (G.interrupted) exit(130);
+    G.interrupted = true;
+    fprintf(stderr, "spacesim-load: interrupted: finishing (Ctrl-C again to quit at once)\n");
+    if (!G.sending_over) G.t_end = uv_hrtime();
+}
+
+/* ---------------------------------------------------------------- report */
+
+typedef struct metric {
+    char name[64];
+    double v;
+} metric_t;
+static metric_t *g_metrics;
+static size_t g_nmetrics, g_cmetrics;
+
+static void metric(const char *name, double v) {
+    if (g_nmetrics == g_cmetrics) {
+        g_cmetrics = g_cmetrics ? g_cmetrics * 2 : 64;
+        g_metrics = realloc(g_metrics, g_cmetrics * sizeof *g_metrics);
+        if (!g_metrics) fatal("out of memory");
+    }
+    snprintf(g_metrics[g_nmetrics].name, sizeof g_metrics[0].name, "%s", name);
+    g_metrics[g_nmetrics].v = v;
+    g_nmetrics++;
+}
+
+static const metric_t *metric_find(const char *name) {
+    for (size_t i = 0; i < g_nmetrics; i++)
+        if (strcmp(g_metrics[i].name, name) == 0) return &g_metrics[i];
+    return NULL;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double ms(uint64_t ns) { return (double)ns / 1e6; }
+
+/* The server's stats are flattened into server_<key> metrics (numbers only). */
+static void metrics_from_server_stats(void) {
+    if (!G.server_stats_json) return;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    char err[128];
+    if (spc_pack_word(&pk, G.server_stats_json, err, sizeof err) == 0) {
+        msgpack_zone z;
+        msgpack_zone_init(&z, 4096);
+        msgpack_object o;
+        if (msgpack_unpack(sb.data, sb.size, NULL, &z, &o) == MSGPACK_UNPACK_SUCCESS && o.type == MSGPACK_OBJECT_MAP) {
+            for (uint32_t i = 0; i < o.via.map.size; i++) {
+                const msgpack_object *k = &o.via.map.ptr[i].key;
+                double v;
+                if (k->type != MSGPACK_OBJECT_STR || !spc_num(&o.via.map.ptr[i].val, &v)) continue;
+                char name[64];
+                snprintf(name, sizeof name, "server_%.*s", (int)k->via.str.size, k->via.str.ptr);
+                metric(name, v);
+            }
+        }
+        msgpack_zone_destroy(&z);
+    }
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static void build_metrics(double dur, double *snap_min, double *snap_med, size_t *measured) {
+    /* Per-client snapshot rates: snapshots after the first one, over the
+     * time from the first one to the end of the run. Clients with less than
+     * a second of snapshots are not measured (they joined too late). The
+     * per-client rates are sorted for the median (one double per client;
+     * latencies are never sorted). */
+    double *rates = malloc(sizeof(double) * (size_t)(G.nclients ? G.nclients : 1));
+    size_t n = 0;
+    for (long i = 0; i < G.nclients; i++) {
+        client_t *c = &G.clients[i];
+        if (c->snaps < 2 || c->first_snap_ns == 0 || c->first_snap_ns >= G.t_end) {
+            if (c->state == C_RUNNING || c->snaps) rates[n++] = 0; /* connected but starved */
+            continue;
+        }
+        double span = (double)(G.t_end - c->first_snap_ns) / 1e9;
+        if (span < 1.0) {
+            n += 0;
+            continue;
+        }
+        rates[n++] = (double)(c->snaps - 1) / span;
+    }
+    qsort(rates, n, sizeof *rates, cmp_double);
+    *snap_min = n ? rates[0] : 0;
+    *snap_med = n ? (n % 2 ? rates[n / 2] : (rates[n / 2 - 1] + rates[n / 2]) / 2) : 0;
+    *measured = n;
+    free(rates);
+
+    metric("clients", (double)G.nclients);
+    metric("clients_connected", (double)G.connected_peak);
+    metric("clients_at_end", (double)G.running);
+    metric("duration_s", dur);
+    metric("commands_sent", (double)G.sent);
+    metric("responses", (double)G.answered);
+    metric("commands_per_sec", dur > 0 ? (double)G.sent / dur : 0);
+    metric("p50_ms", ms(hdr_percentile(G.all, 50)));
+    metric("p90_ms", ms(hdr_percentile(G.all, 90)));
+    metric("p99_ms", ms(hdr_percentile(G.all, 99)));
+    metric("p999_ms", ms(hdr_percentile(G.all, 99.9)));
+    metric("max_ms", ms(G.all->total ? G.all->max : 0));
+    metric("mean_ms", hdr_mean(G.all) / 1e6);
+    metric("send_lag_p99_ms", ms(hdr_percentile(G.lag, 99)));
+    metric("send_lag_max_ms", ms(G.lag->total ? G.lag->max : 0));
+    metric("snapshots", (double)G.snaps);
+    metric("snapshots_per_sec", dur > 0 ? (double)G.snaps / dur : 0);
+    metric("snap_rate_min", *snap_min);
+    metric("snap_rate_median", *snap_med);
+    metric("snap_clients_measured", (double)*measured);
+    metric("events", (double)G.events);
+    metric("bytes_in", (double)G.bytes_in);
+    metric("bytes_out", (double)G.bytes_out);
+    metric("mb_per_s_in", dur > 0 ? (double)G.bytes_in / 1e6 / dur : 0);
+    metric("errors", (double)G.errors_total);
+    uint64_t game = 0;
+    for (int i = 0; i < G.nerrs; i++)
+        if (!G.errs[i].counts_as_error) game += G.errs[i].n;
+    metric("game_errors", (double)game);
+    for (int m = 0; m < SP_METHOD__COUNT; m++) {
+        const hdr_t *h = G.by_method[m];
+        if (!h->total) continue;
+        const char *nm = sp_method_info(m)->name;
+        char k[64];
+        snprintf(k, sizeof k, "%s_count", nm);
+        metric(k, (double)h->total);
+        snprintf(k, sizeof k, "%s_p50_ms", nm);
+        metric(k, ms(hdr_percentile(h, 50)));
+        snprintf(k, sizeof k, "%s_p90_ms", nm);
+        metric(k, ms(hdr_percentile(h, 90)));
+        snprintf(k, sizeof k, "%s_p99_ms", nm);
+        metric(k, ms(hdr_percentile(h, 99)));
+        snprintf(k, sizeof k, "%s_p999_ms", nm);
+        metric(k, ms(hdr_percentile(h, 99.9)));
+        snprintf(k, sizeof k, "%s_max_ms", nm);
+        metric(k, ms(h->max));
+    }
+    metrics_from_server_stats();
+}
+
+static void print_report(double dur, double snap_min, double snap_med, size_t measured) {
+    printf("\nspacesim-load: %ld clients against %s:%d for %.1f s (mix", G.nclients, G.host, G.port, dur);
+    for (int k = 0; k < K__COUNT; k++)
+        if (G.mix[k] > 0) printf(" %s=%g", kind_name[k], G.mix[k]);
+    printf(" per client per second)\n");
+    printf("connected: %u at peak, %u at the end; commands sent %llu, answered %llu (%.0f/s)\n", G.connected_peak,
+           G.running, (unsigned long long)G.sent, (unsigned long long)G.answered,
+           dur > 0 ? (double)G.sent / dur : 0);
+    printf("\nround-trip time from the intended send time, ms (log-linear histogram, <0.8%% error)\n");
+    printf("  %-10s %9s %9s %9s %9s %9s %9s\n", "method", "count", "p50", "p90", "p99", "p99.9", "max");
+    for (int m = 0; m < SP_METHOD__COUNT; m++) {
+        const hdr_t *h = G.by_method[m];
+        if (!h->total) continue;
+        printf("  %-10s %9llu %9.3f %9.3f %9.3f %9.3f %9.3f\n", sp_method_info(m)->name, (unsigned long long)h->total,
+               ms(hdr_percentile(h, 50)), ms(hdr_percentile(h, 90)), ms(hdr_percentile(h, 99)),
+               ms(hdr_percentile(h, 99.9)), ms(h->max));
+    }
+    printf("  %-10s %9llu %9.3f %9.3f %9.3f %9.3f %9.3f\n", "all (mix)", (unsigned long long)G.all->total,
+           ms(hdr_percentile(G.all, 50)), ms(hdr_percentile(G.all, 90)), ms(hdr_percentile(G.all, 99)),
+           ms(hdr_percentile(G.all, 99.9)), ms(G.all->total ? G.all->max : 0));
+    printf("  generator send lag: p99 %.3f ms, max %.3f ms (high values: the load generator is the bottleneck)\n",
+           ms(hdr_percentile(G.lag, 99)), ms(G.lag->total ? G.lag->max : 0));
+    printf("\nsnapshots: %llu decoded (%.0f/s); per client per second: min %.2f, median %.2f (%zu clients measured)\n",
+           (unsigned long long)G.snaps, dur > 0 ? (double)G.snaps / dur : 0, snap_min, snap_med, measured);
+    printf("events: %llu\n", (unsigned long long)G.events);
+    printf("bytes: in %llu (%.2f MB/s), out %llu\n", (unsigned long long)G.bytes_in,
+           dur > 0 ? (double)G.bytes_in / 1e6 / dur : 0, (unsigned long long)G.bytes_out);
+    printf("errors: %llu", (unsigned long long)G.errors_total);
+    if (G.nerrs) {
+        printf(" (by kind:");
+        for (int i = 0; i < G.nerrs; i++)
+            if (G.errs[i].counts_as_error) printf(" %s=%llu", G.errs[i].name, (unsigned long long)G.errs[i].n);
+        printf(")");
+    }
+    printf("\ngame outcomes answered with an error (not counted as errors):");
+    bool any = false;
+    for (int i = 0; i < G.nerrs; i++)
+        if (!G.errs[i].counts_as_error) {
+            printf(" %s=%llu", G.errs[i].name, (unsigned long long)G.errs[i].n);
+            any = true;
+        }
+    printf("%s\n", any ? "" : " none");
+    printf("server stats: %s\n", G.server_stats_json ? G.server_stats_json : "(unavailable)");
+}
+
+static int write_json(const char *path, double dur) {
+    spc_buf_t b = {0};
+    spc_buf_printf(&b, "{\n  \"target\": \"%s:%d\",\n  \"mix\": {", G.host, G.port);
+    bool first = true;
+    for (int k = 0; k < K__COUNT; k++)
+        if (G.mix[k] > 0) {
+            spc_buf_printf(&b, "%s\"%s\": %g", first ? "" : ", ", kind_name[k], G.mix[k]);
+            first = false;
+        }
+    spc_buf_printf(&b, "},\n");
+    for (size_t i = 0; i < g_nmetrics; i++)
+        if (strncmp(g_metrics[i].name, "server_", 7) != 0)
+            spc_buf_printf(&b, "  \"%s\": %.6g,\n", g_metrics[i].name, g_metrics[i].v);
+    spc_buf_printf(&b, "  \"errors_by_kind\": {");
+    first = true;
+    for (int i = 0; i < G.nerrs; i++) {
+        spc_buf_printf(&b, "%s\"%s\": %llu", first ? "" : ", ", G.errs[i].name, (unsigned long long)G.errs[i].n);
+        first = false;
+    }
+    spc_buf_printf(&b, "},\n  \"methods\": {");
+    first = true;
+    for (int m = 0; m < SP_METHOD__COUNT; m++) {
+        const hdr_t *h = G.by_method[m];
+        if (!h->total) continue;
+        spc_buf_printf(&b,
+                       "%s\n    \"%s\": {\"count\": %llu, \"p50_ms\": %.6g, \"p90_ms\": %.6g, \"p99_ms\": %.6g, "
+                       "\"p999_ms\": %.6g, \"max_ms\": %.6g}",
+                       first ? "" : ",", sp_method_info(m)->name, (unsigned long long)h->total,
+                       ms(hdr_percentile(h, 50)), ms(hdr_percentile(h, 90)), ms(hdr_percentile(h, 99)),
+                       ms(hdr_percentile(h, 99.9)), ms(h->max));
+        first = false;
+    }
+    spc_buf_printf(&b, "\n  },\n  \"series\": [");
+    for (size_t i = 0; i < G.nseries; i++) {
+        const point_t *p = &G.series[i];
+        spc_buf_printf(&b,
+                       "%s\n    {\"t\": %.2f, \"clients\": %u, \"cmds\": %.0f, \"snap_rate\": %.3f, \"mb_in\": %.4f, "
+                       "\"p50_ms\": %.4f, \"p90_ms\": %.4f, \"p99_ms\": %.4f, \"max_ms\": %.4f}",
+                       i ? "," : "", p->t, p->clients, p->cmds, p->snap_rate, p->mb_in, p->p50, p->p90, p->p99,
+                       p->max);
+    }
+    spc_buf_printf(&b, "\n  ],\n  \"server_stats\": %s\n}\n", G.server_stats_json ? G.server_stats_json : "null");
+    (void)dur;
+    FILE *f = fopen(path, "w");
+    if (!f || !b.p || fwrite(b.p, 1, b.len, f) != b.len || fclose(f) != 0) {
+        fprintf(stderr, "spacesim-load: cannot write %s: %s\n", path, strerror(errno));
+        spc_buf_free(&b);
+        return -1;
+    }
+    spc_buf_free(&b);
+    return 0;
+}
+
+/* A two-panel SVG line chart: RTT percentiles per second (top, ms) and
+ * snapshots per client per second (bottom). */
+static int write_svg(const char *path) {
+    const double W = 900, H = 560, L = 70, R = 30, T = 40, ph = 210, gap = 60;
+    double tmax = 1, ymax = 0.001, smax = 1;
+    for (size_t i = 0; i < G.nseries; i++) {
+        const point_t *p = &G.series[i];
+        if (p->t > tmax) tmax = p->t;
+        if (p->p99 > ymax) ymax = p->p99;
+        if (p->max > ymax) ymax = p->max;
+        if (p->snap_rate > smax) smax = p->snap_rate;
+    }
+    /* Round the axes up to 1, 2 or 5 times a power of ten. */
+    double mag = pow(10, floor(log10(ymax)));
+    ymax = ymax <= mag ? mag : ymax <= 2 * mag ? 2 * mag : ymax <= 5 * mag ? 5 * mag : 10 * mag;
+    smax = ceil(smax / 5) * 5;
+    spc_buf_t b = {0};
+    spc_buf_printf(&b,
+                   "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" font-family=\"sans-serif\" "
+                   "font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
+                   "<text x=\"%.0f\" y=\"22\" font-size=\"15\">spacesim-load: %ld clients, %s:%d</text>\n",
+                   W, H, L, G.nclients, G.host, G.port);
+    for (int panel = 0; panel < 2; panel++) {
+        double y0 = T + panel * (ph + gap), pw = W - L - R;
+        double vmax = panel == 0 ? ymax : smax;
+        spc_buf_printf(&b, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" stroke=\"#888\"/>\n",
+                       L, y0, pw, ph);
+        for (int g = 0; g <= 4; g++) {
+            double y = y0 + ph - ph * g / 4.0;
+            spc_buf_printf(&b,
+                           "<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>"
+                           "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n",
+                           L, L + pw, y, y, L - 6, y + 4, vmax * g / 4.0);
+        }
+        for (int g = 0; g <= 5; g++) {
+            double x = L + pw * g / 5.0;
+            spc_buf_printf(&b, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\">%.0f s</text>\n", x, y0 + ph + 16,
+                           tmax * g / 5.0);
+        }
+        spc_buf_printf(&b, "<text x=\"%.0f\" y=\"%.0f\">%s</text>\n", L, y0 - 8,
+                       panel == 0 ? "round-trip time per second, ms: p50 (blue), p99 (red), max (grey)"
+                                  : "snapshots per client per second (green)");
+        const int nlines = panel == 0 ? 3 : 1;
+        static const char *const colours[] = {"#1f77b4", "#d62728", "#999", "#2ca02c"};
+        for (int line = 0; line < nlines; line++) {
+            if (G.nseries == 0) break;
+            spc_buf_printf(&b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s points=\"",
+                           colours[panel == 0 ? line : 3], panel == 0 && line == 2 ? " stroke-dasharray=\"4 3\"" : "");
+            for (size_t i = 0; i < G.nseries; i++) {
+                const point_t *p = &G.series[i];
+                double v = panel == 1 ? p->snap_rate : line == 0 ? p->p50 : line == 1 ? p->p99 : p->max;
+                if (v > vmax) v = vmax;
+                spc_buf_printf(&b, "%.1f,%.1f ", L + pw * p->t / tmax, y0 + ph - ph * v / vmax);
+            }
+            spc_buf_printf(&b, "\"/>\n");
+        }
+    }
+    spc_buf_printf(&b, "</svg>\n");
+    FILE *f = fopen(path, "w");
+    if (!f || !b.p || fwrite(b.p, 1, b.len, f) != b.len || fclose(f) != 0) {
+        fprintf(stderr, "spacesim-load: cannot write %s: %s\n", path, strerror(errno));
+        spc_buf_free(&b);
+        return -1;
+    }
+    spc_buf_free(&b);
+    return 0;
+}
+
+/* --assert 'p99_ms<50,snap_rate_min>=19': every clause must hold. Returns
+ * 0 all held, 1 some failed, 2 a clause is malformed or names no metric. */
+static int check_asserts(const char *spec, bool print) {
+    int status = 0;
+    char *copy = strdup(spec), *save = NULL;
+    if (!copy) fatal("out of memory");
+    for (char *cl = strtok_r(copy, ",", &save); cl; cl = strtok_r(NULL, ",", &save)) {
+        while (*cl == ' ') cl++;
+        size_t nl = strcspn(cl, "<>=!");
+        char name[64];
+        if (nl == 0 || nl >= sizeof name) {
+            fprintf(stderr, "spacesim-load: --assert: cannot read '%s' (want NAME<VALUE, ops < <= > >= == !=)\n", cl);
+            status = 2;
+            continue;
+        }
+        memcpy(name, cl, nl);
+        name[nl] = '\0';
+        while (nl && name[nl - 1] == ' ') name[--nl] = '\0';
+        const char *op = cl + strcspn(cl, "<>=!");
+        int opn = 0;
+        size_t oplen = 1;
+        if (strncmp(op, "<=", 2) == 0) opn = 1, oplen = 2;
+        else if (strncmp(op, ">=", 2) == 0) opn = 3, oplen = 2;
+        else if (strncmp(op, "==", 2) == 0) opn = 4, oplen = 2;
+        else if (strncmp(op, "!=", 2) == 0) opn = 5, oplen = 2;
+        else if (*op == '<') opn = 0;
+        else if (*op == '>') opn = 2;
+        else {
+            fprintf(stderr, "spacesim-load: --assert: bad operator in '%s'\n", cl);
+            status = 2;
+            continue;
+        }
+        char *end;
+        double want = strtod(op + oplen, &end);
+        while (*end == ' ') end++;
+        if (end == op + oplen || *end) {
+            fprintf(stderr, "spacesim-load: --assert: bad number in '%s'\n", cl);
+            status = 2;
+            continue;
+        }
+        const metric_t *m = metric_find(name);
+        if (!m) {
+            if (!print) continue; /* validating before the run: names are checked after it */
+            fprintf(stderr, "spacesim-load: --assert: no metric named '%s'; known:", name);
+            for (size_t i = 0; i < g_nmetrics; i++) fprintf(stderr, " %s", g_metrics[i].name);
+            fprintf(stderr, "\n");
+            status = 2;
+            continue;
+        }
+        double v = m->v;
+        bool ok = opn == 0 ? v < want : opn == 1 ? v <= want : opn == 2 ? v > want : opn == 3 ? v >= want
+                : opn == 4 ? v == want : v != want;
+        if (print) printf("assert %-28s %s (%s = %.6g)\n", cl, ok ? "PASS" : "FAIL", name, v);
+        if (!ok && status == 0) status = 1;
+    }
+    free(copy);
+    return status;
+}
+
+static int g_exit;
+
+static void close_walk(uv_handle_t *h, void *arg) {
+    (void)arg;
+    if (!uv_is_closing(h)) {
+        if (h->type == UV_TCP) client_close(h->data, NULL);
+        else uv_close(h, NULL);
+    }
+}
+
+static void finish(void) {
+    if (G.done) return;
+    G.done = true;
+    double dur = (double)(G.t_end - G.t0) / 1e9;
+    double snap_min, snap_med;
+    size_t measured;
+    build_metrics(dur, &snap_min, &snap_med, &measured);
+    print_report(dur, snap_min, snap_med, measured);
+    int status = 0;
+    if (G.json_path && write_json(G.json_path, dur) != 0) status = 2;
+    if (G.svg_path && write_svg(G.svg_path) != 0) status = 2;
+    if (G.asserts) {
+        int a = check_asserts(G.asserts, true);
+        if (a > status) status = a;
+    }
+    if (G.connected_peak == 0) {
+        fprintf(stderr, "spacesim-load: no client got a session: is spacesimd running on %s:%d?\n", G.host, G.port);
+        if (status == 0) status = 2;
+    }
+    fflush(stdout);
+    g_exit = status;
+    uv_walk(G.loop, close_walk, NULL);
+}
+
+/* ---------------------------------------------------------------- main */
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "Usage: spacesim-load [OPTIONS]\n"
+            "Drive spacesimd with many MessagePack-RPC clients from one process and report\n"
+            "round-trip times, snapshot rates and errors.\n"
+            "\n"
+            "  -h HOST            server address (default 127.0.0.1)\n"
+            "  -p PORT            server port (default 7777)\n"
+            "  -c CLIENTS         concurrent clients, 1..%d (default 10)\n"
+            "  -d SECONDS         run time, 1..%d (default 10); stops by itself\n"
+            "  --connect-rate N   new connections per second (default 1000)\n"
+            "  --ramp SECONDS     spread the client starts over this time (default 0)\n"
+            "  --mix SPEC         commands per client per second, constant rate\n"
+            "                     (default move=5,fire=1,mine=1,ping=2; also inspect)\n"
+            "  --radius R         subscribe each client to radius R (default: server's)\n"
+            "  --json FILE        write the report as JSON (the names --assert takes)\n"
+            "  --assert LIST      e.g. 'p99_ms<50,snap_rate_min>=19,errors==0'; exit 1 if one fails\n"
+            "  --svg FILE         chart: RTT p50/p99/max and snapshots/client/s over time\n"
+            "  --seed N           random seed for targets and headings (default 1)\n"
+            "  -q                 no progress lines\n"
+            "  --help, --version\n"
+            "\n"
+            "Each client connects, says hello, spawns a ship, then sends its mix on a fixed\n"
+            "schedule; latency counts from the INTENDED send time (a stalled server shows up\n"
+            "as latency). Every snapshot is decoded. Error replies that are game outcomes\n"
+            "(NOT_FOUND, OUT_OF_RANGE, COOLDOWN) are listed apart and not counted in errors.\n"
+            "Metric names for --assert/--json: p50_ms p90_ms p99_ms p999_ms max_ms (all mix commands),\n"
+            "<method>_p99_ms etc., snap_rate_min snap_rate_median commands_per_sec errors\n"
+            "mb_per_s_in clients_connected send_lag_p99_ms, server_<key> from the server's stats.\n"
+            "Exit status: 0 ok (asserts held), 1 an assert failed, 2 bad usage or no client connected.\n",
+            MAX_CLIENTS, MAX_DURATION);
+}
+
+static double parse_num(const char *opt, const char *s, double lo, double hi) {
+    char *end;
+    errno = 0;
+    double v = s ? strtod(s, &end) : NAN;
+    if (!s || errno || end == s || *end || !isfinite(v))
+        fatal("%s needs a number, got '%s' (see --help)", opt, s ? s : "");
+    if (v < lo || v > hi) fatal("%s %s is out of range: allowed %g..%g", opt, s, lo, hi);
+    return v;
+}
+
+static void parse_mix(const char *spec) {
+    memset(G.mix, 0, sizeof G.mix);
+    char *copy = strdup(spec), *save = NULL;
+    if (!copy) fatal("out of memory");
+    for (char *it = strtok_r(copy, ",", &save); it; it = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(it, '=');
+        if (!eq) fatal("--mix: '%s' is not NAME=RATE (e.g. move=5,fire=1)", it);
+        *eq = '\0';
+        int k;
+        for (k = 0; k < K__COUNT; k++)
+            if (strcmp(it, kind_name[k]) == 0) break;
+        if (k == K__COUNT) fatal("--mix: unknown command '%s' (move, fire, mine, ping, inspect)", it);
+        G.mix[k] = parse_num("--mix rate", eq + 1, 0, 1000);
+    }
+    free(copy);
+    double total = 0;
+    for (int k = 0; k < K__COUNT; k++) total += G.mix[k];
+    if (total > 1000) fatal("--mix: %g commands per client per second is absurd (max 1000)", total);
+    if (total > 200)
+        fprintf(stderr, "spacesim-load: warning: %g commands/s per client exceeds the server's default rate limit "
+                        "(200/s): expect RATE_LIMITED errors\n", total);
+}
+
+int main(int argc, char **argv) {
+    G.host = SPC_DEFAULT_HOST;
+    G.port = SPC_DEFAULT_PORT;
+    G.nclients = 10;
+    G.duration = 10;
+    G.connect_rate = 1000;
+    G.seed = 1;
+    parse_mix("move=5,fire=1,mine=1,ping=2");
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define TAKE() (i++, v)
+        if (strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(a, "--version") == 0) {
+            printf("spacesim-load %s (protocol %d)\n", LOAD_VERSION, SP_PROTO_VERSION);
+            return 0;
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--host") == 0) {
+            if (!v) fatal("%s needs a HOST", a);
+            G.host = TAKE();
+        } else if (strcmp(a, "-p") == 0 || strcmp(a, "--port") == 0) {
+            G.port = (int)parse_num(a, TAKE(), 1, 65535);
+        } else if (strcmp(a, "-c") == 0 || strcmp(a, "--clients") == 0) {
+            G.nclients = (long)parse_num(a, TAKE(), 1, MAX_CLIENTS);
+        } else if (strcmp(a, "-d") == 0 || strcmp(a, "--duration") == 0) {
+            G.duration = parse_num(a, TAKE(), 1, MAX_DURATION);
+        } else if (strcmp(a, "--connect-rate") == 0) {
+            G.connect_rate = parse_num(a, TAKE(), 1, 100000);
+        } else if (strcmp(a, "--ramp") == 0) {
+            G.ramp = parse_num(a, TAKE(), 0, MAX_DURATION);
+        } else if (strcmp(a, "--mix") == 0) {
+            if (!v) fatal("--mix needs a SPEC like move=5,fire=1");
+            parse_mix(TAKE());
+        } else if (strcmp(a, "--radius") == 0) {
+            G.radius = parse_num(a, TAKE(), 1, 20000);
+        } else if (strcmp(a, "--json") == 0) {
+            if (!v) fatal("--json needs a FILE");
+            G.json_path = TAKE();
+        } else if (strcmp(a, "--svg") == 0) {
+            if (!v) fatal("--svg needs a FILE");
+            G.svg_path = TAKE();
+        } else if (strcmp(a, "--assert") == 0) {
+            if (!v) fatal("--assert needs a LIST like 'p99_ms<50'");
+            G.asserts = TAKE();
+        } else if (strcmp(a, "--seed") == 0) {
+            G.seed = (uint64_t)parse_num(a, TAKE(), 0, 1e15);
+        } else if (strcmp(a, "-q") == 0) {
+            G.quiet = true;
+        } else {
+            fatal("unknown argument '%s' (see --help)", a);
+        }
+#undef TAKE
+    }
+    if (G.ramp > G.duration) fatal("--ramp %g is longer than the run (-d %g)", G.ramp, G.duration);
+    if (G.asserts && check_asserts(G.asserts, false) == 2) return 2;
+    G.rng = G.seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
+    if (G.rng == 0) G.rng = 1;
+
+    char err[256];
+    socklen_t sl;
+    if (spc_resolve(G.host, G.port, &G.addr, &sl, err, sizeof err) != 0) fatal("%s", err);
+
+    /* One descriptor per client plus a few: raise the soft limit, and say
+     * so clearly when the hard limit is too low. */
+    struct rlimit rl;
+    rlim_t need = (rlim_t)G.nclients + 64;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < need) {
+        if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need)
+            fatal("%ld clients need %llu file descriptors but the hard limit is %llu (raise it: ulimit -Hn)",
+                  G.nclients, (unsigned long long)need, (unsigned long long)rl.rlim_max);
+        rl.rlim_cur = need;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) fatal("cannot raise RLIMIT_NOFILE to %llu: %s",
+                                                       (unsigned long long)need, strerror(errno));
+    }
+
+    G.loop = uv_default_loop();
+    G.clients = calloc((size_t)G.nclients, sizeof *G.clients);
+    if (!G.clients) fatal("out of memory for %ld clients", G.nclients);
+    for (int m = 0; m < SP_METHOD__COUNT; m++) {
+        G.by_method[m] = malloc(sizeof(hdr_t));
+        if (!G.by_method[m]) fatal("out of memory");
+        hdr_init(G.by_method[m]);
+    }
+    G.all = malloc(sizeof(hdr_t));
+    G.interval = malloc(sizeof(hdr_t));
+    G.lag = malloc(sizeof(hdr_t));
+    if (!G.all || !G.interval || !G.lag) fatal("out of memory");
+    hdr_init(G.all);
+    hdr_init(G.interval);
+    hdr_init(G.lag);
+
+    G.t0 = uv_hrtime();
+    G.t_end = G.t0 + (uint64_t)(G.duration * 1e9);
+    for (long i = 0; i < G.nclients; i++) {
+        client_t *c = &G.clients[i];
+        c->idx = (uint32_t)i;
+        c->state = C_WAITING;
+        double by_rate = (double)i / G.connect_rate;
+        double by_ramp = G.nclients > 1 ? G.ramp * (double)i / (double)(G.nclients - 1) : 0;
+        c->start_ns = G.t0 + (uint64_t)((by_rate > by_ramp ? by_rate : by_ramp) * 1e9);
+    }
+    signal(SIGPIPE, SIG_IGN);
+    uv_timer_init(G.loop, &G.tick);
+    uv_timer_start(&G.tick, on_tick, 0, 1);
+    uv_timer_init(G.loop, &G.progress);
+    uv_timer_start(&G.progress, on_progress, 1000, 1000);
+    uv_signal_init(G.loop, &G.sigint);
+    uv_signal_start(&G.sigint, on_sigint, SIGINT);
+    uv_run(G.loop, UV_RUN_DEFAULT);
+    uv_loop_close(G.loop);
+    return g_exit;
+}
