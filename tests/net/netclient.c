@@ -1,6 +1,8 @@
 /* netclient.c: see netclient.h. */
 #include "netclient.h"
 
+#include "snapshot.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -423,60 +425,45 @@ static nc_ent_t *view_find_mut(nc_view_t *v, uint64_t id) {
 
 const nc_ent_t *nc_view_find(const nc_view_t *v, uint64_t id) { return view_find_mut((nc_view_t *)v, id); }
 
-static int cmp_ent(const void *a, const void *b) {
-    uint64_t x = ((const nc_ent_t *)a)->id, y = ((const nc_ent_t *)b)->id;
-    return x < y ? -1 : x > y;
-}
 
-/* Stand-in format (src/daemon/snapshim.c):
- * [tick, base_tick|nil, entered, changed, left]. */
+/* Decode with proto/snapshot.h (the daemon's wire format), then copy the
+ * dequantized records for the tests. */
 int nc_view_apply(nc_view_t *v, const msgpack_object *params) {
-    if (params->type != MSGPACK_OBJECT_ARRAY || params->via.array.size != 5) return -1;
-    const msgpack_object *p = params->via.array.ptr;
-    uint64_t tick = p[0].via.u64;
-    if (p[1].type == MSGPACK_OBJECT_NIL) {
-        v->n = 0;
+    if (v->pv == NULL) {
+        v->pv = malloc(sizeof(sp_snap_view_t));
+        if (v->pv == NULL) return -1;
+        sp_snap_view_init(v->pv);
+    }
+    sp_snap_view_t *pv = v->pv;
+    if (params->type == MSGPACK_OBJECT_ARRAY && params->via.array.size >= 2 &&
+        params->via.array.ptr[1].type == MSGPACK_OBJECT_NIL)
         v->fulls++;
-    } else if (p[1].via.u64 != v->tick) {
-        return -1;
-    }
-    const msgpack_object *ent = &p[2], *chg = &p[3], *left = &p[4];
-    for (uint32_t i = 0; i < chg->via.array.size; i++) {
-        const msgpack_object *r = chg->via.array.ptr[i].via.array.ptr;
-        nc_ent_t *e = view_find_mut(v, r[0].via.u64);
-        if (!e) return -1;
-        for (int k = 0; k < 3; k++) e->pos[k] = num(&r[1 + k]) / 16.0;
-        for (int k = 0; k < 3; k++) e->vel[k] = num(&r[4 + k]) / 64.0;
-        e->hp = num(&r[7]) / 16.0;
-    }
-    for (uint32_t i = 0; i < left->via.array.size; i++) {
-        nc_ent_t *e = view_find_mut(v, left->via.array.ptr[i].via.u64);
-        if (!e) return -1;
-        e->id = UINT64_MAX; /* removed below */
-    }
-    size_t need = v->n + ent->via.array.size;
-    if (need > v->cap) {
-        v->cap = need * 2;
+    if (sp_snap_apply(pv, params, NULL) != 0) return -1;
+    if (pv->len > v->cap) {
+        v->cap = pv->len * 2;
         v->e = realloc(v->e, v->cap * sizeof *v->e);
     }
-    for (uint32_t i = 0; i < ent->via.array.size; i++) {
-        const msgpack_object *r = ent->via.array.ptr[i].via.array.ptr;
-        nc_ent_t *e = &v->e[v->n++];
-        e->id = r[0].via.u64;
-        e->kind = (int)r[1].via.u64;
-        for (int k = 0; k < 3; k++) e->pos[k] = num(&r[2 + k]) / 16.0;
-        for (int k = 0; k < 3; k++) e->vel[k] = num(&r[5 + k]) / 64.0;
-        e->hp = num(&r[8]) / 16.0;
-        e->owner = (uint32_t)r[9].via.u64;
+    v->n = pv->len;
+    for (size_t i = 0; i < pv->len; i++) {
+        const sp_snap_rec_t *r = &pv->recs[i];
+        nc_ent_t *e = &v->e[i];
+        e->id = r->id;
+        e->kind = r->kind;
+        for (int k = 0; k < 3; k++) e->pos[k] = r->pos[k] / 16.0;
+        for (int k = 0; k < 3; k++) e->vel[k] = r->vel[k] / 64.0;
+        e->hp = r->hp / 16.0;
+        e->owner = r->owner;
     }
-    qsort(v->e, v->n, sizeof *v->e, cmp_ent);
-    while (v->n > 0 && v->e[v->n - 1].id == UINT64_MAX) v->n--;
-    v->tick = tick;
+    v->tick = pv->tick;
     v->snapshots++;
     return 0;
 }
 
 void nc_view_free(nc_view_t *v) {
+    if (v->pv) {
+        sp_snap_view_destroy(v->pv);
+        free(v->pv);
+    }
     free(v->e);
     memset(v, 0, sizeof *v);
 }
