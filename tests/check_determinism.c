@@ -158,7 +158,7 @@ static void pool_stop(pool_t *p) {
 
 /* nworkers 0 = in place on this thread (chunks in reverse order, to show the
  * order of computation does not matter either). */
-static void run(uint64_t seed, unsigned nworkers, int grid_threads, run_result_t *res) {
+static void run(uint64_t seed, unsigned nworkers, int grid_threads, int ticks, run_result_t *res) {
     memset(res, 0, sizeof *res);
     sp_world_t *w = make_world(seed, grid_threads);
     sp_entity_id_t players[4];
@@ -167,7 +167,7 @@ static void run(uint64_t seed, unsigned nworkers, int grid_threads, run_result_t
     if (nworkers > 0) pool_start(&pool, args, nworkers);
     size_t cap = 8192, n;
     sp_msg_t *msgs = malloc(cap * sizeof *msgs);
-    for (uint64_t t = 0; t < TICKS; t++) {
+    for (uint64_t t = 0; t < (uint64_t)ticks; t++) {
         player_script(w, players, 4, sp_world_tick(w));
         sp_frame_t *f = sp_world_publish_frame(w);
         ck_assert_ptr_nonnull(f);
@@ -211,7 +211,7 @@ static void run(uint64_t seed, unsigned nworkers, int grid_threads, run_result_t
         apply_all(w, msgs, n, res);
         sp_frame_release(f);
         ck_assert_int_eq(sp_world_step(w), 0);
-        if ((t + 1) % (TICKS / CHECKPOINTS) == 0) res->hash[(t + 1) / (TICKS / CHECKPOINTS) - 1] = sp_world_hash(w);
+        if ((t + 1) % (uint64_t)(ticks / CHECKPOINTS) == 0) res->hash[(t + 1) / (uint64_t)(ticks / CHECKPOINTS) - 1] = sp_world_hash(w);
     }
     free(msgs);
     if (nworkers > 0) pool_stop(&pool);
@@ -220,9 +220,9 @@ static void run(uint64_t seed, unsigned nworkers, int grid_threads, run_result_t
 
 START_TEST(test_determinism_ai_inplace_equals_1_and_2_bus_workers) {
     run_result_t r0, r1, r2;
-    run(1234, 0, 1, &r0);
-    run(1234, 1, 1, &r1);
-    run(1234, 2, 1, &r2);
+    run(1234, 0, 1, TICKS, &r0);
+    run(1234, 1, 1, TICKS, &r1);
+    run(1234, 2, 1, TICKS, &r2);
     for (int k = 0; k < CHECKPOINTS; k++) {
         ck_assert_uint_eq(r1.hash[k], r0.hash[k]);
         ck_assert_uint_eq(r2.hash[k], r0.hash[k]);
@@ -238,8 +238,8 @@ END_TEST
 
 START_TEST(test_determinism_different_seed_diverges) {
     run_result_t a, b;
-    run(1234, 0, 1, &a);
-    run(1235, 0, 1, &b);
+    run(1234, 0, 1, 64, &a);
+    run(1235, 0, 1, 64, &b);
     ck_assert_uint_ne(a.hash[CHECKPOINTS - 1], b.hash[CHECKPOINTS - 1]);
 }
 END_TEST

@@ -1,5 +1,6 @@
 /* check_world.c: the world step, commands, events, frames and AI. */
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -532,6 +533,38 @@ START_TEST(test_frame_refcount_and_outlives_world) {
 }
 END_TEST
 
+/* Readers on other threads each hold a reference, read every row and drop
+ * it; the last release (whichever thread) frees. Under TSan this checks the
+ * release/acquire pairing of sp_frame_release(); under ASan, no leak and no
+ * use after free. */
+static void *frame_reader(void *arg) {
+    const sp_frame_t *f = arg;
+    uint64_t sum = 0;
+    for (int rep = 0; rep < 20; rep++)
+        for (uint32_t r = 0; r < f->count; r++) sum += f->rows[r].id + (uint64_t)f->rows[r].pos[0];
+    sp_frame_release(f);
+    return (void *)(uintptr_t)(sum != 0);
+}
+
+START_TEST(test_frame_released_concurrently_last_one_frees) {
+    ck_assert_int_eq(sp_world_populate_demo(W, 2000, 100), 0);
+    for (int round = 0; round < 50; round++) {
+        sp_frame_t *f = sp_world_publish_frame(W);
+        pthread_t th[3];
+        for (int k = 0; k < 3; k++) sp_frame_retain(f);
+        ck_assert_uint_eq(sp_frame_refs(f), 4);
+        for (int k = 0; k < 3; k++) ck_assert_int_eq(pthread_create(&th[k], NULL, frame_reader, f), 0);
+        sp_frame_release(f); /* the publisher drops its reference at once */
+        for (int k = 0; k < 3; k++) {
+            void *ok;
+            pthread_join(th[k], &ok);
+            ck_assert_ptr_eq(ok, (void *)1);
+        }
+        ck_assert_int_eq(sp_world_step(W), 0);
+    }
+}
+END_TEST
+
 /* ---------------------------------------------------------------- AI */
 
 START_TEST(test_ai_chunks_tag_messages_and_miner_mines_fighter_fires) {
@@ -637,6 +670,7 @@ static Suite *world_suite(void) {
         {"apply_msg", test_world_apply_msg_npc_intents_and_player_refusal},
         {"frame_query", test_frame_rows_sorted_by_id_quantized_and_query_matches_brute_force},
         {"frame_refs", test_frame_refcount_and_outlives_world},
+        {"frame_threads", test_frame_released_concurrently_last_one_frees},
         {"ai", test_ai_chunks_tag_messages_and_miner_mines_fighter_fires},
         {"demo", test_world_populate_demo_deterministic_from_seed},
     };

@@ -163,14 +163,16 @@ void sp_frame_retain(const sp_frame_t *cf) {
 void sp_frame_release(const sp_frame_t *cf) {
     if (cf == NULL) return;
     sp_frame_t *f = (sp_frame_t *)cf;
-    /* Release: this thread's reads of the frame must happen before the
-     * decrement becomes visible, so the thread that drops the last reference
-     * cannot free memory still being read. The last dropper's acquire fence
-     * below pairs with every other thread's release decrement (they form a
-     * release sequence on refs_). With relaxed here, a reader's loads could
-     * be reordered after the free. */
-    if (atomic_fetch_sub_explicit(&f->refs_, 1, memory_order_release) == 1) {
-        atomic_thread_fence(memory_order_acquire);
+    /* acq_rel. Release half: this thread's reads of the frame happen before
+     * its decrement, so whoever frees cannot free memory still being read.
+     * Acquire half: the decrement that reaches 0 reads the end of the release
+     * sequence of every earlier decrement on refs_, so all other threads'
+     * reads happen before the free below. With relaxed, a reader's loads
+     * could be reordered after the free. (The classic "release, then an
+     * acquire fence only on the last one" is equivalent and cheaper on weak
+     * CPUs, but ThreadSanitizer does not model standalone fences; on x86 the
+     * RMW is a locked instruction either way.) */
+    if (atomic_fetch_sub_explicit(&f->refs_, 1, memory_order_acq_rel) == 1) {
         const sp_allocator_t *a = f->alloc_;
         a->free(a->ctx, f, f->bytes_, 64);
     }
