@@ -1,3 +1,86 @@
 #!/bin/sh
-# placeholder until the Python client lands
-exit 77
+# tests/python/run.sh: the Python client's unittest suite against a real
+# spacesimd started on an ephemeral loopback port (issue 4).
+#
+# Uses /usr/bin/python3 (Debian's, with python3-msgpack). Prints the pass /
+# fail counts (they land in run.sh.log under `make check`), stops the daemon
+# and exits non-zero when a test failed or the daemon could not start.
+set -u
+
+PY=/usr/bin/python3
+SRCDIR=${SPACESIM_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+DAEMON=${SPACESIMD:-./src/daemon/spacesimd}
+
+if ! "$PY" -c 'import msgpack' 2>/dev/null; then
+    echo "run.sh: $PY cannot import msgpack: install python3-msgpack (apt-get install python3-msgpack)" >&2
+    exit 1
+fi
+if [ ! -x "$DAEMON" ]; then
+    echo "run.sh: daemon not found at $DAEMON (build it: make src/daemon/spacesimd)" >&2
+    exit 1
+fi
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/spacesim-py.XXXXXX") || exit 1
+token="py-test-$$-$(date +%s)"
+pid=
+cleanup() {
+    if [ -n "$pid" ]; then
+        kill -TERM "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    fi
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Small world, so the suite is quick; the token comes from the environment, never argv.
+SPACESIM_ADMIN_TOKEN=$token "$DAEMON" --bind 127.0.0.1 --port 0 --port-file "$tmp/port" \
+    --workers 2 --demo-asteroids 400 --demo-npcs 20 --world-size 2000 \
+    --checkpoint-every 0 2>"$tmp/daemon.log" &
+pid=$!
+
+# Wait (bounded) for the daemon to publish its port.
+i=0
+while [ ! -s "$tmp/port" ]; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+        echo "run.sh: spacesimd exited before listening; its log:" >&2
+        cat "$tmp/daemon.log" >&2
+        pid=
+        exit 1
+    fi
+    i=$((i + 1))
+    if [ "$i" -gt 200 ]; then
+        echo "run.sh: spacesimd did not publish a port within 10 s" >&2
+        exit 1
+    fi
+    sleep 0.05
+done
+port=$(cat "$tmp/port")
+echo "run.sh: spacesimd pid $pid listening on 127.0.0.1:$port"
+
+SPACESIM_PORT=$port SPACESIM_ADMIN_TOKEN=$token SPACESIM_SRCDIR=$SRCDIR \
+PYTHONPATH="$SRCDIR/clients/python${PYTHONPATH:+:$PYTHONPATH}" PYTHONDONTWRITEBYTECODE=1 \
+    "$PY" -m unittest discover -v -s "$SRCDIR/tests/python" -t "$SRCDIR/tests/python" -p 'test_*.py' \
+    >"$tmp/out" 2>&1
+rc=$?
+cat "$tmp/out"
+
+ran=$(sed -n 's/^Ran \([0-9]*\) tests\{0,1\}.*/\1/p' "$tmp/out" | tail -n 1)
+failures=$(sed -n 's/.*failures=\([0-9]*\).*/\1/p' "$tmp/out" | tail -n 1)
+errors=$(sed -n 's/.*errors=\([0-9]*\).*/\1/p' "$tmp/out" | tail -n 1)
+skipped=$(sed -n 's/.*skipped=\([0-9]*\).*/\1/p' "$tmp/out" | tail -n 1)
+ran=${ran:-0}; failures=${failures:-0}; errors=${errors:-0}; skipped=${skipped:-0}
+passed=$((ran - failures - errors - skipped))
+echo "python client tests: $ran run, $passed passed, $failures failed, $errors errors, $skipped skipped"
+
+if ! kill -0 "$pid" 2>/dev/null; then
+    echo "run.sh: spacesimd died during the tests; its log:" >&2
+    tail -n 50 "$tmp/daemon.log" >&2
+    rc=1
+fi
+if [ "$rc" -ne 0 ] || [ "$ran" -eq 0 ]; then
+    echo "run.sh: FAILED; last lines of the daemon log:" >&2
+    tail -n 20 "$tmp/daemon.log" >&2
+    [ "$rc" -ne 0 ] || rc=1
+fi
+exit $rc
