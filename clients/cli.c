@@ -205,6 +205,28 @@ static void remember(const msgpack_object *result) {
     }
 }
 
+static void vars_free(void) {
+    for (int i = 0; i < g_nvars; i++) {
+        free(g_vars[i].key);
+        free(g_vars[i].json);
+    }
+    free(g_vars);
+    g_vars = NULL;
+    g_nvars = 0;
+}
+
+/* Words from argv are borrowed (owned == false); parsed ones are freed. */
+static void script_free(script_t *sc, bool owned) {
+    for (int i = 0; i < sc->n; i++) {
+        if (owned)
+            for (int k = 0; k < sc->cmds[i].n; k++) free(sc->cmds[i].w[k].s);
+        free(sc->cmds[i].w);
+    }
+    free(sc->cmds);
+    sc->cmds = NULL;
+    sc->n = 0;
+}
+
 static const char *lookup_var(const char *key) {
     for (int i = g_nvars - 1; i >= 0; i--)
         if (strcmp(g_vars[i].key, key) == 0) return g_vars[i].json;
@@ -635,10 +657,9 @@ static void map_draw(live_t *L, mapstate_t *ms, const sp_snap_stats_t *st) {
     spc_buf_printf(&b, "\x1b[H");
     char status[512];
     snprintf(status, sizeof status,
-             " spacesim map  tick %llu  1 col = %.3g u  centre (%.0f, %.0f)%s  ships %zu (yours %zu, NPC %zu)  "
-             "asteroids %zu  projectiles %zu  %zu B",
-             (unsigned long long)st->tick, ms->scale, ms->cx, ms->cy, ms->follow && own ? " [following]" : "", ships,
-             own, npcs, asts, projs, st->bytes);
+             " tick %llu  %.3g u/col  (%.0f,%.0f)%s  you %zu  ships %zu npc %zu  ast %zu  proj %zu  %zu B",
+             (unsigned long long)st->tick, ms->scale, ms->cx, ms->cy, ms->follow && own ? "*" : "", own, ships, npcs,
+             asts, projs, st->bytes);
     status[ms->cols < (int)sizeof status ? ms->cols : (int)sizeof status - 1] = '\0';
     spc_buf_printf(&b, "%s%-*s%s\r\n", ms->color ? "\x1b[7m" : "", ms->cols, status, ms->color ? "\x1b[0m" : "");
     static const char glyph[] = " .o*APa@";
@@ -655,7 +676,7 @@ static void map_draw(live_t *L, mapstate_t *ms, const sp_snap_stats_t *st) {
         spc_buf_printf(&b, "%s\r\n", ms->color ? "\x1b[0m" : "");
     }
     char legend[256];
-    snprintf(legend, sizeof legend, " @ yours  A NPC ship  P player  * projectile  . o asteroid   x right, y up   + - zoom  arrows pan  c centre  q quit");
+    snprintf(legend, sizeof legend, " @ you  A NPC  P player  * shot  . o asteroid  x>, y^  +/- zoom  arrows pan  c  q");
     legend[ms->cols < (int)sizeof legend ? ms->cols : (int)sizeof legend - 1] = '\0';
     spc_buf_printf(&b, "%-*s", ms->cols, legend);
     if (b.p) fwrite(b.p, 1, b.len, stdout);
@@ -869,13 +890,18 @@ int main(int argc, char **argv) {
                 return bad_usage("unknown option '%s' for watch/map", a);
             }
         }
-        return is_map ? run_map(&o, count, radius, center, spawn) : run_watch(&o, count, radius, center);
+        int st = is_map ? run_map(&o, count, radius, center, spawn) : run_watch(&o, count, radius, center);
+        vars_free();
+        return st;
     }
 
     script_t sc = {0};
     if (script_text) {
         if (i < argc) return bad_usage("-e takes the whole script; unexpected '%s'", argv[i]);
-        if (parse_script(&sc, script_text) != 0) return 2;
+        if (parse_script(&sc, script_text) != 0) {
+            script_free(&sc, true);
+            return 2;
+        }
     } else {
         cmd_t *cur = NULL;
         for (; i < argc; i++) {
@@ -891,8 +917,12 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    for (int k = 0; k < sc.n; k++)
+    int status = 0;
+    for (int k = 0; k < sc.n && status == 0; k++)
         if (strcmp(sc.cmds[k].w[0].s, "watch") == 0 || strcmp(sc.cmds[k].w[0].s, "map") == 0)
-            return bad_usage("'%s' cannot be part of a script", sc.cmds[k].w[0].s);
-    return run_script(&o, &sc);
+            status = bad_usage("'%s' cannot be part of a script", sc.cmds[k].w[0].s);
+    if (status == 0) status = run_script(&o, &sc);
+    script_free(&sc, script_text != NULL);
+    vars_free();
+    return status;
 }

@@ -872,7 +872,7 @@ static void print_report(double dur, double snap_min, double snap_med, size_t me
     printf("bytes: in %llu (%.2f MB/s), out %llu\n", (unsigned long long)G.bytes_in,
            dur > 0 ? (double)G.bytes_in / 1e6 / dur : 0, (unsigned long long)G.bytes_out);
     printf("errors: %llu", (unsigned long long)G.errors_total);
-    if (G.nerrs) {
+    if (G.errors_total) {
         printf(" (by kind:");
         for (int i = 0; i < G.nerrs; i++)
             if (G.errs[i].counts_as_error) printf(" %s=%llu", G.errs[i].name, (unsigned long long)G.errs[i].n);
