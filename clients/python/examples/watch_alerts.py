@@ -71,9 +71,13 @@ async def main():
                 last_snap, last_count = now, item.count
             elif isinstance(item, spacesim.Event):
                 if item.type == "SystemAlert":
-                    say("ALERT", "[p%s %s] %s" % (item.get("priority"), item.get("source"), item.get("message")))
+                    frm = item.get("from")
+                    who = "server" if not frm else "session %s" % frm
+                    say("ALERT", "[p%s from %s] %s" % (item.get("priority"), who, item.get("message")))
                 elif item.type == "ShipDestroyed":
-                    say("DESTROY", "ship %s destroyed by %s" % (item.get("ship"), item.get("by")))
+                    say("DESTROY", "ship %s (owner %s) destroyed by %s (%s)" % (
+                        item.get("ship_id"), item.get("owner") or "NPC", item.get("by") or "?",
+                        item.get("cause", "?")))
             if c.desyncs + c.malformed > desyncs:
                 desyncs = c.desyncs + c.malformed
                 say("DESYNC", "snapshot desync or malformed (%d so far), resyncing" % desyncs)

@@ -133,9 +133,12 @@ class Client:
         self.admin = bool(info.get("admin"))
         return info
 
-    async def spawn(self):
-        """A new ship owned by this session: returns its id."""
-        return (await self.call("spawn"))["ship_id"]
+    async def spawn(self, position=None):
+        """A new ship owned by this session (at `position` (x, y, z) if
+        given, else where the server puts it): returns its id."""
+        if position is None:
+            return (await self.call("spawn"))["ship_id"]
+        return (await self.call("spawn", [float(v) for v in position]))["ship_id"]
 
     async def move(self, ship, velocity):
         """Set the desired velocity (vx, vy, vz) in units per second."""
