@@ -68,6 +68,8 @@ typedef struct sp_dconf {
     int max_ships;            /* ships per session */
     double default_radius;    /* interest radius before subscribe */
     double max_radius;        /* largest radius subscribe accepts */
+    uint64_t stop_after_ticks; /* hidden test flag: at world tick >= N log the
+                                * world hash and shut down; 0 = off */
 } sp_dconf_t;
 
 /* Fill defaults. */
@@ -95,6 +97,8 @@ typedef struct sp_dstats {
     uint64_t clients_total;
     uint64_t events_sent;
     uint64_t worker_msgs;       /* SpaceMessages applied from workers */
+    uint64_t ai_stalls;         /* AI rounds not done at their application tick (loop waited) */
+    uint64_t ai_stall_ns_sum, ai_stall_ns_max;
     uint64_t checkpoints;
     /* Rates over the last completed second (loop thread). */
     double cmds_per_sec;
@@ -188,6 +192,7 @@ typedef struct sp_daemon {
     uint64_t start_ns;
     sp_log_ratelimit_t overrun_rl;
     sp_log_ratelimit_t skip_rl;
+    sp_log_ratelimit_t stall_rl;
     uint64_t last_checkpoint_ns;
 
     bool shutting_down;
@@ -234,9 +239,13 @@ int sp_workers_start(sp_daemon_t *d, int n);
 void sp_workers_stop(sp_daemon_t *d);
 /* Publish the current frame and queue one snapshot job per ready client. */
 void sp_workers_snapshot_round(sp_daemon_t *d);
-/* Queue this tick's AI chunks. */
-void sp_workers_ai_round(sp_daemon_t *d);
-/* Drain results (called from the async callback and before each tick). */
+/* Apply the pending AI round if this tick (pre-step world tick) is its
+ * application tick, waiting for it if it is not complete. Loop thread,
+ * before sp_world_step(). */
+void sp_workers_apply_due(sp_daemon_t *d);
+/* Drain results (called from the async callback and before each tick):
+ * snapshot bytes to sockets, AI intents to the pending list. Never changes
+ * the world. */
 void sp_workers_drain(sp_daemon_t *d);
 /* Record the events of the step just run (loop thread). */
 void sp_workers_collect_events(sp_daemon_t *d);

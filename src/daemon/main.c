@@ -121,7 +121,7 @@ static int read_token_file(const char *path, sp_dconf_t *c) {
 enum {
     O_BIND = 256, O_PORT, O_WORKERS, O_TICK, O_SNAP, O_WSIZE, O_AST, O_NPC, O_MAXC, O_CKPT, O_CKEVERY,
     O_LOG, O_SEED, O_METRICS, O_TOKFILE, O_MAXMSG, O_OSOFT, O_OSOFTS, O_OHARD, O_IDLE, O_RATE, O_PORTFILE,
-    O_HELP, O_VERSION,
+    O_HELP, O_VERSION, O_STOPAFTER,
 };
 
 int main(int argc, char **argv) {
@@ -152,6 +152,7 @@ int main(int argc, char **argv) {
         {"idle-timeout", required_argument, NULL, O_IDLE},
         {"rate", required_argument, NULL, O_RATE},
         {"port-file", required_argument, NULL, O_PORTFILE},
+        {"stop-after-ticks", required_argument, NULL, O_STOPAFTER}, /* hidden: tests */
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
@@ -223,6 +224,10 @@ int main(int argc, char **argv) {
             c->rate_burst = 2 * dv;
             break;
         case O_PORTFILE: c->port_file = optarg; break;
+        case O_STOPAFTER:
+            bad = parse_long("--stop-after-ticks", optarg, 1, LONG_MAX, &v);
+            c->stop_after_ticks = (uint64_t)v;
+            break;
         case O_HELP: usage(stdout); return SP_EXIT_OK;
         case O_VERSION: printf("spacesimd %s (protocol 1)\n", SPACESIMD_VERSION); return SP_EXIT_OK;
         case ':':

@@ -5,12 +5,23 @@
  *
  *  - AI chunk: sp_ai_run_chunk() for chunk k of K of the frame's NPCs. Its
  *    SpaceMessages (ShipMovement, WeaponFired, ResourceMined; stamped with
- *    origin = chunk, so the output does not depend on which thread ran it)
- *    go to the bus's main inbox; the bus notify hook (uv_async_send) wakes
- *    the loop. The loop applies a round only when all K chunks are done,
- *    sorted by sp_msg_order_cmp(), at the start of the next tick: the same
- *    set and order of intents whatever the thread timing or worker count.
- *    One AI round is in flight at a time (rounds start at snapshot cadence).
+ *    tick = frame tick, origin = chunk) go to the bus's main inbox; the bus
+ *    notify hook (uv_async_send) wakes the loop, which moves them to a list.
+ *    K is a function of the frame's NPC count (ai_chunk_count), never of the
+ *    worker count, and chunks are contiguous runs of NPC rows, so the
+ *    (origin, seq) order is NPC row order whatever K is.
+ *
+ *    Application tick (defined, not timing-dependent). A round dispatched on
+ *    the frame of tick T (every snap_every = P ticks) is applied at the start
+ *    of the tick whose pre-step world tick is T + P - 1, i.e. just before the
+ *    step that produces tick T + P, and just before the next round is
+ *    dispatched; so at most one AI round is in flight. Its messages are
+ *    sorted by sp_msg_order_cmp() and applied in that order. If the round is
+ *    not complete by then, the loop WAITS for it (a "stall", counted and
+ *    logged at most every 5 s): first it runs still-queued AI jobs itself,
+ *    then it sleeps on a condition variable until the in-flight chunks end.
+ *    The world after any tick is thus the same with 1 or N workers and under
+ *    any scheduling (tests/net/check_daemon: --workers 1 vs 2, same hash).
  *
  *  - Snapshot: for one client, find the client's interest centres in the
  *    frame (its ships, or the subscribe centre), query the frame's spatial
@@ -35,6 +46,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "sim/ai.h"
 #include "daemon/snapshim.h"
@@ -94,15 +106,22 @@ struct sp_workers {
     int n;
     pthread_t *threads;
     sp_bus_t bus;
-    sp_mpmc_t jobs;    /* job_t * */
+    sp_mpmc_t rjobs;   /* job_t *: AI chunks; workers take these first */
+    sp_mpmc_t jobs;    /* job_t *: snapshot jobs */
     sp_mpmc_t results; /* job_t * (snapshot results) */
     _Atomic int stop;
-    /* AI round state (loop thread except the counter). */
+    /* AI round state (loop thread, except ai_left and the mutex/condvar). */
     round_t *ai_round;
-    uint32_t ai_chunks;
-    _Atomic uint32_t ai_done;
+    uint64_t ai_tick;     /* frame tick of ai_round */
+    uint64_t ai_apply_at; /* pre-step world tick at which it is applied */
+    /* Chunks of ai_round not finished yet. Decremented by whoever ran the
+     * chunk, under ai_mu, with a broadcast of ai_cv when it reaches 0. */
+    _Atomic uint32_t ai_left;
+    pthread_mutex_t ai_mu;
+    pthread_cond_t ai_cv;
     sp_msg_t *ai_msgs;
     size_t ai_n, ai_cap;
+    struct wscratch *loop_scratch; /* for AI jobs the loop runs while stalled */
     _Atomic uint64_t alerts_seen;
     /* Events gathered since the last round (loop thread). */
     devent_t *ev;
@@ -112,12 +131,13 @@ struct sp_workers {
 
 /* ---------------------------------------------------------------- worker side */
 
-typedef struct wscratch {
+typedef struct wscratch wscratch_t;
+struct wscratch {
     uint32_t *rows;
     size_t cap;
     sp_msg_t *msgs;
     size_t mcap;
-} wscratch_t;
+};
 
 static int cmp_u32(const void *a, const void *b) {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
@@ -223,7 +243,23 @@ static void run_snapshot(job_t *j, wscratch_t *s) {
     j->err = sp_d_snap_encode(f, s->rows, n, j->base, j->next, &j->out);
 }
 
-static void run_ai(sp_workers_t *ws, job_t *j, wscratch_t *s) {
+static void collect_main(sp_workers_t *ws);
+
+/* One chunk of the AI round is finished (any thread). */
+static void ai_chunk_done(sp_workers_t *ws) {
+    pthread_mutex_lock(&ws->ai_mu);
+    /* Release: the chunk's messages, pushed to the main inbox before this,
+     * happen before the loop's acquire load that sees ai_left == 0 and then
+     * drains the inbox expecting all of them. (The mutex orders it for the
+     * waiter too; the fast path in sp_workers_apply_due reads without it.) */
+    if (atomic_fetch_sub_explicit(&ws->ai_left, 1, memory_order_release) == 1)
+        pthread_cond_broadcast(&ws->ai_cv);
+    pthread_mutex_unlock(&ws->ai_mu);
+}
+
+/* on_loop: run by the loop thread while it waits for the round; it drains the
+ * main inbox itself when the inbox is full (nobody else would). */
+static void run_ai(sp_workers_t *ws, job_t *j, wscratch_t *s, bool on_loop) {
     const sp_frame_t *f = j->round->frame;
     size_t cap = sp_ai_chunk_max_msgs(f, j->chunk, j->nchunks);
     if (cap > s->mcap) {
@@ -241,15 +277,17 @@ static void run_ai(sp_workers_t *ws, job_t *j, wscratch_t *s) {
         size_t k = sp_bus_send_to_main_n(&ws->bus, s->msgs + sent, n - sent);
         sent += k;
         if (k == 0) {
-            /* Main inbox full: the loop drains it on every wake-up. */
+            /* Main inbox full: the loop drains it on every wake-up and while
+             * it waits for the round. */
+            if (on_loop) {
+                collect_main(ws);
+                continue;
+            }
             if (atomic_load_explicit(&ws->stop, memory_order_relaxed)) break;
             sched_yield();
         }
     }
-    /* Release: the messages pushed above happen before the loop, which
-     * acquires ai_done == nchunks, drains the inbox and expects all of them. */
-    atomic_fetch_add_explicit(&ws->ai_done, 1, memory_order_release);
-    uv_async_send(&ws->d->wake);
+    ai_chunk_done(ws);
 }
 
 typedef struct warg {
@@ -273,10 +311,10 @@ static void *worker_main(void *arg) {
                 atomic_fetch_add_explicit(&ws->alerts_seen, 1, memory_order_relaxed); /* statistic */
         }
         void *p;
-        if (sp_mpmc_try_pop_ptr(&ws->jobs, &p) == 0) {
+        if (sp_mpmc_try_pop_ptr(&ws->rjobs, &p) == 0 || sp_mpmc_try_pop_ptr(&ws->jobs, &p) == 0) {
             job_t *j = p;
             if (j->kind == JOB_AI) {
-                run_ai(ws, j, &s);
+                run_ai(ws, j, &s, false);
                 round_release(j->round);
                 free(j);
             } else {
@@ -299,6 +337,16 @@ static void *worker_main(void *arg) {
 
 static void notify_main(void *ctx) { uv_async_send((uv_async_t *)ctx); }
 
+/* AI chunks of a round: one per SP_AI_CHUNK_NPCS NPCs, at most
+ * SP_AI_MAX_CHUNKS. A function of the frame only (never of --workers). */
+#define SP_AI_CHUNK_NPCS 256u
+#define SP_AI_MAX_CHUNKS 64u
+static uint32_t ai_chunk_count(uint32_t npcs) {
+    uint32_t k = (npcs + SP_AI_CHUNK_NPCS - 1) / SP_AI_CHUNK_NPCS;
+    if (k < 1) k = 1;
+    return k > SP_AI_MAX_CHUNKS ? SP_AI_MAX_CHUNKS : k;
+}
+
 static size_t pow2_at_least(size_t n) {
     size_t p = 2;
     while (p < n) p <<= 1;
@@ -320,13 +368,23 @@ int sp_workers_start(sp_daemon_t *d, int n) {
     }
     sp_bus_set_main_notify(&ws->bus, notify_main, &d->wake);
     size_t qcap = pow2_at_least((size_t)d->conf.max_clients + 1024);
-    if ((r = sp_mpmc_init(&ws->jobs, qcap, sizeof(void *), NULL)) < 0 ||
+    if ((r = sp_mpmc_init(&ws->rjobs, pow2_at_least(SP_AI_MAX_CHUNKS + 16), sizeof(void *), NULL)) < 0 ||
+        (r = sp_mpmc_init(&ws->jobs, qcap, sizeof(void *), NULL)) < 0 ||
         (r = sp_mpmc_init(&ws->results, qcap, sizeof(void *), NULL)) < 0) {
+        sp_mpmc_destroy(&ws->rjobs);
         sp_mpmc_destroy(&ws->jobs);
         sp_bus_destroy(&ws->bus);
         free(ws);
         return r;
     }
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&ws->ai_mu, NULL);
+    pthread_cond_init(&ws->ai_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    ws->loop_scratch = calloc(1, sizeof *ws->loop_scratch);
+    if (ws->loop_scratch == NULL) return SP_ENOMEM;
     ws->threads = calloc((size_t)n, sizeof *ws->threads);
     if (ws->threads == NULL) return SP_ENOMEM;
     d->workers = ws;
@@ -360,7 +418,7 @@ void sp_workers_stop(sp_daemon_t *d) {
     for (int i = 0; i < ws->n; i++) sp_bus_worker_wake(&ws->bus, (unsigned)i);
     for (int i = 0; i < ws->n; i++) pthread_join(ws->threads[i], NULL);
     void *p;
-    while (sp_mpmc_try_pop_ptr(&ws->jobs, &p) == 0) {
+    while (sp_mpmc_try_pop_ptr(&ws->rjobs, &p) == 0 || sp_mpmc_try_pop_ptr(&ws->jobs, &p) == 0) {
         job_t *j = p;
         if (j->kind == JOB_SNAP) {
             j->client->snap_pending = false;
@@ -376,9 +434,17 @@ void sp_workers_stop(sp_daemon_t *d) {
     }
     if (ws->ai_round) round_release(ws->ai_round);
     if (ws->last_frame) sp_frame_release(ws->last_frame);
+    sp_mpmc_destroy(&ws->rjobs);
     sp_mpmc_destroy(&ws->jobs);
     sp_mpmc_destroy(&ws->results);
     sp_bus_destroy(&ws->bus);
+    pthread_mutex_destroy(&ws->ai_mu);
+    pthread_cond_destroy(&ws->ai_cv);
+    if (ws->loop_scratch) {
+        free(ws->loop_scratch->rows);
+        free(ws->loop_scratch->msgs);
+        free(ws->loop_scratch);
+    }
     free(ws->threads);
     free(ws->ai_msgs);
     free(ws->ev);
@@ -424,11 +490,9 @@ void sp_workers_collect_events(sp_daemon_t *d) {
     }
 }
 
-static void apply_ai_round(sp_daemon_t *d) {
-    sp_workers_t *ws = d->workers;
-    /* Acquire: pairs with the release increment in run_ai(); after it every
-     * message of the finished chunks is in the main inbox. */
-    uint32_t done = atomic_load_explicit(&ws->ai_done, memory_order_acquire);
+/* Move the main inbox's messages (the AI round's intents) to ai_msgs.
+ * Loop thread. */
+static void collect_main(sp_workers_t *ws) {
     sp_msg_t buf[256];
     size_t k;
     while ((k = sp_bus_recv_main_n(&ws->bus, buf, 256)) > 0) {
@@ -436,17 +500,76 @@ static void apply_ai_round(sp_daemon_t *d) {
             size_t cap = ws->ai_cap ? ws->ai_cap : 1024;
             while (cap < ws->ai_n + k) cap *= 2;
             sp_msg_t *nm = realloc(ws->ai_msgs, cap * sizeof *nm);
-            if (nm == NULL) return;
+            if (nm == NULL) {
+                /* Out of memory: these intents are lost (logged); the
+                 * world stays consistent, only this run's determinism is
+                 * gone, which the log says. */
+                SP_LOGE("out of memory collecting %zu NPC intents: dropped", k);
+                continue;
+            }
             ws->ai_msgs = nm;
             ws->ai_cap = cap;
         }
         memcpy(ws->ai_msgs + ws->ai_n, buf, k * sizeof buf[0]);
         ws->ai_n += k;
     }
-    if (ws->ai_round == NULL || done < ws->ai_chunks) return;
+}
+
+/* The loop waits for the AI round: runs still-queued AI jobs itself, then
+ * sleeps on ai_cv until the chunks that workers are running are done,
+ * draining the main inbox every millisecond (a worker may be waiting for
+ * room there). */
+static void ai_wait(sp_workers_t *ws) {
+    for (;;) {
+        /* Acquire: pairs with the release decrement in ai_chunk_done(). */
+        if (atomic_load_explicit(&ws->ai_left, memory_order_acquire) == 0) return;
+        void *p;
+        if (sp_mpmc_try_pop_ptr(&ws->rjobs, &p) == 0) {
+            job_t *j = p;
+            run_ai(ws, j, ws->loop_scratch, true);
+            round_release(j->round);
+            free(j);
+            continue;
+        }
+        collect_main(ws);
+        pthread_mutex_lock(&ws->ai_mu);
+        /* Acquire: as above; under the mutex no decrement can slip between
+         * this check and the wait (the decrement takes the mutex too). */
+        if (atomic_load_explicit(&ws->ai_left, memory_order_acquire) != 0) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            ts.tv_nsec += 1000000;
+            if (ts.tv_nsec >= 1000000000) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000;
+            }
+            pthread_cond_timedwait(&ws->ai_cv, &ws->ai_mu, &ts);
+        }
+        pthread_mutex_unlock(&ws->ai_mu);
+    }
+}
+
+static void apply_ai_round(sp_daemon_t *d) {
+    sp_workers_t *ws = d->workers;
+    /* Acquire: pairs with the release decrement in ai_chunk_done(); after it
+     * every message of the round is in the main inbox. */
+    if (atomic_load_explicit(&ws->ai_left, memory_order_acquire) != 0) {
+        uint64_t t0 = sp_now_ns();
+        ai_wait(ws);
+        uint64_t ns = sp_now_ns() - t0;
+        d->st.ai_stalls++;
+        d->st.ai_stall_ns_sum += ns;
+        if (ns > d->st.ai_stall_ns_max) d->st.ai_stall_ns_max = ns;
+        uint64_t n = sp_log_ratelimit_ok(&d->stall_rl, sp_now_ns() / 1000000u);
+        if (n)
+            SP_LOGW("NPC AI round of tick %llu not done at its application tick: waited %.2f ms; "
+                    "%llu stall(s) since the last warning",
+                    (unsigned long long)ws->ai_tick, (double)ns / 1e6, (unsigned long long)n);
+    }
+    collect_main(ws);
     qsort(ws->ai_msgs, ws->ai_n, sizeof ws->ai_msgs[0], sp_msg_order_cmp_qsort);
     for (size_t i = 0; i < ws->ai_n; i++) {
-        if (sp_msg_validate(&ws->ai_msgs[i]) != 0) continue;
+        if (ws->ai_msgs[i].hdr.tick != ws->ai_tick || sp_msg_validate(&ws->ai_msgs[i]) != 0) continue;
         (void)sp_world_apply_msg(d->world, &ws->ai_msgs[i]); /* a stale intent is normal */
     }
     d->st.worker_msgs += ws->ai_n;
@@ -455,9 +578,15 @@ static void apply_ai_round(sp_daemon_t *d) {
     ws->ai_round = NULL;
 }
 
-/* Results: hand snapshot bytes to sockets; collect AI messages. The world is
- * only changed from here when called at the start of a tick (loop.c):
- * apply_ai_round is safe at any point between steps, as both are on the loop. */
+void sp_workers_apply_due(sp_daemon_t *d) {
+    sp_workers_t *ws = d->workers;
+    if (ws == NULL || ws->ai_round == NULL) return;
+    if (sp_world_tick(d->world) < ws->ai_apply_at) return;
+    apply_ai_round(d);
+}
+
+/* Results: hand snapshot bytes to sockets; collect AI messages (applied by
+ * sp_workers_apply_due at their tick, never here). */
 void sp_workers_drain(sp_daemon_t *d) {
     sp_workers_t *ws = d->workers;
     if (ws == NULL) return;
@@ -483,7 +612,7 @@ void sp_workers_drain(sp_daemon_t *d) {
         sp_client_unref(c);
         free_job(j);
     }
-    if (!d->shutting_down) apply_ai_round(d);
+    collect_main(ws);
 }
 
 void sp_workers_snapshot_round(sp_daemon_t *d) {
@@ -509,30 +638,39 @@ void sp_workers_snapshot_round(sp_daemon_t *d) {
     sp_frame_retain(f);
     ws->last_frame = f;
 
-    /* AI round on the same frame, if the previous one was applied. */
-    if (ws->ai_round == NULL && f->npc_count > 0) {
-        uint32_t chunks = (uint32_t)ws->n * 2;
-        if (chunks > f->npc_count) chunks = f->npc_count;
+    /* The previous AI round is applied at tick T + P - 1, before this one
+     * (tick T + P) is dispatched; a round can still be pending only if the
+     * tick numbering jumped (never in practice): apply it now. */
+    if (ws->ai_round != NULL) apply_ai_round(d);
+    /* AI round on the same frame. */
+    if (f->npc_count > 0) {
+        uint32_t chunks = ai_chunk_count(f->npc_count);
         ws->ai_round = r;
+        ws->ai_tick = f->tick;
+        ws->ai_apply_at = f->tick + d->snap_every - 1;
         atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed); /* held by ai_round */
-        ws->ai_chunks = chunks;
-        /* Relaxed: no worker runs a chunk of this round before the pushes below. */
-        atomic_store_explicit(&ws->ai_done, 0, memory_order_relaxed);
+        /* Relaxed: no chunk of this round runs before the pushes below,
+         * which publish this store to the worker that pops the job. */
+        atomic_store_explicit(&ws->ai_left, chunks, memory_order_relaxed);
         for (uint32_t k = 0; k < chunks; k++) {
             job_t *j = calloc(1, sizeof *j);
-            if (j == NULL) {
-                atomic_fetch_add_explicit(&ws->ai_done, 1, memory_order_relaxed);
-                continue;
+            if (j != NULL) {
+                j->kind = JOB_AI;
+                j->round = r;
+                j->chunk = k;
+                j->nchunks = chunks;
+                atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed); /* the job's */
             }
-            j->kind = JOB_AI;
-            j->round = r;
-            j->chunk = k;
-            j->nchunks = chunks;
-            atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed); /* the job's */
-            if (sp_mpmc_try_push_ptr(&ws->jobs, j) != 0) {
+            if (j == NULL || sp_mpmc_try_push_ptr(&ws->rjobs, j) != 0) {
+                /* Cannot queue (out of memory / full): run it here, now. */
+                if (j == NULL) {
+                    SP_LOGE("out of memory queueing NPC AI chunk %u: its NPCs skip this round", k);
+                    ai_chunk_done(ws);
+                    continue;
+                }
+                run_ai(ws, j, ws->loop_scratch, true);
                 round_release(r);
                 free(j);
-                atomic_fetch_add_explicit(&ws->ai_done, 1, memory_order_relaxed);
             }
         }
     }
