@@ -535,55 +535,82 @@ int sp_event_pack_begin(msgpack_packer *pk, int type, uint64_t tick, uint32_t nf
     return r ? SP_ENOMEM : 0;
 }
 
+/* Field keys of every event, from SP_PROTO_EVENT_FIELD_MAP: the packers
+ * below take their keys, their order and their count from the .def. */
+static const struct ev_field {
+    int type;
+    const char *key;
+} ev_fields[] = {
+#define SP__EV_FIELD(ev, key, type) {SP_EVENT_##ev, key},
+    SP_PROTO_EVENT_FIELD_MAP(SP__EV_FIELD)
+#undef SP__EV_FIELD
+};
+
+/* Key of the k-th field of event `type` ("" when the .def has fewer). */
+static const char *ev_key(int type, unsigned k) {
+    for (size_t i = 0; i < sizeof ev_fields / sizeof ev_fields[0]; i++)
+        if (ev_fields[i].type == type && k-- == 0) return ev_fields[i].key;
+    return "";
+}
+
+static uint32_t ev_nfields(int type) {
+    uint32_t n = 0;
+    for (size_t i = 0; i < sizeof ev_fields / sizeof ev_fields[0]; i++) n += ev_fields[i].type == type;
+    return n;
+}
+
 static int kv_u64(msgpack_packer *pk, const char *k, uint64_t v) {
     return sp_rpc_pack_cstr(pk, k) | msgpack_pack_uint64(pk, v);
 }
 static int kv_f64(msgpack_packer *pk, const char *k, double v) {
     return sp_rpc_pack_cstr(pk, k) | msgpack_pack_double(pk, v);
 }
-static int kv_id_or_nil(msgpack_packer *pk, const char *k, uint64_t v) {
-    return sp_rpc_pack_cstr(pk, k) | (v ? msgpack_pack_uint64(pk, v) : msgpack_pack_nil(pk));
-}
 
-int sp_event_pack_weapon_fired(msgpack_packer *pk, uint64_t tick, uint64_t shooter, uint64_t target, bool hit,
+int sp_event_pack_weapon_fired(msgpack_packer *pk, uint64_t tick, uint64_t ship_id, uint64_t target_id, bool hit,
                                double damage) {
-    int r = sp_event_pack_begin(pk, SP_EVENT_WEAPON_FIRED, tick, 4);
+    const int t = SP_EVENT_WEAPON_FIRED;
+    int r = sp_event_pack_begin(pk, t, tick, ev_nfields(t));
     if (r) return r;
-    r |= kv_u64(pk, "shooter", shooter);
-    r |= kv_u64(pk, "target", target);
-    r |= sp_rpc_pack_cstr(pk, "hit") | (hit ? msgpack_pack_true(pk) : msgpack_pack_false(pk));
-    r |= kv_f64(pk, "damage", damage);
+    r |= kv_u64(pk, ev_key(t, 0), ship_id);
+    r |= kv_u64(pk, ev_key(t, 1), target_id);
+    r |= sp_rpc_pack_cstr(pk, ev_key(t, 2)) | (hit ? msgpack_pack_true(pk) : msgpack_pack_false(pk));
+    r |= kv_f64(pk, ev_key(t, 3), damage);
     return r ? SP_ENOMEM : 0;
 }
 
-int sp_event_pack_resource_mined(msgpack_packer *pk, uint64_t tick, uint64_t ship, uint64_t asteroid, int resource,
-                                 double amount, double remaining) {
-    int r = sp_event_pack_begin(pk, SP_EVENT_RESOURCE_MINED, tick, 5);
+int sp_event_pack_resource_mined(msgpack_packer *pk, uint64_t tick, uint64_t ship_id, uint64_t asteroid_id,
+                                 int resource, double amount) {
+    const int t = SP_EVENT_RESOURCE_MINED;
+    int r = sp_event_pack_begin(pk, t, tick, ev_nfields(t));
     if (r) return r;
-    r |= kv_u64(pk, "ship", ship);
-    r |= kv_u64(pk, "asteroid", asteroid);
-    r |= sp_rpc_pack_cstr(pk, "resource_type") | sp_rpc_pack_cstr(pk, resource_name(resource));
-    r |= kv_f64(pk, "amount", amount);
-    r |= kv_f64(pk, "remaining", remaining);
+    r |= kv_u64(pk, ev_key(t, 0), ship_id);
+    r |= kv_u64(pk, ev_key(t, 1), asteroid_id);
+    r |= sp_rpc_pack_cstr(pk, ev_key(t, 2)) | sp_rpc_pack_cstr(pk, resource_name(resource));
+    r |= kv_f64(pk, ev_key(t, 3), amount);
     return r ? SP_ENOMEM : 0;
 }
 
 int sp_event_pack_system_alert(msgpack_packer *pk, uint64_t tick, const char *message, size_t len,
-                               int64_t priority, const char *source) {
+                               int64_t priority, uint32_t from) {
     if (message == NULL && len > 0) return SP_EINVAL;
-    int r = sp_event_pack_begin(pk, SP_EVENT_SYSTEM_ALERT, tick, 3);
+    const int t = SP_EVENT_SYSTEM_ALERT;
+    int r = sp_event_pack_begin(pk, t, tick, ev_nfields(t));
     if (r) return r;
-    r |= sp_rpc_pack_cstr(pk, "message") | msgpack_pack_str(pk, len) | msgpack_pack_str_body(pk, message ? message : "", len);
-    r |= sp_rpc_pack_cstr(pk, "priority") | msgpack_pack_int64(pk, priority);
-    r |= sp_rpc_pack_cstr(pk, "source") | sp_rpc_pack_cstr(pk, source ? source : "server");
+    r |= sp_rpc_pack_cstr(pk, ev_key(t, 0)) | msgpack_pack_str(pk, len) |
+         msgpack_pack_str_body(pk, message ? message : "", len);
+    r |= sp_rpc_pack_cstr(pk, ev_key(t, 1)) | msgpack_pack_int64(pk, priority);
+    r |= kv_u64(pk, ev_key(t, 2), from);
     return r ? SP_ENOMEM : 0;
 }
 
-int sp_event_pack_ship_destroyed(msgpack_packer *pk, uint64_t tick, uint64_t ship, uint32_t owner, uint64_t by) {
-    int r = sp_event_pack_begin(pk, SP_EVENT_SHIP_DESTROYED, tick, 3);
+int sp_event_pack_ship_destroyed(msgpack_packer *pk, uint64_t tick, uint64_t ship_id, uint32_t owner, uint64_t by,
+                                 const char *cause) {
+    const int t = SP_EVENT_SHIP_DESTROYED;
+    int r = sp_event_pack_begin(pk, t, tick, ev_nfields(t));
     if (r) return r;
-    r |= kv_u64(pk, "ship", ship);
-    r |= kv_id_or_nil(pk, "owner", owner);
-    r |= kv_id_or_nil(pk, "by", by);
+    r |= kv_u64(pk, ev_key(t, 0), ship_id);
+    r |= kv_u64(pk, ev_key(t, 1), owner);
+    r |= kv_u64(pk, ev_key(t, 2), by);
+    r |= sp_rpc_pack_cstr(pk, ev_key(t, 3)) | sp_rpc_pack_cstr(pk, cause ? cause : "other");
     return r ? SP_ENOMEM : 0;
 }

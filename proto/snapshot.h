@@ -200,21 +200,28 @@ SP_API int sp_event_lookup(const char *name, size_t len);
  * packs exactly nfields more key/value pairs}]]. */
 SP_API int sp_event_pack_begin(msgpack_packer *pk, int type, uint64_t tick, uint32_t nfields);
 
-/* {"type":"WeaponFired","tick","shooter":id,"target":id,"hit":bool,"damage":float} */
-SP_API int sp_event_pack_weapon_fired(msgpack_packer *pk, uint64_t tick, uint64_t shooter, uint64_t target,
+/* The four packers below take their keys, key order and field count from
+ * SP_PROTO_EVENT_FIELD_MAP in spacesim_proto.def (the daemon's own event
+ * maps use the same keys; tests/net/check_daemon checks that). Ids and
+ * session ids are uint, 0 = none / the server. */
+
+/* {"type":"WeaponFired","tick","ship_id":id,"target_id":id,"hit":bool,"damage":float} */
+SP_API int sp_event_pack_weapon_fired(msgpack_packer *pk, uint64_t tick, uint64_t ship_id, uint64_t target_id,
                                       bool hit, double damage);
-/* {"type":"ResourceMined","tick","ship":id,"asteroid":id,"resource_type":str,
- *  "amount":float,"remaining":float}; resource is a SP_RESOURCE_MAP index. */
-SP_API int sp_event_pack_resource_mined(msgpack_packer *pk, uint64_t tick, uint64_t ship, uint64_t asteroid,
-                                        int resource, double amount, double remaining);
-/* {"type":"SystemAlert","tick","message":str,"priority":int,"source":str}
- * message is len bytes (need not be NUL-terminated); source "admin"/"server". */
+/* {"type":"ResourceMined","tick","ship_id":id,"asteroid_id":id,"resource_type":str,
+ *  "amount":float}; resource is a SP_RESOURCE_MAP index ("unknown" outside it). */
+SP_API int sp_event_pack_resource_mined(msgpack_packer *pk, uint64_t tick, uint64_t ship_id, uint64_t asteroid_id,
+                                        int resource, double amount);
+/* {"type":"SystemAlert","tick","message":str,"priority":int,"from":uint}
+ * message is len bytes (need not be NUL-terminated); from is the session id of
+ * the admin who sent it, 0 for the server itself. */
 SP_API int sp_event_pack_system_alert(msgpack_packer *pk, uint64_t tick, const char *message, size_t len,
-                                      int64_t priority, const char *source);
-/* {"type":"ShipDestroyed","tick","ship":id,"owner":int|nil,"by":id|nil}
- * owner 0 and by 0 are sent as nil (server-owned / no known cause). */
-SP_API int sp_event_pack_ship_destroyed(msgpack_packer *pk, uint64_t tick, uint64_t ship, uint32_t owner,
-                                        uint64_t by);
+                                      int64_t priority, uint32_t from);
+/* {"type":"ShipDestroyed","tick","ship_id":id,"owner":uint,"by":id,"cause":str}
+ * owner 0 = server-owned (NPC); by 0 = no known culprit; cause a name of
+ * SP_PROTO_DESTROY_CAUSE_MAP (NULL: "other"). */
+SP_API int sp_event_pack_ship_destroyed(msgpack_packer *pk, uint64_t tick, uint64_t ship_id, uint32_t owner,
+                                        uint64_t by, const char *cause);
 
 #ifdef __cplusplus
 }

@@ -835,6 +835,169 @@ START_TEST(test_rpc_protocol_md_documents_every_def_entry) {
 }
 END_TEST
 
+/* The text of a section: from `heading` (at a line start) up to the next
+ * heading of the same or a higher level. Malloc'd; NULL when absent. */
+static char *doc_section(const char *doc, const char *heading) {
+    size_t hl = strlen(heading);
+    const char *p = doc;
+    while ((p = strstr(p, heading)) != NULL && !((p == doc || p[-1] == '\n') && (p[hl] == '\n')))
+        p += hl;
+    if (p == NULL) return NULL;
+    size_t level = strspn(heading, "#");
+    const char *end = p + hl;
+    while ((end = strchr(end, '\n')) != NULL) {
+        end++;
+        size_t l = strspn(end, "#");
+        if (l > 0 && l <= level && end[l] == ' ') break;
+    }
+    size_t n = end ? (size_t)(end - p) : strlen(p);
+    char *out = malloc(n + 1);
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return out;
+}
+
+/* The table row of `sec` that starts with `prefix` (malloc'd line), or NULL. */
+static char *doc_row(const char *sec, const char *prefix) {
+    size_t pl = strlen(prefix);
+    for (const char *l = sec; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+        if (strncmp(l, prefix, pl) == 0) {
+            const char *e = strchr(l, '\n');
+            size_t n = e ? (size_t)(e - l) : strlen(l);
+            char *out = malloc(n + 1);
+            memcpy(out, l, n);
+            out[n] = '\0';
+            return out;
+        }
+    }
+    return NULL;
+}
+
+/* Every table row "| `name` |" (or "| n | `NAME` |" when numbered) of a
+ * section must name an entry of `known` (NULL-terminated): the doc does not
+ * describe things the .def lacks. */
+static void expect_rows_known(const char *sec, const char *what, bool numbered, const char *const *known) {
+    for (const char *l = sec; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+        const char *q = l;
+        if (strncmp(q, "| ", 2) != 0) continue;
+        q += 2;
+        if (numbered) {
+            if (*q < '0' || *q > '9') continue;
+            q += strspn(q, "0123456789");
+            if (strncmp(q, " | ", 3) != 0) continue;
+            q += 3;
+        }
+        if (*q != '`') continue;
+        q++;
+        size_t n = strcspn(q, "`");
+        bool found = false;
+        for (const char *const *k = known; *k && !found; k++) found = strlen(*k) == n && memcmp(*k, q, n) == 0;
+        ck_assert_msg(found, "proto/PROTOCOL.md documents %s `%.*s`, which spacesim_proto.def does not list", what,
+                      (int)n, q);
+    }
+}
+
+START_TEST(test_rpc_protocol_md_tables_match_def_both_ways) {
+    char *doc = slurp(SP_PROTOCOL_MD);
+    ck_assert_msg(doc != NULL, "cannot read %s", SP_PROTOCOL_MD);
+    char buf[256];
+
+    /* Error codes: a row "| code | `NAME` | meaning |" in ## Errors, and no other rows. */
+    char *sec = doc_section(doc, "## Errors");
+    ck_assert_msg(sec != NULL, "no ## Errors section");
+    static const char *const err_names[] = {
+#define X(id, code, msg) #id,
+        SP_PROTO_ERROR_MAP(X)
+#undef X
+        NULL};
+#define X(id, code, msg)                                                                     \
+    snprintf(buf, sizeof buf, "| %d | `%s` | ", code, #id);                                  \
+    ck_assert_msg(strstr(sec, buf) != NULL, "## Errors has no row for %d %s", code, #id);
+    SP_PROTO_ERROR_MAP(X)
+#undef X
+    expect_rows_known(sec, "error code", true, err_names);
+    free(sec);
+
+    /* Notifications: a row "| `name` | params | when |" in ## Server notifications. */
+    sec = doc_section(doc, "## Server notifications");
+    ck_assert_msg(sec != NULL, "no ## Server notifications section");
+    static const char *const notes[] = {
+#define X(id, name) name,
+        SP_PROTO_NOTIFY_MAP(X)
+#undef X
+        NULL};
+#define X(id, name)                                                                               \
+    snprintf(buf, sizeof buf, "| `%s` | `[", name);                                               \
+    ck_assert_msg(strstr(sec, buf) != NULL, "## Server notifications has no row for `%s`", name);
+    SP_PROTO_NOTIFY_MAP(X)
+#undef X
+    expect_rows_known(sec, "notification", false, notes);
+    free(sec);
+
+    /* Events: a row per type in ## Events, naming each of its .def fields as
+     * `"key": type`, and the causes of ShipDestroyed. */
+    sec = doc_section(doc, "## Events");
+    ck_assert_msg(sec != NULL, "no ## Events section");
+    static const char *const events[] = {
+#define X(id, name) name,
+        SP_PROTO_EVENT_MAP(X)
+#undef X
+        NULL};
+    enum {
+#define X(id, name) SP_EVENT_##id,
+        SP_PROTO_EVENT_MAP(X)
+#undef X
+    };
+    static const char *const ev_name_of[] = {
+#define X(id, name) [SP_EVENT_##id] = name,
+        SP_PROTO_EVENT_MAP(X)
+#undef X
+    };
+#define X(ev, key, type)                                                                               \
+    {                                                                                                  \
+        snprintf(buf, sizeof buf, "| `%s` |", ev_name_of[SP_EVENT_##ev]);                              \
+        char *row = doc_row(sec, buf);                                                                 \
+        ck_assert_msg(row != NULL, "## Events has no row for %s", ev_name_of[SP_EVENT_##ev]);          \
+        snprintf(buf, sizeof buf, "`\"%s\": %s", key, type);                                           \
+        ck_assert_msg(strstr(row, buf) != NULL, "## Events: the %s row lacks %s", ev_name_of[SP_EVENT_##ev], buf); \
+        free(row);                                                                                     \
+    }
+    SP_PROTO_EVENT_FIELD_MAP(X)
+#undef X
+#define X(id, name)                                                                   \
+    snprintf(buf, sizeof buf, "| `%s` |", name);                                      \
+    ck_assert_msg(strstr(sec, buf) != NULL, "## Events has no row for %s", name);
+    SP_PROTO_EVENT_MAP(X)
+#undef X
+#define X(id, name)                                                                    \
+    snprintf(buf, sizeof buf, "`\"%s\"`", name);                                       \
+    ck_assert_msg(strstr(sec, buf) != NULL, "## Events does not list the cause %s", buf);
+    SP_PROTO_DESTROY_CAUSE_MAP(X)
+#undef X
+    ck_assert_msg(strstr(sec, "`\"type\": str`") != NULL && strstr(sec, "`\"tick\": uint`") != NULL,
+                  "## Events does not describe the common keys type and tick");
+    expect_rows_known(sec, "event type", false, events);
+    free(sec);
+
+    /* stats: a row "| `key` | type |" per .def key in the stats section. */
+    sec = doc_section(doc, "### `stats`");
+    ck_assert_msg(sec != NULL, "no ### `stats` section");
+    static const char *const stats[] = {
+#define X(id, key, type, what) key,
+        SP_PROTO_STATS_MAP(X)
+#undef X
+        NULL};
+#define X(id, key, type, what)                                                                   \
+    snprintf(buf, sizeof buf, "| `%s` | %s |", key, type);                                       \
+    ck_assert_msg(strstr(sec, buf) != NULL, "### `stats` has no row \"%s\"", buf);
+    SP_PROTO_STATS_MAP(X)
+#undef X
+    expect_rows_known(sec, "stats key", false, stats);
+    free(sec);
+    free(doc);
+}
+END_TEST
+
 static Suite *rpc_suite(void) {
     Suite *s = suite_create("rpc");
     struct { const char *name; const TTest *t; } cases[] = {
@@ -860,6 +1023,7 @@ static Suite *rpc_suite(void) {
         {"check_params", test_rpc_check_params_names_index_and_expected_type},
         {"error_map", test_rpc_error_map_is_well_formed_msgpack},
         {"protocol_md", test_rpc_protocol_md_documents_every_def_entry},
+        {"protocol_md_tables", test_rpc_protocol_md_tables_match_def_both_ways},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);

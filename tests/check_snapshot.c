@@ -633,9 +633,9 @@ START_TEST(test_snap_event_packers_produce_documented_maps) {
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     ck_assert_int_eq(sp_event_pack_weapon_fired(&pk, 10, 1ull << 32 | 1, 1ull << 32 | 2, true, 12.5), 0);
-    ck_assert_int_eq(sp_event_pack_resource_mined(&pk, 11, 3, 4, 3, 2.0, 98.0), 0);
-    ck_assert_int_eq(sp_event_pack_system_alert(&pk, 12, "solar storm!", 5, 2, "admin"), 0);
-    ck_assert_int_eq(sp_event_pack_ship_destroyed(&pk, 13, 9, 0, 0), 0);
+    ck_assert_int_eq(sp_event_pack_resource_mined(&pk, 11, 3, 4, 3, 2.0), 0);
+    ck_assert_int_eq(sp_event_pack_system_alert(&pk, 12, "solar storm!", 5, 2, 7), 0);
+    ck_assert_int_eq(sp_event_pack_ship_destroyed(&pk, 13, 9, 0, 1ull << 32 | 1, "weapon"), 0);
     ck_assert_int_eq(sp_event_pack_begin(&pk, SP_EVENT__COUNT, 1, 0), SP_EINVAL);
     size_t off = 0;
     const char *types[4] = {"WeaponFired", "ResourceMined", "SystemAlert", "ShipDestroyed"};
@@ -654,22 +654,42 @@ START_TEST(test_snap_event_packers_produce_documented_maps) {
         ck_assert_int_eq(sp_event_lookup(t->via.str.ptr, t->via.str.size), k);
         ck_assert(t->via.str.size == strlen(types[k]) && memcmp(t->via.str.ptr, types[k], t->via.str.size) == 0);
         ck_assert_uint_eq(sp_rpc_map_get(ev, "tick")->via.u64, 10 + (uint64_t)k);
+        /* Exactly type, tick and the .def's fields for this event, with their types. */
+        uint32_t nf = 0;
+#define X(evid, key, ty)                                                                             \
+    if (SP_EVENT_##evid == k) {                                                                      \
+        const msgpack_object *f = sp_rpc_map_get(ev, key);                                           \
+        ck_assert_msg(f != NULL, "%s lacks %s", types[k], key);                                      \
+        if (strcmp(ty, "uint") == 0) ck_assert_int_eq(f->type, MSGPACK_OBJECT_POSITIVE_INTEGER);   \
+        else if (strcmp(ty, "float") == 0) ck_assert_int_eq(f->type, MSGPACK_OBJECT_FLOAT64);      \
+        else if (strcmp(ty, "str") == 0) ck_assert_int_eq(f->type, MSGPACK_OBJECT_STR);            \
+        else if (strcmp(ty, "bool") == 0) ck_assert_int_eq(f->type, MSGPACK_OBJECT_BOOLEAN);       \
+        nf++;                                                                                        \
+    }
+        SP_PROTO_EVENT_FIELD_MAP(X)
+#undef X
+        ck_assert_uint_eq(ev->via.map.size, 2 + nf);
         if (k == 0) {
-            ck_assert_uint_eq(sp_rpc_map_get(ev, "target")->via.u64, 1ull << 32 | 2);
+            ck_assert_uint_eq(sp_rpc_map_get(ev, "ship_id")->via.u64, 1ull << 32 | 1);
+            ck_assert_uint_eq(sp_rpc_map_get(ev, "target_id")->via.u64, 1ull << 32 | 2);
             ck_assert(sp_rpc_map_get(ev, "hit")->via.boolean);
             ck_assert(sp_rpc_map_get(ev, "damage")->via.f64 == 12.5);
         } else if (k == 1) {
             const msgpack_object *rt = sp_rpc_map_get(ev, "resource_type");
             ck_assert(rt->via.str.size == 8 && memcmp(rt->via.str.ptr, "platinum", 8) == 0);
-            ck_assert(sp_rpc_map_get(ev, "remaining")->via.f64 == 98.0);
+            ck_assert(sp_rpc_map_get(ev, "amount")->via.f64 == 2.0);
+            ck_assert_uint_eq(sp_rpc_map_get(ev, "asteroid_id")->via.u64, 4);
         } else if (k == 2) {
             const msgpack_object *msg = sp_rpc_map_get(ev, "message");
             ck_assert(msg->via.str.size == 5 && memcmp(msg->via.str.ptr, "solar", 5) == 0);
             ck_assert_int_eq(sp_rpc_map_get(ev, "priority")->via.u64, 2);
+            ck_assert_uint_eq(sp_rpc_map_get(ev, "from")->via.u64, 7);
         } else {
-            ck_assert_int_eq(sp_rpc_map_get(ev, "owner")->type, MSGPACK_OBJECT_NIL);
-            ck_assert_int_eq(sp_rpc_map_get(ev, "by")->type, MSGPACK_OBJECT_NIL);
-            ck_assert_uint_eq(sp_rpc_map_get(ev, "ship")->via.u64, 9);
+            ck_assert_uint_eq(sp_rpc_map_get(ev, "owner")->via.u64, 0);
+            ck_assert_uint_eq(sp_rpc_map_get(ev, "by")->via.u64, 1ull << 32 | 1);
+            ck_assert_uint_eq(sp_rpc_map_get(ev, "ship_id")->via.u64, 9);
+            const msgpack_object *cause = sp_rpc_map_get(ev, "cause");
+            ck_assert(cause->via.str.size == 6 && memcmp(cause->via.str.ptr, "weapon", 6) == 0);
         }
         msgpack_unpacked_destroy(&u);
     }

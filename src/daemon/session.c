@@ -2,13 +2,18 @@
  *
  * Requests [0, msgid, method, params] get exactly one response
  * [1, msgid, error, result]; client notifications [2, method, params] are
- * executed without a response (a failed one is silently counted). Errors are
- * maps {"code": int, "message": str}, codes from proto/spacesim_proto.def.
+ * executed without a response (a failed one is silently dropped). A response
+ * [1, ...] from a client, or anything else without a usable msgid, gets an
+ * `error` notification and the connection is closed. Errors are maps
+ * {"code": int, "message": str}, codes from proto/spacesim_proto.def.
  *
- * Order of checks for every request: shape, rate limit (token bucket: every
- * request costs one token, so a flooding client gets RATE_LIMITED replies
- * and cannot monopolise the loop), method known, hello done (only ping and
- * hello before it), admin for admin methods, parameter types, ownership.
+ * Order of checks for every request (documented in proto/PROTOCOL.md):
+ * nesting depth (MAX_DEPTH), shape (sp_rpc_classify), rate limit (token
+ * bucket: every message costs one token, so a flooding client gets
+ * RATE_LIMITED replies and cannot monopolise the loop), method known, hello
+ * done (only ping and hello before it), admin for admin methods, arity and
+ * parameter types against the .def signature (sp_rpc_check_params: the
+ * message names the param), then the method's own checks and ownership.
  *
  * Commands run on the loop thread between ticks, in arrival order, directly
  * on the world (the loop is its only writer), so their result (hit, damage,
@@ -22,6 +27,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "rpc.h"
 #include "spacesim_proto.def"
 
 enum {
@@ -101,35 +107,38 @@ static msgpack_packer *begin_result(sp_client_t *c, uint64_t msgid) {
 
 /* ---------------------------------------------------------------- params */
 
-static bool get_num(const msgpack_object *o, double *out) {
-    switch (o->type) {
-    case MSGPACK_OBJECT_POSITIVE_INTEGER: *out = (double)o->via.u64; return true;
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER: *out = (double)o->via.i64; return true;
-    case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64: *out = o->via.f64; return isfinite(*out);
-    default: return false;
+/* The .def's limits as constants (MAX_NAME_BYTES, MAX_ALERT_BYTES, MAX_DEPTH...). */
+enum {
+#define X(id, value, what) L_##id = (value),
+    SP_PROTO_LIMIT_MAP(X)
+#undef X
+};
+_Static_assert(L_MAX_SHIPS == SP_MAX_SHIPS_PER_CLIENT, "daemon.h and spacesim_proto.def disagree on ships per session");
+
+/* A finite coordinate or velocity component as a float the world accepts:
+ * clamped to +-1e9 first, so a huge double never becomes inf. */
+static float clamp_f(double v) { return (float)(v > 1e9 ? 1e9 : v < -1e9 ? -1e9 : v); }
+
+/* Depth of nested arrays/maps, counting o itself; stops counting past limit.
+ * Recursion is bounded by msgpack-c's own parser stack (32). */
+static unsigned nest_depth(const msgpack_object *o, unsigned limit) {
+    if (o->type != MSGPACK_OBJECT_ARRAY && o->type != MSGPACK_OBJECT_MAP) return 0;
+    if (limit == 0) return 1;
+    unsigned worst = 0;
+    if (o->type == MSGPACK_OBJECT_ARRAY) {
+        for (uint32_t i = 0; i < o->via.array.size && worst < limit; i++) {
+            unsigned d = nest_depth(&o->via.array.ptr[i], limit - 1);
+            if (d > worst) worst = d;
+        }
+    } else {
+        for (uint32_t i = 0; i < o->via.map.size && worst < limit; i++) {
+            unsigned d = nest_depth(&o->via.map.ptr[i].key, limit - 1);
+            if (d > worst) worst = d;
+            d = nest_depth(&o->via.map.ptr[i].val, limit - 1);
+            if (d > worst) worst = d;
+        }
     }
-}
-
-static bool get_u64(const msgpack_object *o, uint64_t *out) {
-    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER) return false;
-    *out = o->via.u64;
-    return true;
-}
-
-static bool get_vec3(const msgpack_object *o, float out[3]) {
-    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 3) return false;
-    for (int i = 0; i < 3; i++) {
-        double v;
-        if (!get_num(&o->via.array.ptr[i], &v) || fabs(v) > 1e9) return false;
-        out[i] = (float)v;
-    }
-    return true;
-}
-
-static bool str_eq(const msgpack_object *o, const char *s) {
-    size_t n = strlen(s);
-    return o->type == MSGPACK_OBJECT_STR && o->via.str.size == n && memcmp(o->via.str.ptr, s, n) == 0;
+    return 1 + worst;
 }
 
 /* Map an sp_world_* error to an RPC error. */
@@ -228,40 +237,80 @@ void sp_session_broadcast_alert(sp_daemon_t *d, const char *text, size_t len, in
 
 /* ---------------------------------------------------------------- methods */
 
+/* stats: every key of SP_PROTO_STATS_MAP (the .def: PROTOCOL.md documents
+ * them and tests/net/check_daemon checks each is sent), then any extras. */
+enum {
+#define X(id, key, type, what) S_##id,
+    SP_PROTO_STATS_MAP(X)
+#undef X
+    S_COUNT
+};
+
+typedef struct stat_kv {
+    const char *key;
+    bool is_float;
+    uint64_t u;
+    double f;
+} stat_kv_t;
+
+#define SP_STATS_EXTRA_MAX 8 /* room for daemon-specific keys after the .def's */
+
 static void do_stats(sp_client_t *c, uint64_t msgid) {
     sp_daemon_t *d = c->d;
     double p50, p99, mx;
     sp_tick_percentiles(d, &p50, &p99, &mx);
     size_t results = 0;
     size_t jobs = sp_workers_queue_depth(d, &results);
+    uint64_t oq = 0, oq_max = 0;
+    for (const sp_client_t *k = d->clients; k; k = k->next) {
+        oq += k->obuf_bytes;
+        if (k->obuf_bytes > oq_max) oq_max = k->obuf_bytes;
+    }
+    stat_kv_t kv[S_COUNT + SP_STATS_EXTRA_MAX];
+    static const struct { const char *key; bool is_float; } def[S_COUNT] = {
+#define X(id, key, type, what) [S_##id] = {key, type[0] == 'f'},
+        SP_PROTO_STATS_MAP(X)
+#undef X
+    };
+    for (int i = 0; i < S_COUNT; i++) kv[i] = (stat_kv_t){def[i].key, def[i].is_float, 0, 0.0};
+#define SET_U(id, v) (kv[S_##id].u = (uint64_t)(v))
+#define SET_F(id, v) (kv[S_##id].f = (double)(v))
+    SET_U(TICK, sp_world_tick(d->world));
+    SET_U(ENTITIES, sp_world_count(d->world));
+    SET_U(CLIENTS, (uint64_t)d->nclients);
+    SET_F(TICK_MS_P50, p50);
+    SET_F(TICK_MS_P99, p99);
+    SET_F(TICK_MS_MAX, mx);
+    SET_U(OVERRUNS, d->st.overruns);
+    SET_F(DILATION, d->st.dilation);
+    SET_U(BYTES_OUT, d->st.bytes_out);
+    SET_U(BYTES_IN, d->st.bytes_in);
+    SET_F(BYTES_OUT_PER_SEC, d->st.bytes_out_per_sec);
+    SET_U(JOB_QUEUE_DEPTH, jobs);
+    SET_U(RESULT_QUEUE_DEPTH, results);
+    SET_U(OUT_QUEUE_BYTES, oq);
+    SET_U(OUT_QUEUE_MAX_BYTES, oq_max);
+    SET_U(SNAPSHOTS_SENT, d->st.snapshots_sent);
+    SET_U(SNAPSHOTS_DROPPED, d->st.snapshots_skipped);
+    SET_U(SNAPSHOT_BYTES, d->st.snapshot_bytes);
+    SET_U(COMMANDS, d->st.commands);
+    SET_F(COMMANDS_PER_SEC, d->st.cmds_per_sec);
+    SET_U(KICKS, d->st.kicks);
+    SET_U(EVENTS_SENT, d->st.events_sent);
+    SET_U(WORKER_MESSAGES, d->st.worker_msgs);
+    SET_U(WORKERS, d->conf.workers);
+#undef SET_U
+#undef SET_F
+    size_t n = S_COUNT;
+    /* Extras (not in the .def; clients ignore unknown keys), at most
+     * SP_STATS_EXTRA_MAX: kv[n++] = (stat_kv_t){"key", false, value, 0}; */
     msgpack_packer *pk = begin_result(c, msgid);
-    msgpack_pack_map(pk, 22);
-#define KV_U(k, v) (pack_str(pk, k), msgpack_pack_uint64(pk, (uint64_t)(v)))
-#define KV_F(k, v) (pack_str(pk, k), msgpack_pack_double(pk, (double)(v)))
-    KV_U("tick", sp_world_tick(d->world));
-    KV_U("entities", sp_world_count(d->world));
-    KV_U("clients", (uint64_t)d->nclients);
-    KV_F("tick_ms_p50", p50);
-    KV_F("tick_ms_p99", p99);
-    KV_F("tick_ms_max", mx);
-    KV_U("overruns", d->st.overruns);
-    KV_U("bytes_out", d->st.bytes_out);
-    KV_U("bytes_in", d->st.bytes_in);
-    KV_F("bytes_out_per_sec", d->st.bytes_out_per_sec);
-    KV_U("job_queue_depth", jobs);
-    KV_U("result_queue_depth", results);
-    KV_U("snapshots_sent", d->st.snapshots_sent);
-    KV_U("snapshots_dropped", d->st.snapshots_skipped);
-    KV_U("snapshot_bytes", d->st.snapshot_bytes);
-    KV_U("commands", d->st.commands);
-    KV_F("commands_per_sec", d->st.cmds_per_sec);
-    KV_F("dilation", d->st.dilation);
-    KV_U("kicks", d->st.kicks);
-    KV_U("events_sent", d->st.events_sent);
-    KV_U("worker_messages", d->st.worker_msgs);
-    KV_U("workers", (uint64_t)d->conf.workers);
-#undef KV_U
-#undef KV_F
+    msgpack_pack_map(pk, n);
+    for (size_t i = 0; i < n; i++) {
+        pack_str(pk, kv[i].key);
+        if (kv[i].is_float) msgpack_pack_double(pk, kv[i].f);
+        else msgpack_pack_uint64(pk, kv[i].u);
+    }
     sp_client_send_sbuf(c);
 }
 
@@ -326,52 +375,62 @@ static bool take_token(sp_client_t *c, uint64_t now) {
     return true;
 }
 
+/* Send err (code + message) to the request, or drop it for a notification. */
+static void send_rpc_error(sp_client_t *c, uint64_t msgid, bool have_id, const sp_rpc_error_t *err) {
+    if (have_id) sp_session_send_error(c, msgid, true, err->code, err->message);
+}
+
 void sp_session_handle(sp_client_t *c, const msgpack_object *o) {
     sp_daemon_t *d = c->d;
-    uint64_t msgid = 0;
-    bool have_id = false;
-    const msgpack_object *mname, *params;
-    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < 3) goto invalid;
-    const msgpack_object *a = o->via.array.ptr;
-    if (a[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER) goto invalid;
-    if (a[0].via.u64 == 0 && o->via.array.size == 4) {
-        if (a[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER || a[1].via.u64 > UINT32_MAX) goto invalid;
-        msgid = a[1].via.u64;
-        have_id = true;
-        mname = &a[2];
-        params = &a[3];
-    } else if (a[0].via.u64 == 2 && o->via.array.size == 3) {
-        mname = &a[1];
-        params = &a[2];
-    } else {
-        goto invalid;
-    }
-    if (mname->type != MSGPACK_OBJECT_STR || params->type != MSGPACK_OBJECT_ARRAY) {
-        sp_session_send_error(c, msgid, have_id, E_INVALID_REQUEST,
-                              "invalid request: method must be a string and params an array");
+    char msg[160];
+    /* 1. Shape. Nesting first: no request is deeper than 3, and MAX_DEPTH
+     * bounds the recursion of everything below. */
+    if (nest_depth(o, L_MAX_DEPTH + 1) > L_MAX_DEPTH) {
+        snprintf(msg, sizeof msg, "parse error: nested deeper than %d arrays/maps", L_MAX_DEPTH);
+        sp_session_notify_error(c, E_PARSE_ERROR, msg);
+        sp_client_close(c, "kicked: message nested too deep");
         return;
     }
+    sp_rpc_msg_t m;
+    int rc = sp_rpc_classify(o, &m);
+    bool is_response = o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size > 0 &&
+                       o->via.array.ptr[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.array.ptr[0].via.u64 == 1;
+    if (is_response) {
+        /* The server never sends requests, so a response from a client is a
+         * confused client: say so, then close (PROTOCOL.md, Transport). */
+        sp_session_notify_error(c, E_INVALID_REQUEST, "invalid request: clients must not send responses");
+        sp_client_close(c, "kicked: client sent a response");
+        return;
+    }
+    if (rc != 0) {
+        bool is_request = o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size > 0 &&
+                          o->via.array.ptr[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+                          o->via.array.ptr[0].via.u64 == 0;
+        snprintf(msg, sizeof msg, "invalid request: %s", m.reason ? m.reason : "not an RPC message");
+        if (is_request && m.has_msgid) {
+            sp_session_send_error(c, m.msgid, true, E_INVALID_REQUEST, msg);
+            return;
+        }
+        sp_session_notify_error(c, E_INVALID_REQUEST, msg);
+        sp_client_close(c, "kicked: invalid request");
+        return;
+    }
+    const bool have_id = m.type == SP_RPC_REQUEST; /* else a notification: no response */
+    const uint64_t msgid = m.msgid;
+    /* 2. Rate limit: every well-formed message costs a token. */
     d->st.commands++;
-    uint64_t now = sp_now_ns();
-    if (!take_token(c, now)) {
+    if (!take_token(c, sp_now_ns())) {
         if (have_id) sp_session_send_error(c, msgid, true, E_RATE_LIMITED, "rate limited: slow down");
         return;
     }
-    int m = -1;
-    for (int i = 0; i < M_COUNT; i++) {
-        if (str_eq(mname, methods[i].name)) {
-            m = i;
-            break;
-        }
-    }
-    char msg[160];
-    if (m < 0) {
-        snprintf(msg, sizeof msg, "method not found: %.*s", (int)(mname->via.str.size > 64 ? 64 : mname->via.str.size),
-                 mname->via.str.ptr);
-        sp_session_send_error(c, msgid, have_id, E_METHOD_NOT_FOUND, msg);
+    /* 3. Method known, 4. hello done, 5. admin, 6. arity and param types. */
+    sp_rpc_error_t err = {0, ""};
+    if (m.method_id < 0) {
+        sp_rpc_check_params(&m, &err); /* METHOD_NOT_FOUND naming the method */
+        send_rpc_error(c, msgid, have_id, &err);
         return;
     }
-    const method_info_t *mi = &methods[m];
+    const method_info_t *mi = &methods[m.method_id];
     if (mi->needs_hello && c->state != SP_CLIENT_READY) {
         sp_session_send_error(c, msgid, have_id, E_NOT_AUTHENTICATED, "call hello first");
         return;
@@ -380,20 +439,17 @@ void sp_session_handle(sp_client_t *c, const msgpack_object *o) {
         sp_session_send_error(c, msgid, have_id, E_FORBIDDEN, "forbidden: admin token required");
         return;
     }
-    uint32_t np = params->via.array.size;
-    const msgpack_object *p = params->via.array.ptr;
-    /* spawn takes an optional position (a daemon extension for tests and
-     * scripted scenarios); everything else follows the .def arity. */
-    int maxp = m == M_SPAWN ? 1 : mi->max_params;
-    if ((int)np < mi->min_params || (int)np > maxp) {
-        snprintf(msg, sizeof msg, "invalid params: %s takes %d to %d parameters, got %u", mi->name, mi->min_params,
-                 maxp, np);
-        sp_session_send_error(c, msgid, have_id, E_INVALID_PARAMS, msg);
+    if (sp_rpc_check_params(&m, &err) != 0) {
+        send_rpc_error(c, msgid, have_id, &err);
         return;
     }
+    /* From here every param inside the signature has its type; the getters
+     * below cannot fail. Range checks name the param. */
+    const msgpack_object *params = m.params;
+    const uint32_t np = sp_rpc_param_count(params);
     const char *em = NULL;
     int code;
-    switch (m) {
+    switch (m.method_id) {
     case M_PING: {
         if (!have_id) return;
         msgpack_packer *pk = begin_result(c, msgid);
@@ -407,29 +463,30 @@ void sp_session_handle(sp_client_t *c, const msgpack_object *o) {
     }
     case M_HELLO: {
         if (c->state == SP_CLIENT_READY) {
-            sp_session_send_error(c, msgid, have_id, E_INVALID_REQUEST, "hello already done");
+            sp_session_send_error(c, msgid, have_id, E_INVALID_REQUEST, "invalid request: hello already done");
             return;
         }
-        if (p[0].type != MSGPACK_OBJECT_STR || p[0].via.str.size > 64) {
-            sp_session_send_error(c, msgid, have_id, E_INVALID_PARAMS, "invalid params: name must be a string of at most 64 bytes");
+        const char *name, *tok;
+        size_t namelen, toklen;
+        sp_rpc_param_str(params, 0, &name, &namelen, NULL);
+        if (namelen == 0 || namelen > L_MAX_NAME_BYTES) {
+            snprintf(msg, sizeof msg, "param 0: name must be 1 to %d bytes, got %zu", L_MAX_NAME_BYTES, namelen);
+            sp_session_send_error(c, msgid, have_id, E_INVALID_PARAMS, msg);
             return;
         }
         bool admin = false;
-        if (np == 2 && p[1].type != MSGPACK_OBJECT_NIL) {
-            if (p[1].type != MSGPACK_OBJECT_STR) {
-                sp_session_send_error(c, msgid, have_id, E_INVALID_PARAMS, "invalid params: token must be a string or nil");
-                return;
-            }
+        if (!sp_rpc_param_is_nil(params, 1)) {
+            sp_rpc_param_str(params, 1, &tok, &toklen, NULL);
             if (!d->conf.have_admin_token ||
-                !token_eq(p[1].via.str.ptr, p[1].via.str.size, d->conf.admin_token, strlen(d->conf.admin_token))) {
+                !token_eq(tok, toklen, d->conf.admin_token, strlen(d->conf.admin_token))) {
                 SP_LOGW("client %u %s: hello with a wrong admin token", c->session, c->peer);
                 sp_session_send_error(c, msgid, have_id, E_FORBIDDEN, "forbidden: wrong admin token");
                 return;
             }
             admin = true;
         }
-        size_t nl = p[0].via.str.size < sizeof c->name - 1 ? p[0].via.str.size : sizeof c->name - 1;
-        memcpy(c->name, p[0].via.str.ptr, nl);
+        size_t nl = namelen < sizeof c->name - 1 ? namelen : sizeof c->name - 1;
+        memcpy(c->name, name, nl);
         c->name[nl] = '\0';
         for (size_t i = 0; i < nl; i++)
             if ((unsigned char)c->name[i] < 0x20 || c->name[i] == 0x7f) c->name[i] = '?';
@@ -454,14 +511,14 @@ void sp_session_handle(sp_client_t *c, const msgpack_object *o) {
         return;
     }
     case M_SPAWN: {
+        /* Optional position (nil or absent: the server places the ship). A
+         * point outside the world is clamped inside its walls by the world. */
         float pos[3];
-        bool have_pos = false;
-        if (np == 1) {
-            if (!get_vec3(&p[0], pos)) {
-                sp_session_send_error(c, msgid, have_id, E_INVALID_PARAMS, "invalid params: position must be [x, y, z]");
-                return;
-            }
-            have_pos = true;
+        bool have_pos = !sp_rpc_param_is_nil(params, 0);
+        if (have_pos) {
+            double v[3];
+            sp_rpc_param_vec3(params, 0, v, NULL);
+            for (int i = 0; i < 3; i++) pos[i] = clamp_f(v[i]);
         }
         prune_ships(c);
         if (c->nships >= d->conf.max_ships || c->nships >= SP_MAX_SHIPS_PER_CLIENT) {
@@ -487,11 +544,11 @@ void sp_session_handle(sp_client_t *c, const msgpack_object *o) {
     }
     case M_MOVE: {
         uint64_t ship;
+        double dv[3];
         float v[3], out[3];
-        if (!get_u64(&p[0], &ship) || !get_vec3(&p[1], v)) {
-            sp_session_send_error(c, msgid, have_id, E_INVALID_PARAMS, "invalid params: move [ship_id, [vx, vy, vz]]");
-            return;
-        }
+        sp_rpc_param_uint(params, 0, &ship, NULL);
+        sp_rpc_param_vec3(params, 1, dv, NULL);
+        for (int i = 0; i < 3; i++) v[i] = clamp_f(dv[i]);
         if ((code = own_ship(c, ship, &em)) != 0) {
             sp_session_send_error(c, msgid, have_id, code, em);
             return;
@@ -507,10 +564,8 @@ void sp_session_handle(sp_client_t *c, const msgpack_object *o) {
     }
     case M_FIRE: {
         uint64_t ship, target;
-        if (!get_u64(&p[0], &ship) || !get_u64(&p[1], &target)) {
-            sp_session_send_error(c, msgid, have_id, E_INVALID_PARAMS, "invalid params: fire [ship_id, target_id]");
-            return;
-        }
+        sp_rpc_param_uint(params, 0, &ship, NULL);
+        sp_rpc_param_uint(params, 1, &target, NULL);
         if ((code = own_ship(c, ship, &em)) != 0) {
             sp_session_send_error(c, msgid, have_id, code, em);
             return;
@@ -521,6 +576,7 @@ void sp_session_handle(sp_client_t *c, const msgpack_object *o) {
             code = world_err(r, &em);
             if (r == SP_EBUSY) em = "weapon cooling down";
             else if (r == SP_ERANGE) em = "target out of weapon range";
+            else if (r == SP_EINVAL) em = "param 1: target must be another ship or an asteroid";
             sp_session_send_error(c, msgid, have_id, code, em);
             return;
         }
@@ -540,10 +596,8 @@ void sp_session_handle(sp_client_t *c, const msgpack_object *o) {
     }
     case M_MINE: {
         uint64_t ship, ast;
-        if (!get_u64(&p[0], &ship) || !get_u64(&p[1], &ast)) {
-            sp_session_send_error(c, msgid, have_id, E_INVALID_PARAMS, "invalid params: mine [ship_id, asteroid_id]");
-            return;
-        }
+        sp_rpc_param_uint(params, 0, &ship, NULL);
+        sp_rpc_param_uint(params, 1, &ast, NULL);
         if ((code = own_ship(c, ship, &em)) != 0) {
             sp_session_send_error(c, msgid, have_id, code, em);
             return;
@@ -554,7 +608,7 @@ void sp_session_handle(sp_client_t *c, const msgpack_object *o) {
             code = world_err(r, &em);
             if (r == SP_EBUSY) em = "mining laser cooling down";
             else if (r == SP_ERANGE) em = "asteroid out of mining range";
-            else if (r == SP_EINVAL) em = "not an asteroid";
+            else if (r == SP_EINVAL) em = "param 1: not an asteroid";
             sp_session_send_error(c, msgid, have_id, code, em);
             return;
         }
@@ -572,40 +626,45 @@ void sp_session_handle(sp_client_t *c, const msgpack_object *o) {
         return;
     }
     case M_SUBSCRIBE: {
-        double r;
-        float centre[3] = {0, 0, 0};
-        if (!get_num(&p[0], &r) || r < 0 || r > d->conf.max_radius || (np == 2 && !get_vec3(&p[1], centre))) {
-            snprintf(msg, sizeof msg, "invalid params: subscribe [radius 0..%.0f, [x, y, z]?]", d->conf.max_radius);
+        double r, centre[3] = {0, 0, 0};
+        sp_rpc_param_float(params, 0, &r, NULL);
+        if (r < 0 || r > d->conf.max_radius) {
+            snprintf(msg, sizeof msg, "param 0: radius must be 0 to %.0f, got %g", d->conf.max_radius, r);
             sp_session_send_error(c, msgid, have_id, E_INVALID_PARAMS, msg);
             return;
         }
+        if (np == 2) sp_rpc_param_vec3(params, 1, centre, NULL);
         c->radius = r;
-        for (int i = 0; i < 3; i++) c->centre[i] = centre[i];
+        for (int i = 0; i < 3; i++) c->centre[i] = clamp_f(centre[i]);
         reply_true(c, msgid, have_id);
         return;
     }
     case M_INSPECT: {
         uint64_t id;
-        if (!get_u64(&p[0], &id)) {
-            sp_session_send_error(c, msgid, have_id, E_INVALID_PARAMS, "invalid params: inspect [entity_id]");
-            return;
-        }
+        sp_rpc_param_uint(params, 0, &id, NULL);
         if (have_id) do_inspect(c, msgid, id);
         return;
     }
     case M_ALERT: {
-        double prio = 0;
-        if (p[0].type != MSGPACK_OBJECT_STR || p[0].via.str.size > 512 ||
-            (np == 2 && (!get_num(&p[1], &prio) || prio < 0 || prio > 255))) {
-            sp_session_send_error(c, msgid, have_id, E_INVALID_PARAMS,
-                                  "invalid params: alert [message (<= 512 bytes), priority 0..255]");
+        const char *text;
+        size_t len;
+        int64_t prio = 1;
+        sp_rpc_param_str(params, 0, &text, &len, NULL);
+        if (len > L_MAX_ALERT_BYTES) {
+            snprintf(msg, sizeof msg, "param 0: message must be at most %d bytes, got %zu", L_MAX_ALERT_BYTES, len);
+            sp_session_send_error(c, msgid, have_id, E_INVALID_PARAMS, msg);
             return;
         }
-        SP_LOGI("client %u %s alert (priority %d): %.*s", c->session, c->peer, (int)prio, (int)p[0].via.str.size,
-                p[0].via.str.ptr);
+        if (np == 2) sp_rpc_param_int(params, 1, &prio, NULL);
+        if (prio < 0 || prio > 255) {
+            snprintf(msg, sizeof msg, "param 1: priority must be 0 to 255, got %lld", (long long)prio);
+            sp_session_send_error(c, msgid, have_id, E_INVALID_PARAMS, msg);
+            return;
+        }
+        SP_LOGI("client %u %s alert (priority %d): %.*s", c->session, c->peer, (int)prio, (int)len, text);
         /* Reply first so the caller's response precedes its own event copy. */
         reply_true(c, msgid, have_id);
-        sp_session_broadcast_alert(d, p[0].via.str.ptr, p[0].via.str.size, (int)prio, c->session);
+        sp_session_broadcast_alert(d, text, len, (int)prio, c->session);
         return;
     }
     case M_STATS:
@@ -619,18 +678,6 @@ void sp_session_handle(sp_client_t *c, const msgpack_object *o) {
         sp_session_send_error(c, msgid, have_id, E_INTERNAL, "internal error: method not implemented");
         return;
     }
-
-invalid:
-    /* A msgid may still be recoverable from a near-request. */
-    if (o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size >= 2 && o->via.array.ptr[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
-        o->via.array.ptr[0].via.u64 == 0 && o->via.array.ptr[1].type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
-        sp_session_send_error(c, o->via.array.ptr[1].via.u64, true, E_INVALID_REQUEST,
-                              "invalid request: expected [0, msgid, method, params]");
-        return;
-    }
-    sp_session_notify_error(c, E_INVALID_REQUEST,
-                            "invalid request: expected [0, msgid, method, params] or [2, method, params]");
-    sp_client_close(c, "kicked: invalid request");
 }
 
 /* Called when the client struct is freed: its ships leave the world. */

@@ -1,31 +1,42 @@
-/* check_malformed.c: hostile input costs only the client that sends it.
+/* check_malformed.c: hostile input costs only the client that sends it, and
+ * the session rules of proto/PROTOCOL.md hold on the real daemon.
  *
  * Malformed MessagePack, oversize declared lengths, a message that grows past
  * the limit, bad RPC shapes, wrong param types, floods (rate limit), too many
  * connections and silent clients: each is answered or cut off, with the
  * daemon still serving a well-behaved client at the same time
- * (memcached malicious-commands.t, Redis obuf-limits.tcl). */
+ * (memcached malicious-commands.t, Redis obuf-limits.tcl). Session rules:
+ * hello (wrong token, second hello, name length), resync, the keepalive
+ * ping, and the keys of events and stats against spacesim_proto.def. */
 #include <check.h>
+#include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../helpers/sp_check.h"
 #include "netclient.h"
+#include "spacesim_proto.def"
 
 #define T sp_timeout(5.0)
 
 static nc_daemon_t D;
 
-static void start(const char *const *extra) {
+#define TOKEN "tok-3f9a"
+
+static void start_tok(const char *const *extra, const char *token) {
     const char *args[32] = {"--demo-asteroids", "50", "--demo-npcs", "5", "--world-size", "1000"};
     int n = 6;
     for (int i = 0; extra && extra[i]; i++) args[n++] = extra[i];
     args[n] = NULL;
     ck_assert_int_eq(nc_daemon_prepare(&D), 0);
     int st = 0;
-    ck_assert_msg(nc_daemon_start(&D, args, NULL, 10, &st) == 0, "daemon did not start (%d)", st);
+    ck_assert_msg(nc_daemon_start(&D, args, token, 10, &st) == 0, "daemon did not start (%d)", st);
 }
+
+static void start(const char *const *extra) { start_tok(extra, NULL); }
 
 static void stop(void) { ck_assert_int_eq(nc_daemon_stop(&D, SIGTERM, 10 * sp_timeout(1)), 0); }
 
@@ -211,6 +222,344 @@ START_TEST(test_malformed_max_clients_and_idle_timeout) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------- session rules */
+
+static int64_t code_of(nc_t *c, const char *method, const char *fmt, ...) {
+    /* Only the formats used below: "", "s", "sn", "ss", "d", "v". */
+    va_list ap;
+    va_start(ap, fmt);
+    uint32_t id;
+    if (fmt[0] == '\0') id = nc_send_req(c, method, "");
+    else if (strcmp(fmt, "s") == 0) id = nc_send_req(c, method, fmt, va_arg(ap, const char *));
+    else if (strcmp(fmt, "sn") == 0) id = nc_send_req(c, method, fmt, va_arg(ap, const char *));
+    else if (strcmp(fmt, "ss") == 0) {
+        const char *a = va_arg(ap, const char *);
+        id = nc_send_req(c, method, fmt, a, va_arg(ap, const char *));
+    } else if (strcmp(fmt, "d") == 0) id = nc_send_req(c, method, fmt, va_arg(ap, double));
+    else id = nc_send_req(c, method, fmt, va_arg(ap, const double *));
+    va_end(ap);
+    nc_resp_t r;
+    ck_assert_int_eq(nc_wait_resp(c, id, T, &r), 0);
+    int64_t code = r.code;
+    nc_resp_free(&r);
+    return code;
+}
+
+START_TEST(test_session_wrong_token_second_hello_and_name_rules) {
+    start_tok(NULL, TOKEN);
+    nc_t c;
+    ck_assert_int_eq(nc_connect(&c, D.port), 0);
+    /* A wrong token: FORBIDDEN, and the connection stays unauthenticated. */
+    ck_assert_int_eq(code_of(&c, "hello", "ss", "mallory", "guess"), 6);
+    ck_assert_int_eq(code_of(&c, "spawn", ""), 5);
+    /* Name 1..MAX_NAME_BYTES bytes; the message names the param. */
+    nc_resp_t r;
+    ck_assert_int_eq(nc_call(&c, T, &r, "hello", "sn", ""), 0);
+    ck_assert_int_eq(r.code, 4);
+    ck_assert_msg(strstr(r.message, "param 0") != NULL, "message: %s", r.message);
+    nc_resp_free(&r);
+    char longname[80];
+    memset(longname, 'n', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    ck_assert_int_eq(code_of(&c, "hello", "sn", longname), 4);
+    /* The right token after all that: an admin session. */
+    ck_assert_int_eq(nc_call(&c, T, &r, "hello", "ss", "op", TOKEN), 0);
+    ck_assert_ptr_null(r.error);
+    ck_assert(nc_get(r.result, "admin")->via.boolean);
+    nc_resp_free(&r);
+    /* A second hello: INVALID_REQUEST, the session unchanged (still admin). */
+    ck_assert_int_eq(code_of(&c, "hello", "sn", "again"), 2);
+    ck_assert_int_eq(nc_call(&c, T, &r, "alert", "si", "still admin", 3LL), 0);
+    ck_assert_ptr_null(r.error);
+    nc_resp_free(&r);
+    assert_alive(&c);
+    nc_close(&c);
+    stop();
+    ck_assert(nc_log_contains(&D, "hello with a wrong admin token"));
+}
+END_TEST
+
+START_TEST(test_session_any_token_refused_when_server_has_none) {
+    start(NULL);
+    nc_t c;
+    ck_assert_int_eq(nc_connect(&c, D.port), 0);
+    ck_assert_int_eq(code_of(&c, "hello", "ss", "eve", ""), 6);
+    ck_assert_int_eq(code_of(&c, "hello", "ss", "eve", TOKEN), 6);
+    ck_assert_int_eq(code_of(&c, "hello", "sn", "eve"), 0);
+    nc_close(&c);
+    stop();
+}
+END_TEST
+
+START_TEST(test_session_resync_next_snapshot_is_full) {
+    start(NULL);
+    nc_t c;
+    ck_assert_int_eq(nc_connect(&c, D.port), 0);
+    ck_assert_int_eq(code_of(&c, "hello", "sn", "resyncer"), 0);
+    nc_view_t v = {0};
+    /* The first snapshot is full, the next ones deltas. */
+    for (int i = 0; i < 3; i++) {
+        msgpack_unpacked *u = nc_next_note(&c, "snapshot", T);
+        ck_assert_ptr_nonnull(u);
+        const msgpack_object *p = nc_note_params(u);
+        ck_assert_int_eq(p->via.array.ptr[1].type == MSGPACK_OBJECT_NIL, i == 0);
+        ck_assert_int_eq(nc_view_apply(&v, p), 0);
+        nc_note_free(u);
+    }
+    ck_assert_uint_eq(v.fulls, 1);
+    nc_resp_t r;
+    ck_assert_int_eq(nc_call(&c, T, &r, "resync", ""), 0);
+    ck_assert_ptr_null(r.error);
+    ck_assert(r.result->type == MSGPACK_OBJECT_BOOLEAN && r.result->via.boolean);
+    nc_resp_free(&r);
+    /* A snapshot already being encoded may still be a delta; a full one
+     * follows within a few (the doc: "the next snapshot is a full one" once
+     * the request is processed). */
+    bool full = false;
+    for (int i = 0; i < 4 && !full; i++) {
+        msgpack_unpacked *u = nc_next_note(&c, "snapshot", T);
+        ck_assert_ptr_nonnull(u);
+        const msgpack_object *p = nc_note_params(u);
+        full = p->via.array.ptr[1].type == MSGPACK_OBJECT_NIL;
+        ck_assert_int_eq(nc_view_apply(&v, p), 0);
+        nc_note_free(u);
+    }
+    ck_assert_msg(full, "no full snapshot after resync");
+    ck_assert_uint_eq(v.fulls, 2);
+    /* And deltas again afterwards. */
+    msgpack_unpacked *u = nc_next_note(&c, "snapshot", T);
+    ck_assert_ptr_nonnull(u);
+    ck_assert_int_ne(nc_note_params(u)->via.array.ptr[1].type, MSGPACK_OBJECT_NIL);
+    nc_note_free(u);
+    nc_view_free(&v);
+    nc_close(&c);
+    stop();
+}
+END_TEST
+
+START_TEST(test_session_silent_client_pinged_answering_keeps_it_alive) {
+    static const char *const extra[] = {"--idle-timeout", "2", NULL};
+    start(extra);
+    nc_t c;
+    ck_assert_int_eq(nc_connect(&c, D.port), 0);
+    double t0 = nc_now();
+    /* Three rounds of: server ping notification [], client answers with a
+     * ping request. Together they last longer than the idle timeout. */
+    for (int round = 0; round < 3; round++) {
+        msgpack_unpacked *u = nc_next_note(&c, "ping", 3 * sp_timeout(1));
+        ck_assert_msg(u != NULL, "no keepalive ping in round %d", round);
+        const msgpack_object *p = nc_note_params(u);
+        ck_assert_int_eq(p->type, MSGPACK_OBJECT_ARRAY);
+        ck_assert_uint_eq(p->via.array.size, 0);
+        nc_note_free(u);
+        assert_alive(&c);
+    }
+    ck_assert_msg(nc_now() - t0 > 2.0, "rounds took only %.2f s", nc_now() - t0);
+    ck_assert(!c.closed);
+    /* Silent from now on: cut off. */
+    ck_assert_int_eq(nc_wait_closed(&c, 6 * sp_timeout(1)), 0);
+    nc_close(&c);
+    stop();
+    ck_assert(nc_log_contains(&D, "disconnected: timed out"));
+}
+END_TEST
+
+/* Event type names by .def id, and a msgpack type check for .def field types. */
+enum {
+#define X(id, name) EV_##id,
+    SP_PROTO_EVENT_MAP(X)
+#undef X
+    EV_COUNT
+};
+static const char *const ev_names[EV_COUNT] = {
+#define X(id, name) [EV_##id] = name,
+    SP_PROTO_EVENT_MAP(X)
+#undef X
+};
+
+static bool def_type_ok(const msgpack_object *o, const char *ty) {
+    if (strcmp(ty, "uint") == 0) return o->type == MSGPACK_OBJECT_POSITIVE_INTEGER;
+    if (strcmp(ty, "int") == 0)
+        return o->type == MSGPACK_OBJECT_POSITIVE_INTEGER || o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER;
+    if (strcmp(ty, "float") == 0) return o->type == MSGPACK_OBJECT_FLOAT64 || o->type == MSGPACK_OBJECT_FLOAT32;
+    if (strcmp(ty, "str") == 0) return o->type == MSGPACK_OBJECT_STR;
+    if (strcmp(ty, "bool") == 0) return o->type == MSGPACK_OBJECT_BOOLEAN;
+    return false;
+}
+
+/* Every event carries type, tick and each field the .def lists for it, with
+ * the listed type. Returns the event id. */
+static int expect_event_keys(const msgpack_object *ev) {
+    const msgpack_object *t = nc_get(ev, "type");
+    ck_assert(t != NULL && t->type == MSGPACK_OBJECT_STR);
+    const msgpack_object *tick = nc_get(ev, "tick");
+    ck_assert(tick != NULL && tick->type == MSGPACK_OBJECT_POSITIVE_INTEGER);
+    int id = -1;
+    for (int i = 0; i < EV_COUNT; i++)
+        if (nc_str_eq(t, ev_names[i])) id = i;
+    ck_assert_msg(id >= 0, "unknown event type %.*s", (int)t->via.str.size, t->via.str.ptr);
+#define X(evid, key, ty)                                                                                    \
+    if (id == EV_##evid) {                                                                                  \
+        const msgpack_object *f = nc_get(ev, key);                                                          \
+        ck_assert_msg(f != NULL, "%s event lacks \"%s\"", ev_names[id], key);                              \
+        ck_assert_msg(def_type_ok(f, ty), "%s event: \"%s\" is not a %s", ev_names[id], key, ty);          \
+    }
+    SP_PROTO_EVENT_FIELD_MAP(X)
+#undef X
+    return id;
+}
+
+/* Wait on c for an event of type `want` (checking the keys of every event
+ * seen on the way) that `match` accepts. Returns true when seen. */
+static bool wait_event(nc_t *c, int want, bool (*match)(const msgpack_object *ev, const void *ctx), const void *ctx,
+                       const msgpack_object **copy_out, msgpack_unpacked **keep) {
+    double deadline = nc_now() + 10 * sp_timeout(1);
+    while (nc_now() < deadline) {
+        msgpack_unpacked *u = nc_next_note(c, "event", deadline - nc_now());
+        if (u == NULL) return false;
+        const msgpack_object *ev = &nc_note_params(u)->via.array.ptr[0];
+        if (expect_event_keys(ev) == want && (match == NULL || match(ev, ctx))) {
+            if (keep) {
+                *keep = u;
+                *copy_out = ev;
+            } else {
+                nc_note_free(u);
+            }
+            return true;
+        }
+        nc_note_free(u);
+    }
+    return false;
+}
+
+static bool ship_id_is(const msgpack_object *ev, const void *ctx) {
+    return nc_get_u64(ev, "ship_id") == *(const uint64_t *)ctx;
+}
+
+static uint64_t spawn_at(nc_t *c, double x, double y, double z) {
+    double p[3] = {x, y, z};
+    nc_resp_t r;
+    ck_assert_int_eq(nc_call(c, T, &r, "spawn", "v", p), 0);
+    ck_assert_msg(r.error == NULL, "spawn: %s", r.message);
+    uint64_t id = nc_get_u64(r.result, "ship_id");
+    nc_resp_free(&r);
+    return id;
+}
+
+START_TEST(test_session_events_and_stats_carry_every_def_key) {
+    start_tok(NULL, TOKEN);
+    nc_t a, b, op;
+    nc_resp_t r;
+    ck_assert_int_eq(nc_connect(&a, D.port), 0);
+    ck_assert_int_eq(nc_connect(&b, D.port), 0);
+    ck_assert_int_eq(nc_connect(&op, D.port), 0);
+    ck_assert_int_eq(nc_call(&b, T, &r, "hello", "sn", "bob"), 0);
+    uint64_t bob = nc_get_u64(r.result, "session");
+    nc_resp_free(&r);
+    ck_assert_int_eq(code_of(&a, "hello", "sn", "alice"), 0);
+    ck_assert_int_eq(nc_call(&op, T, &r, "hello", "ss", "op", TOKEN), 0);
+    uint64_t opsess = nc_get_u64(r.result, "session");
+    nc_resp_free(&r);
+
+    /* stats: every .def key, with its type. */
+    ck_assert_int_eq(nc_call(&a, T, &r, "stats", ""), 0);
+    ck_assert_ptr_null(r.error);
+#define X(id, key, ty, what)                                                         \
+    ck_assert_msg(nc_get(r.result, key) != NULL, "stats lacks \"%s\"", key);         \
+    ck_assert_msg(def_type_ok(nc_get(r.result, key), ty), "stats \"%s\" is not a %s", key, ty);
+    SP_PROTO_STATS_MAP(X)
+#undef X
+    ck_assert_uint_eq(nc_get_u64(r.result, "clients"), 3);
+    nc_resp_free(&r);
+
+    /* WeaponFired and ShipDestroyed: alice's 15 ships on a ring of radius 20
+     * around bob's ship fire until it is destroyed (10 hits of 10 hp). */
+    uint64_t target = spawn_at(&b, 100, 100, 100);
+    uint64_t shooters[15];
+    for (int i = 0; i < 15; i++)
+        shooters[i] = spawn_at(&a, 100 + 20 * cos(i * 2 * M_PI / 15), 100 + 20 * sin(i * 2 * M_PI / 15), 100);
+    bool destroyed = false;
+    uint64_t killer = 0;
+    for (int round = 0; round < 20 && !destroyed; round++) {
+        for (int i = 0; i < 15 && !destroyed; i++) {
+            ck_assert_int_eq(nc_call(&a, T, &r, "fire", "uu", shooters[i], target), 0);
+            if (r.code == 0) {
+                ck_assert(nc_get(r.result, "destroyed")->type == MSGPACK_OBJECT_BOOLEAN);
+                if (nc_get(r.result, "destroyed")->via.boolean) {
+                    destroyed = true;
+                    killer = shooters[i];
+                }
+            } else {
+                ck_assert_msg(r.code == 9 || r.code == 7, "fire: %s", r.message);
+                destroyed = r.code == 7; /* destroyed by something else */
+            }
+            nc_resp_free(&r);
+        }
+        /* Cooldown is 30 ticks: wait a few snapshot periods (20 Hz). */
+        for (int k = 0; k < 12 && !destroyed; k++) {
+            msgpack_unpacked *u = nc_next_note(&a, "snapshot", T);
+            ck_assert_ptr_nonnull(u);
+            nc_note_free(u);
+        }
+    }
+    ck_assert_msg(destroyed && killer != 0, "the target survived");
+    ck_assert_int_eq(code_of(&b, "ping", ""), 0);
+    uint64_t shooter0 = shooters[0];
+    ck_assert_msg(wait_event(&b, EV_WEAPON_FIRED, ship_id_is, &shooter0, NULL, NULL), "bob saw no WeaponFired");
+    msgpack_unpacked *keep = NULL;
+    const msgpack_object *ev = NULL;
+    ck_assert_msg(wait_event(&b, EV_SHIP_DESTROYED, ship_id_is, &target, &ev, &keep), "bob saw no ShipDestroyed");
+    ck_assert_uint_eq(nc_get_u64(ev, "owner"), bob);
+    ck_assert_uint_eq(nc_get_u64(ev, "by"), killer);
+    ck_assert(nc_str_eq(nc_get(ev, "cause"), "weapon"));
+    nc_note_free(keep);
+
+    /* ResourceMined: a 16th ship (MAX_SHIPS) next to an asteroid of alice's view. */
+    nc_view_t v = {0};
+    uint64_t ast = 0;
+    double deadline = nc_now() + 5 * sp_timeout(1);
+    while (ast == 0 && nc_now() < deadline) {
+        msgpack_unpacked *u = nc_next_note(&a, "snapshot", T);
+        ck_assert_ptr_nonnull(u);
+        ck_assert_int_eq(nc_view_apply(&v, nc_note_params(u)), 0);
+        nc_note_free(u);
+        for (size_t i = 0; i < v.n && ast == 0; i++)
+            if (v.e[i].kind == 2) ast = v.e[i].id;
+    }
+    ck_assert_uint_ne(ast, 0);
+    nc_view_free(&v);
+    ck_assert_int_eq(nc_call(&a, T, &r, "inspect", "u", ast), 0);
+    ck_assert_ptr_null(r.error);
+    double ap[3];
+    for (int k = 0; k < 3; k++) ap[k] = nc_get(r.result, "pos")->via.array.ptr[k].via.f64;
+    double rad = nc_get_num(r.result, "radius");
+    ck_assert(nc_get(r.result, "resource_type") != NULL && nc_get(r.result, "amount") != NULL);
+    ck_assert(nc_get(r.result, "max_hp") != NULL && nc_get(r.result, "cargo") != NULL);
+    nc_resp_free(&r);
+    uint64_t miner = spawn_at(&a, ap[0] - (ap[0] > 0 ? 1 : -1) * (rad + 5), ap[1], ap[2]);
+    ck_assert_int_eq(nc_call(&a, T, &r, "mine", "uu", miner, ast), 0);
+    ck_assert_msg(r.error == NULL, "mine: %s", r.message);
+    ck_assert(nc_get(r.result, "depleted")->type == MSGPACK_OBJECT_BOOLEAN);
+    nc_resp_free(&r);
+    ck_assert_msg(wait_event(&a, EV_RESOURCE_MINED, ship_id_is, &miner, &ev, &keep), "alice saw no ResourceMined");
+    ck_assert_uint_eq(nc_get_u64(ev, "asteroid_id"), ast);
+    nc_note_free(keep);
+
+    /* SystemAlert: "from" is the admin's session. */
+    ck_assert_int_eq(nc_call(&op, T, &r, "alert", "si", "keys", 4LL), 0);
+    ck_assert_ptr_null(r.error);
+    nc_resp_free(&r);
+    ck_assert_msg(wait_event(&a, EV_SYSTEM_ALERT, NULL, NULL, &ev, &keep), "alice saw no SystemAlert");
+    ck_assert_uint_eq(nc_get_u64(ev, "from"), opsess);
+    ck_assert_uint_eq(nc_get_u64(ev, "priority"), 4);
+    nc_note_free(keep);
+    nc_close(&a);
+    nc_close(&b);
+    nc_close(&op);
+    stop();
+}
+END_TEST
+
 static Suite *malformed_suite(void) {
     Suite *s = suite_create("malformed");
     struct {
@@ -223,6 +572,11 @@ static Suite *malformed_suite(void) {
         {"rpc_shapes", test_malformed_rpc_shapes_get_error_replies},
         {"rate_limit", test_malformed_flood_is_rate_limited},
         {"limits", test_malformed_max_clients_and_idle_timeout},
+        {"hello_rules", test_session_wrong_token_second_hello_and_name_rules},
+        {"hello_no_token", test_session_any_token_refused_when_server_has_none},
+        {"resync", test_session_resync_next_snapshot_is_full},
+        {"keepalive", test_session_silent_client_pinged_answering_keeps_it_alive},
+        {"event_stats_keys", test_session_events_and_stats_carry_every_def_key},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);
