@@ -10,15 +10,17 @@
  * ping, and the keys of events and stats against spacesim_proto.def. */
 #include <check.h>
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "../helpers/sp_check.h"
 #include "netclient.h"
-#include "spacesim_proto.def"
+#include "rpc.h"
 
 #define T sp_timeout(5.0)
 
@@ -560,6 +562,433 @@ START_TEST(test_session_events_and_stats_carry_every_def_key) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------- more hostile input */
+
+typedef struct pk_buf {
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+} pk_buf_t;
+
+static void pkb_init(pk_buf_t *b) {
+    msgpack_sbuffer_init(&b->sb);
+    msgpack_packer_init(&b->pk, &b->sb, msgpack_sbuffer_write);
+}
+
+static void pkb_send(nc_t *c, pk_buf_t *b) {
+    ck_assert_int_eq(nc_send_raw(c, b->sb.data, b->sb.size), 0);
+    msgpack_sbuffer_clear(&b->sb);
+}
+
+static void pack_cstr(msgpack_packer *pk, const char *s) { msgpack_pack_str_with_body(pk, s, strlen(s)); }
+
+/* The next message of any kind (response or notification) on c, read
+ * straight from the socket: used where "no response was sent" matters. */
+static msgpack_unpacked *raw_next(nc_t *c, double timeout_s) {
+    double deadline = nc_now() + timeout_s;
+    msgpack_unpacked *u = malloc(sizeof *u);
+    msgpack_unpacked_init(u);
+    for (;;) {
+        if (msgpack_unpacker_next(&c->up, u) == MSGPACK_UNPACK_SUCCESS) return u;
+        double left = deadline - nc_now();
+        if (left <= 0 || c->closed) break;
+        struct pollfd pfd = {c->fd, POLLIN, 0};
+        if (poll(&pfd, 1, (int)(left * 1000) + 1) <= 0) continue;
+        ck_assert(msgpack_unpacker_reserve_buffer(&c->up, 65536));
+        ssize_t n = recv(c->fd, msgpack_unpacker_buffer(&c->up), msgpack_unpacker_buffer_capacity(&c->up), 0);
+        if (n <= 0) {
+            c->closed = true;
+            continue;
+        }
+        msgpack_unpacker_buffer_consumed(&c->up, (size_t)n);
+    }
+    nc_note_free(u);
+    return NULL;
+}
+
+START_TEST(test_malformed_unknown_method_answered_connection_stays_open) {
+    start(NULL);
+    nc_t c;
+    ck_assert_int_eq(nc_connect(&c, D.port), 0);
+    nc_resp_t r;
+    ck_assert_int_eq(nc_call(&c, T, &r, "teleport", "d", 1.0), 0);
+    ck_assert_int_eq(r.code, 3);
+    ck_assert_msg(strstr(r.message, "teleport") != NULL, "message: %s", r.message);
+    nc_resp_free(&r);
+    /* Unknown before and after hello, and again: the connection stays open. */
+    ck_assert_int_eq(code_of(&c, "hello", "sn", "u"), 0);
+    ck_assert_int_eq(code_of(&c, "PING", ""), 3);
+    ck_assert_int_eq(code_of(&c, "", ""), 3);
+    assert_alive(&c);
+    nc_close(&c);
+    stop();
+}
+END_TEST
+
+/* A valid value for a signature character, or a wrong-typed one. */
+static void pack_sig_value(msgpack_packer *pk, char t, bool wrong) {
+    switch (t) {
+    case 'n': if (wrong) pack_cstr(pk, "5"); else msgpack_pack_int(pk, 5); break;
+    case 'i': if (wrong) msgpack_pack_double(pk, 1.5); else msgpack_pack_int(pk, 1); break;
+    case 'u': if (wrong) msgpack_pack_int(pk, -1); else msgpack_pack_uint64(pk, 12345); break;
+    case 's': if (wrong) msgpack_pack_int(pk, 7); else pack_cstr(pk, "x"); break;
+    case 'b': if (wrong) msgpack_pack_int(pk, 1); else msgpack_pack_true(pk); break;
+    case 'v':
+        msgpack_pack_array(pk, wrong ? 2 : 3);
+        for (int k = 0; k < (wrong ? 2 : 3); k++) msgpack_pack_int(pk, k);
+        break;
+    default: ck_abort_msg("bad signature char %c", t);
+    }
+}
+
+START_TEST(test_malformed_wrong_param_types_for_every_method_name_the_param) {
+    start_tok(NULL, TOKEN);
+    nc_t c;
+    ck_assert_int_eq(nc_connect(&c, D.port), 0);
+    ck_assert_int_eq(code_of(&c, "hello", "ss", "admin", TOKEN), 0);
+    pk_buf_t b;
+    pkb_init(&b);
+    int checked = 0;
+    for (int id = 0; id < SP_METHOD__COUNT; id++) {
+        const sp_method_info_t *mi = sp_method_info(id);
+        char sig[16];
+        size_t n = 0;
+        for (const char *q = mi->signature; *q; q++)
+            if (*q != '?') sig[n++] = *q;
+        /* Each param in turn of a wrong type, the others valid. */
+        for (size_t bad = 0; bad < n; bad++) {
+            uint32_t msgid = c.next_id++;
+            msgpack_pack_array(&b.pk, 4);
+            msgpack_pack_int(&b.pk, 0);
+            msgpack_pack_uint32(&b.pk, msgid);
+            pack_cstr(&b.pk, mi->name);
+            msgpack_pack_array(&b.pk, (uint32_t)n);
+            for (size_t k = 0; k < n; k++) pack_sig_value(&b.pk, sig[k], k == bad);
+            pkb_send(&c, &b);
+            nc_resp_t r;
+            ck_assert_int_eq(nc_wait_resp(&c, msgid, T, &r), 0);
+            ck_assert_msg(r.code == 4, "%s param %zu: code %lld (%s)", mi->name, bad, (long long)r.code, r.message);
+            char want[32];
+            snprintf(want, sizeof want, "param %zu", bad);
+            ck_assert_msg(strstr(r.message, want) != NULL, "%s: message does not name %s: %s", mi->name, want,
+                          r.message);
+            nc_resp_free(&r);
+            checked++;
+        }
+        /* One param too many. */
+        uint32_t msgid = c.next_id++;
+        msgpack_pack_array(&b.pk, 4);
+        msgpack_pack_int(&b.pk, 0);
+        msgpack_pack_uint32(&b.pk, msgid);
+        pack_cstr(&b.pk, mi->name);
+        msgpack_pack_array(&b.pk, (uint32_t)n + 1);
+        for (size_t k = 0; k < n; k++) pack_sig_value(&b.pk, sig[k], false);
+        msgpack_pack_nil(&b.pk);
+        pkb_send(&c, &b);
+        nc_resp_t r;
+        ck_assert_int_eq(nc_wait_resp(&c, msgid, T, &r), 0);
+        ck_assert_msg(r.code == 4 && strstr(r.message, mi->name) != NULL, "%s with %zu params: %lld %s", mi->name,
+                      n + 1, (long long)r.code, r.message);
+        nc_resp_free(&r);
+    }
+    ck_assert_int_ge(checked, 12);
+    /* NaN and infinities are refused wherever a number is expected. */
+    double nanv[3] = {NAN, 0, 0}, infv[3] = {0, INFINITY, 0}, ninf[3] = {0, 0, -INFINITY};
+    ck_assert_int_eq(code_of(&c, "spawn", "v", nanv), 4);
+    ck_assert_int_eq(code_of(&c, "spawn", "v", infv), 4);
+    ck_assert_int_eq(code_of(&c, "subscribe", "d", NAN), 4);
+    ck_assert_int_eq(code_of(&c, "subscribe", "d", INFINITY), 4);
+    nc_resp_t r;
+    ck_assert_int_eq(nc_call(&c, T, &r, "move", "uv", 1ull << 32 | 1, ninf), 0);
+    ck_assert_int_eq(r.code, 4);
+    ck_assert_msg(strstr(r.message, "param 1") && strstr(r.message, "finite"), "message: %s", r.message);
+    nc_resp_free(&r);
+    /* float32 NaN too (msgpack 0xca). */
+    uint32_t msgid = c.next_id++;
+    msgpack_pack_array(&b.pk, 4);
+    msgpack_pack_int(&b.pk, 0);
+    msgpack_pack_uint32(&b.pk, msgid);
+    pack_cstr(&b.pk, "subscribe");
+    msgpack_pack_array(&b.pk, 1);
+    msgpack_pack_float(&b.pk, NAN);
+    pkb_send(&c, &b);
+    ck_assert_int_eq(nc_wait_resp(&c, msgid, T, &r), 0);
+    ck_assert_int_eq(r.code, 4);
+    nc_resp_free(&r);
+    /* Nothing was spawned by any of this: all MAX_SHIPS spawns still fit. */
+    double p[3] = {1, 2, 3};
+    for (int k = 0; k < 16; k++) ck_assert_int_eq(code_of(&c, "spawn", "v", p), 0);
+    ck_assert_int_eq(code_of(&c, "spawn", "v", p), 11);
+    msgpack_sbuffer_destroy(&b.sb);
+    nc_close(&c);
+    stop();
+}
+END_TEST
+
+START_TEST(test_malformed_every_huge_declared_length_closed_on_its_header) {
+    start(NULL);
+    nc_t good;
+    ck_assert_int_eq(nc_connect(&good, D.port), 0);
+    /* [0, 1, "ping", [<header only>]]: str32, bin32, ext32 declaring 1-4 GiB,
+     * array32 and map32 declaring 2^31 / 2^32-1 elements, and str16/bin16
+     * headers that fit but together with the rest exceed 64 KiB are not
+     * needed: the declared length alone must close the link before the
+     * payload (never sent) arrives. */
+    static const unsigned char hdrs[][6] = {
+        {5, 0xdb, 0x40, 0x00, 0x00, 0x00}, /* str32 1 GiB */
+        {5, 0xc6, 0xff, 0xff, 0xff, 0xff}, /* bin32 4 GiB */
+        {5, 0xc9, 0x00, 0x10, 0x00, 0x01}, /* ext32 1 MiB + 1 (type byte follows) */
+        {5, 0xdd, 0x80, 0x00, 0x00, 0x00}, /* array32 2^31 */
+        {5, 0xdf, 0xff, 0xff, 0xff, 0xff}, /* map32 2^32-1 */
+        {3, 0xdc, 0xff, 0xff, 0, 0},       /* array16 65535 elements: more objects than a request may have */
+    };
+    for (size_t k = 0; k < sizeof hdrs / sizeof hdrs[0]; k++) {
+        nc_t bad;
+        ck_assert_int_eq(nc_connect(&bad, D.port), 0);
+        unsigned char msg[16] = {0x94, 0x00, 0x01, 0xa4, 'p', 'i', 'n', 'g', 0x91};
+        memcpy(msg + 9, hdrs[k] + 1, hdrs[k][0]);
+        ck_assert_int_eq(nc_send_raw(&bad, msg, 9u + hdrs[k][0]), 0);
+        double t0 = nc_now();
+        assert_error_then_closed(&bad, 13);
+        ck_assert_msg(nc_now() - t0 < 2.0 * sp_timeout(1), "header %zu: slow close", k);
+        nc_close(&bad);
+        assert_alive(&good);
+    }
+    nc_resp_t r;
+    ck_assert_int_eq(code_of(&good, "hello", "sn", "good"), 0);
+    ck_assert_int_eq(nc_call(&good, T, &r, "stats", ""), 0);
+    ck_assert_uint_ge(nc_get_u64(r.result, "kicks"), 6);
+    nc_resp_free(&r);
+    nc_close(&good);
+    stop();
+}
+END_TEST
+
+/* [0, 1, "ping", params] whose params nest `depth - 1` more levels (the
+ * message's own array counts as depth 1). */
+static size_t pack_nested_ping(unsigned char *buf, unsigned depth) {
+    size_t n = 0;
+    unsigned char h[] = {0x94, 0x00, 0x01, 0xa4, 'p', 'i', 'n', 'g'};
+    memcpy(buf, h, sizeof h);
+    n = sizeof h;
+    for (unsigned d = 1; d < depth; d++) buf[n++] = 0x91;
+    buf[n - 1] = 0x90; /* innermost: an empty array */
+    return n;
+}
+
+START_TEST(test_malformed_nesting_bombs_closed_with_parse_error) {
+    start(NULL);
+    nc_t good, c;
+    ck_assert_int_eq(nc_connect(&good, D.port), 0);
+    ck_assert_int_eq(nc_connect(&c, D.port), 0);
+    static unsigned char buf[70000];
+    /* Depth MAX_DEPTH (16) is a message like any other: ping takes no
+     * params, so INVALID_PARAMS, and the connection stays. */
+    size_t n = pack_nested_ping(buf, 16);
+    ck_assert_int_eq(nc_send_raw(&c, buf, n), 0);
+    nc_resp_t r;
+    ck_assert_int_eq(nc_wait_resp(&c, 1, T, &r), 0);
+    ck_assert_int_eq(r.code, 4);
+    nc_resp_free(&r);
+    /* Depth 17: PARSE_ERROR notification, closed. */
+    n = pack_nested_ping(buf, 17);
+    ck_assert_int_eq(nc_send_raw(&c, buf, n), 0);
+    assert_error_then_closed(&c, 1);
+    nc_close(&c);
+    assert_alive(&good);
+    /* 60,000 nested arrays in 60 KiB (under the size limit): the same. */
+    ck_assert_int_eq(nc_connect(&c, D.port), 0);
+    n = pack_nested_ping(buf, 60000);
+    ck_assert_int_eq(nc_send_raw(&c, buf, n), 0);
+    assert_error_then_closed(&c, 1);
+    nc_close(&c);
+    /* Nested maps: {{{...}: nil}: nil} 40 deep. */
+    ck_assert_int_eq(nc_connect(&c, D.port), 0);
+    n = 0;
+    unsigned char h[] = {0x94, 0x00, 0x01, 0xa4, 'p', 'i', 'n', 'g', 0x91};
+    memcpy(buf, h, sizeof h);
+    n = sizeof h;
+    for (int d = 0; d < 40; d++) buf[n++] = 0x81; /* map of 1: key follows */
+    buf[n++] = 0xc0;                              /* innermost key nil ... */
+    for (int d = 0; d < 40; d++) buf[n++] = 0xc0; /* ... and each level's value */
+    ck_assert_int_eq(nc_send_raw(&c, buf, n), 0);
+    assert_error_then_closed(&c, 1);
+    nc_close(&c);
+    assert_alive(&good);
+    nc_close(&good);
+    stop();
+    ck_assert(nc_log_contains(&D, "kicked: message nested too deep"));
+}
+END_TEST
+
+START_TEST(test_malformed_client_response_closes_client_notification_runs_silently) {
+    start(NULL);
+    nc_t c;
+    ck_assert_int_eq(nc_connect(&c, D.port), 0);
+    ck_assert_int_eq(code_of(&c, "hello", "sn", "notifier"), 0);
+    pk_buf_t b;
+    pkb_init(&b);
+    /* Notifications: an unknown method, wrong params, and a spawn. None gets
+     * a response; the spawn happens. Then a ping request. */
+    msgpack_pack_array(&b.pk, 3);
+    msgpack_pack_int(&b.pk, 2);
+    pack_cstr(&b.pk, "nosuchmethod");
+    msgpack_pack_array(&b.pk, 0);
+    msgpack_pack_array(&b.pk, 3);
+    msgpack_pack_int(&b.pk, 2);
+    pack_cstr(&b.pk, "move");
+    msgpack_pack_array(&b.pk, 1);
+    pack_cstr(&b.pk, "bad");
+    msgpack_pack_array(&b.pk, 3);
+    msgpack_pack_int(&b.pk, 2);
+    pack_cstr(&b.pk, "spawn");
+    msgpack_pack_array(&b.pk, 1);
+    msgpack_pack_array(&b.pk, 3);
+    for (int k = 0; k < 3; k++) msgpack_pack_int(&b.pk, 10 * k);
+    msgpack_pack_array(&b.pk, 4);
+    msgpack_pack_int(&b.pk, 0);
+    msgpack_pack_uint32(&b.pk, 777);
+    pack_cstr(&b.pk, "ping");
+    msgpack_pack_array(&b.pk, 0);
+    pkb_send(&c, &b);
+    /* The first response on the wire is the ping's. */
+    for (;;) {
+        msgpack_unpacked *u = raw_next(&c, T);
+        ck_assert_msg(u != NULL, "no response");
+        const msgpack_object *o = &u->data;
+        ck_assert(o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size >= 3);
+        if (o->via.array.ptr[0].via.u64 == 1) {
+            ck_assert_uint_eq(o->via.array.ptr[1].via.u64, 777);
+            ck_assert_int_eq(o->via.array.ptr[2].type, MSGPACK_OBJECT_NIL);
+            nc_note_free(u);
+            break;
+        }
+        nc_note_free(u); /* a snapshot or event notification */
+    }
+    /* The notified spawn ran: 15 more spawns fit, the 16th hits MAX_SHIPS. */
+    double p[3] = {0, 0, 0};
+    for (int k = 0; k < 15; k++) ck_assert_int_eq(code_of(&c, "spawn", "v", p), 0);
+    ck_assert_int_eq(code_of(&c, "spawn", "v", p), 11);
+    /* A response from the client: INVALID_REQUEST notification, closed. */
+    msgpack_pack_array(&b.pk, 4);
+    msgpack_pack_int(&b.pk, 1);
+    msgpack_pack_uint32(&b.pk, 5);
+    msgpack_pack_nil(&b.pk);
+    msgpack_pack_true(&b.pk);
+    pkb_send(&c, &b);
+    assert_error_then_closed(&c, 2);
+    msgpack_sbuffer_destroy(&b.sb);
+    nc_close(&c);
+    stop();
+    ck_assert(nc_log_contains(&D, "kicked: client sent a response"));
+}
+END_TEST
+
+START_TEST(test_malformed_flood_without_reading_is_cut_off_at_output_cap) {
+    static const char *const extra[] = {"--rate", "50", "--obuf-soft", "65536", "--obuf-hard", "262144", NULL};
+    start(extra);
+    nc_t good, flood;
+    ck_assert_int_eq(nc_connect(&good, D.port), 0);
+    ck_assert_int_eq(nc_connect(&flood, D.port), 0);
+    int small = 4096;
+    setsockopt(flood.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    /* Pipelined pings in 64 KiB batches, never reading: nearly all answered
+     * RATE_LIMITED; the answers pile up in the server's output queue for
+     * this client until the hard cap disconnects it. */
+    static unsigned char batch[65536];
+    size_t n = 0;
+    const unsigned char ping[] = {0x94, 0x00, 0xce, 0, 0, 0, 0, 0xa4, 'p', 'i', 'n', 'g', 0x90};
+    while (n + sizeof ping <= sizeof batch) {
+        memcpy(batch + n, ping, sizeof ping);
+        uint32_t id = (uint32_t)(n / sizeof ping + 1);
+        batch[n + 3] = (unsigned char)(id >> 24), batch[n + 4] = (unsigned char)(id >> 16);
+        batch[n + 5] = (unsigned char)(id >> 8), batch[n + 6] = (unsigned char)id;
+        n += sizeof ping;
+    }
+    size_t sent = 0;
+    double deadline = nc_now() + 20 * sp_timeout(1);
+    int rounds = 0;
+    while (nc_now() < deadline && sent < (256u << 20)) {
+        if (nc_send_raw(&flood, batch, n) != 0) break; /* EPIPE/ECONNRESET: cut off */
+        sent += n;
+        if (++rounds % 16 == 0) assert_alive(&good);
+    }
+    ck_assert_msg(nc_now() < deadline, "the flooding client was never cut off (%zu bytes sent)", sent);
+    assert_alive(&good);
+    nc_resp_t r;
+    ck_assert_int_eq(code_of(&good, "hello", "sn", "good"), 0);
+    ck_assert_int_eq(nc_call(&good, T, &r, "stats", ""), 0);
+    ck_assert_uint_le(nc_get_u64(r.result, "out_queue_max_bytes"), 262144);
+    ck_assert_uint_ge(nc_get_u64(r.result, "kicks"), 1);
+    nc_resp_free(&r);
+    nc_close(&flood);
+    nc_close(&good);
+    stop();
+    ck_assert(nc_log_contains(&D, "kicked: output buffer over hard limit"));
+}
+END_TEST
+
+START_TEST(test_malformed_clients_vanishing_mid_message_free_everything) {
+    start(NULL);
+    nc_t good;
+    ck_assert_int_eq(nc_connect(&good, D.port), 0);
+    ck_assert_int_eq(code_of(&good, "hello", "sn", "good"), 0);
+    /* [0, 1, "hello", [<str16 of 50,000 bytes>]] cut after 30,000 bytes:
+     * the server holds the partial message in the client's input buffer. */
+    static unsigned char buf[50100];
+    unsigned char h[] = {0x94, 0x00, 0x01, 0xa5, 'h', 'e', 'l', 'l', 'o', 0x91, 0xda, 50000 >> 8, 50000 & 0xff};
+    memcpy(buf, h, sizeof h);
+    memset(buf + sizeof h, 'z', 50000);
+    for (int how = 0; how < 3; how++) {
+        nc_t c;
+        ck_assert_int_eq(nc_connect(&c, D.port), 0);
+        size_t part = how == 2 ? 7 : 30000; /* inside a header, or inside a str body */
+        ck_assert_int_eq(nc_send_raw(&c, buf, part), 0);
+        assert_alive(&good); /* by now the server has usually read the partial message */
+        if (how == 1) {      /* abortive close: RST instead of FIN */
+            struct linger lg = {1, 0};
+            setsockopt(c.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        }
+        nc_close(&c);
+    }
+    /* The server notices all three (clients back to 1). */
+    double deadline = nc_now() + 5 * sp_timeout(1);
+    uint64_t clients = 0;
+    while (nc_now() < deadline) {
+        nc_resp_t r;
+        ck_assert_int_eq(nc_call(&good, T, &r, "stats", ""), 0);
+        clients = nc_get_u64(r.result, "clients");
+        nc_resp_free(&r);
+        if (clients == 1) break;
+    }
+    ck_assert_uint_eq(clients, 1);
+    nc_close(&good);
+    stop(); /* exit status 0: under --enable-sanitizers LeakSanitizer found no leak */
+    ck_assert(nc_log_contains(&D, "disconnected: closed"));
+    ck_assert(nc_log_contains(&D, "disconnected: read error"));
+}
+END_TEST
+
+START_TEST(test_malformed_half_closed_client_gets_its_answers_then_closed) {
+    start(NULL);
+    nc_t c;
+    ck_assert_int_eq(nc_connect(&c, D.port), 0);
+    uint32_t a = nc_send_req(&c, "ping", "");
+    uint32_t h = nc_send_req(&c, "hello", "sn", "halfway");
+    ck_assert_int_eq(shutdown(c.fd, SHUT_WR), 0); /* FIN: "I will send nothing more" */
+    nc_resp_t r;
+    ck_assert_int_eq(nc_wait_resp(&c, a, T, &r), 0);
+    ck_assert_ptr_null(r.error);
+    nc_resp_free(&r);
+    ck_assert_int_eq(nc_wait_resp(&c, h, T, &r), 0);
+    ck_assert_ptr_null(r.error);
+    nc_resp_free(&r);
+    ck_assert_int_eq(nc_wait_closed(&c, T), 0);
+    nc_close(&c);
+    stop();
+    ck_assert(nc_log_contains(&D, "disconnected: closed"));
+}
+END_TEST
+
 static Suite *malformed_suite(void) {
     Suite *s = suite_create("malformed");
     struct {
@@ -577,6 +1006,14 @@ static Suite *malformed_suite(void) {
         {"resync", test_session_resync_next_snapshot_is_full},
         {"keepalive", test_session_silent_client_pinged_answering_keeps_it_alive},
         {"event_stats_keys", test_session_events_and_stats_carry_every_def_key},
+        {"unknown_method", test_malformed_unknown_method_answered_connection_stays_open},
+        {"param_types", test_malformed_wrong_param_types_for_every_method_name_the_param},
+        {"huge_headers", test_malformed_every_huge_declared_length_closed_on_its_header},
+        {"nesting", test_malformed_nesting_bombs_closed_with_parse_error},
+        {"client_resp_notify", test_malformed_client_response_closes_client_notification_runs_silently},
+        {"flood_no_read", test_malformed_flood_without_reading_is_cut_off_at_output_cap},
+        {"vanish", test_malformed_clients_vanishing_mid_message_free_everything},
+        {"half_close", test_malformed_half_closed_client_gets_its_answers_then_closed},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);
