@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # quickstart.sh: one entry point for a fresh Debian 12 machine.
 #
-#   ./quickstart.sh demo    install what is missing, build, start spacesimd with a demo world
+#   ./quickstart.sh demo [spacesimd options]
+#                           install what is missing, build, start spacesimd with a demo world
 #   ./quickstart.sh test    install what is missing, build, run the whole test suite:
 #                           make check (gcc, -Werror), again under ASan+UBSan, and the
 #                           concurrency tests under ThreadSanitizer
@@ -60,26 +61,32 @@ build() {
     make -s -C "$dir" -j"$jobs"
 }
 
+# check DIR TARGET: run a test target; on failure show the failing tests' logs.
+check() {
+    if ! make -s -C "$1" -j"$jobs" "$2"; then
+        echo "quickstart: $2 failed in $1; test-suite.log follows" >&2
+        cat "$1/test-suite.log" >&2 || true
+        exit 1
+    fi
+}
+
 install_missing
 bootstrap
 
 case "$mode" in
 demo)
     build build
-    if [ -f build/Makefile ] && grep -q '^spacesimd' build/Makefile 2>/dev/null; then
-        make -s -C build -j"$jobs" src/daemon/spacesimd
-        exec build/src/daemon/spacesimd --demo-asteroids 2000 --demo-npcs 50 "$@"
-    fi
-    # Until the daemon lands the main job is the benchmarks.
-    make -s -C build bench
+    echo "quickstart: starting spacesimd on 127.0.0.1:7777 with the demo world (Ctrl-C stops it;" >&2
+    echo "quickstart: try build/clients/spacesim-cli map --spawn in another terminal)" >&2
+    exec build/src/daemon/spacesimd "$@"
     ;;
 test)
     build build
-    make -s -C build -j"$jobs" check
+    check build check
     build build-asan --enable-sanitizers --enable-debug
-    make -s -C build-asan -j"$jobs" check
+    check build-asan check
     build build-tsan --enable-tsan
-    make -s -C build-tsan -j"$jobs" check-stress
+    check build-tsan check-stress
     echo "quickstart: all tests passed (default, ASan+UBSan, TSan stress)"
     ;;
 bench)
