@@ -112,94 +112,142 @@ static uint64_t be(const unsigned char *p, unsigned n) {
     return v;
 }
 
+void sp_rpc_scan_init(sp_rpc_scan_t *s) { memset(s, 0, sizeof *s); }
+
+bool sp_rpc_scan_idle(const sp_rpc_scan_t *s) { return s->msg_bytes == 0 && s->hdr_len == 0 && s->fail == 0; }
+
+static int scan_fail(sp_rpc_scan_t *s, sp_rpc_scan_fail_t why) {
+    s->fail = (uint8_t)why;
+    return why == SP_RPC_SCAN_TOO_LARGE ? SP_EMSGSIZE : SP_EPROTO;
+}
+
 /* An item (leaf, empty container, or the last byte of a payload) finished:
  * close every container whose elements are all done. Returns true when the
- * top-level object, i.e. the message, is complete. */
-static bool item_done(sp_rpc_decoder_t *d) {
-    while (d->depth > 0 && d->remaining[d->depth - 1] == 0) d->depth--;
-    return d->depth == 0;
+ * top-level object, i.e. the message, is complete (and resets *s for the
+ * next one). */
+static bool item_done(sp_rpc_scan_t *s) {
+    while (s->depth > 0 && s->remaining[s->depth - 1] == 0) s->depth--;
+    if (s->depth != 0) return false;
+    sp_rpc_scan_init(s);
+    return true;
 }
 
-static void message_reset(sp_rpc_decoder_t *d) {
-    d->msg_bytes = 0;
-    d->owed = 0;
-    d->skip = 0;
-    d->depth = 0;
-    d->hdr_len = 0;
-    d->hdr_need = 0;
+/* Declared payload bytes and child elements of a complete header h[0, hn). */
+static void header_decode(const unsigned char *h, unsigned hn, uint64_t fixed, uint64_t *payload,
+                          uint64_t *children, bool *container) {
+    unsigned char b = h[0];
+    *payload = fixed;
+    *children = 0;
+    *container = false;
+    if (b >= 0x80 && b <= 0x8f) { *container = true; *children = 2u * (uint64_t)(b & 0x0f); }
+    else if (b >= 0x90 && b <= 0x9f) { *container = true; *children = b & 0x0f; }
+    else if (b >= 0xa0 && b <= 0xbf) *payload = b & 0x1f;
+    else if (b == 0xc4 || b == 0xc5 || b == 0xc6 || b == 0xd9 || b == 0xda || b == 0xdb)
+        *payload = be(h + 1, hn - 1);
+    else if (b == 0xc7 || b == 0xc8 || b == 0xc9) *payload = be(h + 1, hn - 2); /* last byte: ext type */
+    else if (b == 0xdc || b == 0xdd) { *container = true; *children = be(h + 1, hn - 1); }
+    else if (b == 0xde || b == 0xdf) { *container = true; *children = 2u * be(h + 1, hn - 1); }
 }
 
-/* Walk data[0, n) through the framing state machine. Returns 0 or a stream
- * error; *complete_end is the offset just past the last message completed in
- * this chunk (0 when none), so the caller keeps exactly the good bytes. */
-static int scan(sp_rpc_decoder_t *d, const unsigned char *p, size_t n, size_t *complete_end) {
-    const uint64_t max = d->max_message;
+int sp_rpc_scan(sp_rpc_scan_t *s, const void *data, size_t len, size_t max_message, size_t *used) {
+    const unsigned char *p = data;
+    /* Element counts are kept in uint32 per container: a larger limit could
+     * not be enforced exactly, so it is clamped. */
+    const uint64_t max = max_message > UINT32_MAX ? UINT32_MAX : max_message;
     size_t i = 0;
-    *complete_end = 0;
-    while (i < n) {
-        if (d->skip > 0) { /* payload bytes of a str/bin/ext/number */
-            uint64_t take = d->skip < (uint64_t)(n - i) ? d->skip : (uint64_t)(n - i);
+    *used = 0;
+    if (s->fail) return s->fail == SP_RPC_SCAN_TOO_LARGE ? SP_EMSGSIZE : SP_EPROTO;
+    while (i < len) {
+        if (s->skip > 0) { /* payload bytes of a str/bin/ext/number */
+            uint64_t take = s->skip < (uint64_t)(len - i) ? s->skip : (uint64_t)(len - i);
             i += (size_t)take;
-            d->skip -= take;
-            d->msg_bytes += take;
-            if (d->skip == 0 && item_done(d)) {
-                message_reset(d);
-                d->messages++;
-                *complete_end = i;
+            s->skip -= take;
+            s->msg_bytes += take;
+            if (s->skip == 0 && item_done(s)) {
+                *used = i;
+                return 1;
             }
             continue;
         }
         uint64_t fixed = 0;
-        if (d->hdr_len == 0) { /* first byte of an item */
+        if (s->hdr_len == 0) { /* first byte of an item */
             unsigned need = header_size(p[i], &fixed);
-            if (need == 0) return SP_EPROTO;
-            d->hdr_need = (uint8_t)need;
-            if (d->depth > 0) { /* it is one of the elements its container owes */
-                d->remaining[d->depth - 1]--;
-                d->owed--;
+            if (need == 0) {
+                *used = i;
+                return scan_fail(s, SP_RPC_SCAN_BAD_BYTE);
+            }
+            s->hdr_need = (uint8_t)need;
+            if (s->depth > 0) { /* it is one of the elements its container owes */
+                s->remaining[s->depth - 1]--;
+                s->owed--;
             }
         }
-        while (d->hdr_len < d->hdr_need && i < n) d->hdr[d->hdr_len++] = p[i++];
-        if (d->hdr_len < d->hdr_need) {
-            /* Partial header: bytes so far still count against the limit. */
-            if (d->msg_bytes + d->hdr_len + d->owed > max) return SP_EMSGSIZE;
+        while (s->hdr_len < s->hdr_need && i < len) s->hdr[s->hdr_len++] = p[i++];
+        if (s->hdr_len < s->hdr_need) {
+            /* Partial header: bytes so far still count against the limit, and
+             * an ext's declared length is judged before its type byte. */
+            uint64_t low = s->msg_bytes + s->hdr_len + s->owed;
+            unsigned char b = s->hdr[0];
+            if ((b == 0xc7 || b == 0xc8 || b == 0xc9) && s->hdr_len == s->hdr_need - 1u)
+                low = s->msg_bytes + s->hdr_need + be(s->hdr + 1, s->hdr_need - 2u) + s->owed;
+            if (low > max) {
+                *used = i;
+                return scan_fail(s, SP_RPC_SCAN_TOO_LARGE);
+            }
             break;
         }
-        const unsigned char *h = d->hdr;
-        unsigned hn = d->hdr_need;
-        unsigned char b = h[0];
-        d->msg_bytes += hn;
-        d->hdr_len = 0;
-        (void)header_size(b, &fixed);
-        uint64_t payload = fixed, children = 0;
-        bool container = false;
-        if (b >= 0x80 && b <= 0x8f) { container = true; children = 2u * (uint64_t)(b & 0x0f); }
-        else if (b >= 0x90 && b <= 0x9f) { container = true; children = b & 0x0f; }
-        else if (b >= 0xa0 && b <= 0xbf) payload = b & 0x1f;
-        else if (b == 0xc4 || b == 0xc5 || b == 0xc6 || b == 0xd9 || b == 0xda || b == 0xdb)
-            payload = be(h + 1, hn - 1);
-        else if (b == 0xc7 || b == 0xc8 || b == 0xc9) payload = be(h + 1, hn - 2); /* last byte: ext type */
-        else if (b == 0xdc || b == 0xdd) { container = true; children = be(h + 1, hn - 1); }
-        else if (b == 0xde || b == 0xdf) { container = true; children = 2u * be(h + 1, hn - 1); }
-
+        unsigned hn = s->hdr_need;
+        s->msg_bytes += hn;
+        s->hdr_len = 0;
+        (void)header_size(s->hdr[0], &fixed);
+        uint64_t payload, children;
+        bool container;
+        header_decode(s->hdr, hn, fixed, &payload, &children, &container);
         /* Every element still owed costs at least one byte, so this is a lower
          * bound of the finished message: refuse now, before buffering more. */
-        if (d->msg_bytes + payload + children + d->owed > max) return SP_EMSGSIZE;
+        if (s->msg_bytes + payload + children + s->owed > max) {
+            *used = i;
+            return scan_fail(s, SP_RPC_SCAN_TOO_LARGE);
+        }
+        /* Empty containers count as a level too (the daemon's MAX_DEPTH rule:
+         * PROTOCOL.md), so depth is judged before the emptiness. */
+        if (container && s->depth >= SP_RPC_MAX_DEPTH) {
+            *used = i;
+            return scan_fail(s, SP_RPC_SCAN_TOO_DEEP);
+        }
         if (container && children > 0) {
-            if (d->depth >= SP_RPC_MAX_DEPTH) return SP_EPROTO;
-            d->remaining[d->depth++] = (uint32_t)(children > UINT32_MAX ? UINT32_MAX : children);
-            d->owed += children;
+            /* children <= max <= UINT32_MAX here (checked just above). */
+            s->remaining[s->depth++] = (uint32_t)children;
+            s->owed += children;
             continue;
         }
         if (payload > 0) {
-            d->skip = payload;
+            s->skip = payload;
             continue;
         }
-        if (item_done(d)) {
-            message_reset(d);
-            d->messages++;
-            *complete_end = i;
+        if (item_done(s)) {
+            *used = i;
+            return 1;
         }
+    }
+    *used = len;
+    return 0;
+}
+
+/* Walk data[0, n) through the framer. Returns 0 or a stream error;
+ * *complete_end is the offset just past the last message completed in this
+ * chunk (0 when none), so the caller keeps exactly the good bytes. */
+static int scan(sp_rpc_decoder_t *d, const unsigned char *p, size_t n, size_t *complete_end) {
+    size_t i = 0;
+    *complete_end = 0;
+    while (i < n) {
+        size_t used;
+        int r = sp_rpc_scan(&d->scan, p + i, n - i, d->max_message, &used);
+        if (r < 0) return r;
+        i += used;
+        if (r == 0) break;
+        d->messages++;
+        *complete_end = i;
     }
     return 0;
 }
@@ -260,8 +308,7 @@ int sp_rpc_decoder_feed(sp_rpc_decoder_t *d, const void *data, size_t len) {
     if (good_end > 0) d->ready = old_ready_rel + good_end;
     if (rc != 0) {
         d->len = d->ready; /* drop the incomplete bad message */
-        d->err = rc;
-        message_reset(d);
+        d->err = rc; /* d->scan keeps the reason (scan.fail) */
     }
     return rc;
 }

@@ -6,7 +6,8 @@
  *   response      [1, msgid:uint32, error:nil|{"code":int,"message":str}, result:any]
  *   notification  [2, method:str, params:array]
  *
- * The decoder frames the stream itself before msgpack-c sees a byte. A small
+ * The framer (sp_rpc_scan(), used by the decoder below and by the daemon's
+ * connections) frames the stream before msgpack-c sees a byte. A small
  * state machine walks every header as it arrives, counts the bytes of the
  * current message and the minimum bytes still owed by declared lengths (a str
  * of N bytes owes N, an array of N elements owes N, a map 2N), and rejects the
@@ -16,7 +17,10 @@
  * n * sizeof(msgpack_object) on an array header) only ever runs on a complete,
  * size-checked message. Peak memory of a decoder: the bytes of one feed() call
  * plus one incomplete message (<= the limit) plus msgpack-c's zone for one
- * message (<= 16 * its byte size); an idle decoder holds no buffer at all.
+ * message (about 24 * its byte size on 64-bit: one 24-byte msgpack_object per
+ * one-byte element); an idle decoder holds no buffer at all. Nesting deeper
+ * than SP_RPC_MAX_DEPTH is refused by the framer too, so code walking a
+ * decoded message recursively is bounded by it.
  *
  * Threads: a decoder belongs to one thread at a time (the daemon's loop thread
  * for a connection); no function here touches global state, so distinct
@@ -83,6 +87,59 @@ SP_API const char *sp_rpc_code_message(int code);
 /* Containers nested deeper than this are refused (msgpack-c's parser stack is 32). */
 #define SP_RPC_MAX_DEPTH 16u
 
+/* ---------------------------------------------------------------- framer */
+
+/* Why a scan failed (sp_rpc_scan_t.fail). */
+typedef enum sp_rpc_scan_fail {
+    SP_RPC_SCAN_OK = 0,
+    SP_RPC_SCAN_BAD_BYTE,  /* 0xc1, a byte that starts no msgpack type: SP_EPROTO */
+    SP_RPC_SCAN_TOO_DEEP,  /* arrays/maps (empty ones too) nested deeper than
+                            * SP_RPC_MAX_DEPTH, the message counting as 1: SP_EPROTO */
+    SP_RPC_SCAN_TOO_LARGE  /* the message is, or declares it would be, over the limit: SP_EMSGSIZE */
+} sp_rpc_scan_fail_t;
+
+/* Resumable framing state of one message in progress: the one framer of the
+ * project (sp_rpc_decoder_t and the daemon's connections both use it). It
+ * walks msgpack headers only, never copies or allocates, and keeps no pointer
+ * into the bytes, so a caller may scan bytes in place and copy only the
+ * incomplete tail of a message somewhere else together with this struct.
+ * Zero-initialised (or sp_rpc_scan_init()) means "between messages". */
+typedef struct sp_rpc_scan {
+    uint64_t msg_bytes;            /* bytes of the current message seen so far */
+    uint64_t owed;                 /* elements still owed by open containers */
+    uint64_t skip;                 /* payload bytes of the current str/bin/ext/number left */
+    uint32_t depth;                /* open non-empty containers */
+    uint32_t remaining[SP_RPC_MAX_DEPTH]; /* elements left per open container */
+    unsigned char hdr[9];          /* partial header bytes */
+    uint8_t hdr_len, hdr_need;
+    uint8_t fail;                  /* sp_rpc_scan_fail_t; sticky once set */
+} sp_rpc_scan_t;
+
+/* Reset *s to "between messages" (clears a failure too). Never fails. */
+SP_API void sp_rpc_scan_init(sp_rpc_scan_t *s);
+
+/* Frame data[0, len), continuing the message in progress in *s, with a
+ * per-message limit of max_message bytes (a larger one than UINT32_MAX is
+ * clamped to it). Returns
+ *   1  a message ended: it is the bytes scanned before this call (since the
+ *      last 1) followed by data[0, *used); *s is reset for the next message
+ *      and data[*used, len) is not looked at (call again for it)
+ *   0  every byte was taken (*used = len) and the message is still open
+ *      (or nothing started: len == 0, or between messages)
+ *   SP_EMSGSIZE / SP_EPROTO  the message is refused: s->fail says why
+ *      (TOO_LARGE / BAD_BYTE or TOO_DEEP); *used is the offset of the byte
+ *      that decided it. Sticky: later calls return the same until init.
+ * Limits are checked as each header arrives (a str32 declaring 1 GiB, an
+ * array32 of 2^31 elements, an ext32 whose type byte has not arrived yet are
+ * refused on their length bytes): the finished message can be no smaller than
+ * bytes seen + declared payload + one byte per element still owed.
+ * Any thread; touches only *s. Cost: O(headers) branches, payload skipped in
+ * one step. */
+SP_API int sp_rpc_scan(sp_rpc_scan_t *s, const void *data, size_t len, size_t max_message, size_t *used);
+
+/* True when *s is between messages (no byte of a message has been seen). */
+SP_API bool sp_rpc_scan_idle(const sp_rpc_scan_t *s);
+
 typedef enum sp_rpc_type {
     SP_RPC_INVALID = -1, /* a complete msgpack object that is not an RPC message */
     SP_RPC_REQUEST = 0,
@@ -114,19 +171,12 @@ typedef struct sp_rpc_msg {
 typedef struct sp_rpc_decoder {
     /* Bytes received and not yet returned: [start, len) of buf. Messages in
      * [start, ready) are complete and size-checked; [ready, len) is the
-     * current incomplete message, owned by the scanner state below. */
+     * current incomplete message, owned by the scanner below. */
     char *buf;
     size_t cap, len, start, ready;
     size_t max_message;            /* bytes; default SP_RPC_DEFAULT_MAX_MESSAGE */
     int err;                       /* sticky stream error (0 while healthy) */
-    /* Scanner state of the incomplete message. */
-    uint64_t msg_bytes;            /* bytes of it seen so far */
-    uint64_t owed;                 /* elements still owed by open containers */
-    uint64_t skip;                 /* payload bytes of the current str/bin/ext/number left */
-    uint32_t depth;
-    uint32_t remaining[SP_RPC_MAX_DEPTH]; /* elements left per open container */
-    unsigned char hdr[9];          /* partial header bytes */
-    uint8_t hdr_len, hdr_need;
+    sp_rpc_scan_t scan;            /* framing state of the incomplete message */
     msgpack_zone *zone;            /* msgpack-c objects of the message last returned */
     msgpack_object obj;
     size_t last_size;              /* wire bytes of the message last returned */

@@ -346,6 +346,116 @@ START_TEST(test_rpc_nesting_deeper_than_limit_is_refused) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------- framer */
+
+START_TEST(test_rpc_scan_empty_container_at_depth_17_refused_16_passes) {
+    /* [[[...[]...]]]: the innermost EMPTY array is at level `depth`. Empty
+     * containers count (the daemon's MAX_DEPTH rule, PROTOCOL.md). */
+    unsigned char buf[32];
+    for (unsigned depth = SP_RPC_MAX_DEPTH; depth <= SP_RPC_MAX_DEPTH + 1; depth++) {
+        size_t n = 0;
+        for (unsigned i = 1; i < depth; i++) buf[n++] = 0x91;
+        buf[n++] = 0x90;
+        sp_rpc_scan_t s;
+        sp_rpc_scan_init(&s);
+        size_t used = 99;
+        int rc = sp_rpc_scan(&s, buf, n, 65536, &used);
+        if (depth == SP_RPC_MAX_DEPTH) {
+            ck_assert_int_eq(rc, 1);
+            ck_assert_uint_eq(used, n);
+            ck_assert(sp_rpc_scan_idle(&s));
+        } else {
+            ck_assert_int_eq(rc, SP_EPROTO);
+            ck_assert_int_eq(s.fail, SP_RPC_SCAN_TOO_DEEP);
+            ck_assert_uint_eq(used, n); /* decided on the innermost header */
+            /* Sticky until init. */
+            ck_assert_int_eq(sp_rpc_scan(&s, "\xc0", 1, 65536, &used), SP_EPROTO);
+            sp_rpc_scan_init(&s);
+            ck_assert_int_eq(sp_rpc_scan(&s, "\xc0", 1, 65536, &used), 1);
+        }
+    }
+    /* A nested map key counts like an array: {{{...}: nil}: nil} 17 deep. */
+    size_t n = 0;
+    for (unsigned i = 0; i < SP_RPC_MAX_DEPTH + 1; i++) buf[n++] = 0x81;
+    sp_rpc_scan_t s;
+    sp_rpc_scan_init(&s);
+    size_t used;
+    ck_assert_int_eq(sp_rpc_scan(&s, buf, n, 65536, &used), SP_EPROTO);
+    ck_assert_int_eq(s.fail, SP_RPC_SCAN_TOO_DEEP);
+}
+END_TEST
+
+START_TEST(test_rpc_scan_reports_each_message_end_and_resumes_across_chunks) {
+    pbuf_t b;
+    pb_init(&b);
+    pack_move(&b, 1);
+    size_t one = b.sb.size;
+    pack_move(&b, 2);
+    ck_assert_uint_eq(b.sb.size, 2 * one);
+    sp_rpc_scan_t s;
+    sp_rpc_scan_init(&s);
+    size_t used;
+    /* Whole buffer: stops at the first end, leaves the rest unlooked-at. */
+    ck_assert_int_eq(sp_rpc_scan(&s, b.sb.data, b.sb.size, 65536, &used), 1);
+    ck_assert_uint_eq(used, one);
+    ck_assert_int_eq(sp_rpc_scan(&s, b.sb.data + one, b.sb.size - one, 65536, &used), 1);
+    ck_assert_uint_eq(used, one);
+    /* Split at every byte inside the first message: 0 then 1 at the end. */
+    for (size_t k = 1; k < one; k++) {
+        sp_rpc_scan_init(&s);
+        ck_assert_int_eq(sp_rpc_scan(&s, b.sb.data, k, 65536, &used), 0);
+        ck_assert_uint_eq(used, k);
+        ck_assert(!sp_rpc_scan_idle(&s));
+        ck_assert_int_eq(sp_rpc_scan(&s, b.sb.data + k, b.sb.size - k, 65536, &used), 1);
+        ck_assert_uint_eq(used, one - k);
+    }
+    /* Nothing fed: 0, idle. */
+    sp_rpc_scan_init(&s);
+    ck_assert_int_eq(sp_rpc_scan(&s, b.sb.data, 0, 65536, &used), 0);
+    ck_assert(sp_rpc_scan_idle(&s));
+    pb_free(&b);
+}
+END_TEST
+
+START_TEST(test_rpc_scan_ext32_length_refused_before_its_type_byte) {
+    /* [0, 1, "ping", [ext32 of 1 MiB + 1 ...: the type byte never comes. */
+    const unsigned char h[] = {0x94, 0x00, 0x01, 0xa4, 'p', 'i', 'n', 'g', 0x91, 0xc9, 0x00, 0x10, 0x00, 0x01};
+    sp_rpc_scan_t s;
+    sp_rpc_scan_init(&s);
+    size_t used;
+    ck_assert_int_eq(sp_rpc_scan(&s, h, sizeof h, 65536, &used), SP_EMSGSIZE);
+    ck_assert_int_eq(s.fail, SP_RPC_SCAN_TOO_LARGE);
+    ck_assert_uint_eq(used, sizeof h);
+    /* ext8 of 200 bytes under a limit of 100: refused on its length byte. */
+    const unsigned char e8[] = {0xc7, 200};
+    sp_rpc_scan_init(&s);
+    ck_assert_int_eq(sp_rpc_scan(&s, e8, sizeof e8, 100, &used), SP_EMSGSIZE);
+    /* ...and a small ext8 waits for its type byte. */
+    const unsigned char e8ok[] = {0xc7, 3, 0x05, 'a', 'b', 'c'};
+    sp_rpc_scan_init(&s);
+    ck_assert_int_eq(sp_rpc_scan(&s, e8ok, 2, 100, &used), 0);
+    ck_assert_int_eq(sp_rpc_scan(&s, e8ok + 2, sizeof e8ok - 2, 100, &used), 1);
+    ck_assert_uint_eq(used, sizeof e8ok - 2);
+    /* The decoder refuses it too. */
+    sp_rpc_decoder_t d;
+    sp_rpc_decoder_init(&d, 0);
+    ck_assert_int_eq(sp_rpc_decoder_feed(&d, h, sizeof h), SP_EMSGSIZE);
+    ck_assert_int_eq(d.scan.fail, SP_RPC_SCAN_TOO_LARGE);
+    sp_rpc_decoder_destroy(&d);
+}
+END_TEST
+
+START_TEST(test_rpc_scan_bad_byte_reason_and_offset) {
+    const unsigned char junk[] = {0x94, 0x00, 0x01, 0xc1, 0x90};
+    sp_rpc_scan_t s;
+    sp_rpc_scan_init(&s);
+    size_t used;
+    ck_assert_int_eq(sp_rpc_scan(&s, junk, sizeof junk, 65536, &used), SP_EPROTO);
+    ck_assert_int_eq(s.fail, SP_RPC_SCAN_BAD_BYTE);
+    ck_assert_uint_eq(used, 3);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- limits */
 
 /* Feed a header declaring a huge length: refused at once, nothing buffered,
@@ -1011,6 +1121,10 @@ static Suite *rpc_suite(void) {
         {"c1", test_rpc_unknown_type_byte_c1_is_fatal_proto_error},
         {"before_bad", test_rpc_messages_before_a_bad_byte_are_still_delivered},
         {"depth", test_rpc_nesting_deeper_than_limit_is_refused},
+        {"scan_depth_empty", test_rpc_scan_empty_container_at_depth_17_refused_16_passes},
+        {"scan_resume", test_rpc_scan_reports_each_message_end_and_resumes_across_chunks},
+        {"scan_ext_early", test_rpc_scan_ext32_length_refused_before_its_type_byte},
+        {"scan_bad_byte", test_rpc_scan_bad_byte_reason_and_offset},
         {"huge_lengths", test_rpc_huge_declared_lengths_rejected_without_allocating},
         {"huge_bytewise", test_rpc_huge_length_refused_when_header_arrives_byte_by_byte},
         {"exact_limit", test_rpc_message_of_exactly_the_limit_passes_one_more_byte_fails},

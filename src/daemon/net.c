@@ -10,18 +10,25 @@
  *            snapshot job still on a worker (Redis freeClientAsync: never
  *            freed in the middle of a callback that still uses it).
  *
- * Input framing. A MessagePack-RPC stream has no length prefix, so the framer
- * walks msgpack headers (never the payload) to find where one message ends.
- * It keeps (scan_pos, scan_need) per client so a slowly arriving message is
- * scanned once. Limits, checked before any byte is copied or allocated:
- *  - a declared str/bin/ext length, or the running size of the message, over
- *    conf.max_msg (64 KiB) -> error notification TOO_LARGE, then close;
- *  - more than SP_MAX_OBJECTS objects in one message -> same (a request has a
- *    handful; this bounds the unpacker's allocations to a few hundred KiB).
+ * Input framing. A MessagePack-RPC stream has no length prefix, so messages
+ * are framed by proto's sp_rpc_scan() (the same framer sp_rpc_decoder_t
+ * uses: one copy of the security checks), which walks msgpack headers (never
+ * the payload) and enforces, as each header arrives and before any byte of
+ * the message is copied or allocated:
+ *  - a declared str/bin/ext length, array/map count, or the running size of
+ *    the message, over conf.max_msg (64 KiB) -> error notification
+ *    TOO_LARGE, then close;
+ *  - nesting of arrays/maps deeper than MAX_DEPTH (16), or a 0xc1 byte ->
+ *    error notification PARSE_ERROR, then close. Every message handed to
+ *    session.c is therefore at most 16 deep and at most max_msg bytes, which
+ *    bounds msgpack-c's allocations (about 24 bytes per wire byte) and any
+ *    recursion over the decoded object.
  * Complete messages are decoded straight from the read buffer when they are
- * whole in it; only the tail of an incomplete one is copied into the
- * client's own ibuf, allocated lazily and freed as soon as it empties, so an
- * idle client costs sizeof(sp_client_t) plus libuv's handle.
+ * whole in it; only the incomplete tail of a message is copied, together
+ * with the framer's state, into the client's own buffer (a partial_t behind
+ * c->ibuf), allocated lazily and freed as soon as that message completes, so
+ * the bytes of a message in progress are scanned once and an idle client
+ * costs sizeof(sp_client_t) plus libuv's handle.
  *
  * Output. sp_client_send() tries uv_try_write() first (no allocation when the
  * socket has room and nothing is queued), and queues the rest with uv_write()
@@ -33,6 +40,7 @@
  *    and never slows anyone else: the loop never blocks on a socket. */
 #include "daemon/daemon.h"
 #include "daemon/snapshim.h"
+#include "rpc.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -40,7 +48,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SP_MAX_OBJECTS 4096u
 #define SP_READ_BUF (64u * 1024u)
 
 /* One read buffer for every client: libuv calls alloc_cb then read_cb
@@ -57,90 +64,22 @@ typedef struct write_req {
 
 /* ---------------------------------------------------------------- framing */
 
-enum { SCAN_MORE = 0, SCAN_DONE = 1, SCAN_BAD = -1, SCAN_BIG = -2 };
+/* The incomplete tail of a message, behind c->ibuf (daemon.h's field, whose
+ * storage this file alone owns): the framer's state and the bytes so far.
+ * c->ilen = bytes held, c->icap = capacity of bytes[]. Exists only while a
+ * message is incomplete; its bytes never exceed conf.max_msg (the framer
+ * refuses a longer prefix). */
+typedef struct partial {
+    sp_rpc_scan_t scan;
+    uint8_t bytes[];
+} partial_t;
 
-static uint64_t be(const uint8_t *p, int n) {
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++) v = (v << 8) | p[i];
-    return v;
-}
+static partial_t *partial_of(sp_client_t *c) { return (partial_t *)(void *)c->ibuf; }
 
-/* Advance over complete headers of buf[*pos..len). Returns SCAN_DONE with
- * *pos at the end of the message, SCAN_MORE (state saved), SCAN_BAD (0xc1)
- * or SCAN_BIG (over a limit). */
-static int frame_scan(const uint8_t *buf, size_t len, size_t *pos, size_t *need, size_t limit) {
-    size_t p = *pos, n = *need;
-    if (n == 0) n = 1;
-    while (n > 0) {
-        if (p > limit) return SCAN_BIG;
-        if (p >= len) break;
-        uint8_t b = buf[p];
-        size_t hdr = 1;
-        uint64_t body = 0, add = 0;
-        if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
-            /* fixint, nil, bool */
-        } else if (b >= 0x80 && b <= 0x8f) {
-            add = 2u * (b & 0x0f);
-        } else if (b >= 0x90 && b <= 0x9f) {
-            add = b & 0x0f;
-        } else if (b >= 0xa0 && b <= 0xbf) {
-            body = b & 0x1f;
-        } else {
-            int lenb = 0;
-            switch (b) {
-            case 0xc1: return SCAN_BAD;
-            case 0xc4: case 0xd9: lenb = 1; break;
-            case 0xc5: case 0xda: lenb = 2; break;
-            case 0xc6: case 0xdb: lenb = 4; break;
-            case 0xc7: lenb = 1; hdr = 1; break; /* ext8: len, type */
-            case 0xc8: lenb = 2; break;
-            case 0xc9: lenb = 4; break;
-            case 0xca: body = 4; break;
-            case 0xcb: body = 8; break;
-            case 0xcc: case 0xd0: body = 1; break;
-            case 0xcd: case 0xd1: body = 2; break;
-            case 0xce: case 0xd2: body = 4; break;
-            case 0xcf: case 0xd3: body = 8; break;
-            case 0xd4: body = 2; break;
-            case 0xd5: body = 3; break;
-            case 0xd6: body = 5; break;
-            case 0xd7: body = 9; break;
-            case 0xd8: body = 17; break;
-            case 0xdc: case 0xde: lenb = 2; break;
-            case 0xdd: case 0xdf: lenb = 4; break;
-            default: return SCAN_BAD;
-            }
-            if (lenb) {
-                if (len - p < 1u + (size_t)lenb) break; /* header incomplete */
-                uint64_t v = be(buf + p + 1, lenb);
-                hdr = 1u + (size_t)lenb;
-                if (b == 0xc7 || b == 0xc8 || b == 0xc9) {
-                    hdr += 1; /* ext type byte */
-                    body = v;
-                } else if (b == 0xdc || b == 0xdd) {
-                    add = v;
-                } else if (b == 0xde || b == 0xdf) {
-                    add = 2u * v;
-                } else {
-                    body = v;
-                }
-            }
-        }
-        /* Declared sizes are checked before waiting for (or copying) them. */
-        if (body > limit || add > SP_MAX_OBJECTS) return SCAN_BIG;
-        if (p + hdr + body > limit) return SCAN_BIG;
-        if (len - p < hdr + body) break; /* wait for the rest of this item */
-        p += hdr + (size_t)body;
-        n = n - 1 + (size_t)add;
-        if (n > SP_MAX_OBJECTS) return SCAN_BIG;
-    }
-    *pos = p;
-    *need = n;
-    if (n == 0) {
-        *need = 0;
-        return SCAN_DONE;
-    }
-    return SCAN_MORE;
+static void partial_free(sp_client_t *c) {
+    free(c->ibuf);
+    c->ibuf = NULL;
+    c->ilen = c->icap = 0;
 }
 
 /* ---------------------------------------------------------------- closing */
@@ -267,7 +206,8 @@ static void dispatch(sp_client_t *c, const uint8_t *p, size_t n) {
     size_t off = 0;
     msgpack_unpack_return r = msgpack_unpack_next(&up, (const char *)p, n, &off);
     if (r != MSGPACK_UNPACK_SUCCESS || off != n) {
-        sp_session_notify_error(c, 1, "parse error: invalid MessagePack");
+        /* Not reached for framed input unless msgpack-c runs out of memory. */
+        sp_session_notify_error(c, SP_RPCERR_PARSE_ERROR, "parse error: invalid MessagePack");
         sp_client_close(c, "kicked: malformed MessagePack");
         return;
     }
@@ -275,60 +215,98 @@ static void dispatch(sp_client_t *c, const uint8_t *p, size_t n) {
     sp_session_handle(c, &up.data);
 }
 
-/* Process data[0..len): dispatch complete messages and keep the tail. */
-static void consume(sp_client_t *c, const uint8_t *data, size_t len, bool from_ibuf) {
-    sp_daemon_t *d = c->d;
-    size_t start = 0;
-    while (start < len && c->state != SP_CLIENT_CLOSING) {
-        size_t pos = c->scan_pos, need = c->scan_need;
-        int r = frame_scan(data + start, len - start, &pos, &need, d->conf.max_msg);
-        if (r == SCAN_DONE) {
-            c->scan_pos = 0;
-            c->scan_need = 0;
-            dispatch(c, data + start, pos);
-            start += pos;
-            continue;
-        }
-        if (r == SCAN_BIG) {
-            char m[96];
-            snprintf(m, sizeof m, "message too large: limit is %zu bytes", d->conf.max_msg);
-            sp_session_notify_error(c, 13, m);
-            sp_client_close(c, "kicked: message over %zu bytes", d->conf.max_msg);
-            return;
-        }
-        if (r == SCAN_BAD) {
-            sp_session_notify_error(c, 1, "parse error: invalid MessagePack type byte 0xc1");
-            sp_client_close(c, "kicked: malformed MessagePack");
-            return;
-        }
-        c->scan_pos = pos;
-        c->scan_need = need;
-        break;
-    }
-    if (c->state == SP_CLIENT_CLOSING) return;
-    size_t rest = len - start;
-    if (from_ibuf) {
-        if (rest == 0) {
-            free(c->ibuf);
-            c->ibuf = NULL;
-            c->ilen = c->icap = 0;
-        } else if (start > 0) {
-            memmove(c->ibuf, c->ibuf + start, rest);
-            c->ilen = rest;
-        }
+/* The framer refused the client's message: say why, then close. */
+static void refuse(sp_client_t *c, const sp_rpc_scan_t *scan) {
+    size_t max = c->d->conf.max_msg;
+    char m[96];
+    switch ((sp_rpc_scan_fail_t)scan->fail) {
+    case SP_RPC_SCAN_TOO_LARGE:
+        snprintf(m, sizeof m, "message too large: limit is %zu bytes", max);
+        sp_session_notify_error(c, SP_RPCERR_TOO_LARGE, m);
+        sp_client_close(c, "kicked: message over %zu bytes", max);
+        return;
+    case SP_RPC_SCAN_TOO_DEEP:
+        snprintf(m, sizeof m, "parse error: nested deeper than %u arrays/maps", SP_RPC_MAX_DEPTH);
+        sp_session_notify_error(c, SP_RPCERR_PARSE_ERROR, m);
+        sp_client_close(c, "kicked: message nested too deep");
+        return;
+    case SP_RPC_SCAN_BAD_BYTE:
+    case SP_RPC_SCAN_OK: /* not reached: refuse() follows a failed scan */
+    default:
+        sp_session_notify_error(c, SP_RPCERR_PARSE_ERROR, "parse error: invalid MessagePack type byte 0xc1");
+        sp_client_close(c, "kicked: malformed MessagePack");
         return;
     }
-    if (rest > 0) {
-        /* rest <= max_msg: the framer would have refused a longer prefix. */
-        size_t cap = rest < 1024 ? 1024 : rest;
-        c->ibuf = malloc(cap);
-        if (c->ibuf == NULL) {
+}
+
+/* Keep data[0, n), the start of an incomplete message whose framer state is
+ * *scan, as the client's partial message. n <= max_msg. */
+static void partial_start(sp_client_t *c, const sp_rpc_scan_t *scan, const uint8_t *data, size_t n) {
+    size_t cap = n < 1024 ? 1024 : n;
+    partial_t *pt = malloc(sizeof *pt + cap);
+    if (pt == NULL) {
+        sp_client_close(c, "kicked: out of memory for input");
+        return;
+    }
+    pt->scan = *scan;
+    memcpy(pt->bytes, data, n);
+    c->ibuf = (uint8_t *)pt;
+    c->ilen = n;
+    c->icap = cap;
+}
+
+/* Append data[0, n) to the partial message. ilen + n <= max_msg (framed). */
+static bool partial_append(sp_client_t *c, const uint8_t *data, size_t n) {
+    if (c->ilen + n > c->icap) {
+        size_t cap = c->icap * 2;
+        if (cap < c->ilen + n) cap = c->ilen + n;
+        partial_t *np = realloc(c->ibuf, sizeof(partial_t) + cap);
+        if (np == NULL) {
             sp_client_close(c, "kicked: out of memory for input");
+            return false;
+        }
+        c->ibuf = (uint8_t *)np;
+        c->icap = cap;
+    }
+    memcpy(partial_of(c)->bytes + c->ilen, data, n);
+    c->ilen += n;
+    return true;
+}
+
+/* Frame and dispatch data[0, len) of one read. A message left incomplete by
+ * an earlier read is finished first (its tail appended, then dispatched from
+ * the client's buffer); every message whole in data is dispatched in place;
+ * an incomplete last one is copied with its framer state. */
+static void consume(sp_client_t *c, const uint8_t *data, size_t len) {
+    const size_t max = c->d->conf.max_msg;
+    size_t off = 0, used;
+    if (c->ibuf != NULL) {
+        partial_t *pt = partial_of(c);
+        int r = sp_rpc_scan(&pt->scan, data, len, max, &used);
+        if (r < 0) {
+            refuse(c, &pt->scan);
             return;
         }
-        memcpy(c->ibuf, data + start, rest);
-        c->ilen = rest;
-        c->icap = cap;
+        if (!partial_append(c, data, used)) return;
+        if (r == 0) return; /* still incomplete: all of data was taken */
+        dispatch(c, partial_of(c)->bytes, c->ilen);
+        partial_free(c); /* after dispatch: the decoded objects point into it */
+        off = used;
+    }
+    sp_rpc_scan_t scan;
+    sp_rpc_scan_init(&scan);
+    while (off < len && c->state != SP_CLIENT_CLOSING) {
+        int r = sp_rpc_scan(&scan, data + off, len - off, max, &used);
+        if (r < 0) {
+            refuse(c, &scan);
+            return;
+        }
+        if (r == 0) {
+            partial_start(c, &scan, data + off, len - off);
+            return;
+        }
+        dispatch(c, data + off, used);
+        off += used;
     }
 }
 
@@ -344,27 +322,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     if (c->state == SP_CLIENT_CLOSING) return;
     c->last_rx_ns = sp_now_ns();
     c->ping_sent = false;
-    const uint8_t *data = (const uint8_t *)buf->base;
-    size_t n = (size_t)nread;
-    if (c->ilen == 0) {
-        consume(c, data, n, false);
-        return;
-    }
-    /* Append to the pending partial message. ilen <= max_msg and n <= 64 KiB. */
-    if (c->ilen + n > c->icap) {
-        size_t cap = c->icap * 2;
-        if (cap < c->ilen + n) cap = c->ilen + n;
-        uint8_t *nb = realloc(c->ibuf, cap);
-        if (nb == NULL) {
-            sp_client_close(c, "kicked: out of memory for input");
-            return;
-        }
-        c->ibuf = nb;
-        c->icap = cap;
-    }
-    memcpy(c->ibuf + c->ilen, data, n);
-    c->ilen += n;
-    consume(c, c->ibuf, c->ilen, true);
+    consume(c, (const uint8_t *)buf->base, (size_t)nread);
 }
 
 /* ---------------------------------------------------------------- accept */

@@ -8,7 +8,8 @@
  * {"code": int, "message": str}, codes from proto/spacesim_proto.def.
  *
  * Order of checks for every request (documented in proto/PROTOCOL.md):
- * nesting depth (MAX_DEPTH), shape (sp_rpc_classify), rate limit (token
+ * nesting depth (MAX_DEPTH, and size: by the framer in net.c before the
+ * message is decoded), shape (sp_rpc_classify), rate limit (token
  * bucket: every message costs one token, so a flooding client gets
  * RATE_LIMITED replies and cannot monopolise the loop), method known, hello
  * done (only ping and hello before it), admin for admin methods, arity and
@@ -118,28 +119,6 @@ _Static_assert(L_MAX_SHIPS == SP_MAX_SHIPS_PER_CLIENT, "daemon.h and spacesim_pr
 /* A finite coordinate or velocity component as a float the world accepts:
  * clamped to +-1e9 first, so a huge double never becomes inf. */
 static float clamp_f(double v) { return (float)(v > 1e9 ? 1e9 : v < -1e9 ? -1e9 : v); }
-
-/* Depth of nested arrays/maps, counting o itself; stops counting past limit.
- * Recursion is bounded by msgpack-c's own parser stack (32). */
-static unsigned nest_depth(const msgpack_object *o, unsigned limit) {
-    if (o->type != MSGPACK_OBJECT_ARRAY && o->type != MSGPACK_OBJECT_MAP) return 0;
-    if (limit == 0) return 1;
-    unsigned worst = 0;
-    if (o->type == MSGPACK_OBJECT_ARRAY) {
-        for (uint32_t i = 0; i < o->via.array.size && worst < limit; i++) {
-            unsigned d = nest_depth(&o->via.array.ptr[i], limit - 1);
-            if (d > worst) worst = d;
-        }
-    } else {
-        for (uint32_t i = 0; i < o->via.map.size && worst < limit; i++) {
-            unsigned d = nest_depth(&o->via.map.ptr[i].key, limit - 1);
-            if (d > worst) worst = d;
-            d = nest_depth(&o->via.map.ptr[i].val, limit - 1);
-            if (d > worst) worst = d;
-        }
-    }
-    return 1 + worst;
-}
 
 /* Map an sp_world_* error to an RPC error. */
 static int world_err(int e, const char **msg) {
@@ -383,14 +362,8 @@ static void send_rpc_error(sp_client_t *c, uint64_t msgid, bool have_id, const s
 void sp_session_handle(sp_client_t *c, const msgpack_object *o) {
     sp_daemon_t *d = c->d;
     char msg[160];
-    /* 1. Shape. Nesting first: no request is deeper than 3, and MAX_DEPTH
-     * bounds the recursion of everything below. */
-    if (nest_depth(o, L_MAX_DEPTH + 1) > L_MAX_DEPTH) {
-        snprintf(msg, sizeof msg, "parse error: nested deeper than %d arrays/maps", L_MAX_DEPTH);
-        sp_session_notify_error(c, E_PARSE_ERROR, msg);
-        sp_client_close(c, "kicked: message nested too deep");
-        return;
-    }
+    /* 1. Shape. Nesting deeper than MAX_DEPTH never gets here: the framer
+     * (sp_rpc_scan() in net.c) refused it with PARSE_ERROR and closed. */
     sp_rpc_msg_t m;
     int rc = sp_rpc_classify(o, &m);
     bool is_response = o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size > 0 &&
