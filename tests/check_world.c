@@ -381,6 +381,9 @@ START_TEST(test_world_mine_range_cooldown_cargo_and_depletion) {
     ck_assert_uint_eq(ev[1].type, SP_EV_ENTITY_DESTROYED);
     ck_assert_uint_eq(ev[1].subject, a);
     ck_assert_uint_eq(ev[1].cause, SP_CAUSE_DEPLETED);
+    ck_assert_float_eq(ev[1].pos[0], 17.0f); /* the destroyed asteroid's last position */
+    ck_assert_float_eq(ev[0].pos[0], info(s).pos[0]); /* the miner's */
+    ck_assert_uint_eq(ev[0].other_owner, 0);
 }
 END_TEST
 
@@ -403,6 +406,8 @@ START_TEST(test_world_events_of_commands_appear_after_next_step_and_vanish_after
     ck_assert_uint_eq(ev[0].other, b);
     ck_assert_uint_eq(ev[0].hit, (uint8_t)r.hit);
     ck_assert_uint_eq(ev[0].owner, 1);
+    ck_assert_uint_eq(ev[0].other_owner, 2);
+    ck_assert_float_eq(ev[0].pos[1], 0.0f); /* the shooter's position */
     ck_assert_uint_eq(ev[0].tick, 0);
     ck_assert_str_eq(sp_world_event_name(ev[0].type), "WeaponFired");
     ck_assert_int_eq(sp_world_step(W), 0);
@@ -530,6 +535,60 @@ START_TEST(test_frame_refcount_and_outlives_world) {
     sp_frame_release(NULL);
     sp_world_def_t d = quiet_def();
     ck_assert_int_eq(sp_world_create(&d, &W), 0);
+}
+END_TEST
+
+/* A capture built on another thread gives exactly the frame publishing
+ * gives at the same moment, and stays a snapshot: the world stepping on
+ * after the capture does not change the built frame. */
+typedef struct build_arg {
+    sp_world_capture_t *cap;
+    sp_frame_t *f;
+} build_arg_t;
+
+static void *frame_builder(void *arg) {
+    build_arg_t *b = arg;
+    b->f = sp_frame_build(b->cap);
+    return NULL;
+}
+
+static void frames_equal(const sp_frame_t *a, const sp_frame_t *b) {
+    ck_assert_uint_eq(a->tick, b->tick);
+    ck_assert_uint_eq(a->count, b->count);
+    ck_assert_uint_eq(a->npc_count, b->npc_count);
+    ck_assert_uint_eq(a->cells_per_axis, b->cells_per_axis);
+    ck_assert_int_eq(memcmp(a->rows, b->rows, a->count * sizeof a->rows[0]), 0);
+    ck_assert_int_eq(memcmp(a->npc_rows, b->npc_rows, a->npc_count * sizeof a->npc_rows[0]), 0);
+    size_t nc = (size_t)a->cells_per_axis * a->cells_per_axis * a->cells_per_axis + 1;
+    ck_assert_int_eq(memcmp(a->cell_start, b->cell_start, nc * sizeof a->cell_start[0]), 0);
+    ck_assert_int_eq(memcmp(a->cell_rows, b->cell_rows, a->count * sizeof a->cell_rows[0]), 0);
+}
+
+START_TEST(test_frame_built_from_capture_on_other_thread_equals_published) {
+    ck_assert_int_eq(sp_world_populate_demo(W, 2000, 200), 0);
+    for (uint32_t i = 0; i < 2000; i += 9) sp_world_destroy(W, sp_id_make(i, 1)); /* mixed generations */
+    sp_world_capture_t *cap;
+    ck_assert_int_eq(sp_world_capture_create(NULL, &cap), 0);
+    ck_assert_ptr_null(sp_frame_build(cap)); /* nothing captured yet */
+    for (int round = 0; round < 4; round++) {
+        sp_entity_id_t id;
+        for (int k = 0; k < 300; k++) ck_assert_int_eq(sp_world_spawn_ship(W, 2, 0, NULL, &id), 0); /* grows */
+        for (int k = 0; k < 5; k++) ck_assert_int_eq(sp_world_step(W), 0);
+        sp_frame_t *want = sp_world_publish_frame(W);
+        ck_assert_int_eq(sp_world_capture(W, cap), 0);
+        ck_assert_uint_eq(sp_world_capture_tick(cap), sp_world_tick(W));
+        build_arg_t b = {cap, NULL};
+        pthread_t th;
+        ck_assert_int_eq(pthread_create(&th, NULL, frame_builder, &b), 0);
+        for (int k = 0; k < 3; k++) ck_assert_int_eq(sp_world_step(W), 0); /* the owner goes on */
+        pthread_join(th, NULL);
+        ck_assert_ptr_nonnull(b.f);
+        frames_equal(b.f, want);
+        sp_frame_release(b.f);
+        sp_frame_release(want);
+    }
+    sp_world_capture_free(cap);
+    sp_world_capture_free(NULL);
 }
 END_TEST
 
@@ -671,6 +730,7 @@ static Suite *world_suite(void) {
         {"frame_query", test_frame_rows_sorted_by_id_quantized_and_query_matches_brute_force},
         {"frame_refs", test_frame_refcount_and_outlives_world},
         {"frame_threads", test_frame_released_concurrently_last_one_frees},
+        {"frame_capture", test_frame_built_from_capture_on_other_thread_equals_published},
         {"ai", test_ai_chunks_tag_messages_and_miner_mines_fighter_fires},
         {"demo", test_world_populate_demo_deterministic_from_seed},
     };

@@ -239,6 +239,10 @@ int sp_workers_start(sp_daemon_t *d, int n);
 void sp_workers_stop(sp_daemon_t *d);
 /* Publish the current frame and queue one snapshot job per ready client. */
 void sp_workers_snapshot_round(sp_daemon_t *d);
+/* Wake a worker for the round queued by sp_workers_snapshot_round(); the
+ * loop calls it after the tick's work and accounting (a woken worker may
+ * take the loop's CPU for a while: better after the tick than inside it). */
+void sp_workers_kick(sp_daemon_t *d);
 /* Apply the pending AI round if this tick (pre-step world tick) is its
  * application tick, waiting for it if it is not complete. Loop thread,
  * before sp_world_step(). */
@@ -255,7 +259,11 @@ size_t sp_workers_queue_depth(const sp_daemon_t *d, size_t *results);
 void sp_workers_broadcast_alert(sp_daemon_t *d, const char *text, size_t len, int priority);
 
 /* checkpoint.c */
+/* Synchronous checkpoint (shutdown): waits for an in-flight periodic one. */
 int sp_checkpoint_write(sp_daemon_t *d);
+/* Periodic checkpoint: serialize on the loop, checksum + write + fsync +
+ * rename on the libuv threadpool; skipped while the previous one is busy. */
+int sp_checkpoint_start(sp_daemon_t *d);
 /* 0 = loaded, 1 = no file (fresh world wanted), <0 = refuse (message logged). */
 int sp_checkpoint_load(sp_daemon_t *d);
 

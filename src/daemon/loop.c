@@ -84,6 +84,7 @@ static void run_tick(sp_daemon_t *d) {
                        (unsigned long long)tick, (double)ns / 1e6, (double)d->tick_ns / 1e6,
                        (unsigned long long)n);
     }
+    sp_workers_kick(d);
 }
 
 static void on_tick(uv_timer_t *t);
@@ -140,7 +141,7 @@ static void on_house(uv_timer_t *t) {
     if (d->conf.checkpoint[0] && d->conf.checkpoint_every > 0 &&
         (double)(now - d->last_checkpoint_ns) / 1e9 >= d->conf.checkpoint_every) {
         d->last_checkpoint_ns = now;
-        sp_checkpoint_write(d);
+        sp_checkpoint_start(d);
     }
 }
 

@@ -1,7 +1,17 @@
 /* workers.c: worker threads and the jobs they run.
  *
- * Two kinds of job, both reading only an immutable, reference-counted frame
- * (sim/frame.h) so the loop keeps stepping the world meanwhile:
+ * A round starts every snap_every = P ticks (snapshot cadence). On the loop
+ * it costs only sp_world_capture(): a memcpy of the per-slot arrays a frame
+ * needs into a reusable buffer (~60 bytes per slot; ~0.5 ms at 100k). The
+ * rest runs on workers, from an immutable, reference-counted frame
+ * (sim/frame.h), while the loop keeps stepping the world:
+ *
+ *  - Build (one per round): sp_frame_build() from the capture (id sort,
+ *    quantization, spatial index: the ~4 ms at 100k entities that used to run
+ *    on the loop), gives the capture back to a small pool, then queues the
+ *    round's AI chunks and its snapshot jobs (prepared by the loop at round
+ *    start) and wakes the workers. The loop remains the only writer of the
+ *    world: workers see only the capture (a copy) and the frame.
  *
  *  - AI chunk: sp_ai_run_chunk() for chunk k of K of the frame's NPCs. Its
  *    SpaceMessages (ShipMovement, WeaponFired, ResourceMined; stamped with
@@ -17,9 +27,11 @@
  *    step that produces tick T + P, and just before the next round is
  *    dispatched; so at most one AI round is in flight. Its messages are
  *    sorted by sp_msg_order_cmp() and applied in that order. If the round is
- *    not complete by then, the loop WAITS for it (a "stall", counted and
- *    logged at most every 5 s): first it runs still-queued AI jobs itself,
- *    then it sleeps on a condition variable until the in-flight chunks end.
+ *    not complete by then (frame build + chunks), the loop WAITS for it (a
+ *    "stall", counted and logged at most every 5 s): first it runs
+ *    still-queued build/AI jobs itself, then it sleeps on a condition
+ *    variable until the in-flight ones end. Workers take build/AI jobs before
+ *    snapshot jobs, so a stall waits for at most the jobs already running.
  *    The world after any tick is thus the same with 1 or N workers and under
  *    any scheduling (tests/net/check_daemon: --workers 1 vs 2, same hash).
  *
@@ -44,6 +56,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -54,19 +67,33 @@
 
 /* ---------------------------------------------------------------- rounds */
 
-/* Events of the ticks since the previous snapshot round, with a position so
- * workers can filter them by interest. Immutable once the round starts. */
-typedef struct devent {
-    sp_world_event_t ev;
-    float pos[3];
-    uint32_t other_owner;
-} devent_t;
+/* Events of the ticks since the previous round (the world records the
+ * subject's position and the other party's owner, so workers can filter
+ * them by interest). Immutable once the round starts; reference counted
+ * because clients that skip a round keep it for their next snapshot. */
+typedef struct evset {
+    _Atomic uint32_t refs;
+    uint32_t n;
+    sp_world_event_t ev[];
+} evset_t;
+
+static void evset_release(evset_t *e) {
+    if (e == NULL) return;
+    /* acq_rel: every holder's reads happen before the last one's free. */
+    if (atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) == 1) free(e);
+}
+
+struct job;
 
 typedef struct round {
-    _Atomic uint32_t refs; /* loop + one per job */
-    const sp_frame_t *frame;
-    devent_t *events;
-    size_t nevents;
+    _Atomic uint32_t refs;     /* loop + ai_round + one per job */
+    uint64_t tick;             /* world tick of the capture */
+    sp_world_capture_t *cap;   /* filled by the loop; the build job returns it to the pool */
+    const sp_frame_t *frame;   /* written by the build job before it queues the other jobs
+                                * (the queue push publishes it); NULL if the build failed */
+    evset_t *events;           /* NULL when none */
+    struct job **snap;         /* snapshot jobs, queued by the build job */
+    size_t nsnap;
 } round_t;
 
 static void round_release(round_t *r) {
@@ -75,12 +102,14 @@ static void round_release(round_t *r) {
      * happen before another thread's free (release). */
     if (atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1) {
         sp_frame_release(r->frame);
-        free(r->events);
+        sp_world_capture_free(r->cap); /* only if never built (shutdown) */
+        evset_release(r->events);
+        free(r->snap);
         free(r);
     }
 }
 
-typedef enum { JOB_AI = 1, JOB_SNAP = 2 } job_kind_t;
+typedef enum { JOB_AI = 1, JOB_SNAP = 2, JOB_BUILD = 3 } job_kind_t;
 
 typedef struct job {
     job_kind_t kind;
@@ -106,7 +135,8 @@ struct sp_workers {
     int n;
     pthread_t *threads;
     sp_bus_t bus;
-    sp_mpmc_t rjobs;   /* job_t *: AI chunks; workers take these first */
+    sp_mpmc_t rjobs;   /* job_t *: frame builds and AI chunks; workers take these first */
+    sp_mpmc_t caps;    /* sp_world_capture_t *: spare capture buffers */
     sp_mpmc_t jobs;    /* job_t *: snapshot jobs */
     sp_mpmc_t results; /* job_t * (snapshot results) */
     _Atomic int stop;
@@ -114,22 +144,36 @@ struct sp_workers {
     round_t *ai_round;
     uint64_t ai_tick;     /* frame tick of ai_round */
     uint64_t ai_apply_at; /* pre-step world tick at which it is applied */
-    /* Chunks of ai_round not finished yet. Decremented by whoever ran the
-     * chunk, under ai_mu, with a broadcast of ai_cv when it reaches 0. */
+    /* Jobs of ai_round not finished yet: 1 for the build, which adds its
+     * chunk count before it ends. Decremented by whoever ran the job, under
+     * ai_mu, with a broadcast of ai_cv when it reaches 0. */
     _Atomic uint32_t ai_left;
     pthread_mutex_t ai_mu;
     pthread_cond_t ai_cv;
-    sp_msg_t *ai_msgs;
-    size_t ai_n, ai_cap;
+    sp_msg_t *ai_msgs, *ai_tmp;
+    size_t ai_n, ai_cap, ai_tmp_cap;
     struct wscratch *loop_scratch; /* for AI jobs the loop runs while stalled */
     _Atomic uint64_t alerts_seen;
     /* Events gathered since the last round (loop thread). */
-    devent_t *ev;
+    sp_world_event_t *ev;
     size_t nev, capev;
-    const sp_frame_t *last_frame; /* positions of entities destroyed since */
+    /* Frame build statistics (written by the builder; relaxed: metrics). */
+    _Atomic uint64_t build_ns_last, build_ns_max;
+    bool kick; /* a round was queued: wake a worker after the tick (loop thread) */
 };
 
 /* ---------------------------------------------------------------- worker side */
+
+/* AI chunks of a round: one per SP_AI_CHUNK_NPCS NPCs, at most
+ * SP_AI_MAX_CHUNKS. A function of the frame only (never of --workers). */
+#define SP_AI_CHUNK_NPCS 256u
+#define SP_AI_MAX_CHUNKS 64u
+static uint32_t ai_chunk_count(uint32_t npcs) {
+    uint32_t k = (npcs + SP_AI_CHUNK_NPCS - 1) / SP_AI_CHUNK_NPCS;
+    if (k < 1) k = 1;
+    return k > SP_AI_MAX_CHUNKS ? SP_AI_MAX_CHUNKS : k;
+}
+
 
 typedef struct wscratch wscratch_t;
 struct wscratch {
@@ -158,8 +202,8 @@ static size_t query(const sp_frame_t *f, const double c[3], double r, wscratch_t
     }
 }
 
-static bool visible_event(const job_t *j, const devent_t *e, const double (*ctr)[3], int nctr) {
-    if (e->ev.owner == j->session || e->other_owner == j->session) return true;
+static bool visible_event(const job_t *j, const sp_world_event_t *e, const double (*ctr)[3], int nctr) {
+    if (e->owner == j->session || e->other_owner == j->session) return true;
     double r2 = j->radius * j->radius;
     for (int i = 0; i < nctr; i++) {
         double dx = e->pos[0] - ctr[i][0], dy = e->pos[1] - ctr[i][1], dz = e->pos[2] - ctr[i][2];
@@ -170,8 +214,7 @@ static bool visible_event(const job_t *j, const devent_t *e, const double (*ctr)
 
 static void pack_cstr(msgpack_packer *pk, const char *s) { msgpack_pack_str_with_body(pk, s, strlen(s)); }
 
-static void pack_event(msgpack_packer *pk, const devent_t *de) {
-    const sp_world_event_t *e = &de->ev;
+static void pack_event(msgpack_packer *pk, const sp_world_event_t *e) {
     msgpack_pack_array(pk, 3);
     msgpack_pack_int(pk, 2);
     pack_cstr(pk, "event");
@@ -236,8 +279,9 @@ static void run_snapshot(job_t *j, wscratch_t *s) {
     j->visible = n;
     msgpack_packer pk;
     msgpack_packer_init(&pk, &j->out, msgpack_sbuffer_write);
-    for (size_t i = 0; i < j->round->nevents; i++) {
-        const devent_t *e = &j->round->events[i];
+    const evset_t *es = j->round->events;
+    for (uint32_t i = 0; es && i < es->n; i++) {
+        const sp_world_event_t *e = &es->ev[i];
         if (visible_event(j, e, (const double(*)[3])ctr, nctr)) pack_event(&pk, e);
     }
     j->err = sp_d_snap_encode(f, s->rows, n, j->base, j->next, &j->out);
@@ -290,6 +334,93 @@ static void run_ai(sp_workers_t *ws, job_t *j, wscratch_t *s, bool on_loop) {
     ai_chunk_done(ws);
 }
 
+static void wake_all(sp_workers_t *ws) {
+    for (int i = 0; i < ws->n; i++) sp_bus_worker_wake(&ws->bus, (unsigned)i);
+}
+
+static void push_result(sp_workers_t *ws, job_t *j) {
+    while (sp_mpmc_try_push_ptr(&ws->results, j) != 0) sched_yield(); /* sized for all clients */
+    uv_async_send(&ws->d->wake);
+}
+
+static void run_job(sp_workers_t *ws, job_t *j, wscratch_t *s, bool on_loop);
+
+/* Build the round's frame from its capture, then queue the round's AI chunks
+ * and snapshot jobs. Any thread (a worker, or the loop while it stalls). */
+static void run_build(sp_workers_t *ws, job_t *j, wscratch_t *s, bool on_loop) {
+    round_t *r = j->round;
+    uint64_t t0 = sp_now_ns();
+    sp_frame_t *f = sp_frame_build(r->cap);
+    uint64_t ns = sp_now_ns() - t0;
+    /* Relaxed: statistics for metrics. */
+    atomic_store_explicit(&ws->build_ns_last, ns, memory_order_relaxed);
+    if (ns > atomic_load_explicit(&ws->build_ns_max, memory_order_relaxed))
+        atomic_store_explicit(&ws->build_ns_max, ns, memory_order_relaxed);
+    /* Give the capture back for the next round (or free it if the pool is full). */
+    if (sp_mpmc_try_push_ptr(&ws->caps, r->cap) != 0) sp_world_capture_free(r->cap);
+    r->cap = NULL;
+    r->frame = f;
+    if (f == NULL) SP_LOGE("cannot build the frame of tick %llu: out of memory (round skipped)", (unsigned long long)r->tick);
+    /* AI chunks. ai_left still holds this build's 1, so adding first keeps it
+     * above 0 until every chunk is accounted for. Relaxed: same-variable RMW
+     * order; the chunks' own decrements release their results. */
+    uint32_t chunks = (f != NULL && f->npc_count > 0) ? ai_chunk_count(f->npc_count) : 0;
+    atomic_fetch_add_explicit(&ws->ai_left, chunks, memory_order_relaxed);
+    for (uint32_t k = 0; k < chunks; k++) {
+        job_t *aj = calloc(1, sizeof *aj);
+        if (aj == NULL) {
+            SP_LOGE("out of memory queueing NPC AI chunk %u: its NPCs skip this round", k);
+            ai_chunk_done(ws);
+            continue;
+        }
+        aj->kind = JOB_AI;
+        aj->round = r;
+        aj->chunk = k;
+        aj->nchunks = chunks;
+        atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed); /* the job's; we hold one */
+        /* The push (release) publishes r->frame and the job to the popper. */
+        if (sp_mpmc_try_push_ptr(&ws->rjobs, aj) != 0) run_job(ws, aj, s, on_loop); /* queue full: here */
+    }
+    for (size_t i = 0; i < r->nsnap; i++) {
+        job_t *sj = r->snap[i];
+        if (f == NULL) {
+            sj->err = SP_ENOMEM;
+            round_release(sj->round);
+            sj->round = NULL;
+            push_result(ws, sj);
+        } else if (sp_mpmc_try_push_ptr(&ws->jobs, sj) != 0) {
+            run_job(ws, sj, s, on_loop);
+        }
+    }
+    free(r->snap);
+    r->snap = NULL;
+    r->nsnap = 0;
+    wake_all(ws);
+    ai_chunk_done(ws); /* the build's own count */
+}
+
+/* Run any job and dispose of it (AI/build: freed; snapshot: to the results). */
+static void run_job(sp_workers_t *ws, job_t *j, wscratch_t *s, bool on_loop) {
+    switch (j->kind) {
+    case JOB_BUILD:
+        run_build(ws, j, s, on_loop);
+        round_release(j->round);
+        free(j);
+        break;
+    case JOB_AI:
+        run_ai(ws, j, s, on_loop);
+        round_release(j->round);
+        free(j);
+        break;
+    default:
+        run_snapshot(j, s);
+        round_release(j->round);
+        j->round = NULL;
+        push_result(ws, j);
+        break;
+    }
+}
+
 typedef struct warg {
     sp_workers_t *ws;
     unsigned idx;
@@ -300,6 +431,12 @@ static void *worker_main(void *arg) {
     sp_workers_t *ws = wa->ws;
     unsigned me = wa->idx;
     free(wa);
+    /* SCHED_BATCH: a throughput thread that does not preempt the loop thread
+     * when woken (the kernel skips wake-up preemption for batch tasks), so
+     * the loop's tick is not cut in two by a worker landing on its CPU.
+     * Best effort: unprivileged and harmless if refused. */
+    struct sched_param sp = {0};
+    (void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
     wscratch_t s = {0};
     s.cap = 4096;
     s.rows = malloc(s.cap * sizeof *s.rows);
@@ -312,18 +449,7 @@ static void *worker_main(void *arg) {
         }
         void *p;
         if (sp_mpmc_try_pop_ptr(&ws->rjobs, &p) == 0 || sp_mpmc_try_pop_ptr(&ws->jobs, &p) == 0) {
-            job_t *j = p;
-            if (j->kind == JOB_AI) {
-                run_ai(ws, j, &s, false);
-                round_release(j->round);
-                free(j);
-            } else {
-                run_snapshot(j, &s);
-                round_release(j->round);
-                j->round = NULL;
-                while (sp_mpmc_try_push_ptr(&ws->results, j) != 0) sched_yield(); /* sized for all clients */
-                uv_async_send(&ws->d->wake);
-            }
+            run_job(ws, p, &s, false);
             continue;
         }
         /* Acquire: pairs with the release store in sp_workers_stop(). */
@@ -336,16 +462,6 @@ static void *worker_main(void *arg) {
 }
 
 static void notify_main(void *ctx) { uv_async_send((uv_async_t *)ctx); }
-
-/* AI chunks of a round: one per SP_AI_CHUNK_NPCS NPCs, at most
- * SP_AI_MAX_CHUNKS. A function of the frame only (never of --workers). */
-#define SP_AI_CHUNK_NPCS 256u
-#define SP_AI_MAX_CHUNKS 64u
-static uint32_t ai_chunk_count(uint32_t npcs) {
-    uint32_t k = (npcs + SP_AI_CHUNK_NPCS - 1) / SP_AI_CHUNK_NPCS;
-    if (k < 1) k = 1;
-    return k > SP_AI_MAX_CHUNKS ? SP_AI_MAX_CHUNKS : k;
-}
 
 static size_t pow2_at_least(size_t n) {
     size_t p = 2;
@@ -369,9 +485,11 @@ int sp_workers_start(sp_daemon_t *d, int n) {
     sp_bus_set_main_notify(&ws->bus, notify_main, &d->wake);
     size_t qcap = pow2_at_least((size_t)d->conf.max_clients + 1024);
     if ((r = sp_mpmc_init(&ws->rjobs, pow2_at_least(SP_AI_MAX_CHUNKS + 16), sizeof(void *), NULL)) < 0 ||
+        (r = sp_mpmc_init(&ws->caps, 4, sizeof(void *), NULL)) < 0 ||
         (r = sp_mpmc_init(&ws->jobs, qcap, sizeof(void *), NULL)) < 0 ||
         (r = sp_mpmc_init(&ws->results, qcap, sizeof(void *), NULL)) < 0) {
         sp_mpmc_destroy(&ws->rjobs);
+        sp_mpmc_destroy(&ws->caps);
         sp_mpmc_destroy(&ws->jobs);
         sp_bus_destroy(&ws->bus);
         free(ws);
@@ -404,7 +522,7 @@ int sp_workers_start(sp_daemon_t *d, int n) {
 
 static void free_job(job_t *j) {
     if (j->next) sp_d_view_free(j->next);
-    msgpack_sbuffer_destroy(&j->out);
+    if (j->kind == JOB_SNAP) msgpack_sbuffer_destroy(&j->out);
     if (j->round) round_release(j->round);
     free(j);
 }
@@ -420,12 +538,22 @@ void sp_workers_stop(sp_daemon_t *d) {
     void *p;
     while (sp_mpmc_try_pop_ptr(&ws->rjobs, &p) == 0 || sp_mpmc_try_pop_ptr(&ws->jobs, &p) == 0) {
         job_t *j = p;
+        if (j->kind == JOB_BUILD) { /* its round's snapshot jobs were never queued */
+            round_t *r = j->round;
+            for (size_t i = 0; i < r->nsnap; i++) {
+                r->snap[i]->client->snap_pending = false;
+                sp_client_unref(r->snap[i]->client);
+                free_job(r->snap[i]);
+            }
+            r->nsnap = 0;
+        }
         if (j->kind == JOB_SNAP) {
             j->client->snap_pending = false;
             sp_client_unref(j->client);
         }
         free_job(j);
     }
+    while (sp_mpmc_try_pop_ptr(&ws->caps, &p) == 0) sp_world_capture_free(p);
     while (sp_mpmc_try_pop_ptr(&ws->results, &p) == 0) {
         job_t *j = p;
         j->client->snap_pending = false;
@@ -433,8 +561,8 @@ void sp_workers_stop(sp_daemon_t *d) {
         free_job(j);
     }
     if (ws->ai_round) round_release(ws->ai_round);
-    if (ws->last_frame) sp_frame_release(ws->last_frame);
     sp_mpmc_destroy(&ws->rjobs);
+    sp_mpmc_destroy(&ws->caps);
     sp_mpmc_destroy(&ws->jobs);
     sp_mpmc_destroy(&ws->results);
     sp_bus_destroy(&ws->bus);
@@ -447,16 +575,13 @@ void sp_workers_stop(sp_daemon_t *d) {
     }
     free(ws->threads);
     free(ws->ai_msgs);
+    free(ws->ai_tmp);
     free(ws->ev);
     free(ws);
     d->workers = NULL;
 }
 
 /* ---------------------------------------------------------------- loop side */
-
-static void wake_all(sp_workers_t *ws) {
-    for (int i = 0; i < ws->n; i++) sp_bus_worker_wake(&ws->bus, (unsigned)i);
-}
 
 /* Record this step's events (loop thread, right after sp_world_step). */
 void sp_workers_collect_events(sp_daemon_t *d) {
@@ -470,23 +595,12 @@ void sp_workers_collect_events(sp_daemon_t *d) {
         if (ws->nev == ws->capev) {
             size_t cap = ws->capev ? ws->capev * 2 : 256;
             if (cap > 1u << 20) return; /* bounded: drop beyond a million per round */
-            devent_t *ne = realloc(ws->ev, cap * sizeof *ne);
+            sp_world_event_t *ne = realloc(ws->ev, cap * sizeof *ne);
             if (ne == NULL) return;
             ws->ev = ne;
             ws->capev = cap;
         }
-        devent_t *de = &ws->ev[ws->nev++];
-        memset(de, 0, sizeof *de);
-        de->ev = *e;
-        sp_entity_info_t info;
-        if (sp_world_inspect(d->world, e->subject, &info) == 0) {
-            memcpy(de->pos, info.pos, sizeof de->pos);
-        } else if (ws->last_frame) {
-            long row = sp_frame_find(ws->last_frame, e->subject);
-            if (row >= 0)
-                for (int k = 0; k < 3; k++) de->pos[k] = sp_frame_pos(ws->last_frame->rows[row].pos[k]);
-        }
-        if (e->other && sp_world_inspect(d->world, e->other, &info) == 0) de->other_owner = info.owner;
+        ws->ev[ws->nev++] = *e;
     }
 }
 
@@ -515,8 +629,9 @@ static void collect_main(sp_workers_t *ws) {
     }
 }
 
-/* The loop waits for the AI round: runs still-queued AI jobs itself, then
- * sleeps on ai_cv until the chunks that workers are running are done,
+/* The loop waits for the AI round: runs still-queued build/AI jobs itself
+ * (a build run here also queues the round's snapshot jobs), then sleeps on
+ * ai_cv until the jobs that workers are running are done,
  * draining the main inbox every millisecond (a worker may be waiting for
  * room there). */
 static void ai_wait(sp_workers_t *ws) {
@@ -525,10 +640,7 @@ static void ai_wait(sp_workers_t *ws) {
         if (atomic_load_explicit(&ws->ai_left, memory_order_acquire) == 0) return;
         void *p;
         if (sp_mpmc_try_pop_ptr(&ws->rjobs, &p) == 0) {
-            job_t *j = p;
-            run_ai(ws, j, ws->loop_scratch, true);
-            round_release(j->round);
-            free(j);
+            run_job(ws, p, ws->loop_scratch, true);
             continue;
         }
         collect_main(ws);
@@ -549,6 +661,41 @@ static void ai_wait(sp_workers_t *ws) {
     }
 }
 
+/* The round's messages in sp_msg_order_cmp order (tick, origin, seq).
+ * A chunk's messages reach the inbox in seq order (one thread pushes them, in
+ * order, into a FIFO), so a stable counting sort by origin usually gives that
+ * order in O(n) (qsort of 10k 128-byte messages cost ~0.3 ms of the tick);
+ * the result is checked against sp_msg_order_cmp and qsort is the fallback,
+ * so the order is the defined one in every case. */
+static const sp_msg_t *order_msgs(sp_workers_t *ws) {
+    size_t n = ws->ai_n;
+    if (n < 2) return ws->ai_msgs;
+    uint32_t cnt[SP_AI_MAX_CHUNKS + 1];
+    memset(cnt, 0, sizeof cnt);
+    bool ok = ws->ai_tmp_cap >= n;
+    for (size_t i = 0; ok && i < n; i++) {
+        if (ws->ai_msgs[i].hdr.origin >= SP_AI_MAX_CHUNKS) ok = false;
+        else cnt[ws->ai_msgs[i].hdr.origin + 1]++;
+    }
+    if (!ok && ws->ai_tmp_cap < n) {
+        sp_msg_t *t = realloc(ws->ai_tmp, n * sizeof *t);
+        if (t != NULL) {
+            ws->ai_tmp = t;
+            ws->ai_tmp_cap = n;
+            return order_msgs(ws);
+        }
+    }
+    if (ok) {
+        for (uint32_t o = 0; o < SP_AI_MAX_CHUNKS; o++) cnt[o + 1] += cnt[o];
+        for (size_t i = 0; i < n; i++) ws->ai_tmp[cnt[ws->ai_msgs[i].hdr.origin]++] = ws->ai_msgs[i];
+        for (size_t i = 1; ok && i < n; i++)
+            if (sp_msg_order_cmp(&ws->ai_tmp[i - 1], &ws->ai_tmp[i]) >= 0) ok = false;
+        if (ok) return ws->ai_tmp;
+    }
+    qsort(ws->ai_msgs, n, sizeof ws->ai_msgs[0], sp_msg_order_cmp_qsort);
+    return ws->ai_msgs;
+}
+
 static void apply_ai_round(sp_daemon_t *d) {
     sp_workers_t *ws = d->workers;
     /* Acquire: pairs with the release decrement in ai_chunk_done(); after it
@@ -567,10 +714,10 @@ static void apply_ai_round(sp_daemon_t *d) {
                     (unsigned long long)ws->ai_tick, (double)ns / 1e6, (unsigned long long)n);
     }
     collect_main(ws);
-    qsort(ws->ai_msgs, ws->ai_n, sizeof ws->ai_msgs[0], sp_msg_order_cmp_qsort);
+    const sp_msg_t *m = order_msgs(ws);
     for (size_t i = 0; i < ws->ai_n; i++) {
-        if (ws->ai_msgs[i].hdr.tick != ws->ai_tick || sp_msg_validate(&ws->ai_msgs[i]) != 0) continue;
-        (void)sp_world_apply_msg(d->world, &ws->ai_msgs[i]); /* a stale intent is normal */
+        if (m[i].hdr.tick != ws->ai_tick || sp_msg_validate(&m[i]) != 0) continue;
+        (void)sp_world_apply_msg(d->world, &m[i]); /* a stale intent is normal */
     }
     d->st.worker_msgs += ws->ai_n;
     ws->ai_n = 0;
@@ -617,65 +764,39 @@ void sp_workers_drain(sp_daemon_t *d) {
 
 void sp_workers_snapshot_round(sp_daemon_t *d) {
     sp_workers_t *ws = d->workers;
-    const sp_frame_t *f = sp_world_publish_frame(d->world);
-    if (f == NULL) {
-        SP_LOGW("cannot publish a frame: out of memory (snapshot round skipped)");
-        return;
-    }
-    round_t *r = malloc(sizeof *r);
-    if (r == NULL) {
-        sp_frame_release(f);
-        return;
-    }
-    r->frame = f;
-    r->events = ws->ev;
-    r->nevents = ws->nev;
-    ws->ev = NULL;
-    ws->nev = ws->capev = 0;
-    /* Relaxed: the round is not shared yet; the job pushes publish it. */
-    atomic_store_explicit(&r->refs, 1, memory_order_relaxed);
-    if (ws->last_frame) sp_frame_release(ws->last_frame);
-    sp_frame_retain(f);
-    ws->last_frame = f;
-
     /* The previous AI round is applied at tick T + P - 1, before this one
      * (tick T + P) is dispatched; a round can still be pending only if the
      * tick numbering jumped (never in practice): apply it now. */
     if (ws->ai_round != NULL) apply_ai_round(d);
-    /* AI round on the same frame. */
-    if (f->npc_count > 0) {
-        uint32_t chunks = ai_chunk_count(f->npc_count);
-        ws->ai_round = r;
-        ws->ai_tick = f->tick;
-        ws->ai_apply_at = f->tick + d->snap_every - 1;
-        atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed); /* held by ai_round */
-        /* Relaxed: no chunk of this round runs before the pushes below,
-         * which publish this store to the worker that pops the job. */
-        atomic_store_explicit(&ws->ai_left, chunks, memory_order_relaxed);
-        for (uint32_t k = 0; k < chunks; k++) {
-            job_t *j = calloc(1, sizeof *j);
-            if (j != NULL) {
-                j->kind = JOB_AI;
-                j->round = r;
-                j->chunk = k;
-                j->nchunks = chunks;
-                atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed); /* the job's */
-            }
-            if (j == NULL || sp_mpmc_try_push_ptr(&ws->rjobs, j) != 0) {
-                /* Cannot queue (out of memory / full): run it here, now. */
-                if (j == NULL) {
-                    SP_LOGE("out of memory queueing NPC AI chunk %u: its NPCs skip this round", k);
-                    ai_chunk_done(ws);
-                    continue;
-                }
-                run_ai(ws, j, ws->loop_scratch, true);
-                round_release(r);
-                free(j);
-            }
-        }
+    void *p;
+    sp_world_capture_t *cap = NULL;
+    if (sp_mpmc_try_pop_ptr(&ws->caps, &p) == 0) cap = p;
+    else if (sp_world_capture_create(NULL, &cap) != 0) cap = NULL;
+    round_t *r = calloc(1, sizeof *r);
+    if (cap == NULL || r == NULL || sp_world_capture(d->world, cap) != 0) {
+        SP_LOGW("cannot capture the world: out of memory (round skipped; events kept for the next)");
+        sp_world_capture_free(cap);
+        free(r);
+        return;
     }
+    r->cap = cap;
+    r->tick = sp_world_tick(d->world);
+    if (ws->nev > 0) {
+        evset_t *es = malloc(sizeof *es + ws->nev * sizeof es->ev[0]);
+        if (es != NULL) {
+            atomic_init(&es->refs, 1); /* the round's; not shared yet */
+            es->n = (uint32_t)ws->nev;
+            memcpy(es->ev, ws->ev, ws->nev * sizeof es->ev[0]);
+            r->events = es;
+        }
+        ws->nev = 0;
+    }
+    /* Relaxed: the round is not shared yet; the job pushes publish it. */
+    atomic_store_explicit(&r->refs, 1, memory_order_relaxed);
 
-    for (sp_client_t *c = d->clients; c; c = c->next) {
+    /* Snapshot jobs, queued by the build job once the frame exists. */
+    if (d->nclients > 0) r->snap = malloc((size_t)d->nclients * sizeof *r->snap);
+    for (sp_client_t *c = d->clients; c && r->snap; c = c->next) {
         if (c->state != SP_CLIENT_READY || c->snap_pending) continue;
         if (c->obuf_bytes > d->conf.obuf_soft) {
             /* Skip; the next delta is taken against what it really received. */
@@ -705,18 +826,42 @@ void sp_workers_snapshot_round(sp_daemon_t *d) {
         c->need_full = false;
         j->base = c->view;
         atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed); /* the job's */
-        if (sp_mpmc_try_push_ptr(&ws->jobs, j) != 0) {
-            j->round = NULL;
-            round_release(r);
-            free_job(j);
-            d->st.snapshots_skipped++;
-            continue;
-        }
+        r->snap[r->nsnap++] = j;
         c->snap_pending = true;
         c->refs++; /* the job refers to c until the loop drains its result */
     }
+
+    /* The AI round of this frame: applied at tick T + P - 1. */
+    ws->ai_round = r;
+    ws->ai_tick = r->tick;
+    ws->ai_apply_at = r->tick + d->snap_every - 1;
+    atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed); /* held by ai_round */
+    /* Relaxed: the build job that decrements it is published by the push. */
+    atomic_store_explicit(&ws->ai_left, 1, memory_order_relaxed);
+    job_t *bj = calloc(1, sizeof *bj);
+    if (bj == NULL) {
+        /* Cannot even queue the build: do it here (still correct, just slow). */
+        job_t tmp = {.kind = JOB_BUILD, .round = r};
+        atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
+        run_build(ws, &tmp, ws->loop_scratch, true);
+        round_release(r);
+    } else {
+        bj->kind = JOB_BUILD;
+        bj->round = r;
+        atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed); /* the job's */
+        if (sp_mpmc_try_push_ptr(&ws->rjobs, bj) != 0) run_job(ws, bj, ws->loop_scratch, true);
+    }
     round_release(r); /* the loop's own reference */
-    wake_all(ws);
+    ws->kick = true;
+}
+
+void sp_workers_kick(sp_daemon_t *d) {
+    sp_workers_t *ws = d->workers;
+    if (ws == NULL || !ws->kick) return;
+    ws->kick = false;
+    /* One worker: it runs the build, which wakes the others for the jobs it
+     * queues. Each wake-up is a chance for the woken thread to take this CPU. */
+    sp_bus_worker_wake(&ws->bus, 0);
 }
 
 size_t sp_workers_queue_depth(const sp_daemon_t *d, size_t *results) {
@@ -728,7 +873,7 @@ size_t sp_workers_queue_depth(const sp_daemon_t *d, size_t *results) {
     sp_bus_depths_t bd;
     sp_bus_depths(&ws->bus, &bd);
     *results = sp_mpmc_size_approx(&ws->results) + bd.main;
-    return sp_mpmc_size_approx(&ws->jobs);
+    return sp_mpmc_size_approx(&ws->jobs) + sp_mpmc_size_approx(&ws->rjobs);
 }
 
 void sp_workers_broadcast_alert(sp_daemon_t *d, const char *text, size_t len, int priority) {

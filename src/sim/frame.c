@@ -2,6 +2,7 @@
  * coarse spatial index. See frame.h for the contracts. */
 #include <math.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "sim/frame.h"
@@ -31,8 +32,50 @@ static uint32_t cell_coord(int32_t q, float half, float inv_cell, uint32_t n) {
     return c >= n ? n - 1 : c;
 }
 
-sp_frame_t *sp_world_publish_frame(sp_world_t *w) {
-    if (w == NULL) return NULL;
+/* What a frame is built from: the world's own arrays (publish) or a capture's
+ * copies of them (sp_frame_build). tmp_a/tmp_b: count-sized scratch. */
+typedef struct fsrc {
+    uint32_t nslots, count;
+    const uint32_t *gen, *owner, *wcd, *mcd;
+    const uint8_t *kind, *flags;
+    const int8_t *resource;
+    const float *px, *py, *pz, *vx, *vy, *vz, *hp, *max_hp, *amount, *radius;
+    uint32_t *tmp_a, *tmp_b;
+    uint64_t tick;
+    float half_extent, dt, ship_max_speed, weapon_range, weapon_damage, mining_range, mining_amount;
+    const sp_allocator_t *alloc;
+} fsrc_t;
+
+/* The per-slot fields a capture copies: X(field, type). */
+#define SP__CAP_FIELDS(X)                                                                             \
+    X(gen, uint32_t) X(owner, uint32_t) X(wcd, uint32_t) X(mcd, uint32_t) X(px, float) X(py, float)    \
+    X(pz, float) X(vx, float) X(vy, float) X(vz, float) X(hp, float) X(max_hp, float) X(amount, float) \
+    X(radius, float) X(kind, uint8_t) X(flags, uint8_t) X(resource, int8_t)
+
+struct sp_world_capture {
+    fsrc_t src;
+    uint32_t cap;      /* slots the arrays hold */
+    char *block;       /* one allocation: every array, 64-byte aligned each */
+    size_t block_bytes;
+    const sp_allocator_t *alloc;
+};
+
+static void fsrc_def(fsrc_t *s, const sp_world_t *w) {
+    const sp_world_def_t *d = &w->def;
+    s->nslots = w->nslots;
+    s->count = w->count;
+    s->tick = w->tick;
+    s->half_extent = d->half_extent;
+    s->dt = d->dt;
+    s->ship_max_speed = d->ship_max_speed;
+    s->weapon_range = d->weapon_range;
+    s->weapon_damage = d->weapon_damage;
+    s->mining_range = d->mining_range;
+    s->mining_amount = d->mining_amount;
+    s->alloc = w->alloc;
+}
+
+static sp_frame_t *build(const fsrc_t *w) {
     uint32_t count = w->count;
     /* Live slots in slot order, then a stable LSD radix sort by generation
      * (16-bit digits; a digit pass is skipped when all keys share it, which
@@ -84,27 +127,26 @@ sp_frame_t *sp_world_publish_frame(sp_world_t *w) {
     uint32_t *npc_rows = (uint32_t *)(mem + off_npc);
     uint32_t *cell_start = (uint32_t *)(mem + off_cs);
     uint32_t *cell_rows = (uint32_t *)(mem + off_cr);
-    const sp_world_def_t *d = &w->def;
     f->tick = w->tick;
     f->count = count;
     f->npc_count = npc;
-    f->half_extent = d->half_extent;
-    f->dt = d->dt;
-    f->ship_max_speed = d->ship_max_speed;
-    f->weapon_range = d->weapon_range;
-    f->weapon_damage = d->weapon_damage;
-    f->mining_range = d->mining_range;
-    f->mining_amount = d->mining_amount;
+    f->half_extent = w->half_extent;
+    f->dt = w->dt;
+    f->ship_max_speed = w->ship_max_speed;
+    f->weapon_range = w->weapon_range;
+    f->weapon_damage = w->weapon_damage;
+    f->mining_range = w->mining_range;
+    f->mining_amount = w->mining_amount;
     f->rows = rows;
     f->npc_rows = npc_rows;
     f->cells_per_axis = cpa;
-    f->cell_size = 2.0f * d->half_extent / (float)cpa;
+    f->cell_size = 2.0f * w->half_extent / (float)cpa;
     f->cell_start = cell_start;
     f->cell_rows = cell_rows;
     f->bytes_ = bytes;
     f->alloc_ = w->alloc;
 
-    float inv_cell = 1.0f / f->cell_size, half = d->half_extent;
+    float inv_cell = 1.0f / f->cell_size, half = w->half_extent;
     memset(cell_start, 0, ((size_t)ncells + 1) * sizeof(uint32_t));
     uint32_t np = 0;
     for (uint32_t r = 0; r < count; r++) {
@@ -149,6 +191,85 @@ sp_frame_t *sp_world_publish_frame(sp_world_t *w) {
      * to other threads (a queue or bus with release/acquire) publishes it. */
     atomic_init(&f->refs_, 1);
     return f;
+}
+
+sp_frame_t *sp_world_publish_frame(sp_world_t *w) {
+    if (w == NULL) return NULL;
+    fsrc_t s;
+    memset(&s, 0, sizeof s);
+    fsrc_def(&s, w);
+#define SP__SRC_PTR(f, t) s.f = w->f;
+    SP__CAP_FIELDS(SP__SRC_PTR)
+#undef SP__SRC_PTR
+    s.tmp_a = w->tmp_a;
+    s.tmp_b = w->tmp_b;
+    return build(&s);
+}
+
+int sp_world_capture_create(const sp_allocator_t *alloc, sp_world_capture_t **out) {
+    if (out == NULL) return SP_EINVAL;
+    if (alloc == NULL) alloc = sp_allocator_default();
+    sp_world_capture_t *c = alloc->alloc(alloc->ctx, sizeof *c, 64);
+    if (c == NULL) return SP_ENOMEM;
+    memset(c, 0, sizeof *c);
+    c->alloc = alloc;
+    *out = c;
+    return 0;
+}
+
+void sp_world_capture_free(sp_world_capture_t *c) {
+    if (c == NULL) return;
+    if (c->block) c->alloc->free(c->alloc->ctx, c->block, c->block_bytes, 64);
+    c->alloc->free(c->alloc->ctx, c, sizeof *c, 64);
+}
+
+/* Bytes of the arrays for `slots` slots, each array rounded up to 64. */
+static size_t cap_bytes(uint32_t slots) {
+    size_t n = 0;
+#define SP__CAP_SIZE(f, t) n += sp_align_up((size_t)slots * sizeof(t), 64);
+    SP__CAP_FIELDS(SP__CAP_SIZE)
+#undef SP__CAP_SIZE
+    return n + 2 * sp_align_up((size_t)slots * sizeof(uint32_t), 64); /* tmp_a, tmp_b */
+}
+
+int sp_world_capture(const sp_world_t *w, sp_world_capture_t *c) {
+    if (w == NULL || c == NULL) return SP_EINVAL;
+    uint32_t need = w->nslots;
+    if (need > c->cap || c->block == NULL) {
+        /* Grow to the world's slot capacity (it grows by doubling), so
+         * captures of a slowly growing world rarely reallocate. */
+        uint32_t slots = w->cap > need ? w->cap : need;
+        if (slots == 0) slots = 1;
+        size_t bytes = cap_bytes(slots);
+        char *blk = c->alloc->alloc(c->alloc->ctx, bytes, 64);
+        if (blk == NULL) return SP_ENOMEM;
+        if (c->block) c->alloc->free(c->alloc->ctx, c->block, c->block_bytes, 64);
+        c->block = blk;
+        c->block_bytes = bytes;
+        c->cap = slots;
+        size_t off = 0;
+#define SP__CAP_CARVE(f, t)                                          \
+    c->src.f = (t *)(blk + off);                                     \
+    off += sp_align_up((size_t)slots * sizeof(t), 64);
+        SP__CAP_FIELDS(SP__CAP_CARVE)
+#undef SP__CAP_CARVE
+        c->src.tmp_a = (uint32_t *)(blk + off);
+        off += sp_align_up((size_t)slots * sizeof(uint32_t), 64);
+        c->src.tmp_b = (uint32_t *)(blk + off);
+    }
+    fsrc_def(&c->src, w);
+    /* The const pointers of src point into c->block, which c owns. */
+#define SP__CAP_COPY(f, t) memcpy((void *)(uintptr_t)c->src.f, w->f, (size_t)need * sizeof(t));
+    SP__CAP_FIELDS(SP__CAP_COPY)
+#undef SP__CAP_COPY
+    return 0;
+}
+
+uint64_t sp_world_capture_tick(const sp_world_capture_t *c) { return c->src.tick; }
+
+sp_frame_t *sp_frame_build(sp_world_capture_t *c) {
+    if (c == NULL || c->block == NULL) return NULL;
+    return build(&c->src);
 }
 
 void sp_frame_retain(const sp_frame_t *cf) {

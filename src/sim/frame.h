@@ -85,6 +85,39 @@ typedef struct sp_frame {
  * of ~68 bytes per entity. */
 SP_API sp_frame_t *sp_world_publish_frame(sp_world_t *w);
 
+/* ---------------------------------------------------------------- captures
+ * Publishing in two halves, so the owner thread does only the cheap one:
+ *   sp_world_capture()  owner thread: memcpy of the per-slot arrays a frame
+ *                       needs (~60 bytes per slot) into a reusable buffer;
+ *   sp_frame_build()    any thread: the O(entities) part (id sort,
+ *                       quantization, spatial index) from the capture.
+ * sp_frame_build(capture of w) gives a frame identical to
+ * sp_world_publish_frame(w) at the same moment. */
+typedef struct sp_world_capture sp_world_capture_t;
+
+/* An empty capture buffer (alloc NULL = libc; must be thread-safe if the
+ * capture is built or freed on another thread). Returns 0 and *out,
+ * SP_EINVAL or SP_ENOMEM. Any thread. */
+SP_API int sp_world_capture_create(const sp_allocator_t *alloc, sp_world_capture_t **out);
+/* Free it (NULL is a no-op). Any thread; not while sp_frame_build() runs on it. */
+SP_API void sp_world_capture_free(sp_world_capture_t *c);
+
+/* Copy w's frame-relevant state into c, replacing what c held. Owner thread
+ * of w; c must not be in use by another thread. Returns 0, SP_EINVAL or
+ * SP_ENOMEM (c then unchanged). Cost: O(slots) memcpy, ~60 bytes per slot;
+ * allocates only when the world has more slots than c holds (c then grows
+ * to the world's slot capacity). */
+SP_API int sp_world_capture(const sp_world_t *w, sp_world_capture_t *c);
+
+/* World tick the capture was taken at. */
+SP_API uint64_t sp_world_capture_tick(const sp_world_capture_t *c);
+
+/* Build a frame from c (one reference held by the caller), or NULL on
+ * allocation failure or an empty capture. Any thread, one at a time per
+ * capture (it uses c's scratch); c stays valid and may be built again or
+ * reused for the next capture. Cost: as sp_world_publish_frame(). */
+SP_API sp_frame_t *sp_frame_build(sp_world_capture_t *c);
+
 /* Add a reference. The caller must already hold one (so the frame cannot be
  * freed concurrently). Any thread; lock-free; never allocates. */
 SP_API void sp_frame_retain(const sp_frame_t *f);

@@ -26,39 +26,6 @@ static uint64_t fnv1a64(const uint8_t *p, size_t n) {
 
 /* ---------------------------------------------------------------- writer */
 
-typedef struct wbuf {
-    uint8_t *p;
-    size_t n, cap;
-    int err;
-} wbuf_t;
-
-static void put(wbuf_t *b, const void *src, size_t n) {
-    if (b->err) return;
-    if (b->cap - b->n < n) {
-        size_t nc = b->cap ? b->cap : 4096;
-        while (nc - b->n < n) {
-            if (nc > SIZE_MAX / 2) {
-                b->err = SP_EOVERFLOW;
-                return;
-            }
-            nc *= 2;
-        }
-        uint8_t *q = realloc(b->p, nc);
-        if (q == NULL) {
-            b->err = SP_ENOMEM;
-            return;
-        }
-        b->p = q;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, src, n); /* little-endian host (x86-64), as the format */
-    b->n += n;
-}
-static void put_u8(wbuf_t *b, uint8_t v) { put(b, &v, 1); }
-static void put_u32(wbuf_t *b, uint32_t v) { put(b, &v, 4); }
-static void put_u64(wbuf_t *b, uint64_t v) { put(b, &v, 8); }
-static void put_f(wbuf_t *b, float v) { put(b, &v, 4); }
-
 /* The definition, field by field (X(type, field)); allocator and grid_threads
  * are not state. The same list drives reading and validation. */
 #define SP__DEF_FIELDS(X)                                                                          \
@@ -71,57 +38,93 @@ static void put_f(wbuf_t *b, float v) { put(b, &v, 4); }
     X(f, restitution) X(f, collision_damage) X(f, collision_damage_threshold)                      \
     X(f, projectile_speed) X(u32, projectile_ttl_ticks) X(i32, spawn_projectiles)
 
-static void put_i32(wbuf_t *b, int32_t v) { put(b, &v, 4); }
 
-int sp_world_save(const sp_world_t *w, uint8_t **out_buf, size_t *out_len) {
+/* Bytes of the definition fields. */
+#define SP__DEF_SIZE_u64 8
+#define SP__DEF_SIZE_u32 4
+#define SP__DEF_SIZE_i32 4
+#define SP__DEF_SIZE_f 4
+#define SP__DEF_SIZE(t, f) +SP__DEF_SIZE_##t
+enum { DEF_BYTES = 0 SP__DEF_FIELDS(SP__DEF_SIZE) };
+/* Bytes of one live slot after gen + kind: flags, resource, owner, 14 floats,
+ * cargo, 4 counters, source. */
+enum { LIVE_SLOT_BYTES = 1 + 1 + 4 + 14 * 4 + SP_RESOURCE_COUNT * 4 + 4 * 4 + 8 };
+
+/* Direct writer into a buffer of exactly the right size. */
+typedef struct wcur {
+    uint8_t *p;
+} wcur_t;
+static void w_put(wcur_t *c, const void *src, size_t n) {
+    memcpy(c->p, src, n); /* little-endian host (x86-64), as the format */
+    c->p += n;
+}
+static void w_u8(wcur_t *c, uint8_t v) { *c->p++ = v; }
+static void w_u32(wcur_t *c, uint32_t v) { w_put(c, &v, 4); }
+static void w_i32(wcur_t *c, int32_t v) { w_put(c, &v, 4); }
+static void w_u64(wcur_t *c, uint64_t v) { w_put(c, &v, 8); }
+static void w_f(wcur_t *c, float v) { w_put(c, &v, 4); }
+
+int sp_world_save_unsealed(const sp_world_t *w, uint8_t **out_buf, size_t *out_len) {
     if (w == NULL || out_buf == NULL || out_len == NULL) return SP_EINVAL;
-    wbuf_t b = {0};
-    uint8_t hdr[HDR_SIZE] = {0};
-    put(&b, hdr, HDR_SIZE); /* filled at the end */
+    /* Exact size first: one allocation, no copying as the buffer grows. */
+    uint64_t len = (uint64_t)HDR_SIZE + DEF_BYTES + 8 + 8 + 4 + 4 + 8 + 4 + 4 + 4 + 4ull * w->nfree +
+                   5ull * w->nslots + (uint64_t)LIVE_SLOT_BYTES * w->count;
+    if (len > SIZE_MAX) return SP_EOVERFLOW;
+    uint8_t *buf = malloc((size_t)len);
+    if (buf == NULL) return SP_ENOMEM;
+    memset(buf, 0, HDR_SIZE); /* filled by sp_world_save_seal() */
+    wcur_t c = {buf + HDR_SIZE};
     const sp_world_def_t *d = &w->def;
-#define SP__PUT_DEF(t, f) put_##t(&b, d->f);
+#define SP__PUT_DEF(t, f) w_##t(&c, d->f);
     SP__DEF_FIELDS(SP__PUT_DEF)
 #undef SP__PUT_DEF
-    put_u64(&b, w->tick);
-    put_u64(&b, w->rng);
-    put_u32(&b, (uint32_t)w->sleep_enabled);
-    put_u32(&b, w->stale);
-    put_u64(&b, w->last_rebuild);
-    put_u32(&b, w->nslots);
-    put_u32(&b, w->count);
-    put_u32(&b, w->nfree);
-    for (uint32_t k = 0; k < w->nfree; k++) put_u32(&b, w->free_list[k]);
+    w_u64(&c, w->tick);
+    w_u64(&c, w->rng);
+    w_u32(&c, (uint32_t)w->sleep_enabled);
+    w_u32(&c, w->stale);
+    w_u64(&c, w->last_rebuild);
+    w_u32(&c, w->nslots);
+    w_u32(&c, w->count);
+    w_u32(&c, w->nfree);
+    w_put(&c, w->free_list, 4ull * w->nfree);
     for (uint32_t i = 0; i < w->nslots; i++) {
-        put_u32(&b, w->gen[i]);
-        put_u8(&b, w->kind[i]);
+        w_u32(&c, w->gen[i]);
+        w_u8(&c, w->kind[i]);
         if (w->kind[i] == SP_KIND_NONE) continue;
-        put_u8(&b, w->flags[i]);
-        put_u8(&b, (uint8_t)w->resource[i]);
-        put_u32(&b, w->owner[i]);
-        float fl[] = {w->px[i], w->py[i], w->pz[i], w->vx[i], w->vy[i], w->vz[i], w->dvx[i], w->dvy[i],
-                      w->dvz[i], w->radius[i], w->inv_mass[i], w->hp[i], w->max_hp[i], w->amount[i]};
-        for (size_t k = 0; k < sizeof fl / sizeof fl[0]; k++) put_f(&b, fl[k]);
-        for (int r = 0; r < SP_RESOURCE_COUNT; r++) put_f(&b, w->cargo[(size_t)i * SP_RESOURCE_COUNT + r]);
-        put_u32(&b, w->wcd[i]);
-        put_u32(&b, w->mcd[i]);
-        put_u32(&b, w->ttl[i]);
-        put_u32(&b, w->rest[i]);
-        put_u64(&b, w->source[i]);
+        w_u8(&c, w->flags[i]);
+        w_u8(&c, (uint8_t)w->resource[i]);
+        w_u32(&c, w->owner[i]);
+        float fl[14] = {w->px[i], w->py[i], w->pz[i], w->vx[i], w->vy[i], w->vz[i], w->dvx[i], w->dvy[i],
+                        w->dvz[i], w->radius[i], w->inv_mass[i], w->hp[i], w->max_hp[i], w->amount[i]};
+        w_put(&c, fl, sizeof fl);
+        w_put(&c, &w->cargo[(size_t)i * SP_RESOURCE_COUNT], SP_RESOURCE_COUNT * sizeof(float));
+        w_u32(&c, w->wcd[i]);
+        w_u32(&c, w->mcd[i]);
+        w_u32(&c, w->ttl[i]);
+        w_u32(&c, w->rest[i]);
+        w_u64(&c, w->source[i]);
     }
-    if (b.err) {
-        free(b.p);
-        return b.err;
-    }
-    uint64_t plen = b.n - HDR_SIZE, sum = fnv1a64(b.p + HDR_SIZE, plen);
-    uint32_t ver = SP_SAVE_VERSION, hs = HDR_SIZE;
-    memcpy(b.p, MAGIC, 8);
-    memcpy(b.p + 8, &ver, 4);
-    memcpy(b.p + 12, &hs, 4);
-    memcpy(b.p + 16, &plen, 8);
-    memcpy(b.p + 24, &sum, 8);
-    *out_buf = b.p;
-    *out_len = b.n;
+    SP_ASSERT((uint64_t)(c.p - buf) == len);
+    (void)w_f;
+    *out_buf = buf;
+    *out_len = (size_t)len;
     return 0;
+}
+
+void sp_world_save_seal(uint8_t *buf, size_t len) {
+    uint64_t plen = len - HDR_SIZE, sum = fnv1a64(buf + HDR_SIZE, plen);
+    uint32_t ver = SP_SAVE_VERSION, hs = HDR_SIZE;
+    memcpy(buf, MAGIC, 8);
+    memcpy(buf + 8, &ver, 4);
+    memcpy(buf + 12, &hs, 4);
+    memcpy(buf + 16, &plen, 8);
+    memcpy(buf + 24, &sum, 8);
+}
+
+int sp_world_save(const sp_world_t *w, uint8_t **out_buf, size_t *out_len) {
+    int rc = sp_world_save_unsealed(w, out_buf, out_len);
+    if (rc == 0) sp_world_save_seal(*out_buf, *out_len);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- reader */

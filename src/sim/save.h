@@ -33,6 +33,18 @@ extern "C" {
  * failure (nothing returned). Cost: O(slots), ~130 bytes per slot. */
 SP_API int sp_world_save(const sp_world_t *w, uint8_t **out_buf, size_t *out_len);
 
+/* sp_world_save() in two halves, so an owner thread can hand the O(bytes)
+ * checksum (and the I/O) to another thread:
+ *  - sp_world_save_unsealed(): the serialization (owner thread; one exact-size
+ *    malloc, then plain copies: a few ms at 100k entities); the header is
+ *    left zeroed. Returns as sp_world_save().
+ *  - sp_world_save_seal(): fills the header (magic, version, length,
+ *    FNV-1a-64 checksum of the payload; ~1 ns per byte). Any thread; buf/len
+ *    exactly as returned by sp_world_save_unsealed().
+ * Sealed, the bytes equal sp_world_save()'s. */
+SP_API int sp_world_save_unsealed(const sp_world_t *w, uint8_t **out_buf, size_t *out_len);
+SP_API void sp_world_save_seal(uint8_t *buf, size_t len);
+
 /* Build a new world from a buffer made by sp_world_save(). alloc: allocator of
  * the new world (NULL = libc); grid_threads: broadphase threads (not part of
  * the saved state: results do not depend on it; 0 = 1). Returns 0 and *out,

@@ -244,7 +244,9 @@ static sp_world_event_t *ev_push(sp_world_t *w, sp__evbuf_t *b, int type, sp_ent
     if (i < w->nslots) {
         e->kind = w->kind[i];
         e->owner = w->owner[i];
+        e->pos[0] = w->px[i], e->pos[1] = w->py[i], e->pos[2] = w->pz[i];
     }
+    if (other != 0 && sp__alive(w, other)) e->other_owner = w->owner[sp_id_index(other)];
     return e;
 }
 
@@ -650,23 +652,23 @@ static int is_candidate(const sp_world_t *w, uint32_t i) {
 
 /* Rebuild the static grid from the sleeping asteroids, first promoting
  * (promote != 0) every awake asteroid that has rested sleep_ticks. Buffers are
- * grown before anything changes: on SP_ENOMEM the world is unchanged. */
+ * grown before anything changes: on SP_ENOMEM the world is unchanged.
+ *
+ * Two passes over the slots (promote + bucket counts, then scatter), with
+ * each sleeper's bucket kept in tmp_a between them. The layout (bucket count,
+ * cell edge) depends only on the asteroid count and the definition: queries
+ * return the same sorted hits for any layout (see hits_insert), so it is
+ * chosen for speed: at most one bucket per asteroid, and cells of 4 *
+ * asteroid_radius_max (the largest radius a sleeper can have). */
 int sp__world_rebuild_static(sp_world_t *w, int promote) {
     sp__sgrid_t *g = &w->sg;
-    uint32_t n = 0;
-    float rmax = 0.0f;
-    for (uint32_t i = 0; i < w->nslots; i++) {
-        if ((w->flags[i] & SP_ENT_SLEEPING) || (promote && is_candidate(w, i))) {
-            n++;
-            if (w->radius[i] > rmax) rmax = w->radius[i];
-        }
-    }
+    uint32_t nmax = w->count_kind[SP_KIND_ASTEROID]; /* sleepers are asteroids */
     uint32_t nb = 64;
-    while (nb < 2 * (uint64_t)n) nb *= 2;
+    while (nb < nmax) nb *= 2;
     int rc = vec_grow(w->alloc, (void **)&g->bstart, &g->bstart_cap, (size_t)nb + 1, sizeof(uint32_t));
-    if (rc == 0) rc = vec_grow(w->alloc, (void **)&g->e, &g->e_cap, n, sizeof(sp__sentry_t));
+    if (rc == 0) rc = vec_grow(w->alloc, (void **)&g->e, &g->e_cap, nmax, sizeof(sp__sentry_t));
     if (rc != 0) return rc;
-    g->n = n;
+    float rmax = w->def.asteroid_radius_max;
     g->mask = nb - 1;
     g->rmax = rmax;
     /* Cell edge 4 * rmax: a query reaches rmax + r (r: a ship's 2 units or
@@ -676,6 +678,7 @@ int sp__world_rebuild_static(sp_world_t *w, int promote) {
     g->cell = 4.0f * rmax > 1.0f ? 4.0f * rmax : 1.0f;
     g->inv_cell = 1.0f / g->cell;
     memset(g->bstart, 0, ((size_t)nb + 1) * sizeof(uint32_t));
+    uint32_t *bk = w->tmp_a, n = 0;
     for (uint32_t i = 0; i < w->nslots; i++) {
         if (promote && is_candidate(w, i)) {
             w->flags[i] |= SP_ENT_SLEEPING;
@@ -684,21 +687,23 @@ int sp__world_rebuild_static(sp_world_t *w, int promote) {
         if (w->flags[i] & SP_ENT_SLEEPING) {
             uint32_t b = cell_hash(cell_of(w->px[i], g->inv_cell), cell_of(w->py[i], g->inv_cell),
                                    cell_of(w->pz[i], g->inv_cell)) & g->mask;
+            bk[i] = b;
             g->bstart[b + 1]++;
+            n++;
         }
     }
+    SP_ASSERT(n <= nmax);
+    g->n = n;
     for (uint32_t b = 0; b < nb; b++) g->bstart[b + 1] += g->bstart[b];
     /* Scatter in slot order, using bstart[b] as the cursor; afterwards
      * bstart[b] has moved to the old bstart[b + 1], so shift back. */
     for (uint32_t i = 0; i < w->nslots; i++) {
         if (!(w->flags[i] & SP_ENT_SLEEPING)) continue;
-        int32_t cx = cell_of(w->px[i], g->inv_cell), cy = cell_of(w->py[i], g->inv_cell),
-                cz = cell_of(w->pz[i], g->inv_cell);
-        uint32_t b = cell_hash(cx, cy, cz) & g->mask;
-        sp__sentry_t *e = &g->e[g->bstart[b]++];
+        sp__sentry_t *e = &g->e[g->bstart[bk[i]]++];
         e->x = w->px[i], e->y = w->py[i], e->z = w->pz[i], e->r = w->radius[i];
         e->idx = i;
-        e->cx = cx, e->cy = cy, e->cz = cz;
+        e->cx = cell_of(w->px[i], g->inv_cell), e->cy = cell_of(w->py[i], g->inv_cell),
+        e->cz = cell_of(w->pz[i], g->inv_cell);
     }
     for (uint32_t b = nb; b > 0; b--) g->bstart[b] = g->bstart[b - 1];
     g->bstart[0] = 0;

@@ -310,7 +310,9 @@ typedef struct sp_world_event {
     sp_entity_id_t other;   /* target / asteroid / cause (0 if none) / second body */
     float value;            /* damage, amount or closing speed */
     float damage;           /* COLLISION: hp taken by each ship involved */
+    float pos[3];           /* subject's position when it happened (destroyed: its last one) */
     uint32_t owner;         /* owner of subject (destroyed ships: their owner) */
+    uint32_t other_owner;   /* owner of `other` when it happened (0: none or server) */
     uint8_t type;           /* sp_world_event_type_t */
     uint8_t kind;           /* kind of subject */
     uint8_t hit;            /* WEAPON_FIRED: 1 hit, 0 miss */
