@@ -8,7 +8,12 @@
  * first, so one counting walk precedes one emitting walk per section; each
  * walk is a branchy O(|base| + |next|) loop over 48-byte records, cheap next
  * to the socket write, and it needs no allocation (workers can run it on the
- * immutable frame without touching any shared state). */
+ * immutable frame without touching any shared state).
+ *
+ * Applying (client side) validates everything before it writes the view:
+ * a changes-only delta is decoded into scratch copies of the changed rows
+ * and then copied over them in place; any other snapshot is merged into the
+ * scratch array, which is then swapped with the view's records. */
 #include "snapshot.h"
 
 #include <stdlib.h>
@@ -34,6 +39,7 @@ void sp_snap_view_destroy(sp_snap_view_t *v) {
     if (v == NULL) return;
     free(v->recs);
     free(v->scratch);
+    free(v->rows);
     memset(v, 0, sizeof *v);
 }
 
@@ -50,7 +56,7 @@ void sp_snap_view_swap(sp_snap_view_t *a, sp_snap_view_t *b) {
 }
 
 size_t sp_snap_view_bytes(const sp_snap_view_t *v) {
-    return (v->cap + v->scratch_cap) * sizeof(sp_snap_rec_t);
+    return (v->cap + v->scratch_cap) * sizeof(sp_snap_rec_t) + v->rows_cap * sizeof(uint32_t);
 }
 
 /* Make v->scratch hold at least n records (contents not kept). */
@@ -65,6 +71,21 @@ static int scratch_reserve(sp_snap_view_t *v, size_t n) {
     free(v->scratch);
     v->scratch = p;
     v->scratch_cap = cap;
+    return 0;
+}
+
+/* Make v->rows hold at least n indexes (contents not kept). */
+static int rows_reserve(sp_snap_view_t *v, size_t n) {
+    if (n <= v->rows_cap) return 0;
+    size_t cap = v->rows_cap ? v->rows_cap : 16;
+    while (cap < n) cap = cap > SIZE_MAX / 2 ? n : cap * 2;
+    size_t bytes;
+    if (sp_size_mul(cap, sizeof(uint32_t), &bytes) != 0) return SP_ENOMEM;
+    uint32_t *p = malloc(bytes);
+    if (p == NULL) return SP_ENOMEM;
+    free(v->rows);
+    v->rows = p;
+    v->rows_cap = cap;
     return 0;
 }
 
@@ -430,6 +451,78 @@ static bool apply_change(cursor_t *c, sp_snap_rec_t *r) {
     return true;
 }
 
+/* First k in [i, n) with b[k].id >= id, or n. A few rows are probed one by
+ * one (ids a delta names are usually close together: one mispredicted
+ * branch each), then an exponential and binary search takes over, so walking
+ * k ascending ids through n rows costs O(k log(n / k)) at worst. */
+static size_t seek_far(const sp_snap_rec_t *b, size_t i, size_t n, uint64_t id) {
+    if (i >= n || b[i].id >= id) return i;
+    size_t lo = i, hi = i + 1, step = 1; /* invariant: b[lo].id < id */
+    while (hi < n && b[hi].id < id) {
+        lo = hi;
+        step = step > (SIZE_MAX - i) / 2 ? SIZE_MAX - i : step * 2;
+        hi = i + step;
+    }
+    if (hi > n) hi = n;
+    while (lo + 1 < hi) { /* b[lo].id < id; hi == n or b[hi].id >= id */
+        size_t mid = lo + (hi - lo) / 2;
+        if (b[mid].id < id) lo = mid;
+        else hi = mid;
+    }
+    return hi;
+}
+
+static inline size_t seek(const sp_snap_rec_t *b, size_t i, size_t n, uint64_t id) {
+    for (size_t stop = n - i < 8 ? n : i + 8; i < stop; i++)
+        if (b[i].id >= id) return i;
+    return seek_far(b, i, n, id);
+}
+
+/* A delta with only a "changed" list (the steady state of a slowly moving
+ * scene): patch the changed rows in place instead of rebuilding the view.
+ * All-or-nothing: pass 1 decodes every entry into scratch (a copy of its
+ * row, patched) and its row index into rows, validating all of it without
+ * touching the view; only when the whole list is good does pass 2 copy the
+ * patched rows over their originals. */
+static int apply_changes_in_place(sp_snap_view_t *view, cursor_t *c, uint64_t tick, uint32_t *n_changed) {
+    sp_snap_rec_t *b = view->recs;
+    size_t nb = view->len; /* <= UINT32_MAX: it came from a uint32 count */
+    /* Each entry is at least 2 ints (iddelta, op) and names a distinct row. */
+    size_t max_changed = c->n / 2 < nb ? c->n / 2 : nb;
+    int rc = scratch_reserve(view, max_changed);
+    if (rc == 0) rc = rows_reserve(view, max_changed);
+    if (rc) return rc;
+    sp_snap_rec_t *out = view->scratch;
+    uint32_t *rows = view->rows;
+    size_t k = 0, i = 0;
+    if (!cur_next(c)) return SP_ECORRUPT;
+    while (c->has) {
+        i = seek(b, i, nb, c->id);
+        if (i >= nb || b[i].id != c->id) return SP_ECORRUPT; /* not in the view */
+        out[k] = b[i];
+        rows[k] = (uint32_t)i++;
+        if (!apply_change(c, &out[k]) || !cur_next(c)) return SP_ECORRUPT;
+        k++;
+    }
+    for (size_t j = 0; j < k; j++) b[rows[j]] = out[j]; /* valid: commit */
+    view->tick = tick;
+    *n_changed = (uint32_t)k;
+    return 0;
+}
+
+static void fill_stats(sp_snap_stats_t *stats, uint64_t tick, uint64_t base_tick, bool full, uint32_t entered,
+                       uint32_t changed, uint32_t left, size_t count) {
+    if (stats == NULL) return;
+    stats->tick = tick;
+    stats->base_tick = base_tick;
+    stats->full = full;
+    stats->entered = entered;
+    stats->changed = changed;
+    stats->left = left;
+    stats->count = (uint32_t)count;
+    stats->bytes = 0;
+}
+
 int sp_snap_apply(sp_snap_view_t *view, const msgpack_object *params, sp_snap_stats_t *stats) {
     if (view == NULL || params == NULL) return SP_EINVAL;
     if (params->type != MSGPACK_OBJECT_ARRAY || params->via.array.size < 6) return SP_ECORRUPT;
@@ -449,6 +542,18 @@ int sp_snap_apply(sp_snap_view_t *view, const msgpack_object *params, sp_snap_st
     if (full && (c.n != 0 || l.n != 0)) return SP_ECORRUPT;
     if (!full && (!view->valid || p[1].via.u64 != view->tick)) return SP_EPROTO; /* desync */
 
+    uint32_t n_changed = 0, n_left = 0, n_entered = 0;
+    if (!full && e.n == 0 && l.n == 0) {
+        if (count != view->len) return SP_ECORRUPT;
+        int rc = apply_changes_in_place(view, &c, tick, &n_changed);
+        if (rc) return rc;
+        fill_stats(stats, tick, p[1].via.u64, false, 0, n_changed, 0, view->len);
+        return 0;
+    }
+
+    /* Otherwise one merge pass of the view and the three id lists into
+     * scratch, swapped in at the end (the view is untouched until then).
+     * Runs of rows no list names are copied with one memcpy each. */
     const sp_snap_rec_t *b = full ? NULL : view->recs;
     size_t nb = full ? 0 : view->len;
     size_t max_out = nb + e.n / SP_SNAP_ENTERED_INTS;
@@ -456,42 +561,45 @@ int sp_snap_apply(sp_snap_view_t *view, const msgpack_object *params, sp_snap_st
     int rc = scratch_reserve(view, max_out);
     if (rc) return rc;
     sp_snap_rec_t *out = view->scratch;
-    size_t n = 0, i = 0;
-    uint32_t n_changed = 0, n_left = 0, n_entered = 0;
+    size_t i = 0, n = 0;
     if (!cur_next(&e) || !cur_next(&c) || !cur_next(&l)) return SP_ECORRUPT;
-    while (i < nb || e.has) {
-        if (e.has && (i >= nb || e.id < b[i].id)) {
+    for (;;) {
+        /* The smallest id any list names next; rows below it are unchanged. */
+        bool any = e.has || c.has || l.has;
+        uint64_t ev = UINT64_MAX;
+        if (e.has) ev = e.id;
+        if (c.has && c.id < ev) ev = c.id;
+        if (l.has && l.id < ev) ev = l.id;
+        size_t j = any ? seek(b, i, nb, ev) : nb;
+        if (j > i) {
+            memcpy(out + n, b + i, (j - i) * sizeof *b);
+            n += j - i;
+            i = j;
+        }
+        if (!any) break;
+        bool in_view = i < nb && b[i].id == ev;
+        if (e.has && e.id == ev) {
+            if (in_view) return SP_ECORRUPT; /* entered twice */
             if (!read_entered(&e, &out[n++]) || !cur_next(&e)) return SP_ECORRUPT;
             n_entered++;
-            continue;
+            continue; /* a changed/left list naming the same id fails next round */
         }
-        if (e.has && e.id == b[i].id) return SP_ECORRUPT; /* entered twice */
-        sp_snap_rec_t r = b[i++];
-        if (l.has && l.id == r.id) {
-            if (c.has && c.id == r.id) return SP_ECORRUPT; /* changed and left */
+        if (!in_view) return SP_ECORRUPT; /* a changed or left id the view lacks */
+        if (l.has && l.id == ev) {
+            if (c.has && c.id == ev) return SP_ECORRUPT; /* changed and left */
             if (!cur_next(&l)) return SP_ECORRUPT;
             n_left++;
+            i++;
             continue;
         }
-        if (c.has && c.id == r.id) {
-            if (!apply_change(&c, &r) || !cur_next(&c)) return SP_ECORRUPT;
-            n_changed++;
-        }
-        out[n++] = r;
+        out[n] = b[i++];
+        if (!apply_change(&c, &out[n]) || !cur_next(&c)) return SP_ECORRUPT;
+        n++;
+        n_changed++;
     }
-    /* A left or changed id that never matched names an entity the view lacks. */
-    if (l.has || c.has || n != count) return SP_ECORRUPT;
+    if (n != count) return SP_ECORRUPT;
     scratch_commit(view, n, tick);
-    if (stats) {
-        stats->tick = tick;
-        stats->base_tick = full ? 0 : p[1].via.u64;
-        stats->full = full;
-        stats->entered = n_entered;
-        stats->changed = n_changed;
-        stats->left = n_left;
-        stats->count = (uint32_t)n;
-        stats->bytes = 0;
-    }
+    fill_stats(stats, tick, full ? 0 : p[1].via.u64, full, n_entered, n_changed, n_left, n);
     return 0;
 }
 

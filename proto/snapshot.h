@@ -75,8 +75,16 @@ typedef struct sp_snap_view {
     size_t len, cap;
     uint64_t tick;
     bool valid;               /* false: no baseline yet (encode full / expect full) */
-    sp_snap_rec_t *scratch;   /* sp_snap_apply() builds here, then swaps */
+    /* sp_snap_apply() only (client side; the daemon's views leave them
+     * NULL): a delta with entered/left rows is merged into scratch, then
+     * swapped with recs; a changes-only delta is validated into scratch
+     * (patched copies of the changed rows) and rows (their indexes), then
+     * copied over recs in place. Kept for reuse: no allocation per snapshot
+     * once they have grown to the view's size. */
+    sp_snap_rec_t *scratch;
     size_t scratch_cap;
+    uint32_t *rows;
+    size_t rows_cap;
 } sp_snap_view_t;
 
 /* What a snapshot contained (for watch output and statistics). */
@@ -151,8 +159,15 @@ SP_API int sp_snap_encode_recs(uint64_t tick, const sp_snap_rec_t *recs, size_t 
  *                id already present, a changed/left id absent, values out of
  *                range, count mismatch
  *   SP_ENOMEM
- * On any error the view is unchanged. stats may be NULL. Allocates the
- * view's scratch buffer (kept for reuse). Cost O(|view| + message). */
+ * On any error the view is unchanged: everything is validated before the
+ * view is written. stats may be NULL.
+ * Cost: a delta with only a "changed" list (the steady state) patches the
+ * changed rows in place, O(changed * log(|view| / changed)) plus the message;
+ * a full snapshot or a delta with entered/left rows is one merge pass into
+ * the view's scratch buffer, then swapped with recs: O(|view| + message),
+ * rows no list names being copied as memcpy runs. Allocates only when the
+ * view's scratch/rows buffers must grow (kept for reuse; none per snapshot
+ * in steady state). One thread at a time per view. */
 SP_API int sp_snap_apply(sp_snap_view_t *view, const msgpack_object *params, sp_snap_stats_t *stats);
 #define sp_snap_decode_apply sp_snap_apply /* the name DAEMON-DESIGN.md uses */
 

@@ -548,6 +548,191 @@ START_TEST(test_snap_fuzzed_snapshots_never_crash) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------- in-place apply */
+
+/* Changes-only deltas (no entered, no left) patch the view's rows in place:
+ * the records array stays the same, and once the scratch buffers have grown
+ * nothing is allocated per snapshot; a delta with entered/left rows merges
+ * into scratch and swaps, so recs and scratch trade the same two buffers.
+ * Every round must reproduce the encoder's view exactly. */
+START_TEST(test_snap_changes_only_deltas_patch_in_place_without_allocating) {
+    rng_state = 4242;
+    enum { N = 500, ROUNDS = 120 };
+    static sp_snap_rec_t world[N + ROUNDS];
+    size_t n = N;
+    for (size_t i = 0; i < n; i++) {
+        world[i] = mkrec((1ull << 32) | (3 * i + 1), (uint8_t)(1 + i % 3));
+        world[i].pos[0] = (int32_t)(i * 40);
+    }
+    sp_snap_view_t base, next, client;
+    sp_snap_view_init(&base);
+    sp_snap_view_init(&next);
+    sp_snap_view_init(&client);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    ck_assert_int_eq(sp_snap_encode_recs(1, world, n, NULL, &base, &sb, NULL), 0);
+    ck_assert_int_eq(deliver(&client, &sb, NULL), 0);
+    const sp_snap_rec_t *bufs[2] = {NULL, NULL};
+    const uint32_t *rows = NULL;
+    uint64_t in_place = 0, merged = 0, changed = 0;
+    for (int round = 1; round <= ROUNDS; round++) {
+        bool mixed = round % 10 == 0; /* every 10th: one leaves, one enters */
+        if (mixed) {
+            size_t j = rndu((uint32_t)n);
+            memmove(&world[j], &world[j + 1], (n - j - 1) * sizeof world[0]);
+            world[n - 1] = mkrec((2ull << 32) | (uint64_t)round, 2);
+        }
+        for (size_t i = 0; i < n; i++) {
+            uint32_t what = rndu(100);
+            if (what < 20) world[i].pos[rndu(3)] += (int32_t)rndu(5) - 2;
+            else if (what < 25) world[i].pos[rndu(3)] += (int32_t)rndu(100000) - 50000;
+            else if (what < 27) world[i].vel[rndu(3)] = (int32_t)rndu(2000) - 1000;
+            else if (what < 28) world[i].hp = rndu(1600);
+            else if (what < 29) world[i].owner = rndu(8);
+            else if (what < 30) world[i].radius = rndu(64);
+        }
+        msgpack_sbuffer_clear(&sb);
+        sp_snap_stats_t st, cst;
+        ck_assert_int_eq(sp_snap_encode_recs((uint64_t)round * 3 + 1, world, n, &base, &next, &sb, &st), 0);
+        ck_assert_int_eq(st.entered + st.left, mixed ? 2u : 0u);
+        const sp_snap_rec_t *recs_before = client.recs;
+        ck_assert_int_eq(deliver(&client, &sb, &cst), 0);
+        ck_assert_msg(sp_snap_view_equal(&client, &next), "round %d: client view differs", round);
+        ck_assert_uint_eq(cst.changed, st.changed);
+        ck_assert_uint_eq(cst.count, n);
+        changed += cst.changed;
+        if (mixed) {
+            merged++;
+            ck_assert_ptr_ne(client.recs, recs_before); /* swapped with scratch */
+        } else {
+            in_place++;
+            ck_assert_ptr_eq(client.recs, recs_before); /* patched in place */
+        }
+        if (round == 20) { /* warmed up: both buffers and rows exist */
+            bufs[0] = client.recs;
+            bufs[1] = client.scratch;
+            rows = client.rows;
+            ck_assert_ptr_nonnull(rows);
+        } else if (round > 20) {
+            ck_assert(client.recs == bufs[0] || client.recs == bufs[1]);
+            ck_assert(client.scratch == bufs[0] || client.scratch == bufs[1]);
+            ck_assert_ptr_eq(client.rows, rows);
+        }
+        sp_snap_view_swap(&base, &next);
+    }
+    ck_assert_uint_gt(in_place, 100);
+    ck_assert_uint_gt(merged, 10);
+    ck_assert_uint_gt(changed, 10000);
+    msgpack_sbuffer_destroy(&sb);
+    sp_snap_view_destroy(&base);
+    sp_snap_view_destroy(&next);
+    sp_snap_view_destroy(&client);
+}
+END_TEST
+
+/* A changes-only delta whose LAST entry is malformed must leave no earlier
+ * entry applied (the in-place path validates everything before it writes). */
+START_TEST(test_snap_changes_only_delta_malformed_last_entry_leaves_no_partial_update) {
+    /* View at tick 5: ids 10, 20, ..., 100, hp 1600. */
+    sp_snap_view_t v, copy;
+    sp_snap_view_init(&v);
+    sp_snap_view_init(&copy);
+    sp_snap_rec_t r[10];
+    for (int i = 0; i < 10; i++) r[i] = mkrec((uint64_t)(i + 1) * 10, 1);
+    r[9].pos[2] = INT32_MAX;
+    ck_assert_int_eq(sp_snap_view_set(&v, 5, r, 10), 0);
+    ck_assert_int_eq(sp_snap_view_set(&copy, 5, r, 10), 0);
+    /* Nine good entries: ids 10..90 each move by (+1, 0, 0) (op 87) or get a
+     * velocity (mask 2) or an hp delta (mask 4), then one bad entry for id 100. */
+    int64_t good[40];
+    size_t ng = 0;
+    for (int i = 0; i < 9; i++) {
+        good[ng++] = 10; /* iddelta */
+        if (i % 3 == 0) good[ng++] = 87;
+        else if (i % 3 == 1) { good[ng++] = -2; good[ng++] = 7; good[ng++] = -7; good[ng++] = 0; }
+        else { good[ng++] = -4; good[ng++] = -100; }
+    }
+    struct {
+        const char *what;
+        int64_t tail[5];
+        size_t nt;
+        int64_t count;
+    } bad[] = {
+        {"pos overflows int32", {10, -1, 0, 0, 1}, 5, 10},
+        {"small move overflows int32", {10, 62 + 1}, 2, 10},
+        {"op out of range", {10, 125}, 2, 10},
+        {"values missing", {10, -1, 1, 2}, 4, 10},
+        {"op missing", {10}, 1, 10},
+        {"hp below zero", {10, -4, -2000}, 3, 10},
+        {"owner negative", {10, -8, -1}, 3, 10},
+        {"radius negative", {10, -16, INT64_MIN}, 3, 10},
+        {"id not in the view", {5, 62}, 2, 10},
+        {"iddelta 0", {0, 62}, 2, 10},
+        {"count mismatch", {10, 62}, 2, 11},
+    };
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        int64_t c[48];
+        memcpy(c, good, ng * sizeof c[0]);
+        memcpy(c + ng, bad[k].tail, bad[k].nt * sizeof c[0]);
+        pack_params(&sb, 8, 5, NULL, 0, c, ng + bad[k].nt, NULL, 0, bad[k].count);
+        ck_assert_msg(apply_raw(&v, &sb) == SP_ECORRUPT, "%s: accepted", bad[k].what);
+        ck_assert_msg(sp_snap_view_equal(&v, &copy), "%s: view changed", bad[k].what);
+    }
+    /* Control: the good entries alone apply, and do change the rows. */
+    pack_params(&sb, 8, 5, NULL, 0, good, ng, NULL, 0, 10);
+    ck_assert_int_eq(apply_raw(&v, &sb), 0);
+    ck_assert_uint_eq(v.tick, 8);
+    ck_assert_int_eq(v.recs[0].pos[0], 1);
+    ck_assert_int_eq(v.recs[1].vel[0], 7);
+    ck_assert_int_eq(v.recs[1].vel[1], -7);
+    ck_assert_uint_eq(v.recs[2].hp, 1500);
+    ck_assert_int_eq(v.recs[8].pos[0], 0);
+    ck_assert_uint_eq(v.recs[8].hp, 1500);
+    ck_assert_int_eq(v.recs[9].pos[2], INT32_MAX);
+    /* Fuzz the good delta (plus an entry for id 100) byte by byte: every
+     * refusal leaves the view as it was. */
+    rng_state = 99;
+    int64_t c[48];
+    memcpy(c, good, ng * sizeof c[0]);
+    c[ng] = 10;
+    c[ng + 1] = 62;
+    pack_params(&sb, 11, 8, NULL, 0, c, ng + 2, NULL, 0, 10);
+    ck_assert_int_eq(sp_snap_view_set(&copy, v.tick, v.recs, v.len), 0);
+    char orig[512], buf[512];
+    ck_assert_uint_le(sb.size, sizeof orig);
+    memcpy(orig, sb.data, sb.size);
+    int refused = 0, applied = 0;
+    for (int it = 0; it < 20000; it++) {
+        memcpy(buf, orig, sb.size);
+        for (int m = 1 + (int)rndu(2); m > 0; m--) buf[rndu((uint32_t)sb.size)] = (char)rnd();
+        /* Through the bounded decoder: raw msgpack-c would try to allocate
+         * for a corrupted array32 header. The params array is the root. */
+        sp_rpc_decoder_t d;
+        sp_rpc_decoder_init(&d, 1u << 20);
+        sp_rpc_msg_t m;
+        if (sp_rpc_decoder_feed(&d, buf, sb.size) == 0 && sp_rpc_decoder_next(&d, &m) == 1) {
+            int rc = sp_snap_apply(&v, m.root, NULL);
+            if (rc == 0) {
+                applied++;
+                ck_assert_int_eq(sp_snap_view_set(&v, copy.tick, copy.recs, copy.len), 0);
+            } else {
+                refused++;
+                ck_assert(rc == SP_ECORRUPT || rc == SP_EPROTO);
+                ck_assert(sp_snap_view_equal(&v, &copy));
+            }
+        }
+        sp_rpc_decoder_destroy(&d);
+    }
+    ck_assert_int_gt(refused, 1000);
+    ck_assert_int_gt(applied, 10);
+    msgpack_sbuffer_destroy(&sb);
+    sp_snap_view_destroy(&v);
+    sp_snap_view_destroy(&copy);
+}
+END_TEST
+
 START_TEST(test_snap_encoder_rejects_bad_input) {
     sp_snap_rec_t r[2] = {mkrec(5, 1), mkrec(5, 1)};
     sp_snap_view_t base, next;
@@ -724,6 +909,8 @@ static Suite *snapshot_suite(void) {
         {"base_mismatch", test_snap_base_tick_mismatch_is_detected_and_view_kept},
         {"malformed", test_snap_malformed_params_are_refused_and_view_kept},
         {"fuzz", test_snap_fuzzed_snapshots_never_crash},
+        {"in_place", test_snap_changes_only_deltas_patch_in_place_without_allocating},
+        {"in_place_all_or_nothing", test_snap_changes_only_delta_malformed_last_entry_leaves_no_partial_update},
         {"encoder_input", test_snap_encoder_rejects_bad_input},
         {"frame", test_snap_encode_from_frame_rows},
         {"events", test_snap_event_packers_produce_documented_maps},
