@@ -116,11 +116,19 @@ typedef struct {
 } cfg_t;
 
 typedef struct run run_t;
+/* A consumer's self-check state. Kept in the consumer's own stack frame
+ * during the run (the compiler may keep it in registers) and copied to its
+ * worker_t at the end. */
 typedef struct {
-    run_t *r;
-    int id;
     uint64_t count, sum, errors;
     uint64_t next[MAXT]; /* per-producer: lowest sequence still acceptable */
+} checker_t;
+/* One per thread, each in its own 128-byte block: nothing a thread writes
+ * shares a line (or an adjacent-line prefetch pair) with another thread's. */
+typedef struct {
+    _Alignas(128) run_t *r;
+    int id;
+    checker_t chk;
     uint64_t end_ns;
 } worker_t;
 
@@ -134,12 +142,19 @@ struct run {
     ck_ring_t ck;
     ck_ring_buffer_t *ckbuf;
 #endif
-    _Atomic int ready;
+    /* Start/stop flags in their own 128-byte block: polled by waiting threads. */
+    _Alignas(128) _Atomic int ready;
     _Atomic int go;
     _Atomic int producers_left;
     worker_t w[2 * MAXT];
 };
 
+/* Wait policy after a failed attempt, the same for every lock-free row:
+ * `pause`, and sched_yield after 256 CONSECUTIVE failures (the caller resets
+ * *fails to 0 on success), i.e. only when the other side looks descheduled.
+ * (A counter that was never reset yielded every 256th failure of the whole
+ * run; on this shared machine each yield can hand the CPU to another
+ * process for a time slice.) */
 static inline void backoff(unsigned *fails) {
     if (++*fails % 256 == 0)
         sched_yield();
@@ -147,7 +162,7 @@ static inline void backoff(unsigned *fails) {
         __builtin_ia32_pause();
 }
 
-static inline void check_item(worker_t *w, uint64_t v) {
+static inline void check_item(checker_t *w, uint64_t v) {
     uint64_t item = v - 1; /* items travel as item + 1: the SPSC ring cannot carry NULL */
     uint64_t p = item >> SEQ_BITS, seq = item & (((uint64_t)1 << SEQ_BITS) - 1);
     if (p >= MAXT || seq < w->next[p]) w->errors++;
@@ -172,24 +187,32 @@ static void *producer(void *arg) {
     unsigned fails = 0;
     switch (r->cfg.kind) {
     case Q_SP_MPMC:
-        for (uint64_t i = 0; i < n; i++)
+        for (uint64_t i = 0; i < n; i++) {
             while (sp_mpmc_try_push_ptr(&r->mq, (void *)(uintptr_t)(base + i)) != 0) backoff(&fails);
+            fails = 0;
+        }
         break;
     case Q_MUTEX:
         for (uint64_t i = 0; i < n; i++) mring_push(&r->mr, (void *)(uintptr_t)(base + i));
         break;
     case Q_SP_SPSC:
-        for (uint64_t i = 0; i < n; i++)
+        for (uint64_t i = 0; i < n; i++) {
             while (sp_spsc_try_push(&r->sq, (void *)(uintptr_t)(base + i)) != 0) backoff(&fails);
+            fails = 0;
+        }
         break;
 #ifdef SP_HAVE_CK
     case Q_CK_MPMC:
-        for (uint64_t i = 0; i < n; i++)
+        for (uint64_t i = 0; i < n; i++) {
             while (!ck_ring_enqueue_mpmc(&r->ck, r->ckbuf, (void *)(uintptr_t)(base + i))) backoff(&fails);
+            fails = 0;
+        }
         break;
     case Q_CK_SPSC:
-        for (uint64_t i = 0; i < n; i++)
+        for (uint64_t i = 0; i < n; i++) {
             while (!ck_ring_enqueue_spsc(&r->ck, r->ckbuf, (void *)(uintptr_t)(base + i))) backoff(&fails);
+            fails = 0;
+        }
         break;
 #else
     case Q_CK_MPMC:
@@ -206,7 +229,10 @@ static void *producer(void *arg) {
             while (done < k) {
                 size_t d = r->cfg.kind == Q_SP_MPMC_BATCH ? sp_mpmc_try_push_n(&r->mq, b + done, k - done)
                                                            : sp_spsc_try_push_n(&r->sq, b + done, k - done);
-                if (d == 0) backoff(&fails);
+                if (d == 0)
+                    backoff(&fails);
+                else
+                    fails = 0;
                 done += d;
             }
             i += k;
@@ -227,8 +253,7 @@ static void *producer(void *arg) {
 }
 
 /* One non-blocking pop attempt (not for Q_MUTEX); returns items consumed. */
-static inline size_t pop_some(worker_t *w) {
-    run_t *r = w->r;
+static inline size_t pop_some(run_t *r, checker_t *w) {
     void *b[BATCH];
     switch (r->cfg.kind) {
     case Q_SP_MPMC:
@@ -269,17 +294,21 @@ static void *consumer(void *arg) {
     run_t *r = w->r;
     sp_bench_pin_self(w->id % 2 + 1);
     wait_go(r);
+    checker_t chk = {0};
     if (r->cfg.kind == Q_MUTEX) {
         void *p;
-        while (mring_pop(&r->mr, &p, &r->producers_left) == 0) check_item(w, (uint64_t)(uintptr_t)p);
+        while (mring_pop(&r->mr, &p, &r->producers_left) == 0) check_item(&chk, (uint64_t)(uintptr_t)p);
     } else {
         unsigned fails = 0;
         for (;;) {
-            if (pop_some(w) > 0) continue;
+            if (pop_some(r, &chk) > 0) {
+                fails = 0;
+                continue;
+            }
             /* Acquire: pairs with the producers' release decrement; after 0,
              * an empty pop means drained. */
             if (atomic_load_explicit(&r->producers_left, memory_order_acquire) == 0) {
-                while (pop_some(w) > 0) {
+                while (pop_some(r, &chk) > 0) {
                 }
                 break;
             }
@@ -287,6 +316,7 @@ static void *consumer(void *arg) {
         }
     }
     w->end_ns = sp_bench_now_ns();
+    w->chk = chk;
     return NULL;
 }
 
@@ -339,9 +369,9 @@ static double run_queue(void *arg) {
     uint64_t count = 0, sum = 0, errors = 0;
     for (int i = np; i < np + nc; i++) {
         if (r->w[i].end_ns > t1) t1 = r->w[i].end_ns;
-        count += r->w[i].count;
-        sum += r->w[i].sum;
-        errors += r->w[i].errors;
+        count += r->w[i].chk.count;
+        sum += r->w[i].chk.sum;
+        errors += r->w[i].chk.errors;
     }
     /* Expected sum of all items (p << 40 | seq). */
     uint64_t n = r->per_producer, want = 0;
