@@ -96,6 +96,7 @@ typedef struct sp_dstats {
     uint64_t kicks;
     uint64_t clients_total;
     uint64_t events_sent;
+    uint64_t events_dropped;    /* events a skipping client never got (pending bound) */
     uint64_t worker_msgs;       /* SpaceMessages applied from workers */
     uint64_t ai_stalls;         /* AI rounds not done at their application tick (loop waited) */
     uint64_t ai_stall_ns_sum, ai_stall_ns_max;
@@ -150,9 +151,17 @@ struct sp_client {
     uint64_t ships[SP_MAX_SHIPS_PER_CLIENT];
     int nships;
     struct sp_d_view *view;  /* what the client really received; NULL = send full next */
-    bool snap_pending;
-    bool need_full;           /* resync asked: next snapshot is full */        /* a snapshot job for this client is in flight */
+    bool snap_pending;        /* a snapshot job for this client is in flight */
+    bool need_full;           /* resync asked: next snapshot is full */
     uint64_t snaps_sent;
+    /* Events of rounds this client skipped (over its output limit, or its
+     * previous snapshot still being encoded), oldest first: shared,
+     * reference-counted event sets, delivered (filtered by interest) with
+     * the next snapshot it really gets. At most SP_PEND_ROUNDS; past that the
+     * oldest is dropped and its visible events counted (events_dropped). */
+#define SP_PEND_ROUNDS 64
+    struct sp_evset *pend[SP_PEND_ROUNDS];
+    int npend;
 
     /* Rate limit (token bucket) and liveness. */
     double tokens;
@@ -254,6 +263,12 @@ void sp_workers_drain(sp_daemon_t *d);
 /* Record the events of the step just run (loop thread). */
 void sp_workers_collect_events(sp_daemon_t *d);
 uint64_t sp_workers_alerts_seen(const sp_daemon_t *d);
+/* Events dropped for clients (pending bound on the loop + per-snapshot cap on
+ * workers). Loop thread. */
+uint64_t sp_workers_events_dropped(const sp_daemon_t *d);
+/* Release what the workers layer holds for a client being freed (its pending
+ * events). Loop thread. */
+void sp_workers_client_free(sp_client_t *c);
 size_t sp_workers_queue_depth(const sp_daemon_t *d, size_t *results);
 /* Broadcast a SystemAlert message to every worker. */
 void sp_workers_broadcast_alert(sp_daemon_t *d, const char *text, size_t len, int priority);

@@ -85,6 +85,7 @@ static void partial_free(sp_client_t *c) {
 /* ---------------------------------------------------------------- closing */
 
 static void free_client(sp_client_t *c) {
+    sp_workers_client_free(c);
     sp_session_release(c);
     sp_d_view_free(c->view);
     free(c->ibuf);

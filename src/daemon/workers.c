@@ -71,11 +71,16 @@
  * subject's position and the other party's owner, so workers can filter
  * them by interest). Immutable once the round starts; reference counted
  * because clients that skip a round keep it for their next snapshot. */
-typedef struct evset {
+typedef struct sp_evset {
     _Atomic uint32_t refs;
     uint32_t n;
     sp_world_event_t ev[];
 } evset_t;
+
+static void evset_retain(evset_t *e) {
+    /* Relaxed: the caller already holds a reference (shared_ptr copy). */
+    atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+}
 
 static void evset_release(evset_t *e) {
     if (e == NULL) return;
@@ -123,10 +128,15 @@ typedef struct job {
     double centre[3];
     uint64_t ships[SP_MAX_SHIPS_PER_CLIENT];
     int nships;
+    evset_t *pend[SP_PEND_ROUNDS]; /* events of rounds the client skipped, oldest first */
+    int npend;
+    evset_t *events;             /* this round's (a reference of the job's own) */
     const sp_d_view_t *base; /* NULL = full; read-only while the job runs */
     sp_d_view_t *next;
     msgpack_sbuffer out;
     size_t visible;
+    size_t nevents;         /* event notifications packed before the snapshot */
+    struct sp_workers *ws;
     int err;
 } job_t;
 
@@ -159,6 +169,7 @@ struct sp_workers {
     size_t nev, capev;
     /* Frame build statistics (written by the builder; relaxed: metrics). */
     _Atomic uint64_t build_ns_last, build_ns_max;
+    _Atomic uint64_t events_capped; /* events cut by the per-snapshot cap (workers; relaxed) */
     bool kick; /* a round was queued: wake a worker after the tick (loop thread) */
 };
 
@@ -202,14 +213,20 @@ static size_t query(const sp_frame_t *f, const double c[3], double r, wscratch_t
     }
 }
 
-static bool visible_event(const job_t *j, const sp_world_event_t *e, const double (*ctr)[3], int nctr) {
-    if (e->owner == j->session || e->other_owner == j->session) return true;
-    double r2 = j->radius * j->radius;
+/* Can a client (session, interest spheres of `radius` around ctr) see e? */
+static bool event_visible(uint32_t session, double radius, const sp_world_event_t *e, const double (*ctr)[3],
+                          int nctr) {
+    if (e->owner == session || e->other_owner == session) return true;
+    double r2 = radius * radius;
     for (int i = 0; i < nctr; i++) {
         double dx = e->pos[0] - ctr[i][0], dy = e->pos[1] - ctr[i][1], dz = e->pos[2] - ctr[i][2];
         if (dx * dx + dy * dy + dz * dz <= r2) return true;
     }
     return false;
+}
+
+static bool visible_event(const job_t *j, const sp_world_event_t *e, const double (*ctr)[3], int nctr) {
+    return event_visible(j->session, j->radius, e, ctr, nctr);
 }
 
 static void pack_cstr(msgpack_packer *pk, const char *s) { msgpack_pack_str_with_body(pk, s, strlen(s)); }
@@ -253,6 +270,11 @@ static void pack_event(msgpack_packer *pk, const sp_world_event_t *e) {
     }
 }
 
+/* Most event notifications packed ahead of one snapshot. */
+#define SP_SNAP_MAX_EVENTS 4096
+
+static struct sp_workers *ws_of(const job_t *j) { return j->ws; }
+
 static void run_snapshot(job_t *j, wscratch_t *s) {
     const sp_frame_t *f = j->round->frame;
     double ctr[SP_MAX_SHIPS_PER_CLIENT + 1][3];
@@ -279,11 +301,30 @@ static void run_snapshot(job_t *j, wscratch_t *s) {
     j->visible = n;
     msgpack_packer pk;
     msgpack_packer_init(&pk, &j->out, msgpack_sbuffer_write);
-    const evset_t *es = j->round->events;
-    for (uint32_t i = 0; es && i < es->n; i++) {
-        const sp_world_event_t *e = &es->ev[i];
-        if (visible_event(j, e, (const double(*)[3])ctr, nctr)) pack_event(&pk, e);
-    }
+    /* Events: those of the rounds the client skipped (oldest first), then
+     * this round's; the ones the client can see, at most SP_SNAP_MAX_EVENTS
+     * (the newest; older ones beyond are counted as dropped). */
+    const evset_t *sets[SP_PEND_ROUNDS + 1];
+    int ns = 0;
+    for (int k = 0; k < j->npend; k++) sets[ns++] = j->pend[k];
+    if (j->events) sets[ns++] = j->events;
+    size_t vis = 0;
+    for (int k = 0; k < ns; k++)
+        for (uint32_t i = 0; i < sets[k]->n; i++)
+            if (visible_event(j, &sets[k]->ev[i], (const double(*)[3])ctr, nctr)) vis++;
+    size_t skip = vis > SP_SNAP_MAX_EVENTS ? vis - SP_SNAP_MAX_EVENTS : 0;
+    if (skip) atomic_fetch_add_explicit(&ws_of(j)->events_capped, skip, memory_order_relaxed); /* statistic */
+    for (int k = 0; k < ns; k++)
+        for (uint32_t i = 0; i < sets[k]->n; i++) {
+            const sp_world_event_t *e = &sets[k]->ev[i];
+            if (!visible_event(j, e, (const double(*)[3])ctr, nctr)) continue;
+            if (skip) {
+                skip--;
+                continue;
+            }
+            pack_event(&pk, e);
+            j->nevents++;
+        }
     j->err = sp_d_snap_encode(f, s->rows, n, j->base, j->next, &j->out);
 }
 
@@ -521,6 +562,8 @@ int sp_workers_start(sp_daemon_t *d, int n) {
 }
 
 static void free_job(job_t *j) {
+    for (int k = 0; k < j->npend; k++) evset_release(j->pend[k]);
+    evset_release(j->events);
     if (j->next) sp_d_view_free(j->next);
     if (j->kind == JOB_SNAP) msgpack_sbuffer_destroy(&j->out);
     if (j->round) round_release(j->round);
@@ -734,6 +777,73 @@ void sp_workers_apply_due(sp_daemon_t *d) {
 
 /* Results: hand snapshot bytes to sockets; collect AI messages (applied by
  * sp_workers_apply_due at their tick, never here). */
+/* ---------------------------------------------------------------- pending events */
+
+/* How many of e's events client c can see, judged by the loop now (its
+ * ships' current positions, or its subscribe centre). Loop thread. */
+static size_t visible_now(sp_daemon_t *d, const sp_client_t *c, const evset_t *e) {
+    double ctr[SP_MAX_SHIPS_PER_CLIENT + 1][3];
+    int nctr = 0;
+    for (int i = 0; i < c->nships; i++) {
+        sp_entity_info_t info;
+        if (sp_world_inspect(d->world, c->ships[i], &info) != 0) continue;
+        for (int k = 0; k < 3; k++) ctr[nctr][k] = info.pos[k];
+        nctr++;
+    }
+    if (nctr == 0) {
+        memcpy(ctr[0], c->centre, sizeof ctr[0]);
+        nctr = 1;
+    }
+    size_t n = 0;
+    for (uint32_t i = 0; i < e->n; i++)
+        if (event_visible(c->session, c->radius, &e->ev[i], (const double(*)[3])ctr, nctr)) n++;
+    return n;
+}
+
+/* Keep e (retained) for c's next snapshot; past SP_PEND_ROUNDS the oldest
+ * set goes, its visible events counted as dropped. Loop thread. */
+static void pend_push(sp_daemon_t *d, sp_client_t *c, evset_t *e) {
+    if (c->npend == SP_PEND_ROUNDS) {
+        d->st.events_dropped += visible_now(d, c, c->pend[0]);
+        evset_release(c->pend[0]);
+        memmove(c->pend, c->pend + 1, (SP_PEND_ROUNDS - 1) * sizeof c->pend[0]);
+        c->npend--;
+    }
+    evset_retain(e);
+    c->pend[c->npend++] = e;
+}
+
+/* A job's events were not delivered (encoding failed): give them back to the
+ * client, ahead of what it gathered since (older first). Loop thread. */
+static void pend_requeue(sp_daemon_t *d, sp_client_t *c, job_t *j) {
+    evset_t *all[2 * SP_PEND_ROUNDS + 1];
+    int n = 0;
+    for (int k = 0; k < j->npend; k++) all[n++] = j->pend[k];
+    if (j->events) all[n++] = j->events;
+    for (int k = 0; k < c->npend; k++) all[n++] = c->pend[k];
+    j->npend = 0;
+    j->events = NULL;
+    c->npend = 0;
+    int first = n > SP_PEND_ROUNDS ? n - SP_PEND_ROUNDS : 0;
+    for (int k = 0; k < first; k++) {
+        d->st.events_dropped += visible_now(d, c, all[k]);
+        evset_release(all[k]);
+    }
+    for (int k = first; k < n; k++) c->pend[c->npend++] = all[k];
+}
+
+void sp_workers_client_free(sp_client_t *c) {
+    for (int k = 0; k < c->npend; k++) evset_release(c->pend[k]);
+    c->npend = 0;
+}
+
+uint64_t sp_workers_events_dropped(const sp_daemon_t *d) {
+    uint64_t n = d->st.events_dropped;
+    /* Relaxed: a statistic. */
+    if (d->workers) n += atomic_load_explicit(&d->workers->events_capped, memory_order_relaxed);
+    return n;
+}
+
 void sp_workers_drain(sp_daemon_t *d) {
     sp_workers_t *ws = d->workers;
     if (ws == NULL) return;
@@ -750,11 +860,13 @@ void sp_workers_drain(sp_daemon_t *d) {
                 j->next = NULL;
                 c->snaps_sent++;
                 d->st.snapshots_sent++;
+                d->st.events_sent += j->nevents;
                 d->st.snapshot_bytes += j->out.size;
                 d->st.snapshot_entities += j->visible;
             }
         } else if (j->err != 0 && c->state != SP_CLIENT_CLOSING) {
             SP_LOGW("client %u: snapshot encoding failed: %s", c->session, sp_strerror(j->err));
+            pend_requeue(d, c, j);
         }
         sp_client_unref(c);
         free_job(j);
@@ -796,11 +908,17 @@ void sp_workers_snapshot_round(sp_daemon_t *d) {
 
     /* Snapshot jobs, queued by the build job once the frame exists. */
     if (d->nclients > 0) r->snap = malloc((size_t)d->nclients * sizeof *r->snap);
-    for (sp_client_t *c = d->clients; c && r->snap; c = c->next) {
-        if (c->state != SP_CLIENT_READY || c->snap_pending) continue;
-        if (c->obuf_bytes > d->conf.obuf_soft) {
+    for (sp_client_t *c = d->clients; c; c = c->next) {
+        if (c->state != SP_CLIENT_READY) continue;
+        bool skip = c->snap_pending || r->snap == NULL;
+        if (!skip && c->obuf_bytes > d->conf.obuf_soft) {
             /* Skip; the next delta is taken against what it really received. */
             d->st.snapshots_skipped++;
+            skip = true;
+        }
+        if (skip) {
+            /* Its events wait for the snapshot it really gets. */
+            if (r->events) pend_push(d, c, r->events);
             continue;
         }
         job_t *j = calloc(1, sizeof *j);
@@ -825,6 +943,14 @@ void sp_workers_snapshot_round(sp_daemon_t *d) {
         }
         c->need_full = false;
         j->base = c->view;
+        j->ws = ws;
+        memcpy(j->pend, c->pend, (size_t)c->npend * sizeof c->pend[0]); /* the job takes them */
+        j->npend = c->npend;
+        c->npend = 0;
+        if (r->events) {
+            evset_retain(r->events);
+            j->events = r->events;
+        }
         atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed); /* the job's */
         r->snap[r->nsnap++] = j;
         c->snap_pending = true;

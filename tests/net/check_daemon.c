@@ -434,6 +434,85 @@ START_TEST(test_daemon_bad_flags_exit_2_with_message) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------- skipped snapshots */
+
+static void drain_notes(nc_t *c) {
+    for (size_t i = 0; i < c->nnotes; i++) nc_note_free(c->notes[i]);
+    c->nnotes = 0;
+}
+
+static uint64_t stat_u64(nc_t *c, const char *key) {
+    nc_resp_t r;
+    ck_assert_int_eq(nc_call(c, T, &r, "stats", ""), 0);
+    ck_assert_msg(r.error == NULL, "stats: %s", r.message);
+    uint64_t v = nc_get_u64(r.result, key);
+    nc_resp_free(&r);
+    return v;
+}
+
+/* A client that does not read gets its snapshots skipped; an event about its
+ * own ship produced while it is skipped must still reach it, with the next
+ * snapshot it really gets (not be lost with the skipped one). */
+START_TEST(test_daemon_events_of_skipped_snapshots_delivered_later) {
+    static const char *const args[] = {"--demo-asteroids", "3000", "--demo-npcs", "1500", "--world-size", "1000",
+                                       "--snapshot-hz", "30", "--obuf-soft", "32768", "--obuf-hard", "67108864",
+                                       "--obuf-soft-seconds", "600", NULL};
+    start(args, NULL);
+    nc_t slow, good;
+    ck_assert_int_eq(nc_connect(&slow, D.port), 0);
+    /* A small receive window (but not so small that the connection crawls
+     * once the client reads again) so the server's queue fills fast. */
+    int small = 32768;
+    setsockopt(slow.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    nc_resp_t r;
+    ck_assert_int_eq(nc_call(&slow, T, &r, "hello", "sn", "sloth"), 0);
+    nc_resp_free(&r);
+    uint64_t victim = spawn_at(&slow, 100, 100, 100);
+    ck_assert_int_eq(nc_call(&slow, T, &r, "subscribe", "d", 5000.0), 0); /* sees everything: big snapshots */
+    nc_resp_free(&r);
+    /* From here on the slow client does not read. */
+    connect_hello(&good, "good", NULL, NULL);
+    ck_assert_int_eq(nc_call(&good, T, &r, "subscribe", "d", 1.0), 0);
+    nc_resp_free(&r);
+    double deadline = nc_now() + 20 * sp_timeout(1);
+    uint64_t dropped = 0;
+    while ((dropped = stat_u64(&good, "snapshots_dropped")) < 3 && nc_now() < deadline) {
+        drain_notes(&good);
+        msgpack_unpacked *u = nc_next_note(&good, "snapshot", T); /* paced by the server's snapshots */
+        ck_assert_ptr_nonnull(u);
+        nc_note_free(u);
+    }
+    ck_assert_msg(dropped >= 3, "the slow client's snapshots were never skipped");
+    /* Fire at the slow client's ship while its snapshots are being skipped. */
+    uint64_t shooter = spawn_at(&good, 130, 100, 100);
+    ck_assert_int_eq(call_code(&good, "fire", "uu", shooter, victim), 0);
+    /* Two more skipped rounds: the one carrying the event was skipped too. */
+    while (stat_u64(&good, "snapshots_dropped") < dropped + 2 && nc_now() < deadline) {
+        drain_notes(&good);
+        msgpack_unpacked *u = nc_next_note(&good, "snapshot", T);
+        ck_assert_ptr_nonnull(u);
+        nc_note_free(u);
+    }
+    ck_assert_uint_ge(stat_u64(&good, "snapshots_dropped"), dropped + 2);
+    /* Now the slow client reads: the WeaponFired event at its ship arrives. */
+    bool seen = false;
+    while (!seen && nc_now() < deadline) {
+        msgpack_unpacked *u = nc_next_note(&slow, "event", T);
+        ck_assert_msg(u != NULL, "no event reached the slow client");
+        const msgpack_object *ev = &nc_note_params(u)->via.array.ptr[0];
+        if (nc_str_eq(nc_get(ev, "type"), "WeaponFired") && nc_get_u64(ev, "ship_id") == shooter &&
+            nc_get_u64(ev, "target_id") == victim)
+            seen = true;
+        nc_note_free(u);
+        drain_notes(&slow); /* snapshots read meanwhile */
+    }
+    ck_assert_msg(seen, "the WeaponFired event produced while the client was skipped was lost");
+    nc_close(&slow);
+    nc_close(&good);
+    stop();
+}
+END_TEST
+
 /* ---------------------------------------------------------------- determinism */
 
 /* Run the daemon (no clients) until --stop-after-ticks, wait for its exit
@@ -494,6 +573,7 @@ static Suite *daemon_suite(void) {
         {"checkpoint_corrupt", test_daemon_corrupt_or_truncated_checkpoint_refused_nonzero_exit},
         {"flags", test_daemon_bad_flags_exit_2_with_message},
         {"determinism_workers", test_daemon_world_hash_same_with_1_and_2_workers},
+        {"skipped_events", test_daemon_events_of_skipped_snapshots_delivered_later},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);
