@@ -39,6 +39,7 @@ static sp_world_t *make_world(uint64_t seed, int grid_threads) {
     sp_world_t *w;
     ck_assert_int_eq(sp_world_create(&d, &w), 0);
     ck_assert_int_eq(sp_world_populate_demo(w, 3000, 240), 0);
+    ck_assert_int_eq(sp_world_set_respawn(w, 240, 3000, 20, 3), 0); /* fights and mining are refilled */
     return w;
 }
 

@@ -13,7 +13,9 @@
 #define DEF_BYTES (8u + 29u * 4u)
 #define OFF_TICK (HDR + DEF_BYTES)
 #define OFF_LAST_REBUILD (OFF_TICK + 8 + 8 + 4 + 4)
-#define OFF_NSLOTS (OFF_LAST_REBUILD + 8)
+#define OFF_RESPAWN (OFF_LAST_REBUILD + 8) /* version 2: 5 x u32 */
+#define RESPAWN_BYTES 20u
+#define OFF_NSLOTS (OFF_RESPAWN + RESPAWN_BYTES)
 #define OFF_COUNT (OFF_NSLOTS + 4)
 #define OFF_NFREE (OFF_COUNT + 4)
 #define OFF_FREE_LIST (OFF_NFREE + 4)
@@ -227,8 +229,13 @@ START_TEST(test_save_forged_fields_refused) {
     ck_assert_int_eq(load_forged(buf, len, OFF_LAST_REBUILD, &big, 8), SP_ECORRUPT); /* > tick */
     float bad = -1.0f;
     ck_assert_int_eq(load_forged(buf, len, HDR + 8, &bad, 4), SP_ECORRUPT); /* half_extent */
-    v32 = 2;
-    ck_assert_int_eq(load_forged(buf, len, 8, &v32, 4), SP_ECORRUPT); /* version */
+    v32 = 3;
+    ck_assert_int_eq(load_forged(buf, len, 8, &v32, 4), SP_ECORRUPT); /* version from the future */
+    v32 = 0;
+    ck_assert_int_eq(load_forged(buf, len, 8, &v32, 4), SP_ECORRUPT);
+    v32 = (1u << 20) + 1; /* respawn NPC target above max_entities */
+    ck_assert_int_eq(load_forged(buf, len, OFF_RESPAWN, &v32, 4), SP_ECORRUPT);
+    ck_assert_int_eq(load_forged(buf, len, OFF_RESPAWN + 4, &v32, 4), SP_ECORRUPT);
     ck_assert_int_eq(load_forged(buf, len, 0, "XPWORLD", 8), SP_ECORRUPT); /* magic */
     /* First slot record (slot 0 was destroyed: gen 2, kind 0): generation 0. */
     size_t slot0 = OFF_FREE_LIST + 4u * nfree;
@@ -251,6 +258,82 @@ START_TEST(test_save_forged_fields_refused) {
 }
 END_TEST
 
+/* Respawn state is saved: a loaded world respawns exactly as the original
+ * (same hash through several respawn periods); a version-1 buffer (no
+ * respawn state) still loads, with respawn off. */
+START_TEST(test_save_respawn_state_round_trips_and_version1_still_loads) {
+    sp_entity_id_t player;
+    sp_world_t *a = busy_world(200, 30, &player);
+    ck_assert_int_eq(sp_world_set_respawn(a, 40, 220, 7, 3), 0);
+    for (int t = 0; t < 20; t++) tick(a, player);
+    uint8_t *buf;
+    size_t len;
+    ck_assert_int_eq(sp_world_save(a, &buf, &len), 0);
+    uint32_t ver;
+    memcpy(&ver, buf + 8, 4);
+    ck_assert_uint_eq(ver, SP_SAVE_VERSION);
+    uint32_t rs[5];
+    memcpy(rs, buf + OFF_RESPAWN, sizeof rs);
+    ck_assert_uint_eq(rs[0], 40);
+    ck_assert_uint_eq(rs[1], 220);
+    ck_assert_uint_eq(rs[2], 7);
+    ck_assert_uint_eq(rs[3], 3);
+    ck_assert_uint_ge(rs[4], 30); /* roles handed out: 30 at populate + respawned */
+    sp_world_t *b;
+    ck_assert_int_eq(sp_world_load(buf, len, NULL, 1, &b), 0);
+    ck_assert_uint_eq(sp_world_hash(b), sp_world_hash(a));
+    ck_assert_uint_eq(sp_world_count_npc(b), sp_world_count_npc(a));
+    uint32_t before = sp_world_count_npc(a);
+    int killed = 0; /* kill 10 NPCs in both */
+    for (uint32_t idx = 0; idx < 400 && killed < 10; idx++) {
+        for (uint32_t g = 1; g < 4; g++) {
+            sp_entity_info_t e;
+            sp_entity_id_t id = ((uint64_t)g << 32) | idx;
+            if (sp_world_inspect(a, id, &e) == 0 && (e.flags & SP_ENT_NPC)) {
+                ck_assert_int_eq(sp_world_destroy(a, id), 0);
+                ck_assert_int_eq(sp_world_destroy(b, id), 0);
+                killed++;
+            }
+        }
+    }
+    ck_assert_int_eq(killed, 10);
+    ck_assert_uint_eq(sp_world_count_npc(a), before - 10);
+    for (int t = 0; t < 40; t++) {
+        tick(a, player);
+        tick(b, player);
+    }
+    ck_assert_uint_eq(sp_world_hash(b), sp_world_hash(a));
+    ck_assert_uint_eq(sp_world_count_npc(a), 40); /* 3 per 7 ticks: back to the target */
+    /* Version 1: the same payload without the respawn fields. */
+    uint8_t *v1 = malloc(len);
+    size_t n1 = len - RESPAWN_BYTES;
+    memcpy(v1, buf, OFF_RESPAWN);
+    memcpy(v1 + OFF_RESPAWN, buf + OFF_RESPAWN + RESPAWN_BYTES, len - OFF_RESPAWN - RESPAWN_BYTES);
+    ver = 1;
+    memcpy(v1 + 8, &ver, 4);
+    fix_checksum(v1, n1);
+    sp_world_t *c;
+    ck_assert_int_eq(sp_world_load(v1, n1, NULL, 1, &c), 0);
+    uint32_t saved_count;
+    memcpy(&saved_count, buf + OFF_COUNT, 4);
+    ck_assert_uint_eq(sp_world_count(c), saved_count);
+    uint32_t n_npc = sp_world_count_npc(c);
+    for (uint32_t i = 0; i < 10; i++) ck_assert_int_eq(sp_world_step(c), 0);
+    ck_assert_uint_le(sp_world_count_npc(c), n_npc); /* never respawns */
+    uint8_t *again;
+    size_t alen;
+    ck_assert_int_eq(sp_world_save(c, &again, &alen), 0);
+    memcpy(rs, again + OFF_RESPAWN, sizeof rs);
+    ck_assert_uint_eq(rs[2], 0); /* period 0: off */
+    free(again);
+    free(v1);
+    free(buf);
+    sp_world_free(a);
+    sp_world_free(b);
+    sp_world_free(c);
+}
+END_TEST
+
 static Suite *save_suite(void) {
     Suite *s = suite_create("save");
     struct {
@@ -262,6 +345,7 @@ static Suite *save_suite(void) {
         {"truncation", test_save_every_truncation_refused_ecorrupt},
         {"flips", test_save_random_byte_flips_refused_ecorrupt},
         {"forged", test_save_forged_fields_refused},
+        {"respawn", test_save_respawn_state_round_trips_and_version1_still_loads},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);

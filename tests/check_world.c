@@ -706,6 +706,66 @@ START_TEST(test_world_populate_demo_deterministic_from_seed) {
 }
 END_TEST
 
+/* Respawn: NPC ships and asteroids come back toward their targets, at most
+ * per_period of each every period ticks and only on those ticks, from the
+ * world rng (two identical worlds stay identical); players are not NPCs. */
+static void kill_npcs(sp_world_t *w, uint32_t n) {
+    uint32_t killed = 0;
+    for (uint32_t idx = 0; killed < n && idx < 100000; idx++)
+        for (uint32_t g = 1; g < 8 && killed < n; g++) {
+            sp_entity_info_t e;
+            sp_entity_id_t id = sp_id_make(idx, g);
+            if (sp_world_inspect(w, id, &e) == 0 && (e.flags & SP_ENT_NPC)) {
+                ck_assert_int_eq(sp_world_destroy(w, id), 0);
+                killed++;
+            }
+        }
+    ck_assert_uint_eq(killed, n);
+}
+
+START_TEST(test_world_respawn_tops_up_npcs_and_asteroids_at_fixed_rate_deterministically) {
+    sp_world_def_t d = quiet_def();
+    sp_world_t *a, *b;
+    ck_assert_int_eq(sp_world_create(&d, &a), 0);
+    ck_assert_int_eq(sp_world_create(&d, &b), 0);
+    sp_world_t *ws[2] = {a, b};
+    for (int k = 0; k < 2; k++) {
+        ck_assert_int_eq(sp_world_populate_demo(ws[k], 300, 30), 0);
+        ck_assert_int_eq(sp_world_set_respawn(ws[k], 30, 300, 10, 4), 0);
+        sp_entity_id_t p;
+        ck_assert_int_eq(sp_world_spawn_ship(ws[k], 5, 0, NULL, &p), 0); /* a player: not an NPC */
+        kill_npcs(ws[k], 10);
+        for (uint32_t i = 0; i < 300; i += 30) ck_assert_int_eq(sp_world_destroy(ws[k], sp_id_make(i, 1)), 0);
+    }
+    ck_assert_uint_eq(sp_world_count_npc(a), 20);
+    ck_assert_uint_eq(sp_world_count_kind(a, SP_KIND_SHIP), 21);
+    ck_assert_uint_eq(sp_world_count_kind(a, SP_KIND_ASTEROID), 290);
+    ck_assert_int_eq(sp_world_set_respawn(NULL, 1, 1, 1, 1), SP_EINVAL);
+    ck_assert_int_eq(sp_world_set_respawn(a, d.max_entities + 1, 1, 1, 1), SP_EINVAL);
+    uint32_t npc = 20, ast = 290;
+    for (int t = 1; t <= 40; t++) {
+        ck_assert_int_eq(sp_world_step(a), 0);
+        ck_assert_int_eq(sp_world_step(b), 0);
+        if (sp_world_tick(a) % 10 == 0) {
+            npc = npc + 4 > 30 ? 30 : npc + 4;
+            ast = ast + 4 > 300 ? 300 : ast + 4;
+        }
+        ck_assert_uint_eq(sp_world_count_npc(a), npc); /* nothing else kills in a quiet world */
+        ck_assert_uint_eq(sp_world_count_kind(a, SP_KIND_ASTEROID), ast);
+        ck_assert_uint_eq(sp_world_hash(a), sp_world_hash(b));
+    }
+    ck_assert_uint_eq(npc, 30);
+    ck_assert_uint_eq(ast, 300);
+    /* Off: nothing comes back. */
+    ck_assert_int_eq(sp_world_set_respawn(a, 30, 300, 0, 4), 0);
+    kill_npcs(a, 5);
+    for (int t = 0; t < 30; t++) ck_assert_int_eq(sp_world_step(a), 0);
+    ck_assert_uint_eq(sp_world_count_npc(a), 25);
+    sp_world_free(a);
+    sp_world_free(b);
+}
+END_TEST
+
 static Suite *world_suite(void) {
     Suite *s = suite_create("world");
     struct {
@@ -733,6 +793,7 @@ static Suite *world_suite(void) {
         {"frame_capture", test_frame_built_from_capture_on_other_thread_equals_published},
         {"ai", test_ai_chunks_tag_messages_and_miner_mines_fighter_fires},
         {"demo", test_world_populate_demo_deterministic_from_seed},
+        {"respawn", test_world_respawn_tops_up_npcs_and_asteroids_at_fixed_rate_deterministically},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);

@@ -54,7 +54,8 @@ static void usage(FILE *f) {
             "  --snapshot-hz N          snapshots per second per client (default 20)\n"
             "  --world-size UNITS       edge of the cubic world (default 4000)\n"
             "  --demo-asteroids N       asteroids in a new world (default 5000)\n"
-            "  --demo-npcs N            NPC ships in a new world (default 200)\n"
+            "  --demo-npcs N            NPC ships in a new world (default 200); destroyed NPCs\n"
+            "                           and depleted asteroids respawn (2%% of N, >= 2, per second)\n"
             "  --max-clients N          connection limit (default 2000)\n"
             "  --checkpoint PATH        resume from PATH if it exists; save to it\n"
             "  --checkpoint-every SECS  periodic checkpoint interval (default 60; 0 = only at exit)\n"
@@ -285,8 +286,15 @@ int main(int argc, char **argv) {
                     sp_strerror(e));
             return SP_EXIT_RUNTIME;
         }
-        SP_LOGI("new world: seed %llu, size %.0f, %u entities", (unsigned long long)c->seed, c->world_size,
-                sp_world_count(d.world));
+        /* Keep the demo lively: once a second, bring back up to 2% of the
+         * NPC ships (at least 2) and as many asteroids, toward the numbers
+         * asked for. Deterministic (world rng) and saved in checkpoints, so
+         * a resumed world goes on respawning the same way. */
+        uint32_t per = (uint32_t)(c->demo_npcs / 50);
+        if (per < 2) per = 2;
+        sp_world_set_respawn(d.world, (uint32_t)c->demo_npcs, (uint32_t)c->demo_asteroids, (uint32_t)c->tick_hz, per);
+        SP_LOGI("new world: seed %llu, size %.0f, %u entities (respawn up to %u NPCs and %u asteroids per second)",
+                (unsigned long long)c->seed, c->world_size, sp_world_count(d.world), per, per);
     } else {
         d.wdef = *sp_world_def(d.world);
         float want = 1.0f / (float)c->tick_hz;

@@ -48,6 +48,8 @@ static uint64_t fnv1a64(const uint8_t *p, size_t n) {
 enum { DEF_BYTES = 0 SP__DEF_FIELDS(SP__DEF_SIZE) };
 /* Bytes of one live slot after gen + kind: flags, resource, owner, 14 floats,
  * cargo, 4 counters, source. */
+/* Version 2 adds the respawn state after last_rebuild. */
+enum { RESPAWN_BYTES = 5 * 4 };
 enum { LIVE_SLOT_BYTES = 1 + 1 + 4 + 14 * 4 + SP_RESOURCE_COUNT * 4 + 4 * 4 + 8 };
 
 /* Direct writer into a buffer of exactly the right size. */
@@ -67,7 +69,7 @@ static void w_f(wcur_t *c, float v) { w_put(c, &v, 4); }
 int sp_world_save_unsealed(const sp_world_t *w, uint8_t **out_buf, size_t *out_len) {
     if (w == NULL || out_buf == NULL || out_len == NULL) return SP_EINVAL;
     /* Exact size first: one allocation, no copying as the buffer grows. */
-    uint64_t len = (uint64_t)HDR_SIZE + DEF_BYTES + 8 + 8 + 4 + 4 + 8 + 4 + 4 + 4 + 4ull * w->nfree +
+    uint64_t len = (uint64_t)HDR_SIZE + DEF_BYTES + 8 + 8 + 4 + 4 + 8 + RESPAWN_BYTES + 4 + 4 + 4 + 4ull * w->nfree +
                    5ull * w->nslots + (uint64_t)LIVE_SLOT_BYTES * w->count;
     if (len > SIZE_MAX) return SP_EOVERFLOW;
     uint8_t *buf = malloc((size_t)len);
@@ -83,6 +85,11 @@ int sp_world_save_unsealed(const sp_world_t *w, uint8_t **out_buf, size_t *out_l
     w_u32(&c, (uint32_t)w->sleep_enabled);
     w_u32(&c, w->stale);
     w_u64(&c, w->last_rebuild);
+    w_u32(&c, w->rs_npc_target);
+    w_u32(&c, w->rs_ast_target);
+    w_u32(&c, w->rs_period);
+    w_u32(&c, w->rs_per_period);
+    w_u32(&c, w->rs_role);
     w_u32(&c, w->nslots);
     w_u32(&c, w->count);
     w_u32(&c, w->nfree);
@@ -275,9 +282,10 @@ typedef struct head {
     sp_world_def_t def;
     uint64_t tick, rng, last_rebuild;
     uint32_t sleep_enabled, stale, nslots, count, nfree;
+    uint32_t rs_npc_target, rs_ast_target, rs_period, rs_per_period, rs_role;
 } head_t;
 
-static void get_head(rbuf_t *b, head_t *h) {
+static void get_head(rbuf_t *b, uint32_t ver, head_t *h) {
     memset(h, 0, sizeof *h);
     h->def = sp_world_def_default();
 #define SP__GET_DEF(t, f) h->def.f = get_##t(b);
@@ -290,6 +298,13 @@ static void get_head(rbuf_t *b, head_t *h) {
     h->sleep_enabled = get_u32(b);
     h->stale = get_u32(b);
     h->last_rebuild = get_u64(b);
+    if (ver >= 2) {
+        h->rs_npc_target = get_u32(b);
+        h->rs_ast_target = get_u32(b);
+        h->rs_period = get_u32(b);
+        h->rs_per_period = get_u32(b);
+        h->rs_role = get_u32(b);
+    }
     h->nslots = get_u32(b);
     h->count = get_u32(b);
     h->nfree = get_u32(b);
@@ -305,12 +320,13 @@ static int validate(const uint8_t *buf, size_t len) {
     memcpy(&hs, buf + 12, 4);
     memcpy(&plen, buf + 16, 8);
     memcpy(&sum, buf + 24, 8);
-    if (ver != SP_SAVE_VERSION || hs != HDR_SIZE || plen != len - HDR_SIZE) return SP_ECORRUPT;
+    if (ver < 1 || ver > SP_SAVE_VERSION || hs != HDR_SIZE || plen != len - HDR_SIZE) return SP_ECORRUPT;
     if (fnv1a64(buf + HDR_SIZE, plen) != sum) return SP_ECORRUPT;
     rbuf_t b = {buf + HDR_SIZE, plen, 0, 0};
     head_t h;
-    get_head(&b, &h);
+    get_head(&b, ver, &h);
     if (b.bad || sp__world_def_check(&h.def) != 0) return SP_ECORRUPT;
+    if (h.rs_npc_target > h.def.max_entities || h.rs_ast_target > h.def.max_entities) return SP_ECORRUPT;
     if (h.sleep_enabled > 1 || h.last_rebuild > h.tick) return SP_ECORRUPT;
     if (h.nslots > h.def.max_entities || h.nfree > h.nslots || h.count != h.nslots - h.nfree)
         return SP_ECORRUPT;
@@ -350,8 +366,10 @@ int sp_world_load(const uint8_t *buf, size_t len, const sp_allocator_t *alloc, i
     if (rc != 0) return rc;
     /* Pass 2: build. */
     rbuf_t b = {buf + HDR_SIZE, len - HDR_SIZE, 0, 0};
+    uint32_t ver;
+    memcpy(&ver, buf + 8, 4);
     head_t h;
-    get_head(&b, &h);
+    get_head(&b, ver, &h);
     h.def.allocator = alloc;
     h.def.grid_threads = grid_threads;
     sp_world_t *w;
@@ -388,6 +406,7 @@ int sp_world_load(const uint8_t *buf, size_t len, const sp_allocator_t *alloc, i
         w->source[i] = s.source;
         w->count++;
         w->count_kind[s.kind]++;
+        if (s.kind == SP_KIND_SHIP && (s.flags & SP_ENT_NPC)) w->count_npc++;
         if (s.flags & SP_ENT_SLEEPING) w->nsleeping++;
     }
     w->awake_dirty = 1;
@@ -400,6 +419,11 @@ int sp_world_load(const uint8_t *buf, size_t len, const sp_allocator_t *alloc, i
     }
     w->stale = h.stale;
     w->last_rebuild = h.last_rebuild;
+    w->rs_npc_target = h.rs_npc_target;
+    w->rs_ast_target = h.rs_ast_target;
+    w->rs_period = h.rs_period;
+    w->rs_per_period = h.rs_per_period;
+    w->rs_role = h.rs_role;
     *out = w;
     return 0;
 }

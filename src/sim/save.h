@@ -1,10 +1,11 @@
 /* sim/save.h: whole-world checkpoints as a byte buffer.
  *
- * Format (little-endian, version 1):
+ * Format (little-endian, version 2):
  *   header  "SPWORLD\0" magic (8) | version u32 | header size u32 |
  *           payload length u64 | FNV-1a-64 of the payload u64
- *   payload the world definition, tick, rng state, slot count, free list,
- *           and every slot's full state (free slots: generation only).
+ *   payload the world definition, tick, rng state, static-grid counters,
+ *           respawn settings and role counter (version 2), slot count, free
+ *           list, and every slot's full state (free slots: generation only).
  * sp_world_load() validates everything (magic, version, lengths, checksum,
  * every count against the lengths, every number's range, kinds, flags,
  * generations, free list consistency) BEFORE it builds the new world, so a
@@ -26,7 +27,9 @@
 extern "C" {
 #endif
 
-#define SP_SAVE_VERSION 1u
+/* Written version. Version 1 (no respawn state: loads with respawn off) is
+ * still read. */
+#define SP_SAVE_VERSION 2u
 
 /* Serialize w. On success returns 0 and *out_buf / *out_len: a buffer from
  * malloc() that the caller frees with free(). SP_ENOMEM / SP_EOVERFLOW on

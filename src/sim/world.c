@@ -306,6 +306,7 @@ uint32_t sp_world_count_kind(const sp_world_t *w, int kind) {
     return (kind >= 1 && kind <= 3) ? w->count_kind[kind] : 0;
 }
 uint32_t sp_world_count_sleeping(const sp_world_t *w) { return w->nsleeping; }
+uint32_t sp_world_count_npc(const sp_world_t *w) { return w->count_npc; }
 
 /* ---------------------------------------------------------------- rng */
 
@@ -355,6 +356,7 @@ static int slot_alloc(sp_world_t *w, uint32_t *out) {
 
 static void slot_commit(sp_world_t *w, uint32_t i, int kind) {
     w->kind[i] = (uint8_t)kind;
+    if (kind == SP_KIND_SHIP && (w->flags[i] & SP_ENT_NPC)) w->count_npc++;
     if (kind == SP_KIND_ASTEROID) w->awake_dirty = 1;
     w->count++;
     w->count_kind[kind]++;
@@ -366,6 +368,7 @@ static void slot_free(sp_world_t *w, uint32_t i) {
         w->stale++;
     }
     if (w->kind[i] == SP_KIND_ASTEROID) w->awake_dirty = 1;
+    if (w->kind[i] == SP_KIND_SHIP && (w->flags[i] & SP_ENT_NPC)) w->count_npc--;
     w->count--;
     w->count_kind[w->kind[i]]--;
     w->kind[i] = SP_KIND_NONE;
@@ -967,6 +970,49 @@ static void resolve_contact(sp_world_t *w, uint32_t a, uint32_t b) {
     }
 }
 
+static const uint8_t demo_roles[3] = {SP_ENT_MINER, SP_ENT_FIGHTER, 0};
+
+/* A demo NPC: role cycling miner, fighter, patrol (counted in rs_role), a
+ * random point and cruise velocity from the rng. */
+static int spawn_demo_npc(sp_world_t *w) {
+    sp_entity_id_t id;
+    int rc = sp_world_spawn_ship(w, 0, demo_roles[w->rs_role % 3], NULL, &id);
+    if (rc != 0) return rc;
+    w->rs_role++;
+    float s = 0.5f * w->def.ship_max_speed;
+    float v[3] = {rng_range(w, -s, s), rng_range(w, -s, s), rng_range(w, -s, s)};
+    sp_world_set_desired_velocity(w, id, v, NULL);
+    return 0;
+}
+
+/* A demo asteroid, born at rest (it sleeps at the next static rebuild). */
+static int spawn_demo_asteroid(sp_world_t *w) {
+    sp_entity_id_t id;
+    int rc = sp_world_spawn_asteroid(w, NULL, 0.0f, 0.0f, -1, &id);
+    if (rc == 0) w->rest[sp_id_index(id)] = w->def.sleep_ticks;
+    return rc;
+}
+
+/* Top the NPC ships and asteroids up toward their targets, at most
+ * rs_per_period of each. Deterministic: the state and the rng only. A failed
+ * spawn (limit, memory) stops this round; the next period tries again. */
+static void respawn(sp_world_t *w) {
+    for (uint32_t k = 0; k < w->rs_per_period && w->count_npc < w->rs_npc_target; k++)
+        if (spawn_demo_npc(w) != 0) break;
+    for (uint32_t k = 0; k < w->rs_per_period && w->count_kind[SP_KIND_ASTEROID] < w->rs_ast_target; k++)
+        if (spawn_demo_asteroid(w) != 0) break;
+}
+
+int sp_world_set_respawn(sp_world_t *w, uint32_t npc_target, uint32_t ast_target, uint32_t period_ticks,
+                         uint32_t per_period) {
+    if (w == NULL || npc_target > w->def.max_entities || ast_target > w->def.max_entities) return SP_EINVAL;
+    w->rs_npc_target = npc_target;
+    w->rs_ast_target = ast_target;
+    w->rs_period = period_ticks;
+    w->rs_per_period = per_period;
+    return 0;
+}
+
 int sp_world_step(sp_world_t *w) {
     if (w == NULL) return SP_EINVAL;
     const sp_world_def_t *d = &w->def;
@@ -1068,6 +1114,7 @@ int sp_world_step(sp_world_t *w) {
             (w->stale > 0 && age >= 600))
             (void)sp__world_rebuild_static(w, 1);
     }
+    if (w->rs_period != 0 && w->tick % w->rs_period == 0) respawn(w);
     return 0;
 }
 
@@ -1122,6 +1169,11 @@ uint64_t sp_world_hash(const sp_world_t *w) {
     fnv_u32(&f, (uint32_t)w->sleep_enabled);
     fnv_u32(&f, w->stale);
     fnv_u64(&f, w->last_rebuild);
+    fnv_u32(&f, w->rs_npc_target);
+    fnv_u32(&f, w->rs_ast_target);
+    fnv_u32(&f, w->rs_period);
+    fnv_u32(&f, w->rs_per_period);
+    fnv_u32(&f, w->rs_role);
     fnv_u32(&f, w->nfree);
     for (uint32_t k = 0; k < w->nfree; k++) fnv_u32(&f, w->free_list[k]);
     for (uint32_t i = 0; i < w->nslots; i++) {
@@ -1147,19 +1199,12 @@ int sp_world_populate_demo(sp_world_t *w, uint32_t n_asteroids, uint32_t n_npcs)
     if (w == NULL) return SP_EINVAL;
     int rc = 0;
     for (uint32_t k = 0; k < n_asteroids; k++) {
-        sp_entity_id_t id;
-        rc = sp_world_spawn_asteroid(w, NULL, 0.0f, 0.0f, -1, &id);
+        rc = spawn_demo_asteroid(w);
         if (rc != 0) return rc;
-        w->rest[sp_id_index(id)] = w->def.sleep_ticks; /* born at rest */
     }
-    static const uint8_t roles[3] = {SP_ENT_MINER, SP_ENT_FIGHTER, 0};
     for (uint32_t k = 0; k < n_npcs; k++) {
-        sp_entity_id_t id;
-        rc = sp_world_spawn_ship(w, 0, roles[k % 3], NULL, &id);
+        rc = spawn_demo_npc(w);
         if (rc != 0) return rc;
-        float s = 0.5f * w->def.ship_max_speed;
-        float v[3] = {rng_range(w, -s, s), rng_range(w, -s, s), rng_range(w, -s, s)};
-        sp_world_set_desired_velocity(w, id, v, NULL);
     }
     if (w->sleep_enabled) rc = sp__world_rebuild_static(w, 1);
     return rc;

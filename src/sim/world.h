@@ -341,8 +341,23 @@ SP_API uint64_t sp_world_hash(const sp_world_t *w);
 /* Populate a demo world deterministically from the seed: n_asteroids
  * asteroids (random radius, resource, amount) asleep, and n_npcs NPC ships
  * (roles cycling miner, fighter, patrol) with random desired velocities.
+ * (Respawn is separate: sp_world_set_respawn.)
  * Returns 0, SP_ELIMIT or SP_ENOMEM (entities spawned so far remain). */
 SP_API int sp_world_populate_demo(sp_world_t *w, uint32_t n_asteroids, uint32_t n_npcs);
+
+/* Keep a demo world lively: every period_ticks ticks (at the end of each
+ * step that reaches a multiple of it), spawn up to per_period NPC ships while
+ * fewer than npc_target live (roles cycling miner, fighter, patrol; a random
+ * point and cruise velocity) and up to per_period asteroids while fewer than
+ * ast_target live (random, born at rest: they sleep at the next static
+ * rebuild). All from the world rng, so deterministic. period_ticks 0 = off
+ * (the default). The settings and the role counter are world state: hashed
+ * and saved. Returns 0 or SP_EINVAL (NULL, a target above max_entities). */
+SP_API int sp_world_set_respawn(sp_world_t *w, uint32_t npc_target, uint32_t ast_target, uint32_t period_ticks,
+                                uint32_t per_period);
+
+/* Live NPC ships (owner 0). O(1). */
+SP_API uint32_t sp_world_count_npc(const sp_world_t *w);
 
 /* Visit live entity ids in slot order; stops early when fn returns non-zero
  * (that value is returned). fn must not modify the world. */

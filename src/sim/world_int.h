@@ -46,6 +46,10 @@ struct sp_world {
     int sleep_enabled;
     uint32_t stale;          /* static grid entries whose body woke or died */
     uint64_t last_rebuild;   /* tick of the last static grid rebuild */
+    uint32_t count_npc;      /* live NPC ships (derived; not saved) */
+    /* Respawn (sp_world_set_respawn; saved and hashed). period 0 = off. */
+    uint32_t rs_npc_target, rs_ast_target, rs_period, rs_per_period;
+    uint32_t rs_role;        /* roles given so far (the next role cycles from it) */
 
     /* Slot arrays (cap elements; cargo 4*cap). */
     uint32_t *gen, *owner, *free_list;
