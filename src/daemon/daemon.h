@@ -181,6 +181,7 @@ typedef struct sp_daemon {
     uv_tcp_t metrics;
     bool metrics_on;
     uv_timer_t tick_timer;
+    uv_idle_t tick_idle;    /* runs a step that is already due (see loop.c) */
     uv_timer_t house_timer; /* 1 Hz: idle pings, soft-limit kicks, rates, checkpoints */
     uv_signal_t sig_term, sig_int;
     uv_async_t wake; /* workers -> loop */

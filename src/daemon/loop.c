@@ -14,7 +14,10 @@
  * make the next ones late too (the spiral of death). The dilation factor,
  * game seconds per wall second over the last second, is in stats/metrics.
  * The loop keeps serving sockets between steps even when it runs them back
- * to back (a zero timeout still polls for I/O).
+ * to back: a step that is due at once is run from a uv_idle handle (one step
+ * per loop iteration, and the poll phase between two of them), never from a
+ * 0 ms timer re-armed inside its own callback, which libuv 1.44 runs again in
+ * the same timer phase without polling I/O (sockets starved while behind).
  *
  * Each step: hand finished snapshots to sockets, apply the AI round whose
  * application tick this is (workers.c: frame tick T is applied before the
@@ -88,16 +91,26 @@ static void run_tick(sp_daemon_t *d) {
 }
 
 static void on_tick(uv_timer_t *t);
+static void on_tick_idle(uv_idle_t *h);
 
 static void schedule_tick(sp_daemon_t *d) {
     uint64_t now = sp_now_ns();
     uint64_t due = d->last_ns + (d->acc_ns >= d->tick_ns ? 0 : d->tick_ns - d->acc_ns);
     uint64_t ms = due > now ? (due - now + 999999u) / 1000000u : 0;
-    uv_timer_start(&d->tick_timer, on_tick, ms, 0);
+    if (ms == 0) uv_idle_start(&d->tick_idle, on_tick_idle); /* next iteration, after polling I/O */
+    else uv_timer_start(&d->tick_timer, on_tick, ms, 0);
 }
 
-static void on_tick(uv_timer_t *t) {
-    sp_daemon_t *d = (sp_daemon_t *)t->data;
+static void tick_cb(sp_daemon_t *d);
+
+static void on_tick(uv_timer_t *t) { tick_cb((sp_daemon_t *)t->data); }
+
+static void on_tick_idle(uv_idle_t *h) {
+    uv_idle_stop(h);
+    tick_cb((sp_daemon_t *)h->data);
+}
+
+static void tick_cb(sp_daemon_t *d) {
     if (d->shutting_down) return;
     uint64_t now = sp_now_ns();
     d->acc_ns += now - d->last_ns;
@@ -157,6 +170,7 @@ static void close_loop_handles(sp_daemon_t *d) {
     uv_close((uv_handle_t *)&d->wake, NULL);
     uv_close((uv_handle_t *)&d->house_timer, NULL);
     uv_close((uv_handle_t *)&d->tick_timer, NULL);
+    uv_close((uv_handle_t *)&d->tick_idle, NULL);
     uv_close((uv_handle_t *)&d->sig_term, NULL);
     uv_close((uv_handle_t *)&d->sig_int, NULL);
     uv_close((uv_handle_t *)&g_flush_timer, NULL);
@@ -184,6 +198,7 @@ void sp_daemon_shutdown(sp_daemon_t *d, const char *why) {
     SP_LOGI("%s: shutting down (tick %llu)", why, (unsigned long long)sp_world_tick(d->world));
     sp_net_stop_accepting(d);
     uv_timer_stop(&d->tick_timer);
+    uv_idle_stop(&d->tick_idle);
     uv_timer_stop(&d->house_timer);
     for (sp_client_t *c = d->clients; c; c = c->next) {
         uv_read_stop((uv_stream_t *)&c->tcp);
@@ -237,6 +252,8 @@ int sp_daemon_run(sp_daemon_t *d) {
     }
     uv_timer_init(d->loop, &d->tick_timer);
     d->tick_timer.data = d;
+    uv_idle_init(d->loop, &d->tick_idle);
+    d->tick_idle.data = d;
     uv_timer_init(d->loop, &d->house_timer);
     d->house_timer.data = d;
     uv_signal_init(d->loop, &d->sig_term);

@@ -57,6 +57,7 @@ typedef struct wcur {
     uint8_t *p;
 } wcur_t;
 static void w_put(wcur_t *c, const void *src, size_t n) {
+    if (n == 0) return; /* src may be NULL then (an empty world's free list) */
     memcpy(c->p, src, n); /* little-endian host (x86-64), as the format */
     c->p += n;
 }
