@@ -278,6 +278,9 @@ static void do_stats(sp_client_t *c, uint64_t msgid) {
     SET_U(EVENTS_SENT, d->st.events_sent);
     SET_U(WORKER_MESSAGES, d->st.worker_msgs);
     SET_U(WORKERS, d->conf.workers);
+    SET_U(EVENTS_DROPPED, sp_workers_events_dropped(d));
+    SET_U(AI_STALLS, d->st.ai_stalls);
+    SET_U(WORLD_HASH, sp_world_hash(d->world));
 #undef SET_U
 #undef SET_F
     size_t n = S_COUNT;
