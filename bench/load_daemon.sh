@@ -5,7 +5,8 @@
 #
 # Starts spacesimd on 127.0.0.1 (ephemeral port) with a demo world of ENTITIES entities
 # (95% asteroids, 5% NPC ships; default 100000), lets it settle, drives it with CLIENTS
-# spacesim-load clients (default 1000) for SECONDS (default 30), then prints the load report,
+# spacesim-load clients (default 1000) for SECONDS (default 30; extra spacesim-load options in
+# $SPACESIM_LOAD_ARGS, e.g. "--radius 500" for the interest radius), then prints the load report,
 # the server's own stats and one summary line. Bounded: everything stops by itself; the daemon
 # is killed on exit.
 set -u
@@ -40,7 +41,7 @@ done
 port=$(cat "$tmp/port")
 echo "# spacesimd: $asteroids asteroids + $npcs NPCs, world edge $edge, port $port; $clients clients for ${secs}s"
 sleep 3   # let the demo world settle (asteroids fall asleep) before measuring
-"$load" -p "$port" -c "$clients" -d "$secs" --ramp 5 --json "$tmp/load.json" -q
+"$load" -p "$port" -c "$clients" -d "$secs" --ramp 5 --json "$tmp/load.json" -q ${SPACESIM_LOAD_ARGS:-}
 rc=$?
 /usr/bin/python3 - "$tmp/load.json" <<'PY'
 import json, sys
