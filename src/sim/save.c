@@ -39,18 +39,21 @@ static uint64_t fnv1a64(const uint8_t *p, size_t n) {
     X(f, projectile_speed) X(u32, projectile_ttl_ticks) X(i32, spawn_projectiles)
 
 
-/* Bytes of the definition fields. */
-#define SP__DEF_SIZE_u64 8
-#define SP__DEF_SIZE_u32 4
-#define SP__DEF_SIZE_i32 4
-#define SP__DEF_SIZE_f 4
-#define SP__DEF_SIZE(t, f) +SP__DEF_SIZE_##t
+/* Bytes of the definition fields, of the scalar state (the world_int.h lists;
+ * version 2 added the respawn state after last_rebuild) and of one live slot
+ * after gen + kind. */
+#define SP__SIZE_u8 1
+#define SP__SIZE_i8 1
+#define SP__SIZE_u64 8
+#define SP__SIZE_u32 4
+#define SP__SIZE_i32 4
+#define SP__SIZE_f 4
+#define SP__DEF_SIZE(t, f) +SP__SIZE_##t
+#define SP__SCALAR_SIZE(t, f, since) +SP__SIZE_##t
+#define SP__SLOTS_SIZE(t, f, n) +SP__SIZE_##t * (n)
 enum { DEF_BYTES = 0 SP__DEF_FIELDS(SP__DEF_SIZE) };
-/* Bytes of one live slot after gen + kind: flags, resource, owner, 14 floats,
- * cargo, 4 counters, source. */
-/* Version 2 adds the respawn state after last_rebuild. */
-enum { RESPAWN_BYTES = 5 * 4 };
-enum { LIVE_SLOT_BYTES = 1 + 1 + 4 + 14 * 4 + SP_RESOURCE_COUNT * 4 + 4 * 4 + 8 };
+enum { SCALAR_BYTES = 0 SP__WORLD_CLOCK_FIELDS(SP__SCALAR_SIZE) SP__WORLD_SCALAR_FIELDS(SP__SCALAR_SIZE) };
+enum { LIVE_SLOT_BYTES = 0 SP__WORLD_SLOT_FIELDS(SP__DEF_SIZE, SP__SLOTS_SIZE) };
 
 /* Direct writer into a buffer of exactly the right size. */
 typedef struct wcur {
@@ -62,6 +65,7 @@ static void w_put(wcur_t *c, const void *src, size_t n) {
     c->p += n;
 }
 static void w_u8(wcur_t *c, uint8_t v) { *c->p++ = v; }
+static void w_i8(wcur_t *c, int8_t v) { w_u8(c, (uint8_t)v); }
 static void w_u32(wcur_t *c, uint32_t v) { w_put(c, &v, 4); }
 static void w_i32(wcur_t *c, int32_t v) { w_put(c, &v, 4); }
 static void w_u64(wcur_t *c, uint64_t v) { w_put(c, &v, 8); }
@@ -70,7 +74,7 @@ static void w_f(wcur_t *c, float v) { w_put(c, &v, 4); }
 int sp_world_save_unsealed(const sp_world_t *w, uint8_t **out_buf, size_t *out_len) {
     if (w == NULL || out_buf == NULL || out_len == NULL) return SP_EINVAL;
     /* Exact size first: one allocation, no copying as the buffer grows. */
-    uint64_t len = (uint64_t)HDR_SIZE + DEF_BYTES + 8 + 8 + 4 + 4 + 8 + RESPAWN_BYTES + 4 + 4 + 4 + 4ull * w->nfree +
+    uint64_t len = (uint64_t)HDR_SIZE + DEF_BYTES + SCALAR_BYTES + 4 + 4 + 4 + 4ull * w->nfree +
                    5ull * w->nslots + (uint64_t)LIVE_SLOT_BYTES * w->count;
     if (len > SIZE_MAX) return SP_EOVERFLOW;
     uint8_t *buf = malloc((size_t)len);
@@ -81,16 +85,10 @@ int sp_world_save_unsealed(const sp_world_t *w, uint8_t **out_buf, size_t *out_l
 #define SP__PUT_DEF(t, f) w_##t(&c, d->f);
     SP__DEF_FIELDS(SP__PUT_DEF)
 #undef SP__PUT_DEF
-    w_u64(&c, w->tick);
-    w_u64(&c, w->rng);
-    w_u32(&c, (uint32_t)w->sleep_enabled);
-    w_u32(&c, w->stale);
-    w_u64(&c, w->last_rebuild);
-    w_u32(&c, w->rs_npc_target);
-    w_u32(&c, w->rs_ast_target);
-    w_u32(&c, w->rs_period);
-    w_u32(&c, w->rs_per_period);
-    w_u32(&c, w->rs_role);
+#define SP__PUT_SCALAR(t, fld, since) w_##t(&c, w->fld);
+    SP__WORLD_CLOCK_FIELDS(SP__PUT_SCALAR)
+    SP__WORLD_SCALAR_FIELDS(SP__PUT_SCALAR)
+#undef SP__PUT_SCALAR
     w_u32(&c, w->nslots);
     w_u32(&c, w->count);
     w_u32(&c, w->nfree);
@@ -99,21 +97,13 @@ int sp_world_save_unsealed(const sp_world_t *w, uint8_t **out_buf, size_t *out_l
         w_u32(&c, w->gen[i]);
         w_u8(&c, w->kind[i]);
         if (w->kind[i] == SP_KIND_NONE) continue;
-        w_u8(&c, w->flags[i]);
-        w_u8(&c, (uint8_t)w->resource[i]);
-        w_u32(&c, w->owner[i]);
-        float fl[14] = {w->px[i], w->py[i], w->pz[i], w->vx[i], w->vy[i], w->vz[i], w->dvx[i], w->dvy[i],
-                        w->dvz[i], w->radius[i], w->inv_mass[i], w->hp[i], w->max_hp[i], w->amount[i]};
-        w_put(&c, fl, sizeof fl);
-        w_put(&c, &w->cargo[(size_t)i * SP_RESOURCE_COUNT], SP_RESOURCE_COUNT * sizeof(float));
-        w_u32(&c, w->wcd[i]);
-        w_u32(&c, w->mcd[i]);
-        w_u32(&c, w->ttl[i]);
-        w_u32(&c, w->rest[i]);
-        w_u64(&c, w->source[i]);
+#define SP__PUT_SLOT(t, fld) w_##t(&c, w->fld[i]);
+#define SP__PUT_SLOTS(t, fld, n) w_put(&c, &w->fld[(size_t)i * (n)], (n) * sizeof w->fld[0]);
+        SP__WORLD_SLOT_FIELDS(SP__PUT_SLOT, SP__PUT_SLOTS)
+#undef SP__PUT_SLOT
+#undef SP__PUT_SLOTS
     }
     SP_ASSERT((uint64_t)(c.p - buf) == len);
-    (void)w_f;
     *out_buf = buf;
     *out_len = (size_t)len;
     return 0;
@@ -157,6 +147,7 @@ static uint8_t get_u8(rbuf_t *b) {
     get(b, &v, 1);
     return v;
 }
+static int8_t get_i8(rbuf_t *b) { return (int8_t)get_u8(b); }
 static uint32_t get_u32(rbuf_t *b) {
     uint32_t v;
     get(b, &v, 4);
@@ -178,18 +169,16 @@ static float get_f(rbuf_t *b) {
     return v;
 }
 
+/* One slot as read: gen, kind, then the world_int.h slot fields by name. */
+#define SP__REC_SLOT(t, fld) SP__CTYPE_##t fld;
+#define SP__REC_SLOTS(t, fld, n) SP__CTYPE_##t fld[n];
 typedef struct slot_rec {
     uint32_t gen;
-    uint8_t kind, flags;
-    int8_t resource;
-    uint32_t owner;
-    float fl[14];
-    float cargo[SP_RESOURCE_COUNT];
-    uint32_t wcd, mcd, ttl, rest;
-    uint64_t source;
+    uint8_t kind;
+    SP__WORLD_SLOT_FIELDS(SP__REC_SLOT, SP__REC_SLOTS)
 } slot_rec_t;
-
-enum { F_PX, F_PY, F_PZ, F_VX, F_VY, F_VZ, F_DVX, F_DVY, F_DVZ, F_R, F_IM, F_HP, F_MHP, F_AMT };
+#undef SP__REC_SLOT
+#undef SP__REC_SLOTS
 
 static void get_slot(rbuf_t *b, slot_rec_t *s) {
     memset(s, 0, sizeof *s);
@@ -197,25 +186,32 @@ static void get_slot(rbuf_t *b, slot_rec_t *s) {
     s->kind = get_u8(b);
     s->resource = -1;
     if (s->kind == SP_KIND_NONE) return;
-    s->flags = get_u8(b);
-    s->resource = (int8_t)get_u8(b);
-    s->owner = get_u32(b);
-    for (int k = 0; k < 14; k++) s->fl[k] = get_f(b);
-    for (int r = 0; r < SP_RESOURCE_COUNT; r++) s->cargo[r] = get_f(b);
-    s->wcd = get_u32(b);
-    s->mcd = get_u32(b);
-    s->ttl = get_u32(b);
-    s->rest = get_u32(b);
-    s->source = get_u64(b);
+#define SP__GET_SLOT(t, fld) s->fld = get_##t(b);
+#define SP__GET_SLOTS(t, fld, n) \
+    for (size_t k = 0; k < (n); k++) s->fld[k] = get_##t(b);
+    SP__WORLD_SLOT_FIELDS(SP__GET_SLOT, SP__GET_SLOTS)
+#undef SP__GET_SLOT
+#undef SP__GET_SLOTS
 }
+
+/* isfinite() for the float fields, nothing for the integers. */
+#define SP__FINITE_u8(x) 1
+#define SP__FINITE_i8(x) 1
+#define SP__FINITE_u32(x) 1
+#define SP__FINITE_u64(x) 1
+#define SP__FINITE_f(x) isfinite(x)
 
 /* Every invariant the world relies on, for one live slot. */
 static int slot_ok(const sp_world_def_t *d, const slot_rec_t *s) {
     if (s->gen == 0) return 0;
     if (s->kind == SP_KIND_NONE) return 1;
     if (s->kind > SP_KIND_PROJECTILE) return 0;
-    for (int k = 0; k < 14; k++)
-        if (!isfinite(s->fl[k])) return 0;
+#define SP__SLOT_FINITE(t, fld) \
+    if (!SP__FINITE_##t(s->fld)) return 0;
+#define SP__SLOTS_FINITE(t, fld, n) /* cargo: checked below */
+    SP__WORLD_SLOT_FIELDS(SP__SLOT_FINITE, SP__SLOTS_FINITE)
+#undef SP__SLOT_FINITE
+#undef SP__SLOTS_FINITE
     for (int r = 0; r < SP_RESOURCE_COUNT; r++)
         if (!(s->cargo[r] >= 0.0f) || !isfinite(s->cargo[r])) return 0;
     /* Positions: walls reflect awake bodies to within h - r, and a contact's
@@ -224,17 +220,15 @@ static int slot_ok(const sp_world_def_t *d, const slot_rec_t *s) {
      * static-grid cell coordinates overflow). */
     float rmax = d->asteroid_radius_max > d->ship_radius ? d->asteroid_radius_max : d->ship_radius;
     float lim = 2.0f * d->half_extent + 4.0f * rmax + 16.0f;
-    for (int k = F_PX; k <= F_PZ; k++)
-        if (fabsf(s->fl[k]) > lim) return 0;
+    if (fabsf(s->px) > lim || fabsf(s->py) > lim || fabsf(s->pz) > lim) return 0;
     /* Velocities: commands cap them (SP_WORLD_MAX_VELOCITY) and contacts do
      * not add energy; this wide bound keeps every later sum finite. */
-    for (int k = F_VX; k <= F_VZ; k++)
-        if (fabsf(s->fl[k]) > 1e12f) return 0;
-    if (!(s->fl[F_R] > 0.0f) || !(s->fl[F_IM] >= 0.0f) || !(s->fl[F_HP] > 0.0f) ||
-        !(s->fl[F_MHP] > 0.0f) || !(s->fl[F_AMT] >= 0.0f) || s->fl[F_HP] > s->fl[F_MHP])
+    if (fabsf(s->vx) > 1e12f || fabsf(s->vy) > 1e12f || fabsf(s->vz) > 1e12f) return 0;
+    if (!(s->radius > 0.0f) || !(s->inv_mass >= 0.0f) || !(s->hp > 0.0f) ||
+        !(s->max_hp > 0.0f) || !(s->amount >= 0.0f) || s->hp > s->max_hp)
         return 0;
     /* Derived quantities must be exactly what spawning computed. */
-    float rad = s->fl[F_R];
+    float rad = s->radius;
     const uint8_t known = SP_ENT_NPC | SP_ENT_SLEEPING | SP_ENT_MINER | SP_ENT_FIGHTER;
     if (s->flags & ~known) return 0;
     uint8_t role = s->flags & (SP_ENT_MINER | SP_ENT_FIGHTER);
@@ -243,33 +237,33 @@ static int slot_ok(const sp_world_def_t *d, const slot_rec_t *s) {
     case SP_KIND_SHIP: {
         int npc = (s->flags & SP_ENT_NPC) != 0;
         if (npc != (s->owner == 0) || (role && !npc) || (s->flags & SP_ENT_SLEEPING)) return 0;
-        if (s->resource != -1 || s->fl[F_AMT] != 0.0f) return 0;
-        if (rad != d->ship_radius || s->fl[F_IM] != 1.0f / d->ship_mass || s->fl[F_MHP] != d->ship_hp) return 0;
+        if (s->resource != -1 || s->amount != 0.0f) return 0;
+        if (rad != d->ship_radius || s->inv_mass != 1.0f / d->ship_mass || s->max_hp != d->ship_hp) return 0;
         if (s->wcd > d->weapon_cooldown_ticks || s->mcd > d->mining_cooldown_ticks) return 0;
         if (s->ttl != 0 || s->rest != 0 || s->source != 0) return 0;
-        double l2 = (double)s->fl[F_DVX] * s->fl[F_DVX] + (double)s->fl[F_DVY] * s->fl[F_DVY] +
-                    (double)s->fl[F_DVZ] * s->fl[F_DVZ];
+        double l2 = (double)s->dvx * s->dvx + (double)s->dvy * s->dvy +
+                    (double)s->dvz * s->dvz;
         if (sqrt(l2) > (double)d->ship_max_speed * 1.0001 + 1e-6) return 0;
         return 1;
     }
     case SP_KIND_ASTEROID:
         if (s->flags & ~SP_ENT_SLEEPING) return 0;
         if (s->resource < 0 || s->resource >= SP_RESOURCE_COUNT) return 0;
-        if (!(s->fl[F_AMT] > 0.0f) || rad > d->asteroid_radius_max) return 0;
-        if (s->fl[F_IM] != 1.0f / (d->asteroid_density * rad * rad * rad) ||
-            s->fl[F_MHP] != d->asteroid_hp_per_radius * rad)
+        if (!(s->amount > 0.0f) || rad > d->asteroid_radius_max) return 0;
+        if (s->inv_mass != 1.0f / (d->asteroid_density * rad * rad * rad) ||
+            s->max_hp != d->asteroid_hp_per_radius * rad)
             return 0;
         if (s->rest > d->sleep_ticks || s->wcd || s->mcd || s->ttl || s->source) return 0;
         if ((s->flags & SP_ENT_SLEEPING) &&
-            (s->fl[F_VX] != 0.0f || s->fl[F_VY] != 0.0f || s->fl[F_VZ] != 0.0f))
+            (s->vx != 0.0f || s->vy != 0.0f || s->vz != 0.0f))
             return 0;
         for (int r = 0; r < SP_RESOURCE_COUNT; r++)
             if (s->cargo[r] != 0.0f) return 0;
-        return s->fl[F_DVX] == 0.0f && s->fl[F_DVY] == 0.0f && s->fl[F_DVZ] == 0.0f;
+        return s->dvx == 0.0f && s->dvy == 0.0f && s->dvz == 0.0f;
     case SP_KIND_PROJECTILE:
-        if (s->flags != 0 || s->resource != -1 || s->fl[F_AMT] != 0.0f || s->fl[F_IM] != 0.0f) return 0;
-        if (rad != 0.5f || s->fl[F_MHP] != 1.0f || s->owner == UINT32_MAX) return 0;
-        if (s->fl[F_DVX] != 0.0f || s->fl[F_DVY] != 0.0f || s->fl[F_DVZ] != 0.0f) return 0;
+        if (s->flags != 0 || s->resource != -1 || s->amount != 0.0f || s->inv_mass != 0.0f) return 0;
+        if (rad != 0.5f || s->max_hp != 1.0f || s->owner == UINT32_MAX) return 0;
+        if (s->dvx != 0.0f || s->dvy != 0.0f || s->dvz != 0.0f) return 0;
         if (s->ttl == 0 || s->ttl > d->projectile_ttl_ticks || s->wcd || s->mcd || s->rest) return 0;
         for (int r = 0; r < SP_RESOURCE_COUNT; r++)
             if (s->cargo[r] != 0.0f) return 0;
@@ -279,12 +273,14 @@ static int slot_ok(const sp_world_def_t *d, const slot_rec_t *s) {
     }
 }
 
+#define SP__HEAD_SCALAR(t, fld, since) SP__CTYPE_##t fld;
 typedef struct head {
     sp_world_def_t def;
-    uint64_t tick, rng, last_rebuild;
-    uint32_t sleep_enabled, stale, nslots, count, nfree;
-    uint32_t rs_npc_target, rs_ast_target, rs_period, rs_per_period, rs_role;
+    SP__WORLD_CLOCK_FIELDS(SP__HEAD_SCALAR)
+    SP__WORLD_SCALAR_FIELDS(SP__HEAD_SCALAR)
+    uint32_t nslots, count, nfree;
 } head_t;
+#undef SP__HEAD_SCALAR
 
 static void get_head(rbuf_t *b, uint32_t ver, head_t *h) {
     memset(h, 0, sizeof *h);
@@ -294,18 +290,11 @@ static void get_head(rbuf_t *b, uint32_t ver, head_t *h) {
 #undef SP__GET_DEF
     h->def.allocator = NULL;
     h->def.grid_threads = 1;
-    h->tick = get_u64(b);
-    h->rng = get_u64(b);
-    h->sleep_enabled = get_u32(b);
-    h->stale = get_u32(b);
-    h->last_rebuild = get_u64(b);
-    if (ver >= 2) {
-        h->rs_npc_target = get_u32(b);
-        h->rs_ast_target = get_u32(b);
-        h->rs_period = get_u32(b);
-        h->rs_per_period = get_u32(b);
-        h->rs_role = get_u32(b);
-    }
+#define SP__GET_SCALAR(t, fld, since) \
+    if (ver >= (since)) h->fld = get_##t(b);
+    SP__WORLD_CLOCK_FIELDS(SP__GET_SCALAR)
+    SP__WORLD_SCALAR_FIELDS(SP__GET_SCALAR)
+#undef SP__GET_SCALAR
     h->nslots = get_u32(b);
     h->count = get_u32(b);
     h->nfree = get_u32(b);
@@ -380,9 +369,6 @@ int sp_world_load(const uint8_t *buf, size_t len, const sp_allocator_t *alloc, i
         sp_world_free(w);
         return rc;
     }
-    w->tick = h.tick;
-    w->rng = h.rng;
-    w->sleep_enabled = (int)h.sleep_enabled;
     w->nslots = h.nslots;
     w->nfree = h.nfree;
     for (uint32_t k = 0; k < h.nfree; k++) w->free_list[k] = get_u32(&b);
@@ -393,18 +379,12 @@ int sp_world_load(const uint8_t *buf, size_t len, const sp_allocator_t *alloc, i
         w->kind[i] = s.kind;
         w->resource[i] = -1;
         if (s.kind == SP_KIND_NONE) continue;
-        w->flags[i] = s.flags;
-        w->resource[i] = s.resource;
-        w->owner[i] = s.owner;
-        float *dst[14] = {w->px, w->py, w->pz, w->vx, w->vy, w->vz, w->dvx, w->dvy, w->dvz,
-                          w->radius, w->inv_mass, w->hp, w->max_hp, w->amount};
-        for (int k = 0; k < 14; k++) dst[k][i] = s.fl[k];
-        for (int r = 0; r < SP_RESOURCE_COUNT; r++) w->cargo[(size_t)i * SP_RESOURCE_COUNT + r] = s.cargo[r];
-        w->wcd[i] = s.wcd;
-        w->mcd[i] = s.mcd;
-        w->ttl[i] = s.ttl;
-        w->rest[i] = s.rest;
-        w->source[i] = s.source;
+#define SP__SET_SLOT(t, fld) w->fld[i] = s.fld;
+#define SP__SET_SLOTS(t, fld, n) \
+    for (size_t k = 0; k < (n); k++) w->fld[(size_t)i * (n) + k] = s.fld[k];
+        SP__WORLD_SLOT_FIELDS(SP__SET_SLOT, SP__SET_SLOTS)
+#undef SP__SET_SLOT
+#undef SP__SET_SLOTS
         w->count++;
         w->count_kind[s.kind]++;
         if (s.kind == SP_KIND_SHIP && (s.flags & SP_ENT_NPC)) w->count_npc++;
@@ -412,19 +392,18 @@ int sp_world_load(const uint8_t *buf, size_t len, const sp_allocator_t *alloc, i
     }
     w->awake_dirty = 1;
     /* The static grid is derived state: rebuild it from the SLEEPING flags
-     * (no promotion), then restore the rebuild-rule counters so future
-     * rebuilds happen at the same ticks as in the saved world. */
+     * (no promotion), then restore the scalar state, the rebuild-rule
+     * counters included, so future rebuilds happen at the same ticks as in
+     * the saved world (of that state the rebuild reads only tick, to reset
+     * last_rebuild, which is restored here). */
     if (w->nsleeping > 0 && (rc = sp__world_rebuild_static(w, 0)) != 0) {
         sp_world_free(w);
         return rc;
     }
-    w->stale = h.stale;
-    w->last_rebuild = h.last_rebuild;
-    w->rs_npc_target = h.rs_npc_target;
-    w->rs_ast_target = h.rs_ast_target;
-    w->rs_period = h.rs_period;
-    w->rs_per_period = h.rs_per_period;
-    w->rs_role = h.rs_role;
+#define SP__SET_SCALAR(t, fld, since) w->fld = h.fld;
+    SP__WORLD_CLOCK_FIELDS(SP__SET_SCALAR)
+    SP__WORLD_SCALAR_FIELDS(SP__SET_SCALAR)
+#undef SP__SET_SCALAR
     *out = w;
     return 0;
 }

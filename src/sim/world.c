@@ -1151,6 +1151,8 @@ static void fnv_bytes(fnv_t *f, const void *p, size_t n) {
         f->h *= 0x100000001b3ULL;
     }
 }
+static void fnv_u8(fnv_t *f, uint8_t v) { fnv_bytes(f, &v, 1); }
+static void fnv_i8(fnv_t *f, int8_t v) { fnv_u8(f, (uint8_t)v); }
 static void fnv_u64(fnv_t *f, uint64_t v) { fnv_bytes(f, &v, 8); }
 static void fnv_u32(fnv_t *f, uint32_t v) { fnv_bytes(f, &v, 4); }
 static void fnv_f(fnv_t *f, float v) {
@@ -1159,40 +1161,30 @@ static void fnv_f(fnv_t *f, float v) {
     fnv_u32(f, u);
 }
 
+/* The fields come from the lists in world_int.h (shared with save.c). */
 uint64_t sp_world_hash(const sp_world_t *w) {
-    fnv_t f = {0xcbf29ce484222325ULL};
-    fnv_u64(&f, w->tick);
-    fnv_u64(&f, w->rng);
-    fnv_u32(&f, w->nslots);
-    fnv_u32(&f, w->count);
-    fnv_u32(&f, w->nsleeping);
-    fnv_u32(&f, (uint32_t)w->sleep_enabled);
-    fnv_u32(&f, w->stale);
-    fnv_u64(&f, w->last_rebuild);
-    fnv_u32(&f, w->rs_npc_target);
-    fnv_u32(&f, w->rs_ast_target);
-    fnv_u32(&f, w->rs_period);
-    fnv_u32(&f, w->rs_per_period);
-    fnv_u32(&f, w->rs_role);
-    fnv_u32(&f, w->nfree);
-    for (uint32_t k = 0; k < w->nfree; k++) fnv_u32(&f, w->free_list[k]);
+    fnv_t h = {0xcbf29ce484222325ULL};
+#define SP__HASH_SCALAR(t, fld, since) fnv_##t(&h, w->fld);
+    SP__WORLD_CLOCK_FIELDS(SP__HASH_SCALAR)
+    fnv_u32(&h, w->nslots);
+    fnv_u32(&h, w->count);
+    fnv_u32(&h, w->nsleeping);
+    SP__WORLD_SCALAR_FIELDS(SP__HASH_SCALAR)
+#undef SP__HASH_SCALAR
+    fnv_u32(&h, w->nfree);
+    for (uint32_t k = 0; k < w->nfree; k++) fnv_u32(&h, w->free_list[k]);
     for (uint32_t i = 0; i < w->nslots; i++) {
-        fnv_u32(&f, w->gen[i]);
+        fnv_u32(&h, w->gen[i]);
         if (w->kind[i] == SP_KIND_NONE) continue;
-        uint8_t b[3] = {w->kind[i], w->flags[i], (uint8_t)w->resource[i]};
-        fnv_bytes(&f, b, 3);
-        fnv_u32(&f, w->owner[i]);
-        float fl[] = {w->px[i], w->py[i], w->pz[i], w->vx[i], w->vy[i], w->vz[i], w->dvx[i], w->dvy[i],
-                      w->dvz[i], w->radius[i], w->inv_mass[i], w->hp[i], w->max_hp[i], w->amount[i]};
-        for (size_t k = 0; k < sizeof fl / sizeof fl[0]; k++) fnv_f(&f, fl[k]);
-        for (int r = 0; r < SP_RESOURCE_COUNT; r++) fnv_f(&f, w->cargo[(size_t)i * SP_RESOURCE_COUNT + r]);
-        fnv_u32(&f, w->wcd[i]);
-        fnv_u32(&f, w->mcd[i]);
-        fnv_u32(&f, w->ttl[i]);
-        fnv_u32(&f, w->rest[i]);
-        fnv_u64(&f, w->source[i]);
+        fnv_u8(&h, w->kind[i]);
+#define SP__HASH_SLOT(t, fld) fnv_##t(&h, w->fld[i]);
+#define SP__HASH_SLOTS(t, fld, n) \
+    for (size_t k = 0; k < (n); k++) fnv_##t(&h, w->fld[(size_t)i * (n) + k]);
+        SP__WORLD_SLOT_FIELDS(SP__HASH_SLOT, SP__HASH_SLOTS)
+#undef SP__HASH_SLOT
+#undef SP__HASH_SLOTS
     }
-    return f.h;
+    return h.h;
 }
 
 int sp_world_populate_demo(sp_world_t *w, uint32_t n_asteroids, uint32_t n_npcs) {

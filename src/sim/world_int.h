@@ -83,6 +83,40 @@ struct sp_world {
     sp__sgrid_t sg;
 };
 
+/* The saved and hashed state, field by field, so that sp_world_hash()
+ * (world.c), sp_world_save() and sp_world_load() (save.c) cannot disagree: a
+ * field listed here is hashed, written, read back, sized and restored by all
+ * three. Only the slot bookkeeping stays explicit in each (nslots, count,
+ * nfree, the free list, each slot's gen and kind; nsleeping, derived, is
+ * hashed but not saved) because its checks are its own.
+ *
+ * Scalars: X(type, field, since); type is a tag for the width written and
+ * hashed (u8 i8 u32 u64 f; SP__CTYPE_<tag> is its C type), since the first
+ * save version that has the field (older checkpoints load it as 0). The
+ * scalars are two lists only because sp_world_hash() hashes the slot counts
+ * between them (kept so that hash values did not change); the checkpoint
+ * writes both lists, then the slot counts. */
+#define SP__WORLD_CLOCK_FIELDS(X) X(u64, tick, 1) X(u64, rng, 1)
+#define SP__WORLD_SCALAR_FIELDS(X)                                                                 \
+    X(u32, sleep_enabled, 1) X(u32, stale, 1) X(u64, last_rebuild, 1) X(u32, rs_npc_target, 2)     \
+    X(u32, rs_ast_target, 2) X(u32, rs_period, 2) X(u32, rs_per_period, 2) X(u32, rs_role, 2)
+
+/* Per live slot, after gen and kind (every slot has those; kind NONE ends a
+ * free slot): X(type, array) for one element per slot, XA(type, array, n) for
+ * n per slot. A field added here changes the checkpoint format (bump
+ * SP_SAVE_VERSION and keep reading the old one). */
+#define SP__WORLD_SLOT_FIELDS(X, XA)                                                               \
+    X(u8, flags) X(i8, resource) X(u32, owner) X(f, px) X(f, py) X(f, pz) X(f, vx) X(f, vy) X(f, vz) \
+    X(f, dvx) X(f, dvy) X(f, dvz) X(f, radius) X(f, inv_mass) X(f, hp) X(f, max_hp) X(f, amount)    \
+    XA(f, cargo, SP_RESOURCE_COUNT) X(u32, wcd) X(u32, mcd) X(u32, ttl) X(u32, rest) X(u64, source)
+
+#define SP__CTYPE_u8 uint8_t
+#define SP__CTYPE_i8 int8_t
+#define SP__CTYPE_u32 uint32_t
+#define SP__CTYPE_i32 int32_t
+#define SP__CTYPE_u64 uint64_t
+#define SP__CTYPE_f float
+
 /* Internal helpers shared with save.c. */
 int sp__world_alloc(const sp_world_def_t *def, const sp_allocator_t *alloc, int grid_threads,
                     sp_world_t **out);
