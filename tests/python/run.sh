@@ -15,47 +15,13 @@ if ! "$PY" -c 'import msgpack' 2>/dev/null; then
     echo "run.sh: $PY cannot import msgpack: install python3-msgpack (apt-get install python3-msgpack)" >&2
     exit 1
 fi
-if [ ! -x "$DAEMON" ]; then
-    echo "run.sh: daemon not found at $DAEMON (build it: make src/daemon/spacesimd)" >&2
-    exit 1
-fi
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/spacesim-py.XXXXXX") || exit 1
+. "$SRCDIR/tests/helpers/daemon.sh"
+sp_daemon_setup py TERM
 token="py-test-$$-$(date +%s)"
-pid=
-cleanup() {
-    if [ -n "$pid" ]; then
-        kill -TERM "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-    fi
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # Small world, so the suite is quick; the token comes from the environment, never argv.
-SPACESIM_ADMIN_TOKEN=$token "$DAEMON" --bind 127.0.0.1 --port 0 --port-file "$tmp/port" \
-    --workers 2 --demo-asteroids 400 --demo-npcs 20 --world-size 2000 \
-    --checkpoint-every 0 2>"$tmp/daemon.log" &
-pid=$!
-
-# Wait (bounded) for the daemon to publish its port.
-i=0
-while [ ! -s "$tmp/port" ]; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-        echo "run.sh: spacesimd exited before listening; its log:" >&2
-        cat "$tmp/daemon.log" >&2
-        pid=
-        exit 1
-    fi
-    i=$((i + 1))
-    if [ "$i" -gt 200 ]; then
-        echo "run.sh: spacesimd did not publish a port within 10 s" >&2
-        exit 1
-    fi
-    sleep 0.05
-done
-port=$(cat "$tmp/port")
+export SPACESIM_ADMIN_TOKEN="$token"
+sp_daemon_start 10 --workers 2 --demo-asteroids 400 --demo-npcs 20 --world-size 2000 --checkpoint-every 0
 echo "run.sh: spacesimd pid $pid listening on 127.0.0.1:$port"
 
 SPACESIM_PORT=$port SPACESIM_ADMIN_TOKEN=$token SPACESIM_SRCDIR=$SRCDIR \
