@@ -59,34 +59,37 @@ size_t sp_snap_view_bytes(const sp_snap_view_t *v) {
     return (v->cap + v->scratch_cap) * sizeof(sp_snap_rec_t) + v->rows_cap * sizeof(uint32_t);
 }
 
-/* Make v->scratch hold at least n records (contents not kept). */
-static int scratch_reserve(sp_snap_view_t *v, size_t n) {
-    if (n <= v->scratch_cap) return 0;
-    size_t cap = v->scratch_cap ? v->scratch_cap : 16;
+/* Make the array *arr (capacity *capp elements of elem bytes) hold at least
+ * n elements; contents are NOT kept (the callers overwrite them all). Grows
+ * by doubling from 16. On failure the array is unchanged. */
+static int array_reserve(void **arr, size_t *capp, size_t n, size_t elem) {
+    if (n <= *capp) return 0;
+    size_t cap = *capp ? *capp : 16;
     while (cap < n) cap = cap > SIZE_MAX / 2 ? n : cap * 2;
     size_t bytes;
-    if (sp_size_mul(cap, sizeof(sp_snap_rec_t), &bytes) != 0) return SP_ENOMEM;
-    sp_snap_rec_t *p = malloc(bytes);
+    if (sp_size_mul(cap, elem, &bytes) != 0) return SP_ENOMEM;
+    void *p = malloc(bytes);
     if (p == NULL) return SP_ENOMEM;
-    free(v->scratch);
-    v->scratch = p;
-    v->scratch_cap = cap;
+    free(*arr);
+    *arr = p;
+    *capp = cap;
     return 0;
+}
+
+/* Make v->scratch hold at least n records (contents not kept). */
+static int scratch_reserve(sp_snap_view_t *v, size_t n) {
+    void *p = v->scratch;
+    int rc = array_reserve(&p, &v->scratch_cap, n, sizeof(sp_snap_rec_t));
+    v->scratch = p;
+    return rc;
 }
 
 /* Make v->rows hold at least n indexes (contents not kept). */
 static int rows_reserve(sp_snap_view_t *v, size_t n) {
-    if (n <= v->rows_cap) return 0;
-    size_t cap = v->rows_cap ? v->rows_cap : 16;
-    while (cap < n) cap = cap > SIZE_MAX / 2 ? n : cap * 2;
-    size_t bytes;
-    if (sp_size_mul(cap, sizeof(uint32_t), &bytes) != 0) return SP_ENOMEM;
-    uint32_t *p = malloc(bytes);
-    if (p == NULL) return SP_ENOMEM;
-    free(v->rows);
+    void *p = v->rows;
+    int rc = array_reserve(&p, &v->rows_cap, n, sizeof(uint32_t));
     v->rows = p;
-    v->rows_cap = cap;
-    return 0;
+    return rc;
 }
 
 /* The records built in scratch[0, n) become the view. */
@@ -105,17 +108,10 @@ static void scratch_commit(sp_snap_view_t *v, size_t n, uint64_t tick) {
 /* Make v->recs hold at least n records; contents are NOT kept (the callers
  * overwrite them all). On failure v is unchanged. */
 static int recs_reserve(sp_snap_view_t *v, size_t n) {
-    if (n <= v->cap) return 0;
-    size_t cap = v->cap ? v->cap : 16;
-    while (cap < n) cap = cap > SIZE_MAX / 2 ? n : cap * 2;
-    size_t bytes;
-    if (sp_size_mul(cap, sizeof(sp_snap_rec_t), &bytes) != 0) return SP_ENOMEM;
-    sp_snap_rec_t *p = malloc(bytes);
-    if (p == NULL) return SP_ENOMEM;
-    free(v->recs);
+    void *p = v->recs;
+    int rc = array_reserve(&p, &v->cap, n, sizeof(sp_snap_rec_t));
     v->recs = p;
-    v->cap = cap;
-    return 0;
+    return rc;
 }
 
 /* The encoder side validates its input first and then overwrites the view in
