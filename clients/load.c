@@ -889,6 +889,18 @@ static void print_report(double dur, double snap_min, double snap_med, size_t me
     printf("server stats: %s\n", G.server_stats_json ? G.server_stats_json : "(unavailable)");
 }
 
+/* Write b to path and free it. Returns 0, or -1 after a message. */
+static int write_buf(const char *path, spc_buf_t *b) {
+    FILE *f = fopen(path, "w");
+    if (!f || !b->p || fwrite(b->p, 1, b->len, f) != b->len || fclose(f) != 0) {
+        fprintf(stderr, "spacesim-load: cannot write %s: %s\n", path, strerror(errno));
+        spc_buf_free(b);
+        return -1;
+    }
+    spc_buf_free(b);
+    return 0;
+}
+
 static int write_json(const char *path, double dur) {
     spc_buf_t b = {0};
     spc_buf_printf(&b, "{\n  \"target\": \"%s:%d\",\n  \"mix\": {", G.host, G.port);
@@ -932,14 +944,7 @@ static int write_json(const char *path, double dur) {
     }
     spc_buf_printf(&b, "\n  ],\n  \"server_stats\": %s\n}\n", G.server_stats_json ? G.server_stats_json : "null");
     (void)dur;
-    FILE *f = fopen(path, "w");
-    if (!f || !b.p || fwrite(b.p, 1, b.len, f) != b.len || fclose(f) != 0) {
-        fprintf(stderr, "spacesim-load: cannot write %s: %s\n", path, strerror(errno));
-        spc_buf_free(&b);
-        return -1;
-    }
-    spc_buf_free(&b);
-    return 0;
+    return write_buf(path, &b);
 }
 
 /* A two-panel SVG line chart: RTT percentiles per second (top, ms) and
@@ -1000,14 +1005,7 @@ static int write_svg(const char *path) {
         }
     }
     spc_buf_printf(&b, "</svg>\n");
-    FILE *f = fopen(path, "w");
-    if (!f || !b.p || fwrite(b.p, 1, b.len, f) != b.len || fclose(f) != 0) {
-        fprintf(stderr, "spacesim-load: cannot write %s: %s\n", path, strerror(errno));
-        spc_buf_free(&b);
-        return -1;
-    }
-    spc_buf_free(&b);
-    return 0;
+    return write_buf(path, &b);
 }
 
 /* --assert 'p99_ms<50,snap_rate_min>=19': every clause must hold. Returns
