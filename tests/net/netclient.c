@@ -269,6 +269,18 @@ static int read_msg(nc_t *c, double deadline, msgpack_unpacked *out) {
     }
 }
 
+/* The next message in a new heap msgpack_unpacked (free with
+ * nc_note_free()), or NULL on timeout, close or error. */
+static msgpack_unpacked *read_new_msg(nc_t *c, double deadline) {
+    msgpack_unpacked *u = malloc(sizeof *u);
+    msgpack_unpacked_init(u);
+    if (read_msg(c, deadline, u) <= 0) {
+        nc_note_free(u);
+        return NULL;
+    }
+    return u;
+}
+
 static void queue_note(nc_t *c, msgpack_unpacked *u) {
     if (c->nnotes == NC_MAX_NOTES) { /* drop the oldest */
         nc_note_free(c->notes[0]);
@@ -296,13 +308,8 @@ static void fill_resp(nc_resp_t *resp) {
 int nc_wait_resp(nc_t *c, uint32_t msgid, double timeout_s, nc_resp_t *resp) {
     double deadline = nc_now() + timeout_s;
     for (;;) {
-        msgpack_unpacked *u = malloc(sizeof *u);
-        msgpack_unpacked_init(u);
-        int r = read_msg(c, deadline, u);
-        if (r <= 0) {
-            nc_note_free(u);
-            return -1;
-        }
+        msgpack_unpacked *u = read_new_msg(c, deadline);
+        if (u == NULL) return -1;
         const msgpack_object *o = &u->data;
         if (o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size == 4 && o->via.array.ptr[0].via.u64 == 1) {
             if (o->via.array.ptr[1].via.u64 == msgid) {
@@ -346,13 +353,8 @@ msgpack_unpacked *nc_next_note(nc_t *c, const char *method, double timeout_s) {
     }
     double deadline = nc_now() + timeout_s;
     for (;;) {
-        msgpack_unpacked *u = malloc(sizeof *u);
-        msgpack_unpacked_init(u);
-        int r = read_msg(c, deadline, u);
-        if (r <= 0) {
-            nc_note_free(u);
-            return NULL;
-        }
+        msgpack_unpacked *u = read_new_msg(c, deadline);
+        if (u == NULL) return NULL;
         if (note_is(u, method)) return u;
         if (note_is(u, NULL)) queue_note(c, u);
         else nc_note_free(u);
