@@ -519,6 +519,102 @@ START_TEST(test_frame_rows_sorted_by_id_quantized_and_query_matches_brute_force)
 }
 END_TEST
 
+typedef struct visit_acc {
+    uint32_t *rows;
+    size_t n, cap;
+} visit_acc_t;
+
+static void visit_collect(void *ctx, uint32_t row) {
+    visit_acc_t *a = ctx;
+    ck_assert_uint_lt(a->n, a->cap);
+    a->rows[a->n++] = row;
+}
+
+/* Queries against brute force over radii from 0 to beyond the world (the
+ * cell path, the chord cut, inner cells, the linear path), centres inside,
+ * on rows and outside the cube, rows pushed to the walls (border cells),
+ * truncation at every kind of cap (the kept prefix is the smallest rows,
+ * also past the 256-entry overflow buffer), and the unordered visit. */
+START_TEST(test_frame_query_radii_caps_and_visit_match_brute_force) {
+    ck_assert_int_eq(sp_world_populate_demo(W, 18000, 2000), 0);
+    float h = sp_world_def(W)->half_extent;
+    sp_entity_id_t id;
+    for (int i = 0; i < 8; i++) { /* corners */
+        float p[3] = {(i & 1) ? h : -h, (i & 2) ? h : -h, (i & 4) ? h : -h};
+        ck_assert_int_eq(sp_world_spawn_ship(W, 1, 0, p, &id), 0);
+    }
+    for (int i = 0; i < 3; i++) ck_assert_int_eq(sp_world_step(W), 0);
+    sp_frame_t *f = sp_world_publish_frame(W);
+    ck_assert_ptr_nonnull(f);
+    uint32_t *got = malloc(f->count * sizeof *got), *want = malloc(f->count * sizeof *want);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_ptr_nonnull(want);
+    float radii[] = {0.0f, 0.5f, 10.0f, 100.0f, 300.0f, 500.0f, 0.5f * h, h, 3.0f * h, INFINITY};
+    srand(11);
+    size_t truncated_big = 0, nonempty = 0;
+    for (int q = 0; q < 160; q++) {
+        float r = radii[q % 10], c[3];
+        for (int k = 0; k < 3; k++) c[k] = ((float)(rand() % 20001) / 10000.0f - 1.0f) * h;
+        if (q % 4 == 1) { /* on a row: r = 0 finds at least that row */
+            const sp_frame_row_t *row = &f->rows[(size_t)rand() % f->count];
+            for (int k = 0; k < 3; k++) c[k] = sp_frame_pos(row->pos[k]);
+        } else if (q % 4 == 2) { /* outside the cube on one axis */
+            c[q % 3] = (q & 8 ? 1.0f : -1.0f) * (h + (float)(rand() % 600));
+        }
+        size_t nw = 0;
+        for (uint32_t i = 0; i < f->count; i++) {
+            double dx = f->rows[i].pos[0] / 16.0 - c[0], dy = f->rows[i].pos[1] / 16.0 - c[1],
+                   dz = f->rows[i].pos[2] / 16.0 - c[2];
+            if (dx * dx + dy * dy + dz * dz <= (double)r * r) want[nw++] = i;
+        }
+        if (q % 4 == 1) ck_assert_uint_ge(nw, 1);
+        if (nw > 0) nonempty++;
+        ck_assert_uint_eq(sp_frame_query_sphere(f, c[0], c[1], c[2], r, got, f->count), nw);
+        ck_assert_int_eq(memcmp(got, want, nw * sizeof *got), 0);
+        size_t caps[] = {0, 1, 3, 100, nw > 0 ? nw - 1 : 0, nw};
+        for (size_t k = 0; k < sizeof caps / sizeof caps[0]; k++) {
+            size_t cap = caps[k];
+            memset(got, 0xff, f->count * sizeof *got);
+            ck_assert_uint_eq(sp_frame_query_sphere(f, c[0], c[1], c[2], r, got, cap), nw);
+            size_t m = cap < nw ? cap : nw;
+            ck_assert_int_eq(memcmp(got, want, m * sizeof *got), 0);
+            if (m < f->count) ck_assert_uint_eq(got[m], UINT32_MAX); /* nothing past the cap */
+            if (cap < nw && nw > cap + 256) truncated_big++;
+        }
+        visit_acc_t a = {got, 0, f->count};
+        sp_frame_visit_sphere(f, c[0], c[1], c[2], r, visit_collect, &a);
+        ck_assert_uint_eq(a.n, nw);
+        qsort(got, a.n, sizeof *got, cmp_u32);
+        ck_assert_int_eq(memcmp(got, want, nw * sizeof *got), 0); /* each row once */
+    }
+    ck_assert_uint_gt(truncated_big, 10); /* the overflow-buffer path ran */
+    ck_assert_uint_gt(nonempty, 100);
+    ck_assert_uint_eq(sp_frame_query_sphere(f, 0, 0, 0, NAN, got, 10), 0);
+    ck_assert_uint_eq(sp_frame_query_sphere(f, 0, INFINITY, 0, 10.0f, got, 10), 0);
+    ck_assert_uint_eq(sp_frame_query_sphere(NULL, 0, 0, 0, 10.0f, got, 10), 0);
+    free(got);
+    free(want);
+    sp_frame_release(f);
+}
+END_TEST
+
+/* An empty world gives a frame with no rows; every query on it finds nothing. */
+START_TEST(test_frame_empty_world_queries_find_nothing) {
+    sp_frame_t *f = sp_world_publish_frame(W);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(f->count, 0);
+    ck_assert_uint_eq(f->npc_count, 0);
+    uint32_t got[4] = {7, 7, 7, 7};
+    float radii[] = {0.0f, 100.0f, 1e6f, INFINITY};
+    for (int k = 0; k < 4; k++) ck_assert_uint_eq(sp_frame_query_sphere(f, 0, 0, 0, radii[k], got, 4), 0);
+    ck_assert_uint_eq(got[0], 7);
+    visit_acc_t a = {got, 0, 4};
+    sp_frame_visit_sphere(f, 0, 0, 0, 1e6f, visit_collect, &a);
+    ck_assert_uint_eq(a.n, 0);
+    sp_frame_release(f);
+}
+END_TEST
+
 START_TEST(test_frame_refcount_and_outlives_world) {
     ck_assert_int_eq(sp_world_populate_demo(W, 100, 10), 0);
     sp_frame_t *f = sp_world_publish_frame(W);
@@ -561,7 +657,7 @@ static void frames_equal(const sp_frame_t *a, const sp_frame_t *b) {
     ck_assert_int_eq(memcmp(a->npc_rows, b->npc_rows, a->npc_count * sizeof a->npc_rows[0]), 0);
     size_t nc = (size_t)a->cells_per_axis * a->cells_per_axis * a->cells_per_axis + 1;
     ck_assert_int_eq(memcmp(a->cell_start, b->cell_start, nc * sizeof a->cell_start[0]), 0);
-    ck_assert_int_eq(memcmp(a->cell_rows, b->cell_rows, a->count * sizeof a->cell_rows[0]), 0);
+    ck_assert_int_eq(memcmp(a->cell_ents, b->cell_ents, a->count * sizeof a->cell_ents[0]), 0);
 }
 
 START_TEST(test_frame_built_from_capture_on_other_thread_equals_published) {
@@ -788,6 +884,8 @@ static Suite *world_suite(void) {
         {"events", test_world_events_of_commands_appear_after_next_step_and_vanish_after_another},
         {"apply_msg", test_world_apply_msg_npc_intents_and_player_refusal},
         {"frame_query", test_frame_rows_sorted_by_id_quantized_and_query_matches_brute_force},
+        {"frame_query_radii", test_frame_query_radii_caps_and_visit_match_brute_force},
+        {"frame_empty", test_frame_empty_world_queries_find_nothing},
         {"frame_refs", test_frame_refcount_and_outlives_world},
         {"frame_threads", test_frame_released_concurrently_last_one_frees},
         {"frame_capture", test_frame_built_from_capture_on_other_thread_equals_published},

@@ -54,6 +54,14 @@ typedef struct sp_frame_row {
 
 _Static_assert(sizeof(sp_frame_row_t) == 64, "sp_frame_row_t is one cache line");
 
+/* One entry of the spatial index: a row's quantized position (a copy of
+ * rows[row].pos, so queries filter by distance without touching the rows)
+ * and its row index. 16 bytes. */
+typedef struct sp_frame_cell_ent {
+    int32_t pos[3];
+    uint32_t row;
+} sp_frame_cell_ent_t;
+
 /* The frame. Fields are read-only for everyone; the struct and its arrays are
  * one allocation owned by the reference count. */
 typedef struct sp_frame {
@@ -66,12 +74,15 @@ typedef struct sp_frame {
     float ship_max_speed, weapon_range, weapon_damage, mining_range, mining_amount;
     const sp_frame_row_t *rows;   /* count rows, id ascending */
     const uint32_t *npc_rows;     /* rows of NPC ships, ascending (the AI's work list) */
-    /* Coarse spatial index (dense grid over the world cube): cell c holds
-     * cell_rows[cell_start[c] .. cell_start[c+1]), ascending row order. */
+    /* Spatial index (dense grid over the world cube, ~1 row per cell, cell
+     * edge chosen from the entity density, see sp_frame_build): cell c holds
+     * cell_ents[cell_start[c] .. cell_start[c+1]), ascending row order; cells
+     * are numbered x fastest, so one (y, z) line of cells is one contiguous
+     * run. Entities outside the cube are clamped into the border cells. */
     uint32_t cells_per_axis;
     float cell_size;              /* units */
     const uint32_t *cell_start;   /* cells_per_axis^3 + 1 */
-    const uint32_t *cell_rows;    /* count */
+    const struct sp_frame_cell_ent *cell_ents; /* count */
     /* private */
     _Atomic uint32_t refs_;
     size_t bytes_;
@@ -82,7 +93,8 @@ typedef struct sp_frame {
  * reference held by the caller, or NULL on allocation failure (w unchanged).
  * Cost: O(entities): one pass over the slots, a stable sort by generation
  * (usually a no-op pass) and a counting sort into cells; allocates one block
- * of ~68 bytes per entity. */
+ * of ~84 bytes per entity plus 4 bytes per grid cell (~1 cell per entity,
+ * at most 64^3). */
 SP_API sp_frame_t *sp_world_publish_frame(sp_world_t *w);
 
 /* ---------------------------------------------------------------- captures
@@ -135,14 +147,28 @@ SP_API uint32_t sp_frame_refs(const sp_frame_t *f);
 SP_API long sp_frame_find(const sp_frame_t *f, sp_entity_id_t id);
 
 /* Rows whose quantized centre lies within distance r (units) of (cx, cy, cz),
- * i.e. |pos/16 - c| <= r, in ascending row (= id) order. Writes at most cap
- * row indices to out and returns the number of matching rows, which may be
- * larger than cap (then call again with a larger buffer). r < 0 or NaN gives 0.
- * Any thread at once; never allocates (uses ~8 KiB of stack).
- * Cost: O(rows in the touched cells * log(touched cells)); queries touching
- * more than 1024 cells scan all rows linearly (O(count)). */
+ * i.e. |pos/16 - c| <= r (computed in double), in ascending row (= id)
+ * order. Writes the smallest min(cap, total) matching row indices to out and
+ * returns the total number of matching rows, which may be larger than cap
+ * (then call again with a larger buffer). r < 0 or NaN, a non-finite centre,
+ * an empty frame give 0. Any thread at once; never allocates (uses ~10 KiB of
+ * stack).
+ * Cost: the (y, z) lines of cells the sphere touches, each cut to the
+ * sphere's chord, are scanned over the 16-byte index entries (cells wholly
+ * inside skip the distance test); matches are then sorted (insertion sort up
+ * to 24, in-place MSD radix above): O(lines + candidates + k log k). A query
+ * whose box covers over half the grid scans all rows linearly (O(count),
+ * already in order). */
 SP_API size_t sp_frame_query_sphere(const sp_frame_t *f, float cx, float cy, float cz, float r,
                                     uint32_t *out, size_t cap);
+
+/* Call fn(ctx, row) for every row sp_frame_query_sphere() would return, in
+ * an unspecified order that depends only on the frame and the arguments
+ * (the same on every thread and run). For callers that reduce the matches
+ * (nearest, count) and need no sorting or buffer. Any thread; never
+ * allocates. Cost: as sp_frame_query_sphere() without the sort. */
+SP_API void sp_frame_visit_sphere(const sp_frame_t *f, float cx, float cy, float cz, float r,
+                                  void (*fn)(void *ctx, uint32_t row), void *ctx);
 
 /* Dequantize helpers. */
 SP_INLINE float sp_frame_pos(int32_t q) { return (float)q / (float)SP_FRAME_POS_SCALE; }
