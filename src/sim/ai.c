@@ -9,9 +9,35 @@
 
 #include "sim/ai.h"
 
-/* Rows examined per NPC: the query returns the first ones in id order, so a
- * crowded neighbourhood is truncated deterministically. */
-#define AI_NEAR_MAX 256
+/* Nearest target of one NPC, reduced over sp_frame_visit_sphere(): every
+ * row within the sense radius is examined (no truncation), in the visit's
+ * order, and the minimum is taken over (distance, row) so the result does
+ * not depend on that order: ties go to the lower row (= lower id). */
+typedef struct near {
+    const sp_frame_t *f;
+    const sp_frame_row_t *me;
+    float p[3];
+    int want;
+    uint32_t best; /* row, UINT32_MAX = none */
+    float bestd;
+} near_t;
+
+static void near_visit(void *ctx, uint32_t row) {
+    near_t *n = ctx;
+    const sp_frame_row_t *o = &n->f->rows[row];
+    if (o->kind != n->want || o == n->me) return;
+    /* Fighters leave other fighters alone (they hunt miners, patrols and
+     * players). */
+    if (n->want == SP_KIND_SHIP && (o->flags & SP_ENT_FIGHTER)) return;
+    float dx = sp_frame_pos(o->pos[0]) - n->p[0], dy = sp_frame_pos(o->pos[1]) - n->p[1],
+          dz = sp_frame_pos(o->pos[2]) - n->p[2];
+    float d = sqrtf(dx * dx + dy * dy + dz * dz);
+    if (n->want == SP_KIND_ASTEROID) d -= (float)o->radius / SP_FRAME_RADIUS_SCALE; /* gap */
+    if (n->best == UINT32_MAX || d < n->bestd || (d == n->bestd && row < n->best)) {
+        n->best = row;
+        n->bestd = d;
+    }
+}
 
 void sp_ai_chunk_range(const sp_frame_t *f, uint32_t chunk, uint32_t nchunks, uint32_t *first,
                        uint32_t *end) {
@@ -78,7 +104,6 @@ int sp_ai_run_chunk(const sp_frame_t *f, uint32_t chunk, uint32_t nchunks, uint6
     if (cap < (size_t)(end - first) * SP_AI_MAX_MSGS_PER_NPC) return SP_EMSGSIZE;
     if (out == NULL && end > first) return SP_EINVAL;
     ctx_t c = {out, 0, chunk, tick};
-    uint32_t near[AI_NEAR_MAX];
     float h = f->half_extent;
     for (uint32_t k = first; k < end; k++) {
         const sp_frame_row_t *me = &f->rows[f->npc_rows[k]];
@@ -86,26 +111,11 @@ int sp_ai_run_chunk(const sp_frame_t *f, uint32_t chunk, uint32_t nchunks, uint6
         float myr = (float)me->radius / SP_FRAME_RADIUS_SCALE;
         int acted = 0;
         if (me->flags & (SP_ENT_MINER | SP_ENT_FIGHTER)) {
-            size_t nn = sp_frame_query_sphere(f, p[0], p[1], p[2], SP_AI_SENSE_RADIUS, near, AI_NEAR_MAX);
-            if (nn > AI_NEAR_MAX) nn = AI_NEAR_MAX;
             int want = (me->flags & SP_ENT_MINER) ? SP_KIND_ASTEROID : SP_KIND_SHIP;
-            const sp_frame_row_t *best = NULL;
-            float bestd = 0.0f;
-            for (size_t j = 0; j < nn; j++) {
-                const sp_frame_row_t *o = &f->rows[near[j]];
-                if (o->kind != want || o->id == me->id) continue;
-                /* Fighters leave other fighters alone (they hunt miners,
-                 * patrols and players). */
-                if (want == SP_KIND_SHIP && (o->flags & SP_ENT_FIGHTER)) continue;
-                float dx = sp_frame_pos(o->pos[0]) - p[0], dy = sp_frame_pos(o->pos[1]) - p[1],
-                      dz = sp_frame_pos(o->pos[2]) - p[2];
-                float d = sqrtf(dx * dx + dy * dy + dz * dz);
-                if (want == SP_KIND_ASTEROID) d -= (float)o->radius / SP_FRAME_RADIUS_SCALE; /* gap */
-                if (best == NULL || d < bestd) { /* ties: the lower id, seen first */
-                    best = o;
-                    bestd = d;
-                }
-            }
+            near_t nr = {f, me, {p[0], p[1], p[2]}, want, UINT32_MAX, 0.0f};
+            sp_frame_visit_sphere(f, p[0], p[1], p[2], SP_AI_SENSE_RADIUS, near_visit, &nr);
+            const sp_frame_row_t *best = nr.best == UINT32_MAX ? NULL : &f->rows[nr.best];
+            float bestd = nr.bestd;
             if (best != NULL) {
                 float tx = sp_frame_pos(best->pos[0]), ty = sp_frame_pos(best->pos[1]),
                       tz = sp_frame_pos(best->pos[2]);

@@ -55,7 +55,8 @@ SP_API size_t sp_ai_chunk_max_msgs(const sp_frame_t *f, uint32_t chunk, uint32_t
  * them at a later tick in sp_msg_order_cmp order); also the patrol clock.
  * Returns 0 and *n_out, SP_EINVAL (NULL, chunk >= nchunks) or SP_EMSGSIZE
  * when cap < sp_ai_chunk_max_msgs() (nothing meaningful written).
- * Cost: one sphere query per NPC (O(entities near it)). */
+ * Cost: one sp_frame_visit_sphere() per miner/fighter (O(entities near it),
+ * every one within SP_AI_SENSE_RADIUS examined), O(1) per patrol. */
 SP_API int sp_ai_run_chunk(const sp_frame_t *f, uint32_t chunk, uint32_t nchunks, uint64_t tick,
                            sp_msg_t *out, size_t cap, size_t *n_out);
 
