@@ -98,8 +98,10 @@ typedef struct sp_dstats {
     uint64_t events_sent;
     uint64_t events_dropped;    /* events a skipping client never got (pending bound) */
     uint64_t worker_msgs;       /* SpaceMessages applied from workers */
-    uint64_t ai_stalls;         /* AI rounds not done at their application tick (loop waited) */
-    uint64_t ai_stall_ns_sum, ai_stall_ns_max;
+    uint64_t ai_stalls;         /* AI rounds not done at their application tick (the step waited;
+                                 * the loop kept serving I/O) */
+    uint64_t ai_stall_ns_sum, ai_stall_ns_max; /* wall time steps waited for their AI round */
+    uint64_t ai_stall_ticks;    /* whole tick periods those waits lasted */
     uint64_t checkpoints;
     /* Rates over the last completed second (loop thread). */
     double cmds_per_sec;
@@ -181,7 +183,8 @@ typedef struct sp_daemon {
     uv_tcp_t metrics;
     bool metrics_on;
     uv_timer_t tick_timer;
-    uv_idle_t tick_idle;    /* runs a step that is already due (see loop.c) */
+    uv_idle_t tick_idle;    /* runs a step that is already due, or helps the AI round a
+                             * pending step waits for (see loop.c) */
     uv_timer_t house_timer; /* 1 Hz: idle pings, soft-limit kicks, rates, checkpoints */
     uv_signal_t sig_term, sig_int;
     uv_async_t wake; /* workers -> loop */
@@ -200,6 +203,7 @@ typedef struct sp_daemon {
     uint64_t last_ns;
     uint64_t acc_ns;
     uint64_t start_ns;
+    uint64_t ai_wait_since; /* != 0: the due step waits for its AI round since then (loop.c) */
     sp_log_ratelimit_t overrun_rl;
     sp_log_ratelimit_t skip_rl;
     sp_log_ratelimit_t stall_rl;
@@ -253,9 +257,22 @@ void sp_workers_snapshot_round(sp_daemon_t *d);
  * loop calls it after the tick's work and accounting (a woken worker may
  * take the loop's CPU for a while: better after the tick than inside it). */
 void sp_workers_kick(sp_daemon_t *d);
+/* May the step from the current world tick run now? False when the AI round
+ * due before it (its application tick) is not complete yet; the loop then
+ * leaves the step pending and keeps serving I/O: the round's last job wakes
+ * it (d->wake). Also moves the workers' messages out of the main inbox.
+ * Loop thread; never blocks; O(messages waiting). */
+bool sp_workers_step_ready(sp_daemon_t *d);
+/* While a step waits for its AI round: run at most ONE of the round's
+ * still-queued jobs (frame build or AI chunk) on the loop thread. Returns
+ * true if it ran one (more may be queued: call again on a later loop
+ * iteration), false if none is queued (workers are running the rest).
+ * Loop thread; never waits; costs one job (~a chunk of 256 NPCs, or the
+ * frame build). */
+bool sp_workers_help(sp_daemon_t *d);
 /* Apply the pending AI round if this tick (pre-step world tick) is its
- * application tick, waiting for it if it is not complete. Loop thread,
- * before sp_world_step(). */
+ * application tick. Call only when sp_workers_step_ready() is true (it
+ * never waits then). Loop thread, before sp_world_step(). */
 void sp_workers_apply_due(sp_daemon_t *d);
 /* Drain results (called from the async callback and before each tick):
  * snapshot bytes to sockets, AI intents to the pending list. Never changes

@@ -21,9 +21,33 @@
  *
  * Each step: hand finished snapshots to sockets, apply the AI round whose
  * application tick this is (workers.c: frame tick T is applied before the
- * step to T + snap_every, in sp_msg_order_cmp order, waiting for it if
- * needed), sp_world_step(), collect the step's events, and every snap_every
- * steps publish a frame for snapshots and the next AI round.
+ * step to T + snap_every, in sp_msg_order_cmp order), sp_world_step(),
+ * collect the step's events, and every snap_every steps publish a frame for
+ * snapshots and the next AI round.
+ *
+ * A step whose AI round is late is not run yet, and the loop never blocks
+ * for it: the step stays pending (d->ai_wait_since) and the callback
+ * returns to libuv, so requests, writes, accepts and timers keep being
+ * served. While queued jobs of the round remain, the tick idle handle runs
+ * ONE of them per loop iteration on this thread (sp_workers_help; I/O is
+ * polled between two), then it stops; the round's last job wakes the loop
+ * (uv_async_send) and on_async restarts the idle handle, which runs the
+ * step. The wait is time dilation, as an overrun is (a wait is a step that
+ * took longer): while it waits the accumulator holds at most the pending
+ * step plus one, so at most one step follows at once, never a backlog of
+ * catch-up steps. Counted apart from the step's own time (tick_ms,
+ * overruns, which no longer include the wait): ai_stalls (rounds late),
+ * ai_stall_ns (wall time waited), ai_stall_ticks (whole tick periods
+ * waited); a warning at most every 5 s. Results are those of a blocking wait: the
+ * round is applied at the same tick, in the same order.
+ *
+ * Ordering of client commands. Commands (session.c) run when their bytes
+ * are read, between two steps, in arrival order, directly on the world.
+ * One that arrives while a step waits for its AI round runs before that
+ * step, so before that round's intents, which are applied at the start of
+ * the step; the step, when it runs, sees every command read before it.
+ * (Client commands are thus not part of the determinism guarantee, which
+ * is for the world without clients; AI rounds are, whatever the timing.)
  *
  * --stop-after-ticks N (hidden, for tests): after the step that reaches world
  * tick N, log "stop-after-ticks: tick N world_hash H" (H = sp_world_hash in
@@ -110,12 +134,46 @@ static void on_tick_idle(uv_idle_t *h) {
     tick_cb((sp_daemon_t *)h->data);
 }
 
+/* The pending step waited for its AI round since d->ai_wait_since: account
+ * for the wait (stats, rate-limited warning) and end it. */
+static void end_ai_wait(sp_daemon_t *d, uint64_t now) {
+    uint64_t ns = now - d->ai_wait_since;
+    d->ai_wait_since = 0;
+    sp_dstats_t *st = &d->st;
+    uint64_t lost = ns / d->tick_ns; /* whole tick periods waited */
+    st->ai_stall_ns_sum += ns;
+    if (ns > st->ai_stall_ns_max) st->ai_stall_ns_max = ns;
+    st->ai_stall_ticks += lost;
+    uint64_t n = sp_log_ratelimit_ok(&d->stall_rl, now / 1000000u);
+    if (n)
+        SP_LOGW("step to tick %llu waited %.2f ms (%llu tick period(s)) for its NPC AI round; "
+                "%llu stall(s) since the last warning",
+                (unsigned long long)sp_world_tick(d->world) + 1, (double)ns / 1e6, (unsigned long long)lost,
+                (unsigned long long)n);
+}
+
 static void tick_cb(sp_daemon_t *d) {
     if (d->shutting_down) return;
     uint64_t now = sp_now_ns();
     d->acc_ns += now - d->last_ns;
     d->last_ns = now;
     if (d->acc_ns >= d->tick_ns) {
+        if (!sp_workers_step_ready(d)) {
+            if (!d->ai_wait_since) {
+                d->ai_wait_since = now;
+                d->st.ai_stalls++;
+            }
+            /* As after an overrun: the pending step plus at most one more
+             * owed; the rest of the wait is not owed (dilation, no backlog
+             * of catch-up steps). */
+            if (d->acc_ns > 2 * d->tick_ns) d->acc_ns = 2 * d->tick_ns;
+            /* Help with one queued job of the round, then come back on the
+             * next loop iteration (after polling I/O). With none queued,
+             * nothing is armed: the round's last job wakes on_async. */
+            if (sp_workers_help(d)) uv_idle_start(&d->tick_idle, on_tick_idle);
+            return;
+        }
+        if (d->ai_wait_since) end_ai_wait(d, now);
         run_tick(d);
         if (d->shutting_down) return; /* --stop-after-ticks */
         d->acc_ns -= d->tick_ns;
@@ -158,7 +216,15 @@ static void on_house(uv_timer_t *t) {
     }
 }
 
-static void on_async(uv_async_t *a) { sp_workers_drain((sp_daemon_t *)a->data); }
+/* Workers -> loop: snapshot results, AI messages, and the end of an AI round
+ * (ai_chunk_done), which a pending step may be waiting for: restart it (on
+ * the next iteration, from the idle handle; a no-op if already started). */
+static void on_async(uv_async_t *a) {
+    sp_daemon_t *d = (sp_daemon_t *)a->data;
+    sp_workers_drain(d);
+    if (d->ai_wait_since && !d->shutting_down && sp_workers_step_ready(d))
+        uv_idle_start(&d->tick_idle, on_tick_idle);
+}
 
 /* ---------------------------------------------------------------- shutdown */
 

@@ -27,13 +27,17 @@
  *    step that produces tick T + P, and just before the next round is
  *    dispatched; so at most one AI round is in flight. Its messages are
  *    sorted by sp_msg_order_cmp() and applied in that order. If the round is
- *    not complete by then (frame build + chunks), the loop WAITS for it (a
- *    "stall", counted and logged at most every 5 s): first it runs
- *    still-queued build/AI jobs itself, then it sleeps on a condition
- *    variable until the in-flight ones end. Workers take build/AI jobs before
- *    snapshot jobs, so a stall waits for at most the jobs already running.
- *    The world after any tick is thus the same with 1 or N workers and under
- *    any scheduling (tests/net/check_daemon: --workers 1 vs 2, same hash).
+ *    not complete by then (frame build + chunks), that step does not run
+ *    yet (a "stall"), but the loop never blocks for it: loop.c leaves the
+ *    step pending and goes back to serving sockets; sp_workers_step_ready()
+ *    tells it whether the step may run, and the round's last job wakes the
+ *    loop (uv_async_send after ai_left reaches 0) to run it. Meanwhile the
+ *    loop helps: sp_workers_help() runs at most one still-queued build/AI
+ *    job per loop iteration (never a wait). Workers take build/AI jobs
+ *    before snapshot jobs, so a stall lasts at most as long as the jobs
+ *    already running plus the queued round jobs. The world after any tick
+ *    is thus the same with 1 or N workers and under any scheduling
+ *    (tests/net/check_daemon: --workers 1 vs 2, same hash).
  *
  *  - Snapshot: for one client, find the client's interest centres in the
  *    frame (its ships, or the subscribe centre), query the frame's spatial
@@ -59,7 +63,6 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "sim/ai.h"
 #include "daemon/snapshim.h"
@@ -155,14 +158,12 @@ struct sp_workers {
     uint64_t ai_tick;     /* frame tick of ai_round */
     uint64_t ai_apply_at; /* pre-step world tick at which it is applied */
     /* Jobs of ai_round not finished yet: 1 for the build, which adds its
-     * chunk count before it ends. Decremented by whoever ran the job, under
-     * ai_mu, with a broadcast of ai_cv when it reaches 0. */
+     * chunk count before it ends. Decremented by whoever ran the job; the
+     * one that takes it to 0 wakes the loop (uv_async_send). */
     _Atomic uint32_t ai_left;
-    pthread_mutex_t ai_mu;
-    pthread_cond_t ai_cv;
     sp_msg_t *ai_msgs, *ai_tmp;
     size_t ai_n, ai_cap, ai_tmp_cap;
-    struct wscratch *loop_scratch; /* for AI jobs the loop runs while stalled */
+    struct wscratch *loop_scratch; /* for build/AI jobs the loop runs (sp_workers_help) */
     _Atomic uint64_t alerts_seen;
     /* Events gathered since the last round (loop thread). */
     sp_world_event_t *ev;
@@ -330,20 +331,19 @@ static void run_snapshot(job_t *j, wscratch_t *s) {
 
 static void collect_main(sp_workers_t *ws);
 
-/* One chunk of the AI round is finished (any thread). */
+/* One job (build or AI chunk) of the AI round is finished (any thread). */
 static void ai_chunk_done(sp_workers_t *ws) {
-    pthread_mutex_lock(&ws->ai_mu);
-    /* Release: the chunk's messages, pushed to the main inbox before this,
-     * happen before the loop's acquire load that sees ai_left == 0 and then
-     * drains the inbox expecting all of them. (The mutex orders it for the
-     * waiter too; the fast path in sp_workers_apply_due reads without it.) */
+    /* Release: the job's messages, pushed to the main inbox before this (and,
+     * for the build, its ai_left increment and r->frame), happen before the
+     * loop's acquire load in sp_workers_step_ready() that sees ai_left == 0
+     * and then drains the inbox expecting all of them. Relaxed would let the
+     * loop see 0 and apply the round without this job's last messages. */
     if (atomic_fetch_sub_explicit(&ws->ai_left, 1, memory_order_release) == 1)
-        pthread_cond_broadcast(&ws->ai_cv);
-    pthread_mutex_unlock(&ws->ai_mu);
+        uv_async_send(&ws->d->wake); /* a step may be waiting for this round (loop.c) */
 }
 
-/* on_loop: run by the loop thread while it waits for the round; it drains the
- * main inbox itself when the inbox is full (nobody else would). */
+/* on_loop: run by the loop thread (sp_workers_help); it drains the main inbox
+ * itself when the inbox is full (nobody else would). */
 static void run_ai(sp_workers_t *ws, job_t *j, wscratch_t *s, bool on_loop) {
     const sp_frame_t *f = j->round->frame;
     size_t cap = sp_ai_chunk_max_msgs(f, j->chunk, j->nchunks);
@@ -362,8 +362,8 @@ static void run_ai(sp_workers_t *ws, job_t *j, wscratch_t *s, bool on_loop) {
         size_t k = sp_bus_send_to_main_n(&ws->bus, s->msgs + sent, n - sent);
         sent += k;
         if (k == 0) {
-            /* Main inbox full: the loop drains it on every wake-up and while
-             * it waits for the round. */
+            /* Main inbox full: the loop drains it on every wake-up (the
+             * bus notify after each send is one). */
             if (on_loop) {
                 collect_main(ws);
                 continue;
@@ -387,7 +387,7 @@ static void push_result(sp_workers_t *ws, job_t *j) {
 static void run_job(sp_workers_t *ws, job_t *j, wscratch_t *s, bool on_loop);
 
 /* Build the round's frame from its capture, then queue the round's AI chunks
- * and snapshot jobs. Any thread (a worker, or the loop while it stalls). */
+ * and snapshot jobs. Any thread (a worker, or the loop: sp_workers_help). */
 static void run_build(sp_workers_t *ws, job_t *j, wscratch_t *s, bool on_loop) {
     round_t *r = j->round;
     uint64_t t0 = sp_now_ns();
@@ -536,12 +536,6 @@ int sp_workers_start(sp_daemon_t *d, int n) {
         free(ws);
         return r;
     }
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_mutex_init(&ws->ai_mu, NULL);
-    pthread_cond_init(&ws->ai_cv, &ca);
-    pthread_condattr_destroy(&ca);
     ws->loop_scratch = calloc(1, sizeof *ws->loop_scratch);
     if (ws->loop_scratch == NULL) return SP_ENOMEM;
     ws->threads = calloc((size_t)n, sizeof *ws->threads);
@@ -609,8 +603,6 @@ void sp_workers_stop(sp_daemon_t *d) {
     sp_mpmc_destroy(&ws->jobs);
     sp_mpmc_destroy(&ws->results);
     sp_bus_destroy(&ws->bus);
-    pthread_mutex_destroy(&ws->ai_mu);
-    pthread_cond_destroy(&ws->ai_cv);
     if (ws->loop_scratch) {
         free(ws->loop_scratch->rows);
         free(ws->loop_scratch->msgs);
@@ -672,36 +664,21 @@ static void collect_main(sp_workers_t *ws) {
     }
 }
 
-/* The loop waits for the AI round: runs still-queued build/AI jobs itself
- * (a build run here also queues the round's snapshot jobs), then sleeps on
- * ai_cv until the jobs that workers are running are done,
- * draining the main inbox every millisecond (a worker may be waiting for
- * room there). */
-static void ai_wait(sp_workers_t *ws) {
-    for (;;) {
-        /* Acquire: pairs with the release decrement in ai_chunk_done(). */
-        if (atomic_load_explicit(&ws->ai_left, memory_order_acquire) == 0) return;
-        void *p;
-        if (sp_mpmc_try_pop_ptr(&ws->rjobs, &p) == 0) {
-            run_job(ws, p, ws->loop_scratch, true);
-            continue;
-        }
-        collect_main(ws);
-        pthread_mutex_lock(&ws->ai_mu);
-        /* Acquire: as above; under the mutex no decrement can slip between
-         * this check and the wait (the decrement takes the mutex too). */
-        if (atomic_load_explicit(&ws->ai_left, memory_order_acquire) != 0) {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            ts.tv_nsec += 1000000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
-            pthread_cond_timedwait(&ws->ai_cv, &ws->ai_mu, &ts);
-        }
-        pthread_mutex_unlock(&ws->ai_mu);
-    }
+/* Is every job of ai_round done? Acquire: pairs with the release decrement
+ * in ai_chunk_done(); after it every message of the round is in the main
+ * inbox (collect_main then gets them all). Loop thread. */
+static bool ai_round_done(sp_workers_t *ws) {
+    return atomic_load_explicit(&ws->ai_left, memory_order_acquire) == 0;
+}
+
+/* Run one queued build/AI job on the loop thread; false if none is queued.
+ * Only jobs of ai_round are ever in rjobs (a round's build is queued after
+ * the previous round was applied). */
+static bool help_one(sp_workers_t *ws) {
+    void *p;
+    if (sp_mpmc_try_pop_ptr(&ws->rjobs, &p) != 0) return false;
+    run_job(ws, p, ws->loop_scratch, true);
+    return true;
 }
 
 /* The round's messages in sp_msg_order_cmp order (tick, origin, seq).
@@ -739,22 +716,21 @@ static const sp_msg_t *order_msgs(sp_workers_t *ws) {
     return ws->ai_msgs;
 }
 
+/* Apply ai_round (complete: the loop runs the step only when
+ * sp_workers_step_ready() said so). */
 static void apply_ai_round(sp_daemon_t *d) {
     sp_workers_t *ws = d->workers;
-    /* Acquire: pairs with the release decrement in ai_chunk_done(); after it
-     * every message of the round is in the main inbox. */
-    if (atomic_load_explicit(&ws->ai_left, memory_order_acquire) != 0) {
-        uint64_t t0 = sp_now_ns();
-        ai_wait(ws);
-        uint64_t ns = sp_now_ns() - t0;
-        d->st.ai_stalls++;
-        d->st.ai_stall_ns_sum += ns;
-        if (ns > d->st.ai_stall_ns_max) d->st.ai_stall_ns_max = ns;
-        uint64_t n = sp_log_ratelimit_ok(&d->stall_rl, sp_now_ns() / 1000000u);
-        if (n)
-            SP_LOGW("NPC AI round of tick %llu not done at its application tick: waited %.2f ms; "
-                    "%llu stall(s) since the last warning",
-                    (unsigned long long)ws->ai_tick, (double)ns / 1e6, (unsigned long long)n);
+    SP_ASSERT(ai_round_done(ws));
+    if (!ai_round_done(ws)) {
+        /* Unreachable (see sp_workers_snapshot_round). Release builds keep
+         * the defined result rather than apply half a round: finish it here,
+         * the old blocking way. */
+        SP_LOGE("NPC AI round of tick %llu applied before it was complete: waiting (bug)",
+                (unsigned long long)ws->ai_tick);
+        while (!ai_round_done(ws)) {
+            collect_main(ws); /* a worker may be waiting for room */
+            if (!help_one(ws)) sched_yield();
+        }
     }
     collect_main(ws);
     const sp_msg_t *m = order_msgs(ws);
@@ -768,11 +744,25 @@ static void apply_ai_round(sp_daemon_t *d) {
     ws->ai_round = NULL;
 }
 
+/* Is an AI round due before the step from the current world tick? */
+static bool ai_round_due(const sp_daemon_t *d) {
+    const sp_workers_t *ws = d->workers;
+    return ws != NULL && ws->ai_round != NULL && sp_world_tick(d->world) >= ws->ai_apply_at;
+}
+
+bool sp_workers_step_ready(sp_daemon_t *d) {
+    if (!ai_round_due(d)) return true;
+    collect_main(d->workers); /* room for the workers' messages; never blocks */
+    return ai_round_done(d->workers);
+}
+
+bool sp_workers_help(sp_daemon_t *d) {
+    if (!ai_round_due(d) || ai_round_done(d->workers)) return false;
+    return help_one(d->workers);
+}
+
 void sp_workers_apply_due(sp_daemon_t *d) {
-    sp_workers_t *ws = d->workers;
-    if (ws == NULL || ws->ai_round == NULL) return;
-    if (sp_world_tick(d->world) < ws->ai_apply_at) return;
-    apply_ai_round(d);
+    if (ai_round_due(d)) apply_ai_round(d);
 }
 
 /* Results: hand snapshot bytes to sockets; collect AI messages (applied by
@@ -878,7 +868,8 @@ void sp_workers_snapshot_round(sp_daemon_t *d) {
     sp_workers_t *ws = d->workers;
     /* The previous AI round is applied at tick T + P - 1, before this one
      * (tick T + P) is dispatched; a round can still be pending only if the
-     * tick numbering jumped (never in practice): apply it now. */
+     * tick numbering jumped (never: the world tick moves by one per step and
+     * P is fixed): apply it now. */
     if (ws->ai_round != NULL) apply_ai_round(d);
     void *p;
     sp_world_capture_t *cap = NULL;
