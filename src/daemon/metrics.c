@@ -125,7 +125,7 @@ static char *render(sp_daemon_t *d, size_t *len_out) {
     COUNTER("checkpoints_total", "Checkpoints written.", st->checkpoints);
     COUNTER("events_dropped_total", "Events never delivered to a client that kept skipping snapshots.",
             sp_workers_events_dropped(d));
-    COUNTER("ai_stalls_total", "NPC AI rounds not done at their application tick (the loop waited).",
+    COUNTER("ai_stalls_total", "NPC AI rounds not done at their application tick (that step waited; the loop kept serving).",
             st->ai_stalls);
     GAUGE("ai_stall_seconds_max", "Longest wait for an NPC AI round.", (double)st->ai_stall_ns_max / 1e9);
 #undef COUNTER
