@@ -25,8 +25,9 @@
 #define SPC_DEFAULT_HOST "127.0.0.1"
 #define SPC_DEFAULT_PORT 7777
 /* Server-to-client messages can be large (a full snapshot of a wide area of
- * interest): the clients accept up to this many bytes per message. */
-#define SPC_MAX_INBOUND (64u * 1024u * 1024u)
+ * interest): the clients accept up to the protocol's MAX_SERVER_MESSAGE_BYTES
+ * per message (spacesim_proto.def), the bound the server keeps to. */
+#define SPC_MAX_INBOUND SP_RPC_CLIENT_MAX_MESSAGE
 
 /* Monotonic clock in nanoseconds / seconds. */
 uint64_t spc_now_ns(void);

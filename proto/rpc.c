@@ -11,7 +11,7 @@
 /* ---------------------------------------------------------------- names */
 
 static const sp_method_info_t method_table[SP_METHOD__COUNT] = {
-#define SP__METHOD_ROW(id, nm, mn, mx, hello, admin, sig) \
+#define SP__METHOD_ROW(id, lc, nm, mn, mx, hello, admin, sig) \
     [SP_METHOD_##id] = {nm, (mn), (mx), (hello) != 0, (admin) != 0, sig},
     SP_PROTO_METHOD_MAP(SP__METHOD_ROW)
 #undef SP__METHOD_ROW
@@ -678,3 +678,118 @@ SP_PROTO_LIMIT_MAP(SP__LIMIT_VALUE)
 _Static_assert(SP_RPC_DEFAULT_MAX_MESSAGE == SP__LIMIT_MAX_MESSAGE_BYTES, "rpc.h and spacesim_proto.def disagree");
 _Static_assert(SP_RPC_CLIENT_MAX_MESSAGE == SP__LIMIT_MAX_SERVER_MESSAGE_BYTES, "rpc.h and spacesim_proto.def disagree");
 _Static_assert(SP_RPC_MAX_DEPTH == SP__LIMIT_MAX_DEPTH, "rpc.h and spacesim_proto.def disagree");
+
+/* ---------------------------------------------------------------- results */
+
+const char *sp_proto_resource_name(int resource) {
+    switch (resource) {
+#define SP__RES_NAME(id, idx, name) \
+    case idx: return name;
+        SP_RESOURCE_MAP(SP__RES_NAME)
+#undef SP__RES_NAME
+    default: return "unknown";
+    }
+}
+
+const char *sp_proto_kind_name(int kind) {
+    switch (kind) {
+#define SP__KIND_NAME(id, value, name, ...) \
+    case value: return name;
+        SP_ENTITY_KIND_MAP(SP__KIND_NAME)
+#undef SP__KIND_NAME
+    default: return "unknown";
+    }
+}
+
+int sp_rpc_pack_error_notify(msgpack_packer *pk, int code, const char *message) {
+    int r = sp_rpc_pack_notify_begin(pk, "error", 1);
+    r |= sp_rpc_pack_error_map(pk, code, message);
+    return r ? SP_ENOMEM : 0;
+}
+
+int sp_rpc_pack_ping_notify(msgpack_packer *pk) { return sp_rpc_pack_notify_begin(pk, "ping", 0); }
+
+static const struct stat_key {
+    const char *key;
+    bool is_float;
+} stat_keys[SP_STAT__COUNT] = {
+#define SP__STAT_KEY(id, key, type, what) [SP_STAT_##id] = {key, type[0] == 'f'},
+    SP_PROTO_STATS_MAP(SP__STAT_KEY)
+#undef SP__STAT_KEY
+};
+
+static int pack_key(msgpack_packer *pk, const char *key) { return sp_rpc_pack_cstr(pk, key); }
+
+static int pack_vec3(msgpack_packer *pk, const double v[3]) {
+    int r = msgpack_pack_array(pk, 3);
+    for (int i = 0; i < 3; i++) r |= msgpack_pack_double(pk, v[i]);
+    return r;
+}
+
+static int pack_cargo(msgpack_packer *pk, const double cargo[SP_RESOURCE_COUNT]) {
+    int r = msgpack_pack_map(pk, SP_RESOURCE_COUNT);
+    for (int i = 0; i < SP_RESOURCE_COUNT; i++)
+        r |= sp_rpc_pack_cstr(pk, sp_proto_resource_name(i)) | msgpack_pack_double(pk, cargo[i]);
+    return r;
+}
+
+static int pack_stats(msgpack_packer *pk, const sp_stat_value_t v[SP_STAT__COUNT]) {
+    int r = 0;
+    for (int i = 0; i < SP_STAT__COUNT; i++) {
+        r |= pack_key(pk, stat_keys[i].key);
+        r |= stat_keys[i].is_float ? msgpack_pack_double(pk, v[i].f) : msgpack_pack_uint64(pk, v[i].u);
+    }
+    return r;
+}
+
+/* Map entries each field type contributes (r is the result struct). */
+#define N_UINT(r, f) 1
+#define N_INT(r, f) 1
+#define N_FLOAT(r, f) 1
+#define N_BOOL(r, f) 1
+#define N_STR(r, f) 1
+#define N_VEC3(r, f) 1
+#define N_UINT_OR_NIL(r, f) 1
+#define N_CARGO(r, f) 1
+#define N_OPT_STR(r, f) ((r)->has_##f ? 1 : 0)
+#define N_OPT_FLOAT(r, f) ((r)->has_##f ? 1 : 0)
+#define N_STATS(r, f) SP_STAT__COUNT
+/* Pack one field (key and value). */
+#define P_UINT(pk, key, v) (pack_key(pk, key) | msgpack_pack_uint64(pk, v))
+#define P_INT(pk, key, v) (pack_key(pk, key) | msgpack_pack_int64(pk, v))
+#define P_FLOAT(pk, key, v) (pack_key(pk, key) | msgpack_pack_double(pk, v))
+#define P_BOOL(pk, key, v) (pack_key(pk, key) | ((v) ? msgpack_pack_true(pk) : msgpack_pack_false(pk)))
+#define P_STR(pk, key, v) (pack_key(pk, key) | sp_rpc_pack_cstr(pk, v))
+#define P_VEC3(pk, key, v) (pack_key(pk, key) | pack_vec3(pk, v))
+#define P_UINT_OR_NIL(pk, key, v) (pack_key(pk, key) | ((v) ? msgpack_pack_uint64(pk, v) : msgpack_pack_nil(pk)))
+#define P_CARGO(pk, key, v) (pack_key(pk, key) | pack_cargo(pk, v))
+#define P_OPT_STR(pk, key, v) (pack_key(pk, key) | sp_rpc_pack_cstr(pk, v))
+#define P_OPT_FLOAT(pk, key, v) (pack_key(pk, key) | msgpack_pack_double(pk, v))
+#define P_STATS(pk, key, v) pack_stats(pk, v)
+#define G_UINT(r, f) 1
+#define G_INT(r, f) 1
+#define G_FLOAT(r, f) 1
+#define G_BOOL(r, f) 1
+#define G_STR(r, f) 1
+#define G_VEC3(r, f) 1
+#define G_UINT_OR_NIL(r, f) 1
+#define G_CARGO(r, f) 1
+#define G_OPT_STR(r, f) (r)->has_##f
+#define G_OPT_FLOAT(r, f) (r)->has_##f
+#define G_STATS(r, f) 1
+
+#define RES_ONE(f, key, type) +1
+#define RES_COUNT(f, key, type) +N_##type(r, f)
+#define RES_PACK(f, key, type) \
+    if (G_##type(r, f)) e |= P_##type(pk, key, r->f);
+#define SP__RES_FN(id, lc, name, mn, mx, hello, admin, sig)                                           \
+    int sp_rpc_pack_result_##lc(msgpack_packer *pk, uint32_t msgid, const sp_result_##lc##_t *r) {    \
+        int e = sp_rpc_pack_response_ok_begin(pk, msgid);                                             \
+        if ((0 SP_PROTO_RESULT_##id(RES_ONE)) == 0) return (e | msgpack_pack_true(pk)) ? SP_ENOMEM : 0; \
+        if (r == NULL) return SP_EINVAL;                                                              \
+        e |= msgpack_pack_map(pk, (size_t)(0 SP_PROTO_RESULT_##id(RES_COUNT)));                       \
+        SP_PROTO_RESULT_##id(RES_PACK)                                                                \
+        return e ? SP_ENOMEM : 0;                                                                     \
+    }
+SP_PROTO_METHOD_MAP(SP__RES_FN)
+#undef SP__RES_FN

@@ -44,11 +44,19 @@ extern "C" {
 
 /* Method ids, in SP_PROTO_METHOD_MAP order: SP_METHOD_PING ... SP_METHOD__COUNT. */
 typedef enum sp_method {
-#define SP__METHOD_ENUM(id, name, mn, mx, hello, admin, sig) SP_METHOD_##id,
+#define SP__METHOD_ENUM(id, lc, name, mn, mx, hello, admin, sig) SP_METHOD_##id,
     SP_PROTO_METHOD_MAP(SP__METHOD_ENUM)
 #undef SP__METHOD_ENUM
     SP_METHOD__COUNT
 } sp_method_t;
+
+/* The protocol's limits as constants, one name each: SP_LIMIT_MAX_MESSAGE_BYTES,
+ * SP_LIMIT_MAX_DEPTH, SP_LIMIT_MAX_SHIPS ... (SP_PROTO_LIMIT_MAP). */
+enum {
+#define SP__LIMIT_ENUM(id, value, what) SP_LIMIT_##id = (value),
+    SP_PROTO_LIMIT_MAP(SP__LIMIT_ENUM)
+#undef SP__LIMIT_ENUM
+};
 
 /* RPC error codes, the integers in {"code": int} (not SP_E* library codes). */
 typedef enum sp_rpc_code {
@@ -83,9 +91,9 @@ SP_API const char *sp_rpc_code_message(int code);
 /* What clients should pass to sp_rpc_decoder_init() for the server's side of
  * the stream: snapshots grow with the view (about 20 bytes per entity in a
  * full one), so they may exceed the 64 KiB client limit. MAX_SERVER_MESSAGE_BYTES. */
-#define SP_RPC_CLIENT_MAX_MESSAGE (16u << 20)
+#define SP_RPC_CLIENT_MAX_MESSAGE ((size_t)SP_LIMIT_MAX_SERVER_MESSAGE_BYTES)
 /* Containers nested deeper than this are refused (msgpack-c's parser stack is 32). */
-#define SP_RPC_MAX_DEPTH 16u
+#define SP_RPC_MAX_DEPTH ((unsigned)SP_LIMIT_MAX_DEPTH)
 
 /* ---------------------------------------------------------------- framer */
 
@@ -300,6 +308,70 @@ SP_API int sp_rpc_pack_error_map(msgpack_packer *pk, int code, const char *messa
 
 /* Pack a NUL-terminated C string as a msgpack str. */
 SP_API int sp_rpc_pack_cstr(msgpack_packer *pk, const char *s);
+
+/* ---------------------------------------------------------------- results
+ * One struct and one packer per method, generated from the method's
+ * SP_PROTO_RESULT_<ID> list in spacesim_proto.def (types and members: see
+ * there), so a result's keys, order, and types have one source. Every
+ * struct starts with `none_` (C has no empty structs; never packed). */
+
+/* Keys of the `stats` result: SP_STAT_TICK ... SP_STAT__COUNT. */
+typedef enum sp_stat {
+#define SP__STAT_ENUM(id, key, type, what) SP_STAT_##id,
+    SP_PROTO_STATS_MAP(SP__STAT_ENUM)
+#undef SP__STAT_ENUM
+    SP_STAT__COUNT
+} sp_stat_t;
+
+/* A stats value: u for "uint" keys, f for "float" keys (the .def says which). */
+typedef union sp_stat_value {
+    uint64_t u;
+    double f;
+} sp_stat_value_t;
+
+#define SP__RES_CT_UINT(f) uint64_t f;
+#define SP__RES_CT_INT(f) int64_t f;
+#define SP__RES_CT_FLOAT(f) double f;
+#define SP__RES_CT_BOOL(f) bool f;
+#define SP__RES_CT_STR(f) const char *f;
+#define SP__RES_CT_VEC3(f) double f[3];
+#define SP__RES_CT_UINT_OR_NIL(f) uint64_t f;
+#define SP__RES_CT_CARGO(f) double f[SP_RESOURCE_COUNT];
+#define SP__RES_CT_OPT_STR(f) const char *f; bool has_##f;
+#define SP__RES_CT_OPT_FLOAT(f) double f; bool has_##f;
+#define SP__RES_CT_STATS(f) sp_stat_value_t f[SP_STAT__COUNT];
+#define SP__RES_MEMBER(f, key, type) SP__RES_CT_##type(f)
+#define SP__RES_STRUCT(id, lc, name, mn, mx, hello, admin, sig) \
+    typedef struct sp_result_##lc {                          \
+        char none_;                                          \
+        SP_PROTO_RESULT_##id(SP__RES_MEMBER)                 \
+    } sp_result_##lc##_t;
+SP_PROTO_METHOD_MAP(SP__RES_STRUCT)
+#undef SP__RES_STRUCT
+
+/* sp_rpc_pack_result_<lc>(pk, msgid, r): the whole response
+ * [1, msgid, nil, result], result packed from *r as the .def says (`true`
+ * for methods without result fields; r may then be NULL). Strings are
+ * copied. Returns 0 or SP_ENOMEM (see "packers" below). Any thread. */
+#define SP__RES_DECL(id, lc, name, mn, mx, hello, admin, sig) \
+    SP_API int sp_rpc_pack_result_##lc(msgpack_packer *pk, uint32_t msgid, const sp_result_##lc##_t *r);
+SP_PROTO_METHOD_MAP(SP__RES_DECL)
+#undef SP__RES_DECL
+
+/* Wire name of a resource index: its SP_RESOURCE_MAP name, or "unknown" for
+ * any other value (the one spelling of an unknown resource on the wire).
+ * Static storage. */
+SP_API const char *sp_proto_resource_name(int resource);
+
+/* Wire name of an entity kind value ("unknown" outside SP_ENTITY_KIND_MAP). */
+SP_API const char *sp_proto_kind_name(int kind);
+
+/* [2, "error", [{"code": code, "message": message}]]: a problem not tied to
+ * a request (see PROTOCOL.md); message NULL: the code's default. */
+SP_API int sp_rpc_pack_error_notify(msgpack_packer *pk, int code, const char *message);
+
+/* [2, "ping", []]: the server's keepalive reminder to a silent client. */
+SP_API int sp_rpc_pack_ping_notify(msgpack_packer *pk);
 
 /* Read an error object of a response: a map with an int "code" and a str
  * "message" (other keys ignored). Returns 0, or SP_EPROTO when the shape is

@@ -21,12 +21,6 @@
 
 #include "rpc.h"
 
-/* The wire quantization (spacesim_proto.def) must be the frame's. */
-#define SP__QUANT_CHECK(id, steps, meaning) \
-    _Static_assert((steps) == SP_FRAME_##id##_SCALE, "quantization of " #id " differs from sim/frame.h");
-SP_PROTO_QUANT_MAP(SP__QUANT_CHECK)
-#undef SP__QUANT_CHECK
-
 #define ALL_FIELDS (SP_SNAP_F_POS | SP_SNAP_F_VEL | SP_SNAP_F_HP | SP_SNAP_F_OWNER | SP_SNAP_F_RADIUS)
 #define SMALL_MOVE_MAX 2  /* |d| per axis coded in the op itself */
 #define SMALL_OPS 125     /* 5^3 */
@@ -117,6 +111,11 @@ static int recs_reserve(sp_snap_view_t *v, size_t n) {
 /* The encoder side validates its input first and then overwrites the view in
  * place: no scratch array, so a daemon's per-client views cost one array each
  * (only sp_snap_apply(), on the client side, double-buffers). */
+sp_snap_rec_t *sp_snap_view_reserve(sp_snap_view_t *v, size_t n) {
+    if (v == NULL || recs_reserve(v, n) != 0) return NULL;
+    return v->recs;
+}
+
 int sp_snap_view_set(sp_snap_view_t *v, uint64_t tick, const sp_snap_rec_t *recs, size_t n) {
     if (v == NULL || (recs == NULL && n > 0) || (n > 0 && recs == v->recs)) return SP_EINVAL;
     for (size_t i = 0; i < n; i++)
@@ -126,35 +125,6 @@ int sp_snap_view_set(sp_snap_view_t *v, uint64_t tick, const sp_snap_rec_t *recs
     if (n) memcpy(v->recs, recs, n * sizeof *recs);
     v->len = n;
     v->tick = tick;
-    v->valid = true;
-    return 0;
-}
-
-int sp_snap_view_from_frame(sp_snap_view_t *v, const sp_frame_t *f, const uint32_t *rows, size_t n) {
-    if (v == NULL || f == NULL || (rows == NULL && n > 0)) return SP_EINVAL;
-    uint64_t prev = 0;
-    for (size_t i = 0; i < n; i++) { /* rows must exist and be id-ascending */
-        if (rows[i] >= f->count) return SP_EINVAL;
-        const sp_frame_row_t *r = &f->rows[rows[i]];
-        if (r->id <= prev || r->kind == 0) return SP_EINVAL;
-        prev = r->id;
-    }
-    int rc = recs_reserve(v, n);
-    if (rc) return rc;
-    for (size_t i = 0; i < n; i++) {
-        const sp_frame_row_t *r = &f->rows[rows[i]];
-        sp_snap_rec_t *o = &v->recs[i];
-        memset(o, 0, sizeof *o); /* padding too: views compare and hash cleanly */
-        o->id = r->id;
-        memcpy(o->pos, r->pos, sizeof o->pos);
-        memcpy(o->vel, r->vel, sizeof o->vel);
-        o->hp = r->hp;
-        o->owner = r->owner;
-        o->radius = r->radius;
-        o->kind = r->kind;
-    }
-    v->len = n;
-    v->tick = f->tick;
     v->valid = true;
     return 0;
 }
@@ -321,14 +291,6 @@ int sp_snap_encode_recs(uint64_t tick, const sp_snap_rec_t *recs, size_t n, cons
                         sp_snap_view_t *next_out, msgpack_sbuffer *out, sp_snap_stats_t *stats) {
     if (base != NULL && base == next_out) return SP_EINVAL;
     int rc = sp_snap_view_set(next_out, tick, recs, n);
-    if (rc) return rc;
-    return sp_snap_encode_views(base, next_out, out, stats);
-}
-
-int sp_snap_encode(const sp_frame_t *f, const uint32_t *rows, size_t n, const sp_snap_view_t *base,
-                   sp_snap_view_t *next_out, msgpack_sbuffer *out, sp_snap_stats_t *stats) {
-    if (base != NULL && base == next_out) return SP_EINVAL;
-    int rc = sp_snap_view_from_frame(next_out, f, rows, n);
     if (rc) return rc;
     return sp_snap_encode_views(base, next_out, out, stats);
 }
@@ -617,16 +579,6 @@ int sp_event_lookup(const char *name, size_t len) {
     return -1;
 }
 
-static const char *resource_name(int r) {
-    switch (r) {
-#define SP__RES_NAME(id, idx, name) \
-    case idx: return name;
-        SP_RESOURCE_MAP(SP__RES_NAME)
-#undef SP__RES_NAME
-    default: return "unknown";
-    }
-}
-
 int sp_event_pack_begin(msgpack_packer *pk, int type, uint64_t tick, uint32_t nfields) {
     const char *name = sp_event_name(type);
     if (name == NULL) return SP_EINVAL;
@@ -689,7 +641,7 @@ int sp_event_pack_resource_mined(msgpack_packer *pk, uint64_t tick, uint64_t shi
     if (r) return r;
     r |= kv_u64(pk, ev_key(t, 0), ship_id);
     r |= kv_u64(pk, ev_key(t, 1), asteroid_id);
-    r |= sp_rpc_pack_cstr(pk, ev_key(t, 2)) | sp_rpc_pack_cstr(pk, resource_name(resource));
+    r |= sp_rpc_pack_cstr(pk, ev_key(t, 2)) | sp_rpc_pack_cstr(pk, sp_proto_resource_name(resource));
     r |= kv_f64(pk, ev_key(t, 3), amount);
     return r ? SP_ENOMEM : 0;
 }

@@ -30,7 +30,7 @@
  * Threads: no globals. Encoding is a pure function of (base view, next view)
  * into a caller-owned buffer, so per-client encoding runs on worker threads
  * while the loop ticks, provided each view and buffer is used by one thread
- * at a time and the frame is kept alive (sp_frame_retain) while read. */
+ * at a time. */
 #ifndef SP_PROTO_SNAPSHOT_H
 #define SP_PROTO_SNAPSHOT_H
 
@@ -40,7 +40,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "sim/frame.h"
 #include "spacesim/common.h"
 #include "spacesim_proto.def"
 
@@ -114,17 +113,19 @@ SP_API void sp_snap_view_swap(sp_snap_view_t *a, sp_snap_view_t *b);
  * unchanged). Validates first, then overwrites in place: the view holds one
  * array of cap records (no second buffer on the encoder side). */
 SP_API int sp_snap_view_set(sp_snap_view_t *v, uint64_t tick, const sp_snap_rec_t *recs, size_t n);
+/* Room for n records in v, for a caller that fills a view in place (the
+ * daemon, from a frame): returns v->recs with capacity >= n (old contents
+ * not kept),
+ * or NULL on OOM (v unchanged). The caller then writes the records (id-
+ * ascending, unique, non-zero ids and kinds, padding zeroed: the invariants
+ * of sp_snap_view_set()) and sets len, tick and valid. */
+SP_API sp_snap_rec_t *sp_snap_view_reserve(sp_snap_view_t *v, size_t n);
 /* Record with this id, or NULL. O(log n). */
 SP_API const sp_snap_rec_t *sp_snap_view_find(const sp_snap_view_t *v, uint64_t id);
 /* True when both views hold the same tick, validity and records (field by field). */
 SP_API bool sp_snap_view_equal(const sp_snap_view_t *a, const sp_snap_view_t *b);
 /* Bytes of heap the view holds (memory accounting per client). */
 SP_API size_t sp_snap_view_bytes(const sp_snap_view_t *v);
-
-/* Fill v from frame rows (indices into f->rows, ascending, as
- * sp_frame_query_sphere() returns them) at f->tick. Same returns as
- * sp_snap_view_set(). Reads only f->rows: any thread holding a reference. */
-SP_API int sp_snap_view_from_frame(sp_snap_view_t *v, const sp_frame_t *f, const uint32_t *rows, size_t n);
 
 /* ---------------------------------------------------------------- encode */
 
@@ -137,15 +138,11 @@ SP_API int sp_snap_view_from_frame(sp_snap_view_t *v, const sp_frame_t *f, const
 SP_API int sp_snap_encode_views(const sp_snap_view_t *base, const sp_snap_view_t *next, msgpack_sbuffer *out,
                                 sp_snap_stats_t *stats);
 
-/* The daemon's entry point: next_out <- the frame's rows (see
- * sp_snap_view_from_frame), then sp_snap_encode_views(base, next_out, out).
- * The caller swaps base <-> next_out only when the bytes reached the socket;
- * if the client skips this snapshot, keep base and discard next_out.
- * Returns as the two calls; on failure out is restored. */
-SP_API int sp_snap_encode(const sp_frame_t *f, const uint32_t *rows, size_t n, const sp_snap_view_t *base,
-                          sp_snap_view_t *next_out, msgpack_sbuffer *out, sp_snap_stats_t *stats);
-
-/* The same from plain records (tests, spacesim-load, tools). */
+/* next_out <- recs (sp_snap_view_set), then sp_snap_encode_views(base,
+ * next_out, out). The caller swaps base <-> next_out only when the bytes
+ * reached the socket; if the client skips this snapshot, keep base and
+ * discard next_out. Returns as the two calls; on failure out is restored.
+ * (The daemon fills its views from frames itself: src/daemon/snapshots.c.) */
 SP_API int sp_snap_encode_recs(uint64_t tick, const sp_snap_rec_t *recs, size_t n, const sp_snap_view_t *base,
                                sp_snap_view_t *next_out, msgpack_sbuffer *out, sp_snap_stats_t *stats);
 
@@ -173,6 +170,14 @@ SP_API int sp_snap_apply(sp_snap_view_t *view, const msgpack_object *params, sp_
 
 /* ---------------------------------------------------------------- quantization */
 
+/* Steps per unit of each quantized field (SP_PROTO_QUANT_MAP):
+ * SP_SNAP_SCALE_POS, SP_SNAP_SCALE_VEL, SP_SNAP_SCALE_HP, SP_SNAP_SCALE_RADIUS. */
+enum {
+#define SP__QUANT_ENUM(id, steps, meaning) SP_SNAP_SCALE_##id = (steps),
+    SP_PROTO_QUANT_MAP(SP__QUANT_ENUM)
+#undef SP__QUANT_ENUM
+};
+
 SP_INLINE int32_t sp_snap_q32(double v, double scale) {
     double q = round(v * scale);
     if (!(q == q)) return 0; /* NaN */
@@ -186,13 +191,13 @@ SP_INLINE uint32_t sp_snap_qu32(double v, double scale) {
     if (q >= 4294967295.0) return UINT32_MAX;
     return (uint32_t)q;
 }
-SP_INLINE int32_t sp_snap_quant_pos(double units) { return sp_snap_q32(units, SP_FRAME_POS_SCALE); }
-SP_INLINE int32_t sp_snap_quant_vel(double ups) { return sp_snap_q32(ups, SP_FRAME_VEL_SCALE); }
-SP_INLINE uint32_t sp_snap_quant_hp(double hp) { return sp_snap_qu32(hp, SP_FRAME_HP_SCALE); }
-SP_INLINE double sp_snap_pos(int32_t q) { return (double)q / SP_FRAME_POS_SCALE; }
-SP_INLINE double sp_snap_vel(int32_t q) { return (double)q / SP_FRAME_VEL_SCALE; }
-SP_INLINE double sp_snap_hp(uint32_t q) { return (double)q / SP_FRAME_HP_SCALE; }
-SP_INLINE double sp_snap_radius(uint32_t q) { return (double)q / SP_FRAME_RADIUS_SCALE; }
+SP_INLINE int32_t sp_snap_quant_pos(double units) { return sp_snap_q32(units, SP_SNAP_SCALE_POS); }
+SP_INLINE int32_t sp_snap_quant_vel(double ups) { return sp_snap_q32(ups, SP_SNAP_SCALE_VEL); }
+SP_INLINE uint32_t sp_snap_quant_hp(double hp) { return sp_snap_qu32(hp, SP_SNAP_SCALE_HP); }
+SP_INLINE double sp_snap_pos(int32_t q) { return (double)q / SP_SNAP_SCALE_POS; }
+SP_INLINE double sp_snap_vel(int32_t q) { return (double)q / SP_SNAP_SCALE_VEL; }
+SP_INLINE double sp_snap_hp(uint32_t q) { return (double)q / SP_SNAP_SCALE_HP; }
+SP_INLINE double sp_snap_radius(uint32_t q) { return (double)q / SP_SNAP_SCALE_RADIUS; }
 
 /* ---------------------------------------------------------------- events */
 /* Event notifications: [2, "event", [{"type": str, "tick": int, ...}]].

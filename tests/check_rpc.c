@@ -901,7 +901,7 @@ START_TEST(test_rpc_protocol_md_documents_every_def_entry) {
     ck_assert_msg(doc != NULL, "cannot read %s", SP_PROTOCOL_MD);
     char buf[256];
     /* Each method has its own section "### `name`" and its signature line. */
-#define X(id, name, mn, mx, hello, admin, sig) \
+#define X(id, lc, name, mn, mx, hello, admin, sig) \
     snprintf(buf, sizeof buf, "### `%s`", name); \
     expect_in_doc(doc, buf);
     SP_PROTO_METHOD_MAP(X)
@@ -1108,6 +1108,157 @@ START_TEST(test_rpc_protocol_md_tables_match_def_both_ways) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------- results */
+
+/* The documented type of a result field type of the .def. */
+#define DOC_T_UINT "uint"
+#define DOC_T_INT "int"
+#define DOC_T_FLOAT "float"
+#define DOC_T_BOOL "bool"
+#define DOC_T_STR "str"
+#define DOC_T_VEC3 "vec3"
+#define DOC_T_UINT_OR_NIL "uint or nil"
+#define DOC_T_CARGO "map"
+#define DOC_T_OPT_STR "str, optional"
+#define DOC_T_OPT_FLOAT "float, optional"
+#define DOC_T_STATS "stats"
+
+/* Each method's section documents its result: `true`, or one table row
+ * "| `key` | type |" per .def field (types included), and no row for a key
+ * the .def lacks (stats keys: their own table, checked above). */
+START_TEST(test_rpc_protocol_md_documents_every_result_field_and_type) {
+    char *doc = slurp(SP_PROTOCOL_MD);
+    ck_assert_msg(doc != NULL, "cannot read %s", SP_PROTOCOL_MD);
+    char buf[256];
+#define FIELD_ROW(f, key, type)                                                                           \
+    if (strcmp(DOC_T_##type, "stats") != 0) {                                                             \
+        snprintf(buf, sizeof buf, "| `%s` | %s |", key, DOC_T_##type);                                    \
+        ck_assert_msg(strstr(sec, buf) != NULL, "%s documents no result row \"%s\"", head, buf);          \
+        nrows++;                                                                                          \
+    }
+#define FIELD_KEY(f, key, type) key,
+#define X(id, lc, name, mn, mx, hello, admin, sig)                                                        \
+    {                                                                                                     \
+        char head[64];                                                                                    \
+        snprintf(head, sizeof head, "### `%s`", name);                                                    \
+        char *sec = doc_section(doc, head);                                                               \
+        ck_assert_msg(sec != NULL, "no %s section", head);                                                \
+        int nrows = 0, nfields = 0 SP_PROTO_RESULT_##id(RES_ONE);                                         \
+        SP_PROTO_RESULT_##id(FIELD_ROW) if (nfields == 0) ck_assert_msg(strstr(sec, "- result: `true`") != NULL, \
+                                                                        "%s: result `true` not documented", head); \
+        static const char *const keys_##lc[] = {SP_PROTO_RESULT_##id(FIELD_KEY) NULL};                    \
+        if (nrows > 0) expect_rows_known(sec, "result key of " name, false, keys_##lc);                   \
+        free(sec);                                                                                        \
+    }
+#define RES_ONE(f, key, type) +1
+    SP_PROTO_METHOD_MAP(X)
+#undef X
+#undef FIELD_ROW
+#undef FIELD_KEY
+    free(doc);
+}
+END_TEST
+
+/* The generated packers: [1, msgid, nil, result] with the .def's keys, in
+ * its order, each value of its declared msgpack type. */
+static bool type_ok(const char *t, const msgpack_object *v, bool nil_ok) {
+    if (strcmp(t, "uint") == 0) return v->type == MSGPACK_OBJECT_POSITIVE_INTEGER;
+    if (strcmp(t, "int") == 0) return v->type == MSGPACK_OBJECT_POSITIVE_INTEGER || v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER;
+    if (strcmp(t, "float") == 0 || strcmp(t, "float, optional") == 0) return v->type == MSGPACK_OBJECT_FLOAT64;
+    if (strcmp(t, "bool") == 0) return v->type == MSGPACK_OBJECT_BOOLEAN;
+    if (strcmp(t, "str") == 0 || strcmp(t, "str, optional") == 0) return v->type == MSGPACK_OBJECT_STR;
+    if (strcmp(t, "vec3") == 0) return v->type == MSGPACK_OBJECT_ARRAY && v->via.array.size == 3;
+    if (strcmp(t, "uint or nil") == 0)
+        return v->type == MSGPACK_OBJECT_POSITIVE_INTEGER || (nil_ok && v->type == MSGPACK_OBJECT_NIL);
+    if (strcmp(t, "map") == 0) return v->type == MSGPACK_OBJECT_MAP && v->via.map.size == SP_RESOURCE_COUNT;
+    return false;
+}
+
+/* [1, 77, nil, result]: `true` when keys is empty, else a map with exactly
+ * keys (in order; the STATS field stands for every stats key), each value
+ * of its type. */
+static void check_result(const pbuf_t *b, const char *method, const char *const *keys, const char *const *types) {
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    size_t off = 0;
+    ck_assert_int_eq(msgpack_unpack_next(&up, b->sb.data, b->sb.size, &off), MSGPACK_UNPACK_SUCCESS);
+    ck_assert_uint_eq(off, b->sb.size);
+    const msgpack_object *o = &up.data;
+    ck_assert_int_eq(o->type, MSGPACK_OBJECT_ARRAY);
+    ck_assert_uint_eq(o->via.array.size, 4);
+    ck_assert_uint_eq(o->via.array.ptr[0].via.u64, 1);
+    ck_assert_uint_eq(o->via.array.ptr[1].via.u64, 77);
+    ck_assert_int_eq(o->via.array.ptr[2].type, MSGPACK_OBJECT_NIL);
+    const msgpack_object *r = &o->via.array.ptr[3];
+    if (keys[0] == NULL) {
+        ck_assert_msg(r->type == MSGPACK_OBJECT_BOOLEAN && r->via.boolean, "%s: result is not true", method);
+    } else if (strcmp(types[0], "stats") == 0) {
+        ck_assert_int_eq(r->type, MSGPACK_OBJECT_MAP);
+        ck_assert_uint_eq(r->via.map.size, SP_STAT__COUNT);
+        static const char *const sk[] = {
+#define X(id, key, type, what) key,
+            SP_PROTO_STATS_MAP(X)
+#undef X
+        };
+        static const char *const st[] = {
+#define X(id, key, type, what) type,
+            SP_PROTO_STATS_MAP(X)
+#undef X
+        };
+        for (uint32_t i = 0; i < r->via.map.size; i++) {
+            const msgpack_object_kv *kv = &r->via.map.ptr[i];
+            ck_assert_msg(kv->key.via.str.size == strlen(sk[i]) && memcmp(kv->key.via.str.ptr, sk[i], strlen(sk[i])) == 0,
+                          "stats key %u is not %s", i, sk[i]);
+            ck_assert_msg(type_ok(st[i], &kv->val, false), "stats %s is not a %s", sk[i], st[i]);
+        }
+    } else {
+        ck_assert_int_eq(r->type, MSGPACK_OBJECT_MAP);
+        uint32_t n = 0;
+        while (keys[n]) n++;
+        ck_assert_msg(r->via.map.size == n, "%s: %u keys, the .def lists %u", method, r->via.map.size, n);
+        for (uint32_t i = 0; i < n; i++) {
+            const msgpack_object_kv *kv = &r->via.map.ptr[i];
+            ck_assert_int_eq(kv->key.type, MSGPACK_OBJECT_STR);
+            ck_assert_msg(kv->key.via.str.size == strlen(keys[i]) && memcmp(kv->key.via.str.ptr, keys[i], strlen(keys[i])) == 0,
+                          "%s: key %u is not %s", method, i, keys[i]);
+            ck_assert_msg(type_ok(types[i], &kv->val, true), "%s: %s is not a %s", method, keys[i], types[i]);
+        }
+    }
+    msgpack_unpacked_destroy(&up);
+}
+
+START_TEST(test_rpc_result_packers_follow_the_def) {
+#define KEY(f, key, type) key,
+#define TYPE(f, key, type) DOC_T_##type,
+#define SET_OPT(f, key, type) SET_OPT_##type(f)
+#define SET_OPT_UINT(f)
+#define SET_OPT_INT(f)
+#define SET_OPT_FLOAT(f)
+#define SET_OPT_BOOL(f)
+#define SET_OPT_STR(f) res.f = "x";
+#define SET_OPT_VEC3(f)
+#define SET_OPT_UINT_OR_NIL(f)
+#define SET_OPT_CARGO(f)
+#define SET_OPT_OPT_STR(f) res.f = "y", res.has_##f = true;
+#define SET_OPT_OPT_FLOAT(f) res.has_##f = true;
+#define SET_OPT_STATS(f)
+#define X(id, lc, name, mn, mx, hello, admin, sig)                                                        \
+    {                                                                                                     \
+        static const char *const keys[] = {SP_PROTO_RESULT_##id(KEY) NULL};                               \
+        static const char *const types[] = {SP_PROTO_RESULT_##id(TYPE) NULL};                             \
+        sp_result_##lc##_t res;                                                                           \
+        memset(&res, 0, sizeof res);                                                                      \
+        SP_PROTO_RESULT_##id(SET_OPT) pbuf_t b;                                                           \
+        pb_init(&b);                                                                                      \
+        ck_assert_int_eq(sp_rpc_pack_result_##lc(&b.pk, 77, &res), 0);                                    \
+        check_result(&b, name, keys, types);                                                              \
+        pb_free(&b);                                                                                      \
+    }
+    SP_PROTO_METHOD_MAP(X)
+#undef X
+}
+END_TEST
+
 static Suite *rpc_suite(void) {
     Suite *s = suite_create("rpc");
     struct { const char *name; const TTest *t; } cases[] = {
@@ -1138,6 +1289,8 @@ static Suite *rpc_suite(void) {
         {"error_map", test_rpc_error_map_is_well_formed_msgpack},
         {"protocol_md", test_rpc_protocol_md_documents_every_def_entry},
         {"protocol_md_tables", test_rpc_protocol_md_tables_match_def_both_ways},
+        {"protocol_md_results", test_rpc_protocol_md_documents_every_result_field_and_type},
+        {"result_packers", test_rpc_result_packers_follow_the_def},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);

@@ -761,49 +761,43 @@ START_TEST(test_snap_encoder_rejects_bad_input) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------- frame adapter */
+/* ---------------------------------------------------------------- in-place fill */
 
-START_TEST(test_snap_encode_from_frame_rows) {
-    sp_frame_row_t rows[4];
-    memset(rows, 0, sizeof rows);
-    for (int i = 0; i < 4; i++) {
-        rows[i].id = (1ull << 32) | (uint64_t)(i + 1);
-        rows[i].kind = (uint8_t)(1 + i % 3);
-        rows[i].pos[0] = i * 16;
-        rows[i].vel[1] = -i;
-        rows[i].hp = 1600;
-        rows[i].owner = (uint32_t)i;
-        rows[i].radius = 24;
-        rows[i].max_hp = 9999; /* not on the wire */
-    }
-    sp_frame_t f;
-    memset(&f, 0, sizeof f);
-    f.tick = 77;
-    f.count = 4;
-    f.rows = rows;
-    const uint32_t vis[3] = {0, 2, 3};
+/* The daemon fills its views in place from frame rows (src/daemon/snapshots.c):
+ * reserve, write the records, set len/tick/valid, then encode. */
+START_TEST(test_snap_view_reserve_fill_in_place_then_encode) {
     sp_snap_view_t next, client;
     sp_snap_view_init(&next);
     sp_snap_view_init(&client);
+    sp_snap_rec_t *r = sp_snap_view_reserve(&next, 3);
+    ck_assert_ptr_nonnull(r);
+    memset(r, 0, 3 * sizeof *r);
+    for (int i = 0; i < 3; i++) {
+        r[i].id = (1ull << 32) | (uint64_t)(2 * i + 1);
+        r[i].kind = (uint8_t)(1 + i % 3);
+        r[i].pos[0] = i * 16;
+        r[i].vel[1] = -i;
+        r[i].hp = 1600;
+        r[i].owner = (uint32_t)i;
+        r[i].radius = 24;
+    }
+    next.len = 3;
+    next.tick = 77;
+    next.valid = true;
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    ck_assert_int_eq(sp_snap_encode(&f, vis, 3, NULL, &next, &sb, NULL), 0);
+    ck_assert_int_eq(sp_snap_encode_views(NULL, &next, &sb, NULL), 0);
     ck_assert_int_eq(deliver(&client, &sb, NULL), 0);
     ck_assert(sp_snap_view_equal(&client, &next));
     ck_assert_uint_eq(client.tick, 77);
-    ck_assert_uint_eq(client.len, 3);
-    ck_assert_uint_eq(client.recs[1].id, rows[2].id);
-    ck_assert_int_eq(client.recs[1].pos[0], 32);
-    ck_assert_int_eq(client.recs[2].vel[1], -3);
-    ck_assert_uint_eq(client.recs[2].radius, 24);
-    const uint32_t bad_order[2] = {2, 0}, bad_row[1] = {4};
-    ck_assert_int_eq(sp_snap_encode(&f, bad_order, 2, NULL, &next, &sb, NULL), SP_EINVAL);
-    ck_assert_int_eq(sp_snap_encode(&f, bad_row, 1, NULL, &next, &sb, NULL), SP_EINVAL);
-    ck_assert_uint_eq(next.len, 3); /* unchanged on failure */
+    ck_assert_int_eq(client.recs[2].vel[1], -2);
+    /* A smaller reserve keeps the array (no allocation per snapshot). */
+    const sp_snap_rec_t *before = next.recs;
+    ck_assert_ptr_eq(sp_snap_view_reserve(&next, 2), before);
     /* Encoder-side views hold a single array (memory per client). */
     ck_assert_uint_eq(next.scratch_cap, 0);
     ck_assert_uint_eq(sp_snap_view_bytes(&next), next.cap * sizeof(sp_snap_rec_t));
-    ck_assert_uint_eq(next.recs[2].id, rows[3].id);
+    ck_assert_ptr_null(sp_snap_view_reserve(NULL, 1));
     msgpack_sbuffer_destroy(&sb);
     sp_snap_view_destroy(&next);
     sp_snap_view_destroy(&client);
@@ -912,7 +906,7 @@ static Suite *snapshot_suite(void) {
         {"in_place", test_snap_changes_only_deltas_patch_in_place_without_allocating},
         {"in_place_all_or_nothing", test_snap_changes_only_delta_malformed_last_entry_leaves_no_partial_update},
         {"encoder_input", test_snap_encoder_rejects_bad_input},
-        {"frame", test_snap_encode_from_frame_rows},
+        {"reserve", test_snap_view_reserve_fill_in_place_then_encode},
         {"events", test_snap_event_packers_produce_documented_maps},
         {"quant", test_snap_quantization_rounds_and_saturates},
     };

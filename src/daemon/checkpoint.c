@@ -19,7 +19,7 @@
  * everything (magic, version, checksum, every count and range) before it
  * builds a world, so a corrupt or truncated checkpoint is refused with a
  * clear message and never half-loaded. A missing file means "new world". */
-#include "daemon/daemon.h"
+#include "daemon/checkpoint.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -31,14 +31,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "daemon/clock.h"
 #include "sim/save.h"
+#include "spacesim/error.h"
 
 static int write_all(int fd, const uint8_t *p, size_t n) {
     while (n > 0) {
         ssize_t w = write(fd, p, n);
         if (w < 0) {
             if (errno == EINTR) continue;
-            return -1;
+            return SP_EIO;
         }
         p += w;
         n -= (size_t)w;
@@ -55,18 +57,18 @@ static int write_file(const char *path, uint8_t *buf, size_t len, char *msg, siz
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
         snprintf(msg, msgsz, "cannot create %s: %s", tmp, strerror(errno));
-        return -1;
+        return SP_EIO;
     }
     if (write_all(fd, buf, len) != 0 || fsync(fd) != 0) {
         snprintf(msg, msgsz, "writing %s: %s", tmp, strerror(errno));
         close(fd);
         unlink(tmp);
-        return -1;
+        return SP_EIO;
     }
     if (close(fd) != 0 || rename(tmp, path) != 0) {
         snprintf(msg, msgsz, "rename: %s", strerror(errno));
         unlink(tmp);
-        return -1;
+        return SP_EIO;
     }
     char dirbuf[1100];
     snprintf(dirbuf, sizeof dirbuf, "%s", path);
@@ -140,7 +142,7 @@ int sp_checkpoint_start(sp_daemon_t *d) {
     ckjob_t *j = calloc(1, sizeof *j);
     if (j == NULL) {
         SP_LOGE("checkpoint %s failed: out of memory", d->conf.checkpoint);
-        return -1;
+        return SP_ENOMEM;
     }
     j->d = d;
     j->t0 = sp_now_ns();
@@ -150,7 +152,7 @@ int sp_checkpoint_start(sp_daemon_t *d) {
     if (r < 0) {
         SP_LOGE("checkpoint %s failed: cannot serialize the world: %s", d->conf.checkpoint, sp_strerror(r));
         free(j);
-        return -1;
+        return r;
     }
     j->loop_ms = (double)(sp_now_ns() - j->t0) / 1e6;
     j->req.data = j;
@@ -164,7 +166,7 @@ int sp_checkpoint_start(sp_daemon_t *d) {
         SP_LOGE("checkpoint %s failed: %s", d->conf.checkpoint, uv_strerror(r));
         free(j->buf);
         free(j);
-        return -1;
+        return SP_EIO;
     }
     return 0;
 }
@@ -182,14 +184,14 @@ int sp_checkpoint_write(sp_daemon_t *d) {
     int r = sp_world_save_unsealed(d->world, &buf, &len);
     if (r < 0) {
         SP_LOGE("checkpoint %s failed: cannot serialize the world: %s", path, sp_strerror(r));
-        return -1;
+        return r;
     }
     char msg[1400];
     r = write_file(path, buf, len, msg, sizeof msg);
     free(buf);
     if (r != 0) {
         SP_LOGE("checkpoint %s failed: %s", path, msg);
-        return -1;
+        return SP_EIO;
     }
     d->st.checkpoints++;
     SP_LOGI("checkpoint written: %s (%zu bytes, %u entities, tick %llu, %.1f ms)", path, len,
@@ -213,23 +215,23 @@ int sp_checkpoint_load(sp_daemon_t *d) {
     if (fd < 0) {
         if (errno == ENOENT) {
             SP_LOGI("checkpoint %s does not exist yet: starting a new world", path);
-            return 1;
+            return SP_ENOENT;
         }
         SP_LOGE("cannot open checkpoint %s: %s", path, strerror(errno));
-        return -1;
+        return SP_EIO;
     }
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         SP_LOGE("checkpoint %s is not a regular file", path);
         close(fd);
-        return -1;
+        return SP_EINVAL;
     }
     size_t len = (size_t)sb.st_size;
     uint8_t *buf = malloc(len ? len : 1);
     if (buf == NULL) {
         SP_LOGE("checkpoint %s: out of memory reading %zu bytes", path, len);
         close(fd);
-        return -1;
+        return SP_ENOMEM;
     }
     size_t got = 0;
     while (got < len) {
@@ -242,7 +244,7 @@ int sp_checkpoint_load(sp_daemon_t *d) {
     if (got != len) {
         SP_LOGE("checkpoint %s: short read (%zu of %zu bytes)", path, got, len);
         free(buf);
-        return -1;
+        return SP_EIO;
     }
     sp_world_t *w = NULL;
     int r = sp_world_load(buf, len, NULL, 1, &w);
@@ -250,7 +252,7 @@ int sp_checkpoint_load(sp_daemon_t *d) {
     if (r < 0) {
         SP_LOGE("checkpoint %s refused: %s%s; not starting (move it away to start a new world)", path,
                 sp_strerror(r), r == SP_ECORRUPT ? " (corrupt, truncated or wrong version)" : "");
-        return -1;
+        return r == SP_ENOENT ? SP_ECORRUPT : r;
     }
     d->world = w;
     uint32_t mx = 0;

@@ -19,20 +19,20 @@
  * 0 ms timer re-armed inside its own callback, which libuv 1.44 runs again in
  * the same timer phase without polling I/O (sockets starved while behind).
  *
- * Each step: hand finished snapshots to sockets, apply the AI round whose
- * application tick this is (workers.c: frame tick T is applied before the
- * step to T + snap_every, in sp_msg_order_cmp order), sp_world_step(),
- * collect the step's events, and every snap_every steps publish a frame for
- * snapshots and the next AI round.
+ * Each step: run the done callbacks of finished jobs (snapshots to sockets),
+ * apply the AI round whose application tick this is (airound.h: frame tick
+ * T is applied before the step to T + snap_every, in sp_msg_order_cmp
+ * order), sp_world_step(), collect the step's events, and every snap_every
+ * steps publish a frame for snapshots and the next AI round (frames.h).
  *
  * A step whose AI round is late is not run yet, and the loop never blocks
  * for it: the step stays pending (d->ai_wait_since) and the callback
  * returns to libuv, so requests, writes, accepts and timers keep being
  * served. While queued jobs of the round remain, the tick idle handle runs
- * ONE of them per loop iteration on this thread (sp_workers_help; I/O is
+ * ONE of them per loop iteration on this thread (sp_airound_help; I/O is
  * polled between two), then it stops; the round's last job wakes the loop
- * (uv_async_send) and on_async restarts the idle handle, which runs the
- * step. The wait is time dilation, as an overrun is (a wait is a step that
+ * (its done calls on_ai_ready) and the idle handle is restarted, which
+ * runs the step. The wait is time dilation, as an overrun is (a wait is a step that
  * took longer): while it waits the accumulator holds at most the pending
  * step plus one, so at most one step follows at once, never a backlog of
  * catch-up steps. Counted apart from the step's own time (tick_ms,
@@ -41,7 +41,7 @@
  * waited); a warning at most every 5 s. Results are those of a blocking wait: the
  * round is applied at the same tick, in the same order.
  *
- * Ordering of client commands. Commands (session.c) run when their bytes
+ * Ordering of client commands. Commands (methods.c) run when their bytes
  * are read, between two steps, in arrival order, directly on the world.
  * One that arrives while a step waits for its AI round runs before that
  * step, so before that round's intents, which are applied at the start of
@@ -53,39 +53,30 @@
  * tick N, log "stop-after-ticks: tick N world_hash H" (H = sp_world_hash in
  * decimal) and shut down as on SIGTERM. No clients => the hash is a pure
  * function of the seed, the flags and N: identical for any --workers. */
-#include "daemon/daemon.h"
+#include "daemon/loop.h"
 
-#include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
-uint64_t sp_now_ns(void) { return uv_hrtime(); }
+#include "daemon/checkpoint.h"
+#include "daemon/clients.h"
+#include "daemon/clock.h"
+#include "daemon/dispatch.h"
+#include "daemon/frames.h"
+#include "daemon/metrics.h"
+#include "spacesim/error.h"
 
-static int cmp(const void *a, const void *b) {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-void sp_tick_percentiles(const sp_daemon_t *d, double *p50, double *p99, double *mx) {
-    size_t n = d->st.ticks < SP_TICK_RING ? (size_t)d->st.ticks : SP_TICK_RING;
-    *p50 = *p99 = 0;
-    *mx = (double)d->st.tick_ns_max / 1e6;
-    if (n == 0) return;
-    uint64_t tmp[SP_TICK_RING];
-    memcpy(tmp, d->st.tick_ns_ring, n * sizeof tmp[0]);
-    qsort(tmp, n, sizeof tmp[0], cmp);
-    *p50 = (double)tmp[(n - 1) / 2] / 1e6;
-    *p99 = (double)tmp[(size_t)ceil(0.99 * (double)n) - 1] / 1e6;
-}
-
+static void on_tick(uv_timer_t *t);
+static void on_tick_idle(uv_idle_t *h);
 
 static void run_tick(sp_daemon_t *d) {
     uint64_t t0 = sp_now_ns();
-    sp_workers_drain(d);
-    sp_workers_apply_due(d);
+    sp_pool_drain(d->pool);
+    sp_airound_apply_due(&d->ai, d->world);
     int r = sp_world_step(d->world);
     if (r < 0) SP_LOGE("world step failed: %s (tick skipped)", sp_strerror(r));
-    sp_workers_collect_events(d);
+    sp_events_collect(&d->events, d->world);
     uint64_t tick = sp_world_tick(d->world);
     if (d->conf.stop_after_ticks && tick >= d->conf.stop_after_ticks) {
         SP_LOGI("stop-after-ticks: tick %llu world_hash %llu npc_intents %llu ai_stalls %llu",
@@ -94,28 +85,18 @@ static void run_tick(sp_daemon_t *d) {
         sp_daemon_shutdown(d, "--stop-after-ticks reached");
         return;
     }
-    if (tick % d->snap_every == 0) {
-        sp_workers_snapshot_round(d);
-    }
+    if (tick % d->snap_every == 0) sp_frames_publish(d);
     uint64_t ns = sp_now_ns() - t0;
-    sp_dstats_t *st = &d->st;
-    st->tick_ns_ring[st->ticks % SP_TICK_RING] = ns;
-    st->ticks++;
-    if (ns > st->tick_ns_max) st->tick_ns_max = ns;
-    st->tick_ns_sum += (double)ns;
-    sp_tick_hist_add(st, ns);
+    sp_stats_tick(&d->st, ns);
     if (ns > d->tick_ns) {
-        st->overruns++;
+        d->st.overruns++;
         uint64_t n = sp_log_ratelimit_ok(&d->overrun_rl, ns / 1000000u + t0 / 1000000u);
         if (n) SP_LOGW("tick %llu took %.2f ms (budget %.2f ms); %llu overrun(s) since the last warning",
                        (unsigned long long)tick, (double)ns / 1e6, (double)d->tick_ns / 1e6,
                        (unsigned long long)n);
     }
-    sp_workers_kick(d);
+    sp_frames_kick(d);
 }
-
-static void on_tick(uv_timer_t *t);
-static void on_tick_idle(uv_idle_t *h);
 
 static void schedule_tick(sp_daemon_t *d) {
     uint64_t now = sp_now_ns();
@@ -152,25 +133,30 @@ static void end_ai_wait(sp_daemon_t *d, uint64_t now) {
                 (unsigned long long)n);
 }
 
+/* The due step waits for its AI round: help with one queued job of the
+ * round, then come back on the next loop iteration (after polling I/O).
+ * With none queued, nothing is armed: the round's last done calls
+ * on_ai_ready. */
+static void wait_for_round(sp_daemon_t *d, uint64_t now) {
+    if (!d->ai_wait_since) {
+        d->ai_wait_since = now;
+        d->st.ai_stalls++;
+    }
+    /* As after an overrun: the pending step plus at most one more owed;
+     * the rest of the wait is not owed (dilation, no backlog of catch-up
+     * steps). */
+    if (d->acc_ns > 2 * d->tick_ns) d->acc_ns = 2 * d->tick_ns;
+    if (sp_airound_help(&d->ai, sp_world_tick(d->world))) uv_idle_start(&d->tick_idle, on_tick_idle);
+}
+
 static void tick_cb(sp_daemon_t *d) {
     if (d->shutting_down) return;
     uint64_t now = sp_now_ns();
     d->acc_ns += now - d->last_ns;
     d->last_ns = now;
     if (d->acc_ns >= d->tick_ns) {
-        if (!sp_workers_step_ready(d)) {
-            if (!d->ai_wait_since) {
-                d->ai_wait_since = now;
-                d->st.ai_stalls++;
-            }
-            /* As after an overrun: the pending step plus at most one more
-             * owed; the rest of the wait is not owed (dilation, no backlog
-             * of catch-up steps). */
-            if (d->acc_ns > 2 * d->tick_ns) d->acc_ns = 2 * d->tick_ns;
-            /* Help with one queued job of the round, then come back on the
-             * next loop iteration (after polling I/O). With none queued,
-             * nothing is armed: the round's last job wakes on_async. */
-            if (sp_workers_help(d)) uv_idle_start(&d->tick_idle, on_tick_idle);
+        if (!sp_airound_step_ready(&d->ai, sp_world_tick(d->world))) {
+            wait_for_round(d, now);
             return;
         }
         if (d->ai_wait_since) end_ai_wait(d, now);
@@ -188,27 +174,22 @@ static void tick_cb(sp_daemon_t *d) {
     schedule_tick(d);
 }
 
+/* The AI round a step may wait for is complete (its last done ran): run
+ * the step on the next iteration, from the idle handle (a no-op if started). */
+static void on_ai_ready(void *ctx) {
+    sp_daemon_t *d = ctx;
+    if (d->ai_wait_since && !d->shutting_down) uv_idle_start(&d->tick_idle, on_tick_idle);
+}
+
 /* 1 Hz: rates, dilation, idle clients, periodic checkpoints. */
 static void on_house(uv_timer_t *t) {
     sp_daemon_t *d = (sp_daemon_t *)t->data;
     uint64_t now = sp_now_ns();
-    sp_dstats_t *st = &d->st;
-    double secs = (double)(now - st->rate_last_ns) / 1e9;
-    if (secs > 0.2) {
-        st->cmds_per_sec = (double)(st->commands - st->rate_last_cmds) / secs;
-        st->bytes_out_per_sec = (double)(st->bytes_out - st->rate_last_bytes) / secs;
-        st->dilation = (double)(st->ticks - st->rate_last_ticks) / (secs * d->conf.tick_hz);
-        if (st->dilation > 1.0 && st->dilation < 1.05) st->dilation = 1.0;
-        st->rate_last_ns = now;
-        st->rate_last_cmds = st->commands;
-        st->rate_last_bytes = st->bytes_out;
-        st->rate_last_ticks = st->ticks;
-        if (st->dilation < 0.9) {
-            uint64_t n = sp_log_ratelimit_ok(&d->skip_rl, now / 1000000u);
-            if (n) SP_LOGW("time dilation %.2f: the world runs slower than real time", st->dilation);
-        }
+    if (sp_stats_rates(&d->st, now, d->conf.tick_hz) && d->st.dilation < 0.9) {
+        uint64_t n = sp_log_ratelimit_ok(&d->skip_rl, now / 1000000u);
+        if (n) SP_LOGW("time dilation %.2f: the world runs slower than real time", d->st.dilation);
     }
-    sp_net_housekeeping(d, now);
+    sp_net_housekeeping(&d->net, now);
     if (d->conf.checkpoint[0] && d->conf.checkpoint_every > 0 &&
         (double)(now - d->last_checkpoint_ns) / 1e9 >= d->conf.checkpoint_every) {
         d->last_checkpoint_ns = now;
@@ -216,41 +197,41 @@ static void on_house(uv_timer_t *t) {
     }
 }
 
-/* Workers -> loop: snapshot results, AI messages, and the end of an AI round
- * (ai_chunk_done), which a pending step may be waiting for: restart it (on
- * the next iteration, from the idle handle; a no-op if already started). */
-static void on_async(uv_async_t *a) {
-    sp_daemon_t *d = (sp_daemon_t *)a->data;
-    sp_workers_drain(d);
-    if (d->ai_wait_since && !d->shutting_down && sp_workers_step_ready(d))
-        uv_idle_start(&d->tick_idle, on_tick_idle);
+/* The bus's main inbox got SpaceMessages (the AI chunks'): make room. */
+static void on_wake(uv_async_t *a) { sp_airound_collect(&((sp_daemon_t *)a->data)->ai); }
+
+static void notify_main(void *ctx) { uv_async_send((uv_async_t *)ctx); }
+
+/* Each worker, between jobs: read the SystemAlerts broadcast to it. */
+static void on_worker_turn(void *ctx, unsigned worker) {
+    sp_daemon_t *d = ctx;
+    sp_msg_t m;
+    while (sp_bus_recv_worker(&d->bus, worker, &m) == 0)
+        if (m.kind == SP_MSG_SYSTEM_ALERT)
+            atomic_fetch_add_explicit(&d->alerts_seen, 1, memory_order_relaxed); /* statistic */
 }
 
 /* ---------------------------------------------------------------- shutdown */
 
-static uv_timer_t g_flush_timer;
-
 static void close_loop_handles(sp_daemon_t *d) {
-    sp_net_close_all(d, "server shutting down");
-    sp_workers_stop(d);
+    sp_net_close_all(&d->net, "server shutting down");
+    sp_pool_free(d->pool); /* jobs not run are disposed of by their done */
+    d->pool = NULL;
+    sp_airound_destroy(&d->ai);
     uv_close((uv_handle_t *)&d->wake, NULL);
     uv_close((uv_handle_t *)&d->house_timer, NULL);
     uv_close((uv_handle_t *)&d->tick_timer, NULL);
     uv_close((uv_handle_t *)&d->tick_idle, NULL);
     uv_close((uv_handle_t *)&d->sig_term, NULL);
     uv_close((uv_handle_t *)&d->sig_int, NULL);
-    uv_close((uv_handle_t *)&g_flush_timer, NULL);
+    uv_close((uv_handle_t *)&d->flush_timer, NULL);
     sp_metrics_close(d);
 }
 
 /* Flush: wait until every client's output queue drained, at most 2 s. */
 static void on_flush(uv_timer_t *t) {
     sp_daemon_t *d = (sp_daemon_t *)t->data;
-    static int rounds;
-    bool pending = false;
-    for (sp_client_t *c = d->clients; c; c = c->next)
-        if (c->obuf_bytes > 0) pending = true;
-    if (pending && ++rounds < 200) return;
+    if (sp_net_output_pending(&d->net) && ++d->flush_rounds < 200) return;
     uv_timer_stop(t);
     close_loop_handles(d);
 }
@@ -262,20 +243,15 @@ void sp_daemon_shutdown(sp_daemon_t *d, const char *why) {
     }
     d->shutting_down = true;
     SP_LOGI("%s: shutting down (tick %llu)", why, (unsigned long long)sp_world_tick(d->world));
-    sp_net_stop_accepting(d);
+    sp_net_stop_accepting(&d->net);
     uv_timer_stop(&d->tick_timer);
     uv_idle_stop(&d->tick_idle);
     uv_timer_stop(&d->house_timer);
-    for (sp_client_t *c = d->clients; c; c = c->next) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        c->read_stopped = true;
-    }
-    if (d->conf.checkpoint[0]) {
-        if (sp_checkpoint_write(d) < 0) d->exit_code = SP_EXIT_RUNTIME;
-    }
-    uv_timer_init(d->loop, &g_flush_timer);
-    g_flush_timer.data = d;
-    uv_timer_start(&g_flush_timer, on_flush, 0, 10);
+    sp_net_stop_reading(&d->net);
+    if (d->conf.checkpoint[0] && sp_checkpoint_write(d) < 0) d->exit_code = SP_EXIT_RUNTIME;
+    uv_timer_init(d->loop, &d->flush_timer);
+    d->flush_timer.data = d;
+    uv_timer_start(&d->flush_timer, on_flush, 0, 10);
 }
 
 static void on_signal(uv_signal_t *s, int signum) {
@@ -284,7 +260,7 @@ static void on_signal(uv_signal_t *s, int signum) {
 
 /* ---------------------------------------------------------------- start */
 
-int sp_daemon_init(sp_daemon_t *d) {
+void sp_daemon_init(sp_daemon_t *d) {
     d->loop = uv_default_loop();
     d->next_session = 1;
     d->tick_ns = 1000000000ull / (uint64_t)d->conf.tick_hz;
@@ -293,29 +269,50 @@ int sp_daemon_init(sp_daemon_t *d) {
     d->overrun_rl.interval_ms = 5000;
     d->skip_rl.interval_ms = 5000;
     d->stall_rl.interval_ms = 5000;
-    d->st.dilation = 1.0;
-    msgpack_sbuffer_init(&d->sbuf);
-    msgpack_packer_init(&d->pk, &d->sbuf, msgpack_sbuffer_write);
+    sp_stats_init(&d->st, sp_now_ns());
+    msgpack_sbuffer_init(&d->reply);
+    msgpack_packer_init(&d->reply_pk, &d->reply, msgpack_sbuffer_write);
+    static const sp_net_cb_t cb = {sp_clients_alloc, sp_dispatch, sp_clients_closing, sp_clients_free};
+    sp_net_init(&d->net, d->loop, &d->conf, &d->st, &cb, d);
+}
+
+void sp_daemon_destroy(sp_daemon_t *d) {
+    sp_net_destroy(&d->net);
+    sp_events_destroy(&d->events);
+    msgpack_sbuffer_destroy(&d->reply);
+}
+
+static size_t pow2_at_least(size_t n) {
+    size_t p = 2;
+    while (p < n) p <<= 1;
+    return p;
+}
+
+/* The bus (AI intents in, alerts out) and the worker pool. */
+static int start_workers(sp_daemon_t *d) {
+    size_t npc = d->world ? sp_world_count_kind(d->world, SP_KIND_SHIP) : 0;
+    sp_bus_def_t def = sp_bus_def_default((unsigned)d->conf.workers);
+    def.main_capacity = pow2_at_least(4 * npc + 4096);
+    int r = sp_bus_init_def(&d->bus, &def, NULL);
+    if (r < 0) return r;
+    sp_bus_set_main_notify(&d->bus, notify_main, &d->wake);
+    sp_pool_def_t pd = {
+        .threads = (unsigned)d->conf.workers,
+        /* One snapshot job per client, the AI chunks and a build per round. */
+        .max_jobs = (size_t)d->conf.max_clients + 1024,
+        .batch_sched = true,
+        .on_worker_turn = on_worker_turn,
+        .ctx = d,
+    };
+    if ((r = sp_pool_create(d->loop, &pd, &d->pool)) < 0 || (r = sp_frames_init(d)) < 0) {
+        sp_bus_destroy(&d->bus);
+        return r;
+    }
+    sp_airound_init(&d->ai, d->pool, &d->bus, &d->st, d->snap_every, on_ai_ready, d);
     return 0;
 }
 
-int sp_daemon_run(sp_daemon_t *d) {
-    int r;
-    uv_async_init(d->loop, &d->wake, on_async);
-    d->wake.data = d;
-    if ((r = sp_workers_start(d, d->conf.workers)) != 0) {
-        SP_LOGE("cannot start %d worker threads: %s", d->conf.workers, sp_strerror(r));
-        return SP_EXIT_RUNTIME;
-    }
-    if ((r = sp_net_listen(d)) != 0) {
-        sp_workers_stop(d);
-        return r;
-    }
-    if (d->conf.metrics_port > 0 && (r = sp_metrics_listen(d)) != 0) {
-        sp_net_stop_accepting(d);
-        sp_workers_stop(d);
-        return r;
-    }
+static void start_timers(sp_daemon_t *d) {
     uv_timer_init(d->loop, &d->tick_timer);
     d->tick_timer.data = d;
     uv_idle_init(d->loop, &d->tick_idle);
@@ -335,9 +332,34 @@ int sp_daemon_run(sp_daemon_t *d) {
     d->acc_ns = 0;
     schedule_tick(d);
     uv_timer_start(&d->house_timer, on_house, 1000, 1000);
+}
+
+int sp_daemon_run(sp_daemon_t *d) {
+    uv_async_init(d->loop, &d->wake, on_wake);
+    d->wake.data = d;
+    int r = start_workers(d);
+    if (r != 0) {
+        SP_LOGE("cannot start %d worker threads: %s", d->conf.workers, sp_strerror(r));
+        return SP_EXIT_RUNTIME;
+    }
+    int port = 0;
+    if ((r = sp_net_listen(&d->net, &port)) != 0 || (d->conf.metrics_port > 0 && (r = sp_metrics_listen(d)) != 0)) {
+        int code = r == SP_EINVAL ? SP_EXIT_USAGE : r == SP_EPERM ? SP_EXIT_CONFIG : SP_EXIT_LISTEN;
+        sp_net_stop_accepting(&d->net);
+        sp_pool_free(d->pool);
+        uv_close((uv_handle_t *)&d->wake, NULL);
+        uv_run(d->loop, UV_RUN_DEFAULT); /* the close callbacks free what they own */
+        sp_frames_destroy(d);
+        sp_bus_destroy(&d->bus);
+        return code;
+    }
+    d->conf.port = port;
+    start_timers(d);
     SP_LOGI("running: %u entities, %d Hz ticks, %d Hz snapshots, %d workers", sp_world_count(d->world),
             d->conf.tick_hz, d->conf.snapshot_hz, d->conf.workers);
     uv_run(d->loop, UV_RUN_DEFAULT);
+    sp_frames_destroy(d);
+    sp_bus_destroy(&d->bus);
     SP_LOGI("stopped after %llu ticks; exit %d", (unsigned long long)d->st.ticks, d->exit_code);
     return d->exit_code;
 }

@@ -4,7 +4,9 @@
  * exit codes are listed in --help and in daemon.h. The admin token is never
  * taken from argv (it would show in ps): SPACESIM_ADMIN_TOKEN or
  * --admin-token-file PATH (first line, trailing newline stripped). */
+#include "daemon/checkpoint.h"
 #include "daemon/daemon.h"
+#include "daemon/loop.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -15,33 +17,7 @@
 #include <unistd.h>
 
 #include "sim/save.h"
-
-void sp_dconf_default(sp_dconf_t *c) {
-    memset(c, 0, sizeof *c);
-    snprintf(c->bind, sizeof c->bind, "127.0.0.1");
-    c->port = 7777;
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    c->workers = n > 0 ? (int)n : 1;
-    c->tick_hz = 60;
-    c->snapshot_hz = 20;
-    c->world_size = 4000.0;
-    c->demo_asteroids = 5000;
-    c->demo_npcs = 200;
-    c->max_clients = 2000;
-    c->checkpoint_every = 60.0;
-    c->seed = 42;
-    c->max_msg = 65536;
-    c->obuf_soft = 256 * 1024;
-    c->obuf_soft_secs = 10;
-    c->obuf_hard = 4 * 1024 * 1024;
-    c->idle_ping_secs = 30;
-    c->idle_timeout_secs = 120;
-    c->rate_per_sec = 200;
-    c->rate_burst = 400;
-    c->max_ships = SP_MAX_SHIPS_PER_CLIENT;
-    c->default_radius = 2000;
-    c->max_radius = 20000;
-}
+#include "spacesim/error.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -268,9 +244,9 @@ int main(int argc, char **argv) {
             c->have_admin_token ? "" : "; no admin token set: admin methods disabled");
     sp_daemon_init(&d);
 
-    int r = c->checkpoint[0] ? sp_checkpoint_load(&d) : 1;
-    if (r < 0) return SP_EXIT_CHECKPOINT;
-    if (r == 1) {
+    int r = c->checkpoint[0] ? sp_checkpoint_load(&d) : SP_ENOENT;
+    if (r < 0 && r != SP_ENOENT) return SP_EXIT_CHECKPOINT;
+    if (r == SP_ENOENT) {
         d.wdef = sp_world_def_default();
         d.wdef.seed = c->seed;
         d.wdef.half_extent = (float)(c->world_size / 2);
@@ -304,6 +280,6 @@ int main(int argc, char **argv) {
     }
     r = sp_daemon_run(&d);
     sp_world_free(d.world);
-    msgpack_sbuffer_destroy(&d.sbuf);
+    sp_daemon_destroy(&d);
     return r;
 }

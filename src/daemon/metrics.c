@@ -5,22 +5,16 @@
  * answers GET /metrics (anything else: 404) with Connection: close and closes.
  * At most 16 scrape connections at once, so a metrics client cannot eat
  * memory. Off unless --metrics-port is given. */
-#include "daemon/daemon.h"
+#include "daemon/metrics.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Tick-time histogram bucket bounds (ms): the budget at 60 Hz is 16.7 ms. */
-const double sp_tick_hist_le_ms[SP_HIST_BUCKETS] = {0.25, 0.5, 1, 2, 3, 4, 6, 8, 10, 12, 16, 20, 33, 50};
-
-void sp_tick_hist_add(sp_dstats_t *st, uint64_t ns) {
-    double ms = (double)ns / 1e6;
-    int i = 0;
-    while (i < SP_HIST_BUCKETS && ms > sp_tick_hist_le_ms[i]) i++;
-    st->hist[i]++; /* per-bucket count; cumulated when exported */
-}
+#include "daemon/methods.h"
+#include "spacesim/error.h"
+#include "daemon/snapshots.h"
 
 typedef struct mconn {
     uv_tcp_t tcp;
@@ -30,11 +24,10 @@ typedef struct mconn {
     bool answered;
 } mconn_t;
 
-static int g_mconns;
-
 static void m_close_cb(uv_handle_t *h) {
-    free(h->data);
-    g_mconns--;
+    mconn_t *m = h->data;
+    m->d->metrics_conns--;
+    free(m);
 }
 
 static void m_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b) {
@@ -104,7 +97,7 @@ static char *render(sp_daemon_t *d, size_t *len_out) {
     sb_printf(&s, "# HELP spacesim_" name " " help "\n# TYPE spacesim_" name " gauge\nspacesim_" name " %g\n", (double)(v))
     COUNTER("tick_overruns_total", "Ticks longer than the tick period.", st->overruns);
     COUNTER("ticks_total", "Simulation ticks run.", st->ticks);
-    GAUGE("clients", "Connected clients.", d->nclients);
+    GAUGE("clients", "Connected clients.", d->net.nconns);
     COUNTER("clients_accepted_total", "Connections accepted.", st->clients_total);
     COUNTER("bytes_out_total", "Bytes queued to clients.", st->bytes_out);
     COUNTER("bytes_in_total", "Request bytes received.", st->bytes_in);
@@ -117,14 +110,12 @@ static char *render(sp_daemon_t *d, size_t *len_out) {
     GAUGE("commands_per_second", "Requests per second over the last second.", st->cmds_per_sec);
     GAUGE("time_dilation", "Game seconds per wall second (1 = real time).", st->dilation);
     GAUGE("entities", "Live entities in the world.", sp_world_count(d->world));
-    size_t results = 0;
-    size_t jobs = sp_workers_queue_depth(d, &results);
-    GAUGE("worker_job_queue_depth", "Jobs waiting for a worker.", jobs);
-    GAUGE("worker_result_queue_depth", "Worker results waiting for the loop.", results);
+    GAUGE("worker_job_queue_depth", "Jobs waiting for a worker.", sp_pool_queued(d->pool));
+    GAUGE("worker_result_queue_depth", "Worker results waiting for the loop.", sp_methods_result_depth(d));
     COUNTER("worker_messages_total", "SpaceMessages from workers applied to the world.", st->worker_msgs);
     COUNTER("checkpoints_total", "Checkpoints written.", st->checkpoints);
     COUNTER("events_dropped_total", "Events never delivered to a client that kept skipping snapshots.",
-            sp_workers_events_dropped(d));
+            sp_snapshots_events_dropped(d));
     COUNTER("ai_stalls_total", "NPC AI rounds not done at their application tick (that step waited; the loop kept serving).",
             st->ai_stalls);
     GAUGE("ai_stall_seconds_max", "Longest wait for an NPC AI round.", (double)st->ai_stall_ns_max / 1e9);
@@ -184,8 +175,8 @@ static void m_conn(uv_stream_t *server, int status) {
     uv_tcp_init(d->loop, &m->tcp);
     m->tcp.data = m;
     m->d = d;
-    g_mconns++;
-    if (uv_accept(server, (uv_stream_t *)&m->tcp) != 0 || g_mconns > 16) {
+    d->metrics_conns++;
+    if (uv_accept(server, (uv_stream_t *)&m->tcp) != 0 || d->metrics_conns > 16) {
         uv_close((uv_handle_t *)&m->tcp, m_close_cb);
         return;
     }
@@ -193,19 +184,12 @@ static void m_conn(uv_stream_t *server, int status) {
 }
 
 int sp_metrics_listen(sp_daemon_t *d) {
-    struct sockaddr_storage addr;
-    int r = strchr(d->conf.bind, ':') ? uv_ip6_addr(d->conf.bind, d->conf.metrics_port, (struct sockaddr_in6 *)&addr)
-                                      : uv_ip4_addr(d->conf.bind, d->conf.metrics_port, (struct sockaddr_in *)&addr);
-    if (r < 0) return SP_EXIT_USAGE;
-    uv_tcp_init(d->loop, &d->metrics);
-    d->metrics.data = d;
-    r = uv_tcp_bind(&d->metrics, (const struct sockaddr *)&addr, 0);
-    if (r == 0) r = uv_listen((uv_stream_t *)&d->metrics, 16, m_conn);
+    int r = sp_listen_tcp(d->loop, &d->metrics, d->conf.bind, d->conf.metrics_port, 16, m_conn);
     if (r < 0) {
         SP_LOGE("cannot listen for metrics on %s:%d: %s", d->conf.bind, d->conf.metrics_port, uv_strerror(r));
-        uv_close((uv_handle_t *)&d->metrics, NULL);
-        return SP_EXIT_LISTEN;
+        return SP_EIO;
     }
+    d->metrics.data = d;
     d->metrics_on = true;
     SP_LOGI("metrics on http://%s:%d/metrics", d->conf.bind, d->conf.metrics_port);
     return 0;

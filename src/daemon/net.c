@@ -1,14 +1,4 @@
-/* net.c: the TCP server, per-client input framing and output queue.
- *
- * Client life cycle (one line per state, memcached conn_states style):
- *   NEW      accepted; TCP_NODELAY set; only ping and hello are served
- *   READY    hello done; the client is a session and receives snapshots
- *   CLOSING  sp_client_close() called: unlinked from d->clients, uv_close()
- *            issued; pending writes are cancelled by libuv (their write_cb
- *            still runs and frees the buffers); the struct is freed when the
- *            last reference goes: the handle's (close_cb) and one per
- *            snapshot job still on a worker (Redis freeClientAsync: never
- *            freed in the middle of a callback that still uses it).
+/* net.c: the TCP server, per-connection input framing and output queue.
  *
  * Input framing. A MessagePack-RPC stream has no length prefix, so messages
  * are framed by proto's sp_rpc_scan() (the same framer sp_rpc_decoder_t
@@ -16,31 +6,30 @@
  * the payload) and enforces, as each header arrives and before any byte of
  * the message is copied or allocated:
  *  - a declared str/bin/ext length, array/map count, or the running size of
- *    the message, over conf.max_msg (64 KiB) -> error notification
- *    TOO_LARGE, then close;
- *  - nesting of arrays/maps deeper than MAX_DEPTH (16), or a 0xc1 byte ->
- *    error notification PARSE_ERROR, then close. Every message handed to
- *    session.c is therefore at most 16 deep and at most max_msg bytes, which
- *    bounds msgpack-c's allocations (about 24 bytes per wire byte) and any
- *    recursion over the decoded object.
+ *    the message, over conf->max_msg (MAX_MESSAGE_BYTES) -> error
+ *    notification TOO_LARGE, then close;
+ *  - nesting of arrays/maps deeper than MAX_DEPTH, or a 0xc1 byte -> error
+ *    notification PARSE_ERROR, then close. Every message handed to
+ *    cb.message is therefore at most MAX_DEPTH deep and at most max_msg
+ *    bytes, which bounds msgpack-c's allocations (about 24 bytes per wire
+ *    byte) and any recursion over the decoded object.
  * Complete messages are decoded straight from the read buffer when they are
  * whole in it; only the incomplete tail of a message is copied, together
- * with the framer's state, into the client's own buffer (a partial_t behind
- * c->ibuf), allocated lazily and freed as soon as that message completes, so
- * the bytes of a message in progress are scanned once and an idle client
- * costs sizeof(sp_client_t) plus libuv's handle.
+ * with the framer's state, into the connection's own buffer (a partial_t),
+ * allocated lazily and freed as soon as that message completes, so the
+ * bytes of a message in progress are scanned once and an idle connection
+ * costs sizeof its owner's struct plus libuv's handle.
  *
- * Output. sp_client_send() tries uv_try_write() first (no allocation when the
+ * Output. sp_conn_send() tries uv_try_write() first (no allocation when the
  * socket has room and nothing is queued), and queues the rest with uv_write()
  * in one allocation (request + bytes). obuf_bytes counts queued bytes:
- *  - over conf.obuf_soft: snapshots are skipped for this client (workers.c),
- *    and if it stays over for obuf_soft_secs it is kicked (housekeeping);
- *  - over conf.obuf_hard: kicked at once ("kicked: output buffer over hard
+ *  - over conf->obuf_soft: snapshots are skipped for this client
+ *    (snapshots.c), and if it stays over for obuf_soft_secs it is kicked
+ *    (housekeeping);
+ *  - over conf->obuf_hard: kicked at once ("kicked: output buffer over hard
  *    limit"). So a client that does not read costs at most obuf_hard bytes
  *    and never slows anyone else: the loop never blocks on a socket. */
-#include "daemon/daemon.h"
-#include "daemon/snapshim.h"
-#include "rpc.h"
+#include "daemon/net.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -48,95 +37,96 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/clock.h"
+#include "daemon/log.h"
+#include "rpc.h"
+#include "spacesim/error.h"
+
 #define SP_READ_BUF (64u * 1024u)
 
-/* One read buffer for every client: libuv calls alloc_cb then read_cb
+/* One read buffer for every connection: libuv calls alloc_cb then read_cb
  * synchronously on the loop thread, so it is never shared by two reads. */
 static char g_rbuf[SP_READ_BUF];
 static bool g_rbuf_busy;
 
 typedef struct write_req {
     uv_write_t req;
-    sp_client_t *c;
+    sp_conn_t *c;
     size_t len;
     char data[];
 } write_req_t;
 
-/* ---------------------------------------------------------------- framing */
-
-/* The incomplete tail of a message, behind c->ibuf (daemon.h's field, whose
- * storage this file alone owns): the framer's state and the bytes so far.
- * c->ilen = bytes held, c->icap = capacity of bytes[]. Exists only while a
- * message is incomplete; its bytes never exceed conf.max_msg (the framer
+/* The incomplete tail of a message, behind c->partial: the framer's state
+ * and the bytes so far. Its bytes never exceed conf->max_msg (the framer
  * refuses a longer prefix). */
 typedef struct partial {
     sp_rpc_scan_t scan;
+    size_t len, cap;
     uint8_t bytes[];
 } partial_t;
 
-static partial_t *partial_of(sp_client_t *c) { return (partial_t *)(void *)c->ibuf; }
+/* ---------------------------------------------------------------- references */
 
-static void partial_free(sp_client_t *c) {
-    free(c->ibuf);
-    c->ibuf = NULL;
-    c->ilen = c->icap = 0;
+void sp_conn_retain(sp_conn_t *c) { c->refs++; }
+
+void sp_conn_release(sp_conn_t *c) {
+    if (--c->refs > 0) return;
+    free(c->partial);
+    c->partial = NULL;
+    c->net->cb.free(c->net->ctx, c);
 }
+
+static void on_close(uv_handle_t *h) { sp_conn_release((sp_conn_t *)h->data); }
 
 /* ---------------------------------------------------------------- closing */
 
-static void free_client(sp_client_t *c) {
-    sp_workers_client_free(c);
-    sp_session_release(c);
-    sp_d_view_free(c->view);
-    free(c->ibuf);
-    free(c);
-}
-
-void sp_client_unref(sp_client_t *c) {
-    if (--c->refs == 0) free_client(c);
-}
-
-static void on_close(uv_handle_t *h) { sp_client_unref((sp_client_t *)h->data); }
-
-void sp_client_close(sp_client_t *c, const char *fmt, ...) {
-    if (c->state == SP_CLIENT_CLOSING) return;
-    sp_daemon_t *d = c->d;
+void sp_conn_close(sp_conn_t *c, sp_close_kind_t kind, const char *fmt, ...) {
+    if (c->closing) return;
+    sp_net_t *n = c->net;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(c->close_reason, sizeof c->close_reason, fmt, ap);
     va_end(ap);
-    c->state = SP_CLIENT_CLOSING;
-    if (strncmp(c->close_reason, "kicked", 6) == 0) d->st.kicks++;
-    SP_LOGI("client %u %s disconnected: %s", c->session, c->peer, c->close_reason);
+    c->closing = true;
+    if (kind == SP_CLOSE_KICK) n->st->kicks++;
+    SP_LOGI("client %u %s disconnected: %s", c->log_id, c->peer, c->close_reason);
+    n->cb.closing(n->ctx, c, kind);
     if (c->prev) c->prev->next = c->next;
-    else d->clients = c->next;
+    else n->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     c->prev = c->next = NULL;
-    d->nclients--;
+    n->nconns--;
     uv_close((uv_handle_t *)&c->tcp, on_close);
 }
 
-void sp_net_close_all(sp_daemon_t *d, const char *reason) {
-    while (d->clients) sp_client_close(d->clients, "%s", reason);
+void sp_net_close_all(sp_net_t *n, const char *reason) {
+    while (n->conns) sp_conn_close(n->conns, SP_CLOSE_SHUTDOWN, "%s", reason);
+}
+
+/* An error notification from net itself (framing, server full), then close. */
+static void refuse_and_close(sp_conn_t *c, int code, const char *msg, const char *why) {
+    sp_net_t *n = c->net;
+    if (sp_rpc_pack_error_notify(&n->pk, code, msg) == 0) sp_conn_send_sbuf(c, &n->sbuf);
+    else msgpack_sbuffer_clear(&n->sbuf);
+    sp_conn_close(c, SP_CLOSE_KICK, "%s", why);
 }
 
 /* ---------------------------------------------------------------- output */
 
 static void on_write(uv_write_t *req, int status) {
     write_req_t *w = (write_req_t *)req;
-    sp_client_t *c = w->c;
+    sp_conn_t *c = w->c;
     c->obuf_bytes -= w->len;
-    if (c->obuf_bytes <= c->d->conf.obuf_soft) c->over_soft_since_ns = 0;
+    if (c->obuf_bytes <= c->net->conf->obuf_soft) c->over_soft_since_ns = 0;
     free(w);
-    if (status < 0 && status != UV_ECANCELED)
-        sp_client_close(c, "write error: %s", uv_strerror(status));
-    sp_client_unref(c);
+    if (status < 0 && status != UV_ECANCELED) sp_conn_close(c, SP_CLOSE_PEER, "write error: %s", uv_strerror(status));
+    sp_conn_release(c);
 }
 
-int sp_client_send(sp_client_t *c, const void *data, size_t len) {
-    if (c->state == SP_CLIENT_CLOSING) return -1;
+int sp_conn_send(sp_conn_t *c, const void *data, size_t len) {
+    if (c->closing) return -1;
     if (len == 0) return 0;
-    sp_daemon_t *d = c->d;
+    sp_net_t *n = c->net;
     size_t off = 0;
     if (c->obuf_bytes == 0) {
         uv_buf_t b = uv_buf_init((char *)(uintptr_t)data, (unsigned)len);
@@ -144,20 +134,20 @@ int sp_client_send(sp_client_t *c, const void *data, size_t len) {
         if (r >= 0) {
             off = (size_t)r;
         } else if (r != UV_EAGAIN) {
-            sp_client_close(c, "write error: %s", uv_strerror(r));
+            sp_conn_close(c, SP_CLOSE_PEER, "write error: %s", uv_strerror(r));
             return -1;
         }
     }
-    d->st.bytes_out += len;
+    n->st->bytes_out += len;
     if (off == len) return 0;
     size_t rem = len - off;
-    if (c->obuf_bytes + rem > d->conf.obuf_hard) {
-        sp_client_close(c, "kicked: output buffer over hard limit (%zu bytes queued)", c->obuf_bytes + rem);
+    if (c->obuf_bytes + rem > n->conf->obuf_hard) {
+        sp_conn_close(c, SP_CLOSE_KICK, "kicked: output buffer over hard limit (%zu bytes queued)", c->obuf_bytes + rem);
         return -1;
     }
     write_req_t *w = malloc(sizeof *w + rem);
     if (w == NULL) {
-        sp_client_close(c, "kicked: out of memory for output");
+        sp_conn_close(c, SP_CLOSE_KICK, "kicked: out of memory for output");
         return -1;
     }
     memcpy(w->data, (const char *)data + off, rem);
@@ -167,19 +157,18 @@ int sp_client_send(sp_client_t *c, const void *data, size_t len) {
     int r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
     if (r < 0) {
         free(w);
-        sp_client_close(c, "write error: %s", uv_strerror(r));
+        sp_conn_close(c, SP_CLOSE_PEER, "write error: %s", uv_strerror(r));
         return -1;
     }
-    c->refs++; /* the write request refers to c until on_write */
+    sp_conn_retain(c); /* the write request's, until on_write */
     c->obuf_bytes += rem;
-    if (c->obuf_bytes > d->conf.obuf_soft && c->over_soft_since_ns == 0) c->over_soft_since_ns = sp_now_ns();
+    if (c->obuf_bytes > n->conf->obuf_soft && c->over_soft_since_ns == 0) c->over_soft_since_ns = sp_now_ns();
     return 0;
 }
 
-int sp_client_send_sbuf(sp_client_t *c) {
-    sp_daemon_t *d = c->d;
-    int r = sp_client_send(c, d->sbuf.data, d->sbuf.size);
-    msgpack_sbuffer_clear(&d->sbuf);
+int sp_conn_send_sbuf(sp_conn_t *c, msgpack_sbuffer *sb) {
+    int r = sp_conn_send(c, sb->data, sb->size);
+    msgpack_sbuffer_clear(sb);
     return r;
 }
 
@@ -196,8 +185,8 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     *buf = uv_buf_init(g_rbuf, sizeof g_rbuf);
 }
 
-/* Decode and dispatch one complete message of n bytes. */
-static void dispatch(sp_client_t *c, const uint8_t *p, size_t n) {
+/* Decode and hand on one complete message of len bytes. */
+static void deliver(sp_conn_t *c, const uint8_t *p, size_t len) {
     static msgpack_unpacked up;
     static bool up_init;
     if (!up_init) {
@@ -205,98 +194,110 @@ static void dispatch(sp_client_t *c, const uint8_t *p, size_t n) {
         up_init = true;
     }
     size_t off = 0;
-    msgpack_unpack_return r = msgpack_unpack_next(&up, (const char *)p, n, &off);
-    if (r != MSGPACK_UNPACK_SUCCESS || off != n) {
+    msgpack_unpack_return r = msgpack_unpack_next(&up, (const char *)p, len, &off);
+    if (r != MSGPACK_UNPACK_SUCCESS || off != len) {
         /* Not reached for framed input unless msgpack-c runs out of memory. */
-        sp_session_notify_error(c, SP_RPCERR_PARSE_ERROR, "parse error: invalid MessagePack");
-        sp_client_close(c, "kicked: malformed MessagePack");
+        refuse_and_close(c, SP_RPCERR_PARSE_ERROR, "parse error: invalid MessagePack", "kicked: malformed MessagePack");
         return;
     }
-    c->d->st.bytes_in += n;
-    sp_session_handle(c, &up.data);
+    sp_net_t *n = c->net;
+    n->st->bytes_in += len;
+    n->cb.message(n->ctx, c, &up.data);
 }
 
-/* The framer refused the client's message: say why, then close. */
-static void refuse(sp_client_t *c, const sp_rpc_scan_t *scan) {
-    size_t max = c->d->conf.max_msg;
-    char m[96];
+/* The framer refused the connection's message: say why, then close. */
+static void refuse(sp_conn_t *c, const sp_rpc_scan_t *scan) {
+    size_t max = c->net->conf->max_msg;
+    char m[96], why[64];
     switch ((sp_rpc_scan_fail_t)scan->fail) {
     case SP_RPC_SCAN_TOO_LARGE:
         snprintf(m, sizeof m, "message too large: limit is %zu bytes", max);
-        sp_session_notify_error(c, SP_RPCERR_TOO_LARGE, m);
-        sp_client_close(c, "kicked: message over %zu bytes", max);
+        snprintf(why, sizeof why, "kicked: message over %zu bytes", max);
+        refuse_and_close(c, SP_RPCERR_TOO_LARGE, m, why);
         return;
     case SP_RPC_SCAN_TOO_DEEP:
         snprintf(m, sizeof m, "parse error: nested deeper than %u arrays/maps", SP_RPC_MAX_DEPTH);
-        sp_session_notify_error(c, SP_RPCERR_PARSE_ERROR, m);
-        sp_client_close(c, "kicked: message nested too deep");
+        refuse_and_close(c, SP_RPCERR_PARSE_ERROR, m, "kicked: message nested too deep");
         return;
     case SP_RPC_SCAN_BAD_BYTE:
     case SP_RPC_SCAN_OK: /* not reached: refuse() follows a failed scan */
     default:
-        sp_session_notify_error(c, SP_RPCERR_PARSE_ERROR, "parse error: invalid MessagePack type byte 0xc1");
-        sp_client_close(c, "kicked: malformed MessagePack");
+        refuse_and_close(c, SP_RPCERR_PARSE_ERROR, "parse error: invalid MessagePack type byte 0xc1",
+                         "kicked: malformed MessagePack");
         return;
     }
 }
 
-/* Keep data[0, n), the start of an incomplete message whose framer state is
- * *scan, as the client's partial message. n <= max_msg. */
-static void partial_start(sp_client_t *c, const sp_rpc_scan_t *scan, const uint8_t *data, size_t n) {
-    size_t cap = n < 1024 ? 1024 : n;
+/* Keep data[0, len), the start of an incomplete message whose framer state
+ * is *scan, as the connection's partial message. len <= max_msg. */
+static void partial_start(sp_conn_t *c, const sp_rpc_scan_t *scan, const uint8_t *data, size_t len) {
+    size_t cap = len < 1024 ? 1024 : len;
     partial_t *pt = malloc(sizeof *pt + cap);
     if (pt == NULL) {
-        sp_client_close(c, "kicked: out of memory for input");
+        sp_conn_close(c, SP_CLOSE_KICK, "kicked: out of memory for input");
         return;
     }
     pt->scan = *scan;
-    memcpy(pt->bytes, data, n);
-    c->ibuf = (uint8_t *)pt;
-    c->ilen = n;
-    c->icap = cap;
+    pt->len = len;
+    pt->cap = cap;
+    memcpy(pt->bytes, data, len);
+    c->partial = pt;
 }
 
-/* Append data[0, n) to the partial message. ilen + n <= max_msg (framed). */
-static bool partial_append(sp_client_t *c, const uint8_t *data, size_t n) {
-    if (c->ilen + n > c->icap) {
-        size_t cap = c->icap * 2;
-        if (cap < c->ilen + n) cap = c->ilen + n;
-        partial_t *np = realloc(c->ibuf, sizeof(partial_t) + cap);
+/* Append data[0, len) to the partial message. pt->len + len <= max_msg. */
+static bool partial_append(sp_conn_t *c, const uint8_t *data, size_t len) {
+    partial_t *pt = c->partial;
+    if (pt->len + len > pt->cap) {
+        size_t cap = pt->cap * 2;
+        if (cap < pt->len + len) cap = pt->len + len;
+        partial_t *np = realloc(pt, sizeof *np + cap);
         if (np == NULL) {
-            sp_client_close(c, "kicked: out of memory for input");
+            sp_conn_close(c, SP_CLOSE_KICK, "kicked: out of memory for input");
             return false;
         }
-        c->ibuf = (uint8_t *)np;
-        c->icap = cap;
+        np->cap = cap;
+        c->partial = pt = np;
     }
-    memcpy(partial_of(c)->bytes + c->ilen, data, n);
-    c->ilen += n;
+    memcpy(pt->bytes + pt->len, data, len);
+    pt->len += len;
     return true;
 }
 
-/* Frame and dispatch data[0, len) of one read. A message left incomplete by
- * an earlier read is finished first (its tail appended, then dispatched from
- * the client's buffer); every message whole in data is dispatched in place;
- * an incomplete last one is copied with its framer state. */
-static void consume(sp_client_t *c, const uint8_t *data, size_t len) {
-    const size_t max = c->d->conf.max_msg;
+/* Finish a message left incomplete by an earlier read with the start of
+ * data. Returns the bytes of data it took, or -1 when the connection is
+ * done with (closed, or all of data was taken and it is still incomplete). */
+static long finish_partial(sp_conn_t *c, const uint8_t *data, size_t len) {
+    partial_t *pt = c->partial;
+    size_t used;
+    int r = sp_rpc_scan(&pt->scan, data, len, c->net->conf->max_msg, &used);
+    if (r < 0) {
+        refuse(c, &pt->scan);
+        return -1;
+    }
+    if (!partial_append(c, data, used)) return -1;
+    if (r == 0) return -1; /* still incomplete: all of data was taken */
+    pt = c->partial;
+    deliver(c, pt->bytes, pt->len);
+    free(c->partial); /* after delivery: the decoded objects pointed into it */
+    c->partial = NULL;
+    return (long)used;
+}
+
+/* Frame and deliver data[0, len) of one read. A message left incomplete by
+ * an earlier read is finished first; every message whole in data is
+ * delivered in place; an incomplete last one is copied with its framer
+ * state. */
+static void consume(sp_conn_t *c, const uint8_t *data, size_t len) {
+    const size_t max = c->net->conf->max_msg;
     size_t off = 0, used;
-    if (c->ibuf != NULL) {
-        partial_t *pt = partial_of(c);
-        int r = sp_rpc_scan(&pt->scan, data, len, max, &used);
-        if (r < 0) {
-            refuse(c, &pt->scan);
-            return;
-        }
-        if (!partial_append(c, data, used)) return;
-        if (r == 0) return; /* still incomplete: all of data was taken */
-        dispatch(c, partial_of(c)->bytes, c->ilen);
-        partial_free(c); /* after dispatch: the decoded objects point into it */
-        off = used;
+    if (c->partial != NULL) {
+        long took = finish_partial(c, data, len);
+        if (took < 0) return;
+        off = (size_t)took;
     }
     sp_rpc_scan_t scan;
     sp_rpc_scan_init(&scan);
-    while (off < len && c->state != SP_CLIENT_CLOSING) {
+    while (off < len && !c->closing) {
         int r = sp_rpc_scan(&scan, data + off, len - off, max, &used);
         if (r < 0) {
             refuse(c, &scan);
@@ -306,21 +307,21 @@ static void consume(sp_client_t *c, const uint8_t *data, size_t len) {
             partial_start(c, &scan, data + off, len - off);
             return;
         }
-        dispatch(c, data + off, used);
+        deliver(c, data + off, used);
         off += used;
     }
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-    sp_client_t *c = (sp_client_t *)s->data;
+    sp_conn_t *c = (sp_conn_t *)s->data;
     if (buf->base == g_rbuf) g_rbuf_busy = false;
     if (nread == 0) return;
     if (nread < 0) {
-        if (nread == UV_EOF) sp_client_close(c, "closed");
-        else sp_client_close(c, "read error: %s", uv_strerror((int)nread));
+        if (nread == UV_EOF) sp_conn_close(c, SP_CLOSE_PEER, "closed");
+        else sp_conn_close(c, SP_CLOSE_PEER, "read error: %s", uv_strerror((int)nread));
         return;
     }
-    if (c->state == SP_CLIENT_CLOSING) return;
+    if (c->closing) return;
     c->last_rx_ns = sp_now_ns();
     c->ping_sent = false;
     consume(c, (const uint8_t *)buf->base, (size_t)nread);
@@ -328,136 +329,169 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 
 /* ---------------------------------------------------------------- accept */
 
+static void peer_name(sp_conn_t *c) {
+    struct sockaddr_storage ss;
+    int sl = sizeof ss;
+    snprintf(c->peer, sizeof c->peer, "?");
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) != 0) return;
+    char ip[48] = "?";
+    int port = 0;
+    if (ss.ss_family == AF_INET) {
+        uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
+        port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+        uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
+        port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    snprintf(c->peer, sizeof c->peer, "%s:%d", ip, port);
+}
+
 static void on_connection(uv_stream_t *server, int status) {
-    sp_daemon_t *d = (sp_daemon_t *)server->data;
+    sp_net_t *n = (sp_net_t *)server->data;
     if (status < 0) {
         SP_LOGW("accept failed: %s", uv_strerror(status));
         return;
     }
-    sp_client_t *c = calloc(1, sizeof *c);
+    sp_conn_t *c = n->cb.alloc(n->ctx);
     if (c == NULL) {
         SP_LOGE("out of memory accepting a client");
         return;
     }
-    uv_tcp_init(d->loop, &c->tcp);
+    uv_tcp_init(n->loop, &c->tcp);
     c->tcp.data = c;
-    c->d = d;
-    c->refs = 1;
+    c->net = n;
+    c->refs = 1; /* the handle's */
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        c->closing = true;
         uv_close((uv_handle_t *)&c->tcp, on_close);
         return;
     }
-    c->session = d->next_session++;
-    struct sockaddr_storage ss;
-    int sl = sizeof ss;
-    snprintf(c->peer, sizeof c->peer, "?");
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
-        char ip[48] = "?";
-        int port = 0;
-        if (ss.ss_family == AF_INET) {
-            uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
-            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-        } else if (ss.ss_family == AF_INET6) {
-            uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
-            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-        }
-        snprintf(c->peer, sizeof c->peer, "%s:%d", ip, port);
-    }
-    uint64_t now = sp_now_ns();
-    c->last_rx_ns = now;
-    c->tokens = d->conf.rate_burst;
-    c->tokens_ns = now;
-    c->radius = d->conf.default_radius;
-    /* Link first so sp_client_close() can unlink uniformly. */
-    c->next = d->clients;
-    if (d->clients) d->clients->prev = c;
-    d->clients = c;
-    d->nclients++;
-    d->st.clients_total++;
-    if (d->nclients > d->conf.max_clients) {
-        sp_session_notify_error(c, 11, "server full: too many clients");
-        sp_client_close(c, "kicked: max clients (%d) reached", d->conf.max_clients);
+    peer_name(c);
+    c->last_rx_ns = sp_now_ns();
+    /* Link first so sp_conn_close() can unlink uniformly. */
+    c->next = n->conns;
+    if (n->conns) n->conns->prev = c;
+    n->conns = c;
+    n->nconns++;
+    n->st->clients_total++;
+    if (n->nconns > n->conf->max_clients) {
+        char why[64];
+        snprintf(why, sizeof why, "kicked: max clients (%d) reached", n->conf->max_clients);
+        refuse_and_close(c, SP_RPCERR_LIMIT, "server full: too many clients", why);
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
-    SP_LOGI("client %u %s connected (%d clients)", c->session, c->peer, d->nclients);
+    SP_LOGI("client %u %s connected (%d clients)", c->log_id, c->peer, n->nconns);
     int r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-    if (r < 0) sp_client_close(c, "read error: %s", uv_strerror(r));
+    if (r < 0) sp_conn_close(c, SP_CLOSE_PEER, "read error: %s", uv_strerror(r));
 }
 
-int sp_net_listen(sp_daemon_t *d) {
+/* ---------------------------------------------------------------- server */
+
+void sp_net_init(sp_net_t *n, uv_loop_t *loop, const sp_dconf_t *conf, sp_dstats_t *st, const sp_net_cb_t *cb,
+                 void *ctx) {
+    memset(n, 0, sizeof *n);
+    n->loop = loop;
+    n->conf = conf;
+    n->st = st;
+    n->cb = *cb;
+    n->ctx = ctx;
+    msgpack_sbuffer_init(&n->sbuf);
+    msgpack_packer_init(&n->pk, &n->sbuf, msgpack_sbuffer_write);
+}
+
+void sp_net_destroy(sp_net_t *n) { msgpack_sbuffer_destroy(&n->sbuf); }
+
+int sp_listen_tcp(uv_loop_t *loop, uv_tcp_t *server, const char *bind, int port, int backlog, uv_connection_cb cb) {
     struct sockaddr_storage addr;
-    int r;
-    if (strchr(d->conf.bind, ':') != NULL)
-        r = uv_ip6_addr(d->conf.bind, d->conf.port, (struct sockaddr_in6 *)&addr);
-    else
-        r = uv_ip4_addr(d->conf.bind, d->conf.port, (struct sockaddr_in *)&addr);
-    if (r < 0) {
-        SP_LOGE("invalid --bind address '%s': %s", d->conf.bind, uv_strerror(r));
-        return SP_EXIT_USAGE;
-    }
-    uv_tcp_init(d->loop, &d->server);
-    d->server.data = d;
-    r = uv_tcp_bind(&d->server, (const struct sockaddr *)&addr, 0);
-    if (r == 0) r = uv_listen((uv_stream_t *)&d->server, 511, on_connection);
-    if (r < 0) {
-        SP_LOGE("cannot listen on %s:%d: %s", d->conf.bind, d->conf.port, uv_strerror(r));
-        uv_close((uv_handle_t *)&d->server, NULL);
-        return SP_EXIT_LISTEN;
-    }
-    struct sockaddr_storage bound;
-    int bl = sizeof bound;
-    int port = d->conf.port;
-    if (uv_tcp_getsockname(&d->server, (struct sockaddr *)&bound, &bl) == 0) {
-        port = bound.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port)
-                                           : ntohs(((struct sockaddr_in *)&bound)->sin_port);
-    }
-    d->conf.port = port;
-    d->listening = true;
-    SP_LOGI("listening on %s port %d", d->conf.bind, port);
-    if (d->conf.port_file) {
-        /* Written atomically (temp + rename) so a reader never sees half. */
-        char tmp[1100];
-        snprintf(tmp, sizeof tmp, "%s.tmp", d->conf.port_file);
-        FILE *f = fopen(tmp, "w");
-        if (f == NULL || fprintf(f, "%d\n", port) < 0 || fclose(f) != 0 ||
-            rename(tmp, d->conf.port_file) != 0) {
-            SP_LOGE("cannot write --port-file %s: %s", d->conf.port_file, strerror(errno));
-            return SP_EXIT_CONFIG;
-        }
+    int r = strchr(bind, ':') != NULL ? uv_ip6_addr(bind, port, (struct sockaddr_in6 *)&addr)
+                                      : uv_ip4_addr(bind, port, (struct sockaddr_in *)&addr);
+    if (r < 0) return r;
+    uv_tcp_init(loop, server);
+    r = uv_tcp_bind(server, (const struct sockaddr *)&addr, 0);
+    if (r == 0) r = uv_listen((uv_stream_t *)server, backlog, cb);
+    if (r < 0) uv_close((uv_handle_t *)server, NULL);
+    return r;
+}
+
+static int write_port_file(const char *path, int port) {
+    /* Written atomically (temp + rename) so a reader never sees half. */
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL || fprintf(f, "%d\n", port) < 0 || fclose(f) != 0 || rename(tmp, path) != 0) {
+        SP_LOGE("cannot write --port-file %s: %s", path, strerror(errno));
+        return SP_EPERM;
     }
     return 0;
 }
 
-void sp_net_stop_accepting(sp_daemon_t *d) {
-    if (!d->listening) return;
-    d->listening = false;
-    uv_close((uv_handle_t *)&d->server, NULL);
+int sp_net_listen(sp_net_t *n, int *port_out) {
+    const sp_dconf_t *conf = n->conf;
+    struct sockaddr_storage probe;
+    if ((strchr(conf->bind, ':') ? uv_ip6_addr(conf->bind, 0, (struct sockaddr_in6 *)&probe)
+                                 : uv_ip4_addr(conf->bind, 0, (struct sockaddr_in *)&probe)) < 0) {
+        SP_LOGE("invalid --bind address '%s'", conf->bind);
+        return SP_EINVAL;
+    }
+    int r = sp_listen_tcp(n->loop, &n->server, conf->bind, conf->port, 511, on_connection);
+    if (r < 0) {
+        SP_LOGE("cannot listen on %s:%d: %s", conf->bind, conf->port, uv_strerror(r));
+        return SP_EIO;
+    }
+    n->server.data = n;
+    struct sockaddr_storage bound;
+    int bl = sizeof bound;
+    int port = conf->port;
+    if (uv_tcp_getsockname(&n->server, (struct sockaddr *)&bound, &bl) == 0) {
+        port = bound.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port)
+                                           : ntohs(((struct sockaddr_in *)&bound)->sin_port);
+    }
+    *port_out = port;
+    n->listening = true;
+    SP_LOGI("listening on %s port %d", conf->bind, port);
+    return conf->port_file ? write_port_file(conf->port_file, port) : 0;
+}
+
+void sp_net_stop_accepting(sp_net_t *n) {
+    if (!n->listening) return;
+    n->listening = false;
+    uv_close((uv_handle_t *)&n->server, NULL);
     SP_LOGI("stopped accepting connections");
 }
 
-/* Once a second: idle pings and timeouts, clients stuck over the soft limit. */
-void sp_net_housekeeping(sp_daemon_t *d, uint64_t now) {
-    sp_client_t *c = d->clients;
+void sp_net_housekeeping(sp_net_t *n, uint64_t now) {
+    const sp_dconf_t *conf = n->conf;
+    sp_conn_t *c = n->conns;
     while (c) {
-        sp_client_t *next = c->next; /* c may be unlinked below */
+        sp_conn_t *next = c->next; /* c may be unlinked below */
         double idle = (double)(now - c->last_rx_ns) / 1e9;
-        if (idle >= d->conf.idle_timeout_secs) {
-            sp_client_close(c, "timed out");
+        if (idle >= conf->idle_timeout_secs) {
+            sp_conn_close(c, SP_CLOSE_TIMEOUT, "timed out");
         } else if (c->over_soft_since_ns != 0 &&
-                   (double)(now - c->over_soft_since_ns) / 1e9 >= d->conf.obuf_soft_secs) {
-            sp_client_close(c, "kicked: output buffer over soft limit (%zu bytes) for %.0f s", c->obuf_bytes,
-                            d->conf.obuf_soft_secs);
-        } else if (idle >= d->conf.idle_ping_secs && !c->ping_sent) {
+                   (double)(now - c->over_soft_since_ns) / 1e9 >= conf->obuf_soft_secs) {
+            sp_conn_close(c, SP_CLOSE_KICK, "kicked: output buffer over soft limit (%zu bytes) for %.0f s",
+                          c->obuf_bytes, conf->obuf_soft_secs);
+        } else if (idle >= conf->idle_ping_secs && !c->ping_sent) {
             /* Server ping: a notification the client need not answer; any
              * bytes from the client (a ping request) reset the idle clock. */
-            msgpack_pack_array(&d->pk, 3);
-            msgpack_pack_int(&d->pk, 2);
-            msgpack_pack_str_with_body(&d->pk, "ping", 4);
-            msgpack_pack_array(&d->pk, 0);
-            sp_client_send_sbuf(c);
+            if (sp_rpc_pack_ping_notify(&n->pk) == 0) sp_conn_send_sbuf(c, &n->sbuf);
+            else msgpack_sbuffer_clear(&n->sbuf);
             c->ping_sent = true;
         }
         c = next;
     }
+}
+
+void sp_net_stop_reading(sp_net_t *n) {
+    for (sp_conn_t *c = n->conns; c; c = c->next) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->read_stopped = true;
+    }
+}
+
+bool sp_net_output_pending(const sp_net_t *n) {
+    for (const sp_conn_t *c = n->conns; c; c = c->next)
+        if (c->obuf_bytes > 0) return true;
+    return false;
 }

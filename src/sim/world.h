@@ -31,43 +31,14 @@
 
 #include "spacesim/common.h"
 #include "spacesim/msg.h"
+#include "sim/kinds.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* ---------------------------------------------------------------- lists
- * The one list of entity kinds: X(ENUM_SUFFIX, wire value, "name").
- * proto/spacesim_proto.def includes this header for it: wire values are stable,
- * never renumber, only append. */
-#define SP_ENTITY_KIND_MAP(X)       \
-    X(SHIP, 1, "ship")              \
-    X(ASTEROID, 2, "asteroid")      \
-    X(PROJECTILE, 3, "projectile")
-
-typedef enum sp_entity_kind {
-    SP_KIND_NONE = 0, /* a free slot; never on the wire */
-#define SP__KIND_ENUM(suffix, value, name) SP_KIND_##suffix = (value),
-    SP_ENTITY_KIND_MAP(SP__KIND_ENUM)
-#undef SP__KIND_ENUM
-} sp_entity_kind_t;
-
-/* The one list of resource types: X(ENUM_SUFFIX, index, "name"), indices 0..3.
- * Asteroids hold one type; ships carry cargo[SP_RESOURCE_COUNT]. */
-#define SP_RESOURCE_MAP(X)          \
-    X(IRON, 0, "iron")              \
-    X(NICKEL, 1, "nickel")          \
-    X(ICE, 2, "ice")                \
-    X(PLATINUM, 3, "platinum")
-
-typedef enum sp_resource {
-#define SP__RES_ENUM(suffix, value, name) SP_RES_##suffix = (value),
-    SP_RESOURCE_MAP(SP__RES_ENUM)
-#undef SP__RES_ENUM
-} sp_resource_t;
-
-#define SP__RES_ONE(suffix, value, name) +1
-#define SP_RESOURCE_COUNT (0 SP_RESOURCE_MAP(SP__RES_ONE))
+/* The entity-kind and resource lists (SP_ENTITY_KIND_MAP, SP_RESOURCE_MAP)
+ * live in sim/kinds.h, which proto includes without the world. */
 
 /* Entity flags (uint8). The frame copies them; the AI reads them. */
 #define SP_ENT_NPC 0x01          /* server-owned ship (owner 0) driven by the AI */

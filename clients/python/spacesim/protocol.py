@@ -1,6 +1,6 @@
 """Names and numbers of the spacesim wire protocol (protocol version 1).
 
-These mirror proto/spacesim_proto.def and src/sim/world.h; tests/python checks
+These mirror proto/spacesim_proto.def and src/sim/kinds.h; tests/python checks
 that they still match those files, so a change there fails `make check`.
 """
 

@@ -1,0 +1,62 @@
+/* conf.h: spacesimd's configuration and exit codes.
+ *
+ * Filled once by main.c (defaults, then flags), read-only afterwards: any
+ * module may read it from any thread. The protocol's limits come from
+ * proto/spacesim_proto.def under one name each (SP_LIMIT_*, rpc.h); a field
+ * here exists only for what a flag can change. */
+#ifndef SP_DAEMON_CONF_H
+#define SP_DAEMON_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SPACESIMD_VERSION "0.1.0"
+
+/* Exit codes (documented in --help). Only start-up code (main.c) turns a
+ * failure into one of these; everything else returns 0 or SP_E*. */
+enum {
+    SP_EXIT_OK = 0,
+    SP_EXIT_USAGE = 2,      /* bad flag or value */
+    SP_EXIT_CONFIG = 3,     /* admin token file unreadable, bad environment */
+    SP_EXIT_LISTEN = 4,     /* cannot bind/listen */
+    SP_EXIT_CHECKPOINT = 5, /* checkpoint unreadable, corrupt or truncated */
+    SP_EXIT_RUNTIME = 6,    /* out of memory or another fatal runtime error */
+};
+
+typedef struct sp_dconf {
+    char bind[64];            /* listen address, default 127.0.0.1 */
+    int port;                 /* default 7777; 0 = ephemeral (logged) */
+    int workers;              /* worker threads, default nproc, >= 1 */
+    int tick_hz;              /* simulation ticks per second, default 60 */
+    int snapshot_hz;          /* snapshots per second per client, default 20 */
+    double world_size;        /* edge of the cubic world, world units */
+    long demo_asteroids;      /* asteroids in a fresh world */
+    long demo_npcs;           /* NPC ships in a fresh world */
+    int max_clients;          /* connections beyond this are refused */
+    char checkpoint[1024];    /* path, or "" for none */
+    double checkpoint_every;  /* seconds between checkpoints, 0 = only on shutdown */
+    uint64_t seed;            /* world generation seed */
+    int metrics_port;         /* 0 = off */
+    const char *port_file;    /* if set, the bound port is written there (tests) */
+    char admin_token[256];    /* from SPACESIM_ADMIN_TOKEN or --admin-token-file */
+    bool have_admin_token;
+    /* Limits: each protects the loop or the other clients from one client. */
+    size_t max_msg;           /* bytes per request (MAX_MESSAGE_BYTES): bounds per-client input memory */
+    size_t obuf_soft;         /* output bytes over which snapshots are skipped */
+    double obuf_soft_secs;    /* and over which for this long the client is kicked */
+    size_t obuf_hard;         /* output bytes over which the client is kicked at once */
+    double idle_ping_secs;    /* idle client is pinged after this (IDLE_PING_SEC) */
+    double idle_timeout_secs; /* and closed ("timed out") after this (IDLE_TIMEOUT_SEC) */
+    double rate_per_sec;      /* command token bucket refill (RATE_PER_SEC) */
+    double rate_burst;        /* bucket size (RATE_BURST) */
+    double default_radius;    /* interest radius before subscribe (DEFAULT_RADIUS) */
+    double max_radius;        /* largest radius subscribe accepts (MAX_RADIUS) */
+    uint64_t stop_after_ticks; /* hidden test flag: at world tick >= N log the
+                                * world hash and shut down; 0 = off */
+} sp_dconf_t;
+
+/* Fill the defaults: the .def's limits, 127.0.0.1:7777, one worker per core. */
+void sp_dconf_default(sp_dconf_t *c);
+
+#endif /* SP_DAEMON_CONF_H */

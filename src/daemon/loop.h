@@ -1,0 +1,22 @@
+/* loop.h: the daemon's life: start-up, the fixed-rate tick, time dilation,
+ * housekeeping, signals and shutdown (loop.c has the whole story).
+ *
+ * Threads: loop thread (the one that calls sp_daemon_run). */
+#ifndef SP_DAEMON_LOOP_H
+#define SP_DAEMON_LOOP_H
+
+#include "daemon/daemon.h"
+
+/* After the configuration is filled: the loop, the tick period, stats, the
+ * RPC server's callbacks. Allocates nothing that can fail. */
+void sp_daemon_init(sp_daemon_t *d);
+/* With d->world set: start the workers, listen, tick until shut down.
+ * Returns the process exit code (SP_EXIT_*). */
+int sp_daemon_run(sp_daemon_t *d);
+/* Stop accepting and reading, write the final checkpoint, flush the clients
+ * (at most 2 s), then stop. A second call exits at once. */
+void sp_daemon_shutdown(sp_daemon_t *d, const char *why);
+/* Free what sp_daemon_init set up (after sp_daemon_run returned). */
+void sp_daemon_destroy(sp_daemon_t *d);
+
+#endif /* SP_DAEMON_LOOP_H */

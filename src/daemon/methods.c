@@ -1,0 +1,369 @@
+/* methods.c: one handler per RPC method, and the table that reaches them.
+ *
+ * The table is generated from SP_PROTO_METHOD_MAP (spacesim_proto.def): a
+ * method listed there without a handler method_<lc> here fails to build.
+ * By the time a handler runs, the dispatcher (dispatch.c) has done the
+ * generic checks from the method's row: shape, rate, hello, admin, arity and
+ * parameter types; every param inside the signature has its type, so the
+ * sp_rpc_param_* getters below cannot fail. A handler does the method's own
+ * checks (ranges, ownership), acts on the world (the loop is its only
+ * writer, so results such as hit, damage or mined amount are known at once)
+ * and answers with its result struct (request.h).
+ *
+ * Threads: loop thread only. */
+#include "daemon/methods.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "daemon/clients.h"
+#include "daemon/snapshots.h"
+#include "snapshot.h"
+#include "spacesim/error.h"
+
+/* A finite coordinate or velocity component as a float the world accepts:
+ * clamped to +-1e9 first, so a huge double never becomes inf. */
+static float clamp_f(double v) { return (float)(v > 1e9 ? 1e9 : v < -1e9 ? -1e9 : v); }
+
+/* An sp_world_* error as an RPC error code, with its default message. */
+static int world_err(int e, const char **msg) {
+    switch (e) {
+    case SP_ENOENT: *msg = "no such entity"; return SP_RPCERR_NOT_FOUND;
+    case SP_EINVAL: *msg = "wrong kind of entity or invalid value"; return SP_RPCERR_INVALID_PARAMS;
+    case SP_EBUSY: *msg = "cooling down"; return SP_RPCERR_COOLDOWN;
+    case SP_ERANGE: *msg = "out of range"; return SP_RPCERR_OUT_OF_RANGE;
+    case SP_ELIMIT: *msg = "world entity limit reached"; return SP_RPCERR_LIMIT;
+    case SP_EPERM: *msg = "forbidden"; return SP_RPCERR_FORBIDDEN;
+    default: *msg = "internal error"; return SP_RPCERR_INTERNAL;
+    }
+}
+
+/* Is `ship` a live ship of this session? If not, answer the error; false. */
+static bool own_ship(const sp_request_t *q, uint64_t ship) {
+    sp_entity_info_t info;
+    if (sp_world_inspect(q->d->world, ship, &info) < 0) {
+        sp_request_error(q, SP_RPCERR_NOT_FOUND, "no such entity");
+        return false;
+    }
+    if (info.kind != SP_KIND_SHIP) {
+        sp_request_error(q, SP_RPCERR_INVALID_PARAMS, "not a ship");
+        return false;
+    }
+    if (info.owner != q->c->session.id || q->c->session.id == 0) {
+        sp_request_error(q, SP_RPCERR_FORBIDDEN, "not your ship");
+        return false;
+    }
+    return true;
+}
+
+static uint64_t realtime_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Constant-time comparison (the token must not leak through timing). */
+static bool token_eq(const char *a, size_t alen, const char *b, size_t blen) {
+    unsigned char diff = (unsigned char)(alen != blen);
+    size_t n = alen < blen ? alen : blen;
+    for (size_t i = 0; i < n; i++) diff |= (unsigned char)(a[i] ^ b[i]);
+    return diff == 0;
+}
+
+/* ---------------------------------------------------------------- methods */
+
+static void method_ping(const sp_request_t *q) {
+    sp_result_ping_t res = {.tick = sp_world_tick(q->d->world), .server_time_ns = realtime_ns()};
+    SP_REQUEST_RESULT(q, ping, &res);
+}
+
+static void method_hello(const sp_request_t *q) {
+    sp_daemon_t *d = q->d;
+    sp_session_t *s = &q->c->session;
+    if (s->state == SP_SESSION_READY) {
+        sp_request_error(q, SP_RPCERR_INVALID_REQUEST, "invalid request: hello already done");
+        return;
+    }
+    const char *name, *tok;
+    size_t namelen, toklen;
+    sp_rpc_param_str(q->params, 0, &name, &namelen, NULL);
+    if (namelen == 0 || namelen > SP_LIMIT_MAX_NAME_BYTES) {
+        sp_request_error(q, SP_RPCERR_INVALID_PARAMS, "param 0: name must be 1 to %d bytes, got %zu",
+                         SP_LIMIT_MAX_NAME_BYTES, namelen);
+        return;
+    }
+    bool admin = false;
+    if (!sp_rpc_param_is_nil(q->params, 1)) {
+        sp_rpc_param_str(q->params, 1, &tok, &toklen, NULL);
+        if (!d->conf.have_admin_token ||
+            !token_eq(tok, toklen, d->conf.admin_token, strlen(d->conf.admin_token))) {
+            SP_LOGW("client %u %s: hello with a wrong admin token", s->id, q->c->conn.peer);
+            sp_request_error(q, SP_RPCERR_FORBIDDEN, "forbidden: wrong admin token");
+            return;
+        }
+        admin = true;
+    }
+    sp_session_hello(s, name, namelen, admin);
+    SP_LOGI("client %u %s hello as '%s'%s", s->id, q->c->conn.peer, s->name, admin ? " (admin)" : "");
+    sp_result_hello_t res = {.session = s->id,
+                             .protocol = SP_PROTO_VERSION,
+                             .tick_hz = d->conf.tick_hz,
+                             .snapshot_hz = d->conf.snapshot_hz,
+                             .admin = admin};
+    SP_REQUEST_RESULT(q, hello, &res);
+}
+
+static void method_spawn(const sp_request_t *q) {
+    /* Optional position (nil or absent: the server places the ship). A point
+     * outside the world is clamped inside its walls by the world. */
+    sp_session_t *s = &q->c->session;
+    float pos[3];
+    bool have_pos = !sp_rpc_param_is_nil(q->params, 0);
+    if (have_pos) {
+        double v[3];
+        sp_rpc_param_vec3(q->params, 0, v, NULL);
+        for (int i = 0; i < 3; i++) pos[i] = clamp_f(v[i]);
+    }
+    sp_session_prune_ships(s, q->d->world);
+    if (s->nships >= SP_LIMIT_MAX_SHIPS) {
+        sp_request_error(q, SP_RPCERR_LIMIT, "limit reached: at most %d ships per session", s->nships);
+        return;
+    }
+    sp_entity_id_t id;
+    int r = sp_world_spawn_ship(q->d->world, s->id, 0, have_pos ? pos : NULL, &id);
+    if (r < 0) {
+        const char *em;
+        int code = world_err(r, &em);
+        sp_request_error(q, code, "%s", em);
+        return;
+    }
+    sp_session_add_ship(s, id);
+    sp_result_spawn_t res = {.ship_id = id};
+    SP_REQUEST_RESULT(q, spawn, &res);
+}
+
+static void method_move(const sp_request_t *q) {
+    uint64_t ship;
+    double dv[3];
+    float v[3], out[3];
+    sp_rpc_param_uint(q->params, 0, &ship, NULL);
+    sp_rpc_param_vec3(q->params, 1, dv, NULL);
+    for (int i = 0; i < 3; i++) v[i] = clamp_f(dv[i]);
+    if (!own_ship(q, ship)) return;
+    int r = sp_world_set_desired_velocity(q->d->world, ship, v, out);
+    if (r < 0) {
+        const char *em;
+        int code = world_err(r, &em);
+        sp_request_error(q, code, "%s", em);
+        return;
+    }
+    SP_REQUEST_RESULT(q, move, NULL);
+}
+
+/* What fire and mine share: [ship, target] params, the ship must be ours,
+ * then the world's action; its errors get the action's own words. */
+typedef struct ship_action {
+    const char *cooldown;   /* SP_EBUSY */
+    const char *range;      /* SP_ERANGE */
+    const char *bad_target; /* SP_EINVAL */
+} ship_action_t;
+
+/* Read [ship, target]; false (error answered) unless the ship is ours. */
+static bool action_params(const sp_request_t *q, uint64_t *ship, uint64_t *target) {
+    sp_rpc_param_uint(q->params, 0, ship, NULL);
+    sp_rpc_param_uint(q->params, 1, target, NULL);
+    return own_ship(q, *ship);
+}
+
+/* Answer the world's error r of an action. */
+static void action_error(const sp_request_t *q, const ship_action_t *a, int r) {
+    const char *em;
+    int code = world_err(r, &em);
+    if (r == SP_EBUSY) em = a->cooldown;
+    else if (r == SP_ERANGE) em = a->range;
+    else if (r == SP_EINVAL) em = a->bad_target;
+    sp_request_error(q, code, "%s", em);
+}
+
+static void method_fire(const sp_request_t *q) {
+    static const ship_action_t fire = {"weapon cooling down", "target out of weapon range",
+                                       "param 1: target must be another ship or an asteroid"};
+    uint64_t ship, target;
+    if (!action_params(q, &ship, &target)) return;
+    sp_fire_result_t fr;
+    int r = sp_world_fire(q->d->world, ship, target, &fr);
+    if (r < 0) {
+        action_error(q, &fire, r);
+        return;
+    }
+    sp_result_fire_t res = {.hit = fr.hit != 0, .damage = fr.damage, .destroyed = fr.destroyed != 0};
+    SP_REQUEST_RESULT(q, fire, &res);
+}
+
+static void method_mine(const sp_request_t *q) {
+    static const ship_action_t mine = {"mining laser cooling down", "asteroid out of mining range",
+                                       "param 1: not an asteroid"};
+    uint64_t ship, ast;
+    if (!action_params(q, &ship, &ast)) return;
+    sp_mine_result_t mr;
+    int r = sp_world_mine(q->d->world, ship, ast, &mr);
+    if (r < 0) {
+        action_error(q, &mine, r);
+        return;
+    }
+    sp_result_mine_t res = {.resource_type = sp_proto_resource_name(mr.resource_type),
+                            .amount = mr.amount,
+                            .depleted = mr.depleted != 0};
+    SP_REQUEST_RESULT(q, mine, &res);
+}
+
+static void method_subscribe(const sp_request_t *q) {
+    double r, centre[3] = {0, 0, 0};
+    sp_rpc_param_float(q->params, 0, &r, NULL);
+    if (r < 0 || r > q->d->conf.max_radius) {
+        sp_request_error(q, SP_RPCERR_INVALID_PARAMS, "param 0: radius must be 0 to %.0f, got %g", q->d->conf.max_radius,
+                         r);
+        return;
+    }
+    if (q->np == 2) sp_rpc_param_vec3(q->params, 1, centre, NULL);
+    for (int i = 0; i < 3; i++) centre[i] = clamp_f(centre[i]);
+    sp_snapstate_subscribe(&q->c->snap, r, centre);
+    SP_REQUEST_RESULT(q, subscribe, NULL);
+}
+
+static void method_inspect(const sp_request_t *q) {
+    uint64_t id;
+    sp_rpc_param_uint(q->params, 0, &id, NULL);
+    sp_entity_info_t e;
+    if (sp_world_inspect(q->d->world, id, &e) < 0) {
+        sp_request_error(q, SP_RPCERR_NOT_FOUND, "no such entity");
+        return;
+    }
+    sp_result_inspect_t res = {.id = e.id,
+                               .kind = sp_proto_kind_name(e.kind),
+                               .hp = e.hp,
+                               .max_hp = e.max_hp,
+                               .radius = e.radius,
+                               .owner = e.owner};
+    for (int i = 0; i < 3; i++) {
+        res.pos[i] = e.pos[i];
+        res.vel[i] = e.vel[i];
+    }
+    for (int r = 0; r < SP_RESOURCE_COUNT; r++) res.cargo[r] = e.cargo[r];
+    if (e.kind == SP_KIND_ASTEROID) {
+        res.has_resource_type = res.has_amount = true;
+        res.resource_type = sp_proto_resource_name(e.resource);
+        res.amount = e.amount;
+    }
+    SP_REQUEST_RESULT(q, inspect, &res);
+}
+
+static void method_alert(const sp_request_t *q) {
+    sp_daemon_t *d = q->d;
+    const char *text;
+    size_t len;
+    int64_t prio = 1;
+    sp_rpc_param_str(q->params, 0, &text, &len, NULL);
+    if (len > SP_LIMIT_MAX_ALERT_BYTES) {
+        sp_request_error(q, SP_RPCERR_INVALID_PARAMS, "param 0: message must be at most %d bytes, got %zu",
+                         SP_LIMIT_MAX_ALERT_BYTES, len);
+        return;
+    }
+    if (q->np == 2) sp_rpc_param_int(q->params, 1, &prio, NULL);
+    if (prio < 0 || prio > 255) {
+        sp_request_error(q, SP_RPCERR_INVALID_PARAMS, "param 1: priority must be 0 to 255, got %lld", (long long)prio);
+        return;
+    }
+    SP_LOGI("client %u %s alert (priority %d): %.*s", q->c->session.id, q->c->conn.peer, (int)prio, (int)len, text);
+    /* Reply first so the caller's response precedes its own event copy. */
+    SP_REQUEST_RESULT(q, alert, NULL);
+    sp_methods_broadcast_alert(d, text, len, (int)prio, q->c->session.id);
+}
+
+/* Fill the stats values (keys and types: SP_PROTO_STATS_MAP). */
+static void stats_values(const sp_daemon_t *d, sp_stat_value_t *v) {
+    double p50, p99, mx;
+    sp_stats_tick_percentiles(&d->st, &p50, &p99, &mx);
+    uint64_t oq = 0, oq_max = 0;
+    for (const sp_conn_t *k = d->net.conns; k; k = k->next) {
+        oq += k->obuf_bytes;
+        if (k->obuf_bytes > oq_max) oq_max = k->obuf_bytes;
+    }
+#define U(id, x) (v[SP_STAT_##id].u = (uint64_t)(x))
+#define F(id, x) (v[SP_STAT_##id].f = (double)(x))
+    U(TICK, sp_world_tick(d->world));
+    U(ENTITIES, sp_world_count(d->world));
+    U(CLIENTS, (uint64_t)d->net.nconns);
+    F(TICK_MS_P50, p50);
+    F(TICK_MS_P99, p99);
+    F(TICK_MS_MAX, mx);
+    U(OVERRUNS, d->st.overruns);
+    F(DILATION, d->st.dilation);
+    U(BYTES_OUT, d->st.bytes_out);
+    U(BYTES_IN, d->st.bytes_in);
+    F(BYTES_OUT_PER_SEC, d->st.bytes_out_per_sec);
+    U(JOB_QUEUE_DEPTH, sp_pool_queued(d->pool));
+    U(RESULT_QUEUE_DEPTH, sp_methods_result_depth(d));
+    U(OUT_QUEUE_BYTES, oq);
+    U(OUT_QUEUE_MAX_BYTES, oq_max);
+    U(SNAPSHOTS_SENT, d->st.snapshots_sent);
+    U(SNAPSHOTS_DROPPED, d->st.snapshots_skipped);
+    U(SNAPSHOT_BYTES, d->st.snapshot_bytes);
+    U(COMMANDS, d->st.commands);
+    F(COMMANDS_PER_SEC, d->st.cmds_per_sec);
+    U(KICKS, d->st.kicks);
+    U(EVENTS_SENT, d->st.events_sent);
+    U(WORKER_MESSAGES, d->st.worker_msgs);
+    U(WORKERS, d->conf.workers);
+    U(EVENTS_DROPPED, sp_snapshots_events_dropped(d));
+    U(AI_STALLS, d->st.ai_stalls);
+    U(WORLD_HASH, sp_world_hash(d->world));
+#undef U
+#undef F
+}
+
+static void method_stats(const sp_request_t *q) {
+    sp_result_stats_t res = {0};
+    stats_values(q->d, res.values);
+    SP_REQUEST_RESULT(q, stats, &res);
+}
+
+static void method_resync(const sp_request_t *q) {
+    sp_snapstate_resync(&q->c->snap);
+    SP_REQUEST_RESULT(q, resync, NULL);
+}
+
+/* ---------------------------------------------------------------- shared */
+
+void sp_methods_broadcast_alert(sp_daemon_t *d, const char *text, size_t len, int priority, uint32_t from) {
+    /* One encoding, sent to every client (NEW ones too: "every client"). */
+    msgpack_sbuffer_clear(&d->reply);
+    if (sp_event_pack_system_alert(&d->reply_pk, sp_world_tick(d->world), text, len, priority, from) == 0) {
+        msgpack_sbuffer copy = d->reply; /* sends below never touch d->reply */
+        msgpack_sbuffer_init(&d->reply);
+        msgpack_packer_init(&d->reply_pk, &d->reply, msgpack_sbuffer_write);
+        d->st.events_sent += sp_clients_broadcast(d, copy.data, copy.size);
+        msgpack_sbuffer_destroy(&copy);
+    }
+    msgpack_sbuffer_clear(&d->reply);
+    /* And to every worker, as a SystemAlert SpaceMessage (each counts it). */
+    sp_msg_t m;
+    if (len > SP_MSG_ALERT_MAX) len = SP_MSG_ALERT_MAX; /* the bus carries the first bytes */
+    if (sp_msg_system_alert_n(&m, text, len, (uint8_t)priority) != 0) return;
+    sp_msg_stamp(&m, sp_world_tick(d->world), SP_MSG_ORIGIN_LOOP, 0);
+    if (sp_bus_broadcast(&d->bus, &m) != 0) SP_LOGW("alert not broadcast to workers: bus ring full");
+}
+
+size_t sp_methods_result_depth(const sp_daemon_t *d) {
+    sp_bus_depths_t bd;
+    sp_bus_depths(&d->bus, &bd);
+    return sp_pool_finished(d->pool) + bd.main;
+}
+
+/* The table: one handler per method of the .def, in its order. */
+const sp_method_fn sp_method_handlers[SP_METHOD__COUNT] = {
+#define SP__HANDLER(id, lc, name, mn, mx, hello, admin, sig) [SP_METHOD_##id] = method_##lc,
+    SP_PROTO_METHOD_MAP(SP__HANDLER)
+#undef SP__HANDLER
+};

@@ -1,0 +1,139 @@
+/* net.h: the TCP server and its connections: sockets, input framing, output
+ * queues and the limits that keep one connection from hurting the others.
+ *
+ * net owns each connection's socket, input buffer and output queue, and
+ * nothing else: what a connection is for (a session, a view) belongs to
+ * whoever embeds the sp_conn_t (clients.c), reached through callbacks.
+ *
+ * Connection life cycle (one line per state):
+ *   open     accepted, reading; complete messages go to cb.message
+ *   closing  sp_conn_close() called: cb.closing ran, unlinked, uv_close()
+ *            issued; pending writes are cancelled by libuv (their write_cb
+ *            still runs and frees the buffers)
+ *   freed    the last reference dropped: cb.free releases the owner's struct
+ *
+ * THE reference rule (the only one): a connection, and the struct that
+ * embeds it, lives while refs > 0. References: 1 for the libuv handle
+ * (dropped in its close callback), 1 per write request in flight (dropped
+ * in its write callback), and 1 per job elsewhere that still points at it
+ * (sp_conn_retain/sp_conn_release, e.g. a snapshot being encoded). Nothing
+ * else frees it, so a callback holding a reference can always look at it
+ * (Redis freeClientAsync: never freed in the middle of a callback).
+ *
+ * Threads: loop thread only, every function. */
+#ifndef SP_DAEMON_NET_H
+#define SP_DAEMON_NET_H
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "daemon/conf.h"
+#include "daemon/stats.h"
+
+/* Why a connection ends. KICK (a limit or bad input: counted in kicks) is
+ * told apart from the rest by this, never by the text of the reason. */
+typedef enum sp_close_kind {
+    SP_CLOSE_PEER = 0,  /* the client closed, or a socket error */
+    SP_CLOSE_TIMEOUT,   /* idle too long */
+    SP_CLOSE_KICK,      /* the server cut it off: limit or bad input */
+    SP_CLOSE_SHUTDOWN,  /* the server is stopping */
+} sp_close_kind_t;
+
+typedef struct sp_conn sp_conn_t;
+typedef struct sp_net sp_net_t;
+
+/* What net asks of the owner of connections. ctx is sp_net_t.ctx. */
+typedef struct sp_net_cb {
+    /* A zeroed sp_conn_t for a new connection, embedded in the owner's
+     * struct, with ->log_id set; NULL when out of memory (refused). */
+    sp_conn_t *(*alloc)(void *ctx);
+    /* One complete message (at most conf->max_msg bytes, at most
+     * SP_RPC_MAX_DEPTH deep); o is valid during the call only. */
+    void (*message)(void *ctx, sp_conn_t *c, const msgpack_object *o);
+    /* sp_conn_close() was called (once): end what the connection was for. */
+    void (*closing)(void *ctx, sp_conn_t *c, sp_close_kind_t kind);
+    /* The last reference dropped: free the owner's struct. */
+    void (*free)(void *ctx, sp_conn_t *c);
+} sp_net_cb_t;
+
+struct sp_conn {
+    uv_tcp_t tcp;               /* tcp.data == this */
+    sp_net_t *net;
+    sp_conn_t *prev, *next;     /* net->conns */
+    uint32_t log_id;            /* the owner's id, in log lines */
+    int refs;                   /* see THE reference rule above */
+    bool closing;
+    bool read_stopped;
+    char peer[64];              /* "ip:port" */
+    char close_reason[96];
+    /* Input: the incomplete tail of a message (net.c's partial_t), only
+     * while one is incomplete: an idle connection holds no input buffer. */
+    void *partial;
+    /* Output: bytes handed to uv_write and not yet written. */
+    size_t obuf_bytes;
+    uint64_t over_soft_since_ns; /* 0 = under the soft limit */
+    /* Liveness: any complete message resets it. */
+    uint64_t last_rx_ns;
+    bool ping_sent;
+};
+
+struct sp_net {
+    uv_loop_t *loop;
+    const sp_dconf_t *conf;
+    sp_dstats_t *st;
+    sp_net_cb_t cb;
+    void *ctx;
+    uv_tcp_t server;
+    bool listening;
+    sp_conn_t *conns;           /* open connections, newest first */
+    int nconns;
+    msgpack_sbuffer sbuf;       /* net's own notifications (errors, pings) */
+    msgpack_packer pk;
+};
+
+/* Set up (no socket yet). */
+void sp_net_init(sp_net_t *n, uv_loop_t *loop, const sp_dconf_t *conf, sp_dstats_t *st, const sp_net_cb_t *cb,
+                 void *ctx);
+void sp_net_destroy(sp_net_t *n);
+
+/* Bind and listen on conf->bind:conf->port (port 0: any free one), store
+ * the bound port in *port_out, and write it to conf->port_file if set.
+ * Returns 0, SP_EINVAL (bad address), SP_EIO (cannot listen) or SP_EPERM
+ * (cannot write the port file); the reason is logged. */
+int sp_net_listen(sp_net_t *n, int *port_out);
+void sp_net_stop_accepting(sp_net_t *n);
+
+/* Queue bytes for the connection (copied). Returns 0, or -1 when the
+ * connection is closing or was just closed (write error, over the hard
+ * output limit: "kicked: output buffer over hard limit"). */
+int sp_conn_send(sp_conn_t *c, const void *data, size_t len);
+/* Send sb's content and clear sb. Same returns. */
+int sp_conn_send_sbuf(sp_conn_t *c, msgpack_sbuffer *sb);
+
+/* Close (once; later calls do nothing): log "client N peer disconnected:
+ * reason", count a KICK, call cb.closing, unlink. Safe anywhere on the loop
+ * thread, including inside the connection's own callbacks. */
+void sp_conn_close(sp_conn_t *c, sp_close_kind_t kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+void sp_conn_retain(sp_conn_t *c);
+void sp_conn_release(sp_conn_t *c);
+
+/* Once a second: idle pings and timeouts, connections stuck over the soft
+ * output limit. */
+void sp_net_housekeeping(sp_net_t *n, uint64_t now);
+/* Stop reading every connection (shutdown: answer nothing more). */
+void sp_net_stop_reading(sp_net_t *n);
+/* True while some connection still has output queued. */
+bool sp_net_output_pending(const sp_net_t *n);
+/* Close every connection. */
+void sp_net_close_all(sp_net_t *n, const char *reason);
+
+/* Bind + listen a TCP server on bind:port for a connection callback: the
+ * one listen code (the RPC port and the metrics port). Returns 0, or a
+ * negative libuv error (the server handle is then closed). */
+int sp_listen_tcp(uv_loop_t *loop, uv_tcp_t *server, const char *bind, int port, int backlog, uv_connection_cb cb);
+
+#endif /* SP_DAEMON_NET_H */

@@ -1,0 +1,45 @@
+/* round.h: one snapshot round: the frame of tick T and what shares it.
+ *
+ * Every snap_every ticks the loop captures the world (frames.c); a worker
+ * builds the immutable frame from the capture, and the round's jobs read it:
+ * the NPC AI chunks (airound.c) and one snapshot per client (snapshots.c),
+ * together with the events of the ticks since the previous round.
+ *
+ * Lifetime: reference counted. The loop holds one while it sets the round
+ * up, the AI round one until it is applied, each job one until its done.
+ * `frame` is written once, by the build job, before it submits the round's
+ * other jobs (the pool's queue push publishes it); NULL if the build failed.
+ * `snap` is the loop's list of prepared snapshot jobs, handed to the pool
+ * by the build job (and emptied then).
+ *
+ * Threads: retain/release from any thread. */
+#ifndef SP_DAEMON_ROUND_H
+#define SP_DAEMON_ROUND_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "daemon/events.h"
+#include "daemon/pool.h"
+#include "sim/frame.h"
+#include "sim/world.h"
+
+typedef struct sp_round {
+    _Atomic uint32_t refs;
+    uint64_t tick;            /* world tick of the capture */
+    sp_world_capture_t *cap;  /* filled by the loop; the build gives it back */
+    const sp_frame_t *frame;  /* see above */
+    sp_evset_t *events;       /* the round's events (one reference); NULL when none */
+    sp_pool_job_t **snap;     /* prepared snapshot jobs (see above) */
+    size_t nsnap;
+} sp_round_t;
+
+/* A new round of tick with one reference (the caller's); NULL on OOM. */
+sp_round_t *sp_round_new(uint64_t tick);
+void sp_round_retain(sp_round_t *r);
+/* The last release frees the frame, the capture (if never built), the
+ * events and the snap list (which must be empty by then). */
+void sp_round_release(sp_round_t *r);
+
+#endif /* SP_DAEMON_ROUND_H */

@@ -1,0 +1,367 @@
+/* snapshots.c: per-client snapshot and event jobs (see snapshots.h). */
+#include "daemon/snapshots.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/clients.h"
+#include "daemon/interest.h"
+#include "daemon/log.h"
+#include "rpc.h"
+#include "sim/frame.h"
+#include "snapshot.h"
+#include "spacesim/error.h"
+
+/* The wire quantization (spacesim_proto.def) must be the frame's: views are
+ * filled from frame rows without conversion (view_from_frame). */
+#define SP__QUANT_CHECK(id, steps, meaning) \
+    _Static_assert((steps) == SP_FRAME_##id##_SCALE, "quantization of " #id " differs from sim/frame.h");
+SP_PROTO_QUANT_MAP(SP__QUANT_CHECK)
+#undef SP__QUANT_CHECK
+
+/* Scratch slot of the query buffer (pool.h). */
+#define SCRATCH_ROWS 0
+
+typedef struct rowbuf {
+    size_t cap;
+    uint32_t rows[];
+} rowbuf_t;
+
+typedef struct snap_job {
+    sp_pool_job_t job; /* first: the pool hands this pointer back */
+    sp_daemon_t *d;
+    sp_round_t *round;
+    sp_client_t *client;            /* retained; only the loop looks at it */
+    sp_interest_t in;               /* copies: workers never read the client */
+    sp_evset_t *pend[SP_PEND_ROUNDS]; /* events of rounds the client skipped, oldest first */
+    int npend;
+    sp_evset_t *events;             /* this round's (a reference of the job's own) */
+    const sp_snap_view_t *base;     /* NULL = full; read-only while the job runs */
+    sp_snap_view_t *next;
+    msgpack_sbuffer out;
+    size_t visible;
+    size_t nevents;                 /* event notifications packed before the snapshot */
+    int err;
+} snap_job_t;
+
+/* ---------------------------------------------------------------- views */
+
+static sp_snap_view_t *view_new(void) {
+    sp_snap_view_t *v = malloc(sizeof *v);
+    if (v) sp_snap_view_init(v);
+    return v;
+}
+
+static void view_free(sp_snap_view_t *v) {
+    if (v == NULL) return;
+    sp_snap_view_destroy(v);
+    free(v);
+}
+
+/* Fill v from frame rows (indices into f->rows, id-ascending as the query
+ * returns them) at f->tick. Returns 0, SP_EINVAL (a row out of range or out
+ * of order; v unchanged) or SP_ENOMEM. Reads only f->rows. */
+static int view_from_frame(sp_snap_view_t *v, const sp_frame_t *f, const uint32_t *rows, size_t n) {
+    uint64_t prev = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (rows[i] >= f->count) return SP_EINVAL;
+        const sp_frame_row_t *r = &f->rows[rows[i]];
+        if (r->id <= prev || r->kind == 0) return SP_EINVAL;
+        prev = r->id;
+    }
+    sp_snap_rec_t *recs = sp_snap_view_reserve(v, n);
+    if (recs == NULL && n > 0) return SP_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        const sp_frame_row_t *r = &f->rows[rows[i]];
+        sp_snap_rec_t *o = &recs[i];
+        memset(o, 0, sizeof *o); /* padding too: views compare and hash cleanly */
+        o->id = r->id;
+        memcpy(o->pos, r->pos, sizeof o->pos);
+        memcpy(o->vel, r->vel, sizeof o->vel);
+        o->hp = r->hp;
+        o->owner = r->owner;
+        o->radius = r->radius;
+        o->kind = r->kind;
+    }
+    v->len = n;
+    v->tick = f->tick;
+    v->valid = true;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- interest */
+
+static bool frame_pos(const void *src, uint64_t id, double out[3]) {
+    const sp_frame_t *f = src;
+    long row = sp_frame_find(f, id);
+    if (row < 0) return false;
+    for (int k = 0; k < 3; k++) out[k] = sp_frame_pos(f->rows[row].pos[k]);
+    return true;
+}
+
+static bool world_pos(const void *src, uint64_t id, double out[3]) {
+    sp_entity_info_t info;
+    if (sp_world_inspect(src, id, &info) != 0) return false;
+    for (int k = 0; k < 3; k++) out[k] = info.pos[k];
+    return true;
+}
+
+static void interest_of(const sp_client_t *c, sp_interest_t *in) {
+    in->session = c->session.id;
+    in->radius = c->snap.radius;
+    memcpy(in->centre, c->snap.centre, sizeof in->centre);
+    memcpy(in->ships, c->session.ships, sizeof in->ships);
+    in->nships = c->session.nships;
+}
+
+/* Rows of the frame within r of c, appended at `at`; grows the buffer. */
+static size_t query(const sp_frame_t *f, const double c[3], double r, rowbuf_t **bp, size_t at) {
+    for (;;) {
+        rowbuf_t *b = *bp;
+        size_t room = b->cap - at;
+        size_t n = sp_frame_query_sphere(f, (float)c[0], (float)c[1], (float)c[2], (float)r, b->rows + at, room);
+        if (n <= room) return n;
+        size_t cap = b->cap * 2;
+        while (cap < at + n) cap *= 2;
+        rowbuf_t *nb = realloc(b, sizeof *nb + cap * sizeof nb->rows[0]);
+        if (nb == NULL) return room; /* degrade: a partial view */
+        nb->cap = cap;
+        *bp = nb;
+    }
+}
+
+static int cmp_u32(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The visible rows: the union of the spheres around the centres, sorted,
+ * unique. Returns the count (in (*bp)->rows). */
+static size_t visible_rows(const sp_frame_t *f, const sp_interest_t *in, const double ctr[][3], int nctr,
+                           rowbuf_t **bp) {
+    size_t n = 0;
+    for (int i = 0; i < nctr; i++) n += query(f, ctr[i], in->radius, bp, n);
+    uint32_t *rows = (*bp)->rows;
+    if (nctr > 1 && n > 1) {
+        qsort(rows, n, sizeof rows[0], cmp_u32);
+        size_t w = 1;
+        for (size_t i = 1; i < n; i++)
+            if (rows[i] != rows[w - 1]) rows[w++] = rows[i];
+        n = w;
+    }
+    return n;
+}
+
+/* ---------------------------------------------------------------- the job */
+
+/* Pack the visible events of the skipped rounds (oldest first), then this
+ * round's: at most SP_SNAP_MAX_EVENTS, the newest; older ones are counted
+ * as dropped. */
+static void pack_events(snap_job_t *j, msgpack_packer *pk, const double ctr[][3], int nctr) {
+    const sp_evset_t *sets[SP_PEND_ROUNDS + 1];
+    int ns = 0;
+    for (int k = 0; k < j->npend; k++) sets[ns++] = j->pend[k];
+    if (j->events) sets[ns++] = j->events;
+    size_t vis = 0;
+    for (int k = 0; k < ns; k++)
+        for (uint32_t i = 0; i < sets[k]->n; i++) vis += sp_interest_sees_event(&j->in, &sets[k]->ev[i], ctr, nctr);
+    size_t skip = vis > SP_SNAP_MAX_EVENTS ? vis - SP_SNAP_MAX_EVENTS : 0;
+    if (skip) atomic_fetch_add_explicit(&j->d->events_capped, skip, memory_order_relaxed); /* statistic */
+    for (int k = 0; k < ns; k++)
+        for (uint32_t i = 0; i < sets[k]->n; i++) {
+            const sp_world_event_t *e = &sets[k]->ev[i];
+            if (!sp_interest_sees_event(&j->in, e, ctr, nctr)) continue;
+            if (skip) {
+                skip--;
+                continue;
+            }
+            if (sp_event_pack(pk, e) == 0) j->nevents++;
+        }
+}
+
+static void snap_work(sp_pool_job_t *job, void **scratch) {
+    snap_job_t *j = (snap_job_t *)job;
+    const sp_frame_t *f = j->round->frame;
+    if (f == NULL) { /* the build failed: this round has no frame */
+        j->err = SP_ENOMEM;
+        return;
+    }
+    rowbuf_t *b = scratch[SCRATCH_ROWS];
+    if (b == NULL) {
+        b = malloc(sizeof *b + 4096 * sizeof b->rows[0]);
+        if (b == NULL) {
+            j->err = SP_ENOMEM;
+            return;
+        }
+        b->cap = 4096;
+    }
+    double ctr[SP_INTEREST_MAX_CENTRES][3];
+    int nctr = sp_interest_centres(&j->in, frame_pos, f, ctr);
+    size_t n = visible_rows(f, &j->in, (const double(*)[3])ctr, nctr, &b);
+    scratch[SCRATCH_ROWS] = b;
+    j->visible = n;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &j->out, msgpack_sbuffer_write);
+    pack_events(j, &pk, (const double(*)[3])ctr, nctr);
+    j->err = view_from_frame(j->next, f, b->rows, n);
+    if (j->err == 0) j->err = sp_snap_encode_views(j->base, j->next, &j->out, NULL);
+}
+
+/* How many of e's events client c can see, judged now (its ships' current
+ * positions in the world, or its subscribe centre). Loop thread. */
+static size_t visible_now(const sp_daemon_t *d, const sp_client_t *c, const sp_evset_t *e) {
+    sp_interest_t in;
+    interest_of(c, &in);
+    double ctr[SP_INTEREST_MAX_CENTRES][3];
+    int nctr = sp_interest_centres(&in, world_pos, d->world, ctr);
+    size_t n = 0;
+    for (uint32_t i = 0; i < e->n; i++) n += sp_interest_sees_event(&in, &e->ev[i], (const double(*)[3])ctr, nctr);
+    return n;
+}
+
+/* Keep e (retained) for c's next snapshot; past SP_PEND_ROUNDS the oldest
+ * set goes, its visible events counted as dropped. Loop thread. */
+static void pend_push(sp_daemon_t *d, sp_client_t *c, sp_evset_t *e) {
+    sp_snapstate_t *s = &c->snap;
+    if (s->npend == SP_PEND_ROUNDS) {
+        d->st.events_dropped += visible_now(d, c, s->pend[0]);
+        sp_evset_release(s->pend[0]);
+        memmove(s->pend, s->pend + 1, (SP_PEND_ROUNDS - 1) * sizeof s->pend[0]);
+        s->npend--;
+    }
+    sp_evset_retain(e);
+    s->pend[s->npend++] = e;
+}
+
+/* A job's events were not delivered (encoding failed): give them back to the
+ * client, ahead of what it gathered since (older first). Loop thread. */
+static void pend_requeue(sp_daemon_t *d, sp_client_t *c, snap_job_t *j) {
+    sp_snapstate_t *s = &c->snap;
+    sp_evset_t *all[2 * SP_PEND_ROUNDS + 1];
+    int n = 0;
+    for (int k = 0; k < j->npend; k++) all[n++] = j->pend[k];
+    if (j->events) all[n++] = j->events;
+    for (int k = 0; k < s->npend; k++) all[n++] = s->pend[k];
+    j->npend = 0;
+    j->events = NULL;
+    s->npend = 0;
+    int first = n > SP_PEND_ROUNDS ? n - SP_PEND_ROUNDS : 0;
+    for (int k = 0; k < first; k++) {
+        d->st.events_dropped += visible_now(d, c, all[k]);
+        sp_evset_release(all[k]);
+    }
+    for (int k = first; k < n; k++) s->pend[s->npend++] = all[k];
+}
+
+static void job_free(snap_job_t *j) {
+    for (int k = 0; k < j->npend; k++) sp_evset_release(j->pend[k]);
+    sp_evset_release(j->events);
+    view_free(j->next);
+    msgpack_sbuffer_destroy(&j->out);
+    sp_round_release(j->round);
+    free(j);
+}
+
+/* Hand the bytes to the socket; only then is the new view the baseline. */
+static void deliver(sp_daemon_t *d, sp_client_t *c, snap_job_t *j) {
+    if (sp_conn_send(&c->conn, j->out.data, j->out.size) != 0) return;
+    view_free(c->snap.view);
+    c->snap.view = j->next;
+    j->next = NULL;
+    c->snap.sent++;
+    d->st.snapshots_sent++;
+    d->st.events_sent += j->nevents;
+    d->st.snapshot_bytes += j->out.size;
+    d->st.snapshot_entities += j->visible;
+}
+
+static void snap_done(sp_pool_job_t *job) {
+    snap_job_t *j = (snap_job_t *)job;
+    sp_daemon_t *d = j->d;
+    sp_client_t *c = j->client;
+    c->snap.pending = false;
+    if (sp_pool_job_ran(job) && !c->conn.closing) {
+        if (j->err == 0) {
+            deliver(d, c, j);
+        } else {
+            SP_LOGW("client %u: snapshot encoding failed: %s", c->session.id, sp_strerror(j->err));
+            pend_requeue(d, c, j);
+        }
+    }
+    sp_conn_release(&c->conn);
+    job_free(j);
+}
+
+/* A job for c in round r (the job takes c's pending events), or NULL. */
+static snap_job_t *job_new(sp_daemon_t *d, sp_client_t *c, sp_round_t *r) {
+    snap_job_t *j = calloc(1, sizeof *j);
+    if (j == NULL) return NULL;
+    j->next = view_new();
+    if (j->next == NULL) {
+        free(j);
+        return NULL;
+    }
+    msgpack_sbuffer_init(&j->out);
+    j->job.work = snap_work;
+    j->job.done = snap_done;
+    j->d = d;
+    j->round = r;
+    sp_round_retain(r);
+    j->client = c;
+    sp_conn_retain(&c->conn); /* until snap_done */
+    interest_of(c, &j->in);
+    sp_snapstate_t *s = &c->snap;
+    if (s->need_full) {
+        view_free(s->view);
+        s->view = NULL;
+        s->need_full = false;
+    }
+    j->base = s->view;
+    memcpy(j->pend, s->pend, (size_t)s->npend * sizeof s->pend[0]); /* the job takes them */
+    j->npend = s->npend;
+    s->npend = 0;
+    if (r->events) {
+        sp_evset_retain(r->events);
+        j->events = r->events;
+    }
+    s->pending = true;
+    return j;
+}
+
+void sp_snapshots_prepare(sp_daemon_t *d, sp_round_t *r) {
+    if (d->net.nconns > 0) r->snap = malloc((size_t)d->net.nconns * sizeof *r->snap);
+    for (sp_conn_t *k = d->net.conns; k; k = k->next) {
+        sp_client_t *c = sp_client_of(k);
+        if (c->session.state != SP_SESSION_READY) continue;
+        bool skip = c->snap.pending || r->snap == NULL;
+        if (!skip && k->obuf_bytes > d->conf.obuf_soft) {
+            /* Skip; the next delta is taken against what it really received. */
+            d->st.snapshots_skipped++;
+            skip = true;
+        }
+        if (skip) {
+            if (r->events) pend_push(d, c, r->events); /* they wait for the snapshot it gets */
+            continue;
+        }
+        snap_job_t *j = job_new(d, c, r);
+        if (j == NULL) break;
+        r->snap[r->nsnap++] = &j->job;
+    }
+}
+
+void sp_snapshots_dispatch(sp_daemon_t *d, sp_round_t *r) {
+    for (size_t i = 0; i < r->nsnap; i++)
+        if (sp_pool_submit(d->pool, r->snap[i], SP_POOL_LOW, true) != 0) sp_pool_run_here(d->pool, r->snap[i]);
+    r->nsnap = 0;
+}
+
+void sp_snapshots_cancel(sp_daemon_t *d, sp_round_t *r) {
+    (void)d;
+    for (size_t i = 0; i < r->nsnap; i++) r->snap[i]->done(r->snap[i]); /* never submitted: not ran */
+    r->nsnap = 0;
+}
+
+uint64_t sp_snapshots_events_dropped(const sp_daemon_t *d) {
+    /* Relaxed: a statistic. */
+    return d->st.events_dropped + atomic_load_explicit(&d->events_capped, memory_order_relaxed);
+}

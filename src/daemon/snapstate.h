@@ -1,0 +1,49 @@
+/* snapstate.h: one client's snapshot state: its area of interest, the view
+ * it really received, and the events it still has to get.
+ *
+ * Owned by snapshots.c, which alone writes it (the `subscribe` and `resync`
+ * methods go through sp_snapstate_subscribe/resync); clients.c creates and
+ * destroys it with the client.
+ *
+ *   view       the baseline: exactly what was handed to the socket in the
+ *              last snapshot (NULL: the next one is full)
+ *   pending    a snapshot job for this client is in flight (at most one)
+ *   pend       events of rounds the client skipped (over its output limit,
+ *              or its previous snapshot still being encoded), oldest first:
+ *              shared event sets, delivered (filtered by interest) with the
+ *              next snapshot it really gets. At most SP_PEND_ROUNDS; past
+ *              that the oldest is dropped and its visible events counted.
+ *
+ * Threads: loop thread; a snapshot job reads a copy of the interest and the
+ * view (read-only while the job runs: pending == true). */
+#ifndef SP_DAEMON_SNAPSTATE_H
+#define SP_DAEMON_SNAPSTATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "daemon/events.h"
+#include "snapshot.h"
+
+#define SP_PEND_ROUNDS 64
+
+typedef struct sp_snapstate {
+    double radius;              /* interest radius (subscribe; DEFAULT_RADIUS before) */
+    double centre[3];           /* subscribe centre, used while the session owns no ship */
+    sp_snap_view_t *view;       /* see above */
+    bool pending;
+    bool need_full;             /* resync asked: the next snapshot is full */
+    uint64_t sent;              /* snapshots handed to the socket */
+    sp_evset_t *pend[SP_PEND_ROUNDS];
+    int npend;
+} sp_snapstate_t;
+
+void sp_snapstate_init(sp_snapstate_t *s, double radius);
+/* Release the view and the pending event sets. */
+void sp_snapstate_destroy(sp_snapstate_t *s);
+/* subscribe: a new area of interest (radius already checked). */
+void sp_snapstate_subscribe(sp_snapstate_t *s, double radius, const double centre[3]);
+/* resync: the next snapshot is full. */
+void sp_snapstate_resync(sp_snapstate_t *s);
+
+#endif /* SP_DAEMON_SNAPSTATE_H */
