@@ -1,55 +1,105 @@
 /* main.c: spacesimd command line, start-up and exit codes.
  *
+ * Every flag is one row of `flags` below: its name, value type and range,
+ * where it lands in sp_dconf_t and its help line; getopt_long's table and
+ * --help are generated from the rows, so they cannot drift apart.
+ *
  * Setup failures print one clear line and exit non-zero (memcached): the
- * exit codes are listed in --help and in daemon.h. The admin token is never
+ * exit codes are listed in --help and in conf.h. The admin token is never
  * taken from argv (it would show in ps): SPACESIM_ADMIN_TOKEN or
  * --admin-token-file PATH (first line, trailing newline stripped). */
-#include "daemon/checkpoint.h"
-#include "daemon/daemon.h"
-#include "daemon/loop.h"
-
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "sim/save.h"
+#include "daemon/checkpoint.h"
+#include "daemon/daemon.h"
+#include "daemon/loop.h"
+#include "rpc.h"
 #include "spacesim/error.h"
 
+/* How a flag's value is read. */
+typedef enum {
+    F_INT,     /* int in [lo, hi] */
+    F_LONG,    /* long in [lo, hi] */
+    F_SIZE,    /* size_t in [lo, hi] */
+    F_DOUBLE,  /* double in [lo, hi] */
+    F_U64,     /* unsigned 64-bit */
+    F_STR,     /* copied into a char[size] field: non-empty, shorter than size - slack */
+    F_PATH,    /* a const char * pointing into argv */
+    F_SPECIAL, /* handled by name in special() */
+} ftype_t;
+
+typedef struct flag {
+    const char *name, *arg; /* --name ARG */
+    ftype_t type;
+    double lo, hi;
+    size_t off, size;       /* field of sp_dconf_t (F_STR: its size) */
+    const char *help;       /* printed as it is; \n + indent for a second line */
+    bool hidden;
+} flag_t;
+
+#define C(field) offsetof(sp_dconf_t, field)
+static const flag_t flags[] = {
+    {"bind", "ADDR", F_STR, 0, 0, C(bind), sizeof(((sp_dconf_t *)0)->bind), "listen address (default 127.0.0.1)", false},
+    {"port", "N", F_INT, 0, 65535, C(port), 0, "TCP port (default 7777; 0 = any free port, logged)", false},
+    {"workers", "N", F_INT, 1, 256, C(workers), 0, "worker threads (default: number of cores)", false},
+    {"tick-hz", "N", F_INT, 1, 1000, C(tick_hz), 0, "simulation ticks per second (default 60)", false},
+    {"snapshot-hz", "N", F_INT, 1, 1000, C(snapshot_hz), 0, "snapshots per second per client (default 20)", false},
+    {"world-size", "UNITS", F_DOUBLE, 10, 1e7, C(world_size), 0, "edge of the cubic world (default 4000)", false},
+    {"demo-asteroids", "N", F_LONG, 0, 2000000, C(demo_asteroids), 0, "asteroids in a new world (default 5000)", false},
+    {"demo-npcs", "N", F_LONG, 0, 1000000, C(demo_npcs), 0,
+     "NPC ships in a new world (default 200); destroyed NPCs\n"
+     "                           and depleted asteroids respawn (2% of N, >= 2, per second)",
+     false},
+    {"max-clients", "N", F_INT, 1, 100000, C(max_clients), 0, "connection limit (default 2000)", false},
+    {"checkpoint", "PATH", F_STR, 0, 0, C(checkpoint), sizeof(((sp_dconf_t *)0)->checkpoint) - 8,
+     "resume from PATH if it exists; save to it", false},
+    {"checkpoint-every", "SECS", F_DOUBLE, 0, 1e7, C(checkpoint_every), 0,
+     "periodic checkpoint interval (default 60; 0 = only at exit)", false},
+    {"log-level", "LEVEL", F_SPECIAL, 0, 0, 0, 0, "error, warn, info (default) or debug", false},
+    {"seed", "N", F_U64, 0, 0, C(seed), 0, "world generation seed (default 42)", false},
+    {"metrics-port", "N", F_INT, 0, 65535, C(metrics_port), 0, "Prometheus metrics on http://BIND:N/metrics (default off)",
+     false},
+    {"admin-token-file", "PATH", F_SPECIAL, 0, 0, 0, 0,
+     "read the admin token from PATH\n"
+     "                           (or set SPACESIM_ADMIN_TOKEN; never on the command line)",
+     false},
+    {"max-message", "BYTES", F_SIZE, 64, 16 << 20, C(max_msg), 0, "largest request accepted (default 65536)", false},
+    {"obuf-soft", "BYTES", F_SIZE, 1024, 1L << 30, C(obuf_soft), 0,
+     "output queue over which snapshots are skipped (default 262144)", false},
+    {"obuf-soft-seconds", "S", F_DOUBLE, 0, 3600, C(obuf_soft_secs), 0,
+     "kick a client over the soft limit this long (default 10)", false},
+    {"obuf-hard", "BYTES", F_SIZE, 4096, 1L << 31, C(obuf_hard), 0,
+     "output queue that kicks a client at once (default 4194304)", false},
+    {"idle-timeout", "SECS", F_SPECIAL, 0.1, 1e6, 0, 0, "close a silent client after SECS (default 120)", false},
+    {"rate", "N", F_SPECIAL, 1, 1e7, 0, 0, "commands per second per client (default 200, burst 2x)", false},
+    {"port-file", "PATH", F_PATH, 0, 0, C(port_file), 0, "write the bound port to PATH (for scripts and tests)", false},
+    {"stop-after-ticks", "N", F_SPECIAL, 1, (double)LONG_MAX, 0, 0, "tests: log the world hash at tick N and stop", true},
+};
+#undef C
+#define NFLAGS (sizeof flags / sizeof flags[0])
+enum { O_HELP = 256, O_VERSION, O_FLAG0 };
+
 static void usage(FILE *f) {
-    fprintf(f,
-            "Usage: spacesimd [OPTION]...\n"
-            "Authoritative space-simulation server (MessagePack-RPC over TCP).\n\n"
-            "  --bind ADDR              listen address (default 127.0.0.1)\n"
-            "  --port N                 TCP port (default 7777; 0 = any free port, logged)\n"
-            "  --workers N              worker threads (default: number of cores)\n"
-            "  --tick-hz N              simulation ticks per second (default 60)\n"
-            "  --snapshot-hz N          snapshots per second per client (default 20)\n"
-            "  --world-size UNITS       edge of the cubic world (default 4000)\n"
-            "  --demo-asteroids N       asteroids in a new world (default 5000)\n"
-            "  --demo-npcs N            NPC ships in a new world (default 200); destroyed NPCs\n"
-            "                           and depleted asteroids respawn (2%% of N, >= 2, per second)\n"
-            "  --max-clients N          connection limit (default 2000)\n"
-            "  --checkpoint PATH        resume from PATH if it exists; save to it\n"
-            "  --checkpoint-every SECS  periodic checkpoint interval (default 60; 0 = only at exit)\n"
-            "  --log-level LEVEL        error, warn, info (default) or debug\n"
-            "  --seed N                 world generation seed (default 42)\n"
-            "  --metrics-port N         Prometheus metrics on http://BIND:N/metrics (default off)\n"
-            "  --admin-token-file PATH  read the admin token from PATH\n"
-            "                           (or set SPACESIM_ADMIN_TOKEN; never on the command line)\n"
-            "  --max-message BYTES      largest request accepted (default 65536)\n"
-            "  --obuf-soft BYTES        output queue over which snapshots are skipped (default 262144)\n"
-            "  --obuf-soft-seconds S    kick a client over the soft limit this long (default 10)\n"
-            "  --obuf-hard BYTES        output queue that kicks a client at once (default 4194304)\n"
-            "  --idle-timeout SECS      close a silent client after SECS (default 120)\n"
-            "  --rate N                 commands per second per client (default 200, burst 2x)\n"
-            "  --port-file PATH         write the bound port to PATH (for scripts and tests)\n"
-            "  --help, --version\n\n"
-            "Exit status: 0 ok, 2 bad usage, 3 configuration (token file), 4 cannot listen,\n"
-            "5 checkpoint unreadable or corrupt, 6 runtime failure.\n");
+    fprintf(f, "Usage: spacesimd [OPTION]...\n"
+               "Authoritative space-simulation server (MessagePack-RPC over TCP).\n\n");
+    for (size_t i = 0; i < NFLAGS; i++) {
+        if (flags[i].hidden) continue;
+        char lhs[64];
+        snprintf(lhs, sizeof lhs, "--%s %s", flags[i].name, flags[i].arg);
+        fprintf(f, "  %-24s ", lhs);
+        fputs(flags[i].help, f);
+        fputc('\n', f);
+    }
+    fprintf(f, "  --help, --version\n\n"
+               "Exit status: 0 ok, 2 bad usage, 3 configuration (token file), 4 cannot listen,\n"
+               "5 checkpoint unreadable or corrupt, 6 runtime failure.\n");
 }
 
 static int parse_long(const char *flag, const char *s, long lo, long hi, long *out) {
@@ -57,7 +107,7 @@ static int parse_long(const char *flag, const char *s, long lo, long hi, long *o
     errno = 0;
     long v = strtol(s, &end, 10);
     if (errno != 0 || *s == '\0' || *end != '\0' || v < lo || v > hi) {
-        fprintf(stderr, "spacesimd: invalid value '%s' for %s: expected an integer in [%ld, %ld]\n", s, flag, lo, hi);
+        fprintf(stderr, "spacesimd: invalid value '%s' for --%s: expected an integer in [%ld, %ld]\n", s, flag, lo, hi);
         return -1;
     }
     *out = v;
@@ -69,11 +119,123 @@ static int parse_double(const char *flag, const char *s, double lo, double hi, d
     errno = 0;
     double v = strtod(s, &end);
     if (errno != 0 || *s == '\0' || *end != '\0' || !(v >= lo && v <= hi)) {
-        fprintf(stderr, "spacesimd: invalid value '%s' for %s: expected a number in [%g, %g]\n", s, flag, lo, hi);
+        fprintf(stderr, "spacesimd: invalid value '%s' for --%s: expected a number in [%g, %g]\n", s, flag, lo, hi);
         return -1;
     }
     *out = v;
     return 0;
+}
+
+static int parse_u64(const char *flag, const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || s[0] == '\0' || s[0] == '-') {
+        fprintf(stderr, "spacesimd: invalid --%s '%s': expected an unsigned integer\n", flag, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Flags that set more than one field, or none. */
+static int special(const flag_t *fl, const char *v, sp_dconf_t *c, const char **token_file) {
+    double dv;
+    long lv;
+    if (strcmp(fl->name, "log-level") == 0) {
+        sp_log_level_t lv2;
+        if (sp_log_level_parse(v, &lv2) != 0) {
+            fprintf(stderr, "spacesimd: invalid --log-level '%s': expected error, warn, info or debug\n", v);
+            return -1;
+        }
+        sp_log_set_level(lv2);
+    } else if (strcmp(fl->name, "admin-token-file") == 0) {
+        *token_file = v;
+    } else if (strcmp(fl->name, "idle-timeout") == 0) {
+        if (parse_double(fl->name, v, fl->lo, fl->hi, &c->idle_timeout_secs) != 0) return -1;
+        c->idle_ping_secs = c->idle_timeout_secs / 4;
+    } else if (strcmp(fl->name, "rate") == 0) {
+        if (parse_double(fl->name, v, fl->lo, fl->hi, &dv) != 0) return -1;
+        c->rate_per_sec = dv;
+        c->rate_burst = 2 * dv;
+    } else if (strcmp(fl->name, "stop-after-ticks") == 0) {
+        if (parse_long(fl->name, v, (long)fl->lo, LONG_MAX, &lv) != 0) return -1;
+        c->stop_after_ticks = (uint64_t)lv;
+    }
+    return 0;
+}
+
+/* Apply one flag's value to *c. 0, or -1 (message printed). */
+static int apply(const flag_t *fl, const char *v, sp_dconf_t *c, const char **token_file) {
+    char *field = (char *)c + fl->off;
+    long lv;
+    switch (fl->type) {
+    case F_INT:
+        if (parse_long(fl->name, v, (long)fl->lo, (long)fl->hi, &lv) != 0) return -1;
+        *(int *)(void *)field = (int)lv;
+        return 0;
+    case F_LONG: return parse_long(fl->name, v, (long)fl->lo, (long)fl->hi, (long *)(void *)field);
+    case F_SIZE:
+        if (parse_long(fl->name, v, (long)fl->lo, (long)fl->hi, &lv) != 0) return -1;
+        *(size_t *)(void *)field = (size_t)lv;
+        return 0;
+    case F_DOUBLE: return parse_double(fl->name, v, fl->lo, fl->hi, (double *)(void *)field);
+    case F_U64: return parse_u64(fl->name, v, (uint64_t *)(void *)field);
+    case F_STR:
+        if (v[0] == '\0' || strlen(v) >= fl->size) {
+            fprintf(stderr, "spacesimd: --%s value empty or too long\n", fl->name);
+            return -1;
+        }
+        snprintf(field, fl->size, "%s", v);
+        return 0;
+    case F_PATH: *(const char **)(void *)field = v; return 0;
+    case F_SPECIAL: return special(fl, v, c, token_file);
+    }
+    return -1;
+}
+
+/* Parse argv into *c. Returns -1 to go on, or the exit code to stop with. */
+static int parse_args(int argc, char **argv, sp_dconf_t *c, const char **token_file) {
+    struct option opts[NFLAGS + 3];
+    for (size_t i = 0; i < NFLAGS; i++) opts[i] = (struct option){flags[i].name, required_argument, NULL, O_FLAG0 + (int)i};
+    opts[NFLAGS] = (struct option){"help", no_argument, NULL, O_HELP};
+    opts[NFLAGS + 1] = (struct option){"version", no_argument, NULL, O_VERSION};
+    opts[NFLAGS + 2] = (struct option){NULL, 0, NULL, 0};
+    int ch;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        const char *flag = optind > 1 ? argv[optind - 1] : "?";
+        if (ch == O_HELP) {
+            usage(stdout);
+            return SP_EXIT_OK;
+        }
+        if (ch == O_VERSION) {
+            printf("spacesimd %s (protocol %d)\n", SPACESIMD_VERSION, SP_PROTO_VERSION);
+            return SP_EXIT_OK;
+        }
+        if (ch == ':') {
+            fprintf(stderr, "spacesimd: option %s needs a value\n", flag);
+            return SP_EXIT_USAGE;
+        }
+        if (ch < O_FLAG0 || ch >= O_FLAG0 + (int)NFLAGS) {
+            fprintf(stderr, "spacesimd: unknown option '%s' (try --help)\n", flag);
+            return SP_EXIT_USAGE;
+        }
+        if (apply(&flags[ch - O_FLAG0], optarg, c, token_file) != 0) return SP_EXIT_USAGE;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "spacesimd: unexpected argument '%s' (try --help)\n", argv[optind]);
+        return SP_EXIT_USAGE;
+    }
+    if (c->obuf_hard < c->obuf_soft) {
+        fprintf(stderr, "spacesimd: --obuf-hard (%zu) must be >= --obuf-soft (%zu)\n", c->obuf_hard, c->obuf_soft);
+        return SP_EXIT_USAGE;
+    }
+    if (c->metrics_port != 0 && c->metrics_port == c->port) {
+        fprintf(stderr, "spacesimd: --metrics-port must differ from --port\n");
+        return SP_EXIT_USAGE;
+    }
+    return -1;
 }
 
 static int read_token_file(const char *path, sp_dconf_t *c) {
@@ -95,189 +257,75 @@ static int read_token_file(const char *path, sp_dconf_t *c) {
     return 0;
 }
 
-enum {
-    O_BIND = 256, O_PORT, O_WORKERS, O_TICK, O_SNAP, O_WSIZE, O_AST, O_NPC, O_MAXC, O_CKPT, O_CKEVERY,
-    O_LOG, O_SEED, O_METRICS, O_TOKFILE, O_MAXMSG, O_OSOFT, O_OSOFTS, O_OHARD, O_IDLE, O_RATE, O_PORTFILE,
-    O_HELP, O_VERSION, O_STOPAFTER,
-};
+/* The admin token from the file, else from the environment. 0 or -1. */
+static int load_token(sp_dconf_t *c, const char *token_file) {
+    if (token_file != NULL) return read_token_file(token_file, c);
+    const char *env = getenv("SPACESIM_ADMIN_TOKEN");
+    if (env == NULL || env[0] == '\0') return 0;
+    if (strlen(env) >= sizeof c->admin_token) {
+        fprintf(stderr, "spacesimd: SPACESIM_ADMIN_TOKEN longer than %zu bytes\n", sizeof c->admin_token - 1);
+        return -1;
+    }
+    snprintf(c->admin_token, sizeof c->admin_token, "%s", env);
+    c->have_admin_token = true;
+    return 0;
+}
+
+/* A fresh demo world from the flags. 0, or the exit code. */
+static int new_world(sp_daemon_t *d) {
+    const sp_dconf_t *c = &d->conf;
+    d->wdef = sp_world_def_default();
+    d->wdef.seed = c->seed;
+    d->wdef.half_extent = (float)(c->world_size / 2);
+    d->wdef.dt = 1.0f / (float)c->tick_hz;
+    int e = sp_world_create(&d->wdef, &d->world);
+    if (e < 0) {
+        SP_LOGE("cannot create the world: %s", sp_strerror(e));
+        return SP_EXIT_RUNTIME;
+    }
+    e = sp_world_populate_demo(d->world, (uint32_t)c->demo_asteroids, (uint32_t)c->demo_npcs);
+    if (e < 0) {
+        SP_LOGE("cannot populate the demo world (%ld asteroids, %ld NPCs): %s", c->demo_asteroids, c->demo_npcs,
+                sp_strerror(e));
+        return SP_EXIT_RUNTIME;
+    }
+    /* Keep the demo lively: once a second, bring back up to 2% of the NPC
+     * ships (at least 2) and as many asteroids, toward the numbers asked
+     * for. Deterministic (world rng) and saved in checkpoints, so a resumed
+     * world goes on respawning the same way. */
+    uint32_t per = (uint32_t)(c->demo_npcs / 50);
+    if (per < 2) per = 2;
+    sp_world_set_respawn(d->world, (uint32_t)c->demo_npcs, (uint32_t)c->demo_asteroids, (uint32_t)c->tick_hz, per);
+    SP_LOGI("new world: seed %llu, size %.0f, %u entities (respawn up to %u NPCs and %u asteroids per second)",
+            (unsigned long long)c->seed, c->world_size, sp_world_count(d->world), per, per);
+    return 0;
+}
+
+/* The world: resumed from the checkpoint, or new. 0, or the exit code. */
+static int open_world(sp_daemon_t *d) {
+    int r = d->conf.checkpoint[0] ? sp_checkpoint_load(d) : SP_ENOENT;
+    if (r == SP_ENOENT) return new_world(d);
+    if (r < 0) return SP_EXIT_CHECKPOINT;
+    d->wdef = *sp_world_def(d->world);
+    float want = 1.0f / (float)d->conf.tick_hz;
+    if (d->wdef.dt != want)
+        SP_LOGW("checkpoint step is %.5f s but --tick-hz %d wants %.5f s: keeping the checkpoint's step",
+                (double)d->wdef.dt, d->conf.tick_hz, (double)want);
+    return 0;
+}
 
 int main(int argc, char **argv) {
     static sp_daemon_t d;
     sp_dconf_t *c = &d.conf;
     sp_dconf_default(c);
     const char *token_file = NULL;
-    static const struct option opts[] = {
-        {"bind", required_argument, NULL, O_BIND},
-        {"port", required_argument, NULL, O_PORT},
-        {"workers", required_argument, NULL, O_WORKERS},
-        {"tick-hz", required_argument, NULL, O_TICK},
-        {"snapshot-hz", required_argument, NULL, O_SNAP},
-        {"world-size", required_argument, NULL, O_WSIZE},
-        {"demo-asteroids", required_argument, NULL, O_AST},
-        {"demo-npcs", required_argument, NULL, O_NPC},
-        {"max-clients", required_argument, NULL, O_MAXC},
-        {"checkpoint", required_argument, NULL, O_CKPT},
-        {"checkpoint-every", required_argument, NULL, O_CKEVERY},
-        {"log-level", required_argument, NULL, O_LOG},
-        {"seed", required_argument, NULL, O_SEED},
-        {"metrics-port", required_argument, NULL, O_METRICS},
-        {"admin-token-file", required_argument, NULL, O_TOKFILE},
-        {"max-message", required_argument, NULL, O_MAXMSG},
-        {"obuf-soft", required_argument, NULL, O_OSOFT},
-        {"obuf-soft-seconds", required_argument, NULL, O_OSOFTS},
-        {"obuf-hard", required_argument, NULL, O_OHARD},
-        {"idle-timeout", required_argument, NULL, O_IDLE},
-        {"rate", required_argument, NULL, O_RATE},
-        {"port-file", required_argument, NULL, O_PORTFILE},
-        {"stop-after-ticks", required_argument, NULL, O_STOPAFTER}, /* hidden: tests */
-        {"help", no_argument, NULL, O_HELP},
-        {"version", no_argument, NULL, O_VERSION},
-        {NULL, 0, NULL, 0},
-    };
-    int ch;
-    long v;
-    double dv;
-    opterr = 0;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        const char *flag = optind > 1 ? argv[optind - 1] : "?";
-        int bad = 0;
-        switch (ch) {
-        case O_BIND:
-            if (strlen(optarg) >= sizeof c->bind) {
-                fprintf(stderr, "spacesimd: --bind address too long\n");
-                return SP_EXIT_USAGE;
-            }
-            snprintf(c->bind, sizeof c->bind, "%s", optarg);
-            break;
-        case O_PORT: bad = parse_long("--port", optarg, 0, 65535, &v); c->port = (int)v; break;
-        case O_WORKERS: bad = parse_long("--workers", optarg, 1, 256, &v); c->workers = (int)v; break;
-        case O_TICK: bad = parse_long("--tick-hz", optarg, 1, 1000, &v); c->tick_hz = (int)v; break;
-        case O_SNAP: bad = parse_long("--snapshot-hz", optarg, 1, 1000, &v); c->snapshot_hz = (int)v; break;
-        case O_WSIZE: bad = parse_double("--world-size", optarg, 10, 1e7, &c->world_size); break;
-        case O_AST: bad = parse_long("--demo-asteroids", optarg, 0, 2000000, &c->demo_asteroids); break;
-        case O_NPC: bad = parse_long("--demo-npcs", optarg, 0, 1000000, &c->demo_npcs); break;
-        case O_MAXC: bad = parse_long("--max-clients", optarg, 1, 100000, &v); c->max_clients = (int)v; break;
-        case O_CKPT:
-            if (strlen(optarg) >= sizeof c->checkpoint - 8 || optarg[0] == '\0') {
-                fprintf(stderr, "spacesimd: --checkpoint path empty or too long\n");
-                return SP_EXIT_USAGE;
-            }
-            snprintf(c->checkpoint, sizeof c->checkpoint, "%s", optarg);
-            break;
-        case O_CKEVERY: bad = parse_double("--checkpoint-every", optarg, 0, 1e7, &c->checkpoint_every); break;
-        case O_LOG: {
-            sp_log_level_t lv;
-            if (sp_log_level_parse(optarg, &lv) != 0) {
-                fprintf(stderr, "spacesimd: invalid --log-level '%s': expected error, warn, info or debug\n", optarg);
-                return SP_EXIT_USAGE;
-            }
-            sp_log_set_level(lv);
-            break;
-        }
-        case O_SEED: {
-            char *end;
-            errno = 0;
-            unsigned long long s = strtoull(optarg, &end, 10);
-            if (errno || *end || optarg[0] == '\0' || optarg[0] == '-') {
-                fprintf(stderr, "spacesimd: invalid --seed '%s': expected an unsigned integer\n", optarg);
-                return SP_EXIT_USAGE;
-            }
-            c->seed = s;
-            break;
-        }
-        case O_METRICS: bad = parse_long("--metrics-port", optarg, 0, 65535, &v); c->metrics_port = (int)v; break;
-        case O_TOKFILE: token_file = optarg; break;
-        case O_MAXMSG: bad = parse_long("--max-message", optarg, 64, 16 << 20, &v); c->max_msg = (size_t)v; break;
-        case O_OSOFT: bad = parse_long("--obuf-soft", optarg, 1024, 1L << 30, &v); c->obuf_soft = (size_t)v; break;
-        case O_OSOFTS: bad = parse_double("--obuf-soft-seconds", optarg, 0, 3600, &c->obuf_soft_secs); break;
-        case O_OHARD: bad = parse_long("--obuf-hard", optarg, 4096, 1L << 31, &v); c->obuf_hard = (size_t)v; break;
-        case O_IDLE:
-            bad = parse_double("--idle-timeout", optarg, 0.1, 1e6, &c->idle_timeout_secs);
-            c->idle_ping_secs = c->idle_timeout_secs / 4;
-            break;
-        case O_RATE:
-            bad = parse_double("--rate", optarg, 1, 1e7, &dv);
-            c->rate_per_sec = dv;
-            c->rate_burst = 2 * dv;
-            break;
-        case O_PORTFILE: c->port_file = optarg; break;
-        case O_STOPAFTER:
-            bad = parse_long("--stop-after-ticks", optarg, 1, LONG_MAX, &v);
-            c->stop_after_ticks = (uint64_t)v;
-            break;
-        case O_HELP: usage(stdout); return SP_EXIT_OK;
-        case O_VERSION: printf("spacesimd %s (protocol 1)\n", SPACESIMD_VERSION); return SP_EXIT_OK;
-        case ':':
-            fprintf(stderr, "spacesimd: option %s needs a value\n", flag);
-            return SP_EXIT_USAGE;
-        default:
-            fprintf(stderr, "spacesimd: unknown option '%s' (try --help)\n", flag);
-            return SP_EXIT_USAGE;
-        }
-        if (bad) return SP_EXIT_USAGE;
-    }
-    if (optind < argc) {
-        fprintf(stderr, "spacesimd: unexpected argument '%s' (try --help)\n", argv[optind]);
-        return SP_EXIT_USAGE;
-    }
-    if (c->obuf_hard < c->obuf_soft) {
-        fprintf(stderr, "spacesimd: --obuf-hard (%zu) must be >= --obuf-soft (%zu)\n", c->obuf_hard, c->obuf_soft);
-        return SP_EXIT_USAGE;
-    }
-    if (c->metrics_port != 0 && c->metrics_port == c->port) {
-        fprintf(stderr, "spacesimd: --metrics-port must differ from --port\n");
-        return SP_EXIT_USAGE;
-    }
-    const char *env = getenv("SPACESIM_ADMIN_TOKEN");
-    if (token_file != NULL) {
-        if (read_token_file(token_file, c) != 0) return SP_EXIT_CONFIG;
-    } else if (env != NULL && env[0] != '\0') {
-        if (strlen(env) >= sizeof c->admin_token) {
-            fprintf(stderr, "spacesimd: SPACESIM_ADMIN_TOKEN longer than %zu bytes\n", sizeof c->admin_token - 1);
-            return SP_EXIT_CONFIG;
-        }
-        snprintf(c->admin_token, sizeof c->admin_token, "%s", env);
-        c->have_admin_token = true;
-    }
-
+    int r = parse_args(argc, argv, c, &token_file);
+    if (r >= 0) return r;
+    if (load_token(c, token_file) != 0) return SP_EXIT_CONFIG;
     SP_LOGI("spacesimd %s starting (pid %ld)%s", SPACESIMD_VERSION, (long)getpid(),
             c->have_admin_token ? "" : "; no admin token set: admin methods disabled");
     sp_daemon_init(&d);
-
-    int r = c->checkpoint[0] ? sp_checkpoint_load(&d) : SP_ENOENT;
-    if (r < 0 && r != SP_ENOENT) return SP_EXIT_CHECKPOINT;
-    if (r == SP_ENOENT) {
-        d.wdef = sp_world_def_default();
-        d.wdef.seed = c->seed;
-        d.wdef.half_extent = (float)(c->world_size / 2);
-        d.wdef.dt = 1.0f / (float)c->tick_hz;
-        int e = sp_world_create(&d.wdef, &d.world);
-        if (e < 0) {
-            SP_LOGE("cannot create the world: %s", sp_strerror(e));
-            return SP_EXIT_RUNTIME;
-        }
-        e = sp_world_populate_demo(d.world, (uint32_t)c->demo_asteroids, (uint32_t)c->demo_npcs);
-        if (e < 0) {
-            SP_LOGE("cannot populate the demo world (%ld asteroids, %ld NPCs): %s", c->demo_asteroids, c->demo_npcs,
-                    sp_strerror(e));
-            return SP_EXIT_RUNTIME;
-        }
-        /* Keep the demo lively: once a second, bring back up to 2% of the
-         * NPC ships (at least 2) and as many asteroids, toward the numbers
-         * asked for. Deterministic (world rng) and saved in checkpoints, so
-         * a resumed world goes on respawning the same way. */
-        uint32_t per = (uint32_t)(c->demo_npcs / 50);
-        if (per < 2) per = 2;
-        sp_world_set_respawn(d.world, (uint32_t)c->demo_npcs, (uint32_t)c->demo_asteroids, (uint32_t)c->tick_hz, per);
-        SP_LOGI("new world: seed %llu, size %.0f, %u entities (respawn up to %u NPCs and %u asteroids per second)",
-                (unsigned long long)c->seed, c->world_size, sp_world_count(d.world), per, per);
-    } else {
-        d.wdef = *sp_world_def(d.world);
-        float want = 1.0f / (float)c->tick_hz;
-        if (d.wdef.dt != want)
-            SP_LOGW("checkpoint step is %.5f s but --tick-hz %d wants %.5f s: keeping the checkpoint's step",
-                    (double)d.wdef.dt, c->tick_hz, (double)want);
-    }
+    if ((r = open_world(&d)) != 0) return r;
     r = sp_daemon_run(&d);
     sp_world_free(d.world);
     sp_daemon_destroy(&d);
