@@ -267,7 +267,7 @@ SP_API int sp_rpc_check_params(const sp_rpc_msg_t *m, sp_rpc_error_t *err);
  * *out is untouched on failure. None allocates; any thread. */
 SP_API int sp_rpc_param_int(const msgpack_object *params, uint32_t i, int64_t *out, sp_rpc_error_t *err);
 SP_API int sp_rpc_param_uint(const msgpack_object *params, uint32_t i, uint64_t *out, sp_rpc_error_t *err);
-/* Floats accept integers (the issue requires it) and reject NaN/inf. */
+/* Floats accept integers (many msgpack encoders pack 3.0 as 3) and reject NaN/inf. */
 SP_API int sp_rpc_param_float(const msgpack_object *params, uint32_t i, double *out, sp_rpc_error_t *err);
 SP_API int sp_rpc_param_bool(const msgpack_object *params, uint32_t i, bool *out, sp_rpc_error_t *err);
 /* String bytes in place (not NUL-terminated), valid as long as the message. */

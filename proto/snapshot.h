@@ -104,8 +104,7 @@ SP_API void sp_snap_view_destroy(sp_snap_view_t *v);
 /* Forget the content (len 0, invalid) but keep the memory: the next encode
  * against it is a full snapshot (use after a desync / on resync). */
 SP_API void sp_snap_view_reset(sp_snap_view_t *v);
-/* Exchange two views (O(1)); the daemon does base <-> next once the encoded
- * bytes were handed to the socket. */
+/* Exchange two views (O(1), no copy of the records). */
 SP_API void sp_snap_view_swap(sp_snap_view_t *a, sp_snap_view_t *b);
 /* Replace v's content by n records (copied; must be id-ascending, unique,
  * non-zero ids and kinds; must not point into v itself) at `tick`, and mark
@@ -166,7 +165,6 @@ SP_API int sp_snap_encode_recs(uint64_t tick, const sp_snap_rec_t *recs, size_t 
  * view's scratch/rows buffers must grow (kept for reuse; none per snapshot
  * in steady state). One thread at a time per view. */
 SP_API int sp_snap_apply(sp_snap_view_t *view, const msgpack_object *params, sp_snap_stats_t *stats);
-#define sp_snap_decode_apply sp_snap_apply /* the name DAEMON-DESIGN.md uses */
 
 /* ---------------------------------------------------------------- quantization */
 

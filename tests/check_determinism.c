@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -230,6 +231,9 @@ START_TEST(test_determinism_ai_inplace_equals_1_and_2_bus_workers) {
     }
     ck_assert_uint_eq(r1.applied, r0.applied);
     ck_assert_uint_eq(r2.rejected, r0.rejected);
+    /* For the log (restructures compare it before and after). */
+    fprintf(stderr, "determinism: world hash after %d ticks %016llx (in place, 1 and 2 bus workers)\n", TICKS,
+            (unsigned long long)r0.hash[CHECKPOINTS - 1]);
     /* The scenario exercises every intent kind, so the check means something. */
     ck_assert_uint_gt(r0.fired, 0);
     ck_assert_uint_gt(r0.mined, 0);

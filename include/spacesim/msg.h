@@ -26,8 +26,10 @@ extern "C" {
 #endif
 
 /* The one list of message kinds: X(ENUM_SUFFIX, wire value, Name).
- * It produces the enum below, sp_msg_kind_name() and sp_msg_kind_parse(); the
- * protocol layer includes the same list, so names and numbers never disagree.
+ * It produces the enum below, SP_MSG_KIND_COUNT, sp_msg_kind_name() and
+ * sp_msg_kind_parse(), so names and numbers never disagree. Adding a kind is
+ * a row here, its payload struct and constructor, its case in
+ * sp_msg_validate(), and whatever consumes it (the world applies intents).
  * Wire values are stable: never renumber, only append. */
 #define SP_MSG_KIND_MAP(X)                  \
     X(SHIP_MOVEMENT, 1, ShipMovement)       \
@@ -63,7 +65,7 @@ typedef uint64_t sp_entity_id_t;
 
 /* Header of every message (16 bytes). */
 typedef struct sp_msg_hdr {
-    uint64_t tick;   /* simulation tick the message belongs to (30 per second) */
+    uint64_t tick;   /* simulation tick the message belongs to */
     uint32_t origin; /* worker index, SP_MSG_ORIGIN_LOOP or SP_MSG_ORIGIN_NONE */
     uint32_t seq;    /* per-origin sequence number, assigned by the origin */
 } sp_msg_hdr_t;

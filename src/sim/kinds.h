@@ -9,6 +9,10 @@
 
 /* ---------------------------------------------------------------- lists
  * The one list of entity kinds: X(ENUM_SUFFIX, wire value, "name").
+ * Values are 1..SP_KIND_COUNT, in order (a static assertion checks it), so
+ * per-kind arrays and range checks follow the list: adding a kind is a row
+ * here plus the code that gives it meaning (spawning it, its step, its
+ * checkpoint invariants in sim/save.c), never a count to update elsewhere.
  * proto/spacesim_proto.def includes it through this header. */
 #define SP_ENTITY_KIND_MAP(X)       \
     X(SHIP, 1, "ship")              \
@@ -21,6 +25,18 @@ typedef enum sp_entity_kind {
     SP_ENTITY_KIND_MAP(SP__KIND_ENUM)
 #undef SP__KIND_ENUM
 } sp_entity_kind_t;
+
+/* Number of kinds; valid kinds are 1..SP_KIND_COUNT. */
+#define SP__KIND_ONE(suffix, value, name) +1
+enum { SP__KIND_COUNT = 0 SP_ENTITY_KIND_MAP(SP__KIND_ONE) };
+#define SP_KIND_COUNT ((int)SP__KIND_COUNT)
+#define SP__KIND_IN_ORDER(suffix, value, name) \
+    _Static_assert((value) >= 1 && (value) <= SP__KIND_COUNT, "kind " #suffix ": values are 1..SP_KIND_COUNT");
+SP_ENTITY_KIND_MAP(SP__KIND_IN_ORDER)
+#undef SP__KIND_IN_ORDER
+
+/* Is k a kind of the list (not SP_KIND_NONE)? */
+static inline int sp_kind_valid(int k) { return k >= 1 && k <= SP_KIND_COUNT; }
 
 /* The one list of resource types: X(ENUM_SUFFIX, index, "name"), indices 0..3.
  * Asteroids hold one type; ships carry cargo[SP_RESOURCE_COUNT]. */

@@ -205,7 +205,7 @@ static void get_slot(rbuf_t *b, slot_rec_t *s) {
 static int slot_ok(const sp_world_def_t *d, const slot_rec_t *s) {
     if (s->gen == 0) return 0;
     if (s->kind == SP_KIND_NONE) return 1;
-    if (s->kind > SP_KIND_PROJECTILE) return 0;
+    if (!sp_kind_valid(s->kind)) return 0;
 #define SP__SLOT_FINITE(t, fld) \
     if (!SP__FINITE_##t(s->fld)) return 0;
 #define SP__SLOTS_FINITE(t, fld, n) /* cargo: checked below */

@@ -303,7 +303,7 @@ const sp_world_def_t *sp_world_def(const sp_world_t *w) { return &w->def; }
 uint64_t sp_world_tick(const sp_world_t *w) { return w->tick; }
 uint32_t sp_world_count(const sp_world_t *w) { return w->count; }
 uint32_t sp_world_count_kind(const sp_world_t *w, int kind) {
-    return (kind >= 1 && kind <= 3) ? w->count_kind[kind] : 0;
+    return sp_kind_valid(kind) ? w->count_kind[kind] : 0;
 }
 uint32_t sp_world_count_sleeping(const sp_world_t *w) { return w->nsleeping; }
 uint32_t sp_world_count_npc(const sp_world_t *w) { return w->count_npc; }

@@ -40,7 +40,7 @@ struct sp_world {
     uint32_t cap;            /* allocated slots */
     uint32_t nslots;         /* slots ever used: live + free list */
     uint32_t count;          /* live entities */
-    uint32_t count_kind[4];
+    uint32_t count_kind[SP_KIND_COUNT + 1]; /* by kind value; [0] unused */
     uint32_t nsleeping;
     uint32_t nfree;          /* free list length; free_list[nfree-1] is reused next */
     int sleep_enabled;
