@@ -7,12 +7,16 @@
  * what `work` wrote, without further fences.
  *
  * Sleeping. A worker with nothing to do sleeps on a condvar. The lost
- * wake-up is avoided Dekker-style: a worker announces itself in `sleepers`
- * and then re-checks the queues, both under the mutex; a submitter pushes
- * and then reads `sleepers`, with a seq_cst fence between the two on each
- * side, so either the worker sees the job or the submitter sees the
- * sleeper (and signals under the mutex, which the worker holds until it is
- * in pthread_cond_wait). Workers also wake every 200 ms on their own, so
+ * wake-up is avoided by meeting on one atomic: a worker announces itself
+ * with an RMW on `sleepers` (+1) and then re-checks the queues, both under
+ * the mutex; a submitter pushes and then reads `sleepers` with an RMW (+0).
+ * The two RMWs are ordered in `sleepers`' modification order: if the
+ * worker's comes first, the submitter reads it and signals (under the
+ * mutex, which the worker holds until it is in pthread_cond_wait); if the
+ * submitter's comes first, the worker's acq_rel RMW reads from it and so
+ * synchronises with it, and the push before it is visible to the worker's
+ * re-check. Either way no job is left with every worker asleep. (RMWs, not
+ * fences: ThreadSanitizer does not model atomic_thread_fence.) Workers also wake every 200 ms on their own, so
  * on_worker_turn runs at least that often (a per-worker mailbox is read
  * even when no job comes). */
 #include "daemon/pool.h"
@@ -47,6 +51,7 @@ struct sp_pool {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     void *loop_scratch[SP_POOL_SCRATCH];
+    pthread_t loop_thread;      /* the thread that created the pool */
 };
 
 /* The scratch slots of the thread running jobs (a worker's, or the loop's
@@ -64,9 +69,14 @@ static bool take(sp_pool_t *p, sp_pool_job_t **job) {
 
 static void finish(sp_pool_t *p, sp_pool_job_t *job) {
     job->ran_ = 1;
-    /* The ring holds max_jobs entries and at most max_jobs jobs exist, so a
-     * full ring only means the loop has not drained yet: wait for it. */
-    while (sp_mpmc_try_push_ptr(&p->doneq, job) != 0) sched_yield();
+    /* A full ring only means the loop has not drained yet: a worker waits
+     * for it; the loop itself (a job it runs: sp_pool_help/run_here) drains
+     * it here, since waiting for itself would never end. */
+    bool on_loop = pthread_equal(pthread_self(), p->loop_thread) != 0;
+    while (sp_mpmc_try_push_ptr(&p->doneq, job) != 0) {
+        if (on_loop) sp_pool_drain(p);
+        else sched_yield();
+    }
     uv_async_send(&p->async);
 }
 
@@ -81,10 +91,9 @@ static bool queues_empty(sp_pool_t *p) {
 
 static void sleep_a_while(sp_pool_t *p) {
     pthread_mutex_lock(&p->mu);
-    /* seq_cst RMW + fence: the announcement must be visible before we read
-     * the queues (pairs with the fence in sp_pool_submit). */
-    atomic_fetch_add_explicit(&p->sleepers, 1, memory_order_seq_cst);
-    atomic_thread_fence(memory_order_seq_cst);
+    /* acq_rel RMW: meets the submitter's RMW in sp_pool_wake (top of file);
+     * the re-check below then sees any job pushed before that RMW. */
+    atomic_fetch_add_explicit(&p->sleepers, 1, memory_order_acq_rel);
     /* Acquire: pairs with the release store of stop in sp_pool_free. */
     if (!atomic_load_explicit(&p->stop, memory_order_acquire) && queues_empty(p)) {
         struct timespec ts;
@@ -113,14 +122,15 @@ static void *worker_main(void *arg) {
     }
     tls_scratch = w->scratch;
     for (;;) {
+        /* Acquire: pairs with the release store in sp_pool_free(); once it
+         * is seen, queued jobs are left to sp_pool_free (never run). */
+        if (atomic_load_explicit(&p->stop, memory_order_acquire)) break;
         if (p->def.on_worker_turn) p->def.on_worker_turn(p->def.ctx, w->idx);
         sp_pool_job_t *job;
         if (take(p, &job)) {
             run(p, job, w->scratch);
             continue;
         }
-        /* Acquire: pairs with the release store in sp_pool_free(). */
-        if (atomic_load_explicit(&p->stop, memory_order_acquire)) break;
         sleep_a_while(p);
     }
     return NULL;
@@ -178,6 +188,7 @@ int sp_pool_create(uv_loop_t *loop, const sp_pool_def_t *def, sp_pool_t **out) {
     uv_async_init(loop, &p->async, on_async);
     p->async.data = p;
     tls_scratch = p->loop_scratch; /* create runs on the loop thread */
+    p->loop_thread = pthread_self();
     for (unsigned i = 0; i < def->threads; i++) {
         p->w[i].p = p;
         p->w[i].idx = i;
@@ -235,10 +246,9 @@ int sp_pool_submit(sp_pool_t *p, sp_pool_job_t *job, sp_pool_prio_t prio, bool d
 }
 
 void sp_pool_wake(sp_pool_t *p, unsigned n) {
-    /* seq_cst fence: our pushes before the read of sleepers (pairs with the
-     * fence in sleep_a_while; see the top of this file). */
-    atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&p->sleepers, memory_order_relaxed) == 0) return;
+    /* acq_rel RMW (+0), not a load: it meets the worker's announcement in
+     * `sleepers`' modification order (top of file), after our pushes. */
+    if (atomic_fetch_add_explicit(&p->sleepers, 0, memory_order_acq_rel) == 0) return;
     pthread_mutex_lock(&p->mu);
     if (n >= p->nthreads) pthread_cond_broadcast(&p->cv);
     else
@@ -270,3 +280,8 @@ size_t sp_pool_queued(const sp_pool_t *p) {
 size_t sp_pool_finished(const sp_pool_t *p) { return sp_mpmc_size_approx(&p->doneq); }
 
 bool sp_pool_job_ran(const sp_pool_job_t *job) { return job->ran_ != 0; }
+
+bool sp_pool_stopping(const sp_pool_t *p) {
+    /* Acquire: pairs with the release store in sp_pool_free(). */
+    return atomic_load_explicit(&p->stop, memory_order_acquire) != 0;
+}

@@ -58,10 +58,11 @@ typedef struct sp_pool_def {
  * on failure nothing is left running. Loop thread. */
 int sp_pool_create(uv_loop_t *loop, const sp_pool_def_t *def, sp_pool_t **out);
 
-/* Stop the workers (queued jobs are not run: their `done` is called with
- * the job never worked, see sp_pool_job_ran()), close the async handle and
- * free the pool. Loop thread; blocks until the workers exited (they finish
- * the job they are running). */
+/* Stop the workers: each finishes the job it is running and takes no other;
+ * jobs still queued are not run: their `done` is called with the job never
+ * worked (sp_pool_job_ran() false). Then done of every finished job, and the
+ * async handle is closed; the pool's memory goes in its close callback (run
+ * the loop once more). Loop thread; blocks until the workers exited. */
 void sp_pool_free(sp_pool_t *p);
 
 /* Queue a job. defer_wake: do not wake a worker now (the caller will call
@@ -92,5 +93,8 @@ size_t sp_pool_finished(const sp_pool_t *p);
 
 /* In `done`: false when the pool was freed before the job ran (shutdown). */
 bool sp_pool_job_ran(const sp_pool_job_t *job);
+
+/* True once sp_pool_free() started: a long `work` may stop early. Any thread. */
+bool sp_pool_stopping(const sp_pool_t *p);
 
 #endif /* SP_DAEMON_POOL_H */
