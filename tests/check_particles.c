@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "helpers/sp_alloc.h"
 #include "helpers/sp_check.h"
 #include "spacesim/particles.h"
 
@@ -32,41 +33,23 @@ START_TEST(test_particles_create_rejects_zero_cap_and_overflow) {
 }
 END_TEST
 
-/* Allocator that fails the n-th call and counts bytes outstanding. */
-typedef struct {
-    int calls, fail_at;
-    long outstanding;
-} fail_ctx_t;
-static void *fail_alloc(void *ctx, size_t size, size_t align) {
-    fail_ctx_t *c = ctx;
-    if (++c->calls == c->fail_at) return NULL;
-    void *p = aligned_alloc(align, (size + align - 1) & ~(align - 1));
-    if (p) c->outstanding += (long)size;
-    return p;
-}
-static void fail_free(void *ctx, void *p, size_t size, size_t align) {
-    (void)align;
-    fail_ctx_t *c = ctx;
-    c->outstanding -= (long)size;
-    free(p);
-}
-
 START_TEST(test_particles_create_oom_returns_enomem_and_leaks_nothing) {
+    sp_test_alloc_t c;
     for (int k = 1; k <= 2; k++) {
-        fail_ctx_t c = {0, k, 0};
-        sp_allocator_t a = {fail_alloc, fail_free, &c};
+        sp_test_alloc_init(&c, -1, k); /* the k-th allocation fails */
+        sp_allocator_t a = sp_test_allocator(&c);
         sp_particles_t *ps = NULL;
         ck_assert_int_eq(sp_particles_create(100, &a, &ps), SP_ENOMEM);
         ck_assert_ptr_null(ps);
-        ck_assert_int_eq(c.outstanding, 0);
+        ck_assert_int_eq(sp_test_alloc_get(&c.live_bytes), 0);
     }
-    fail_ctx_t c = {0, -1, 0};
-    sp_allocator_t a = {fail_alloc, fail_free, &c};
+    sp_test_alloc_init(&c, -1, 0);
+    sp_allocator_t a = sp_test_allocator(&c);
     sp_particles_t *ps = NULL;
     ck_assert_int_eq(sp_particles_create(100, &a, &ps), 0);
-    ck_assert_int_gt(c.outstanding, 8 * 100 * (long)sizeof(float) - 1);
+    ck_assert_int_gt(sp_test_alloc_get(&c.live_bytes), 8 * 100 * (long)sizeof(float) - 1);
     sp_particles_free(ps);
-    ck_assert_int_eq(c.outstanding, 0);
+    ck_assert_int_eq(sp_test_alloc_get(&c.live_bytes), 0);
 }
 END_TEST
 

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "helpers/sp_alloc.h"
 #include "helpers/sp_check.h"
 #include "spacesim/vec.h"
 
@@ -24,44 +25,13 @@ SP_VEC_DEFINE(rec24_vec, rec24_t);
 
 /* ------------------------------------------------------------ test allocator */
 
-/* Counts calls and bytes; every call fails once fail_after allocations
- * succeeded (fail_after < 0: never fails). Checks free gets alloc's size. */
-typedef struct {
-    int allocs, frees, fail_after;
-    size_t live_bytes, last_size;
-} counting_t;
-
-static counting_t cnt;
-
-static void *counting_alloc(void *ctx, size_t size, size_t align) {
-    counting_t *c = ctx;
-    if (c->fail_after >= 0 && c->allocs >= c->fail_after) return NULL;
-    /* Room for a size tag in front, so free can verify its size argument. */
-    unsigned char *p = sp_allocator_default()->alloc(NULL, size + align, align);
-    if (p == NULL) return NULL;
-    memcpy(p, &size, sizeof size);
-    c->allocs++;
-    c->live_bytes += size;
-    c->last_size = size;
-    return p + align;
-}
-
-static void counting_free(void *ctx, void *ptr, size_t size, size_t align) {
-    counting_t *c = ctx;
-    unsigned char *p = (unsigned char *)ptr - align;
-    size_t tagged;
-    memcpy(&tagged, p, sizeof tagged);
-    ck_assert_uint_eq(tagged, size);
-    c->frees++;
-    c->live_bytes -= size;
-    sp_allocator_default()->free(NULL, p, size + align, align);
-}
-
-static const sp_allocator_t counting = {counting_alloc, counting_free, &cnt};
+/* The shared counting/failing allocator (tests/helpers/sp_alloc.h). */
+static sp_test_alloc_t cnt;
+static sp_allocator_t counting;
 
 static void reset_counting(void) {
-    memset(&cnt, 0, sizeof cnt);
-    cnt.fail_after = -1;
+    sp_test_alloc_init(&cnt, -1, 0);
+    counting = sp_test_allocator(&cnt);
 }
 
 /* ------------------------------------------------------------ tests */
@@ -140,14 +110,14 @@ START_TEST(test_vec_reserve_size_overflow_returns_eoverflow_unchanged) {
     for (uint64_t i = 0; i < 5; i++) sp_vec_u64_push(&v, i);
     void *data = sp_vec_u64_data(&v);
     size_t cap = sp_vec_u64_capacity(&v);
-    int allocs = cnt.allocs;
+    int allocs = sp_test_alloc_get(&cnt.allocs);
     ck_assert_int_eq(sp_vec_u64_reserve(&v, SIZE_MAX / 2), SP_EOVERFLOW);       /* count * 8 */
     ck_assert_int_eq(sp_vec_u64_reserve(&v, SIZE_MAX - 2), SP_EOVERFLOW);       /* len + n */
     ck_assert_int_eq(sp_vec_u64_reserve_exact(&v, SIZE_MAX / 16), SP_EOVERFLOW); /* > PTRDIFF_MAX */
     ck_assert_int_eq(sp_vec_u64_resize(&v, SIZE_MAX / 4), SP_EOVERFLOW);
     uint64_t one = 1;
     ck_assert_int_eq(sp_vec_u64_extend(&v, &one, SIZE_MAX / 4), SP_EOVERFLOW);
-    ck_assert_int_eq(cnt.allocs, allocs); /* no allocation attempted */
+    ck_assert_int_eq(sp_test_alloc_get(&cnt.allocs), allocs); /* no allocation attempted */
     ck_assert_ptr_eq(sp_vec_u64_data(&v), data);
     ck_assert_uint_eq(sp_vec_u64_capacity(&v), cap);
     ck_assert_uint_eq(sp_vec_u64_len(&v), 5);
@@ -168,7 +138,7 @@ START_TEST(test_vec_oom_returns_enomem_contents_intact) {
     sp_vec_u32_init(&v, &counting);
     for (uint32_t i = 0; i < 16; i++) sp_vec_u32_push(&v, i + 7);
     ck_assert_uint_eq(sp_vec_u32_capacity(&v), 16); /* exactly one 64-byte block */
-    cnt.fail_after = cnt.allocs;                    /* every further allocation fails */
+    sp_test_alloc_set(&cnt.fail_after, sp_test_alloc_get(&cnt.allocs)); /* every further allocation fails */
     uint32_t *data = sp_vec_u32_data(&v);
     ck_assert_int_eq(sp_vec_u32_push(&v, 99), SP_ENOMEM);
     uint32_t src[40] = {0};
@@ -181,13 +151,13 @@ START_TEST(test_vec_oom_returns_enomem_contents_intact) {
     ck_assert_uint_eq(sp_vec_u32_capacity(&v), 16);
     for (uint32_t i = 0; i < 16; i++) ck_assert_uint_eq(sp_vec_u32_get_unchecked(&v, i), i + 7);
     /* Memory is back: the same calls now work. */
-    cnt.fail_after = -1;
+    sp_test_alloc_set(&cnt.fail_after, -1);
     ck_assert_int_eq(sp_vec_u32_push(&v, 99), 0);
     ck_assert_uint_eq(sp_vec_u32_get_unchecked(&v, 16), 99);
     ck_assert_uint_eq(sp_vec_u32_get_unchecked(&v, 0), 7);
     sp_vec_u32_destroy(&v);
-    ck_assert_uint_eq(cnt.live_bytes, 0);
-    ck_assert_int_eq(cnt.frees, cnt.allocs);
+    ck_assert_uint_eq(sp_test_alloc_get(&cnt.live_bytes), 0);
+    ck_assert_int_eq(sp_test_alloc_get(&cnt.frees), sp_test_alloc_get(&cnt.allocs));
 }
 END_TEST
 
@@ -205,16 +175,16 @@ START_TEST(test_vec_storage_is_64_byte_aligned_whole_blocks) {
             memset(elem, i, sizes[s]);
             ck_assert_int_eq(sp_vec_push(&v, elem), 0);
             ck_assert_uint_eq((uintptr_t)sp_vec_data(&v) % SP_SIMD_ALIGN, 0);
-            ck_assert_uint_eq(cnt.last_size % SP_SIMD_ALIGN, 0);
-            ck_assert_uint_le(sp_vec_capacity(&v) * sizes[s], cnt.last_size);
-            ck_assert_uint_gt((sp_vec_capacity(&v) + 1) * sizes[s], cnt.last_size);
+            ck_assert_uint_eq(sp_test_alloc_get(&cnt.last_size) % SP_SIMD_ALIGN, 0);
+            ck_assert_uint_le(sp_vec_capacity(&v) * sizes[s], sp_test_alloc_get(&cnt.last_size));
+            ck_assert_uint_gt((sp_vec_capacity(&v) + 1) * sizes[s], sp_test_alloc_get(&cnt.last_size));
         }
         for (int i = 0; i < 300; i++)
             ck_assert_uint_eq(((unsigned char *)sp_vec_get_unchecked(&v, (size_t)i))[sizes[s] - 1],
                               (unsigned)(i & 0xff));
         sp_vec_destroy(&v);
     }
-    ck_assert_uint_eq(cnt.live_bytes, 0); /* free got the size alloc got */
+    ck_assert_uint_eq(sp_test_alloc_get(&cnt.live_bytes), 0); /* free got the size alloc got */
 }
 END_TEST
 
@@ -223,7 +193,7 @@ START_TEST(test_vec_growth_is_amortised) {
     sp_vec_f32_t v;
     sp_vec_f32_init(&v, &counting);
     for (int i = 0; i < 1000000; i++) sp_vec_f32_push(&v, (float)i);
-    ck_assert_int_le(cnt.allocs, 20); /* doubling from 16 to 1M: 17 */
+    ck_assert_int_le(sp_test_alloc_get(&cnt.allocs), 20); /* doubling from 16 to 1M: 17 */
     ck_assert(sp_vec_f32_get_unchecked(&v, 999999) == 999999.0f);
     sp_vec_f32_destroy(&v);
 }
