@@ -220,10 +220,11 @@ SP_API int sp_grid_find_pairs(sp_grid_t *g, sp_arena_t *scratch, const float *x,
  * Returns, errors and pointer lifetime: as sp_grid_find_pairs() (the array is
  * valid until the next call of either function on g). After an error the
  * kept order is dropped (the next call rebuilds it).
- * Scratch: 13 bytes per sphere plus 8 per pair from `scratch`, released on
- * return. g also keeps, from its allocator, ~70 bytes per sphere (two copies
- * of the sorted spheres), 4 bytes per cell and per id value, and per-thread
- * candidate buffers; they grow to the largest call and are reused.
+ * Scratch: 4 bytes per sphere plus 8 per re-sorted sphere from `scratch`,
+ * released on return. g also keeps, from its allocator, ~64 bytes per sphere
+ * (two copies of the sorted spheres and the movers), 4 bytes per cell and
+ * per id value, and per-thread mover and hit lists (8 bytes per pair); they
+ * grow to the largest call and are reused.
  * Threads: as sp_grid_find_pairs(). The two functions may be mixed on one g.
  * Cost: O(N + cells + candidates + pairs) with small constants when few
  * spheres change cell: one gather of the inputs in cell order, the re-sort
