@@ -8,6 +8,8 @@
  *   10k:  sp_grid 1 thread vs brute-force O(n^2) (plain loops, -O2); target >= 50x
  *   100k: sp_grid 2 threads vs sp_grid 1 thread
  *   1M:   sp_grid 2 threads vs sp_grid 1 thread
+ *   moving 100k and 1M (issue 9): the coherent pass vs today's full pass vs a
+ *         plain hash grid on spheres in motion (see compare_moving())
  * Self-check: every run compares its pair count and an (a, b) checksum with
  * the reference (brute force at 10k; the first 1-thread grid pass at 100k and
  * 1M, itself cross-checked against brute force on a 10k sub-scene at 10k),
@@ -199,6 +201,230 @@ static void compare_threads(size_t n, uint64_t seed, int passes) {
     free(s.x), free(s.y), free(s.z), free(s.r);
 }
 
+/* ------------------------------------------------- moving scenes (issue 9)
+ *
+ * The scene of make_scene() in motion: sphere i at tick t sits at
+ * fold(p0 + v t), a triangle wave that reflects at the cube's faces, computed
+ * in double from (p0, v, t) so every row sees bit-identical positions for a
+ * tick whatever it ran before. Speeds are uniform in [-vmax, vmax] per axis
+ * with vmax = 0.04 units per tick: ~2% of the spheres change cell per tick at
+ * the automatic cell edge (~3 units). Input order stays random in space (as
+ * the world's slot order is).
+ *
+ * Rows, each advancing its own tick counter by `passes` ticks per run (only
+ * the pair call is timed; moving the spheres and checking are not):
+ *   coherent   sp_grid_find_pairs_coherent(), the kept order of its previous
+ *              tick (a warm-up tick before the first run)
+ *   full       sp_grid_find_pairs(), today's pass (counting sort every tick)
+ *   hash grid  a peer-style simple grid written plainly below: cells of edge
+ *              2 rmax hashed into 2N buckets of linked lists, each sphere
+ *              against the 27 cells around it, pairs with b > a kept
+ * Self-check: each tick's pair count and (a, b) checksum must equal the first
+ * row's to reach that tick (a table indexed by tick). */
+
+#define MAX_TICKS 4096
+
+typedef struct motion {
+    size_t n;
+    float side;
+    float *x0, *y0, *z0, *vx, *vy, *vz, *r;
+    result_t want[MAX_TICKS];
+    unsigned char have[MAX_TICKS];
+} motion_t;
+
+static float fold(float p0, float v, long t, float side) {
+    double u = fmod((double)p0 + (double)v * (double)t, 2.0 * side);
+    if (u < 0) u += 2.0 * side;
+    return (float)(u <= side ? u : 2.0 * side - u);
+}
+
+typedef struct mrow {
+    motion_t *m;
+    float *x, *y, *z;
+    long tick;
+    int passes;
+    int kind; /* 0 coherent, 1 full, 2 hash grid */
+    sp_grid_t *g;
+    sp_arena_t arena;
+    /* hash grid */
+    uint32_t *head, *next;
+    size_t nbuckets;
+    sp_pair_t *out;
+    size_t cap;
+} mrow_t;
+
+static void mrow_place(mrow_t *w, long t) {
+    const motion_t *m = w->m;
+    for (size_t i = 0; i < m->n; i++) {
+        w->x[i] = fold(m->x0[i], m->vx[i], t, m->side);
+        w->y[i] = fold(m->y0[i], m->vy[i], t, m->side);
+        w->z[i] = fold(m->z0[i], m->vz[i], t, m->side);
+    }
+}
+
+static inline int64_t hcell(float v, double inv_h) { return (int64_t)floor((double)v * inv_h); }
+static inline size_t hbucket(int64_t cx, int64_t cy, int64_t cz, size_t mask) {
+    uint64_t h = (uint64_t)cx * UINT64_C(73856093) ^ (uint64_t)cy * UINT64_C(19349663) ^ (uint64_t)cz * UINT64_C(83492791);
+    return (size_t)(mix(h) & mask);
+}
+
+/* The plain hash grid: returns the pair count (pairs in w->out, any order). */
+static size_t hash_grid_pass(mrow_t *w) {
+    const motion_t *m = w->m;
+    const size_t n = m->n, mask = w->nbuckets - 1;
+    const float *x = w->x, *y = w->y, *z = w->z, *r = m->r;
+    float rmax = 0;
+    for (size_t i = 0; i < n; i++) rmax = r[i] > rmax ? r[i] : rmax;
+    double inv_h = 1.0 / (2.0 * (double)rmax * (1.0 + 1.0 / 1024.0));
+    memset(w->head, 0xff, w->nbuckets * sizeof *w->head);
+    for (size_t i = 0; i < n; i++) {
+        size_t b = hbucket(hcell(x[i], inv_h), hcell(y[i], inv_h), hcell(z[i], inv_h), mask);
+        w->next[i] = w->head[b];
+        w->head[b] = (uint32_t)i;
+    }
+    size_t np = 0;
+    for (size_t a = 0; a < n; a++) {
+        int64_t cx = hcell(x[a], inv_h), cy = hcell(y[a], inv_h), cz = hcell(z[a], inv_h);
+        for (int dz = -1; dz <= 1; dz++)
+            for (int dy = -1; dy <= 1; dy++)
+                for (int dx = -1; dx <= 1; dx++) {
+                    int64_t nx = cx + dx, ny = cy + dy, nz = cz + dz;
+                    for (uint32_t b = w->head[hbucket(nx, ny, nz, mask)]; b != UINT32_MAX; b = w->next[b]) {
+                        if (b <= a) continue;
+                        if (hcell(x[b], inv_h) != nx || hcell(y[b], inv_h) != ny || hcell(z[b], inv_h) != nz)
+                            continue; /* another cell in the same bucket */
+                        float ddx = x[b] - x[a], ddy = y[b] - y[a], ddz = z[b] - z[a];
+                        float d2 = ddx * ddx + ddy * ddy + ddz * ddz, rs = r[a] + r[b];
+                        if (!(d2 < rs * rs)) continue;
+                        if (np == w->cap) sp_bench_fail("hash grid pair buffer too small");
+                        sp_pair_t *p = &w->out[np++];
+                        p->a = (uint32_t)a, p->b = b;
+                        float d = sqrtf(d2), inv = d > 0 ? 1.0f / d : 0.0f;
+                        p->dist = d;
+                        p->nx = d > 0 ? ddx * inv : 1.0f, p->ny = ddy * inv, p->nz = ddz * inv;
+                    }
+                }
+    }
+    return np;
+}
+
+/* One tick of row w: returns the pair call's ns, or -1 on a failed check. */
+static double mrow_tick(mrow_t *w) {
+    motion_t *m = w->m;
+    long t = w->tick++;
+    if (t >= MAX_TICKS) sp_bench_fail("more than %d ticks", MAX_TICKS);
+    mrow_place(w, t);
+    const sp_pair_t *p = NULL;
+    size_t np = 0;
+    uint64_t t0 = sp_bench_now_ns();
+    if (w->kind == 0) {
+        if (sp_grid_find_pairs_coherent(w->g, &w->arena, w->x, w->y, w->z, m->r, NULL, m->n, &p, &np) != 0) return -1;
+    } else if (w->kind == 1) {
+        if (sp_grid_find_pairs(w->g, &w->arena, w->x, w->y, w->z, m->r, m->n, &p, &np) != 0) return -1;
+    } else {
+        np = hash_grid_pass(w);
+        p = w->out;
+    }
+    uint64_t t1 = sp_bench_now_ns();
+    result_t res = {np, 0};
+    for (size_t k = 0; k < np; k++) res.sum += mix(((uint64_t)p[k].a << 32) | p[k].b);
+    if (!m->have[t]) {
+        m->want[t] = res;
+        m->have[t] = 1;
+    } else if (m->want[t].count != res.count || m->want[t].sum != res.sum) {
+        return -1;
+    }
+    return (double)(t1 - t0);
+}
+
+static double run_mrow(void *arg) {
+    mrow_t *w = arg;
+    double total = 0;
+    for (int k = 0; k < w->passes; k++) {
+        double ns = mrow_tick(w);
+        if (ns < 0) return -1.0;
+        total += ns;
+    }
+    return total / 1e6 / w->passes;
+}
+
+static void mrow_init(mrow_t *w, motion_t *m, int kind, int nthreads, int passes) {
+    memset(w, 0, sizeof *w);
+    w->m = m, w->kind = kind, w->passes = passes;
+    w->x = malloc(m->n * sizeof(float)), w->y = malloc(m->n * sizeof(float)), w->z = malloc(m->n * sizeof(float));
+    if (!w->x || !w->y || !w->z) sp_bench_fail("out of memory");
+    sp_arena_init(&w->arena, 0, NULL);
+    if (kind < 2) {
+        sp_grid_def_t d = sp_grid_def_default();
+        d.nthreads = nthreads;
+        int rc = sp_grid_create(&d, &w->g);
+        if (rc != 0) sp_bench_fail("sp_grid_create: %s", sp_strerror(rc));
+    } else {
+        w->nbuckets = 1;
+        while (w->nbuckets < 2 * m->n) w->nbuckets *= 2;
+        w->head = malloc(w->nbuckets * sizeof *w->head);
+        w->next = malloc(m->n * sizeof *w->next);
+        w->cap = 4 * m->n;
+        w->out = malloc(w->cap * sizeof *w->out);
+        if (!w->head || !w->next || !w->out) sp_bench_fail("out of memory");
+    }
+    if (mrow_tick(w) < 0) sp_bench_fail("warm-up tick disagrees"); /* warm-up, not timed */
+}
+
+static void mrow_destroy(mrow_t *w) {
+    sp_grid_free(w->g);
+    sp_arena_destroy(&w->arena);
+    free(w->x), free(w->y), free(w->z), free(w->head), free(w->next), free(w->out);
+}
+
+static void compare_moving(size_t n, uint64_t seed, int passes) {
+    motion_t *m = calloc(1, sizeof *m);
+    if (!m) sp_bench_fail("out of memory");
+    scene_t s = make_scene(n, seed);
+    m->n = n;
+    m->side = (float)cbrt((double)n / (1.5 / (4.0 / 3.0 * M_PI * 9.0)));
+    m->x0 = s.x, m->y0 = s.y, m->z0 = s.z, m->r = s.r;
+    m->vx = malloc(n * sizeof(float)), m->vy = malloc(n * sizeof(float)), m->vz = malloc(n * sizeof(float));
+    if (!m->vx || !m->vy || !m->vz) sp_bench_fail("out of memory");
+    uint64_t st = seed * 1000003;
+    const float vmax = 0.04f;
+    for (size_t i = 0; i < n; i++) {
+        float *v[3] = {&m->vx[i], &m->vy[i], &m->vz[i]};
+        for (int k = 0; k < 3; k++)
+            *v[k] = vmax * (2.0f * (float)(mix(st += UINT64_C(0x9E3779B97F4A7C15)) >> 40) / 16777216.0f - 1.0f);
+    }
+    mrow_t rows_ctx[5];
+    mrow_init(&rows_ctx[0], m, 0, 2, passes);
+    mrow_init(&rows_ctx[1], m, 0, 1, passes);
+    mrow_init(&rows_ctx[2], m, 1, 2, passes);
+    mrow_init(&rows_ctx[3], m, 1, 1, passes);
+    mrow_init(&rows_ctx[4], m, 2, 1, passes);
+    /* What the coherent row re-sorts per tick, measured on its next tick. */
+    mrow_tick(&rows_ctx[1]);
+    sp_grid_stats_t gs;
+    sp_grid_stats(rows_ctx[1].g, &gs);
+    printf("moving %zuk: %zu pairs, %.2f%% of spheres re-sorted per tick (moved cell or new), coherent=%d\n", n / 1000,
+           gs.pairs, 100.0 * (double)gs.resorted / (double)n, gs.coherent);
+    char nm[5][64];
+    const char *what[5] = {"coherent 2 threads", "coherent 1 thread", "full pass 2 threads", "full pass 1 thread",
+                           "plain hash grid 1 thread"};
+    sp_bench_row_t rows[5];
+    for (int k = 0; k < 5; k++) {
+        snprintf(nm[k], sizeof nm[k], "moving %zuk %s", n / 1000, what[k]);
+        rows[k] = (sp_bench_row_t){.name = nm[k], .unit = "ms/pass", .two_thread = k == 0 || k == 2,
+                                   .fn = run_mrow, .arg = &rows_ctx[k]};
+    }
+    sp_bench_run(rows, 5);
+    sp_bench_report(&rows[1], &rows[3]); /* coherent vs today's pass, 1 thread */
+    sp_bench_report(&rows[0], &rows[2]); /* same, 2 threads */
+    sp_bench_report(&rows[1], &rows[4]); /* coherent vs the peer-style grid */
+    sp_bench_report(&rows[3], &rows[4]); /* today's pass vs the peer-style grid */
+    for (int k = 0; k < 5; k++) mrow_destroy(&rows_ctx[k]);
+    free(m->vx), free(m->vy), free(m->vz);
+    free(s.x), free(s.y), free(s.z), free(s.r);
+    free(m);
+}
+
 int main(int argc, char **argv) {
     sp_bench_init(argc, argv, "grid (sphere broadphase)");
     int quick = sp_bench_quick();
@@ -230,5 +456,7 @@ int main(int argc, char **argv) {
 
     compare_threads(100000, 2, quick ? 5 : 10);
     compare_threads(1000000, 3, quick ? 1 : 3);
+    compare_moving(100000, 4, quick ? 4 : 10);
+    compare_moving(1000000, 5, quick ? 1 : 3);
     return sp_bench_finish();
 }

@@ -649,6 +649,281 @@ START_TEST(test_grid_spheres_on_cell_boundaries_and_negative_coords) {
 }
 END_TEST
 
+/* ------------------------------------------------- coherent pass (issue 9) */
+
+/* Bitwise comparison: the coherent pass promises the full pass's output bit
+ * for bit (same pairs, same order, same float bits, +0 vs -0 included). */
+static void assert_bitwise(const sp_pair_t *got, size_t ng, const sp_pair_t *want, size_t nw) {
+    ck_assert_uint_eq(ng, nw);
+    if (ng == 0) return;
+    for (size_t k = 0; k < ng; k++)
+        if (memcmp(&got[k], &want[k], sizeof got[k]) != 0)
+            ck_abort_msg("pair %zu: got (%u,%u,%a,%a,%a,%a) want (%u,%u,%a,%a,%a,%a)", k, got[k].a, got[k].b,
+                         (double)got[k].dist, (double)got[k].nx, (double)got[k].ny, (double)got[k].nz, want[k].a,
+                         want[k].b, (double)want[k].dist, (double)want[k].nx, (double)want[k].ny, (double)want[k].nz);
+}
+
+/* One coherent call on g checked against a full pass on `full` (a fresh
+ * order every call) and, when brute_too, against brute force. */
+static void coherent_check(sp_grid_t *g, sp_grid_t *full, const scene_t *s, const uint32_t *ids, int brute_too) {
+    const sp_pair_t *p, *q;
+    size_t np, nq;
+    ck_assert_int_eq(sp_grid_find_pairs_coherent(g, NULL, s->x, s->y, s->z, s->r, ids, s->n, &p, &np), 0);
+    ck_assert_int_eq(sp_grid_find_pairs(full, NULL, s->x, s->y, s->z, s->r, s->n, &q, &nq), 0);
+    assert_bitwise(p, np, q, nq);
+    if (brute_too) {
+        pairlist_t ref = brute(s);
+        assert_same_pairs(p, np, &ref);
+        free(ref.p);
+    }
+}
+
+/* Move every sphere by up to `step` per axis, reflecting at +-side/2. */
+static void scene_move(scene_t *s, float side, float step) {
+    for (size_t i = 0; i < s->n; i++) {
+        float *v[3] = {&s->x[i], &s->y[i], &s->z[i]};
+        for (int k = 0; k < 3; k++) {
+            float c = *v[k] + rng_range(-step, step);
+            if (c > side / 2) c = side - c;
+            if (c < -side / 2) c = -side - c;
+            *v[k] = c;
+        }
+    }
+}
+
+START_TEST(test_grid_coherent_moving_scene_matches_full_pass_and_brute_force) {
+    /* _i: 0 = AVX-512 kernel where present, 1 = scalar; 1 and 3 threads. */
+    for (int nt = 1; nt <= 3; nt += 2) {
+        scene_t s = scene_random(100 + (uint64_t)nt, 3000, 40.0f, 0.5f, 1.5f, 0.0f);
+        sp_grid_def_t d = def_threads(nt);
+        d.no_simd = _i;
+        sp_grid_t *g, *full;
+        ck_assert_int_eq(sp_grid_create(&d, &g), 0);
+        ck_assert_int_eq(sp_grid_create(&d, &full), 0);
+        size_t reused = 0;
+        for (int tick = 0; tick < 40; tick++) {
+            coherent_check(g, full, &s, NULL, tick % 8 == 0);
+            sp_grid_stats_t st;
+            sp_grid_stats(g, &st);
+            ck_assert_int_eq(st.threads_used, nt);
+            ck_assert_uint_le(st.resorted, s.n);
+            reused += (size_t)st.coherent;
+            scene_move(&s, 40.0f, 0.05f); /* a few % change cell per tick */
+        }
+        ck_assert_uint_ge(reused, 30); /* the kept order really was reused */
+        sp_grid_free(g);
+        sp_grid_free(full);
+        scene_free(&s);
+    }
+}
+END_TEST
+
+START_TEST(test_grid_coherent_output_is_thread_count_independent) {
+    sp_pair_t *first = NULL;
+    size_t nfirst = 0;
+    for (int nt = 1; nt <= 4; nt++) {
+        scene_t s = scene_random(77, 4000, 30.0f, 0.3f, 1.2f, 5.0f);
+        sp_grid_def_t d = def_threads(nt);
+        sp_grid_t *g;
+        ck_assert_int_eq(sp_grid_create(&d, &g), 0);
+        const sp_pair_t *p = NULL;
+        size_t np = 0;
+        for (int tick = 0; tick < 10; tick++) {
+            ck_assert_int_eq(sp_grid_find_pairs_coherent(g, NULL, s.x, s.y, s.z, s.r, NULL, s.n, &p, &np), 0);
+            scene_move(&s, 30.0f, 0.3f);
+        }
+        if (nt == 1) {
+            first = malloc((np + 1) * sizeof *first);
+            ck_assert_ptr_nonnull(first);
+            memcpy(first, p, np * sizeof *p);
+            nfirst = np;
+        } else {
+            assert_bitwise(p, np, first, nfirst);
+        }
+        sp_grid_free(g);
+        scene_free(&s);
+    }
+    ck_assert_uint_gt(nfirst, 100);
+    free(first);
+}
+END_TEST
+
+START_TEST(test_grid_coherent_ids_follow_spheres_added_removed_and_shuffled) {
+    /* A pool of 3000 spheres with stable ids; each tick a different subset
+     * is passed (some removed, some added back), in a shuffled order, with
+     * ids naming them. Every tick must equal the full pass. */
+    scene_t pool = scene_random(5, 3000, 35.0f, 0.5f, 1.5f, 0.0f);
+    scene_t s = scene_alloc(3000);
+    uint32_t *ids = calloc(3000, sizeof *ids), *perm = calloc(3000, sizeof *perm);
+    ck_assert(ids && perm);
+    for (int nt = 1; nt <= 2; nt++) {
+        sp_grid_def_t d = def_threads(nt);
+        sp_grid_t *g, *full;
+        ck_assert_int_eq(sp_grid_create(&d, &g), 0);
+        ck_assert_int_eq(sp_grid_create(&d, &full), 0);
+        for (int tick = 0; tick < 30; tick++) {
+            size_t n = 0;
+            for (uint32_t k = 0; k < 3000; k++)
+                if ((rng_next() % 10) != 0) perm[n++] = k; /* ~10% absent */
+            /* Every third tick in id order (indices shift, ids do not),
+             * otherwise shuffled (nothing stays at its index). */
+            for (size_t k = n; tick % 3 != 0 && k > 1; k--) {
+                size_t j = rng_next() % k;
+                uint32_t t = perm[k - 1];
+                perm[k - 1] = perm[j];
+                perm[j] = t;
+            }
+            s.n = n;
+            for (size_t k = 0; k < n; k++) {
+                uint32_t id = perm[k];
+                s.x[k] = pool.x[id], s.y[k] = pool.y[id], s.z[k] = pool.z[id], s.r[k] = pool.r[id];
+                ids[k] = id * 3 + 1; /* sparse ids */
+            }
+            if (tick == 7) ids[5] = ids[9];              /* a duplicate id */
+            if (tick == 11) ids[0] = (uint32_t)1 << 30;  /* too large: ids ignored this call */
+            coherent_check(g, full, &s, ids, tick % 10 == 0);
+            coherent_check(g, full, &s, NULL, 0); /* and without ids */
+            scene_move(&pool, 35.0f, 0.1f);
+        }
+        sp_grid_free(g);
+        sp_grid_free(full);
+    }
+    free(ids), free(perm);
+    s.n = 3000;
+    scene_free(&s);
+    scene_free(&pool);
+}
+END_TEST
+
+START_TEST(test_grid_coherent_many_cell_changes_and_adversarial_inputs) {
+    sp_grid_def_t d = def_threads(2);
+    sp_grid_t *g, *full;
+    ck_assert_int_eq(sp_grid_create(&d, &g), 0);
+    ck_assert_int_eq(sp_grid_create(&d, &full), 0);
+    scene_t s = scene_random(9, 2000, 30.0f, 0.5f, 1.5f, 0.0f);
+    coherent_check(g, full, &s, NULL, 1);
+    /* Half the spheres teleport at once, several times. */
+    for (int t = 0; t < 4; t++) {
+        for (size_t i = 0; i < s.n; i += 2) s.x[i] = rng_range(-15, 15), s.y[i] = rng_range(-15, 15);
+        coherent_check(g, full, &s, NULL, t == 0);
+    }
+    /* Everything in one cell (every pair), then spread out again. */
+    for (size_t i = 0; i < 300; i++) s.x[i] = s.y[i] = s.z[i] = 0.001f * (float)(i % 7);
+    scene_t one = s;
+    one.n = 300;
+    coherent_check(g, full, &one, NULL, 1);
+    coherent_check(g, full, &s, NULL, 0);
+    /* Huge radii (relayout with big cells), then back to small ones. */
+    s.r[17] = 40.0f;
+    coherent_check(g, full, &s, NULL, 1);
+    s.r[17] = 0.5f;
+    coherent_check(g, full, &s, NULL, 0);
+    /* Leaving the box: one sphere far out (box rebuilt or hashed). */
+    s.x[3] = 1e6f;
+    coherent_check(g, full, &s, NULL, 1);
+    s.x[3] = 3e37f, s.y[4] = -3e37f;
+    coherent_check(g, full, &s, NULL, 1);
+    s.x[3] = 1.0f, s.y[4] = 1.0f;
+    coherent_check(g, full, &s, NULL, 0);
+    /* Radius 0 everywhere: no pairs; then n = 1 and n = 0. */
+    scene_t z = scene_random(10, 500, 5.0f, 0.0f, 0.0f, 0.0f);
+    coherent_check(g, full, &z, NULL, 1);
+    z.n = 1;
+    coherent_check(g, full, &z, NULL, 1);
+    z.n = 0;
+    coherent_check(g, full, &z, NULL, 0);
+    z.n = 500;
+    /* A NaN is rejected and the next call is still right. */
+    float keep = s.y[8];
+    s.y[8] = NAN;
+    const sp_pair_t *p;
+    size_t np;
+    ck_assert_int_eq(sp_grid_find_pairs_coherent(g, NULL, s.x, s.y, s.z, s.r, NULL, s.n, &p, &np), SP_EINVAL);
+    ck_assert_ptr_null(p);
+    s.y[8] = keep;
+    coherent_check(g, full, &s, NULL, 1);
+    /* Hash mode and cell order settings: still (a, b) order, same output. */
+    sp_grid_def_t dh = def_threads(1);
+    dh.mode = SP_GRID_MODE_HASH;
+    dh.order = SP_GRID_ORDER_CELL;
+    sp_grid_t *gh;
+    ck_assert_int_eq(sp_grid_create(&dh, &gh), 0);
+    coherent_check(gh, full, &s, NULL, 1);
+    sp_grid_free(gh);
+    ck_assert_int_eq(sp_grid_find_pairs_coherent(NULL, NULL, s.x, s.y, s.z, s.r, NULL, s.n, &p, &np), SP_EINVAL);
+    ck_assert_int_eq(sp_grid_find_pairs_coherent(g, NULL, NULL, s.y, s.z, s.r, NULL, s.n, &p, &np), SP_EINVAL);
+    sp_grid_free(g);
+    sp_grid_free(full);
+    scene_free(&z);
+    scene_free(&s);
+}
+END_TEST
+
+START_TEST(test_issue_9_zero_normal_components_are_plus_zero_in_any_order) {
+    /* Two spheres with equal y and z: the normal's y and z are +0 whichever
+     * of the two the sweep meets first (before the fix, -0 when the sweep
+     * met b first, so the bits depended on the cell layout). */
+    for (int flip = 0; flip < 2; flip++) {
+        for (float off = 0.0f; off < 3.0f; off += 0.37f) {
+            scene_t s = scene_alloc(2);
+            s.x[flip] = off, s.x[1 - flip] = off + 0.5f;
+            s.y[0] = s.y[1] = 2.0f, s.z[0] = s.z[1] = -1.0f;
+            s.r[0] = s.r[1] = 1.0f;
+            sp_grid_t *g;
+            ck_assert_int_eq(sp_grid_create(NULL, &g), 0);
+            const sp_pair_t *p;
+            size_t np;
+            for (int coh = 0; coh < 2; coh++) {
+                int rc = coh ? sp_grid_find_pairs_coherent(g, NULL, s.x, s.y, s.z, s.r, NULL, 2, &p, &np)
+                             : sp_grid_find_pairs(g, NULL, s.x, s.y, s.z, s.r, 2, &p, &np);
+                ck_assert_int_eq(rc, 0);
+                ck_assert_uint_eq(np, 1);
+                ck_assert(!signbit(p[0].ny) && !signbit(p[0].nz));
+                ck_assert_float_eq(p[0].nx, flip ? -1.0f : 1.0f);
+            }
+            sp_grid_free(g);
+            scene_free(&s);
+        }
+    }
+}
+END_TEST
+
+START_TEST(test_grid_coherent_out_of_memory_returns_enomem_and_recovers) {
+    scene_t s = scene_random(8, 3000, 30.0f, 0.5f, 1.5f, 0.0f);
+    pairlist_t ref = brute(&s);
+    int saw_enomem = 0, saw_ok = 0;
+    for (long budget = 0; budget < 60 && !saw_ok; budget++) {
+        failing_t f;
+        atomic_init(&f.budget, budget);
+        atomic_init(&f.live, 0);
+        sp_allocator_t al = {failing_alloc, failing_free, &f};
+        sp_grid_def_t d = def_threads(2);
+        d.allocator = &al;
+        sp_grid_t *g = NULL;
+        if (sp_grid_create(&d, &g) != 0) continue;
+        const sp_pair_t *p;
+        size_t np;
+        int rc = sp_grid_find_pairs_coherent(g, NULL, s.x, s.y, s.z, s.r, NULL, s.n, &p, &np);
+        if (rc == SP_ENOMEM) {
+            saw_enomem = 1;
+            ck_assert_ptr_null(p);
+            atomic_store_explicit(&f.budget, 1000, memory_order_relaxed);
+            ck_assert_int_eq(sp_grid_find_pairs_coherent(g, NULL, s.x, s.y, s.z, s.r, NULL, s.n, &p, &np), 0);
+        } else {
+            ck_assert_int_eq(rc, 0);
+            saw_ok = 1;
+        }
+        assert_same_pairs(p, np, &ref);
+        sp_grid_free(g);
+        ck_assert_int_eq(atomic_load_explicit(&f.live, memory_order_relaxed), 0);
+    }
+    ck_assert(saw_enomem);
+    ck_assert(saw_ok);
+    free(ref.p);
+    scene_free(&s);
+}
+END_TEST
+
 static Suite *grid_suite(void) {
     Suite *su = suite_create("grid");
     struct {
@@ -678,6 +953,12 @@ static Suite *grid_suite(void) {
         {"cell_size", test_grid_caller_cell_size_is_a_minimum, 0, 30},
         {"reuse", test_grid_reused_object_handles_growing_and_shrinking_inputs, 0, 30},
         {"boundaries", test_grid_spheres_on_cell_boundaries_and_negative_coords, 0, 10},
+        {"coherent_moving", test_grid_coherent_moving_scene_matches_full_pass_and_brute_force, 2, 60},
+        {"coherent_threads", test_grid_coherent_output_is_thread_count_independent, 0, 30},
+        {"coherent_ids", test_grid_coherent_ids_follow_spheres_added_removed_and_shuffled, 0, 60},
+        {"coherent_adversarial", test_grid_coherent_many_cell_changes_and_adversarial_inputs, 0, 60},
+        {"issue_9_plus_zero", test_issue_9_zero_normal_components_are_plus_zero_in_any_order, 0, 10},
+        {"coherent_oom", test_grid_coherent_out_of_memory_returns_enomem_and_recovers, 0, 60},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);

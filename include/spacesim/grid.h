@@ -128,6 +128,9 @@ typedef struct sp_grid_stats {
     int threads_used;      /* threads that took part in the call */
     int simd;              /* 1 when the AVX-512 pair kernel ran */
     size_t scratch_bytes;  /* arena bytes the call used (released on return) */
+    /* sp_grid_find_pairs_coherent() only (0 after sp_grid_find_pairs()): */
+    int coherent;          /* 1 when the previous pass's order was reused */
+    size_t resorted;       /* spheres placed by the re-sort: moved cell or new */
 } sp_grid_stats_t;
 
 /* Defaults: cell_size 0 (auto), nthreads 1, parallel_min 16384,
@@ -181,6 +184,54 @@ SP_API void sp_grid_free(sp_grid_t *g);
 SP_API int sp_grid_find_pairs(sp_grid_t *g, sp_arena_t *scratch, const float *x, const float *y,
                               const float *z, const float *r, size_t n, const sp_pair_t **pairs,
                               size_t *npairs);
+
+/* Largest id + 1 that sp_grid_find_pairs_coherent() honours (see ids). */
+#define SP_GRID_MAX_IDS (UINT32_C(1) << 31)
+
+/* The same pairs as sp_grid_find_pairs() in SP_GRID_ORDER_AB order, bit for
+ * bit (whatever def.order says), computed faster when the spheres moved
+ * little since the previous call on g (temporal coherence).
+ *
+ * How: g keeps, between calls, the spheres in cell order with the cell of
+ * each and the per-cell ranges, on a dense grid whose box has some margin.
+ * A call re-reads every sphere through that order, and only the spheres that
+ * changed cell (or are new) are sorted (radix sort) and merged back; the
+ * others keep their place. The half-shell sweep then runs over the kept
+ * order. The kept state is only a hint: the output is a function of this
+ * call's inputs alone, never of earlier calls (a wrong or stale hint costs
+ * time only), and never of the thread count.
+ *
+ * ids: optional (NULL = none). ids[i] names sphere i across calls (e.g. an
+ * entity slot), so a sphere keeps its place when indices shift because others
+ * were added or removed. Without ids, index i is taken to be the same sphere
+ * as index i of the previous call. Duplicate ids are allowed (only the last
+ * index of a duplicate keeps its hint). ids are honoured when every id is
+ * below SP_GRID_MAX_IDS and below 16 * n + 2^20 (g keeps a table of 4 bytes
+ * per id value); otherwise they are ignored for this call (slower, same
+ * output).
+ *
+ * The kept box is rebuilt (a full sort, about the cost of sp_grid_find_pairs)
+ * on the first call, when a sphere leaves it, when the largest radius needs
+ * bigger cells or allows cells 1.5x smaller, or when ids start or stop being
+ * honoured. When the data needs the hashed layout (very spread out; see
+ * sp_grid_def_t.max_dense_cells) or def.mode is SP_GRID_MODE_HASH, the call
+ * runs sp_grid_find_pairs()'s pass instead (same output).
+ *
+ * Returns, errors and pointer lifetime: as sp_grid_find_pairs() (the array is
+ * valid until the next call of either function on g). After an error the
+ * kept order is dropped (the next call rebuilds it).
+ * Scratch: 4 bytes per sphere plus 8 per re-sorted sphere from `scratch`,
+ * released on return. g also keeps, from its allocator, ~64 bytes per sphere
+ * (two copies of the sorted spheres and the movers), 4 bytes per cell and
+ * per id value, and per-thread mover and hit lists (8 bytes per pair); they
+ * grow to the largest call and are reused.
+ * Threads: as sp_grid_find_pairs(). The two functions may be mixed on one g.
+ * Cost: O(N + cells + candidates + pairs) with small constants when few
+ * spheres change cell: one gather of the inputs in cell order, the re-sort
+ * of the movers, one sequential merge, the sweep and the (a, b) ordering. */
+SP_API int sp_grid_find_pairs_coherent(sp_grid_t *g, sp_arena_t *scratch, const float *x, const float *y,
+                                       const float *z, const float *r, const uint32_t *ids, size_t n,
+                                       const sp_pair_t **pairs, size_t *npairs);
 
 /* Copy the statistics of the last successful sp_grid_find_pairs() into *out
  * (all zero before the first). O(1); the thread that uses g. */

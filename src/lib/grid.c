@@ -78,6 +78,11 @@ typedef struct tslot {
     float rmin, rmax;   /* phase 1 radius range */
     float nanacc;       /* phase 1: NaN iff some input was NaN or inf */
     uint32_t csum;      /* phase 4: keys counted in this thread's cell range */
+    uint32_t idmax;     /* coherent scan: largest id (ids given) */
+    uint64_t *mv;       /* coherent: movers found, (cell << 32) | input index */
+    size_t mv_len, mv_cap;
+    uint32_t *hi, *hj;  /* coherent sweep: candidate hits as sorted (i, j) */
+    size_t nh, hcap;
 } tslot_t;
 
 typedef union tslot_pad {
@@ -86,6 +91,36 @@ typedef union tslot_pad {
 } tslot_pad_t;
 
 typedef void (*job_fn)(sp_grid_t *g, int tid);
+
+/* One copy of the spheres in cell order (coherent pass). */
+typedef struct cset {
+    float *x, *y, *z, *r;
+    uint32_t *sid;  /* input index of the sphere in this call */
+    uint32_t *cell; /* dense cell key (< 2^31); CELL_HOLE marks a place left empty */
+    uint32_t *id;   /* what the next call looks the sphere up by (id or index); NO_ID = none */
+} cset_t;
+
+/* State of the coherent pass, kept between calls. Only the caller's thread
+ * writes it outside jobs; jobs write disjoint parts of it (see each job). */
+typedef struct coh {
+    int valid;   /* layout and order describe a previous call */
+    int use_ids; /* the kept ids are caller ids (1) or input indices (0) */
+    double h, inv_h, o[3];
+    uint32_t dims[3], NX, NXY;
+    size_t ncells;
+    size_t n;      /* spheres in cur */
+    size_t n_old;  /* during a call: spheres kept from the previous call */
+    size_t cap;    /* capacity of cur and nxt (spheres) */
+    cset_t cur, nxt;
+    int cur_which; /* cset_point() layout of cur's block (nxt has the other) */
+    uint32_t *start;   /* [ncells + 2] first index of each cell in cur */
+    size_t start_cap;
+    uint32_t *inv;     /* [inv_cap] id -> input index of this call (a hint, checked) */
+    size_t inv_cap;
+    uint64_t *mv;      /* [cap] all movers of a call, sorted by cell */
+    size_t m;          /* movers of the call */
+    int simd;
+} coh_t;
 
 struct sp_grid {
     sp_grid_def_t def;
@@ -110,6 +145,8 @@ struct sp_grid {
     const float *x, *y, *z, *r;
     size_t n;
     int nt; /* threads of this call */
+    sp_grid_order_t order; /* of this call (the coherent fallback forces AB) */
+    const uint32_t *ids;   /* coherent: caller ids, NULL = none */
     int hashed;
     int simd; /* phase 5 uses the AVX-512 kernel */
     double h, inv_h;   /* cell edge and its inverse */
@@ -125,6 +162,8 @@ struct sp_grid {
     uint32_t *scell;   /* [n] cell/bucket of each sorted sphere */
     float *sx, *sy, *sz, *sr; /* [n] sorted spheres, SoA for 16-lane loads */
     cell3_t *sc;       /* [n] hash: cell coordinates of sorted spheres */
+
+    coh_t coh; /* sp_grid_find_pairs_coherent() state kept between calls */
 
     pairbuf_t out; /* the result (ORDER_AB, or ORDER_CELL with > 1 thread) */
     sp_grid_stats_t stats;
@@ -288,6 +327,8 @@ static int pairbuf_reserve(const sp_allocator_t *al, pairbuf_t *b, size_t need) 
     return 0;
 }
 
+static void coh_free(sp_grid_t *g);
+
 void sp_grid_free(sp_grid_t *g) {
     if (g == NULL) return;
     pool_stop(g);
@@ -297,6 +338,7 @@ void sp_grid_free(sp_grid_t *g) {
     const sp_allocator_t *al = g->alloc;
     for (int i = 0; i < SP_GRID_MAX_THREADS; i++) pairbuf_free(al, &g->ts[i].s.buf);
     pairbuf_free(al, &g->out);
+    coh_free(g);
     sp_arena_destroy(&g->own_arena);
     al->free(al->ctx, g, sizeof *g, SP_FALSE_SHARING_RANGE);
 }
@@ -338,6 +380,12 @@ static void job_scan(sp_grid_t *g, int tid) {
     t->mn[0] = mnx, t->mn[1] = mny, t->mn[2] = mnz;
     t->mx[0] = mxx, t->mx[1] = mxy, t->mx[2] = mxz;
     t->rmin = rmin, t->rmax = rmax, t->nanacc = acc;
+    uint32_t idmax = 0;
+    if (g->ids) {
+        const uint32_t *ids = g->ids;
+        for (size_t i = lo; i < hi; i++) idmax = ids[i] > idmax ? ids[i] : idmax;
+    }
+    t->idmax = idmax;
 }
 
 /* Cell coordinate along one axis, hashed layout: floor(v / h) clamped to
@@ -387,9 +435,27 @@ static void job_keys(sp_grid_t *g, int tid) {
     }
 }
 
+/* Store pair (ia, ib), ia < ib, with d = p[ib] - p[ia] and d2 = |d|^2. */
+static inline void pair_fill(sp_pair_t *p, uint32_t ia, uint32_t ib, float dx, float dy, float dz, float d2) {
+    p->a = ia;
+    p->b = ib;
+    if (d2 > 0.0f) {
+        float d = grid_sqrtf(d2);
+        float inv = 1.0f / d;
+        p->dist = d;
+        p->nx = dx * inv, p->ny = dy * inv, p->nz = dz * inv;
+    } else {
+        p->dist = 0.0f;
+        p->nx = 1.0f, p->ny = 0.0f, p->nz = 0.0f;
+    }
+}
+
 /* Record pair (sorted i, sorted j) whose difference d = s[j] - s[i] passed
- * the test. The pair is stored as input indices a < b with d from a to b
- * (negating a rounded difference is exact, so it equals x[b] - x[a]). */
+ * the test. The pair is stored as input indices a < b with d from a to b.
+ * When i is b, d = x[a] - x[b] is turned into x[b] - x[a] as 0 - d: exact
+ * for every value and +0 for a zero difference, where plain negation gives
+ * -0 (which made the sign of a zero normal component depend on which sphere
+ * the sweep met first, hence on the cell layout). */
 static inline int emit(const sp_grid_t *g, tslot_t *t, size_t i, size_t j, float dx, float dy, float dz, float d2) {
     pairbuf_t *b = &t->buf;
     if (SP_UNLIKELY(b->len == b->cap)) {
@@ -404,20 +470,9 @@ static inline int emit(const sp_grid_t *g, tslot_t *t, size_t i, size_t j, float
         uint32_t tmp = ia;
         ia = ib;
         ib = tmp;
-        dx = -dx, dy = -dy, dz = -dz;
+        dx = 0.0f - dx, dy = 0.0f - dy, dz = 0.0f - dz; /* = p[b] - p[a], +0 when equal */
     }
-    sp_pair_t *p = &b->p[b->len++];
-    p->a = ia;
-    p->b = ib;
-    if (d2 > 0.0f) {
-        float d = grid_sqrtf(d2);
-        float inv = 1.0f / d;
-        p->dist = d;
-        p->nx = dx * inv, p->ny = dy * inv, p->nz = dz * inv;
-    } else {
-        p->dist = 0.0f;
-        p->nx = 1.0f, p->ny = 0.0f, p->nz = 0.0f;
-    }
+    pair_fill(&b->p[b->len++], ia, ib, dx, dy, dz, d2);
     return 0;
 }
 
@@ -719,8 +774,22 @@ static void job_order_ab(sp_grid_t *g, int tid) {
     }
 }
 
+/* The full pass (both public functions validated the arguments' pointers). */
+static int find_pairs_full(sp_grid_t *g, sp_arena_t *scratch, const float *x, const float *y, const float *z,
+                           const float *r, size_t n, sp_grid_order_t order, const sp_pair_t **pairs,
+                           size_t *npairs);
+
 int sp_grid_find_pairs(sp_grid_t *g, sp_arena_t *scratch, const float *x, const float *y, const float *z,
                        const float *r, size_t n, const sp_pair_t **pairs, size_t *npairs) {
+    if (pairs) *pairs = NULL;
+    if (npairs) *npairs = 0;
+    if (g == NULL || pairs == NULL || npairs == NULL) return SP_EINVAL;
+    return find_pairs_full(g, scratch, x, y, z, r, n, g->def.order, pairs, npairs);
+}
+
+static int find_pairs_full(sp_grid_t *g, sp_arena_t *scratch, const float *x, const float *y, const float *z,
+                           const float *r, size_t n, sp_grid_order_t order, const sp_pair_t **pairs,
+                           size_t *npairs) {
     if (pairs) *pairs = NULL;
     if (npairs) *npairs = 0;
     if (g == NULL || pairs == NULL || npairs == NULL) return SP_EINVAL;
@@ -733,6 +802,8 @@ int sp_grid_find_pairs(sp_grid_t *g, sp_arena_t *scratch, const float *x, const 
     g->x = x, g->y = y, g->z = z, g->r = r;
     g->n = n;
     g->nt = nt;
+    g->order = order;
+    g->ids = NULL;
     if (n == 0) {
         set_empty(g, 0, 1, pairs, npairs);
         return 0;
@@ -844,13 +915,13 @@ int sp_grid_find_pairs(sp_grid_t *g, sp_arena_t *scratch, const float *x, const 
 
     /* Phase 6. */
     const sp_pair_t *res = NULL;
-    if (g->def.order == SP_GRID_ORDER_CELL && nt == 1) {
+    if (g->order == SP_GRID_ORDER_CELL && nt == 1) {
         res = g->ts[0].s.buf.p;
     } else if (total > 0) {
         g->out.len = 0;
         rc = pairbuf_reserve(g->alloc, &g->out, total);
         if (rc != 0) goto out;
-        if (g->def.order == SP_GRID_ORDER_CELL) {
+        if (g->order == SP_GRID_ORDER_CELL) {
             pool_run(g, job_concat);
         } else {
             rc = SP_ENOMEM;
@@ -881,5 +952,789 @@ out:
     for (int t = 0; t < SP_GRID_MAX_THREADS; t++) g->hist[t] = NULL;
     g->sx = g->sy = g->sz = g->sr = NULL;
     g->sc = NULL;
+    return rc;
+}
+
+/* ========================================================= coherent pass
+ *
+ * sp_grid_find_pairs_coherent() runs these phases ("par" split over the pool
+ * by contiguous ranges, "ser" on the caller's thread):
+ *   1. scan    (par, input order)  as the full pass, plus the largest id
+ *   2. layout  (ser)  keep the previous box and cells, or build new ones
+ *   3. ids     (ser)  inv[ids[i]] = i (the last index of a duplicate wins)
+ *   4. gather  (par, kept order)  each kept sphere is looked up in this call
+ *                     and re-read through its input index; one still in its
+ *                     cell is rewritten in place, one that changed cell
+ *                     becomes a mover and leaves a hole, a vanished one too
+ *   5. added   (par, input order) spheres no kept entry claimed are movers
+ *   6. re-sort (ser)  movers, stable LSD radix sort by cell (few per tick)
+ *   7. merge   (ser)  kept spheres (holes skipped) and movers into the other
+ *                     copy, cell by cell, writing the cell starts
+ *   8. sweep   (par, cell order)  the half shell of the full pass over the
+ *                     kept order; hits go to per-thread lists as (i, j)
+ *   9. output  (par, by a)  counting sort of all hits by a, the pair record
+ *                     written straight to its place, then each a's few pairs
+ *                     sorted by b
+ *
+ * Determinism: movers are listed in kept order, then in input order (thread
+ * lists concatenated in thread order) and the sort is stable, so even the
+ * kept order does not depend on the thread count. The output is sorted by
+ * (a, b) and each record is computed as d = p[b] - p[a] (negating a rounded
+ * difference is exact), so it equals the full pass's bit for bit and depends
+ * on this call's inputs only: the kept state decides the cost, never the
+ * result.
+ *
+ * Correctness of the kept cells: a key is computed only after the scan proved
+ * every sphere inside the kept box, and the cell edge is at least the full
+ * pass's (2 rmax (1 + 2^-10)), so overlapping spheres are at most one cell
+ * apart per axis, exactly as in the full pass. */
+
+#define CELL_HOLE UINT32_C(0x80000000)
+#define NO_ID UINT32_MAX
+
+/* Make *p hold at least `need` elements of `elem` bytes, keeping the first
+ * `keep`; new memory is zeroed when `zero`. Unchanged on failure. */
+static int arr_reserve(const sp_allocator_t *al, void **p, size_t *cap, size_t need, size_t elem, size_t keep,
+                       int zero) {
+    if (need <= *cap) return 0;
+    size_t nc = *cap < 64 ? 64 : *cap;
+    while (nc < need) {
+        if (nc > SIZE_MAX / 2) return SP_EOVERFLOW;
+        nc *= 2;
+    }
+    size_t bytes;
+    if (sp_size_mul(nc, elem, &bytes) != 0) return SP_EOVERFLOW;
+    void *q = al->alloc(al->ctx, bytes, SP_CACHELINE);
+    if (q == NULL) return SP_ENOMEM;
+    if (zero) memset(q, 0, bytes);
+    if (keep) memcpy(q, *p, keep * elem);
+    if (*p) al->free(al->ctx, *p, *cap * elem, SP_CACHELINE);
+    *p = q;
+    *cap = nc;
+    return 0;
+}
+
+/* A cset is one block of 7 arrays of cap 4-byte elements. Array k of copy
+ * `which` starts CSET_PAD * (k + 7 * which) elements after k * cap: with a
+ * power-of-two cap the arrays would otherwise all start at the same offset
+ * modulo 4 KiB, and the 14 streams of the merge (and the 8 of the sweep)
+ * would fall into the same L1 set of an 8-way cache and evict each other
+ * (measured: the merge ran 10x slower). */
+#define CSET_PAD 80 /* elements: 320 bytes, 5 cache lines */
+#define CSET_ELEMS(cap) (7 * (cap) + 14 * CSET_PAD)
+static void cset_point(cset_t *s, char *base, size_t cap, int which) {
+    float *f = (float *)(void *)base;
+    size_t o = (size_t)7 * CSET_PAD * (size_t)which;
+    s->x = f + o;
+    s->y = f + o + 1 * (cap + CSET_PAD), s->z = f + o + 2 * (cap + CSET_PAD), s->r = f + o + 3 * (cap + CSET_PAD);
+    uint32_t *u = (uint32_t *)(void *)base + o;
+    s->sid = u + 4 * (cap + CSET_PAD), s->cell = u + 5 * (cap + CSET_PAD), s->id = u + 6 * (cap + CSET_PAD);
+}
+
+/* The per-thread hit lists are one block: hi = block, hj = block + hcap. */
+static int hits_reserve(const sp_allocator_t *al, tslot_t *t, size_t need) {
+    if (need <= t->hcap) return 0;
+    size_t nc = t->hcap < 1024 ? 1024 : t->hcap, bytes;
+    while (nc < need) {
+        if (nc > SIZE_MAX / 16) return SP_EOVERFLOW;
+        nc *= 2;
+    }
+    if (sp_size_mul(nc, 8, &bytes) != 0) return SP_EOVERFLOW;
+    uint32_t *q = al->alloc(al->ctx, bytes, SP_CACHELINE);
+    if (q == NULL) return SP_ENOMEM;
+    if (t->nh) memcpy(q, t->hi, t->nh * 4), memcpy(q + nc, t->hj, t->nh * 4);
+    if (t->hi) al->free(al->ctx, t->hi, t->hcap * 8, SP_CACHELINE);
+    t->hi = q;
+    t->hj = q + nc;
+    t->hcap = nc;
+    return 0;
+}
+
+/* The block a copy was carved from (inverse of cset_point). */
+static void *cset_base(const cset_t *s, int which) { return s->x - (size_t)7 * CSET_PAD * (size_t)which; }
+
+static void coh_drop(coh_t *c) {
+    c->valid = 0;
+    c->n = 0;
+}
+
+static void coh_free(sp_grid_t *g) {
+    const sp_allocator_t *al = g->alloc;
+    coh_t *c = &g->coh;
+    size_t bytes = CSET_ELEMS(c->cap) * 4; /* cur and nxt share one capacity */
+    if (c->cur.x) al->free(al->ctx, cset_base(&c->cur, c->cur_which), bytes, SP_CACHELINE);
+    if (c->nxt.x) al->free(al->ctx, cset_base(&c->nxt, !c->cur_which), bytes, SP_CACHELINE);
+    if (c->start) al->free(al->ctx, c->start, c->start_cap * 4, SP_CACHELINE);
+    if (c->inv) al->free(al->ctx, c->inv, c->inv_cap * 4, SP_CACHELINE);
+    if (c->mv) al->free(al->ctx, c->mv, c->cap * 8, SP_CACHELINE);
+    for (int i = 0; i < SP_GRID_MAX_THREADS; i++) {
+        tslot_t *t = &g->ts[i].s;
+        if (t->mv) al->free(al->ctx, t->mv, t->mv_cap * 8, SP_CACHELINE);
+        if (t->hi) al->free(al->ctx, t->hi, t->hcap * 8, SP_CACHELINE);
+    }
+    memset(c, 0, sizeof *c);
+}
+
+/* Grow cur (keeping its c->n spheres), nxt and mv to hold `need` spheres,
+ * all to one capacity c->cap. Unchanged on failure. */
+static int coh_reserve(const sp_allocator_t *al, coh_t *c, size_t need) {
+    if (need <= c->cap) return 0;
+    size_t nc = c->cap < 256 ? 256 : c->cap, sbytes, mbytes;
+    while (nc < need) nc *= 2; /* need < 2^32: no overflow */
+    if (sp_size_mul(CSET_ELEMS(nc), 4, &sbytes) != 0 || sp_size_mul(nc, 8, &mbytes) != 0) return SP_EOVERFLOW;
+    char *bc = al->alloc(al->ctx, sbytes, SP_CACHELINE);
+    char *bn = bc ? al->alloc(al->ctx, sbytes, SP_CACHELINE) : NULL;
+    uint64_t *bm = bn ? al->alloc(al->ctx, mbytes, SP_CACHELINE) : NULL;
+    if (bm == NULL) {
+        if (bn) al->free(al->ctx, bn, sbytes, SP_CACHELINE);
+        if (bc) al->free(al->ctx, bc, sbytes, SP_CACHELINE);
+        return SP_ENOMEM;
+    }
+    /* The sweep reads 16 lanes past a run's end (masked off in the test):
+     * the padding after each array keeps that inside the block, and zeroing
+     * the block keeps it defined. */
+    memset(bc, 0, sbytes);
+    memset(bn, 0, sbytes);
+    /* Which copy is 0 or 1 goes with the block: cur and nxt swap blocks. */
+    int wc = c->cur_which;
+    cset_t t;
+    cset_point(&t, bc, nc, wc);
+    size_t keep = c->n * 4;
+    if (keep) {
+        memcpy(t.x, c->cur.x, keep), memcpy(t.y, c->cur.y, keep), memcpy(t.z, c->cur.z, keep);
+        memcpy(t.r, c->cur.r, keep), memcpy(t.sid, c->cur.sid, keep), memcpy(t.cell, c->cur.cell, keep);
+        memcpy(t.id, c->cur.id, keep);
+    }
+    if (c->cur.x) al->free(al->ctx, cset_base(&c->cur, c->cur_which), CSET_ELEMS(c->cap) * 4, SP_CACHELINE);
+    if (c->nxt.x) al->free(al->ctx, cset_base(&c->nxt, !c->cur_which), CSET_ELEMS(c->cap) * 4, SP_CACHELINE);
+    if (c->mv) al->free(al->ctx, c->mv, c->cap * 8, SP_CACHELINE);
+    c->cur = t;
+    cset_point(&c->nxt, bn, nc, !wc);
+    c->mv = bm;
+    c->cap = nc;
+    return 0;
+}
+
+static inline uint32_t coh_key(const coh_t *c, float x, float y, float z) {
+    uint32_t ix = (uint32_t)(((double)x - c->o[0]) * c->inv_h);
+    uint32_t iy = (uint32_t)(((double)y - c->o[1]) * c->inv_h);
+    uint32_t iz = (uint32_t)(((double)z - c->o[2]) * c->inv_h);
+    return (ix + 1) + c->NX * (iy + 1) + c->NXY * iz;
+}
+
+/* 1 when every value in [mn, mx] gets a key inside the box: (v - o) / h is
+ * >= 0 and truncates below dims (monotone in v, so the extremes decide). */
+static int coh_box_holds(const coh_t *c, const float mn[3], const float mx[3]) {
+    for (int k = 0; k < 3; k++) {
+        if (!((double)mn[k] - c->o[k] >= 0.0)) return 0;
+        if (!(((double)mx[k] - c->o[k]) * c->inv_h < (double)c->dims[k])) return 0;
+    }
+    return 1;
+}
+
+static double dense_limit(const sp_grid_t *g, size_t n) {
+    double limit = g->def.max_dense_cells ? (double)g->def.max_dense_cells : 32.0 * (double)n;
+    if (limit < 4096.0) limit = 4096.0;
+    if (limit > 2147483648.0) limit = 2147483648.0; /* keys < 2^31: CELL_HOLE stays free */
+    return limit;
+}
+
+/* New box for cell edge h around [mn, mx]: a margin of h + extent / 32 per
+ * side (so spheres can drift a while before a rebuild), or none when that
+ * would exceed the dense limit. Returns 0, or -1 when even the tight box is
+ * too big (the data needs the hashed layout). */
+static int coh_layout(sp_grid_t *g, const float mn[3], const float mx[3], double h, size_t n) {
+    coh_t *c = &g->coh;
+    double limit = dense_limit(g, n);
+    for (int pass = 0; pass < 2; pass++) {
+        coh_t t = *c;
+        t.h = h;
+        t.inv_h = 1.0 / h;
+        int ok = 1;
+        double cells = 1.0;
+        for (int k = 0; k < 3 && ok; k++) {
+            double lo = mn[k], hi = mx[k];
+            double m = pass == 0 ? h + (hi - lo) / 32.0 : 0.0;
+            t.o[k] = lo - m;
+            double u = (hi + m - t.o[k]) * t.inv_h;
+            if (!(u < 2147483000.0)) {
+                ok = 0;
+                break;
+            }
+            t.dims[k] = (uint32_t)u + 1;
+            cells *= (double)t.dims[k] + (k < 2 ? 2.0 : 1.0);
+        }
+        if (!ok || cells > limit) continue;
+        t.NX = t.dims[0] + 2;
+        t.NXY = t.NX * (t.dims[1] + 2);
+        t.ncells = (size_t)cells;
+        if (!coh_box_holds(&t, mn, mx)) continue;
+        *c = t;
+        return 0;
+    }
+    return -1;
+}
+
+static inline int mv_push(const sp_allocator_t *al, tslot_t *t, uint32_t key, uint32_t i) {
+    if (SP_UNLIKELY(t->mv_len == t->mv_cap)) {
+        int rc = arr_reserve(al, (void **)&t->mv, &t->mv_cap, t->mv_len + 1, 8, t->mv_len, 0);
+        if (rc != 0) {
+            t->err = rc;
+            return rc;
+        }
+    }
+    t->mv[t->mv_len++] = ((uint64_t)key << 32) | i;
+    return 0;
+}
+
+/* Phase 4: thread tid owns kept places [lo, hi) of cur and hit[] of the
+ * input indices they claim (a kept id matches at most one index and kept ids
+ * are distinct, so no byte is written by two threads). */
+static void job_coh_gather(sp_grid_t *g, int tid) {
+    coh_t *c = &g->coh;
+    size_t lo, hi;
+    split(c->n_old, g->nt, tid, &lo, &hi);
+    tslot_t *t = &g->ts[tid].s;
+    t->mv_len = 0;
+    t->err = 0;
+    cset_t s = c->cur;
+    const float *x = g->x, *y = g->y, *z = g->z, *r = g->r;
+    const uint32_t *ids = c->use_ids ? g->ids : NULL, *inv = c->inv;
+    const size_t n = g->n, inv_cap = c->inv_cap;
+    uint8_t *hit = (uint8_t *)g->cnt;
+    for (size_t p = lo; p < hi; p++) {
+        uint32_t id = s.id[p], i;
+        if (ids) {
+            if (id >= inv_cap) goto gone;
+            i = inv[id];
+            if (i >= n || ids[i] != id) goto gone;
+        } else {
+            i = id;
+            if (i >= n) goto gone;
+        }
+        hit[i] = 1;
+        float xi = x[i], yi = y[i], zi = z[i];
+        uint32_t k = coh_key(c, xi, yi, zi);
+        if (SP_UNLIKELY(k != s.cell[p])) {
+            s.cell[p] |= CELL_HOLE;
+            if (mv_push(g->alloc, t, k, i) != 0) return;
+            continue;
+        }
+        s.x[p] = xi, s.y[p] = yi, s.z[p] = zi, s.r[p] = r[i];
+        s.sid[p] = i;
+        continue;
+    gone:
+        s.cell[p] |= CELL_HOLE;
+    }
+    t->csum = (uint32_t)t->mv_len; /* where the added movers start (phase 5) */
+}
+
+/* Phase 5: input range tid; the spheres no kept place claimed. */
+static void job_coh_added(sp_grid_t *g, int tid) {
+    coh_t *c = &g->coh;
+    size_t lo, hi;
+    split(g->n, g->nt, tid, &lo, &hi);
+    tslot_t *t = &g->ts[tid].s;
+    if (t->err) return;
+    const uint8_t *hit = (const uint8_t *)g->cnt;
+    const float *x = g->x, *y = g->y, *z = g->z;
+    for (size_t i = lo; i < hi; i++) {
+        if (hit[i]) continue;
+        if (mv_push(g->alloc, t, coh_key(c, x[i], y[i], z[i]), (uint32_t)i) != 0) return;
+    }
+}
+
+/* Phase 6: stable sort of mv[0..m) by cell (the high 32 bits); tmp has m. */
+static void movers_sort(uint64_t *mv, uint64_t *tmp, size_t m, size_t ncells) {
+    if (m <= 32) {
+        for (size_t k = 1; k < m; k++) {
+            uint64_t v = mv[k];
+            size_t q = k;
+            while (q > 0 && (mv[q - 1] >> 32) > (v >> 32)) {
+                mv[q] = mv[q - 1];
+                q--;
+            }
+            mv[q] = v;
+        }
+        return;
+    }
+    unsigned bits = 1;
+    while (((size_t)1 << bits) < ncells) bits++;
+    uint64_t *src = mv, *dst = tmp;
+    for (unsigned sh = 0; sh < bits; sh += 11) {
+        size_t cnt[2048];
+        memset(cnt, 0, sizeof cnt);
+        for (size_t q = 0; q < m; q++) cnt[(src[q] >> (32 + sh)) & 2047]++;
+        size_t run = 0;
+        for (int d = 0; d < 2048; d++) {
+            size_t v = cnt[d];
+            cnt[d] = run;
+            run += v;
+        }
+        for (size_t q = 0; q < m; q++) dst[cnt[(src[q] >> (32 + sh)) & 2047]++] = src[q];
+        uint64_t *sw = src;
+        src = dst;
+        dst = sw;
+    }
+    if (src != mv) memcpy(mv, src, m * sizeof *mv);
+}
+
+/* Phase 7: cur (n_old places, holes skipped) merged with the sorted movers
+ * into nxt, cells ascending; at equal cells kept spheres come first. Then
+ * start[0 .. ncells + 2) without a branch per cell: start[c + 1] = 1 + the
+ * last index in cell c, then a running max fills the empty cells (a loop
+ * advancing a cell cursor per sphere mispredicted on nearly every sphere,
+ * the cell gaps being random). */
+static void coh_merge(sp_grid_t *g) {
+    coh_t *c = &g->coh;
+    const cset_t o = c->cur;
+    cset_t w = c->nxt;
+    const uint64_t *mv = c->mv;
+    const size_t nold = c->n_old, m = c->m, ncells = c->ncells;
+    const float *x = g->x, *y = g->y, *z = g->z, *r = g->r;
+    const uint32_t *ids = c->use_ids ? g->ids : NULL, *inv = c->inv;
+    uint32_t *start = c->start;
+    size_t p = 0, q = 0, k = 0;
+    uint32_t km = m ? (uint32_t)(mv[0] >> 32) : UINT32_MAX;
+    for (;;) {
+        /* Kept spheres up to the next mover's cell: the common case, a
+         * straight copy with the cell starts filled as cells change. */
+        while (p < nold) {
+            uint32_t ko = o.cell[p];
+            if (ko & CELL_HOLE) {
+                p++;
+                continue;
+            }
+            if (ko > km) break;
+            w.x[k] = o.x[p], w.y[k] = o.y[p], w.z[k] = o.z[p], w.r[k] = o.r[p];
+            w.sid[k] = o.sid[p], w.cell[k] = ko, w.id[k] = o.id[p];
+            k++, p++;
+        }
+        if (q == m) {
+            if (p == nold) break;
+            continue; /* km is UINT32_MAX: the loop above drains cur */
+        }
+        uint32_t i = (uint32_t)mv[q];
+        w.x[k] = x[i], w.y[k] = y[i], w.z[k] = z[i], w.r[k] = r[i];
+        w.sid[k] = i, w.cell[k] = km;
+        w.id[k] = ids ? (inv[ids[i]] == i ? ids[i] : NO_ID) : i;
+        k++, q++;
+        km = q < m ? (uint32_t)(mv[q] >> 32) : UINT32_MAX;
+    }
+    memset(start, 0, (ncells + 2) * sizeof *start);
+    const uint32_t *cell = w.cell;
+    for (size_t e = 0; e < k; e++) start[cell[e] + 1] = (uint32_t)(e + 1);
+    uint32_t run = 0;
+    for (size_t e = 1; e < ncells + 2; e++) {
+        run = start[e] > run ? start[e] : run;
+        start[e] = run;
+    }
+}
+
+/* Make room for 16 more hits (a full-vector store) after t->nh. */
+static inline int hits_room16(const sp_allocator_t *al, tslot_t *t) {
+    if (SP_LIKELY(t->hcap - t->nh >= 16)) return 0;
+    int rc = hits_reserve(al, t, t->nh + 16);
+    if (rc != 0) t->err = rc;
+    return rc;
+}
+
+/* Phase 8, portable kernel: sorted spheres [lo, hi) against their half
+ * shell (same runs as job_pairs_dense), hits appended in sweep order. */
+static void job_coh_sweep(sp_grid_t *g, int tid) {
+    coh_t *c = &g->coh;
+    size_t lo, hi;
+    split(c->n, g->nt, tid, &lo, &hi);
+    tslot_t *t = &g->ts[tid].s;
+    t->nh = 0;
+    t->err = 0;
+    const float *sx = c->cur.x, *sy = c->cur.y, *sz = c->cur.z, *sr = c->cur.r;
+    const uint32_t *start = c->start, *cell = c->cur.cell;
+    const size_t NX = c->NX, NXY = c->NXY;
+    const size_t rows[4] = {NX, NXY - NX, NXY, NXY + NX};
+    size_t cand = 0;
+    for (size_t i = lo; i < hi; i++) {
+        size_t cc = cell[i];
+        size_t rb[5], re[5];
+        rb[0] = i + 1, re[0] = start[cc + 2];
+        for (int k = 0; k < 4; k++) rb[k + 1] = start[cc + rows[k] - 1], re[k + 1] = start[cc + rows[k] + 2];
+        float xi = sx[i], yi = sy[i], zi = sz[i], ri = sr[i];
+        for (int k = 0; k < 5; k++) {
+            cand += re[k] - rb[k];
+            for (size_t j = rb[k]; j < re[k]; j++) {
+                float dx = sx[j] - xi, dy = sy[j] - yi, dz = sz[j] - zi;
+                float d2 = dx * dx + dy * dy + dz * dz;
+                float rs = ri + sr[j];
+                if (d2 < rs * rs) {
+                    if (hits_room16(g->alloc, t) != 0) return;
+                    t->hi[t->nh] = (uint32_t)i, t->hj[t->nh] = (uint32_t)j;
+                    t->nh++;
+                }
+            }
+        }
+    }
+    t->candidates = cand;
+}
+
+#if SP_GRID_HAVE_AVX512
+/* Phase 8, AVX-512 kernel: as job_coh_sweep, 16 candidates per step, with
+ * no branch on the test's outcome: the hit lanes' j are compressed in a
+ * register and stored as a full vector (the list keeps 16 spare slots), and
+ * the count advances by the popcount. A run of up to 16 candidates (nearly
+ * all at the automatic cell size) is one step, taken even when the run is
+ * empty (all lanes masked off), so the loop branches are predictable. The
+ * lane arithmetic is the scalar test's IEEE sequence (no FMA): same hits. */
+/* 16 candidates [jb, jb + 16) of one run against sphere (xi, yi, zi, ri):
+ * the mask of lanes below je that overlap. Plain (unmasked) loads: lanes past
+ * je read the next entries or the zeroed padding after the array (see
+ * coh_reserve) and are masked off in the compare. */
+__attribute__((target("avx512f"), always_inline)) static inline __mmask16
+test16(const float *sx, const float *sy, const float *sz, const float *sr, size_t jb, size_t je, __m512 xi, __m512 yi,
+       __m512 zi, __m512 ri) {
+    size_t len = je - jb;
+    __mmask16 m = len >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << len) - 1u);
+    __m512 dx = _mm512_sub_ps(_mm512_loadu_ps(sx + jb), xi);
+    __m512 dy = _mm512_sub_ps(_mm512_loadu_ps(sy + jb), yi);
+    __m512 dz = _mm512_sub_ps(_mm512_loadu_ps(sz + jb), zi);
+    __m512 rs = _mm512_add_ps(ri, _mm512_loadu_ps(sr + jb));
+    __m512 d2 = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(dx, dx), _mm512_mul_ps(dy, dy)), _mm512_mul_ps(dz, dz));
+    return _mm512_mask_cmp_ps_mask(m, d2, _mm512_mul_ps(rs, rs), _CMP_LT_OQ);
+}
+
+/* Phase 8, AVX-512 kernel: as job_coh_sweep, 16 candidates per step and no
+ * branch on the tests' outcome: the hit lanes' j are compressed in a
+ * register and stored as a full vector (the list keeps spare room), and the
+ * count advances by the popcount. The five runs' first 16 candidates (nearly
+ * every run at the automatic cell size) are all tested before any store:
+ * a store's address depends on the previous tests' popcounts, and the loads
+ * of later tests waited for it (measured: 3x slower when each test was
+ * followed by its store). Longer runs finish in a loop, rarely. The lane
+ * arithmetic is the scalar test's IEEE sequence (no FMA): same hits. */
+__attribute__((target("avx512f"))) static void job_coh_sweep_avx512(sp_grid_t *g, int tid) {
+    coh_t *c = &g->coh;
+    size_t lo, hi;
+    split(c->n, g->nt, tid, &lo, &hi);
+    tslot_t *t = &g->ts[tid].s;
+    t->nh = 0;
+    t->err = 0;
+    const float *sx = c->cur.x, *sy = c->cur.y, *sz = c->cur.z, *sr = c->cur.r;
+    const uint32_t *start = c->start, *cell = c->cur.cell;
+    const size_t NX = c->NX, NXY = c->NXY;
+    const size_t rows[4] = {NX, NXY - NX, NXY, NXY + NX};
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    /* Locals, not t->: the stores below could alias *t as far as the
+     * compiler knows, which would reload them after every store. */
+    uint32_t *hl = t->hi, *hr = t->hj;
+    size_t hcap = t->hcap, cand = 0, nh = 0;
+    /* Room for one sphere's stores: 5 runs of 16 and the i store. */
+    const size_t ROOM = 6 * 16;
+    for (size_t i = lo; i < hi; i++) {
+        if (SP_UNLIKELY(hcap - nh < ROOM)) {
+            t->nh = nh;
+            int rc = hits_reserve(g->alloc, t, nh + ROOM);
+            if (rc != 0) {
+                t->err = rc;
+                return;
+            }
+            hl = t->hi, hr = t->hj, hcap = t->hcap;
+        }
+        size_t cc = cell[i];
+        size_t rb[5], re[5];
+        rb[0] = i + 1, re[0] = start[cc + 2];
+        for (int k = 0; k < 4; k++) rb[k + 1] = start[cc + rows[k] - 1], re[k + 1] = start[cc + rows[k] + 2];
+        __m512 xi = _mm512_set1_ps(sx[i]), yi = _mm512_set1_ps(sy[i]);
+        __m512 zi = _mm512_set1_ps(sz[i]), ri = _mm512_set1_ps(sr[i]);
+        __mmask16 hk[5];
+        unsigned any = 0, longrun = 0;
+        for (int k = 0; k < 5; k++) {
+            hk[k] = test16(sx, sy, sz, sr, rb[k], re[k], xi, yi, zi, ri);
+            any |= hk[k];
+            longrun |= re[k] - rb[k] > 16;
+            cand += re[k] - rb[k];
+        }
+        if (!(any | longrun)) continue;
+        size_t nh0 = nh;
+        for (int k = 0; k < 5; k++) {
+            size_t jb = rb[k], je = re[k];
+            __m512i vj = _mm512_add_epi32(_mm512_set1_epi32((int)(uint32_t)jb), iota);
+            /* Register-form compress then a plain store: the memory form
+             * of vpcompressd is microcoded and slow on Zen 4. */
+            _mm512_storeu_si512((void *)(hr + nh), _mm512_maskz_compress_epi32(hk[k], vj));
+            nh += (size_t)__builtin_popcount((unsigned)hk[k]);
+            for (jb += 16; SP_UNLIKELY(jb < je); jb += 16) {
+                if (SP_UNLIKELY(hcap - nh < ROOM)) {
+                    t->nh = nh;
+                    int rc = hits_reserve(g->alloc, t, nh + ROOM);
+                    if (rc != 0) {
+                        t->err = rc;
+                        return;
+                    }
+                    hl = t->hi, hr = t->hj, hcap = t->hcap;
+                }
+                __mmask16 h = test16(sx, sy, sz, sr, jb, je, xi, yi, zi, ri);
+                vj = _mm512_add_epi32(_mm512_set1_epi32((int)(uint32_t)jb), iota);
+                _mm512_storeu_si512((void *)(hr + nh), _mm512_maskz_compress_epi32(h, vj));
+                nh += (size_t)__builtin_popcount((unsigned)h);
+            }
+        }
+        /* i for this sphere's hits: one store covers up to 16 (ROOM keeps
+         * 16 spare past nh); more loop, rarely. */
+        __m512i vi = _mm512_set1_epi32((int)(uint32_t)i);
+        size_t q = nh0;
+        do {
+            _mm512_storeu_si512((void *)(hl + q), vi);
+            q += 16;
+        } while (q < nh);
+    }
+    t->nh = nh;
+    t->candidates = cand;
+}
+#endif
+
+/* Phase 9: thread tid owns the pairs whose a is in its input range. It reads
+ * every thread's hits twice (count, then place) and writes only its part of
+ * cnt[] and of the output, so no write is shared. The record is computed
+ * from the sorted copy exactly as emit() does in the full pass. */
+static void job_coh_order(sp_grid_t *g, int tid) {
+    coh_t *c = &g->coh;
+    size_t alo, ahi;
+    split(g->n, g->nt, tid, &alo, &ahi);
+    uint32_t *cnt = g->cnt;
+    memset(cnt + alo, 0, (ahi - alo) * sizeof *cnt);
+    const uint32_t *sid = c->cur.sid;
+    const float *sx = c->cur.x, *sy = c->cur.y, *sz = c->cur.z;
+    size_t below = 0;
+    for (int t = 0; t < g->nt; t++) {
+        const tslot_t *s = &g->ts[t].s;
+        for (size_t k = 0; k < s->nh; k++) {
+            uint32_t ia = sid[s->hi[k]], ib = sid[s->hj[k]];
+            size_t a = ia < ib ? ia : ib;
+            if (a < alo)
+                below++;
+            else if (a < ahi)
+                cnt[a]++;
+        }
+    }
+    size_t run = below;
+    for (size_t a = alo; a < ahi; a++) {
+        size_t v = cnt[a];
+        cnt[a] = (uint32_t)run;
+        run += v;
+    }
+    sp_pair_t *o = g->out.p;
+    for (int t = 0; t < g->nt; t++) {
+        const tslot_t *s = &g->ts[t].s;
+        for (size_t k = 0; k < s->nh; k++) {
+            uint32_t i = s->hi[k], j = s->hj[k];
+            uint32_t ia = sid[i], ib = sid[j];
+            size_t a = ia < ib ? ia : ib;
+            if (a < alo || a >= ahi) continue;
+            float dx = sx[j] - sx[i], dy = sy[j] - sy[i], dz = sz[j] - sz[i];
+            float d2 = dx * dx + dy * dy + dz * dz;
+            if (ia > ib) {
+                uint32_t tmp = ia;
+                ia = ib;
+                ib = tmp;
+                dx = 0.0f - dx, dy = 0.0f - dy, dz = 0.0f - dz; /* = p[b] - p[a], +0 when equal */
+            }
+            pair_fill(&o[cnt[a]++], ia, ib, dx, dy, dz, d2);
+        }
+    }
+    size_t begin = below;
+    for (size_t a = alo; a < ahi; a++) {
+        size_t end = cnt[a];
+        for (size_t k = begin + 1; k < end; k++) {
+            sp_pair_t v = o[k];
+            size_t m = k;
+            while (m > begin && o[m - 1].b > v.b) {
+                o[m] = o[m - 1];
+                m--;
+            }
+            o[m] = v;
+        }
+        begin = end;
+    }
+}
+
+int sp_grid_find_pairs_coherent(sp_grid_t *g, sp_arena_t *scratch, const float *x, const float *y, const float *z,
+                                const float *r, const uint32_t *ids, size_t n, const sp_pair_t **pairs,
+                                size_t *npairs) {
+    if (pairs) *pairs = NULL;
+    if (npairs) *npairs = 0;
+    if (g == NULL || pairs == NULL || npairs == NULL) return SP_EINVAL;
+    if (n > 0 && (x == NULL || y == NULL || z == NULL || r == NULL)) return SP_EINVAL;
+    if (n >= (size_t)UINT32_MAX - 1) return SP_EOVERFLOW;
+    coh_t *c = &g->coh;
+    if (g->def.mode == SP_GRID_MODE_HASH) {
+        coh_drop(c);
+        return find_pairs_full(g, scratch, x, y, z, r, n, SP_GRID_ORDER_AB, pairs, npairs);
+    }
+
+    int nt = g->def.nthreads;
+    size_t per = n / g->def.parallel_min;
+    if ((size_t)nt > per) nt = per < 1 ? 1 : (int)per;
+    g->x = x, g->y = y, g->z = z, g->r = r;
+    g->n = n;
+    g->nt = nt;
+    g->order = SP_GRID_ORDER_AB;
+    g->ids = ids;
+    if (n == 0) {
+        coh_drop(c);
+        set_empty(g, 0, 1, pairs, npairs);
+        return 0;
+    }
+
+    /* Phase 1. */
+    pool_run(g, job_scan);
+    float mn[3], mx[3], rmin = INFINITY, rmax = -INFINITY, acc = 0.0f;
+    uint32_t idmax = 0;
+    for (int k = 0; k < 3; k++) mn[k] = INFINITY, mx[k] = -INFINITY;
+    for (int t = 0; t < nt; t++) {
+        const tslot_t *s = &g->ts[t].s;
+        for (int k = 0; k < 3; k++) {
+            mn[k] = s->mn[k] < mn[k] ? s->mn[k] : mn[k];
+            mx[k] = s->mx[k] > mx[k] ? s->mx[k] : mx[k];
+        }
+        rmin = s->rmin < rmin ? s->rmin : rmin;
+        rmax = s->rmax > rmax ? s->rmax : rmax;
+        acc += s->nanacc;
+        idmax = s->idmax > idmax ? s->idmax : idmax;
+    }
+    if (acc != acc || !(rmin >= 0.0f)) return SP_EINVAL; /* kept state untouched */
+    if (n == 1 || rmax == 0.0f) {
+        coh_drop(c);
+        set_empty(g, n, nt, pairs, npairs);
+        return 0;
+    }
+
+    /* Phase 2: keep the box, or build one. */
+    double h = 2.0 * (double)rmax * (1.0 + 1.0 / 1024.0);
+    if ((double)g->def.cell_size > h) h = (double)g->def.cell_size;
+    int use_ids = ids != NULL && (uint64_t)idmax < SP_GRID_MAX_IDS &&
+                  (uint64_t)idmax < 16 * (uint64_t)n + ((uint64_t)1 << 20);
+    int keep = c->valid && c->use_ids == use_ids && h <= c->h && c->h <= 1.5 * h &&
+               (double)c->ncells <= dense_limit(g, n) && coh_box_holds(c, mn, mx);
+    if (!keep) {
+        coh_drop(c);
+        if (coh_layout(g, mn, mx, h, n) != 0)
+            return find_pairs_full(g, scratch, x, y, z, r, n, SP_GRID_ORDER_AB, pairs, npairs);
+        c->use_ids = use_ids;
+    }
+
+    sp_arena_t *ar = scratch ? scratch : &g->own_arena;
+    sp_arena_mark_t mark = sp_arena_mark(ar);
+    size_t used0 = sp_arena_used(ar);
+    const sp_allocator_t *al = g->alloc;
+    int rc = coh_reserve(al, c, n > c->n ? n : c->n);
+    if (rc == 0) rc = arr_reserve(al, (void **)&c->start, &c->start_cap, c->ncells + 2, 4, 0, 0);
+    if (rc == 0 && use_ids) rc = arr_reserve(al, (void **)&c->inv, &c->inv_cap, (size_t)idmax + 1, 4, 0, 1);
+    /* g->cnt holds the hit bytes of phases 4-5, then the counts of phase 9. */
+    if (rc == 0) {
+        g->cnt = sp_arena_alloc_array(ar, n, sizeof(uint32_t), SP_CACHELINE);
+        if (g->cnt == NULL) rc = SP_ENOMEM;
+    }
+    if (rc != 0) goto fail;
+    c->valid = 1;
+    c->n_old = c->n;
+
+    /* Phase 3: the last index of each id wins (serial, so duplicates are
+     * resolved the same way whatever the thread count). */
+    if (use_ids)
+        for (size_t i = 0; i < n; i++) c->inv[ids[i]] = (uint32_t)i;
+
+    /* Phases 4-5. */
+    memset(g->cnt, 0, n);
+    pool_run(g, job_coh_gather);
+    pool_run(g, job_coh_added);
+    size_t m = 0;
+    for (int t = 0; t < nt; t++) {
+        if (g->ts[t].s.err) {
+            rc = g->ts[t].s.err;
+            goto fail;
+        }
+        m += g->ts[t].s.mv_len;
+    }
+
+    /* Phase 6: movers in kept order (each thread's first part), then in
+     * input order (second parts). */
+    {
+        size_t q = 0;
+        for (int pass = 0; pass < 2; pass++)
+            for (int t = 0; t < nt; t++) {
+                const tslot_t *s = &g->ts[t].s;
+                size_t b = pass == 0 ? 0 : s->csum, e = pass == 0 ? s->csum : s->mv_len;
+                if (e > b) memcpy(c->mv + q, s->mv + b, (e - b) * sizeof *c->mv);
+                q += e - b;
+            }
+        c->m = m;
+        uint64_t *tmp = NULL;
+        if (m > 32) {
+            tmp = sp_arena_alloc_array(ar, m, sizeof(uint64_t), SP_CACHELINE);
+            if (tmp == NULL) {
+                rc = SP_ENOMEM;
+                goto fail;
+            }
+        }
+        movers_sort(c->mv, tmp, m, c->ncells);
+    }
+
+    /* Phase 7, then cur := the merged copy. */
+    coh_merge(g);
+    {
+        cset_t sw = c->cur;
+        c->cur = c->nxt;
+        c->nxt = sw;
+        c->cur_which = !c->cur_which;
+        c->n = n;
+    }
+
+    /* Phase 8. */
+    job_fn sweep = job_coh_sweep;
+    c->simd = 0;
+#if SP_GRID_HAVE_AVX512
+    if (!g->def.no_simd && __builtin_cpu_supports("avx512f")) sweep = job_coh_sweep_avx512, c->simd = 1;
+#endif
+    pool_run(g, sweep);
+    size_t total = 0, cand = 0;
+    for (int t = 0; t < nt; t++) {
+        const tslot_t *s = &g->ts[t].s;
+        if (s->err) {
+            rc = s->err;
+            goto fail;
+        }
+        total += s->nh;
+        cand += s->candidates;
+    }
+
+    /* Phase 9. */
+    if (total > 0) {
+        g->out.len = 0;
+        rc = pairbuf_reserve(al, &g->out, total);
+        if (rc != 0) goto fail;
+        pool_run(g, job_coh_order);
+        g->out.len = total;
+    }
+
+    memset(&g->stats, 0, sizeof g->stats);
+    g->stats.spheres = n;
+    g->stats.pairs = total;
+    g->stats.candidates = cand;
+    g->stats.cells = c->ncells;
+    g->stats.cell_size = c->h;
+    g->stats.threads_used = nt;
+    g->stats.simd = c->simd;
+    g->stats.scratch_bytes = sp_arena_used(ar) - used0;
+    g->stats.coherent = keep;
+    g->stats.resorted = m;
+    *pairs = total ? g->out.p : NULL;
+    *npairs = total;
+    sp_arena_rewind(ar, mark);
+    g->cnt = NULL;
+    return 0;
+
+fail:
+    coh_drop(c);
+    sp_arena_rewind(ar, mark);
+    g->cnt = NULL;
     return rc;
 }
