@@ -34,6 +34,7 @@
 
 #include "common.h"
 #include "hdr.h"
+#include "opts.h"
 #include "snapshot.h"
 #include "spacesim/error.h"
 
@@ -110,7 +111,8 @@ static struct {
     long nclients;
     double duration, connect_rate, ramp, radius;
     double mix[K__COUNT];
-    const char *json_path, *svg_path, *asserts;
+    const char *json_path, *svg_path, *hdr_path, *asserts, *script_path;
+    bool log_latency, mix_given;
     uint64_t seed;
     bool quiet;
     /* runtime */
@@ -1103,45 +1105,106 @@ static void finish(void) {
 
 /* ---------------------------------------------------------------- main */
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "Usage: spacesim-load [OPTIONS]\n"
-            "Drive spacesimd with many MessagePack-RPC clients from one process and report\n"
-            "round-trip times, snapshot rates and errors.\n"
-            "\n"
-            "  -h HOST            server address (default 127.0.0.1)\n"
-            "  -p PORT            server port (default 7777)\n"
-            "  -c CLIENTS         concurrent clients, 1..%d (default 10)\n"
-            "  -d SECONDS         run time, 1..%d (default 10); stops by itself\n"
-            "  --connect-rate N   new connections per second (default 1000)\n"
-            "  --ramp SECONDS     spread the client starts over this time (default 0)\n"
-            "  --mix SPEC         commands per client per second, constant rate\n"
-            "                     (default move=5,fire=1,mine=1,ping=2; also inspect)\n"
-            "  --radius R         subscribe each client to radius R (default: server's)\n"
-            "  --json FILE        write the report as JSON (the names --assert takes)\n"
-            "  --assert LIST      e.g. 'p99_ms<50,snap_rate_min>=19,errors==0'; exit 1 if one fails\n"
-            "  --svg FILE         chart: RTT p50/p99/max and snapshots/client/s over time\n"
-            "  --seed N           random seed for targets and headings (default 1)\n"
-            "  -q                 no progress lines\n"
-            "  --help, --version\n"
-            "\n"
-            "Each client connects, says hello, spawns a ship, then sends its mix on a fixed\n"
-            "schedule; latency counts from the INTENDED send time (a stalled server shows up\n"
-            "as latency). Every snapshot is decoded. Error replies that are game outcomes\n"
-            "(NOT_FOUND, OUT_OF_RANGE, COOLDOWN) are listed apart and not counted in errors.\n"
-            "Metric names for --assert/--json: p50_ms p90_ms p99_ms p999_ms max_ms (all mix commands),\n"
-            "<method>_p99_ms etc., snap_rate_min snap_rate_median commands_per_sec errors\n"
-            "mb_per_s_in clients_connected send_lag_p99_ms, server_<key> from the server's stats.\n"
-            "Exit status: 0 ok (asserts held), 1 an assert failed, 2 bad usage or no client connected.\n",
-            MAX_CLIENTS, MAX_DURATION);
-}
+/* The one description of the command line: getopt_long, --help and the
+ * manual page (spacesim-load --man, installed as spacesim-load.1) all come
+ * from these tables (clients/opts.h). */
+enum { O_CONNECT_RATE = SPC_OPT_FIRST, O_RAMP, O_MIX, O_RADIUS, O_JSON, O_SVG, O_HDR, O_LOG, O_ASSERT, O_SEED };
+
+static const spc_opt_t load_opts[] = {
+    {'h', 'h', "host", "HOST", "server address (default 127.0.0.1)"},
+    {'p', 'p', "port", "PORT", "server port (default 7777)"},
+    {'c', 'c', "clients", "N", "concurrent clients, 1..100000 (default 10)"},
+    {'d', 'd', "duration", "SECONDS", "run time, 1..3600 (default 10); the run stops by itself"},
+    {O_CONNECT_RATE, 0, "connect-rate", "N", "new connections per second (default 1000)"},
+    {O_RAMP, 0, "ramp", "SECONDS", "spread the client starts over this time (default 0)"},
+    {O_MIX, 0, "mix", "SPEC",
+     "commands per client per second, each on a constant schedule: move, fire, mine, ping, inspect "
+     "(default move=5,fire=1,mine=1,ping=2); with -s the script sends instead, and --mix adds to it"},
+    {'s', 's', "script", "FILE", "run the Lua scenario FILE: per-client hooks decide what each client sends "
+                                 "(see SCENARIOS)"},
+    {O_RADIUS, 0, "radius", "R", "subscribe each client with radius R (default: the server's)"},
+    {O_JSON, 0, "json", "FILE", "write the report as JSON (the names --assert takes)"},
+    {O_ASSERT, 0, "assert", "LIST", "thresholds, e.g. 'p99_ms<50,snap_rate_min>=19,errors==0'; exit 1 if one fails"},
+    {O_SVG, 0, "svg", "FILE", "chart: round-trip p50/p99/max and snapshots per client per second over time, "
+                              "with the --assert thresholds drawn"},
+    {O_LOG, 0, "log-latency", NULL, "latency axis of the chart on a log scale (default linear)"},
+    {O_HDR, 0, "hdr", "FILE", "write the full latency spectrum of the mix in HdrHistogram's percentile text format "
+                              "(milliseconds), which HdrHistogram's plotters read"},
+    {O_SEED, 0, "seed", "N", "random seed for targets, headings and the scripts' math.random (default 1)"},
+    {'q', 'q', "quiet", NULL, "no progress lines"},
+};
+
+static const spc_optgroup_t load_groups[] = {
+    {"Options", NULL, load_opts, sizeof load_opts / sizeof load_opts[0], 1},
+};
+
+static const char *const load_synopsis[] = {
+    "[-h HOST] [-p PORT] [-c CLIENTS] [-d SECONDS] [--mix SPEC] [OPTIONS]",
+    "[OPTIONS] -s SCENARIO.lua",
+    NULL,
+};
+
+static const spc_section_t load_sections[] = {
+    {"Open loop",
+     "Each client connects, says hello, spawns a ship, then sends on a fixed schedule; latency counts from the "
+     "INTENDED send time (a stalled server shows up as latency, not as a lower request rate: coordinated omission, "
+     "as wrk2 measures it). How late the generator itself was is reported as send lag. Every snapshot is decoded "
+     "into the client's view. Error replies that are game outcomes (NOT_FOUND, OUT_OF_RANGE, COOLDOWN) are listed "
+     "apart and not counted as errors."},
+    {"Scenarios",
+     "With -s FILE, a Lua 5.4 script decides what each client does, the way wrk -s does. One Lua state serves every "
+     "client of the process; the script defines any of these global functions (all optional):\n\n"
+     "  setup(client)             once, after the client's hello and spawn\n"
+     "  on_snapshot(client)       after each snapshot is applied to its view\n"
+     "  on_event(client, event)   for each event notification (a table)\n"
+     "  on_timer(client)          every `timer` seconds (global, default 1)\n"
+     "  on_response(client, method, ok, result)  for each answer to the script\n\n"
+     "client is a table with id (0..N-1), ship, session, and methods:\n\n"
+     "  client:move(vx, vy, vz)   client:fire(target)   client:mine(asteroid)\n"
+     "  client:ping()   client:inspect(id)   client:call(method, ...)\n"
+     "  client:view()             entities in view: {id, kind, x, y, z, owner}\n"
+     "  client:nearest(kind)      nearest entity of kind \"ship\", \"asteroid\"\n"
+     "                            or \"projectile\" (not our own): table or nil\n"
+     "  client:pos()              our ship's x, y, z (nil when not in view)\n"
+     "  client.state              a table of the script's own, per client\n\n"
+     "Requests a hook sends get the same open-loop accounting as --mix: they are timed from the moment the hook "
+     "ran (the timer's due time for on_timer), and go into the same report, --json, --hdr and --assert. A Lua "
+     "error stops the run: the message names FILE:LINE, the report is still printed, and the exit status is 2. "
+     "Two examples are installed with the package (share/spacesim/scenarios): patrol.lua and miner.lua."},
+    {"Metrics",
+     "Names for --assert and --json: p50_ms p90_ms p99_ms p999_ms max_ms (all load commands), <method>_p99_ms and "
+     "the like per method, snap_rate_min snap_rate_median commands_per_sec errors mb_per_s_in clients_connected "
+     "send_lag_p99_ms, and server_<key> from the server's stats."},
+    {"Exit status",
+     "0 the run finished and every --assert held, 1 an assert failed, 2 bad usage, a scenario error, or no client "
+     "connected."},
+    {"Examples",
+     "  spacesim-load -c 1000 -d 30 --assert 'p99_ms<50,errors==0'\n"
+     "  spacesim-load -c 200 -d 20 --svg run.svg --log-latency --hdr run.hgrm\n"
+     "  spacesim-load -c 2000 -d 60 -s /usr/local/share/spacesim/scenarios/patrol.lua"},
+};
+
+static const spc_prog_t load_prog = {
+    .name = "spacesim-load",
+    .version = LOAD_VERSION,
+    .version_extra = "(protocol " SPC_STR(SP_PROTO_VERSION) ")",
+    .summary = "open-loop load generator and scenario runner for spacesimd",
+    .synopsis = load_synopsis,
+    .description = "Drive spacesimd with many MessagePack-RPC clients from one process (one libuv loop) and "
+                   "report round-trip times, snapshot rates and errors.",
+    .groups = load_groups,
+    .ngroups = sizeof load_groups / sizeof load_groups[0],
+    .sections = load_sections,
+    .nsections = sizeof load_sections / sizeof load_sections[0],
+    .see_also = "spacesimd(1), spacesim-cli(1), wrk(1)",
+};
 
 static double parse_num(const char *opt, const char *s, double lo, double hi) {
     char *end;
     errno = 0;
     double v = s ? strtod(s, &end) : NAN;
     if (!s || errno || end == s || *end || !isfinite(v))
-        fatal("%s needs a number, got '%s' (see --help)", opt, s ? s : "");
+        fatal("%s needs a number, got '%s' (see spacesim-load --help)", opt, s ? s : "");
     if (v < lo || v > hi) fatal("%s %s is out of range: allowed %g..%g", opt, s, lo, hi);
     return v;
 }
@@ -1169,6 +1232,33 @@ static void parse_mix(const char *spec) {
                         "(200/s): expect RATE_LIMITED errors\n", total);
 }
 
+static int on_opt(int id, const char *v, void *ctx) {
+    (void)ctx;
+    switch (id) {
+    case 'h': G.host = v; break;
+    case 'p': G.port = (int)parse_num("-p", v, 1, 65535); break;
+    case 'c': G.nclients = (long)parse_num("-c", v, 1, MAX_CLIENTS); break;
+    case 'd': G.duration = parse_num("-d", v, 1, MAX_DURATION); break;
+    case O_CONNECT_RATE: G.connect_rate = parse_num("--connect-rate", v, 1, 100000); break;
+    case O_RAMP: G.ramp = parse_num("--ramp", v, 0, MAX_DURATION); break;
+    case O_MIX:
+        parse_mix(v);
+        G.mix_given = true;
+        break;
+    case 's': G.script_path = v; break;
+    case O_RADIUS: G.radius = parse_num("--radius", v, 1, 20000); break;
+    case O_JSON: G.json_path = v; break;
+    case O_SVG: G.svg_path = v; break;
+    case O_LOG: G.log_latency = true; break;
+    case O_HDR: G.hdr_path = v; break;
+    case O_ASSERT: G.asserts = v; break;
+    case O_SEED: G.seed = (uint64_t)parse_num("--seed", v, 0, 1e15); break;
+    case 'q': G.quiet = true; break;
+    default: return spc_opts_bad(&load_prog, "internal error: option %d", id);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     G.host = SPC_DEFAULT_HOST;
     G.port = SPC_DEFAULT_PORT;
@@ -1177,51 +1267,9 @@ int main(int argc, char **argv) {
     G.connect_rate = 1000;
     G.seed = 1;
     parse_mix("move=5,fire=1,mine=1,ping=2");
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define TAKE() (i++, v)
-        if (strcmp(a, "--help") == 0) {
-            usage(stdout);
-            return 0;
-        } else if (strcmp(a, "--version") == 0) {
-            printf("spacesim-load %s (protocol %d)\n", LOAD_VERSION, SP_PROTO_VERSION);
-            return 0;
-        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--host") == 0) {
-            if (!v) fatal("%s needs a HOST", a);
-            G.host = TAKE();
-        } else if (strcmp(a, "-p") == 0 || strcmp(a, "--port") == 0) {
-            G.port = (int)parse_num(a, TAKE(), 1, 65535);
-        } else if (strcmp(a, "-c") == 0 || strcmp(a, "--clients") == 0) {
-            G.nclients = (long)parse_num(a, TAKE(), 1, MAX_CLIENTS);
-        } else if (strcmp(a, "-d") == 0 || strcmp(a, "--duration") == 0) {
-            G.duration = parse_num(a, TAKE(), 1, MAX_DURATION);
-        } else if (strcmp(a, "--connect-rate") == 0) {
-            G.connect_rate = parse_num(a, TAKE(), 1, 100000);
-        } else if (strcmp(a, "--ramp") == 0) {
-            G.ramp = parse_num(a, TAKE(), 0, MAX_DURATION);
-        } else if (strcmp(a, "--mix") == 0) {
-            if (!v) fatal("--mix needs a SPEC like move=5,fire=1");
-            parse_mix(TAKE());
-        } else if (strcmp(a, "--radius") == 0) {
-            G.radius = parse_num(a, TAKE(), 1, 20000);
-        } else if (strcmp(a, "--json") == 0) {
-            if (!v) fatal("--json needs a FILE");
-            G.json_path = TAKE();
-        } else if (strcmp(a, "--svg") == 0) {
-            if (!v) fatal("--svg needs a FILE");
-            G.svg_path = TAKE();
-        } else if (strcmp(a, "--assert") == 0) {
-            if (!v) fatal("--assert needs a LIST like 'p99_ms<50'");
-            G.asserts = TAKE();
-        } else if (strcmp(a, "--seed") == 0) {
-            G.seed = (uint64_t)parse_num(a, TAKE(), 0, 1e15);
-        } else if (strcmp(a, "-q") == 0) {
-            G.quiet = true;
-        } else {
-            fatal("unknown argument '%s' (see --help)", a);
-        }
-#undef TAKE
-    }
+    int ind;
+    int st = spc_opts_parse(&load_prog, 0, argc, argv, &ind, 0, on_opt, NULL);
+    if (st >= 0) return st;
     if (G.ramp > G.duration) fatal("--ramp %g is longer than the run (-d %g)", G.ramp, G.duration);
     if (G.asserts && check_asserts(G.asserts, false) == 2) return 2;
     G.rng = G.seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
