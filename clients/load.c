@@ -32,6 +32,10 @@
 #include <sys/resource.h>
 #include <uv.h>
 
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
 #include "common.h"
 #include "hdr.h"
 #include "opts.h"
@@ -63,8 +67,15 @@ static bool game_outcome(int64_t code) {
 typedef struct pend {
     uint32_t msgid;
     uint8_t method;      /* sp_method_t */
+    uint8_t flags;       /* PEND_* */
     uint64_t intended;   /* ns, uv_hrtime clock */
 } pend_t;
+
+/* PEND_LOAD: part of the load proper (the mix, or a scenario hook): counted in
+ * commands_sent/responses and in the "all" histogram; set-up requests (hello,
+ * spawn, subscribe, resync, the final stats) are only in the per-method table.
+ * PEND_SCRIPT: sent by a scenario hook; its answer goes to on_response. */
+enum { PEND_LOAD = 1, PEND_SCRIPT = 2 };
 
 enum cstate { C_WAITING, C_CONNECTING, C_HELLO, C_SPAWN, C_RUNNING, C_CLOSED };
 
@@ -259,7 +270,7 @@ static int client_write(client_t *c, const char *p, size_t n) {
     return 0;
 }
 
-static void pend_push(client_t *c, uint32_t msgid, int method, uint64_t intended) {
+static void pend_push(client_t *c, uint32_t msgid, int method, int flags, uint64_t intended) {
     if (c->plen == c->pcap) {
         uint32_t ncap = c->pcap ? c->pcap * 2 : 16;
         pend_t *np = malloc(ncap * sizeof *np);
@@ -270,14 +281,15 @@ static void pend_push(client_t *c, uint32_t msgid, int method, uint64_t intended
         c->pcap = ncap;
         c->phead = 0;
     }
-    c->pend[(c->phead + c->plen) % c->pcap] = (pend_t){msgid, (uint8_t)method, intended};
+    c->pend[(c->phead + c->plen) % c->pcap] = (pend_t){msgid, (uint8_t)method, (uint8_t)flags, intended};
     c->plen++;
 }
 
 /* Pack and send one request; params are packed by the callback. */
 typedef void (*pack_fn)(msgpack_packer *pk, client_t *c, void *arg);
 
-static void send_req(client_t *c, int method, uint32_t nparams, pack_fn fn, void *arg, uint64_t intended) {
+static void send_req_flags(client_t *c, int method, uint32_t nparams, pack_fn fn, void *arg, uint64_t intended,
+                           int flags) {
     static msgpack_sbuffer sb; /* single loop thread: one reusable buffer */
     msgpack_packer pk;
     sb.size = 0;
@@ -287,15 +299,20 @@ static void send_req(client_t *c, int method, uint32_t nparams, pack_fn fn, void
     if (sp_rpc_pack_request_begin(&pk, id, mi->name, nparams) != 0) fatal("out of memory");
     if (fn) fn(&pk, c, arg);
     if (client_write(c, sb.data, sb.size) != 0) return;
-    pend_push(c, id, method, intended);
+    pend_push(c, id, method, flags, intended);
 }
 
 /* Methods the mix sends (the load proper); hello, spawn, subscribe, resync
- * and the final stats are setup: in the per-method table, not in "all". */
+ * and the final stats are set-up. */
 static bool load_method(int method) {
     return method == SP_METHOD_MOVE || method == SP_METHOD_FIRE || method == SP_METHOD_MINE ||
            method == SP_METHOD_PING || method == SP_METHOD_INSPECT;
 }
+
+static void send_req(client_t *c, int method, uint32_t nparams, pack_fn fn, void *arg, uint64_t intended) {
+    send_req_flags(c, method, nparams, fn, arg, intended, load_method(method) ? PEND_LOAD : 0);
+}
+
 
 static void pack_hello(msgpack_packer *pk, client_t *c, void *arg) {
     (void)arg;
@@ -384,6 +401,423 @@ static void send_scheduled(client_t *c, int kind, uint64_t intended) {
     }
 }
 
+/* ---------------------------------------------------------------- scenarios (Lua)
+ *
+ * spacesim-load -s FILE: one Lua 5.4 state for the whole process (one loop
+ * thread, so no locking), hooks per client. A client is a userdata holding
+ * its index; its user value is the script's per-client `state` table. The
+ * methods a hook calls send requests through send_req_flags() with the same
+ * open-loop accounting as the mix: the intended time is when the hook was
+ * due (G.hook_due), so a hook that runs late still shows as latency.
+ *
+ * A Lua error (load or run time) prints FILE:LINE and the message, stops the
+ * sending phase like Ctrl-C (the report is still printed) and makes the exit
+ * status 2: a broken scenario must never look like a passing run. */
+enum { H_SETUP, H_SNAPSHOT, H_EVENT, H_TIMER, H_RESPONSE, H__COUNT };
+static const char *const hook_name[H__COUNT] = {"setup", "on_snapshot", "on_event", "on_timer", "on_response"};
+
+#define K_TIMER K__COUNT /* a schedule entry that runs on_timer, not a mix command */
+#define LUA_CLIENT_MT "spacesim.client"
+#define LUA_MAX_DEPTH 32  /* msgpack <-> Lua nesting; deeper is refused (no unbounded recursion) */
+
+static struct {
+    lua_State *L;
+    bool has[H__COUNT];
+    bool failed;          /* a hook raised an error: no more hooks run */
+    uint64_t timer_ns;    /* global `timer`, seconds, default 1 */
+    uint64_t hook_due;    /* intended send time of requests made by the running hook */
+    int *client_ref;      /* registry ref of each client's userdata, LUA_NOREF before setup */
+    uint64_t hooks_run;
+} S;
+
+static void script_stop(const char *msg) {
+    if (S.failed) return;
+    S.failed = true;
+    fprintf(stderr, "spacesim-load: scenario error: %s\nspacesim-load: stopping the run\n", msg);
+    count_error("script_error", true);
+    if (!G.sending_over) G.t_end = uv_hrtime();
+}
+
+/* Message handler of every hook call: errors raised by C functions
+ * (luaL_argerror, luaL_error at level 1) carry no position; name the first
+ * Lua frame's FILE:LINE so the message always says where. */
+static int lua_msgh(lua_State *L) {
+    const char *msg = lua_tostring(L, 1);
+    if (!msg) msg = luaL_typename(L, 1);
+    lua_Debug ar;
+    for (int level = 1; lua_getstack(L, level, &ar); level++) {
+        if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0) continue;
+        size_t n = strlen(ar.short_src);
+        if (strncmp(msg, ar.short_src, n) == 0 && msg[n] == ':') break; /* already located */
+        lua_pushfstring(L, "%s:%d: %s", ar.short_src, ar.currentline, msg);
+        return 1;
+    }
+    lua_pushstring(L, msg);
+    return 1;
+}
+
+static client_t *lua_client(lua_State *L, int idx) {
+    uint32_t *u = luaL_checkudata(L, idx, LUA_CLIENT_MT);
+    return &G.clients[*u];
+}
+
+/* Lua value at idx -> msgpack. Integers stay integers; a table with only
+ * keys 1..n is an array, any other a map (string keys). */
+static int lua_pack(lua_State *L, int idx, msgpack_packer *pk, int depth) {
+    idx = lua_absindex(L, idx);
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL: return msgpack_pack_nil(pk);
+    case LUA_TBOOLEAN: return lua_toboolean(L, idx) ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx)) {
+            lua_Integer v = lua_tointeger(L, idx);
+            return v < 0 ? msgpack_pack_int64(pk, v) : msgpack_pack_uint64(pk, (uint64_t)v);
+        }
+        return msgpack_pack_double(pk, lua_tonumber(L, idx));
+    case LUA_TSTRING: {
+        size_t n;
+        const char *str = lua_tolstring(L, idx, &n);
+        return msgpack_pack_str(pk, n) || msgpack_pack_str_body(pk, str, n);
+    }
+    case LUA_TTABLE: {
+        if (depth >= LUA_MAX_DEPTH) return luaL_error(L, "table nested deeper than %d", LUA_MAX_DEPTH);
+        lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+        size_t count = 0;
+        lua_pushnil(L);
+        while (lua_next(L, idx)) {
+            count++;
+            lua_pop(L, 1);
+        }
+        if ((lua_Integer)count == n) {
+            msgpack_pack_array(pk, (uint32_t)n);
+            for (lua_Integer i = 1; i <= n; i++) {
+                lua_rawgeti(L, idx, i);
+                lua_pack(L, -1, pk, depth + 1);
+                lua_pop(L, 1);
+            }
+            return 0;
+        }
+        msgpack_pack_map(pk, (uint32_t)count);
+        lua_pushnil(L);
+        while (lua_next(L, idx)) {
+            lua_pushvalue(L, -2); /* tostring on a copy: lua_next needs the key untouched */
+            size_t kn;
+            const char *k = luaL_tolstring(L, -1, &kn);
+            msgpack_pack_str(pk, kn);
+            msgpack_pack_str_body(pk, k, kn);
+            lua_pop(L, 2);
+            lua_pack(L, -1, pk, depth + 1);
+            lua_pop(L, 1);
+        }
+        return 0;
+    }
+    default: return luaL_error(L, "cannot send a %s to the server", luaL_typename(L, idx));
+    }
+}
+
+/* msgpack -> Lua value on the stack (maps as tables, arrays 1-based). */
+static void lua_push_obj(lua_State *L, const msgpack_object *o, int depth) {
+    luaL_checkstack(L, 4, "msgpack to Lua");
+    switch (o->type) {
+    case MSGPACK_OBJECT_BOOLEAN: lua_pushboolean(L, o->via.boolean); break;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER: lua_pushinteger(L, (lua_Integer)o->via.u64); break;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER: lua_pushinteger(L, (lua_Integer)o->via.i64); break;
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64: lua_pushnumber(L, o->via.f64); break;
+    case MSGPACK_OBJECT_STR: lua_pushlstring(L, o->via.str.ptr, o->via.str.size); break;
+    case MSGPACK_OBJECT_BIN: lua_pushlstring(L, o->via.bin.ptr, o->via.bin.size); break;
+    case MSGPACK_OBJECT_ARRAY:
+        if (depth >= LUA_MAX_DEPTH) {
+            lua_pushnil(L);
+            break;
+        }
+        lua_createtable(L, (int)o->via.array.size, 0);
+        for (uint32_t i = 0; i < o->via.array.size; i++) {
+            lua_push_obj(L, &o->via.array.ptr[i], depth + 1);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        break;
+    case MSGPACK_OBJECT_MAP:
+        if (depth >= LUA_MAX_DEPTH) {
+            lua_pushnil(L);
+            break;
+        }
+        lua_createtable(L, 0, (int)o->via.map.size);
+        for (uint32_t i = 0; i < o->via.map.size; i++) {
+            lua_push_obj(L, &o->via.map.ptr[i].key, depth + 1);
+            lua_push_obj(L, &o->via.map.ptr[i].val, depth + 1);
+            if (lua_isnil(L, -2)) lua_pop(L, 2);
+            else lua_rawset(L, -3);
+        }
+        break;
+    default: lua_pushnil(L); break;
+    }
+}
+
+/* Send method with the Lua arguments from stack index `first` on. */
+typedef struct packed {
+    const char *p;
+    size_t n;
+} packed_t;
+static void pack_raw(msgpack_packer *pk, client_t *c, void *arg) {
+    (void)c;
+    const packed_t *r = arg;
+    if (r->n) msgpack_pack_str_body(pk, r->p, r->n); /* raw append of already-packed params */
+}
+
+static int lua_send(lua_State *L, client_t *c, int method, int first) {
+    if (c->state != C_RUNNING || G.sending_over) {
+        lua_pushboolean(L, 0); /* the run is over or the client is gone: nothing sent */
+        return 1;
+    }
+    int top = lua_gettop(L);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    for (int i = first; i <= top; i++) lua_pack(L, i, &pk, 0); /* may raise: sb leaks only on error exit */
+    packed_t r = {sb.data, sb.size};
+    G.sent++;
+    G.sent_interval++;
+    send_req_flags(c, method, (uint32_t)(top - first + 1), pack_raw, &r, S.hook_due, PEND_LOAD | PEND_SCRIPT);
+    msgpack_sbuffer_destroy(&sb);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_call(lua_State *L) {
+    client_t *c = lua_client(L, 1);
+    size_t n;
+    const char *name = luaL_checklstring(L, 2, &n);
+    int m = sp_method_lookup(name, n);
+    if (m < 0) return luaL_error(L, "client:call: no method named '%s'", name);
+    if (m == SP_METHOD_HELLO) return luaL_error(L, "client:call: the load generator says hello itself");
+    return lua_send(L, c, m, 3);
+}
+
+static int l_move(lua_State *L) {
+    client_t *c = lua_client(L, 1);
+    double v[3] = {luaL_checknumber(L, 2), luaL_checknumber(L, 3), luaL_checknumber(L, 4)};
+    lua_settop(L, 1);
+    lua_pushinteger(L, (lua_Integer)c->ship);
+    lua_createtable(L, 3, 0);
+    for (int i = 0; i < 3; i++) {
+        lua_pushnumber(L, v[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return lua_send(L, c, SP_METHOD_MOVE, 2);
+}
+
+static int target_call(lua_State *L, int method) {
+    client_t *c = lua_client(L, 1);
+    lua_Integer t = luaL_checkinteger(L, 2);
+    lua_settop(L, 1);
+    lua_pushinteger(L, (lua_Integer)c->ship);
+    lua_pushinteger(L, t);
+    return lua_send(L, c, method, 2);
+}
+static int l_fire(lua_State *L) { return target_call(L, SP_METHOD_FIRE); }
+static int l_mine(lua_State *L) { return target_call(L, SP_METHOD_MINE); }
+
+static int l_ping(lua_State *L) {
+    client_t *c = lua_client(L, 1);
+    lua_settop(L, 1);
+    return lua_send(L, c, SP_METHOD_PING, 2);
+}
+
+static int l_inspect(lua_State *L) {
+    client_t *c = lua_client(L, 1);
+    lua_Integer id = luaL_optinteger(L, 2, (lua_Integer)c->ship);
+    lua_settop(L, 1);
+    lua_pushinteger(L, id);
+    return lua_send(L, c, SP_METHOD_INSPECT, 2);
+}
+
+static const char *kind_str(uint8_t k) {
+    return k == 1 ? "ship" : k == 2 ? "asteroid" : k == 3 ? "projectile" : "other";
+}
+
+static void push_rec(lua_State *L, const sp_snap_rec_t *r) {
+    lua_createtable(L, 0, 8);
+    lua_pushinteger(L, (lua_Integer)r->id);
+    lua_setfield(L, -2, "id");
+    lua_pushstring(L, kind_str(r->kind));
+    lua_setfield(L, -2, "kind");
+    lua_pushnumber(L, sp_snap_pos(r->pos[0]));
+    lua_setfield(L, -2, "x");
+    lua_pushnumber(L, sp_snap_pos(r->pos[1]));
+    lua_setfield(L, -2, "y");
+    lua_pushnumber(L, sp_snap_pos(r->pos[2]));
+    lua_setfield(L, -2, "z");
+    lua_pushinteger(L, r->owner);
+    lua_setfield(L, -2, "owner");
+    lua_pushnumber(L, sp_snap_radius(r->radius));
+    lua_setfield(L, -2, "radius");
+}
+
+/* client:view(): every entity in view (a new table each call: O(view)). */
+static int l_view(lua_State *L) {
+    client_t *c = lua_client(L, 1);
+    lua_createtable(L, (int)c->view.len, 0);
+    for (size_t i = 0; i < c->view.len; i++) {
+        push_rec(L, &c->view.recs[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+}
+
+static int l_nearest(lua_State *L) {
+    client_t *c = lua_client(L, 1);
+    static const char *const kinds[] = {"ship", "asteroid", "projectile", NULL};
+    int k = luaL_checkoption(L, 2, NULL, kinds) + 1;
+    uint64_t id = nearest(c, k);
+    const sp_snap_rec_t *r = id ? sp_snap_view_find(&c->view, id) : NULL;
+    if (!r) lua_pushnil(L);
+    else push_rec(L, r);
+    return 1;
+}
+
+static int l_pos(lua_State *L) {
+    client_t *c = lua_client(L, 1);
+    const sp_snap_rec_t *me = sp_snap_view_find(&c->view, c->ship);
+    if (!me) return 0;
+    for (int i = 0; i < 3; i++) lua_pushnumber(L, sp_snap_pos(me->pos[i]));
+    return 3;
+}
+
+static int l_index(lua_State *L) {
+    client_t *c = lua_client(L, 1);
+    const char *k = luaL_checkstring(L, 2);
+    if (strcmp(k, "id") == 0) lua_pushinteger(L, c->idx);
+    else if (strcmp(k, "ship") == 0) lua_pushinteger(L, (lua_Integer)c->ship);
+    else if (strcmp(k, "session") == 0) lua_pushinteger(L, c->session);
+    else if (strcmp(k, "state") == 0) lua_getiuservalue(L, 1, 1);
+    else {
+        lua_getfield(L, lua_upvalueindex(1), k); /* a method, or nil */
+    }
+    return 1;
+}
+
+static void lua_report_error(void) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", lua_tostring(S.L, -1) ? lua_tostring(S.L, -1) : "(error object is not a string)");
+    lua_pop(S.L, 1);
+    script_stop(msg);
+}
+
+/* Call hook h for client c with nargs arguments already pushed after it.
+ * Stack: [msgh, fn, client, args...] built here around the args. */
+static void hook_call(int h, client_t *c, int nargs, uint64_t due) {
+    lua_State *L = S.L;
+    int base = lua_gettop(L) - nargs;
+    lua_pushcfunction(L, lua_msgh);
+    lua_getglobal(L, hook_name[h]);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, S.client_ref[c->idx]);
+    lua_rotate(L, base + 1, 3); /* msgh fn client before the args */
+    S.hook_due = due;
+     S.hooks_run++;
+    if (lua_pcall(L, nargs + 1, 0, base + 1) != LUA_OK) lua_report_error();
+    lua_settop(L, base);
+}
+
+static bool hook_wanted(int h, const client_t *c) {
+    return S.L && S.has[h] && !S.failed && !G.sending_over && S.client_ref[c->idx] != LUA_NOREF;
+}
+
+/* After spawn: make the client's userdata, then setup(client). */
+static void script_client_ready(client_t *c) {
+    if (!S.L || S.failed) return;
+    lua_State *L = S.L;
+    uint32_t *u = lua_newuserdatauv(L, sizeof *u, 1);
+    *u = c->idx;
+    luaL_setmetatable(L, LUA_CLIENT_MT);
+    lua_newtable(L);
+    lua_setiuservalue(L, -2, 1);
+    S.client_ref[c->idx] = luaL_ref(L, LUA_REGISTRYINDEX);
+    uint64_t now = uv_hrtime();
+    if (S.has[H_TIMER]) heap_push((sched_t){now + (uint64_t)(rnd01() * (double)S.timer_ns), c->idx, K_TIMER});
+    if (hook_wanted(H_SETUP, c)) hook_call(H_SETUP, c, 0, now);
+}
+
+static void script_on_snapshot(client_t *c) {
+    if (hook_wanted(H_SNAPSHOT, c)) hook_call(H_SNAPSHOT, c, 0, uv_hrtime());
+}
+
+static void script_on_event(client_t *c, const msgpack_object *params) {
+    if (!hook_wanted(H_EVENT, c)) return;
+    const msgpack_object *ev = params->type == MSGPACK_OBJECT_ARRAY && params->via.array.size
+                                   ? &params->via.array.ptr[0] : params;
+    lua_push_obj(S.L, ev, 0);
+    hook_call(H_EVENT, c, 1, uv_hrtime());
+}
+
+static void script_on_response(client_t *c, int method, const sp_rpc_msg_t *m) {
+    if (!hook_wanted(H_RESPONSE, c)) return;
+    bool ok = m->error->type == MSGPACK_OBJECT_NIL;
+    lua_pushstring(S.L, sp_method_info(method)->name);
+    lua_pushboolean(S.L, ok);
+    lua_push_obj(S.L, ok ? m->result : m->error, 0);
+    hook_call(H_RESPONSE, c, 3, uv_hrtime());
+}
+
+/* Load the scenario before any connection: a syntax error or a failing
+ * top-level chunk is reported (FILE:LINE) and the run does not start. */
+static void script_load(const char *path) {
+    lua_State *L = luaL_newstate();
+    if (!L) fatal("out of memory for the Lua state");
+    luaL_openlibs(L);
+    static const luaL_Reg methods[] = {
+        {"call", l_call}, {"move", l_move}, {"fire", l_fire}, {"mine", l_mine}, {"ping", l_ping},
+        {"inspect", l_inspect}, {"view", l_view}, {"nearest", l_nearest}, {"pos", l_pos}, {NULL, NULL},
+    };
+    luaL_newmetatable(L, LUA_CLIENT_MT);
+    luaL_newlib(L, methods);
+    lua_pushcclosure(L, l_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    /* Reproducible with --seed, like the mix. */
+    lua_getglobal(L, "math");
+    lua_getfield(L, -1, "randomseed");
+    lua_pushinteger(L, (lua_Integer)G.seed);
+    lua_call(L, 1, 0);
+    lua_pop(L, 1);
+    lua_pushinteger(L, G.nclients);
+    lua_setglobal(L, "clients");
+    lua_pushnumber(L, G.duration);
+    lua_setglobal(L, "duration");
+    lua_pushcfunction(L, lua_msgh);
+    int rc = luaL_loadfile(L, path);
+    if (rc == LUA_ERRFILE) fatal("cannot read the scenario: %s", lua_tostring(L, -1));
+    if (rc == LUA_OK) rc = lua_pcall(L, 0, 0, -2);
+    if (rc != LUA_OK) {
+        fprintf(stderr, "spacesim-load: scenario error: %s\n", lua_tostring(L, -1));
+        exit(2);
+    }
+    lua_pop(L, 1);
+    bool any = false;
+    for (int h = 0; h < H__COUNT; h++) {
+        int t = lua_getglobal(L, hook_name[h]);
+        if (t != LUA_TNIL && t != LUA_TFUNCTION) fatal("scenario %s: %s is a %s, not a function", path, hook_name[h],
+                                                       lua_typename(L, t));
+        S.has[h] = t == LUA_TFUNCTION;
+        any |= S.has[h];
+        lua_pop(L, 1);
+    }
+    if (!any)
+        fatal("scenario %s defines none of setup, on_snapshot, on_event, on_timer, on_response: nothing to run", path);
+    lua_getglobal(L, "timer");
+    int isnum;
+    double t = lua_tonumberx(L, -1, &isnum);
+    lua_pop(L, 1);
+    if (!isnum) t = 1.0;
+    if (!(t >= 0.01 && t <= 3600)) fatal("scenario %s: timer = %g s is out of range: allowed 0.01..3600", path, t);
+    S.timer_ns = (uint64_t)(t * 1e9);
+    S.client_ref = malloc(sizeof(int) * (size_t)G.nclients);
+    if (!S.client_ref) fatal("out of memory");
+    for (long i = 0; i < G.nclients; i++) S.client_ref[i] = LUA_NOREF;
+    S.L = L;
+}
+
 /* ---------------------------------------------------------------- lifecycle */
 
 static void on_close(uv_handle_t *h) {
@@ -419,9 +853,9 @@ static void start_schedule(client_t *c) {
     }
 }
 
-static void record_latency(int method, uint64_t ns) {
+static void record_latency(int method, int flags, uint64_t ns) {
     if (method >= 0 && method < SP_METHOD__COUNT) hdr_record(G.by_method[method], ns);
-    if (!load_method(method)) return;
+    if (!(flags & PEND_LOAD)) return;
     hdr_record(G.all, ns);
     hdr_record(G.interval, ns);
 }
@@ -448,8 +882,8 @@ static void handle_response(client_t *c, const sp_rpc_msg_t *m) {
     c->phead = (c->phead + 1) % c->pcap;
     c->plen--;
     uint64_t now = uv_hrtime();
-    if (load_method(p.method)) G.answered++;
-    record_latency(p.method, now - p.intended);
+    if (p.flags & PEND_LOAD) G.answered++;
+    record_latency(p.method, p.flags, now - p.intended);
     bool ok = m->error->type == MSGPACK_OBJECT_NIL;
     if (!ok) {
         int64_t code = 0;
@@ -459,6 +893,10 @@ static void handle_response(client_t *c, const sp_rpc_msg_t *m) {
         if (sp_rpc_parse_error(m->error, &code, &msg, &ml) != 0) code = 0;
         snprintf(name, sizeof name, "%s:%s", sp_method_info(p.method)->name, spc_error_name(code));
         count_error(name, !game_outcome(code));
+    }
+    if (p.flags & PEND_SCRIPT) {
+        script_on_response(c, p.method, m);
+        return;
     }
     if (G.stats_wanted && c->idx == G.stats_client && m->msgid == G.stats_msgid) {
         spc_buf_t b = {0};
@@ -490,7 +928,10 @@ static void handle_response(client_t *c, const sp_rpc_msg_t *m) {
         c->state = C_RUNNING;
         G.running++;
         if (G.running > G.connected_peak) G.connected_peak = G.running;
-        if (!G.sending_over) start_schedule(c);
+        if (!G.sending_over) {
+            start_schedule(c);
+            script_client_ready(c);
+        }
         break;
     default: break;
     }
@@ -508,6 +949,7 @@ static void handle_notify(client_t *c, const sp_rpc_msg_t *m) {
                 G.snaps++;
                 G.snaps_interval++;
             }
+            script_on_snapshot(c);
             return;
         }
         count_error(rc == SP_EPROTO ? "snapshot_desync" : rc == SP_ECORRUPT ? "snapshot_malformed" : "snapshot_oom",
@@ -521,6 +963,7 @@ static void handle_notify(client_t *c, const sp_rpc_msg_t *m) {
     }
     if (m->method_len == 5 && memcmp(m->method, "event", 5) == 0) {
         G.events++;
+        script_on_event(c, m->params);
         return;
     }
     if (m->method_len == 5 && memcmp(m->method, "error", 5) == 0) {
@@ -624,9 +1067,17 @@ static void on_tick(uv_timer_t *t) {
             client_t *c = &G.clients[s.client];
             if (c->state != C_RUNNING) continue;
             hdr_record(G.lag, now - s.due);
-            send_scheduled(c, s.kind, s.due);
+            if (s.kind == K_TIMER) {
+                /* on_timer runs on the same fixed schedule as the mix: its
+                 * requests are timed from the due time, not from now. */
+                if (!hook_wanted(H_TIMER, c)) continue;
+                hook_call(H_TIMER, c, 0, s.due);
+                s.due += S.timer_ns;
+            } else {
+                send_scheduled(c, s.kind, s.due);
+                s.due += (uint64_t)((double)NS / G.mix[s.kind]);
+            }
             if (c->state != C_RUNNING) continue;
-            s.due += (uint64_t)((double)NS / G.mix[s.kind]);
             heap_push(s);
         }
         return;
@@ -644,7 +1095,7 @@ static void on_tick(uv_timer_t *t) {
                 if (c->state != C_RUNNING) continue;
                 for (uint32_t j = 0; j < c->plen; j++) {
                     pend_t *p = &c->pend[(c->phead + j) % c->pcap];
-                    record_latency(p->method, now - p->intended);
+                    record_latency(p->method, p->flags, now - p->intended);
                     count_error("timeout", true);
                 }
                 c->plen = 0;
@@ -825,6 +1276,7 @@ static void build_metrics(double dur, double *snap_min, double *snap_med, size_t
     for (int i = 0; i < G.nerrs; i++)
         if (!G.errs[i].counts_as_error) game += G.errs[i].n;
     metric("game_errors", (double)game);
+    if (S.L) metric("scenario_hooks", (double)S.hooks_run);
     for (int m = 0; m < SP_METHOD__COUNT; m++) {
         const hdr_t *h = G.by_method[m];
         if (!h->total) continue;
@@ -850,7 +1302,7 @@ static void print_report(double dur, double snap_min, double snap_med, size_t me
     printf("\nspacesim-load: %ld clients against %s:%d for %.1f s (mix", G.nclients, G.host, G.port, dur);
     for (int k = 0; k < K__COUNT; k++)
         if (G.mix[k] > 0) printf(" %s=%g", kind_name[k], G.mix[k]);
-    printf(" per client per second)\n");
+    printf(" per client per second%s%s)\n", G.script_path ? "; scenario " : "", G.script_path ? G.script_path : "");
     printf("connected: %u at peak, %u at the end; commands sent %llu, answered %llu (%.0f/s)\n", G.connected_peak,
            G.running, (unsigned long long)G.sent, (unsigned long long)G.answered,
            dur > 0 ? (double)G.sent / dur : 0);
@@ -863,7 +1315,7 @@ static void print_report(double dur, double snap_min, double snap_med, size_t me
                ms(hdr_percentile(h, 50)), ms(hdr_percentile(h, 90)), ms(hdr_percentile(h, 99)),
                ms(hdr_percentile(h, 99.9)), ms(h->max));
     }
-    printf("  %-10s %9llu %9.3f %9.3f %9.3f %9.3f %9.3f\n", "all (mix)", (unsigned long long)G.all->total,
+    printf("  %-10s %9llu %9.3f %9.3f %9.3f %9.3f %9.3f\n", "all (load)", (unsigned long long)G.all->total,
            ms(hdr_percentile(G.all, 50)), ms(hdr_percentile(G.all, 90)), ms(hdr_percentile(G.all, 99)),
            ms(hdr_percentile(G.all, 99.9)), ms(G.all->total ? G.all->max : 0));
     printf("  generator send lag: p99 %.3f ms, max %.3f ms (high values: the load generator is the bottleneck)\n",
@@ -913,6 +1365,23 @@ static int write_json(const char *path, double dur) {
             first = false;
         }
     spc_buf_printf(&b, "},\n");
+    if (G.script_path) {
+        spc_buf_t q = {0};
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_str(&pk, strlen(G.script_path));
+        msgpack_pack_str_body(&pk, G.script_path, strlen(G.script_path));
+        msgpack_zone z;
+        msgpack_zone_init(&z, 256);
+        msgpack_object o;
+        if (msgpack_unpack(sb.data, sb.size, NULL, &z, &o) == MSGPACK_UNPACK_SUCCESS && spc_json_append(&q, &o, -1) == 0)
+            spc_buf_printf(&b, "  \"scenario\": %s,\n", q.p);
+        msgpack_zone_destroy(&z);
+        msgpack_sbuffer_destroy(&sb);
+        spc_buf_free(&q);
+    }
     for (size_t i = 0; i < g_nmetrics; i++)
         if (strncmp(g_metrics[i].name, "server_", 7) != 0)
             spc_buf_printf(&b, "  \"%s\": %.6g,\n", g_metrics[i].name, g_metrics[i].v);
@@ -1094,6 +1563,7 @@ static void finish(void) {
         int a = check_asserts(G.asserts, true);
         if (a > status) status = a;
     }
+    if (S.failed) status = 2;
     if (G.connected_peak == 0) {
         fprintf(stderr, "spacesim-load: no client got a session: is spacesimd running on %s:%d?\n", G.host, G.port);
         if (status == 0) status = 2;
@@ -1270,6 +1740,11 @@ int main(int argc, char **argv) {
     int ind;
     int st = spc_opts_parse(&load_prog, 0, argc, argv, &ind, 0, on_opt, NULL);
     if (st >= 0) return st;
+    if (G.script_path) {
+        /* The script drives the clients; --mix given as well adds to it. */
+        if (!G.mix_given) memset(G.mix, 0, sizeof G.mix);
+        script_load(G.script_path);
+    }
     if (G.ramp > G.duration) fatal("--ramp %g is longer than the run (-d %g)", G.ramp, G.duration);
     if (G.asserts && check_asserts(G.asserts, false) == 2) return 2;
     G.rng = G.seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
