@@ -1418,65 +1418,56 @@ static int write_json(const char *path, double dur) {
     return write_buf(path, &b);
 }
 
-/* A two-panel SVG line chart: RTT percentiles per second (top, ms) and
- * snapshots per client per second (bottom). */
-static int write_svg(const char *path) {
-    const double W = 900, H = 560, L = 70, R = 30, T = 40, ph = 210, gap = 60;
-    double tmax = 1, ymax = 0.001, smax = 1;
-    for (size_t i = 0; i < G.nseries; i++) {
-        const point_t *p = &G.series[i];
-        if (p->t > tmax) tmax = p->t;
-        if (p->p99 > ymax) ymax = p->p99;
-        if (p->max > ymax) ymax = p->max;
-        if (p->snap_rate > smax) smax = p->snap_rate;
+/* One --assert clause, "NAME OP VALUE". */
+typedef struct clause {
+    char name[64];
+    int op; /* 0 <, 1 <=, 2 >, 3 >=, 4 ==, 5 != */
+    double want;
+} clause_t;
+static const char *const op_text[] = {"<", "<=", ">", ">=", "==", "!="};
+
+/* Parse cl into *out. Returns 0, or -1 after a message naming the problem. */
+static int parse_clause(char *cl, clause_t *out) {
+    while (*cl == ' ') cl++;
+    size_t nl = strcspn(cl, "<>=!");
+    if (nl == 0 || nl >= sizeof out->name) {
+        fprintf(stderr, "spacesim-load: --assert: cannot read '%s' (want NAME<VALUE, ops < <= > >= == !=)\n", cl);
+        return -1;
     }
-    /* Round the axes up to 1, 2 or 5 times a power of ten. */
-    double mag = pow(10, floor(log10(ymax)));
-    ymax = ymax <= mag ? mag : ymax <= 2 * mag ? 2 * mag : ymax <= 5 * mag ? 5 * mag : 10 * mag;
-    smax = ceil(smax / 5) * 5;
-    spc_buf_t b = {0};
-    spc_buf_printf(&b,
-                   "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" font-family=\"sans-serif\" "
-                   "font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
-                   "<text x=\"%.0f\" y=\"22\" font-size=\"15\">spacesim-load: %ld clients, %s:%d</text>\n",
-                   W, H, L, G.nclients, G.host, G.port);
-    for (int panel = 0; panel < 2; panel++) {
-        double y0 = T + panel * (ph + gap), pw = W - L - R;
-        double vmax = panel == 0 ? ymax : smax;
-        spc_buf_printf(&b, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" stroke=\"#888\"/>\n",
-                       L, y0, pw, ph);
-        for (int g = 0; g <= 4; g++) {
-            double y = y0 + ph - ph * g / 4.0;
-            spc_buf_printf(&b,
-                           "<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>"
-                           "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n",
-                           L, L + pw, y, y, L - 6, y + 4, vmax * g / 4.0);
-        }
-        for (int g = 0; g <= 5; g++) {
-            double x = L + pw * g / 5.0;
-            spc_buf_printf(&b, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\">%.0f s</text>\n", x, y0 + ph + 16,
-                           tmax * g / 5.0);
-        }
-        spc_buf_printf(&b, "<text x=\"%.0f\" y=\"%.0f\">%s</text>\n", L, y0 - 8,
-                       panel == 0 ? "round-trip time per second, ms: p50 (blue), p99 (red), max (grey)"
-                                  : "snapshots per client per second (green)");
-        const int nlines = panel == 0 ? 3 : 1;
-        static const char *const colours[] = {"#1f77b4", "#d62728", "#999", "#2ca02c"};
-        for (int line = 0; line < nlines; line++) {
-            if (G.nseries == 0) break;
-            spc_buf_printf(&b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s points=\"",
-                           colours[panel == 0 ? line : 3], panel == 0 && line == 2 ? " stroke-dasharray=\"4 3\"" : "");
-            for (size_t i = 0; i < G.nseries; i++) {
-                const point_t *p = &G.series[i];
-                double v = panel == 1 ? p->snap_rate : line == 0 ? p->p50 : line == 1 ? p->p99 : p->max;
-                if (v > vmax) v = vmax;
-                spc_buf_printf(&b, "%.1f,%.1f ", L + pw * p->t / tmax, y0 + ph - ph * v / vmax);
-            }
-            spc_buf_printf(&b, "\"/>\n");
-        }
+    memcpy(out->name, cl, nl);
+    out->name[nl] = '\0';
+    while (nl && out->name[nl - 1] == ' ') out->name[--nl] = '\0';
+    const char *op = cl + strcspn(cl, "<>=!");
+    size_t oplen = 1;
+    if (strncmp(op, "<=", 2) == 0) out->op = 1, oplen = 2;
+    else if (strncmp(op, ">=", 2) == 0) out->op = 3, oplen = 2;
+    else if (strncmp(op, "==", 2) == 0) out->op = 4, oplen = 2;
+    else if (strncmp(op, "!=", 2) == 0) out->op = 5, oplen = 2;
+    else if (*op == '<') out->op = 0;
+    else if (*op == '>') out->op = 2;
+    else {
+        fprintf(stderr, "spacesim-load: --assert: bad operator in '%s'\n", cl);
+        return -1;
     }
-    spc_buf_printf(&b, "</svg>\n");
-    return write_buf(path, &b);
+    char *end;
+    out->want = strtod(op + oplen, &end);
+    while (*end == ' ') end++;
+    if (end == op + oplen || *end) {
+        fprintf(stderr, "spacesim-load: --assert: bad number in '%s'\n", cl);
+        return -1;
+    }
+    return 0;
+}
+
+/* Every well-formed clause of spec, in order (at most cap). */
+static size_t parse_clauses(const char *spec, clause_t *out, size_t cap) {
+    size_t n = 0;
+    char *copy = strdup(spec), *save = NULL;
+    if (!copy) fatal("out of memory");
+    for (char *cl = strtok_r(copy, ",", &save); cl && n < cap; cl = strtok_r(NULL, ",", &save))
+        if (parse_clause(cl, &out[n]) == 0) n++;
+    free(copy);
+    return n;
 }
 
 /* --assert 'p99_ms<50,snap_rate_min>=19': every clause must hold. Returns
@@ -1486,56 +1477,225 @@ static int check_asserts(const char *spec, bool print) {
     char *copy = strdup(spec), *save = NULL;
     if (!copy) fatal("out of memory");
     for (char *cl = strtok_r(copy, ",", &save); cl; cl = strtok_r(NULL, ",", &save)) {
+        clause_t k;
+        if (parse_clause(cl, &k) != 0) {
+            status = 2;
+            continue;
+        }
         while (*cl == ' ') cl++;
-        size_t nl = strcspn(cl, "<>=!");
-        char name[64];
-        if (nl == 0 || nl >= sizeof name) {
-            fprintf(stderr, "spacesim-load: --assert: cannot read '%s' (want NAME<VALUE, ops < <= > >= == !=)\n", cl);
-            status = 2;
-            continue;
-        }
-        memcpy(name, cl, nl);
-        name[nl] = '\0';
-        while (nl && name[nl - 1] == ' ') name[--nl] = '\0';
-        const char *op = cl + strcspn(cl, "<>=!");
-        int opn = 0;
-        size_t oplen = 1;
-        if (strncmp(op, "<=", 2) == 0) opn = 1, oplen = 2;
-        else if (strncmp(op, ">=", 2) == 0) opn = 3, oplen = 2;
-        else if (strncmp(op, "==", 2) == 0) opn = 4, oplen = 2;
-        else if (strncmp(op, "!=", 2) == 0) opn = 5, oplen = 2;
-        else if (*op == '<') opn = 0;
-        else if (*op == '>') opn = 2;
-        else {
-            fprintf(stderr, "spacesim-load: --assert: bad operator in '%s'\n", cl);
-            status = 2;
-            continue;
-        }
-        char *end;
-        double want = strtod(op + oplen, &end);
-        while (*end == ' ') end++;
-        if (end == op + oplen || *end) {
-            fprintf(stderr, "spacesim-load: --assert: bad number in '%s'\n", cl);
-            status = 2;
-            continue;
-        }
-        const metric_t *m = metric_find(name);
+        const metric_t *m = metric_find(k.name);
         if (!m) {
             if (!print) continue; /* validating before the run: names are checked after it */
-            fprintf(stderr, "spacesim-load: --assert: no metric named '%s'; known:", name);
+            fprintf(stderr, "spacesim-load: --assert: no metric named '%s'; known:", k.name);
             for (size_t i = 0; i < g_nmetrics; i++) fprintf(stderr, " %s", g_metrics[i].name);
             fprintf(stderr, "\n");
             status = 2;
             continue;
         }
-        double v = m->v;
+        double v = m->v, want = k.want;
+        int opn = k.op;
         bool ok = opn == 0 ? v < want : opn == 1 ? v <= want : opn == 2 ? v > want : opn == 3 ? v >= want
                 : opn == 4 ? v == want : v != want;
-        if (print) printf("assert %-28s %s (%s = %.6g)\n", cl, ok ? "PASS" : "FAIL", name, v);
+        if (print) printf("assert %-28s %s (%s = %.6g)\n", cl, ok ? "PASS" : "FAIL", k.name, v);
         if (!ok && status == 0) status = 1;
     }
     free(copy);
     return status;
+}
+
+/* ---------------------------------------------------------------- chart */
+
+/* A "nice" tick step for an axis of `span` with about `n` ticks: 1, 2 or 5
+ * times a power of ten, so the labels are round numbers. */
+static double nice_step(double span, int n) {
+    if (!(span > 0)) span = 1;
+    double raw = span / n, mag = pow(10, floor(log10(raw))), f = raw / mag;
+    return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * mag;
+}
+
+/* A tick label without float noise: 0.3, not 0.30000000000000004. */
+static void tick_label(char *buf, size_t n, double v, double step) {
+    int dec = step >= 1 ? 0 : (int)ceil(-log10(step) - 1e-9);
+    if (dec > 6) dec = 6;
+    snprintf(buf, n, "%.*f", dec, v);
+}
+
+/* Does an --assert metric belong on the latency panel (ms) or the snapshot
+ * panel (per client per second)? 0 neither. */
+static int clause_panel(const char *name) {
+    size_t n = strlen(name);
+    if (n > 3 && strcmp(name + n - 3, "_ms") == 0 && strncmp(name, "send_lag", 8) != 0 &&
+        strncmp(name, "server_", 7) != 0)
+        return 1;
+    if (strcmp(name, "snap_rate_min") == 0 || strcmp(name, "snap_rate_median") == 0) return 2;
+    return 0;
+}
+
+/* A two-panel SVG line chart: RTT percentiles per second (top, ms, linear
+ * or --log-latency) and snapshots per client per second (bottom), with the
+ * --assert thresholds of either panel drawn as labelled dashed lines. Axes
+ * end on round values and carry 1/2/5 ticks; the title and the subtitle
+ * (the run's parameters) have their own lines above the first panel. */
+static int write_svg(const char *path) {
+    const double W = 900, H = 600, L = 70, R = 30, T = 90, ph = 200, gap = 70, pw = W - L - R;
+    double tmax = 1, ymax = 0, ymin = INFINITY, smax = 0;
+    clause_t cl[32];
+    size_t ncl = G.asserts ? parse_clauses(G.asserts, cl, 32) : 0;
+    for (size_t i = 0; i < G.nseries; i++) {
+        const point_t *p = &G.series[i];
+        if (p->t > tmax) tmax = p->t;
+        double vs[3] = {p->p50, p->p99, p->max};
+        for (int k = 0; k < 3; k++) {
+            if (vs[k] > ymax) ymax = vs[k];
+            if (vs[k] > 0 && vs[k] < ymin) ymin = vs[k];
+        }
+        if (p->snap_rate > smax) smax = p->snap_rate;
+    }
+    for (size_t i = 0; i < ncl; i++) {
+        int panel = clause_panel(cl[i].name);
+        if (panel == 1 && cl[i].want > ymax) ymax = cl[i].want;
+        if (panel == 1 && cl[i].want > 0 && cl[i].want < ymin) ymin = cl[i].want;
+        if (panel == 2 && cl[i].want > smax) smax = cl[i].want;
+    }
+    if (!(ymax > 0)) ymax = 1;
+    if (!isfinite(ymin)) ymin = ymax / 10;
+    /* Linear: 0..ymax rounded up to a tick. Log: whole decades around the data. */
+    double ystep = nice_step(ymax, 5), ytop = ceil(ymax / ystep - 1e-9) * ystep;
+    double lo_dec = floor(log10(ymin)), hi_dec = ceil(log10(ymax));
+    if (hi_dec <= lo_dec) hi_dec = lo_dec + 1;
+    double sstep = nice_step(smax > 0 ? smax : 1, 5), stop = ceil((smax > 0 ? smax : 1) / sstep - 1e-9) * sstep;
+    double tstep = nice_step(tmax, 8), tend = ceil(tmax / tstep - 1e-9) * tstep;
+
+    spc_buf_t b = {0};
+    spc_buf_printf(&b,
+                   "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" font-family=\"sans-serif\" "
+                   "font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
+                   W, H);
+    spc_buf_printf(&b, "<text x=\"%.0f\" y=\"26\" font-size=\"16\" font-weight=\"bold\">spacesim-load against %s:%d</text>\n",
+                   L, G.host, G.port);
+    spc_buf_printf(&b, "<text x=\"%.0f\" y=\"46\" fill=\"#555\">%ld clients, %.0f s", L, G.nclients, G.duration);
+    bool anymix = false;
+    for (int k = 0; k < K__COUNT; k++)
+        if (G.mix[k] > 0) {
+            spc_buf_printf(&b, "%s%s=%g", anymix ? "," : ", mix ", kind_name[k], G.mix[k]);
+            anymix = true;
+        }
+    if (G.script_path) spc_buf_printf(&b, ", scenario %s", G.script_path);
+    spc_buf_printf(&b, "; open loop, latency from the intended send time</text>\n");
+    for (int panel = 0; panel < 2; panel++) {
+        double y0 = T + panel * (ph + gap);
+        bool logy = panel == 0 && G.log_latency;
+        /* value -> y pixel */
+#define YPIX(v)                                                                                                    \
+    (logy ? y0 + ph - ph * (log10((v) > 0 ? (v) : pow(10, lo_dec)) - lo_dec) / (hi_dec - lo_dec)                 \
+          : y0 + ph - ph * (v) / (panel == 0 ? ytop : stop))
+        spc_buf_printf(&b, "<text x=\"%.0f\" y=\"%.0f\" font-weight=\"bold\">%s</text>\n", L, y0 - 10,
+                       panel == 0 ? (logy ? "round-trip time per second, ms (log scale): p50 blue, p99 red, max grey"
+                                          : "round-trip time per second, ms: p50 blue, p99 red, max grey")
+                                  : "snapshots per client per second (green)");
+        spc_buf_printf(&b, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" stroke=\"#888\"/>\n",
+                       L, y0, pw, ph);
+        char lab[32];
+        if (logy) {
+            for (double d = lo_dec; d <= hi_dec + 1e-9; d++)
+                for (int m = 1; m <= 5; m += (m == 1 ? 1 : 3)) { /* 1, 2, 5 per decade */
+                    double v = m * pow(10, d);
+                    if (log10(v) > hi_dec + 1e-9) break;
+                    double y = YPIX(v);
+                    tick_label(lab, sizeof lab, v, pow(10, d));
+                    spc_buf_printf(&b,
+                                   "<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/>"
+                                   "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\">%s</text>\n",
+                                   L, L + pw, y, y, m == 1 ? "#ddd" : "#f2f2f2", L - 6, y + 4, lab);
+                }
+        } else {
+            double step = panel == 0 ? ystep : sstep, top = panel == 0 ? ytop : stop;
+            for (double v = 0; v <= top + step / 2; v += step) {
+                double y = YPIX(v);
+                tick_label(lab, sizeof lab, v, step);
+                spc_buf_printf(&b,
+                               "<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>"
+                               "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\">%s</text>\n",
+                               L, L + pw, y, y, L - 6, y + 4, lab);
+            }
+        }
+        for (double t = 0; t <= tend + tstep / 2; t += tstep) {
+            double x = L + pw * t / tend;
+            tick_label(lab, sizeof lab, t, tstep);
+            spc_buf_printf(&b, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\">%s s</text>\n", x, y0 + ph + 16, lab);
+        }
+        const int nlines = panel == 0 ? 3 : 1;
+        static const char *const colours[] = {"#1f77b4", "#d62728", "#999", "#2ca02c"};
+        for (int line = 0; line < nlines && G.nseries; line++) {
+            spc_buf_printf(&b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s points=\"",
+                           colours[panel == 0 ? line : 3], panel == 0 && line == 2 ? " stroke-dasharray=\"4 3\"" : "");
+            for (size_t i = 0; i < G.nseries; i++) {
+                const point_t *p = &G.series[i];
+                double v = panel == 1 ? p->snap_rate : line == 0 ? p->p50 : line == 1 ? p->p99 : p->max;
+                spc_buf_printf(&b, "%.1f,%.1f ", L + pw * p->t / tend, YPIX(v));
+            }
+            spc_buf_printf(&b, "\"/>\n");
+        }
+        /* The thresholds: what the run was asserted against. */
+        for (size_t i = 0; i < ncl; i++) {
+            if (clause_panel(cl[i].name) != panel + 1) continue;
+            double y = YPIX(cl[i].want);
+            spc_buf_printf(&b,
+                           "<line class=\"assert\" x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ff7f0e\" "
+                           "stroke-width=\"1.5\" stroke-dasharray=\"8 4\"/>"
+                           "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#ff7f0e\">assert %s%s%g</text>\n",
+                           L, L + pw, y, y, L + pw - 4, y - 4, cl[i].name, op_text[cl[i].op], cl[i].want);
+        }
+#undef YPIX
+    }
+    spc_buf_printf(&b, "</svg>\n");
+    return write_buf(path, &b);
+}
+
+/* ---------------------------------------------------------------- --hdr */
+
+/* The latency spectrum of the load (G.all) in HdrHistogram's percentile
+ * distribution text format (what HdrHistogram's outputPercentileDistribution
+ * prints, in milliseconds): percentiles stepping by halving the distance to
+ * 100% in 5 ticks each, then the Mean/Max footer. HdrHistogram's plotters
+ * (plotFiles.html, HistogramLogAnalyzer) read it. Our buckets are those of
+ * an HdrHistogram with 256 sub-buckets (< 0.8 % error). */
+static int write_hdr(const char *path) {
+    const hdr_t *h = G.all;
+    spc_buf_t b = {0};
+    spc_buf_printf(&b, "%12s %14s %10s %14s\n\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)");
+    if (h->total) {
+        double p = 0;
+        for (;;) {
+            uint64_t v = hdr_percentile(h, p);
+            uint64_t below = 0;
+            size_t vi = hdr_index(v);
+            for (size_t i = 0; i <= vi; i++) below += h->counts[i];
+            double frac = (double)below / (double)h->total;
+            if (below >= h->total) break;
+            spc_buf_printf(&b, "%12.3f %2.12f %10llu %14.2f\n", ms(v), frac, (unsigned long long)below,
+                           1.0 / (1.0 - frac));
+            /* HdrHistogram's percentile iterator: 5 ticks per half distance. */
+            double ticks = 5 * pow(2, floor(log2(100.0 / (100.0 - (frac * 100 > p ? frac * 100 : p)))) + 1);
+            double next = (frac * 100 > p ? frac * 100 : p) + 100.0 / ticks;
+            if (next <= p) break;
+            p = next;
+            if (p >= 100) break;
+        }
+        spc_buf_printf(&b, "%12.3f %2.12f %10llu\n", ms(h->max), 1.0, (unsigned long long)h->total);
+    }
+    double mean = hdr_mean(h), var = 0;
+    for (size_t i = 0; i < HDR_BUCKETS; i++)
+        if (h->counts[i]) {
+            double mid = ((double)hdr_bucket_lo(i) + (double)hdr_bucket_hi(i)) / 2 - mean;
+            var += (double)h->counts[i] * mid * mid;
+        }
+    double sd = h->total ? sqrt(var / (double)h->total) : 0;
+    spc_buf_printf(&b, "#[Mean    = %12.3f, StdDeviation   = %12.3f]\n", mean / 1e6, sd / 1e6);
+    spc_buf_printf(&b, "#[Max     = %12.3f, Total count    = %12llu]\n", ms(h->total ? h->max : 0),
+                   (unsigned long long)h->total);
+    spc_buf_printf(&b, "#[Buckets = %12d, SubBuckets     = %12d]\n", 64 - HDR_SUB_BITS + 1, (int)HDR_LINEAR);
+    return write_buf(path, &b);
 }
 
 static int g_exit;
@@ -1559,6 +1719,7 @@ static void finish(void) {
     int status = 0;
     if (G.json_path && write_json(G.json_path, dur) != 0) status = 2;
     if (G.svg_path && write_svg(G.svg_path) != 0) status = 2;
+    if (G.hdr_path && write_hdr(G.hdr_path) != 0) status = 2;
     if (G.asserts) {
         int a = check_asserts(G.asserts, true);
         if (a > status) status = a;
