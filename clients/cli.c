@@ -432,13 +432,16 @@ static int say_hello(spc_conn_t *c, const opts_t *o, const char *name) {
 
 /* ---------------------------------------------------------------- steps */
 
+static int server_tick(spc_conn_t *c, const opts_t *o, uint64_t *tick);
+
 /* Read and drop what the server pushes (snapshots, events) until `until`
  * (spc_now() seconds). A session that stops reading would have its
  * snapshots skipped and, past the hard output limit, be disconnected; an
- * `error` notification means the server is closing us. Returns 0 at the
- * deadline, 1 when interrupted (g_stop), -1 when the connection is gone
- * (printed). */
-static int drain_until(spc_conn_t *c, double until) {
+ * `error` notification means the server is closing us; its `ping`
+ * reminder (after a silence) is answered with a ping, so a long sleep or
+ * an idle prompt never hits IDLE_TIMEOUT_SEC. Returns 0 at the deadline, 1
+ * when interrupted (g_stop), -1 when the connection is gone (printed). */
+static int drain_until(spc_conn_t *c, const opts_t *o, double until) {
     char err[512];
     while (!g_stop) {
         sp_rpc_msg_t m;
@@ -454,6 +457,10 @@ static int drain_until(spc_conn_t *c, double until) {
             spc_print_json(stderr, m.params, -1);
             fputc('\n', stderr);
             return -1;
+        }
+        if (m.type == SP_RPC_NOTIFY && m.method_len == 4 && memcmp(m.method, "ping", 4) == 0) {
+            uint64_t t;
+            if (server_tick(c, o, &t) < 0) return -1;
         }
     }
     return 1;
@@ -483,7 +490,7 @@ static int wait_ticks(spc_conn_t *c, const opts_t *o, uint64_t n) {
     last = t0;
     double moved = spc_now();
     while (last - t0 < n) {
-        int d = drain_until(c, spc_now() + 0.02);
+        int d = drain_until(c, o, spc_now() + 0.02);
         if (d != 0) return -1;
         if ((rc = server_tick(c, o, &t)) != 0) return rc;
         if (t != last) {
@@ -522,7 +529,7 @@ static int run_step(spc_conn_t *c, const opts_t *o, const cmd_t *cmd, int indent
             fprintf(stderr, "(error) usage: sleep SECONDS (0..86400, e.g. sleep 0.5)\n");
             return 1;
         }
-        return drain_until(c, spc_now() + sec) == 0 ? 0 : -1;
+        return drain_until(c, o, spc_now() + sec) == 0 ? 0 : -1;
     }
     if (b == B_WAIT) {
         char *end;
@@ -582,15 +589,54 @@ static int run_script(const opts_t *o, script_t *sc) {
 /* ---------------------------------------------------------------- interactive */
 
 /* The interactive session: one connection for the whole prompt, so ships
- * spawned by one line are moved by the next. State of the line handler,
- * which libedit calls from rl_callback_read_char() (it must do the work
- * there: libedit redraws the prompt when the handler returns). */
+ * spawned by one line are moved by the next. While the prompt waits for a
+ * key, the connection must still be read (the server keeps pushing
+ * snapshots) and pinged (IDLE_TIMEOUT_SEC disconnects a silent client):
+ * libedit's readline() gets its characters from wait_key() below, which
+ * does both between keys. (The callback interface, rl_callback_read_char,
+ * redraws the prompt before the handler's output in this libedit.) */
 static struct {
     spc_conn_t *c;
     const opts_t *o;
     bool tty, quit, broken;
     int indent;
+    double next_ping;
 } I;
+
+#define KEEPALIVE_SEC 15.0 /* well inside IDLE_PING_SEC (30) */
+
+/* Wait for input on fd 0 while serving the connection. Returns 1 when fd 0
+ * is readable, 0 when the session must end (connection gone, Ctrl-C). */
+static int wait_input(void) {
+    while (!I.broken && !g_stop) {
+        double left = I.next_ping - spc_now();
+        struct pollfd pfd[2] = {{0, POLLIN, 0}, {I.c->fd, POLLIN, 0}};
+        int pr = poll(pfd, 2, left > 0 ? (int)(left * 1000) + 1 : 0);
+        if (pr < 0 && errno != EINTR) return 0;
+        if (pr > 0 && (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) && drain_until(I.c, I.o, spc_now() + 0.001) < 0)
+            I.broken = true;
+        if (!I.broken && spc_now() >= I.next_ping) {
+            uint64_t t;
+            if (server_tick(I.c, I.o, &t) < 0) I.broken = true;
+            I.next_ping = spc_now() + KEEPALIVE_SEC;
+        }
+        if (pr > 0 && (pfd[0].revents & (POLLIN | POLLHUP | POLLERR))) return 1;
+    }
+    return 0;
+}
+
+/* libedit's character source (rl_getc_function): one byte of fd 0, or EOF
+ * when the session ends. */
+static int wait_key(FILE *f) {
+    (void)f;
+    for (;;) {
+        if (!wait_input()) return EOF;
+        unsigned char ch;
+        ssize_t n = read(0, &ch, 1);
+        if (n == 1) return ch;
+        if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) return EOF;
+    }
+}
 
 static void interactive_help(void) {
     printf("Type a command as in a script; ';' separates several on one line:\n"
@@ -600,11 +646,8 @@ static void interactive_help(void) {
            "$KEY is a value from an earlier result: spawn, then move $ship_id [10,0,0].\n");
 }
 
+/* Run one typed line (owned: freed here). */
 static void interactive_line(char *line) {
-    if (!line) {
-        I.quit = true; /* Ctrl-D or end of input */
-        return;
-    }
     char *p = line;
     while (*p == ' ' || *p == '\t') p++;
     if (*p) {
@@ -639,6 +682,7 @@ static int run_interactive(const opts_t *o, script_t *first) {
     I.o = o;
     I.tty = isatty(0);
     I.indent = o->raw || !isatty(1) ? -1 : 0;
+    I.next_ping = spc_now() + KEEPALIVE_SEC;
     for (int i = 0; i < first->n && !I.broken; i++)
         if (run_step(&c, o, &first->cmds[i], I.indent) < 0) I.broken = true;
     char hist[1024], prompt[340];
@@ -646,52 +690,33 @@ static int run_interactive(const opts_t *o, script_t *first) {
     snprintf(prompt, sizeof prompt, "%s> ", c.where);
     if (I.tty) {
         rl_readline_name = "spacesim-cli";
+        rl_getc_function = wait_key; /* before the first readline(): libedit installs it then */
         using_history();
         stifle_history(1000);
         if (hist[0]) read_history(hist);
-        rl_callback_handler_install(prompt, interactive_line);
-    }
-    char *buf = NULL;
-    size_t cap = 0;
-    double next_ping = spc_now() + 15; /* well inside IDLE_PING_SEC (30) */
-    while (!I.quit && !I.broken && !g_stop) {
-        double left = next_ping - spc_now();
-        struct pollfd pfd[2] = {{0, POLLIN, 0}, {c.fd, POLLIN, 0}};
-        int pr = poll(pfd, 2, left > 0 ? (int)(left * 1000) + 1 : 0);
-        if (pr < 0 && errno != EINTR) break;
-        if (pr > 0 && (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) && drain_until(&c, spc_now() + 0.001) < 0) {
-            I.broken = true;
-            break;
+        while (!I.quit && !I.broken && !g_stop) {
+            char *line = readline(prompt);
+            if (!line) break; /* Ctrl-D, or the session ended inside wait_key() */
+            interactive_line(line);
         }
-        if (spc_now() >= next_ping) {
-            uint64_t t;
-            if (server_tick(&c, o, &t) < 0) I.broken = true;
-            next_ping = spc_now() + 15;
-        }
-        if (pr > 0 && (pfd[0].revents & (POLLIN | POLLHUP))) {
-            if (I.tty) {
-                rl_callback_read_char();
-            } else {
-                ssize_t n = getline(&buf, &cap, stdin);
-                if (n < 0) {
-                    I.quit = true;
-                } else {
-                    if (n && buf[n - 1] == '\n') buf[n - 1] = '\0';
-                    char *line = strdup(buf);
-                    if (!line) die_oom();
-                    interactive_line(line);
-                }
-            }
-        }
-    }
-    free(buf);
-    if (I.tty) {
-        rl_callback_handler_remove();
         if (hist[0]) {
             write_history(hist);
             history_truncate_file(hist, 1000);
         }
-        fputc('\n', stdout);
+        if (!I.quit) fputc('\n', stdout);
+    } else {
+        /* Not a terminal: plain lines, no prompt, no editing (pipes, tests). */
+        char *buf = NULL;
+        size_t cap = 0;
+        while (!I.quit && !I.broken && wait_input()) {
+            ssize_t n = getline(&buf, &cap, stdin);
+            if (n < 0) break;
+            if (n && buf[n - 1] == '\n') buf[n - 1] = '\0';
+            char *line = strdup(buf);
+            if (!line) die_oom();
+            interactive_line(line);
+        }
+        free(buf);
     }
     spc_close(&c);
     return I.broken ? 1 : 0;

@@ -571,16 +571,18 @@ static int lua_send(lua_State *L, client_t *c, int method, int first) {
         return 1;
     }
     int top = lua_gettop(L);
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
+    /* One loop thread: one reusable buffer. lua_pack() may raise (longjmp
+     * out of here), which a local buffer would leak. send_req_flags() has
+     * its own buffer, so this one is not overwritten while it is read. */
+    static msgpack_sbuffer sb;
+    sb.size = 0;
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    for (int i = first; i <= top; i++) lua_pack(L, i, &pk, 0); /* may raise: sb leaks only on error exit */
+    for (int i = first; i <= top; i++) lua_pack(L, i, &pk, 0);
     packed_t r = {sb.data, sb.size};
     G.sent++;
     G.sent_interval++;
     send_req_flags(c, method, (uint32_t)(top - first + 1), pack_raw, &r, S.hook_due, PEND_LOAD | PEND_SCRIPT);
-    msgpack_sbuffer_destroy(&sb);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -1963,5 +1965,6 @@ int main(int argc, char **argv) {
     uv_signal_start(&G.sigint, on_sigint, SIGINT);
     uv_run(G.loop, UV_RUN_DEFAULT);
     uv_loop_close(G.loop);
+    if (S.L) lua_close(S.L);
     return g_exit;
 }

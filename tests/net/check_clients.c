@@ -46,6 +46,16 @@ static void daemon_up(void) {
     snprintf(g_port, sizeof g_port, "%d", g_d.port);
 }
 
+/* A daemon that disconnects a client silent for 2 s (its ping reminder
+ * comes after 0.5 s of silence). */
+static void daemon_up_idle(void) {
+    static const char *const args[] = {"--demo-asteroids", "50", "--demo-npcs", "2", "--world-size", "1000",
+                                       "--checkpoint-every", "0", "--idle-timeout", "2", NULL};
+    ck_assert_int_eq(nc_daemon_prepare(&g_d), 0);
+    ck_assert_msg(nc_daemon_start(&g_d, args, NULL, sp_timeout(10), NULL) == 0, "spacesimd did not start");
+    snprintf(g_port, sizeof g_port, "%d", g_d.port);
+}
+
 /* Offline cases: a private temp dir for outputs and a port nobody listens on. */
 static int closed_port(void);
 static void offline_up(void) {
@@ -465,6 +475,26 @@ START_TEST(test_issue_12_cli_getopt_long_forms_and_help) {
 }
 END_TEST
 
+START_TEST(test_issue_12_cli_sleep_and_prompt_outlive_the_idle_timeout) {
+    run_t *r = malloc(sizeof *r);
+    char in[400];
+    /* 3 s of silence from the user against a 2 s idle timeout: the CLI
+     * answers the server's ping reminder, so the ship is still ours. */
+    run(r, 30, CLI("-e", "spawn; sleep 3; inspect $ship_id"));
+    ck_assert_msg(r->status == 0, "status %d, stderr: %s", r->status, r->err);
+    ck_assert_msg(strstr(r->out, "\"kind\": \"ship\""), "stdout: %s", r->out);
+    /* The interactive mode waits for the next line the same way; a pipe
+     * that only ends after 3 s stands in for a user who thinks. */
+    write_text(in, sizeof in, "slow.sh", "printf 'spawn\\n'; sleep 3; printf 'inspect $ship_id\\n'");
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "/bin/sh '%s' | '%s' -p %s", in, SPACESIM_CLI_PATH, g_port);
+    run(r, 30, ((const char *const[]){"/bin/sh", "-c", cmd, NULL}));
+    ck_assert_msg(r->status == 0, "status %d, stderr: %s", r->status, r->err);
+    ck_assert_msg(strstr(r->out, "\"kind\": \"ship\""), "stdout: %s", r->out);
+    free(r);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- issue 12: man pages */
 
 /* Each installed page renders with no warning from man/groff, and every
@@ -696,6 +726,12 @@ static Suite *clients_suite(void) {
     tcase_add_test(tc, test_issue_12_cli_interactive_keeps_one_session_across_lines);
     tcase_add_test(tc, test_issue_12_cli_watch_rate_counts_the_real_window);
     tcase_add_test(tc, test_issue_12_map_legend_names_every_key_within_80_columns);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("cli_idle");
+    tcase_add_checked_fixture(tc, daemon_up_idle, daemon_down);
+    tcase_set_timeout(tc, sp_timeout(60));
+    tcase_add_test(tc, test_issue_12_cli_sleep_and_prompt_outlive_the_idle_timeout);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("cli_offline");
