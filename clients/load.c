@@ -1761,7 +1761,7 @@ static const spc_opt_t load_opts[] = {
     {O_SVG, 0, "svg", "FILE", "chart: round-trip p50/p99/max and snapshots per client per second over time, "
                               "with the --assert thresholds drawn"},
     {O_LOG, 0, "log-latency", NULL, "latency axis of the chart on a log scale (default linear)"},
-    {O_HDR, 0, "hdr", "FILE", "write the full latency spectrum of the mix in HdrHistogram's percentile text format "
+    {O_HDR, 0, "hdr", "FILE", "write the full latency spectrum of the load commands in HdrHistogram's percentile text format "
                               "(milliseconds), which HdrHistogram's plotters read"},
     {O_SEED, 0, "seed", "N", "random seed for targets, headings and the scripts' math.random (default 1)"},
     {'q', 'q', "quiet", NULL, "no progress lines"},
