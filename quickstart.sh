@@ -19,8 +19,9 @@ shift || true
 jobs=$(nproc 2>/dev/null || echo 2)
 
 # Debian packages the project needs (build, tests, the Python client's tests, the optional
-# Concurrency Kit benchmark baseline).
+# Concurrency Kit benchmark baseline; libedit and Lua for the clients, man-db to test their pages).
 pkgs="gcc make autoconf automake libtool pkg-config libuv1-dev libmsgpack-dev check libck-dev python3 python3-msgpack"
+pkgs="$pkgs libedit-dev liblua5.4-dev man-db python3-setuptools python3-pip"
 
 install_missing() {
     local missing=()

@@ -29,6 +29,10 @@
  * per message (spacesim_proto.def), the bound the server keeps to. */
 #define SPC_MAX_INBOUND SP_RPC_CLIENT_MAX_MESSAGE
 
+/* SPC_STR(X): the expansion of macro X as a string literal. */
+#define SPC_XSTR(x) #x
+#define SPC_STR(x) SPC_XSTR(x)
+
 /* Monotonic clock in nanoseconds / seconds. */
 uint64_t spc_now_ns(void);
 double spc_now(void);

@@ -32,8 +32,13 @@
 #include <sys/resource.h>
 #include <uv.h>
 
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
 #include "common.h"
 #include "hdr.h"
+#include "opts.h"
 #include "snapshot.h"
 #include "spacesim/error.h"
 
@@ -62,8 +67,15 @@ static bool game_outcome(int64_t code) {
 typedef struct pend {
     uint32_t msgid;
     uint8_t method;      /* sp_method_t */
+    uint8_t flags;       /* PEND_* */
     uint64_t intended;   /* ns, uv_hrtime clock */
 } pend_t;
+
+/* PEND_LOAD: part of the load proper (the mix, or a scenario hook): counted in
+ * commands_sent/responses and in the "all" histogram; set-up requests (hello,
+ * spawn, subscribe, resync, the final stats) are only in the per-method table.
+ * PEND_SCRIPT: sent by a scenario hook; its answer goes to on_response. */
+enum { PEND_LOAD = 1, PEND_SCRIPT = 2 };
 
 enum cstate { C_WAITING, C_CONNECTING, C_HELLO, C_SPAWN, C_RUNNING, C_CLOSED };
 
@@ -110,7 +122,8 @@ static struct {
     long nclients;
     double duration, connect_rate, ramp, radius;
     double mix[K__COUNT];
-    const char *json_path, *svg_path, *asserts;
+    const char *json_path, *svg_path, *hdr_path, *asserts, *script_path;
+    bool log_latency, mix_given;
     uint64_t seed;
     bool quiet;
     /* runtime */
@@ -257,7 +270,7 @@ static int client_write(client_t *c, const char *p, size_t n) {
     return 0;
 }
 
-static void pend_push(client_t *c, uint32_t msgid, int method, uint64_t intended) {
+static void pend_push(client_t *c, uint32_t msgid, int method, int flags, uint64_t intended) {
     if (c->plen == c->pcap) {
         uint32_t ncap = c->pcap ? c->pcap * 2 : 16;
         pend_t *np = malloc(ncap * sizeof *np);
@@ -268,14 +281,15 @@ static void pend_push(client_t *c, uint32_t msgid, int method, uint64_t intended
         c->pcap = ncap;
         c->phead = 0;
     }
-    c->pend[(c->phead + c->plen) % c->pcap] = (pend_t){msgid, (uint8_t)method, intended};
+    c->pend[(c->phead + c->plen) % c->pcap] = (pend_t){msgid, (uint8_t)method, (uint8_t)flags, intended};
     c->plen++;
 }
 
 /* Pack and send one request; params are packed by the callback. */
 typedef void (*pack_fn)(msgpack_packer *pk, client_t *c, void *arg);
 
-static void send_req(client_t *c, int method, uint32_t nparams, pack_fn fn, void *arg, uint64_t intended) {
+static void send_req_flags(client_t *c, int method, uint32_t nparams, pack_fn fn, void *arg, uint64_t intended,
+                           int flags) {
     static msgpack_sbuffer sb; /* single loop thread: one reusable buffer */
     msgpack_packer pk;
     sb.size = 0;
@@ -285,15 +299,20 @@ static void send_req(client_t *c, int method, uint32_t nparams, pack_fn fn, void
     if (sp_rpc_pack_request_begin(&pk, id, mi->name, nparams) != 0) fatal("out of memory");
     if (fn) fn(&pk, c, arg);
     if (client_write(c, sb.data, sb.size) != 0) return;
-    pend_push(c, id, method, intended);
+    pend_push(c, id, method, flags, intended);
 }
 
 /* Methods the mix sends (the load proper); hello, spawn, subscribe, resync
- * and the final stats are setup: in the per-method table, not in "all". */
+ * and the final stats are set-up. */
 static bool load_method(int method) {
     return method == SP_METHOD_MOVE || method == SP_METHOD_FIRE || method == SP_METHOD_MINE ||
            method == SP_METHOD_PING || method == SP_METHOD_INSPECT;
 }
+
+static void send_req(client_t *c, int method, uint32_t nparams, pack_fn fn, void *arg, uint64_t intended) {
+    send_req_flags(c, method, nparams, fn, arg, intended, load_method(method) ? PEND_LOAD : 0);
+}
+
 
 static void pack_hello(msgpack_packer *pk, client_t *c, void *arg) {
     (void)arg;
@@ -382,6 +401,425 @@ static void send_scheduled(client_t *c, int kind, uint64_t intended) {
     }
 }
 
+/* ---------------------------------------------------------------- scenarios (Lua)
+ *
+ * spacesim-load -s FILE: one Lua 5.4 state for the whole process (one loop
+ * thread, so no locking), hooks per client. A client is a userdata holding
+ * its index; its user value is the script's per-client `state` table. The
+ * methods a hook calls send requests through send_req_flags() with the same
+ * open-loop accounting as the mix: the intended time is when the hook was
+ * due (G.hook_due), so a hook that runs late still shows as latency.
+ *
+ * A Lua error (load or run time) prints FILE:LINE and the message, stops the
+ * sending phase like Ctrl-C (the report is still printed) and makes the exit
+ * status 2: a broken scenario must never look like a passing run. */
+enum { H_SETUP, H_SNAPSHOT, H_EVENT, H_TIMER, H_RESPONSE, H__COUNT };
+static const char *const hook_name[H__COUNT] = {"setup", "on_snapshot", "on_event", "on_timer", "on_response"};
+
+#define K_TIMER K__COUNT /* a schedule entry that runs on_timer, not a mix command */
+#define LUA_CLIENT_MT "spacesim.client"
+#define LUA_MAX_DEPTH 32  /* msgpack <-> Lua nesting; deeper is refused (no unbounded recursion) */
+
+static struct {
+    lua_State *L;
+    bool has[H__COUNT];
+    bool failed;          /* a hook raised an error: no more hooks run */
+    uint64_t timer_ns;    /* global `timer`, seconds, default 1 */
+    uint64_t hook_due;    /* intended send time of requests made by the running hook */
+    int *client_ref;      /* registry ref of each client's userdata, LUA_NOREF before setup */
+    uint64_t hooks_run;
+} S;
+
+static void script_stop(const char *msg) {
+    if (S.failed) return;
+    S.failed = true;
+    fprintf(stderr, "spacesim-load: scenario error: %s\nspacesim-load: stopping the run\n", msg);
+    count_error("script_error", true);
+    if (!G.sending_over) G.t_end = uv_hrtime();
+}
+
+/* Message handler of every hook call: errors raised by C functions
+ * (luaL_argerror, luaL_error at level 1) carry no position; name the first
+ * Lua frame's FILE:LINE so the message always says where. */
+static int lua_msgh(lua_State *L) {
+    const char *msg = lua_tostring(L, 1);
+    if (!msg) msg = luaL_typename(L, 1);
+    lua_Debug ar;
+    for (int level = 1; lua_getstack(L, level, &ar); level++) {
+        if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0) continue;
+        size_t n = strlen(ar.short_src);
+        if (strncmp(msg, ar.short_src, n) == 0 && msg[n] == ':') break; /* already located */
+        lua_pushfstring(L, "%s:%d: %s", ar.short_src, ar.currentline, msg);
+        return 1;
+    }
+    lua_pushstring(L, msg);
+    return 1;
+}
+
+static client_t *lua_client(lua_State *L, int idx) {
+    uint32_t *u = luaL_checkudata(L, idx, LUA_CLIENT_MT);
+    return &G.clients[*u];
+}
+
+/* Lua value at idx -> msgpack. Integers stay integers; a table with only
+ * keys 1..n is an array, any other a map (string keys). */
+static int lua_pack(lua_State *L, int idx, msgpack_packer *pk, int depth) {
+    idx = lua_absindex(L, idx);
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL: return msgpack_pack_nil(pk);
+    case LUA_TBOOLEAN: return lua_toboolean(L, idx) ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx)) {
+            lua_Integer v = lua_tointeger(L, idx);
+            return v < 0 ? msgpack_pack_int64(pk, v) : msgpack_pack_uint64(pk, (uint64_t)v);
+        }
+        return msgpack_pack_double(pk, lua_tonumber(L, idx));
+    case LUA_TSTRING: {
+        size_t n;
+        const char *str = lua_tolstring(L, idx, &n);
+        return msgpack_pack_str(pk, n) || msgpack_pack_str_body(pk, str, n);
+    }
+    case LUA_TTABLE: {
+        if (depth >= LUA_MAX_DEPTH) return luaL_error(L, "table nested deeper than %d", LUA_MAX_DEPTH);
+        lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+        size_t count = 0;
+        lua_pushnil(L);
+        while (lua_next(L, idx)) {
+            count++;
+            lua_pop(L, 1);
+        }
+        if ((lua_Integer)count == n) {
+            msgpack_pack_array(pk, (uint32_t)n);
+            for (lua_Integer i = 1; i <= n; i++) {
+                lua_rawgeti(L, idx, i);
+                lua_pack(L, -1, pk, depth + 1);
+                lua_pop(L, 1);
+            }
+            return 0;
+        }
+        msgpack_pack_map(pk, (uint32_t)count);
+        lua_pushnil(L);
+        while (lua_next(L, idx)) {
+            lua_pushvalue(L, -2); /* tostring on a copy: lua_next needs the key untouched */
+            size_t kn;
+            const char *k = luaL_tolstring(L, -1, &kn);
+            msgpack_pack_str(pk, kn);
+            msgpack_pack_str_body(pk, k, kn);
+            lua_pop(L, 2);
+            lua_pack(L, -1, pk, depth + 1);
+            lua_pop(L, 1);
+        }
+        return 0;
+    }
+    default: return luaL_error(L, "cannot send a %s to the server", luaL_typename(L, idx));
+    }
+}
+
+/* msgpack -> Lua value on the stack (maps as tables, arrays 1-based). */
+static void lua_push_obj(lua_State *L, const msgpack_object *o, int depth) {
+    luaL_checkstack(L, 4, "msgpack to Lua");
+    switch (o->type) {
+    case MSGPACK_OBJECT_BOOLEAN: lua_pushboolean(L, o->via.boolean); break;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER: lua_pushinteger(L, (lua_Integer)o->via.u64); break;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER: lua_pushinteger(L, (lua_Integer)o->via.i64); break;
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64: lua_pushnumber(L, o->via.f64); break;
+    case MSGPACK_OBJECT_STR: lua_pushlstring(L, o->via.str.ptr, o->via.str.size); break;
+    case MSGPACK_OBJECT_BIN: lua_pushlstring(L, o->via.bin.ptr, o->via.bin.size); break;
+    case MSGPACK_OBJECT_ARRAY:
+        if (depth >= LUA_MAX_DEPTH) {
+            lua_pushnil(L);
+            break;
+        }
+        lua_createtable(L, (int)o->via.array.size, 0);
+        for (uint32_t i = 0; i < o->via.array.size; i++) {
+            lua_push_obj(L, &o->via.array.ptr[i], depth + 1);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        break;
+    case MSGPACK_OBJECT_MAP:
+        if (depth >= LUA_MAX_DEPTH) {
+            lua_pushnil(L);
+            break;
+        }
+        lua_createtable(L, 0, (int)o->via.map.size);
+        for (uint32_t i = 0; i < o->via.map.size; i++) {
+            lua_push_obj(L, &o->via.map.ptr[i].key, depth + 1);
+            lua_push_obj(L, &o->via.map.ptr[i].val, depth + 1);
+            if (lua_isnil(L, -2)) lua_pop(L, 2);
+            else lua_rawset(L, -3);
+        }
+        break;
+    default: lua_pushnil(L); break;
+    }
+}
+
+/* Send method with the Lua arguments from stack index `first` on. */
+typedef struct packed {
+    const char *p;
+    size_t n;
+} packed_t;
+static void pack_raw(msgpack_packer *pk, client_t *c, void *arg) {
+    (void)c;
+    const packed_t *r = arg;
+    if (r->n) msgpack_pack_str_body(pk, r->p, r->n); /* raw append of already-packed params */
+}
+
+static int lua_send(lua_State *L, client_t *c, int method, int first) {
+    if (c->state != C_RUNNING || G.sending_over) {
+        lua_pushboolean(L, 0); /* the run is over or the client is gone: nothing sent */
+        return 1;
+    }
+    int top = lua_gettop(L);
+    /* One loop thread: one reusable buffer. lua_pack() may raise (longjmp
+     * out of here), which a local buffer would leak. send_req_flags() has
+     * its own buffer, so this one is not overwritten while it is read. */
+    static msgpack_sbuffer sb;
+    sb.size = 0;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    for (int i = first; i <= top; i++) lua_pack(L, i, &pk, 0);
+    packed_t r = {sb.data, sb.size};
+    G.sent++;
+    G.sent_interval++;
+    send_req_flags(c, method, (uint32_t)(top - first + 1), pack_raw, &r, S.hook_due, PEND_LOAD | PEND_SCRIPT);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_call(lua_State *L) {
+    client_t *c = lua_client(L, 1);
+    size_t n;
+    const char *name = luaL_checklstring(L, 2, &n);
+    int m = sp_method_lookup(name, n);
+    if (m < 0) return luaL_error(L, "client:call: no method named '%s'", name);
+    if (m == SP_METHOD_HELLO) return luaL_error(L, "client:call: the load generator says hello itself");
+    return lua_send(L, c, m, 3);
+}
+
+static int l_move(lua_State *L) {
+    client_t *c = lua_client(L, 1);
+    double v[3] = {luaL_checknumber(L, 2), luaL_checknumber(L, 3), luaL_checknumber(L, 4)};
+    lua_settop(L, 1);
+    lua_pushinteger(L, (lua_Integer)c->ship);
+    lua_createtable(L, 3, 0);
+    for (int i = 0; i < 3; i++) {
+        lua_pushnumber(L, v[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return lua_send(L, c, SP_METHOD_MOVE, 2);
+}
+
+static int target_call(lua_State *L, int method) {
+    client_t *c = lua_client(L, 1);
+    lua_Integer t = luaL_checkinteger(L, 2);
+    lua_settop(L, 1);
+    lua_pushinteger(L, (lua_Integer)c->ship);
+    lua_pushinteger(L, t);
+    return lua_send(L, c, method, 2);
+}
+static int l_fire(lua_State *L) { return target_call(L, SP_METHOD_FIRE); }
+static int l_mine(lua_State *L) { return target_call(L, SP_METHOD_MINE); }
+
+static int l_ping(lua_State *L) {
+    client_t *c = lua_client(L, 1);
+    lua_settop(L, 1);
+    return lua_send(L, c, SP_METHOD_PING, 2);
+}
+
+static int l_inspect(lua_State *L) {
+    client_t *c = lua_client(L, 1);
+    lua_Integer id = luaL_optinteger(L, 2, (lua_Integer)c->ship);
+    lua_settop(L, 1);
+    lua_pushinteger(L, id);
+    return lua_send(L, c, SP_METHOD_INSPECT, 2);
+}
+
+static const char *kind_str(uint8_t k) {
+    return k == 1 ? "ship" : k == 2 ? "asteroid" : k == 3 ? "projectile" : "other";
+}
+
+static void push_rec(lua_State *L, const sp_snap_rec_t *r) {
+    lua_createtable(L, 0, 8);
+    lua_pushinteger(L, (lua_Integer)r->id);
+    lua_setfield(L, -2, "id");
+    lua_pushstring(L, kind_str(r->kind));
+    lua_setfield(L, -2, "kind");
+    lua_pushnumber(L, sp_snap_pos(r->pos[0]));
+    lua_setfield(L, -2, "x");
+    lua_pushnumber(L, sp_snap_pos(r->pos[1]));
+    lua_setfield(L, -2, "y");
+    lua_pushnumber(L, sp_snap_pos(r->pos[2]));
+    lua_setfield(L, -2, "z");
+    lua_pushinteger(L, r->owner);
+    lua_setfield(L, -2, "owner");
+    lua_pushnumber(L, sp_snap_radius(r->radius));
+    lua_setfield(L, -2, "radius");
+}
+
+/* client:view(): every entity in view (a new table each call: O(view)). */
+static int l_view(lua_State *L) {
+    client_t *c = lua_client(L, 1);
+    lua_createtable(L, (int)c->view.len, 0);
+    for (size_t i = 0; i < c->view.len; i++) {
+        push_rec(L, &c->view.recs[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+}
+
+static int l_nearest(lua_State *L) {
+    client_t *c = lua_client(L, 1);
+    static const char *const kinds[] = {"ship", "asteroid", "projectile", NULL};
+    int k = luaL_checkoption(L, 2, NULL, kinds) + 1;
+    uint64_t id = nearest(c, k);
+    const sp_snap_rec_t *r = id ? sp_snap_view_find(&c->view, id) : NULL;
+    if (!r) lua_pushnil(L);
+    else push_rec(L, r);
+    return 1;
+}
+
+static int l_pos(lua_State *L) {
+    client_t *c = lua_client(L, 1);
+    const sp_snap_rec_t *me = sp_snap_view_find(&c->view, c->ship);
+    if (!me) return 0;
+    for (int i = 0; i < 3; i++) lua_pushnumber(L, sp_snap_pos(me->pos[i]));
+    return 3;
+}
+
+static int l_index(lua_State *L) {
+    client_t *c = lua_client(L, 1);
+    const char *k = luaL_checkstring(L, 2);
+    if (strcmp(k, "id") == 0) lua_pushinteger(L, c->idx);
+    else if (strcmp(k, "ship") == 0) lua_pushinteger(L, (lua_Integer)c->ship);
+    else if (strcmp(k, "session") == 0) lua_pushinteger(L, c->session);
+    else if (strcmp(k, "state") == 0) lua_getiuservalue(L, 1, 1);
+    else {
+        lua_getfield(L, lua_upvalueindex(1), k); /* a method, or nil */
+    }
+    return 1;
+}
+
+static void lua_report_error(void) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", lua_tostring(S.L, -1) ? lua_tostring(S.L, -1) : "(error object is not a string)");
+    lua_pop(S.L, 1);
+    script_stop(msg);
+}
+
+/* Call hook h for client c with nargs arguments already pushed after it.
+ * Stack: [msgh, fn, client, args...] built here around the args. */
+static void hook_call(int h, client_t *c, int nargs, uint64_t due) {
+    lua_State *L = S.L;
+    int base = lua_gettop(L) - nargs;
+    lua_pushcfunction(L, lua_msgh);
+    lua_getglobal(L, hook_name[h]);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, S.client_ref[c->idx]);
+    lua_rotate(L, base + 1, 3); /* msgh fn client before the args */
+    S.hook_due = due;
+     S.hooks_run++;
+    if (lua_pcall(L, nargs + 1, 0, base + 1) != LUA_OK) lua_report_error();
+    lua_settop(L, base);
+}
+
+static bool hook_wanted(int h, const client_t *c) {
+    return S.L && S.has[h] && !S.failed && !G.sending_over && S.client_ref[c->idx] != LUA_NOREF;
+}
+
+/* After spawn: make the client's userdata, then setup(client). */
+static void script_client_ready(client_t *c) {
+    if (!S.L || S.failed) return;
+    lua_State *L = S.L;
+    uint32_t *u = lua_newuserdatauv(L, sizeof *u, 1);
+    *u = c->idx;
+    luaL_setmetatable(L, LUA_CLIENT_MT);
+    lua_newtable(L);
+    lua_setiuservalue(L, -2, 1);
+    S.client_ref[c->idx] = luaL_ref(L, LUA_REGISTRYINDEX);
+    uint64_t now = uv_hrtime();
+    if (S.has[H_TIMER]) heap_push((sched_t){now + (uint64_t)(rnd01() * (double)S.timer_ns), c->idx, K_TIMER});
+    if (hook_wanted(H_SETUP, c)) hook_call(H_SETUP, c, 0, now);
+}
+
+static void script_on_snapshot(client_t *c) {
+    if (hook_wanted(H_SNAPSHOT, c)) hook_call(H_SNAPSHOT, c, 0, uv_hrtime());
+}
+
+static void script_on_event(client_t *c, const msgpack_object *params) {
+    if (!hook_wanted(H_EVENT, c)) return;
+    const msgpack_object *ev = params->type == MSGPACK_OBJECT_ARRAY && params->via.array.size
+                                   ? &params->via.array.ptr[0] : params;
+    lua_push_obj(S.L, ev, 0);
+    hook_call(H_EVENT, c, 1, uv_hrtime());
+}
+
+static void script_on_response(client_t *c, int method, const sp_rpc_msg_t *m) {
+    if (!hook_wanted(H_RESPONSE, c)) return;
+    bool ok = m->error->type == MSGPACK_OBJECT_NIL;
+    lua_pushstring(S.L, sp_method_info(method)->name);
+    lua_pushboolean(S.L, ok);
+    lua_push_obj(S.L, ok ? m->result : m->error, 0);
+    hook_call(H_RESPONSE, c, 3, uv_hrtime());
+}
+
+/* Load the scenario before any connection: a syntax error or a failing
+ * top-level chunk is reported (FILE:LINE) and the run does not start. */
+static void script_load(const char *path) {
+    lua_State *L = luaL_newstate();
+    if (!L) fatal("out of memory for the Lua state");
+    luaL_openlibs(L);
+    static const luaL_Reg methods[] = {
+        {"call", l_call}, {"move", l_move}, {"fire", l_fire}, {"mine", l_mine}, {"ping", l_ping},
+        {"inspect", l_inspect}, {"view", l_view}, {"nearest", l_nearest}, {"pos", l_pos}, {NULL, NULL},
+    };
+    luaL_newmetatable(L, LUA_CLIENT_MT);
+    luaL_newlib(L, methods);
+    lua_pushcclosure(L, l_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    /* Reproducible with --seed, like the mix. */
+    lua_getglobal(L, "math");
+    lua_getfield(L, -1, "randomseed");
+    lua_pushinteger(L, (lua_Integer)G.seed);
+    lua_call(L, 1, 0);
+    lua_pop(L, 1);
+    lua_pushinteger(L, G.nclients);
+    lua_setglobal(L, "clients");
+    lua_pushnumber(L, G.duration);
+    lua_setglobal(L, "duration");
+    lua_pushcfunction(L, lua_msgh);
+    int rc = luaL_loadfile(L, path);
+    if (rc == LUA_ERRFILE) fatal("cannot read the scenario: %s", lua_tostring(L, -1));
+    if (rc == LUA_OK) rc = lua_pcall(L, 0, 0, -2);
+    if (rc != LUA_OK) {
+        fprintf(stderr, "spacesim-load: scenario error: %s\n", lua_tostring(L, -1));
+        exit(2);
+    }
+    lua_pop(L, 1);
+    bool any = false;
+    for (int h = 0; h < H__COUNT; h++) {
+        int t = lua_getglobal(L, hook_name[h]);
+        if (t != LUA_TNIL && t != LUA_TFUNCTION) fatal("scenario %s: %s is a %s, not a function", path, hook_name[h],
+                                                       lua_typename(L, t));
+        S.has[h] = t == LUA_TFUNCTION;
+        any |= S.has[h];
+        lua_pop(L, 1);
+    }
+    if (!any)
+        fatal("scenario %s defines none of setup, on_snapshot, on_event, on_timer, on_response: nothing to run", path);
+    lua_getglobal(L, "timer");
+    int isnum;
+    double t = lua_tonumberx(L, -1, &isnum);
+    lua_pop(L, 1);
+    if (!isnum) t = 1.0;
+    if (!(t >= 0.01 && t <= 3600)) fatal("scenario %s: timer = %g s is out of range: allowed 0.01..3600", path, t);
+    S.timer_ns = (uint64_t)(t * 1e9);
+    S.client_ref = malloc(sizeof(int) * (size_t)G.nclients);
+    if (!S.client_ref) fatal("out of memory");
+    for (long i = 0; i < G.nclients; i++) S.client_ref[i] = LUA_NOREF;
+    S.L = L;
+}
+
 /* ---------------------------------------------------------------- lifecycle */
 
 static void on_close(uv_handle_t *h) {
@@ -417,9 +855,9 @@ static void start_schedule(client_t *c) {
     }
 }
 
-static void record_latency(int method, uint64_t ns) {
+static void record_latency(int method, int flags, uint64_t ns) {
     if (method >= 0 && method < SP_METHOD__COUNT) hdr_record(G.by_method[method], ns);
-    if (!load_method(method)) return;
+    if (!(flags & PEND_LOAD)) return;
     hdr_record(G.all, ns);
     hdr_record(G.interval, ns);
 }
@@ -446,8 +884,8 @@ static void handle_response(client_t *c, const sp_rpc_msg_t *m) {
     c->phead = (c->phead + 1) % c->pcap;
     c->plen--;
     uint64_t now = uv_hrtime();
-    if (load_method(p.method)) G.answered++;
-    record_latency(p.method, now - p.intended);
+    if (p.flags & PEND_LOAD) G.answered++;
+    record_latency(p.method, p.flags, now - p.intended);
     bool ok = m->error->type == MSGPACK_OBJECT_NIL;
     if (!ok) {
         int64_t code = 0;
@@ -457,6 +895,10 @@ static void handle_response(client_t *c, const sp_rpc_msg_t *m) {
         if (sp_rpc_parse_error(m->error, &code, &msg, &ml) != 0) code = 0;
         snprintf(name, sizeof name, "%s:%s", sp_method_info(p.method)->name, spc_error_name(code));
         count_error(name, !game_outcome(code));
+    }
+    if (p.flags & PEND_SCRIPT) {
+        script_on_response(c, p.method, m);
+        return;
     }
     if (G.stats_wanted && c->idx == G.stats_client && m->msgid == G.stats_msgid) {
         spc_buf_t b = {0};
@@ -488,7 +930,10 @@ static void handle_response(client_t *c, const sp_rpc_msg_t *m) {
         c->state = C_RUNNING;
         G.running++;
         if (G.running > G.connected_peak) G.connected_peak = G.running;
-        if (!G.sending_over) start_schedule(c);
+        if (!G.sending_over) {
+            start_schedule(c);
+            script_client_ready(c);
+        }
         break;
     default: break;
     }
@@ -506,6 +951,7 @@ static void handle_notify(client_t *c, const sp_rpc_msg_t *m) {
                 G.snaps++;
                 G.snaps_interval++;
             }
+            script_on_snapshot(c);
             return;
         }
         count_error(rc == SP_EPROTO ? "snapshot_desync" : rc == SP_ECORRUPT ? "snapshot_malformed" : "snapshot_oom",
@@ -519,6 +965,7 @@ static void handle_notify(client_t *c, const sp_rpc_msg_t *m) {
     }
     if (m->method_len == 5 && memcmp(m->method, "event", 5) == 0) {
         G.events++;
+        script_on_event(c, m->params);
         return;
     }
     if (m->method_len == 5 && memcmp(m->method, "error", 5) == 0) {
@@ -622,9 +1069,17 @@ static void on_tick(uv_timer_t *t) {
             client_t *c = &G.clients[s.client];
             if (c->state != C_RUNNING) continue;
             hdr_record(G.lag, now - s.due);
-            send_scheduled(c, s.kind, s.due);
+            if (s.kind == K_TIMER) {
+                /* on_timer runs on the same fixed schedule as the mix: its
+                 * requests are timed from the due time, not from now. */
+                if (!hook_wanted(H_TIMER, c)) continue;
+                hook_call(H_TIMER, c, 0, s.due);
+                s.due += S.timer_ns;
+            } else {
+                send_scheduled(c, s.kind, s.due);
+                s.due += (uint64_t)((double)NS / G.mix[s.kind]);
+            }
             if (c->state != C_RUNNING) continue;
-            s.due += (uint64_t)((double)NS / G.mix[s.kind]);
             heap_push(s);
         }
         return;
@@ -642,7 +1097,7 @@ static void on_tick(uv_timer_t *t) {
                 if (c->state != C_RUNNING) continue;
                 for (uint32_t j = 0; j < c->plen; j++) {
                     pend_t *p = &c->pend[(c->phead + j) % c->pcap];
-                    record_latency(p->method, now - p->intended);
+                    record_latency(p->method, p->flags, now - p->intended);
                     count_error("timeout", true);
                 }
                 c->plen = 0;
@@ -823,6 +1278,7 @@ static void build_metrics(double dur, double *snap_min, double *snap_med, size_t
     for (int i = 0; i < G.nerrs; i++)
         if (!G.errs[i].counts_as_error) game += G.errs[i].n;
     metric("game_errors", (double)game);
+    if (S.L) metric("scenario_hooks", (double)S.hooks_run);
     for (int m = 0; m < SP_METHOD__COUNT; m++) {
         const hdr_t *h = G.by_method[m];
         if (!h->total) continue;
@@ -848,7 +1304,7 @@ static void print_report(double dur, double snap_min, double snap_med, size_t me
     printf("\nspacesim-load: %ld clients against %s:%d for %.1f s (mix", G.nclients, G.host, G.port, dur);
     for (int k = 0; k < K__COUNT; k++)
         if (G.mix[k] > 0) printf(" %s=%g", kind_name[k], G.mix[k]);
-    printf(" per client per second)\n");
+    printf(" per client per second%s%s)\n", G.script_path ? "; scenario " : "", G.script_path ? G.script_path : "");
     printf("connected: %u at peak, %u at the end; commands sent %llu, answered %llu (%.0f/s)\n", G.connected_peak,
            G.running, (unsigned long long)G.sent, (unsigned long long)G.answered,
            dur > 0 ? (double)G.sent / dur : 0);
@@ -861,7 +1317,7 @@ static void print_report(double dur, double snap_min, double snap_med, size_t me
                ms(hdr_percentile(h, 50)), ms(hdr_percentile(h, 90)), ms(hdr_percentile(h, 99)),
                ms(hdr_percentile(h, 99.9)), ms(h->max));
     }
-    printf("  %-10s %9llu %9.3f %9.3f %9.3f %9.3f %9.3f\n", "all (mix)", (unsigned long long)G.all->total,
+    printf("  %-10s %9llu %9.3f %9.3f %9.3f %9.3f %9.3f\n", "all (load)", (unsigned long long)G.all->total,
            ms(hdr_percentile(G.all, 50)), ms(hdr_percentile(G.all, 90)), ms(hdr_percentile(G.all, 99)),
            ms(hdr_percentile(G.all, 99.9)), ms(G.all->total ? G.all->max : 0));
     printf("  generator send lag: p99 %.3f ms, max %.3f ms (high values: the load generator is the bottleneck)\n",
@@ -911,6 +1367,23 @@ static int write_json(const char *path, double dur) {
             first = false;
         }
     spc_buf_printf(&b, "},\n");
+    if (G.script_path) {
+        spc_buf_t q = {0};
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_str(&pk, strlen(G.script_path));
+        msgpack_pack_str_body(&pk, G.script_path, strlen(G.script_path));
+        msgpack_zone z;
+        msgpack_zone_init(&z, 256);
+        msgpack_object o;
+        if (msgpack_unpack(sb.data, sb.size, NULL, &z, &o) == MSGPACK_UNPACK_SUCCESS && spc_json_append(&q, &o, -1) == 0)
+            spc_buf_printf(&b, "  \"scenario\": %s,\n", q.p);
+        msgpack_zone_destroy(&z);
+        msgpack_sbuffer_destroy(&sb);
+        spc_buf_free(&q);
+    }
     for (size_t i = 0; i < g_nmetrics; i++)
         if (strncmp(g_metrics[i].name, "server_", 7) != 0)
             spc_buf_printf(&b, "  \"%s\": %.6g,\n", g_metrics[i].name, g_metrics[i].v);
@@ -947,65 +1420,56 @@ static int write_json(const char *path, double dur) {
     return write_buf(path, &b);
 }
 
-/* A two-panel SVG line chart: RTT percentiles per second (top, ms) and
- * snapshots per client per second (bottom). */
-static int write_svg(const char *path) {
-    const double W = 900, H = 560, L = 70, R = 30, T = 40, ph = 210, gap = 60;
-    double tmax = 1, ymax = 0.001, smax = 1;
-    for (size_t i = 0; i < G.nseries; i++) {
-        const point_t *p = &G.series[i];
-        if (p->t > tmax) tmax = p->t;
-        if (p->p99 > ymax) ymax = p->p99;
-        if (p->max > ymax) ymax = p->max;
-        if (p->snap_rate > smax) smax = p->snap_rate;
+/* One --assert clause, "NAME OP VALUE". */
+typedef struct clause {
+    char name[64];
+    int op; /* 0 <, 1 <=, 2 >, 3 >=, 4 ==, 5 != */
+    double want;
+} clause_t;
+static const char *const op_text[] = {"<", "<=", ">", ">=", "==", "!="};
+
+/* Parse cl into *out. Returns 0, or -1 after a message naming the problem. */
+static int parse_clause(char *cl, clause_t *out) {
+    while (*cl == ' ') cl++;
+    size_t nl = strcspn(cl, "<>=!");
+    if (nl == 0 || nl >= sizeof out->name) {
+        fprintf(stderr, "spacesim-load: --assert: cannot read '%s' (want NAME<VALUE, ops < <= > >= == !=)\n", cl);
+        return -1;
     }
-    /* Round the axes up to 1, 2 or 5 times a power of ten. */
-    double mag = pow(10, floor(log10(ymax)));
-    ymax = ymax <= mag ? mag : ymax <= 2 * mag ? 2 * mag : ymax <= 5 * mag ? 5 * mag : 10 * mag;
-    smax = ceil(smax / 5) * 5;
-    spc_buf_t b = {0};
-    spc_buf_printf(&b,
-                   "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" font-family=\"sans-serif\" "
-                   "font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
-                   "<text x=\"%.0f\" y=\"22\" font-size=\"15\">spacesim-load: %ld clients, %s:%d</text>\n",
-                   W, H, L, G.nclients, G.host, G.port);
-    for (int panel = 0; panel < 2; panel++) {
-        double y0 = T + panel * (ph + gap), pw = W - L - R;
-        double vmax = panel == 0 ? ymax : smax;
-        spc_buf_printf(&b, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" stroke=\"#888\"/>\n",
-                       L, y0, pw, ph);
-        for (int g = 0; g <= 4; g++) {
-            double y = y0 + ph - ph * g / 4.0;
-            spc_buf_printf(&b,
-                           "<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>"
-                           "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n",
-                           L, L + pw, y, y, L - 6, y + 4, vmax * g / 4.0);
-        }
-        for (int g = 0; g <= 5; g++) {
-            double x = L + pw * g / 5.0;
-            spc_buf_printf(&b, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\">%.0f s</text>\n", x, y0 + ph + 16,
-                           tmax * g / 5.0);
-        }
-        spc_buf_printf(&b, "<text x=\"%.0f\" y=\"%.0f\">%s</text>\n", L, y0 - 8,
-                       panel == 0 ? "round-trip time per second, ms: p50 (blue), p99 (red), max (grey)"
-                                  : "snapshots per client per second (green)");
-        const int nlines = panel == 0 ? 3 : 1;
-        static const char *const colours[] = {"#1f77b4", "#d62728", "#999", "#2ca02c"};
-        for (int line = 0; line < nlines; line++) {
-            if (G.nseries == 0) break;
-            spc_buf_printf(&b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s points=\"",
-                           colours[panel == 0 ? line : 3], panel == 0 && line == 2 ? " stroke-dasharray=\"4 3\"" : "");
-            for (size_t i = 0; i < G.nseries; i++) {
-                const point_t *p = &G.series[i];
-                double v = panel == 1 ? p->snap_rate : line == 0 ? p->p50 : line == 1 ? p->p99 : p->max;
-                if (v > vmax) v = vmax;
-                spc_buf_printf(&b, "%.1f,%.1f ", L + pw * p->t / tmax, y0 + ph - ph * v / vmax);
-            }
-            spc_buf_printf(&b, "\"/>\n");
-        }
+    memcpy(out->name, cl, nl);
+    out->name[nl] = '\0';
+    while (nl && out->name[nl - 1] == ' ') out->name[--nl] = '\0';
+    const char *op = cl + strcspn(cl, "<>=!");
+    size_t oplen = 1;
+    if (strncmp(op, "<=", 2) == 0) out->op = 1, oplen = 2;
+    else if (strncmp(op, ">=", 2) == 0) out->op = 3, oplen = 2;
+    else if (strncmp(op, "==", 2) == 0) out->op = 4, oplen = 2;
+    else if (strncmp(op, "!=", 2) == 0) out->op = 5, oplen = 2;
+    else if (*op == '<') out->op = 0;
+    else if (*op == '>') out->op = 2;
+    else {
+        fprintf(stderr, "spacesim-load: --assert: bad operator in '%s'\n", cl);
+        return -1;
     }
-    spc_buf_printf(&b, "</svg>\n");
-    return write_buf(path, &b);
+    char *end;
+    out->want = strtod(op + oplen, &end);
+    while (*end == ' ') end++;
+    if (end == op + oplen || *end) {
+        fprintf(stderr, "spacesim-load: --assert: bad number in '%s'\n", cl);
+        return -1;
+    }
+    return 0;
+}
+
+/* Every well-formed clause of spec, in order (at most cap). */
+static size_t parse_clauses(const char *spec, clause_t *out, size_t cap) {
+    size_t n = 0;
+    char *copy = strdup(spec), *save = NULL;
+    if (!copy) fatal("out of memory");
+    for (char *cl = strtok_r(copy, ",", &save); cl && n < cap; cl = strtok_r(NULL, ",", &save))
+        if (parse_clause(cl, &out[n]) == 0) n++;
+    free(copy);
+    return n;
 }
 
 /* --assert 'p99_ms<50,snap_rate_min>=19': every clause must hold. Returns
@@ -1015,56 +1479,225 @@ static int check_asserts(const char *spec, bool print) {
     char *copy = strdup(spec), *save = NULL;
     if (!copy) fatal("out of memory");
     for (char *cl = strtok_r(copy, ",", &save); cl; cl = strtok_r(NULL, ",", &save)) {
+        clause_t k;
+        if (parse_clause(cl, &k) != 0) {
+            status = 2;
+            continue;
+        }
         while (*cl == ' ') cl++;
-        size_t nl = strcspn(cl, "<>=!");
-        char name[64];
-        if (nl == 0 || nl >= sizeof name) {
-            fprintf(stderr, "spacesim-load: --assert: cannot read '%s' (want NAME<VALUE, ops < <= > >= == !=)\n", cl);
-            status = 2;
-            continue;
-        }
-        memcpy(name, cl, nl);
-        name[nl] = '\0';
-        while (nl && name[nl - 1] == ' ') name[--nl] = '\0';
-        const char *op = cl + strcspn(cl, "<>=!");
-        int opn = 0;
-        size_t oplen = 1;
-        if (strncmp(op, "<=", 2) == 0) opn = 1, oplen = 2;
-        else if (strncmp(op, ">=", 2) == 0) opn = 3, oplen = 2;
-        else if (strncmp(op, "==", 2) == 0) opn = 4, oplen = 2;
-        else if (strncmp(op, "!=", 2) == 0) opn = 5, oplen = 2;
-        else if (*op == '<') opn = 0;
-        else if (*op == '>') opn = 2;
-        else {
-            fprintf(stderr, "spacesim-load: --assert: bad operator in '%s'\n", cl);
-            status = 2;
-            continue;
-        }
-        char *end;
-        double want = strtod(op + oplen, &end);
-        while (*end == ' ') end++;
-        if (end == op + oplen || *end) {
-            fprintf(stderr, "spacesim-load: --assert: bad number in '%s'\n", cl);
-            status = 2;
-            continue;
-        }
-        const metric_t *m = metric_find(name);
+        const metric_t *m = metric_find(k.name);
         if (!m) {
             if (!print) continue; /* validating before the run: names are checked after it */
-            fprintf(stderr, "spacesim-load: --assert: no metric named '%s'; known:", name);
+            fprintf(stderr, "spacesim-load: --assert: no metric named '%s'; known:", k.name);
             for (size_t i = 0; i < g_nmetrics; i++) fprintf(stderr, " %s", g_metrics[i].name);
             fprintf(stderr, "\n");
             status = 2;
             continue;
         }
-        double v = m->v;
+        double v = m->v, want = k.want;
+        int opn = k.op;
         bool ok = opn == 0 ? v < want : opn == 1 ? v <= want : opn == 2 ? v > want : opn == 3 ? v >= want
                 : opn == 4 ? v == want : v != want;
-        if (print) printf("assert %-28s %s (%s = %.6g)\n", cl, ok ? "PASS" : "FAIL", name, v);
+        if (print) printf("assert %-28s %s (%s = %.6g)\n", cl, ok ? "PASS" : "FAIL", k.name, v);
         if (!ok && status == 0) status = 1;
     }
     free(copy);
     return status;
+}
+
+/* ---------------------------------------------------------------- chart */
+
+/* A "nice" tick step for an axis of `span` with about `n` ticks: 1, 2 or 5
+ * times a power of ten, so the labels are round numbers. */
+static double nice_step(double span, int n) {
+    if (!(span > 0)) span = 1;
+    double raw = span / n, mag = pow(10, floor(log10(raw))), f = raw / mag;
+    return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * mag;
+}
+
+/* A tick label without float noise: 0.3, not 0.30000000000000004. */
+static void tick_label(char *buf, size_t n, double v, double step) {
+    int dec = step >= 1 ? 0 : (int)ceil(-log10(step) - 1e-9);
+    if (dec > 6) dec = 6;
+    snprintf(buf, n, "%.*f", dec, v);
+}
+
+/* Does an --assert metric belong on the latency panel (ms) or the snapshot
+ * panel (per client per second)? 0 neither. */
+static int clause_panel(const char *name) {
+    size_t n = strlen(name);
+    if (n > 3 && strcmp(name + n - 3, "_ms") == 0 && strncmp(name, "send_lag", 8) != 0 &&
+        strncmp(name, "server_", 7) != 0)
+        return 1;
+    if (strcmp(name, "snap_rate_min") == 0 || strcmp(name, "snap_rate_median") == 0) return 2;
+    return 0;
+}
+
+/* A two-panel SVG line chart: RTT percentiles per second (top, ms, linear
+ * or --log-latency) and snapshots per client per second (bottom), with the
+ * --assert thresholds of either panel drawn as labelled dashed lines. Axes
+ * end on round values and carry 1/2/5 ticks; the title and the subtitle
+ * (the run's parameters) have their own lines above the first panel. */
+static int write_svg(const char *path) {
+    const double W = 900, H = 600, L = 70, R = 30, T = 90, ph = 200, gap = 70, pw = W - L - R;
+    double tmax = 1, ymax = 0, ymin = INFINITY, smax = 0;
+    clause_t cl[32];
+    size_t ncl = G.asserts ? parse_clauses(G.asserts, cl, 32) : 0;
+    for (size_t i = 0; i < G.nseries; i++) {
+        const point_t *p = &G.series[i];
+        if (p->t > tmax) tmax = p->t;
+        double vs[3] = {p->p50, p->p99, p->max};
+        for (int k = 0; k < 3; k++) {
+            if (vs[k] > ymax) ymax = vs[k];
+            if (vs[k] > 0 && vs[k] < ymin) ymin = vs[k];
+        }
+        if (p->snap_rate > smax) smax = p->snap_rate;
+    }
+    for (size_t i = 0; i < ncl; i++) {
+        int panel = clause_panel(cl[i].name);
+        if (panel == 1 && cl[i].want > ymax) ymax = cl[i].want;
+        if (panel == 1 && cl[i].want > 0 && cl[i].want < ymin) ymin = cl[i].want;
+        if (panel == 2 && cl[i].want > smax) smax = cl[i].want;
+    }
+    if (!(ymax > 0)) ymax = 1;
+    if (!isfinite(ymin)) ymin = ymax / 10;
+    /* Linear: 0..ymax rounded up to a tick. Log: whole decades around the data. */
+    double ystep = nice_step(ymax, 5), ytop = ceil(ymax / ystep - 1e-9) * ystep;
+    double lo_dec = floor(log10(ymin)), hi_dec = ceil(log10(ymax));
+    if (hi_dec <= lo_dec) hi_dec = lo_dec + 1;
+    double sstep = nice_step(smax > 0 ? smax : 1, 5), stop = ceil((smax > 0 ? smax : 1) / sstep - 1e-9) * sstep;
+    double tstep = nice_step(tmax, 8), tend = ceil(tmax / tstep - 1e-9) * tstep;
+
+    spc_buf_t b = {0};
+    spc_buf_printf(&b,
+                   "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" font-family=\"sans-serif\" "
+                   "font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
+                   W, H);
+    spc_buf_printf(&b, "<text x=\"%.0f\" y=\"26\" font-size=\"16\" font-weight=\"bold\">spacesim-load against %s:%d</text>\n",
+                   L, G.host, G.port);
+    spc_buf_printf(&b, "<text x=\"%.0f\" y=\"46\" fill=\"#555\">%ld clients, %.0f s", L, G.nclients, G.duration);
+    bool anymix = false;
+    for (int k = 0; k < K__COUNT; k++)
+        if (G.mix[k] > 0) {
+            spc_buf_printf(&b, "%s%s=%g", anymix ? "," : ", mix ", kind_name[k], G.mix[k]);
+            anymix = true;
+        }
+    if (G.script_path) spc_buf_printf(&b, ", scenario %s", G.script_path);
+    spc_buf_printf(&b, "; open loop, latency from the intended send time</text>\n");
+    for (int panel = 0; panel < 2; panel++) {
+        double y0 = T + panel * (ph + gap);
+        bool logy = panel == 0 && G.log_latency;
+        /* value -> y pixel */
+#define YPIX(v)                                                                                                    \
+    (logy ? y0 + ph - ph * (log10((v) > 0 ? (v) : pow(10, lo_dec)) - lo_dec) / (hi_dec - lo_dec)                 \
+          : y0 + ph - ph * (v) / (panel == 0 ? ytop : stop))
+        spc_buf_printf(&b, "<text x=\"%.0f\" y=\"%.0f\" font-weight=\"bold\">%s</text>\n", L, y0 - 10,
+                       panel == 0 ? (logy ? "round-trip time per second, ms (log scale): p50 blue, p99 red, max grey"
+                                          : "round-trip time per second, ms: p50 blue, p99 red, max grey")
+                                  : "snapshots per client per second (green)");
+        spc_buf_printf(&b, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" stroke=\"#888\"/>\n",
+                       L, y0, pw, ph);
+        char lab[32];
+        if (logy) {
+            for (double d = lo_dec; d <= hi_dec + 1e-9; d++)
+                for (int m = 1; m <= 5; m += (m == 1 ? 1 : 3)) { /* 1, 2, 5 per decade */
+                    double v = m * pow(10, d);
+                    if (log10(v) > hi_dec + 1e-9) break;
+                    double y = YPIX(v);
+                    tick_label(lab, sizeof lab, v, pow(10, d));
+                    spc_buf_printf(&b,
+                                   "<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/>"
+                                   "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\">%s</text>\n",
+                                   L, L + pw, y, y, m == 1 ? "#ddd" : "#f2f2f2", L - 6, y + 4, lab);
+                }
+        } else {
+            double step = panel == 0 ? ystep : sstep, top = panel == 0 ? ytop : stop;
+            for (double v = 0; v <= top + step / 2; v += step) {
+                double y = YPIX(v);
+                tick_label(lab, sizeof lab, v, step);
+                spc_buf_printf(&b,
+                               "<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>"
+                               "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\">%s</text>\n",
+                               L, L + pw, y, y, L - 6, y + 4, lab);
+            }
+        }
+        for (double t = 0; t <= tend + tstep / 2; t += tstep) {
+            double x = L + pw * t / tend;
+            tick_label(lab, sizeof lab, t, tstep);
+            spc_buf_printf(&b, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\">%s s</text>\n", x, y0 + ph + 16, lab);
+        }
+        const int nlines = panel == 0 ? 3 : 1;
+        static const char *const colours[] = {"#1f77b4", "#d62728", "#999", "#2ca02c"};
+        for (int line = 0; line < nlines && G.nseries; line++) {
+            spc_buf_printf(&b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s points=\"",
+                           colours[panel == 0 ? line : 3], panel == 0 && line == 2 ? " stroke-dasharray=\"4 3\"" : "");
+            for (size_t i = 0; i < G.nseries; i++) {
+                const point_t *p = &G.series[i];
+                double v = panel == 1 ? p->snap_rate : line == 0 ? p->p50 : line == 1 ? p->p99 : p->max;
+                spc_buf_printf(&b, "%.1f,%.1f ", L + pw * p->t / tend, YPIX(v));
+            }
+            spc_buf_printf(&b, "\"/>\n");
+        }
+        /* The thresholds: what the run was asserted against. */
+        for (size_t i = 0; i < ncl; i++) {
+            if (clause_panel(cl[i].name) != panel + 1) continue;
+            double y = YPIX(cl[i].want);
+            spc_buf_printf(&b,
+                           "<line class=\"assert\" x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ff7f0e\" "
+                           "stroke-width=\"1.5\" stroke-dasharray=\"8 4\"/>"
+                           "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#ff7f0e\">assert %s%s%g</text>\n",
+                           L, L + pw, y, y, L + pw - 4, y - 4, cl[i].name, op_text[cl[i].op], cl[i].want);
+        }
+#undef YPIX
+    }
+    spc_buf_printf(&b, "</svg>\n");
+    return write_buf(path, &b);
+}
+
+/* ---------------------------------------------------------------- --hdr */
+
+/* The latency spectrum of the load (G.all) in HdrHistogram's percentile
+ * distribution text format (what HdrHistogram's outputPercentileDistribution
+ * prints, in milliseconds): percentiles stepping by halving the distance to
+ * 100% in 5 ticks each, then the Mean/Max footer. HdrHistogram's plotters
+ * (plotFiles.html, HistogramLogAnalyzer) read it. Our buckets are those of
+ * an HdrHistogram with 256 sub-buckets (< 0.8 % error). */
+static int write_hdr(const char *path) {
+    const hdr_t *h = G.all;
+    spc_buf_t b = {0};
+    spc_buf_printf(&b, "%12s %14s %10s %14s\n\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)");
+    if (h->total) {
+        double p = 0;
+        for (;;) {
+            uint64_t v = hdr_percentile(h, p);
+            uint64_t below = 0;
+            size_t vi = hdr_index(v);
+            for (size_t i = 0; i <= vi; i++) below += h->counts[i];
+            double frac = (double)below / (double)h->total;
+            if (below >= h->total) break;
+            spc_buf_printf(&b, "%12.3f %2.12f %10llu %14.2f\n", ms(v), frac, (unsigned long long)below,
+                           1.0 / (1.0 - frac));
+            /* HdrHistogram's percentile iterator: 5 ticks per half distance. */
+            double ticks = 5 * pow(2, floor(log2(100.0 / (100.0 - (frac * 100 > p ? frac * 100 : p)))) + 1);
+            double next = (frac * 100 > p ? frac * 100 : p) + 100.0 / ticks;
+            if (next <= p) break;
+            p = next;
+            if (p >= 100) break;
+        }
+        spc_buf_printf(&b, "%12.3f %2.12f %10llu\n", ms(h->max), 1.0, (unsigned long long)h->total);
+    }
+    double mean = hdr_mean(h), var = 0;
+    for (size_t i = 0; i < HDR_BUCKETS; i++)
+        if (h->counts[i]) {
+            double mid = ((double)hdr_bucket_lo(i) + (double)hdr_bucket_hi(i)) / 2 - mean;
+            var += (double)h->counts[i] * mid * mid;
+        }
+    double sd = h->total ? sqrt(var / (double)h->total) : 0;
+    spc_buf_printf(&b, "#[Mean    = %12.3f, StdDeviation   = %12.3f]\n", mean / 1e6, sd / 1e6);
+    spc_buf_printf(&b, "#[Max     = %12.3f, Total count    = %12llu]\n", ms(h->total ? h->max : 0),
+                   (unsigned long long)h->total);
+    spc_buf_printf(&b, "#[Buckets = %12d, SubBuckets     = %12d]\n", 64 - HDR_SUB_BITS + 1, (int)HDR_LINEAR);
+    return write_buf(path, &b);
 }
 
 static int g_exit;
@@ -1088,10 +1721,12 @@ static void finish(void) {
     int status = 0;
     if (G.json_path && write_json(G.json_path, dur) != 0) status = 2;
     if (G.svg_path && write_svg(G.svg_path) != 0) status = 2;
+    if (G.hdr_path && write_hdr(G.hdr_path) != 0) status = 2;
     if (G.asserts) {
         int a = check_asserts(G.asserts, true);
         if (a > status) status = a;
     }
+    if (S.failed) status = 2;
     if (G.connected_peak == 0) {
         fprintf(stderr, "spacesim-load: no client got a session: is spacesimd running on %s:%d?\n", G.host, G.port);
         if (status == 0) status = 2;
@@ -1103,45 +1738,106 @@ static void finish(void) {
 
 /* ---------------------------------------------------------------- main */
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "Usage: spacesim-load [OPTIONS]\n"
-            "Drive spacesimd with many MessagePack-RPC clients from one process and report\n"
-            "round-trip times, snapshot rates and errors.\n"
-            "\n"
-            "  -h HOST            server address (default 127.0.0.1)\n"
-            "  -p PORT            server port (default 7777)\n"
-            "  -c CLIENTS         concurrent clients, 1..%d (default 10)\n"
-            "  -d SECONDS         run time, 1..%d (default 10); stops by itself\n"
-            "  --connect-rate N   new connections per second (default 1000)\n"
-            "  --ramp SECONDS     spread the client starts over this time (default 0)\n"
-            "  --mix SPEC         commands per client per second, constant rate\n"
-            "                     (default move=5,fire=1,mine=1,ping=2; also inspect)\n"
-            "  --radius R         subscribe each client to radius R (default: server's)\n"
-            "  --json FILE        write the report as JSON (the names --assert takes)\n"
-            "  --assert LIST      e.g. 'p99_ms<50,snap_rate_min>=19,errors==0'; exit 1 if one fails\n"
-            "  --svg FILE         chart: RTT p50/p99/max and snapshots/client/s over time\n"
-            "  --seed N           random seed for targets and headings (default 1)\n"
-            "  -q                 no progress lines\n"
-            "  --help, --version\n"
-            "\n"
-            "Each client connects, says hello, spawns a ship, then sends its mix on a fixed\n"
-            "schedule; latency counts from the INTENDED send time (a stalled server shows up\n"
-            "as latency). Every snapshot is decoded. Error replies that are game outcomes\n"
-            "(NOT_FOUND, OUT_OF_RANGE, COOLDOWN) are listed apart and not counted in errors.\n"
-            "Metric names for --assert/--json: p50_ms p90_ms p99_ms p999_ms max_ms (all mix commands),\n"
-            "<method>_p99_ms etc., snap_rate_min snap_rate_median commands_per_sec errors\n"
-            "mb_per_s_in clients_connected send_lag_p99_ms, server_<key> from the server's stats.\n"
-            "Exit status: 0 ok (asserts held), 1 an assert failed, 2 bad usage or no client connected.\n",
-            MAX_CLIENTS, MAX_DURATION);
-}
+/* The one description of the command line: getopt_long, --help and the
+ * manual page (spacesim-load --man, installed as spacesim-load.1) all come
+ * from these tables (clients/opts.h). */
+enum { O_CONNECT_RATE = SPC_OPT_FIRST, O_RAMP, O_MIX, O_RADIUS, O_JSON, O_SVG, O_HDR, O_LOG, O_ASSERT, O_SEED };
+
+static const spc_opt_t load_opts[] = {
+    {'h', 'h', "host", "HOST", "server address (default 127.0.0.1)"},
+    {'p', 'p', "port", "PORT", "server port (default 7777)"},
+    {'c', 'c', "clients", "N", "concurrent clients, 1..100000 (default 10)"},
+    {'d', 'd', "duration", "SECONDS", "run time, 1..3600 (default 10); the run stops by itself"},
+    {O_CONNECT_RATE, 0, "connect-rate", "N", "new connections per second (default 1000)"},
+    {O_RAMP, 0, "ramp", "SECONDS", "spread the client starts over this time (default 0)"},
+    {O_MIX, 0, "mix", "SPEC",
+     "commands per client per second, each on a constant schedule: move, fire, mine, ping, inspect "
+     "(default move=5,fire=1,mine=1,ping=2); with -s the script sends instead, and --mix adds to it"},
+    {'s', 's', "script", "FILE", "run the Lua scenario FILE: per-client hooks decide what each client sends "
+                                 "(see SCENARIOS)"},
+    {O_RADIUS, 0, "radius", "R", "subscribe each client with radius R (default: the server's)"},
+    {O_JSON, 0, "json", "FILE", "write the report as JSON (the names --assert takes)"},
+    {O_ASSERT, 0, "assert", "LIST", "thresholds, e.g. 'p99_ms<50,snap_rate_min>=19,errors==0'; exit 1 if one fails"},
+    {O_SVG, 0, "svg", "FILE", "chart: round-trip p50/p99/max and snapshots per client per second over time, "
+                              "with the --assert thresholds drawn"},
+    {O_LOG, 0, "log-latency", NULL, "latency axis of the chart on a log scale (default linear)"},
+    {O_HDR, 0, "hdr", "FILE", "write the full latency spectrum of the load commands in HdrHistogram's percentile text format "
+                              "(milliseconds), which HdrHistogram's plotters read"},
+    {O_SEED, 0, "seed", "N", "random seed for targets, headings and the scripts' math.random (default 1)"},
+    {'q', 'q', "quiet", NULL, "no progress lines"},
+};
+
+static const spc_optgroup_t load_groups[] = {
+    {"Options", NULL, load_opts, sizeof load_opts / sizeof load_opts[0], 1},
+};
+
+static const char *const load_synopsis[] = {
+    "[-h HOST] [-p PORT] [-c CLIENTS] [-d SECONDS] [--mix SPEC] [OPTIONS]",
+    "[OPTIONS] -s SCENARIO.lua",
+    NULL,
+};
+
+static const spc_section_t load_sections[] = {
+    {"Open loop",
+     "Each client connects, says hello, spawns a ship, then sends on a fixed schedule; latency counts from the "
+     "INTENDED send time (a stalled server shows up as latency, not as a lower request rate: coordinated omission, "
+     "as wrk2 measures it). How late the generator itself was is reported as send lag. Every snapshot is decoded "
+     "into the client's view. Error replies that are game outcomes (NOT_FOUND, OUT_OF_RANGE, COOLDOWN) are listed "
+     "apart and not counted as errors."},
+    {"Scenarios",
+     "With -s FILE, a Lua 5.4 script decides what each client does, the way wrk -s does. One Lua state serves every "
+     "client of the process; the script defines any of these global functions (all optional):\n\n"
+     "  setup(client)             once, after the client's hello and spawn\n"
+     "  on_snapshot(client)       after each snapshot is applied to its view\n"
+     "  on_event(client, event)   for each event notification (a table)\n"
+     "  on_timer(client)          every `timer` seconds (global, default 1)\n"
+     "  on_response(client, method, ok, result)  for each answer to the script\n\n"
+     "client is a table with id (0..N-1), ship, session, and methods:\n\n"
+     "  client:move(vx, vy, vz)   client:fire(target)   client:mine(asteroid)\n"
+     "  client:ping()   client:inspect(id)   client:call(method, ...)\n"
+     "  client:view()             entities in view: {id, kind, x, y, z, owner}\n"
+     "  client:nearest(kind)      nearest entity of kind \"ship\", \"asteroid\"\n"
+     "                            or \"projectile\" (not our own): table or nil\n"
+     "  client:pos()              our ship's x, y, z (nil when not in view)\n"
+     "  client.state              a table of the script's own, per client\n\n"
+     "Requests a hook sends get the same open-loop accounting as --mix: they are timed from the moment the hook "
+     "ran (the timer's due time for on_timer), and go into the same report, --json, --hdr and --assert. A Lua "
+     "error stops the run: the message names FILE:LINE, the report is still printed, and the exit status is 2. "
+     "Two examples are installed with the package (share/spacesim/scenarios): patrol.lua and miner.lua."},
+    {"Metrics",
+     "Names for --assert and --json: p50_ms p90_ms p99_ms p999_ms max_ms (all load commands), <method>_p99_ms and "
+     "the like per method, snap_rate_min snap_rate_median commands_per_sec errors mb_per_s_in clients_connected "
+     "send_lag_p99_ms, and server_<key> from the server's stats."},
+    {"Exit status",
+     "0 the run finished and every --assert held, 1 an assert failed, 2 bad usage, a scenario error, or no client "
+     "connected."},
+    {"Examples",
+     "  spacesim-load -c 1000 -d 30 --assert 'p99_ms<50,errors==0'\n"
+     "  spacesim-load -c 200 -d 20 --svg run.svg --log-latency --hdr run.hgrm\n"
+     "  spacesim-load -c 2000 -d 60 -s /usr/local/share/spacesim/scenarios/patrol.lua"},
+};
+
+static const spc_prog_t load_prog = {
+    .name = "spacesim-load",
+    .version = LOAD_VERSION,
+    .version_extra = "(protocol " SPC_STR(SP_PROTO_VERSION) ")",
+    .summary = "open-loop load generator and scenario runner for spacesimd",
+    .synopsis = load_synopsis,
+    .description = "Drive spacesimd with many MessagePack-RPC clients from one process (one libuv loop) and "
+                   "report round-trip times, snapshot rates and errors.",
+    .groups = load_groups,
+    .ngroups = sizeof load_groups / sizeof load_groups[0],
+    .sections = load_sections,
+    .nsections = sizeof load_sections / sizeof load_sections[0],
+    .see_also = "spacesimd(1), spacesim-cli(1), wrk(1)",
+};
 
 static double parse_num(const char *opt, const char *s, double lo, double hi) {
     char *end;
     errno = 0;
     double v = s ? strtod(s, &end) : NAN;
     if (!s || errno || end == s || *end || !isfinite(v))
-        fatal("%s needs a number, got '%s' (see --help)", opt, s ? s : "");
+        fatal("%s needs a number, got '%s' (see spacesim-load --help)", opt, s ? s : "");
     if (v < lo || v > hi) fatal("%s %s is out of range: allowed %g..%g", opt, s, lo, hi);
     return v;
 }
@@ -1169,6 +1865,33 @@ static void parse_mix(const char *spec) {
                         "(200/s): expect RATE_LIMITED errors\n", total);
 }
 
+static int on_opt(int id, const char *v, void *ctx) {
+    (void)ctx;
+    switch (id) {
+    case 'h': G.host = v; break;
+    case 'p': G.port = (int)parse_num("-p", v, 1, 65535); break;
+    case 'c': G.nclients = (long)parse_num("-c", v, 1, MAX_CLIENTS); break;
+    case 'd': G.duration = parse_num("-d", v, 1, MAX_DURATION); break;
+    case O_CONNECT_RATE: G.connect_rate = parse_num("--connect-rate", v, 1, 100000); break;
+    case O_RAMP: G.ramp = parse_num("--ramp", v, 0, MAX_DURATION); break;
+    case O_MIX:
+        parse_mix(v);
+        G.mix_given = true;
+        break;
+    case 's': G.script_path = v; break;
+    case O_RADIUS: G.radius = parse_num("--radius", v, 1, 20000); break;
+    case O_JSON: G.json_path = v; break;
+    case O_SVG: G.svg_path = v; break;
+    case O_LOG: G.log_latency = true; break;
+    case O_HDR: G.hdr_path = v; break;
+    case O_ASSERT: G.asserts = v; break;
+    case O_SEED: G.seed = (uint64_t)parse_num("--seed", v, 0, 1e15); break;
+    case 'q': G.quiet = true; break;
+    default: return spc_opts_bad(&load_prog, "internal error: option %d", id);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     G.host = SPC_DEFAULT_HOST;
     G.port = SPC_DEFAULT_PORT;
@@ -1177,50 +1900,13 @@ int main(int argc, char **argv) {
     G.connect_rate = 1000;
     G.seed = 1;
     parse_mix("move=5,fire=1,mine=1,ping=2");
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define TAKE() (i++, v)
-        if (strcmp(a, "--help") == 0) {
-            usage(stdout);
-            return 0;
-        } else if (strcmp(a, "--version") == 0) {
-            printf("spacesim-load %s (protocol %d)\n", LOAD_VERSION, SP_PROTO_VERSION);
-            return 0;
-        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--host") == 0) {
-            if (!v) fatal("%s needs a HOST", a);
-            G.host = TAKE();
-        } else if (strcmp(a, "-p") == 0 || strcmp(a, "--port") == 0) {
-            G.port = (int)parse_num(a, TAKE(), 1, 65535);
-        } else if (strcmp(a, "-c") == 0 || strcmp(a, "--clients") == 0) {
-            G.nclients = (long)parse_num(a, TAKE(), 1, MAX_CLIENTS);
-        } else if (strcmp(a, "-d") == 0 || strcmp(a, "--duration") == 0) {
-            G.duration = parse_num(a, TAKE(), 1, MAX_DURATION);
-        } else if (strcmp(a, "--connect-rate") == 0) {
-            G.connect_rate = parse_num(a, TAKE(), 1, 100000);
-        } else if (strcmp(a, "--ramp") == 0) {
-            G.ramp = parse_num(a, TAKE(), 0, MAX_DURATION);
-        } else if (strcmp(a, "--mix") == 0) {
-            if (!v) fatal("--mix needs a SPEC like move=5,fire=1");
-            parse_mix(TAKE());
-        } else if (strcmp(a, "--radius") == 0) {
-            G.radius = parse_num(a, TAKE(), 1, 20000);
-        } else if (strcmp(a, "--json") == 0) {
-            if (!v) fatal("--json needs a FILE");
-            G.json_path = TAKE();
-        } else if (strcmp(a, "--svg") == 0) {
-            if (!v) fatal("--svg needs a FILE");
-            G.svg_path = TAKE();
-        } else if (strcmp(a, "--assert") == 0) {
-            if (!v) fatal("--assert needs a LIST like 'p99_ms<50'");
-            G.asserts = TAKE();
-        } else if (strcmp(a, "--seed") == 0) {
-            G.seed = (uint64_t)parse_num(a, TAKE(), 0, 1e15);
-        } else if (strcmp(a, "-q") == 0) {
-            G.quiet = true;
-        } else {
-            fatal("unknown argument '%s' (see --help)", a);
-        }
-#undef TAKE
+    int ind;
+    int st = spc_opts_parse(&load_prog, 0, argc, argv, &ind, 0, on_opt, NULL);
+    if (st >= 0) return st;
+    if (G.script_path) {
+        /* The script drives the clients; --mix given as well adds to it. */
+        if (!G.mix_given) memset(G.mix, 0, sizeof G.mix);
+        script_load(G.script_path);
     }
     if (G.ramp > G.duration) fatal("--ramp %g is longer than the run (-d %g)", G.ramp, G.duration);
     if (G.asserts && check_asserts(G.asserts, false) == 2) return 2;
@@ -1279,5 +1965,6 @@ int main(int argc, char **argv) {
     uv_signal_start(&G.sigint, on_sigint, SIGINT);
     uv_run(G.loop, UV_RUN_DEFAULT);
     uv_loop_close(G.loop);
+    if (S.L) lua_close(S.L);
     return g_exit;
 }

@@ -18,17 +18,21 @@ desync the client asks for a full snapshot by itself (`resync`).
 
 import asyncio
 import itertools
+from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import msgpack
 
 from . import protocol as P
-from .world import World, Desync, MalformedSnapshot, SnapshotInfo
+from .world import World, Entity, Desync, MalformedSnapshot, SnapshotInfo
+
+#: A vector in world units (or units per second): any three numbers.
+Vec3 = Sequence[float]
 
 
 class RpcError(Exception):
     """An error reply: .code (int), .name ("FORBIDDEN"), .message (str), .method."""
 
-    def __init__(self, code, message, method=None):
+    def __init__(self, code: Optional[int], message: str, method: Optional[str] = None) -> None:
         self.code = code
         self.name = P.ERRORS.get(code, "ERROR_%s" % code)
         self.message = message
@@ -44,26 +48,30 @@ class Event(dict):
     """An `event` notification: a dict with at least "type" and "tick"."""
 
     @property
-    def type(self):
+    def type(self) -> Optional[str]:
         return self.get("type")
 
     @property
-    def tick(self):
+    def tick(self) -> Optional[int]:
         return self.get("tick")
 
 
+#: What updates() yields: a snapshot applied to Client.world, or an event.
+Update = Union[SnapshotInfo, Event]
+
+
 class Client:
-    def __init__(self, reader, writer, queue_size=1024):
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, queue_size: int = 1024) -> None:
         self._reader = reader
         self._writer = writer
         self._ids = itertools.count(1)
-        self._pending = {}
-        self._queue = asyncio.Queue(maxsize=queue_size)
-        self._closed = None          # exception once closed
+        self._pending: Dict[int, Tuple["asyncio.Future[Any]", str]] = {}
+        self._queue: "asyncio.Queue[Optional[Update]]" = asyncio.Queue(maxsize=queue_size)
+        self._closed: Optional[Exception] = None          # exception once closed
         self.world = World()
-        self.session = None
+        self.session: Optional[int] = None
         self.admin = False
-        self.hello_info = None
+        self.hello_info: Optional[Dict[str, Any]] = None
         self.snapshots = 0
         self.desyncs = 0
         self.malformed = 0
@@ -75,18 +83,19 @@ class Client:
     # ------------------------------------------------------------ connecting
 
     @classmethod
-    async def connect(cls, host=P.DEFAULT_HOST, port=P.DEFAULT_PORT, timeout=5.0, queue_size=1024):
+    async def connect(cls, host: str = P.DEFAULT_HOST, port: int = P.DEFAULT_PORT, timeout: float = 5.0,
+                      queue_size: int = 1024) -> "Client":
         """Open a connection. Raises ConnectionRefusedError, asyncio.TimeoutError, OSError."""
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
         return cls(reader, writer, queue_size)
 
-    async def __aenter__(self):
+    async def __aenter__(self) -> "Client":
         return self
 
-    async def __aexit__(self, *exc):
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def close(self):
+    async def close(self) -> None:
         if self._closed is None:
             self._fail(ConnectionClosed("closed by the client"))
         self._task.cancel()
@@ -101,12 +110,12 @@ class Client:
             pass
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         return self._closed is not None
 
     # ------------------------------------------------------------ requests
 
-    async def call(self, method, *params, timeout=10.0):
+    async def call(self, method: str, *params: Any, timeout: float = 10.0) -> Any:
         """Send [0, msgid, method, params] and return the result, or raise
         RpcError (error reply), ConnectionClosed, asyncio.TimeoutError."""
         if self._closed is not None:
@@ -121,11 +130,11 @@ class Client:
         finally:
             self._pending.pop(msgid, None)
 
-    async def ping(self):
+    async def ping(self) -> Dict[str, int]:
         """{"tick": int, "server_time_ns": int}; allowed before hello."""
         return await self.call("ping")
 
-    async def hello(self, name="python", token=None):
+    async def hello(self, name: str = "python", token: Optional[str] = None) -> Dict[str, Any]:
         """Open a session; `token` is the admin token or None."""
         info = await self.call("hello", name, token)
         self.hello_info = info
@@ -133,48 +142,48 @@ class Client:
         self.admin = bool(info.get("admin"))
         return info
 
-    async def spawn(self, position=None):
+    async def spawn(self, position: Optional[Vec3] = None) -> int:
         """A new ship owned by this session (at `position` (x, y, z) if
         given, else where the server puts it): returns its id."""
         if position is None:
             return (await self.call("spawn"))["ship_id"]
         return (await self.call("spawn", [float(v) for v in position]))["ship_id"]
 
-    async def move(self, ship, velocity):
+    async def move(self, ship: int, velocity: Vec3) -> bool:
         """Set the desired velocity (vx, vy, vz) in units per second."""
         return await self.call("move", ship, [float(v) for v in velocity])
 
-    async def fire(self, ship, target):
+    async def fire(self, ship: int, target: int) -> Dict[str, Any]:
         """{"hit": bool, "damage": float}"""
         return await self.call("fire", ship, target)
 
-    async def mine(self, ship, asteroid):
+    async def mine(self, ship: int, asteroid: int) -> Dict[str, Any]:
         """{"resource_type": str, "amount": float}"""
         return await self.call("mine", ship, asteroid)
 
-    async def subscribe(self, radius, center=None):
+    async def subscribe(self, radius: float, center: Optional[Vec3] = None) -> bool:
         """Area of interest: radius around your ships (or around center)."""
         if center is None:
             return await self.call("subscribe", float(radius))
         return await self.call("subscribe", float(radius), [float(v) for v in center])
 
-    async def inspect(self, entity_id):
+    async def inspect(self, entity_id: int) -> Dict[str, Any]:
         return await self.call("inspect", entity_id)
 
-    async def stats(self):
+    async def stats(self) -> Dict[str, Any]:
         return await self.call("stats")
 
-    async def alert(self, message, priority=1):
+    async def alert(self, message: str, priority: int = 1) -> Any:
         """Admin sessions only: every client gets a SystemAlert event."""
         return await self.call("alert", message, priority)
 
-    async def resync(self):
+    async def resync(self) -> bool:
         """Ask for a full snapshot next."""
         return await self.call("resync")
 
     # ------------------------------------------------------------ notifications
 
-    async def updates(self, timeout=None):
+    async def updates(self, timeout: Optional[float] = None) -> AsyncIterator[Update]:
         """Async iterator over SnapshotInfo objects (after they were applied
         to self.world) and Event dicts, in arrival order. Ends when the
         connection closes; with a timeout, raises asyncio.TimeoutError when
@@ -185,7 +194,7 @@ class Client:
                 return
             yield item
 
-    async def next_item(self, timeout=None):
+    async def next_item(self, timeout: Optional[float] = None) -> Optional[Update]:
         """The next SnapshotInfo or Event, or None once the connection is
         closed and everything queued was read. Raises asyncio.TimeoutError."""
         if self._closed is not None and self._queue.empty():
@@ -196,18 +205,18 @@ class Client:
             self._queue.put_nowait(None)   # keep telling later callers
         return item
 
-    async def next_snapshot(self, timeout=5.0):
+    async def next_snapshot(self, timeout: float = 5.0) -> SnapshotInfo:
         """Wait for the next applied snapshot (events in between are
         skipped). Raises asyncio.TimeoutError after `timeout` seconds in all."""
         return await asyncio.wait_for(self._next_of(lambda i: isinstance(i, SnapshotInfo)), timeout)
 
-    async def next_event(self, type=None, timeout=5.0):
+    async def next_event(self, type: Optional[str] = None, timeout: float = 5.0) -> "Event":
         """Wait for the next event (of a type, if given); snapshots are
         skipped. Raises asyncio.TimeoutError after `timeout` seconds in all."""
         return await asyncio.wait_for(
             self._next_of(lambda i: isinstance(i, Event) and (type is None or i.type == type)), timeout)
 
-    async def _next_of(self, pred):
+    async def _next_of(self, pred: Callable[[Update], bool]) -> Any:
         while True:
             item = await self.next_item()
             if item is None:
@@ -215,19 +224,19 @@ class Client:
             if pred(item):
                 return item
 
-    def my_ships(self):
+    def my_ships(self) -> List[Entity]:
         """Own ships currently in view."""
         return self.world.owned_by(self.session) if self.session else []
 
     # ------------------------------------------------------------ internals
 
-    def _push(self, item):
+    def _push(self, item: Optional[Update]) -> None:
         if self._queue.full():
             self._queue.get_nowait()
             self.dropped += 1
         self._queue.put_nowait(item)
 
-    def _fail(self, exc):
+    def _fail(self, exc: Exception) -> None:
         if self._closed is None:
             self._closed = exc
         for fut, _ in list(self._pending.values()):
@@ -238,12 +247,12 @@ class Client:
             self._queue.get_nowait()
         self._queue.put_nowait(None)
 
-    def _send_nowait(self, method):
+    def _send_nowait(self, method: str) -> None:
         """Fire-and-forget request (its response is ignored)."""
         msgid = next(self._ids) & 0xFFFFFFFF
         self._writer.write(msgpack.packb([P.REQUEST, msgid, method, []]))
 
-    def _on_message(self, msg, nbytes):
+    def _on_message(self, msg: Any, nbytes: int) -> None:
         if not isinstance(msg, list) or len(msg) < 3:
             raise MalformedSnapshot("not a MessagePack-RPC message: %r" % (msg,))
         if msg[0] == P.RESPONSE and len(msg) == 4:
@@ -289,7 +298,7 @@ class Client:
         elif method == "ping":
             self._send_nowait("ping")   # keepalive: any request resets the idle timer
 
-    async def _read_loop(self):
+    async def _read_loop(self) -> None:
         unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=64 * 1024 * 1024)
         try:
             while True:

@@ -6,6 +6,8 @@ applies to the view of its base tick. `World.apply()` validates as it goes and
 leaves the view untouched on any error, like the C decoder sp_snap_apply().
 """
 
+from typing import Any, Container, Dict, Iterator, List, Optional, Sequence, Tuple
+
 from . import protocol as P
 
 
@@ -26,7 +28,8 @@ class Entity:
 
     __slots__ = ("id", "kind", "qpos", "qvel", "qhp", "owner", "qradius")
 
-    def __init__(self, id, kind, qpos, qvel, qhp, owner, qradius):
+    def __init__(self, id: int, kind: int, qpos: Tuple[int, int, int], qvel: Tuple[int, int, int], qhp: int,
+                 owner: int, qradius: int) -> None:
         self.id = id
         self.kind = kind
         self.qpos = qpos
@@ -35,33 +38,33 @@ class Entity:
         self.owner = owner
         self.qradius = qradius
 
-    def copy(self):
+    def copy(self) -> "Entity":
         return Entity(self.id, self.kind, self.qpos, self.qvel, self.qhp, self.owner, self.qradius)
 
     @property
-    def kind_name(self):
+    def kind_name(self) -> str:
         return P.KIND_NAMES.get(self.kind, "kind%d" % self.kind)
 
     @property
-    def pos(self):
+    def pos(self) -> Tuple[float, ...]:
         return tuple(v / P.POS_STEPS for v in self.qpos)
 
     @property
-    def vel(self):
+    def vel(self) -> Tuple[float, ...]:
         return tuple(v / P.VEL_STEPS for v in self.qvel)
 
     @property
-    def hp(self):
+    def hp(self) -> float:
         return self.qhp / P.HP_STEPS
 
     @property
-    def radius(self):
+    def radius(self) -> float:
         return self.qradius / P.RADIUS_STEPS
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, Entity) and all(getattr(self, s) == getattr(other, s) for s in self.__slots__)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Entity(id=%d, %s, pos=(%.2f, %.2f, %.2f), hp=%.1f, owner=%d)" % (
             (self.id, self.kind_name) + self.pos + (self.hp, self.owner))
 
@@ -71,7 +74,8 @@ class SnapshotInfo:
 
     __slots__ = ("tick", "base_tick", "entered", "changed", "left", "count", "bytes")
 
-    def __init__(self, tick, base_tick, entered, changed, left, count, nbytes=0):
+    def __init__(self, tick: int, base_tick: Optional[int], entered: int, changed: int, left: int, count: int,
+                 nbytes: int = 0) -> None:
         self.tick = tick
         self.base_tick = base_tick
         self.entered = entered
@@ -81,16 +85,16 @@ class SnapshotInfo:
         self.bytes = nbytes
 
     @property
-    def full(self):
+    def full(self) -> bool:
         return self.base_tick is None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Snapshot(tick=%d, %s, seen=%d, entered=%d, changed=%d, left=%d)" % (
             self.tick, "full" if self.full else "delta from %d" % self.base_tick, self.count,
             self.entered, self.changed, self.left)
 
 
-def _int(v, what):
+def _int(v: Any, what: str) -> int:
     if type(v) is not int:
         raise MalformedSnapshot("%s: expected an integer, got %r" % (what, type(v).__name__))
     return v
@@ -102,26 +106,27 @@ class World:
     `entities` is a plain dict {id: Entity}; `tick` is None until the first
     full snapshot. Read it freely; only apply() changes it."""
 
-    def __init__(self):
-        self.tick = None
-        self.entities = {}
+    def __init__(self) -> None:
+        self.tick: Optional[int] = None
+        self.entities: Dict[int, Entity] = {}
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.entities)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Entity]:
         return iter(self.entities.values())
 
-    def get(self, entity_id):
+    def get(self, entity_id: int) -> Optional[Entity]:
         return self.entities.get(entity_id)
 
-    def of_kind(self, kind):
+    def of_kind(self, kind: int) -> List[Entity]:
         return [e for e in self.entities.values() if e.kind == kind]
 
-    def owned_by(self, session):
+    def owned_by(self, session: int) -> List[Entity]:
         return [e for e in self.entities.values() if e.kind == P.SHIP and e.owner == session]
 
-    def nearest(self, pos, kind=None, exclude=()):
+    def nearest(self, pos: Sequence[float], kind: Optional[int] = None,
+                exclude: Container[int] = ()) -> Optional[Entity]:
         """The entity nearest to pos (world units), optionally of one kind."""
         best, bd = None, None
         for e in self.entities.values():
@@ -133,12 +138,12 @@ class World:
                 best, bd = e, d
         return best
 
-    def reset(self):
+    def reset(self) -> None:
         """Forget everything (after a desync, until the next full snapshot)."""
         self.tick = None
         self.entities = {}
 
-    def apply(self, params, nbytes=0):
+    def apply(self, params: Any, nbytes: int = 0) -> SnapshotInfo:
         """Apply the params of one snapshot notification. Returns a
         SnapshotInfo; raises Desync or MalformedSnapshot (view unchanged)."""
         if not isinstance(params, (list, tuple)) or len(params) < 6:
@@ -227,7 +232,7 @@ class World:
                             count, nbytes)
 
 
-def _count_changed(changed):
+def _count_changed(changed: List[int]) -> int:
     """Number of entries in a (validated) changed list."""
     i, n, k = 0, len(changed), 0
     while i < n:
