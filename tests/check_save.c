@@ -229,8 +229,10 @@ START_TEST(test_save_forged_fields_refused) {
     ck_assert_int_eq(load_forged(buf, len, OFF_LAST_REBUILD, &big, 8), SP_ECORRUPT); /* > tick */
     float bad = -1.0f;
     ck_assert_int_eq(load_forged(buf, len, HDR + 8, &bad, 4), SP_ECORRUPT); /* half_extent */
-    v32 = 3;
+    v32 = SP_SAVE_VERSION + 1;
     ck_assert_int_eq(load_forged(buf, len, 8, &v32, 4), SP_ECORRUPT); /* version from the future */
+    v32 = 1; /* the annex length (the last 4 bytes: empty annex) past the end */
+    ck_assert_int_eq(load_forged(buf, len, len - 4, &v32, 4), SP_ECORRUPT);
     v32 = 0;
     ck_assert_int_eq(load_forged(buf, len, 8, &v32, 4), SP_ECORRUPT);
     v32 = (1u << 20) + 1; /* respawn NPC target above max_entities */
@@ -304,11 +306,12 @@ START_TEST(test_save_respawn_state_round_trips_and_version1_still_loads) {
     }
     ck_assert_uint_eq(sp_world_hash(b), sp_world_hash(a));
     ck_assert_uint_eq(sp_world_count_npc(a), 40); /* 3 per 7 ticks: back to the target */
-    /* Version 1: the same payload without the respawn fields. */
+    /* Version 1: the same payload without the respawn fields (nor the
+     * version 3 annex length, the last 4 bytes). */
     uint8_t *v1 = malloc(len);
-    size_t n1 = len - RESPAWN_BYTES;
+    size_t n1 = len - RESPAWN_BYTES - 4;
     memcpy(v1, buf, OFF_RESPAWN);
-    memcpy(v1 + OFF_RESPAWN, buf + OFF_RESPAWN + RESPAWN_BYTES, len - OFF_RESPAWN - RESPAWN_BYTES);
+    memcpy(v1 + OFF_RESPAWN, buf + OFF_RESPAWN + RESPAWN_BYTES, len - OFF_RESPAWN - RESPAWN_BYTES - 4);
     ver = 1;
     memcpy(v1 + 8, &ver, 4);
     fix_checksum(v1, n1);
@@ -334,6 +337,48 @@ START_TEST(test_save_respawn_state_round_trips_and_version1_still_loads) {
 }
 END_TEST
 
+/* Version 3's annex (issue 7: the daemon's sessions ride in the checkpoint):
+ * its bytes come back as saved, under the checksum; a version-2 buffer (no
+ * annex) still loads, with an empty one; an annex longer than the rest is
+ * refused. */
+START_TEST(test_save_annex_round_trips_and_version2_still_loads) {
+    sp_entity_id_t player;
+    sp_world_t *a = busy_world(50, 5, &player);
+    static const char annex[] = "sessions of the daemon";
+    uint8_t *buf;
+    size_t len;
+    ck_assert_int_eq(sp_world_save_unsealed_annex(a, annex, sizeof annex, &buf, &len), 0);
+    sp_world_save_seal(buf, len);
+    sp_world_t *b;
+    const uint8_t *got = NULL;
+    size_t glen = 0;
+    ck_assert_int_eq(sp_world_load_annex(buf, len, NULL, 1, &b, &got, &glen), 0);
+    ck_assert_uint_eq(glen, sizeof annex);
+    ck_assert_mem_eq(got, annex, sizeof annex);
+    ck_assert_uint_eq(sp_world_hash(b), sp_world_hash(a));
+    sp_world_free(b);
+    buf[len - 1] ^= 1; /* inside the annex: the checksum catches it */
+    ck_assert_int_eq(sp_world_load_annex(buf, len, NULL, 1, &b, &got, &glen), SP_ECORRUPT);
+    free(buf);
+    /* Version 2: an empty annex's 4 length bytes removed. */
+    ck_assert_int_eq(sp_world_save(a, &buf, &len), 0);
+    uint32_t ver = 2;
+    memcpy(buf + 8, &ver, 4);
+    fix_checksum(buf, len - 4);
+    ck_assert_int_eq(sp_world_load_annex(buf, len - 4, NULL, 1, &b, &got, &glen), 0);
+    ck_assert_ptr_null(got);
+    ck_assert_uint_eq(glen, 0);
+    ck_assert_uint_eq(sp_world_hash(b), sp_world_hash(a));
+    sp_world_free(b);
+    /* Version 2 with the bytes of a version 3 (the annex length) is refused:
+     * trailing bytes. */
+    fix_checksum(buf, len);
+    ck_assert_int_eq(sp_world_load(buf, len, NULL, 1, &b), SP_ECORRUPT);
+    free(buf);
+    sp_world_free(a);
+}
+END_TEST
+
 static Suite *save_suite(void) {
     Suite *s = suite_create("save");
     struct {
@@ -346,6 +391,7 @@ static Suite *save_suite(void) {
         {"flips", test_save_random_byte_flips_refused_ecorrupt},
         {"forged", test_save_forged_fields_refused},
         {"respawn", test_save_respawn_state_round_trips_and_version1_still_loads},
+        {"annex", test_save_annex_round_trips_and_version2_still_loads},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);

@@ -72,10 +72,16 @@ static void w_u64(wcur_t *c, uint64_t v) { w_put(c, &v, 8); }
 static void w_f(wcur_t *c, float v) { w_put(c, &v, 4); }
 
 int sp_world_save_unsealed(const sp_world_t *w, uint8_t **out_buf, size_t *out_len) {
-    if (w == NULL || out_buf == NULL || out_len == NULL) return SP_EINVAL;
+    return sp_world_save_unsealed_annex(w, NULL, 0, out_buf, out_len);
+}
+
+int sp_world_save_unsealed_annex(const sp_world_t *w, const void *annex, size_t annex_len, uint8_t **out_buf,
+                                 size_t *out_len) {
+    if (w == NULL || out_buf == NULL || out_len == NULL || (annex == NULL && annex_len != 0)) return SP_EINVAL;
+    if (annex_len > UINT32_MAX) return SP_EOVERFLOW;
     /* Exact size first: one allocation, no copying as the buffer grows. */
     uint64_t len = (uint64_t)HDR_SIZE + DEF_BYTES + SCALAR_BYTES + 4 + 4 + 4 + 4ull * w->nfree +
-                   5ull * w->nslots + (uint64_t)LIVE_SLOT_BYTES * w->count;
+                   5ull * w->nslots + (uint64_t)LIVE_SLOT_BYTES * w->count + 4 + annex_len;
     if (len > SIZE_MAX) return SP_EOVERFLOW;
     uint8_t *buf = malloc((size_t)len);
     if (buf == NULL) return SP_ENOMEM;
@@ -103,6 +109,8 @@ int sp_world_save_unsealed(const sp_world_t *w, uint8_t **out_buf, size_t *out_l
 #undef SP__PUT_SLOT
 #undef SP__PUT_SLOTS
     }
+    w_u32(&c, (uint32_t)annex_len);
+    w_put(&c, annex, annex_len);
     SP_ASSERT((uint64_t)(c.p - buf) == len);
     *out_buf = buf;
     *out_len = (size_t)len;
@@ -302,7 +310,7 @@ static void get_head(rbuf_t *b, uint32_t ver, head_t *h) {
 
 /* Pass 1: everything checked, nothing allocated except a bitmap of the free
  * list (to prove it lists each free slot exactly once). */
-static int validate(const uint8_t *buf, size_t len) {
+static int validate(const uint8_t *buf, size_t len, size_t *annex_off, size_t *annex_len) {
     if (len < HDR_SIZE || memcmp(buf, MAGIC, 8) != 0) return SP_ECORRUPT;
     uint32_t ver, hs;
     uint64_t plen, sum;
@@ -342,6 +350,14 @@ static int validate(const uint8_t *buf, size_t len) {
     }
     free(seen);
     if (rc != 0) return rc;
+    *annex_off = *annex_len = 0;
+    if (ver >= 3) { /* the annex: exactly the rest of the payload */
+        uint32_t alen = get_u32(&b);
+        if (b.bad || alen != b.n - b.off) return SP_ECORRUPT;
+        *annex_off = HDR_SIZE + b.off;
+        *annex_len = alen;
+        b.off += alen;
+    }
     if (live != h.count || b.off != b.n) return SP_ECORRUPT; /* trailing bytes too */
     if (!h.sleep_enabled && sleeping != 0) return SP_ECORRUPT;
     return 0;
@@ -349,10 +365,16 @@ static int validate(const uint8_t *buf, size_t len) {
 
 int sp_world_load(const uint8_t *buf, size_t len, const sp_allocator_t *alloc, int grid_threads,
                   sp_world_t **out) {
+    return sp_world_load_annex(buf, len, alloc, grid_threads, out, NULL, NULL);
+}
+
+int sp_world_load_annex(const uint8_t *buf, size_t len, const sp_allocator_t *alloc, int grid_threads,
+                        sp_world_t **out, const uint8_t **annex, size_t *annex_len) {
     if (buf == NULL || out == NULL) return SP_EINVAL;
     if (grid_threads == 0) grid_threads = 1;
     if (grid_threads < 1 || grid_threads > SP_GRID_MAX_THREADS) return SP_EINVAL;
-    int rc = validate(buf, len);
+    size_t aoff, alen;
+    int rc = validate(buf, len, &aoff, &alen);
     if (rc != 0) return rc;
     /* Pass 2: build. */
     rbuf_t b = {buf + HDR_SIZE, len - HDR_SIZE, 0, 0};
@@ -405,5 +427,7 @@ int sp_world_load(const uint8_t *buf, size_t len, const sp_allocator_t *alloc, i
     SP__WORLD_SCALAR_FIELDS(SP__SET_SCALAR)
 #undef SP__SET_SCALAR
     *out = w;
+    if (annex) *annex = alen ? buf + aoff : NULL;
+    if (annex_len) *annex_len = alen;
     return 0;
 }

@@ -1,11 +1,15 @@
 /* sim/save.h: whole-world checkpoints as a byte buffer.
  *
- * Format (little-endian, version 2):
+ * Format (little-endian, version 3):
  *   header  "SPWORLD\0" magic (8) | version u32 | header size u32 |
  *           payload length u64 | FNV-1a-64 of the payload u64
  *   payload the world definition, tick, rng state, static-grid counters,
  *           respawn settings and role counter (version 2), slot count, free
- *           list, and every slot's full state (free slots: generation only).
+ *           list, and every slot's full state (free slots: generation only),
+ *           then (version 3) the annex: length u32 | bytes. The annex is the
+ *           world's owner's own state (spacesimd: its sessions), opaque here
+ *           but under the same checksum and in the same file, so world and
+ *           owner state are written and renamed together, never apart.
  * sp_world_load() validates everything (magic, version, lengths, checksum,
  * every count against the lengths, every number's range, kinds, flags,
  * generations, free list consistency) BEFORE it builds the new world, so a
@@ -27,9 +31,9 @@
 extern "C" {
 #endif
 
-/* Written version. Version 1 (no respawn state: loads with respawn off) is
- * still read. */
-#define SP_SAVE_VERSION 2u
+/* Written version. Versions 1 (no respawn state: loads with respawn off)
+ * and 2 (no annex: loads with an empty one) are still read. */
+#define SP_SAVE_VERSION 3u
 
 /* Serialize w. On success returns 0 and *out_buf / *out_len: a buffer from
  * malloc() that the caller frees with free(). SP_ENOMEM / SP_EOVERFLOW on
@@ -48,6 +52,12 @@ SP_API int sp_world_save(const sp_world_t *w, uint8_t **out_buf, size_t *out_len
 SP_API int sp_world_save_unsealed(const sp_world_t *w, uint8_t **out_buf, size_t *out_len);
 SP_API void sp_world_save_seal(uint8_t *buf, size_t len);
 
+/* sp_world_save_unsealed() with an annex: annex_len (<= UINT32_MAX, else
+ * SP_EOVERFLOW) bytes copied from annex (NULL when annex_len is 0) after the
+ * world. The others save an empty annex. */
+SP_API int sp_world_save_unsealed_annex(const sp_world_t *w, const void *annex, size_t annex_len,
+                                        uint8_t **out_buf, size_t *out_len);
+
 /* Build a new world from a buffer made by sp_world_save(). alloc: allocator of
  * the new world (NULL = libc); grid_threads: broadphase threads (not part of
  * the saved state: results do not depend on it; 0 = 1). Returns 0 and *out,
@@ -55,6 +65,12 @@ SP_API void sp_world_save_seal(uint8_t *buf, size_t len);
  * (NULL), SP_ENOMEM. *out untouched on failure. */
 SP_API int sp_world_load(const uint8_t *buf, size_t len, const sp_allocator_t *alloc,
                          int grid_threads, sp_world_t **out);
+
+/* sp_world_load() that also returns the annex: *annex points into buf (valid
+ * while buf is; NULL with *annex_len 0 when empty or version < 3). Set only
+ * on success. */
+SP_API int sp_world_load_annex(const uint8_t *buf, size_t len, const sp_allocator_t *alloc, int grid_threads,
+                               sp_world_t **out, const uint8_t **annex, size_t *annex_len);
 
 #ifdef __cplusplus
 }
