@@ -768,7 +768,7 @@ END_TEST
 START_TEST(test_rpc_check_params_names_index_and_expected_type) {
     struct { const char *method; int nparams; int code; const char *msg; } cases[] = {
         {"move", 1, SP_RPCERR_INVALID_PARAMS, "move: expected 2 params, got 1"},
-        {"hello", 3, SP_RPCERR_INVALID_PARAMS, "hello: expected 1 to 2 params, got 3"},
+        {"hello", 4, SP_RPCERR_INVALID_PARAMS, "hello: expected 1 to 3 params, got 4"},
         {"warp\n\xff", 0, SP_RPCERR_METHOD_NOT_FOUND, "method not found: warp??"},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {

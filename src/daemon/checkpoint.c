@@ -31,9 +31,22 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "daemon/clients.h"
 #include "daemon/clock.h"
 #include "sim/save.h"
 #include "spacesim/error.h"
+
+/* The world and, in its annex, the sessions (clients.h), unsealed; on the
+ * loop thread, between two ticks. Returns as sp_world_save_unsealed(). */
+static int save_world_and_sessions(const sp_daemon_t *d, uint8_t **buf, size_t *len) {
+    uint8_t *annex = NULL;
+    size_t alen = 0;
+    int r = sp_clients_save_sessions(d, &annex, &alen);
+    if (r == 0) r = sp_world_save_unsealed_annex(d->world, annex, alen, buf, len);
+    if (annex) explicit_bzero(annex, alen); /* token hashes: no copies left about */
+    free(annex);
+    return r;
+}
 
 static int write_all(int fd, const uint8_t *p, size_t n) {
     while (n > 0) {
@@ -148,7 +161,7 @@ int sp_checkpoint_start(sp_daemon_t *d) {
     j->t0 = sp_now_ns();
     j->tick = sp_world_tick(d->world);
     j->entities = sp_world_count(d->world);
-    int r = sp_world_save_unsealed(d->world, &j->buf, &j->len);
+    int r = save_world_and_sessions(d, &j->buf, &j->len);
     if (r < 0) {
         SP_LOGE("checkpoint %s failed: cannot serialize the world: %s", d->conf.checkpoint, sp_strerror(r));
         free(j);
@@ -181,7 +194,7 @@ int sp_checkpoint_write(sp_daemon_t *d) {
     uint64_t t0 = sp_now_ns();
     uint8_t *buf = NULL;
     size_t len = 0;
-    int r = sp_world_save_unsealed(d->world, &buf, &len);
+    int r = save_world_and_sessions(d, &buf, &len);
     if (r < 0) {
         SP_LOGE("checkpoint %s failed: cannot serialize the world: %s", path, sp_strerror(r));
         return r;
@@ -197,15 +210,6 @@ int sp_checkpoint_write(sp_daemon_t *d) {
     SP_LOGI("checkpoint written: %s (%zu bytes, %u entities, tick %llu, %.1f ms)", path, len,
             sp_world_count(d->world), (unsigned long long)sp_world_tick(d->world),
             (double)(sp_now_ns() - t0) / 1e6);
-    return 0;
-}
-
-static int max_owner_fn(void *ctx, sp_entity_id_t id) {
-    void **pair = ctx;
-    const sp_world_t *w = pair[0];
-    uint32_t *mx = pair[1];
-    sp_entity_info_t e;
-    if (sp_world_inspect(w, id, &e) == 0 && e.owner > *mx) *mx = e.owner;
     return 0;
 }
 
@@ -247,18 +251,27 @@ int sp_checkpoint_load(sp_daemon_t *d) {
         return SP_EIO;
     }
     sp_world_t *w = NULL;
-    int r = sp_world_load(buf, len, NULL, 1, &w);
-    free(buf);
+    const uint8_t *annex = NULL;
+    size_t alen = 0;
+    int r = sp_world_load_annex(buf, len, NULL, 1, &w, &annex, &alen);
     if (r < 0) {
+        free(buf);
         SP_LOGE("checkpoint %s refused: %s%s; not starting (move it away to start a new world)", path,
                 sp_strerror(r), r == SP_ECORRUPT ? " (corrupt, truncated or wrong version)" : "");
         return r == SP_ENOENT ? SP_ECORRUPT : r;
     }
     d->world = w;
-    uint32_t mx = 0;
-    void *pair[2] = {w, &mx};
-    sp_world_foreach(w, max_owner_fn, pair);
-    d->next_session = mx + 1;
+    /* The sessions (annex): detached again, each with a full grace. */
+    r = sp_clients_restore_sessions(d, annex, alen);
+    explicit_bzero(buf, len);
+    free(buf);
+    if (r < 0) {
+        SP_LOGE("checkpoint %s refused: its sessions are %s; not starting (move it away to start a new world)", path,
+                r == SP_ECORRUPT ? "corrupt" : sp_strerror(r));
+        sp_world_free(w);
+        d->world = NULL;
+        return r == SP_ENOENT ? SP_ECORRUPT : r;
+    }
     SP_LOGI("resumed from checkpoint %s: tick %llu, %u entities", path, (unsigned long long)sp_world_tick(w),
             sp_world_count(w));
     return 0;

@@ -12,9 +12,11 @@ int sp_checkpoint_write(sp_daemon_t *d);
 /* Periodic checkpoint: serialize on the loop, checksum + write + fsync +
  * rename on the libuv threadpool; skipped (0) while the previous one is busy. */
 int sp_checkpoint_start(sp_daemon_t *d);
-/* Load conf.checkpoint into d->world (and next_session past every owner
- * in it). 0 = loaded, SP_ENOENT = no file (start a new world), other < 0 =
- * refuse to start (unreadable, not a regular file, corrupt). */
+/* Load conf.checkpoint into d->world and its sessions into d->detached
+ * (sp_clients_restore_sessions: next_session past every id in it). 0 =
+ * loaded, SP_ENOENT = no file (start a new world), other < 0 = refuse to
+ * start (unreadable, not a regular file, corrupt world or sessions). Every
+ * checkpoint written carries the sessions and the id counter. */
 int sp_checkpoint_load(sp_daemon_t *d);
 
 #endif /* SP_DAEMON_CHECKPOINT_H */

@@ -2,10 +2,20 @@
  * (session.h) and its snapshot state (snapstate.h), one owner each.
  *
  * clients.c provides net's alloc/closing/free callbacks (loop.c wires them):
- * a new client gets the next session id; when its connection closes, its
- * session ends (its ships leave the world; not at shutdown, when they are
- * checkpointed as they are); when the last reference drops (net.h: THE
- * reference rule), its snapshot state is destroyed and the struct freed.
+ * a new client gets the next session id (none once they are exhausted);
+ * when its connection closes, its session is detached if it said hello and
+ * --reconnect-grace is not 0 (ships stay, owned, unsteerable, until a resume
+ * or the deadline), otherwise it ends (its ships leave the world); at
+ * shutdown neither: the checkpoint keeps every session as it is. When the
+ * last reference drops (net.h: THE reference rule), its snapshot state is
+ * destroyed and the struct freed.
+ *
+ * Detached sessions (d->detached) are this module's: at most --max-clients
+ * of them (past that the one closest to its deadline ends early, which
+ * bounds the ships a connect-spawn-disconnect loop can leave behind); they
+ * end at their deadline (sp_clients_housekeeping, once a second); they are
+ * saved in checkpoints with the live ones and the id counter, and a restart
+ * detaches all of them again with a new full grace.
  *
  * Threads: loop thread only. */
 #ifndef SP_DAEMON_CLIENTS_H
@@ -32,6 +42,36 @@ static inline sp_client_t *sp_client_of(sp_conn_t *c) { return (sp_client_t *)(v
 sp_conn_t *sp_clients_alloc(void *ctx);
 void sp_clients_closing(void *ctx, sp_conn_t *c, sp_close_kind_t kind);
 void sp_clients_free(void *ctx, sp_conn_t *c);
+
+/* Once a second: end the detached sessions whose grace is over (their
+ * ships leave the world). O(detached). */
+void sp_clients_housekeeping(sp_daemon_t *d, uint64_t now_ns);
+
+/* hello's resume: find the session whose token hash is hash, detached or
+ * still attached to another open connection (a client that reconnects
+ * before the server saw its old connection drop: that connection is closed,
+ * "session resumed on another connection"), and move it into *out (out of
+ * the table; the old connection's session is emptied, so its close ends
+ * nothing). Returns 0, or SP_ENOENT (no such session: wrong, expired or
+ * never issued). O(detached + connections), constant-time compares. */
+int sp_clients_take_session(sp_daemon_t *d, const sp_client_t *self, const uint8_t hash[SP_SHA256_BYTES],
+                            sp_session_rec_t *out);
+
+/* The daemon's checkpoint annex (sim/save.h): every session that said hello,
+ * attached or detached, and the id counter:
+ *   "SPSESS\0\0" (8) | version u32 (1) | next id u64 | count u32 |
+ *   count x sp_session_rec_put() records.
+ * *out from malloc (caller frees). Returns 0 or SP_ENOMEM. O(sessions). */
+int sp_clients_save_sessions(const sp_daemon_t *d, uint8_t **out, size_t *len);
+
+/* At start-up, with d->world just loaded: read the annex (len 0: a version 1
+ * or 2 checkpoint, no sessions), detach every session in it with a new full
+ * grace (ships that are gone or not the session's are dropped from it), and
+ * remove from the world every player ship whose owner no saved session is
+ * (nobody could ever command it again). next_session goes past the saved
+ * counter, every saved id and every owner in the world. Returns 0,
+ * SP_ECORRUPT (bad annex: the checkpoint is refused) or SP_ENOMEM. */
+int sp_clients_restore_sessions(sp_daemon_t *d, const uint8_t *annex, size_t len);
 
 /* Send the same bytes to every connected client (NEW ones too). Returns
  * the number of clients it was sent to. */

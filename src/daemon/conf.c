@@ -31,4 +31,6 @@ void sp_dconf_default(sp_dconf_t *c) {
     c->rate_burst = SP_LIMIT_RATE_BURST;
     c->default_radius = SP_LIMIT_DEFAULT_RADIUS;
     c->max_radius = SP_LIMIT_MAX_RADIUS;
+    c->reconnect_grace_secs = 30.0;
+    c->first_session_id = 1;
 }

@@ -52,6 +52,9 @@ typedef struct sp_dconf {
     double rate_burst;        /* bucket size (RATE_BURST) */
     double default_radius;    /* interest radius before subscribe (DEFAULT_RADIUS) */
     double max_radius;        /* largest radius subscribe accepts (MAX_RADIUS) */
+    double reconnect_grace_secs; /* a dropped session's ships wait this long for a resume
+                                  * (default 30; 0 = removed with the connection) */
+    long first_session_id;    /* hidden test flag: the first session id handed out (default 1) */
     uint64_t stop_after_ticks; /* hidden test flag: at world tick >= N log the
                                 * world hash and shut down; 0 = off */
 } sp_dconf_t;

@@ -25,6 +25,7 @@
 #include "daemon/log.h"
 #include "daemon/net.h"
 #include "daemon/pool.h"
+#include "daemon/session.h"
 #include "daemon/stats.h"
 #include "sim/world.h"
 #include "spacesim/bus.h"
@@ -41,7 +42,9 @@ typedef struct sp_daemon {
     sp_bus_t bus;               /* SpaceMessages: AI intents (main inbox), alerts (broadcast) */
     sp_airound_t ai;            /* the NPC AI round in flight (airound.h) */
     sp_events_t events;         /* events since the last snapshot round (events.h) */
-    uint32_t next_session;      /* session ids: >= 1, never reused in a run */
+    uint64_t next_session;      /* next session id: >= 1, never reused (checkpointed);
+                                 * > SP_SESSION_ID_MAX: exhausted (session.h) */
+    sp_session_table_t detached; /* sessions whose connection ended, within their grace (clients.c) */
 
     /* Snapshot rounds (frames.c, snapshots.c). */
     uint64_t snap_every;        /* publish a frame every this many ticks */

@@ -190,6 +190,7 @@ static void on_house(uv_timer_t *t) {
         if (n) SP_LOGW("time dilation %.2f: the world runs slower than real time", d->st.dilation);
     }
     sp_net_housekeeping(&d->net, now);
+    sp_clients_housekeeping(d, now); /* detached sessions past their grace */
     if (d->conf.checkpoint[0] && d->conf.checkpoint_every > 0 &&
         (double)(now - d->last_checkpoint_ns) / 1e9 >= d->conf.checkpoint_every) {
         d->last_checkpoint_ns = now;
@@ -279,6 +280,7 @@ void sp_daemon_init(sp_daemon_t *d) {
 void sp_daemon_destroy(sp_daemon_t *d) {
     sp_net_destroy(&d->net);
     sp_events_destroy(&d->events);
+    sp_sessions_destroy(&d->detached);
     msgpack_sbuffer_destroy(&d->reply);
 }
 

@@ -79,6 +79,9 @@ static const flag_t flags[] = {
      "output queue that kicks a client at once (default 4194304)", false},
     {"idle-timeout", "SECS", F_SPECIAL, 0.1, 1e6, 0, 0, "close a silent client after SECS (default 120)", false},
     {"rate", "N", F_SPECIAL, 1, 1e7, 0, 0, "commands per second per client (default 200, burst 2x)", false},
+    {"reconnect-grace", "SECS", F_DOUBLE, 0, 86400, C(reconnect_grace_secs), 0,
+     "keep a dropped session's ships SECS for a resume (default 30; 0 = no resume)", false},
+    {"first-session-id", "N", F_LONG, 1, 4294967295.0, C(first_session_id), 0, "tests: first session id handed out", true},
     {"port-file", "PATH", F_PATH, 0, 0, C(port_file), 0, "write the bound port to PATH (for scripts and tests)", false},
     {"stop-after-ticks", "N", F_SPECIAL, 1, (double)LONG_MAX, 0, 0, "tests: log the world hash at tick N and stop", true},
 };

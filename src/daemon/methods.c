@@ -78,6 +78,10 @@ static void method_ping(const sp_request_t *q) {
     SP_REQUEST_RESULT(q, ping, &res);
 }
 
+/* hello [name, admin_token | nil, resume_token | nil]: a fresh session, or
+ * (resume_token given) the detached session it names back, with its id and
+ * ships (session.h). Each successful hello hands out a new resume token; the
+ * one used is spent. Tokens are never logged. */
 static void method_hello(const sp_request_t *q) {
     sp_daemon_t *d = q->d;
     sp_session_t *s = &q->c->session;
@@ -85,16 +89,28 @@ static void method_hello(const sp_request_t *q) {
         sp_request_error(q, SP_RPCERR_INVALID_REQUEST, "invalid request: hello already done");
         return;
     }
-    const char *name, *tok;
-    size_t namelen, toklen;
+    const char *name, *tok, *rtok = NULL;
+    size_t namelen, toklen, rlen = 0;
     sp_rpc_param_str(q->params, 0, &name, &namelen, NULL);
     if (namelen == 0 || namelen > SP_LIMIT_MAX_NAME_BYTES) {
         sp_request_error(q, SP_RPCERR_INVALID_PARAMS, "param 0: name must be 1 to %d bytes, got %zu",
                          SP_LIMIT_MAX_NAME_BYTES, namelen);
         return;
     }
+    if (!sp_session_name_ok(name, namelen)) {
+        sp_request_error(q, SP_RPCERR_INVALID_PARAMS, "param 0: name must be valid UTF-8");
+        return;
+    }
+    if (q->np == 3 && !sp_rpc_param_is_nil(q->params, 2)) {
+        sp_rpc_param_str(q->params, 2, &rtok, &rlen, NULL);
+        if (rlen != SP_RESUME_TOKEN_CHARS) {
+            sp_request_error(q, SP_RPCERR_INVALID_PARAMS, "param 2: resume token must be %d characters, got %zu",
+                             SP_RESUME_TOKEN_CHARS, rlen);
+            return;
+        }
+    }
     bool admin = false;
-    if (!sp_rpc_param_is_nil(q->params, 1)) {
+    if (q->np >= 2 && !sp_rpc_param_is_nil(q->params, 1)) {
         sp_rpc_param_str(q->params, 1, &tok, &toklen, NULL);
         if (!d->conf.have_admin_token ||
             !token_eq(tok, toklen, d->conf.admin_token, strlen(d->conf.admin_token))) {
@@ -104,14 +120,44 @@ static void method_hello(const sp_request_t *q) {
         }
         admin = true;
     }
-    sp_session_hello(s, name, namelen, admin);
+    if (rtok == NULL && s->id == 0) {
+        sp_request_error(q, SP_RPCERR_LIMIT, "limit reached: session ids exhausted (only resumes are possible)");
+        return;
+    }
+    char newtok[SP_RESUME_TOKEN_CHARS + 1];
+    uint8_t newhash[SP_SHA256_BYTES];
+    if (sp_session_new_token(newtok, newhash) != 0) {
+        SP_LOGE("client %u %s: hello failed: no randomness for a resume token", s->id, q->c->conn.peer);
+        sp_request_error(q, SP_RPCERR_INTERNAL, "internal error: no resume token");
+        return;
+    }
+    if (rtok != NULL) {
+        uint8_t h[SP_SHA256_BYTES];
+        sp_session_rec_t rec;
+        sp_session_token_hash(rtok, rlen, h);
+        if (sp_clients_take_session(d, q->c, h, &rec) != 0) {
+            explicit_bzero(newtok, sizeof newtok);
+            SP_LOGW("client %u %s: hello with a resume token of no session", s->id, q->c->conn.peer);
+            sp_request_error(q, SP_RPCERR_FORBIDDEN, "forbidden: no session to resume (wrong or expired token)");
+            return;
+        }
+        uint32_t was = s->id;
+        sp_session_resume(s, &rec);
+        explicit_bzero(&rec, sizeof rec);
+        sp_session_prune_ships(s, d->world);
+        q->c->conn.log_id = s->id;
+        SP_LOGI("client %u %s resumes session %u (%d ship(s))", was, q->c->conn.peer, s->id, s->nships);
+    }
+    sp_session_hello(s, name, namelen, admin, newhash);
     SP_LOGI("client %u %s hello as '%s'%s", s->id, q->c->conn.peer, s->name, admin ? " (admin)" : "");
     sp_result_hello_t res = {.session = s->id,
                              .protocol = SP_PROTO_VERSION,
                              .tick_hz = d->conf.tick_hz,
                              .snapshot_hz = d->conf.snapshot_hz,
-                             .admin = admin};
+                             .admin = admin,
+                             .resume_token = newtok};
     SP_REQUEST_RESULT(q, hello, &res);
+    explicit_bzero(newtok, sizeof newtok);
 }
 
 static void method_spawn(const sp_request_t *q) {

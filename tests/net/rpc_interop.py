@@ -125,6 +125,8 @@ def main():
     check("hello", isinstance(r.get("session"), int) and r.get("session") >= 1 and r.get("protocol") == 1
           and r.get("admin") is False and r.get("tick_hz") > 0 and r.get("snapshot_hz") > 0, r)
     session = r["session"]
+    token = r.get("resume_token")
+    check("hello returns a resume token", isinstance(token, str) and len(token) == 64, r)
 
     # spawn without and with a position (ints and floats mixed: both accepted)
     a = c.call("spawn")["ship_id"]
@@ -168,13 +170,20 @@ def main():
     r = c.call("stats")
     check("stats map", isinstance(r, dict) and r.get("clients", 0) >= 1 and "dilation" in r, sorted(r))
 
-    # A second, independent client: sees the ship, cannot command it; once
-    # the owner's connection closes, the ship is gone.
+    # A second, independent client: sees the ship, cannot command it; the
+    # owner reconnects with its resume token and commands it again; once the
+    # owner's connection closes for good, the ship is gone when the grace
+    # (--reconnect-grace 1 in rpc_interop.sh) ends.
     d = Client(port)
     d.call("hello", "interop-2")
     r = d.call("inspect", b)
     check("another session can inspect the ship", r["owner"] == session, r)
     expect_error("another session's move is FORBIDDEN (6)", 6, d.call, "move", b, [1, 1, 1])
+    c.close()
+    c = Client(port)
+    r = c.call("hello", "interop", None, token)
+    check("hello with the resume token gets the session back", r.get("session") == session, r)
+    check("the resumed session commands its ship", c.call("move", b, [1, 0, 0]) is True)
     c.close()
     deadline = time.monotonic() + TIMEOUT
     gone = False
@@ -184,7 +193,7 @@ def main():
             time.sleep(0.05)
         except RpcError as e:
             gone = e.code == 7
-    check("ships leave the world with their session", gone)
+    check("ships leave the world when their session's grace ends", gone)
     d.close()
 
     print("rpc_interop: %s" % ("all checks passed" if failures == 0 else "%d check(s) failed" % failures))

@@ -18,7 +18,7 @@ if [ ! -x "$PY" ] || ! "$PY" -c 'import msgpack' 2>/dev/null; then
 fi
 . "$SRCDIR/tests/helpers/daemon.sh"
 sp_daemon_setup interop KILL
-sp_daemon_start 20 --workers 2 --demo-asteroids 200 --demo-npcs 10 --world-size 1000 --checkpoint-every 0
+sp_daemon_start 20 --workers 2 --demo-asteroids 200 --demo-npcs 10 --world-size 1000 --checkpoint-every 0 --reconnect-grace 1
 
 PYTHONDONTWRITEBYTECODE=1 "$PY" "$SRCDIR/tests/net/rpc_interop.py" "$port"
 rc=$?

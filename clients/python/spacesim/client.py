@@ -70,6 +70,7 @@ class Client:
         self._closed: Optional[Exception] = None          # exception once closed
         self.world = World()
         self.session: Optional[int] = None
+        self.resume_token: Optional[str] = None
         self.admin = False
         self.hello_info: Optional[Dict[str, Any]] = None
         self.snapshots = 0
@@ -134,12 +135,20 @@ class Client:
         """{"tick": int, "server_time_ns": int}; allowed before hello."""
         return await self.call("ping")
 
-    async def hello(self, name: str = "python", token: Optional[str] = None) -> Dict[str, Any]:
-        """Open a session; `token` is the admin token or None."""
-        info = await self.call("hello", name, token)
+    async def hello(self, name: str = "python", token: Optional[str] = None,
+                    resume: Optional[str] = None) -> Dict[str, Any]:
+        """Open a session; `token` is the admin token or None. `resume`: the
+        `resume_token` of an earlier hello, to take that session (its id and
+        ships) back after a dropped connection (PROTOCOL.md, Reconnecting).
+        The new token is in `self.resume_token`."""
+        if resume is None:
+            info = await self.call("hello", name, token)
+        else:
+            info = await self.call("hello", name, token, resume)
         self.hello_info = info
         self.session = info.get("session")
         self.admin = bool(info.get("admin"))
+        self.resume_token = info.get("resume_token")
         return info
 
     async def spawn(self, position: Optional[Vec3] = None) -> int:
