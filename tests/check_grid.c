@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "helpers/sp_alloc.h"
 #include "helpers/sp_check.h"
 #include "spacesim/arena.h"
 #include "spacesim/grid.h"
@@ -502,43 +503,25 @@ START_TEST(test_grid_bad_arguments_return_einval_or_eoverflow) {
 }
 END_TEST
 
-/* Allocator that fails every call once `budget` calls have succeeded. The
- * grid's pool threads grow their pair buffers through it concurrently (the
- * contract in grid.h), so its counters are atomic; relaxed is enough: they
- * are plain counters read after sp_grid_find_pairs()/sp_grid_free() return,
- * which join or wait for the threads (that wait orders the updates). */
-typedef struct failing {
-    atomic_long budget;
-    atomic_long live;
-} failing_t;
-static void *failing_alloc(void *ctx, size_t size, size_t align) {
-    failing_t *f = ctx;
-    if (atomic_fetch_sub_explicit(&f->budget, 1, memory_order_relaxed) <= 0) return NULL;
-    atomic_fetch_add_explicit(&f->live, 1, memory_order_relaxed); /* counter */
-    return sp_allocator_default()->alloc(NULL, size, align);
-}
-static void failing_free(void *ctx, void *ptr, size_t size, size_t align) {
-    failing_t *f = ctx;
-    atomic_fetch_sub_explicit(&f->live, 1, memory_order_relaxed); /* counter */
-    sp_allocator_default()->free(NULL, ptr, size, align);
-}
+/* The shared failing allocator (tests/helpers/sp_alloc.h): the grid's pool
+ * threads grow their pair buffers through it concurrently (the contract in
+ * grid.h), which its atomic counters allow. */
 
 START_TEST(test_grid_out_of_memory_returns_enomem_and_recovers) {
     scene_t s = scene_random(8, 3000, 30.0f, 0.5f, 1.5f, 0.0f);
     pairlist_t ref = brute(&s);
     int saw_enomem = 0, saw_ok = 0;
     for (long budget = 0; budget < 40 && !saw_ok; budget++) {
-        failing_t f;
-        atomic_init(&f.budget, budget);
-        atomic_init(&f.live, 0);
-        sp_allocator_t al = {failing_alloc, failing_free, &f};
+        sp_test_alloc_t f;
+        sp_test_alloc_init(&f, budget, 0); /* the first `budget` allocations succeed */
+        sp_allocator_t al = sp_test_allocator(&f);
         sp_grid_def_t d = def_threads(2);
         d.allocator = &al;
         sp_grid_t *g = NULL;
         int rc = sp_grid_create(&d, &g);
         if (rc != 0) {
             ck_assert_int_eq(rc, SP_ENOMEM);
-            ck_assert_int_eq(atomic_load_explicit(&f.live, memory_order_relaxed), 0);
+            ck_assert_int_eq(sp_test_alloc_get(&f.live_bytes), 0);
             continue;
         }
         sp_arena_t ar;
@@ -552,7 +535,7 @@ START_TEST(test_grid_out_of_memory_returns_enomem_and_recovers) {
             ck_assert_uint_eq(np, 0);
             ck_assert_uint_eq(sp_arena_used(&ar), 0);
             /* Give it memory again: the same object now succeeds. */
-            atomic_store_explicit(&f.budget, 1000, memory_order_relaxed);
+            sp_test_alloc_set(&f.fail_after, sp_test_alloc_get(&f.allocs) + 1000);
             ck_assert_int_eq(sp_grid_find_pairs(g, &ar, s.x, s.y, s.z, s.r, s.n, &p, &np), 0);
         } else {
             ck_assert_int_eq(rc, 0);
@@ -561,7 +544,7 @@ START_TEST(test_grid_out_of_memory_returns_enomem_and_recovers) {
         assert_same_pairs(p, np, &ref);
         sp_arena_destroy(&ar);
         sp_grid_free(g);
-        ck_assert_int_eq(atomic_load_explicit(&f.live, memory_order_relaxed), 0);
+        ck_assert_int_eq(sp_test_alloc_get(&f.live_bytes), 0);
     }
     ck_assert(saw_enomem);
     ck_assert(saw_ok);
@@ -893,10 +876,9 @@ START_TEST(test_grid_coherent_out_of_memory_returns_enomem_and_recovers) {
     pairlist_t ref = brute(&s);
     int saw_enomem = 0, saw_ok = 0;
     for (long budget = 0; budget < 60 && !saw_ok; budget++) {
-        failing_t f;
-        atomic_init(&f.budget, budget);
-        atomic_init(&f.live, 0);
-        sp_allocator_t al = {failing_alloc, failing_free, &f};
+        sp_test_alloc_t f;
+        sp_test_alloc_init(&f, budget, 0); /* the first `budget` allocations succeed */
+        sp_allocator_t al = sp_test_allocator(&f);
         sp_grid_def_t d = def_threads(2);
         d.allocator = &al;
         sp_grid_t *g = NULL;
@@ -907,7 +889,7 @@ START_TEST(test_grid_coherent_out_of_memory_returns_enomem_and_recovers) {
         if (rc == SP_ENOMEM) {
             saw_enomem = 1;
             ck_assert_ptr_null(p);
-            atomic_store_explicit(&f.budget, 1000, memory_order_relaxed);
+            sp_test_alloc_set(&f.fail_after, sp_test_alloc_get(&f.allocs) + 1000);
             ck_assert_int_eq(sp_grid_find_pairs_coherent(g, NULL, s.x, s.y, s.z, s.r, NULL, s.n, &p, &np), 0);
         } else {
             ck_assert_int_eq(rc, 0);
@@ -915,7 +897,7 @@ START_TEST(test_grid_coherent_out_of_memory_returns_enomem_and_recovers) {
         }
         assert_same_pairs(p, np, &ref);
         sp_grid_free(g);
-        ck_assert_int_eq(atomic_load_explicit(&f.live, memory_order_relaxed), 0);
+        ck_assert_int_eq(sp_test_alloc_get(&f.live_bytes), 0);
     }
     ck_assert(saw_enomem);
     ck_assert(saw_ok);
