@@ -5,6 +5,7 @@
     abuse.py slowloris PORT SECONDS [--from ADDR] [--conns N]
     abuse.py bigview   PORT SECONDS [--from ADDR] [--world-size W]
     abuse.py stats     PORT SECONDS               (prints one JSON line)
+    abuse.py settle    PORT SECONDS               (waits for dilation >= 0.95)
 
 Each attack runs for SECONDS against 127.0.0.1:PORT and stops by itself; it
 prints one JSON line of what it did. --from binds the attacker's sockets to a
@@ -20,6 +21,9 @@ bigview    10 sessions of 16 ships each, spread over the world, subscribed at
            radius 20000, each calling `resync` 20 times a second and reading
            everything (the bytes are counted, not decoded).
 stats      calls `stats` every 0.5 s: dilation min and mean, kicks.
+settle     returns once the server's dilation is >= 0.95 twice in a row (or
+           after SECONDS): the next condition does not start in the wake of
+           the last one.
 """
 import json
 import random
@@ -216,8 +220,21 @@ def stats(port, secs):
             "clients": last.get("clients"), "bytes_out_per_sec": last.get("bytes_out_per_sec")}
 
 
+def settle(port, secs):
+    """Wait (at most secs) until the server's dilation is >= 0.95 twice in a row."""
+    end = time.monotonic() + secs
+    c = Rpc(port)
+    c.call("hello", "abuse-settle", None)
+    good, waited = 0, time.monotonic()
+    while good < 2 and time.monotonic() < end:
+        time.sleep(0.5)
+        good = good + 1 if c.call("stats")["dilation"] >= 0.95 else 0
+    c.sock.close()
+    return {"settled": good >= 2, "waited_s": round(time.monotonic() - waited, 1)}
+
+
 def main(argv):
-    if len(argv) < 4 or argv[1] not in ("flood", "slowloris", "bigview", "stats"):
+    if len(argv) < 4 or argv[1] not in ("flood", "slowloris", "bigview", "stats", "settle"):
         sys.stderr.write(__doc__)
         return 2
     mode, port, secs = argv[1], int(argv[2]), float(argv[3])
@@ -229,6 +246,8 @@ def main(argv):
         out = slowloris(port, secs, src, int(opts.get("--conns", "50")))
     elif mode == "bigview":
         out = bigview(port, secs, src, float(opts.get("--world-size", "10000")))
+    elif mode == "settle":
+        out = settle(port, secs)
     else:
         out = stats(port, secs)
     print(json.dumps(out))
