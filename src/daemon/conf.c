@@ -29,6 +29,9 @@ void sp_dconf_default(sp_dconf_t *c) {
     c->idle_timeout_secs = SP_LIMIT_IDLE_TIMEOUT_SEC;
     c->rate_per_sec = SP_LIMIT_RATE_PER_SEC;
     c->rate_burst = SP_LIMIT_RATE_BURST;
+    c->rate_kick_secs = 10;
+    c->request_timeout_secs = 5;
+    c->max_per_address = 64;
     c->default_radius = SP_LIMIT_DEFAULT_RADIUS;
     c->max_radius = SP_LIMIT_MAX_RADIUS;
     c->reconnect_grace_secs = 30.0;

@@ -50,6 +50,9 @@ typedef struct sp_dconf {
     double idle_timeout_secs; /* and closed ("timed out") after this (IDLE_TIMEOUT_SEC) */
     double rate_per_sec;      /* command token bucket refill (RATE_PER_SEC) */
     double rate_burst;        /* bucket size (RATE_BURST) */
+    double rate_kick_secs;    /* a client held back by its rate this long is kicked; 0 = never */
+    double request_timeout_secs; /* an unfinished message older than this closes the connection */
+    int max_per_address;      /* connections from one IP address (loopback too): one host cannot take every slot */
     double default_radius;    /* interest radius before subscribe (DEFAULT_RADIUS) */
     double max_radius;        /* largest radius subscribe accepts (MAX_RADIUS) */
     double reconnect_grace_secs; /* a dropped session's ships wait this long for a resume

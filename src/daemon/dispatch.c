@@ -4,7 +4,6 @@
 #include <stdio.h>
 
 #include "daemon/clients.h"
-#include "daemon/clock.h"
 #include "daemon/methods.h"
 #include "daemon/request.h"
 #include "rpc.h"
@@ -36,7 +35,7 @@ static bool check_shape(sp_client_t *c, const msgpack_object *o, sp_rpc_msg_t *m
     return false;
 }
 
-/* 3-6. The method's row. False when refused (answered). */
+/* 2-5. The method's row. False when refused (answered). */
 static bool check_row(const sp_request_t *q, const sp_rpc_msg_t *m) {
     sp_rpc_error_t err = {0, ""};
     if (m->method_id < 0) {
@@ -71,12 +70,12 @@ void sp_dispatch(void *ctx, sp_conn_t *conn, const msgpack_object *o) {
                       .have_id = m.type == SP_RPC_REQUEST,
                       .params = m.params,
                       .np = sp_rpc_param_count(m.params)};
-    /* 2. Rate: every well-formed message costs a token. */
     d->st.commands++;
-    if (!sp_session_take_token(&c->session, sp_now_ns(), d->conf.rate_per_sec, d->conf.rate_burst)) {
-        sp_request_error(&q, SP_RPCERR_RATE_LIMITED, "rate limited: slow down");
-        return;
-    }
     if (!check_row(&q, &m)) return;
     sp_method_handlers[m.method_id](&q);
+}
+
+uint64_t sp_dispatch_admit(void *ctx, sp_conn_t *conn, uint64_t now_ns) {
+    sp_daemon_t *d = ctx;
+    return sp_session_take_token(&sp_client_of(conn)->session, now_ns, d->conf.rate_per_sec, d->conf.rate_burst);
 }

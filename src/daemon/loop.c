@@ -273,7 +273,7 @@ void sp_daemon_init(sp_daemon_t *d) {
     sp_stats_init(&d->st, sp_now_ns());
     msgpack_sbuffer_init(&d->reply);
     msgpack_packer_init(&d->reply_pk, &d->reply, msgpack_sbuffer_write);
-    static const sp_net_cb_t cb = {sp_clients_alloc, sp_dispatch, sp_clients_closing, sp_clients_free};
+    static const sp_net_cb_t cb = {sp_clients_alloc, sp_dispatch_admit, sp_dispatch, sp_clients_closing, sp_clients_free};
     sp_net_init(&d->net, d->loop, &d->conf, &d->st, &cb, d);
 }
 

@@ -359,6 +359,7 @@ static void stats_values(const sp_daemon_t *d, sp_stat_value_t *v) {
     U(COMMANDS, d->st.commands);
     F(COMMANDS_PER_SEC, d->st.cmds_per_sec);
     U(KICKS, d->st.kicks);
+    U(RATE_KICKS, d->st.rate_kicks);
     U(EVENTS_SENT, d->st.events_sent);
     U(WORKER_MESSAGES, d->st.worker_msgs);
     U(WORKERS, d->conf.workers);

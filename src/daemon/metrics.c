@@ -106,6 +106,7 @@ static char *render(sp_daemon_t *d, size_t *len_out) {
     COUNTER("snapshots_skipped_total", "Snapshots skipped because a client was over its output limit.",
             st->snapshots_skipped);
     COUNTER("kicks_total", "Clients disconnected by the server.", st->kicks);
+    COUNTER("rate_kicks_total", "Clients kicked for staying over their command rate.", st->rate_kicks);
     COUNTER("commands_total", "Client requests handled.", st->commands);
     GAUGE("commands_per_second", "Requests per second over the last second.", st->cmds_per_sec);
     GAUGE("time_dilation", "Game seconds per wall second (1 = real time).", st->dilation);

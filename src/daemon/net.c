@@ -20,6 +20,24 @@
  * bytes of a message in progress are scanned once and an idle connection
  * costs sizeof its owner's struct plus libuv's handle.
  *
+ * Rate (dispatch.h, check 0). Before the first byte of each message is
+ * framed, cb.admit takes a token. Without one the connection is held: the
+ * rest of the read is kept as it is (held_t, at most one read buffer, not
+ * framed), the socket is no longer read (uv_read_stop: the client's sends
+ * block once the kernel buffers fill, which is TCP's back-pressure), and a
+ * one-shot timer of the connection resumes it when the token is due. So an
+ * excess message is never decoded nor answered, and its cost to the loop is
+ * the timer: O(1) per held message, nothing for a connection never held
+ * (its timer is created the first time it is held). A connection held again
+ * and again for conf->rate_kick_secs is kicked (SP_RATE_RUN_GAP_NS).
+ *
+ * Slow senders. An unfinished message may take conf->request_timeout_secs
+ * (from its first byte) to complete, then the connection is closed "timed
+ * out: slow request"; idleness is judged by complete messages only; and one
+ * IP address may hold at most conf->max_per_address connections (a chained
+ * hash of counts, O(1) per accept and close), so one host trickling bytes
+ * into many connections cannot take every --max-clients slot.
+ *
  * Output. sp_conn_send() tries uv_try_write() first (no allocation when the
  * socket has room and nothing is queued), and queues the rest with uv_write()
  * in one allocation (request + bytes). obuf_bytes counts queued bytes:
@@ -65,6 +83,22 @@ typedef struct partial {
     uint8_t bytes[];
 } partial_t;
 
+/* The bytes of a held connection read but not framed yet, behind
+ * c->held_bytes: bytes[off, len) are next. They start at a message boundary
+ * (the connection was held before framing a message). */
+typedef struct held {
+    size_t off, len;
+    uint8_t bytes[];
+} held_t;
+
+/* One address's count of open connections (--max-per-address). The key is
+ * the IPv6 address, IPv4 mapped into ::ffff:0:0/96; all zero if unknown. */
+typedef struct sp_addr_slot {
+    struct sp_addr_slot *next; /* bucket chain */
+    uint8_t key[16];
+    int n;
+} sp_addr_slot_t;
+
 /* ---------------------------------------------------------------- references */
 
 void sp_conn_retain(sp_conn_t *c) { c->refs++; }
@@ -73,10 +107,46 @@ void sp_conn_release(sp_conn_t *c) {
     if (--c->refs > 0) return;
     free(c->partial);
     c->partial = NULL;
+    free(c->held_bytes);
+    c->held_bytes = NULL;
     c->net->cb.free(c->net->ctx, c);
 }
 
 static void on_close(uv_handle_t *h) { sp_conn_release((sp_conn_t *)h->data); }
+
+/* ---------------------------------------------------------------- addresses */
+
+static size_t addr_hash(const uint8_t key[16]) {
+    uint64_t h = 1469598103934665603ull; /* FNV-1a 64 */
+    for (int i = 0; i < 16; i++) h = (h ^ key[i]) * 1099511628211ull;
+    return (size_t)(h ^ (h >> 32));
+}
+
+/* Count one more connection from key. The slot, or NULL when out of memory. */
+static sp_addr_slot_t *addr_acquire(sp_net_t *n, const uint8_t key[16]) {
+    sp_addr_slot_t **b = &n->addr_buckets[addr_hash(key) & n->addr_mask];
+    for (sp_addr_slot_t *s = *b; s; s = s->next)
+        if (memcmp(s->key, key, 16) == 0) {
+            s->n++;
+            return s;
+        }
+    sp_addr_slot_t *s = malloc(sizeof *s);
+    if (s == NULL) return NULL;
+    memcpy(s->key, key, 16);
+    s->n = 1;
+    s->next = *b;
+    *b = s;
+    return s;
+}
+
+/* One connection fewer from s's address; the slot goes with the last one. */
+static void addr_release(sp_net_t *n, sp_addr_slot_t *s) {
+    if (--s->n > 0) return;
+    sp_addr_slot_t **p = &n->addr_buckets[addr_hash(s->key) & n->addr_mask];
+    while (*p != s) p = &(*p)->next;
+    *p = s->next;
+    free(s);
+}
 
 /* ---------------------------------------------------------------- closing */
 
@@ -96,6 +166,10 @@ void sp_conn_close(sp_conn_t *c, sp_close_kind_t kind, const char *fmt, ...) {
     if (c->next) c->next->prev = c->prev;
     c->prev = c->next = NULL;
     n->nconns--;
+    if (c->addr) addr_release(n, c->addr);
+    c->addr = NULL;
+    /* The timer's reference goes in its close callback (uv_close stops it). */
+    if (c->resume_init) uv_close((uv_handle_t *)&c->resume, on_close);
     uv_close((uv_handle_t *)&c->tcp, on_close);
 }
 
@@ -202,6 +276,9 @@ static void deliver(sp_conn_t *c, const uint8_t *p, size_t len) {
     }
     sp_net_t *n = c->net;
     n->st->bytes_in += len;
+    /* Liveness counts complete messages only (slow senders, net.h). */
+    c->last_rx_ns = sp_now_ns();
+    c->ping_sent = false;
     n->cb.message(n->ctx, c, &up.data);
 }
 
@@ -242,6 +319,7 @@ static void partial_start(sp_conn_t *c, const sp_rpc_scan_t *scan, const uint8_t
     pt->cap = cap;
     memcpy(pt->bytes, data, len);
     c->partial = pt;
+    c->msg_start_ns = sp_now_ns(); /* its deadline runs from here (housekeeping) */
 }
 
 /* Append data[0, len) to the partial message. pt->len + len <= max_msg. */
@@ -280,36 +358,105 @@ static long finish_partial(sp_conn_t *c, const uint8_t *data, size_t len) {
     deliver(c, pt->bytes, pt->len);
     free(c->partial); /* after delivery: the decoded objects pointed into it */
     c->partial = NULL;
+    c->msg_start_ns = 0;
     return (long)used;
 }
 
-/* Frame and deliver data[0, len) of one read. A message left incomplete by
- * an earlier read is finished first; every message whole in data is
- * delivered in place; an incomplete last one is copied with its framer
- * state. */
-static void consume(sp_conn_t *c, const uint8_t *data, size_t len) {
+/* Check 0 (dispatch.h): may c's next message be framed now? If not, *wait_ns
+ * says when, and c is in a run of being held, kicked once the run has lasted
+ * conf->rate_kick_secs (then false too, with c closing). */
+static bool admit(sp_conn_t *c, uint64_t *wait_ns) {
+    sp_net_t *n = c->net;
+    uint64_t now = sp_now_ns();
+    uint64_t wait = n->cb.admit(n->ctx, c, now);
+    if (wait == 0) return true;
+    if (c->over_rate_since == 0 || now - c->released_ns > SP_RATE_RUN_GAP_NS) c->over_rate_since = now;
+    double kick = n->conf->rate_kick_secs;
+    if (kick > 0 && (double)(now - c->over_rate_since) / 1e9 >= kick) {
+        n->st->rate_kicks++;
+        sp_conn_close(c, SP_CLOSE_KICK, "kicked: rate (held back by its command rate for %g s)", kick);
+        return false;
+    }
+    *wait_ns = wait;
+    return false;
+}
+
+/* Frame and deliver data[0, len). A message left incomplete by an earlier
+ * read is finished first; every message whole in data is delivered in
+ * place; an incomplete last one is copied with its framer state. Returns the
+ * bytes used: len, or less when the rate refused the next message (data[ret,
+ * len) starts at a message boundary and must wait *wait_ns), or len too when
+ * the connection was closed. */
+static size_t consume(sp_conn_t *c, const uint8_t *data, size_t len, uint64_t *wait_ns) {
     const size_t max = c->net->conf->max_msg;
     size_t off = 0, used;
     if (c->partial != NULL) {
         long took = finish_partial(c, data, len);
-        if (took < 0) return;
+        if (took < 0) return len;
         off = (size_t)took;
     }
     sp_rpc_scan_t scan;
     sp_rpc_scan_init(&scan);
     while (off < len && !c->closing) {
+        if (!admit(c, wait_ns)) return c->closing ? len : off;
         int r = sp_rpc_scan(&scan, data + off, len - off, max, &used);
         if (r < 0) {
             refuse(c, &scan);
-            return;
+            return len;
         }
         if (r == 0) {
             partial_start(c, &scan, data + off, len - off);
-            return;
+            return len;
         }
         deliver(c, data + off, used);
         off += used;
     }
+    return len;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void on_resume(uv_timer_t *t);
+
+/* Hold c (state "held", net.h) for wait_ns: stop reading, resume later.
+ * Its unframed bytes are already in c->held_bytes. */
+static void hold(sp_conn_t *c, uint64_t wait_ns) {
+    if (!c->resume_init) {
+        uv_timer_init(c->net->loop, &c->resume);
+        c->resume.data = c;
+        c->resume_init = true;
+        sp_conn_retain(c); /* the timer's, until its close callback */
+    }
+    if (!c->held) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->held = true;
+    }
+    /* libuv timers have millisecond resolution: round up, so the token is
+     * due when it fires (at most one token early is impossible). */
+    uint64_t ms = (wait_ns + 999999u) / 1000000u;
+    uv_timer_start(&c->resume, on_resume, ms ? ms : 1, 0);
+}
+
+/* A token is due for a held connection: frame its held bytes as far as its
+ * rate allows; once they are all used, read the socket again. */
+static void on_resume(uv_timer_t *t) {
+    sp_conn_t *c = (sp_conn_t *)t->data;
+    if (c->closing || c->read_stopped || c->held_bytes == NULL) return;
+    held_t *h = c->held_bytes;
+    c->released_ns = sp_now_ns();
+    uint64_t wait = 0;
+    size_t used = consume(c, h->bytes + h->off, h->len - h->off, &wait);
+    if (c->closing) return;
+    if (used < h->len - h->off) {
+        h->off += used;
+        hold(c, wait);
+        return;
+    }
+    free(h); /* after consume: what it delivered was decoded in place */
+    c->held_bytes = NULL;
+    c->held = false;
+    int r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (r < 0) sp_conn_close(c, SP_CLOSE_PEER, "read error: %s", uv_strerror(r));
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
@@ -322,26 +469,45 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         return;
     }
     if (c->closing) return;
-    c->last_rx_ns = sp_now_ns();
-    c->ping_sent = false;
-    consume(c, (const uint8_t *)buf->base, (size_t)nread);
+    uint64_t wait = 0;
+    size_t len = (size_t)nread;
+    size_t used = consume(c, (const uint8_t *)buf->base, len, &wait);
+    if (c->closing || used == len) return;
+    /* Held by its rate: keep the rest of this read, unframed, for later. */
+    held_t *h = malloc(sizeof *h + (len - used));
+    if (h == NULL) {
+        sp_conn_close(c, SP_CLOSE_KICK, "kicked: out of memory for input");
+        return;
+    }
+    h->off = 0;
+    h->len = len - used;
+    memcpy(h->bytes, buf->base + used, len - used);
+    c->held_bytes = h;
+    hold(c, wait);
 }
 
 /* ---------------------------------------------------------------- accept */
 
-static void peer_name(sp_conn_t *c) {
+/* c->peer ("ip:port") and key, the address as 16 bytes (addr slot key). */
+static void peer_name(sp_conn_t *c, uint8_t key[16]) {
     struct sockaddr_storage ss;
     int sl = sizeof ss;
     snprintf(c->peer, sizeof c->peer, "?");
+    memset(key, 0, 16);
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) != 0) return;
     char ip[48] = "?";
     int port = 0;
     if (ss.ss_family == AF_INET) {
-        uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
-        port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+        uv_ip4_name(a, ip, sizeof ip);
+        port = ntohs(a->sin_port);
+        key[10] = key[11] = 0xff;
+        memcpy(key + 12, &a->sin_addr, 4);
     } else if (ss.ss_family == AF_INET6) {
-        uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
-        port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+        uv_ip6_name(a, ip, sizeof ip);
+        port = ntohs(a->sin6_port);
+        memcpy(key, &a->sin6_addr, 16);
     }
     snprintf(c->peer, sizeof c->peer, "%s:%d", ip, port);
 }
@@ -366,7 +532,8 @@ static void on_connection(uv_stream_t *server, int status) {
         uv_close((uv_handle_t *)&c->tcp, on_close);
         return;
     }
-    peer_name(c);
+    uint8_t key[16];
+    peer_name(c, key);
     c->last_rx_ns = sp_now_ns();
     /* Link first so sp_conn_close() can unlink uniformly. */
     c->next = n->conns;
@@ -374,10 +541,20 @@ static void on_connection(uv_stream_t *server, int status) {
     n->conns = c;
     n->nconns++;
     n->st->clients_total++;
+    c->addr = addr_acquire(n, key);
+    if (c->addr == NULL) {
+        sp_conn_close(c, SP_CLOSE_KICK, "kicked: out of memory accepting");
+        return;
+    }
+    char why[64];
     if (n->nconns > n->conf->max_clients) {
-        char why[64];
         snprintf(why, sizeof why, "kicked: max clients (%d) reached", n->conf->max_clients);
         refuse_and_close(c, SP_RPCERR_LIMIT, "server full: too many clients", why);
+        return;
+    }
+    if (c->addr->n > n->conf->max_per_address) {
+        snprintf(why, sizeof why, "kicked: max per address (%d) reached", n->conf->max_per_address);
+        refuse_and_close(c, SP_RPCERR_LIMIT, "too many connections from your address", why);
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
@@ -400,7 +577,21 @@ void sp_net_init(sp_net_t *n, uv_loop_t *loop, const sp_dconf_t *conf, sp_dstats
     msgpack_packer_init(&n->pk, &n->sbuf, msgpack_sbuffer_write);
 }
 
-void sp_net_destroy(sp_net_t *n) { msgpack_sbuffer_destroy(&n->sbuf); }
+void sp_net_destroy(sp_net_t *n) {
+    msgpack_sbuffer_destroy(&n->sbuf);
+    /* Every slot went with its last connection (sp_net_close_all ran); any
+     * left belong to a daemon that never closed them. */
+    for (size_t i = 0; n->addr_buckets && i <= n->addr_mask; i++) {
+        sp_addr_slot_t *s = n->addr_buckets[i];
+        while (s) {
+            sp_addr_slot_t *next = s->next;
+            free(s);
+            s = next;
+        }
+    }
+    free(n->addr_buckets);
+    n->addr_buckets = NULL;
+}
 
 int sp_listen_tcp(uv_loop_t *loop, uv_tcp_t *server, const char *bind, int port, int backlog, uv_connection_cb cb) {
     struct sockaddr_storage addr;
@@ -434,6 +625,15 @@ int sp_net_listen(sp_net_t *n, int *port_out) {
         SP_LOGE("invalid --bind address '%s'", conf->bind);
         return SP_EINVAL;
     }
+    /* About one bucket per client at --max-clients (a power of two). */
+    size_t nb = 64;
+    while (nb < (size_t)conf->max_clients && nb < (1u << 20)) nb <<= 1;
+    n->addr_buckets = calloc(nb, sizeof *n->addr_buckets);
+    if (n->addr_buckets == NULL) {
+        SP_LOGE("out of memory for the per-address table");
+        return SP_ENOMEM;
+    }
+    n->addr_mask = nb - 1;
     int r = sp_listen_tcp(n->loop, &n->server, conf->bind, conf->port, 511, on_connection);
     if (r < 0) {
         SP_LOGE("cannot listen on %s:%d: %s", conf->bind, conf->port, uv_strerror(r));
@@ -466,7 +666,10 @@ void sp_net_housekeeping(sp_net_t *n, uint64_t now) {
     while (c) {
         sp_conn_t *next = c->next; /* c may be unlinked below */
         double idle = (double)(now - c->last_rx_ns) / 1e9;
-        if (idle >= conf->idle_timeout_secs) {
+        if (c->partial != NULL && (double)(now - c->msg_start_ns) / 1e9 >= conf->request_timeout_secs) {
+            sp_conn_close(c, SP_CLOSE_TIMEOUT, "timed out: slow request (a message unfinished after %g s)",
+                          conf->request_timeout_secs);
+        } else if (idle >= conf->idle_timeout_secs) {
             sp_conn_close(c, SP_CLOSE_TIMEOUT, "timed out");
         } else if (c->over_soft_since_ns != 0 &&
                    (double)(now - c->over_soft_since_ns) / 1e9 >= conf->obuf_soft_secs) {
@@ -474,7 +677,8 @@ void sp_net_housekeeping(sp_net_t *n, uint64_t now) {
                           c->obuf_bytes, conf->obuf_soft_secs);
         } else if (idle >= conf->idle_ping_secs && !c->ping_sent) {
             /* Server ping: a notification the client need not answer; any
-             * bytes from the client (a ping request) reset the idle clock. */
+             * complete message from the client (a ping request) resets the
+             * idle clock. */
             if (sp_rpc_pack_ping_notify(&n->pk) == 0) sp_conn_send_sbuf(c, &n->sbuf);
             else msgpack_sbuffer_clear(&n->sbuf);
             c->ping_sent = true;
@@ -486,6 +690,7 @@ void sp_net_housekeeping(sp_net_t *n, uint64_t now) {
 void sp_net_stop_reading(sp_net_t *n) {
     for (sp_conn_t *c = n->conns; c; c = c->next) {
         uv_read_stop((uv_stream_t *)&c->tcp);
+        if (c->resume_init) uv_timer_stop(&c->resume);
         c->read_stopped = true;
     }
 }

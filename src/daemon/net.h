@@ -7,6 +7,11 @@
  *
  * Connection life cycle (one line per state):
  *   open     accepted, reading; complete messages go to cb.message
+ *   held     open, but its rate (cb.admit) refused the next message: the
+ *            socket is not read (TCP pushes back on the client), the bytes
+ *            already read wait in the connection's held buffer, and a timer
+ *            resumes it when a token is due; back to open once the held
+ *            bytes are consumed
  *   closing  sp_conn_close() called: cb.closing ran, unlinked, uv_close()
  *            issued; pending writes are cancelled by libuv (their write_cb
  *            still runs and frees the buffers)
@@ -14,7 +19,8 @@
  *
  * THE reference rule (the only one): a connection, and the struct that
  * embeds it, lives while refs > 0. References: 1 for the libuv handle
- * (dropped in its close callback), 1 per write request in flight (dropped
+ * (dropped in its close callback), 1 for its resume timer once created
+ * (the first time it is held; dropped in the timer's close callback), 1 per write request in flight (dropped
  * in its write callback), and 1 per job elsewhere that still points at it
  * (sp_conn_retain/sp_conn_release, e.g. a snapshot being encoded). Nothing
  * else frees it, so a callback holding a reference can always look at it
@@ -50,6 +56,10 @@ typedef struct sp_net_cb {
     /* A zeroed sp_conn_t for a new connection, embedded in the owner's
      * struct, with ->log_id set; NULL when out of memory (refused). */
     sp_conn_t *(*alloc)(void *ctx);
+    /* May c's next message be framed now? 0 = yes (a token was taken), else
+     * the nanoseconds until it may (the connection is held meanwhile).
+     * Asked once per message, before any of its bytes is framed. */
+    uint64_t (*admit)(void *ctx, sp_conn_t *c, uint64_t now_ns);
     /* One complete message (at most conf->max_msg bytes, at most
      * SP_RPC_MAX_DEPTH deep); o is valid during the call only. */
     void (*message)(void *ctx, sp_conn_t *c, const msgpack_object *o);
@@ -66,16 +76,28 @@ struct sp_conn {
     uint32_t log_id;            /* the owner's id, in log lines */
     int refs;                   /* see THE reference rule above */
     bool closing;
-    bool read_stopped;
+    bool read_stopped;          /* shutdown: read nothing more */
+    bool held;                  /* held by its rate (state "held" above) */
+    bool resume_init;           /* resume timer initialised (and referenced) */
     char peer[64];              /* "ip:port" */
     char close_reason[96];
+    struct sp_addr_slot *addr;  /* its address's connection count (net.c) */
     /* Input: the incomplete tail of a message (net.c's partial_t), only
      * while one is incomplete: an idle connection holds no input buffer. */
     void *partial;
+    uint64_t msg_start_ns;      /* when that unfinished message began (--request-timeout) */
+    /* Held by its rate: the bytes read but not yet framed (net.c's held_t),
+     * the timer that resumes it, and the current run of being held: it
+     * began at over_rate_since and goes on while the connection is held
+     * again within SP_RATE_RUN_GAP_NS of its last release (released_ns). */
+    void *held_bytes;
+    uv_timer_t resume;
+    uint64_t over_rate_since, released_ns;
     /* Output: bytes handed to uv_write and not yet written. */
     size_t obuf_bytes;
     uint64_t over_soft_since_ns; /* 0 = under the soft limit */
-    /* Liveness: any complete message resets it. */
+    /* Liveness: a complete message resets it (bytes of an unfinished one
+     * do not: a client trickling a message never finishes is not alive). */
     uint64_t last_rx_ns;
     bool ping_sent;
 };
@@ -90,9 +112,20 @@ struct sp_net {
     bool listening;
     sp_conn_t *conns;           /* open connections, newest first */
     int nconns;
+    /* Open connections per IP address (--max-per-address): a chained hash
+     * of sp_addr_slot, one per address with at least one connection. */
+    struct sp_addr_slot **addr_buckets;
+    size_t addr_mask;
     msgpack_sbuffer sbuf;       /* net's own notifications (errors, pings) */
     msgpack_packer pk;
 };
+
+/* A connection held back by its rate longer than --rate-kick-seconds is
+ * kicked ("kicked: rate", counted in kicks and rate_kicks). Being held is
+ * one run while the connection is held again within this time of being
+ * released: a client that keeps sending faster than its rate stays in the
+ * run, one that only sent a burst leaves it once the burst is consumed. */
+#define SP_RATE_RUN_GAP_NS 1000000000ull
 
 /* Set up (no socket yet). */
 void sp_net_init(sp_net_t *n, uv_loop_t *loop, const sp_dconf_t *conf, sp_dstats_t *st, const sp_net_cb_t *cb,
@@ -101,8 +134,9 @@ void sp_net_destroy(sp_net_t *n);
 
 /* Bind and listen on conf->bind:conf->port (port 0: any free one), store
  * the bound port in *port_out, and write it to conf->port_file if set.
- * Returns 0, SP_EINVAL (bad address), SP_EIO (cannot listen) or SP_EPERM
- * (cannot write the port file); the reason is logged. */
+ * Returns 0, SP_EINVAL (bad address), SP_EIO (cannot listen), SP_ENOMEM
+ * (the per-address table) or SP_EPERM (cannot write the port file); the
+ * reason is logged. */
 int sp_net_listen(sp_net_t *n, int *port_out);
 void sp_net_stop_accepting(sp_net_t *n);
 
@@ -121,10 +155,12 @@ void sp_conn_close(sp_conn_t *c, sp_close_kind_t kind, const char *fmt, ...) __a
 void sp_conn_retain(sp_conn_t *c);
 void sp_conn_release(sp_conn_t *c);
 
-/* Once a second: idle pings and timeouts, connections stuck over the soft
- * output limit. */
+/* Once a second: idle pings and timeouts (judged by complete messages),
+ * unfinished messages older than --request-timeout ("timed out: slow
+ * request"), connections stuck over the soft output limit. O(connections). */
 void sp_net_housekeeping(sp_net_t *n, uint64_t now);
-/* Stop reading every connection (shutdown: answer nothing more). */
+/* Stop reading every connection, held ones included (shutdown: answer
+ * nothing more). */
 void sp_net_stop_reading(sp_net_t *n);
 /* True while some connection still has output queued. */
 bool sp_net_output_pending(const sp_net_t *n);

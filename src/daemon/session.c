@@ -2,6 +2,7 @@
 #include "daemon/session.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -15,14 +16,18 @@ void sp_session_init(sp_session_t *s, uint32_t id, double burst, uint64_t now_ns
     s->tokens_ns = now_ns;
 }
 
-bool sp_session_take_token(sp_session_t *s, uint64_t now, double rate, double burst) {
+uint64_t sp_session_take_token(sp_session_t *s, uint64_t now, double rate, double burst) {
     double dt = (double)(now - s->tokens_ns) / 1e9;
     s->tokens_ns = now;
     s->tokens += dt * rate;
     if (s->tokens > burst) s->tokens = burst;
-    if (s->tokens < 1.0) return false;
-    s->tokens -= 1.0;
-    return true;
+    if (s->tokens >= 1.0) {
+        s->tokens -= 1.0;
+        return 0;
+    }
+    /* Rounded up, so that after this wait the token is really there. */
+    double wait_ns = ceil((1.0 - s->tokens) / rate * 1e9);
+    return wait_ns < 1.0 ? 1 : (uint64_t)wait_ns;
 }
 
 bool sp_session_name_ok(const char *name, size_t len) {

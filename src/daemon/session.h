@@ -55,7 +55,8 @@ typedef struct sp_session {
     uint64_t ships[SP_LIMIT_MAX_SHIPS];
     int nships;
     uint8_t token_hash[SP_SHA256_BYTES]; /* SHA-256 of the resume token (READY) */
-    /* Rate limit: a token bucket, one token per message. */
+    /* Rate limit: a token bucket, one token per message (net asks for it
+     * before it frames a message: see dispatch.h, check 0). */
     double tokens;
     uint64_t tokens_ns;
 } sp_session_t;
@@ -63,9 +64,10 @@ typedef struct sp_session {
 /* A NEW session with a full bucket of `burst` tokens at now_ns. */
 void sp_session_init(sp_session_t *s, uint32_t id, double burst, uint64_t now_ns);
 
-/* Take one token (refilled at rate per second up to burst); false when the
- * bucket is empty (the message must not run). O(1). */
-bool sp_session_take_token(sp_session_t *s, uint64_t now_ns, double rate, double burst);
+/* Take one token from the bucket (refilled at rate per second, rate > 0, up
+ * to burst). Returns 0 when one was taken, else the nanoseconds until one is
+ * due (>= 1; nothing taken): the message must wait that long. O(1). */
+uint64_t sp_session_take_token(sp_session_t *s, uint64_t now_ns, double rate, double burst);
 
 /* Is name[0..len) valid UTF-8 (RFC 3629: shortest forms, no surrogates, at
  * most U+10FFFF)? hello refuses other names: they would reach log lines and

@@ -32,6 +32,7 @@ typedef struct sp_dstats {
     uint64_t snapshot_entities;
     uint64_t commands;
     uint64_t kicks;             /* connections closed by the server (SP_CLOSE_KICK) */
+    uint64_t rate_kicks;        /* of which held back by their rate for --rate-kick-seconds */
     uint64_t clients_total;
     uint64_t events_sent;
     uint64_t events_dropped;    /* events a skipping client never got (pending bound) */

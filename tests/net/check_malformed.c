@@ -17,6 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <unistd.h>
 
 #include "../helpers/sp_check.h"
 #include "netclient.h"
@@ -63,6 +68,8 @@ static void assert_error_then_closed(nc_t *c, int code) {
     nc_note_free(u);
     ck_assert_int_eq(nc_wait_closed(c, T), 0);
 }
+
+static int64_t code_of(nc_t *c, const char *method, const char *fmt, ...);
 
 START_TEST(test_malformed_type_byte_c1_closes_only_that_client) {
     start(NULL);
@@ -177,30 +184,135 @@ START_TEST(test_malformed_rpc_shapes_get_error_replies) {
 }
 END_TEST
 
-START_TEST(test_malformed_flood_is_rate_limited) {
-    static const char *const extra[] = {"--rate", "50", NULL};
+START_TEST(test_issue_7_flood_is_held_back_every_request_answered) {
+    /* --rate 100: a bucket of 200, then 100 tokens a second. */
+    static const char *const extra[] = {"--rate", "100", "--rate-kick-seconds", "60", NULL};
     start(extra);
-    nc_t c;
+    nc_t c, good;
     ck_assert_int_eq(nc_connect(&c, D.port), 0);
-    /* 300 pings at once: the bucket holds 100. */
+    ck_assert_int_eq(nc_connect(&good, D.port), 0);
+    /* 400 pings at once: 200 run at once, the other 200 wait for their
+     * tokens (the server stops reading meanwhile) instead of being answered
+     * RATE_LIMITED; the other client is served promptly all along. */
+    double t0 = nc_now();
     uint32_t first = 0, last = 0;
-    for (int i = 0; i < 300; i++) {
+    for (int i = 0; i < 400; i++) {
         last = nc_send_req(&c, "ping", "");
         if (i == 0) first = last;
     }
-    int limited = 0, ok = 0;
+    int ok = 0;
     for (uint32_t id = first; id <= last; id++) {
         nc_resp_t r;
         ck_assert_int_eq(nc_wait_resp(&c, id, T, &r), 0);
-        if (r.code == 10) limited++;
-        else if (r.code == 0) ok++;
+        ck_assert_msg(r.code == 0, "ping %u: code %lld (%s)", id, (long long)r.code, r.message);
+        ok++;
         nc_resp_free(&r);
+        if (id % 50 == 0) assert_alive(&good);
     }
-    ck_assert_int_eq(ok + limited, 300);
-    ck_assert_int_ge(limited, 150);
-    ck_assert_int_ge(ok, 100);
+    double took = nc_now() - t0;
+    ck_assert_int_eq(ok, 400);
+    /* The 200 over the burst came at the rate: at least 2 s (less 10% for
+     * the bucket refilling while the first ones ran). */
+    ck_assert_msg(took >= 1.8, "400 pings answered in %.2f s: not held back", took);
+    ck_assert(!c.closed);
     nc_close(&c);
+    nc_close(&good);
     stop();
+    ck_assert(!nc_log_contains(&D, "kicked: rate"));
+}
+END_TEST
+
+/* Flood c with pre-packed messages (batch[0, n)) without blocking, reading
+ * and counting what comes back, until the server closes it or timeout_s
+ * passes. Between batches, `good` must be served promptly. Returns true when
+ * closed; *responses: responses read, *limited: of which RATE_LIMITED. */
+static bool flood_until_closed(nc_t *c, const unsigned char *batch, size_t n, nc_t *good, double timeout_s,
+                               int *responses, int *limited) {
+    double deadline = nc_now() + timeout_s, next_check = nc_now() + 0.2;
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    bool closed = false;
+    while (!closed && nc_now() < deadline) {
+        struct pollfd pfd = {c->fd, POLLIN | POLLOUT, 0};
+        if (poll(&pfd, 1, 50) < 0) continue;
+        if (pfd.revents & (POLLERR | POLLHUP)) closed = true;
+        if (pfd.revents & POLLOUT) {
+            ssize_t w = send(c->fd, batch + off, n - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (w > 0) off = (off + (size_t)w) % n;
+        }
+        if (pfd.revents & POLLIN) {
+            ck_assert(msgpack_unpacker_reserve_buffer(&c->up, 65536));
+            ssize_t r = recv(c->fd, msgpack_unpacker_buffer(&c->up), msgpack_unpacker_buffer_capacity(&c->up), 0);
+            if (r <= 0) closed = true;
+            else msgpack_unpacker_buffer_consumed(&c->up, (size_t)r);
+            while (msgpack_unpacker_next(&c->up, &u) == MSGPACK_UNPACK_SUCCESS) {
+                const msgpack_object *o = &u.data;
+                if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 4 || o->via.array.ptr[0].via.u64 != 1)
+                    continue;
+                (*responses)++;
+                const msgpack_object *e = &o->via.array.ptr[2];
+                if (e->type == MSGPACK_OBJECT_MAP && nc_get_u64(e, "code") == SP_RPCERR_RATE_LIMITED) (*limited)++;
+            }
+        }
+        if (nc_now() >= next_check) {
+            assert_alive(good);
+            next_check = nc_now() + 0.2;
+        }
+    }
+    msgpack_unpacked_destroy(&u);
+    return closed;
+}
+
+/* n bytes of back-to-back copies of msg (as many as fit in cap). */
+static size_t fill_batch(unsigned char *batch, size_t cap, const unsigned char *msg, size_t len) {
+    size_t n = 0;
+    while (n + len <= cap) {
+        memcpy(batch + n, msg, len);
+        n += len;
+    }
+    return n;
+}
+
+START_TEST(test_issue_7_flooders_kicked_for_rate_requests_and_notifications) {
+    static const char *const extra[] = {"--rate", "50", "--rate-kick-seconds", "1", NULL};
+    start(extra);
+    nc_t good;
+    ck_assert_int_eq(nc_connect(&good, D.port), 0);
+    static unsigned char batch[16384];
+    /* Requests [0, 7, "ping", []] (the same msgid: only counted), reading
+     * the answers as the issue's flooder did, then notifications
+     * [2, "ping", []], which cost tokens the same way. */
+    const unsigned char req[] = {0x94, 0x00, 0x07, 0xa4, 'p', 'i', 'n', 'g', 0x90};
+    const unsigned char note[] = {0x93, 0x02, 0xa4, 'p', 'i', 'n', 'g', 0x90};
+    for (int k = 0; k < 2; k++) {
+        nc_t f;
+        ck_assert_int_eq(nc_connect(&f, D.port), 0);
+        size_t n = k == 0 ? fill_batch(batch, sizeof batch, req, sizeof req)
+                          : fill_batch(batch, sizeof batch, note, sizeof note);
+        int responses = 0, limited = 0;
+        double t0 = nc_now();
+        bool closed = flood_until_closed(&f, batch, n, &good, 10 * sp_timeout(1), &responses, &limited);
+        double took = nc_now() - t0;
+        ck_assert_msg(closed, "flooder %d never kicked", k);
+        /* Held back, not answered: no RATE_LIMITED, and no more answers
+         * than the bucket (100) plus the rate (50/s) for the time it lasted. */
+        ck_assert_int_eq(limited, 0);
+        ck_assert_msg(responses <= 100 + (int)(50 * (took + 1)), "%d responses in %.2f s", responses, took);
+        if (k == 0) ck_assert_int_ge(responses, 100);
+        else ck_assert_int_eq(responses, 0);
+        nc_close(&f);
+    }
+    nc_resp_t r;
+    ck_assert_int_eq(code_of(&good, "hello", "sn", "good"), 0);
+    ck_assert_int_eq(nc_call(&good, T, &r, "stats", ""), 0);
+    ck_assert_uint_eq(nc_get_u64(r.result, "rate_kicks"), 2);
+    ck_assert_uint_ge(nc_get_u64(r.result, "kicks"), 2);
+    nc_resp_free(&r);
+    ck_assert(!good.closed);
+    nc_close(&good);
+    stop();
+    ck_assert(nc_log_contains(&D, "kicked: rate"));
 }
 END_TEST
 
@@ -889,16 +1001,18 @@ START_TEST(test_malformed_client_response_closes_client_notification_runs_silent
 END_TEST
 
 START_TEST(test_malformed_flood_without_reading_is_cut_off_at_output_cap) {
-    static const char *const extra[] = {"--rate", "50", "--obuf-soft", "65536", "--obuf-hard", "262144", NULL};
+    /* A rate high enough that the bucket never empties: every ping is
+     * answered, and the answers pile up. */
+    static const char *const extra[] = {"--rate", "1000000", "--obuf-soft", "65536", "--obuf-hard", "262144", NULL};
     start(extra);
     nc_t good, flood;
     ck_assert_int_eq(nc_connect(&good, D.port), 0);
     ck_assert_int_eq(nc_connect(&flood, D.port), 0);
     int small = 4096;
     setsockopt(flood.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-    /* Pipelined pings in 64 KiB batches, never reading: nearly all answered
-     * RATE_LIMITED; the answers pile up in the server's output queue for
-     * this client until the hard cap disconnects it. */
+    /* Pipelined pings in 64 KiB batches, never reading: the answers pile up
+     * in the server's output queue for this client until the hard cap
+     * disconnects it. */
     static unsigned char batch[65536];
     size_t n = 0;
     const unsigned char ping[] = {0x94, 0x00, 0xce, 0, 0, 0, 0, 0xa4, 'p', 'i', 'n', 'g', 0x90};
@@ -995,6 +1109,212 @@ START_TEST(test_malformed_half_closed_client_gets_its_answers_then_closed) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------- slow senders (issue 7) */
+
+/* Like nc_connect(), from the local address src (any of 127/8 is loopback):
+ * a second "host" for the per-address cap. */
+static int connect_from(nc_t *c, const char *src, int port) {
+    memset(c, 0, sizeof *c);
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) return -1;
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    if (inet_pton(AF_INET, src, &a.sin_addr) != 1 || bind(c->fd, (struct sockaddr *)&a, sizeof a) != 0) goto fail;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(c->fd, (struct sockaddr *)&a, sizeof a) != 0) goto fail;
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    msgpack_unpacker_init(&c->up, 64 * 1024);
+    c->next_id = 1;
+    return 0;
+fail:
+    close(c->fd);
+    return -1;
+}
+
+/* The start of a message that never finishes at a byte per tick:
+ * [0, 1, <str16 of 60000 bytes>, ...]; then one 'x' per trickle. */
+static const unsigned char slow_head[] = {0x94, 0x00, 0x01, 0xda, 0xea, 0x60};
+
+/* One more byte on every open attacker; read what the server says (an error
+ * notification, EOF): fd set to -1 once closed. Returns the number open. */
+static int trickle(int *fds, int n, int *limit_errors) {
+    int open_n = 0;
+    for (int i = 0; i < n; i++) {
+        if (fds[i] < 0) continue;
+        unsigned char buf[512];
+        ssize_t r = recv(fds[i], buf, sizeof buf, MSG_DONTWAIT);
+        if (r > 0) {
+            /* [2, "error", [{"code": 11, ...}]]: LIMIT is the only error expected. */
+            for (ssize_t k = 0; k + 6 < r; k++)
+                if (memcmp(buf + k, "\xa4" "code\x0b", 6) == 0) (*limit_errors)++;
+        }
+        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK) ||
+            send(fds[i], "x", 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+            close(fds[i]);
+            fds[i] = -1;
+            continue;
+        }
+        open_n++;
+    }
+    return open_n;
+}
+
+START_TEST(test_issue_7_slowloris_cannot_lock_a_newcomer_out) {
+    /* The issue's attack: 50 connections trickling a byte at a time into a
+     * never-finished message against --max-clients 50 (idle timeout far). */
+    char rt[32];
+    double request_timeout = 2 * sp_timeout(1);
+    snprintf(rt, sizeof rt, "%.2f", request_timeout);
+    const char *const extra[] = {"--max-clients", "50", "--max-per-address", "40", "--request-timeout", rt,
+                                 "--idle-timeout", "600", NULL};
+    start(extra);
+    int fds[50];
+    for (int i = 0; i < 50; i++) {
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)D.port)};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(fds[i], 0);
+        ck_assert_int_eq(connect(fds[i], (struct sockaddr *)&a, sizeof a), 0);
+        ck_assert_int_eq(send(fds[i], slow_head, sizeof slow_head, MSG_NOSIGNAL), (ssize_t)sizeof slow_head);
+    }
+    double t0 = nc_now();
+    /* The per-address cap: 40 of the 50 stay, 10 get LIMIT and are closed. */
+    int limit_errors = 0, open_n = 50;
+    while (open_n > 40 && nc_now() - t0 < 5 * sp_timeout(1)) {
+        struct pollfd pfd = {-1, 0, 0};
+        poll(&pfd, 0, 100); /* the attack's pace: a byte per connection per 0.1 s */
+        open_n = trickle(fds, 50, &limit_errors);
+    }
+    ck_assert_int_eq(open_n, 40);
+    ck_assert_int_eq(limit_errors, 10);
+    /* A newcomer from another address gets in while the attack runs. */
+    nc_t newcomer;
+    ck_assert_int_eq(connect_from(&newcomer, "127.0.0.2", D.port), 0);
+    nc_resp_t r;
+    ck_assert_int_eq(nc_call(&newcomer, T, &r, "hello", "sn", "newcomer"), 0);
+    ck_assert_msg(r.error == NULL, "hello: %s", r.message);
+    nc_resp_free(&r);
+    ck_assert_msg(nc_now() - t0 < request_timeout, "too slow to prove anything: the deadline may have passed");
+    ck_assert_int_eq(trickle(fds, 50, &limit_errors), 40);
+    /* And the deadline cuts the attackers although they keep sending:
+     * within the request timeout plus a housekeeping round or two. */
+    while (open_n > 0 && nc_now() - t0 < request_timeout + 3 * sp_timeout(1)) {
+        struct pollfd pfd = {-1, 0, 0};
+        poll(&pfd, 0, 100);
+        open_n = trickle(fds, 50, &limit_errors);
+    }
+    ck_assert_msg(open_n == 0, "%d attackers still connected after %.1f s", open_n, nc_now() - t0);
+    /* Then one from the attackers' address gets in too. */
+    nc_t late;
+    ck_assert_int_eq(nc_connect(&late, D.port), 0);
+    ck_assert_int_eq(code_of(&late, "hello", "sn", "late"), 0);
+    assert_alive(&newcomer);
+    nc_close(&late);
+    nc_close(&newcomer);
+    stop();
+    ck_assert(nc_log_contains(&D, "kicked: max per address (40) reached"));
+    ck_assert(nc_log_contains(&D, "timed out: slow request"));
+}
+END_TEST
+
+START_TEST(test_issue_7_idleness_judged_by_complete_messages) {
+    /* Bytes of a message that never finishes do not keep a client alive:
+     * with the request deadline out of the way, the idle timeout cuts it. */
+    double idle = 1.0 * sp_timeout(1);
+    char idle_s[32];
+    snprintf(idle_s, sizeof idle_s, "%.2f", idle);
+    const char *const extra[] = {"--idle-timeout", idle_s, "--request-timeout", "600", NULL};
+    start(extra);
+    nc_t c;
+    ck_assert_int_eq(nc_connect(&c, D.port), 0);
+    ck_assert_int_eq(code_of(&c, "ping", ""), 0);
+    ck_assert_int_eq(nc_send_raw(&c, slow_head, sizeof slow_head), 0);
+    int fd[1] = {c.fd}, errs = 0;
+    double t0 = nc_now();
+    while (fd[0] >= 0 && nc_now() - t0 < idle + 4 * sp_timeout(1)) {
+        struct pollfd pfd = {-1, 0, 0};
+        poll(&pfd, 0, 100);
+        trickle(fd, 1, &errs);
+    }
+    ck_assert_msg(fd[0] < 0, "a client trickling bytes was never timed out");
+    c.fd = -1; /* closed by trickle() */
+    nc_close(&c);
+    stop();
+    ck_assert(nc_log_contains(&D, "disconnected: timed out"));
+}
+END_TEST
+
+/* ---------------------------------------------------------------- protocol contract (issue 7) */
+
+START_TEST(test_issue_7_client_notifications_get_no_error_notifications) {
+    start(NULL);
+    nc_t c;
+    ck_assert_int_eq(nc_connect(&c, D.port), 0);
+    pk_buf_t b;
+    pkb_init(&b);
+    for (int phase = 0; phase < 2; phase++) {
+        if (phase == 0) {
+            /* Before hello: [2, "move", ["x"]] (would be NOT_AUTHENTICATED). */
+            msgpack_pack_array(&b.pk, 3);
+            msgpack_pack_int(&b.pk, 2);
+            pack_cstr(&b.pk, "move");
+            msgpack_pack_array(&b.pk, 1);
+            pack_cstr(&b.pk, "x");
+        } else {
+            /* After hello: [2, "move", [999, [0, 0, 0]]] (NOT_FOUND) and
+             * [2, "alert", ["x", 1]] from a non-admin (FORBIDDEN). */
+            msgpack_pack_array(&b.pk, 3);
+            msgpack_pack_int(&b.pk, 2);
+            pack_cstr(&b.pk, "move");
+            msgpack_pack_array(&b.pk, 2);
+            msgpack_pack_int(&b.pk, 999);
+            msgpack_pack_array(&b.pk, 3);
+            for (int k = 0; k < 3; k++) msgpack_pack_int(&b.pk, 0);
+            msgpack_pack_array(&b.pk, 3);
+            msgpack_pack_int(&b.pk, 2);
+            pack_cstr(&b.pk, "alert");
+            msgpack_pack_array(&b.pk, 2);
+            pack_cstr(&b.pk, "x");
+            msgpack_pack_int(&b.pk, 1);
+        }
+        /* Then a ping request: the first thing back other than snapshots and
+         * events must be its response (no error notification before it). */
+        uint32_t msgid = 9000u + (uint32_t)phase;
+        msgpack_pack_array(&b.pk, 4);
+        msgpack_pack_int(&b.pk, 0);
+        msgpack_pack_uint32(&b.pk, msgid);
+        pack_cstr(&b.pk, "ping");
+        msgpack_pack_array(&b.pk, 0);
+        pkb_send(&c, &b);
+        for (;;) {
+            msgpack_unpacked *u = raw_next(&c, T);
+            ck_assert_msg(u != NULL, "phase %d: no ping response (connection closed: %d)", phase, c.closed);
+            const msgpack_object *o = &u->data;
+            ck_assert(o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size >= 3);
+            if (o->via.array.ptr[0].via.u64 == 2) {
+                const msgpack_object *m = &o->via.array.ptr[1];
+                ck_assert_msg(!nc_str_eq(m, "error"), "phase %d: an error notification for a client notification",
+                              phase);
+                nc_note_free(u); /* a snapshot or event */
+                continue;
+            }
+            ck_assert_uint_eq(o->via.array.ptr[1].via.u64, msgid);
+            ck_assert_int_eq(o->via.array.ptr[2].type, MSGPACK_OBJECT_NIL);
+            nc_note_free(u);
+            break;
+        }
+        if (phase == 0) ck_assert_int_eq(code_of(&c, "hello", "sn", "quiet"), 0);
+    }
+    assert_alive(&c);
+    ck_assert(!c.closed);
+    msgpack_sbuffer_destroy(&b.sb);
+    nc_close(&c);
+    stop();
+}
+END_TEST
+
 static Suite *malformed_suite(void) {
     Suite *s = suite_create("malformed");
     struct {
@@ -1005,7 +1325,8 @@ static Suite *malformed_suite(void) {
         {"declared_too_large", test_malformed_declared_str32_over_limit_refused_before_payload},
         {"grows_too_large", test_malformed_message_growing_past_64k_closed},
         {"rpc_shapes", test_malformed_rpc_shapes_get_error_replies},
-        {"rate_limit", test_malformed_flood_is_rate_limited},
+        {"rate_held", test_issue_7_flood_is_held_back_every_request_answered},
+        {"rate_kick", test_issue_7_flooders_kicked_for_rate_requests_and_notifications},
         {"limits", test_malformed_max_clients_and_idle_timeout},
         {"hello_rules", test_session_wrong_token_second_hello_and_name_rules},
         {"hello_no_token", test_session_any_token_refused_when_server_has_none},
@@ -1020,6 +1341,9 @@ static Suite *malformed_suite(void) {
         {"flood_no_read", test_malformed_flood_without_reading_is_cut_off_at_output_cap},
         {"vanish", test_malformed_clients_vanishing_mid_message_free_everything},
         {"half_close", test_malformed_half_closed_client_gets_its_answers_then_closed},
+        {"slowloris", test_issue_7_slowloris_cannot_lock_a_newcomer_out},
+        {"idle_by_messages", test_issue_7_idleness_judged_by_complete_messages},
+        {"notify_no_errors", test_issue_7_client_notifications_get_no_error_notifications},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);
