@@ -36,4 +36,6 @@ void sp_dconf_default(sp_dconf_t *c) {
     c->max_radius = SP_LIMIT_MAX_RADIUS;
     c->reconnect_grace_secs = 30.0;
     c->first_session_id = 1;
+    c->snap_budget = 8192;
+    c->resync_secs = 1.0;
 }

@@ -58,6 +58,12 @@ typedef struct sp_dconf {
     double reconnect_grace_secs; /* a dropped session's ships wait this long for a resume
                                   * (default 30; 0 = removed with the connection) */
     long first_session_id;    /* hidden test flag: the first session id handed out (default 1) */
+    /* Fair share of snapshot work (snapshots.h): what a big view may cost. */
+    size_t snap_budget;       /* entities per client per round: at most this many enter a view per
+                               * snapshot (nearest first), and a view of V entities gets a snapshot
+                               * every ceil(V / snap_budget) rounds; default 8192 */
+    double resync_secs;       /* at most one resync-asked full snapshot per client per this many
+                               * seconds of game time (later resyncs coalesce); default 1, 0 = off */
     uint64_t stop_after_ticks; /* hidden test flag: at world tick >= N log the
                                 * world hash and shut down; 0 = off */
 } sp_dconf_t;

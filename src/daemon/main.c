@@ -77,6 +77,13 @@ static const flag_t flags[] = {
      "kick a client over the soft limit this long (default 10)", false},
     {"obuf-hard", "BYTES", F_SIZE, 4096, 1L << 31, C(obuf_hard), 0,
      "output queue that kicks a client at once (default 4194304)", false},
+    {"snapshot-budget", "N", F_SIZE, 256, 1e8, C(snap_budget), 0,
+     "entities per client per snapshot round (default 8192): at most N\n"
+     "                           enter a view per snapshot, nearest first; a view of V\n"
+     "                           entities gets a snapshot every ceil(V/N) rounds",
+     false},
+    {"resync-interval", "SECS", F_DOUBLE, 0, 3600, C(resync_secs), 0,
+     "at most one full snapshot per client per SECS for resync (default 1)", false},
     {"idle-timeout", "SECS", F_SPECIAL, 0.1, 1e6, 0, 0, "close a silent client after SECS (default 120)", false},
     {"rate", "N", F_SPECIAL, 1, 1e7, 0, 0,
      "commands per second per client (default 200, burst 2x); past it\n"

@@ -15,6 +15,26 @@
  * At most SP_SNAP_MAX_EVENTS events ride with one snapshot (the newest; the
  * rest are counted as dropped).
  *
+ * Fair share (issue 7): snapshot work runs on workers shared by everyone, so
+ * a client's cost is bounded by conf.snap_budget (B, entities per round):
+ *   rate     a job costs V, the entities in the client's area of interest;
+ *            every round pays back B of what the client owes, and it gets no
+ *            job while it owes something (deficit round robin): a view of V
+ *            entities gets a snapshot every ceil(V / B) rounds, a view of at
+ *            most B entities every round, whatever the others ask for;
+ *   entering at most B entities enter the view per snapshot, the nearest to
+ *            a centre first; the rest enter in later snapshots (the view then
+ *            holds a subset, and the baseline is exactly what was sent);
+ *   order    a round's jobs are dispatched cheapest first (by last cost), so
+ *            small views are not queued behind big ones;
+ *   resync   a full snapshot asked by `resync` goes out at most once per
+ *            conf.resync_secs of game time per client; resyncs meanwhile
+ *            coalesce into it (deltas continue until then).
+ * The budget is per client and in entities, so an encoder that shares
+ * per-cell encodings (issue 9) can honour it the same way: cells nearest
+ * first up to B entering entities, and the cost of the cells a client sees.
+ * Events of deferred rounds wait like those of skipped ones (snapstate.h).
+ *
  * Threads: prepare/cancel on the loop; dispatch on any thread. */
 #ifndef SP_DAEMON_SNAPSHOTS_H
 #define SP_DAEMON_SNAPSHOTS_H

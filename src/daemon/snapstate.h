@@ -8,6 +8,12 @@
  *   view       the baseline: exactly what was handed to the socket in the
  *              last snapshot (NULL: the next one is full)
  *   pending    a snapshot job for this client is in flight (at most one)
+ *   debt       fair share (snapshots.h): entities this client's snapshots
+ *              cost beyond its budget, paid back by snap_budget per round;
+ *              it gets no snapshot job while debt remains
+ *   cost       entities in its area of interest at its last snapshot (the
+ *              job's cost; jobs of a round are dispatched cheapest first)
+ *   full_tick  tick of the last full snapshot it received (resync limit)
  *   pend       events of rounds the client skipped (over its output limit,
  *              or its previous snapshot still being encoded), oldest first:
  *              shared event sets, delivered (filtered by interest) with the
@@ -32,7 +38,11 @@ typedef struct sp_snapstate {
     double centre[3];           /* subscribe centre, used while the session owns no ship */
     sp_snap_view_t *view;       /* see above */
     bool pending;
-    bool need_full;             /* resync asked: the next snapshot is full */
+    bool need_full;             /* resync asked: a full snapshot once the resync interval allows */
+    bool had_full;              /* full_tick is set */
+    uint64_t full_tick;
+    uint64_t debt;              /* entities (see above) */
+    uint64_t cost;              /* entities (see above) */
     uint64_t sent;              /* snapshots handed to the socket */
     sp_evset_t *pend[SP_PEND_ROUNDS];
     int npend;
@@ -43,7 +53,8 @@ void sp_snapstate_init(sp_snapstate_t *s, double radius);
 void sp_snapstate_destroy(sp_snapstate_t *s);
 /* subscribe: a new area of interest (radius already checked). */
 void sp_snapstate_subscribe(sp_snapstate_t *s, double radius, const double centre[3]);
-/* resync: the next snapshot is full. */
+/* resync: a full snapshot, the next one at least --resync-interval after
+ * the previous full one (resyncs meanwhile coalesce into it). */
 void sp_snapstate_resync(sp_snapstate_t *s);
 
 #endif /* SP_DAEMON_SNAPSTATE_H */

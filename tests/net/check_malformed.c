@@ -427,10 +427,10 @@ START_TEST(test_session_resync_next_snapshot_is_full) {
     ck_assert(r.result->type == MSGPACK_OBJECT_BOOLEAN && r.result->via.boolean);
     nc_resp_free(&r);
     /* A snapshot already being encoded may still be a delta; a full one
-     * follows within a few (the doc: "the next snapshot is a full one" once
-     * the request is processed). */
+     * follows once the resync interval (1 s = 20 rounds, PROTOCOL.md
+     * `resync`) since the first full one is over, plus a few rounds. */
     bool full = false;
-    for (int i = 0; i < 4 && !full; i++) {
+    for (int i = 0; i < 24 && !full; i++) {
         msgpack_unpacked *u = nc_next_note(&c, "snapshot", T);
         ck_assert_ptr_nonnull(u);
         const msgpack_object *p = nc_note_params(u);
