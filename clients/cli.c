@@ -971,7 +971,7 @@ static void map_draw(live_t *L, mapstate_t *ms, const sp_snap_stats_t *st) {
     double ox = 0, oy = 0;
     for (size_t i = 0; i < v->len; i++) {
         const sp_snap_rec_t *r = &v->recs[i];
-        if (r->kind == 1) {
+        if (r->kind == SP_KIND_SHIP) {
             ships++;
             if (r->owner == 0) npcs++;
             if (L->session && r->owner == L->session) {
@@ -979,8 +979,8 @@ static void map_draw(live_t *L, mapstate_t *ms, const sp_snap_stats_t *st) {
                 ox += sp_snap_pos(r->pos[0]);
                 oy += sp_snap_pos(r->pos[1]);
             }
-        } else if (r->kind == 2) asts++;
-        else if (r->kind == 3) projs++;
+        } else if (r->kind == SP_KIND_ASTEROID) asts++;
+        else if (r->kind == SP_KIND_PROJECTILE) projs++;
     }
     if (ms->follow && own) {
         ms->cx = ox / (double)own + ms->pan_x;
@@ -1000,9 +1000,9 @@ static void map_draw(live_t *L, mapstate_t *ms, const sp_snap_stats_t *st) {
         long row = lround((ms->cy - y) / (2 * ms->scale) + ms->rows / 2.0);
         if (col < 0 || col >= ms->cols || row < 0 || row >= ms->rows) continue;
         unsigned char pr;
-        if (r->kind == 1) pr = (L->session && r->owner == L->session) ? 6 : (r->owner ? 5 : 4);
-        else if (r->kind == 3) pr = 3;
-        else if (r->kind == 2) pr = sp_snap_radius(r->radius) >= 2 * ms->scale ? 2 : 1;
+        if (r->kind == SP_KIND_SHIP) pr = (L->session && r->owner == L->session) ? 6 : (r->owner ? 5 : 4);
+        else if (r->kind == SP_KIND_PROJECTILE) pr = 3;
+        else if (r->kind == SP_KIND_ASTEROID) pr = sp_snap_radius(r->radius) >= 2 * ms->scale ? 2 : 1;
         else pr = 1;
         unsigned char *c = &cell[(size_t)row * (size_t)ms->cols + (size_t)col];
         if (pr > *c) *c = pr;

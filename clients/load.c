@@ -351,7 +351,7 @@ static uint64_t nearest(client_t *c, int kind) {
     double bd = INFINITY;
     for (size_t i = 0; i < v->len; i++) {
         const sp_snap_rec_t *r = &v->recs[i];
-        if (r->kind != kind || r->id == c->ship || (kind == 1 && c->session && r->owner == c->session)) continue;
+        if (r->kind != kind || r->id == c->ship || (kind == SP_KIND_SHIP && c->session && r->owner == c->session)) continue;
         if (!me) return r->id;
         double d = 0;
         for (int k = 0; k < 3; k++) {
@@ -385,13 +385,13 @@ static void send_scheduled(client_t *c, int kind, uint64_t intended) {
     case K_FIRE:
         /* Nearest other ship; with none in view, any id we know is fine:
          * the server answers NOT_FOUND and the round trip still counts. */
-        t = nearest(c, 1);
+        t = nearest(c, SP_KIND_SHIP);
         if (!t) t = c->view.len ? c->view.recs[0].id : 1;
         if (t == c->ship) t = 1;
         send_req(c, SP_METHOD_FIRE, 2, pack_target, &t, intended);
         break;
     case K_MINE:
-        t = nearest(c, 2);
+        t = nearest(c, SP_KIND_ASTEROID);
         if (!t) t = 1;
         send_req(c, SP_METHOD_MINE, 2, pack_target, &t, intended);
         break;
