@@ -22,6 +22,8 @@ jobs=$(nproc 2>/dev/null || echo 2)
 # Concurrency Kit benchmark baseline; libedit and Lua for the clients, man-db to test their pages).
 pkgs="gcc make autoconf automake libtool pkg-config libuv1-dev libmsgpack-dev check libck-dev python3 python3-msgpack"
 pkgs="$pkgs libedit-dev liblua5.4-dev man-db python3-setuptools python3-pip"
+# spacesimd's --config (libinih), sd_notify (libsystemd); the ops tests run systemd-analyze.
+pkgs="$pkgs libinih-dev libsystemd-dev systemd"
 
 install_missing() {
     local missing=()

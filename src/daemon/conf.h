@@ -17,8 +17,8 @@
  * failure into one of these; everything else returns 0 or SP_E*. */
 enum {
     SP_EXIT_OK = 0,
-    SP_EXIT_USAGE = 2,      /* bad flag or value */
-    SP_EXIT_CONFIG = 3,     /* admin token file unreadable, bad environment */
+    SP_EXIT_USAGE = 2,      /* bad flag or value, on the command line or in the --config file */
+    SP_EXIT_CONFIG = 3,     /* --config or admin token file unreadable, bad environment */
     SP_EXIT_LISTEN = 4,     /* cannot bind/listen */
     SP_EXIT_CHECKPOINT = 5, /* checkpoint unreadable, corrupt or truncated */
     SP_EXIT_RUNTIME = 6,    /* out of memory or another fatal runtime error */

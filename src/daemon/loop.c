@@ -65,6 +65,7 @@
 #include "daemon/dispatch.h"
 #include "daemon/frames.h"
 #include "daemon/metrics.h"
+#include "daemon/notify.h"
 #include "spacesim/error.h"
 
 static void on_tick(uv_timer_t *t);
@@ -243,6 +244,7 @@ void sp_daemon_shutdown(sp_daemon_t *d, const char *why) {
         exit(d->exit_code ? d->exit_code : SP_EXIT_OK);
     }
     d->shutting_down = true;
+    sp_notify_stopping(why);
     SP_LOGI("%s: shutting down (tick %llu)", why, (unsigned long long)sp_world_tick(d->world));
     sp_net_stop_accepting(&d->net);
     uv_timer_stop(&d->tick_timer);
@@ -359,6 +361,7 @@ int sp_daemon_run(sp_daemon_t *d) {
     start_timers(d);
     SP_LOGI("running: %u entities, %d Hz ticks, %d Hz snapshots, %d workers", sp_world_count(d->world),
             d->conf.tick_hz, d->conf.snapshot_hz, d->conf.workers);
+    sp_notify_ready(port);
     uv_run(d->loop, UV_RUN_DEFAULT);
     sp_frames_destroy(d);
     sp_bus_destroy(&d->bus);

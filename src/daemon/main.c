@@ -1,13 +1,18 @@
-/* main.c: spacesimd command line, start-up and exit codes.
+/* main.c: spacesimd command line, configuration file, start-up and exit codes.
  *
  * Every flag is one row of `flags` below: its name, value type and range,
- * where it lands in sp_dconf_t and its help line; getopt_long's table and
- * --help are generated from the rows, so they cannot drift apart.
+ * where it lands in sp_dconf_t and its help line. From the rows come
+ * getopt_long's table, the keys of the --config file (config.h: the same
+ * names without "--"), --print-config, --help and the manual page (the build
+ * runs `spacesimd --man`, clients/opts.h renders both), so none can drift.
+ * Order of precedence: defaults, then the --config file, then the command
+ * line (the command line wins).
  *
  * Setup failures print one clear line and exit non-zero (memcached): the
  * exit codes are listed in --help and in conf.h. The admin token is never
- * taken from argv (it would show in ps): SPACESIM_ADMIN_TOKEN or
- * --admin-token-file PATH (first line, trailing newline stripped). */
+ * taken from argv (it would show in ps) nor from the configuration file
+ * (often world-readable): SPACESIM_ADMIN_TOKEN or --admin-token-file PATH
+ * (first line, trailing newline stripped). */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -17,32 +22,17 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clients/opts.h"
 #include "daemon/checkpoint.h"
+#include "daemon/config.h"
 #include "daemon/daemon.h"
 #include "daemon/loop.h"
 #include "rpc.h"
 #include "spacesim/error.h"
 
-/* How a flag's value is read. */
-typedef enum {
-    F_INT,     /* int in [lo, hi] */
-    F_LONG,    /* long in [lo, hi] */
-    F_SIZE,    /* size_t in [lo, hi] */
-    F_DOUBLE,  /* double in [lo, hi] */
-    F_U64,     /* unsigned 64-bit */
-    F_STR,     /* copied into a char[size] field: non-empty, shorter than size - slack */
-    F_PATH,    /* a const char * pointing into argv */
-    F_SPECIAL, /* handled by name in special() */
-} ftype_t;
-
-typedef struct flag {
-    const char *name, *arg; /* --name ARG */
-    ftype_t type;
-    double lo, hi;
-    size_t off, size;       /* field of sp_dconf_t (F_STR: its size) */
-    const char *help;       /* printed as it is; \n + indent for a second line */
-    bool hidden;
-} flag_t;
+#ifndef SP_SYSCONFDIR
+#define SP_SYSCONFDIR "/usr/local/etc"
+#endif
 
 #define C(field) offsetof(sp_dconf_t, field)
 static const flag_t flags[] = {
@@ -102,149 +92,207 @@ static const flag_t flags[] = {
 };
 #undef C
 #define NFLAGS (sizeof flags / sizeof flags[0])
-enum { O_HELP = 256, O_VERSION, O_FLAG0 };
+/* Options that are not settings (so not keys of the file). */
+enum { O_HELP = 'h', O_VERSION = 'V', O_CONFIG = 256, O_PRINT_CONFIG, O_MAN, O_FLAG0 };
 
-static void usage(FILE *f) {
-    fprintf(f, "Usage: spacesimd [OPTION]...\n"
-               "Authoritative space-simulation server (MessagePack-RPC over TCP).\n\n");
-    for (size_t i = 0; i < NFLAGS; i++) {
-        if (flags[i].hidden) continue;
-        char lhs[64];
-        snprintf(lhs, sizeof lhs, "--%s %s", flags[i].name, flags[i].arg);
-        fprintf(f, "  %-24s ", lhs);
-        fputs(flags[i].help, f);
-        fputc('\n', f);
-    }
-    fprintf(f, "  --help, --version\n\n"
-               "Exit status: 0 ok, 2 bad usage, 3 configuration (token file), 4 cannot listen,\n"
-               "5 checkpoint unreadable or corrupt, 6 runtime failure.\n");
-}
+/* What the command line asked besides settings. */
+typedef struct args {
+    const char *config;       /* --config FILE */
+    bool print_config;        /* --print-config */
+    const char *token_file;   /* --admin-token-file (argv or the file) */
+} args_t;
 
-static int parse_long(const char *flag, const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno != 0 || *s == '\0' || *end != '\0' || v < lo || v > hi) {
-        fprintf(stderr, "spacesimd: invalid value '%s' for --%s: expected an integer in [%ld, %ld]\n", s, flag, lo, hi);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-static int parse_double(const char *flag, const char *s, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno != 0 || *s == '\0' || *end != '\0' || !(v >= lo && v <= hi)) {
-        fprintf(stderr, "spacesimd: invalid value '%s' for --%s: expected a number in [%g, %g]\n", s, flag, lo, hi);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-static int parse_u64(const char *flag, const char *s, uint64_t *out) {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || s[0] == '\0' || s[0] == '-') {
-        fprintf(stderr, "spacesimd: invalid --%s '%s': expected an unsigned integer\n", flag, s);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
 /* Flags that set more than one field, or none. */
-static int special(const flag_t *fl, const char *v, sp_dconf_t *c, const char **token_file) {
-    double dv;
-    long lv;
+static int special(const flag_t *fl, const char *v, sp_src_t src, sp_dconf_t *c, void *ctx, char *err,
+                   size_t errlen) {
+    args_t *a = ctx;
+    const char *dd = src == SP_SRC_ARGV ? "--" : "";
+    flag_t num = *fl; /* the row's range, typed as a plain number */
+    num.type = F_DOUBLE;
     if (strcmp(fl->name, "log-level") == 0) {
         sp_log_level_t lv2;
         if (sp_log_level_parse(v, &lv2) != 0) {
-            fprintf(stderr, "spacesimd: invalid --log-level '%s': expected error, warn, info or debug\n", v);
+            snprintf(err, errlen, "invalid value '%s' for %slog-level: expected error, warn, info or debug", v, dd);
             return -1;
         }
         sp_log_set_level(lv2);
     } else if (strcmp(fl->name, "admin-token-file") == 0) {
-        *token_file = v;
+        a->token_file = v;
     } else if (strcmp(fl->name, "idle-timeout") == 0) {
-        if (parse_double(fl->name, v, fl->lo, fl->hi, &c->idle_timeout_secs) != 0) return -1;
+        num.off = offsetof(sp_dconf_t, idle_timeout_secs);
+        if (sp_config_apply(NULL, &num, v, src, c, err, errlen) != 0) return -1;
         c->idle_ping_secs = c->idle_timeout_secs / 4;
     } else if (strcmp(fl->name, "rate") == 0) {
-        if (parse_double(fl->name, v, fl->lo, fl->hi, &dv) != 0) return -1;
-        c->rate_per_sec = dv;
-        c->rate_burst = 2 * dv;
+        num.off = offsetof(sp_dconf_t, rate_per_sec);
+        if (sp_config_apply(NULL, &num, v, src, c, err, errlen) != 0) return -1;
+        c->rate_burst = 2 * c->rate_per_sec;
     } else if (strcmp(fl->name, "stop-after-ticks") == 0) {
-        if (parse_long(fl->name, v, (long)fl->lo, LONG_MAX, &lv) != 0) return -1;
-        c->stop_after_ticks = (uint64_t)lv;
+        num.type = F_U64;
+        num.off = offsetof(sp_dconf_t, stop_after_ticks);
+        if (sp_config_apply(NULL, &num, v, src, c, err, errlen) != 0) return -1;
+        if (c->stop_after_ticks == 0) {
+            snprintf(err, errlen, "invalid value '%s' for %sstop-after-ticks: expected N >= 1", v, dd);
+            return -1;
+        }
     }
     return 0;
 }
 
-/* Apply one flag's value to *c. 0, or -1 (message printed). */
-static int apply(const flag_t *fl, const char *v, sp_dconf_t *c, const char **token_file) {
-    char *field = (char *)c + fl->off;
-    long lv;
-    switch (fl->type) {
-    case F_INT:
-        if (parse_long(fl->name, v, (long)fl->lo, (long)fl->hi, &lv) != 0) return -1;
-        *(int *)(void *)field = (int)lv;
-        return 0;
-    case F_LONG: return parse_long(fl->name, v, (long)fl->lo, (long)fl->hi, (long *)(void *)field);
-    case F_SIZE:
-        if (parse_long(fl->name, v, (long)fl->lo, (long)fl->hi, &lv) != 0) return -1;
-        *(size_t *)(void *)field = (size_t)lv;
-        return 0;
-    case F_DOUBLE: return parse_double(fl->name, v, fl->lo, fl->hi, (double *)(void *)field);
-    case F_U64: return parse_u64(fl->name, v, (uint64_t *)(void *)field);
-    case F_STR:
-        if (v[0] == '\0' || strlen(v) >= fl->size) {
-            fprintf(stderr, "spacesimd: --%s value empty or too long\n", fl->name);
-            return -1;
-        }
-        snprintf(field, fl->size, "%s", v);
-        return 0;
-    case F_PATH: *(const char **)(void *)field = v; return 0;
-    case F_SPECIAL: return special(fl, v, c, token_file);
+/* The effective value of a special flag, as the file says it. */
+static bool show_special(const flag_t *fl, const sp_dconf_t *c, const void *ctx, char *buf, size_t len) {
+    const args_t *a = ctx;
+    if (strcmp(fl->name, "log-level") == 0) {
+        snprintf(buf, len, "%s", level_names[sp_log_get_level()]);
+    } else if (strcmp(fl->name, "admin-token-file") == 0) {
+        if (a->token_file == NULL) return false;
+        snprintf(buf, len, "%s", a->token_file);
+    } else if (strcmp(fl->name, "idle-timeout") == 0) {
+        sp_config_fmt_double(buf, len, c->idle_timeout_secs);
+    } else if (strcmp(fl->name, "rate") == 0) {
+        sp_config_fmt_double(buf, len, c->rate_per_sec);
+    } else {
+        return false;
     }
-    return -1;
+    return true;
 }
 
-/* Parse argv into *c. Returns -1 to go on, or the exit code to stop with. */
-static int parse_args(int argc, char **argv, sp_dconf_t *c, const char **token_file) {
-    struct option opts[NFLAGS + 3];
-    for (size_t i = 0; i < NFLAGS; i++) opts[i] = (struct option){flags[i].name, required_argument, NULL, O_FLAG0 + (int)i};
-    opts[NFLAGS] = (struct option){"help", no_argument, NULL, O_HELP};
-    opts[NFLAGS + 1] = (struct option){"version", no_argument, NULL, O_VERSION};
-    opts[NFLAGS + 2] = (struct option){NULL, 0, NULL, 0};
+static args_t g_args;
+static const sp_flagset_t flagset = {flags, NFLAGS, special, show_special, &g_args};
+
+/* ---------------------------------------------------------------- --help and the page */
+
+static const char *const synopsis[] = {"[--config FILE] [OPTION]...", "--print-config [--config FILE] [OPTION]...",
+                                       NULL};
+
+static const spc_section_t sections[] = {
+    {"Configuration file",
+     "--config FILE reads settings from an INI file: one 'key = value' per line, where the keys are the "
+     "long options above without the two dashes (port = 7777). Lines starting with '#' or ';' are "
+     "comments; a ';' after a space ends a value. There are no sections, and each key may appear once. "
+     "The command line overrides the file. An unknown key, a bad value or a line without '=' stops "
+     "spacesimd at start-up with FILE:LINE and exit status 2. Relative paths are relative to the "
+     "working directory.\n\n"
+     "The admin token is never a key: name a file that holds it (admin-token-file = PATH, readable by "
+     "the daemon only) or set SPACESIM_ADMIN_TOKEN. --print-config writes the effective settings, "
+     "every key with its help as a comment, in this format, so its output is a valid configuration "
+     "file:\n\n"
+     "  spacesimd --port 7000 --print-config > spacesimd.conf\n"
+     "  spacesimd --config spacesimd.conf"},
+    {"Signals",
+     "SIGTERM and SIGINT shut down cleanly: stop accepting connections, write the checkpoint (with "
+     "--checkpoint), flush the clients' output for at most 2 seconds, close them and exit 0. A second "
+     "signal during that exits at once. SIGPIPE is ignored."},
+    {"Exit status",
+     "  0  ok (also after --help, --version, --print-config)\n"
+     "  2  bad usage: an unknown option, a bad value, an error in the --config file\n"
+     "  3  configuration: the --config file or the admin token file unreadable, bad environment\n"
+     "  4  cannot listen on the address or port\n"
+     "  5  the checkpoint is unreadable, corrupt or truncated\n"
+     "  6  runtime failure (out of memory, a failed checkpoint at shutdown)"},
+    {"Environment",
+     "SPACESIM_ADMIN_TOKEN: the token that unlocks the admin methods, unless --admin-token-file is "
+     "given. Without either, admin methods are refused.\n\n"
+     "NOTIFY_SOCKET: set by systemd for Type=notify services; spacesimd sends READY=1 once it listens "
+     "and STOPPING=1 when it begins to shut down (see sd_notify(3)). Unset: nothing is sent."},
+    {"Files",
+     SP_SYSCONFDIR "/spacesim/spacesimd.conf.example: an example configuration file (every key, at its "
+     "default).\n\n"
+     "The --checkpoint PATH file: the world, written atomically (PATH.tmp, then renamed) every "
+     "--checkpoint-every seconds and at shutdown; read at start-up when it exists.\n\n"
+     "spacesimd.service: the systemd unit of the source tree (contrib/): Type=notify, DynamicUser, "
+     "checkpoints in /var/lib/spacesim, the admin token from an EnvironmentFile."},
+    {"Metrics",
+     "With --metrics-port N, http://BIND:N/metrics serves Prometheus text: tick-time histogram, "
+     "counters of ticks, game time, bytes, snapshots, commands and kicks, gauges of clients, entities "
+     "and queue depths, the process_* metrics and spacesim_build_info."},
+};
+
+/* The option list for --help and the page: every visible row of `flags`
+ * (the page and --help cannot disagree with the parser), then the options
+ * that are not settings. */
+static spc_opt_t opt_rows[NFLAGS + 6];
+static spc_optgroup_t opt_group = {"Options", NULL, opt_rows, 0, 0};
+static char version_extra[32];
+static const spc_prog_t prog = {
+    .name = "spacesimd",
+    .version = SPACESIMD_VERSION,
+    .version_extra = version_extra,
+    .summary = "authoritative space-simulation server",
+    .synopsis = synopsis,
+    .description = "spacesimd runs one simulated world (asteroids, NPC ships, players' ships) at a fixed "
+                   "tick rate and serves it to clients over TCP with MessagePack-RPC: requests and "
+                   "replies, events, and per-client snapshots of the entities around each client's ships "
+                   "(proto/PROTOCOL.md in the source tree). It logs to stderr, one line per event.",
+    .groups = &opt_group,
+    .ngroups = 1,
+    .sections = sections,
+    .nsections = sizeof sections / sizeof sections[0],
+    .see_also = "spacesim-cli(1), spacesim-load(1), systemd.exec(5), sd_notify(3)",
+};
+
+static void build_prog(void) {
+    snprintf(version_extra, sizeof version_extra, "(protocol %d)", SP_PROTO_VERSION);
+    size_t n = 0;
+    opt_rows[n++] = (spc_opt_t){O_CONFIG, 0, "config", "FILE",
+                                "read settings from FILE (INI, see CONFIGURATION FILE); the command line wins"};
+    opt_rows[n++] = (spc_opt_t){O_PRINT_CONFIG, 0, "print-config", NULL,
+                                "print the effective settings as a configuration file and exit"};
+    for (size_t i = 0; i < NFLAGS; i++)
+        if (!flags[i].hidden) opt_rows[n++] = (spc_opt_t){O_FLAG0 + (int)i, 0, flags[i].name, flags[i].arg, flags[i].help};
+    opt_rows[n++] = (spc_opt_t){O_HELP, 'h', "help", NULL, "print this help and exit"};
+    opt_rows[n++] = (spc_opt_t){O_VERSION, 'V', "version", NULL, "print the version and exit"};
+    opt_group.n = n;
+}
+
+/* ---------------------------------------------------------------- argv */
+
+/* Parse argv: settings into *c, the rest into *a. Returns -1 to go on, or
+ * the exit code to stop with (after --help, --version, --man, a bad option). */
+static int parse_args(int argc, char **argv, sp_dconf_t *c, args_t *a) {
+    struct option opts[NFLAGS + 6];
+    size_t n = 0;
+    for (size_t i = 0; i < NFLAGS; i++) opts[n++] = (struct option){flags[i].name, required_argument, NULL, O_FLAG0 + (int)i};
+    opts[n++] = (struct option){"config", required_argument, NULL, O_CONFIG};
+    opts[n++] = (struct option){"print-config", no_argument, NULL, O_PRINT_CONFIG};
+    opts[n++] = (struct option){"help", no_argument, NULL, O_HELP};
+    opts[n++] = (struct option){"version", no_argument, NULL, O_VERSION};
+    opts[n++] = (struct option){"man", no_argument, NULL, O_MAN}; /* hidden: the build writes spacesimd.1 */
+    opts[n] = (struct option){NULL, 0, NULL, 0};
     int ch;
+    char err[512];
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    optind = 0; /* glibc: 0 restarts the scan (main parses argv twice, around the file) */
+    while ((ch = getopt_long(argc, argv, ":hV", opts, NULL)) != -1) {
         const char *flag = optind > 1 ? argv[optind - 1] : "?";
-        if (ch == O_HELP) {
-            usage(stdout);
-            return SP_EXIT_OK;
-        }
-        if (ch == O_VERSION) {
-            printf("spacesimd %s (protocol %d)\n", SPACESIMD_VERSION, SP_PROTO_VERSION);
-            return SP_EXIT_OK;
-        }
-        if (ch == ':') {
-            fprintf(stderr, "spacesimd: option %s needs a value\n", flag);
-            return SP_EXIT_USAGE;
+        switch (ch) {
+        case O_HELP: spc_opts_help(&prog, stdout); return SP_EXIT_OK;
+        case O_MAN: spc_opts_man(&prog, stdout); return SP_EXIT_OK;
+        case O_VERSION: printf("spacesimd %s (protocol %d)\n", SPACESIMD_VERSION, SP_PROTO_VERSION); return SP_EXIT_OK;
+        case O_CONFIG: a->config = optarg; continue;
+        case O_PRINT_CONFIG: a->print_config = true; continue;
+        case ':': fprintf(stderr, "spacesimd: option %s needs a value\n", flag); return SP_EXIT_USAGE;
+        default: break;
         }
         if (ch < O_FLAG0 || ch >= O_FLAG0 + (int)NFLAGS) {
             fprintf(stderr, "spacesimd: unknown option '%s' (try --help)\n", flag);
             return SP_EXIT_USAGE;
         }
-        if (apply(&flags[ch - O_FLAG0], optarg, c, token_file) != 0) return SP_EXIT_USAGE;
+        if (sp_config_apply(&flagset, &flags[ch - O_FLAG0], optarg, SP_SRC_ARGV, c, err, sizeof err) != 0) {
+            fprintf(stderr, "spacesimd: %s\n", err);
+            return SP_EXIT_USAGE;
+        }
     }
     if (optind < argc) {
         fprintf(stderr, "spacesimd: unexpected argument '%s' (try --help)\n", argv[optind]);
         return SP_EXIT_USAGE;
     }
+    return -1;
+}
+
+/* Settings that must agree with each other, wherever they came from. */
+static int check_conf(const sp_dconf_t *c) {
     if (c->obuf_hard < c->obuf_soft) {
         fprintf(stderr, "spacesimd: --obuf-hard (%zu) must be >= --obuf-soft (%zu)\n", c->obuf_hard, c->obuf_soft);
         return SP_EXIT_USAGE;
@@ -252,6 +300,29 @@ static int parse_args(int argc, char **argv, sp_dconf_t *c, const char **token_f
     if (c->metrics_port != 0 && c->metrics_port == c->port) {
         fprintf(stderr, "spacesimd: --metrics-port must differ from --port\n");
         return SP_EXIT_USAGE;
+    }
+    return -1;
+}
+
+/* Defaults, then the file, then argv. Returns -1 to go on, or the exit code. */
+static int configure(int argc, char **argv, sp_dconf_t *c) {
+    build_prog();
+    /* First pass into a scratch copy: --help and friends, bad options and
+     * values are reported before the file is read, and --config is found. */
+    sp_dconf_t scratch = *c;
+    args_t first = {0};
+    g_args = first;
+    int r = parse_args(argc, argv, &scratch, &g_args);
+    if (r >= 0) return r;
+    first = g_args;
+    g_args = (args_t){0};
+    if (first.config != NULL && (r = sp_config_read(&flagset, first.config, c)) != 0)
+        return r == SP_EINVAL ? SP_EXIT_USAGE : r == SP_EIO ? SP_EXIT_CONFIG : SP_EXIT_RUNTIME;
+    if ((r = parse_args(argc, argv, c, &g_args)) >= 0) return r;
+    if ((r = check_conf(c)) >= 0) return r;
+    if (g_args.print_config) {
+        sp_config_print(&flagset, c, stdout);
+        return SP_EXIT_OK;
     }
     return -1;
 }
@@ -336,10 +407,9 @@ int main(int argc, char **argv) {
     static sp_daemon_t d;
     sp_dconf_t *c = &d.conf;
     sp_dconf_default(c);
-    const char *token_file = NULL;
-    int r = parse_args(argc, argv, c, &token_file);
+    int r = configure(argc, argv, c);
     if (r >= 0) return r;
-    if (load_token(c, token_file) != 0) return SP_EXIT_CONFIG;
+    if (load_token(c, g_args.token_file) != 0) return SP_EXIT_CONFIG;
     SP_LOGI("spacesimd %s starting (pid %ld)%s", SPACESIMD_VERSION, (long)getpid(),
             c->have_admin_token ? "" : "; no admin token set: admin methods disabled");
     sp_daemon_init(&d);
