@@ -75,6 +75,8 @@ check() {
     fi
 }
 
+# promtool (Debian package prometheus) checks the metrics in make check.
+[ "$mode" = test ] && pkgs="$pkgs prometheus"
 install_missing
 bootstrap
 
