@@ -96,6 +96,20 @@ int sp_config_apply(const sp_flagset_t *fs, const flag_t *fl, const char *v, sp_
 
 /* ---------------------------------------------------------------- the file */
 
+/* Copies of the file's values that rows may point to (F_PATH, specials such
+ * as admin-token-file): kept, reachable from here, for the process's life. */
+static char **kept;
+static size_t nkept;
+
+static const char *keep(const char *value) {
+    char **k = realloc(kept, (nkept + 1) * sizeof *kept);
+    if (k == NULL) return NULL;
+    kept = k;
+    char *copy = strdup(value);
+    if (copy != NULL) kept[nkept++] = copy;
+    return copy;
+}
+
 typedef struct reader {
     const sp_flagset_t *fs;
     sp_dconf_t *c;
@@ -127,12 +141,10 @@ static int on_key(void *user, const char *section, const char *name, const char 
      * copy that lives as long as the process (reachable from *c or ctx). */
     const char *v = value;
     if (fl->type == F_PATH || fl->type == F_SPECIAL) {
-        char *copy = strdup(value);
-        if (copy == NULL) {
+        if ((v = keep(value)) == NULL) {
             snprintf(r->err, sizeof r->err, "out of memory");
             return 0;
         }
-        v = copy;
     }
     return sp_config_apply(r->fs, fl, v, SP_SRC_FILE, r->c, r->err, sizeof r->err) == 0;
 }
