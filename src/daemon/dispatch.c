@@ -49,7 +49,9 @@ static bool check_row(const sp_request_t *q, const sp_rpc_msg_t *m) {
         return false;
     }
     if (row->admin_only && !q->c->session.admin) {
-        sp_request_error(q, SP_RPCERR_FORBIDDEN, "forbidden: admin token required");
+        sp_request_error(q, SP_RPCERR_FORBIDDEN,
+                         "forbidden: admin token required (hello with the token the server reads from "
+                         "SPACESIM_ADMIN_TOKEN or --admin-token-file)");
         return false;
     }
     if (sp_rpc_check_params(m, &err) != 0) {

@@ -115,7 +115,11 @@ static void method_hello(const sp_request_t *q) {
         if (!d->conf.have_admin_token ||
             !token_eq(tok, toklen, d->conf.admin_token, strlen(d->conf.admin_token))) {
             SP_LOGW("client %u %s: hello with a wrong admin token", s->id, q->c->conn.peer);
-            sp_request_error(q, SP_RPCERR_FORBIDDEN, "forbidden: wrong admin token");
+            sp_request_error(q, SP_RPCERR_FORBIDDEN,
+                             d->conf.have_admin_token
+                                 ? "forbidden: wrong admin token"
+                                 : "forbidden: this server has no admin token (start it with SPACESIM_ADMIN_TOKEN "
+                                   "or --admin-token-file)");
             return;
         }
         admin = true;

@@ -400,6 +400,12 @@ START_TEST(test_session_any_token_refused_when_server_has_none) {
     ck_assert_int_eq(code_of(&c, "hello", "ss", "eve", ""), 6);
     ck_assert_int_eq(code_of(&c, "hello", "ss", "eve", TOKEN), 6);
     ck_assert_int_eq(code_of(&c, "hello", "sn", "eve"), 0);
+    /* Issue 12: FORBIDDEN says where the admin token comes from. */
+    nc_resp_t r;
+    ck_assert_int_eq(nc_call(&c, T, &r, "alert", "si", "not mine to send", 1LL), 0);
+    ck_assert_int_eq(r.code, 6);
+    ck_assert_msg(strstr(r.message, "SPACESIM_ADMIN_TOKEN") != NULL, "message: %s", r.message);
+    nc_resp_free(&r);
     nc_close(&c);
     stop();
 }
