@@ -205,6 +205,8 @@ static void roff_text(FILE *f, const char *s, size_t len) {
         char c = s[i];
         if (c == '\\') fputs("\\e", f);
         else if (c == '-') fputs("\\-", f);
+        else if (c == '/' && i > 0) fputs("/\\:", f); /* a path may break after a slash: a long
+                                                       * install prefix never makes a line unadjustable */
         else fputc(c, f);
     }
 }
@@ -270,6 +272,9 @@ void spc_opts_man(const spc_prog_t *p, FILE *f) {
         else fputc(toupper((unsigned char)*s), f);
     }
     fprintf(f, "\" 1 \"\" \"spacesim %s\" \"User Commands\"\n", p->version);
+    /* Left-adjusted, as many man pages are: a long unbreakable word (an
+     * install path) then never leaves a line troff cannot justify. */
+    fputs(".ad l\n", f);
     fputs(".SH NAME\n", f);
     roff_text(f, p->name, strlen(p->name));
     fputs(" \\- ", f);
