@@ -91,6 +91,10 @@ static const flag_t flags[] = {
      "keep a dropped session's ships SECS for a resume (default 30; 0 = no resume)", false},
     {"first-session-id", "N", F_LONG, 1, 4294967295.0, C(first_session_id), 0, "tests: first session id handed out", true},
     {"port-file", "PATH", F_PATH, 0, 0, C(port_file), 0, "write the bound port to PATH (for scripts and tests)", false},
+    {"log-file", "PATH", F_PATH, 0, 0, C(log_file), 0,
+     "append the log to PATH instead of stderr; SIGHUP reopens it\n"
+     "                           (after logrotate moved it)",
+     false},
     {"stop-after-ticks", "N", F_SPECIAL, 1, (double)LONG_MAX, 0, 0, "tests: log the world hash at tick N and stop", true},
 };
 #undef C
@@ -109,8 +113,10 @@ static void usage(FILE *f) {
         fputc('\n', f);
     }
     fprintf(f, "  --help, --version\n\n"
-               "Exit status: 0 ok, 2 bad usage, 3 configuration (token file), 4 cannot listen,\n"
-               "5 checkpoint unreadable or corrupt, 6 runtime failure.\n");
+               "Signals: SIGTERM, SIGINT: checkpoint, flush the clients, exit 0.\n"
+               "  SIGHUP: reopen --log-file (ignored without it).  SIGUSR1: write a checkpoint now.\n\n"
+               "Exit status: 0 ok, 2 bad usage, 3 configuration (token file, log file),\n"
+               "4 cannot listen, 5 checkpoint unreadable or corrupt, 6 runtime failure.\n");
 }
 
 static int parse_long(const char *flag, const char *s, long lo, long hi, long *out) {
@@ -333,6 +339,10 @@ int main(int argc, char **argv) {
     int r = parse_args(argc, argv, c, &token_file);
     if (r >= 0) return r;
     if (load_token(c, token_file) != 0) return SP_EXIT_CONFIG;
+    if (c->log_file && sp_log_open(c->log_file) != 0) {
+        fprintf(stderr, "spacesimd: cannot open --log-file %s: %s\n", c->log_file, strerror(errno));
+        return SP_EXIT_CONFIG;
+    }
     SP_LOGI("spacesimd %s starting (pid %ld)%s", SPACESIMD_VERSION, (long)getpid(),
             c->have_admin_token ? "" : "; no admin token set: admin methods disabled");
     sp_daemon_init(&d);

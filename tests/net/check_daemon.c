@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../helpers/sp_check.h"
@@ -561,6 +562,97 @@ START_TEST(test_daemon_world_hash_same_with_1_and_2_workers) {
 }
 END_TEST
 
+/* ================================================================ issue 7, points 8 and 9
+ * Operator habits: SIGHUP (reopen --log-file, else ignored), SIGUSR1 (a
+ * checkpoint now), and a --checkpoint that cannot work refused at start-up
+ * (missing or unwritable directory, a FIFO, a path another daemon holds).
+ * Each fails on the code before the issue: --log-file was unknown, SIGHUP
+ * and SIGUSR1 killed the daemon, a bad directory started fine, a FIFO hung
+ * start-up in open() and a second daemon shared the path. */
+
+static nc_daemon_t D2; /* a second daemon on the same checkpoint */
+
+static void teardown2(void) {
+    nc_daemon_cleanup(&D);
+    if (D2.dir[0]) nc_daemon_cleanup(&D2);
+}
+
+static void ping_ok(void) {
+    nc_t c;
+    ck_assert_int_eq(nc_connect(&c, D.port), 0);
+    nc_resp_t r;
+    ck_assert_int_eq(nc_call(&c, T, &r, "ping", ""), 0);
+    ck_assert_ptr_null(r.error);
+    nc_resp_free(&r);
+    nc_close(&c);
+}
+
+START_TEST(test_issue_7_sighup_reopens_the_log_file_after_logrotate_moved_it) {
+    char logf[400], rotated[420];
+    ck_assert_int_eq(nc_daemon_prepare(&D), 0);
+    snprintf(logf, sizeof logf, "%s/spacesimd.log", D.dir);
+    snprintf(rotated, sizeof rotated, "%s.1", logf);
+    const char *args[] = {"--demo-asteroids", "50", "--demo-npcs", "5", "--log-file", logf, NULL};
+    int st = 0;
+    ck_assert_msg(nc_daemon_start(&D, args, NULL, 10 * sp_timeout(1), &st) == 0, "daemon did not start (exit %d)", st);
+    ck_assert_int_eq(nc_wait_file_contains(logf, "running:", T), 0);
+    ck_assert(!nc_log_contains(&D, "running:")); /* stderr has nothing after the file opened */
+    ck_assert_int_eq(rename(logf, rotated), 0);   /* logrotate: move, then SIGHUP */
+    ck_assert_int_eq(kill(D.pid, SIGHUP), 0);
+    ck_assert_msg(nc_wait_file_contains(logf, "SIGHUP: log file", T) == 0, "no new log file after SIGHUP");
+    ping_ok();
+    ck_assert_int_eq(nc_daemon_stop(&D, SIGTERM, 10 * sp_timeout(1)), 0);
+    ck_assert(nc_file_contains(logf, "SIGTERM: shutting down"));
+    ck_assert(!nc_file_contains(rotated, "SIGTERM"));
+    ck_assert(nc_file_contains(rotated, "running:"));
+}
+END_TEST
+
+START_TEST(test_issue_7_sighup_and_sigusr1_without_log_file_or_checkpoint_are_logged_not_fatal) {
+    start(NULL, NULL);
+    ck_assert_int_eq(kill(D.pid, SIGHUP), 0);
+    ck_assert_msg(nc_wait_file_contains(D.log, "SIGHUP: ignored", T) == 0, "no SIGHUP line (daemon dead?)");
+    ck_assert_int_eq(kill(D.pid, SIGUSR1), 0);
+    ck_assert_msg(nc_wait_file_contains(D.log, "SIGUSR1: no checkpoint written", T) == 0, "no SIGUSR1 line");
+    ping_ok();
+    stop();
+}
+END_TEST
+
+START_TEST(test_issue_7_sigusr1_writes_a_checkpoint_that_survives_kill_9) {
+    char ck[400];
+    ck_assert_int_eq(nc_daemon_prepare(&D), 0);
+    snprintf(ck, sizeof ck, "%s/world.ckpt", D.dir);
+    const char *args[] = {"--demo-asteroids", "50", "--demo-npcs", "0", "--world-size", "1000", "--checkpoint", ck,
+                          "--checkpoint-every", "0", NULL};
+    int st = 0;
+    ck_assert_int_eq(nc_daemon_start(&D, args, NULL, 10 * sp_timeout(1), &st), 0);
+    nc_t c;
+    connect_hello(&c, "saver", NULL, NULL);
+    uint64_t ship = spawn_at(&c, 11, 22, 33);
+    ck_assert_int_eq(access(ck, F_OK), -1); /* no checkpoint before the signal */
+    ck_assert_int_eq(kill(D.pid, SIGUSR1), 0);
+    ck_assert_msg(nc_wait_file_contains(D.log, "checkpoint written", T) == 0, "SIGUSR1 wrote no checkpoint");
+    ck_assert(nc_log_contains(&D, "SIGUSR1: writing a checkpoint"));
+    nc_close(&c);
+    /* kill -9: no shutdown checkpoint; what survives is SIGUSR1's, and the
+     * lock of the dead process does not stop the restart. */
+    ck_assert_int_eq(nc_daemon_stop(&D, SIGKILL, 10 * sp_timeout(1)), 128 + SIGKILL);
+    ck_assert_int_eq(nc_daemon_start(&D, args, NULL, 10 * sp_timeout(1), &st), 0);
+    ck_assert(nc_log_contains(&D, "resumed from checkpoint"));
+    connect_hello(&c, "reader", NULL, NULL);
+    nc_resp_t r;
+    ck_assert_int_eq(nc_call(&c, T, &r, "inspect", "u", ship), 0);
+    ck_assert_msg(r.error == NULL, "the ship is not in the SIGUSR1 checkpoint: %s", r.message);
+    ck_assert_double_eq_tol(nc_get(r.result, "pos")->via.array.ptr[2].via.f64, 33, 1e-3);
+    nc_resp_free(&r);
+    nc_close(&c);
+    stop();
+}
+END_TEST
+
+/* ================================================================ end of issue 7, points 8 and 9 */
+
 static Suite *daemon_suite(void) {
     Suite *s = suite_create("daemon");
     struct {
@@ -583,6 +675,22 @@ static Suite *daemon_suite(void) {
         tcase_set_timeout(tc, sp_timeout(40));
         tcase_add_checked_fixture(tc, NULL, teardown);
         tcase_add_test(tc, cases[i].t);
+        suite_add_tcase(s, tc);
+    }
+    /* Issue 7, points 8 and 9 (operator signals, checkpoint start-up). */
+    struct {
+        const char *name;
+        const TTest *t;
+    } ops[] = {
+        {"issue7_sighup_log_file", test_issue_7_sighup_reopens_the_log_file_after_logrotate_moved_it},
+        {"issue7_signals_without_files", test_issue_7_sighup_and_sigusr1_without_log_file_or_checkpoint_are_logged_not_fatal},
+        {"issue7_sigusr1_checkpoint", test_issue_7_sigusr1_writes_a_checkpoint_that_survives_kill_9},
+    };
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        TCase *tc = tcase_create(ops[i].name);
+        tcase_set_timeout(tc, sp_timeout(40));
+        tcase_add_checked_fixture(tc, NULL, teardown2);
+        tcase_add_test(tc, ops[i].t);
         suite_add_tcase(s, tc);
     }
     return s;
