@@ -20,7 +20,8 @@ enum {
     SP_EXIT_USAGE = 2,      /* bad flag or value */
     SP_EXIT_CONFIG = 3,     /* admin token file unreadable, bad environment, log file */
     SP_EXIT_LISTEN = 4,     /* cannot bind/listen */
-    SP_EXIT_CHECKPOINT = 5, /* checkpoint unreadable, corrupt or truncated */
+    SP_EXIT_CHECKPOINT = 5, /* checkpoint unusable (no writable directory, not a regular
+                             * file, locked by another spacesimd), unreadable, corrupt */
     SP_EXIT_RUNTIME = 6,    /* out of memory or another fatal runtime error */
 };
 

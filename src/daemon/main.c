@@ -116,7 +116,9 @@ static void usage(FILE *f) {
                "Signals: SIGTERM, SIGINT: checkpoint, flush the clients, exit 0.\n"
                "  SIGHUP: reopen --log-file (ignored without it).  SIGUSR1: write a checkpoint now.\n\n"
                "Exit status: 0 ok, 2 bad usage, 3 configuration (token file, log file),\n"
-               "4 cannot listen, 5 checkpoint unreadable or corrupt, 6 runtime failure.\n");
+               "4 cannot listen, 5 checkpoint unusable (directory missing or not writable,\n"
+               "not a regular file, locked by another spacesimd), unreadable or corrupt,\n"
+               "6 runtime failure.\n");
 }
 
 static int parse_long(const char *flag, const char *s, long lo, long hi, long *out) {
@@ -320,6 +322,7 @@ static int new_world(sp_daemon_t *d) {
 
 /* The world: resumed from the checkpoint, or new. 0, or the exit code. */
 static int open_world(sp_daemon_t *d) {
+    if (d->conf.checkpoint[0] && sp_checkpoint_lock(d) != 0) return SP_EXIT_CHECKPOINT;
     int r = d->conf.checkpoint[0] ? sp_checkpoint_load(d) : SP_ENOENT;
     if (r == SP_ENOENT) return new_world(d);
     if (r < 0) return SP_EXIT_CHECKPOINT;

@@ -651,6 +651,74 @@ START_TEST(test_issue_7_sigusr1_writes_a_checkpoint_that_survives_kill_9) {
 }
 END_TEST
 
+/* Start with --checkpoint path: must exit 5 at once, the log saying `why`. */
+static void refused(const char *path, const char *why) {
+    const char *args[] = {"--demo-asteroids", "10", "--demo-npcs", "0", "--checkpoint", path, NULL};
+    int st = 0;
+    ck_assert_msg(nc_daemon_start(&D, args, NULL, 5 * sp_timeout(1), &st) == -1, "started with --checkpoint %s", path);
+    ck_assert_msg(st == 5, "--checkpoint %s: exit %d, not 5", path, st);
+    ck_assert_msg(nc_log_contains(&D, why), "--checkpoint %s: no \"%s\" in the log", path, why);
+}
+
+START_TEST(test_issue_7_checkpoint_in_a_missing_or_unwritable_directory_refused_at_start) {
+    ck_assert_int_eq(nc_daemon_prepare(&D), 0);
+    char p[600], file[400];
+    snprintf(p, sizeof p, "%s/no/such/dir/world.ckpt", D.dir);
+    refused(p, "does not exist");
+    snprintf(file, sizeof file, "%s/plain", D.dir);
+    FILE *f = fopen(file, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    snprintf(p, sizeof p, "%s/world.ckpt", file);
+    refused(p, "is not a directory");
+    if (geteuid() != 0) { /* root writes into a 0500 directory */
+        char ro[420];
+        snprintf(ro, sizeof ro, "%s/ro", D.dir);
+        ck_assert_int_eq(mkdir(ro, 0500), 0);
+        snprintf(p, sizeof p, "%s/world.ckpt", ro);
+        refused(p, "is not writable");
+        rmdir(ro);
+    }
+    refused("/proc/spacesim-world.ckpt", "cannot create files in directory /proc"); /* unwritable even for root */
+}
+END_TEST
+
+START_TEST(test_issue_7_fifo_as_checkpoint_refused_exit_5_not_a_hang) {
+    ck_assert_int_eq(nc_daemon_prepare(&D), 0);
+    char p[400];
+    snprintf(p, sizeof p, "%s/world.fifo", D.dir);
+    ck_assert_int_eq(mkfifo(p, 0644), 0);
+    refused(p, "is not a regular file (a FIFO)");
+    snprintf(p, sizeof p, "%s/adir", D.dir);
+    ck_assert_int_eq(mkdir(p, 0755), 0);
+    refused(p, "is not a regular file (a directory)");
+    rmdir(p);
+}
+END_TEST
+
+START_TEST(test_issue_7_second_daemon_on_one_checkpoint_refused_naming_the_first_pid) {
+    char ck[400];
+    ck_assert_int_eq(nc_daemon_prepare(&D), 0);
+    ck_assert_int_eq(nc_daemon_prepare(&D2), 0);
+    snprintf(ck, sizeof ck, "%s/world.ckpt", D.dir);
+    const char *args[] = {"--demo-asteroids", "10", "--demo-npcs", "0", "--checkpoint", ck, "--checkpoint-every", "0",
+                          NULL};
+    int st = 0;
+    ck_assert_int_eq(nc_daemon_start(&D, args, NULL, 10 * sp_timeout(1), &st), 0);
+    ck_assert_int_eq(nc_daemon_start(&D2, args, NULL, 10 * sp_timeout(1), &st), -1);
+    ck_assert_int_eq(st, 5);
+    char want[64];
+    snprintf(want, sizeof want, "in use by another spacesimd (pid %ld", (long)D.pid);
+    ck_assert_msg(nc_log_contains(&D2, want), "the refusal does not name pid %ld", (long)D.pid);
+    ping_ok(); /* the first one is untouched */
+    ck_assert_int_eq(nc_daemon_stop(&D, SIGTERM, 10 * sp_timeout(1)), 0);
+    /* Once the first is gone, the path is free. */
+    ck_assert_int_eq(nc_daemon_start(&D2, args, NULL, 10 * sp_timeout(1), &st), 0);
+    ck_assert(nc_log_contains(&D2, "resumed from checkpoint"));
+    ck_assert_int_eq(nc_daemon_stop(&D2, SIGTERM, 10 * sp_timeout(1)), 0);
+}
+END_TEST
+
 /* ================================================================ end of issue 7, points 8 and 9 */
 
 static Suite *daemon_suite(void) {
@@ -685,6 +753,9 @@ static Suite *daemon_suite(void) {
         {"issue7_sighup_log_file", test_issue_7_sighup_reopens_the_log_file_after_logrotate_moved_it},
         {"issue7_signals_without_files", test_issue_7_sighup_and_sigusr1_without_log_file_or_checkpoint_are_logged_not_fatal},
         {"issue7_sigusr1_checkpoint", test_issue_7_sigusr1_writes_a_checkpoint_that_survives_kill_9},
+        {"issue7_checkpoint_dir", test_issue_7_checkpoint_in_a_missing_or_unwritable_directory_refused_at_start},
+        {"issue7_checkpoint_fifo", test_issue_7_fifo_as_checkpoint_refused_exit_5_not_a_hang},
+        {"issue7_checkpoint_lock", test_issue_7_second_daemon_on_one_checkpoint_refused_naming_the_first_pid},
     };
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
         TCase *tc = tcase_create(ops[i].name);
