@@ -76,6 +76,7 @@
 static void on_tick(uv_timer_t *t);
 static void on_tick_idle(uv_idle_t *h);
 static void close_signals(sp_daemon_t *d);
+static void ignore_operator_signals(void);
 
 static void run_tick(sp_daemon_t *d) {
     uint64_t t0 = sp_now_ns();
@@ -330,15 +331,25 @@ static int start_signals(sp_daemon_t *d) {
     return 0;
 }
 
+/* SIGHUP and SIGUSR1 never kill the daemon, also while no handler of ours
+ * is installed: during start-up (world creation or checkpoint load) and
+ * after close_signals (closing a uv_signal_t restores SIG_DFL). */
+static void ignore_operator_signals(void) {
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGUSR1, SIG_IGN);
+}
+
 static void close_signals(sp_daemon_t *d) {
     uv_signal_t *hs[] = {&d->sig_term, &d->sig_int, &d->sig_hup, &d->sig_usr1};
     for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++)
         if (hs[i]->loop != NULL && !uv_is_closing((uv_handle_t *)hs[i])) uv_close((uv_handle_t *)hs[i], NULL);
+    ignore_operator_signals();
 }
 
 /* ---------------------------------------------------------------- start */
 
 void sp_daemon_init(sp_daemon_t *d) {
+    ignore_operator_signals(); /* until start_signals installs the handlers */
     d->loop = uv_default_loop();
     d->next_session = 1;
     d->tick_ns = 1000000000ull / (uint64_t)d->conf.tick_hz;
