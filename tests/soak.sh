@@ -5,12 +5,13 @@
 # shared cores under ASan). The expected count is 0: a test that waits for
 # "the next message" instead of its condition shows up here.
 #
-#   tests/soak.sh [-n ROUNDS] [-t MAX_SECONDS] [-j HOGS] [BUILDDIR]
+#   tests/soak.sh [-n ROUNDS] [-t MAX_SECONDS] [-j HOGS] [-m MULT] [BUILDDIR]
 #
 # BUILDDIR (default build-asan, the --enable-sanitizers --enable-debug
 # build) must be configured and built. Each round runs, through the
 # build's own `make check` (its test environment), the suites below under
-# `nice -n 19` with CK_TIMEOUT_MULTIPLIER=3 while HOGS (default 1) `yes`
+# `nice -n 19` with CK_TIMEOUT_MULTIPLIER=MULT (default 3, as for the
+# sanitizer build's make check) while HOGS (default 1) `yes`
 # processes spin at normal priority. The run is bounded: ROUNDS rounds
 # (default 20), and no new round starts after MAX_SECONDS (default 5400).
 # Prints one line per round and a summary per suite; a failed suite's log
@@ -21,12 +22,14 @@ set -u
 rounds=20
 max_s=5400
 hogs=1
-while getopts n:t:j: opt; do
+mult=3
+while getopts n:t:j:m: opt; do
     case $opt in
     n) rounds=$OPTARG ;;
     t) max_s=$OPTARG ;;
     j) hogs=$OPTARG ;;
-    *) echo "usage: $0 [-n ROUNDS] [-t MAX_SECONDS] [-j HOGS] [BUILDDIR]" >&2; exit 2 ;;
+    m) mult=$OPTARG ;;
+    *) echo "usage: $0 [-n ROUNDS] [-t MAX_SECONDS] [-j HOGS] [-m MULT] [BUILDDIR]" >&2; exit 2 ;;
     esac
 done
 shift $((OPTIND - 1))
@@ -70,7 +73,7 @@ while [ "$r" -le "$rounds" ]; do
         break
     fi
     t0=$now
-    CK_TIMEOUT_MULTIPLIER=3 nice -n 19 make -s -C "$build" check TESTS="$SUITES" >"$out/make.out" 2>&1
+    CK_TIMEOUT_MULTIPLIER=$mult nice -n 19 make -s -C "$build" check TESTS="$SUITES" >"$out/make.out" 2>&1
     line="round $r:"
     n=0
     for s in $SUITES; do
@@ -94,7 +97,8 @@ while [ "$r" -le "$rounds" ]; do
 done
 stop_hogs
 
-echo "soak.sh: $done_rounds round(s) of $rounds in $(($(date +%s) - start)) s, nice -n 19 beside $hogs CPU hog(s), build $build"
+echo "soak.sh: $done_rounds round(s) of $rounds in $(($(date +%s) - start)) s, nice -n 19 beside $hogs CPU hog(s)," \
+    "CK_TIMEOUT_MULTIPLIER=$mult, build $build"
 total=0
 n=0
 for s in $SUITES; do
