@@ -18,7 +18,20 @@
  * Load: the whole file is read and handed to sp_world_load(), which validates
  * everything (magic, version, checksum, every count and range) before it
  * builds a world, so a corrupt or truncated checkpoint is refused with a
- * clear message and never half-loaded. A missing file means "new world". */
+ * clear message and never half-loaded. A missing file means "new world".
+ *
+ * Start-up checks (sp_checkpoint_lock, before the load): the directory
+ * must exist and be writable (else the first save, maybe an hour later,
+ * would fail and stop the daemon with exit 6), PATH must be a regular
+ * file or absent (a FIFO would block open() forever), and no other
+ * spacesimd may use PATH (two daemons renaming over one file lose one
+ * world without a word). The lock is flock(2), not fcntl(2): an flock
+ * belongs to the open file description, so it lasts exactly as long as
+ * g_lock_fd, whatever else the process opens and closes (a POSIX record
+ * lock is dropped when ANY descriptor of the file is closed by the
+ * process); and it needs no byte range. Both are released by the kernel
+ * when the process dies. The pid is written into the file for the
+ * message of the daemon refused (flock, unlike F_GETLK, names no owner). */
 #include "daemon/checkpoint.h"
 
 #include <errno.h>
@@ -28,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -213,9 +227,97 @@ int sp_checkpoint_write(sp_daemon_t *d) {
     return 0;
 }
 
+/* PATH.lock, held (LOCK_EX) from sp_checkpoint_lock until exit. */
+static int g_lock_fd = -1;
+
+/* The pid recorded in an already-open lock file, or 0 if none is readable
+ * (the holder may not have written it yet). */
+static long lock_owner_pid(int fd) {
+    char buf[32];
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    if (n <= 0) return 0;
+    buf[n] = '\0';
+    long pid = strtol(buf, NULL, 10);
+    return pid > 0 ? pid : 0;
+}
+
+/* The directory part of path, for messages. */
+static const char *dir_of(const char *path, char *buf, size_t n) {
+    snprintf(buf, n, "%s", path);
+    return dirname(buf);
+}
+
+int sp_checkpoint_lock(sp_daemon_t *d) {
+    const char *path = d->conf.checkpoint;
+    char lock[1100], dirbuf[1100];
+    snprintf(lock, sizeof lock, "%s.lock", path);
+    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
+    if (fd < 0) {
+        int e = errno;
+        const char *dir = dir_of(path, dirbuf, sizeof dirbuf);
+        struct stat ds;
+        if (e == ENOENT && stat(dir, &ds) == 0 && S_ISDIR(ds.st_mode)) /* /proc, a dangling symlink */
+            SP_LOGE("--checkpoint %s: cannot create files in directory %s; not starting", path, dir);
+        else if (e == ENOENT)
+            SP_LOGE("--checkpoint %s: directory %s does not exist; not starting (create it first)", path, dir);
+        else if (e == ENOTDIR)
+            SP_LOGE("--checkpoint %s: %s is not a directory; not starting", path, dir);
+        else if (e == EACCES || e == EPERM || e == EROFS)
+            SP_LOGE("--checkpoint %s: directory %s is not writable (%s); not starting", path, dir, strerror(e));
+        else
+            SP_LOGE("--checkpoint %s: cannot create the lock file %s: %s; not starting", path, lock, strerror(e));
+        return SP_EIO;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        SP_LOGE("--checkpoint %s: the lock file %s is not a regular file; not starting", path, lock);
+        close(fd);
+        return SP_EIO;
+    }
+    int r;
+    do r = flock(fd, LOCK_EX | LOCK_NB);
+    while (r != 0 && errno == EINTR);
+    if (r != 0) {
+        int e = errno;
+        long pid = e == EWOULDBLOCK ? lock_owner_pid(fd) : 0;
+        close(fd);
+        if (e != EWOULDBLOCK) {
+            SP_LOGE("--checkpoint %s: cannot lock %s: %s; not starting", path, lock, strerror(e));
+            return SP_EIO;
+        }
+        if (pid)
+            SP_LOGE("--checkpoint %s is in use by another spacesimd (pid %ld holds %s); not starting", path, pid,
+                    lock);
+        else
+            SP_LOGE("--checkpoint %s is in use by another spacesimd (it holds %s); not starting", path, lock);
+        return SP_EBUSY;
+    }
+    /* Ours: record the pid for the message of a daemon refused later. */
+    char pidbuf[32];
+    int n = snprintf(pidbuf, sizeof pidbuf, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pidbuf, (size_t)n, 0) != n)
+        SP_LOGW("--checkpoint %s: cannot write the pid into %s: %s", path, lock, strerror(errno));
+    /* What every save does first: create PATH.tmp. A leftover one (a crash
+     * mid-save) is garbage: PATH is the last complete checkpoint. */
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int tfd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW, 0644);
+    if (tfd < 0) {
+        SP_LOGE("--checkpoint %s: cannot create %s: %s; not starting", path, tmp, strerror(errno));
+        close(fd);
+        return SP_EIO;
+    }
+    close(tfd);
+    unlink(tmp);
+    g_lock_fd = fd;
+    return 0;
+}
+
 int sp_checkpoint_load(sp_daemon_t *d) {
     const char *path = d->conf.checkpoint;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO at PATH would block open() (no writer) before the
+     * daemon listens; this way it opens and fstat refuses it below. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         if (errno == ENOENT) {
             SP_LOGI("checkpoint %s does not exist yet: starting a new world", path);
@@ -226,7 +328,8 @@ int sp_checkpoint_load(sp_daemon_t *d) {
     }
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        SP_LOGE("checkpoint %s is not a regular file", path);
+        SP_LOGE("checkpoint %s is not a regular file%s; not starting", path,
+                S_ISFIFO(sb.st_mode) ? " (a FIFO)" : S_ISDIR(sb.st_mode) ? " (a directory)" : "");
         close(fd);
         return SP_EINVAL;
     }

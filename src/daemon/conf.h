@@ -18,9 +18,10 @@
 enum {
     SP_EXIT_OK = 0,
     SP_EXIT_USAGE = 2,      /* bad flag or value, on the command line or in the --config file */
-    SP_EXIT_CONFIG = 3,     /* --config or admin token file unreadable, bad environment */
+    SP_EXIT_CONFIG = 3,     /* --config, admin token file or --log-file unusable, bad environment */
     SP_EXIT_LISTEN = 4,     /* cannot bind/listen */
-    SP_EXIT_CHECKPOINT = 5, /* checkpoint unreadable, corrupt or truncated */
+    SP_EXIT_CHECKPOINT = 5, /* checkpoint unusable (no writable directory, not a regular
+                             * file, locked by another spacesimd), unreadable, corrupt */
     SP_EXIT_RUNTIME = 6,    /* out of memory or another fatal runtime error */
 };
 
@@ -39,6 +40,7 @@ typedef struct sp_dconf {
     uint64_t seed;            /* world generation seed */
     int metrics_port;         /* 0 = off */
     const char *port_file;    /* if set, the bound port is written there (tests) */
+    const char *log_file;     /* if set, the log goes there (reopened on SIGHUP), else stderr */
     char admin_token[256];    /* from SPACESIM_ADMIN_TOKEN or --admin-token-file */
     bool have_admin_token;
     /* Limits: each protects the loop or the other clients from one client. */

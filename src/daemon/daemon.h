@@ -60,6 +60,7 @@ typedef struct sp_daemon {
     uv_timer_t house_timer;     /* 1 Hz: idle pings, soft-limit kicks, rates, checkpoints */
     uv_timer_t flush_timer;     /* shutdown: waits for output queues to drain */
     uv_signal_t sig_term, sig_int;
+    uv_signal_t sig_hup, sig_usr1; /* reopen --log-file; checkpoint now (loop.c) */
     uv_async_t wake;            /* bus main-inbox notify -> loop */
     uint64_t tick_ns;           /* 1e9 / tick_hz */
     uint64_t last_ns;

@@ -1,6 +1,8 @@
 /* log.c: see log.h. */
 #include "daemon/log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,7 +10,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "spacesim/error.h"
+
 static sp_log_level_t g_level = SP_LOG_INFO;
+
+/* Where lines go. Set once by sp_log_open before any thread exists and
+ * never assigned again: sp_log_reopen swaps the file behind this number
+ * with dup2, so readers need no synchronisation (plain int). */
+static int g_fd = STDERR_FILENO;
+static char g_path[1024]; /* "" = stderr */
 
 static const char *const level_names[] = {"ERROR", "WARN", "INFO", "DEBUG"};
 
@@ -51,9 +61,47 @@ void sp_log(sp_log_level_t level, const char *fmt, ...) {
     /* One write per line: atomic for pipes up to PIPE_BUF, so concurrent
      * loggers never interleave within a line. Errors are ignored: there is
      * nowhere else to report them. */
-    ssize_t w = write(STDERR_FILENO, line, len);
+    ssize_t w = write(g_fd, line, len);
     (void)w;
 }
+
+static int open_log(const char *path) {
+    return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0644);
+}
+
+int sp_log_open(const char *path) {
+    if (strlen(path) >= sizeof g_path) {
+        errno = ENAMETOOLONG;
+        return SP_EINVAL;
+    }
+    int fd = open_log(path);
+    if (fd < 0) return SP_EIO;
+    g_fd = fd;
+    snprintf(g_path, sizeof g_path, "%s", path);
+    return 0;
+}
+
+int sp_log_reopen(void) {
+    if (g_path[0] == '\0') return SP_ENOENT;
+    int fd = open_log(g_path);
+    if (fd < 0) return SP_EIO;
+    /* dup2 closes the old file and puts the new one at g_fd atomically: a
+     * concurrent write(g_fd) goes to one or the other, and the number is
+     * never free for a socket to take (close + reassign could send a
+     * worker's log line to a client). */
+    int r;
+    do r = dup2(fd, g_fd);
+    while (r < 0 && errno == EINTR);
+    int saved = errno;
+    close(fd);
+    if (r < 0) {
+        errno = saved;
+        return SP_EIO;
+    }
+    return 0;
+}
+
+const char *sp_log_path(void) { return g_path[0] ? g_path : NULL; }
 
 uint64_t sp_log_ratelimit_ok(sp_log_ratelimit_t *rl, uint64_t now_ms) {
     if (rl->last_ms != 0 && now_ms - rl->last_ms < rl->interval_ms) {

@@ -1,5 +1,10 @@
 /* loop.c: the fixed-rate tick, time dilation, signals, housekeeping, shutdown.
  *
+ * Signals (handled before the port is published, see start_signals):
+ * SIGTERM/SIGINT shut down (checkpoint, flush, exit 0; a second one exits at
+ * once); SIGHUP reopens --log-file (logrotate) or is ignored without it;
+ * SIGUSR1 writes a checkpoint now by the periodic path. Each logs a line.
+ *
  * Tick clock. A fixed step of tick_ns = 1e9 / tick_hz game nanoseconds. A
  * one-shot uv_timer is armed for the instant the accumulator will hold one
  * step (rounded up to libuv's millisecond resolution); the callback adds the
@@ -55,6 +60,7 @@
  * function of the seed, the flags and N: identical for any --workers. */
 #include "daemon/loop.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +76,8 @@
 
 static void on_tick(uv_timer_t *t);
 static void on_tick_idle(uv_idle_t *h);
+static void close_signals(sp_daemon_t *d);
+static void ignore_operator_signals(void);
 
 static void run_tick(sp_daemon_t *d) {
     uint64_t t0 = sp_now_ns();
@@ -224,8 +232,7 @@ static void close_loop_handles(sp_daemon_t *d) {
     uv_close((uv_handle_t *)&d->house_timer, NULL);
     uv_close((uv_handle_t *)&d->tick_timer, NULL);
     uv_close((uv_handle_t *)&d->tick_idle, NULL);
-    uv_close((uv_handle_t *)&d->sig_term, NULL);
-    uv_close((uv_handle_t *)&d->sig_int, NULL);
+    close_signals(d);
     uv_close((uv_handle_t *)&d->flush_timer, NULL);
     sp_metrics_close(d);
 }
@@ -261,9 +268,90 @@ static void on_signal(uv_signal_t *s, int signum) {
     sp_daemon_shutdown((sp_daemon_t *)s->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
+/* SIGHUP: what logrotate (postrotate) and a closed terminal send. Reopen
+ * --log-file at its path, so lines go to the new file once the old one was
+ * moved away; without --log-file there is nothing to reopen and the signal
+ * is ignored (redis and memcached survive it too), with a line saying so. */
+static void on_hup(uv_signal_t *s, int signum) {
+    (void)s;
+    (void)signum;
+    const char *path = sp_log_path();
+    if (path == NULL) {
+        SP_LOGI("SIGHUP: ignored (no --log-file to reopen)");
+        return;
+    }
+    if (sp_log_reopen() != 0) {
+        SP_LOGW("SIGHUP: cannot reopen the log file %s: %s; still writing to the old one", path, strerror(errno));
+        return;
+    }
+    SP_LOGI("SIGHUP: log file %s reopened", path);
+}
+
+/* SIGUSR1: a checkpoint now, by the periodic path (serialized on the loop
+ * between two ticks, written on the threadpool, logged when renamed). The
+ * periodic clock restarts from it. Without --checkpoint: a line says so. */
+static void on_usr1(uv_signal_t *s, int signum) {
+    (void)signum;
+    sp_daemon_t *d = (sp_daemon_t *)s->data;
+    if (d->shutting_down) {
+        SP_LOGI("SIGUSR1: ignored (shutting down: the final checkpoint is written)");
+        return;
+    }
+    if (d->conf.checkpoint[0] == '\0') {
+        SP_LOGI("SIGUSR1: no checkpoint written (no --checkpoint given)");
+        return;
+    }
+    SP_LOGI("SIGUSR1: writing a checkpoint to %s", d->conf.checkpoint);
+    d->last_checkpoint_ns = sp_now_ns();
+    sp_checkpoint_start(d);
+}
+
+/* The four signals, before the port is published (sp_net_listen writes
+ * the port file): a script that signals the daemon once it listens must
+ * never meet the default action (SIGTERM would exit 143 instead of 0,
+ * SIGHUP would kill it). libuv only queues a signal here; its callback
+ * runs inside uv_run, once everything it touches is set up. */
+static int start_signals(sp_daemon_t *d) {
+    struct {
+        uv_signal_t *h;
+        uv_signal_cb cb;
+        int signum;
+    } sigs[] = {{&d->sig_term, on_signal, SIGTERM},
+                {&d->sig_int, on_signal, SIGINT},
+                {&d->sig_hup, on_hup, SIGHUP},
+                {&d->sig_usr1, on_usr1, SIGUSR1}};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        int r = uv_signal_init(d->loop, sigs[i].h);
+        sigs[i].h->data = d;
+        if (r == 0) r = uv_signal_start(sigs[i].h, sigs[i].cb, sigs[i].signum);
+        if (r != 0) {
+            SP_LOGE("cannot handle signal %d: %s", sigs[i].signum, uv_strerror(r));
+            return SP_EIO;
+        }
+    }
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
+/* SIGHUP and SIGUSR1 never kill the daemon, also while no handler of ours
+ * is installed: during start-up (world creation or checkpoint load) and
+ * after close_signals (closing a uv_signal_t restores SIG_DFL). */
+static void ignore_operator_signals(void) {
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGUSR1, SIG_IGN);
+}
+
+static void close_signals(sp_daemon_t *d) {
+    uv_signal_t *hs[] = {&d->sig_term, &d->sig_int, &d->sig_hup, &d->sig_usr1};
+    for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++)
+        if (hs[i]->loop != NULL && !uv_is_closing((uv_handle_t *)hs[i])) uv_close((uv_handle_t *)hs[i], NULL);
+    ignore_operator_signals();
+}
+
 /* ---------------------------------------------------------------- start */
 
 void sp_daemon_init(sp_daemon_t *d) {
+    ignore_operator_signals(); /* until start_signals installs the handlers */
     d->loop = uv_default_loop();
     d->next_session = 1;
     d->tick_ns = 1000000000ull / (uint64_t)d->conf.tick_hz;
@@ -323,13 +411,6 @@ static void start_timers(sp_daemon_t *d) {
     d->tick_idle.data = d;
     uv_timer_init(d->loop, &d->house_timer);
     d->house_timer.data = d;
-    uv_signal_init(d->loop, &d->sig_term);
-    d->sig_term.data = d;
-    uv_signal_init(d->loop, &d->sig_int);
-    d->sig_int.data = d;
-    uv_signal_start(&d->sig_term, on_signal, SIGTERM);
-    uv_signal_start(&d->sig_int, on_signal, SIGINT);
-    signal(SIGPIPE, SIG_IGN);
     uint64_t now = sp_now_ns();
     d->start_ns = d->last_ns = d->last_checkpoint_ns = now;
     d->st.rate_last_ns = now;
@@ -339,6 +420,7 @@ static void start_timers(sp_daemon_t *d) {
 }
 
 int sp_daemon_run(sp_daemon_t *d) {
+    if (start_signals(d) != 0) return SP_EXIT_RUNTIME;
     uv_async_init(d->loop, &d->wake, on_wake);
     d->wake.data = d;
     int r = start_workers(d);
@@ -352,6 +434,7 @@ int sp_daemon_run(sp_daemon_t *d) {
         sp_net_stop_accepting(&d->net);
         sp_pool_free(d->pool);
         uv_close((uv_handle_t *)&d->wake, NULL);
+        close_signals(d); /* a signal queued meanwhile must not run sp_daemon_shutdown now */
         uv_run(d->loop, UV_RUN_DEFAULT); /* the close callbacks free what they own */
         sp_frames_destroy(d);
         sp_bus_destroy(&d->bus);

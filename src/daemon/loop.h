@@ -8,9 +8,13 @@
 #include "daemon/daemon.h"
 
 /* After the configuration is filled: the loop, the tick period, stats, the
- * RPC server's callbacks. Allocates nothing that can fail. */
+ * RPC server's callbacks; SIGHUP and SIGUSR1 ignored until sp_daemon_run
+ * handles them (a long checkpoint load is not killed by a logrotate).
+ * Allocates nothing that can fail. */
 void sp_daemon_init(sp_daemon_t *d);
-/* With d->world set: start the workers, listen, tick until shut down.
+/* With d->world set: handle the signals (SIGTERM/SIGINT shut down, SIGHUP
+ * reopens --log-file, SIGUSR1 checkpoints; before the port file is
+ * written), start the workers, listen, tick until shut down.
  * Returns the process exit code (SP_EXIT_*). */
 int sp_daemon_run(sp_daemon_t *d);
 /* Stop accepting and reading, write the final checkpoint, flush the clients

@@ -88,6 +88,10 @@ static const flag_t flags[] = {
      "keep a dropped session's ships SECS for a resume (default 30; 0 = no resume)", false},
     {"first-session-id", "N", F_LONG, 1, 4294967295.0, C(first_session_id), 0, "tests: first session id handed out", true},
     {"port-file", "PATH", F_PATH, 0, 0, C(port_file), 0, "write the bound port to PATH (for scripts and tests)", false},
+    {"log-file", "PATH", F_PATH, 0, 0, C(log_file), 0,
+     "append the log to PATH instead of stderr; SIGHUP reopens it\n"
+     "                           (after logrotate moved it)",
+     false},
     {"stop-after-ticks", "N", F_SPECIAL, 1, (double)LONG_MAX, 0, 0, "tests: log the world hash at tick N and stop", true},
 };
 #undef C
@@ -183,13 +187,17 @@ static const spc_section_t sections[] = {
     {"Signals",
      "SIGTERM and SIGINT shut down cleanly: stop accepting connections, write the checkpoint (with "
      "--checkpoint), flush the clients' output for at most 2 seconds, close them and exit 0. A second "
-     "signal during that exits at once. SIGPIPE is ignored."},
+     "signal during that exits at once. SIGHUP reopens the --log-file (logrotate), and is ignored "
+     "without one. SIGUSR1 writes a checkpoint now (with --checkpoint; otherwise a log line says there "
+     "is none). SIGPIPE is ignored."},
     {"Exit status",
      "  0  ok (also after --help, --version, --print-config)\n"
      "  2  bad usage: an unknown option, a bad value, an error in the --config file\n"
-     "  3  configuration: the --config file or the admin token file unreadable, bad environment\n"
+     "  3  configuration: the --config file, the admin token file or the --log-file unusable, bad "
+     "environment\n"
      "  4  cannot listen on the address or port\n"
-     "  5  the checkpoint is unreadable, corrupt or truncated\n"
+     "  5  the checkpoint is unusable: its directory missing or not writable, not a regular file, "
+     "locked by another spacesimd (named by its pid), unreadable, corrupt or truncated\n"
      "  6  runtime failure (out of memory, a failed checkpoint at shutdown)"},
     {"Environment",
      "SPACESIM_ADMIN_TOKEN: the token that unlocks the admin methods, unless --admin-token-file is "
@@ -392,6 +400,7 @@ static int new_world(sp_daemon_t *d) {
 
 /* The world: resumed from the checkpoint, or new. 0, or the exit code. */
 static int open_world(sp_daemon_t *d) {
+    if (d->conf.checkpoint[0] && sp_checkpoint_lock(d) != 0) return SP_EXIT_CHECKPOINT;
     int r = d->conf.checkpoint[0] ? sp_checkpoint_load(d) : SP_ENOENT;
     if (r == SP_ENOENT) return new_world(d);
     if (r < 0) return SP_EXIT_CHECKPOINT;
@@ -410,6 +419,10 @@ int main(int argc, char **argv) {
     int r = configure(argc, argv, c);
     if (r >= 0) return r;
     if (load_token(c, g_args.token_file) != 0) return SP_EXIT_CONFIG;
+    if (c->log_file && sp_log_open(c->log_file) != 0) {
+        fprintf(stderr, "spacesimd: cannot open --log-file %s: %s\n", c->log_file, strerror(errno));
+        return SP_EXIT_CONFIG;
+    }
     SP_LOGI("spacesimd %s starting (pid %ld)%s", SPACESIMD_VERSION, (long)getpid(),
             c->have_admin_token ? "" : "; no admin token set: admin methods disabled");
     sp_daemon_init(&d);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../helpers/sp_check.h"
@@ -265,7 +266,8 @@ START_TEST(test_daemon_admin_alert_reaches_every_client_non_admin_refused) {
     nc_resp_free(&r);
     nc_t *all[] = {&admin, &p1, &p2, &wrong};
     for (int i = 0; i < 4; i++) {
-        msgpack_unpacked *u = nc_next_note(all[i], "event", T);
+        /* The alert, not "the next event": NPC fights in view come too. */
+        msgpack_unpacked *u = nc_wait_event(all[i], "SystemAlert", NULL, NULL, T);
         ck_assert_msg(u != NULL, "client %d got no alert", i);
         const msgpack_object *ev = &nc_note_params(u)->via.array.ptr[0];
         ck_assert(nc_str_eq(nc_get(ev, "type"), "SystemAlert"));
@@ -351,7 +353,8 @@ START_TEST(test_daemon_sigterm_checkpoint_restart_resumes) {
     uint64_t ship = spawn_at(&c, 10, 20, 30);
     nc_view_t v = {0};
     uint64_t ast = 0;
-    while (ast == 0) {
+    double deadline = nc_now() + 5 * sp_timeout(1);
+    while (ast == 0 && nc_now() < deadline) {
         msgpack_unpacked *u = nc_next_note(&c, "snapshot", T);
         ck_assert_ptr_nonnull(u);
         ck_assert_int_eq(nc_view_apply(&v, nc_note_params(u)), 0);
@@ -359,6 +362,7 @@ START_TEST(test_daemon_sigterm_checkpoint_restart_resumes) {
         for (size_t i = 0; i < v.n && ast == 0; i++)
             if (v.e[i].kind == 2) ast = v.e[i].id;
     }
+    ck_assert_msg(ast != 0, "no asteroid in view");
     nc_resp_t r;
     ck_assert_int_eq(nc_call(&c, T, &r, "inspect", "u", ast), 0);
     double ap[3];
@@ -558,6 +562,165 @@ START_TEST(test_daemon_world_hash_same_with_1_and_2_workers) {
 }
 END_TEST
 
+/* ================================================================ issue 7, points 8 and 9
+ * Operator habits: SIGHUP (reopen --log-file, else ignored), SIGUSR1 (a
+ * checkpoint now), and a --checkpoint that cannot work refused at start-up
+ * (missing or unwritable directory, a FIFO, a path another daemon holds).
+ * Each fails on the code before the issue: --log-file was unknown, SIGHUP
+ * and SIGUSR1 killed the daemon, a bad directory started fine, a FIFO hung
+ * start-up in open() and a second daemon shared the path. */
+
+static nc_daemon_t D2; /* a second daemon on the same checkpoint */
+
+static void teardown2(void) {
+    nc_daemon_cleanup(&D);
+    if (D2.dir[0]) nc_daemon_cleanup(&D2);
+}
+
+static void ping_ok(void) {
+    nc_t c;
+    ck_assert_int_eq(nc_connect(&c, D.port), 0);
+    nc_resp_t r;
+    ck_assert_int_eq(nc_call(&c, T, &r, "ping", ""), 0);
+    ck_assert_ptr_null(r.error);
+    nc_resp_free(&r);
+    nc_close(&c);
+}
+
+START_TEST(test_issue_7_sighup_reopens_the_log_file_after_logrotate_moved_it) {
+    char logf[400], rotated[420];
+    ck_assert_int_eq(nc_daemon_prepare(&D), 0);
+    snprintf(logf, sizeof logf, "%s/spacesimd.log", D.dir);
+    snprintf(rotated, sizeof rotated, "%s.1", logf);
+    const char *args[] = {"--demo-asteroids", "50", "--demo-npcs", "5", "--log-file", logf, NULL};
+    int st = 0;
+    ck_assert_msg(nc_daemon_start(&D, args, NULL, 10 * sp_timeout(1), &st) == 0, "daemon did not start (exit %d)", st);
+    ck_assert_int_eq(nc_wait_file_contains(logf, "running:", T), 0);
+    ck_assert(!nc_log_contains(&D, "running:")); /* stderr has nothing after the file opened */
+    ck_assert_int_eq(rename(logf, rotated), 0);   /* logrotate: move, then SIGHUP */
+    ck_assert_int_eq(kill(D.pid, SIGHUP), 0);
+    ck_assert_msg(nc_wait_file_contains(logf, "SIGHUP: log file", T) == 0, "no new log file after SIGHUP");
+    ping_ok();
+    ck_assert_int_eq(nc_daemon_stop(&D, SIGTERM, 10 * sp_timeout(1)), 0);
+    ck_assert(nc_file_contains(logf, "SIGTERM: shutting down"));
+    ck_assert(!nc_file_contains(rotated, "SIGTERM"));
+    ck_assert(nc_file_contains(rotated, "running:"));
+}
+END_TEST
+
+START_TEST(test_issue_7_sighup_and_sigusr1_without_log_file_or_checkpoint_are_logged_not_fatal) {
+    start(NULL, NULL);
+    ck_assert_int_eq(kill(D.pid, SIGHUP), 0);
+    ck_assert_msg(nc_wait_file_contains(D.log, "SIGHUP: ignored", T) == 0, "no SIGHUP line (daemon dead?)");
+    ck_assert_int_eq(kill(D.pid, SIGUSR1), 0);
+    ck_assert_msg(nc_wait_file_contains(D.log, "SIGUSR1: no checkpoint written", T) == 0, "no SIGUSR1 line");
+    ping_ok();
+    stop();
+}
+END_TEST
+
+START_TEST(test_issue_7_sigusr1_writes_a_checkpoint_that_survives_kill_9) {
+    char ck[400];
+    ck_assert_int_eq(nc_daemon_prepare(&D), 0);
+    snprintf(ck, sizeof ck, "%s/world.ckpt", D.dir);
+    const char *args[] = {"--demo-asteroids", "50", "--demo-npcs", "0", "--world-size", "1000", "--checkpoint", ck,
+                          "--checkpoint-every", "0", NULL};
+    int st = 0;
+    ck_assert_int_eq(nc_daemon_start(&D, args, NULL, 10 * sp_timeout(1), &st), 0);
+    nc_t c;
+    connect_hello(&c, "saver", NULL, NULL);
+    uint64_t ship = spawn_at(&c, 11, 22, 33);
+    ck_assert_int_eq(access(ck, F_OK), -1); /* no checkpoint before the signal */
+    ck_assert_int_eq(kill(D.pid, SIGUSR1), 0);
+    ck_assert_msg(nc_wait_file_contains(D.log, "checkpoint written", T) == 0, "SIGUSR1 wrote no checkpoint");
+    ck_assert(nc_log_contains(&D, "SIGUSR1: writing a checkpoint"));
+    nc_close(&c);
+    /* kill -9: no shutdown checkpoint; what survives is SIGUSR1's, and the
+     * lock of the dead process does not stop the restart. */
+    ck_assert_int_eq(nc_daemon_stop(&D, SIGKILL, 10 * sp_timeout(1)), 128 + SIGKILL);
+    ck_assert_int_eq(nc_daemon_start(&D, args, NULL, 10 * sp_timeout(1), &st), 0);
+    ck_assert(nc_log_contains(&D, "resumed from checkpoint"));
+    connect_hello(&c, "reader", NULL, NULL);
+    nc_resp_t r;
+    ck_assert_int_eq(nc_call(&c, T, &r, "inspect", "u", ship), 0);
+    ck_assert_msg(r.error == NULL, "the ship is not in the SIGUSR1 checkpoint: %s", r.message);
+    ck_assert_double_eq_tol(nc_get(r.result, "pos")->via.array.ptr[2].via.f64, 33, 1e-3);
+    nc_resp_free(&r);
+    nc_close(&c);
+    stop();
+}
+END_TEST
+
+/* Start with --checkpoint path: must exit 5 at once, the log saying `why`. */
+static void refused(const char *path, const char *why) {
+    const char *args[] = {"--demo-asteroids", "10", "--demo-npcs", "0", "--checkpoint", path, NULL};
+    int st = 0;
+    ck_assert_msg(nc_daemon_start(&D, args, NULL, 5 * sp_timeout(1), &st) == -1, "started with --checkpoint %s", path);
+    ck_assert_msg(st == 5, "--checkpoint %s: exit %d, not 5", path, st);
+    ck_assert_msg(nc_log_contains(&D, why), "--checkpoint %s: no \"%s\" in the log", path, why);
+}
+
+START_TEST(test_issue_7_checkpoint_in_a_missing_or_unwritable_directory_refused_at_start) {
+    ck_assert_int_eq(nc_daemon_prepare(&D), 0);
+    char p[600], file[400];
+    snprintf(p, sizeof p, "%s/no/such/dir/world.ckpt", D.dir);
+    refused(p, "does not exist");
+    snprintf(file, sizeof file, "%s/plain", D.dir);
+    FILE *f = fopen(file, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    snprintf(p, sizeof p, "%s/world.ckpt", file);
+    refused(p, "is not a directory");
+    if (geteuid() != 0) { /* root writes into a 0500 directory */
+        char ro[420];
+        snprintf(ro, sizeof ro, "%s/ro", D.dir);
+        ck_assert_int_eq(mkdir(ro, 0500), 0);
+        snprintf(p, sizeof p, "%s/world.ckpt", ro);
+        refused(p, "is not writable");
+        rmdir(ro);
+    }
+    refused("/proc/spacesim-world.ckpt", "cannot create files in directory /proc"); /* unwritable even for root */
+}
+END_TEST
+
+START_TEST(test_issue_7_fifo_as_checkpoint_refused_exit_5_not_a_hang) {
+    ck_assert_int_eq(nc_daemon_prepare(&D), 0);
+    char p[400];
+    snprintf(p, sizeof p, "%s/world.fifo", D.dir);
+    ck_assert_int_eq(mkfifo(p, 0644), 0);
+    refused(p, "is not a regular file (a FIFO)");
+    snprintf(p, sizeof p, "%s/adir", D.dir);
+    ck_assert_int_eq(mkdir(p, 0755), 0);
+    refused(p, "is not a regular file (a directory)");
+    rmdir(p);
+}
+END_TEST
+
+START_TEST(test_issue_7_second_daemon_on_one_checkpoint_refused_naming_the_first_pid) {
+    char ck[400];
+    ck_assert_int_eq(nc_daemon_prepare(&D), 0);
+    ck_assert_int_eq(nc_daemon_prepare(&D2), 0);
+    snprintf(ck, sizeof ck, "%s/world.ckpt", D.dir);
+    const char *args[] = {"--demo-asteroids", "10", "--demo-npcs", "0", "--checkpoint", ck, "--checkpoint-every", "0",
+                          NULL};
+    int st = 0;
+    ck_assert_int_eq(nc_daemon_start(&D, args, NULL, 10 * sp_timeout(1), &st), 0);
+    ck_assert_int_eq(nc_daemon_start(&D2, args, NULL, 10 * sp_timeout(1), &st), -1);
+    ck_assert_int_eq(st, 5);
+    char want[64];
+    snprintf(want, sizeof want, "in use by another spacesimd (pid %ld", (long)D.pid);
+    ck_assert_msg(nc_log_contains(&D2, want), "the refusal does not name pid %ld", (long)D.pid);
+    ping_ok(); /* the first one is untouched */
+    ck_assert_int_eq(nc_daemon_stop(&D, SIGTERM, 10 * sp_timeout(1)), 0);
+    /* Once the first is gone, the path is free. */
+    ck_assert_int_eq(nc_daemon_start(&D2, args, NULL, 10 * sp_timeout(1), &st), 0);
+    ck_assert(nc_log_contains(&D2, "resumed from checkpoint"));
+    ck_assert_int_eq(nc_daemon_stop(&D2, SIGTERM, 10 * sp_timeout(1)), 0);
+}
+END_TEST
+
+/* ================================================================ end of issue 7, points 8 and 9 */
+
 static Suite *daemon_suite(void) {
     Suite *s = suite_create("daemon");
     struct {
@@ -580,6 +743,25 @@ static Suite *daemon_suite(void) {
         tcase_set_timeout(tc, sp_timeout(40));
         tcase_add_checked_fixture(tc, NULL, teardown);
         tcase_add_test(tc, cases[i].t);
+        suite_add_tcase(s, tc);
+    }
+    /* Issue 7, points 8 and 9 (operator signals, checkpoint start-up). */
+    struct {
+        const char *name;
+        const TTest *t;
+    } ops[] = {
+        {"issue7_sighup_log_file", test_issue_7_sighup_reopens_the_log_file_after_logrotate_moved_it},
+        {"issue7_signals_without_files", test_issue_7_sighup_and_sigusr1_without_log_file_or_checkpoint_are_logged_not_fatal},
+        {"issue7_sigusr1_checkpoint", test_issue_7_sigusr1_writes_a_checkpoint_that_survives_kill_9},
+        {"issue7_checkpoint_dir", test_issue_7_checkpoint_in_a_missing_or_unwritable_directory_refused_at_start},
+        {"issue7_checkpoint_fifo", test_issue_7_fifo_as_checkpoint_refused_exit_5_not_a_hang},
+        {"issue7_checkpoint_lock", test_issue_7_second_daemon_on_one_checkpoint_refused_naming_the_first_pid},
+    };
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        TCase *tc = tcase_create(ops[i].name);
+        tcase_set_timeout(tc, sp_timeout(40));
+        tcase_add_checked_fixture(tc, NULL, teardown2);
+        tcase_add_test(tc, ops[i].t);
         suite_add_tcase(s, tc);
     }
     return s;

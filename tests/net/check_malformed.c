@@ -411,6 +411,11 @@ START_TEST(test_session_any_token_refused_when_server_has_none) {
 }
 END_TEST
 
+static bool two_fulls(const nc_view_t *v, const void *ctx) {
+    (void)ctx;
+    return v->fulls >= 2;
+}
+
 START_TEST(test_session_resync_next_snapshot_is_full) {
     start(NULL);
     nc_t c;
@@ -432,19 +437,11 @@ START_TEST(test_session_resync_next_snapshot_is_full) {
     ck_assert_ptr_null(r.error);
     ck_assert(r.result->type == MSGPACK_OBJECT_BOOLEAN && r.result->via.boolean);
     nc_resp_free(&r);
-    /* A snapshot already being encoded may still be a delta; a full one
-     * follows once the resync interval (1 s = 20 rounds, PROTOCOL.md
-     * `resync`) since the first full one is over, plus a few rounds. */
-    bool full = false;
-    for (int i = 0; i < 24 && !full; i++) {
-        msgpack_unpacked *u = nc_next_note(&c, "snapshot", T);
-        ck_assert_ptr_nonnull(u);
-        const msgpack_object *p = nc_note_params(u);
-        full = p->via.array.ptr[1].type == MSGPACK_OBJECT_NIL;
-        ck_assert_int_eq(nc_view_apply(&v, p), 0);
-        nc_note_free(u);
-    }
-    ck_assert_msg(full, "no full snapshot after resync");
+    /* Snapshots queued before the response predate the resync, and one
+     * already being encoded may still be a delta: wait for the full one
+     * (the doc: "the next snapshot is a full one" once the request is
+     * processed), not for a count of snapshots. */
+    ck_assert_msg(nc_wait_view(&c, &v, two_fulls, NULL, 5 * sp_timeout(1)) == 0, "no full snapshot after resync");
     ck_assert_uint_eq(v.fulls, 2);
     /* And deltas again afterwards. */
     msgpack_unpacked *u = nc_next_note(&c, "snapshot", T);
@@ -571,6 +568,13 @@ static uint64_t spawn_at(nc_t *c, double x, double y, double z) {
     return id;
 }
 
+static bool has_asteroid(const nc_view_t *v, const void *ctx) {
+    (void)ctx;
+    for (size_t i = 0; i < v->n; i++)
+        if (v->e[i].kind == 2) return true;
+    return false;
+}
+
 START_TEST(test_session_events_and_stats_carry_every_def_key) {
     start_tok(NULL, TOKEN);
     nc_t a, b, op;
@@ -605,6 +609,10 @@ START_TEST(test_session_events_and_stats_carry_every_def_key) {
         shooters[i] = spawn_at(&a, 100 + 20 * cos(i * 2 * M_PI / 15), 100 + 20 * sin(i * 2 * M_PI / 15), 100);
     bool destroyed = false;
     uint64_t killer = 0;
+    /* Alice's view, kept from her first (full) snapshot on: it paces the
+     * rounds and finds the asteroid below (a view started on a later
+     * snapshot would get a delta it cannot apply). */
+    nc_view_t v = {0};
     for (int round = 0; round < 20 && !destroyed; round++) {
         for (int i = 0; i < 15 && !destroyed; i++) {
             ck_assert_int_eq(nc_call(&a, T, &r, "fire", "uu", shooters[i], target), 0);
@@ -620,11 +628,13 @@ START_TEST(test_session_events_and_stats_carry_every_def_key) {
             }
             nc_resp_free(&r);
         }
-        /* Cooldown is 30 ticks: wait a few snapshot periods (20 Hz). */
-        for (int k = 0; k < 12 && !destroyed; k++) {
-            msgpack_unpacked *u = nc_next_note(&a, "snapshot", T);
-            ck_assert_ptr_nonnull(u);
-            nc_note_free(u);
+        /* Cooldown is 30 ticks: wait until the world passed them since the
+         * round's last shot (a snapshot of a later tick, not "the next 12
+         * snapshots": queued ones may be older than the shots). */
+        if (!destroyed) {
+            uint64_t now = nc_server_tick(&a, T);
+            ck_assert_uint_gt(now, 0);
+            ck_assert_int_eq(nc_wait_view_tick(&a, &v, now + 31, 10 * sp_timeout(1)), 0);
         }
     }
     ck_assert_msg(destroyed && killer != 0, "the target survived");
@@ -640,17 +650,10 @@ START_TEST(test_session_events_and_stats_carry_every_def_key) {
     nc_note_free(keep);
 
     /* ResourceMined: a 16th ship (MAX_SHIPS) next to an asteroid of alice's view. */
-    nc_view_t v = {0};
     uint64_t ast = 0;
-    double deadline = nc_now() + 5 * sp_timeout(1);
-    while (ast == 0 && nc_now() < deadline) {
-        msgpack_unpacked *u = nc_next_note(&a, "snapshot", T);
-        ck_assert_ptr_nonnull(u);
-        ck_assert_int_eq(nc_view_apply(&v, nc_note_params(u)), 0);
-        nc_note_free(u);
-        for (size_t i = 0; i < v.n && ast == 0; i++)
-            if (v.e[i].kind == 2) ast = v.e[i].id;
-    }
+    ck_assert_msg(nc_wait_view(&a, &v, has_asteroid, NULL, 5 * sp_timeout(1)) == 0, "no asteroid in alice's view");
+    for (size_t i = 0; i < v.n && ast == 0; i++)
+        if (v.e[i].kind == 2) ast = v.e[i].id;
     ck_assert_uint_ne(ast, 0);
     nc_view_free(&v);
     ck_assert_int_eq(nc_call(&a, T, &r, "inspect", "u", ast), 0);

@@ -127,8 +127,19 @@ int nc_daemon_stop(nc_daemon_t *d, int sig, double timeout_s) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-bool nc_log_contains(const nc_daemon_t *d, const char *needle) {
-    FILE *f = fopen(d->log, "r");
+bool nc_log_contains(const nc_daemon_t *d, const char *needle) { return nc_file_contains(d->log, needle); }
+
+int nc_wait_file_contains(const char *path, const char *needle, double timeout_s) {
+    double deadline = nc_now() + timeout_s;
+    for (;;) {
+        if (nc_file_contains(path, needle)) return 0;
+        if (nc_now() > deadline) return -1;
+        nap();
+    }
+}
+
+bool nc_file_contains(const char *path, const char *needle) {
+    FILE *f = fopen(path, "r");
     if (!f) return false;
     char line[2048];
     bool found = false;
@@ -361,6 +372,20 @@ msgpack_unpacked *nc_next_note(nc_t *c, const char *method, double timeout_s) {
     }
 }
 
+msgpack_unpacked *nc_wait_event(nc_t *c, const char *type, bool (*match)(const msgpack_object *ev, const void *ctx),
+                                const void *ctx, double timeout_s) {
+    double deadline = nc_now() + timeout_s;
+    for (;;) {
+        double left = deadline - nc_now();
+        msgpack_unpacked *u = nc_next_note(c, "event", left > 0 ? left : 0);
+        if (u == NULL) return NULL;
+        const msgpack_object *p = nc_note_params(u);
+        const msgpack_object *ev = p->type == MSGPACK_OBJECT_ARRAY && p->via.array.size > 0 ? &p->via.array.ptr[0] : NULL;
+        if (ev && (type == NULL || nc_str_eq(nc_get(ev, "type"), type)) && (match == NULL || match(ev, ctx))) return u;
+        nc_note_free(u);
+    }
+}
+
 void nc_note_free(msgpack_unpacked *u) {
     if (!u) return;
     msgpack_unpacked_destroy(u);
@@ -459,6 +484,42 @@ int nc_view_apply(nc_view_t *v, const msgpack_object *params) {
     v->tick = pv->tick;
     v->snapshots++;
     return 0;
+}
+
+int nc_wait_view(nc_t *c, nc_view_t *v, bool (*pred)(const nc_view_t *v, const void *ctx), const void *ctx,
+                 double timeout_s) {
+    double deadline = nc_now() + timeout_s;
+    while (!pred(v, ctx)) {
+        double left = deadline - nc_now();
+        msgpack_unpacked *u = nc_next_note(c, "snapshot", left > 0 ? left : 0);
+        if (u == NULL) return -1;
+        int r = nc_view_apply(v, nc_note_params(u));
+        nc_note_free(u);
+        if (r != 0) return -1;
+    }
+    return 0;
+}
+
+static bool tick_reached(const nc_view_t *v, const void *ctx) {
+    return v->snapshots > 0 && v->tick >= *(const uint64_t *)ctx;
+}
+
+int nc_wait_view_tick(nc_t *c, nc_view_t *v, uint64_t tick, double timeout_s) {
+    return nc_wait_view(c, v, tick_reached, &tick, timeout_s);
+}
+
+static bool has_entity(const nc_view_t *v, const void *ctx) { return nc_view_find(v, *(const uint64_t *)ctx) != NULL; }
+
+int nc_wait_view_has(nc_t *c, nc_view_t *v, uint64_t id, double timeout_s) {
+    return nc_wait_view(c, v, has_entity, &id, timeout_s);
+}
+
+uint64_t nc_server_tick(nc_t *c, double timeout_s) {
+    nc_resp_t r;
+    if (nc_call(c, timeout_s, &r, "ping", "") != 0) return 0;
+    uint64_t t = r.error == NULL ? nc_get_u64(r.result, "tick") : 0;
+    nc_resp_free(&r);
+    return t;
 }
 
 void nc_view_free(nc_view_t *v) {

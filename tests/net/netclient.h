@@ -40,6 +40,13 @@ int nc_daemon_stop(nc_daemon_t *d, int sig, double timeout_s);
 
 /* Does the daemon's log contain `needle`? */
 bool nc_log_contains(const nc_daemon_t *d, const char *needle);
+/* Does the text file at `path` contain `needle` (on one line)? */
+bool nc_file_contains(const char *path, const char *needle);
+/* Wait until the file at `path` contains `needle`: the daemon writes its
+ * log asynchronously to the test, so a test that needs a line waits for it
+ * (polling with a deadline, as for the port file). Returns 0, or -1 after
+ * timeout_s. */
+int nc_wait_file_contains(const char *path, const char *needle, double timeout_s);
 
 /* Remove the temp dir and its files. */
 void nc_daemon_cleanup(nc_daemon_t *d);
@@ -95,6 +102,13 @@ void nc_note_free(msgpack_unpacked *u);
 /* params array of a notification. */
 const msgpack_object *nc_note_params(const msgpack_unpacked *u);
 
+/* Wait for an "event" notification whose type is `type` (NULL = any) and
+ * that `match` accepts (NULL = any), freeing the events before it (queued
+ * ones first, then arriving). Other notifications stay queued. Returns the
+ * notification (free with nc_note_free()) or NULL after timeout_s in all. */
+msgpack_unpacked *nc_wait_event(nc_t *c, const char *type, bool (*match)(const msgpack_object *ev, const void *ctx),
+                                const void *ctx, double timeout_s);
+
 /* Read until EOF (returns 0) or timeout (-1), discarding. */
 int nc_wait_closed(nc_t *c, double timeout_s);
 
@@ -124,6 +138,21 @@ typedef struct nc_view {
  * snapshot or a base tick that is not the view's tick. */
 int nc_view_apply(nc_view_t *v, const msgpack_object *params);
 const nc_ent_t *nc_view_find(const nc_view_t *v, uint64_t id);
+
+/* Wait for a condition over the view, never for "the next snapshot": the
+ * snapshots queued or arriving on c are applied to v, oldest first, until
+ * pred(v, ctx) holds (checked first on v as it is). A queued snapshot may
+ * predate the last request, so a test states what it needs (the ship seen,
+ * the tick passed) and waits for that. Returns 0, or -1 after timeout_s in
+ * all, on EOF, or on a snapshot v cannot apply. */
+int nc_wait_view(nc_t *c, nc_view_t *v, bool (*pred)(const nc_view_t *v, const void *ctx), const void *ctx,
+                 double timeout_s);
+/* nc_wait_view until v->tick >= tick (the world has passed that tick). */
+int nc_wait_view_tick(nc_t *c, nc_view_t *v, uint64_t tick, double timeout_s);
+/* nc_wait_view until entity `id` is in v. */
+int nc_wait_view_has(nc_t *c, nc_view_t *v, uint64_t id, double timeout_s);
+/* The server's current tick (a ping). 0 on failure. */
+uint64_t nc_server_tick(nc_t *c, double timeout_s);
 void nc_view_free(nc_view_t *v);
 
 double nc_now(void);

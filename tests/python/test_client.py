@@ -1,7 +1,12 @@
 """The Python client against a real spacesimd (started by tests/python/run.sh).
 
 SPACESIM_PORT is the daemon's port, SPACESIM_ADMIN_TOKEN its admin token.
-Every test makes its own connections; the daemon is shared."""
+Every test makes its own connections; the daemon is shared.
+
+Every test waits for the condition it needs (its ship in view, the world
+past a tick), never for "the next snapshot": the client queues every
+snapshot it reads, so the next one may predate the request just made
+(issue 7, point 10). Waits have deadlines scaled by CK_TIMEOUT_MULTIPLIER."""
 
 import asyncio
 import os
@@ -17,6 +22,8 @@ TOKEN = os.environ.get("SPACESIM_ADMIN_TOKEN")
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRCDIR = os.environ.get("SPACESIM_SRCDIR", os.path.join(HERE, "..", ".."))
 EXAMPLES = os.path.join(SRCDIR, "clients", "python", "examples")
+SCALE = float(os.environ.get("CK_TIMEOUT_MULTIPLIER", "1") or "1")
+WAIT = 10 * SCALE                    # seconds a condition may take to hold
 
 
 class DaemonTest(unittest.IsolatedAsyncioTestCase):
@@ -34,6 +41,26 @@ class DaemonTest(unittest.IsolatedAsyncioTestCase):
         if name:
             await c.hello(name, token)
         return c
+
+    async def wait_world(self, c, pred, what, timeout=WAIT):
+        """Apply c's snapshots until pred(c.world) holds (checked first as
+        it is); fail naming `what` after `timeout` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not pred(c.world):
+            left = deadline - loop.time()
+            try:
+                if left <= 0:
+                    raise asyncio.TimeoutError
+                await c.next_snapshot(timeout=left)
+            except asyncio.TimeoutError:
+                self.fail("timed out after %.0f s waiting for %s" % (timeout, what))
+
+    async def past_server_tick(self, c, what):
+        """Wait until c's view is from a tick after the server's current one
+        (so it reflects every request c made before this call)."""
+        tick = (await c.ping())["tick"]
+        await self.wait_world(c, lambda w: w.tick is not None and w.tick > tick, what)
 
     async def assertRpcError(self, name, coro):
         with self.assertRaises(spacesim.RpcError) as cm:
@@ -73,13 +100,14 @@ class TestRequests(DaemonTest):
         c = await self.connect("py-move")
         ship = await c.spawn()
         self.assertIs(await c.move(ship, (10, 0, 0)), True)
-        vx = 0.0
-        for _ in range(40):                       # the autopilot accelerates over ticks
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT
+        while True:                               # the autopilot accelerates over ticks
             r = await c.inspect(ship)
             vx = r["vel"][0]
-            if vx > 1.0:
+            if vx > 1.0 or loop.time() > deadline:
                 break
-            await asyncio.sleep(0.05)
+            await self.past_server_tick(c, "a tick to pass")   # paced by the world, not a sleep
         self.assertGreater(vx, 1.0)
         self.assertEqual(r["kind"], "ship")
         self.assertEqual(r["owner"], c.session)
@@ -110,12 +138,13 @@ class TestRequests(DaemonTest):
     async def test_fire_and_mine_answer_a_result_or_a_game_error(self):
         c = await self.connect("py-fight")
         ship = await c.spawn()
-        await c.next_snapshot(timeout=5)
+        # Not "the next snapshot": the first one queued can predate the spawn.
+        await self.wait_world(c, lambda w: w.get(ship) is not None, "the own ship in view")
+        await self.wait_world(c, lambda w: w.nearest(w.get(ship).pos, spacesim.ASTEROID) is not None,
+                              "an asteroid in view")
         me = c.world.get(ship)
-        self.assertIsNotNone(me, "own ship not in the first snapshots")
         foe = c.world.nearest(me.pos, spacesim.SHIP, exclude={ship})
         rock = c.world.nearest(me.pos, spacesim.ASTEROID)
-        self.assertIsNotNone(rock, "no asteroid in view")
         outcomes = {"OUT_OF_RANGE", "COOLDOWN", "NOT_FOUND"}
         if foe is not None:
             try:
@@ -133,25 +162,23 @@ class TestRequests(DaemonTest):
 class TestSnapshots(DaemonTest):
     async def test_first_snapshot_is_full_then_deltas_without_desync(self):
         c = await self.connect("py-snap")
-        first = await c.next_snapshot(timeout=5)
+        first = await c.next_snapshot(timeout=WAIT)   # the first one sent: nothing can precede it
         self.assertTrue(first.full)
-        self.assertEqual(first.count, len(c.world))
+        self.assertEqual(first.entered, first.count)
         for _ in range(5):
-            s = await c.next_snapshot(timeout=5)
+            s = await c.next_snapshot(timeout=WAIT)
             self.assertFalse(s.full)
             self.assertGreater(s.tick, s.base_tick)
-            self.assertEqual(s.count, len(c.world))
+        # c.world may already hold newer snapshots than s (the queue lags the
+        # reader), so counts are checked by World.apply itself: a mismatch
+        # would be counted in c.malformed.
         self.assertEqual((c.desyncs, c.malformed), (0, 0))
 
     async def test_own_ship_appears_in_world_near_its_inspected_position(self):
         c = await self.connect("py-see")
         ship = await c.spawn()
-        for _ in range(20):
-            await c.next_snapshot(timeout=5)
-            if c.world.get(ship):
-                break
+        await self.wait_world(c, lambda w: w.get(ship) is not None, "the own ship in view")
         e = c.world.get(ship)
-        self.assertIsNotNone(e, "own ship never entered the view")
         self.assertEqual(e.owner, c.session)
         self.assertEqual(e.kind, spacesim.SHIP)
         r = await c.inspect(ship)
@@ -162,25 +189,19 @@ class TestSnapshots(DaemonTest):
     async def test_moving_ship_moves_in_snapshots(self):
         c = await self.connect("py-mover")
         ship = await c.spawn()
-        while c.world.get(ship) is None:
-            await c.next_snapshot(timeout=5)
+        await self.wait_world(c, lambda w: w.get(ship) is not None, "the own ship in view")
         x0 = c.world.get(ship).pos[0]
         await c.move(ship, (20, 0, 0))
-        for _ in range(30):
-            await c.next_snapshot(timeout=5)
-            if c.world.get(ship).pos[0] > x0 + 2:
-                break
+        await self.wait_world(c, lambda w: w.get(ship).pos[0] > x0 + 2, "the ship moving along x")
         self.assertGreater(c.world.get(ship).pos[0], x0 + 2)
 
     async def test_small_subscribe_radius_shrinks_the_view(self):
         c = await self.connect("py-radius")
         await c.subscribe(5000)
-        await c.next_snapshot(timeout=5)
-        await c.next_snapshot(timeout=5)
+        await self.past_server_tick(c, "a view after subscribe(5000)")
         wide = len(c.world)
         await c.subscribe(50, (0, 0, 0))
-        for _ in range(3):
-            await c.next_snapshot(timeout=5)
+        await self.past_server_tick(c, "a view after subscribe(50)")
         self.assertLess(len(c.world), wide)
         for e in c.world:
             self.assertLessEqual(sum(v * v for v in e.pos) ** 0.5, 50 + e.radius + 1)
@@ -190,9 +211,9 @@ class TestSnapshots(DaemonTest):
         admin = await self.connect("py-admin", TOKEN)
         self.assertTrue(admin.admin)
         other = await self.connect("py-listener")
-        await other.next_snapshot(timeout=5)              # session is live
+        await other.next_snapshot(timeout=WAIT)           # connection registered: it gets snapshots
         self.assertIs(await admin.alert("solar storm ahead", 2), True)
-        ev = await other.next_event("SystemAlert", timeout=5)
+        ev = await other.next_event("SystemAlert", timeout=WAIT)
         self.assertEqual(ev["message"], "solar storm ahead")
         self.assertEqual(ev["priority"], 2)
 
