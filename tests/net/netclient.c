@@ -168,10 +168,15 @@ void nc_daemon_cleanup(nc_daemon_t *d) {
 
 /* ---------------------------------------------------------------- client */
 
-int nc_connect(nc_t *c, int port) {
+int nc_connect(nc_t *c, int port) { return nc_connect_rcvbuf(c, port, 0); }
+
+int nc_connect_rcvbuf(nc_t *c, int port, int rcvbuf) {
     memset(c, 0, sizeof *c);
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (c->fd < 0) return -1;
+    /* Before connect(): the window scale is agreed in the handshake, so a
+     * buffer shrunk afterwards still lets the peer send a full window. */
+    if (rcvbuf > 0) setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     struct sockaddr_in a = {0};
     a.sin_family = AF_INET;
     a.sin_port = htons((uint16_t)port);

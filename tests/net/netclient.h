@@ -66,6 +66,9 @@ typedef struct nc {
 
 /* Connect to 127.0.0.1:port. Returns 0 or -1. */
 int nc_connect(nc_t *c, int port);
+/* The same with SO_RCVBUF set to rcvbuf bytes before connecting (0: the
+ * default), for a client whose receive window must be small from the start. */
+int nc_connect_rcvbuf(nc_t *c, int port, int rcvbuf);
 void nc_close(nc_t *c);
 
 /* Write raw bytes (all of them, blocking). Returns 0 or -1. */
