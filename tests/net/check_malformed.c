@@ -49,14 +49,14 @@ static void stop(void) { ck_assert_int_eq(nc_daemon_stop(&D, SIGTERM, 10 * sp_ti
 
 static void teardown(void) { nc_daemon_cleanup(&D); }
 
-/* The bystander is still served promptly. */
+/* The bystander is still served: its ping is answered (within the call's
+ * deadline). How fast it is served under each attack is a figure, measured
+ * by bench/abuse.sh against a run without the attack, not a timed test. */
 static void assert_alive(nc_t *good) {
     nc_resp_t r;
-    double t0 = nc_now();
     ck_assert_int_eq(nc_call(good, T, &r, "ping", ""), 0);
     ck_assert_ptr_null(r.error);
     nc_resp_free(&r);
-    ck_assert(nc_now() - t0 < 1.0 * sp_timeout(1));
 }
 
 /* Expect an error notification with `code`, then the connection closed. */
