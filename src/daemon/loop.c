@@ -429,7 +429,9 @@ int sp_daemon_run(sp_daemon_t *d) {
         return SP_EXIT_RUNTIME;
     }
     int port = 0;
-    if ((r = sp_net_listen(&d->net, &port)) != 0 || (r = sp_http_start(d)) != 0) {
+    /* HTTP first: once the port file names the RPC port, /ws answers too
+     * (no connection can arrive before uv_run, so net's table is ready). */
+    if ((r = sp_http_start(d)) != 0 || (r = sp_net_listen(&d->net, &port)) != 0) {
         int code = r == SP_EINVAL ? SP_EXIT_USAGE : r == SP_EPERM ? SP_EXIT_CONFIG : SP_EXIT_LISTEN;
         sp_net_stop_accepting(&d->net);
         sp_pool_free(d->pool);

@@ -867,6 +867,8 @@ int sp_net_ws_writable(sp_conn_t *c) {
     if (c->wsi == NULL) return -1;
     ws_out_t *m = c->wq_head;
     if (m != NULL) {
+        /* One lws_write() per writable callback (lws's rule): the close
+         * frame of a closing connection goes on the next one. */
         c->wq_head = m->next;
         if (c->wq_head == NULL) c->wq_tail = NULL;
         c->obuf_bytes -= m->len;
@@ -880,12 +882,10 @@ int sp_net_ws_writable(sp_conn_t *c) {
             sp_conn_close(c, SP_CLOSE_PEER, "write error");
             return -1;
         }
+        if (c->wq_head || c->closing) lws_callback_on_writable(c->wsi);
+        return 0;
     }
     if (c->closing) {
-        if (c->wq_head) { /* its last message first */
-            lws_callback_on_writable(c->wsi);
-            return 0;
-        }
         enum lws_close_status st = c->close_kind == SP_CLOSE_KICK       ? LWS_CLOSE_STATUS_POLICY_VIOLATION
                                    : c->close_kind == SP_CLOSE_SHUTDOWN ? LWS_CLOSE_STATUS_GOINGAWAY
                                                                         : LWS_CLOSE_STATUS_NORMAL;
@@ -893,7 +893,6 @@ int sp_net_ws_writable(sp_conn_t *c) {
         lws_close_reason(c->wsi, st, (unsigned char *)c->close_reason, rl > 120 ? 120 : rl);
         return -1;
     }
-    if (c->wq_head) lws_callback_on_writable(c->wsi);
     return 0;
 }
 
