@@ -261,6 +261,7 @@ static int ws_send(sp_conn_t *c, const void *data, size_t len) {
     const uint8_t *p = data;
     size_t off = 0;
     c->net->st->bytes_out += len;
+    c->bytes_out += len;
     while (off < len) {
         sp_rpc_scan_t scan;
         sp_rpc_scan_init(&scan);
@@ -290,6 +291,7 @@ int sp_conn_send(sp_conn_t *c, const void *data, size_t len) {
         }
     }
     n->st->bytes_out += len;
+    c->bytes_out += len;
     if (off == len) return 0;
     size_t rem = len - off;
     if (c->obuf_bytes + rem > n->conf->obuf_hard) {
@@ -652,7 +654,7 @@ static void on_connection(uv_stream_t *server, int status) {
 /* Link a new connection (either transport) and apply the connection limits.
  * False when it was refused (and is closing). */
 static bool conn_opened(sp_net_t *n, sp_conn_t *c, const uint8_t key[16]) {
-    c->last_rx_ns = sp_now_ns();
+    c->last_rx_ns = c->opened_ns = sp_now_ns();
     /* Link first so sp_conn_close() can unlink uniformly. */
     c->next = n->conns;
     if (n->conns) n->conns->prev = c;

@@ -120,8 +120,11 @@ struct sp_conn {
     void *held_bytes;
     uv_timer_t resume;
     uint64_t over_rate_since, released_ns;
-    /* Output: bytes handed to uv_write and not yet written. */
+    /* Output: bytes handed to uv_write (or queued for lws) and not yet
+     * written; bytes_out counts every byte sent since it opened. */
     size_t obuf_bytes;
+    uint64_t bytes_out;
+    uint64_t opened_ns;         /* when it was accepted (clients' connected_seconds) */
     uint64_t over_soft_since_ns; /* 0 = under the soft limit */
     /* Liveness: a complete message resets it (bytes of an unfinished one
      * do not: a client trickling a message never finishes is not alive). */
