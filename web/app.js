@@ -587,6 +587,7 @@ window.addEventListener('keyup', (e) => {
 /* ------------------------------------------------------------ console */
 
 let admin = null;
+let consoleGen = 0; /* a new login stops the old refresh loop */
 
 $('console-login').addEventListener('submit', (e) => {
   e.preventDefault();
@@ -597,6 +598,7 @@ $('console-login').addEventListener('submit', (e) => {
 
 async function openConsole(token) {
   if (admin) admin.ws.close();
+  consoleGen++;
   $('console-status').textContent = 'connecting…';
   admin = new Rpc((m, p) => {
     if (m === 'event' && p[0].type === 'SystemAlert') document.body.dataset.consoleAlert = p[0].message;
@@ -611,7 +613,7 @@ async function openConsole(token) {
     document.body.dataset.console = '1';
     const lim = await admin.call('limits');
     table($('limits'), lim);
-    refreshConsole();
+    refreshConsole(false, consoleGen);
   } catch (e) {
     $('console-status').textContent = 'refused: ' + (e.message || JSON.stringify(e));
     document.body.dataset.console = '0';
@@ -629,8 +631,9 @@ function table(t, obj) {
   }
 }
 
-async function refreshConsole() {
-  if (!admin || admin.ws.readyState !== WebSocket.OPEN) return;
+/* The console's tables, every second (once: one refresh now, e.g. after a kick). */
+async function refreshConsole(once, gen) {
+  if (!admin || admin.ws.readyState !== WebSocket.OPEN || (!once && gen !== consoleGen)) return;
   try {
     const r = await admin.call('clients');
     const tb = $('clients').tBodies[0];
@@ -645,7 +648,8 @@ async function refreshConsole() {
       b.type = 'button';
       b.textContent = 'kick';
       b.className = 'kick';
-      b.addEventListener('click', () => admin.call('kick', [c.session, 'kicked from the web console']).then(refreshConsole));
+      b.addEventListener('click', () => admin.call('kick', [c.session, 'kicked from the web console'])
+        .then(() => refreshConsole(true)).catch((e) => { $('console-status').textContent = 'kick: ' + e.message; }));
       tr.insertCell().appendChild(b);
     }
     document.body.dataset.consoleClients = String(r.clients.length);
@@ -653,7 +657,7 @@ async function refreshConsole() {
   } catch (e) {
     $('console-status').textContent = 'console: ' + (e.message || JSON.stringify(e));
   }
-  setTimeout(refreshConsole, 1000);
+  if (!once) setTimeout(() => refreshConsole(false, gen), 1000);
 }
 
 $('alert-form').addEventListener('submit', (e) => {
