@@ -891,6 +891,10 @@ int sp_net_ws_writable(sp_conn_t *c) {
         enum lws_close_status st = c->close_kind == SP_CLOSE_KICK       ? LWS_CLOSE_STATUS_POLICY_VIOLATION
                                    : c->close_kind == SP_CLOSE_SHUTDOWN ? LWS_CLOSE_STATUS_GOINGAWAY
                                                                         : LWS_CLOSE_STATUS_NORMAL;
+        /* The reason is offered for the close frame, but lws 4.1 takes a
+         * -1 from the writable callback for a failed write and closes the
+         * socket without one: clients see an abnormal close (1006) right
+         * after the error notification, which is what carries the reason. */
         size_t rl = strlen(c->close_reason);
         lws_close_reason(c->wsi, st, (unsigned char *)c->close_reason, rl > 120 ? 120 : rl);
         return -1;
