@@ -403,7 +403,7 @@ static void method_clients(const sp_request_t *q) {
         e->session = c->session.id;
         e->name = c->session.name;
         e->address = k->peer;
-        e->transport = k->transport == SP_TRANSPORT_WS ? "websocket" : "tcp";
+        e->transport = sp_conn_transport_name(k);
         e->admin = c->session.admin;
         e->ships = (uint64_t)c->session.nships;
         e->view_radius = c->snap.radius;

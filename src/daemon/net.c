@@ -112,6 +112,10 @@ typedef struct sp_addr_slot {
 
 void sp_conn_retain(sp_conn_t *c) { c->refs++; }
 
+const char *sp_conn_transport_name(const sp_conn_t *c) {
+    return c->transport == SP_TRANSPORT_WS ? "websocket" : "tcp";
+}
+
 void sp_conn_release(sp_conn_t *c) {
     if (--c->refs > 0) return;
     free(c->partial);

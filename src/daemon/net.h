@@ -182,6 +182,9 @@ int sp_conn_send_sbuf(sp_conn_t *c, msgpack_sbuffer *sb);
  * thread, including inside the connection's own callbacks. */
 void sp_conn_close(sp_conn_t *c, sp_close_kind_t kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* "tcp" or "websocket" (for operators: the `clients` method); static. */
+const char *sp_conn_transport_name(const sp_conn_t *c);
+
 void sp_conn_retain(sp_conn_t *c);
 void sp_conn_release(sp_conn_t *c);
 
