@@ -327,7 +327,8 @@ function onNote(method, params, bytes) {
     if (ev.type === 'ShipDestroyed') me.ships = me.ships.filter((s) => s !== ev.ship_id);
     if (events.length > 2000) events.splice(0, events.length - 2000);
   } else if (method === 'error') {
-    status('server: ' + (params[0] && params[0].message));
+    refused = (params[0] && params[0].message) || 'error';
+    status('server: ' + refused);
   }
 }
 
@@ -339,11 +340,36 @@ function showAlert(text, prio) {
   setTimeout(() => d.remove(), 8000);
 }
 
+/* Connect, say hello (resuming the session, and so its ships, after a
+ * dropped connection or a daemon restart: PROTOCOL.md "Reconnecting"),
+ * subscribe to the whole world. A lost connection is retried every 2 s. */
+let resumeToken = null;
+let refused = null; /* the server's error notification: it closes the connection after it */
 async function connect() {
-  rpc = new Rpc(onNote, () => { status('disconnected: reload to reconnect'); document.body.dataset.connected = '0'; });
+  rpc = new Rpc(onNote, () => {
+    document.body.dataset.connected = '0';
+    synced = false;
+    if (refused) { /* kicked or refused: coming straight back would defeat the kick */
+      status('disconnected by the server: ' + refused + ' (reload to connect again)');
+      return;
+    }
+    status('disconnected: reconnecting…');
+    setTimeout(connect, 2000);
+  });
   try {
     await rpc.opened;
-    const h = await rpc.call('hello', ['web']);
+    let h = null;
+    if (resumeToken) h = await rpc.call('hello', ['web', null, resumeToken]).catch(() => null);
+    if (!h) {
+      if (resumeToken) { /* not resumable (expired): a new session, no ships */
+        rpc.ws.close();
+        resumeToken = null;
+        me.ships = [];
+        return;
+      }
+      h = await rpc.call('hello', ['web']);
+    }
+    resumeToken = h.resume_token;
     me.session = h.session;
     view.dt = 1000 / (h.snapshot_hz || 20);
     document.body.dataset.session = String(h.session);
@@ -356,11 +382,15 @@ async function connect() {
     hud(st);
     status('connected: session ' + h.session);
     document.body.dataset.connected = '1';
-    setInterval(() => rpc.call('stats').then(hud).catch(() => {}), 1000);
+    document.body.dataset.connects = String(Number(document.body.dataset.connects || 0) + 1);
   } catch (e) {
     status('cannot connect: ' + (e.message || JSON.stringify(e)));
   }
 }
+
+setInterval(() => {
+  if (rpc && rpc.ws.readyState === WebSocket.OPEN && me.session) rpc.call('stats').then(hud).catch(() => {});
+}, 1000);
 
 /* The world's edge is not in the protocol: take the view's extent once
  * the first snapshot arrived (until then the default demo world's). */

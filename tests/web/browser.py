@@ -13,7 +13,8 @@ sleep. Asserts what a person sees:
      page's position and the daemon's `inspect` agree);
   3. the operator's console opened with the token lists a TCP client, and
      its kick button removes it from the list and closes its connection;
-  4. the token is not in the page's URL.
+  4. the token is not in the page's URL;
+  5. a page whose connection is cut reconnects and resumes its session.
 Prints the page's frame rate and snapshot apply time, and saves a screenshot
 (web-view.png) into the artifact directory.
 """
@@ -125,7 +126,7 @@ for attempt in range(5):
     env = dict(os.environ, SPACESIM_ADMIN_TOKEN=TOKEN)
     d = subprocess.Popen([daemon, "--bind", "127.0.0.1", "--port", "0", "--port-file", pf, "--http-port", str(http),
                           "--web-root", os.path.join(srcdir, "web"), "--checkpoint-every", "0",
-                          "--reconnect-grace", "0"], stderr=open(tmp + "/daemon.log", "w"), env=env)
+                          ], stderr=open(tmp + "/daemon.log", "w"), env=env)
     deadline = time.monotonic() + 20 * mult
     while time.monotonic() < deadline and d.poll() is None and not (os.path.exists(pf) and open(pf).read().strip()):
         time.sleep(0.02)
@@ -274,6 +275,15 @@ async def main():
         if TOKEN in href:
             fail("the admin token is in the URL: " + href)
         log("console: session %d listed, kicked from the page, gone from the list and disconnected" % vs)
+        # 4. The page's own connection dropped (closed under it): it
+        # reconnects by itself and resumes its session, ship and all.
+        await cdp.js("spacesim.rpc.ws.close(); true")
+        await cdp.until("the page to reconnect", "document.body.dataset.connects === '2'", 20)
+        again = int(await cdp.js("document.body.dataset.session"))
+        if again != session:
+            fail("the page came back as session %d, not %d (no resume)" % (again, session))
+        await cdp.until("its ship drawn again", "document.body.dataset.myShipDrawn === '1'", 10)
+        log("reconnect: the page resumed session %d with its ship after its connection dropped" % session)
         # Figures, then the screenshot.
         fps = await cdp.until("an fps figure", "document.body.dataset.fps", 10)
         dec = await cdp.js("document.body.dataset.decodeMs")
