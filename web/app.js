@@ -265,6 +265,8 @@ const cam = { x: 0, y: 0, scale: 0.2, plane: 'xy', follow: false };
 const me = { session: 0, ships: [], admin: false, worldSize: 4000 };
 const events = [];           /* {type, t, a: [x,y,z], b: [x,y,z] | null, text} */
 const lastSeen = new Map();  /* id -> world position when it left the view */
+const eventCounts = {};      /* events received, by type */
+let eventsDrawn = 0;         /* event marks drawn (frames x events) */
 let selected = null;
 let rpc = null;
 let synced = false;
@@ -325,6 +327,7 @@ function onNote(method, params, bytes) {
     else if (ev.type === 'ShipDestroyed') events.push({ type: ev.type, t, a: entPos(ev.ship_id), b: null });
     else if (ev.type === 'SystemAlert') showAlert(ev.message, ev.priority);
     if (ev.type === 'ShipDestroyed') me.ships = me.ships.filter((s) => s !== ev.ship_id);
+    eventCounts[ev.type] = (eventCounts[ev.type] || 0) + 1;
     if (events.length > 2000) events.splice(0, events.length - 2000);
   } else if (method === 'error') {
     refused = (params[0] && params[0].message) || 'error';
@@ -465,6 +468,8 @@ function draw() {
     document.body.dataset.frameMs = frameMs.toFixed(3);
     document.body.dataset.decodeMs = decodeMs.toFixed(3);
     $('hud-snapbytes').textContent = snapBytes;
+    document.body.dataset.events = JSON.stringify(eventCounts);
+    document.body.dataset.eventsDrawn = String(eventsDrawn);
   }
   $('hud-view').textContent = view.ents.size;
   $('hud-drawn').textContent = drawn;
@@ -505,6 +510,7 @@ function drawEvents() {
     if (!e.a) continue;
     const a = toScreen(e.a);
     ctx.globalAlpha = 1 - age;
+    eventsDrawn++;
     if (e.type === 'ShipDestroyed') {
       ctx.strokeStyle = '#ff8a3f';
       ctx.beginPath(); ctx.arc(a[0], a[1], 4 + 30 * age, 0, 2 * Math.PI); ctx.stroke();

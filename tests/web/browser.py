@@ -12,7 +12,8 @@ sleep. Asserts what a person sees:
   2. "spawn a ship" gives a ship that is drawn, and thrust moves it (the
      page's position and the daemon's `inspect` agree);
   3. the operator's console opened with the token lists a TCP client, and
-     its kick button removes it from the list and closes its connection;
+     its kick button removes it from the list and closes its connection; its
+     alert is drawn as a banner by the page;
   4. the token is not in the page's URL;
   5. a page whose connection is cut reconnects and resumes its session.
 Prints the page's frame rate and snapshot apply time, and saves a screenshot
@@ -242,6 +243,11 @@ async def main():
             await asyncio.sleep(0.05)
         log("view: %d entities drawn = %d in the daemon's view of session %d (%.1f s after load)"
             % (seen["drawn"], seen["daemon"], session, time.monotonic() - t0))
+        # Events as they happen: the demo world's NPCs mine (and fight);
+        # the page counts what it received and the marks it drew.
+        evs = await cdp.until("events drawn", "Number(document.body.dataset.eventsDrawn || 0) > 0 &&"
+                              " document.body.dataset.events", 20)
+        log("events: %s received, drawn" % evs)
         # 2. Spawn, see it drawn, thrust, see it move (page and daemon agree).
         await cdp.js("document.getElementById('spawn').click()")
         ship = int(await cdp.until("a ship id", "document.body.dataset.myShip", 10))
@@ -271,10 +277,20 @@ async def main():
             fail("the kicked client's connection stays open")
         if daemon_view(vs) is not None:
             fail("the daemon still lists the kicked session %d" % vs)
+        # The console's alert reaches every client: the page's own session
+        # draws the banner, and a TCP client gets the SystemAlert event.
+        text = "solar storm %d" % os.getpid()
+        await cdp.js("document.getElementById('alert-text').value = %s;"
+                     " document.querySelector('#alert-form button').click(); true" % json.dumps(text))
+        await cdp.until("the alert banner", "document.body.dataset.lastAlert === %s" % json.dumps(text), 10)
+        banner = await cdp.js("document.getElementById('alerts').textContent")
+        if text not in banner:
+            fail("the alert banner shows %r" % banner)
         href = await cdp.js("location.href")
         if TOKEN in href:
             fail("the admin token is in the URL: " + href)
-        log("console: session %d listed, kicked from the page, gone from the list and disconnected" % vs)
+        log("console: session %d listed, kicked from the page, gone from the list and disconnected;"
+            " its alert drawn" % vs)
         # 4. The page's own connection dropped (closed under it): it
         # reconnects by itself and resumes its session, ship and all.
         await cdp.js("spacesim.rpc.ws.close(); true")
