@@ -323,6 +323,77 @@ START_TEST(test_ws_other_origin_refused_and_max_clients_shared_with_tcp) {
 }
 END_TEST
 
+/* A plain HTTP/1.1 GET on the HTTP port; the response (headers and body,
+ * up to cap - 1 bytes, NUL-terminated) in buf. Returns its length, -1. */
+static int http_get(const char *path, char *buf, size_t cap) {
+    nc_t c;
+    if (nc_connect(&c, HTTP) != 0) return -1;
+    char req[256];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n", path, HTTP);
+    size_t got = 0;
+    if (nc_send_raw(&c, req, (size_t)n) == 0) {
+        struct timeval tv = {5, 0};
+        setsockopt(c.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        ssize_t r;
+        while (got + 1 < cap && (r = recv(c.fd, buf + got, cap - 1 - got, 0)) > 0) got += (size_t)r;
+    }
+    buf[got] = '\0';
+    nc_close(&c);
+    return (int)got;
+}
+
+START_TEST(test_ws_http_routes_and_slow_clients_do_not_block_metrics) {
+    static char web[1024];
+    snprintf(web, sizeof web, "%s/web", SPACESIM_SRCDIR_WEB);
+    const char *const extra[] = {"--web-root", web, NULL};
+    start(extra);
+    static char buf[1 << 16];
+    ck_assert_int_gt(http_get("/metrics", buf, sizeof buf), 0);
+    ck_assert_msg(strstr(buf, "HTTP/1.1 200") == buf, "/metrics: %.80s", buf);
+    ck_assert(strstr(buf, "text/plain; version=0.0.4") != NULL);
+    ck_assert(strstr(buf, "spacesim_build_info") != NULL);
+    ck_assert_int_gt(http_get("/", buf, sizeof buf), 0);
+    ck_assert_msg(strstr(buf, "HTTP/1.1 200") == buf, "/: %.80s", buf);
+    ck_assert(strstr(buf, "<canvas") != NULL);
+    /* The page's scripts are files: the policy forbids inline ones. */
+    ck_assert(strstr(buf, "content-security-policy: default-src 'none'") != NULL);
+    ck_assert(strstr(buf, "script-src 'self'") != NULL);
+    ck_assert_int_gt(http_get("/app.js", buf, sizeof buf), 0);
+    ck_assert(strstr(buf, "HTTP/1.1 200") == buf && strstr(buf, "javascript") != NULL);
+    ck_assert_int_gt(http_get("/nothing-here", buf, sizeof buf), 0);
+    ck_assert_msg(strstr(buf, "HTTP/1.1 404") == buf, "unknown path: %.80s", buf);
+    ck_assert_int_gt(http_get("/../../etc/passwd", buf, sizeof buf), 0);
+    ck_assert(strstr(buf, "root:") == NULL);
+    /* 40 connections sending half a request and then nothing: a scrape
+     * and a WebSocket client are still served at once. */
+    nc_t slow[40];
+    for (int i = 0; i < 40; i++) {
+        ck_assert_int_eq(nc_connect(&slow[i], HTTP), 0);
+        ck_assert_int_eq(nc_send_raw(&slow[i], "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ", 40), 0);
+    }
+    double t0 = nc_now();
+    ck_assert_int_gt(http_get("/metrics", buf, sizeof buf), 0);
+    ck_assert(strstr(buf, "HTTP/1.1 200") == buf);
+    nc_t w;
+    ws(&w);
+    assert_alive(&w);
+    ck_assert(nc_now() - t0 < 2.0 * sp_timeout(1));
+    /* A 256 KiB header line is refused, not buffered. */
+    nc_t big;
+    ck_assert_int_eq(nc_connect(&big, HTTP), 0);
+    static char junk[256 * 1024];
+    memset(junk, 'a', sizeof junk);
+    nc_send_raw(&big, "GET / HTTP/1.1\r\nX-Big: ", 23);
+    nc_send_raw(&big, junk, sizeof junk); /* may fail half-way: closed */
+    ck_assert_int_eq(nc_wait_closed(&big, T), 0);
+    nc_close(&big);
+    for (int i = 0; i < 40; i++) nc_close(&slow[i]);
+    assert_alive(&w);
+    nc_close(&w);
+    stop();
+}
+END_TEST
+
 static Suite *ws_suite(void) {
     Suite *s = suite_create("ws");
     struct {
@@ -335,6 +406,7 @@ static Suite *ws_suite(void) {
         {"flood", test_ws_flood_held_by_the_rate_then_kicked},
         {"no_read", test_ws_reader_that_never_reads_cut_off_at_output_cap},
         {"origin_limits", test_ws_other_origin_refused_and_max_clients_shared_with_tcp},
+        {"http", test_ws_http_routes_and_slow_clients_do_not_block_metrics},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);
