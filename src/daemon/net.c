@@ -46,7 +46,14 @@
  *    (housekeeping);
  *  - over conf->obuf_hard: kicked at once ("kicked: output buffer over hard
  *    limit"). So a client that does not read costs at most obuf_hard bytes
- *    and never slows anyone else: the loop never blocks on a socket. */
+ *    and never slows anyone else: the loop never blocks on a socket.
+ *
+ * WebSocket connections (net.h, http.c) take the same paths: their bytes go
+ * through consume() (a fragment at a time; a message must hold exactly one
+ * MessagePack message, checked in deliver() and at the message's end), the
+ * rate holds them with lws_rx_flow_control() instead of uv_read_stop(), and
+ * their output is a queue of whole messages (ws_out_t) under the same
+ * obuf_bytes limits, handed to lws_write() one per writable callback. */
 #include "daemon/net.h"
 
 #include <errno.h>
