@@ -323,6 +323,9 @@ function onNote(method, params, bytes) {
     const ev = params[0];
     const t = performance.now();
     if (ev.type === 'WeaponFired') events.push({ type: ev.type, t, a: entPos(ev.ship_id), b: entPos(ev.target_id), hit: ev.hit });
+    if (ev.type === 'WeaponFired' && me.ships.includes(ev.ship_id)) {
+      document.body.dataset.myShots = String(Number(document.body.dataset.myShots || 0) + 1);
+    }
     else if (ev.type === 'ResourceMined') events.push({ type: ev.type, t, a: entPos(ev.ship_id), b: entPos(ev.asteroid_id) });
     else if (ev.type === 'ShipDestroyed') events.push({ type: ev.type, t, a: entPos(ev.ship_id), b: null });
     else if (ev.type === 'SystemAlert') showAlert(ev.message, ev.priority);
@@ -565,6 +568,13 @@ function pick(sx, sy) {
   inspect(best.id);
 }
 
+/* Select an entity by id (as a click on it does). */
+function select(id) {
+  selected = view.ents.has(id) ? id : null;
+  $('fire').disabled = selected === null || me.ships.length === 0;
+  if (selected !== null) inspect(selected);
+}
+
 function inspect(id) {
   rpc.call('inspect', [id]).then((r) => {
     const lines = [r.kind,
@@ -591,7 +601,10 @@ $('spawn').addEventListener('click', () => {
 });
 function fire() {
   if (selected === null || !me.ships.length) return;
-  rpc.call('fire', [me.ships[0], selected]).then((r) => status(r.hit ? 'hit: ' + r.damage.toFixed(1) : 'missed'))
+  rpc.call('fire', [me.ships[0], selected]).then((r) => {
+    status(r.hit ? 'hit: ' + r.damage.toFixed(1) + (r.destroyed ? ', destroyed' : '') : 'missed');
+    document.body.dataset.lastFire = JSON.stringify(r);
+  })
     .catch((e) => status('fire: ' + e.message));
 }
 $('fire').addEventListener('click', fire);
@@ -706,7 +719,7 @@ $('alert-form').addEventListener('submit', (e) => {
 
 /* For tests and the console of the browser. */
 window.spacesim = {
-  view, me, cam, mpDecode, mpEncode, applySnapshot, steer, keys, pick, get rpc() { return rpc; },
+  view, me, cam, mpDecode, mpEncode, applySnapshot, steer, keys, pick, select, get rpc() { return rpc; },
   fitView() { $('follow').checked = cam.follow = false; fit(); },
 };
 

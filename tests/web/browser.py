@@ -10,7 +10,8 @@ sleep. Asserts what a person sees:
   1. the page draws as many entities as the daemon's view of its session
      (the admin method `clients`, over TCP) holds;
   2. "spawn a ship" gives a ship that is drawn, and thrust moves it (the
-     page's position and the daemon's `inspect` agree);
+     page's position and the daemon's `inspect` agree); "fire at selected"
+     shoots a ship next to it (result and WeaponFired event);
   3. the operator's console opened with the token lists a TCP client, and
      its kick button removes it from the list and closes its connection; its
      alert is drawn as a banner by the page;
@@ -262,6 +263,16 @@ async def main():
         if srv[0] < p0[0] + 20:
             fail("the page shows the ship at x=%.1f but the daemon has it at %.1f" % (p1[0], srv[0]))
         await cdp.js("spacesim.keys.clear(); spacesim.steer(); true")
+        # Fire: a target ship (the admin's) 30 units away, selected in the
+        # page, the fire button pressed; the result and the page's own
+        # WeaponFired event come back.
+        here = admin.call("inspect", ship)["pos"]
+        target = admin.call("spawn", [here[0] + 30, here[1], here[2]])["ship_id"]
+        await cdp.until("the target in the view", "spacesim.view.ents.has(%d)" % target, 10)
+        await cdp.js("spacesim.select(%d); document.getElementById('fire').click(); true" % target)
+        shot = json.loads(await cdp.until("the shot's result", "document.body.dataset.lastFire", 10))
+        await cdp.until("its WeaponFired event", "Number(document.body.dataset.myShots || 0) >= 1", 10)
+        log("fired at ship %d from the page: %r" % (target, shot))
         log("ship %d drawn, moved from x=%.1f to x=%.1f (daemon: %.1f)" % (ship, p0[0], p1[0], srv[0]))
         # 3. The console: the token typed into the page (never the URL).
         victim = Rpc(rpc_port)
