@@ -24,6 +24,8 @@ pkgs="gcc make autoconf automake libtool pkg-config libuv1-dev libmsgpack-dev ch
 pkgs="$pkgs libedit-dev liblua5.4-dev man-db python3-setuptools python3-pip"
 # spacesimd's --config (libinih), sd_notify (libsystemd); the ops tests run systemd-analyze.
 pkgs="$pkgs libinih-dev libsystemd-dev systemd"
+# The web view (--http-port): libwebsockets and its libuv plugin (a separate package).
+pkgs="$pkgs libwebsockets-dev libwebsockets-evlib-uv"
 
 install_missing() {
     local missing=()
@@ -75,8 +77,9 @@ check() {
     fi
 }
 
-# promtool (Debian package prometheus) checks the metrics in make check.
-[ "$mode" = test ] && pkgs="$pkgs prometheus"
+# promtool (Debian package prometheus) checks the metrics in make check; headless
+# Chromium and python3-websockets drive the real-browser test of the web view.
+[ "$mode" = test ] && pkgs="$pkgs prometheus chromium python3-websockets"
 install_missing
 bootstrap
 
@@ -85,7 +88,8 @@ demo)
     build build
     echo "quickstart: starting spacesimd on 127.0.0.1:7777 with the demo world (Ctrl-C stops it;" >&2
     echo "quickstart: try build/clients/spacesim-cli map --spawn in another terminal)" >&2
-    exec build/src/daemon/spacesimd "$@"
+    echo "quickstart: open the live view: http://127.0.0.1:8080/" >&2
+    exec build/src/daemon/spacesimd --http-port 8080 --web-root "$here/web" "$@"
     ;;
 test)
     build build

@@ -108,10 +108,11 @@ static const spc_section_t cli_sections[] = {
      "spawned them: a lone `spacesim-cli spawn` makes a ship no later invocation can move. Chain the steps with -e "
      "or ';' words, or use the interactive mode, where the ships live across typed commands.\n\n"
      "Unless the first command is hello, the CLI first sends hello [NAME, token], with the token from "
-     "SPACESIM_ADMIN_TOKEN (needed for alert)."},
+     "SPACESIM_ADMIN_TOKEN (needed for alert, clients and kick)."},
     {"Commands",
      "  ping | stats | inspect ID | alert MESSAGE [PRIORITY] | subscribe R [[X,Y,Z]]\n"
      "  spawn | move SHIP [VX,VY,VZ] | fire SHIP TARGET | mine SHIP ASTEROID | resync\n"
+     "  limits | clients | kick SESSION [REASON]   (clients and kick: admin)\n"
      "  hello NAME [TOKEN]\n\n"
      "Any other word is sent as a method name too: the server answers METHOD_NOT_FOUND. Two steps run in the CLI "
      "itself, in scripts and at the prompt; they print nothing:\n\n"
@@ -642,6 +643,7 @@ static void interactive_help(void) {
     printf("Type a command as in a script; ';' separates several on one line:\n"
            "  ping | stats | inspect ID | alert MESSAGE [PRIORITY] | subscribe R [[X,Y,Z]]\n"
            "  spawn | move SHIP [VX,VY,VZ] | fire SHIP TARGET | mine SHIP ASTEROID | resync\n"
+           "  limits | clients | kick SESSION [REASON]\n"
            "  sleep SECONDS | wait-ticks N | help | quit\n"
            "$KEY is a value from an earlier result: spawn, then move $ship_id [10,0,0].\n");
 }

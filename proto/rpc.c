@@ -742,6 +742,25 @@ static int pack_stats(msgpack_packer *pk, const sp_stat_value_t v[SP_STAT__COUNT
     return r;
 }
 
+#define P_UINT(pk, key, v) (pack_key(pk, key) | msgpack_pack_uint64(pk, v))
+#define P_FLOAT(pk, key, v) (pack_key(pk, key) | msgpack_pack_double(pk, v))
+#define P_BOOL(pk, key, v) (pack_key(pk, key) | ((v) ? msgpack_pack_true(pk) : msgpack_pack_false(pk)))
+#define P_STR(pk, key, v) (pack_key(pk, key) | sp_rpc_pack_cstr(pk, v))
+
+static int pack_clients(msgpack_packer *pk, const sp_client_info_t *v, size_t n) {
+#define CI_ONE(f, key, type) +1
+#define CI_PACK(f, key, type) r |= P_##type(pk, key, c->f);
+    int r = msgpack_pack_array(pk, n);
+    for (size_t i = 0; i < n; i++) {
+        const sp_client_info_t *c = &v[i];
+        r |= msgpack_pack_map(pk, 0 SP_PROTO_CLIENT_INFO_MAP(CI_ONE));
+        SP_PROTO_CLIENT_INFO_MAP(CI_PACK)
+    }
+    return r;
+#undef CI_ONE
+#undef CI_PACK
+}
+
 /* Map entries each field type contributes (r is the result struct). */
 #define N_UINT(r, f) 1
 #define N_INT(r, f) 1
@@ -754,12 +773,10 @@ static int pack_stats(msgpack_packer *pk, const sp_stat_value_t v[SP_STAT__COUNT
 #define N_OPT_STR(r, f) ((r)->has_##f ? 1 : 0)
 #define N_OPT_FLOAT(r, f) ((r)->has_##f ? 1 : 0)
 #define N_STATS(r, f) SP_STAT__COUNT
-/* Pack one field (key and value). */
-#define P_UINT(pk, key, v) (pack_key(pk, key) | msgpack_pack_uint64(pk, v))
+#define N_CLIENTS(r, f) 1
+/* Pack one field (key and value); P_UINT, P_FLOAT, P_BOOL, P_STR above. */
 #define P_INT(pk, key, v) (pack_key(pk, key) | msgpack_pack_int64(pk, v))
-#define P_FLOAT(pk, key, v) (pack_key(pk, key) | msgpack_pack_double(pk, v))
-#define P_BOOL(pk, key, v) (pack_key(pk, key) | ((v) ? msgpack_pack_true(pk) : msgpack_pack_false(pk)))
-#define P_STR(pk, key, v) (pack_key(pk, key) | sp_rpc_pack_cstr(pk, v))
+#define P_CLIENTS(pk, key, list) (pack_key(pk, key) | pack_clients(pk, (list).v, (list).n))
 #define P_VEC3(pk, key, v) (pack_key(pk, key) | pack_vec3(pk, v))
 #define P_UINT_OR_NIL(pk, key, v) (pack_key(pk, key) | ((v) ? msgpack_pack_uint64(pk, v) : msgpack_pack_nil(pk)))
 #define P_CARGO(pk, key, v) (pack_key(pk, key) | pack_cargo(pk, v))
@@ -777,6 +794,7 @@ static int pack_stats(msgpack_packer *pk, const sp_stat_value_t v[SP_STAT__COUNT
 #define G_OPT_STR(r, f) (r)->has_##f
 #define G_OPT_FLOAT(r, f) (r)->has_##f
 #define G_STATS(r, f) 1
+#define G_CLIENTS(r, f) 1
 
 #define RES_ONE(f, key, type) +1
 #define RES_COUNT(f, key, type) +N_##type(r, f)

@@ -341,6 +341,16 @@ typedef union sp_stat_value {
 #define SP__RES_CT_OPT_FLOAT(f) double f; bool has_##f;
 #define SP__RES_CT_STATS(f) sp_stat_value_t f[SP_STAT__COUNT];
 #define SP__RES_MEMBER(f, key, type) SP__RES_CT_##type(f)
+/* One client of the `clients` result (SP_PROTO_CLIENT_INFO_MAP); strings
+ * are borrowed (valid while packing). */
+typedef struct sp_client_info {
+    SP_PROTO_CLIENT_INFO_MAP(SP__RES_MEMBER)
+} sp_client_info_t;
+typedef struct sp_client_list {
+    const sp_client_info_t *v;
+    size_t n;
+} sp_client_list_t;
+#define SP__RES_CT_CLIENTS(f) sp_client_list_t f;
 #define SP__RES_STRUCT(id, lc, name, mn, mx, hello, admin, sig) \
     typedef struct sp_result_##lc {                          \
         char none_;                                          \

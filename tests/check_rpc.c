@@ -1122,6 +1122,7 @@ END_TEST
 #define DOC_T_OPT_STR "str, optional"
 #define DOC_T_OPT_FLOAT "float, optional"
 #define DOC_T_STATS "stats"
+#define DOC_T_CLIENTS "array of clients"
 
 /* Each method's section documents its result: `true`, or one table row
  * "| `key` | type |" per .def field (types included), and no row for a key
@@ -1155,6 +1156,23 @@ START_TEST(test_rpc_protocol_md_documents_every_result_field_and_type) {
 #undef X
 #undef FIELD_ROW
 #undef FIELD_KEY
+    /* The client map of `clients`: a row per SP_PROTO_CLIENT_INFO_MAP key. */
+    {
+        char *sec = doc_section(doc, "### The client map");
+        ck_assert_msg(sec != NULL, "no ### The client map section");
+        static const char *const ckeys[] = {
+#define CK(f, key, type) key,
+            SP_PROTO_CLIENT_INFO_MAP(CK)
+#undef CK
+            NULL};
+#define CR(f, key, type)                                                                              \
+    snprintf(buf, sizeof buf, "| `%s` | %s |", key, DOC_T_##type);                                    \
+    ck_assert_msg(strstr(sec, buf) != NULL, "### The client map has no row \"%s\"", buf);
+        SP_PROTO_CLIENT_INFO_MAP(CR)
+#undef CR
+        expect_rows_known(sec, "client key", false, ckeys);
+        free(sec);
+    }
     free(doc);
 }
 END_TEST
@@ -1171,6 +1189,7 @@ static bool type_ok(const char *t, const msgpack_object *v, bool nil_ok) {
     if (strcmp(t, "uint or nil") == 0)
         return v->type == MSGPACK_OBJECT_POSITIVE_INTEGER || (nil_ok && v->type == MSGPACK_OBJECT_NIL);
     if (strcmp(t, "map") == 0) return v->type == MSGPACK_OBJECT_MAP && v->via.map.size == SP_RESOURCE_COUNT;
+    if (strcmp(t, "array of clients") == 0) return v->type == MSGPACK_OBJECT_ARRAY;
     return false;
 }
 
@@ -1242,6 +1261,7 @@ START_TEST(test_rpc_result_packers_follow_the_def) {
 #define SET_OPT_OPT_STR(f) res.f = "y", res.has_##f = true;
 #define SET_OPT_OPT_FLOAT(f) res.has_##f = true;
 #define SET_OPT_STATS(f)
+#define SET_OPT_CLIENTS(f)
 #define X(id, lc, name, mn, mx, hello, admin, sig)                                                        \
     {                                                                                                     \
         static const char *const keys[] = {SP_PROTO_RESULT_##id(KEY) NULL};                               \

@@ -38,7 +38,10 @@ typedef struct sp_dconf {
     char checkpoint[1024];    /* path, or "" for none */
     double checkpoint_every;  /* seconds between checkpoints, 0 = only on shutdown */
     uint64_t seed;            /* world generation seed */
-    int metrics_port;         /* 0 = off */
+    int http_port;            /* web view, /metrics and /ws; 0 = off (the default) */
+    char http_bind[64];       /* its address; "" = the same as bind (loopback by default) */
+    char web_root[1024];      /* the page's files; "" = PKGDATADIR/web */
+    int metrics_port;         /* the old flag for the same server: sets http_port */
     const char *port_file;    /* if set, the bound port is written there (tests) */
     const char *log_file;     /* if set, the log goes there (reopened on SIGHUP), else stderr */
     char admin_token[256];    /* from SPACESIM_ADMIN_TOKEN or --admin-token-file */

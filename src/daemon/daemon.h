@@ -31,6 +31,8 @@
 #include "spacesim/bus.h"
 #include "spacesim/mpmc.h"
 
+struct lws_context;
+
 typedef struct sp_daemon {
     sp_dconf_t conf;            /* read-only once running (conf.h) */
     uv_loop_t *loop;
@@ -71,10 +73,8 @@ typedef struct sp_daemon {
     uint64_t last_checkpoint_ns;
     int flush_rounds;
 
-    /* Metrics listener (metrics.c). */
-    uv_tcp_t metrics;
-    bool metrics_on;
-    int metrics_conns;
+    /* HTTP + WebSocket server on --http-port (http.c), NULL when off. */
+    struct lws_context *http;
 
     /* Replies to requests (request.c): one buffer, loop thread. */
     msgpack_sbuffer reply;

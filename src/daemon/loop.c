@@ -70,7 +70,7 @@
 #include "daemon/clock.h"
 #include "daemon/dispatch.h"
 #include "daemon/frames.h"
-#include "daemon/metrics.h"
+#include "daemon/http.h"
 #include "daemon/notify.h"
 #include "spacesim/error.h"
 
@@ -234,7 +234,7 @@ static void close_loop_handles(sp_daemon_t *d) {
     uv_close((uv_handle_t *)&d->tick_idle, NULL);
     close_signals(d);
     uv_close((uv_handle_t *)&d->flush_timer, NULL);
-    sp_metrics_close(d);
+    sp_http_stop(d); /* after sp_net_close_all: its WebSockets are closing */
 }
 
 /* Flush: wait until every client's output queue drained, at most 2 s. */
@@ -429,12 +429,15 @@ int sp_daemon_run(sp_daemon_t *d) {
         return SP_EXIT_RUNTIME;
     }
     int port = 0;
-    if ((r = sp_net_listen(&d->net, &port)) != 0 || (d->conf.metrics_port > 0 && (r = sp_metrics_listen(d)) != 0)) {
+    /* HTTP first: once the port file names the RPC port, /ws answers too
+     * (no connection can arrive before uv_run, so net's table is ready). */
+    if ((r = sp_http_start(d)) != 0 || (r = sp_net_listen(&d->net, &port)) != 0) {
         int code = r == SP_EINVAL ? SP_EXIT_USAGE : r == SP_EPERM ? SP_EXIT_CONFIG : SP_EXIT_LISTEN;
         sp_net_stop_accepting(&d->net);
         sp_pool_free(d->pool);
         uv_close((uv_handle_t *)&d->wake, NULL);
         close_signals(d); /* a signal queued meanwhile must not run sp_daemon_shutdown now */
+        sp_http_stop(d);
         uv_run(d->loop, UV_RUN_DEFAULT); /* the close callbacks free what they own */
         sp_frames_destroy(d);
         sp_bus_destroy(&d->bus);
@@ -446,6 +449,10 @@ int sp_daemon_run(sp_daemon_t *d) {
             d->conf.tick_hz, d->conf.snapshot_hz, d->conf.workers);
     sp_notify_ready(port);
     uv_run(d->loop, UV_RUN_DEFAULT);
+    /* Every handle is closed by now, lws's too (sp_http_stop): a handle left
+     * open would be a leak, so it is logged (tests look for this line). */
+    int lc = uv_loop_close(d->loop);
+    if (lc != 0) SP_LOGW("event loop still has open handles at exit: %s", uv_strerror(lc));
     sp_frames_destroy(d);
     sp_bus_destroy(&d->bus);
     SP_LOGI("stopped after %llu ticks; exit %d", (unsigned long long)d->st.ticks, d->exit_code);

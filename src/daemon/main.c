@@ -30,6 +30,9 @@
 #include "rpc.h"
 #include "spacesim/error.h"
 
+#ifndef SP_WEBDIR
+#define SP_WEBDIR "/usr/local/share/spacesim/web"
+#endif
 #ifndef SP_SYSCONFDIR
 #define SP_SYSCONFDIR "/usr/local/etc"
 #endif
@@ -54,8 +57,16 @@ static const flag_t flags[] = {
      "periodic checkpoint interval (default 60; 0 = only at exit)", false},
     {"log-level", "LEVEL", F_SPECIAL, 0, 0, 0, 0, "error, warn, info (default) or debug", false},
     {"seed", "N", F_U64, 0, 0, C(seed), 0, "world generation seed (default 42)", false},
-    {"metrics-port", "N", F_INT, 0, 65535, C(metrics_port), 0, "Prometheus metrics on http://BIND:N/metrics (default off)",
+    {"http-port", "N", F_INT, 0, 65535, C(http_port), 0,
+     "HTTP + WebSocket: the web view on http://HTTP-BIND:N/, Prometheus\n"
+     "                           metrics at /metrics, the RPC over WebSocket at /ws\n"
+     "                           (default 0 = off)",
      false},
+    {"http-bind", "ADDR", F_STR, 0, 0, C(http_bind), sizeof(((sp_dconf_t *)0)->http_bind),
+     "address of --http-port (default: the --bind address)", false},
+    {"web-root", "DIR", F_STR, 0, 0, C(web_root), sizeof(((sp_dconf_t *)0)->web_root),
+     "the web view's files (default " SP_WEBDIR ")", false},
+    {"metrics-port", "N", F_INT, 0, 65535, C(metrics_port), 0, "the same as --http-port (its older name)", false},
     {"admin-token-file", "PATH", F_SPECIAL, 0, 0, 0, 0,
      "read the admin token from PATH\n"
      "                           (or set SPACESIM_ADMIN_TOKEN; never on the command line)",
@@ -211,8 +222,13 @@ static const spc_section_t sections[] = {
      "--checkpoint-every seconds and at shutdown; read at start-up when it exists.\n\n"
      "spacesimd.service: the systemd unit of the source tree (contrib/): Type=notify, DynamicUser, "
      "checkpoints in /var/lib/spacesim, the admin token from an EnvironmentFile."},
+    {"Web view",
+     "With --http-port N, http://HTTP-BIND:N/ serves a live map of the world in the browser (files "
+     "of --web-root: index.html, app.js, style.css), with an operator's console behind the admin "
+     "token, and /ws carries the same MessagePack-RPC as the TCP port over WebSocket (one message "
+     "per binary frame, the same limits). libwebsockets serves it on the daemon's own event loop."},
     {"Metrics",
-     "With --metrics-port N, http://BIND:N/metrics serves Prometheus text: tick-time histogram, "
+     "With --http-port N (or its old name --metrics-port), http://HTTP-BIND:N/metrics serves Prometheus text: tick-time histogram, "
      "counters of ticks, game time, bytes, snapshots, commands and kicks, gauges of clients, entities "
      "and queue depths, the process_* metrics and spacesim_build_info."},
 };
@@ -305,8 +321,12 @@ static int check_conf(const sp_dconf_t *c) {
         fprintf(stderr, "spacesimd: --obuf-hard (%zu) must be >= --obuf-soft (%zu)\n", c->obuf_hard, c->obuf_soft);
         return SP_EXIT_USAGE;
     }
-    if (c->metrics_port != 0 && c->metrics_port == c->port) {
-        fprintf(stderr, "spacesimd: --metrics-port must differ from --port\n");
+    if (c->metrics_port != 0 && c->http_port != 0 && c->metrics_port != c->http_port) {
+        fprintf(stderr, "spacesimd: --metrics-port is the old name of --http-port: give one of them\n");
+        return SP_EXIT_USAGE;
+    }
+    if (c->http_port != 0 && c->http_port == c->port) {
+        fprintf(stderr, "spacesimd: --http-port must differ from --port\n");
         return SP_EXIT_USAGE;
     }
     return -1;
@@ -328,6 +348,7 @@ static int configure(int argc, char **argv, sp_dconf_t *c) {
         return r == SP_EINVAL ? SP_EXIT_USAGE : r == SP_EIO ? SP_EXIT_CONFIG : SP_EXIT_RUNTIME;
     if ((r = parse_args(argc, argv, c, &g_args)) >= 0) return r;
     if ((r = check_conf(c)) >= 0) return r;
+    if (c->http_port == 0) c->http_port = c->metrics_port; /* the old name, one server */
     if (g_args.print_config) {
         sp_config_print(&flagset, c, stdout);
         return SP_EXIT_OK;

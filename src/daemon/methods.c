@@ -14,10 +14,12 @@
 #include "daemon/methods.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "daemon/clients.h"
+#include "daemon/clock.h"
 #include "daemon/snapshots.h"
 #include "snapshot.h"
 #include "spacesim/error.h"
@@ -383,6 +385,96 @@ static void method_stats(const sp_request_t *q) {
 static void method_resync(const sp_request_t *q) {
     sp_snapstate_resync(&q->c->snap);
     SP_REQUEST_RESULT(q, resync, NULL);
+}
+
+/* Admin: every connected client, newest first. */
+static void method_clients(const sp_request_t *q) {
+    sp_daemon_t *d = q->d;
+    size_t n = (size_t)d->net.nconns, i = 0;
+    sp_client_info_t *v = calloc(n ? n : 1, sizeof *v);
+    if (v == NULL) {
+        sp_request_error(q, SP_RPCERR_INTERNAL, "out of memory");
+        return;
+    }
+    uint64_t now = sp_now_ns();
+    for (sp_conn_t *k = d->net.conns; k && i < n; k = k->next, i++) {
+        sp_client_t *c = sp_client_of(k);
+        sp_client_info_t *e = &v[i];
+        e->session = c->session.id;
+        e->name = c->session.name;
+        e->address = k->peer;
+        e->transport = sp_conn_transport_name(k);
+        e->admin = c->session.admin;
+        e->ships = (uint64_t)c->session.nships;
+        e->view_radius = c->snap.radius;
+        e->view = c->snap.view ? c->snap.view->len : 0;
+        e->bytes_out = k->bytes_out;
+        e->out_queue_bytes = k->obuf_bytes;
+        e->snapshots_sent = c->snap.sent;
+        e->snapshots_skipped = c->snap.skipped;
+        e->connected_seconds = (double)(now - k->opened_ns) / 1e9;
+    }
+    sp_result_clients_t res = {0};
+    res.clients.v = v;
+    res.clients.n = i;
+    SP_REQUEST_RESULT(q, clients, &res);
+    free(v);
+}
+
+/* Admin: close the connection of a session, with an error notification
+ * saying why. Its session then ends or waits for a resume as after any
+ * disconnect (--reconnect-grace). */
+static void method_kick(const sp_request_t *q) {
+    sp_daemon_t *d = q->d;
+    uint64_t id = 0;
+    const char *why = "kicked by an operator";
+    size_t wl = strlen(why);
+    sp_rpc_param_uint(q->params, 0, &id, NULL);
+    if (q->np == 2) sp_rpc_param_str(q->params, 1, &why, &wl, NULL);
+    if (wl > SP_LIMIT_MAX_ALERT_BYTES) {
+        sp_request_error(q, SP_RPCERR_INVALID_PARAMS, "param 1: reason must be at most %d bytes, got %zu",
+                         SP_LIMIT_MAX_ALERT_BYTES, wl);
+        return;
+    }
+    sp_conn_t *k = d->net.conns;
+    while (k && (sp_client_of(k)->session.id != id || id == 0)) k = k->next;
+    if (k == NULL) {
+        sp_request_error(q, SP_RPCERR_NOT_FOUND, "no connected client with session %llu", (unsigned long long)id);
+        return;
+    }
+    sp_result_kick_t res = {0};
+    res.session = id;
+    SP_LOGI("client %u %s kicks session %llu: %.*s", q->c->session.id, q->c->conn.peer, (unsigned long long)id,
+            (int)wl, why);
+    SP_REQUEST_RESULT(q, kick, &res); /* first: the caller may kick itself */
+    char msg[SP_LIMIT_MAX_ALERT_BYTES + 32];
+    snprintf(msg, sizeof msg, "kicked by an operator: %.*s", (int)wl, why);
+    msgpack_sbuffer_clear(&d->reply);
+    if (sp_rpc_pack_error_notify(&d->reply_pk, SP_RPCERR_FORBIDDEN, msg) == 0) sp_conn_send_sbuf(k, &d->reply);
+    msgpack_sbuffer_clear(&d->reply);
+    sp_conn_close(k, SP_CLOSE_KICK, "kicked by an operator (session %u)", q->c->session.id);
+}
+
+/* The limits this server applies to every client (its flags). */
+static void method_limits(const sp_request_t *q) {
+    const sp_dconf_t *c = &q->d->conf;
+    sp_result_limits_t res = {0};
+    res.max_clients = (uint64_t)c->max_clients;
+    res.max_per_address = (uint64_t)c->max_per_address;
+    res.max_message_bytes = c->max_msg;
+    res.obuf_soft_bytes = c->obuf_soft;
+    res.obuf_soft_seconds = c->obuf_soft_secs;
+    res.obuf_hard_bytes = c->obuf_hard;
+    res.rate_per_sec = c->rate_per_sec;
+    res.rate_burst = c->rate_burst;
+    res.rate_kick_seconds = c->rate_kick_secs;
+    res.idle_timeout_seconds = c->idle_timeout_secs;
+    res.request_timeout_seconds = c->request_timeout_secs;
+    res.snapshot_budget = c->snap_budget;
+    res.max_radius = c->max_radius;
+    res.tick_hz = (uint64_t)c->tick_hz;
+    res.snapshot_hz = (uint64_t)c->snapshot_hz;
+    SP_REQUEST_RESULT(q, limits, &res);
 }
 
 /* ---------------------------------------------------------------- shared */

@@ -1,16 +1,13 @@
-/* metrics.c: Prometheus text exposition on a tiny HTTP/1.0 listener.
+/* metrics.c: the Prometheus text exposition (served at /metrics by http.c).
  *
- * The text (sp_metrics_render) is built apart from the HTTP serving below, so
- * another server can serve the same text. Names follow Prometheus's
+ * Only the text is built here; http.c's libwebsockets server serves it on
+ * --http-port, with the web view, on the same loop. Names follow Prometheus's
  * conventions: base units in the name (_seconds, _bytes), counters end in
  * _total and are never replaced by precomputed per-second gauges, the
  * process_* metrics of the client libraries, spacesim_build_info.
  *
  * Same loop as everything else (no thread): a scrape reads counters the loop
- * owns. Each connection reads one request (at most 4 KiB, else closed),
- * answers GET /metrics (anything else: 404) with Connection: close and closes.
- * At most 16 scrape connections at once, so a metrics client cannot eat
- * memory. Off unless --metrics-port is given. */
+ * owns. */
 #include "daemon/metrics.h"
 
 #include <dirent.h>
@@ -25,39 +22,6 @@
 #include "daemon/snapshots.h"
 #include "rpc.h"
 #include "spacesim/error.h"
-
-typedef struct mconn {
-    uv_tcp_t tcp;
-    sp_daemon_t *d;
-    char req[4096];
-    size_t len;
-    bool answered;
-} mconn_t;
-
-static void m_close_cb(uv_handle_t *h) {
-    mconn_t *m = h->data;
-    m->d->metrics_conns--;
-    free(m);
-}
-
-static void m_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b) {
-    (void)sz;
-    mconn_t *m = h->data;
-    *b = uv_buf_init(m->req + m->len, (unsigned)(sizeof m->req - m->len));
-}
-
-typedef struct mwrite {
-    uv_write_t req;
-    char *body;
-} mwrite_t;
-
-static void m_written(uv_write_t *w, int status) {
-    (void)status;
-    mwrite_t *mw = (mwrite_t *)w;
-    free(mw->body);
-    uv_close((uv_handle_t *)w->handle, m_close_cb);
-    free(mw);
-}
 
 typedef struct strbuf {
     char *p;
@@ -216,98 +180,4 @@ int sp_metrics_render(sp_daemon_t *d, char **text, size_t *len) {
     *text = s.p;
     *len = s.len;
     return 0;
-}
-
-static const char http_ok[] = "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nConnection: close\r\n\r\n";
-
-/* The HTTP answer to a scrape: the status line and headers, then the text. */
-static char *render_http(sp_daemon_t *d, size_t *len_out) {
-    char *text;
-    size_t len;
-    if (sp_metrics_render(d, &text, &len) != 0) return NULL;
-    size_t hl = sizeof http_ok - 1;
-    char *out = malloc(hl + len);
-    if (out != NULL) {
-        memcpy(out, http_ok, hl);
-        memcpy(out + hl, text, len);
-        *len_out = hl + len;
-    }
-    free(text);
-    return out;
-}
-
-static void m_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
-    (void)b;
-    mconn_t *m = st->data;
-    if (m->answered) return;
-    if (n < 0) {
-        uv_close((uv_handle_t *)st, m_close_cb);
-        return;
-    }
-    m->len += (size_t)n;
-    if (m->len >= sizeof m->req) {
-        uv_close((uv_handle_t *)st, m_close_cb);
-        return;
-    }
-    m->req[m->len] = '\0';
-    if (strstr(m->req, "\r\n\r\n") == NULL && strstr(m->req, "\n\n") == NULL) return;
-    m->answered = true;
-    uv_read_stop(st);
-    size_t len = 0;
-    char *body;
-    if (strncmp(m->req, "GET /metrics ", 13) == 0 || strncmp(m->req, "GET / ", 6) == 0) {
-        body = render_http(m->d, &len);
-    } else {
-        const char *nf = "HTTP/1.0 404 Not Found\r\nConnection: close\r\n\r\nonly /metrics here\n";
-        len = strlen(nf);
-        body = strdup(nf);
-    }
-    mwrite_t *mw = malloc(sizeof *mw);
-    if (body == NULL || mw == NULL) {
-        free(body);
-        free(mw);
-        uv_close((uv_handle_t *)st, m_close_cb);
-        return;
-    }
-    mw->body = body;
-    uv_buf_t wb = uv_buf_init(body, (unsigned)len);
-    if (uv_write(&mw->req, st, &wb, 1, m_written) != 0) {
-        free(body);
-        free(mw);
-        uv_close((uv_handle_t *)st, m_close_cb);
-    }
-}
-
-static void m_conn(uv_stream_t *server, int status) {
-    sp_daemon_t *d = server->data;
-    if (status < 0) return;
-    mconn_t *m = calloc(1, sizeof *m);
-    if (m == NULL) return;
-    uv_tcp_init(d->loop, &m->tcp);
-    m->tcp.data = m;
-    m->d = d;
-    d->metrics_conns++;
-    if (uv_accept(server, (uv_stream_t *)&m->tcp) != 0 || d->metrics_conns > 16) {
-        uv_close((uv_handle_t *)&m->tcp, m_close_cb);
-        return;
-    }
-    uv_read_start((uv_stream_t *)&m->tcp, m_alloc, m_read);
-}
-
-int sp_metrics_listen(sp_daemon_t *d) {
-    int r = sp_listen_tcp(d->loop, &d->metrics, d->conf.bind, d->conf.metrics_port, 16, m_conn);
-    if (r < 0) {
-        SP_LOGE("cannot listen for metrics on %s:%d: %s", d->conf.bind, d->conf.metrics_port, uv_strerror(r));
-        return SP_EIO;
-    }
-    d->metrics.data = d;
-    d->metrics_on = true;
-    SP_LOGI("metrics on http://%s:%d/metrics", d->conf.bind, d->conf.metrics_port);
-    return 0;
-}
-
-void sp_metrics_close(sp_daemon_t *d) {
-    if (!d->metrics_on) return;
-    d->metrics_on = false;
-    uv_close((uv_handle_t *)&d->metrics, NULL);
 }

@@ -1,4 +1,5 @@
-/* metrics.h: Prometheus text exposition on --metrics-port (metrics.c).
+/* metrics.h: the Prometheus text exposition (metrics.c), served at /metrics
+ * on --http-port by http.c.
  *
  * Threads: loop thread (the counters are the loop's). */
 #ifndef SP_DAEMON_METRICS_H
@@ -12,9 +13,5 @@
  * SP_ENOMEM (nothing to free). Cost: ~4 KiB of formatting, reads
  * /proc/self/stat, /proc/stat and lists /proc/self/fd. */
 int sp_metrics_render(sp_daemon_t *d, char **text, size_t *len);
-
-/* Listen on --bind:--metrics-port. 0, or SP_EIO (cannot listen; logged). */
-int sp_metrics_listen(sp_daemon_t *d);
-void sp_metrics_close(sp_daemon_t *d);
 
 #endif /* SP_DAEMON_METRICS_H */

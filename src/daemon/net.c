@@ -46,10 +46,18 @@
  *    (housekeeping);
  *  - over conf->obuf_hard: kicked at once ("kicked: output buffer over hard
  *    limit"). So a client that does not read costs at most obuf_hard bytes
- *    and never slows anyone else: the loop never blocks on a socket. */
+ *    and never slows anyone else: the loop never blocks on a socket.
+ *
+ * WebSocket connections (net.h, http.c) take the same paths: their bytes go
+ * through consume() (a fragment at a time; a message must hold exactly one
+ * MessagePack message, checked in deliver() and at the message's end), the
+ * rate holds them with lws_rx_flow_control() instead of uv_read_stop(), and
+ * their output is a queue of whole messages (ws_out_t) under the same
+ * obuf_bytes limits, handed to lws_write() one per writable callback. */
 #include "daemon/net.h"
 
 #include <errno.h>
+#include <libwebsockets.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,6 +99,14 @@ typedef struct held {
     uint8_t bytes[];
 } held_t;
 
+/* A whole message queued for a WebSocket, behind c->wq_head: lws_write()
+ * needs LWS_PRE writable bytes before the payload. */
+typedef struct ws_out {
+    struct ws_out *next;
+    size_t len;
+    unsigned char buf[]; /* LWS_PRE + len */
+} ws_out_t;
+
 /* One address's count of open connections (--max-per-address). The key is
  * the IPv6 address, IPv4 mapped into ::ffff:0:0/96; all zero if unknown. */
 typedef struct sp_addr_slot {
@@ -103,12 +119,23 @@ typedef struct sp_addr_slot {
 
 void sp_conn_retain(sp_conn_t *c) { c->refs++; }
 
+const char *sp_conn_transport_name(const sp_conn_t *c) {
+    return c->transport == SP_TRANSPORT_WS ? "websocket" : "tcp";
+}
+
 void sp_conn_release(sp_conn_t *c) {
     if (--c->refs > 0) return;
     free(c->partial);
     c->partial = NULL;
     free(c->held_bytes);
     c->held_bytes = NULL;
+    ws_out_t *m = c->wq_head;
+    while (m) {
+        ws_out_t *next = m->next;
+        free(m);
+        m = next;
+    }
+    c->wq_head = c->wq_tail = NULL;
     c->net->cb.free(c->net->ctx, c);
 }
 
@@ -158,6 +185,7 @@ void sp_conn_close(sp_conn_t *c, sp_close_kind_t kind, const char *fmt, ...) {
     vsnprintf(c->close_reason, sizeof c->close_reason, fmt, ap);
     va_end(ap);
     c->closing = true;
+    c->close_kind = kind;
     if (kind == SP_CLOSE_KICK) n->st->kicks++;
     SP_LOGI("client %u %s disconnected: %s", c->log_id, c->peer, c->close_reason);
     n->cb.closing(n->ctx, c, kind);
@@ -170,7 +198,23 @@ void sp_conn_close(sp_conn_t *c, sp_close_kind_t kind, const char *fmt, ...) {
     c->addr = NULL;
     /* The timer's reference goes in its close callback (uv_close stops it). */
     if (c->resume_init) uv_close((uv_handle_t *)&c->resume, on_close);
-    uv_close((uv_handle_t *)&c->tcp, on_close);
+    if (c->transport == SP_TRANSPORT_TCP) {
+        uv_close((uv_handle_t *)&c->tcp, on_close);
+        return;
+    }
+    /* WebSocket: like uv_close() cancelling queued writes, drop the queue
+     * but its last message (the error notification of refuse_and_close(),
+     * if that is what closes it); the writable callback sends it, then
+     * tells lws to close. The handle's reference goes in sp_net_ws_closed. */
+    ws_out_t *m = c->wq_head;
+    while (m && m != c->wq_tail) {
+        ws_out_t *next = m->next;
+        c->obuf_bytes -= m->len;
+        free(m);
+        m = next;
+    }
+    c->wq_head = m;
+    if (c->wsi) lws_callback_on_writable(c->wsi);
 }
 
 void sp_net_close_all(sp_net_t *n, const char *reason) {
@@ -197,9 +241,54 @@ static void on_write(uv_write_t *req, int status) {
     sp_conn_release(c);
 }
 
+/* Queue one whole message for a WebSocket (the hard limit as for TCP). */
+static int ws_queue(sp_conn_t *c, const void *data, size_t len) {
+    sp_net_t *n = c->net;
+    if (c->obuf_bytes + len > n->conf->obuf_hard) {
+        sp_conn_close(c, SP_CLOSE_KICK, "kicked: output buffer over hard limit (%zu bytes queued)", c->obuf_bytes + len);
+        return -1;
+    }
+    ws_out_t *m = malloc(sizeof *m + LWS_PRE + len);
+    if (m == NULL) {
+        sp_conn_close(c, SP_CLOSE_KICK, "kicked: out of memory for output");
+        return -1;
+    }
+    m->next = NULL;
+    m->len = len;
+    memcpy(m->buf + LWS_PRE, data, len);
+    if (c->wq_tail) ((ws_out_t *)c->wq_tail)->next = m;
+    else c->wq_head = m;
+    c->wq_tail = m;
+    c->obuf_bytes += len;
+    if (c->obuf_bytes > n->conf->obuf_soft && c->over_soft_since_ns == 0) c->over_soft_since_ns = sp_now_ns();
+    lws_callback_on_writable(c->wsi);
+    return 0;
+}
+
+/* A WebSocket message per MessagePack message: split data at the framer's
+ * boundaries (headers only are walked: ~1 us per 100 objects). A buffer
+ * that does not frame (never packed by proto) goes as one message. */
+static int ws_send(sp_conn_t *c, const void *data, size_t len) {
+    const uint8_t *p = data;
+    size_t off = 0;
+    c->net->st->bytes_out += len;
+    c->bytes_out += len;
+    while (off < len) {
+        sp_rpc_scan_t scan;
+        sp_rpc_scan_init(&scan);
+        size_t used = 0;
+        int r = sp_rpc_scan(&scan, p + off, len - off, SP_LIMIT_MAX_SERVER_MESSAGE_BYTES, &used);
+        if (r != 1) used = len - off;
+        if (ws_queue(c, p + off, used) != 0) return -1;
+        off += used;
+    }
+    return 0;
+}
+
 int sp_conn_send(sp_conn_t *c, const void *data, size_t len) {
     if (c->closing) return -1;
     if (len == 0) return 0;
+    if (c->transport == SP_TRANSPORT_WS) return ws_send(c, data, len);
     sp_net_t *n = c->net;
     size_t off = 0;
     if (c->obuf_bytes == 0) {
@@ -213,6 +302,7 @@ int sp_conn_send(sp_conn_t *c, const void *data, size_t len) {
         }
     }
     n->st->bytes_out += len;
+    c->bytes_out += len;
     if (off == len) return 0;
     size_t rem = len - off;
     if (c->obuf_bytes + rem > n->conf->obuf_hard) {
@@ -275,6 +365,11 @@ static void deliver(sp_conn_t *c, const uint8_t *p, size_t len) {
         return;
     }
     sp_net_t *n = c->net;
+    if (c->transport == SP_TRANSPORT_WS && c->ws_msgs++ > 0) {
+        refuse_and_close(c, SP_RPCERR_PARSE_ERROR, "parse error: one MessagePack message per WebSocket message",
+                         "kicked: several messages in one WebSocket message");
+        return;
+    }
     n->st->bytes_in += len;
     /* Liveness counts complete messages only (slow senders, net.h). */
     c->last_rx_ns = sp_now_ns();
@@ -418,6 +513,13 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void on_resume(uv_timer_t *t);
 
+/* A WebSocket message ended: it must not end inside a MessagePack message. */
+static void ws_message_end(sp_conn_t *c) {
+    if (c->closing || c->partial == NULL) return;
+    refuse_and_close(c, SP_RPCERR_PARSE_ERROR, "parse error: a WebSocket message ended inside a MessagePack message",
+                     "kicked: truncated MessagePack message");
+}
+
 /* Hold c (state "held", net.h) for wait_ns: stop reading, resume later.
  * Its unframed bytes are already in c->held_bytes. */
 static void hold(sp_conn_t *c, uint64_t wait_ns) {
@@ -428,7 +530,8 @@ static void hold(sp_conn_t *c, uint64_t wait_ns) {
         sp_conn_retain(c); /* the timer's, until its close callback */
     }
     if (!c->held) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
+        if (c->transport == SP_TRANSPORT_TCP) uv_read_stop((uv_stream_t *)&c->tcp);
+        else if (c->wsi) lws_rx_flow_control(c->wsi, 0);
         c->held = true;
     }
     /* libuv timers have millisecond resolution: round up, so the token is
@@ -455,8 +558,33 @@ static void on_resume(uv_timer_t *t) {
     free(h); /* after consume: what it delivered was decoded in place */
     c->held_bytes = NULL;
     c->held = false;
+    if (c->transport == SP_TRANSPORT_WS) {
+        if (c->ws_final_pending) ws_message_end(c);
+        c->ws_final_pending = false;
+        if (!c->closing && c->wsi) lws_rx_flow_control(c->wsi, 1);
+        return;
+    }
     int r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (r < 0) sp_conn_close(c, SP_CLOSE_PEER, "read error: %s", uv_strerror(r));
+}
+
+/* Held by its rate: keep data[0, len), unframed, for later (appended to
+ * what is held already, for WebSocket bytes lws hands over while held). */
+static void keep_held(sp_conn_t *c, const uint8_t *data, size_t len, uint64_t wait) {
+    held_t *old = c->held_bytes;
+    size_t have = old ? old->len - old->off : 0;
+    held_t *h = malloc(sizeof *h + have + len);
+    if (h == NULL) {
+        sp_conn_close(c, SP_CLOSE_KICK, "kicked: out of memory for input");
+        return;
+    }
+    h->off = 0;
+    h->len = have + len;
+    if (old) memcpy(h->bytes, old->bytes + old->off, have);
+    memcpy(h->bytes + have, data, len);
+    free(old);
+    c->held_bytes = h;
+    if (wait) hold(c, wait);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
@@ -473,28 +601,18 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     size_t len = (size_t)nread;
     size_t used = consume(c, (const uint8_t *)buf->base, len, &wait);
     if (c->closing || used == len) return;
-    /* Held by its rate: keep the rest of this read, unframed, for later. */
-    held_t *h = malloc(sizeof *h + (len - used));
-    if (h == NULL) {
-        sp_conn_close(c, SP_CLOSE_KICK, "kicked: out of memory for input");
-        return;
-    }
-    h->off = 0;
-    h->len = len - used;
-    memcpy(h->bytes, buf->base + used, len - used);
-    c->held_bytes = h;
-    hold(c, wait);
+    keep_held(c, (const uint8_t *)buf->base + used, len - used, wait);
 }
 
 /* ---------------------------------------------------------------- accept */
 
-/* c->peer ("ip:port") and key, the address as 16 bytes (addr slot key). */
-static void peer_name(sp_conn_t *c, uint8_t key[16]) {
-    struct sockaddr_storage ss;
-    int sl = sizeof ss;
+/* c->peer ("ip:port") and key, the address as 16 bytes (addr slot key),
+ * from the peer address ss (NULL: unknown). */
+static void peer_name(sp_conn_t *c, const struct sockaddr_storage *ssp, uint8_t key[16]) {
     snprintf(c->peer, sizeof c->peer, "?");
     memset(key, 0, 16);
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) != 0) return;
+    if (ssp == NULL) return;
+    struct sockaddr_storage ss = *ssp;
     char ip[48] = "?";
     int port = 0;
     if (ss.ss_family == AF_INET) {
@@ -511,6 +629,8 @@ static void peer_name(sp_conn_t *c, uint8_t key[16]) {
     }
     snprintf(c->peer, sizeof c->peer, "%s:%d", ip, port);
 }
+
+static bool conn_opened(sp_net_t *n, sp_conn_t *c, const uint8_t key[16]);
 
 static void on_connection(uv_stream_t *server, int status) {
     sp_net_t *n = (sp_net_t *)server->data;
@@ -532,9 +652,20 @@ static void on_connection(uv_stream_t *server, int status) {
         uv_close((uv_handle_t *)&c->tcp, on_close);
         return;
     }
+    struct sockaddr_storage ss;
+    int sl = sizeof ss;
     uint8_t key[16];
-    peer_name(c, key);
-    c->last_rx_ns = sp_now_ns();
+    peer_name(c, uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0 ? &ss : NULL, key);
+    if (!conn_opened(n, c, key)) return;
+    uv_tcp_nodelay(&c->tcp, 1);
+    int r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (r < 0) sp_conn_close(c, SP_CLOSE_PEER, "read error: %s", uv_strerror(r));
+}
+
+/* Link a new connection (either transport) and apply the connection limits.
+ * False when it was refused (and is closing). */
+static bool conn_opened(sp_net_t *n, sp_conn_t *c, const uint8_t key[16]) {
+    c->last_rx_ns = c->opened_ns = sp_now_ns();
     /* Link first so sp_conn_close() can unlink uniformly. */
     c->next = n->conns;
     if (n->conns) n->conns->prev = c;
@@ -544,23 +675,22 @@ static void on_connection(uv_stream_t *server, int status) {
     c->addr = addr_acquire(n, key);
     if (c->addr == NULL) {
         sp_conn_close(c, SP_CLOSE_KICK, "kicked: out of memory accepting");
-        return;
+        return false;
     }
     char why[64];
     if (n->nconns > n->conf->max_clients) {
         snprintf(why, sizeof why, "kicked: max clients (%d) reached", n->conf->max_clients);
         refuse_and_close(c, SP_RPCERR_LIMIT, "server full: too many clients", why);
-        return;
+        return false;
     }
     if (c->addr->n > n->conf->max_per_address) {
         snprintf(why, sizeof why, "kicked: max per address (%d) reached", n->conf->max_per_address);
         refuse_and_close(c, SP_RPCERR_LIMIT, "too many connections from your address", why);
-        return;
+        return false;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
-    SP_LOGI("client %u %s connected (%d clients)", c->log_id, c->peer, n->nconns);
-    int r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-    if (r < 0) sp_conn_close(c, SP_CLOSE_PEER, "read error: %s", uv_strerror(r));
+    SP_LOGI("client %u %s connected%s (%d clients)", c->log_id, c->peer,
+            c->transport == SP_TRANSPORT_WS ? " over WebSocket" : "", n->nconns);
+    return true;
 }
 
 /* ---------------------------------------------------------------- server */
@@ -689,7 +819,8 @@ void sp_net_housekeeping(sp_net_t *n, uint64_t now) {
 
 void sp_net_stop_reading(sp_net_t *n) {
     for (sp_conn_t *c = n->conns; c; c = c->next) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
+        if (c->transport == SP_TRANSPORT_TCP) uv_read_stop((uv_stream_t *)&c->tcp);
+        else if (c->wsi) lws_rx_flow_control(c->wsi, 0);
         if (c->resume_init) uv_timer_stop(&c->resume);
         c->read_stopped = true;
     }
@@ -699,4 +830,91 @@ bool sp_net_output_pending(const sp_net_t *n) {
     for (const sp_conn_t *c = n->conns; c; c = c->next)
         if (c->obuf_bytes > 0) return true;
     return false;
+}
+
+/* ---------------------------------------------------------------- WebSocket */
+
+sp_conn_t *sp_net_ws_open(sp_net_t *n, struct lws *wsi, int fd) {
+    sp_conn_t *c = n->cb.alloc(n->ctx);
+    if (c == NULL) {
+        SP_LOGE("out of memory accepting a WebSocket client");
+        return NULL;
+    }
+    c->transport = SP_TRANSPORT_WS;
+    c->wsi = wsi;
+    c->net = n;
+    c->refs = 1; /* the lws connection's, until sp_net_ws_closed */
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    uint8_t key[16];
+    peer_name(c, getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 ? &ss : NULL, key);
+    conn_opened(n, c, key); /* refused: closing, lws closes it once written */
+    return c;
+}
+
+void sp_net_ws_rx(sp_conn_t *c, const void *data, size_t len, bool binary, bool first, bool final) {
+    if (c->closing || c->read_stopped) return;
+    if (!binary) {
+        refuse_and_close(c, SP_RPCERR_PARSE_ERROR, "parse error: send MessagePack in binary WebSocket messages",
+                         "kicked: WebSocket text message");
+        return;
+    }
+    if (c->held_bytes != NULL) { /* lws had these already: keep them behind the held ones */
+        keep_held(c, data, len, 0);
+        if (final) c->ws_final_pending = true;
+        return;
+    }
+    if (first) c->ws_msgs = 0;
+    uint64_t wait = 0;
+    size_t used = consume(c, data, len, &wait);
+    if (c->closing) return;
+    if (used < len) {
+        c->ws_final_pending = final;
+        keep_held(c, (const uint8_t *)data + used, len - used, wait);
+        return;
+    }
+    if (final) ws_message_end(c);
+}
+
+int sp_net_ws_writable(sp_conn_t *c) {
+    if (c->wsi == NULL) return -1;
+    ws_out_t *m = c->wq_head;
+    if (m != NULL) {
+        /* One lws_write() per writable callback (lws's rule): the close
+         * frame of a closing connection goes on the next one. */
+        c->wq_head = m->next;
+        if (c->wq_head == NULL) c->wq_tail = NULL;
+        c->obuf_bytes -= m->len;
+        if (c->obuf_bytes <= c->net->conf->obuf_soft) c->over_soft_since_ns = 0;
+        /* lws_write() takes the whole message: what the socket refuses now
+         * lws keeps, and it calls us writable again only once that went. */
+        int r = lws_write(c->wsi, m->buf + LWS_PRE, m->len, LWS_WRITE_BINARY);
+        bool failed = r < (int)m->len;
+        free(m);
+        if (failed) {
+            sp_conn_close(c, SP_CLOSE_PEER, "write error");
+            return -1;
+        }
+        if (c->wq_head || c->closing) lws_callback_on_writable(c->wsi);
+        return 0;
+    }
+    if (c->closing) {
+        enum lws_close_status st = c->close_kind == SP_CLOSE_KICK       ? LWS_CLOSE_STATUS_POLICY_VIOLATION
+                                   : c->close_kind == SP_CLOSE_SHUTDOWN ? LWS_CLOSE_STATUS_GOINGAWAY
+                                                                        : LWS_CLOSE_STATUS_NORMAL;
+        /* The reason is offered for the close frame, but lws 4.1 takes a
+         * -1 from the writable callback for a failed write and closes the
+         * socket without one: clients see an abnormal close (1006) right
+         * after the error notification, which is what carries the reason. */
+        size_t rl = strlen(c->close_reason);
+        lws_close_reason(c->wsi, st, (unsigned char *)c->close_reason, rl > 120 ? 120 : rl);
+        return -1;
+    }
+    return 0;
+}
+
+void sp_net_ws_closed(sp_conn_t *c) {
+    c->wsi = NULL;
+    if (!c->closing) sp_conn_close(c, SP_CLOSE_PEER, "closed");
+    sp_conn_release(c); /* the lws connection's */
 }

@@ -1,6 +1,16 @@
 /* net.h: the TCP server and its connections: sockets, input framing, output
  * queues and the limits that keep one connection from hurting the others.
  *
+ * Two transports, one connection type. A connection is a TCP socket of the
+ * RPC port, or a WebSocket of the HTTP port (http.c runs libwebsockets on the
+ * same loop and hands each /ws connection to net through sp_net_ws_*()).
+ * Both carry the same MessagePack-RPC: the same framer, rate, limits, kicks,
+ * output queue and callbacks, so nothing above net knows the transport. On
+ * a WebSocket each binary message carries exactly one MessagePack message,
+ * both ways (sp_conn_send() splits a buffer of several at their boundaries);
+ * a text frame, a message ending inside a MessagePack message or holding
+ * more than one is bad input (an error notification, then a kick).
+ *
  * net owns each connection's socket, input buffer and output queue, and
  * nothing else: what a connection is for (a session, a view) belongs to
  * whoever embeds the sp_conn_t (clients.c), reached through callbacks.
@@ -50,6 +60,12 @@ typedef enum sp_close_kind {
 
 typedef struct sp_conn sp_conn_t;
 typedef struct sp_net sp_net_t;
+struct lws;                     /* libwebsockets' connection (http.c owns it) */
+
+typedef enum sp_transport {
+    SP_TRANSPORT_TCP = 0,       /* the RPC port: a byte stream */
+    SP_TRANSPORT_WS,            /* /ws on the HTTP port: one message per binary frame */
+} sp_transport_t;
 
 /* What net asks of the owner of connections. ctx is sp_net_t.ctx. */
 typedef struct sp_net_cb {
@@ -70,7 +86,18 @@ typedef struct sp_net_cb {
 } sp_net_cb_t;
 
 struct sp_conn {
-    uv_tcp_t tcp;               /* tcp.data == this */
+    uv_tcp_t tcp;               /* tcp.data == this (TCP only) */
+    sp_transport_t transport;
+    /* WebSocket only: its lws connection (NULL once lws closed it: then the
+     * "handle" reference is gone), the queue of whole messages not yet given
+     * to lws_write (net.c's ws_out_t; obuf_bytes counts them), the messages
+     * delivered from the current WebSocket message (at most 1), and whether
+     * that message ended while its bytes were held by the rate. */
+    struct lws *wsi;
+    void *wq_head, *wq_tail;
+    uint32_t ws_msgs;
+    bool ws_final_pending;
+    sp_close_kind_t close_kind;
     sp_net_t *net;
     sp_conn_t *prev, *next;     /* net->conns */
     uint32_t log_id;            /* the owner's id, in log lines */
@@ -93,8 +120,11 @@ struct sp_conn {
     void *held_bytes;
     uv_timer_t resume;
     uint64_t over_rate_since, released_ns;
-    /* Output: bytes handed to uv_write and not yet written. */
+    /* Output: bytes handed to uv_write (or queued for lws) and not yet
+     * written; bytes_out counts every byte sent since it opened. */
     size_t obuf_bytes;
+    uint64_t bytes_out;
+    uint64_t opened_ns;         /* when it was accepted (clients' connected_seconds) */
     uint64_t over_soft_since_ns; /* 0 = under the soft limit */
     /* Liveness: a complete message resets it (bytes of an unfinished one
      * do not: a client trickling a message never finishes is not alive). */
@@ -152,6 +182,9 @@ int sp_conn_send_sbuf(sp_conn_t *c, msgpack_sbuffer *sb);
  * thread, including inside the connection's own callbacks. */
 void sp_conn_close(sp_conn_t *c, sp_close_kind_t kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* "tcp" or "websocket" (for operators: the `clients` method); static. */
+const char *sp_conn_transport_name(const sp_conn_t *c);
+
 void sp_conn_retain(sp_conn_t *c);
 void sp_conn_release(sp_conn_t *c);
 
@@ -167,8 +200,30 @@ bool sp_net_output_pending(const sp_net_t *n);
 /* Close every connection. */
 void sp_net_close_all(sp_net_t *n, const char *reason);
 
+/* WebSocket connections (http.c's lws callbacks, loop thread). The "handle"
+ * reference of THE reference rule is the lws connection's: taken by open,
+ * dropped by sp_net_ws_closed().
+ *
+ * A /ws connection was established on socket fd: a new connection through
+ * cb.alloc, counted against --max-clients and --max-per-address like an
+ * accepted TCP one (over them it gets the error notification and is closed).
+ * Returns it, or NULL (out of memory: the caller closes wsi). */
+sp_conn_t *sp_net_ws_open(sp_net_t *n, struct lws *wsi, int fd);
+/* Bytes of a WebSocket message (a fragment: first/final say where it is in
+ * the message). Framed, admitted and delivered exactly like TCP input; the
+ * rate holds the connection with lws_rx_flow_control(). */
+void sp_net_ws_rx(sp_conn_t *c, const void *data, size_t len, bool binary, bool first, bool final);
+/* lws says c may write: one queued message goes to lws_write(). Returns 0,
+ * or -1 when lws must close the connection (c is closing, or a write
+ * failed); the close reason is set with lws_close_reason(). */
+int sp_net_ws_writable(sp_conn_t *c);
+/* lws closed c's connection (peer, error, our -1, or context destroyed):
+ * close c if not closing yet, drop the handle's reference. c->wsi is NULL
+ * afterwards; c itself may be freed. */
+void sp_net_ws_closed(sp_conn_t *c);
+
 /* Bind + listen a TCP server on bind:port for a connection callback: the
- * one listen code (the RPC port and the metrics port). Returns 0, or a
+ * one listen code of the RPC port. Returns 0, or a
  * negative libuv error (the server handle is then closed). */
 int sp_listen_tcp(uv_loop_t *loop, uv_tcp_t *server, const char *bind, int port, int backlog, uv_connection_cb cb);
 

@@ -604,6 +604,7 @@ void sp_snapshots_prepare(sp_daemon_t *d, sp_round_t *r) {
         if (!skip && k->obuf_bytes > d->conf.obuf_soft) {
             /* Skip; the next delta is taken against what it really received. */
             d->st.snapshots_skipped++;
+            s->skipped++;
             skip = true;
         }
         if (skip) {

@@ -44,6 +44,7 @@ typedef struct sp_snapstate {
     uint64_t debt;              /* entities (see above) */
     uint64_t cost;              /* entities (see above) */
     uint64_t sent;              /* snapshots handed to the socket */
+    uint64_t skipped;           /* snapshots skipped: over the soft output limit */
     sp_evset_t *pend[SP_PEND_ROUNDS];
     int npend;
 } sp_snapstate_t;

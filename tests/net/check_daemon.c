@@ -16,6 +16,7 @@
 
 #include "../helpers/sp_check.h"
 #include "netclient.h"
+#include "rpc.h"
 
 #define T sp_timeout(5.0) /* seconds any single reply may take */
 #define TOKEN "s3cret-admin"
@@ -728,6 +729,86 @@ END_TEST
 
 /* ================================================================ end of issue 7, points 8 and 9 */
 
+/* The client map of session `id` in a `clients` result, or NULL. */
+static const msgpack_object *client_of(const msgpack_object *result, uint64_t id) {
+    const msgpack_object *list = nc_get(result, "clients");
+    ck_assert_ptr_nonnull(list);
+    ck_assert_int_eq(list->type, MSGPACK_OBJECT_ARRAY);
+    for (uint32_t i = 0; i < list->via.array.size; i++)
+        if (nc_get_u64(&list->via.array.ptr[i], "session") == id) return &list->via.array.ptr[i];
+    return NULL;
+}
+
+START_TEST(test_issue_11_admin_clients_kick_and_limits) {
+    static const char *const args[] = {"--demo-asteroids", "200", "--demo-npcs", "20", "--world-size", "1000",
+                                       "--max-clients", "77", "--reconnect-grace", "0", NULL};
+    start(args, TOKEN);
+    nc_t admin, player;
+    uint32_t sa = 0, sp = 0;
+    connect_hello(&admin, "ops", TOKEN, &sa);
+    connect_hello(&player, "pilot", NULL, &sp);
+    uint64_t ship = spawn_at(&player, 10, 0, 0);
+    nc_view_t v = {0};
+    ck_assert_int_eq(nc_wait_view_has(&player, &v, ship, T), 0);
+    /* Not for players. */
+    ck_assert_int_eq(call_code(&player, "clients", "", 0, 0), SP_RPCERR_FORBIDDEN);
+    ck_assert_int_eq(call_code(&player, "kick", "u", sa, 0), SP_RPCERR_FORBIDDEN);
+    /* The list: both sessions, with what the console shows. */
+    nc_resp_t r;
+    ck_assert_int_eq(nc_call(&admin, T, &r, "clients", ""), 0);
+    ck_assert_msg(r.error == NULL, "clients: %s", r.message);
+    const msgpack_object *p = client_of(r.result, sp), *a = client_of(r.result, sa);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_ptr_nonnull(a);
+    ck_assert(nc_str_eq(nc_get(p, "name"), "pilot"));
+    ck_assert(nc_str_eq(nc_get(p, "transport"), "tcp"));
+    ck_assert_uint_eq(nc_get_u64(p, "ships"), 1);
+    ck_assert_uint_ge(nc_get_u64(p, "view"), 1);
+    ck_assert_uint_gt(nc_get_u64(p, "bytes_out"), 0);
+    ck_assert_uint_ge(nc_get_u64(p, "snapshots_sent"), 1);
+    ck_assert_uint_eq(nc_get_u64(p, "snapshots_skipped"), 0);
+    ck_assert(nc_get(p, "admin")->via.boolean == false);
+    ck_assert(nc_get(a, "admin")->via.boolean == true);
+    const msgpack_object *addr = nc_get(p, "address");
+    ck_assert(addr && addr->type == MSGPACK_OBJECT_STR && addr->via.str.size > 10);
+    nc_resp_free(&r);
+    /* Limits: the flags. */
+    ck_assert_int_eq(nc_call(&player, T, &r, "limits", ""), 0);
+    ck_assert_ptr_null(r.error);
+    ck_assert_uint_eq(nc_get_u64(r.result, "max_clients"), 77);
+    ck_assert_uint_eq(nc_get_u64(r.result, "max_message_bytes"), 65536);
+    nc_resp_free(&r);
+    /* Kick: an unknown session is NOT_FOUND; the pilot gets the reason, is
+     * closed, leaves the list, and (no grace) its ship leaves the world. */
+    ck_assert_int_eq(call_code(&admin, "kick", "u", 999999, 0), SP_RPCERR_NOT_FOUND);
+    ck_assert_int_eq(nc_call(&admin, T, &r, "kick", "us", (uint64_t)sp, "testing"), 0);
+    ck_assert_msg(r.error == NULL, "kick: %s", r.message);
+    ck_assert_uint_eq(nc_get_u64(r.result, "session"), sp);
+    nc_resp_free(&r);
+    msgpack_unpacked *u = nc_next_note(&player, "error", T);
+    ck_assert_ptr_nonnull(u);
+    const msgpack_object *e = &nc_note_params(u)->via.array.ptr[0];
+    ck_assert_uint_eq(nc_get_u64(e, "code"), SP_RPCERR_FORBIDDEN);
+    const msgpack_object *m = nc_get(e, "message");
+    ck_assert(m && m->via.str.size >= 7 && memmem(m->via.str.ptr, m->via.str.size, "testing", 7) != NULL);
+    nc_note_free(u);
+    ck_assert_int_eq(nc_wait_closed(&player, T), 0);
+    ck_assert_int_eq(nc_call(&admin, T, &r, "clients", ""), 0);
+    ck_assert_ptr_null(client_of(r.result, sp));
+    ck_assert_ptr_nonnull(client_of(r.result, sa));
+    nc_resp_free(&r);
+    ck_assert_int_eq(nc_call(&admin, T, &r, "stats", ""), 0);
+    ck_assert_uint_ge(nc_get_u64(r.result, "kicks"), 1);
+    nc_resp_free(&r);
+    ck_assert_int_eq(call_code(&admin, "inspect", "u", ship, 0), SP_RPCERR_NOT_FOUND);
+    nc_view_free(&v);
+    nc_close(&player);
+    nc_close(&admin);
+    stop();
+    ck_assert(nc_log_contains(&D, "kicked by an operator"));
+}
+END_TEST
+
 static Suite *daemon_suite(void) {
     Suite *s = suite_create("daemon");
     struct {
@@ -736,6 +817,7 @@ static Suite *daemon_suite(void) {
         double timeout; /* seconds before CK_TIMEOUT_MULTIPLIER; 0 = 40 */
     } cases[] = {
         {"handshake", test_daemon_ping_before_hello_ok_other_methods_refused, 0},
+        {"admin_console", test_issue_11_admin_clients_kick_and_limits, 0},
         {"movement", test_daemon_spawn_move_ship_moves_in_snapshots, 0},
         {"fire_mine_ownership", test_daemon_fire_mine_and_ownership, 0},
         {"admin_alert", test_daemon_admin_alert_reaches_every_client_non_admin_refused, 0},

@@ -193,6 +193,9 @@ int nc_connect_rcvbuf(nc_t *c, int port, int rcvbuf) {
 }
 
 void nc_close(nc_t *c) {
+    free(c->ws_raw);
+    free(c->ws_msg);
+    c->ws_raw = c->ws_msg = NULL;
     if (c->fd >= 0) close(c->fd);
     c->fd = -1;
     for (size_t i = 0; i < c->nnotes; i++) nc_note_free(c->notes[i]);
@@ -200,7 +203,7 @@ void nc_close(nc_t *c) {
     msgpack_unpacker_destroy(&c->up);
 }
 
-int nc_send_raw(nc_t *c, const void *p, size_t n) {
+static int send_all(nc_t *c, const void *p, size_t n) {
     const char *q = p;
     while (n > 0) {
         ssize_t w = send(c->fd, q, n, MSG_NOSIGNAL);
@@ -211,6 +214,153 @@ int nc_send_raw(nc_t *c, const void *p, size_t n) {
         q += w;
         n -= (size_t)w;
     }
+    return 0;
+}
+
+int nc_send_raw(nc_t *c, const void *p, size_t n) {
+    if (c->ws) return nc_ws_frame(c, 2, true, p, n);
+    return send_all(c, p, n);
+}
+
+/* ---------------------------------------------------------------- WebSocket */
+
+static bool grow(uint8_t **p, size_t *cap, size_t need) {
+    if (need <= *cap) return true;
+    size_t nc = *cap ? *cap : 4096;
+    while (nc < need) nc *= 2;
+    uint8_t *np = realloc(*p, nc);
+    if (np == NULL) return false;
+    *p = np;
+    *cap = nc;
+    return true;
+}
+
+int nc_ws_frame(nc_t *c, int opcode, bool fin, const void *p, size_t n) {
+    uint8_t *f = malloc(n + 14);
+    if (f == NULL) return -1;
+    size_t h = 0;
+    f[h++] = (uint8_t)((fin ? 0x80 : 0) | (opcode & 0x0f));
+    if (n < 126) {
+        f[h++] = (uint8_t)(0x80 | n);
+    } else if (n < 65536) {
+        f[h++] = 0x80 | 126;
+        f[h++] = (uint8_t)(n >> 8);
+        f[h++] = (uint8_t)n;
+    } else {
+        f[h++] = 0x80 | 127;
+        for (int i = 7; i >= 0; i--) f[h++] = (uint8_t)((uint64_t)n >> (8 * i));
+    }
+    const uint8_t mask[4] = {0x37, 0xfa, 0x21, 0x3d};
+    memcpy(f + h, mask, 4);
+    h += 4;
+    for (size_t i = 0; i < n; i++) f[h + i] = ((const uint8_t *)p)[i] ^ mask[i & 3];
+    int r = send_all(c, f, h + n);
+    free(f);
+    return r;
+}
+
+/* A whole binary message arrived: it must be one MessagePack message. */
+static void ws_message(nc_t *c, const uint8_t *p, size_t n) {
+    c->ws_msgs++;
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    if (msgpack_unpack_next(&u, (const char *)p, n, &off) != MSGPACK_UNPACK_SUCCESS || off != n)
+        c->ws_bad_framing = true;
+    msgpack_unpacked_destroy(&u);
+    if (!msgpack_unpacker_reserve_buffer(&c->up, n)) return;
+    memcpy(msgpack_unpacker_buffer(&c->up), p, n);
+    msgpack_unpacker_buffer_consumed(&c->up, n);
+}
+
+/* Received bytes of the WebSocket stream: take every whole frame. */
+static void ws_feed(nc_t *c, const uint8_t *p, size_t n) {
+    if (!grow(&c->ws_raw, &c->ws_raw_cap, c->ws_raw_len + n)) {
+        c->closed = true;
+        return;
+    }
+    memcpy(c->ws_raw + c->ws_raw_len, p, n);
+    c->ws_raw_len += n;
+    size_t off = 0;
+    for (;;) {
+        const uint8_t *f = c->ws_raw + off;
+        size_t have = c->ws_raw_len - off;
+        if (have < 2) break;
+        size_t h = 2;
+        uint64_t len = f[1] & 0x7f;
+        if (len == 126) {
+            if (have < 4) break;
+            len = ((uint64_t)f[2] << 8) | f[3];
+            h = 4;
+        } else if (len == 127) {
+            if (have < 10) break;
+            len = 0;
+            for (int i = 0; i < 8; i++) len = (len << 8) | f[2 + i];
+            h = 10;
+        }
+        if (f[1] & 0x80) h += 4; /* a server never masks; tolerated */
+        if (have < h + len) break;
+        int op = f[0] & 0x0f;
+        const uint8_t *pl = f + h;
+        if (op == 8) { /* close: code and reason */
+            if (len >= 2) c->ws_close_code = (pl[0] << 8) | pl[1];
+            snprintf(c->ws_close_reason, sizeof c->ws_close_reason, "%.*s", len > 2 ? (int)(len - 2) : 0,
+                     (const char *)pl + 2);
+            c->closed = true;
+        } else if (op == 0 || op == 1 || op == 2) {
+            if (!grow(&c->ws_msg, &c->ws_msg_cap, c->ws_msg_len + len)) {
+                c->closed = true;
+                return;
+            }
+            memcpy(c->ws_msg + c->ws_msg_len, pl, len);
+            c->ws_msg_len += len;
+            if (f[0] & 0x80) {
+                ws_message(c, c->ws_msg, c->ws_msg_len);
+                c->ws_msg_len = 0;
+            }
+        }
+        off += h + len;
+    }
+    memmove(c->ws_raw, c->ws_raw + off, c->ws_raw_len - off);
+    c->ws_raw_len -= off;
+}
+
+int nc_connect_ws(nc_t *c, int port, const char *origin, int *status) {
+    if (status) *status = 0;
+    if (nc_connect(c, port) != 0) { /* leave c closable */
+        c->fd = -1;
+        msgpack_unpacker_init(&c->up, 1024);
+        return -1;
+    }
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                     "Sec-WebSocket-Protocol: spacesim\r\n%s%s%s\r\n",
+                     port, origin ? "Origin: " : "", origin ? origin : "", origin ? "\r\n" : "");
+    if (send_all(c, req, (size_t)n) != 0) return -1;
+    char resp[4096];
+    size_t got = 0;
+    double deadline = nc_now() + 5;
+    char *end = NULL;
+    while (end == NULL) {
+        double left = deadline - nc_now();
+        if (left <= 0 || got + 1 >= sizeof resp) return -1;
+        struct pollfd pfd = {c->fd, POLLIN, 0};
+        if (poll(&pfd, 1, (int)(left * 1000) + 1) <= 0) continue;
+        ssize_t r = recv(c->fd, resp + got, sizeof resp - 1 - got, 0);
+        if (r <= 0) break;
+        got += (size_t)r;
+        resp[got] = '\0';
+        end = strstr(resp, "\r\n\r\n");
+    }
+    int code = 0;
+    if (got > 12) sscanf(resp, "HTTP/1.1 %d", &code);
+    if (status) *status = code;
+    if (end == NULL || code != 101) return -1;
+    c->ws = true;
+    size_t hl = (size_t)(end + 4 - resp);
+    if (got > hl) ws_feed(c, (const uint8_t *)resp + hl, got - hl);
     return 0;
 }
 
@@ -273,6 +423,18 @@ static int read_msg(nc_t *c, double deadline, msgpack_unpacked *out) {
         int pr = poll(&pfd, 1, (int)(left * 1000) + 1);
         if (pr < 0 && errno == EINTR) continue;
         if (pr <= 0) continue;
+        if (c->ws) {
+            uint8_t buf[65536];
+            ssize_t n = recv(c->fd, buf, sizeof buf, 0);
+            if (n <= 0) {
+                if (n < 0 && errno == EINTR) continue;
+                c->closed = true;
+                continue;
+            }
+            c->bytes_in += (size_t)n;
+            ws_feed(c, buf, (size_t)n);
+            continue;
+        }
         if (!msgpack_unpacker_reserve_buffer(&c->up, 64 * 1024)) return -1;
         ssize_t n = recv(c->fd, msgpack_unpacker_buffer(&c->up), msgpack_unpacker_buffer_capacity(&c->up), 0);
         if (n <= 0) {
@@ -409,6 +571,7 @@ int nc_wait_closed(nc_t *c, double timeout_s) {
         if (poll(&pfd, 1, (int)(left * 1000) + 1) <= 0) continue;
         ssize_t n = recv(c->fd, buf, sizeof buf, 0);
         if (n <= 0 && !(n < 0 && errno == EINTR)) c->closed = true;
+        else if (n > 0 && c->ws) ws_feed(c, (const uint8_t *)buf, (size_t)n);
     }
     return 0;
 }

@@ -62,6 +62,18 @@ typedef struct nc {
     size_t nnotes;
     bool closed; /* EOF or error seen */
     size_t bytes_in;
+    /* WebSocket mode (nc_connect_ws): every send is one masked binary
+     * frame, every received binary message is checked to hold exactly one
+     * MessagePack message (else ws_bad_framing) and fed to the unpacker. */
+    bool ws;
+    bool ws_bad_framing;
+    uint8_t *ws_raw;          /* received bytes not yet a whole frame */
+    size_t ws_raw_len, ws_raw_cap;
+    uint8_t *ws_msg;          /* the fragments of the message in progress */
+    size_t ws_msg_len, ws_msg_cap;
+    size_t ws_msgs;           /* binary messages received */
+    int ws_close_code;        /* from the server's close frame, 0 before */
+    char ws_close_reason[128];
 } nc_t;
 
 /* Connect to 127.0.0.1:port. Returns 0 or -1. */
@@ -70,8 +82,16 @@ int nc_connect(nc_t *c, int port);
  * default), for a client whose receive window must be small from the start. */
 int nc_connect_rcvbuf(nc_t *c, int port, int rcvbuf);
 void nc_close(nc_t *c);
+/* Connect to ws://127.0.0.1:port/ws (subprotocol "spacesim", Origin
+ * origin if non-NULL) and complete the handshake within 5 s. Returns 0, or
+ * -1 (refused: *status, if non-NULL, gets the HTTP status, 0 if none). */
+int nc_connect_ws(nc_t *c, int port, const char *origin, int *status);
+/* One WebSocket frame (masked, as a client must): opcode 1 text, 2 binary,
+ * 0 continuation; fin 0 leaves the message open. Returns 0 or -1. */
+int nc_ws_frame(nc_t *c, int opcode, bool fin, const void *p, size_t n);
 
-/* Write raw bytes (all of them, blocking). Returns 0 or -1. */
+/* Write raw bytes (all of them, blocking; in WebSocket mode as one binary
+ * message). Returns 0 or -1. */
 int nc_send_raw(nc_t *c, const void *p, size_t n);
 
 /* Send a request. fmt has one character per param:

@@ -190,6 +190,18 @@ class Client:
         """Ask for a full snapshot next."""
         return await self.call("resync")
 
+    async def clients(self) -> List[Dict[str, Any]]:
+        """Admin sessions only: every connected client (PROTOCOL.md, the client map)."""
+        return (await self.call("clients"))["clients"]
+
+    async def kick(self, session: int, reason: str = "kicked by an operator") -> Any:
+        """Admin sessions only: close the connection of that session."""
+        return await self.call("kick", session, reason)
+
+    async def limits(self) -> Dict[str, Any]:
+        """The limits the server applies to every client."""
+        return await self.call("limits")
+
     # ------------------------------------------------------------ notifications
 
     async def updates(self, timeout: Optional[float] = None) -> AsyncIterator[Update]:

@@ -10,7 +10,7 @@ PROTOCOL_VERSION = 1
 REQUEST, RESPONSE, NOTIFY = 0, 1, 2
 
 METHODS = ("ping", "hello", "spawn", "move", "fire", "mine", "subscribe",
-           "inspect", "alert", "stats", "resync")
+           "inspect", "alert", "stats", "resync", "clients", "kick", "limits")
 
 # code -> name, from SP_PROTO_ERROR_MAP.
 ERRORS = {
