@@ -77,6 +77,9 @@ check() {
 
 # promtool (Debian package prometheus) checks the metrics in make check.
 [ "$mode" = test ] && pkgs="$pkgs prometheus"
+# The benchmarks' peers (issue 13), needed by `make bench` only: DPDK rte_ring,
+# moodycamel (a C++ header, so g++ for its shim), mimalloc and jemalloc.
+[ "$mode" = bench ] && pkgs="$pkgs libdpdk-dev libconcurrentqueue-dev g++ libmimalloc-dev libjemalloc-dev"
 install_missing
 bootstrap
 
