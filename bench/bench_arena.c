@@ -18,6 +18,11 @@
  *    STREAM-like write of the same number of bytes, measured in the same run
  *    into fresh memory (what any allocator of new memory pays) and into
  *    memory already faulted in (the DRAM write limit).
+ * The "sp_arena" rows keep one arena per row across runs and release with
+ * sp_arena_reset (its chunks stay, as mimalloc, jemalloc and glibc keep freed
+ * memory in the process); "sp_arena destroyed per run" gives every chunk
+ * back with sp_arena_destroy after each run, so each run faults its memory
+ * in anew.
  * Figures: timed ns per object of allocation + write + release.
  *
  * Targets (issue 13): sp_arena >= 2x obstack and >= 4x mimalloc in both.
@@ -47,7 +52,7 @@
 #define ALIGN 16    /* what malloc and obstack give on x86-64 */
 
 static uint8_t g_sizes[NSIZES];
-static void **g_ptrs; /* g_n entries: one per object of a run */
+static void **g_ptrs; /* the objects of the current batch (all N when all live) */
 static size_t g_n;
 static size_t g_bytes; /* sum of the N object sizes */
 
@@ -114,14 +119,14 @@ static unsigned char pattern(size_t idx) { return (unsigned char)(idx * 31u + 7u
  * so any two objects that overlap, however slightly, fail the run. */
 static int verify(size_t base, size_t n) {
     for (size_t i = 0; i < n; i++) {
-        const uint64_t *q = g_ptrs[base + i];
+        const uint64_t *q = g_ptrs[i];
         size_t idx = base + i, size = g_sizes[idx % NSIZES];
         if (q == NULL || ((uintptr_t)q & (ALIGN - 1)) != 0) return -1;
         if (q[0] != idx || q[1] != size) return -1;
     }
-    for (size_t i = 0; i < n; i++) memset(g_ptrs[base + i], pattern(base + i), g_sizes[(base + i) % NSIZES]);
+    for (size_t i = 0; i < n; i++) memset(g_ptrs[i], pattern(base + i), g_sizes[(base + i) % NSIZES]);
     for (size_t i = 0; i < n; i++) {
-        const unsigned char *c = g_ptrs[base + i];
+        const unsigned char *c = g_ptrs[i];
         size_t size = g_sizes[(base + i) % NSIZES];
         for (size_t j = 0; j < size; j++)
             if (c[j] != pattern(base + i)) return -1;
@@ -134,6 +139,11 @@ typedef enum { A_ARENA, A_MALLOC, A_OBSTACK, A_DL } akind_t;
 typedef struct {
     akind_t kind;
     int all_live;     /* 1: all N live, then released at once; 0: batches */
+    int keep;         /* A_ARENA: one arena for every run of the row, released
+                       * with sp_arena_reset (chunks kept, as mimalloc and
+                       * jemalloc keep freed memory in the process); 0: a new
+                       * arena per run, released with sp_arena_destroy */
+    sp_arena_t *kept; /* keep: the row's arena */
     size_t chunk;     /* A_OBSTACK: chunk size, 0 = glibc's default (4064) */
     dlalloc_t *dl;    /* A_DL */
 } arow_t;
@@ -146,15 +156,16 @@ typedef struct {
         void *p = ALLOC;                                         \
         if (p == NULL) return -1;                                \
         touch(p, idx, size);                                     \
-        g_ptrs[base + i] = p;                                    \
+        g_ptrs[i] = p;                                           \
     }
 
 static double run(void *arg) {
     const arow_t *row = arg;
     size_t step = row->all_live ? g_n : BATCH;
     uint64_t timed = 0;
-    sp_arena_t a;
-    sp_arena_init(&a, 0, NULL);
+    sp_arena_t own, *ap = row->keep ? row->kept : &own;
+    if (!row->keep) sp_arena_init(&own, 0, NULL);
+#define a (*ap)
 #ifdef HAVE_OBSTACK_H
     struct obstack ob;
     void *first = NULL;
@@ -182,7 +193,7 @@ static double run(void *arg) {
         case A_OBSTACK:
 #ifdef HAVE_OBSTACK_H
             ALLOC_LOOP(obstack_alloc(&ob, size));
-            batch_base = g_ptrs[base];
+            batch_base = g_ptrs[0];
 #endif
             break;
         }
@@ -191,17 +202,17 @@ static double run(void *arg) {
         uint64_t t2 = sp_bench_now_ns();
         switch (row->kind) {
         case A_ARENA:
-            if (row->all_live)
+            if (row->all_live && !row->keep)
                 sp_arena_destroy(&a);
             else
                 sp_arena_reset(&a);
             break;
         case A_MALLOC:
-            for (size_t i = 0; i < n; i++) free(g_ptrs[base + i]);
+            for (size_t i = 0; i < n; i++) free(g_ptrs[i]);
             break;
         case A_DL: {
             void (*f)(void *) = row->dl->free_fn;
-            for (size_t i = 0; i < n; i++) f(g_ptrs[base + i]);
+            for (size_t i = 0; i < n; i++) f(g_ptrs[i]);
             break;
         }
         case A_OBSTACK:
@@ -213,7 +224,8 @@ static double run(void *arg) {
         }
         timed += (t1 - t0) + (sp_bench_now_ns() - t2);
     }
-    sp_arena_destroy(&a);
+    if (!row->keep) sp_arena_destroy(&a);
+#undef a
 #ifdef HAVE_OBSTACK_H
     if (row->kind == A_OBSTACK) {
         obstack_free(&ob, first);
@@ -243,7 +255,7 @@ static double run_write(void *arg) {
     return (double)(words * 8) / (double)(t1 - t0);
 }
 
-enum { R_ARENA, R_MALLOC, R_OB_DEF, R_OB_64K, R_MIMALLOC, R_JEMALLOC, R_PER_PATTERN };
+enum { R_ARENA, R_ARENA_DESTROY, R_MALLOC, R_OB_DEF, R_OB_64K, R_MIMALLOC, R_JEMALLOC, R_PER_PATTERN };
 
 int main(int argc, char **argv) {
     reexec_with_static_tls(argv);
@@ -263,22 +275,27 @@ int main(int argc, char **argv) {
            (double)g_bytes / 1e6, ALIGN);
     static const char *const pattern_name[2] = {"batches of 4096", "all live"};
     static const char *const base_name[R_PER_PATTERN] = {
-        "sp_arena", "glibc malloc+free", "glibc obstack (default chunks)", "glibc obstack (64 KiB chunks)",
+        "sp_arena", "sp_arena destroyed per run", "glibc malloc+free", "glibc obstack (default chunks)", "glibc obstack (64 KiB chunks)",
         "mimalloc", "jemalloc"};
     static char names[2][R_PER_PATTERN][96];
     static arow_t args[2][R_PER_PATTERN];
-    int present[R_PER_PATTERN] = {1, 1, have_ob, have_ob, have_mi, have_je};
+    int present[R_PER_PATTERN] = {1, 1, 1, have_ob, have_ob, have_mi, have_je};
+    static sp_arena_t kept[2];
+    sp_arena_init(&kept[0], 0, NULL);
+    sp_arena_init(&kept[1], 0, NULL);
     sp_bench_row_t rows[2 * R_PER_PATTERN + 2];
     int slot[2][R_PER_PATTERN], nrows = 0;
     for (int pat = 0; pat < 2; pat++)
         for (int i = 0; i < R_PER_PATTERN; i++) {
             slot[pat][i] = -1;
-            if (!present[i]) continue;
+            if (!present[i] || (pat == 0 && i == R_ARENA_DESTROY)) continue; /* batches: reset only */
             snprintf(names[pat][i], sizeof names[pat][i], "%s, %s", base_name[i], pattern_name[pat]);
-            args[pat][i] = (arow_t){.kind = i == R_ARENA ? A_ARENA : i == R_MALLOC ? A_MALLOC
+            args[pat][i] = (arow_t){.kind = i <= R_ARENA_DESTROY ? A_ARENA : i == R_MALLOC ? A_MALLOC
                                                          : i <= R_OB_64K      ? A_OBSTACK
                                                                               : A_DL,
                                     .all_live = pat,
+                                    .keep = i == R_ARENA,
+                                    .kept = &kept[pat],
                                     .chunk = i == R_OB_64K ? 64 * 1024 : 0,
                                     .dl = i == R_MIMALLOC ? &g_mimalloc : &g_jemalloc};
             slot[pat][i] = nrows;
@@ -294,6 +311,7 @@ int main(int argc, char **argv) {
     sp_bench_run(rows, nrows);
     for (int pat = 0; pat < 2; pat++)
         for (int i = 1; i < R_PER_PATTERN; i++) {
+            if (pat == 0 && i == R_ARENA_DESTROY) continue;
             if (slot[pat][i] < 0) {
                 const char *pkg = i == R_MIMALLOC ? "mimalloc (libmimalloc-dev)"
                                   : i == R_JEMALLOC ? "jemalloc (libjemalloc-dev)"
@@ -313,6 +331,8 @@ int main(int argc, char **argv) {
                base_name[i], ns > 0 ? (double)g_bytes / (ns * (double)g_n) : 0.0, (double)g_bytes / 1e6,
                sp_bench_median(&rows[w_fresh]), sp_bench_median(&rows[w_faulted]));
     }
+    sp_arena_destroy(&kept[0]);
+    sp_arena_destroy(&kept[1]);
     free(g_ptrs);
     return sp_bench_finish();
 }

@@ -34,6 +34,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "harness.h"
 #include "spacesim/mpmc.h"
@@ -696,9 +697,23 @@ static const char *const g_names[R_COUNT] = {
     [R_MOODY_B] = "moodycamel bulk32 1P1C",
 };
 
+/* SP_BENCH_ONLY=word,word... in the environment keeps only the rows whose
+ * name contains one of the words (for quick experiments); comparisons with a
+ * row left out are not printed. */
+static int row_selected(int i) {
+    const char *only = getenv("SP_BENCH_ONLY");
+    if (only == NULL || *only == '\0') return 1;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", only);
+    for (char *save = NULL, *w = strtok_r(buf, ",", &save); w != NULL; w = strtok_r(NULL, ",", &save))
+        if (strstr(g_names[i], w) != NULL) return 1;
+    return 0;
+}
+
 /* One comparison line, or the line saying the peer was not there. note: what
  * the line must add (a property the peer gives up), or NULL. */
 static void report(sp_bench_row_t *rows, const int *slot, int s, int b, const char *note) {
+    if (!row_selected(s) || !row_selected(b)) return;
     if (!row_present(b)) {
         printf("%s vs %s: skipped: %s not installed (quickstart.sh bench installs it)\n", g_names[s], g_names[b],
                row_peer(b));
@@ -725,7 +740,7 @@ int main(int argc, char **argv) {
     int slot[R_COUNT], nrows = 0;
     for (int i = 0; i < R_COUNT; i++) {
         slot[i] = -1;
-        if (!row_present(i)) continue;
+        if (!row_present(i) || !row_selected(i)) continue;
         slot[i] = nrows;
         rows[nrows++] = (sp_bench_row_t){.name = g_names[i], .unit = "M items/s", .higher_is_better = 1,
                                          .two_thread = 1, .fn = run_queue, .arg = (void *)&cfgs[i]};
