@@ -18,6 +18,8 @@
  *    STREAM-like write of the same number of bytes, measured in the same run
  *    into fresh memory (what any allocator of new memory pays) and into
  *    memory already faulted in (the DRAM write limit).
+ * "sp_arena cursor" is the same arena through sp_arena_cursor_alloc (the
+ * bump pointer in a local, so in registers: arena.h).
  * The "sp_arena" rows keep one arena per row across runs and release with
  * sp_arena_reset (its chunks stay, as mimalloc, jemalloc and glibc keep freed
  * memory in the process); "sp_arena destroyed per run" gives every chunk
@@ -135,7 +137,7 @@ static int verify(size_t base, size_t n) {
 }
 
 /* Every row runs one of the two workloads: arg points to a row_t. */
-typedef enum { A_ARENA, A_MALLOC, A_OBSTACK, A_DL } akind_t;
+typedef enum { A_ARENA, A_CURSOR, A_MALLOC, A_OBSTACK, A_DL } akind_t;
 typedef struct {
     akind_t kind;
     int all_live;     /* 1: all N live, then released at once; 0: batches */
@@ -182,6 +184,12 @@ static double run(void *arg) {
         case A_ARENA:
             ALLOC_LOOP(sp_arena_alloc(&a, size, ALIGN));
             break;
+        case A_CURSOR: {
+            sp_arena_cursor_t cur = sp_arena_cursor(&a);
+            ALLOC_LOOP(sp_arena_cursor_alloc(&a, &cur, size, ALIGN));
+            sp_arena_cursor_end(&a, &cur);
+            break;
+        }
         case A_MALLOC:
             ALLOC_LOOP(malloc(size));
             break;
@@ -201,6 +209,7 @@ static double run(void *arg) {
         if (verify(base, n) != 0) return -1;
         uint64_t t2 = sp_bench_now_ns();
         switch (row->kind) {
+        case A_CURSOR:
         case A_ARENA:
             if (row->all_live && !row->keep)
                 sp_arena_destroy(&a);
@@ -255,7 +264,7 @@ static double run_write(void *arg) {
     return (double)(words * 8) / (double)(t1 - t0);
 }
 
-enum { R_ARENA, R_ARENA_DESTROY, R_MALLOC, R_OB_DEF, R_OB_64K, R_MIMALLOC, R_JEMALLOC, R_PER_PATTERN };
+enum { R_ARENA, R_CURSOR, R_ARENA_DESTROY, R_MALLOC, R_OB_DEF, R_OB_64K, R_MIMALLOC, R_JEMALLOC, R_PER_PATTERN };
 
 int main(int argc, char **argv) {
     reexec_with_static_tls(argv);
@@ -275,14 +284,13 @@ int main(int argc, char **argv) {
            (double)g_bytes / 1e6, ALIGN);
     static const char *const pattern_name[2] = {"batches of 4096", "all live"};
     static const char *const base_name[R_PER_PATTERN] = {
-        "sp_arena", "sp_arena destroyed per run", "glibc malloc+free", "glibc obstack (default chunks)", "glibc obstack (64 KiB chunks)",
+        "sp_arena", "sp_arena cursor", "sp_arena destroyed per run", "glibc malloc+free", "glibc obstack (default chunks)", "glibc obstack (64 KiB chunks)",
         "mimalloc", "jemalloc"};
     static char names[2][R_PER_PATTERN][96];
     static arow_t args[2][R_PER_PATTERN];
-    int present[R_PER_PATTERN] = {1, 1, 1, have_ob, have_ob, have_mi, have_je};
-    static sp_arena_t kept[2];
-    sp_arena_init(&kept[0], 0, NULL);
-    sp_arena_init(&kept[1], 0, NULL);
+    int present[R_PER_PATTERN] = {1, 1, 1, 1, have_ob, have_ob, have_mi, have_je};
+    static sp_arena_t kept[2][2]; /* [pattern][cursor row] */
+    for (int i = 0; i < 4; i++) sp_arena_init(&kept[i / 2][i % 2], 0, NULL);
     sp_bench_row_t rows[2 * R_PER_PATTERN + 2];
     int slot[2][R_PER_PATTERN], nrows = 0;
     for (int pat = 0; pat < 2; pat++)
@@ -290,12 +298,12 @@ int main(int argc, char **argv) {
             slot[pat][i] = -1;
             if (!present[i] || (pat == 0 && i == R_ARENA_DESTROY)) continue; /* batches: reset only */
             snprintf(names[pat][i], sizeof names[pat][i], "%s, %s", base_name[i], pattern_name[pat]);
-            args[pat][i] = (arow_t){.kind = i <= R_ARENA_DESTROY ? A_ARENA : i == R_MALLOC ? A_MALLOC
+            args[pat][i] = (arow_t){.kind = i == R_CURSOR ? A_CURSOR : i <= R_ARENA_DESTROY ? A_ARENA : i == R_MALLOC ? A_MALLOC
                                                          : i <= R_OB_64K      ? A_OBSTACK
                                                                               : A_DL,
                                     .all_live = pat,
-                                    .keep = i == R_ARENA,
-                                    .kept = &kept[pat],
+                                    .keep = i == R_ARENA || i == R_CURSOR,
+                                    .kept = &kept[pat][i == R_CURSOR],
                                     .chunk = i == R_OB_64K ? 64 * 1024 : 0,
                                     .dl = i == R_MIMALLOC ? &g_mimalloc : &g_jemalloc};
             slot[pat][i] = nrows;
@@ -312,6 +320,8 @@ int main(int argc, char **argv) {
     for (int pat = 0; pat < 2; pat++)
         for (int i = 1; i < R_PER_PATTERN; i++) {
             if (pat == 0 && i == R_ARENA_DESTROY) continue;
+            if (i > R_ARENA_DESTROY && slot[pat][i] >= 0) /* the cursor against the peers too */
+                sp_bench_report(&rows[slot[pat][R_CURSOR]], &rows[slot[pat][i]]);
             if (slot[pat][i] < 0) {
                 const char *pkg = i == R_MIMALLOC ? "mimalloc (libmimalloc-dev)"
                                   : i == R_JEMALLOC ? "jemalloc (libjemalloc-dev)"
@@ -331,8 +341,7 @@ int main(int argc, char **argv) {
                base_name[i], ns > 0 ? (double)g_bytes / (ns * (double)g_n) : 0.0, (double)g_bytes / 1e6,
                sp_bench_median(&rows[w_fresh]), sp_bench_median(&rows[w_faulted]));
     }
-    sp_arena_destroy(&kept[0]);
-    sp_arena_destroy(&kept[1]);
+    for (int i = 0; i < 4; i++) sp_arena_destroy(&kept[i / 2][i % 2]);
     free(g_ptrs);
     return sp_bench_finish();
 }

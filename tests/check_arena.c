@@ -288,6 +288,72 @@ START_TEST(test_arena_oom_returns_null_and_leaves_arena_unchanged) {
 }
 END_TEST
 
+/* The cursor (issue 13) is the same allocator with the bump pointer in a
+ * local: the same request sequence, including chunk changes and a request
+ * larger than a chunk, gives the same addresses and the same used() as
+ * sp_arena_alloc on the same chunks. */
+START_TEST(test_arena_cursor_gives_the_addresses_alloc_gives) {
+    enum { N = 3000 };
+    static void *via_cursor[N], *via_alloc[N];
+    reset_counting();
+    sp_arena_t a;
+    sp_arena_init(&a, 1024, &counting);
+    sp_arena_cursor_t c = sp_arena_cursor(&a);
+    for (size_t i = 0; i < N; i++) {
+        size_t size = i == 1000 ? 5000 : 1 + (i * 37) % 97, align = (size_t)1 << (i % 7);
+        via_cursor[i] = sp_arena_cursor_alloc(&a, &c, size, align);
+        ck_assert_ptr_nonnull(via_cursor[i]);
+        ck_assert_uint_eq((uintptr_t)via_cursor[i] % align, 0);
+        memset(via_cursor[i], (int)(i & 0xFF), size); /* ASan: the bytes are unpoisoned */
+    }
+    sp_arena_cursor_end(&a, &c);
+    size_t used = sp_arena_used(&a), chunks = sp_arena_chunks(&a);
+    ck_assert_uint_gt(chunks, 100);
+    sp_arena_reset(&a);
+    for (size_t i = 0; i < N; i++) {
+        size_t size = i == 1000 ? 5000 : 1 + (i * 37) % 97, align = (size_t)1 << (i % 7);
+        via_alloc[i] = sp_arena_alloc(&a, size, align);
+    }
+    ck_assert_uint_eq(sp_arena_used(&a), used);
+    ck_assert_uint_eq(sp_arena_chunks(&a), chunks);
+    for (size_t i = 0; i < N; i++) ck_assert_ptr_eq(via_cursor[i], via_alloc[i]);
+    /* And a cursor started mid-chunk continues where alloc stopped. */
+    char *x = sp_arena_alloc(&a, 24, 8);
+    sp_arena_cursor_t c2 = sp_arena_cursor(&a);
+    char *y = sp_arena_cursor_alloc(&a, &c2, 8, 8);
+    ck_assert_ptr_eq(y + 8, x);
+    sp_arena_cursor_end(&a, &c2);
+    ck_assert_uint_eq(sp_arena_used(&a), used + 24 + 8);
+    sp_arena_destroy(&a);
+    ck_assert_int_eq(sp_test_alloc_get(&cnt.live_bytes), 0);
+}
+END_TEST
+
+START_TEST(test_arena_cursor_oom_returns_null_and_cursor_stays_usable) {
+    reset_counting();
+    sp_test_alloc_set(&cnt.fail_after, 1);
+    sp_arena_t a;
+    sp_arena_init(&a, 1024, &counting);
+    sp_arena_cursor_t c = sp_arena_cursor(&a);
+    ck_assert_ptr_nonnull(sp_arena_cursor_alloc(&a, &c, 900, 8));
+    ck_assert_ptr_null(sp_arena_cursor_alloc(&a, &c, 900, 8)); /* needs a second chunk: fails */
+    ck_assert_uint_eq(sp_arena_chunks(&a), 1);
+    void *small = sp_arena_cursor_alloc(&a, &c, 16, 8); /* still fits the first chunk */
+    ck_assert_ptr_nonnull(small);
+    sp_test_alloc_set(&cnt.fail_after, -1);
+    void *big = sp_arena_cursor_alloc(&a, &c, 900, 8);
+    ck_assert_ptr_nonnull(big);
+    sp_arena_cursor_end(&a, &c);
+    ck_assert_uint_eq(sp_arena_chunks(&a), 2);
+    ck_assert_uint_ge(sp_arena_used(&a), 900 + 16 + 900);
+    /* The arena is usable directly again, after the cursor's allocations. */
+    char *after = sp_arena_alloc(&a, 8, 8);
+    ck_assert_ptr_eq(after + 8, big); /* downward bump: right below the cursor's last object */
+    sp_arena_destroy(&a);
+    ck_assert_int_eq(sp_test_alloc_get(&cnt.live_bytes), 0);
+}
+END_TEST
+
 START_TEST(test_arena_big_request_replaces_too_small_free_chunk) {
     reset_counting();
     sp_arena_t a;
@@ -387,6 +453,8 @@ static Suite *arena_suite(void) {
         {"overflow", test_arena_count_size_overflow_returns_null},
         {"oom", test_arena_oom_returns_null_and_leaves_arena_unchanged},
         {"replace", test_arena_big_request_replaces_too_small_free_chunk},
+        {"cursor_same", test_arena_cursor_gives_the_addresses_alloc_gives},
+        {"cursor_oom", test_arena_cursor_oom_returns_null_and_cursor_stays_usable},
         {"destroy", test_arena_destroy_frees_everything_and_allows_reuse},
         {"calloc", test_arena_calloc_zeroes_reused_memory},
         {"size_zero", test_arena_size_zero_gives_distinct_pointers},
