@@ -9,24 +9,32 @@
  * A thread that finds the queue full/empty spins with `pause`, yielding
  * every 256 failures (same policy for every row).
  *
- * Rows:
+ * Rows (every peer is the real library, linked into this process; a peer
+ * that configure did not find is skipped with a line that says so):
  *   sp_mpmc 1P1C            sp_mpmc_try_push_ptr / try_pop_ptr (inline fast path)
  *   mutex+condvar ring 1P1C baseline written below: pthread mutex, two condvars
- *   ck_ring MPMC 1P1C       Concurrency Kit ck_ring_enqueue_mpmc / dequeue_mpmc
+ *   plain Vyukov ring 1P1C  the textbook bounded MPMC queue (1024cores), written
+ *                           below: 16-byte cells, one CAS per item
+ *   ck_ring MPMC/SPSC 1P1C  Concurrency Kit ck_ring_enqueue_mpmc / _spsc
+ *   DPDK mp/mc, sp/sc 1P1C  rte_ring_enqueue / rte_ring_dequeue on a ring made
+ *                           MP/MC or SP/SC, 1024 usable slots (RING_F_EXACT_SZ)
+ *   DPDK burst32 mp/mc, sp/sc  rte_ring_enqueue_burst / dequeue_burst, 32 at a time
+ *   moodycamel 1P1C, bulk32 ConcurrentQueue<void *> with producer/consumer
+ *                           tokens, try_enqueue / try_dequeue (_bulk, 32)
  *   sp_spsc 1P1C            FastForward ring sp_spsc_try_push / try_pop
- *   ck_ring SPSC 1P1C       ck_ring_enqueue_spsc / dequeue_spsc
  *   sp_mpmc batch32 1P1C    sp_mpmc_try_push_n / try_pop_n, 32 at a time
  *   sp_spsc batch32 1P1C    sp_spsc_try_push_n / try_pop_n, 32 at a time
  *   sp_mpmc 2P2C, mutex+condvar ring 2P2C
- * DPDK's rte_ring burst-32 MP/MC (~460 M items/s on this VM, per the brief;
- * 331 near / 106 far in BENCHMARKING.md) is not installed: the batch figure is
- * printed against that constant. */
+ * DPDK and moodycamel are reached through one out-of-line call per operation
+ * (bench/peers.h: DPDK's inline ring code must be compiled without strict
+ * aliasing, moodycamel is C++); sp_mpmc's batch calls are out of line too. */
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "harness.h"
 #include "spacesim/mpmc.h"
@@ -35,12 +43,12 @@
 #ifdef SP_HAVE_CK
 #include <ck_ring.h>
 #endif
+#include "peers.h"
 
 #define RING 1024
 #define BATCH 32
 #define MAXT 8
 #define SEQ_BITS 40
-#define DPDK_BURST_MITEMS 460.0
 
 static uint64_t g_items;
 
@@ -98,6 +106,83 @@ static int mring_pop(mring_t *r, void **out, _Atomic int *producers_left) {
     return 0;
 }
 
+/* ------------------------------------------------------------ plain Vyukov ring baseline */
+
+/* Dmitry Vyukov's bounded MPMC queue as published (1024cores.net), for
+ * pointers: a cell is {seq, data}, 16 bytes; enqueue_pos and dequeue_pos on
+ * their own 128-byte blocks. The orders are the published ones. */
+typedef struct {
+    _Atomic size_t seq;
+    void *data;
+} vcell_t;
+typedef struct {
+    _Alignas(128) vcell_t *buf;
+    size_t mask;
+    _Alignas(128) _Atomic size_t enq;
+    _Alignas(128) _Atomic size_t deq;
+    _Alignas(128) char end;
+} vring_t;
+
+static int vring_init(vring_t *v) {
+    v->buf = aligned_alloc(128, RING * sizeof(vcell_t));
+    if (v->buf == NULL) return -1;
+    v->mask = RING - 1;
+    /* Relaxed: single-threaded init, published by pthread_create. */
+    for (size_t i = 0; i < RING; i++) atomic_store_explicit(&v->buf[i].seq, i, memory_order_relaxed);
+    atomic_store_explicit(&v->enq, 0, memory_order_relaxed);
+    atomic_store_explicit(&v->deq, 0, memory_order_relaxed);
+    return 0;
+}
+
+static inline int vring_push(vring_t *v, void *data) {
+    vcell_t *c;
+    size_t pos = atomic_load_explicit(&v->enq, memory_order_relaxed); /* hint, validated by CAS */
+    for (;;) {
+        c = &v->buf[pos & v->mask];
+        /* Acquire: pairs with the dequeuer's release of seq = pos. */
+        size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+        intptr_t dif = (intptr_t)seq - (intptr_t)pos;
+        if (dif == 0) {
+            /* Relaxed: the claim only; the payload is published through seq. */
+            if (atomic_compare_exchange_weak_explicit(&v->enq, &pos, pos + 1, memory_order_relaxed,
+                                                      memory_order_relaxed))
+                break;
+        } else if (dif < 0) {
+            return 0;
+        } else {
+            pos = atomic_load_explicit(&v->enq, memory_order_relaxed);
+        }
+    }
+    c->data = data;
+    /* Release: publishes data to the dequeuer's acquire of seq == pos + 1. */
+    atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
+    return 1;
+}
+
+static inline int vring_pop(vring_t *v, void **data) {
+    vcell_t *c;
+    size_t pos = atomic_load_explicit(&v->deq, memory_order_relaxed); /* hint */
+    for (;;) {
+        c = &v->buf[pos & v->mask];
+        /* Acquire: pairs with the enqueuer's release of seq = pos + 1. */
+        size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+        intptr_t dif = (intptr_t)seq - (intptr_t)(pos + 1);
+        if (dif == 0) {
+            if (atomic_compare_exchange_weak_explicit(&v->deq, &pos, pos + 1, memory_order_relaxed,
+                                                      memory_order_relaxed))
+                break;
+        } else if (dif < 0) {
+            return 0;
+        } else {
+            pos = atomic_load_explicit(&v->deq, memory_order_relaxed);
+        }
+    }
+    *data = c->data;
+    /* Release: our read of data happens before the next lap's enqueuer writes. */
+    atomic_store_explicit(&c->seq, pos + v->mask + 1, memory_order_release);
+    return 1;
+}
+
 /* ------------------------------------------------------------ run scaffolding */
 
 typedef enum {
@@ -108,11 +193,17 @@ typedef enum {
     Q_CK_SPSC,
     Q_SP_MPMC_BATCH,
     Q_SP_SPSC_BATCH,
+    Q_VYUKOV,
+    Q_DPDK,       /* single-item; mp/mc or sp/sc after cfg.single */
+    Q_DPDK_BURST, /* burst 32; mp/mc or sp/sc after cfg.single */
+    Q_MOODY,
+    Q_MOODY_BULK,
 } qkind_t;
 
 typedef struct {
     qkind_t kind;
     int np, nc;
+    int single; /* DPDK rows: 1 for an SP/SC ring */
 } cfg_t;
 
 typedef struct run run_t;
@@ -142,6 +233,9 @@ struct run {
     ck_ring_t ck;
     ck_ring_buffer_t *ckbuf;
 #endif
+    vring_t vr;
+    void *dpdk;  /* struct rte_ring * (bench/peer_dpdk.c) */
+    void *moody; /* moodycamel::ConcurrentQueue<void *> * */
     /* Start/stop flags in their own 128-byte block: polled by waiting threads. */
     _Alignas(128) _Atomic int ready;
     _Atomic int go;
@@ -219,16 +313,67 @@ static void *producer(void *arg) {
     case Q_CK_SPSC:
         break;
 #endif
+    case Q_VYUKOV:
+        for (uint64_t i = 0; i < n; i++) {
+            while (!vring_push(&r->vr, (void *)(uintptr_t)(base + i))) backoff(&fails);
+            fails = 0;
+        }
+        break;
+#ifdef SP_HAVE_DPDK
+    case Q_DPDK:
+        for (uint64_t i = 0; i < n; i++) {
+            while (!peer_dpdk_enqueue(r->dpdk, (void *)(uintptr_t)(base + i))) backoff(&fails);
+            fails = 0;
+        }
+        break;
+#endif
+#ifdef SP_HAVE_MOODY
+    case Q_MOODY: {
+        void *tok = peer_moody_ptok(r->moody);
+        if (tok == NULL) abort();
+        for (uint64_t i = 0; i < n; i++) {
+            while (!peer_moody_try_enqueue(r->moody, tok, (void *)(uintptr_t)(base + i))) backoff(&fails);
+            fails = 0;
+        }
+        peer_moody_ptok_free(tok);
+        break;
+    }
+#endif
+    case Q_DPDK_BURST:
+    case Q_MOODY_BULK:
     case Q_SP_MPMC_BATCH:
     case Q_SP_SPSC_BATCH: {
         void *b[BATCH];
+        void *tok = NULL;
+#ifdef SP_HAVE_MOODY
+        if (r->cfg.kind == Q_MOODY_BULK && (tok = peer_moody_ptok(r->moody)) == NULL) abort();
+#endif
         for (uint64_t i = 0; i < n;) {
             size_t k = n - i < BATCH ? (size_t)(n - i) : BATCH;
             for (size_t j = 0; j < k; j++) b[j] = (void *)(uintptr_t)(base + i + j);
             size_t done = 0;
             while (done < k) {
-                size_t d = r->cfg.kind == Q_SP_MPMC_BATCH ? sp_mpmc_try_push_n(&r->mq, b + done, k - done)
-                                                           : sp_spsc_try_push_n(&r->sq, b + done, k - done);
+                size_t d = 0;
+                switch (r->cfg.kind) {
+                case Q_SP_MPMC_BATCH:
+                    d = sp_mpmc_try_push_n(&r->mq, b + done, k - done);
+                    break;
+                case Q_SP_SPSC_BATCH:
+                    d = sp_spsc_try_push_n(&r->sq, b + done, k - done);
+                    break;
+#ifdef SP_HAVE_DPDK
+                case Q_DPDK_BURST:
+                    d = peer_dpdk_enqueue_burst(r->dpdk, b + done, (unsigned)(k - done));
+                    break;
+#endif
+#ifdef SP_HAVE_MOODY
+                case Q_MOODY_BULK:
+                    d = peer_moody_try_enqueue_bulk(r->moody, tok, b + done, k - done);
+                    break;
+#endif
+                default:
+                    abort();
+                }
                 if (d == 0)
                     backoff(&fails);
                 else
@@ -237,8 +382,13 @@ static void *producer(void *arg) {
             }
             i += k;
         }
+#ifdef SP_HAVE_MOODY
+        if (tok != NULL) peer_moody_ptok_free(tok);
+#endif
         break;
     }
+    default:
+        abort(); /* a peer row whose peer is not compiled in never runs */
     }
     /* Release: our pushes happen before a consumer that acquires 0 decides
      * the queue is drained. */
@@ -252,10 +402,38 @@ static void *producer(void *arg) {
     return NULL;
 }
 
-/* One non-blocking pop attempt (not for Q_MUTEX); returns items consumed. */
-static inline size_t pop_some(run_t *r, checker_t *w) {
+/* One non-blocking pop attempt (not for Q_MUTEX); returns items consumed.
+ * tok: the consumer's moodycamel token (NULL for the other rows). */
+static inline size_t pop_some(run_t *r, checker_t *w, void *tok) {
     void *b[BATCH];
+    (void)tok;
     switch (r->cfg.kind) {
+    case Q_VYUKOV:
+        if (!vring_pop(&r->vr, &b[0])) return 0;
+        check_item(w, (uint64_t)(uintptr_t)b[0]);
+        return 1;
+#ifdef SP_HAVE_DPDK
+    case Q_DPDK:
+        if (!peer_dpdk_dequeue(r->dpdk, &b[0])) return 0;
+        check_item(w, (uint64_t)(uintptr_t)b[0]);
+        return 1;
+    case Q_DPDK_BURST: {
+        size_t k = peer_dpdk_dequeue_burst(r->dpdk, b, BATCH);
+        for (size_t j = 0; j < k; j++) check_item(w, (uint64_t)(uintptr_t)b[j]);
+        return k;
+    }
+#endif
+#ifdef SP_HAVE_MOODY
+    case Q_MOODY:
+        if (!peer_moody_try_dequeue(r->moody, tok, &b[0])) return 0;
+        check_item(w, (uint64_t)(uintptr_t)b[0]);
+        return 1;
+    case Q_MOODY_BULK: {
+        size_t k = peer_moody_try_dequeue_bulk(r->moody, tok, b, BATCH);
+        for (size_t j = 0; j < k; j++) check_item(w, (uint64_t)(uintptr_t)b[j]);
+        return k;
+    }
+#endif
     case Q_SP_MPMC:
         if (sp_mpmc_try_pop_ptr(&r->mq, &b[0]) != 0) return 0;
         check_item(w, (uint64_t)(uintptr_t)b[0]);
@@ -293,6 +471,11 @@ static void *consumer(void *arg) {
     worker_t *w = arg;
     run_t *r = w->r;
     sp_bench_pin_self(w->id % 2 + 1);
+    void *tok = NULL;
+#ifdef SP_HAVE_MOODY
+    if ((r->cfg.kind == Q_MOODY || r->cfg.kind == Q_MOODY_BULK) && (tok = peer_moody_ctok(r->moody)) == NULL)
+        abort();
+#endif
     wait_go(r);
     checker_t chk = {0};
     if (r->cfg.kind == Q_MUTEX) {
@@ -301,14 +484,14 @@ static void *consumer(void *arg) {
     } else {
         unsigned fails = 0;
         for (;;) {
-            if (pop_some(r, &chk) > 0) {
+            if (pop_some(r, &chk, tok) > 0) {
                 fails = 0;
                 continue;
             }
             /* Acquire: pairs with the producers' release decrement; after 0,
              * an empty pop means drained. */
             if (atomic_load_explicit(&r->producers_left, memory_order_acquire) == 0) {
-                while (pop_some(r, &chk) > 0) {
+                while (pop_some(r, &chk, tok) > 0) {
                 }
                 break;
             }
@@ -317,6 +500,9 @@ static void *consumer(void *arg) {
     }
     w->end_ns = sp_bench_now_ns();
     w->chk = chk;
+#ifdef SP_HAVE_MOODY
+    if (tok != NULL) peer_moody_ctok_free(tok);
+#endif
     return NULL;
 }
 
@@ -338,6 +524,27 @@ static double run_queue(void *arg) {
         break;
     case Q_MUTEX:
         mring_init(&r->mr);
+        break;
+    case Q_VYUKOV:
+        if (vring_init(&r->vr) != 0) return -1;
+        break;
+    case Q_DPDK:
+    case Q_DPDK_BURST:
+#ifdef SP_HAVE_DPDK
+        if ((r->dpdk = peer_dpdk_create(RING, cfg->single)) == NULL) return -1;
+#else
+        free(r);
+        return -1;
+#endif
+        break;
+    case Q_MOODY:
+    case Q_MOODY_BULK:
+#ifdef SP_HAVE_MOODY
+        if ((r->moody = peer_moody_create(RING, np)) == NULL) return -1;
+#else
+        free(r);
+        return -1;
+#endif
         break;
     case Q_CK_MPMC:
     case Q_CK_SPSC:
@@ -388,6 +595,21 @@ static double run_queue(void *arg) {
     case Q_MUTEX:
         mring_destroy(&r->mr);
         break;
+    case Q_VYUKOV:
+        free(r->vr.buf);
+        break;
+    case Q_DPDK:
+    case Q_DPDK_BURST:
+#ifdef SP_HAVE_DPDK
+        peer_dpdk_free(r->dpdk);
+#endif
+        break;
+    case Q_MOODY:
+    case Q_MOODY_BULK:
+#ifdef SP_HAVE_MOODY
+        peer_moody_free(r->moody);
+#endif
+        break;
     default:
 #ifdef SP_HAVE_CK
         free(r->ckbuf);
@@ -399,50 +621,146 @@ static double run_queue(void *arg) {
     return (double)count / ((double)(t1 - t0) / 1e9) / 1e6;
 }
 
+/* Rows, in the order of rows[] in main. */
+enum {
+    R_SP_MPMC,
+    R_MUTEX,
+    R_VYUKOV,
+    R_SP_SPSC,
+    R_SP_MPMC_B,
+    R_SP_SPSC_B,
+    R_SP_MPMC22,
+    R_MUTEX22,
+    R_CK_MPMC,
+    R_CK_SPSC,
+    R_DPDK_MPMC,
+    R_DPDK_SPSC,
+    R_DPDK_MPMC_B,
+    R_DPDK_SPSC_B,
+    R_MOODY,
+    R_MOODY_B,
+    R_COUNT
+};
+
+static int row_present(int i) {
+    switch (i) {
+    case R_CK_MPMC:
+    case R_CK_SPSC:
+#ifdef SP_HAVE_CK
+        return 1;
+#else
+        return 0;
+#endif
+    case R_DPDK_MPMC:
+    case R_DPDK_SPSC:
+    case R_DPDK_MPMC_B:
+    case R_DPDK_SPSC_B:
+#ifdef SP_HAVE_DPDK
+        return 1;
+#else
+        return 0;
+#endif
+    case R_MOODY:
+    case R_MOODY_B:
+#ifdef SP_HAVE_MOODY
+        return 1;
+#else
+        return 0;
+#endif
+    default:
+        return 1;
+    }
+}
+
+static const char *row_peer(int i) {
+    return i == R_CK_MPMC || i == R_CK_SPSC ? "Concurrency Kit (libck-dev)"
+           : i == R_MOODY || i == R_MOODY_B ? "moodycamel (libconcurrentqueue-dev)"
+                                            : "DPDK (libdpdk-dev)";
+}
+
+static const char *const g_names[R_COUNT] = {
+    [R_SP_MPMC] = "sp_mpmc 1P1C",
+    [R_MUTEX] = "mutex+condvar ring 1P1C",
+    [R_VYUKOV] = "plain Vyukov ring 1P1C",
+    [R_SP_SPSC] = "sp_spsc 1P1C",
+    [R_SP_MPMC_B] = "sp_mpmc batch32 1P1C",
+    [R_SP_SPSC_B] = "sp_spsc batch32 1P1C",
+    [R_SP_MPMC22] = "sp_mpmc 2P2C",
+    [R_MUTEX22] = "mutex+condvar ring 2P2C",
+    [R_CK_MPMC] = "ck_ring MPMC 1P1C",
+    [R_CK_SPSC] = "ck_ring SPSC 1P1C",
+    [R_DPDK_MPMC] = "DPDK rte_ring mp/mc 1P1C",
+    [R_DPDK_SPSC] = "DPDK rte_ring sp/sc 1P1C",
+    [R_DPDK_MPMC_B] = "DPDK rte_ring mp/mc burst32 1P1C",
+    [R_DPDK_SPSC_B] = "DPDK rte_ring sp/sc burst32 1P1C",
+    [R_MOODY] = "moodycamel 1P1C",
+    [R_MOODY_B] = "moodycamel bulk32 1P1C",
+};
+
+/* SP_BENCH_ONLY=word,word... in the environment keeps only the rows whose
+ * name contains one of the words (for quick experiments); comparisons with a
+ * row left out are not printed. */
+static int row_selected(int i) {
+    const char *only = getenv("SP_BENCH_ONLY");
+    if (only == NULL || *only == '\0') return 1;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", only);
+    for (char *save = NULL, *w = strtok_r(buf, ",", &save); w != NULL; w = strtok_r(NULL, ",", &save))
+        if (strstr(g_names[i], w) != NULL) return 1;
+    return 0;
+}
+
+/* One comparison line, or the line saying the peer was not there. note: what
+ * the line must add (a property the peer gives up), or NULL. */
+static void report(sp_bench_row_t *rows, const int *slot, int s, int b, const char *note) {
+    if (!row_selected(s) || !row_selected(b)) return;
+    if (!row_present(b)) {
+        printf("%s vs %s: skipped: %s not installed (quickstart.sh bench installs it)\n", g_names[s], g_names[b],
+               row_peer(b));
+        return;
+    }
+    sp_bench_report(&rows[slot[s]], &rows[slot[b]]);
+    if (note != NULL) printf("    note: %s\n", note);
+}
+
 int main(int argc, char **argv) {
     sp_bench_init(argc, argv, "mpmc");
     g_items = sp_bench_quick() ? 2000000 : 10000000;
-    static cfg_t c_mpmc = {Q_SP_MPMC, 1, 1}, c_mutex = {Q_MUTEX, 1, 1}, c_spsc = {Q_SP_SPSC, 1, 1},
-                 c_mpmc_b = {Q_SP_MPMC_BATCH, 1, 1}, c_spsc_b = {Q_SP_SPSC_BATCH, 1, 1},
-                 c_mpmc22 = {Q_SP_MPMC, 2, 2}, c_mutex22 = {Q_MUTEX, 2, 2};
-#ifdef SP_HAVE_CK
-    static cfg_t c_ck = {Q_CK_MPMC, 1, 1}, c_ck_spsc = {Q_CK_SPSC, 1, 1};
-#endif
-    const char *u = "M items/s";
-    sp_bench_row_t rows[] = {
-        {.name = "sp_mpmc 1P1C", .unit = u, .higher_is_better = 1, .two_thread = 1, .fn = run_queue, .arg = &c_mpmc},
-        {.name = "mutex+condvar ring 1P1C", .unit = u, .higher_is_better = 1, .two_thread = 1, .fn = run_queue,
-         .arg = &c_mutex},
-        {.name = "sp_spsc 1P1C", .unit = u, .higher_is_better = 1, .two_thread = 1, .fn = run_queue, .arg = &c_spsc},
-        {.name = "sp_mpmc batch32 1P1C", .unit = u, .higher_is_better = 1, .two_thread = 1, .fn = run_queue,
-         .arg = &c_mpmc_b},
-        {.name = "sp_spsc batch32 1P1C", .unit = u, .higher_is_better = 1, .two_thread = 1, .fn = run_queue,
-         .arg = &c_spsc_b},
-        {.name = "sp_mpmc 2P2C", .unit = u, .higher_is_better = 1, .two_thread = 1, .fn = run_queue, .arg = &c_mpmc22},
-        {.name = "mutex+condvar ring 2P2C", .unit = u, .higher_is_better = 1, .two_thread = 1, .fn = run_queue,
-         .arg = &c_mutex22},
-#ifdef SP_HAVE_CK
-        {.name = "ck_ring MPMC 1P1C", .unit = u, .higher_is_better = 1, .two_thread = 1, .fn = run_queue, .arg = &c_ck},
-        {.name = "ck_ring SPSC 1P1C", .unit = u, .higher_is_better = 1, .two_thread = 1, .fn = run_queue,
-         .arg = &c_ck_spsc},
-#endif
+    static const cfg_t cfgs[R_COUNT] = {
+        [R_SP_MPMC] = {Q_SP_MPMC, 1, 1, 0},        [R_MUTEX] = {Q_MUTEX, 1, 1, 0},
+        [R_VYUKOV] = {Q_VYUKOV, 1, 1, 0},          [R_SP_SPSC] = {Q_SP_SPSC, 1, 1, 0},
+        [R_SP_MPMC_B] = {Q_SP_MPMC_BATCH, 1, 1, 0}, [R_SP_SPSC_B] = {Q_SP_SPSC_BATCH, 1, 1, 0},
+        [R_SP_MPMC22] = {Q_SP_MPMC, 2, 2, 0},      [R_MUTEX22] = {Q_MUTEX, 2, 2, 0},
+        [R_CK_MPMC] = {Q_CK_MPMC, 1, 1, 0},        [R_CK_SPSC] = {Q_CK_SPSC, 1, 1, 0},
+        [R_DPDK_MPMC] = {Q_DPDK, 1, 1, 0},         [R_DPDK_SPSC] = {Q_DPDK, 1, 1, 1},
+        [R_DPDK_MPMC_B] = {Q_DPDK_BURST, 1, 1, 0}, [R_DPDK_SPSC_B] = {Q_DPDK_BURST, 1, 1, 1},
+        [R_MOODY] = {Q_MOODY, 1, 1, 0},            [R_MOODY_B] = {Q_MOODY_BULK, 1, 1, 0},
     };
-    int nrows = (int)(sizeof rows / sizeof rows[0]);
+    sp_bench_row_t rows[R_COUNT];
+    int slot[R_COUNT], nrows = 0;
+    for (int i = 0; i < R_COUNT; i++) {
+        slot[i] = -1;
+        if (!row_present(i) || !row_selected(i)) continue;
+        slot[i] = nrows;
+        rows[nrows++] = (sp_bench_row_t){.name = g_names[i], .unit = "M items/s", .higher_is_better = 1,
+                                         .two_thread = 1, .fn = run_queue, .arg = (void *)&cfgs[i]};
+    }
     sp_bench_run(rows, nrows);
-    sp_bench_report(&rows[0], &rows[1]);
-#ifdef SP_HAVE_CK
-    sp_bench_report(&rows[0], &rows[7]);
-    sp_bench_report(&rows[2], &rows[8]);
-#else
-    printf("(Concurrency Kit not found at configure time: ck_ring rows skipped)\n");
-#endif
-    sp_bench_report(&rows[3], &rows[0]);
-    sp_bench_report(&rows[4], &rows[2]);
-    printf("sp_mpmc batch32 1P1C vs DPDK rte_ring burst32 (constant from the brief, not measured here): %.2fx "
-           "(%.1f vs %.1f M items/s)\n",
-           sp_bench_median(&rows[3]) / DPDK_BURST_MITEMS, sp_bench_median(&rows[3]), DPDK_BURST_MITEMS);
-    printf("sp_spsc batch32 1P1C vs DPDK rte_ring burst32 (constant): %.2fx (%.1f vs %.1f M items/s)\n",
-           sp_bench_median(&rows[4]) / DPDK_BURST_MITEMS, sp_bench_median(&rows[4]), DPDK_BURST_MITEMS);
-    sp_bench_report(&rows[5], &rows[6]);
+    report(rows, slot, R_SP_MPMC, R_MUTEX, NULL);
+    report(rows, slot, R_SP_MPMC, R_VYUKOV, NULL);
+    report(rows, slot, R_SP_MPMC, R_CK_MPMC, NULL);
+    report(rows, slot, R_SP_MPMC, R_DPDK_MPMC, NULL);
+    report(rows, slot, R_SP_MPMC, R_MOODY, NULL);
+    report(rows, slot, R_SP_SPSC, R_CK_SPSC, NULL);
+    report(rows, slot, R_SP_SPSC, R_DPDK_SPSC, NULL);
+    report(rows, slot, R_SP_MPMC_B, R_DPDK_MPMC_B,
+           "DPDK's burst ring moves one head/tail pair per burst and gives up a property sp_mpmc keeps: "
+           "a producer stalled between its reservation and its tail update blocks every later producer's "
+           "items (and a stalled consumer every producer)");
+    report(rows, slot, R_SP_MPMC_B, R_MOODY_B, NULL);
+    report(rows, slot, R_SP_MPMC_B, R_SP_MPMC, NULL);
+    report(rows, slot, R_SP_SPSC_B, R_DPDK_SPSC_B, NULL);
+    report(rows, slot, R_SP_SPSC_B, R_SP_SPSC, NULL);
+    report(rows, slot, R_SP_MPMC22, R_MUTEX22, NULL);
     return sp_bench_finish();
 }

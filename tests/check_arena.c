@@ -7,42 +7,20 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "helpers/sp_alloc.h"
 #include "helpers/sp_check.h"
 #include "spacesim/arena.h"
 
 /* ------------------------------------------------------------ test allocators */
 
-/* Counts calls and bytes; fails every call once fail_after allocations
- * succeeded (fail_after < 0: never fails). */
-typedef struct {
-    long allocs, frees, fail_after;
-    size_t live_bytes;
-} counting_t;
-
-static void *counting_alloc(void *ctx, size_t size, size_t align) {
-    counting_t *c = ctx;
-    if (c->fail_after >= 0 && c->allocs >= c->fail_after) return NULL;
-    void *p = sp_allocator_default()->alloc(NULL, size, align);
-    if (p != NULL) {
-        c->allocs++;
-        c->live_bytes += size;
-    }
-    return p;
-}
-
-static void counting_free(void *ctx, void *ptr, size_t size, size_t align) {
-    counting_t *c = ctx;
-    c->frees++;
-    c->live_bytes -= size;
-    sp_allocator_default()->free(NULL, ptr, size, align);
-}
-
-static counting_t cnt;
-static sp_allocator_t counting = {counting_alloc, counting_free, &cnt};
+/* The shared counting/failing allocator (tests/helpers/sp_alloc.h); its free
+ * also checks that the arena hands back the size each chunk was allocated with. */
+static sp_test_alloc_t cnt;
+static sp_allocator_t counting;
 
 static void reset_counting(void) {
-    memset(&cnt, 0, sizeof cnt);
-    cnt.fail_after = -1;
+    sp_test_alloc_init(&cnt, -1, 0);
+    counting = sp_test_allocator(&cnt);
 }
 
 /* mmap-backed allocator that remembers its chunks, so a test can make old
@@ -118,7 +96,7 @@ START_TEST(test_arena_alloc_larger_than_chunk_gets_own_chunk) {
     ck_assert_ptr_nonnull(p);
     memset(p, 0xab, big);
     ck_assert_uint_eq(p[big - 1] & 0xff, 0xab);
-    ck_assert_int_eq(cnt.allocs, 2);
+    ck_assert_int_eq(sp_test_alloc_get(&cnt.allocs), 2);
     ck_assert_uint_ge(sp_arena_capacity(&a), big + (4096 - SP_ARENA_CHUNK_HEADER));
     ck_assert_uint_eq(sp_arena_used(&a), 104 + big);
     /* Allocation continues normally after the big one. */
@@ -130,8 +108,8 @@ START_TEST(test_arena_alloc_larger_than_chunk_gets_own_chunk) {
     ck_assert_ptr_nonnull(huge_align);
     ck_assert_uint_eq((uintptr_t)huge_align & 8191, 0);
     sp_arena_destroy(&a);
-    ck_assert_int_eq(cnt.frees, cnt.allocs);
-    ck_assert_uint_eq(cnt.live_bytes, 0);
+    ck_assert_int_eq(sp_test_alloc_get(&cnt.frees), sp_test_alloc_get(&cnt.allocs));
+    ck_assert_int_eq(sp_test_alloc_get(&cnt.live_bytes), 0);
 }
 END_TEST
 
@@ -151,7 +129,7 @@ START_TEST(test_arena_reset_keeps_capacity_and_reuses_chunks) {
     sp_arena_init(&a, 4096, &counting);
     void *first[300], *second[300];
     tick(&a, first, 300);
-    long allocs = cnt.allocs;
+    long allocs = sp_test_alloc_get(&cnt.allocs);
     size_t cap = sp_arena_capacity(&a), used = sp_arena_used(&a), chunks = sp_arena_chunks(&a);
     ck_assert_int_gt(allocs, 10);
     ck_assert_uint_eq((size_t)allocs, chunks);
@@ -160,13 +138,13 @@ START_TEST(test_arena_reset_keeps_capacity_and_reuses_chunks) {
     ck_assert_uint_eq(sp_arena_capacity(&a), cap);
     tick(&a, second, 300);
     /* No new system allocation, same addresses, same usage. */
-    ck_assert_int_eq(cnt.allocs, allocs);
-    ck_assert_int_eq(cnt.frees, 0);
+    ck_assert_int_eq(sp_test_alloc_get(&cnt.allocs), allocs);
+    ck_assert_int_eq(sp_test_alloc_get(&cnt.frees), 0);
     ck_assert_uint_eq(sp_arena_capacity(&a), cap);
     ck_assert_uint_eq(sp_arena_used(&a), used);
     for (int i = 0; i < 300; i++) ck_assert_ptr_eq(first[i], second[i]);
     sp_arena_destroy(&a);
-    ck_assert_uint_eq(cnt.live_bytes, 0);
+    ck_assert_int_eq(sp_test_alloc_get(&cnt.live_bytes), 0);
 }
 END_TEST
 
@@ -189,13 +167,13 @@ START_TEST(test_arena_rewind_restores_used_and_reuses_addresses) {
     sp_arena_rewind(&a, inner);
     ck_assert_uint_eq(sp_arena_used(&a), used1);
     ck_assert_ptr_eq(sp_arena_alloc(&a, 900, 8), x);
-    long allocs = cnt.allocs;
+    long allocs = sp_test_alloc_get(&cnt.allocs);
 
     sp_arena_rewind(&a, m);
     ck_assert_uint_eq(sp_arena_used(&a), used0);
     for (int i = 0; i < 200; i++) a2[i] = sp_arena_alloc(&a, 48, 16);
     for (int i = 0; i < 200; i++) ck_assert_ptr_eq(a1[i], a2[i]);
-    ck_assert_int_eq(cnt.allocs, allocs); /* the chunks are reused */
+    ck_assert_int_eq(sp_test_alloc_get(&cnt.allocs), allocs); /* the chunks are reused */
     /* What was allocated before the mark is untouched. */
     for (int i = 0; i < 40; i++) ck_assert_uint_eq(((unsigned char *)keep)[i], 0x5a);
     sp_arena_destroy(&a);
@@ -222,12 +200,12 @@ START_TEST(test_arena_allocator_consulted_once_per_new_chunk) {
     size_t per_chunk = (4096 - SP_ARENA_CHUNK_HEADER) / 64;
     size_t n = per_chunk * 100;
     for (size_t i = 0; i < n; i++) ck_assert_ptr_nonnull(sp_arena_alloc(&a, 64, 64));
-    ck_assert_int_eq(cnt.allocs, 100);
+    ck_assert_int_eq(sp_test_alloc_get(&cnt.allocs), 100);
     ck_assert_uint_eq(sp_arena_chunks(&a), 100);
     ck_assert_uint_eq(sp_arena_used(&a), n * 64);
     ck_assert_uint_eq(sp_arena_capacity(&a), 100 * (4096 - SP_ARENA_CHUNK_HEADER));
     ck_assert_ptr_nonnull(sp_arena_alloc(&a, 64, 64));
-    ck_assert_int_eq(cnt.allocs, 101);
+    ck_assert_int_eq(sp_test_alloc_get(&cnt.allocs), 101);
     sp_arena_destroy(&a);
 }
 END_TEST
@@ -265,7 +243,7 @@ START_TEST(test_arena_count_size_overflow_returns_null) {
     ck_assert_ptr_null(sp_arena_calloc(&a, (size_t)1 << 33, (size_t)1 << 33, 8));
     ck_assert_ptr_null(sp_arena_alloc(&a, SIZE_MAX, 1));
     ck_assert_ptr_null(sp_arena_alloc(&a, SIZE_MAX - 100, 4096)); /* size + padding overflows */
-    ck_assert_int_eq(cnt.allocs, 1);
+    ck_assert_int_eq(sp_test_alloc_get(&cnt.allocs), 1);
     ck_assert_uint_eq(sp_arena_used(&a), used);
     ck_assert_ptr_nonnull(sp_arena_alloc_array(&a, 10, 8, 8));
     ck_assert_uint_eq(sp_arena_used(&a), used + 80);
@@ -290,7 +268,7 @@ END_TEST
 
 START_TEST(test_arena_oom_returns_null_and_leaves_arena_unchanged) {
     reset_counting();
-    cnt.fail_after = 1;
+    sp_test_alloc_set(&cnt.fail_after, 1);
     sp_arena_t a;
     sp_arena_init(&a, 1024, &counting);
     void *p = sp_arena_alloc(&a, 900, 8);
@@ -303,10 +281,76 @@ START_TEST(test_arena_oom_returns_null_and_leaves_arena_unchanged) {
     ck_assert_uint_eq(sp_arena_chunks(&a), 1);
     /* What still fits in the current chunk is still served. */
     ck_assert_ptr_nonnull(sp_arena_alloc(&a, 16, 8));
-    cnt.fail_after = -1;
+    sp_test_alloc_set(&cnt.fail_after, -1);
     ck_assert_ptr_nonnull(sp_arena_alloc(&a, 900, 8));
     sp_arena_destroy(&a);
-    ck_assert_uint_eq(cnt.live_bytes, 0);
+    ck_assert_int_eq(sp_test_alloc_get(&cnt.live_bytes), 0);
+}
+END_TEST
+
+/* The cursor (issue 13) is the same allocator with the bump pointer in a
+ * local: the same request sequence, including chunk changes and a request
+ * larger than a chunk, gives the same addresses and the same used() as
+ * sp_arena_alloc on the same chunks. */
+START_TEST(test_arena_cursor_gives_the_addresses_alloc_gives) {
+    enum { N = 3000 };
+    static void *via_cursor[N], *via_alloc[N];
+    reset_counting();
+    sp_arena_t a;
+    sp_arena_init(&a, 1024, &counting);
+    sp_arena_cursor_t c = sp_arena_cursor(&a);
+    for (size_t i = 0; i < N; i++) {
+        size_t size = i == 1000 ? 5000 : 1 + (i * 37) % 97, align = (size_t)1 << (i % 7);
+        via_cursor[i] = sp_arena_cursor_alloc(&a, &c, size, align);
+        ck_assert_ptr_nonnull(via_cursor[i]);
+        ck_assert_uint_eq((uintptr_t)via_cursor[i] % align, 0);
+        memset(via_cursor[i], (int)(i & 0xFF), size); /* ASan: the bytes are unpoisoned */
+    }
+    sp_arena_cursor_end(&a, &c);
+    size_t used = sp_arena_used(&a), chunks = sp_arena_chunks(&a);
+    ck_assert_uint_gt(chunks, 100);
+    sp_arena_reset(&a);
+    for (size_t i = 0; i < N; i++) {
+        size_t size = i == 1000 ? 5000 : 1 + (i * 37) % 97, align = (size_t)1 << (i % 7);
+        via_alloc[i] = sp_arena_alloc(&a, size, align);
+    }
+    ck_assert_uint_eq(sp_arena_used(&a), used);
+    ck_assert_uint_eq(sp_arena_chunks(&a), chunks);
+    for (size_t i = 0; i < N; i++) ck_assert_ptr_eq(via_cursor[i], via_alloc[i]);
+    /* And a cursor started mid-chunk continues where alloc stopped. */
+    char *x = sp_arena_alloc(&a, 24, 8);
+    sp_arena_cursor_t c2 = sp_arena_cursor(&a);
+    char *y = sp_arena_cursor_alloc(&a, &c2, 8, 8);
+    ck_assert_ptr_eq(y + 8, x);
+    sp_arena_cursor_end(&a, &c2);
+    ck_assert_uint_eq(sp_arena_used(&a), used + 24 + 8);
+    sp_arena_destroy(&a);
+    ck_assert_int_eq(sp_test_alloc_get(&cnt.live_bytes), 0);
+}
+END_TEST
+
+START_TEST(test_arena_cursor_oom_returns_null_and_cursor_stays_usable) {
+    reset_counting();
+    sp_test_alloc_set(&cnt.fail_after, 1);
+    sp_arena_t a;
+    sp_arena_init(&a, 1024, &counting);
+    sp_arena_cursor_t c = sp_arena_cursor(&a);
+    ck_assert_ptr_nonnull(sp_arena_cursor_alloc(&a, &c, 900, 8));
+    ck_assert_ptr_null(sp_arena_cursor_alloc(&a, &c, 900, 8)); /* needs a second chunk: fails */
+    ck_assert_uint_eq(sp_arena_chunks(&a), 1);
+    void *small = sp_arena_cursor_alloc(&a, &c, 16, 8); /* still fits the first chunk */
+    ck_assert_ptr_nonnull(small);
+    sp_test_alloc_set(&cnt.fail_after, -1);
+    void *big = sp_arena_cursor_alloc(&a, &c, 900, 8);
+    ck_assert_ptr_nonnull(big);
+    sp_arena_cursor_end(&a, &c);
+    ck_assert_uint_eq(sp_arena_chunks(&a), 2);
+    ck_assert_uint_ge(sp_arena_used(&a), 900 + 16 + 900);
+    /* The arena is usable directly again, after the cursor's allocations. */
+    char *after = sp_arena_alloc(&a, 8, 8);
+    ck_assert_ptr_eq(after + 8, big); /* downward bump: right below the cursor's last object */
+    sp_arena_destroy(&a);
+    ck_assert_int_eq(sp_test_alloc_get(&cnt.live_bytes), 0);
 }
 END_TEST
 
@@ -321,11 +365,11 @@ START_TEST(test_arena_big_request_replaces_too_small_free_chunk) {
     sp_arena_alloc(&a, 504, 8);
     ck_assert_ptr_nonnull(sp_arena_alloc(&a, 50000, 8)); /* free chunk 2 is too small */
     ck_assert_uint_eq(sp_arena_chunks(&a), 2);
-    ck_assert_int_eq(cnt.frees, 1);
+    ck_assert_int_eq(sp_test_alloc_get(&cnt.frees), 1);
     ck_assert_uint_eq(sp_arena_capacity(&a), (1024 - SP_ARENA_CHUNK_HEADER) + 50048);
     ck_assert_uint_eq(sp_arena_used(&a), 50504);
     sp_arena_destroy(&a);
-    ck_assert_uint_eq(cnt.live_bytes, 0);
+    ck_assert_int_eq(sp_test_alloc_get(&cnt.live_bytes), 0);
 }
 END_TEST
 
@@ -335,15 +379,15 @@ START_TEST(test_arena_destroy_frees_everything_and_allows_reuse) {
     sp_arena_init(&a, 0, &counting);
     for (int i = 0; i < 10000; i++) sp_arena_alloc(&a, 33, 8);
     sp_arena_alloc(&a, 1 << 20, 8);
-    ck_assert_uint_gt(cnt.live_bytes, 0);
+    ck_assert_int_gt(sp_test_alloc_get(&cnt.live_bytes), 0);
     sp_arena_destroy(&a);
-    ck_assert_int_eq(cnt.frees, cnt.allocs);
-    ck_assert_uint_eq(cnt.live_bytes, 0);
+    ck_assert_int_eq(sp_test_alloc_get(&cnt.frees), sp_test_alloc_get(&cnt.allocs));
+    ck_assert_int_eq(sp_test_alloc_get(&cnt.live_bytes), 0);
     ck_assert_uint_eq(sp_arena_capacity(&a), 0);
     ck_assert_uint_eq(sp_arena_used(&a), 0);
     ck_assert_ptr_nonnull(sp_arena_alloc(&a, 8, 8));
     sp_arena_destroy(&a);
-    ck_assert_uint_eq(cnt.live_bytes, 0);
+    ck_assert_int_eq(sp_test_alloc_get(&cnt.live_bytes), 0);
 }
 END_TEST
 
@@ -409,6 +453,8 @@ static Suite *arena_suite(void) {
         {"overflow", test_arena_count_size_overflow_returns_null},
         {"oom", test_arena_oom_returns_null_and_leaves_arena_unchanged},
         {"replace", test_arena_big_request_replaces_too_small_free_chunk},
+        {"cursor_same", test_arena_cursor_gives_the_addresses_alloc_gives},
+        {"cursor_oom", test_arena_cursor_oom_returns_null_and_cursor_stays_usable},
         {"destroy", test_arena_destroy_frees_everything_and_allows_reuse},
         {"calloc", test_arena_calloc_zeroes_reused_memory},
         {"size_zero", test_arena_size_zero_gives_distinct_pointers},

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "helpers/sp_alloc.h"
 #include "helpers/sp_check.h"
 #include "spacesim/bus.h"
 
@@ -23,34 +24,6 @@ static void assert_msg_id(const sp_msg_t *m, uint64_t id) {
     ck_assert_int_eq(m->kind, SP_MSG_WEAPON_FIRED);
     ck_assert_uint_eq(m->u.weapon_fired.ship_id, id);
     ck_assert_uint_eq(m->u.weapon_fired.target_id, id * 3 + 1);
-}
-
-/* ---------------------------------------------------------------- counting allocator */
-
-typedef struct {
-    long allocs, frees, fail_at; /* fail the fail_at-th allocation (1-based), 0 = never */
-    size_t live_bytes;
-} count_alloc_t;
-
-static void *ca_alloc(void *ctx, size_t size, size_t align) {
-    count_alloc_t *c = ctx;
-    if (c->fail_at != 0 && c->allocs + 1 == c->fail_at) {
-        c->fail_at = 0;
-        return NULL;
-    }
-    void *p = sp_allocator_default()->alloc(NULL, size, align);
-    if (p != NULL) {
-        c->allocs++;
-        c->live_bytes += size;
-    }
-    return p;
-}
-
-static void ca_free(void *ctx, void *p, size_t size, size_t align) {
-    count_alloc_t *c = ctx;
-    c->frees++;
-    c->live_bytes -= size;
-    sp_allocator_default()->free(NULL, p, size, align);
 }
 
 START_TEST(test_bus_init_rejects_bad_arguments) {
@@ -75,21 +48,26 @@ END_TEST
 /* Every allocation of init can fail; each failure returns SP_ENOMEM and frees
  * whatever was allocated before it. */
 START_TEST(test_bus_init_oom_at_each_allocation_frees_everything) {
-    count_alloc_t probe = {0};
-    sp_allocator_t a = {ca_alloc, ca_free, &probe};
+    /* The shared counting allocator of tests/helpers/sp_alloc.h; fail_at k
+     * fails only the k-th call. */
+    sp_test_alloc_t probe;
+    sp_test_alloc_init(&probe, -1, 0);
+    sp_allocator_t a = sp_test_allocator(&probe);
     sp_bus_t bus;
     ck_assert_int_eq(sp_bus_init(&bus, 3, 16, &a), 0);
-    long total = probe.allocs;
+    long total = sp_test_alloc_get(&probe.allocs);
     ck_assert_int_ge(total, 5); /* block + 3 inboxes + main */
     sp_bus_destroy(&bus);
-    ck_assert_int_eq(probe.frees, total);
-    ck_assert_uint_eq(probe.live_bytes, 0);
+    ck_assert_int_eq(sp_test_alloc_get(&probe.frees), total);
+    ck_assert_int_eq(sp_test_alloc_get(&probe.live_bytes), 0);
     for (long k = 1; k <= total; k++) {
-        count_alloc_t c = {.fail_at = k};
-        sp_allocator_t ak = {ca_alloc, ca_free, &c};
+        sp_test_alloc_t c;
+        sp_test_alloc_init(&c, -1, k);
+        sp_allocator_t ak = sp_test_allocator(&c);
         ck_assert_int_eq(sp_bus_init(&bus, 3, 16, &ak), SP_ENOMEM);
-        ck_assert_int_eq(c.allocs, c.frees);
-        ck_assert_uint_eq(c.live_bytes, 0);
+        ck_assert_int_eq(sp_test_alloc_get(&c.calls), k); /* init stops at the failure */
+        ck_assert_int_eq(sp_test_alloc_get(&c.allocs), sp_test_alloc_get(&c.frees));
+        ck_assert_int_eq(sp_test_alloc_get(&c.live_bytes), 0);
     }
 }
 END_TEST

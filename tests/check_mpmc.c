@@ -7,43 +7,19 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "helpers/sp_alloc.h"
 #include "helpers/sp_check.h"
 #include "spacesim/mpmc.h"
 #include "spacesim/spsc.h"
 
 /* ---------------------------------------------------------------- helpers */
 
-static void *fail_alloc(void *ctx, size_t size, size_t align) {
-    (void)ctx;
-    (void)size;
-    (void)align;
-    return NULL;
-}
-static void fail_free(void *ctx, void *p, size_t size, size_t align) {
-    (void)ctx;
-    (void)p;
-    (void)size;
-    (void)align;
-}
-static const sp_allocator_t failing = {fail_alloc, fail_free, NULL};
-
-/* Counting allocator: checks that destroy frees exactly what init allocated. */
-typedef struct {
-    long allocs, frees;
-    size_t live;
-} count_ctx_t;
-static void *count_alloc(void *ctx, size_t size, size_t align) {
-    count_ctx_t *c = ctx;
-    c->allocs++;
-    c->live += size;
-    return sp_allocator_default()->alloc(NULL, size, align);
-}
-static void count_free(void *ctx, void *p, size_t size, size_t align) {
-    count_ctx_t *c = ctx;
-    c->frees++;
-    c->live -= size;
-    sp_allocator_default()->free(NULL, p, size, align);
-}
+/* The allocators below are the shared one of tests/helpers/sp_alloc.h:
+ * fail_after 0 makes every call fail, -1 only counts. */
+#define FAILING_ALLOCATOR(ctx, al) \
+    sp_test_alloc_t ctx;           \
+    sp_test_alloc_init(&ctx, 0, 0); \
+    sp_allocator_t al = sp_test_allocator(&ctx)
 
 static uint64_t u64_pop(sp_mpmc_t *q) {
     uint64_t v = 0xdeadbeef;
@@ -73,22 +49,25 @@ END_TEST
 
 START_TEST(test_mpmc_init_oom_returns_enomem) {
     sp_mpmc_t q;
+    FAILING_ALLOCATOR(f, failing);
     ck_assert_int_eq(sp_mpmc_init(&q, 16, 8, &failing), SP_ENOMEM);
+    ck_assert_int_eq(sp_test_alloc_get(&f.calls), 1);
 }
 END_TEST
 
 START_TEST(test_mpmc_destroy_frees_what_init_allocated) {
-    count_ctx_t c = {0, 0, 0};
-    sp_allocator_t a = {count_alloc, count_free, &c};
+    sp_test_alloc_t c;
+    sp_test_alloc_init(&c, -1, 0);
+    sp_allocator_t a = sp_test_allocator(&c);
     sp_mpmc_t q;
     ck_assert_int_eq(sp_mpmc_init(&q, 64, 128, &a), 0);
-    ck_assert_int_eq(c.allocs, 1);
-    ck_assert_uint_ge(c.live, 64 * 136);
-    sp_mpmc_destroy(&q);
-    ck_assert_int_eq(c.frees, 1);
-    ck_assert_uint_eq(c.live, 0);
+    ck_assert_int_eq(sp_test_alloc_get(&c.allocs), 1);
+    ck_assert_int_ge(sp_test_alloc_get(&c.live_bytes), 64 * 136);
+    sp_mpmc_destroy(&q); /* the allocator checks free gets the size alloc got */
+    ck_assert_int_eq(sp_test_alloc_get(&c.frees), 1);
+    ck_assert_int_eq(sp_test_alloc_get(&c.live_bytes), 0);
     sp_mpmc_destroy(&q); /* second destroy is a no-op */
-    ck_assert_int_eq(c.frees, 1);
+    ck_assert_int_eq(sp_test_alloc_get(&c.frees), 1);
 }
 END_TEST
 
@@ -329,7 +308,9 @@ START_TEST(test_spsc_init_rejects_bad_capacity_and_oom) {
     ck_assert_int_eq(sp_spsc_init(&q, 1, NULL), SP_EINVAL);
     ck_assert_int_eq(sp_spsc_init(&q, 12, NULL), SP_EINVAL);
     ck_assert_int_eq(sp_spsc_init(&q, (size_t)1 << 62, NULL), SP_EOVERFLOW);
+    FAILING_ALLOCATOR(f, failing);
     ck_assert_int_eq(sp_spsc_init(&q, 16, &failing), SP_ENOMEM);
+    ck_assert_int_eq(sp_test_alloc_get(&f.calls), 1);
 }
 END_TEST
 

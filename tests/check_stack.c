@@ -7,22 +7,9 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "helpers/sp_alloc.h"
 #include "helpers/sp_check.h"
 #include "spacesim/stack.h"
-
-static void *fail_alloc(void *ctx, size_t size, size_t align) {
-    (void)ctx;
-    (void)size;
-    (void)align;
-    return NULL;
-}
-static void fail_free(void *ctx, void *p, size_t size, size_t align) {
-    (void)ctx;
-    (void)p;
-    (void)size;
-    (void)align;
-}
-static const sp_allocator_t failing = {fail_alloc, fail_free, NULL};
 
 #define V(i) ((void *)(uintptr_t)(i))
 
@@ -33,7 +20,12 @@ START_TEST(test_stack_init_rejects_bad_capacity_and_oom) {
 #if SIZE_MAX > 0xFFFFFFFFu
     ck_assert_int_eq(sp_stack_init(&s, (size_t)SP_STACK_MAX_CAPACITY + 1, NULL), SP_EINVAL);
 #endif
+    sp_test_alloc_t f; /* the shared allocator of tests/helpers/sp_alloc.h */
+    sp_test_alloc_init(&f, 0, 0); /* every call fails */
+    sp_allocator_t failing = sp_test_allocator(&f);
     ck_assert_int_eq(sp_stack_init(&s, 16, &failing), SP_ENOMEM);
+    ck_assert_int_ge(sp_test_alloc_get(&f.calls), 1);
+    ck_assert_int_eq(sp_test_alloc_get(&f.live_bytes), 0);
 }
 END_TEST
 

@@ -123,6 +123,20 @@ void *sp__arena_alloc_slow(sp_arena_t *a, size_t size, size_t align) {
     return (void *)p;
 }
 
+sp_arena_cursor_t sp__arena_cursor_slow(sp_arena_t *a, sp_arena_cursor_t c, size_t size, size_t align) {
+    /* Commit the cursor first: the slow path accounts cur's used bytes from
+     * a->ptr when it leaves the chunk. */
+    a->ptr = c.ptr;
+    a->start = c.start;
+    sp_arena_cursor_t n = {NULL, c.start};
+    void *p = sp__arena_alloc_slow(a, size, align); /* NULL: arena unchanged */
+    if (p != NULL) {
+        n.ptr = a->ptr; /* == p: the bump goes downwards */
+        n.start = a->start;
+    }
+    return n;
+}
+
 void *sp_arena_calloc(sp_arena_t *a, size_t count, size_t size, size_t align) {
     size_t bytes;
     if (sp_size_mul(count, size, &bytes) != 0) return NULL;
