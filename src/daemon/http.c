@@ -32,6 +32,7 @@
 #include "daemon/http.h"
 
 #include <libwebsockets.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,6 +187,14 @@ int sp_http_start(sp_daemon_t *d) {
     info.mounts = metrics;
     info.user = d;
     info.timeout_secs = 10; /* an HTTP request (headers, body) must go this fast */
+    /* lws sizes its fd tables by this (16 bytes a descriptor): by default
+     * the process's whole RLIMIT_NOFILE, 16 MiB where that is 2^20. Every
+     * client, TCP or WebSocket, is one descriptor and --max-clients bounds
+     * them; the rest leaves room for HTTP requests and the daemon's own. */
+    struct rlimit rl;
+    rlim_t fds = (rlim_t)d->conf.max_clients + 1024;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < fds) fds = rl.rlim_cur;
+    info.fd_limit_per_thread = (unsigned int)fds;
     info.keepalive_timeout = 5;
     d->http = lws_create_context(&info);
     if (d->http == NULL) {
