@@ -51,6 +51,7 @@ typedef struct sp_dconf {
     size_t obuf_soft;         /* output bytes over which snapshots are skipped */
     double obuf_soft_secs;    /* and over which for this long the client is kicked */
     size_t obuf_hard;         /* output bytes over which the client is kicked at once */
+    size_t sndbuf;            /* SO_SNDBUF of client sockets; 0 = the kernel's autotuning */
     double idle_ping_secs;    /* idle client is pinged after this (IDLE_PING_SEC) */
     double idle_timeout_secs; /* and closed ("timed out") after this (IDLE_TIMEOUT_SEC) */
     double rate_per_sec;      /* command token bucket refill (RATE_PER_SEC) */

@@ -78,6 +78,12 @@ static const flag_t flags[] = {
      "kick a client over the soft limit this long (default 10)", false},
     {"obuf-hard", "BYTES", F_SIZE, 4096, 1L << 31, C(obuf_hard), 0,
      "output queue that kicks a client at once (default 4194304)", false},
+    {"sndbuf", "BYTES", F_SIZE, 0, 1L << 30, C(sndbuf), 0,
+     "kernel send buffer of each client socket (default 0 = the\n"
+     "                           kernel's, which grows to megabytes on loopback): a\n"
+     "                           smaller one makes the output limits above see a\n"
+     "                           client that does not read sooner",
+     false},
     {"snapshot-budget", "N", F_SIZE, 256, 1e8, C(snap_budget), 0,
      "entities per client per snapshot round (default 8192): at most N\n"
      "                           enter a view per snapshot, nearest first; a view of V\n"

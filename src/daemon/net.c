@@ -658,6 +658,13 @@ static void on_connection(uv_stream_t *server, int status) {
     peer_name(c, uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0 ? &ss : NULL, key);
     if (!conn_opened(n, c, key)) return;
     uv_tcp_nodelay(&c->tcp, 1);
+    if (n->conf->sndbuf > 0) {
+        /* What the kernel holds for a client that does not read is out of
+         * the output limits' sight; a fixed send buffer bounds it (and
+         * stops autotuning). Best effort: a refusal leaves the kernel's. */
+        int v = (int)n->conf->sndbuf;
+        (void)uv_send_buffer_size((uv_handle_t *)&c->tcp, &v);
+    }
     int r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (r < 0) sp_conn_close(c, SP_CLOSE_PEER, "read error: %s", uv_strerror(r));
 }

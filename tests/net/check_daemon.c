@@ -291,9 +291,12 @@ END_TEST
 START_TEST(test_daemon_non_reading_client_cut_off_others_unaffected) {
     static const char *const args[] = {"--demo-asteroids", "3000", "--demo-npcs", "1500", "--world-size", "1000",
                                        "--snapshot-hz", "30", "--obuf-soft", "32768", "--obuf-hard", "262144",
-                                       "--obuf-soft-seconds", "1", "--idle-timeout", "600", NULL};
+                                       "--obuf-soft-seconds", "1", "--idle-timeout", "600", "--sndbuf", "65536",
+                                       NULL};
     /* --idle-timeout 600: only the output limit may cut the slow client off
-     * (an idle close is not a kick). */
+     * (an idle close is not a kick). --sndbuf 65536: what the kernel holds
+     * for it is bounded, so the daemon's queue fills after a few snapshots
+     * however slowly a starved machine produces them. */
     start(args, NULL);
     nc_t slow, good;
     ck_assert_int_eq(nc_connect_rcvbuf(&slow, D.port, 4096), 0);
@@ -466,7 +469,7 @@ static uint64_t stat_u64(nc_t *c, const char *key) {
 START_TEST(test_daemon_events_of_skipped_snapshots_delivered_later) {
     static const char *const args[] = {"--demo-asteroids", "3000", "--demo-npcs", "1500", "--world-size", "1000",
                                        "--snapshot-hz", "30", "--obuf-soft", "32768", "--obuf-hard", "67108864",
-                                       "--obuf-soft-seconds", "600", NULL};
+                                       "--obuf-soft-seconds", "600", "--sndbuf", "65536", NULL};
     start(args, NULL);
     nc_t slow, good;
     ck_assert_int_eq(nc_connect(&slow, D.port), 0);

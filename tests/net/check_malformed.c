@@ -1012,7 +1012,10 @@ END_TEST
 START_TEST(test_malformed_flood_without_reading_is_cut_off_at_output_cap) {
     /* A rate high enough that the bucket never empties: every ping is
      * answered, and the answers pile up. */
-    static const char *const extra[] = {"--rate", "1000000", "--obuf-soft", "65536", "--obuf-hard", "262144", NULL};
+    static const char *const extra[] = {"--rate", "1000000", "--obuf-soft", "65536", "--obuf-hard", "262144",
+                                        /* the kernel's part bounded too: on a starved
+                                         * machine answers come slowly */
+                                        "--sndbuf", "65536", NULL};
     start(extra);
     nc_t good, flood;
     ck_assert_int_eq(nc_connect(&good, D.port), 0);
