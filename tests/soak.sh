@@ -40,7 +40,7 @@ if [ ! -f "$build/Makefile" ] || [ ! -x "$build/src/daemon/spacesimd" ]; then
 fi
 build=$(cd "$build" && pwd)
 
-SUITES="tests/net/check_daemon tests/net/check_malformed tests/net/check_resume tests/net/check_clients tests/net/check_fairness"
+SUITES="tests/net/check_daemon tests/net/check_malformed tests/net/check_resume tests/net/check_clients tests/net/check_fairness tests/net/check_ws"
 SUITES="$SUITES tests/net/rpc_interop.sh tests/python/run.sh"
 out="$build/soak"
 mkdir -p "$out"
