@@ -341,6 +341,11 @@ START_TEST(test_handoff_export_import_is_bit_exact_and_judged_by_epoch) {
     ck_assert_int_eq(sp_world_import(a, &st), 0);
     ck_assert_int_eq(sp_world_departed_epoch(a, s, &ep), SP_ENOENT); /* forgotten: it is back */
     ck_assert_int_eq(sp_world_import(b, &old), SP_WORLD_IMPORT_STALE); /* b remembers 2 */
+    /* Forgetting b's memory of s: the old message would then apply again
+     * (so the hand-off layer forgets only once none can arrive). */
+    ck_assert_int_eq(sp_world_forget_departed(b, s), 0);
+    ck_assert_int_eq(sp_world_forget_departed(b, s), SP_ENOENT);
+    ck_assert_int_eq(sp_world_departed_epoch(b, s, &ep), SP_ENOENT);
     /* A newer epoch replaces a present copy (newest wins), count unchanged. */
     uint32_t na = sp_world_count(a);
     sp_entity_state_t newer = st;

@@ -1372,6 +1372,13 @@ int sp_world_departed_epoch(const sp_world_t *w, sp_entity_id_t id, uint64_t *ep
     return 0;
 }
 
+int sp_world_forget_departed(sp_world_t *w, sp_entity_id_t id) {
+    if (w == NULL) return SP_EINVAL;
+    if (sp__map_find(&w->departed, id) == NULL) return SP_ENOENT;
+    sp__map_erase(&w->departed, id);
+    return 0;
+}
+
 int sp_world_depart(sp_world_t *w, sp_entity_id_t id, uint64_t epoch) {
     if (w == NULL) return SP_EINVAL;
     uint32_t i;

@@ -412,6 +412,15 @@ SP_API int sp_world_import(sp_world_t *w, const sp_entity_state_t *in);
  * SP_ENOENT when it has no departure memory here. O(1) expected. */
 SP_API int sp_world_departed_epoch(const sp_world_t *w, sp_entity_id_t id, uint64_t *epoch);
 
+/* Drop the departure memory of `id` (after it, a late import of an old
+ * epoch of id is applied again): for the hand-off layer once no message of
+ * that id older than its current owner's epoch can arrive any more (acked
+ * and past the broker's redelivery and de-duplication windows), or once the
+ * entity is known destroyed elsewhere; without it the memory holds one
+ * entry per entity that left and never came back. Returns 0 or SP_ENOENT.
+ * Never allocates; O(1) expected. */
+SP_API int sp_world_forget_departed(sp_world_t *w, sp_entity_id_t id);
+
 /* Field-by-field equality of two states (bit patterns for floats, so -0 and
  * NaN payloads count; padding ignored). Pure. */
 SP_API int sp_entity_state_equal(const sp_entity_state_t *a, const sp_entity_state_t *b);
