@@ -70,7 +70,7 @@ static void tick(sp_world_t *w, sp_entity_id_t player) {
 }
 
 /* A world with every kind of state: sleepers, awake asteroids, tracers,
- * cargo, cooldowns, destroyed slots on the free list, bumped generations. */
+ * cargo, cooldowns, destroyed slots on the free list, reused slots. */
 static sp_world_t *busy_world(uint32_t n_ast, uint32_t n_npc, sp_entity_id_t *player) {
     sp_world_def_t d = sp_world_def_default();
     d.seed = 777;
