@@ -14,6 +14,11 @@
  * two halves of frame publishing as the daemon splits them: capture (a memcpy
  * on the loop thread, sp_world_capture) and build (on a worker,
  * sp_frame_build; timed here on the same thread). Target: sleeping p99 <= 8 ms.
+ * A third comparison times sp_frame_build alone (issue 10: rows sorted by
+ * id, ids no longer follow slots): the demo world with 1 in 7 entities
+ * destroyed and respawned, so reused slots hold newer ids and the frame
+ * must radix-sort them, against the same world freshly populated, whose ids
+ * ascend in slot order (no sort). Mean ms of 20 builds per run.
  * Self-check: every step returns 0, the entity count stays within bounds,
  * positions are finite and within the world, the sleeping run keeps >= 90%
  * of asteroids asleep and the all-awake run keeps none asleep. */
@@ -307,6 +312,56 @@ static double run_queries(void *arg) {
     return (double)(t1 - t0) / (double)nq;
 }
 
+/* Frame building alone, on a capture taken once. */
+typedef struct fscene {
+    sp_world_t *w;
+    sp_world_capture_t *cap;
+} fscene_t;
+
+typedef struct idcollect {
+    sp_entity_id_t *v;
+    uint32_t n;
+} idcollect_t;
+static int collect_id(void *ctx, sp_entity_id_t id) {
+    idcollect_t *c = ctx;
+    c->v[c->n++] = id;
+    return 0;
+}
+
+static void fscene_init(fscene_t *s, int churn) {
+    sp_world_def_t d = sp_world_def_default();
+    d.seed = 2024;
+    d.half_extent = 4000.0f;
+    if (sp_world_create(&d, &s->w) != 0) sp_bench_fail("sp_world_create");
+    if (sp_world_populate_demo(s->w, N_AST, N_NPC) != 0) sp_bench_fail("populate");
+    if (churn) {
+        idcollect_t c = {malloc((N_AST + N_NPC) * sizeof(sp_entity_id_t)), 0};
+        if (c.v == NULL) sp_bench_fail("out of memory");
+        sp_world_foreach(s->w, collect_id, &c);
+        uint32_t k = 0;
+        for (uint32_t i = 0; i < c.n; i += 7, k++) sp_world_destroy(s->w, c.v[i]);
+        for (uint32_t i = 0; i < k; i++) {
+            sp_entity_id_t id;
+            if (sp_world_spawn_asteroid(s->w, NULL, 0.0f, 0.0f, -1, &id) != 0) sp_bench_fail("spawn");
+        }
+        free(c.v);
+    }
+    if (sp_world_capture_create(NULL, &s->cap) != 0 || sp_world_capture(s->w, s->cap) != 0) sp_bench_fail("capture");
+}
+
+static double run_build(void *arg) {
+    fscene_t *s = arg;
+    uint64_t t0 = sp_bench_now_ns();
+    for (int k = 0; k < 20; k++) {
+        sp_frame_t *f = sp_frame_build(s->cap);
+        if (f == NULL || f->count != sp_world_count(s->w)) return -1;
+        for (uint32_t r = 1; r < f->count; r++)
+            if (f->rows[r - 1].id >= f->rows[r].id) return -1;
+        sp_frame_release(f);
+    }
+    return (double)(sp_bench_now_ns() - t0) / 20e6;
+}
+
 int main(int argc, char **argv) {
     sp_bench_init(argc, argv, "world");
     int ticks = sp_bench_quick() ? 120 : 300;
@@ -341,6 +396,21 @@ int main(int argc, char **argv) {
     free(qo.g.rows);
     free(qn.buf);
     free(qo.buf);
+    fscene_t fchurn, ffresh;
+    fscene_init(&fchurn, 1);
+    fscene_init(&ffresh, 0);
+    sp_bench_row_t frows[] = {
+        {.name = "sp_frame_build, 100k, 1/7 slots reused (ids radix-sorted)", .unit = "ms", .fn = run_build,
+         .arg = &fchurn},
+        {.name = "sp_frame_build, 100k, ids ascending in slot order (no sort)", .unit = "ms", .fn = run_build,
+         .arg = &ffresh},
+    };
+    sp_bench_run(frows, 2);
+    sp_bench_report(&frows[0], &frows[1]);
+    sp_world_capture_free(fchurn.cap);
+    sp_world_capture_free(ffresh.cap);
+    sp_world_free(fchurn.w);
+    sp_world_free(ffresh.w);
     sp_bench_row_t rows[] = {
         {.name = "world step p99, 100k entities, sleeping asteroids", .unit = "ms", .fn = run, .arg = &sl},
         {.name = "world step p99, 100k entities, all awake", .unit = "ms", .fn = run, .arg = &aw},

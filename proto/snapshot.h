@@ -49,7 +49,7 @@ extern "C" {
 
 /* One quantized entity as the wire carries it (see SP_PROTO_QUANT_MAP). */
 typedef struct sp_snap_rec {
-    uint64_t id;      /* ((uint64)generation << 32) | index; never 0 */
+    uint64_t id;      /* opaque entity id (sim/world.h), < 2^53; never 0 */
     int32_t pos[3];   /* 1/16 world units */
     int32_t vel[3];   /* 1/64 world units per second */
     uint32_t hp;      /* 1/16 hp */

@@ -1,4 +1,5 @@
 /* check_save.c: checkpoint round trips and refusal of corrupt input. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,15 +11,36 @@
 
 /* Layout facts from save.h / save.c, used to forge semantically bad buffers. */
 #define HDR 32u
-#define DEF_BYTES (8u + 29u * 4u)
+#define DEF_BYTES (8u + 29u * 4u + 4u) /* version 4: + id_node */
 #define OFF_TICK (HDR + DEF_BYTES)
 #define OFF_LAST_REBUILD (OFF_TICK + 8 + 8 + 4 + 4)
 #define OFF_RESPAWN (OFF_LAST_REBUILD + 8) /* version 2: 5 x u32 */
 #define RESPAWN_BYTES 20u
-#define OFF_NSLOTS (OFF_RESPAWN + RESPAWN_BYTES)
+#define OFF_NEXT_ID (OFF_RESPAWN + RESPAWN_BYTES) /* version 4 */
+#define OFF_NSLOTS (OFF_NEXT_ID + 8)
 #define OFF_COUNT (OFF_NSLOTS + 4)
 #define OFF_NFREE (OFF_COUNT + 4)
 #define OFF_FREE_LIST (OFF_NFREE + 4)
+#define LIVE_FIELD_BYTES 102u /* SP__WORLD_SLOT_FIELDS of one live slot */
+
+/* The same offsets in a version 3 checkpoint (no id_node, no next_id). */
+#define V3_OFF_RESPAWN (HDR + 8u + 29u * 4u + 8 + 8 + 4 + 4 + 8)
+#define V3_OFF_COUNT (V3_OFF_RESPAWN + RESPAWN_BYTES + 4)
+
+/* tests/data/world_v3.bin: a version 3 checkpoint written by the code before
+ * issue 10 (seed 777, half extent 300, 60 asteroids + 12 NPCs + a player,
+ * every 5th asteroid destroyed, respawn 20/70 every 7 ticks by 3, 60 ticks
+ * of AI): 93 entities, no free slot, generations 1-3, ids generation << 32
+ * | slot up to 0x30000004f, the player 0x100000048. */
+static uint8_t *read_v3(size_t *len) {
+    FILE *f = fopen(SP_TESTDATA "/world_v3.bin", "rb");
+    ck_assert_ptr_nonnull(f);
+    uint8_t *b = malloc(1 << 16);
+    *len = fread(b, 1, 1 << 16, f);
+    fclose(f);
+    ck_assert_uint_gt(*len, 1000);
+    return b;
+}
 
 static uint64_t fnv(const uint8_t *p, size_t n) {
     uint64_t h = 0xcbf29ce484222325ULL;
@@ -48,7 +70,7 @@ static void tick(sp_world_t *w, sp_entity_id_t player) {
 }
 
 /* A world with every kind of state: sleepers, awake asteroids, tracers,
- * cargo, cooldowns, destroyed slots on the free list, bumped generations. */
+ * cargo, cooldowns, destroyed slots on the free list, reused slots. */
 static sp_world_t *busy_world(uint32_t n_ast, uint32_t n_npc, sp_entity_id_t *player) {
     sp_world_def_t d = sp_world_def_default();
     d.seed = 777;
@@ -58,7 +80,7 @@ static sp_world_t *busy_world(uint32_t n_ast, uint32_t n_npc, sp_entity_id_t *pl
     ck_assert_int_eq(sp_world_populate_demo(w, n_ast, n_npc), 0);
     float p[3] = {0, 0, 0};
     ck_assert_int_eq(sp_world_spawn_ship(w, 9, 0, p, player), 0);
-    for (uint32_t i = 0; i < n_ast; i += 5) sp_world_destroy(w, sp_id_make(i, 1));
+    for (uint32_t i = 0; i < n_ast; i += 5) sp_world_destroy(w, (sp_entity_id_t)i + 1); /* the i-th spawned */
     for (int t = 0; t < 90; t++) tick(w, *player);
     return w;
 }
@@ -239,12 +261,30 @@ START_TEST(test_save_forged_fields_refused) {
     ck_assert_int_eq(load_forged(buf, len, OFF_RESPAWN, &v32, 4), SP_ECORRUPT);
     ck_assert_int_eq(load_forged(buf, len, OFF_RESPAWN + 4, &v32, 4), SP_ECORRUPT);
     ck_assert_int_eq(load_forged(buf, len, 0, "XPWORLD", 8), SP_ECORRUPT); /* magic */
-    /* First slot record (slot 0 was destroyed: gen 2, kind 0): generation 0. */
+    /* Slot records: kind, and for a live slot id + epoch + fields. The
+     * first one is a free slot here (slot 0 was destroyed). */
     size_t slot0 = OFF_FREE_LIST + 4u * nfree;
-    v32 = 0;
-    ck_assert_int_eq(load_forged(buf, len, slot0, &v32, 4), SP_ECORRUPT);
+    ck_assert_uint_eq(buf[slot0], 0);
     uint8_t kind = 1; /* a free slot claiming to be a ship: free list disagrees */
-    ck_assert_int_eq(load_forged(buf, len, slot0 + 4, &kind, 1), SP_ECORRUPT);
+    ck_assert_int_eq(load_forged(buf, len, slot0, &kind, 1), SP_ECORRUPT);
+    size_t live[2], at = slot0;
+    for (int found = 0; found < 2;) {
+        if (buf[at] != 0) live[found++] = at;
+        at += buf[at] != 0 ? 1 + 16 + LIVE_FIELD_BYTES : 1;
+    }
+    uint64_t id2, next_id, v64 = 0;
+    memcpy(&id2, buf + live[1] + 1, 8);
+    memcpy(&next_id, buf + OFF_NEXT_ID, 8);
+    ck_assert_uint_gt(next_id, id2);
+    ck_assert_int_eq(load_forged(buf, len, live[0] + 1, &v64, 8), SP_ECORRUPT); /* id 0 */
+    ck_assert_int_eq(load_forged(buf, len, live[0] + 1, &id2, 8), SP_ECORRUPT); /* duplicate id */
+    ck_assert_int_eq(load_forged(buf, len, live[0] + 1, &next_id, 8), SP_ECORRUPT); /* not minted yet */
+    v64 = 1ull << 60; /* another node's id: fine (it came in a hand-off) */
+    ck_assert_int_eq(load_forged(buf, len, live[0] + 1, &v64, 8), 0);
+    v64 = 0; /* a counter below the node's first id */
+    ck_assert_int_eq(load_forged(buf, len, OFF_NEXT_ID, &v64, 8), SP_ECORRUPT);
+    v32 = SP_WORLD_MAX_NODES; /* id_node out of range */
+    ck_assert_int_eq(load_forged(buf, len, HDR + DEF_BYTES - 4, &v32, 4), SP_ECORRUPT);
     /* Trailing garbage after a valid payload. */
     uint8_t *c = malloc(len + 1);
     memcpy(c, buf, len);
@@ -287,15 +327,12 @@ START_TEST(test_save_respawn_state_round_trips_and_version1_still_loads) {
     ck_assert_uint_eq(sp_world_count_npc(b), sp_world_count_npc(a));
     uint32_t before = sp_world_count_npc(a);
     int killed = 0; /* kill 10 NPCs in both */
-    for (uint32_t idx = 0; idx < 400 && killed < 10; idx++) {
-        for (uint32_t g = 1; g < 4; g++) {
-            sp_entity_info_t e;
-            sp_entity_id_t id = ((uint64_t)g << 32) | idx;
-            if (sp_world_inspect(a, id, &e) == 0 && (e.flags & SP_ENT_NPC)) {
-                ck_assert_int_eq(sp_world_destroy(a, id), 0);
-                ck_assert_int_eq(sp_world_destroy(b, id), 0);
-                killed++;
-            }
+    for (sp_entity_id_t id = 1; id < 4000 && killed < 10; id++) {
+        sp_entity_info_t e;
+        if (sp_world_inspect(a, id, &e) == 0 && (e.flags & SP_ENT_NPC)) {
+            ck_assert_int_eq(sp_world_destroy(a, id), 0);
+            ck_assert_int_eq(sp_world_destroy(b, id), 0);
+            killed++;
         }
     }
     ck_assert_int_eq(killed, 10);
@@ -306,19 +343,21 @@ START_TEST(test_save_respawn_state_round_trips_and_version1_still_loads) {
     }
     ck_assert_uint_eq(sp_world_hash(b), sp_world_hash(a));
     ck_assert_uint_eq(sp_world_count_npc(a), 40); /* 3 per 7 ticks: back to the target */
-    /* Version 1: the same payload without the respawn fields (nor the
-     * version 3 annex length, the last 4 bytes). */
-    uint8_t *v1 = malloc(len);
-    size_t n1 = len - RESPAWN_BYTES - 4;
-    memcpy(v1, buf, OFF_RESPAWN);
-    memcpy(v1 + OFF_RESPAWN, buf + OFF_RESPAWN + RESPAWN_BYTES, len - OFF_RESPAWN - RESPAWN_BYTES - 4);
+    /* Version 1: the stored version 3 checkpoint without the respawn
+     * fields (nor the version 3 annex length, the last 4 bytes). */
+    size_t len3;
+    uint8_t *v3 = read_v3(&len3);
+    uint8_t *v1 = malloc(len3);
+    size_t n1 = len3 - RESPAWN_BYTES - 4;
+    memcpy(v1, v3, V3_OFF_RESPAWN);
+    memcpy(v1 + V3_OFF_RESPAWN, v3 + V3_OFF_RESPAWN + RESPAWN_BYTES, len3 - V3_OFF_RESPAWN - RESPAWN_BYTES - 4);
     ver = 1;
     memcpy(v1 + 8, &ver, 4);
     fix_checksum(v1, n1);
     sp_world_t *c;
     ck_assert_int_eq(sp_world_load(v1, n1, NULL, 1, &c), 0);
     uint32_t saved_count;
-    memcpy(&saved_count, buf + OFF_COUNT, 4);
+    memcpy(&saved_count, v3 + V3_OFF_COUNT, 4);
     ck_assert_uint_eq(sp_world_count(c), saved_count);
     uint32_t n_npc = sp_world_count_npc(c);
     for (uint32_t i = 0; i < 10; i++) ck_assert_int_eq(sp_world_step(c), 0);
@@ -330,6 +369,7 @@ START_TEST(test_save_respawn_state_round_trips_and_version1_still_loads) {
     ck_assert_uint_eq(rs[2], 0); /* period 0: off */
     free(again);
     free(v1);
+    free(v3);
     free(buf);
     sp_world_free(a);
     sp_world_free(b);
@@ -360,22 +400,120 @@ START_TEST(test_save_annex_round_trips_and_version2_still_loads) {
     buf[len - 1] ^= 1; /* inside the annex: the checksum catches it */
     ck_assert_int_eq(sp_world_load_annex(buf, len, NULL, 1, &b, &got, &glen), SP_ECORRUPT);
     free(buf);
-    /* Version 2: an empty annex's 4 length bytes removed. */
-    ck_assert_int_eq(sp_world_save(a, &buf, &len), 0);
+    /* Version 2: the stored version 3 checkpoint with its empty annex's 4
+     * length bytes removed; it loads as the version 3 one does. */
+    sp_world_t *b3;
+    buf = read_v3(&len);
+    ck_assert_int_eq(sp_world_load(buf, len, NULL, 1, &b3), 0);
     uint32_t ver = 2;
     memcpy(buf + 8, &ver, 4);
     fix_checksum(buf, len - 4);
     ck_assert_int_eq(sp_world_load_annex(buf, len - 4, NULL, 1, &b, &got, &glen), 0);
     ck_assert_ptr_null(got);
     ck_assert_uint_eq(glen, 0);
-    ck_assert_uint_eq(sp_world_hash(b), sp_world_hash(a));
+    ck_assert_uint_eq(sp_world_hash(b), sp_world_hash(b3));
     sp_world_free(b);
+    sp_world_free(b3);
     /* Version 2 with the bytes of a version 3 (the annex length) is refused:
      * trailing bytes. */
     fix_checksum(buf, len);
     ck_assert_int_eq(sp_world_load(buf, len, NULL, 1, &b), SP_ECORRUPT);
     free(buf);
     sp_world_free(a);
+}
+END_TEST
+
+/* Issue 10: a version 3 checkpoint (ids generation << 32 | slot) still
+ * loads; its entities keep their old ids, new ids start above them, and
+ * written again as version 4 it round-trips with the same hash and future. */
+START_TEST(test_save_version3_keeps_old_ids_and_counter_starts_above) {
+    size_t len;
+    uint8_t *buf = read_v3(&len);
+    uint32_t ver;
+    memcpy(&ver, buf + 8, 4);
+    ck_assert_uint_eq(ver, 3);
+    sp_world_t *w;
+    ck_assert_int_eq(sp_world_load(buf, len, NULL, 1, &w), 0);
+    ck_assert_uint_eq(sp_world_count(w), 93);
+    sp_entity_info_t e;
+    ck_assert_int_eq(sp_world_inspect(w, 0x100000048ull, &e), 0); /* the player */
+    ck_assert_uint_eq(e.owner, 9);
+    ck_assert_int_eq(sp_world_inspect(w, 0x30000004full, &e), 0); /* the largest old id */
+    ck_assert_int_eq(sp_world_inspect(w, 0x48, &e), SP_ENOENT);
+    /* Every id is an old one: generation 1-3, slot below 93. */
+    uint32_t n = 0;
+    for (uint64_t g = 1; g <= 3; g++)
+        for (uint64_t i = 0; i < 93; i++) n += sp_world_inspect(w, g << 32 | i, &e) == 0;
+    ck_assert_uint_eq(n, 93);
+    sp_world_t *w2;
+    uint8_t *b4;
+    size_t len4;
+    ck_assert_int_eq(sp_world_save(w, &b4, &len4), 0);
+    memcpy(&ver, b4 + 8, 4);
+    ck_assert_uint_eq(ver, SP_SAVE_VERSION);
+    ck_assert_int_eq(sp_world_load(b4, len4, NULL, 1, &w2), 0);
+    ck_assert_uint_eq(sp_world_hash(w2), sp_world_hash(w));
+    ck_assert_uint_eq(sp_world_hash_canonical(w2), sp_world_hash_canonical(w));
+    sp_entity_id_t id, id2;
+    ck_assert_int_eq(sp_world_spawn_ship(w, 4, 0, NULL, &id), 0);
+    ck_assert_int_eq(sp_world_spawn_ship(w2, 4, 0, NULL, &id2), 0);
+    ck_assert_uint_eq(id, 0x300000050ull); /* above the largest old id */
+    ck_assert_uint_eq(id2, id);
+    for (int t = 0; t < 60; t++) {
+        ck_assert_int_eq(sp_world_step(w), 0);
+        ck_assert_int_eq(sp_world_step(w2), 0);
+    }
+    ck_assert_uint_eq(sp_world_hash(w2), sp_world_hash(w));
+    free(b4);
+    free(buf);
+    sp_world_free(w);
+    sp_world_free(w2);
+}
+END_TEST
+
+/* Issue 10: ids, epochs, the counter and the departure memory round-trip:
+ * a world that exported, departed and imported entities saves and loads to
+ * the same hash, refuses the same stale imports and mints the same ids. */
+START_TEST(test_save_ids_epochs_and_departures_round_trip) {
+    sp_entity_id_t player;
+    sp_world_t *a = busy_world(100, 10, &player);
+    sp_entity_state_t st;
+    ck_assert_int_eq(sp_world_export(a, player, &st), 0);
+    st.epoch = 7;
+    ck_assert_int_eq(sp_world_depart(a, player, 7), 0);
+    sp_entity_state_t guest = st;
+    guest.id = (3ull << SP_WORLD_ID_COUNTER_BITS) | 5; /* as if from node 3 */
+    guest.epoch = 2;
+    ck_assert_int_eq(sp_world_import(a, &guest), 0);
+    uint8_t *buf;
+    size_t len;
+    ck_assert_int_eq(sp_world_save(a, &buf, &len), 0);
+    sp_world_t *b;
+    ck_assert_int_eq(sp_world_load(buf, len, NULL, 1, &b), 0);
+    ck_assert_uint_eq(sp_world_hash(b), sp_world_hash(a));
+    uint64_t ep = 0;
+    ck_assert_int_eq(sp_world_departed_epoch(b, player, &ep), 0);
+    ck_assert_uint_eq(ep, 7);
+    ck_assert_int_eq(sp_world_import(b, &st), SP_WORLD_IMPORT_STALE);
+    ck_assert_int_eq(sp_world_import(b, &guest), SP_WORLD_IMPORT_DUPLICATE);
+    sp_entity_state_t got;
+    ck_assert_int_eq(sp_world_export(b, guest.id, &got), 0);
+    ck_assert(sp_entity_state_equal(&got, &guest));
+    sp_entity_id_t ia, ib;
+    ck_assert_int_eq(sp_world_spawn_ship(a, 1, 0, NULL, &ia), 0);
+    ck_assert_int_eq(sp_world_spawn_ship(b, 1, 0, NULL, &ib), 0);
+    ck_assert_uint_eq(ia, ib);
+    uint8_t *buf2;
+    size_t len2;
+    sp_world_free(b);
+    ck_assert_int_eq(sp_world_load(buf, len, NULL, 1, &b), 0);
+    ck_assert_int_eq(sp_world_save(b, &buf2, &len2), 0);
+    ck_assert_uint_eq(len2, len);
+    ck_assert_int_eq(memcmp(buf, buf2, len), 0); /* departures written in id order */
+    free(buf);
+    free(buf2);
+    sp_world_free(a);
+    sp_world_free(b);
 }
 END_TEST
 
@@ -392,6 +530,8 @@ static Suite *save_suite(void) {
         {"forged", test_save_forged_fields_refused},
         {"respawn", test_save_respawn_state_round_trips_and_version1_still_loads},
         {"annex", test_save_annex_round_trips_and_version2_still_loads},
+        {"version3", test_save_version3_keeps_old_ids_and_counter_starts_above},
+        {"handoff_state", test_save_ids_epochs_and_departures_round_trip},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);

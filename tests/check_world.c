@@ -11,6 +11,10 @@
 
 static sp_world_t *W;
 
+/* The id of the i-th entity (from 0) spawned in a fresh node-0 world: ids
+ * count from 1 (issue 10). */
+static sp_entity_id_t nth_id(uint32_t i) { return (sp_entity_id_t)i + 1; }
+
 static sp_world_def_t quiet_def(void) {
     sp_world_def_t d = sp_world_def_default();
     d.seed = 42;
@@ -71,20 +75,23 @@ START_TEST(test_world_def_rejects_bad_fields) {
 }
 END_TEST
 
-START_TEST(test_world_stale_id_after_destroy_is_enoent_and_slot_reused_with_new_generation) {
+/* Issue 10: ids come from a counter (node 0: 1, 2, 3, ...), so the slot a
+ * destroyed entity frees is reused under a new id and the old one stays
+ * stale forever. */
+START_TEST(test_world_stale_id_after_destroy_is_enoent_and_id_never_reused) {
     sp_entity_id_t a = ship_at(1, 0, 0, 0);
-    ck_assert_uint_eq(sp_id_generation(a), 1);
+    ck_assert_uint_eq(a, 1);
     ck_assert_int_eq(sp_world_destroy(W, a), 0);
     sp_entity_info_t e;
     ck_assert_int_eq(sp_world_inspect(W, a, &e), SP_ENOENT);
     ck_assert_int_eq(sp_world_destroy(W, a), SP_ENOENT);
-    sp_entity_id_t b = ship_at(1, 5, 0, 0);
-    ck_assert_uint_eq(sp_id_index(b), sp_id_index(a));
-    ck_assert_uint_eq(sp_id_generation(b), 2);
+    sp_entity_id_t b = ship_at(1, 5, 0, 0); /* takes a's slot */
+    ck_assert_uint_eq(b, 2);
     ck_assert_int_eq(sp_world_inspect(W, a, &e), SP_ENOENT); /* still stale */
     ck_assert_int_eq(sp_world_inspect(W, b, &e), 0);
     ck_assert_int_eq(sp_world_inspect(W, 0, &e), SP_ENOENT);
-    ck_assert_int_eq(sp_world_inspect(W, sp_id_make(999, 1), &e), SP_ENOENT);
+    ck_assert_int_eq(sp_world_inspect(W, 999, &e), SP_ENOENT);
+    ck_assert_int_eq(sp_world_inspect(W, (1ull << 32) | 1, &e), SP_ENOENT); /* an old-style id */
     float v[3] = {1, 0, 0};
     ck_assert_int_eq(sp_world_set_desired_velocity(W, a, v, NULL), SP_ENOENT);
     ck_assert_uint_eq(sp_world_count(W), 1);
@@ -217,7 +224,7 @@ START_TEST(test_world_sleeping_asteroid_woken_by_contact_and_statics_untouched) 
     sp_entity_id_t target = 0;
     sp_entity_info_t t;
     for (uint32_t i = 0; i < 500 && target == 0; i++) {
-        if (sp_world_inspect(W, sp_id_make(i, 1), &t) == 0 && t.kind == SP_KIND_ASTEROID) target = t.id;
+        if (sp_world_inspect(W, nth_id(i), &t) == 0 && t.kind == SP_KIND_ASTEROID) target = t.id;
     }
     ck_assert_uint_ne(target, 0);
     ck_assert(t.flags & SP_ENT_SLEEPING);
@@ -463,8 +470,8 @@ static int cmp_u32(const void *a, const void *b) {
 
 START_TEST(test_frame_rows_sorted_by_id_quantized_and_query_matches_brute_force) {
     ck_assert_int_eq(sp_world_populate_demo(W, 3000, 300), 0);
-    /* Churn generations so id order differs from slot order. */
-    for (uint32_t i = 0; i < 3000; i += 7) sp_world_destroy(W, sp_id_make(i, 1));
+    /* Churn slots so id order differs from slot order. */
+    for (uint32_t i = 0; i < 3000; i += 7) sp_world_destroy(W, nth_id(i));
     sp_entity_id_t id;
     for (int i = 0; i < 200; i++) ck_assert_int_eq(sp_world_spawn_ship(W, 3, 0, NULL, &id), 0);
     for (int i = 0; i < 10; i++) ck_assert_int_eq(sp_world_step(W), 0);
@@ -662,7 +669,7 @@ static void frames_equal(const sp_frame_t *a, const sp_frame_t *b) {
 
 START_TEST(test_frame_built_from_capture_on_other_thread_equals_published) {
     ck_assert_int_eq(sp_world_populate_demo(W, 2000, 200), 0);
-    for (uint32_t i = 0; i < 2000; i += 9) sp_world_destroy(W, sp_id_make(i, 1)); /* mixed generations */
+    for (uint32_t i = 0; i < 2000; i += 9) sp_world_destroy(W, nth_id(i)); /* reused slots */
     sp_world_capture_t *cap;
     ck_assert_int_eq(sp_world_capture_create(NULL, &cap), 0);
     ck_assert_ptr_null(sp_frame_build(cap)); /* nothing captured yet */
@@ -807,15 +814,13 @@ END_TEST
  * world rng (two identical worlds stay identical); players are not NPCs. */
 static void kill_npcs(sp_world_t *w, uint32_t n) {
     uint32_t killed = 0;
-    for (uint32_t idx = 0; killed < n && idx < 100000; idx++)
-        for (uint32_t g = 1; g < 8 && killed < n; g++) {
-            sp_entity_info_t e;
-            sp_entity_id_t id = sp_id_make(idx, g);
-            if (sp_world_inspect(w, id, &e) == 0 && (e.flags & SP_ENT_NPC)) {
-                ck_assert_int_eq(sp_world_destroy(w, id), 0);
-                killed++;
-            }
+    for (sp_entity_id_t id = 1; killed < n && id < 100000; id++) {
+        sp_entity_info_t e;
+        if (sp_world_inspect(w, id, &e) == 0 && (e.flags & SP_ENT_NPC)) {
+            ck_assert_int_eq(sp_world_destroy(w, id), 0);
+            killed++;
         }
+    }
     ck_assert_uint_eq(killed, n);
 }
 
@@ -831,7 +836,7 @@ START_TEST(test_world_respawn_tops_up_npcs_and_asteroids_at_fixed_rate_determini
         sp_entity_id_t p;
         ck_assert_int_eq(sp_world_spawn_ship(ws[k], 5, 0, NULL, &p), 0); /* a player: not an NPC */
         kill_npcs(ws[k], 10);
-        for (uint32_t i = 0; i < 300; i += 30) ck_assert_int_eq(sp_world_destroy(ws[k], sp_id_make(i, 1)), 0);
+        for (uint32_t i = 0; i < 300; i += 30) ck_assert_int_eq(sp_world_destroy(ws[k], nth_id(i)), 0);
     }
     ck_assert_uint_eq(sp_world_count_npc(a), 20);
     ck_assert_uint_eq(sp_world_count_kind(a, SP_KIND_SHIP), 21);
@@ -869,7 +874,7 @@ static Suite *world_suite(void) {
         const TTest *t;
     } cases[] = {
         {"def", test_world_def_rejects_bad_fields},
-        {"stale_ids", test_world_stale_id_after_destroy_is_enoent_and_slot_reused_with_new_generation},
+        {"stale_ids", test_world_stale_id_after_destroy_is_enoent_and_id_never_reused},
         {"limit", test_world_max_entities_gives_elimit_and_no_change},
         {"clamp", test_world_desired_velocity_clamped_to_max_speed},
         {"steering", test_world_steering_bounded_accel_then_integrates_at_desired_speed},

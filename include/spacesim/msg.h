@@ -60,7 +60,7 @@ typedef enum sp_msg_kind {
 #define SP_MSG_ORIGIN_LOOP UINT32_C(0xFFFFFFFE)
 #define SP_MSG_ORIGIN_NONE UINT32_C(0xFFFFFFFF)
 
-/* Entity ids: the daemon packs {index, generation} into 64 bits; 0 is null. */
+/* Entity ids: opaque, unique, never reused, below 2^53; 0 is null (sim/world.h). */
 typedef uint64_t sp_entity_id_t;
 
 /* Header of every message (16 bytes). */

@@ -36,11 +36,13 @@ static uint32_t cell_coord(int32_t q, float half, float inv_cell, uint32_t n) {
  * copies of them (sp_frame_build). tmp_a/tmp_b: count-sized scratch. */
 typedef struct fsrc {
     uint32_t nslots, count;
-    const uint32_t *gen, *owner, *wcd, *mcd;
+    const uint64_t *id;
+    const uint32_t *owner, *wcd, *mcd;
     const uint8_t *kind, *flags;
     const int8_t *resource;
     const float *px, *py, *pz, *vx, *vy, *vz, *hp, *max_hp, *amount, *radius;
     uint32_t *tmp_a, *tmp_b;
+    uint64_t *tmp_k; /* 2 * count keys */
     uint64_t tick;
     float half_extent, dt, ship_max_speed, weapon_range, weapon_damage, mining_range, mining_amount;
     const sp_allocator_t *alloc;
@@ -48,7 +50,7 @@ typedef struct fsrc {
 
 /* The per-slot fields a capture copies: X(field, type). */
 #define SP__CAP_FIELDS(X)                                                                             \
-    X(gen, uint32_t) X(owner, uint32_t) X(wcd, uint32_t) X(mcd, uint32_t) X(px, float) X(py, float)    \
+    X(id, uint64_t) X(owner, uint32_t) X(wcd, uint32_t) X(mcd, uint32_t) X(px, float) X(py, float)    \
     X(pz, float) X(vx, float) X(vy, float) X(vz, float) X(hp, float) X(max_hp, float) X(amount, float) \
     X(radius, float) X(kind, uint8_t) X(flags, uint8_t) X(resource, int8_t)
 
@@ -77,35 +79,65 @@ static void fsrc_def(fsrc_t *s, const sp_world_t *w) {
 
 static sp_frame_t *build(const fsrc_t *w) {
     uint32_t count = w->count;
-    /* Live slots in slot order, then a stable LSD radix sort by generation
-     * (16-bit digits; a digit pass is skipped when all keys share it, which
-     * is the common case), giving id order = (generation, index). */
-    uint32_t *a = w->tmp_a, *b = w->tmp_b, n = 0, gmin = UINT32_MAX, gmax = 0, npc = 0;
+    /* Live slots in slot order with their ids as keys; then, unless the ids
+     * already ascend (a world whose slots were never reused), an LSD radix
+     * sort of the (key, slot) pairs on the bits where the ids differ: 11-bit
+     * digits placed greedily over the set bits of OR(id ^ first id), so
+     * common prefixes (the node, the high counter bits) cost nothing. With
+     * one node's ids below 2^22 that is 2 passes; ids of several nodes add
+     * one for the node bits. All histograms come from one counting pass.
+     * Ids are unique, so the order is total and the sort's stability only
+     * serves LSD. O(n) per pass. */
+    uint32_t *a = w->tmp_a, *b = w->tmp_b, n = 0, npc = 0;
+    uint64_t *ka = w->tmp_k, *kb = count ? w->tmp_k + count : w->tmp_k, first = 0, diff = 0, prev = 0;
+    int sorted = 1;
     for (uint32_t i = 0; i < w->nslots; i++) {
         if (w->kind[i] == SP_KIND_NONE) continue;
+        uint64_t id = w->id[i];
+        if (n == 0) first = id;
+        if (id < prev) sorted = 0;
+        prev = id;
+        diff |= id ^ first;
+        ka[n] = id;
         a[n++] = i;
-        uint32_t g = w->gen[i];
-        if (g < gmin) gmin = g;
-        if (g > gmax) gmax = g;
         if (w->kind[i] == SP_KIND_SHIP && (w->flags[i] & SP_ENT_NPC)) npc++;
     }
     SP_ASSERT(n == count);
-    if (n > 0 && gmin != gmax) {
-        for (int shift = 0; shift < 32; shift += 16) {
-            if (((gmin ^ gmax) >> shift) == 0) break;
-            uint32_t cnt[257];
-            /* Two 8-bit sub-passes per 16-bit digit keep the histogram on the stack. */
-            for (int sub = 0; sub < 16; sub += 8) {
-                int sh = shift + sub;
-                memset(cnt, 0, sizeof cnt);
-                for (uint32_t k = 0; k < n; k++) cnt[((w->gen[a[k]] >> sh) & 0xff) + 1]++;
-                if (cnt[((gmin >> sh) & 0xff) + 1] == n) continue; /* all equal: no-op */
-                for (int d = 0; d < 256; d++) cnt[d + 1] += cnt[d];
-                for (uint32_t k = 0; k < n; k++) b[cnt[(w->gen[a[k]] >> sh) & 0xff]++] = a[k];
-                uint32_t *t = a;
-                a = b;
-                b = t;
+    if (!sorted) {
+        enum { DBITS = 11, DSIZE = 1 << DBITS, MAXD = 6 };
+        int shifts[MAXD], nd = 0;
+        for (int sh = 0; sh < 64 && nd < MAXD;) {
+            if (((diff >> sh) & 1) == 0) {
+                sh++;
+                continue;
             }
+            shifts[nd++] = sh;
+            sh += DBITS;
+        }
+        _Static_assert(MAXD * DBITS >= 64, "digits cover a 64-bit key");
+        uint32_t cnt[MAXD][DSIZE];
+        memset(cnt, 0, sizeof cnt[0] * (size_t)nd);
+        for (uint32_t k = 0; k < n; k++)
+            for (int d = 0; d < nd; d++) cnt[d][(ka[k] >> shifts[d]) & (DSIZE - 1)]++;
+        for (int d = 0; d < nd; d++) {
+            uint32_t sum = 0, *c = cnt[d];
+            for (int v = 0; v < DSIZE; v++) {
+                uint32_t t = c[v];
+                c[v] = sum;
+                sum += t;
+            }
+            int sh = shifts[d];
+            for (uint32_t k = 0; k < n; k++) {
+                uint32_t pos = c[(ka[k] >> sh) & (DSIZE - 1)]++;
+                kb[pos] = ka[k];
+                b[pos] = a[k];
+            }
+            uint64_t *tk = ka;
+            ka = kb;
+            kb = tk;
+            uint32_t *t = a;
+            a = b;
+            b = t;
         }
     }
     /* Spatial index: a dense grid of cells_per_axis^3 cells over the world
@@ -158,7 +190,7 @@ static sp_frame_t *build(const fsrc_t *w) {
         uint32_t i = a[r];
         sp_frame_row_t *row = &rows[r];
         memset(row, 0, sizeof *row);
-        row->id = sp_id_make(i, w->gen[i]);
+        row->id = w->id[i];
         row->pos[0] = q32(w->px[i], SP_FRAME_POS_SCALE);
         row->pos[1] = q32(w->py[i], SP_FRAME_POS_SCALE);
         row->pos[2] = q32(w->pz[i], SP_FRAME_POS_SCALE);
@@ -212,6 +244,7 @@ sp_frame_t *sp_world_publish_frame(sp_world_t *w) {
 #undef SP__SRC_PTR
     s.tmp_a = w->tmp_a;
     s.tmp_b = w->tmp_b;
+    s.tmp_k = w->tmp_k;
     return build(&s);
 }
 
@@ -238,7 +271,8 @@ static size_t cap_bytes(uint32_t slots) {
 #define SP__CAP_SIZE(f, t) n += sp_align_up((size_t)slots * sizeof(t), 64);
     SP__CAP_FIELDS(SP__CAP_SIZE)
 #undef SP__CAP_SIZE
-    return n + 2 * sp_align_up((size_t)slots * sizeof(uint32_t), 64); /* tmp_a, tmp_b */
+    return n + 2 * sp_align_up((size_t)slots * sizeof(uint32_t), 64) /* tmp_a, tmp_b */
+           + sp_align_up((size_t)slots * 2 * sizeof(uint64_t), 64);  /* tmp_k */
 }
 
 int sp_world_capture(const sp_world_t *w, sp_world_capture_t *c) {
@@ -265,6 +299,8 @@ int sp_world_capture(const sp_world_t *w, sp_world_capture_t *c) {
         c->src.tmp_a = (uint32_t *)(blk + off);
         off += sp_align_up((size_t)slots * sizeof(uint32_t), 64);
         c->src.tmp_b = (uint32_t *)(blk + off);
+        off += sp_align_up((size_t)slots * sizeof(uint32_t), 64);
+        c->src.tmp_k = (uint64_t *)(blk + off);
     }
     fsrc_def(&c->src, w);
     /* The const pointers of src point into c->block, which c owns. */

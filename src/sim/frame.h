@@ -91,8 +91,9 @@ typedef struct sp_frame {
 
 /* Take an immutable snapshot of w (owner thread). Returns the frame with one
  * reference held by the caller, or NULL on allocation failure (w unchanged).
- * Cost: O(entities): one pass over the slots, a stable sort by generation
- * (usually a no-op pass) and a counting sort into cells; allocates one block
+ * Cost: O(entities): one pass over the slots, a radix sort by id (none
+ * when the ids already ascend in slot order; 2 passes of 11-bit digits for
+ * one node's ids below 2^22) and a counting sort into cells; allocates one block
  * of ~84 bytes per entity plus 4 bytes per grid cell (~1 cell per entity,
  * at most 64^3). */
 SP_API sp_frame_t *sp_world_publish_frame(sp_world_t *w);
@@ -100,7 +101,7 @@ SP_API sp_frame_t *sp_world_publish_frame(sp_world_t *w);
 /* ---------------------------------------------------------------- captures
  * Publishing in two halves, so the owner thread does only the cheap one:
  *   sp_world_capture()  owner thread: memcpy of the per-slot arrays a frame
- *                       needs (~60 bytes per slot) into a reusable buffer;
+ *                       needs (~64 bytes per slot) into a reusable buffer;
  *   sp_frame_build()    any thread: the O(entities) part (id sort,
  *                       quantization, spatial index) from the capture.
  * sp_frame_build(capture of w) gives a frame identical to
@@ -116,8 +117,8 @@ SP_API void sp_world_capture_free(sp_world_capture_t *c);
 
 /* Copy w's frame-relevant state into c, replacing what c held. Owner thread
  * of w; c must not be in use by another thread. Returns 0, SP_EINVAL or
- * SP_ENOMEM (c then unchanged). Cost: O(slots) memcpy, ~60 bytes per slot;
- * allocates only when the world has more slots than c holds (c then grows
+ * SP_ENOMEM (c then unchanged). Cost: O(slots) memcpy, ~64 bytes per slot
+ * (the buffer also holds 32 bytes of sort scratch per slot); allocates only when the world has more slots than c holds (c then grows
  * to the world's slot capacity). */
 SP_API int sp_world_capture(const sp_world_t *w, sp_world_capture_t *c);
 

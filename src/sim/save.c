@@ -37,11 +37,13 @@ static uint64_t fnv1a64(const uint8_t *p, size_t n) {
     X(f, asteroid_hp_per_radius) X(f, asteroid_damping) X(f, sleep_speed) X(u32, sleep_ticks)      \
     X(f, restitution) X(f, collision_damage) X(f, collision_damage_threshold)                      \
     X(f, projectile_speed) X(u32, projectile_ttl_ticks) X(i32, spawn_projectiles)
+/* Definition fields added in version 4, after the list above. */
+#define SP__DEF_FIELDS_V4(X) X(u32, id_node)
 
 
 /* Bytes of the definition fields, of the scalar state (the world_int.h lists;
  * version 2 added the respawn state after last_rebuild) and of one live slot
- * after gen + kind. */
+ * after its kind, id and epoch (versions 1-3: after gen + kind). */
 #define SP__SIZE_u8 1
 #define SP__SIZE_i8 1
 #define SP__SIZE_u64 8
@@ -51,9 +53,18 @@ static uint64_t fnv1a64(const uint8_t *p, size_t n) {
 #define SP__DEF_SIZE(t, f) +SP__SIZE_##t
 #define SP__SCALAR_SIZE(t, f, since) +SP__SIZE_##t
 #define SP__SLOTS_SIZE(t, f, n) +SP__SIZE_##t * (n)
-enum { DEF_BYTES = 0 SP__DEF_FIELDS(SP__DEF_SIZE) };
+enum { DEF_BYTES = 0 SP__DEF_FIELDS(SP__DEF_SIZE) SP__DEF_FIELDS_V4(SP__DEF_SIZE) };
 enum { SCALAR_BYTES = 0 SP__WORLD_CLOCK_FIELDS(SP__SCALAR_SIZE) SP__WORLD_SCALAR_FIELDS(SP__SCALAR_SIZE) };
 enum { LIVE_SLOT_BYTES = 0 SP__WORLD_SLOT_FIELDS(SP__DEF_SIZE, SP__SLOTS_SIZE) };
+
+static int cmp_ent(const void *a, const void *b) {
+    uint64_t x = ((const sp__mapent_t *)a)->key, y = ((const sp__mapent_t *)b)->key;
+    return x < y ? -1 : x > y;
+}
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
 
 /* Direct writer into a buffer of exactly the right size. */
 typedef struct wcur {
@@ -80,16 +91,33 @@ int sp_world_save_unsealed_annex(const sp_world_t *w, const void *annex, size_t 
     if (w == NULL || out_buf == NULL || out_len == NULL || (annex == NULL && annex_len != 0)) return SP_EINVAL;
     if (annex_len > UINT32_MAX) return SP_EOVERFLOW;
     /* Exact size first: one allocation, no copying as the buffer grows. */
+    uint32_t ndep = w->departed.n;
     uint64_t len = (uint64_t)HDR_SIZE + DEF_BYTES + SCALAR_BYTES + 4 + 4 + 4 + 4ull * w->nfree +
-                   5ull * w->nslots + (uint64_t)LIVE_SLOT_BYTES * w->count + 4 + annex_len;
+                   1ull * w->nslots + (16ull + LIVE_SLOT_BYTES) * w->count + 4 + 16ull * ndep + 4 + annex_len;
     if (len > SIZE_MAX) return SP_EOVERFLOW;
+    /* The departure memory in id order, so that the bytes do not depend on
+     * the map's layout (a loaded world's map may be laid out differently). */
+    sp__mapent_t *dep = NULL;
+    if (ndep > 0) {
+        dep = malloc((size_t)ndep * sizeof *dep);
+        if (dep == NULL) return SP_ENOMEM;
+        uint32_t k = 0;
+        for (uint32_t j = 0; j <= w->departed.mask; j++)
+            if (w->departed.e[j].key != 0) dep[k++] = w->departed.e[j];
+        SP_ASSERT(k == ndep);
+        qsort(dep, ndep, sizeof *dep, cmp_ent);
+    }
     uint8_t *buf = malloc((size_t)len);
-    if (buf == NULL) return SP_ENOMEM;
+    if (buf == NULL) {
+        free(dep);
+        return SP_ENOMEM;
+    }
     memset(buf, 0, HDR_SIZE); /* filled by sp_world_save_seal() */
     wcur_t c = {buf + HDR_SIZE};
     const sp_world_def_t *d = &w->def;
 #define SP__PUT_DEF(t, f) w_##t(&c, d->f);
     SP__DEF_FIELDS(SP__PUT_DEF)
+    SP__DEF_FIELDS_V4(SP__PUT_DEF)
 #undef SP__PUT_DEF
 #define SP__PUT_SCALAR(t, fld, since) w_##t(&c, w->fld);
     SP__WORLD_CLOCK_FIELDS(SP__PUT_SCALAR)
@@ -100,15 +128,22 @@ int sp_world_save_unsealed_annex(const sp_world_t *w, const void *annex, size_t 
     w_u32(&c, w->nfree);
     w_put(&c, w->free_list, 4ull * w->nfree);
     for (uint32_t i = 0; i < w->nslots; i++) {
-        w_u32(&c, w->gen[i]);
         w_u8(&c, w->kind[i]);
         if (w->kind[i] == SP_KIND_NONE) continue;
+        w_u64(&c, w->id[i]);
+        w_u64(&c, w->epoch[i]);
 #define SP__PUT_SLOT(t, fld) w_##t(&c, w->fld[i]);
 #define SP__PUT_SLOTS(t, fld, n) w_put(&c, &w->fld[(size_t)i * (n)], (n) * sizeof w->fld[0]);
         SP__WORLD_SLOT_FIELDS(SP__PUT_SLOT, SP__PUT_SLOTS)
 #undef SP__PUT_SLOT
 #undef SP__PUT_SLOTS
     }
+    w_u32(&c, ndep);
+    for (uint32_t k = 0; k < ndep; k++) {
+        w_u64(&c, dep[k].key);
+        w_u64(&c, dep[k].val);
+    }
+    free(dep);
     w_u32(&c, (uint32_t)annex_len);
     w_put(&c, annex, annex_len);
     SP_ASSERT((uint64_t)(c.p - buf) == len);
@@ -177,23 +212,26 @@ static float get_f(rbuf_t *b) {
     return v;
 }
 
-/* One slot as read: gen, kind, then the world_int.h slot fields by name. */
-#define SP__REC_SLOT(t, fld) SP__CTYPE_##t fld;
-#define SP__REC_SLOTS(t, fld, n) SP__CTYPE_##t fld[n];
+/* One slot as read. Version 4: kind, and for a live slot id, epoch and the
+ * slot fields. Versions 1-3: gen, kind, fields; the id is gen << 32 | slot. */
 typedef struct slot_rec {
-    uint32_t gen;
-    uint8_t kind;
-    SP__WORLD_SLOT_FIELDS(SP__REC_SLOT, SP__REC_SLOTS)
+    uint32_t gen; /* versions 1-3 only */
+    sp_entity_state_t s;
 } slot_rec_t;
-#undef SP__REC_SLOT
-#undef SP__REC_SLOTS
 
-static void get_slot(rbuf_t *b, slot_rec_t *s) {
-    memset(s, 0, sizeof *s);
-    s->gen = get_u32(b);
+static void get_slot(rbuf_t *b, uint32_t ver, uint32_t slot, slot_rec_t *r) {
+    memset(r, 0, sizeof *r);
+    sp_entity_state_t *s = &r->s;
+    if (ver < 4) r->gen = get_u32(b);
     s->kind = get_u8(b);
     s->resource = -1;
     if (s->kind == SP_KIND_NONE) return;
+    if (ver >= 4) {
+        s->id = get_u64(b);
+        s->epoch = get_u64(b);
+    } else {
+        s->id = ((uint64_t)r->gen << 32) | slot;
+    }
 #define SP__GET_SLOT(t, fld) s->fld = get_##t(b);
 #define SP__GET_SLOTS(t, fld, n) \
     for (size_t k = 0; k < (n); k++) s->fld[k] = get_##t(b);
@@ -209,10 +247,9 @@ static void get_slot(rbuf_t *b, slot_rec_t *s) {
 #define SP__FINITE_u64(x) 1
 #define SP__FINITE_f(x) isfinite(x)
 
-/* Every invariant the world relies on, for one live slot. */
-static int slot_ok(const sp_world_def_t *d, const slot_rec_t *s) {
-    if (s->gen == 0) return 0;
-    if (s->kind == SP_KIND_NONE) return 1;
+/* Every invariant the world relies on, for one live entity (ids are the
+ * caller's business: checkpoints check them as a set). */
+int sp__state_ok(const sp_world_def_t *d, const sp_entity_state_t *s) {
     if (!sp_kind_valid(s->kind)) return 0;
 #define SP__SLOT_FINITE(t, fld) \
     if (!SP__FINITE_##t(s->fld)) return 0;
@@ -287,6 +324,7 @@ typedef struct head {
     SP__WORLD_CLOCK_FIELDS(SP__HEAD_SCALAR)
     SP__WORLD_SCALAR_FIELDS(SP__HEAD_SCALAR)
     uint32_t nslots, count, nfree;
+    uint32_t ver;
 } head_t;
 #undef SP__HEAD_SCALAR
 
@@ -295,6 +333,9 @@ static void get_head(rbuf_t *b, uint32_t ver, head_t *h) {
     h->def = sp_world_def_default();
 #define SP__GET_DEF(t, f) h->def.f = get_##t(b);
     SP__DEF_FIELDS(SP__GET_DEF)
+    if (ver >= 4) {
+        SP__DEF_FIELDS_V4(SP__GET_DEF)
+    }
 #undef SP__GET_DEF
     h->def.allocator = NULL;
     h->def.grid_threads = 1;
@@ -306,10 +347,16 @@ static void get_head(rbuf_t *b, uint32_t ver, head_t *h) {
     h->nslots = get_u32(b);
     h->count = get_u32(b);
     h->nfree = get_u32(b);
+    h->ver = ver;
 }
 
+/* The first id this world may mint after a version < 4 load: above every
+ * old id that lies in node 0's space. */
+static uint64_t legacy_next_id(uint64_t max_low) { return max_low + 1; }
+
 /* Pass 1: everything checked, nothing allocated except a bitmap of the free
- * list (to prove it lists each free slot exactly once). */
+ * list (to prove it lists each free slot exactly once) and, for version 4,
+ * a sorted array of the ids (to prove them unique). */
 static int validate(const uint8_t *buf, size_t len, size_t *annex_off, size_t *annex_len) {
     if (len < HDR_SIZE || memcmp(buf, MAGIC, 8) != 0) return SP_ECORRUPT;
     uint32_t ver, hs;
@@ -328,27 +375,63 @@ static int validate(const uint8_t *buf, size_t len, size_t *annex_off, size_t *a
     if (h.sleep_enabled > 1 || h.last_rebuild > h.tick) return SP_ECORRUPT;
     if (h.nslots > h.def.max_entities || h.nfree > h.nslots || h.count != h.nslots - h.nfree)
         return SP_ECORRUPT;
-    /* Cheap length bound before any allocation: a free slot takes >= 9 bytes
-     * (list entry + gen + kind), a live one more. */
-    if ((uint64_t)h.nslots * 5 + (uint64_t)h.nfree * 4 > plen - b.off) return SP_ECORRUPT;
+    uint64_t id_lo = ((uint64_t)h.def.id_node << SP_WORLD_ID_COUNTER_BITS) | 1,
+             id_end = (uint64_t)(h.def.id_node + 1) << SP_WORLD_ID_COUNTER_BITS;
+    if (ver >= 4 && (h.next_id < id_lo || h.next_id > id_end)) return SP_ECORRUPT;
+    /* Cheap length bound before any allocation: a free slot takes >= 5 bytes
+     * (list entry + kind), a live one more. */
+    if ((uint64_t)h.nslots + (uint64_t)h.nfree * 4 > plen - b.off) return SP_ECORRUPT;
     uint8_t *seen = calloc((size_t)h.nslots / 8 + 1, 1);
     if (seen == NULL) return SP_ENOMEM;
+    uint64_t *ids = NULL;
     int rc = 0;
     for (uint32_t k = 0; k < h.nfree && rc == 0; k++) {
         uint32_t i = get_u32(&b);
         if (b.bad || i >= h.nslots || (seen[i / 8] & (1u << (i % 8)))) rc = SP_ECORRUPT;
         else seen[i / 8] |= (uint8_t)(1u << (i % 8));
     }
+    if (rc == 0 && ver >= 4 && h.count > 0 && (ids = malloc((size_t)h.count * sizeof *ids)) == NULL) rc = SP_ENOMEM;
     uint32_t live = 0, sleeping = 0;
-    slot_rec_t s;
+    slot_rec_t r;
     for (uint32_t i = 0; i < h.nslots && rc == 0; i++) {
-        get_slot(&b, &s);
+        get_slot(&b, ver, i, &r);
+        const sp_entity_state_t *s = &r.s;
         int is_free = (seen[i / 8] >> (i % 8)) & 1;
-        if (b.bad || !slot_ok(&h.def, &s) || is_free != (s.kind == SP_KIND_NONE)) rc = SP_ECORRUPT;
-        if (s.kind != SP_KIND_NONE) live++;
-        if (s.flags & SP_ENT_SLEEPING) sleeping++;
+        if (b.bad || is_free != (s->kind == SP_KIND_NONE) || (ver < 4 && r.gen == 0)) rc = SP_ECORRUPT;
+        if (rc != 0 || s->kind == SP_KIND_NONE) continue;
+        if (!sp__state_ok(&h.def, s)) rc = SP_ECORRUPT;
+        /* An id this node minted is below its counter. */
+        if (ver >= 4 && (s->id == 0 || (s->id >= id_lo && s->id < id_end && s->id >= h.next_id))) rc = SP_ECORRUPT;
+        if (ids != NULL && live < h.count) ids[live] = s->id;
+        live++;
+        if (s->flags & SP_ENT_SLEEPING) sleeping++;
     }
     free(seen);
+    if (rc == 0 && ver >= 4) {
+        uint32_t ndep = get_u32(&b);
+        if (b.bad || (uint64_t)ndep * 16 > b.n - b.off || live != h.count) rc = SP_ECORRUPT;
+        if (rc == 0 && ndep > 0) {
+            uint64_t *all = realloc(ids, ((size_t)h.count + ndep) * sizeof *all);
+            if (all == NULL) rc = SP_ENOMEM;
+            else ids = all;
+        }
+        uint64_t prev = 0;
+        for (uint32_t k = 0; k < ndep && rc == 0; k++) {
+            uint64_t id = get_u64(&b), ep = get_u64(&b);
+            /* Ascending, non-zero; an epoch is >= 1 (it exceeded the entity's). */
+            if (b.bad || id <= prev || ep == 0) rc = SP_ECORRUPT;
+            prev = id;
+            ids[h.count + k] = id;
+        }
+        /* Ids unique, and none both live and departed. */
+        if (rc == 0 && (uint64_t)h.count + ndep > 1) {
+            size_t n = (size_t)h.count + ndep;
+            qsort(ids, n, sizeof *ids, cmp_u64);
+            for (size_t k = 1; k < n; k++)
+                if (ids[k] == ids[k - 1]) rc = SP_ECORRUPT;
+        }
+    }
+    free(ids);
     if (rc != 0) return rc;
     *annex_off = *annex_len = 0;
     if (ver >= 3) { /* the annex: exactly the rest of the payload */
@@ -391,26 +474,48 @@ int sp_world_load_annex(const uint8_t *buf, size_t len, const sp_allocator_t *al
         sp_world_free(w);
         return rc;
     }
+    if ((rc = sp__map_reserve(w->alloc, &w->ids, h.count)) != 0) {
+        sp_world_free(w);
+        return rc;
+    }
     w->nslots = h.nslots;
     w->nfree = h.nfree;
     for (uint32_t k = 0; k < h.nfree; k++) w->free_list[k] = get_u32(&b);
-    slot_rec_t s;
+    slot_rec_t r;
+    uint64_t max_low = 0; /* versions < 4: largest old id in node 0's space */
     for (uint32_t i = 0; i < h.nslots; i++) {
-        get_slot(&b, &s);
-        w->gen[i] = s.gen;
-        w->kind[i] = s.kind;
+        get_slot(&b, ver, i, &r);
+        const sp_entity_state_t *s = &r.s;
+        w->kind[i] = s->kind;
         w->resource[i] = -1;
-        if (s.kind == SP_KIND_NONE) continue;
-#define SP__SET_SLOT(t, fld) w->fld[i] = s.fld;
+        if (s->kind == SP_KIND_NONE) continue;
+        w->id[i] = s->id;
+        w->epoch[i] = s->epoch;
+        sp__map_insert(&w->ids, s->id, i);
+        if (s->id < (1ull << SP_WORLD_ID_COUNTER_BITS) && s->id > max_low) max_low = s->id;
+#define SP__SET_SLOT(t, fld) w->fld[i] = s->fld;
 #define SP__SET_SLOTS(t, fld, n) \
-    for (size_t k = 0; k < (n); k++) w->fld[(size_t)i * (n) + k] = s.fld[k];
+    for (size_t k = 0; k < (n); k++) w->fld[(size_t)i * (n) + k] = s->fld[k];
         SP__WORLD_SLOT_FIELDS(SP__SET_SLOT, SP__SET_SLOTS)
 #undef SP__SET_SLOT
 #undef SP__SET_SLOTS
         w->count++;
-        w->count_kind[s.kind]++;
-        if (s.kind == SP_KIND_SHIP && (s.flags & SP_ENT_NPC)) w->count_npc++;
-        if (s.flags & SP_ENT_SLEEPING) w->nsleeping++;
+        w->count_kind[s->kind]++;
+        if (s->kind == SP_KIND_SHIP && (s->flags & SP_ENT_NPC)) w->count_npc++;
+        if (s->flags & SP_ENT_SLEEPING) w->nsleeping++;
+    }
+    if (ver >= 4) {
+        uint32_t ndep = get_u32(&b);
+        if ((rc = sp__map_reserve(w->alloc, &w->departed, ndep)) != 0) {
+            sp_world_free(w);
+            return rc;
+        }
+        for (uint32_t k = 0; k < ndep; k++) {
+            uint64_t id = get_u64(&b), ep = get_u64(&b);
+            sp__map_insert(&w->departed, id, ep);
+        }
+    } else {
+        h.next_id = legacy_next_id(max_low);
     }
     w->awake_dirty = 1;
     /* The static grid is derived state: rebuild it from the SLEEPING flags

@@ -1,18 +1,25 @@
 /* sim/save.h: whole-world checkpoints as a byte buffer.
  *
- * Format (little-endian, version 3):
+ * Format (little-endian, version 4):
  *   header  "SPWORLD\0" magic (8) | version u32 | header size u32 |
  *           payload length u64 | FNV-1a-64 of the payload u64
- *   payload the world definition, tick, rng state, static-grid counters,
- *           respawn settings and role counter (version 2), slot count, free
- *           list, and every slot's full state (free slots: generation only),
- *           then (version 3) the annex: length u32 | bytes. The annex is the
+ *   payload the world definition (version 4: + id_node u32), tick, rng
+ *           state, static-grid counters, respawn settings and role counter
+ *           (version 2), the id counter next_id u64 (version 4), slot count,
+ *           live count, free list, then every slot: version 4: kind u8, and
+ *           for a live one id u64 | epoch u64 | the SP__WORLD_SLOT_FIELDS;
+ *           versions 1-3: generation u32 | kind u8 | fields (the id was
+ *           generation << 32 | slot). Version 4 then has the departure
+ *           memory (sp_world_depart): count u32 | (id u64 | epoch u64) in
+ *           ascending id order. Then (version 3) the annex: length u32 |
+ *           bytes. The annex is the
  *           world's owner's own state (spacesimd: its sessions), opaque here
  *           but under the same checksum and in the same file, so world and
  *           owner state are written and renamed together, never apart.
  * sp_world_load() validates everything (magic, version, lengths, checksum,
  * every count against the lengths, every number's range, kinds, flags,
- * generations, free list consistency) BEFORE it builds the new world, so a
+ * ids (non-zero, unique, this node's below the counter), free list
+ * consistency) BEFORE it builds the new world, so a
  * corrupt or truncated buffer is refused with SP_ECORRUPT and nothing is
  * half-loaded. A loaded world steps exactly like the saved one (same
  * sp_world_hash() now and after any number of identical steps).
@@ -31,13 +38,18 @@
 extern "C" {
 #endif
 
-/* Written version. Versions 1 (no respawn state: loads with respawn off)
- * and 2 (no annex: loads with an empty one) are still read. */
-#define SP_SAVE_VERSION 3u
+/* Written version. Versions 1 (no respawn state: loads with respawn off),
+ * 2 (no annex: loads with an empty one) and 3 (ids generation << 32 | slot)
+ * are still read. A version < 4 world loads as node 0; its entities keep
+ * their old ids, epoch 0, and the counter starts above the largest of them
+ * that lies in node 0's space (below 2^43: any id of a slot reused fewer
+ * than 2048 times). Old ids at or above 2^43 are kept too but look like
+ * other nodes' ids: such a world must not join a cluster as is. */
+#define SP_SAVE_VERSION 4u
 
 /* Serialize w. On success returns 0 and *out_buf / *out_len: a buffer from
  * malloc() that the caller frees with free(). SP_ENOMEM / SP_EOVERFLOW on
- * failure (nothing returned). Cost: O(slots), ~130 bytes per slot. */
+ * failure (nothing returned). Cost: O(slots), ~140 bytes per entity. */
 SP_API int sp_world_save(const sp_world_t *w, uint8_t **out_buf, size_t *out_len);
 
 /* sp_world_save() in two halves, so an owner thread can hand the O(bytes)

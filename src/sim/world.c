@@ -1,7 +1,8 @@
 /* world.c: entities, commands and the fixed step. See world.h for contracts.
  *
  * Layout: structure-of-arrays indexed by slot; a LIFO free list of slots;
- * generations bump on free so stale ids are detected.
+ * ids are minted from a counter (never reused) and found through an id ->
+ * slot hash map, so a stale id finds nothing.
  *
  * Step (all allocation happens before the first write, so SP_ENOMEM leaves the
  * world as it was):
@@ -107,6 +108,7 @@ sp_world_def_t sp_world_def_default(void) {
     d.projectile_speed = 400.0f;
     d.projectile_ttl_ticks = 20;
     d.spawn_projectiles = 1;
+    d.id_node = 0;
     d.grid_threads = 1;
     d.allocator = NULL;
     return d;
@@ -135,6 +137,7 @@ int sp__world_def_check(const sp_world_def_t *d) {
     if (!fnonneg(d->collision_damage) || !fnonneg(d->collision_damage_threshold)) return SP_EINVAL;
     if (!fnonneg(d->projectile_speed)) return SP_EINVAL;
     if (d->grid_threads < 1 || d->grid_threads > SP_GRID_MAX_THREADS) return SP_EINVAL;
+    if (d->id_node >= SP_WORLD_MAX_NODES) return SP_EINVAL;
     if (d->spawn_projectiles != 0 && d->spawn_projectiles != 1) return SP_EINVAL;
     return 0;
 }
@@ -148,13 +151,14 @@ static void xfree(const sp_allocator_t *a, void *p, size_t n) {
 
 /* Every per-slot array: X(field, element type, elements per slot). */
 #define SP__SLOT_FIELDS(X)                                                                 \
-    X(gen, uint32_t, 1) X(owner, uint32_t, 1) X(free_list, uint32_t, 1) X(kind, uint8_t, 1) \
+    X(id, uint64_t, 1) X(epoch, uint64_t, 1) X(owner, uint32_t, 1) X(free_list, uint32_t, 1) X(kind, uint8_t, 1) \
     X(flags, uint8_t, 1) X(resource, int8_t, 1) X(px, float, 1) X(py, float, 1)            \
     X(pz, float, 1) X(vx, float, 1) X(vy, float, 1) X(vz, float, 1) X(dvx, float, 1)       \
     X(dvy, float, 1) X(dvz, float, 1) X(radius, float, 1) X(inv_mass, float, 1)            \
     X(hp, float, 1) X(max_hp, float, 1) X(amount, float, 1) X(cargo, float, SP_RESOURCE_COUNT) \
     X(wcd, uint32_t, 1) X(mcd, uint32_t, 1) X(ttl, uint32_t, 1) X(rest, uint32_t, 1)       \
     X(source, uint64_t, 1) X(awake_ast, uint32_t, 1) X(gidx, uint32_t, 1) X(tmp_a, uint32_t, 1) X(tmp_b, uint32_t, 1) \
+    X(tmp_k, uint64_t, 2)                                                                   \
     X(gx, float, 1) X(gy, float, 1) X(gz, float, 1) X(gvx, float, 1) X(gvy, float, 1)      \
     X(gvz, float, 1) X(gr, float, 1)
 
@@ -230,23 +234,21 @@ static int ev_reserve(sp_world_t *w, sp__evbuf_t *b, size_t extra) {
     return vec_grow(w->alloc, (void **)&b->v, &b->cap, need, sizeof(sp_world_event_t));
 }
 
-/* Caller reserved room. */
-static sp_world_event_t *ev_push(sp_world_t *w, sp__evbuf_t *b, int type, sp_entity_id_t subject,
+/* Caller reserved room. The subject is the live entity in slot i. */
+static sp_world_event_t *ev_push(sp_world_t *w, sp__evbuf_t *b, int type, uint32_t i,
                                  sp_entity_id_t other) {
     sp_world_event_t *e = &b->v[b->n++];
     memset(e, 0, sizeof *e);
     e->tick = w->tick;
     e->type = (uint8_t)type;
-    e->subject = subject;
+    e->subject = w->id[i];
     e->other = other;
     e->resource = -1;
-    uint32_t i = sp_id_index(subject);
-    if (i < w->nslots) {
-        e->kind = w->kind[i];
-        e->owner = w->owner[i];
-        e->pos[0] = w->px[i], e->pos[1] = w->py[i], e->pos[2] = w->pz[i];
-    }
-    if (other != 0 && sp__alive(w, other)) e->other_owner = w->owner[sp_id_index(other)];
+    e->kind = w->kind[i];
+    e->owner = w->owner[i];
+    e->pos[0] = w->px[i], e->pos[1] = w->py[i], e->pos[2] = w->pz[i];
+    uint32_t o;
+    if (sp__slot_of(w, other, &o)) e->other_owner = w->owner[o];
     return e;
 }
 
@@ -263,6 +265,8 @@ int sp__world_alloc(const sp_world_def_t *def, const sp_allocator_t *alloc, int 
     w->alloc = alloc;
     w->rng = def->seed;
     w->sleep_enabled = 1;
+    w->next_id = ((uint64_t)def->id_node << SP_WORLD_ID_COUNTER_BITS) | 1;
+    w->id_end = (uint64_t)(def->id_node + 1) << SP_WORLD_ID_COUNTER_BITS;
     sp_grid_def_t gd = sp_grid_def_default();
     gd.nthreads = grid_threads;
     gd.allocator = alloc;
@@ -294,6 +298,8 @@ void sp_world_free(sp_world_t *w) {
     xfree(a, w->ev_out.v, w->ev_out.cap * sizeof(sp_world_event_t));
     xfree(a, w->sg.bstart, w->sg.bstart_cap * sizeof(uint32_t));
     xfree(a, w->sg.e, w->sg.e_cap * sizeof(sp__sentry_t));
+    sp__map_destroy(a, &w->ids);
+    sp__map_destroy(a, &w->departed);
     sp_grid_free(w->grid);
     sp_arena_destroy(&w->scratch);
     a->free(a->ctx, w, sizeof *w, 64);
@@ -325,20 +331,100 @@ static float rng_range(sp_world_t *w, float lo, float hi) { return lo + (hi - lo
 
 /* ---------------------------------------------------------------- slots */
 
-static sp_entity_id_t id_of(const sp_world_t *w, uint32_t i) { return sp_id_make(i, w->gen[i]); }
+static sp_entity_id_t id_of(const sp_world_t *w, uint32_t i) { return w->id[i]; }
 
-/* Take a free slot (LIFO) or a fresh one; all its fields zeroed. */
-static int slot_alloc(sp_world_t *w, uint32_t *out) {
+/* ---------------------------------------------------------------- id map */
+
+static uint64_t mix64(uint64_t z);
+
+sp__mapent_t *sp__map_find(const sp__map_t *m, uint64_t key) {
+    if (m->e == NULL || key == 0) return NULL;
+    for (uint32_t h = (uint32_t)mix64(key) & m->mask;; h = (h + 1) & m->mask) {
+        sp__mapent_t *e = &m->e[h];
+        if (e->key == key) return e;
+        if (e->key == 0) return NULL; /* at most half full: an empty entry exists */
+    }
+}
+
+static void map_put(sp__mapent_t *e, uint32_t mask, uint64_t key, uint64_t val) {
+    uint32_t h = (uint32_t)mix64(key) & mask;
+    while (e[h].key != 0) h = (h + 1) & mask;
+    e[h].key = key;
+    e[h].val = val;
+}
+
+int sp__map_reserve(const sp_allocator_t *a, sp__map_t *m, uint32_t extra) {
+    uint64_t need = (uint64_t)m->n + extra, cap = m->e ? (uint64_t)m->mask + 1 : 0;
+    if (need * 2 <= cap) return 0;
+    uint64_t nc = cap ? cap : 64;
+    while (nc < need * 2) nc *= 2;
+    if (nc > (1ull << 32) || nc > SIZE_MAX / sizeof(sp__mapent_t)) return SP_EOVERFLOW;
+    sp__mapent_t *e = xalloc(a, (size_t)nc * sizeof *e);
+    if (e == NULL) return SP_ENOMEM;
+    memset(e, 0, (size_t)nc * sizeof *e);
+    /* Re-insert in old layout order: a function of the old layout, so of
+     * the history, like everything else in the map. */
+    for (uint64_t k = 0; k < cap; k++)
+        if (m->e[k].key != 0) map_put(e, (uint32_t)(nc - 1), m->e[k].key, m->e[k].val);
+    xfree(a, m->e, (size_t)cap * sizeof *e);
+    m->e = e;
+    m->mask = (uint32_t)(nc - 1);
+    return 0;
+}
+
+void sp__map_insert(sp__map_t *m, uint64_t key, uint64_t val) {
+    SP_ASSERT(key != 0 && m->e != NULL && ((uint64_t)m->n + 1) * 2 <= (uint64_t)m->mask + 1);
+    SP_ASSERT(sp__map_find(m, key) == NULL);
+    map_put(m->e, m->mask, key, val);
+    m->n++;
+}
+
+/* Backward-shift deletion (Knuth 6.4 algorithm R): entries after the hole
+ * that may move into it do, so no probe sequence is ever broken. */
+void sp__map_erase(sp__map_t *m, uint64_t key) {
+    sp__mapent_t *e = sp__map_find(m, key);
+    if (e == NULL) return;
+    uint32_t hole = (uint32_t)(e - m->e), j = hole;
+    for (;;) {
+        j = (j + 1) & m->mask;
+        if (m->e[j].key == 0) break;
+        uint32_t home = (uint32_t)mix64(m->e[j].key) & m->mask;
+        /* Movable unless home lies cyclically in (hole, j]. */
+        if (((j - home) & m->mask) >= ((j - hole) & m->mask)) {
+            m->e[hole] = m->e[j];
+            hole = j;
+        }
+    }
+    m->e[hole].key = 0;
+    m->e[hole].val = 0;
+    m->n--;
+}
+
+void sp__map_destroy(const sp_allocator_t *a, sp__map_t *m) {
+    if (m->e != NULL) xfree(a, m->e, ((size_t)m->mask + 1) * sizeof(sp__mapent_t));
+    memset(m, 0, sizeof *m);
+}
+
+/* ---------------------------------------------------------------- slots */
+
+/* Take a free slot (LIFO) or a fresh one; all its fields zeroed. The id map
+ * has room for one more id afterwards. mint: a fresh id will be needed
+ * (SP_ELIMIT when the node's id space is used up). */
+static int slot_alloc_for(sp_world_t *w, int mint, uint32_t *out) {
     uint32_t i;
+    if (mint && w->next_id >= w->id_end) return SP_ELIMIT;
+    if (w->nfree == 0 && w->nslots >= w->def.max_entities) return SP_ELIMIT;
+    int rc = sp__map_reserve(w->alloc, &w->ids, 1);
+    if (rc != 0) return rc;
     if (w->nfree > 0) {
         i = w->free_list[--w->nfree];
     } else {
-        if (w->nslots >= w->def.max_entities) return SP_ELIMIT;
-        int rc = sp__world_reserve(w, w->nslots + 1);
+        rc = sp__world_reserve(w, w->nslots + 1);
         if (rc != 0) return rc;
         i = w->nslots++;
-        w->gen[i] = 1;
     }
+    w->id[i] = 0;
+    w->epoch[i] = 0;
     w->owner[i] = 0;
     w->kind[i] = SP_KIND_NONE;
     w->flags[i] = 0;
@@ -354,13 +440,21 @@ static int slot_alloc(sp_world_t *w, uint32_t *out) {
     return 0;
 }
 
-static void slot_commit(sp_world_t *w, uint32_t i, int kind) {
+static int slot_alloc(sp_world_t *w, uint32_t *out) { return slot_alloc_for(w, 1, out); }
+
+/* Make slot i live as entity `id` (0: mint a fresh one). */
+static void slot_commit_id(sp_world_t *w, uint32_t i, int kind, sp_entity_id_t id) {
+    if (id == 0) id = w->next_id++;
+    w->id[i] = id;
+    sp__map_insert(&w->ids, id, i);
     w->kind[i] = (uint8_t)kind;
     if (kind == SP_KIND_SHIP && (w->flags[i] & SP_ENT_NPC)) w->count_npc++;
     if (kind == SP_KIND_ASTEROID) w->awake_dirty = 1;
     w->count++;
     w->count_kind[kind]++;
 }
+
+static void slot_commit(sp_world_t *w, uint32_t i, int kind) { slot_commit_id(w, i, kind, 0); }
 
 static void slot_free(sp_world_t *w, uint32_t i) {
     if (w->flags[i] & SP_ENT_SLEEPING) {
@@ -374,7 +468,9 @@ static void slot_free(sp_world_t *w, uint32_t i) {
     w->kind[i] = SP_KIND_NONE;
     w->flags[i] = 0;
     w->vx[i] = w->vy[i] = w->vz[i] = 0.0f;
-    w->gen[i] = w->gen[i] == UINT32_MAX ? 1 : w->gen[i] + 1;
+    sp__map_erase(&w->ids, w->id[i]);
+    w->id[i] = 0;
+    w->epoch[i] = 0;
     w->free_list[w->nfree++] = i;
 }
 
@@ -444,8 +540,8 @@ int sp_world_spawn_asteroid(sp_world_t *w, const float *pos, float r, float amou
 int sp_world_set_desired_velocity(sp_world_t *w, sp_entity_id_t ship, const float v[3],
                                   float clamped_out[3]) {
     if (w == NULL || !vec3_ok(v)) return SP_EINVAL;
-    if (!sp__alive(w, ship)) return SP_ENOENT;
-    uint32_t i = sp_id_index(ship);
+    uint32_t i;
+    if (!sp__slot_of(w, ship, &i)) return SP_ENOENT;
     if (w->kind[i] != SP_KIND_SHIP) return SP_EINVAL;
     float x = v[0], y = v[1], z = v[2];
     /* In double: the squared length of finite floats cannot overflow. */
@@ -474,8 +570,8 @@ int sp_world_set_velocity(sp_world_t *w, sp_entity_id_t id, const float v[3]) {
     if (w == NULL || !vec3_ok(v)) return SP_EINVAL;
     for (int k = 0; k < 3; k++)
         if (fabsf(v[k]) > SP_WORLD_MAX_VELOCITY) return SP_EINVAL;
-    if (!sp__alive(w, id)) return SP_ENOENT;
-    uint32_t i = sp_id_index(id);
+    uint32_t i;
+    if (!sp__slot_of(w, id, &i)) return SP_ENOENT;
     if (w->kind[i] == SP_KIND_ASTEROID) wake(w, i);
     w->vx[i] = v[0];
     w->vy[i] = v[1];
@@ -484,7 +580,7 @@ int sp_world_set_velocity(sp_world_t *w, sp_entity_id_t id, const float v[3]) {
 }
 
 static void destroy_now(sp_world_t *w, uint32_t i, int cause, sp_entity_id_t by, sp__evbuf_t *ev) {
-    sp_world_event_t *e = ev_push(w, ev, SP_EV_ENTITY_DESTROYED, id_of(w, i), by);
+    sp_world_event_t *e = ev_push(w, ev, SP_EV_ENTITY_DESTROYED, i, by);
     e->cause = (uint8_t)cause;
     slot_free(w, i);
 }
@@ -499,10 +595,10 @@ static float hit_roll(const sp_world_t *w, sp_entity_id_t a, sp_entity_id_t b) {
 int sp_world_fire(sp_world_t *w, sp_entity_id_t shooter, sp_entity_id_t target,
                   sp_fire_result_t *out) {
     if (w == NULL || out == NULL) return SP_EINVAL;
-    if (!sp__alive(w, shooter)) return SP_ENOENT;
-    uint32_t s = sp_id_index(shooter), t = sp_id_index(target);
+    uint32_t s, t;
+    if (!sp__slot_of(w, shooter, &s)) return SP_ENOENT;
     if (w->kind[s] != SP_KIND_SHIP) return SP_EINVAL;
-    if (!sp__alive(w, target)) return SP_ENOENT;
+    if (!sp__slot_of(w, target, &t)) return SP_ENOENT;
     if (t == s || (w->kind[t] != SP_KIND_SHIP && w->kind[t] != SP_KIND_ASTEROID)) return SP_EINVAL;
     if (w->wcd[s] > 0) return SP_EBUSY;
     double dx = (double)w->px[t] - w->px[s], dy = (double)w->py[t] - w->py[s],
@@ -517,7 +613,7 @@ int sp_world_fire(sp_world_t *w, sp_entity_id_t shooter, sp_entity_id_t target,
     float p = d->weapon_range > 0 ? 1.0f - 0.5f * (float)(dist / d->weapon_range) : 1.0f;
     int hit = hit_roll(w, shooter, target) < p;
     float dmg = hit ? d->weapon_damage : 0.0f;
-    sp_world_event_t *e = ev_push(w, &w->ev_pending, SP_EV_WEAPON_FIRED, shooter, target);
+    sp_world_event_t *e = ev_push(w, &w->ev_pending, SP_EV_WEAPON_FIRED, s, target);
     e->value = dmg;
     e->hit = (uint8_t)hit;
     if (d->spawn_projectiles && dist > 0) {
@@ -570,7 +666,7 @@ static int mine_checked(sp_world_t *w, uint32_t s, uint32_t a, sp_mine_result_t 
     w->amount[a] -= amt;
     w->cargo[(size_t)s * SP_RESOURCE_COUNT + (size_t)res] += amt;
     w->mcd[s] = d->mining_cooldown_ticks;
-    sp_world_event_t *e = ev_push(w, &w->ev_pending, SP_EV_RESOURCE_MINED, id_of(w, s), id_of(w, a));
+    sp_world_event_t *e = ev_push(w, &w->ev_pending, SP_EV_RESOURCE_MINED, s, id_of(w, a));
     e->value = amt;
     e->resource = (int8_t)res;
     int depleted = 0;
@@ -587,19 +683,19 @@ static int mine_checked(sp_world_t *w, uint32_t s, uint32_t a, sp_mine_result_t 
 int sp_world_mine(sp_world_t *w, sp_entity_id_t ship, sp_entity_id_t asteroid,
                   sp_mine_result_t *out) {
     if (w == NULL || out == NULL) return SP_EINVAL;
-    if (!sp__alive(w, ship)) return SP_ENOENT;
-    uint32_t s = sp_id_index(ship);
+    uint32_t s;
+    if (!sp__slot_of(w, ship, &s)) return SP_ENOENT;
     if (w->kind[s] != SP_KIND_SHIP) return SP_EINVAL;
-    if (!sp__alive(w, asteroid)) return SP_ENOENT;
-    uint32_t a = sp_id_index(asteroid);
+    uint32_t a;
+    if (!sp__slot_of(w, asteroid, &a)) return SP_ENOENT;
     if (w->kind[a] != SP_KIND_ASTEROID) return SP_EINVAL;
     return mine_checked(w, s, a, out);
 }
 
 int sp_world_inspect(const sp_world_t *w, sp_entity_id_t id, sp_entity_info_t *out) {
     if (w == NULL || out == NULL) return SP_EINVAL;
-    if (!sp__alive(w, id)) return SP_ENOENT;
-    uint32_t i = sp_id_index(id);
+    uint32_t i;
+    if (!sp__slot_of(w, id, &i)) return SP_ENOENT;
     memset(out, 0, sizeof *out);
     out->id = id;
     out->kind = w->kind[i];
@@ -628,10 +724,11 @@ int sp_world_inspect(const sp_world_t *w, sp_entity_id_t id, sp_entity_info_t *o
 
 int sp_world_destroy(sp_world_t *w, sp_entity_id_t id) {
     if (w == NULL) return SP_EINVAL;
-    if (!sp__alive(w, id)) return SP_ENOENT;
+    uint32_t i;
+    if (!sp__slot_of(w, id, &i)) return SP_ENOENT;
     int rc = ev_reserve(w, &w->ev_pending, 1);
     if (rc != 0) return rc;
-    destroy_now(w, sp_id_index(id), SP_CAUSE_COMMAND, 0, &w->ev_pending);
+    destroy_now(w, i, SP_CAUSE_COMMAND, 0, &w->ev_pending);
     return 0;
 }
 
@@ -653,6 +750,13 @@ static int is_candidate(const sp_world_t *w, uint32_t i) {
            w->vz[i] == 0.0f;
 }
 
+/* Buckets of a static grid for up to n sleepers. */
+uint32_t sp__sgrid_buckets(uint32_t n) {
+    uint32_t nb = 64;
+    while (nb < n) nb *= 2;
+    return nb;
+}
+
 /* Rebuild the static grid from the sleeping asteroids, first promoting
  * (promote != 0) every awake asteroid that has rested sleep_ticks. Buffers are
  * grown before anything changes: on SP_ENOMEM the world is unchanged.
@@ -666,8 +770,7 @@ static int is_candidate(const sp_world_t *w, uint32_t i) {
 int sp__world_rebuild_static(sp_world_t *w, int promote) {
     sp__sgrid_t *g = &w->sg;
     uint32_t nmax = w->count_kind[SP_KIND_ASTEROID]; /* sleepers are asteroids */
-    uint32_t nb = 64;
-    while (nb < nmax) nb *= 2;
+    uint32_t nb = sp__sgrid_buckets(nmax);
     int rc = vec_grow(w->alloc, (void **)&g->bstart, &g->bstart_cap, (size_t)nb + 1, sizeof(uint32_t));
     if (rc == 0) rc = vec_grow(w->alloc, (void **)&g->e, &g->e_cap, nmax, sizeof(sp__sentry_t));
     if (rc != 0) return rc;
@@ -819,21 +922,23 @@ int sp_world_apply_msg(sp_world_t *w, const sp_msg_t *m) {
     switch (m->kind) {
     case SP_MSG_SHIP_MOVEMENT: {
         const sp_msg_ship_movement_t *u = &m->u.ship_movement;
-        if (!sp__alive(w, u->ship_id)) return SP_ENOENT;
-        if (!(w->flags[sp_id_index(u->ship_id)] & SP_ENT_NPC)) return SP_EPERM;
+        uint32_t s;
+        if (!sp__slot_of(w, u->ship_id, &s)) return SP_ENOENT;
+        if (!(w->flags[s] & SP_ENT_NPC)) return SP_EPERM;
         return sp_world_set_desired_velocity(w, u->ship_id, u->velocity, NULL);
     }
     case SP_MSG_WEAPON_FIRED: {
         const sp_msg_weapon_fired_t *u = &m->u.weapon_fired;
-        if (!sp__alive(w, u->ship_id)) return SP_ENOENT;
-        if (!(w->flags[sp_id_index(u->ship_id)] & SP_ENT_NPC)) return SP_EPERM;
+        uint32_t s;
+        if (!sp__slot_of(w, u->ship_id, &s)) return SP_ENOENT;
+        if (!(w->flags[s] & SP_ENT_NPC)) return SP_EPERM;
         sp_fire_result_t r;
         return sp_world_fire(w, u->ship_id, u->target_id, &r);
     }
     case SP_MSG_RESOURCE_MINED: {
         const sp_msg_resource_mined_t *u = &m->u.resource_mined;
-        if (!sp__alive(w, u->ship_id)) return SP_ENOENT;
-        uint32_t s = sp_id_index(u->ship_id);
+        uint32_t s;
+        if (!sp__slot_of(w, u->ship_id, &s)) return SP_ENOENT;
         if (w->kind[s] != SP_KIND_SHIP) return SP_EINVAL;
         if (!(w->flags[s] & SP_ENT_NPC)) return SP_EPERM;
         int res = sp_resource_parse(u->resource_type, u->type_len);
@@ -955,7 +1060,7 @@ static void resolve_contact(sp_world_t *w, uint32_t a, uint32_t b) {
             float dmg = d->collision_damage * (closing - d->collision_damage_threshold);
             if (w->kind[a] == SP_KIND_SHIP) w->hp[a] -= dmg;
             if (w->kind[b] == SP_KIND_SHIP) w->hp[b] -= dmg;
-            sp_world_event_t *e = ev_push(w, &w->ev_out, SP_EV_COLLISION, id_of(w, a), id_of(w, b));
+            sp_world_event_t *e = ev_push(w, &w->ev_out, SP_EV_COLLISION, a, id_of(w, b));
             e->value = closing;
             e->damage = dmg;
         }
@@ -989,7 +1094,8 @@ static int spawn_demo_npc(sp_world_t *w) {
 static int spawn_demo_asteroid(sp_world_t *w) {
     sp_entity_id_t id;
     int rc = sp_world_spawn_asteroid(w, NULL, 0.0f, 0.0f, -1, &id);
-    if (rc == 0) w->rest[sp_id_index(id)] = w->def.sleep_ticks;
+    uint32_t i;
+    if (rc == 0 && sp__slot_of(w, id, &i)) w->rest[i] = w->def.sleep_ticks;
     return rc;
 }
 
@@ -1174,9 +1280,10 @@ uint64_t sp_world_hash(const sp_world_t *w) {
     fnv_u32(&h, w->nfree);
     for (uint32_t k = 0; k < w->nfree; k++) fnv_u32(&h, w->free_list[k]);
     for (uint32_t i = 0; i < w->nslots; i++) {
-        fnv_u32(&h, w->gen[i]);
-        if (w->kind[i] == SP_KIND_NONE) continue;
         fnv_u8(&h, w->kind[i]);
+        if (w->kind[i] == SP_KIND_NONE) continue;
+        fnv_u64(&h, w->id[i]);
+        fnv_u64(&h, w->epoch[i]);
 #define SP__HASH_SLOT(t, fld) fnv_##t(&h, w->fld[i]);
 #define SP__HASH_SLOTS(t, fld, n) \
     for (size_t k = 0; k < (n); k++) fnv_##t(&h, w->fld[(size_t)i * (n) + k]);
@@ -1184,7 +1291,169 @@ uint64_t sp_world_hash(const sp_world_t *w) {
 #undef SP__HASH_SLOT
 #undef SP__HASH_SLOTS
     }
+    /* The departure memory: a sum of mixed (id, epoch) pairs, independent of
+     * the map's layout. */
+    uint64_t dep = 0;
+    if (w->departed.e != NULL)
+        for (uint32_t k = 0; k <= w->departed.mask; k++)
+            if (w->departed.e[k].key != 0)
+                dep += mix64(w->departed.e[k].key ^ mix64(w->departed.e[k].val + 0x9e3779b97f4a7c15ULL));
+    fnv_u32(&h, w->departed.n);
+    fnv_u64(&h, dep);
     return h.h;
+}
+
+/* ---------------------------------------------------------------- hand-off */
+
+int sp_entity_state_equal(const sp_entity_state_t *a, const sp_entity_state_t *b) {
+    if (a->id != b->id || a->epoch != b->epoch || a->kind != b->kind) return 0;
+    /* By bytes per field: floats compare by bit pattern. */
+#define SP__EQ_SLOT(t, fld) \
+    if (memcmp(&a->fld, &b->fld, sizeof a->fld) != 0) return 0;
+#define SP__EQ_SLOTS(t, fld, n) SP__EQ_SLOT(t, fld)
+    SP__WORLD_SLOT_FIELDS(SP__EQ_SLOT, SP__EQ_SLOTS)
+#undef SP__EQ_SLOT
+#undef SP__EQ_SLOTS
+    return 1;
+}
+
+uint64_t sp_entity_state_hash(const sp_entity_state_t *s) {
+    fnv_t h = {0xcbf29ce484222325ULL};
+    fnv_u64(&h, s->id);
+    fnv_u8(&h, s->kind);
+#define SP__CH_SLOT(t, fld) fnv_##t(&h, s->fld);
+#define SP__CH_SLOTS(t, fld, n) \
+    for (size_t k = 0; k < (n); k++) fnv_##t(&h, s->fld[k]);
+    SP__WORLD_SLOT_FIELDS(SP__CH_SLOT, SP__CH_SLOTS)
+#undef SP__CH_SLOT
+#undef SP__CH_SLOTS
+    /* FNV's low bits mix poorly into a sum: finalise. */
+    return mix64(h.h);
+}
+
+/* Slot i -> state (i live). */
+static void state_of(const sp_world_t *w, uint32_t i, sp_entity_state_t *out) {
+    memset(out, 0, sizeof *out);
+    out->id = w->id[i];
+    out->epoch = w->epoch[i];
+    out->kind = w->kind[i];
+#define SP__EX_SLOT(t, fld) out->fld = w->fld[i];
+#define SP__EX_SLOTS(t, fld, n) \
+    for (size_t k = 0; k < (n); k++) out->fld[k] = w->fld[(size_t)i * (n) + k];
+    SP__WORLD_SLOT_FIELDS(SP__EX_SLOT, SP__EX_SLOTS)
+#undef SP__EX_SLOT
+#undef SP__EX_SLOTS
+}
+
+uint64_t sp_world_hash_canonical(const sp_world_t *w) {
+    uint64_t sum = 0;
+    sp_entity_state_t st;
+    for (uint32_t i = 0; i < w->nslots; i++) {
+        if (w->kind[i] == SP_KIND_NONE) continue;
+        state_of(w, i, &st);
+        sum += sp_entity_state_hash(&st);
+    }
+    return sum;
+}
+
+int sp_world_export(const sp_world_t *w, sp_entity_id_t id, sp_entity_state_t *out) {
+    if (w == NULL || out == NULL) return SP_EINVAL;
+    uint32_t i;
+    if (!sp__slot_of(w, id, &i)) return SP_ENOENT;
+    state_of(w, i, out);
+    return 0;
+}
+
+int sp_world_departed_epoch(const sp_world_t *w, sp_entity_id_t id, uint64_t *epoch) {
+    if (w == NULL || epoch == NULL) return SP_EINVAL;
+    const sp__mapent_t *e = sp__map_find(&w->departed, id);
+    if (e == NULL) return SP_ENOENT;
+    *epoch = e->val;
+    return 0;
+}
+
+int sp_world_forget_departed(sp_world_t *w, sp_entity_id_t id) {
+    if (w == NULL) return SP_EINVAL;
+    if (sp__map_find(&w->departed, id) == NULL) return SP_ENOENT;
+    sp__map_erase(&w->departed, id);
+    return 0;
+}
+
+int sp_world_depart(sp_world_t *w, sp_entity_id_t id, uint64_t epoch) {
+    if (w == NULL) return SP_EINVAL;
+    uint32_t i;
+    if (!sp__slot_of(w, id, &i)) return SP_ENOENT;
+    if (epoch <= w->epoch[i]) return SP_EINVAL;
+    /* An id is never both live and remembered as departed (import erases
+     * the memory), so this is a fresh key; checked anyway. */
+    sp__mapent_t *e = sp__map_find(&w->departed, id);
+    SP_ASSERT(e == NULL);
+    if (e != NULL) {
+        e->val = epoch;
+    } else {
+        int rc = sp__map_reserve(w->alloc, &w->departed, 1);
+        if (rc != 0) return rc;
+        sp__map_insert(&w->departed, id, epoch);
+    }
+    slot_free(w, i);
+    return 0;
+}
+
+/* Write state *in into the fresh slot i (from slot_alloc_for) and make it
+ * live under its own id. */
+static void slot_fill(sp_world_t *w, uint32_t i, const sp_entity_state_t *in) {
+#define SP__IM_SLOT(t, fld) w->fld[i] = in->fld;
+#define SP__IM_SLOTS(t, fld, n) \
+    for (size_t k = 0; k < (n); k++) w->fld[(size_t)i * (n) + k] = in->fld[k];
+    SP__WORLD_SLOT_FIELDS(SP__IM_SLOT, SP__IM_SLOTS)
+#undef SP__IM_SLOT
+#undef SP__IM_SLOTS
+    w->epoch[i] = in->epoch;
+    if (in->flags & SP_ENT_SLEEPING) w->nsleeping++;
+    slot_commit_id(w, i, in->kind, in->id);
+}
+
+int sp_world_import(sp_world_t *w, const sp_entity_state_t *in) {
+    if (w == NULL || in == NULL || in->id == 0) return SP_EINVAL;
+    if (!sp__state_ok(&w->def, in)) return SP_EINVAL;
+    if ((in->flags & SP_ENT_SLEEPING) && !w->sleep_enabled) return SP_EINVAL;
+    uint32_t old;
+    int present = sp__slot_of(w, in->id, &old);
+    if (present) {
+        if (w->epoch[old] == in->epoch) return SP_WORLD_IMPORT_DUPLICATE;
+        if (w->epoch[old] > in->epoch) return SP_WORLD_IMPORT_STALE;
+    } else {
+        const sp__mapent_t *d = sp__map_find(&w->departed, in->id);
+        if (d != NULL && d->val >= in->epoch) return SP_WORLD_IMPORT_STALE;
+    }
+    /* Room first (slot, id map, static grid), so nothing below fails. A
+     * replaced entity frees its slot, which the LIFO free list hands back. */
+    int sleeping = (in->flags & SP_ENT_SLEEPING) != 0;
+    if (sleeping) {
+        int rc = vec_grow(w->alloc, (void **)&w->sg.bstart, &w->sg.bstart_cap,
+                          (size_t)sp__sgrid_buckets(w->count_kind[SP_KIND_ASTEROID] + 1) + 1, sizeof(uint32_t));
+        if (rc == 0)
+            rc = vec_grow(w->alloc, (void **)&w->sg.e, &w->sg.e_cap, (size_t)w->count_kind[SP_KIND_ASTEROID] + 1,
+                          sizeof(sp__sentry_t));
+        if (rc != 0) return rc;
+    }
+    /* A replaced entity frees its slot first; the LIFO free list hands it
+     * straight back and the id map has the room it left, so the allocation
+     * cannot fail then. */
+    if (present) slot_free(w, old);
+    uint32_t i;
+    int rc = slot_alloc_for(w, 0, &i);
+    SP_ASSERT(rc == 0 || !present);
+    if (rc != 0) return rc;
+    sp__map_erase(&w->departed, in->id);
+    slot_fill(w, i, in);
+    uint64_t node = in->id >> SP_WORLD_ID_COUNTER_BITS;
+    if (node == w->def.id_node && in->id >= w->next_id && in->id < w->id_end) w->next_id = in->id + 1;
+    if (sleeping) {
+        rc = sp__world_rebuild_static(w, 0);
+        SP_ASSERT(rc == 0); /* buffers grown above */
+    }
+    return 0;
 }
 
 int sp_world_populate_demo(sp_world_t *w, uint32_t n_asteroids, uint32_t n_npcs) {

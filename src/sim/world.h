@@ -6,18 +6,22 @@
  * sp_world_def_default(), opaque world, entity ids passed by value, transient
  * events valid until the next step.
  *
- * Entities live in structure-of-arrays storage indexed by a slot index. An id
- * is ((uint64)generation << 32) | index with generation >= 1, so 0 is the null
- * id. Freeing a slot bumps its generation, so a stale id (generation mismatch)
- * is reported as SP_ENOENT and never reaches another entity.
+ * Entities live in structure-of-arrays storage indexed by a slot index, but
+ * an id does not encode its slot: ids are opaque integers, unique over a
+ * cluster of worlds and never reused (see "Entity ids" below), found through
+ * an id -> slot hash map. 0 is the null id; a stale id (its entity is gone,
+ * or it was handed to another world) is reported as SP_ENOENT and never
+ * reaches another entity.
  *
  * Units: world units (think metres), seconds, hit points. The world is the
  * cube [-half_extent, +half_extent]^3; entities reflect off its walls.
  *
  * Determinism: the world is a pure function of (def, the sequence of calls).
  * No thread timing, clock or address enters the state; sp_world_hash()
- * digests everything that influences the future (entity state, generations,
- * free list, rng, tick). The broadphase may use threads (def.grid_threads) but
+ * digests everything that influences the future (entity state, ids, slot
+ * layout, free list, rng, tick, id counter). sp_world_hash_canonical() is
+ * the slot-independent digest that a world split over several processes can
+ * match. The broadphase may use threads (def.grid_threads) but
  * its pair order is a function of the input alone.
  *
  * Threads: one thread at a time per world (the owner). Frames published with
@@ -49,12 +53,21 @@ extern "C" {
 #define SP_ENT_MINE_READY 0x20   /* ship: mining cooldown is 0 (derived) */
 /* An NPC with neither MINER nor FIGHTER patrols. */
 
-/* Entity ids (sp_entity_id_t is uint64_t, from spacesim/msg.h). */
-SP_INLINE sp_entity_id_t sp_id_make(uint32_t index, uint32_t generation) {
-    return ((uint64_t)generation << 32) | index;
-}
-SP_INLINE uint32_t sp_id_index(sp_entity_id_t id) { return (uint32_t)id; }
-SP_INLINE uint32_t sp_id_generation(sp_entity_id_t id) { return (uint32_t)(id >> 32); }
+/* Entity ids (sp_entity_id_t is uint64_t, from spacesim/msg.h).
+ *
+ * An id is minted as (node << SP_WORLD_ID_COUNTER_BITS) | counter, where node
+ * is the world's def.id_node (0..SP_WORLD_MAX_NODES-1: one per process of a
+ * cluster) and counter counts from 1 and only goes up (it is world state:
+ * saved in checkpoints, hashed). So ids of different nodes never collide, an
+ * id is never reused, 0 is never valid, and every minted id is below 2^53
+ * (SP_WORLD_ID_LIMIT), which JavaScript's doubles represent exactly. Outside
+ * the world an id is opaque: clients must not derive anything from its bits.
+ * An entity keeps its id when it moves to another world (sp_world_import).
+ * Checkpoints of save version < 4 kept their old (generation << 32 | index)
+ * ids; those stay as they were (see sim/save.h). */
+#define SP_WORLD_ID_COUNTER_BITS 43
+#define SP_WORLD_MAX_NODES 1024u
+#define SP_WORLD_ID_LIMIT (1ull << 53)
 
 /* "ship", "asteroid", "projectile"; NULL for other values. Static storage. */
 SP_API const char *sp_entity_kind_name(int kind);
@@ -101,6 +114,9 @@ typedef struct sp_world_def {
     uint32_t projectile_ttl_ticks; /* tracer lifetime; default 20 */
     int spawn_projectiles;   /* 1 (default): fire spawns a visual tracer entity */
 
+    uint32_t id_node;        /* id space of this world, 0..SP_WORLD_MAX_NODES-1: each world
+                              * of a cluster gets its own, so their ids never
+                              * collide; default 0 (a single process) */
     int grid_threads;        /* broadphase threads incl. the caller, 1..16; default 1 */
     const sp_allocator_t *allocator; /* NULL = libc; must be thread-safe if frames
                                       * are released on other threads */
@@ -113,7 +129,8 @@ typedef struct sp_world sp_world_t;
 
 /* Create an empty world at tick 0. def NULL = defaults. Returns 0 and *out,
  * or SP_EINVAL (non-finite/negative field, dt <= 0, half_extent <= 0,
- * max_entities 0 or > 2^31, grid_threads out of range), SP_ENOMEM or
+ * max_entities 0 or > 2^31, id_node >= SP_WORLD_MAX_NODES, grid_threads
+ * out of range), SP_ENOMEM or
  * SP_EAGAIN (grid thread). Allocates; starts grid_threads - 1 threads. */
 SP_API int sp_world_create(const sp_world_def_t *def, sp_world_t **out);
 
@@ -142,7 +159,8 @@ SP_API uint32_t sp_world_count_sleeping(const sp_world_t *w);
  * role: 0, SP_ENT_MINER or SP_ENT_FIGHTER (NPC roles; ignored for players).
  * pos NULL = a deterministic random point from the world rng. Position is
  * clamped into the world. Full hp, zero velocity, weapon ready.
- * Returns 0 and *out_id, SP_ELIMIT (max_entities), SP_ENOMEM. Amortised O(1). */
+ * Returns 0 and *out_id (a fresh id, see "Entity ids"), SP_ELIMIT
+ * (max_entities, or the node's 2^43 ids used up), SP_ENOMEM. Amortised O(1). */
 SP_API int sp_world_spawn_ship(sp_world_t *w, uint32_t owner, uint8_t role, const float *pos,
                                sp_entity_id_t *out_id);
 
@@ -218,7 +236,8 @@ typedef struct sp_entity_info {
     sp_entity_id_t source; /* projectile: the shooter; others 0 */
 } sp_entity_info_t;
 
-/* Copy entity `id` into *out. Returns 0, SP_ENOENT, SP_EINVAL. O(1). */
+/* Copy entity `id` into *out. Returns 0, SP_ENOENT, SP_EINVAL. O(1)
+ * expected (one id map probe). */
 SP_API int sp_world_inspect(const sp_world_t *w, sp_entity_id_t id, sp_entity_info_t *out);
 
 /* Destroy entity `id` now (its id goes stale; an ENTITY_DESTROYED event with
@@ -301,12 +320,140 @@ SP_API const sp_world_event_t *sp_world_events(const sp_world_t *w, size_t *n);
 /* "WeaponFired", ...; NULL for unknown. */
 SP_API const char *sp_world_event_name(int type);
 
+/* ---------------------------------------------------------------- hand-off
+ * Moving an entity between worlds (the processes of a cluster each own one),
+ * bit-exact and exactly once. The sender copies the entity with
+ * sp_world_export(), gives the copy the hand-off's epoch (larger than the
+ * entity's current one; a cell's ownership revision or simply epoch + 1),
+ * removes it with sp_world_depart() at that epoch and sends the copy; the
+ * receiver applies it with sp_world_import(). Delivery may repeat and
+ * reorder: import judges by epoch, never by "first time seen", so applying
+ * a message twice, or an old one late, changes nothing. A failed hand-off is
+ * compensated by importing the copy back into the sender at a higher epoch
+ * than the one it departed at. */
+
+/* The per-slot state, field by field: X(type, field) for one value per
+ * entity, XA(type, field, n) for n values (type is a width tag u8 i8 u32 u64
+ * f; SP__CTYPE_<tag> is its C type). sp_entity_state_t, sp_world_hash(),
+ * sp_world_hash_canonical(), checkpoints and export/import are all generated
+ * from this one list, so a field added here travels, hashes and saves
+ * everywhere (and changes the checkpoint format: bump SP_SAVE_VERSION and
+ * keep reading the old one). The names are the world's internal arrays
+ * (p* position, v* velocity, dv* desired velocity, wcd/mcd weapon/mining
+ * cooldown ticks, rest ticks at rest, source a tracer's shooter id). */
+#define SP__WORLD_SLOT_FIELDS(X, XA)                                                               \
+    X(u8, flags) X(i8, resource) X(u32, owner) X(f, px) X(f, py) X(f, pz) X(f, vx) X(f, vy) X(f, vz) \
+    X(f, dvx) X(f, dvy) X(f, dvz) X(f, radius) X(f, inv_mass) X(f, hp) X(f, max_hp) X(f, amount)    \
+    XA(f, cargo, SP_RESOURCE_COUNT) X(u32, wcd) X(u32, mcd) X(u32, ttl) X(u32, rest) X(u64, source)
+
+#define SP__CTYPE_u8 uint8_t
+#define SP__CTYPE_i8 int8_t
+#define SP__CTYPE_u32 uint32_t
+#define SP__CTYPE_i32 int32_t
+#define SP__CTYPE_u64 uint64_t
+#define SP__CTYPE_f float
+
+/* One entity's full state: what travels in a hand-off. Plain data, copied by
+ * value; compare with sp_entity_state_equal() (padding bytes are not state). */
+#define SP__STATE_FIELD(t, fld) SP__CTYPE_##t fld;
+#define SP__STATE_FIELDS(t, fld, n) SP__CTYPE_##t fld[n];
+typedef struct sp_entity_state {
+    sp_entity_id_t id; /* never 0 */
+    uint64_t epoch;    /* hand-off epoch: 0 for an entity that never moved */
+    uint8_t kind;      /* sp_entity_kind_t */
+    SP__WORLD_SLOT_FIELDS(SP__STATE_FIELD, SP__STATE_FIELDS)
+} sp_entity_state_t;
+#undef SP__STATE_FIELD
+#undef SP__STATE_FIELDS
+
+/* Import results that are not errors: the message changed nothing and may
+ * be acknowledged. DUPLICATE: the entity is here at that very epoch (a
+ * redelivery). STALE: the world has seen a newer epoch of this id (the
+ * entity is here at a higher epoch, or departed at an epoch >= the
+ * message's): an old message arriving late. */
+#define SP_WORLD_IMPORT_DUPLICATE 1
+#define SP_WORLD_IMPORT_STALE 2
+
+/* Copy entity `id`'s full state into *out (id, epoch, kind, every field of
+ * SP__WORLD_SLOT_FIELDS bit for bit; padding zeroed). Changes nothing.
+ * Returns 0, SP_ENOENT, SP_EINVAL (NULL). O(1) expected. Owner thread. */
+SP_API int sp_world_export(const sp_world_t *w, sp_entity_id_t id, sp_entity_state_t *out);
+
+/* Remove entity `id` because it was handed to another world at `epoch`
+ * (which must exceed the entity's current epoch, else SP_EINVAL). Unlike
+ * sp_world_destroy() no event is recorded (the entity lives on elsewhere).
+ * The world remembers (id, epoch) so that a late or repeated import of that
+ * id at an epoch <= `epoch` is answered SP_WORLD_IMPORT_STALE; an import at
+ * a higher epoch (the entity coming back) forgets it again. So this memory
+ * holds one 16-byte entry per entity that left and has not come back; it is
+ * saved in checkpoints. Returns 0, SP_ENOENT, SP_EINVAL, SP_ENOMEM (world
+ * unchanged). O(1) expected. */
+SP_API int sp_world_depart(sp_world_t *w, sp_entity_id_t id, uint64_t epoch);
+
+/* Apply a hand-off: insert the entity described by *in, keeping its id,
+ * epoch and every field bit for bit, into a free slot. Judged by epoch:
+ *  - id here at in->epoch: SP_WORLD_IMPORT_DUPLICATE (no change);
+ *  - id here at a higher epoch, or departed at an epoch >= in->epoch:
+ *    SP_WORLD_IMPORT_STALE (no change);
+ *  - id here at a lower epoch: the entity's state is replaced by *in
+ *    (newest epoch wins; it may move to another slot), returns 0;
+ *  - otherwise inserted (any departure memory of the id is dropped), 0.
+ * The state is checked like a checkpoint's slot (kind, finite and bounded
+ * values, mass/hp/radius derived exactly as this world's definition spawns
+ * them): SP_EINVAL if it fails, if id is 0, or for a sleeping asteroid
+ * while sleeping is disabled here. Also SP_ELIMIT (max_entities),
+ * SP_ENOMEM; the world is unchanged on every error. An id of this world's own
+ * node at or above its counter moves the counter past it. A sleeping
+ * asteroid rebuilds the static grid (O(sleeping)). No event is recorded.
+ * O(1) expected otherwise. Owner thread. */
+SP_API int sp_world_import(sp_world_t *w, const sp_entity_state_t *in);
+
+/* The epoch at which `id` departed from this world: 0 and *epoch, or
+ * SP_ENOENT when it has no departure memory here. O(1) expected. */
+SP_API int sp_world_departed_epoch(const sp_world_t *w, sp_entity_id_t id, uint64_t *epoch);
+
+/* Drop the departure memory of `id` (after it, a late import of an old
+ * epoch of id is applied again): for the hand-off layer once no message of
+ * that id older than its current owner's epoch can arrive any more (acked
+ * and past the broker's redelivery and de-duplication windows), or once the
+ * entity is known destroyed elsewhere; without it the memory holds one
+ * entry per entity that left and never came back. Returns 0 or SP_ENOENT.
+ * Never allocates; O(1) expected. */
+SP_API int sp_world_forget_departed(sp_world_t *w, sp_entity_id_t id);
+
+/* Field-by-field equality of two states (bit patterns for floats, so -0 and
+ * NaN payloads count; padding ignored). Pure. */
+SP_API int sp_entity_state_equal(const sp_entity_state_t *a, const sp_entity_state_t *b);
+
+/* 64-bit hash of one entity for the canonical world hash: FNV-1a over id,
+ * kind and every SP__WORLD_SLOT_FIELDS field (floats by bit pattern), then
+ * a 64-bit finaliser. The epoch is not included (it says how the entity got
+ * here, not what it is). Pure. */
+SP_API uint64_t sp_entity_state_hash(const sp_entity_state_t *s);
+
+/* Canonical world hash: the sum modulo 2^64 of sp_entity_state_hash() over
+ * the live entities. It does not depend on slots, the free list, the rng or
+ * how entities were handed around, only on the set of (id, state) pairs, so:
+ *  - a cluster's hash is the sum of its worlds' hashes (no gathering or
+ *    sorting of ids across processes; each daemon reports one number);
+ *  - a world split over processes matches the same world in one process
+ *    exactly when every entity has the same state, which holds for worlds
+ *    whose evolution does not depend on the split (no contacts across
+ *    borders, no respawn, no NPC AI).
+ * A sum rather than XOR: an entity present twice adds its hash twice instead
+ * of cancelling out, so a duplicate (like a loss) changes the value. An
+ * id-ordered digest would need every id in one place. The tick is not part of
+ * it: compare hashes taken at the same tick. O(entities). */
+SP_API uint64_t sp_world_hash_canonical(const sp_world_t *w);
+
 /* ---------------------------------------------------------------- whole world */
 
 /* 64-bit FNV-1a digest of every state that influences the future: tick, rng,
- * slot count, generations and the free list in order, and every live entity's
- * full state in slot order (floats by bit pattern). Two worlds with equal
- * hashes step identically (modulo hash collisions). O(slots). */
+ * id counter, slot count, the free list in order, every live entity's id,
+ * epoch and full state in slot order (floats by bit pattern), and the
+ * departure memory (order-independent). Two worlds with equal hashes step
+ * identically (modulo hash collisions). It depends on the slot layout, so a
+ * split world cannot match it: see sp_world_hash_canonical(). O(slots). */
 SP_API uint64_t sp_world_hash(const sp_world_t *w);
 
 /* Populate a demo world deterministically from the seed: n_asteroids

@@ -27,6 +27,23 @@ typedef struct sp__sgrid {
     size_t bstart_cap, e_cap;
 } sp__sgrid_t;
 
+/* Open-addressing hash map from an id (never 0: 0 marks an empty entry) to a
+ * 64-bit value, linear probing, at most half full, deletion by backward
+ * shift (no tombstones, so probes stay short however many entities come and
+ * go). Used for id -> slot and for the departure memory (id -> epoch). Its
+ * layout depends only on the sequence of inserts and erases, and nothing
+ * iterates it in layout order where order matters, so it keeps the world
+ * deterministic. Grown (sp__map_reserve) before the change that needs the
+ * room, so SP_ENOMEM leaves the world unchanged. */
+typedef struct sp__mapent {
+    uint64_t key, val;
+} sp__mapent_t;
+typedef struct sp__map {
+    sp__mapent_t *e; /* mask + 1 entries, or NULL */
+    uint32_t mask;   /* entries - 1 (a power of two) */
+    uint32_t n;      /* keys present */
+} sp__map_t;
+
 typedef struct sp__evbuf {
     sp_world_event_t *v;
     size_t n, cap;
@@ -47,12 +64,17 @@ struct sp_world {
     uint32_t stale;          /* static grid entries whose body woke or died */
     uint64_t last_rebuild;   /* tick of the last static grid rebuild */
     uint32_t count_npc;      /* live NPC ships (derived; not saved) */
+    uint64_t next_id;        /* the next id to mint (node << 43 | counter); saved, hashed */
+    uint64_t id_end;         /* first id past this node's space: (node + 1) << 43 */
+    sp__map_t ids;           /* id -> slot of every live entity (derived from id[]) */
+    sp__map_t departed;      /* id -> epoch of the hand-offs out (sp_world_depart) */
     /* Respawn (sp_world_set_respawn; saved and hashed). period 0 = off. */
     uint32_t rs_npc_target, rs_ast_target, rs_period, rs_per_period;
     uint32_t rs_role;        /* roles given so far (the next role cycles from it) */
 
     /* Slot arrays (cap elements; cargo 4*cap). */
-    uint32_t *gen, *owner, *free_list;
+    uint64_t *id, *epoch;    /* the entity's id (0 in a free slot) and hand-off epoch */
+    uint32_t *owner, *free_list;
     uint8_t *kind, *flags;
     int8_t *resource;
     float *px, *py, *pz, *vx, *vy, *vz, *dvx, *dvy, *dvz;
@@ -61,8 +83,9 @@ struct sp_world {
     uint64_t *source;
 
     /* Step scratch (cap elements): the gathered awake set, and two u32
-     * arrays for frame sorting. */
+     * arrays and 2 * cap u64 keys for frame sorting. */
     uint32_t *gidx, *tmp_a, *tmp_b;
+    uint64_t *tmp_k;
     /* Awake asteroids in slot order, rebuilt lazily from the state (a pure
      * function of it) when dirty: ResourceMined intents search it. */
     uint32_t *awake_ast;
@@ -87,7 +110,7 @@ struct sp_world {
  * (world.c), sp_world_save() and sp_world_load() (save.c) cannot disagree: a
  * field listed here is hashed, written, read back, sized and restored by all
  * three. Only the slot bookkeeping stays explicit in each (nslots, count,
- * nfree, the free list, each slot's gen and kind; nsleeping, derived, is
+ * nfree, the free list, each slot's kind, id and epoch; nsleeping, derived, is
  * hashed but not saved) because its checks are its own.
  *
  * Scalars: X(type, field, since); type is a tag for the width written and
@@ -99,23 +122,11 @@ struct sp_world {
 #define SP__WORLD_CLOCK_FIELDS(X) X(u64, tick, 1) X(u64, rng, 1)
 #define SP__WORLD_SCALAR_FIELDS(X)                                                                 \
     X(u32, sleep_enabled, 1) X(u32, stale, 1) X(u64, last_rebuild, 1) X(u32, rs_npc_target, 2)     \
-    X(u32, rs_ast_target, 2) X(u32, rs_period, 2) X(u32, rs_per_period, 2) X(u32, rs_role, 2)
+    X(u32, rs_ast_target, 2) X(u32, rs_period, 2) X(u32, rs_per_period, 2) X(u32, rs_role, 2)     \
+    X(u64, next_id, 4)
 
-/* Per live slot, after gen and kind (every slot has those; kind NONE ends a
- * free slot): X(type, array) for one element per slot, XA(type, array, n) for
- * n per slot. A field added here changes the checkpoint format (bump
- * SP_SAVE_VERSION and keep reading the old one). */
-#define SP__WORLD_SLOT_FIELDS(X, XA)                                                               \
-    X(u8, flags) X(i8, resource) X(u32, owner) X(f, px) X(f, py) X(f, pz) X(f, vx) X(f, vy) X(f, vz) \
-    X(f, dvx) X(f, dvy) X(f, dvz) X(f, radius) X(f, inv_mass) X(f, hp) X(f, max_hp) X(f, amount)    \
-    XA(f, cargo, SP_RESOURCE_COUNT) X(u32, wcd) X(u32, mcd) X(u32, ttl) X(u32, rest) X(u64, source)
-
-#define SP__CTYPE_u8 uint8_t
-#define SP__CTYPE_i8 int8_t
-#define SP__CTYPE_u32 uint32_t
-#define SP__CTYPE_i32 int32_t
-#define SP__CTYPE_u64 uint64_t
-#define SP__CTYPE_f float
+/* Per live slot: the list SP__WORLD_SLOT_FIELDS in world.h (public because
+ * sp_entity_state_t is generated from it). */
 
 /* Internal helpers shared with save.c. */
 int sp__world_alloc(const sp_world_def_t *def, const sp_allocator_t *alloc, int grid_threads,
@@ -123,10 +134,33 @@ int sp__world_alloc(const sp_world_def_t *def, const sp_allocator_t *alloc, int 
 int sp__world_reserve(sp_world_t *w, uint32_t slots);
 int sp__world_rebuild_static(sp_world_t *w, int promote);
 int sp__world_def_check(const sp_world_def_t *d);
+uint32_t sp__sgrid_buckets(uint32_t n);
 
+/* The id map (world.c). find: the entry of key or NULL. reserve: room for
+ * `extra` more keys (SP_ENOMEM/SP_EOVERFLOW, map unchanged). insert: key
+ * absent and room reserved. erase: no-op if absent. */
+sp__mapent_t *sp__map_find(const sp__map_t *m, uint64_t key);
+int sp__map_reserve(const sp_allocator_t *a, sp__map_t *m, uint32_t extra);
+void sp__map_insert(sp__map_t *m, uint64_t key, uint64_t val);
+void sp__map_erase(sp__map_t *m, uint64_t key);
+void sp__map_destroy(const sp_allocator_t *a, sp__map_t *m);
+
+/* Every invariant of one live entity's state under definition d (shared by
+ * checkpoint loading and sp_world_import): 1 if it could have been made by
+ * a world of that definition. */
+int sp__state_ok(const sp_world_def_t *d, const sp_entity_state_t *s);
+
+/* The slot of live entity `id`, or 0 when none (null, stale, departed). */
+SP_INLINE int sp__slot_of(const sp_world_t *w, sp_entity_id_t id, uint32_t *slot) {
+    if (id == 0) return 0;
+    const sp__mapent_t *e = sp__map_find(&w->ids, id);
+    if (e == NULL) return 0;
+    *slot = (uint32_t)e->val;
+    return 1;
+}
 SP_INLINE int sp__alive(const sp_world_t *w, sp_entity_id_t id) {
-    uint32_t i = sp_id_index(id);
-    return id != 0 && i < w->nslots && w->kind[i] != SP_KIND_NONE && w->gen[i] == sp_id_generation(id);
+    uint32_t i;
+    return sp__slot_of(w, id, &i);
 }
 
 #endif /* SP_SIM_WORLD_INT_H */
