@@ -167,7 +167,11 @@ START_TEST(test_issue_7_small_view_keeps_full_rate_beside_big_views) {
     uint64_t dropped = stat_u64(&small, "snapshots_dropped");
     kill(drain, SIGKILL);
     waitpid(drain, NULL, 0);
-    ck_assert_msg(got * 20 >= span * 19, "the small view got %llu snapshots in %llu rounds (want >= 95%%)",
+    /* Without the fair share it got about 1 round in 25; with it, every
+     * round the machine has the CPU for. The bar leaves room for a loaded
+     * machine (the sanitizer build at nice 19 got 86% in a soak at load 5);
+     * the exact rate beside big views is bench/abuse.sh's figure (19.7/s). */
+    ck_assert_msg(got * 4 >= span * 3, "the small view got %llu snapshots in %llu rounds (want >= 75%%)",
                   (unsigned long long)got, (unsigned long long)span);
     ck_assert_msg(others >= BIG_CLIENTS, "the big views got only %llu snapshots (%llu dropped)",
                   (unsigned long long)others, (unsigned long long)dropped);
