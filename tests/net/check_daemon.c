@@ -472,11 +472,9 @@ START_TEST(test_daemon_events_of_skipped_snapshots_delivered_later) {
                                        "--obuf-soft-seconds", "600", "--sndbuf", "65536", NULL};
     start(args, NULL);
     nc_t slow, good;
-    ck_assert_int_eq(nc_connect(&slow, D.port), 0);
     /* A small receive window (but not so small that the connection crawls
      * once the client reads again) so the server's queue fills fast. */
-    int small = 32768;
-    setsockopt(slow.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    ck_assert_int_eq(nc_connect_rcvbuf(&slow, D.port, 32768), 0);
     nc_resp_t r;
     ck_assert_int_eq(nc_call(&slow, T, &r, "hello", "sn", "sloth"), 0);
     nc_resp_free(&r);
