@@ -145,7 +145,9 @@ SP_INLINE int sp_mpmc_try_push_ptr(sp_mpmc_t *q, void *p) {
      * validates it and the cell's seq (acquire) orders the payload. */
     size_t pos = atomic_load_explicit(&s->pos, memory_order_relaxed);
     for (;;) {
-        unsigned char *cell = s->cells + (pos & s->mask) * s->cell_size;
+        /* Pointer queues have 16-byte cells (asserted at init): a shift, not
+         * a multiply by cell_size, and one load fewer (issue 13). */
+        unsigned char *cell = s->cells + ((pos & s->mask) << 4);
         _Atomic size_t *seqp = (_Atomic size_t *)(void *)cell;
         /* Acquire: pairs with the consumer's release store of seq = pos in
          * sp_mpmc_try_pop_ptr(); it orders the consumer's read of the old
@@ -182,7 +184,7 @@ SP_INLINE int sp_mpmc_try_pop_ptr(sp_mpmc_t *q, void **out) {
     /* Relaxed: head is a hint validated by the CAS; see try_push_ptr. */
     size_t pos = atomic_load_explicit(&s->pos, memory_order_relaxed);
     for (;;) {
-        unsigned char *cell = s->cells + (pos & s->mask) * s->cell_size;
+        unsigned char *cell = s->cells + ((pos & s->mask) << 4); /* 16-byte cells, as in push */
         _Atomic size_t *seqp = (_Atomic size_t *)(void *)cell;
         /* Acquire: pairs with the producer's release store of seq = pos + 1;
          * makes the payload visible. With relaxed we could read a stale
