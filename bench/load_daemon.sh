@@ -7,7 +7,8 @@
 # (95% asteroids, 5% NPC ships; default 100000), lets it settle, drives it with CLIENTS
 # spacesim-load clients (default 1000) for SECONDS (default 30; extra spacesim-load options in
 # $SPACESIM_LOAD_ARGS, e.g. "--radius 500" for the interest radius), then prints the load report,
-# the server's own stats and one summary line. Bounded: everything stops by itself; the daemon
+# the server's own stats, one summary line and the load generator's own CPU (user+sys, % of one
+# core, per loop thread: spacesim-load --threads, default 2). Bounded: everything stops by itself; the daemon
 # is killed on exit.
 set -u
 build=${1:-build}
@@ -53,5 +54,12 @@ print("summary: clients=%s rtt_p99_ms=%s ping_p99_ms=%s snap_rate_min=%s snap_ra
       g("clients_connected"), g("p99_ms"), g("ping_p99_ms"), g("snap_rate_min"), g("snap_rate_median"),
       g("errors"), s.get("tick_ms_p99", "?"), s.get("tick_ms_max", "?"), s.get("overruns", "?"),
       s.get("dilation", "?"), s.get("snapshots_dropped", "?")))
+# The generator's own CPU over the run (issue 9 point 4): a loop thread near 100% of a core means
+# the figures above measure the generator, not the daemon.
+threads = int(g("load_threads", 1))
+print("load generator: threads=%d cpu_pct=%s (user %ss, sys %ss) per_thread_pct=%s thread_max_pct=%s send_lag_p99_ms=%s" % (
+      threads, g("load_cpu_pct"), g("load_cpu_user_s"), g("load_cpu_sys_s"),
+      "/".join("%.0f" % r.get("load_cpu_pct_thread%d" % i, 0) for i in range(threads)),
+      g("load_cpu_pct_thread_max"), g("send_lag_p99_ms")))
 PY
 exit $rc
