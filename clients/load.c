@@ -14,8 +14,10 @@
  * fault a tail is.
  *
  * Every snapshot is decoded into the client's view with proto/snapshot.h's
- * sp_snap_v1_apply(), exactly as a real client would, so deltas are exercised
- * (desyncs and malformed snapshots are counted as errors and resynced).
+ * sp_snap_apply() (protocol 2: per-cell chunks, so applying one costs what
+ * it carries, not the view; sp_snap_v1_apply() for a protocol 1 daemon),
+ * exactly as a real client would, so deltas are exercised (desyncs and
+ * malformed snapshots are counted as errors and resynced).
  * Latencies go into log-linear histograms (clients/hdr.h); percentiles are
  * read from the counters, never by sorting samples.
  *
@@ -100,7 +102,7 @@ typedef struct client {
     uint64_t ship;
     uint32_t next_id;
     sp_rpc_decoder_t dec;
-    sp_snap_list_t view;
+    spc_view_t view;     /* in the daemon's protocol (hello's "protocol") */
     pend_t *pend;        /* FIFO ring of in-flight requests */
     uint32_t phead, plen, pcap;
     uint64_t start_ns;   /* when this client may connect */
@@ -428,12 +430,11 @@ static void pack_move(msgpack_packer *pk, client_t *c, void *arg) {
 
 /* Nearest entity of `kind` in the client's view (not its own ships). */
 static uint64_t nearest(client_t *c, int kind) {
-    const sp_snap_rec_t *me = sp_snap_list_find(&c->view, c->ship);
-    const sp_snap_list_t *v = &c->view;
+    const sp_snap_rec_t *me = spc_view_find(&c->view, c->ship);
     uint64_t best = 0;
     double bd = INFINITY;
-    for (size_t i = 0; i < v->len; i++) {
-        const sp_snap_rec_t *r = &v->recs[i];
+    spc_view_iter_t it = {0};
+    for (const sp_snap_rec_t *r; (r = spc_view_next(&c->view, &it));) {
         if (r->kind != kind || r->id == c->ship || (kind == SP_KIND_SHIP && c->session && r->owner == c->session)) continue;
         if (!me) return r->id;
         double d = 0;
@@ -469,7 +470,11 @@ static void send_scheduled(client_t *c, int kind, uint64_t intended) {
         /* Nearest other ship; with none in view, any id we know is fine:
          * the server answers NOT_FOUND and the round trip still counts. */
         t = nearest(c, SP_KIND_SHIP);
-        if (!t) t = c->view.len ? c->view.recs[0].id : 1;
+        if (!t) {
+            spc_view_iter_t it = {0};
+            const sp_snap_rec_t *any = spc_view_next(&c->view, &it);
+            t = any ? any->id : 1;
+        }
         if (t == c->ship) t = 1;
         send_req(c, SP_METHOD_FIRE, 2, pack_target, &t, intended);
         break;
@@ -746,10 +751,12 @@ static void push_rec(lua_State *L, const sp_snap_rec_t *r) {
 /* client:view(): every entity in view (a new table each call: O(view)). */
 static int l_view(lua_State *L) {
     client_t *c = lua_client(L, 1);
-    lua_createtable(L, (int)c->view.len, 0);
-    for (size_t i = 0; i < c->view.len; i++) {
-        push_rec(L, &c->view.recs[i]);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    lua_createtable(L, (int)spc_view_count(&c->view), 0);
+    spc_view_iter_t it = {0};
+    lua_Integer i = 0;
+    for (const sp_snap_rec_t *r; (r = spc_view_next(&c->view, &it));) {
+        push_rec(L, r);
+        lua_rawseti(L, -2, ++i);
     }
     return 1;
 }
@@ -759,7 +766,7 @@ static int l_nearest(lua_State *L) {
     static const char *const kinds[] = {"ship", "asteroid", "projectile", NULL};
     int k = luaL_checkoption(L, 2, NULL, kinds) + 1;
     uint64_t id = nearest(c, k);
-    const sp_snap_rec_t *r = id ? sp_snap_list_find(&c->view, id) : NULL;
+    const sp_snap_rec_t *r = id ? spc_view_find(&c->view, id) : NULL;
     if (!r) lua_pushnil(L);
     else push_rec(L, r);
     return 1;
@@ -767,7 +774,7 @@ static int l_nearest(lua_State *L) {
 
 static int l_pos(lua_State *L) {
     client_t *c = lua_client(L, 1);
-    const sp_snap_rec_t *me = sp_snap_list_find(&c->view, c->ship);
+    const sp_snap_rec_t *me = spc_view_find(&c->view, c->ship);
     if (!me) return 0;
     for (int i = 0; i < 3; i++) lua_pushnumber(L, sp_snap_pos(me->pos[i]));
     return 3;
@@ -911,7 +918,7 @@ static void script_load(const char *path) {
 static void on_close(uv_handle_t *h) {
     client_t *c = h->data;
     sp_rpc_decoder_destroy(&c->dec);
-    sp_snap_list_destroy(&c->view);
+    spc_view_destroy(&c->view);
     free(c->pend);
     c->pend = NULL;
     c->plen = c->pcap = 0;
@@ -1021,9 +1028,12 @@ static void handle_response(client_t *c, const sp_rpc_msg_t *m) {
             return;
         }
         {
-            uint64_t s = 0;
+            uint64_t s = 0, proto = SP_PROTO_VERSION;
             spc_u64(spc_get(m->result, "session"), &s);
             c->session = (uint32_t)s;
+            /* Before the next message: the first snapshot follows hello's answer. */
+            spc_u64(spc_get(m->result, "protocol"), &proto);
+            spc_view_set_protocol(&c->view, (int64_t)proto);
         }
         if (G.radius > 0) send_req(c, SP_METHOD_SUBSCRIBE, 1, pack_radius, NULL, uv_hrtime());
         c->state = C_SPAWN;
@@ -1047,7 +1057,7 @@ static void handle_response(client_t *c, const sp_rpc_msg_t *m) {
 
 static void handle_notify(client_t *c, const sp_rpc_msg_t *m) {
     if (m->method_len == 8 && memcmp(m->method, "snapshot", 8) == 0) {
-        int rc = sp_snap_v1_apply(&c->view, m->params, NULL);
+        int rc = spc_view_apply(&c->view, m->params, NULL);
         if (rc == 0) {
             uint64_t now = uv_hrtime();
             if (c->snaps == 0) c->first_snap_ns = now;
@@ -1062,7 +1072,7 @@ static void handle_notify(client_t *c, const sp_rpc_msg_t *m) {
         }
         count_error(rc == SP_EPROTO ? "snapshot_desync" : rc == SP_ECORRUPT ? "snapshot_malformed" : "snapshot_oom",
                     true);
-        sp_snap_list_reset(&c->view);
+        spc_view_reset(&c->view);
         if (!c->resync_sent) {
             c->resync_sent = true;
             send_req(c, SP_METHOD_RESYNC, 0, NULL, NULL, uv_hrtime());
@@ -1140,7 +1150,7 @@ static void on_connect(uv_connect_t *req, int status) {
 
 static void client_start(client_t *c) {
     sp_rpc_decoder_init(&c->dec, SPC_MAX_INBOUND);
-    sp_snap_list_init(&c->view);
+    spc_view_init(&c->view);
     c->next_id = 1;
     if (uv_tcp_init(&c->thr->loop, &c->tcp) != 0) fatal("uv_tcp_init failed");
     c->tcp.data = c;
