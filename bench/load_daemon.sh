@@ -6,7 +6,9 @@
 # Starts spacesimd on 127.0.0.1 (ephemeral port) with a demo world of ENTITIES entities
 # (95% asteroids, 5% NPC ships; default 100000), lets it settle, drives it with CLIENTS
 # spacesim-load clients (default 1000) for SECONDS (default 30; extra spacesim-load options in
-# $SPACESIM_LOAD_ARGS, e.g. "--radius 500" for the interest radius), then prints the load report,
+# $SPACESIM_LOAD_ARGS, e.g. "--radius 500" for the interest radius; extra spacesimd options in
+# $SPACESIM_DAEMON_ARGS; every client comes from 127.0.0.1, so the daemon's per-address cap is
+# raised to the client count), then prints the load report,
 # the server's own stats, one summary line and the load generator's own CPU (user+sys, % of one
 # core, per loop thread: spacesim-load --threads, default 2). Bounded: everything stops by itself; the daemon
 # is killed on exit.
@@ -30,8 +32,8 @@ asteroids=$((ents - npcs))
 # World edge grows with the cube root of the count so density stays demo-like.
 edge=$(awk -v n="$ents" 'BEGIN { printf "%d", 4000 * exp(log(n / 5200) / 3) }')
 "$daemon" --port 0 --port-file "$tmp/port" --demo-asteroids "$asteroids" --demo-npcs "$npcs" \
-    --world-size "$edge" --max-clients $((clients + 16)) --checkpoint-every 0 --log-level warn \
-    2>"$tmp/daemon.log" &
+    --world-size "$edge" --max-clients $((clients + 16)) --max-per-address $((clients + 16)) \
+    --checkpoint-every 0 --log-level warn ${SPACESIM_DAEMON_ARGS:-} 2>"$tmp/daemon.log" &
 pid=$!
 i=0
 while [ ! -s "$tmp/port" ]; do
