@@ -26,6 +26,9 @@ pkgs="$pkgs libedit-dev liblua5.4-dev man-db python3-setuptools python3-pip"
 pkgs="$pkgs libinih-dev libsystemd-dev systemd"
 # The web view (--http-port): libwebsockets and its libuv plugin (a separate package).
 pkgs="$pkgs libwebsockets-dev libwebsockets-evlib-uv"
+# The cluster (spacesimd --nats): nats.c to build, nats-server (JetStream) for its tests
+# and for `./quickstart.sh cluster`.
+pkgs="$pkgs libnats-dev nats-server"
 
 install_missing() {
     local missing=()

@@ -38,4 +38,7 @@ void sp_dconf_default(sp_dconf_t *c) {
     c->first_session_id = 1;
     c->snap_budget = 8192;
     c->resync_secs = 1.0;
+    snprintf(c->cells, sizeof c->cells, "2x2");
+    c->cluster_ttl = 5.0;
+    c->cluster_test_ships = -1;
 }

@@ -32,6 +32,7 @@
 #include "spacesim/mpmc.h"
 
 struct lws_context;
+struct sp_cluster;
 
 typedef struct sp_daemon {
     sp_dconf_t conf;            /* read-only once running (conf.h) */
@@ -72,6 +73,10 @@ typedef struct sp_daemon {
     sp_log_ratelimit_t overrun_rl, skip_rl, stall_rl;
     uint64_t last_checkpoint_ns;
     int flush_rounds;
+
+    /* The cluster's NATS side (src/cluster), NULL without --nats. Loop
+     * thread; it runs its own NATS thread behind two rings. */
+    struct sp_cluster *cluster;
 
     /* HTTP + WebSocket server on --http-port (http.c), NULL when off. */
     struct lws_context *http;
