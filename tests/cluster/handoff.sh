@@ -88,15 +88,18 @@ def audit(*extra):
 start_nats()
 start_node(0, 600, "j0")
 start_node(1, 0, "j1")
-# node 0 claimed every cell at its start: give node 1 a checkerboard half (a CAS each; node 0 hands off
-# those cells' entities), so every border is between the two daemons.
-for cell in ("1", "2"):
-    deadline = time.monotonic() + 30 * mult
-    while True:
-        rc, out = tool("move", cell, "1", timeout=20)
-        if rc == 0: break
-        if time.monotonic() > deadline: fail("move %s: %s" % (cell, out))
-        time.sleep(0.2)
+# Whichever daemon registered first claimed every cell: once all four are owned, move cells (a CAS each;
+# the old owner hands off their entities) into a checkerboard, so every border is between the two daemons.
+want = {0: "0", 1: "1", 2: "1", 3: "0"}
+deadline = time.monotonic() + 60 * mult
+while True:
+    rc, out = tool("list", timeout=20)
+    owners = dict(re.findall(r"cell (\d+) owner (\d+)", out)) if rc == 0 else {}
+    if len(owners) == 4 and all(owners[str(c)] == o for c, o in want.items()): break
+    if time.monotonic() > deadline: fail("cells not in a checkerboard: %s" % out)
+    for c, o in want.items():
+        if owners.get(str(c)) not in (None, o): tool("move", str(c), o, timeout=20)
+    time.sleep(0.2)
 wait_crossings(2000, "both daemons run")
 f = audit()
 if f.get("died") != "0" or f.get("count") != "600": fail("first audit: %s" % f)
