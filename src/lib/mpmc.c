@@ -251,16 +251,23 @@ size_t sp_mpmc_try_pop_n(sp_mpmc_t *q, void *out, size_t max) {
     return k;
 }
 
+/* Items between a consumer counter read first and a producer counter read
+ * after it, for the *_size_approx() statistics: the unsigned difference of
+ * free-running counters (correct across wrap), clamped to [0, cap] because
+ * relaxed reads may see the two out of order. */
+static size_t occupancy(size_t head, size_t tail, size_t cap) {
+    size_t d = tail - head;
+    if ((intptr_t)d < 0) return 0;
+    return d > cap ? cap : d;
+}
+
 size_t sp_mpmc_size_approx(const sp_mpmc_t *q) {
     /* Relaxed: a snapshot for statistics. head is read first: tail only
      * grows, and head never passes tail, so reading tail afterwards normally
-     * gives tail >= head; the clamps below cover reorderings. Unsigned
-     * difference of free-running counters: correct across wrap. */
+     * gives tail >= head; occupancy() clamps what reorderings leave. */
     size_t head = atomic_load_explicit(&q->cons.s.pos, memory_order_relaxed);
     size_t tail = atomic_load_explicit(&q->prod.s.pos, memory_order_relaxed);
-    size_t d = tail - head;
-    if ((intptr_t)d < 0) return 0;
-    return d > q->capacity ? q->capacity : d;
+    return occupancy(head, tail, q->capacity);
 }
 
 size_t sp_mpmc_capacity(const sp_mpmc_t *q) { return q->capacity; }
@@ -429,9 +436,7 @@ size_t sp_mpmc_burst_size_approx(const sp_mpmc_burst_t *q) {
      * the producer tail), then clamped. */
     size_t c = atomic_load_explicit(&((sp_mpmc_burst_t *)q)->cons.s.tail, memory_order_relaxed);
     size_t p = atomic_load_explicit(&((sp_mpmc_burst_t *)q)->prod.s.tail, memory_order_relaxed);
-    size_t d = p - c;
-    if ((intptr_t)d < 0) return 0;
-    return d > q->capacity ? q->capacity : d;
+    return occupancy(c, p, q->capacity);
 }
 
 /* ---------------------------------------------------------------- SPSC ring
@@ -472,9 +477,7 @@ size_t sp_spsc_size_approx(const sp_spsc_t *q) {
      * first (it never passes the producer), then clamped. */
     size_t head = atomic_load_explicit(&((sp_spsc_t *)q)->cons.s.pos, memory_order_relaxed);
     size_t tail = atomic_load_explicit(&((sp_spsc_t *)q)->prod.s.pos, memory_order_relaxed);
-    size_t d = tail - head;
-    if ((intptr_t)d < 0) return 0;
-    return d > q->capacity ? q->capacity : d;
+    return occupancy(head, tail, q->capacity);
 }
 
 size_t sp_spsc_capacity(const sp_spsc_t *q) { return q->capacity; }
