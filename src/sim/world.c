@@ -1122,12 +1122,13 @@ static void hits_insert(sg_hits_t *h, uint32_t v) {
  * box of cells reaches reach + rmax around the point, so it holds every such
  * sleeper (sg_axis is monotonic). Cost: the 1-8 cells of the box, one cache
  * line per 3 entries. */
-static void sg_query(const sp_world_t *w, float x, float y, float z, float reach, int strict,
-                     sg_hits_t *hits) {
-    const sp__sgrid_t *g = &w->sg;
-    hits->n = 0;
-    if (g->n == 0) return;
-    float ext = reach + g->rmax;
+/* Call visit(ctx, s) for every entry s in the cells of the box that reaches
+ * ext around (x, y, z) per axis, cells in (z, y, x) order, each cell's
+ * chunks in list order: the one walk of the static grid, so every query
+ * sees the same entries in the same order. Static inline with the visitor
+ * known at each call, so the compiler inlines the visitor too. */
+static inline void sg_visit_box(const sp__sgrid_t *g, float x, float y, float z, float ext,
+                                void (*visit)(void *ctx, const sp__sent_t *s), void *ctx) {
     uint32_t x0 = sg_axis(g, x - ext), x1 = sg_axis(g, x + ext);
     uint32_t y0 = sg_axis(g, y - ext), y1 = sg_axis(g, y + ext);
     uint32_t z0 = sg_axis(g, z - ext), z1 = sg_axis(g, z + ext);
@@ -1138,16 +1139,56 @@ static void sg_query(const sp_world_t *w, float x, float y, float z, float reach
                 for (uint32_t c = row[cx]; c != 0;) {
                     const sp__schunk_t *k = &g->ch[c - 1];
                     for (int e = 0; e < SP__SG_CHUNK; e++) {
-                        const sp__sent_t *s = &k->e[e];
-                        if (s->idx == SG_NONE) break; /* only a first chunk has holes, at its end */
-                        float dx = s->x - x, dy = s->y - y, dz = s->z - z;
-                        float d2 = dx * dx + dy * dy + dz * dz, r = reach + s->r;
-                        if (strict ? !(d2 < r * r) : !(d2 <= r * r)) continue;
-                        hits_insert(hits, s->idx);
+                        if (k->e[e].idx == SG_NONE) break; /* only a first chunk has holes, at its end */
+                        visit(ctx, &k->e[e]);
                     }
                     c = k->next;
                 }
         }
+}
+
+typedef struct sg_exact {
+    float x, y, z, reach;
+    int strict;
+    sg_hits_t *hits;
+} sg_exact_t;
+
+static void sg_exact_visit(void *ctx, const sp__sent_t *s) {
+    sg_exact_t *q = ctx;
+    float dx = s->x - q->x, dy = s->y - q->y, dz = s->z - q->z;
+    float d2 = dx * dx + dy * dy + dz * dz, r = q->reach + s->r;
+    if (q->strict ? !(d2 < r * r) : !(d2 <= r * r)) return;
+    hits_insert(q->hits, s->idx);
+}
+
+static void sg_query(const sp_world_t *w, float x, float y, float z, float reach, int strict,
+                     sg_hits_t *hits) {
+    const sp__sgrid_t *g = &w->sg;
+    hits->n = 0;
+    if (g->n == 0) return;
+    sg_exact_t q = {x, y, z, reach, strict, hits};
+    sg_visit_box(g, x, y, z, reach + g->rmax, sg_exact_visit, &q);
+}
+
+/* The cache refill's visitor: every entry within the fat reach per axis is
+ * a candidate (kept while they fit), and the exact strict test of
+ * sg_exact_visit() gives the hits. */
+typedef struct sg_refill {
+    sg_exact_t exact;
+    float fat;
+    uint32_t n;
+    uint32_t *buf; /* SP__SQ_MAX + 1 */
+} sg_refill_t;
+
+static void sg_refill_visit(void *ctx, const sp__sent_t *s) {
+    sg_refill_t *f = ctx;
+    double lim = (double)f->fat + s->r;
+    if (fabs((double)s->x - f->exact.x) > lim || fabs((double)s->y - f->exact.y) > lim ||
+        fabs((double)s->z - f->exact.z) > lim)
+        return;
+    if (f->n <= SP__SQ_MAX) f->buf[f->n] = s->idx;
+    f->n++;
+    sg_exact_visit(&f->exact, s);
 }
 
 /* How far (per axis, world units) a body may move from where its sleeper
@@ -1206,34 +1247,10 @@ static void sg_near(sp_world_t *w, uint32_t i, float x, float y, float z, float 
     }
     /* Refill: every sleeper within the fat reach of (x, y, z) per axis. */
     uint32_t buf[SP__SQ_MAX + 1];
-    uint32_t n = 0;
-    float ext = fat + g->rmax;
-    uint32_t x0 = sg_axis(g, x - ext), x1 = sg_axis(g, x + ext);
-    uint32_t y0 = sg_axis(g, y - ext), y1 = sg_axis(g, y + ext);
-    uint32_t z0 = sg_axis(g, z - ext), z1 = sg_axis(g, z + ext);
     hits->n = 0;
-    for (uint32_t cz = z0; cz <= z1; cz++)
-        for (uint32_t cy = y0; cy <= y1; cy++) {
-            const uint32_t *row = g->head + ((size_t)cz * g->dim + cy) * g->dim;
-            for (uint32_t cx = x0; cx <= x1; cx++)
-                for (uint32_t c = row[cx]; c != 0;) {
-                    const sp__schunk_t *k = &g->ch[c - 1];
-                    for (int q = 0; q < SP__SG_CHUNK; q++) {
-                        const sp__sent_t *s = &k->e[q];
-                        if (s->idx == SG_NONE) break;
-                        double lim = (double)fat + s->r;
-                        if (fabs((double)s->x - x) > lim || fabs((double)s->y - y) > lim ||
-                            fabs((double)s->z - z) > lim)
-                            continue;
-                        if (n <= SP__SQ_MAX) buf[n] = s->idx;
-                        n++;
-                        float dx = s->x - x, dy = s->y - y, dz = s->z - z;
-                        float d2 = dx * dx + dy * dy + dz * dz, r = reach + s->r;
-                        if (d2 < r * r) hits_insert(hits, s->idx);
-                    }
-                    c = k->next;
-                }
-        }
+    sg_refill_t f = {{x, y, z, reach, 1, hits}, fat, 0, buf};
+    sg_visit_box(g, x, y, z, fat + g->rmax, sg_refill_visit, &f);
+    uint32_t n = f.n;
     if (n <= SP__SQ_MAX) {
         w->sqx[i] = x, w->sqy[i] = y, w->sqz[i] = z;
         w->sqe[i] = g->epoch;
