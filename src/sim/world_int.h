@@ -178,6 +178,21 @@ struct sp_world {
     X(u32, rs_ast_target, 2) X(u32, rs_period, 2) X(u32, rs_per_period, 2) X(u32, rs_role, 2)     \
     X(u64, next_id, 4)
 
+/* The definition, field by field (X(type, field)); allocator and grid_threads
+ * are not state. The same list drives the checkpoint's reading and validation (save.c) and
+ * the comparison of definitions when worlds are merged (split.c). */
+#define SP__DEF_FIELDS(X)                                                                          \
+    X(u64, seed) X(f, half_extent) X(f, dt) X(u32, max_entities) X(f, ship_radius) X(f, ship_mass)  \
+    X(f, ship_hp) X(f, ship_max_speed) X(f, ship_max_accel) X(f, weapon_range) X(f, weapon_damage)  \
+    X(u32, weapon_cooldown_ticks) X(f, mining_range) X(f, mining_amount)                           \
+    X(u32, mining_cooldown_ticks) X(f, asteroid_radius_min) X(f, asteroid_radius_max)              \
+    X(f, asteroid_amount_min) X(f, asteroid_amount_max) X(f, asteroid_density)                     \
+    X(f, asteroid_hp_per_radius) X(f, asteroid_damping) X(f, sleep_speed) X(u32, sleep_ticks)      \
+    X(f, restitution) X(f, collision_damage) X(f, collision_damage_threshold)                      \
+    X(f, projectile_speed) X(u32, projectile_ttl_ticks) X(i32, spawn_projectiles)
+/* Definition fields added in version 4, after the list above. */
+#define SP__DEF_FIELDS_V4(X) X(u32, id_node)
+
 /* Per live slot: the list SP__WORLD_SLOT_FIELDS in world.h (public because
  * sp_entity_state_t is generated from it). */
 
