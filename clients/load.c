@@ -11,7 +11,7 @@
  * fault a tail is.
  *
  * Every snapshot is decoded into the client's view with proto/snapshot.h's
- * sp_snap_v1_apply(), exactly as a real client would, so deltas are exercised
+ * sp_snap_apply(), exactly as a real client would, so deltas are exercised
  * (desyncs and malformed snapshots are counted as errors and resynced).
  * Latencies go into log-linear histograms (clients/hdr.h); percentiles are
  * read from the counters, never by sorting samples.
@@ -89,7 +89,7 @@ typedef struct client {
     uint64_t ship;
     uint32_t next_id;
     sp_rpc_decoder_t dec;
-    sp_snap_list_t view;
+    sp_snap_view_t view;
     pend_t *pend;        /* FIFO ring of in-flight requests */
     uint32_t phead, plen, pcap;
     uint64_t start_ns;   /* when this client may connect */
@@ -345,12 +345,13 @@ static void pack_move(msgpack_packer *pk, client_t *c, void *arg) {
 
 /* Nearest entity of `kind` in the client's view (not its own ships). */
 static uint64_t nearest(client_t *c, int kind) {
-    const sp_snap_rec_t *me = sp_snap_list_find(&c->view, c->ship);
-    const sp_snap_list_t *v = &c->view;
+    const sp_snap_rec_t *me = sp_snap_view_find(&c->view, c->ship);
+    const sp_snap_view_t *v = &c->view;
     uint64_t best = 0;
     double bd = INFINITY;
-    for (size_t i = 0; i < v->len; i++) {
-        const sp_snap_rec_t *r = &v->recs[i];
+    for (size_t ci = 0; ci < v->ncells; ci++)
+    for (uint32_t i = 0; i < v->cells[ci].len; i++) {
+        const sp_snap_rec_t *r = &v->cells[ci].recs[i];
         if (r->kind != kind || r->id == c->ship || (kind == SP_KIND_SHIP && c->session && r->owner == c->session)) continue;
         if (!me) return r->id;
         double d = 0;
@@ -386,7 +387,12 @@ static void send_scheduled(client_t *c, int kind, uint64_t intended) {
         /* Nearest other ship; with none in view, any id we know is fine:
          * the server answers NOT_FOUND and the round trip still counts. */
         t = nearest(c, SP_KIND_SHIP);
-        if (!t) t = c->view.len ? c->view.recs[0].id : 1;
+        if (!t) {
+            const sp_snap_view_t *v = &c->view;
+            t = 1;
+            for (size_t ci = 0; ci < v->ncells && t == 1; ci++)
+                if (v->cells[ci].len) t = v->cells[ci].recs[0].id;
+        }
         if (t == c->ship) t = 1;
         send_req(c, SP_METHOD_FIRE, 2, pack_target, &t, intended);
         break;
@@ -660,11 +666,14 @@ static void push_rec(lua_State *L, const sp_snap_rec_t *r) {
 /* client:view(): every entity in view (a new table each call: O(view)). */
 static int l_view(lua_State *L) {
     client_t *c = lua_client(L, 1);
-    lua_createtable(L, (int)c->view.len, 0);
-    for (size_t i = 0; i < c->view.len; i++) {
-        push_rec(L, &c->view.recs[i]);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
+    const sp_snap_view_t *v = &c->view;
+    lua_createtable(L, (int)v->count, 0);
+    lua_Integer k = 0;
+    for (size_t ci = 0; ci < v->ncells; ci++)
+        for (uint32_t i = 0; i < v->cells[ci].len; i++) {
+            push_rec(L, &v->cells[ci].recs[i]);
+            lua_rawseti(L, -2, ++k);
+        }
     return 1;
 }
 
@@ -673,7 +682,7 @@ static int l_nearest(lua_State *L) {
     static const char *const kinds[] = {"ship", "asteroid", "projectile", NULL};
     int k = luaL_checkoption(L, 2, NULL, kinds) + 1;
     uint64_t id = nearest(c, k);
-    const sp_snap_rec_t *r = id ? sp_snap_list_find(&c->view, id) : NULL;
+    const sp_snap_rec_t *r = id ? sp_snap_view_find(&c->view, id) : NULL;
     if (!r) lua_pushnil(L);
     else push_rec(L, r);
     return 1;
@@ -681,7 +690,7 @@ static int l_nearest(lua_State *L) {
 
 static int l_pos(lua_State *L) {
     client_t *c = lua_client(L, 1);
-    const sp_snap_rec_t *me = sp_snap_list_find(&c->view, c->ship);
+    const sp_snap_rec_t *me = sp_snap_view_find(&c->view, c->ship);
     if (!me) return 0;
     for (int i = 0; i < 3; i++) lua_pushnumber(L, sp_snap_pos(me->pos[i]));
     return 3;
@@ -825,7 +834,7 @@ static void script_load(const char *path) {
 static void on_close(uv_handle_t *h) {
     client_t *c = h->data;
     sp_rpc_decoder_destroy(&c->dec);
-    sp_snap_list_destroy(&c->view);
+    sp_snap_view_destroy(&c->view);
     free(c->pend);
     c->pend = NULL;
     c->plen = c->pcap = 0;
@@ -941,7 +950,7 @@ static void handle_response(client_t *c, const sp_rpc_msg_t *m) {
 
 static void handle_notify(client_t *c, const sp_rpc_msg_t *m) {
     if (m->method_len == 8 && memcmp(m->method, "snapshot", 8) == 0) {
-        int rc = sp_snap_v1_apply(&c->view, m->params, NULL);
+        int rc = sp_snap_apply(&c->view, m->params, NULL);
         if (rc == 0) {
             uint64_t now = uv_hrtime();
             if (c->snaps == 0) c->first_snap_ns = now;
@@ -956,7 +965,7 @@ static void handle_notify(client_t *c, const sp_rpc_msg_t *m) {
         }
         count_error(rc == SP_EPROTO ? "snapshot_desync" : rc == SP_ECORRUPT ? "snapshot_malformed" : "snapshot_oom",
                     true);
-        sp_snap_list_reset(&c->view);
+        sp_snap_view_reset(&c->view);
         if (!c->resync_sent) {
             c->resync_sent = true;
             send_req(c, SP_METHOD_RESYNC, 0, NULL, NULL, uv_hrtime());
@@ -1033,7 +1042,7 @@ static void on_connect(uv_connect_t *req, int status) {
 
 static void client_start(client_t *c) {
     sp_rpc_decoder_init(&c->dec, SPC_MAX_INBOUND);
-    sp_snap_list_init(&c->view);
+    sp_snap_view_init(&c->view);
     c->next_id = 1;
     if (uv_tcp_init(G.loop, &c->tcp) != 0) fatal("uv_tcp_init failed");
     c->tcp.data = c;

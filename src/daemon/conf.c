@@ -37,5 +37,6 @@ void sp_dconf_default(sp_dconf_t *c) {
     c->reconnect_grace_secs = 30.0;
     c->first_session_id = 1;
     c->snap_budget = 8192;
+    c->interest_cell = 1000.0;
     c->resync_secs = 1.0;
 }
