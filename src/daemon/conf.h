@@ -69,12 +69,20 @@ typedef struct sp_dconf {
                                * snapshot (nearest first), and a view of V entities gets a snapshot
                                * every ceil(V / snap_budget) rounds; default 8192 */
     double interest_cell;     /* edge of the interest cells, world units (default 1000): snapshots
-                               * are shared per cell (cells.h); raised to keep at most
-                               * SP_CELLS_MAX_PER_AXIS cells per axis */
+                               * are shared per cell (icells.h); raised to keep at most
+                               * SP_ICELLS_MAX_PER_AXIS cells per axis */
     double resync_secs;       /* at most one resync-asked full snapshot per client per this many
                                * seconds of game time (later resyncs coalesce); default 1, 0 = off */
     uint64_t stop_after_ticks; /* hidden test flag: at world tick >= N log the
                                 * world hash and shut down; 0 = off */
+    /* Cluster (src/cluster, issue 10): off while nats_url is "". */
+    char nats_url[512];       /* nats://host:port of the NATS server (JetStream on) */
+    char cells[32];           /* the grid of cells over x/y, "NxM"; default "2x2" */
+    int node;                 /* this daemon's node, 0..1023 (its id space and its stream) */
+    double cluster_ttl;       /* membership TTL, seconds; default 5 */
+    const char *cluster_journal; /* hidden test flag: the ownership journal file, or NULL */
+    long cluster_test_ships;  /* hidden test flag: -1 off; N >= 0: a ballistic world (no steering)
+                               * with N collision-free ships on lanes */
 } sp_dconf_t;
 
 /* Fill the defaults: the .def's limits, 127.0.0.1:7777, one worker per core. */

@@ -20,7 +20,7 @@
 #include <uv.h>
 
 #include "daemon/airound.h"
-#include "daemon/cells.h"
+#include "daemon/icells.h"
 #include "daemon/conf.h"
 #include "daemon/events.h"
 #include "daemon/log.h"
@@ -33,6 +33,7 @@
 #include "spacesim/mpmc.h"
 
 struct lws_context;
+struct sp_cluster;
 
 typedef struct sp_daemon {
     sp_dconf_t conf;            /* read-only once running (conf.h) */
@@ -55,12 +56,12 @@ typedef struct sp_daemon {
     bool kick_workers;          /* a round was queued: wake the workers after the tick */
     _Atomic uint64_t build_ns_last, build_ns_max; /* frame build times (workers; relaxed: metrics) */
     _Atomic uint64_t events_capped; /* events cut by the per-snapshot cap (workers; relaxed) */
-    /* Shared snapshot encoding (cells.h, snapshots.c): the cell store is
+    /* Shared snapshot encoding (icells.h, snapshots.c): the cell store is
      * written by a round's update jobs and read by its client jobs; one
      * round's snapshot phase at a time (snap_phase: a phase is in flight,
      * from prepare until its last client job's done; snap_phase_jobs: its
      * client jobs not done yet). Loop fields except the store itself. */
-    sp_cells_t cells;
+    sp_icells_t cells;
     bool cells_ok;              /* the store exists (init succeeded) */
     double interest_edge;       /* the cell edge in use (hello's interest_cell) */
     bool snap_phase;
@@ -84,6 +85,10 @@ typedef struct sp_daemon {
     sp_log_ratelimit_t overrun_rl, skip_rl, stall_rl;
     uint64_t last_checkpoint_ns;
     int flush_rounds;
+
+    /* The cluster's NATS side (src/cluster), NULL without --nats. Loop
+     * thread; it runs its own NATS thread behind two rings. */
+    struct sp_cluster *cluster;
 
     /* HTTP + WebSocket server on --http-port (http.c), NULL when off. */
     struct lws_context *http;

@@ -65,6 +65,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/cluster.h"
 #include "daemon/checkpoint.h"
 #include "daemon/clients.h"
 #include "daemon/clock.h"
@@ -83,10 +84,17 @@ static void ignore_operator_signals(void);
 static void run_tick(sp_daemon_t *d) {
     uint64_t t0 = sp_now_ns();
     sp_pool_drain(d->pool);
+    if (d->cluster) {
+        /* Hand-offs in, ownership, fencing; a fenced or paused daemon's
+         * cells are frozen (no step, no hand-off out, no tick). */
+        sp_cluster_apply(d->cluster);
+        if (sp_cluster_frozen(d->cluster)) return;
+    }
     sp_airound_apply_due(&d->ai, d->world);
     int r = sp_world_step(d->world);
     if (r < 0) SP_LOGE("world step failed: %s (tick skipped)", sp_strerror(r));
     sp_events_collect(&d->events, d->world);
+    if (d->cluster) sp_cluster_after_step(d->cluster); /* entities that left our cells */
     uint64_t tick = sp_world_tick(d->world);
     if (d->conf.stop_after_ticks && tick >= d->conf.stop_after_ticks) {
         SP_LOGI("stop-after-ticks: tick %llu world_hash %llu npc_intents %llu ai_stalls %llu",
@@ -229,6 +237,7 @@ static void close_loop_handles(sp_daemon_t *d) {
     sp_pool_free(d->pool); /* jobs not run are disposed of by their done */
     d->pool = NULL;
     sp_airound_destroy(&d->ai);
+    if (d->cluster) sp_cluster_stop(d->cluster);
     uv_close((uv_handle_t *)&d->wake, NULL);
     uv_close((uv_handle_t *)&d->house_timer, NULL);
     uv_close((uv_handle_t *)&d->tick_timer, NULL);
@@ -435,12 +444,24 @@ int sp_daemon_run(sp_daemon_t *d) {
         SP_LOGE("cannot start %d worker threads: %s", d->conf.workers, sp_strerror(r));
         return SP_EXIT_RUNTIME;
     }
+    if (d->cluster && (r = sp_cluster_start(d->cluster, d->loop, d->world)) != 0) {
+        SP_LOGE("cannot start the cluster's NATS thread: %s", sp_strerror(r));
+        sp_cluster_stop(d->cluster);
+        sp_pool_free(d->pool);
+        uv_close((uv_handle_t *)&d->wake, NULL);
+        close_signals(d);
+        uv_run(d->loop, UV_RUN_DEFAULT);
+        sp_frames_destroy(d);
+        sp_bus_destroy(&d->bus);
+        return SP_EXIT_RUNTIME;
+    }
     int port = 0;
     /* HTTP first: once the port file names the RPC port, /ws answers too
      * (no connection can arrive before uv_run, so net's table is ready). */
     if ((r = sp_http_start(d)) != 0 || (r = sp_net_listen(&d->net, &port)) != 0) {
         int code = r == SP_EINVAL ? SP_EXIT_USAGE : r == SP_EPERM ? SP_EXIT_CONFIG : SP_EXIT_LISTEN;
         sp_net_stop_accepting(&d->net);
+        if (d->cluster) sp_cluster_stop(d->cluster);
         sp_pool_free(d->pool);
         uv_close((uv_handle_t *)&d->wake, NULL);
         close_signals(d); /* a signal queued meanwhile must not run sp_daemon_shutdown now */

@@ -23,11 +23,13 @@
 #include <unistd.h>
 
 #include "clients/opts.h"
+#include "cluster/cluster.h"
 #include "daemon/checkpoint.h"
 #include "daemon/config.h"
 #include "daemon/daemon.h"
 #include "daemon/loop.h"
 #include "rpc.h"
+#include "sim/handoff.h"
 #include "spacesim/error.h"
 
 #ifndef SP_WEBDIR
@@ -116,6 +118,25 @@ static const flag_t flags[] = {
      "                           (after logrotate moved it)",
      false},
     {"stop-after-ticks", "N", F_SPECIAL, 1, (double)LONG_MAX, 0, 0, "tests: log the world hash at tick N and stop", true},
+    {"nats", "URL", F_STR, 0, 0, C(nats_url), sizeof(((sp_dconf_t *)0)->nats_url),
+     "join a cluster through the NATS server (JetStream on) at URL,\n"
+     "                           e.g. nats://127.0.0.1:4222: this daemon owns some cells of\n"
+     "                           the world and hands entities that cross into another's\n"
+     "                           cell to it (default: off, one process holds the world)",
+     false},
+    {"cells", "NxM", F_STR, 0, 0, C(cells), sizeof(((sp_dconf_t *)0)->cells),
+     "with --nats: the grid of cells over x/y, the same on every daemon\n"
+     "                           (default 2x2, at most 64x64)",
+     false},
+    {"node", "N", F_INT, 0, 1023, C(node), 0, "with --nats: this daemon's node number, unique in the cluster (default 0)",
+     false},
+    {"cluster-ttl", "SECS", F_DOUBLE, 1, 3600, C(cluster_ttl), 0,
+     "with --nats: membership TTL (default 5); a daemon that cannot\n"
+     "                           refresh its membership for 0.8 x SECS stops writing",
+     false},
+    {"cluster-journal", "PATH", F_PATH, 0, 0, C(cluster_journal), 0, "tests: append ownership changes to PATH", true},
+    {"cluster-test-ships", "N", F_LONG, 0, 100000, C(cluster_test_ships), 0,
+     "tests: ballistic world with N collision-free ships on lanes", true},
 };
 #undef C
 #define NFLAGS (sizeof flags / sizeof flags[0])
@@ -408,11 +429,20 @@ static int new_world(sp_daemon_t *d) {
     d->wdef.seed = c->seed;
     d->wdef.half_extent = (float)(c->world_size / 2);
     d->wdef.dt = 1.0f / (float)c->tick_hz;
+    if (d->cluster) {
+        d->wdef.id_node = (uint32_t)c->node;
+        if (c->cluster_test_ships >= 0) d->wdef.ship_max_accel = 0.0f; /* ballistic: only walls turn ships */
+    }
     int e = sp_world_create(&d->wdef, &d->world);
     if (e < 0) {
         SP_LOGE("cannot create the world: %s", sp_strerror(e));
         return SP_EXIT_RUNTIME;
     }
+    /* A restarted node mints ids past every id its earlier incarnations
+     * could have minted (there is no checkpoint to carry the counter yet):
+     * incarnation k starts at counter (k - 1) << 30. */
+    if (d->cluster && sp_cluster_incarnation(d->cluster) > 1)
+        sp_world_set_id_floor(d->world, (sp_cluster_incarnation(d->cluster) - 1) << 30);
     e = sp_world_populate_demo(d->world, (uint32_t)c->demo_asteroids, (uint32_t)c->demo_npcs);
     if (e < 0) {
         SP_LOGE("cannot populate the demo world (%ld asteroids, %ld NPCs): %s", c->demo_asteroids, c->demo_npcs,
@@ -426,6 +456,9 @@ static int new_world(sp_daemon_t *d) {
     uint32_t per = (uint32_t)(c->demo_npcs / 50);
     if (per < 2) per = 2;
     sp_world_set_respawn(d->world, (uint32_t)c->demo_npcs, (uint32_t)c->demo_asteroids, (uint32_t)c->tick_hz, per);
+    if (d->cluster && c->cluster_test_ships > 0 &&
+        sp_cluster_spawn_test_ships(d->cluster, d->world, (uint32_t)c->cluster_test_ships, c->seed) != 0)
+        return SP_EXIT_RUNTIME;
     SP_LOGI("new world: seed %llu, size %.0f, %u entities (respawn up to %u NPCs and %u asteroids per second)",
             (unsigned long long)c->seed, c->world_size, sp_world_count(d->world), per, per);
     return 0;
@@ -445,6 +478,27 @@ static int open_world(sp_daemon_t *d) {
     return 0;
 }
 
+/* --nats: join the cluster before the world exists (its node, incarnation
+ * and cells shape the world). Blocking, on the main thread: the loop does
+ * not run yet. 0, or the exit code. */
+static int open_cluster(sp_daemon_t *d) {
+    const sp_dconf_t *c = &d->conf;
+    sp_cluster_conf_t cc = {.url = c->nats_url, .node = (uint32_t)c->node, .ttl_secs = c->cluster_ttl,
+                            .journal = c->cluster_journal};
+    if (sp_cells_parse(c->cells, &cc.cells.nx, &cc.cells.ny) != 0) {
+        fprintf(stderr, "spacesimd: invalid value '%s' for --cells: expected NxM, 1..%u each\n", c->cells,
+                SP_CELLS_MAX_SIDE);
+        return SP_EXIT_USAGE;
+    }
+    if (c->checkpoint[0]) {
+        fprintf(stderr, "spacesimd: --checkpoint with --nats is not supported yet (a cluster's persistence is "
+                        "a later step of issue 10)\n");
+        return SP_EXIT_USAGE;
+    }
+    cc.cells.half = (float)(c->world_size / 2);
+    return sp_cluster_open(&cc, &d->cluster) == 0 ? 0 : SP_EXIT_RUNTIME;
+}
+
 int main(int argc, char **argv) {
     static sp_daemon_t d;
     sp_dconf_t *c = &d.conf;
@@ -459,8 +513,10 @@ int main(int argc, char **argv) {
     SP_LOGI("spacesimd %s starting (pid %ld)%s", SPACESIMD_VERSION, (long)getpid(),
             c->have_admin_token ? "" : "; no admin token set: admin methods disabled");
     sp_daemon_init(&d);
+    if (c->nats_url[0] && (r = open_cluster(&d)) != 0) return r;
     if ((r = open_world(&d)) != 0) return r;
     r = sp_daemon_run(&d);
+    sp_cluster_free(d.cluster);
     sp_world_free(d.world);
     sp_daemon_destroy(&d);
     return r;

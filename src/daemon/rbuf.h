@@ -1,6 +1,6 @@
 /* rbuf.h: immutable, reference-counted byte buffers.
  *
- * The unit of shared output: a cell chunk of a snapshot round (cells.h) is
+ * The unit of shared output: a cell chunk of a snapshot round (icells.h) is
  * encoded once into an rbuf, and every client that sees the cell writes the
  * same bytes (net.h's sp_conn_sendv() keeps a reference until the socket
  * took them). An rbuf knows nothing of connections or rounds, so the same
@@ -21,7 +21,7 @@
 
 typedef struct sp_rbuf {
     _Atomic uint32_t refs;
-    uint32_t tag;             /* the creator's (cells.c: entities in a chunk) */
+    uint32_t tag;             /* the creator's (icells.c: entities in a chunk) */
     size_t len;
     unsigned char data[];
 } sp_rbuf_t;

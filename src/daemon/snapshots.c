@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/cells.h"
+#include "daemon/icells.h"
 #include "daemon/clients.h"
 #include "daemon/interest.h"
 #include "daemon/log.h"
@@ -15,7 +15,7 @@
 #include "spacesim/error.h"
 
 /* The wire quantization (spacesim_proto.def) must be the frame's: cell
- * contents are taken from frame rows without conversion (cells.c). */
+ * contents are taken from frame rows without conversion (icells.c). */
 #define SP__QUANT_CHECK(id, steps, meaning) \
     _Static_assert((steps) == SP_FRAME_##id##_SCALE, "quantization of " #id " differs from sim/frame.h");
 SP_PROTO_QUANT_MAP(SP__QUANT_CHECK)
@@ -49,21 +49,21 @@ typedef struct update_job {
     sp_pool_job_t job; /* first */
     sp_daemon_t *d;
     sp_round_t *round;
-    size_t from, to;                /* touched cells of the round (cells.h) */
+    size_t from, to;                /* touched cells of the round (icells.h) */
 } update_job_t;
 
 /* ---------------------------------------------------------------- scratch */
 
 void sp_snapshots_scratch_free(unsigned slot, void *p) {
-    if (slot == SP_SNAP_SCRATCH_SLOT && p != NULL) sp_cells_scratch_destroy(p);
+    if (slot == SP_SNAP_SCRATCH_SLOT && p != NULL) sp_icells_scratch_destroy(p);
     free(p);
 }
 
 /* This thread's cell scratch (pool slot SP_SNAP_SCRATCH_SLOT), or NULL. */
-static sp_cells_scratch_t *cells_scratch(void **scratch) {
-    sp_cells_scratch_t *s = scratch[SP_SNAP_SCRATCH_SLOT];
+static sp_icells_scratch_t *cells_scratch(void **scratch) {
+    sp_icells_scratch_t *s = scratch[SP_SNAP_SCRATCH_SLOT];
     if (s == NULL && (s = malloc(sizeof *s)) != NULL) {
-        sp_cells_scratch_init(s);
+        sp_icells_scratch_init(s);
         scratch[SP_SNAP_SCRATCH_SLOT] = s;
     }
     return s;
@@ -71,17 +71,17 @@ static sp_cells_scratch_t *cells_scratch(void **scratch) {
 
 int sp_snapshots_init(sp_daemon_t *d) {
     double edge = d->conf.interest_cell;
-    int rc = sp_cells_init(&d->cells, d->wdef.half_extent, edge, &d->interest_edge);
+    int rc = sp_icells_init(&d->cells, d->wdef.half_extent, edge, &d->interest_edge);
     if (rc) return rc;
     if (d->interest_edge != edge)
         SP_LOGW("--interest-cell %.1f gives over %u cells per axis in a world of edge %.0f: using %.1f",
-                edge, SP_CELLS_MAX_PER_AXIS, 2.0 * d->wdef.half_extent, d->interest_edge);
+                edge, SP_ICELLS_MAX_PER_AXIS, 2.0 * d->wdef.half_extent, d->interest_edge);
     d->cells_ok = true;
     return 0;
 }
 
 void sp_snapshots_destroy(sp_daemon_t *d) {
-    if (d->cells_ok) sp_cells_destroy(&d->cells);
+    if (d->cells_ok) sp_icells_destroy(&d->cells);
     d->cells_ok = false;
 }
 
@@ -140,7 +140,7 @@ static void pack_events(snap_job_t *j, msgpack_packer *pk, const double ctr[][3]
 static void snap_work(sp_pool_job_t *job, void **scratch) {
     snap_job_t *j = (snap_job_t *)job;
     const sp_frame_t *f = j->round->frame;
-    sp_cells_scratch_t *cs = cells_scratch(scratch);
+    sp_icells_scratch_t *cs = cells_scratch(scratch);
     if (f == NULL || cs == NULL) { /* the build failed: this round has no frame */
         j->err = SP_ENOMEM;
         return;
@@ -151,7 +151,7 @@ static void snap_work(sp_pool_job_t *job, void **scratch) {
     msgpack_packer pk;
     msgpack_packer_init(&pk, &j->ev, msgpack_sbuffer_write);
     pack_events(j, &pk, cc, nctr);
-    j->err = sp_cells_snapshot(&j->d->cells, j->base, cc, nctr, j->in.radius, j->budget, cs, &j->o);
+    j->err = sp_icells_snapshot(&j->d->cells, j->base, cc, nctr, j->in.radius, j->budget, cs, &j->o);
 }
 
 /* How many of e's events client c can see, judged now (its ships' current
@@ -334,7 +334,7 @@ static int cmp_job_cost(const void *a, const void *b) {
 
 void sp_snapshots_prepare(sp_daemon_t *d, sp_round_t *r) {
     /* One round's snapshot phase at a time: the store is written by a
-     * round's update jobs and read by its client jobs (cells.h). A round
+     * round's update jobs and read by its client jobs (icells.h). A round
      * that starts while the previous phase still runs has no snapshots
      * (every client keeps its events for the next one it gets). */
     bool late = d->snap_phase || !d->cells_ok;
@@ -389,16 +389,16 @@ static void submit_clients(sp_daemon_t *d, sp_round_t *r) {
 
 /* The store's round of r is over (the last update job, any thread). */
 static void update_finish(sp_daemon_t *d, sp_round_t *r) {
-    if (r->frame != NULL) sp_cells_end(&d->cells, !r->cells_failed);
-    /* (No frame: sp_cells_begin never ran; the store stays as it was.) */
+    if (r->frame != NULL) sp_icells_end(&d->cells, !r->cells_failed);
+    /* (No frame: sp_icells_begin never ran; the store stays as it was.) */
     submit_clients(d, r);
 }
 
 static void update_work(sp_pool_job_t *job, void **scratch) {
     update_job_t *u = (update_job_t *)job;
-    sp_cells_scratch_t *s = cells_scratch(scratch);
-    if (u->to > u->from && (s == NULL || sp_cells_update(&u->d->cells, u->from, u->to, s) != 0))
-        /* Relaxed: read by sp_cells_end() after the join below. */
+    sp_icells_scratch_t *s = cells_scratch(scratch);
+    if (u->to > u->from && (s == NULL || sp_icells_update(&u->d->cells, u->from, u->to, s) != 0))
+        /* Relaxed: read by sp_icells_end() after the join below. */
         atomic_store_explicit(&u->d->cells.failed, 1, memory_order_relaxed);
     /* acq_rel: each update job's writes to the store happen before its
      * decrement (release), and the last one sees them all (acquire) before
@@ -414,7 +414,7 @@ static void update_done(sp_pool_job_t *job) {
     if (!sp_pool_job_ran(job) && atomic_fetch_sub_explicit(&r->cells_left, 1, memory_order_acq_rel) == 1) {
         /* Shutdown before the last one ran: the store's round never ends
          * well, and the clients' jobs were never submitted. */
-        if (r->frame != NULL) sp_cells_end(&d->cells, false);
+        if (r->frame != NULL) sp_icells_end(&d->cells, false);
         sp_snapshots_cancel(d, r);
     }
     /* The update's share of the phase ends with its last done (loop): only
@@ -427,7 +427,7 @@ void sp_snapshots_dispatch(sp_daemon_t *d, sp_round_t *r) {
     update_job_t *jobs = r->cells_jobs;
     if (jobs == NULL) return; /* a late round: nothing prepared */
     r->cells_dispatched = true;
-    if (r->frame != NULL && sp_cells_begin(&d->cells, r->frame) != 0) {
+    if (r->frame != NULL && sp_icells_begin(&d->cells, r->frame) != 0) {
         SP_LOGW("snapshot round of tick %llu: out of memory (the cell store starts over)",
                 (unsigned long long)r->tick);
         r->cells_failed = true;

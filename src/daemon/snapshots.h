@@ -1,7 +1,7 @@
 /* snapshots.h: shared snapshot rounds (issue 9) and events, as pool jobs.
  *
  * Snapshots are encoded per interest cell, once per round, whoever sees the
- * cell (cells.h, wire2.md); a client's snapshot is a few bytes of its own
+ * cell (icells.h, wire2.md); a client's snapshot is a few bytes of its own
  * around references to the shared chunks, written with writev (net.h's
  * sp_conn_sendv), never re-encoded per client. A round's *phase*:
  *   prepare   (loop, at the round's start) per READY client: a client whose
@@ -14,13 +14,13 @@
  *             round's phase still runs, this round has no snapshots at all
  *             (d->snap_rounds_late): one phase at a time, because the store
  *             is written by a round's update and read by its client jobs.
- *   dispatch  (the build job, a worker) sp_cells_begin(): what changed since
+ *   dispatch  (the build job, a worker) sp_icells_begin(): what changed since
  *             the previous round, per cell; then up to UPDATE_MAX_JOBS update
  *             jobs (HIGH) re-encode the touched cells' contents and delta
  *             chunks, in parallel; the last one to finish ends the store's
  *             round and submits the client jobs (LOW), cheapest first.
  *   client    (a worker) the client's centres in the frame, its visible
- *             events packed, sp_cells_snapshot(): its chunks by reference;
+ *             events packed, sp_icells_snapshot(): its chunks by reference;
  *             its done (loop) hands the bytes to the socket and only then
  *             makes the new view the client's baseline.
  * The loop only decides and delivers; every per-cell and per-client pass
@@ -55,7 +55,7 @@
 
 #define SP_SNAP_MAX_EVENTS 4096
 
-/* The pool scratch slot of the cell scratch (cells.h; airound.c uses 1). */
+/* The pool scratch slot of the cell scratch (icells.h; airound.c uses 1). */
 #define SP_SNAP_SCRATCH_SLOT 0
 
 /* The cell store of d's world (conf.interest_cell): before the workers

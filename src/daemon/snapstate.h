@@ -6,7 +6,7 @@
  * destroys it with the client.
  *
  *   view       the baseline: the cells handed to the socket in the last
- *              snapshot, at its tick (cells.h; !valid: the next one is full);
+ *              snapshot, at its tick (icells.h; !valid: the next one is full);
  *              view_count: the entities in them
  *   pending    a snapshot job for this client is in flight (at most one)
  *   debt       fair share (snapshots.h): entities this client's snapshots
@@ -30,7 +30,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "daemon/cells.h"
+#include "daemon/icells.h"
 #include "daemon/events.h"
 
 #define SP_PEND_ROUNDS 64

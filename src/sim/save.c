@@ -518,12 +518,12 @@ int sp_world_load_annex(const uint8_t *buf, size_t len, const sp_allocator_t *al
         h.next_id = legacy_next_id(max_low);
     }
     w->awake_dirty = 1;
-    /* The static grid is derived state: rebuild it from the SLEEPING flags
-     * (no promotion), then restore the scalar state, the rebuild-rule
+    /* The static grid and the awake set are derived state: build them from
+     * the SLEEPING flags (no promotion), then restore the scalar state, the rebuild-rule
      * counters included, so future rebuilds happen at the same ticks as in
      * the saved world (of that state the rebuild reads only tick, to reset
      * last_rebuild, which is restored here). */
-    if (w->nsleeping > 0 && (rc = sp__world_rebuild_static(w, 0)) != 0) {
+    if ((rc = sp__world_rebuild_static(w, 0)) != 0) {
         sp_world_free(w);
         return rc;
     }

@@ -1,5 +1,5 @@
-/* cells.c: the per-cell chunk cache and per-client assembly (see cells.h). */
-#include "daemon/cells.h"
+/* icells.c: the per-cell chunk cache and per-client assembly (see icells.h). */
+#include "daemon/icells.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -50,12 +50,12 @@ static bool wire_differs(const sp_frame_row_t *a, const sp_frame_row_t *b) {
 
 /* ---------------------------------------------------------------- the store */
 
-int sp_cells_init(sp_cells_t *cs, double half_extent, double edge, double *edge_out) {
+int sp_icells_init(sp_icells_t *cs, double half_extent, double edge, double *edge_out) {
     memset(cs, 0, sizeof *cs);
     if (!(half_extent > 0) || !(edge > 0) || isinf(half_extent) || isinf(edge)) return SP_EINVAL;
-    /* At most SP_CELLS_MAX_PER_AXIS per axis (a hair above the exact edge,
+    /* At most SP_ICELLS_MAX_PER_AXIS per axis (a hair above the exact edge,
      * so rounding cannot make ceil() one more). */
-    double min_edge = 2 * half_extent / SP_CELLS_MAX_PER_AXIS * (1 + 1e-9);
+    double min_edge = 2 * half_extent / SP_ICELLS_MAX_PER_AXIS * (1 + 1e-9);
     if (edge < min_edge) edge = min_edge;
     int rc = sp_snap_grid_init(&cs->grid, half_extent, edge);
     if (rc) return rc;
@@ -64,7 +64,7 @@ int sp_cells_init(sp_cells_t *cs, double half_extent, double edge, double *edge_
     cs->cell = calloc(cs->ncells, sizeof *cs->cell);
     cs->count = calloc(cs->ncells, sizeof *cs->count);
     if (cs->cell == NULL || cs->count == NULL) {
-        sp_cells_destroy(cs);
+        sp_icells_destroy(cs);
         return SP_ENOMEM;
     }
     cs->epoch = 1;
@@ -78,11 +78,11 @@ static void cell_clear(sp_cell_t *c) {
     c->changed = 0;
     sp_rbuf_release(c->delta);
     c->delta = NULL;
-    /* Relaxed: no reader runs while the store is written (cells.h phases). */
+    /* Relaxed: no reader runs while the store is written (icells.h phases). */
     sp_rbuf_release(atomic_exchange_explicit(&c->full, NULL, memory_order_relaxed));
 }
 
-void sp_cells_destroy(sp_cells_t *cs) {
+void sp_icells_destroy(sp_icells_t *cs) {
     if (cs->cell) {
         for (uint32_t i = 0; i < cs->ncells; i++) {
             cell_clear(&cs->cell[i]);
@@ -101,8 +101,8 @@ void sp_cells_destroy(sp_cells_t *cs) {
 }
 
 /* Append one op (capacity reserved by the caller). */
-static inline void op_add(sp_cells_t *cs, uint64_t id, uint32_t row, uint32_t cell) {
-    sp_cells_op_t *o = &cs->ops_tmp[cs->nops++];
+static inline void op_add(sp_icells_t *cs, uint64_t id, uint32_t row, uint32_t cell) {
+    sp_icells_op_t *o = &cs->ops_tmp[cs->nops++];
     o->id = id;
     o->row = row;
     o->cell = cell;
@@ -116,14 +116,14 @@ static inline void op_add(sp_cells_t *cs, uint64_t id, uint32_t row, uint32_t ce
  * cs->ops_tmp, id ascending: an entity that left a cell (destroyed, or moved
  * out) is a removal there, one that is new in a cell or changed is an upsert
  * of its new row. prev NULL: every row of f is new. */
-static int find_changes(sp_cells_t *cs, const sp_frame_t *prev, const sp_frame_t *f) {
+static int find_changes(sp_icells_t *cs, const sp_frame_t *prev, const sp_frame_t *f) {
     size_t np = prev ? prev->count : 0, nf = f->count;
     size_t need = np + nf; /* an id in both makes at most 2 ops, one in either 1 */
     void *a = cs->ops, *b = cs->ops_tmp;
     size_t cap_a = cs->ops_cap, cap_b = cs->ops_cap;
-    int rc = grow(&a, &cap_a, need, sizeof(sp_cells_op_t));
+    int rc = grow(&a, &cap_a, need, sizeof(sp_icells_op_t));
     cs->ops = a;
-    if (rc == 0) rc = grow(&b, &cap_b, need, sizeof(sp_cells_op_t));
+    if (rc == 0) rc = grow(&b, &cap_b, need, sizeof(sp_icells_op_t));
     cs->ops_tmp = b;
     if (rc) return rc;
     cs->ops_cap = cap_a < cap_b ? cap_a : cap_b;
@@ -156,7 +156,7 @@ static int cmp_u32(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-int sp_cells_begin(sp_cells_t *cs, const sp_frame_t *f) {
+int sp_icells_begin(sp_icells_t *cs, const sp_frame_t *f) {
     sp_frame_retain(f);
     cs->next = f;
     atomic_store_explicit(&cs->failed, 0, memory_order_relaxed); /* the pool's queues publish it */
@@ -195,7 +195,7 @@ int sp_cells_begin(sp_cells_t *cs, const sp_frame_t *f) {
     }
     cs->op_start[cs->ntouched] = acc;
     for (size_t k = 0; k < cs->nops; k++) {
-        const sp_cells_op_t *o = &cs->ops_tmp[k];
+        const sp_icells_op_t *o = &cs->ops_tmp[k];
         cs->ops[cs->count[o->cell]++] = *o;
     }
     for (size_t k = 0; k < cs->ntouched; k++) cs->count[cs->touched[k]] = 0; /* all zero again */
@@ -204,12 +204,12 @@ int sp_cells_begin(sp_cells_t *cs, const sp_frame_t *f) {
     return 0;
 }
 
-void sp_cells_scratch_init(sp_cells_scratch_t *s) {
+void sp_icells_scratch_init(sp_icells_scratch_t *s) {
     memset(s, 0, sizeof *s);
     msgpack_sbuffer_init(&s->sb);
 }
 
-void sp_cells_scratch_destroy(sp_cells_scratch_t *s) {
+void sp_icells_scratch_destroy(sp_icells_scratch_t *s) {
     free(s->recs);
     msgpack_sbuffer_destroy(&s->sb);
     free(s->bits);
@@ -221,10 +221,10 @@ void sp_cells_scratch_destroy(sp_cells_scratch_t *s) {
 
 /* New content of touched cell k: its old records merged with its ops (both
  * id ascending), and the delta chunk from the old to the new. */
-static int update_cell(sp_cells_t *cs, size_t k, sp_cells_scratch_t *s) {
+static int update_cell(sp_icells_t *cs, size_t k, sp_icells_scratch_t *s) {
     uint32_t cid = cs->touched[k];
     sp_cell_t *c = &cs->cell[cid];
-    const sp_cells_op_t *op = cs->ops + cs->op_start[k];
+    const sp_icells_op_t *op = cs->ops + cs->op_start[k];
     size_t nop = cs->op_start[k + 1] - cs->op_start[k];
     void *p = s->recs;
     int rc = grow(&p, &s->recs_cap, (size_t)c->len + nop, sizeof(sp_snap_rec_t));
@@ -262,16 +262,16 @@ static int update_cell(sp_cells_t *cs, size_t k, sp_cells_scratch_t *s) {
     c->changed = cs->next->tick;
     sp_rbuf_release(c->delta);
     c->delta = delta;
-    /* Relaxed: no reader runs during an update (cells.h phases). */
+    /* Relaxed: no reader runs during an update (icells.h phases). */
     sp_rbuf_release(atomic_exchange_explicit(&c->full, NULL, memory_order_relaxed));
     return 0;
 }
 
-int sp_cells_update(sp_cells_t *cs, size_t from, size_t to, sp_cells_scratch_t *s) {
+int sp_icells_update(sp_icells_t *cs, size_t from, size_t to, sp_icells_scratch_t *s) {
     for (size_t k = from; k < to && k < cs->ntouched; k++) {
         int rc = update_cell(cs, k, s);
         if (rc) {
-            /* Relaxed: sp_cells_end() reads it after the pool's queues
+            /* Relaxed: sp_icells_end() reads it after the pool's queues
              * published every update job's writes to its thread. */
             atomic_store_explicit(&cs->failed, 1, memory_order_relaxed);
             return rc;
@@ -280,7 +280,7 @@ int sp_cells_update(sp_cells_t *cs, size_t from, size_t to, sp_cells_scratch_t *
     return 0;
 }
 
-void sp_cells_end(sp_cells_t *cs, bool ok) {
+void sp_icells_end(sp_icells_t *cs, bool ok) {
     if (ok && !atomic_load_explicit(&cs->failed, memory_order_relaxed) && cs->next != NULL) {
         cs->prev_tick = cs->tick;
         cs->has_prev = cs->has_tick;
@@ -301,7 +301,7 @@ void sp_cells_end(sp_cells_t *cs, bool ok) {
     cs->epoch++;
 }
 
-sp_rbuf_t *sp_cells_full(sp_cells_t *cs, uint32_t cell, sp_cells_scratch_t *s) {
+sp_rbuf_t *sp_icells_full(sp_icells_t *cs, uint32_t cell, sp_icells_scratch_t *s) {
     sp_cell_t *c = &cs->cell[cell];
     /* Acquire: pairs with the release of the CAS below on another thread,
      * so the chunk's bytes are visible before we hand them out. */
@@ -368,8 +368,8 @@ void sp_csnap_destroy(sp_csnap_t *o) {
 /* The visible cells (those whose box the spheres reach), ascending, into
  * s->list, and each one's squared box distance to the nearest centre into
  * s->dist[cell]. Returns the count. s->bits is all zero again afterwards. */
-static size_t visible_cells(const sp_cells_t *cs, const double (*ctr)[3], int nctr, double radius,
-                            sp_cells_scratch_t *s) {
+static size_t visible_cells(const sp_icells_t *cs, const double (*ctr)[3], int nctr, double radius,
+                            sp_icells_scratch_t *s) {
     const sp_snap_grid_t *g = &cs->grid;
     if (!(radius >= 0) || isinf(radius)) return 0;
     double r2 = radius * radius, h = g->half_extent, e = g->edge;
@@ -434,8 +434,8 @@ static int add_chunk(sp_csnap_t *o, sp_rbuf_t *b) {
     return 0;
 }
 
-int sp_cells_snapshot(sp_cells_t *cs, const sp_cview_t *base, const double (*ctr)[3], int nctr, double radius,
-                      size_t budget, sp_cells_scratch_t *s, sp_csnap_t *o) {
+int sp_icells_snapshot(sp_icells_t *cs, const sp_cview_t *base, const double (*ctr)[3], int nctr, double radius,
+                      size_t budget, sp_icells_scratch_t *s, sp_csnap_t *o) {
     sp_csnap_clear(o);
     if (!cs->has_tick) return SP_EAGAIN;
     /* Per-thread scratch sized for the grid (bits stay all zero between calls). */
@@ -512,7 +512,7 @@ int sp_cells_snapshot(sp_cells_t *cs, const sp_cview_t *base, const double (*ctr
                 if (deltas && cell->changed == cs->tick && cell->delta != NULL) {
                     rc = add_chunk(o, cell->delta);
                 } else {
-                    rc = add_chunk(o, sp_cells_full(cs, c, s));
+                    rc = add_chunk(o, sp_icells_full(cs, c, s));
                     o->full_entities += cell->len;
                 }
             }
@@ -521,7 +521,7 @@ int sp_cells_snapshot(sp_cells_t *cs, const sp_cview_t *base, const double (*ctr
             o->next.cells[o->next.n++] = c;
             o->count += cell->len;
             o->full_entities += cell->len;
-            rc = add_chunk(o, sp_cells_full(cs, c, s));
+            rc = add_chunk(o, sp_icells_full(cs, c, s));
         }
     }
     /* Leave the bitmap all zero whatever happened. */

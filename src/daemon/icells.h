@@ -1,4 +1,4 @@
-/* cells.h: the per-cell chunk cache of snapshot rounds, and one client's
+/* icells.h: the per-cell chunk cache of snapshot rounds, and one client's
  * snapshot assembled from it by reference (issue 9, point 2; wire2.md).
  *
  * The world cube is cut into a static grid of interest cells (proto's
@@ -13,25 +13,25 @@
  * nobody moves in costs nothing per round.
  *
  * A round is applied in three steps:
- *   sp_cells_begin(f)        serial, one thread: which rows changed since the
+ *   sp_icells_begin(f)        serial, one thread: which rows changed since the
  *                            previous applied frame (find_changes(), the ONE
  *                            place that learns it; O(rows) by comparing the
  *                            two frames today), grouped by cell: the touched
  *                            cells, ascending
- *   sp_cells_update(a, b)    touched cells [a, b): new content and its delta
+ *   sp_icells_update(a, b)    touched cells [a, b): new content and its delta
  *                            chunk; disjoint ranges run on different threads
  *                            at once (pool jobs), O(content of those cells)
- *   sp_cells_end(ok)         serial: the store is now at f->tick (or, after
+ *   sp_icells_end(ok)         serial: the store is now at f->tick (or, after
  *                            a failure in any step, emptied: a new epoch)
  * Between rounds (after end, before the next begin) any number of threads
- * may read the store and call sp_cells_full() and sp_cells_snapshot() at
+ * may read the store and call sp_icells_full() and sp_icells_snapshot() at
  * once; nothing may read it during begin..end. The caller (snapshots.c)
  * orders these phases; the pool's queues publish each phase's writes to the
  * next one.
  *
  * A client's view, as the server keeps it (sp_cview_t): the cells it has
  * been sent, each exactly the store's content at the view's tick. Its next
- * snapshot (sp_cells_snapshot, wire2.md's rules):
+ * snapshot (sp_icells_snapshot, wire2.md's rules):
  *   view at the previous applied round   delta chunks of its changed cells
  *   view at an older tick T (skipped)    full chunks of its cells changed since T
  *   no view (hello, resync, new epoch)   base nil, full chunks of all its cells
@@ -41,8 +41,8 @@
  * but always at least one cell; the others are simply not in the view yet.
  *
  * Threads: as above. No libuv: bench/bench_fanout drives it directly. */
-#ifndef SP_DAEMON_CELLS_H
-#define SP_DAEMON_CELLS_H
+#ifndef SP_DAEMON_ICELLS_H
+#define SP_DAEMON_ICELLS_H
 
 #include <msgpack.h>
 #include <stdatomic.h>
@@ -56,8 +56,8 @@
 
 /* The most cells per axis the daemon uses (64^3 = 262,144 cells, ~20 MB of
  * cell state and per-worker scratch): a smaller --interest-cell is raised to
- * fit (sp_cells_init). */
-#define SP_CELLS_MAX_PER_AXIS 64u
+ * fit (sp_icells_init). */
+#define SP_ICELLS_MAX_PER_AXIS 64u
 
 typedef struct sp_cell {
     sp_snap_rec_t *recs;        /* content at the store's tick, id ascending */
@@ -66,20 +66,20 @@ typedef struct sp_cell {
     sp_rbuf_t *delta;           /* delta chunk of that change (against the round before it);
                                  * meaningful only while changed == the store's tick */
     /* The full chunk of recs, NULL until a client needs it: the first
-     * sp_cells_full() encodes it and publishes it with a CAS; the next
+     * sp_icells_full() encodes it and publishes it with a CAS; the next
      * change releases it. */
     _Atomic(sp_rbuf_t *) full;
 } sp_cell_t;
 
 /* One change of a round, in a cell: the entity leaves the cell (row ==
  * UINT32_MAX) or takes the record of frame row `row` there. */
-typedef struct sp_cells_op {
+typedef struct sp_icells_op {
     uint64_t id;
     uint32_t row;
     uint32_t cell;
-} sp_cells_op_t;
+} sp_icells_op_t;
 
-typedef struct sp_cells {
+typedef struct sp_icells {
     sp_snap_grid_t grid;
     uint32_t ncells;            /* grid.n^3 */
     sp_cell_t *cell;
@@ -94,26 +94,26 @@ typedef struct sp_cells {
     size_t ntouched, touched_cap;
     uint32_t *op_start;         /* ops of touched[k]: ops[op_start[k], op_start[k + 1]) */
     size_t op_start_cap;
-    sp_cells_op_t *ops, *ops_tmp;
+    sp_icells_op_t *ops, *ops_tmp;
     size_t nops, ops_cap;
     uint32_t *count;            /* ncells counters (grouping); all zero between rounds */
     _Atomic int failed;         /* an update ran out of memory: end empties the store */
     /* Statistics of the last applied round (loop reads them after end). */
     size_t last_changes, last_touched;
-} sp_cells_t;
+} sp_icells_t;
 
 /* The grid of edge `edge` over [-half_extent, half_extent]^3 (the edge is
- * raised to keep at most SP_CELLS_MAX_PER_AXIS cells per axis; *edge_out
+ * raised to keep at most SP_ICELLS_MAX_PER_AXIS cells per axis; *edge_out
  * gets the one used). Returns 0, SP_EINVAL or SP_ENOMEM. */
-int sp_cells_init(sp_cells_t *cs, double half_extent, double edge, double *edge_out);
-void sp_cells_destroy(sp_cells_t *cs);
+int sp_icells_init(sp_icells_t *cs, double half_extent, double edge, double *edge_out);
+void sp_icells_destroy(sp_icells_t *cs);
 
 /* Step 1 of applying frame f (tick > the store's). Returns 0 (cs->ntouched
- * cells to update), or SP_ENOMEM (then call sp_cells_end(cs, false)). */
-int sp_cells_begin(sp_cells_t *cs, const sp_frame_t *f);
+ * cells to update), or SP_ENOMEM (then call sp_icells_end(cs, false)). */
+int sp_icells_begin(sp_icells_t *cs, const sp_frame_t *f);
 
 /* Per-thread scratch of updates and snapshots (grown on demand, kept). */
-typedef struct sp_cells_scratch {
+typedef struct sp_icells_scratch {
     sp_snap_rec_t *recs;
     size_t recs_cap;
     msgpack_sbuffer sb;
@@ -122,24 +122,24 @@ typedef struct sp_cells_scratch {
     uint32_t *list;             /* visible cells, ascending */
     uint64_t *keys;             /* newly seen cells: distance bits << 32 | cell */
     size_t list_cap;
-} sp_cells_scratch_t;
+} sp_icells_scratch_t;
 
-void sp_cells_scratch_init(sp_cells_scratch_t *s);
-void sp_cells_scratch_destroy(sp_cells_scratch_t *s);
+void sp_icells_scratch_init(sp_icells_scratch_t *s);
+void sp_icells_scratch_destroy(sp_icells_scratch_t *s);
 
 /* Step 2: update touched cells [from, to) (indices into cs->touched).
- * Returns 0 or SP_ENOMEM (the round fails: sp_cells_end(cs, false)). */
-int sp_cells_update(sp_cells_t *cs, size_t from, size_t to, sp_cells_scratch_t *s);
+ * Returns 0 or SP_ENOMEM (the round fails: sp_icells_end(cs, false)). */
+int sp_icells_update(sp_icells_t *cs, size_t from, size_t to, sp_icells_scratch_t *s);
 
 /* Step 3: ok (every step returned 0): the store is at the new frame's tick.
  * !ok: the store is emptied (new epoch; the next round starts from nothing
  * and every client gets a full snapshot). */
-void sp_cells_end(sp_cells_t *cs, bool ok);
+void sp_icells_end(sp_icells_t *cs, bool ok);
 
 /* The full chunk of cell `cell` (the store's content), encoded on first use;
- * a borrowed reference, valid until the next sp_cells_begin() (retain it to
+ * a borrowed reference, valid until the next sp_icells_begin() (retain it to
  * keep it longer). NULL on OOM. Between rounds, any thread. */
-sp_rbuf_t *sp_cells_full(sp_cells_t *cs, uint32_t cell, sp_cells_scratch_t *s);
+sp_rbuf_t *sp_icells_full(sp_icells_t *cs, uint32_t cell, sp_icells_scratch_t *s);
 
 /* A client's view as the server keeps it (see above). */
 typedef struct sp_cview {
@@ -181,7 +181,7 @@ void sp_csnap_destroy(sp_csnap_t *o);
  * SP_ENOMEM. Reads base and the store only; between rounds, any thread.
  * Cost: O(cells in the spheres' boxes + view cells + chunks), plus the first
  * encoding of full chunks nobody needed before; no per-entity work. */
-int sp_cells_snapshot(sp_cells_t *cs, const sp_cview_t *base, const double (*ctr)[3], int nctr, double radius,
-                      size_t budget, sp_cells_scratch_t *s, sp_csnap_t *o);
+int sp_icells_snapshot(sp_icells_t *cs, const sp_cview_t *base, const double (*ctr)[3], int nctr, double radius,
+                      size_t budget, sp_icells_scratch_t *s, sp_csnap_t *o);
 
-#endif /* SP_DAEMON_CELLS_H */
+#endif /* SP_DAEMON_ICELLS_H */

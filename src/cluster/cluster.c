@@ -1,0 +1,1024 @@
+/* cluster.c: the NATS side of a spacesimd cluster (see cluster/cluster.h and
+ * docs/ARCHITECTURE.md, "Cluster").
+ *
+ * NATS layout (all created on demand by the first daemon that needs them):
+ *   stream SPHO, subjects sp.ho.<node>, file storage, 2 min de-duplication:
+ *     the hand-offs to <node>; consumer "node-<node>" (durable, pull,
+ *     explicit ack, filter sp.ho.<node>) is how that node receives them.
+ *   KV sp_cells:   key c<index> = owner node (decimal); revision = the cell's epoch
+ *   KV sp_members: key n<node> = "inc <k> pid <p>", bucket TTL = --cluster-ttl
+ *   KV sp_nodes:   key n<node> = incarnation count (CAS-incremented at start)
+ *   core subjects sp.ctl.<node>.{status,dump,pause,resume}: spacesim-cells
+ *
+ * The NATS thread (net_main) loops: heartbeat + fencing, ownership poll,
+ * control requests, the loop's items (strictly in order: an ack, then a
+ * publish queued after it, never the other way round), then one fetch of
+ * hand-offs in. Every call it makes may block (timeouts of 1-2 s while the
+ * server is away); none of that reaches the loop.
+ *
+ * Exactly once. A hand-off (id, epoch e) is departed by the loop before it
+ * is queued, published with Msg-Id n<node>.<incarnation>.<id>.<e>
+ * (re-published with the same Msg-Id while the answer is ambiguous, so the
+ * stream stores it once), imported by the owner (idempotent by epoch) and
+ * acked only after the import; an ambiguous ack is retried before anything
+ * queued after it is published, so a hand-off of an entity never leaves a
+ * daemon before the server confirmed the ack of the message that brought it
+ * (else a redelivery to a restarted process could resurrect it). Only a
+ * definite failure (no stream answered, a JetStream error) is compensated
+ * (the entity re-imported at e + 1), because only then is nothing stored. */
+#include "cluster/cluster.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <nats/nats.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cluster/wire.h"
+#include "daemon/clock.h"
+#include "daemon/log.h"
+#include "sim/handoff.h"
+#include "spacesim/error.h"
+#include "spacesim/spsc.h"
+
+#define STREAM "SPHO"
+#define B_CELLS "sp_cells"
+#define B_MEMBERS "sp_members"
+#define B_NODES "sp_nodes"
+#define RING 16384            /* items per ring: bounds what is in transit between the threads */
+#define FETCH_BATCH 256       /* hand-offs pulled per request */
+#define FETCH_WAIT_MS 5       /* a fetch waits this long when nothing is there: the NATS thread's idle pace */
+#define POLL_NS 250000000ull  /* ownership re-read every 250 ms */
+#define RETRY_NS 100000000ull /* a transient failure is retried after 100 ms */
+#define ACK_WAIT_NS 10000000000ll /* redelivery of an unacked hand-off after 10 s */
+#define ID_INC_SHIFT 30       /* incarnation k mints ids from (k - 1) << 30 */
+
+/* ---------------------------------------------------------------- items */
+
+enum {
+    /* NATS thread -> loop */
+    IT_IMPORT = 1, /* a hand-off in: h, msg */
+    IT_OWNER,      /* cell's owner changed: cell, owner (-1 none), rev */
+    IT_FENCE,      /* flag: 1 fenced, 0 re-registered */
+    IT_CTL,        /* verb, msg (the request; answered by an IT_REPLY) */
+    IT_PUBFAIL,    /* a publish failed for sure: compensate h */
+    /* loop -> NATS thread */
+    IT_PUBLISH,    /* h to node `to` */
+    IT_ACK,        /* msg processed (result in `flag`) */
+    IT_REPLY,      /* text to msg's reply subject */
+};
+enum { CTL_STATUS = 1, CTL_DUMP, CTL_PAUSE, CTL_RESUME };
+
+typedef struct item {
+    int type;
+    int flag;
+    int verb;
+    uint32_t to;
+    uint32_t cell;
+    int32_t owner;
+    uint64_t rev;
+    natsMsg *msg; /* touched by the NATS thread only: the loop just carries it back */
+    char *text;   /* IT_REPLY: malloc'd body */
+    size_t len;
+    sp_wire_handoff_t h;
+    struct item *next; /* the NATS thread's FIFO of pending operations */
+} item_t;
+
+/* ---------------------------------------------------------------- state */
+
+typedef struct loopstat {
+    uint64_t crossings;   /* hand-offs in applied (the entity arrived) */
+    uint64_t dup, stale;  /* hand-offs in answered DUPLICATE / STALE (redeliveries) */
+    uint64_t invalid;     /* refused by import (EINVAL ...): acked, logged */
+    uint64_t departs;     /* hand-offs out queued */
+    uint64_t refused;     /* hand-offs in for a cell not ours: sent back to their origin */
+    uint64_t returned;    /* compensations applied here (returns and failed publishes) */
+    uint64_t homeless;    /* last scan: entities in cells with no owner (kept) */
+} loopstat_t;
+
+struct sp_cluster {
+    sp_cluster_conf_t conf;
+    char url[512];
+    uint64_t inc;
+    uint32_t ncells;
+
+    /* NATS handles: the NATS thread's once it runs (main thread before). */
+    natsConnection *nc;
+    jsCtx *js;
+    kvStore *kv_cells, *kv_members;
+    natsSubscription *pull, *ctl;
+    int32_t *net_owner; /* the NATS thread's view of the ownership */
+    uint64_t *net_rev;
+
+    /* Rings: to_loop (producer NATS thread, consumer loop), to_net
+     * (producer loop, consumer NATS thread). */
+    sp_spsc_t to_loop, to_net;
+    uv_async_t wake;
+    bool wake_open;
+    pthread_t thread;
+    bool thread_started;
+    /* Set by the loop at shutdown, read by the NATS thread at each turn.
+     * Relaxed is enough: it carries no data, and pthread_join orders the
+     * rest. */
+    _Atomic int stop;
+
+    /* Loop side. */
+    sp_world_t *world;
+    int32_t *owner; /* the loop's view: changed only by IT_OWNER items, in order */
+    uint64_t *rev;
+    bool fenced, paused;
+    item_t **held; /* imports that arrived while fenced: applied after */
+    size_t nheld, capheld;
+    sp_entity_id_t *leavers;
+    size_t nleavers, capleavers;
+    loopstat_t ls;
+
+    /* NATS-thread side. */
+    item_t *stash;            /* popped from the network, not yet pushed into to_loop */
+    item_t *oq_head, *oq_tail; /* pending operations, in the loop's order */
+    size_t oq_n;
+    uint64_t inflight;        /* hand-offs fetched and not acked yet */
+    uint64_t published, pubdup, pubretry, pubfail, acked, bad;
+    bool net_fenced;
+    uint64_t hb_ok_ns;        /* send time of the last heartbeat the server confirmed */
+    uint64_t next_hb_ns, next_poll_ns, retry_at_ns;
+    uint64_t warn_ns;
+
+    int journal_fd; /* -1 = none; O_APPEND: lines from both threads stay whole */
+};
+
+/* ---------------------------------------------------------------- small helpers */
+
+static void journal(sp_cluster_t *c, char what, sp_entity_id_t id, uint64_t epoch) {
+    if (c->journal_fd < 0) return;
+    char line[64];
+    int n = snprintf(line, sizeof line, "%c %" PRIu64 " %" PRIu64 "\n", what, id, epoch);
+    /* One write(2) per line, O_APPEND: atomic against the other thread's
+     * lines, and in the page cache (so in the file) before the ack or the
+     * publish that follows it, even if the process is then killed. */
+    if (write(c->journal_fd, line, (size_t)n) != n) SP_LOGW("cluster: journal write failed: %s", strerror(errno));
+}
+
+static item_t *item_new(int type) {
+    item_t *it = calloc(1, sizeof *it);
+    if (it) it->type = type;
+    return it;
+}
+
+static const char *st_text(natsStatus s) { return natsStatus_GetText(s); }
+
+/* A status that says the server may have done it, or may do it: retry. */
+static bool transient(natsStatus s) {
+    return s == NATS_TIMEOUT || s == NATS_CONNECTION_DISCONNECTED || s == NATS_NO_SERVER || s == NATS_IO_ERROR ||
+           s == NATS_CONNECTION_CLOSED || s == NATS_STALE_CONNECTION || s == NATS_SLOW_CONSUMER;
+}
+
+static void net_warn(sp_cluster_t *c, const char *what, natsStatus s, int jerr) {
+    uint64_t now = sp_now_ns();
+    if (now - c->warn_ns < 2000000000ull) return; /* at most one line per 2 s: an outage is one story */
+    c->warn_ns = now;
+    SP_LOGW("cluster: %s: %s (JetStream error %d)", what, st_text(s), jerr);
+}
+
+/* ---------------------------------------------------------------- start-up */
+
+static natsStatus bucket(jsCtx *js, const char *name, int64_t ttl_ns, kvStore **out) {
+    kvConfig kc;
+    kvConfig_Init(&kc);
+    kc.Bucket = name;
+    kc.History = 1;
+    kc.TTL = ttl_ns;
+    kc.StorageType = js_FileStorage;
+    natsStatus s = js_CreateKeyValue(out, js, &kc);
+    /* Made by another daemon (perhaps with another TTL): bind to it. */
+    if (s != NATS_OK) s = js_KeyValue(out, js, name);
+    return s;
+}
+
+static natsStatus setup_stream(sp_cluster_t *c) {
+    jsStreamConfig sc;
+    jsStreamConfig_Init(&sc);
+    const char *subjects[] = {"sp.ho.*"};
+    sc.Name = STREAM;
+    sc.Subjects = subjects;
+    sc.SubjectsLen = 1;
+    sc.Storage = js_FileStorage;
+    sc.Duplicates = 120ll * 1000000000ll; /* the de-duplication window: 2 min, as the default */
+    jsErrCode jerr = 0;
+    natsStatus s = js_AddStream(NULL, c->js, &sc, NULL, &jerr);
+    if (s != NATS_OK) { /* already there (maybe another config): use it */
+        jsStreamInfo *si = NULL;
+        s = js_GetStreamInfo(&si, c->js, STREAM, NULL, &jerr);
+        jsStreamInfo_Destroy(si);
+    }
+    if (s != NATS_OK) return s;
+    char durable[32], filter[32];
+    snprintf(durable, sizeof durable, "node-%u", c->conf.node);
+    snprintf(filter, sizeof filter, "sp.ho.%u", c->conf.node);
+    jsConsumerConfig cc;
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = durable;
+    cc.FilterSubject = filter;
+    cc.AckPolicy = js_AckExplicit;
+    cc.AckWait = ACK_WAIT_NS;
+    cc.MaxAckPending = RING;
+    cc.MaxDeliver = -1;
+    s = js_AddConsumer(NULL, c->js, STREAM, &cc, NULL, &jerr);
+    if (s != NATS_OK) {
+        jsConsumerInfo *ci = NULL;
+        s = js_GetConsumerInfo(&ci, c->js, STREAM, durable, NULL, &jerr);
+        jsConsumerInfo_Destroy(ci);
+    }
+    if (s != NATS_OK) return s;
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = STREAM;
+    so.Consumer = durable;
+    return js_PullSubscribe(&c->pull, c->js, filter, durable, NULL, &so, &jerr);
+}
+
+/* The next incarnation of this node: CAS-increment sp_nodes/n<node>. */
+static natsStatus take_incarnation(sp_cluster_t *c, kvStore *kv) {
+    char key[32];
+    snprintf(key, sizeof key, "n%u", c->conf.node);
+    for (int attempt = 0; attempt < 100; attempt++) {
+        kvEntry *e = NULL;
+        natsStatus s = kvStore_Get(&e, kv, key);
+        uint64_t count = 0, rev = 0;
+        if (s == NATS_OK) {
+            char buf[32] = {0};
+            int n = kvEntry_ValueLen(e);
+            memcpy(buf, kvEntry_Value(e), n < 31 ? (size_t)n : 31);
+            count = strtoull(buf, NULL, 10);
+            rev = kvEntry_Revision(e);
+            kvEntry_Destroy(e);
+        } else if (s != NATS_NOT_FOUND) {
+            return s;
+        }
+        char val[32];
+        int vl = snprintf(val, sizeof val, "%" PRIu64, count + 1);
+        uint64_t nrev;
+        s = rev ? kvStore_Update(&nrev, kv, key, val, vl, rev) : kvStore_Create(&nrev, kv, key, val, vl);
+        if (s == NATS_OK) {
+            c->inc = count + 1;
+            return NATS_OK;
+        }
+        /* Another process of this node raced us: read again. */
+    }
+    return NATS_ERR;
+}
+
+static natsStatus heartbeat(sp_cluster_t *c) {
+    char key[32], val[64];
+    snprintf(key, sizeof key, "n%u", c->conf.node);
+    int vl = snprintf(val, sizeof val, "inc %" PRIu64 " pid %ld", c->inc, (long)getpid());
+    uint64_t rev;
+    return kvStore_Put(&rev, c->kv_members, key, val, vl);
+}
+
+/* Read cell i's owner from the bucket into (*owner, *rev). */
+static natsStatus read_cell(sp_cluster_t *c, uint32_t i, int32_t *owner, uint64_t *rev) {
+    char key[32];
+    snprintf(key, sizeof key, "c%u", i);
+    kvEntry *e = NULL;
+    natsStatus s = kvStore_Get(&e, c->kv_cells, key);
+    if (s == NATS_NOT_FOUND) {
+        *owner = -1;
+        *rev = 0;
+        return NATS_OK;
+    }
+    if (s != NATS_OK) return s;
+    char buf[32] = {0};
+    int n = kvEntry_ValueLen(e);
+    memcpy(buf, kvEntry_Value(e), n < 31 ? (size_t)n : 31);
+    char *end;
+    long v = strtol(buf, &end, 10);
+    *owner = (end != buf && v >= 0 && v < (long)SP_WORLD_MAX_NODES) ? (int32_t)v : -1;
+    *rev = kvEntry_Revision(e);
+    kvEntry_Destroy(e);
+    return NATS_OK;
+}
+
+int sp_cluster_open(const sp_cluster_conf_t *conf, sp_cluster_t **out) {
+    sp_cluster_t *c = calloc(1, sizeof *c);
+    if (c == NULL) return SP_ENOMEM;
+    c->conf = *conf;
+    snprintf(c->url, sizeof c->url, "%s", conf->url);
+    c->conf.url = c->url;
+    c->journal_fd = -1;
+    c->ncells = sp_cells_count(&conf->cells);
+    c->net_owner = malloc(c->ncells * sizeof *c->net_owner);
+    c->net_rev = calloc(c->ncells, sizeof *c->net_rev);
+    c->owner = malloc(c->ncells * sizeof *c->owner);
+    c->rev = calloc(c->ncells, sizeof *c->rev);
+    if (!c->net_owner || !c->net_rev || !c->owner || !c->rev || sp_spsc_init(&c->to_loop, RING, NULL) != 0 ||
+        sp_spsc_init(&c->to_net, RING, NULL) != 0) {
+        sp_cluster_free(c);
+        return SP_ENOMEM;
+    }
+    if (conf->journal) {
+        c->journal_fd = open(conf->journal, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (c->journal_fd < 0) {
+            SP_LOGE("cluster: cannot open the journal %s: %s", conf->journal, strerror(errno));
+            sp_cluster_free(c);
+            return SP_EIO;
+        }
+    }
+    natsOptions *o = NULL;
+    natsStatus s = natsOptions_Create(&o);
+    char name[64];
+    snprintf(name, sizeof name, "spacesimd-node-%u", conf->node);
+    if (s == NATS_OK) s = natsOptions_SetURL(o, c->url);
+    if (s == NATS_OK) s = natsOptions_SetName(o, name);
+    if (s == NATS_OK) s = natsOptions_SetTimeout(o, 2000);
+    if (s == NATS_OK) s = natsOptions_SetMaxReconnect(o, -1); /* forever: a server restart is routine */
+    if (s == NATS_OK) s = natsOptions_SetReconnectWait(o, 200);
+    if (s == NATS_OK) s = natsOptions_SetReconnectBufSize(o, 8 * 1024 * 1024);
+    if (s == NATS_OK) s = natsConnection_Connect(&c->nc, o);
+    natsOptions_Destroy(o);
+    const char *step = "connect";
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = 2000; /* ms: JetStream API calls and publishes */
+    if (s == NATS_OK && (step = "JetStream", s = natsConnection_JetStream(&c->js, c->nc, &jo)) == NATS_OK &&
+        (step = "the hand-off stream", s = setup_stream(c)) == NATS_OK) {
+        kvStore *kv_nodes = NULL;
+        step = "the KV buckets";
+        s = bucket(c->js, B_CELLS, 0, &c->kv_cells);
+        if (s == NATS_OK) s = bucket(c->js, B_MEMBERS, (int64_t)(conf->ttl_secs * 1e9), &c->kv_members);
+        if (s == NATS_OK) s = bucket(c->js, B_NODES, 0, &kv_nodes);
+        if (s == NATS_OK && (step = "the incarnation", s = take_incarnation(c, kv_nodes)) == NATS_OK) {
+            step = "membership";
+            uint64_t t = sp_now_ns();
+            s = heartbeat(c);
+            c->hb_ok_ns = t;
+        }
+        kvStore_Destroy(kv_nodes);
+    }
+    if (s == NATS_OK) {
+        step = "cell ownership";
+        uint32_t claimed = 0;
+        for (uint32_t i = 0; i < c->ncells && s == NATS_OK; i++) {
+            char key[32], val[16];
+            snprintf(key, sizeof key, "c%u", i);
+            int vl = snprintf(val, sizeof val, "%u", conf->node);
+            uint64_t rev;
+            /* Create fails if the key exists: the CAS that gives a cell to
+             * exactly one of the daemons starting at once. */
+            if (kvStore_Create(&rev, c->kv_cells, key, val, vl) == NATS_OK) claimed++;
+            s = read_cell(c, i, &c->net_owner[i], &c->net_rev[i]);
+        }
+        memcpy(c->owner, c->net_owner, c->ncells * sizeof *c->owner);
+        memcpy(c->rev, c->net_rev, c->ncells * sizeof *c->rev);
+        uint32_t mine = 0;
+        for (uint32_t i = 0; i < c->ncells; i++) mine += c->owner[i] == (int32_t)conf->node;
+        if (s == NATS_OK)
+            SP_LOGI("cluster: node %u incarnation %" PRIu64 " on %s: %ux%u cells, %u ours (%u claimed now), "
+                    "membership TTL %.1f s",
+                    conf->node, c->inc, c->url, conf->cells.nx, conf->cells.ny, mine, claimed, conf->ttl_secs);
+    }
+    if (s == NATS_OK) {
+        char subj[64];
+        snprintf(subj, sizeof subj, "sp.ctl.%u.*", conf->node);
+        step = "the control subject";
+        s = natsConnection_SubscribeSync(&c->ctl, c->nc, subj);
+    }
+    if (s != NATS_OK) {
+        SP_LOGE("cluster: %s at %s failed: %s", step, c->url, st_text(s));
+        sp_cluster_free(c);
+        return SP_EIO;
+    }
+    c->next_hb_ns = sp_now_ns();
+    *out = c;
+    return 0;
+}
+
+uint64_t sp_cluster_incarnation(const sp_cluster_t *c) { return c->inc; }
+
+int sp_cluster_spawn_test_ships(sp_cluster_t *c, sp_world_t *w, uint32_t n, uint64_t seed) {
+    const sp_world_def_t *d = sp_world_def(w);
+    float h = d->half_extent;
+    uint32_t per_axis = (uint32_t)floorf((2.0f * h - 10.0f) / 5.0f) + 1; /* lanes 5 apart, 5 from the walls */
+    uint32_t layers = (uint32_t)floorf((h - 5.0f) / 5.0f);               /* z layers per direction */
+    uint64_t r = seed ? seed : 1;
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t j = k / 2, dir = k % 2; /* even k fly along x, odd along y, on disjoint z layers */
+        if (j / per_axis >= layers) {
+            SP_LOGE("cluster: %u test ships do not fit on the lanes of a world of half extent %.0f", n, (double)h);
+            return SP_ELIMIT;
+        }
+        float lane = -h + 5.0f + 5.0f * (float)(j % per_axis);
+        float z = (dir == 0 ? -1.0f : 1.0f) * (5.0f + 5.0f * (float)(j / per_axis));
+        r ^= r << 13;
+        r ^= r >> 7;
+        r ^= r << 17;
+        float along = -h + 5.0f + (float)(r % (uint64_t)(2.0f * h - 10.0f));
+        float speed = (100.0f + (float)((r >> 20) % 100)) * (((r >> 40) & 1) ? 1.0f : -1.0f);
+        float p[3] = {dir == 0 ? along : lane, dir == 0 ? lane : along, z};
+        float v[3] = {dir == 0 ? speed : 0.0f, dir == 0 ? 0.0f : speed, 0.0f};
+        sp_entity_id_t id;
+        int rc = sp_world_spawn_ship(w, 1 + k % 7, 0, p, &id);
+        if (rc == 0) rc = sp_world_set_velocity(w, id, v);
+        if (rc != 0) return rc;
+        journal(c, 'S', id, 0);
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- the NATS thread */
+
+static void oq_push(sp_cluster_t *c, item_t *it) {
+    it->next = NULL;
+    if (c->oq_tail) c->oq_tail->next = it;
+    else c->oq_head = it;
+    c->oq_tail = it;
+    c->oq_n++;
+}
+
+/* Unlink the head, whose `next` the caller read before the item was
+ * freed or handed on. */
+static void oq_unlink(sp_cluster_t *c, item_t *next) {
+    c->oq_head = next;
+    if (next == NULL) c->oq_tail = NULL;
+    c->oq_n--;
+}
+
+/* Hand an item to the loop. false when the ring is full (the caller keeps it). */
+static bool to_loop(sp_cluster_t *c, item_t *it) {
+    if (sp_spsc_try_push(&c->to_loop, it) != 0) return false;
+    uv_async_send(&c->wake);
+    return true;
+}
+
+/* Push the stash (an item the ring had no room for). true when empty. */
+static bool flush_stash(sp_cluster_t *c) {
+    if (c->stash && to_loop(c, c->stash)) c->stash = NULL;
+    return c->stash == NULL;
+}
+
+static void push_or_stash(sp_cluster_t *c, item_t *it) {
+    /* Only one item can wait: callers check flush_stash() first. */
+    if (!to_loop(c, it)) c->stash = it;
+}
+
+static void net_heartbeat(sp_cluster_t *c, uint64_t now) {
+    if (now >= c->next_hb_ns) {
+        uint64_t t = sp_now_ns();
+        natsStatus s = heartbeat(c);
+        c->next_hb_ns = t + (uint64_t)(c->conf.ttl_secs * 1e9 / 5);
+        if (s == NATS_OK) {
+            c->hb_ok_ns = t; /* the send time: the server's expiry is later than t + ttl */
+            if (c->net_fenced && flush_stash(c)) {
+                /* Re-registered: re-read every cell first (the operator may
+                 * have moved some meanwhile), then unfence, in that order
+                 * in the ring. */
+                c->next_poll_ns = 0;
+                return;
+            }
+        } else {
+            net_warn(c, "membership heartbeat", s, 0);
+        }
+    }
+    uint64_t lapse = (uint64_t)(c->conf.ttl_secs * 0.8 * 1e9);
+    now = sp_now_ns(); /* after the heartbeat's own wait */
+    if (!c->net_fenced && now > c->hb_ok_ns + lapse && flush_stash(c)) {
+        item_t *it = item_new(IT_FENCE);
+        if (it == NULL) return;
+        it->flag = 1;
+        push_or_stash(c, it);
+        c->net_fenced = true;
+        SP_LOGW("cluster: membership not refreshed for %.1f s (TTL %.1f s): fenced, this daemon stops writing "
+                "(no hand-off, no step) until it re-registers",
+                (double)(now - c->hb_ok_ns) / 1e9, c->conf.ttl_secs);
+    }
+}
+
+static void net_poll_cells(sp_cluster_t *c, uint64_t now) {
+    if (now < c->next_poll_ns) return;
+    c->next_poll_ns = now + POLL_NS;
+    for (uint32_t i = 0; i < c->ncells; i++) {
+        int32_t o;
+        uint64_t r;
+        natsStatus s = read_cell(c, i, &o, &r);
+        if (s != NATS_OK) {
+            net_warn(c, "reading cell ownership", s, 0);
+            return; /* try again at the next poll; fencing unchanged */
+        }
+        if (o == c->net_owner[i] && r == c->net_rev[i]) continue;
+        if (!flush_stash(c)) return;
+        item_t *it = item_new(IT_OWNER);
+        if (it == NULL) return;
+        it->cell = i;
+        it->owner = o;
+        it->rev = r;
+        push_or_stash(c, it);
+        SP_LOGI("cluster: cell %u owner %d -> %d (revision %" PRIu64 ")", i, (int)c->net_owner[i], (int)o, r);
+        c->net_owner[i] = o;
+        c->net_rev[i] = r;
+    }
+    if (c->net_fenced && sp_now_ns() < c->hb_ok_ns + (uint64_t)(c->conf.ttl_secs * 0.8 * 1e9) && flush_stash(c)) {
+        item_t *it = item_new(IT_FENCE);
+        if (it == NULL) return;
+        it->flag = 0;
+        push_or_stash(c, it);
+        c->net_fenced = false;
+        SP_LOGI("cluster: membership refreshed and ownership re-read: unfenced");
+    }
+}
+
+static void net_control(sp_cluster_t *c) {
+    for (int k = 0; k < 16 && flush_stash(c); k++) {
+        natsMsg *m = NULL;
+        if (natsSubscription_NextMsg(&m, c->ctl, 0) != NATS_OK) return;
+        const char *subj = natsMsg_GetSubject(m);
+        const char *verb = strrchr(subj, '.');
+        verb = verb ? verb + 1 : "";
+        int v = strcmp(verb, "status") == 0   ? CTL_STATUS
+                : strcmp(verb, "dump") == 0   ? CTL_DUMP
+                : strcmp(verb, "pause") == 0  ? CTL_PAUSE
+                : strcmp(verb, "resume") == 0 ? CTL_RESUME
+                                              : 0;
+        item_t *it = v && natsMsg_GetReply(m) ? item_new(IT_CTL) : NULL;
+        if (it == NULL) {
+            natsMsg_Destroy(m);
+            continue;
+        }
+        it->verb = v;
+        it->msg = m;
+        push_or_stash(c, it);
+    }
+}
+
+/* One pending operation. Returns true when done (pop it), false to retry later. */
+static bool net_do(sp_cluster_t *c, item_t *it) {
+    jsErrCode jerr = 0;
+    if (it->type == IT_ACK) {
+        natsStatus s = natsMsg_AckSync(it->msg, NULL, &jerr);
+        if (s != NATS_OK && (transient(s) || s == NATS_NO_RESPONDERS)) {
+            net_warn(c, "ack of a hand-off", s, jerr);
+            return false;
+        }
+        if (s != NATS_OK) net_warn(c, "ack of a hand-off (dropped; redelivery is judged by epoch)", s, jerr);
+        natsMsg_Destroy(it->msg);
+        c->inflight--;
+        c->acked++;
+        free(it);
+        return true;
+    }
+    if (it->type == IT_REPLY) {
+        /* Queued after everything the loop did before answering, so the
+         * figures in a status reply count every earlier publish and ack as
+         * done (what an audit needs to know the system is quiet). */
+        char head[256];
+        int hl = snprintf(head, sizeof head,
+                          "net inc %" PRIu64 " outq %zu inflight %" PRIu64 " published %" PRIu64 " pubdup %" PRIu64
+                          " pubretry %" PRIu64 " pubfail %" PRIu64 " acked %" PRIu64 " bad %" PRIu64 "\n",
+                          c->inc, c->oq_n - 1, c->inflight, c->published, c->pubdup, c->pubretry, c->pubfail,
+                          c->acked, c->bad);
+        size_t n = (size_t)hl + it->len;
+        char *body = malloc(n);
+        if (body) {
+            memcpy(body, head, (size_t)hl);
+            memcpy(body + hl, it->text, it->len);
+            natsStatus s = natsConnection_Publish(c->nc, natsMsg_GetReply(it->msg), body, (int)n);
+            if (s != NATS_OK) net_warn(c, "control reply", s, 0);
+        }
+        free(body);
+        free(it->text);
+        natsMsg_Destroy(it->msg);
+        free(it);
+        return true;
+    }
+    /* IT_PUBLISH. Fenced: hold it (a lapsed member must not hand off). */
+    if (c->net_fenced) return false;
+    uint8_t buf[SP_WIRE_MAX];
+    size_t len = sp_wire_encode(&it->h, buf);
+    char subj[32], msgid[96];
+    snprintf(subj, sizeof subj, "sp.ho.%u", it->to);
+    /* The Msg-Id names this incarnation: a restarted process mints other
+     * ids, and must not have its hand-offs dropped as duplicates of the
+     * previous one's inside the de-duplication window. */
+    snprintf(msgid, sizeof msgid, "n%u.%" PRIu64 ".%" PRIu64 ".%" PRIu64, c->conf.node, c->inc, it->h.st.id,
+             it->h.st.epoch);
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MsgId = msgid;
+    po.MaxWait = 1000;
+    jsPubAck *pa = NULL;
+    natsStatus s = js_Publish(&pa, c->js, subj, buf, (int)len, &po, &jerr);
+    if (s == NATS_OK) {
+        c->published++;
+        if (pa && pa->Duplicate) c->pubdup++; /* an earlier attempt was stored: this one was not */
+        jsPubAck_Destroy(pa);
+        journal(c, 'P', it->h.st.id, it->h.st.epoch);
+        free(it);
+        return true;
+    }
+    if (transient(s) && jerr == 0) {
+        /* Maybe stored, maybe not: the same Msg-Id again later. */
+        c->pubretry++;
+        net_warn(c, "publishing a hand-off (will retry with the same Msg-Id)", s, jerr);
+        return false;
+    }
+    /* No stream answered or JetStream refused it: nothing was stored, so
+     * the entity goes back to the loop, which re-imports it (compensation). */
+    net_warn(c, "publishing a hand-off failed for sure (compensated)", s, jerr);
+    c->pubfail++;
+    it->type = IT_PUBFAIL;
+    push_or_stash(c, it);
+    return true;
+}
+
+static void net_ops(sp_cluster_t *c, uint64_t now) {
+    void *p;
+    while (sp_spsc_try_pop(&c->to_net, &p) == 0) {
+        item_t *it = p;
+        if (it->type == IT_PUBLISH) journal(c, 'D', it->h.st.id, it->h.st.epoch);
+        oq_push(c, it);
+    }
+    if (now < c->retry_at_ns) return;
+    while (c->oq_head && flush_stash(c)) {
+        item_t *it = c->oq_head, *next = it->next;
+        if (!net_do(c, it)) { /* net_do frees or hands on `it` when it returns true */
+            c->retry_at_ns = sp_now_ns() + RETRY_NS;
+            return;
+        }
+        oq_unlink(c, next);
+    }
+}
+
+static void net_fetch(sp_cluster_t *c) {
+    size_t room = RING - sp_spsc_size_approx(&c->to_loop);
+    if (c->net_fenced || !flush_stash(c) || room < FETCH_BATCH + 64) {
+        struct timespec ts = {0, FETCH_WAIT_MS * 1000000L};
+        nanosleep(&ts, NULL);
+        return;
+    }
+    natsMsgList list = {0};
+    jsErrCode jerr = 0;
+    natsStatus s = natsSubscription_Fetch(&list, c->pull, FETCH_BATCH, FETCH_WAIT_MS, &jerr);
+    if (s != NATS_OK) {
+        if (s != NATS_TIMEOUT) {
+            net_warn(c, "fetching hand-offs", s, jerr);
+            struct timespec ts = {0, FETCH_WAIT_MS * 1000000L};
+            nanosleep(&ts, NULL); /* e.g. disconnected: do not spin */
+        }
+        return;
+    }
+    for (int i = 0; i < list.Count; i++) {
+        natsMsg *m = list.Msgs[i];
+        list.Msgs[i] = NULL; /* ours now */
+        item_t *it = item_new(IT_IMPORT);
+        if (it == NULL || sp_wire_decode((const uint8_t *)natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m),
+                                         &it->h) != 0) {
+            /* Not a hand-off of this version: ack it away (a poison message
+             * would come back forever) and say so. */
+            c->bad++;
+            SP_LOGW("cluster: dropped a malformed hand-off message (%d bytes)", natsMsg_GetDataLength(m));
+            natsMsg_Ack(m, NULL);
+            natsMsg_Destroy(m);
+            free(it);
+            continue;
+        }
+        it->msg = m;
+        c->inflight++;
+        /* Room was checked above and only this thread pushes, so this
+         * cannot fail; if it did, the stash keeps it (and stops fetching). */
+        if (!to_loop(c, it) && c->stash == NULL) c->stash = it;
+    }
+    natsMsgList_Destroy(&list);
+}
+
+static void *net_main(void *arg) {
+    sp_cluster_t *c = arg;
+    /* Relaxed: see `stop`. */
+    while (!atomic_load_explicit(&c->stop, memory_order_relaxed)) {
+        uint64_t now = sp_now_ns();
+        net_heartbeat(c, now);
+        if (!c->net_fenced || c->next_poll_ns == 0) net_poll_cells(c, now);
+        net_control(c);
+        net_ops(c, now);
+        net_fetch(c);
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- the loop side */
+
+static void on_wake(uv_async_t *a) { sp_cluster_apply((sp_cluster_t *)a->data); }
+
+int sp_cluster_start(sp_cluster_t *c, uv_loop_t *loop, sp_world_t *w) {
+    c->world = w;
+    if (uv_async_init(loop, &c->wake, on_wake) != 0) return SP_EIO;
+    c->wake.data = c;
+    c->wake_open = true;
+    if (pthread_create(&c->thread, NULL, net_main, c) != 0) return SP_EAGAIN;
+    c->thread_started = true;
+    return 0;
+}
+
+int sp_cluster_frozen(const sp_cluster_t *c) { return c->fenced || c->paused; }
+
+static bool room_to_net(const sp_cluster_t *c, size_t n) {
+    /* size_approx over-counts while the consumer pops (it frees a slot
+     * before moving its index), never under-counts: room it reports is there. */
+    return sp_spsc_size_approx(&c->to_net) + n <= RING;
+}
+
+static void to_net(sp_cluster_t *c, item_t *it) {
+    int r = sp_spsc_try_push(&c->to_net, it);
+    SP_ASSERT(r == 0); /* room checked by the caller */
+    (void)r;
+}
+
+/* Compensation: the entity comes back here at a higher epoch, whatever cell
+ * it is in (the next scan sends it on if the cell is another's). */
+static void compensate(sp_cluster_t *c, sp_entity_state_t *st) {
+    st->epoch++;
+    int rc = sp_world_import(c->world, st);
+    if (rc == 0) {
+        c->ls.returned++;
+        journal(c, 'C', st->id, st->epoch);
+    } else if (rc < 0) {
+        SP_LOGE("cluster: compensation of entity %" PRIu64 " at epoch %" PRIu64 " failed: %s", st->id, st->epoch,
+                sp_strerror(rc));
+    }
+}
+
+/* Depart entity `st` (already exported, epoch raised) toward node `to`. */
+static void send_off(sp_cluster_t *c, const sp_entity_state_t *st, uint32_t to, uint32_t cell, uint8_t flags) {
+    item_t *it = item_new(IT_PUBLISH);
+    if (it == NULL) return; /* stays here; the next scan tries again */
+    it->h.st = *st;
+    it->h.flags = flags;
+    it->h.origin = (uint16_t)c->conf.node;
+    it->h.cell = cell;
+    it->h.cell_rev = cell < c->ncells ? c->rev[cell] : 0;
+    it->to = to;
+    int rc = sp_world_depart(c->world, st->id, st->epoch);
+    if (rc != 0) {
+        free(it);
+        return;
+    }
+    c->ls.departs++;
+    to_net(c, it);
+}
+
+static void apply_import(sp_cluster_t *c, item_t *it) {
+    sp_wire_handoff_t *h = &it->h;
+    sp_world_t *w = c->world;
+    uint32_t cell = sp_cells_of(&c->conf.cells, h->st.px, h->st.py);
+    int ours = c->owner[cell] == (int32_t)c->conf.node;
+    int rc = sp_world_import(w, &h->st);
+    it->flag = rc;
+    if (rc == 0) {
+        journal(c, h->flags & SP_WIRE_RETURN ? 'C' : 'I', h->st.id, h->st.epoch);
+        if (h->flags & SP_WIRE_RETURN) c->ls.returned++;
+        else c->ls.crossings++;
+    } else if (rc == SP_WORLD_IMPORT_DUPLICATE) {
+        c->ls.dup++;
+    } else if (rc == SP_WORLD_IMPORT_STALE) {
+        c->ls.stale++;
+    } else {
+        c->ls.invalid++;
+        SP_LOGW("cluster: hand-off of entity %" PRIu64 " epoch %" PRIu64 " from node %u refused: %s", h->st.id,
+                h->st.epoch, h->origin, sp_strerror(rc));
+    }
+    /* Ack first: the ack is in the ring before any publish of this entity. */
+    sp_wire_handoff_t copy = *h;
+    it->type = IT_ACK;
+    to_net(c, it);
+    if (rc == 0 && !ours && !(copy.flags & SP_WIRE_RETURN) && copy.origin != c->conf.node) {
+        /* Not our cell (it moved away, or the sender's view is newer or
+         * older than ours): the hand-off failed; back to its origin at a
+         * new epoch. Imported and departed rather than just refused, so the
+         * departure memory answers any redelivery of this message STALE. */
+        sp_entity_state_t st;
+        if (sp_world_export(w, copy.st.id, &st) == 0) {
+            st.epoch++;
+            c->ls.refused++;
+            send_off(c, &st, copy.origin, cell, SP_WIRE_RETURN);
+        }
+    }
+}
+
+/* A growable text buffer for control replies. */
+typedef struct tbuf {
+    char *b;
+    size_t n, cap;
+    bool oom;
+} tbuf_t;
+
+static void tb_printf(tbuf_t *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void tb_printf(tbuf_t *t, const char *fmt, ...) {
+    for (;;) {
+        if (t->oom) return;
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(t->b ? t->b + t->n : NULL, t->b ? t->cap - t->n : 0, fmt, ap);
+        va_end(ap);
+        if (k < 0) return;
+        if (t->b && t->n + (size_t)k < t->cap) {
+            t->n += (size_t)k;
+            return;
+        }
+        size_t nc = t->cap ? 2 * t->cap : 4096;
+        while (nc < t->n + (size_t)k + 1) nc *= 2;
+        char *v = realloc(t->b, nc);
+        if (v == NULL) {
+            t->oom = true;
+            return;
+        }
+        t->b = v;
+        t->cap = nc;
+    }
+}
+
+typedef struct dumpctx {
+    sp_cluster_t *c;
+    tbuf_t *t;
+} dumpctx_t;
+
+static int dump_ent(void *ctx, sp_entity_id_t id) {
+    dumpctx_t *d = ctx;
+    sp_entity_state_t st;
+    if (sp_world_export(d->c->world, id, &st) == 0) tb_printf(d->t, "e %" PRIu64 " %" PRIu64 "\n", id, st.epoch);
+    return 0;
+}
+
+static int dump_dep(void *ctx, sp_entity_id_t id, uint64_t epoch) {
+    dumpctx_t *d = ctx;
+    tb_printf(d->t, "d %" PRIu64 " %" PRIu64 "\n", id, epoch);
+    return 0;
+}
+
+/* Control requests (spacesim-cells): the reply is built here, on the loop
+ * (the world is read between steps), and sent by the NATS thread.
+ *   status: one line of figures; dump: the line, then "e ID EPOCH" per
+ *   entity and "d ID EPOCH" per departure memory entry;
+ *   pause / resume: stop / restart stepping and handing off (hand-offs in
+ *   are still applied), then the status line. */
+static void apply_ctl(sp_cluster_t *c, item_t *it) {
+    sp_world_t *w = c->world;
+    if (it->verb == CTL_PAUSE) c->paused = true;
+    if (it->verb == CTL_RESUME) c->paused = false;
+    tbuf_t t = {0};
+    tb_printf(&t,
+              "node %u tick %" PRIu64 " count %u hash %" PRIu64 " paused %d fenced %d crossings %" PRIu64
+              " dup %" PRIu64 " stale %" PRIu64 " invalid %" PRIu64 " departs %" PRIu64 " refused %" PRIu64
+              " returned %" PRIu64 " homeless %" PRIu64 " held %zu\n",
+              c->conf.node, sp_world_tick(w), sp_world_count(w), sp_world_hash_canonical(w), c->paused, c->fenced,
+              c->ls.crossings, c->ls.dup, c->ls.stale, c->ls.invalid, c->ls.departs, c->ls.refused, c->ls.returned,
+              c->ls.homeless, c->nheld);
+    if (it->verb == CTL_DUMP) {
+        dumpctx_t d = {c, &t};
+        sp_world_foreach(w, dump_ent, &d);
+        sp_world_foreach_departed(w, dump_dep, &d);
+    }
+    if (t.oom) t.n = 0; /* an empty reply: the tool reports it and asks again */
+    it->type = IT_REPLY;
+    it->text = t.b;
+    it->len = t.n;
+    to_net(c, it);
+}
+
+void sp_cluster_apply(sp_cluster_t *c) {
+    void *p;
+    /* Room for what an item can produce: an ack, a return publish, a reply. */
+    while (room_to_net(c, 3 + 2 * c->nheld) && sp_spsc_try_pop(&c->to_loop, &p) == 0) {
+        item_t *it = p;
+        switch (it->type) {
+        case IT_IMPORT:
+            if (c->fenced) { /* a lapsed member creates no entity: keep it for later */
+                if (c->nheld == c->capheld) {
+                    size_t nc = c->capheld ? 2 * c->capheld : 256;
+                    item_t **v = realloc(c->held, nc * sizeof *v);
+                    if (v == NULL) abort(); /* cannot keep it and must not drop it */
+                    c->held = v;
+                    c->capheld = nc;
+                }
+                c->held[c->nheld++] = it;
+            } else {
+                apply_import(c, it);
+            }
+            break;
+        case IT_OWNER:
+            c->owner[it->cell] = it->owner;
+            c->rev[it->cell] = it->rev;
+            free(it);
+            break;
+        case IT_FENCE:
+            c->fenced = it->flag != 0;
+            free(it);
+            if (!c->fenced) {
+                for (size_t k = 0; k < c->nheld; k++) apply_import(c, c->held[k]);
+                c->nheld = 0;
+            }
+            break;
+        case IT_CTL:
+            apply_ctl(c, it);
+            break;
+        case IT_PUBFAIL:
+            compensate(c, &it->h.st);
+            free(it);
+            break;
+        default:
+            free(it);
+            break;
+        }
+    }
+}
+
+static int scan_fn(void *ctx, sp_entity_id_t id, float x, float y) {
+    sp_cluster_t *c = ctx;
+    uint32_t cell = sp_cells_of(&c->conf.cells, x, y);
+    int32_t o = c->owner[cell];
+    if (o == (int32_t)c->conf.node) return 0;
+    if (o < 0) {
+        c->ls.homeless++;
+        return 0;
+    }
+    if (c->nleavers == c->capleavers) {
+        size_t nc = c->capleavers ? 2 * c->capleavers : 1024;
+        sp_entity_id_t *v = realloc(c->leavers, nc * sizeof *v);
+        if (v == NULL) return 1; /* the rest waits for the next tick */
+        c->leavers = v;
+        c->capleavers = nc;
+    }
+    c->leavers[c->nleavers++] = id;
+    return 0;
+}
+
+void sp_cluster_after_step(sp_cluster_t *c) {
+    if (sp_cluster_frozen(c)) return;
+    c->nleavers = 0;
+    c->ls.homeless = 0;
+    sp_world_foreach_xy(c->world, scan_fn, c);
+    for (size_t k = 0; k < c->nleavers; k++) {
+        if (!room_to_net(c, 4)) break; /* the NATS thread is behind: the rest go next tick */
+        sp_entity_state_t st;
+        if (sp_world_export(c->world, c->leavers[k], &st) != 0) continue;
+        uint32_t cell = sp_cells_of(&c->conf.cells, st.px, st.py);
+        st.epoch++;
+        send_off(c, &st, (uint32_t)c->owner[cell], cell, 0);
+    }
+}
+
+void sp_cluster_stop(sp_cluster_t *c) {
+    if (c == NULL) return;
+    /* Relaxed: see `stop`; the join below is the synchronisation. */
+    atomic_store_explicit(&c->stop, 1, memory_order_relaxed);
+    if (c->thread_started) pthread_join(c->thread, NULL);
+    c->thread_started = false;
+    if (c->wake_open) uv_close((uv_handle_t *)&c->wake, NULL);
+    c->wake_open = false;
+}
+
+static void free_item(item_t *it) {
+    if (it == NULL) return;
+    if (it->msg) natsMsg_Destroy(it->msg);
+    free(it->text);
+    free(it);
+}
+
+void sp_cluster_free(sp_cluster_t *c) {
+    if (c == NULL) return;
+    void *p;
+    while (sp_spsc_try_pop(&c->to_loop, &p) == 0) free_item(p);
+    while (sp_spsc_try_pop(&c->to_net, &p) == 0) free_item(p);
+    while (c->oq_head) {
+        item_t *it = c->oq_head;
+        oq_unlink(c, it->next);
+        free_item(it);
+    }
+    free_item(c->stash);
+    for (size_t k = 0; k < c->nheld; k++) free_item(c->held[k]);
+    free(c->held);
+    free(c->leavers);
+    natsSubscription_Destroy(c->pull);
+    natsSubscription_Destroy(c->ctl);
+    kvStore_Destroy(c->kv_cells);
+    kvStore_Destroy(c->kv_members);
+    jsCtx_Destroy(c->js);
+    if (c->nc) {
+        natsConnection_Close(c->nc);
+        natsConnection_Destroy(c->nc);
+    }
+    sp_spsc_destroy(&c->to_loop);
+    sp_spsc_destroy(&c->to_net);
+    free(c->net_owner);
+    free(c->net_rev);
+    free(c->owner);
+    free(c->rev);
+    if (c->journal_fd >= 0) close(c->journal_fd);
+    free(c);
+}

@@ -1,0 +1,93 @@
+/* cluster/cluster.h: one world over several spacesimd processes, through
+ * NATS (issue 10, step 2: cells, membership, fencing, hand-off exactly once).
+ * The design, the subjects, streams and buckets, and what survives which
+ * kill are in docs/ARCHITECTURE.md, "Cluster"; this header is the contract
+ * between the daemon and this module.
+ *
+ * Threads. nats.c never runs on the simulation loop (its reconnects block
+ * the thread that drives them for a whole connect timeout). The module owns
+ * one NATS thread of its own (plus nats.c's internal threads); everything it
+ * says to the loop goes through an SPSC ring (NATS thread -> loop) and a
+ * uv_async_send, everything the loop says to it through a second SPSC ring
+ * (loop -> NATS thread), which the NATS thread polls between its blocking
+ * calls. The loop never calls nats.c; the NATS thread never touches the
+ * world. Items in the rings are malloc'd and owned by whichever side popped
+ * them.
+ *
+ * Life cycle (main thread, then loop thread):
+ *   sp_cluster_open()      start-up, blocking: connect, streams, buckets,
+ *                          incarnation, membership, claim unowned cells
+ *   sp_cluster_spawn_test_ships()  (tests) ballistic ships on lanes
+ *   sp_cluster_start()     the NATS thread and the loop's async handle
+ *   per tick: sp_cluster_apply(); if !sp_cluster_frozen(): step, then
+ *             sp_cluster_after_step()
+ *   sp_cluster_stop()      join the thread, close the handle (shutdown)
+ *   sp_cluster_free()      after the loop ended */
+#ifndef SP_CLUSTER_CLUSTER_H
+#define SP_CLUSTER_CLUSTER_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "cluster/cells.h"
+#include "sim/world.h"
+
+typedef struct sp_cluster_conf {
+    const char *url;     /* nats://host:port (copied) */
+    uint32_t node;       /* this daemon's node, 0..SP_WORLD_MAX_NODES-1: its id space and its stream */
+    sp_cells_t cells;    /* the grid; every daemon of a cluster must give the same one */
+    double ttl_secs;     /* membership TTL, seconds (default 5): a daemon that could not refresh its
+                          * key for 0.8 * ttl fences itself (stops writing) */
+    const char *journal; /* tests: append ownership changes to this file (see docs), or NULL */
+} sp_cluster_conf_t;
+
+typedef struct sp_cluster sp_cluster_t;
+
+/* Connect and set up (main thread, before the loop runs; blocks for at most
+ * a few NATS timeouts). Creates what is missing (the hand-off stream, this
+ * node's durable consumer, the three KV buckets), takes the next
+ * incarnation of this node, registers the membership key, creates the
+ * ownership keys of cells nobody owns (KV create: a CAS) and reads the
+ * ownership. Returns 0 and *out, or SP_EIO / SP_ENOMEM after logging why. */
+int sp_cluster_open(const sp_cluster_conf_t *conf, sp_cluster_t **out);
+
+/* This process's incarnation of its node (1 for the first start of a node
+ * in this NATS store, then 2, ...). The world's id floor is derived from it:
+ * incarnation k mints ids from counter (k - 1) << 30. */
+uint64_t sp_cluster_incarnation(const sp_cluster_t *c);
+
+/* Tests (--cluster-test-ships): spawn n ships that never collide, flying
+ * ballistic along x or y on lanes 5 units apart, speeds 100-200 units/s,
+ * from seed. The world must have ship_max_accel 0. Journaled as spawns.
+ * Returns 0 or the world's error. Main thread, before sp_cluster_start. */
+int sp_cluster_spawn_test_ships(sp_cluster_t *c, sp_world_t *w, uint32_t n, uint64_t seed);
+
+/* Start the NATS thread and the async handle on loop (the loop thread's).
+ * w is the world the loop owns. Returns 0 or SP_EAGAIN / SP_EIO. */
+int sp_cluster_start(sp_cluster_t *c, uv_loop_t *loop, sp_world_t *w);
+
+/* Loop thread: apply what came from NATS: imports (hand-offs in, judged by
+ * epoch), ownership changes, fencing, control requests (dump, pause). Also
+ * run from the async handle. Never blocks; O(items). */
+void sp_cluster_apply(sp_cluster_t *c);
+
+/* Loop thread: 1 while the world must not step: fenced (membership lapsed)
+ * or paused by an operator (spacesim-cells pause, for audits). */
+int sp_cluster_frozen(const sp_cluster_t *c);
+
+/* Loop thread, after a step: every entity whose position lies in a cell
+ * another daemon owns is exported, given epoch + 1, departed and queued to
+ * the NATS thread for publishing. Entities in a cell nobody owns stay.
+ * O(entities) (a scan of x/y) + O(leavers). */
+void sp_cluster_after_step(sp_cluster_t *c);
+
+/* Shutdown, loop thread: stop and join the NATS thread (hand-offs queued
+ * and not yet published are lost with the process, as every entity of a
+ * stopped daemon is until persistence; see the docs), close the async
+ * handle. */
+void sp_cluster_stop(sp_cluster_t *c);
+
+/* Free everything, after uv_run returned. NULL is a no-op. */
+void sp_cluster_free(sp_cluster_t *c);
+
+#endif /* SP_CLUSTER_CLUSTER_H */
