@@ -184,7 +184,8 @@ int sp_icells_begin(sp_icells_t *cs, const sp_frame_t *f) {
         for (size_t k = 0; k < cs->nops; k++) cs->count[cs->ops_tmp[k].cell] = 0;
         return rc;
     }
-    qsort(cs->touched, cs->ntouched, sizeof cs->touched[0], cmp_u32);
+    /* (touched is NULL while no round touched a cell: qsort(NULL, 0) is undefined) */
+    if (cs->ntouched > 1) qsort(cs->touched, cs->ntouched, sizeof cs->touched[0], cmp_u32);
     uint32_t acc = 0;
     for (size_t k = 0; k < cs->ntouched; k++) {
         uint32_t c = cs->touched[k];
