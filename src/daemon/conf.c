@@ -37,6 +37,7 @@ void sp_dconf_default(sp_dconf_t *c) {
     c->reconnect_grace_secs = 30.0;
     c->first_session_id = 1;
     c->snap_budget = 8192;
+    c->interest_cell = 1000.0;
     c->resync_secs = 1.0;
     snprintf(c->cells, sizeof c->cells, "2x2");
     c->cluster_ttl = 5.0;

@@ -68,6 +68,9 @@ typedef struct sp_dconf {
     size_t snap_budget;       /* entities per client per round: at most this many enter a view per
                                * snapshot (nearest first), and a view of V entities gets a snapshot
                                * every ceil(V / snap_budget) rounds; default 8192 */
+    double interest_cell;     /* edge of the interest cells, world units (default 1000): snapshots
+                               * are shared per cell (icells.h); raised to keep at most
+                               * SP_ICELLS_MAX_PER_AXIS cells per axis */
     double resync_secs;       /* at most one resync-asked full snapshot per client per this many
                                * seconds of game time (later resyncs coalesce); default 1, 0 = off */
     uint64_t stop_after_ticks; /* hidden test flag: at world tick >= N log the

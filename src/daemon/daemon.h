@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "daemon/airound.h"
+#include "daemon/icells.h"
 #include "daemon/conf.h"
 #include "daemon/events.h"
 #include "daemon/log.h"
@@ -55,6 +56,17 @@ typedef struct sp_daemon {
     bool kick_workers;          /* a round was queued: wake the workers after the tick */
     _Atomic uint64_t build_ns_last, build_ns_max; /* frame build times (workers; relaxed: metrics) */
     _Atomic uint64_t events_capped; /* events cut by the per-snapshot cap (workers; relaxed) */
+    /* Shared snapshot encoding (icells.h, snapshots.c): the cell store is
+     * written by a round's update jobs and read by its client jobs; one
+     * round's snapshot phase at a time (snap_phase: a phase is in flight,
+     * from prepare until its last client job's done; snap_phase_jobs: its
+     * client jobs not done yet). Loop fields except the store itself. */
+    sp_icells_t cells;
+    bool cells_ok;              /* the store exists (init succeeded) */
+    double interest_edge;       /* the cell edge in use (hello's interest_cell) */
+    bool snap_phase;
+    size_t snap_phase_jobs;
+    uint64_t snap_rounds_late;  /* rounds without snapshots: the previous phase still ran */
     _Atomic uint64_t alerts_seen;   /* SystemAlerts read by workers (relaxed: a statistic) */
 
     /* Tick clock (loop.c): fixed step, accumulator in ns. */

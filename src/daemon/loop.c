@@ -73,6 +73,7 @@
 #include "daemon/frames.h"
 #include "daemon/http.h"
 #include "daemon/notify.h"
+#include "daemon/snapshots.h"
 #include "spacesim/error.h"
 
 static void on_tick(uv_timer_t *t);
@@ -404,8 +405,14 @@ static int start_workers(sp_daemon_t *d) {
         .batch_sched = true,
         .on_worker_turn = on_worker_turn,
         .ctx = d,
+        .scratch_free = sp_snapshots_scratch_free,
     };
+    if ((r = sp_snapshots_init(d)) < 0) {
+        sp_bus_destroy(&d->bus);
+        return r;
+    }
     if ((r = sp_pool_create(d->loop, &pd, &d->pool)) < 0 || (r = sp_frames_init(d)) < 0) {
+        sp_snapshots_destroy(d);
         sp_bus_destroy(&d->bus);
         return r;
     }
@@ -461,6 +468,7 @@ int sp_daemon_run(sp_daemon_t *d) {
         sp_http_stop(d);
         uv_run(d->loop, UV_RUN_DEFAULT); /* the close callbacks free what they own */
         sp_frames_destroy(d);
+        sp_snapshots_destroy(d);
         sp_bus_destroy(&d->bus);
         return code;
     }
@@ -475,6 +483,7 @@ int sp_daemon_run(sp_daemon_t *d) {
     int lc = uv_loop_close(d->loop);
     if (lc != 0) SP_LOGW("event loop still has open handles at exit: %s", uv_strerror(lc));
     sp_frames_destroy(d);
+    sp_snapshots_destroy(d);
     sp_bus_destroy(&d->bus);
     SP_LOGI("stopped after %llu ticks; exit %d", (unsigned long long)d->st.ticks, d->exit_code);
     return d->exit_code;

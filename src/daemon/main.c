@@ -91,6 +91,12 @@ static const flag_t flags[] = {
      "                           enter a view per snapshot, nearest first; a view of V\n"
      "                           entities gets a snapshot every ceil(V/N) rounds",
      false},
+    {"interest-cell", "UNITS", F_DOUBLE, 1, 1e7, C(interest_cell), 0,
+     "edge of the interest cells (default 1000): snapshots are encoded once\n"
+     "                           per cell and shared by every client that sees it; a\n"
+     "                           view holds whole cells, so it may reach one cell edge\n"
+     "                           beyond its radius",
+     false},
     {"resync-interval", "SECS", F_DOUBLE, 0, 3600, C(resync_secs), 0,
      "at most one full snapshot per client per SECS for resync (default 1)", false},
     {"idle-timeout", "SECS", F_SPECIAL, 0.1, 1e6, 0, 0, "close a silent client after SECS (default 120)", false},

@@ -161,7 +161,9 @@ static void method_hello(const sp_request_t *q) {
                              .tick_hz = d->conf.tick_hz,
                              .snapshot_hz = d->conf.snapshot_hz,
                              .admin = admin,
-                             .resume_token = newtok};
+                             .resume_token = newtok,
+                             .interest_cell = d->interest_edge,
+                             .cells_per_axis = d->cells.grid.n};
     SP_REQUEST_RESULT(q, hello, &res);
     explicit_bzero(newtok, sizeof newtok);
 }
@@ -407,7 +409,7 @@ static void method_clients(const sp_request_t *q) {
         e->admin = c->session.admin;
         e->ships = (uint64_t)c->session.nships;
         e->view_radius = c->snap.radius;
-        e->view = c->snap.view ? c->snap.view->len : 0;
+        e->view = c->snap.view_count;
         e->bytes_out = k->bytes_out;
         e->out_queue_bytes = k->obuf_bytes;
         e->snapshots_sent = c->snap.sent;

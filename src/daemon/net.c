@@ -40,7 +40,10 @@
  *
  * Output. sp_conn_send() tries uv_try_write() first (no allocation when the
  * socket has room and nothing is queued), and queues the rest with uv_write()
- * in one allocation (request + bytes). obuf_bytes counts queued bytes:
+ * in one allocation (request + bytes); sp_conn_sendv() gathers several parts
+ * (writev), and queues the shared ones (rbufs: a snapshot's cell chunks) by
+ * reference instead of copying them. obuf_bytes counts queued bytes, shared
+ * ones included:
  *  - over conf->obuf_soft: snapshots are skipped for this client
  *    (snapshots.c), and if it stays over for obuf_soft_secs it is kicked
  *    (housekeeping);
@@ -75,11 +78,17 @@
 static char g_rbuf[SP_READ_BUF];
 static bool g_rbuf_busy;
 
+/* A queued write: the bytes a first uv_try_write() left over. Plain sends
+ * copy them into data; sp_conn_sendv() points its buffers at shared rbufs
+ * (one reference each, in refs, released when the write completes) and
+ * copies only the unshared parts. */
 typedef struct write_req {
     uv_write_t req;
     sp_conn_t *c;
-    size_t len;
-    char data[];
+    size_t len;                 /* bytes queued (counted in obuf_bytes) */
+    size_t nrefs;
+    sp_rbuf_t **refs;           /* inside data, or NULL */
+    _Alignas(16) char data[];
 } write_req_t;
 
 /* The incomplete tail of a message, behind c->partial: the framer's state
@@ -236,6 +245,7 @@ static void on_write(uv_write_t *req, int status) {
     sp_conn_t *c = w->c;
     c->obuf_bytes -= w->len;
     if (c->obuf_bytes <= c->net->conf->obuf_soft) c->over_soft_since_ns = 0;
+    for (size_t k = 0; k < w->nrefs; k++) sp_rbuf_release(w->refs[k]);
     free(w);
     if (status < 0 && status != UV_ECANCELED) sp_conn_close(c, SP_CLOSE_PEER, "write error: %s", uv_strerror(status));
     sp_conn_release(c);
@@ -317,6 +327,8 @@ int sp_conn_send(sp_conn_t *c, const void *data, size_t len) {
     memcpy(w->data, (const char *)data + off, rem);
     w->c = c;
     w->len = rem;
+    w->nrefs = 0;
+    w->refs = NULL;
     uv_buf_t b = uv_buf_init(w->data, (unsigned)rem);
     int r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
     if (r < 0) {
@@ -327,6 +339,110 @@ int sp_conn_send(sp_conn_t *c, const void *data, size_t len) {
     sp_conn_retain(c); /* the write request's, until on_write */
     c->obuf_bytes += rem;
     if (c->obuf_bytes > n->conf->obuf_soft && c->over_soft_since_ns == 0) c->over_soft_since_ns = sp_now_ns();
+    return 0;
+}
+
+/* The most parts one sendv takes without an allocation for its buffers. */
+#define SENDV_STACK_PARTS 64
+
+int sp_conn_sendv(sp_conn_t *c, const sp_outpart_t *parts, size_t n) {
+    if (c->closing) return -1;
+    size_t total = 0;
+    for (size_t k = 0; k < n; k++) total += parts[k].len;
+    if (total == 0) return 0;
+    if (c->transport == SP_TRANSPORT_WS) {
+        /* lws_write() wants each message contiguous behind LWS_PRE bytes:
+         * WebSocket output is copied (ws_queue), so join the parts. */
+        char *all = malloc(total);
+        if (all == NULL) {
+            sp_conn_close(c, SP_CLOSE_KICK, "kicked: out of memory for output");
+            return -1;
+        }
+        size_t at = 0;
+        for (size_t k = 0; k < n; k++) {
+            if (parts[k].len) memcpy(all + at, parts[k].data, parts[k].len);
+            at += parts[k].len;
+        }
+        int r = ws_send(c, all, total);
+        free(all);
+        return r;
+    }
+    sp_net_t *net = c->net;
+    uv_buf_t stack_bufs[SENDV_STACK_PARTS], *bufs = stack_bufs;
+    if (n > SENDV_STACK_PARTS && (bufs = malloc(n * sizeof *bufs)) == NULL) {
+        sp_conn_close(c, SP_CLOSE_KICK, "kicked: out of memory for output");
+        return -1;
+    }
+    for (size_t k = 0; k < n; k++) bufs[k] = uv_buf_init((char *)(uintptr_t)parts[k].data, (unsigned)parts[k].len);
+    size_t off = 0;
+    if (c->obuf_bytes == 0) {
+        /* libuv writes at most IOV_MAX buffers per call: the rest is queued. */
+        int r = uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned)n);
+        if (r >= 0) {
+            off = (size_t)r;
+        } else if (r != UV_EAGAIN) {
+            if (bufs != stack_bufs) free(bufs);
+            sp_conn_close(c, SP_CLOSE_PEER, "write error: %s", uv_strerror(r));
+            return -1;
+        }
+    }
+    net->st->bytes_out += total;
+    c->bytes_out += total;
+    if (off == total) {
+        if (bufs != stack_bufs) free(bufs);
+        return 0;
+    }
+    size_t rem = total - off;
+    if (c->obuf_bytes + rem > net->conf->obuf_hard) {
+        if (bufs != stack_bufs) free(bufs);
+        sp_conn_close(c, SP_CLOSE_KICK, "kicked: output buffer over hard limit (%zu bytes queued)", c->obuf_bytes + rem);
+        return -1;
+    }
+    /* The parts (or their tails) not written: first part k0 from byte skip. */
+    size_t k0 = 0, skip = off;
+    while (k0 < n && skip >= parts[k0].len) skip -= parts[k0++].len;
+    size_t nq = n - k0, copy = 0, nrefs = 0;
+    for (size_t k = k0; k < n; k++) {
+        if (parts[k].ref) nrefs++;
+        else copy += parts[k].len - (k == k0 ? skip : 0);
+    }
+    size_t head = nq * sizeof(uv_buf_t) + nrefs * sizeof(sp_rbuf_t *);
+    write_req_t *w = malloc(sizeof *w + head + copy);
+    if (w == NULL) {
+        if (bufs != stack_bufs) free(bufs);
+        sp_conn_close(c, SP_CLOSE_KICK, "kicked: out of memory for output");
+        return -1;
+    }
+    uv_buf_t *qb = (uv_buf_t *)(void *)w->data;
+    w->refs = nrefs ? (sp_rbuf_t **)(void *)(w->data + nq * sizeof(uv_buf_t)) : NULL;
+    w->nrefs = 0;
+    char *cp = w->data + head;
+    for (size_t k = k0; k < n; k++) {
+        const char *src = (const char *)parts[k].data + (k == k0 ? skip : 0);
+        size_t len = parts[k].len - (k == k0 ? skip : 0);
+        if (parts[k].ref) {
+            sp_rbuf_retain(parts[k].ref); /* until on_write: the bytes are not copied */
+            w->refs[w->nrefs++] = parts[k].ref;
+            qb[k - k0] = uv_buf_init((char *)(uintptr_t)src, (unsigned)len);
+        } else {
+            if (len) memcpy(cp, src, len);
+            qb[k - k0] = uv_buf_init(cp, (unsigned)len);
+            cp += len;
+        }
+    }
+    if (bufs != stack_bufs) free(bufs);
+    w->c = c;
+    w->len = rem;
+    int r = uv_write(&w->req, (uv_stream_t *)&c->tcp, qb, (unsigned)nq, on_write);
+    if (r < 0) {
+        for (size_t k = 0; k < w->nrefs; k++) sp_rbuf_release(w->refs[k]);
+        free(w);
+        sp_conn_close(c, SP_CLOSE_PEER, "write error: %s", uv_strerror(r));
+        return -1;
+    }
+    sp_conn_retain(c); /* the write request's, until on_write */
+    c->obuf_bytes += rem;
+    if (c->obuf_bytes > net->conf->obuf_soft && c->over_soft_since_ns == 0) c->over_soft_since_ns = sp_now_ns();
     return 0;
 }
 

@@ -47,6 +47,7 @@
 #include <uv.h>
 
 #include "daemon/conf.h"
+#include "daemon/rbuf.h"
 #include "daemon/stats.h"
 
 /* Why a connection ends. KICK (a limit or bad input: counted in kicks) is
@@ -174,6 +175,19 @@ void sp_net_stop_accepting(sp_net_t *n);
  * connection is closing or was just closed (write error, over the hard
  * output limit: "kicked: output buffer over hard limit"). */
 int sp_conn_send(sp_conn_t *c, const void *data, size_t len);
+/* One part of an output message: len bytes at data, copied if they must
+ * wait for the socket (ref NULL), or lying inside the shared buffer ref,
+ * which is then referenced until the socket took them, never copied. */
+typedef struct sp_outpart {
+    const void *data;
+    size_t len;
+    sp_rbuf_t *ref;
+} sp_outpart_t;
+/* Queue the parts, in order, as one write (writev): as sp_conn_send(),
+ * including the output limits (shared bytes count as queued bytes too).
+ * The caller keeps its own references. WebSocket connections copy (each
+ * message must be contiguous for lws). Same returns as sp_conn_send(). */
+int sp_conn_sendv(sp_conn_t *c, const sp_outpart_t *parts, size_t n);
 /* Send sb's content and clear sb. Same returns. */
 int sp_conn_send_sbuf(sp_conn_t *c, msgpack_sbuffer *sb);
 

@@ -26,5 +26,6 @@ void sp_round_release(sp_round_t *r) {
     sp_world_capture_free(r->cap);
     sp_evset_release(r->events);
     free(r->snap);
+    free(r->cells_jobs);
     free(r);
 }

@@ -33,6 +33,15 @@ typedef struct sp_round {
     sp_evset_t *events;       /* the round's events (one reference); NULL when none */
     sp_pool_job_t **snap;     /* prepared snapshot jobs (see above) */
     size_t nsnap;
+    /* The round's cell-store update (snapshots.c): its jobs (an array made
+     * by prepare, NULL for a round without snapshots; freed with the round),
+     * how many have not finished their work (workers: the last one ends the
+     * store's round and submits the snapshot jobs), how many dones remain
+     * (loop), and whether dispatch ran and the store's begin failed. */
+    void *cells_jobs;
+    _Atomic uint32_t cells_left;
+    size_t cells_dones;
+    bool cells_dispatched, cells_failed;
 } sp_round_t;
 
 /* A new round of tick with one reference (the caller's); NULL on OOM. */

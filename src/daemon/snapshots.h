@@ -1,41 +1,52 @@
-/* snapshots.h: per-client snapshots and events, as pool jobs.
+/* snapshots.h: shared snapshot rounds (issue 9) and events, as pool jobs.
  *
- * At a round's start (loop) sp_snapshots_prepare() decides per READY client:
- * a client whose previous snapshot is still being encoded, or that is over
- * its soft output limit, skips the round (counted; the next delta is taken
- * against what it really received) and keeps the round's events for later
- * (snapstate.h: pend); every other client gets a job holding a copy of its
- * interest, its baseline view and its events. Once the frame is built,
- * sp_snapshots_dispatch() (the build job, any thread) submits the jobs (LOW
- * priority). A job (worker) finds the client's interest centres in the
- * frame, queries the frame's spatial index, packs the visible events and
- * encodes the full or delta snapshot against the baseline; its done (loop)
- * hands the bytes to the socket and only then makes the new view the
- * client's baseline. So per-client O(N) work never runs on the loop thread.
- * At most SP_SNAP_MAX_EVENTS events ride with one snapshot (the newest; the
- * rest are counted as dropped).
+ * Snapshots are encoded per interest cell, once per round, whoever sees the
+ * cell (icells.h, wire2.md); a client's snapshot is a few bytes of its own
+ * around references to the shared chunks, written with writev (net.h's
+ * sp_conn_sendv), never re-encoded per client. A round's *phase*:
+ *   prepare   (loop, at the round's start) per READY client: a client whose
+ *             previous snapshot is still in flight, that owes cost (fair
+ *             share, below) or that is over its soft output limit skips the
+ *             round (the over-limit ones counted; the next snapshot is taken
+ *             against what it really received) and keeps the round's events
+ *             for later (snapstate.h: pend); every other one gets a job with a
+ *             copy of its interest, its view and its events. If the previous
+ *             round's phase still runs, this round has no snapshots at all
+ *             (d->snap_rounds_late): one phase at a time, because the store
+ *             is written by a round's update and read by its client jobs.
+ *   dispatch  (the build job, a worker) sp_icells_begin(): what changed since
+ *             the previous round, per cell; then up to UPDATE_MAX_JOBS update
+ *             jobs (HIGH) re-encode the touched cells' contents and delta
+ *             chunks, in parallel; the last one to finish ends the store's
+ *             round and submits the client jobs (LOW), cheapest first.
+ *   client    (a worker) the client's centres in the frame, its visible
+ *             events packed, sp_icells_snapshot(): its chunks by reference;
+ *             its done (loop) hands the bytes to the socket and only then
+ *             makes the new view the client's baseline.
+ * The loop only decides and delivers; every per-cell and per-client pass
+ * runs on the workers. At most SP_SNAP_MAX_EVENTS events ride with one
+ * snapshot (the newest; the rest are counted as dropped).
  *
- * Fair share (issue 7): snapshot work runs on workers shared by everyone, so
- * a client's cost is bounded by conf.snap_budget (B, entities per round):
- *   rate     a job costs V, the entities in the client's area of interest;
- *            every round pays back B of what the client owes, and it gets no
- *            job while it owes something (deficit round robin): a view of V
- *            entities gets a snapshot every ceil(V / B) rounds, a view of at
- *            most B entities every round, whatever the others ask for;
- *   entering at most B entities enter the view per snapshot, the nearest to
- *            a centre first; the rest enter in later snapshots (the view then
- *            holds a subset, and the baseline is exactly what was sent);
- *   order    a round's jobs are dispatched cheapest first (by last cost), so
- *            small views are not queued behind big ones;
- *   resync   a full snapshot asked by `resync` goes out at most once per
- *            conf.resync_secs of game time per client; resyncs meanwhile
- *            coalesce into it (deltas continue until then).
- * The budget is per client and in entities, so an encoder that shares
- * per-cell encodings (issue 9) can honour it the same way: cells nearest
- * first up to B entering entities, and the cost of the cells a client sees.
- * Events of deferred rounds wait like those of skipped ones (snapstate.h).
+ * Fair share (issue 7), in cost units: a snapshot costs the entities of the
+ * full cells it carries (newly seen cells, or cells re-sent after a skip or
+ * resync) plus one per cell of the view (its bookkeeping); the shared delta
+ * chunks it references cost it nothing more. Every round pays back
+ * conf.snap_budget (B) of what a client owes, and it gets no job while it
+ * owes (deficit round robin). So:
+ *   rate      a view in steady state (cells << B) gets every round, however
+ *             many entities it holds; one that is filling up gets a snapshot
+ *             every ceil(cost / B) rounds; nobody's cost delays the others'
+ *   entering  at most B entities enter a view per snapshot, in whole cells,
+ *             nearest cells first (always at least one cell); the rest enter
+ *             in later snapshots (the view then holds a subset of cells, and
+ *             the baseline is exactly what was sent)
+ *   order     a round's jobs are dispatched cheapest first (by last cost)
+ *   resync    a full snapshot asked by `resync` goes out at most once per
+ *             conf.resync_secs of game time per client; resyncs meanwhile
+ *             coalesce into it (deltas continue until then).
+ * tests/net/check_fairness holds these promises.
  *
- * Threads: prepare/cancel on the loop; dispatch on any thread. */
+ * Threads: prepare/cancel/init/destroy on the loop; dispatch on any thread. */
 #ifndef SP_DAEMON_SNAPSHOTS_H
 #define SP_DAEMON_SNAPSHOTS_H
 
@@ -43,6 +54,17 @@
 #include "daemon/round.h"
 
 #define SP_SNAP_MAX_EVENTS 4096
+
+/* The pool scratch slot of the cell scratch (icells.h; airound.c uses 1). */
+#define SP_SNAP_SCRATCH_SLOT 0
+
+/* The cell store of d's world (conf.interest_cell): before the workers
+ * start. Returns 0, SP_EINVAL or SP_ENOMEM. Loop. */
+int sp_snapshots_init(sp_daemon_t *d);
+/* After the pool is freed. Loop. */
+void sp_snapshots_destroy(sp_daemon_t *d);
+/* The pool's scratch_free (frees the cell scratch of its slot). */
+void sp_snapshots_scratch_free(unsigned slot, void *p);
 
 /* Make the round's snapshot jobs (into r->snap) and the skips. Loop. */
 void sp_snapshots_prepare(sp_daemon_t *d, sp_round_t *r);

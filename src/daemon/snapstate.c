@@ -6,17 +6,14 @@
 
 void sp_snapstate_init(sp_snapstate_t *s, double radius) {
     memset(s, 0, sizeof *s);
+    sp_cview_init(&s->view);
     s->radius = radius;
 }
 
 void sp_snapstate_destroy(sp_snapstate_t *s) {
     for (int k = 0; k < s->npend; k++) sp_evset_release(s->pend[k]);
     s->npend = 0;
-    if (s->view) {
-        sp_snap_list_destroy(s->view);
-        free(s->view);
-        s->view = NULL;
-    }
+    sp_cview_destroy(&s->view);
 }
 
 void sp_snapstate_subscribe(sp_snapstate_t *s, double radius, const double centre[3]) {

@@ -5,14 +5,16 @@
  * methods go through sp_snapstate_subscribe/resync); clients.c creates and
  * destroys it with the client.
  *
- *   view       the baseline: exactly what was handed to the socket in the
- *              last snapshot (NULL: the next one is full)
+ *   view       the baseline: the cells handed to the socket in the last
+ *              snapshot, at its tick (icells.h; !valid: the next one is full);
+ *              view_count: the entities in them
  *   pending    a snapshot job for this client is in flight (at most one)
  *   debt       fair share (snapshots.h): entities this client's snapshots
  *              cost beyond its budget, paid back by snap_budget per round;
  *              it gets no snapshot job while debt remains
- *   cost       entities in its area of interest at its last snapshot (the
- *              job's cost; jobs of a round are dispatched cheapest first)
+ *   cost       what its last snapshot cost (snapshots.h: entities of the
+ *              full cells sent + cells in its view; jobs of a round are
+ *              dispatched cheapest first)
  *   full_tick  tick of the last full snapshot it received (resync limit)
  *   pend       events of rounds the client skipped (over its output limit,
  *              or its previous snapshot still being encoded), oldest first:
@@ -28,21 +30,22 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "daemon/icells.h"
 #include "daemon/events.h"
-#include "snapshot.h"
 
 #define SP_PEND_ROUNDS 64
 
 typedef struct sp_snapstate {
     double radius;              /* interest radius (subscribe; DEFAULT_RADIUS before) */
     double centre[3];           /* subscribe centre, used while the session owns no ship */
-    sp_snap_list_t *view;       /* see above */
+    sp_cview_t view;            /* see above */
+    size_t view_count;
     bool pending;
     bool need_full;             /* resync asked: a full snapshot once the resync interval allows */
     bool had_full;              /* full_tick is set */
     uint64_t full_tick;
-    uint64_t debt;              /* entities (see above) */
-    uint64_t cost;              /* entities (see above) */
+    uint64_t debt;              /* cost units (see above) */
+    uint64_t cost;              /* cost units (see above) */
     uint64_t sent;              /* snapshots handed to the socket */
     uint64_t skipped;           /* snapshots skipped: over the soft output limit */
     sp_evset_t *pend[SP_PEND_ROUNDS];

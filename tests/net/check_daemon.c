@@ -89,7 +89,11 @@ START_TEST(test_daemon_ping_before_hello_ok_other_methods_refused) {
     ck_assert_int_eq(nc_call(&c, T, &r, "hello", "sn", "tester"), 0);
     ck_assert_ptr_null(r.error);
     ck_assert_uint_ge(nc_get_u64(r.result, "session"), 1);
-    ck_assert_uint_eq(nc_get_u64(r.result, "protocol"), 1);
+    ck_assert_uint_eq(nc_get_u64(r.result, "protocol"), SP_PROTO_VERSION);
+    /* The interest-cell grid (protocol 2): the default 1000-unit edge over
+     * the world cube of the daemon's --world-size. */
+    ck_assert(nc_get_num(r.result, "interest_cell") == 1000.0);
+    ck_assert_uint_ge(nc_get_u64(r.result, "cells_per_axis"), 1);
     ck_assert_uint_eq(nc_get_u64(r.result, "tick_hz"), 60);
     ck_assert_uint_eq(nc_get_u64(r.result, "snapshot_hz"), 20);
     ck_assert(nc_get(r.result, "admin")->type == MSGPACK_OBJECT_BOOLEAN && !nc_get(r.result, "admin")->via.boolean);

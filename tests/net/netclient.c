@@ -621,34 +621,42 @@ static nc_ent_t *view_find_mut(nc_view_t *v, uint64_t id) {
 const nc_ent_t *nc_view_find(const nc_view_t *v, uint64_t id) { return view_find_mut((nc_view_t *)v, id); }
 
 
-/* Decode with proto/snapshot.h (the daemon's wire format), then copy the
- * dequantized records for the tests. */
+static int cmp_ent_id(const void *a, const void *b) {
+    uint64_t x = ((const nc_ent_t *)a)->id, y = ((const nc_ent_t *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
+/* Decode with proto/snapshot.h (the daemon's wire format, per cell), then
+ * copy the dequantized records of every cell for the tests, id ascending. */
 int nc_view_apply(nc_view_t *v, const msgpack_object *params) {
     if (v->pv == NULL) {
-        v->pv = malloc(sizeof(sp_snap_list_t));
+        v->pv = malloc(sizeof(sp_snap_view_t));
         if (v->pv == NULL) return -1;
-        sp_snap_list_init(v->pv);
+        sp_snap_view_init(v->pv);
     }
-    sp_snap_list_t *pv = v->pv;
+    sp_snap_view_t *pv = v->pv;
     if (params->type == MSGPACK_OBJECT_ARRAY && params->via.array.size >= 2 &&
         params->via.array.ptr[1].type == MSGPACK_OBJECT_NIL)
         v->fulls++;
-    if (sp_snap_v1_apply(pv, params, NULL) != 0) return -1;
-    if (pv->len > v->cap) {
-        v->cap = pv->len * 2;
+    if (sp_snap_apply(pv, params, NULL) != 0) return -1;
+    if (pv->count > v->cap) {
+        v->cap = pv->count * 2;
         v->e = realloc(v->e, v->cap * sizeof *v->e);
     }
-    v->n = pv->len;
-    for (size_t i = 0; i < pv->len; i++) {
-        const sp_snap_rec_t *r = &pv->recs[i];
-        nc_ent_t *e = &v->e[i];
-        e->id = r->id;
-        e->kind = r->kind;
-        for (int k = 0; k < 3; k++) e->pos[k] = r->pos[k] / 16.0;
-        for (int k = 0; k < 3; k++) e->vel[k] = r->vel[k] / 64.0;
-        e->hp = r->hp / 16.0;
-        e->owner = r->owner;
-    }
+    size_t n = 0;
+    for (size_t c = 0; c < pv->ncells; c++)
+        for (uint32_t i = 0; i < pv->cells[c].len; i++) {
+            const sp_snap_rec_t *r = &pv->cells[c].recs[i];
+            nc_ent_t *e = &v->e[n++];
+            e->id = r->id;
+            e->kind = r->kind;
+            for (int k = 0; k < 3; k++) e->pos[k] = r->pos[k] / 16.0;
+            for (int k = 0; k < 3; k++) e->vel[k] = r->vel[k] / 64.0;
+            e->hp = r->hp / 16.0;
+            e->owner = r->owner;
+        }
+    v->n = n;
+    if (n > 1) qsort(v->e, n, sizeof *v->e, cmp_ent_id);
     v->tick = pv->tick;
     v->snapshots++;
     return 0;
@@ -692,7 +700,7 @@ uint64_t nc_server_tick(nc_t *c, double timeout_s) {
 
 void nc_view_free(nc_view_t *v) {
     if (v->pv) {
-        sp_snap_list_destroy(v->pv);
+        sp_snap_view_destroy(v->pv);
         free(v->pv);
     }
     free(v->e);

@@ -19,9 +19,10 @@ fi
 sp_daemon_setup py TERM
 token="py-test-$$-$(date +%s)"
 
-# Small world, so the suite is quick; the token comes from the environment, never argv.
+# Small world, so the suite is quick (interest cells of 250: 8 per axis, so a
+# small radius sees a small part of it); the token comes from the environment, never argv.
 export SPACESIM_ADMIN_TOKEN="$token"
-sp_daemon_start 10 --workers 2 --demo-asteroids 400 --demo-npcs 20 --world-size 2000 --checkpoint-every 0
+sp_daemon_start 10 --workers 2 --demo-asteroids 400 --demo-npcs 20 --world-size 2000 --interest-cell 250 --checkpoint-every 0
 echo "run.sh: spacesimd pid $pid listening on 127.0.0.1:$port"
 
 SPACESIM_PORT=$port SPACESIM_ADMIN_TOKEN=$token SPACESIM_SRCDIR=$SRCDIR \

@@ -77,7 +77,7 @@ class TestRequests(DaemonTest):
         self.assertIsInstance(r["tick"], int)
         self.assertGreater(r["server_time_ns"], 0)
 
-    async def test_hello_returns_session_protocol_1_and_rates(self):
+    async def test_hello_returns_session_protocol_and_rates(self):
         c = await self.connect()
         r = await c.hello("py-hello")
         self.assertGreaterEqual(r["session"], 1)
@@ -203,8 +203,11 @@ class TestSnapshots(DaemonTest):
         await c.subscribe(50, (0, 0, 0))
         await self.past_server_tick(c, "a view after subscribe(50)")
         self.assertLess(len(c.world), wide)
+        # Protocol 2 sends whole interest cells (those the sphere reaches):
+        # an entity may be up to one cell diagonal beyond the radius.
+        reach = 50 + c.world.interest_cell * 3 ** 0.5
         for e in c.world:
-            self.assertLessEqual(sum(v * v for v in e.pos) ** 0.5, 50 + e.radius + 1)
+            self.assertLessEqual(sum(v * v for v in e.pos) ** 0.5, reach + 1)
 
     async def test_admin_alert_reaches_another_client_as_system_alert(self):
         self.assertTrue(TOKEN, "SPACESIM_ADMIN_TOKEN not set by run.sh")

@@ -363,6 +363,10 @@ class TestConstantsMatchDefinitions(unittest.TestCase):
         limits = {n: int(v) for n, v in re.findall(r"X\((\w+), (\d+),", block)}
         self.assertEqual(limits, P.LIMITS)
 
+    def test_protocol_version_matches_the_def(self):
+        d = self.read("proto/spacesim_proto.def")
+        self.assertEqual(int(re.search(r"#define SP_PROTO_VERSION (\d+)", d).group(1)), P.PROTOCOL_VERSION)
+
     def test_kinds_and_resources_match_kinds_h(self):
         w = self.read("src/sim/kinds.h")
         kinds = {int(v): n for _, v, n in re.findall(r'X\((\w+), (\d+), "(\w+)"\)', w) if n in P.KIND_NAMES.values()}
@@ -371,7 +375,7 @@ class TestConstantsMatchDefinitions(unittest.TestCase):
             self.assertRegex(w, r'X\(\w+, %d, "%s"\)' % (i, r))
 
     def test_package_exports(self):
-        self.assertEqual(spacesim.PROTOCOL_VERSION, 1)
+        self.assertEqual(spacesim.PROTOCOL_VERSION, 2)
         self.assertTrue(callable(spacesim.Client.connect))
 
 

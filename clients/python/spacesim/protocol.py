@@ -1,10 +1,11 @@
-"""Names and numbers of the spacesim wire protocol (protocol version 1).
+"""Names and numbers of the spacesim wire protocol (protocol version 2; the
+package also decodes protocol 1 snapshots, as hello's "protocol" says).
 
 These mirror proto/spacesim_proto.def and src/sim/kinds.h; tests/python checks
 that they still match those files, so a change there fails `make check`.
 """
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2   # SP_PROTO_VERSION of proto/spacesim_proto.def (tests/python checks it)
 
 # Request/response/notification type tags of MessagePack-RPC.
 REQUEST, RESPONSE, NOTIFY = 0, 1, 2
