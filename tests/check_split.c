@@ -72,6 +72,17 @@ START_TEST(test_split_parts_add_up_to_the_source) {
         sleeping += sp_world_count_sleeping(part[k]);
     }
     ck_assert_uint_eq(count, sp_world_count(src));
+    /* Respawn targets by cell share (cells [0,1), [1,3), [3,4) of 4):
+     * 301 NPCs give floor(301/4) = 75, floor(301*3/4) - 75 = 150 and
+     * 301 - 225 = 76, summing to the source's exactly; 3001 asteroids
+     * 750 + 1500 + 751. */
+    uint32_t want_npc[3] = {75, 150, 76}, want_ast[3] = {750, 1500, 751};
+    for (int k = 0; k < 3; k++) {
+        uint32_t npc, ast;
+        sp_world_respawn_targets(part[k], &npc, &ast);
+        ck_assert_uint_eq(npc, want_npc[k]);
+        ck_assert_uint_eq(ast, want_ast[k]);
+    }
     ck_assert_uint_eq(sleeping, sp_world_count_sleeping(src));
     ck_assert_uint_eq(sum, sp_world_hash_canonical(src));
     /* Node 0 continues the source's id counter; the others mint in their
@@ -108,6 +119,10 @@ START_TEST(test_split_then_merge_gives_the_source_back_through_checkpoints) {
     ck_assert_uint_eq(sp_world_count_sleeping(m), sp_world_count_sleeping(src));
     ck_assert_uint_eq(sp_world_hash_canonical(m), sp_world_hash_canonical(src));
     ck_assert_uint_eq(sp_world_tick(m), sp_world_tick(src));
+    uint32_t npc, ast;
+    sp_world_respawn_targets(m, &npc, &ast);
+    ck_assert_uint_eq(npc, 301);
+    ck_assert_uint_eq(ast, 3001);
     /* Every entity bit-exact, one by one. */
     where_t all = {0, 0, 0};
     sp_world_foreach_xy(src, check_where, &all);

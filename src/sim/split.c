@@ -131,3 +131,8 @@ int sp_world_merge(const sp_world_t *const *parts, size_t n, uint32_t node, int 
     *out = w;
     return 0;
 }
+
+void sp_world_respawn_targets(const sp_world_t *w, uint32_t *npc_target, uint32_t *ast_target) {
+    *npc_target = w->rs_npc_target;
+    *ast_target = w->rs_ast_target;
+}

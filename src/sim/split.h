@@ -66,6 +66,10 @@ SP_API int sp_world_part(const sp_world_t *src, uint32_t node, sp_split_owner_fn
 SP_API int sp_world_merge(const sp_world_t *const *parts, size_t n, uint32_t node, int grid_threads,
                           sp_world_t **out);
 
+/* The respawn targets of w (sp_world_set_respawn), for the tool's report and
+ * the tests of the shares. Pure. */
+SP_API void sp_world_respawn_targets(const sp_world_t *w, uint32_t *npc_target, uint32_t *ast_target);
+
 #ifdef __cplusplus
 }
 #endif
