@@ -49,7 +49,7 @@ rc=$?
 /usr/bin/python3 - "$tmp/load.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-s = r.get("server_stats", {})
+s = r.get("server_stats") or {}   # null when the generator could not fetch them
 def g(k, d="?"): return r.get(k, d)
 print("summary: clients=%s rtt_p99_ms=%s ping_p99_ms=%s snap_rate_min=%s snap_rate_median=%s errors=%s "
       "server_tick_p99_ms=%s server_tick_max_ms=%s overruns=%s dilation=%s snapshots_dropped=%s" % (
