@@ -106,6 +106,10 @@ static unsigned header_size(unsigned char b, uint64_t *fixed_payload) {
     }
 }
 
+/* Payload bytes of 0xca..0xd3 (float32, float64, uint8-64, int8-64), as
+ * header_size() gives them. */
+static const unsigned char fixed_bytes[10] = {4, 8, 1, 2, 4, 8, 1, 2, 4, 8};
+
 static uint64_t be(const unsigned char *p, unsigned n) {
     uint64_t v = 0;
     for (unsigned i = 0; i < n; i++) v = (v << 8) | p[i];
@@ -168,6 +172,34 @@ int sp_rpc_scan(sp_rpc_scan_t *s, const void *data, size_t len, size_t max_messa
                 return 1;
             }
             continue;
+        }
+        if (s->hdr_len == 0) {
+            /* Items whose size is told by their first byte (fixints, nil,
+             * booleans, float32/64, [u]int8-64), when all of it is here:
+             * most of a snapshot's records, so they skip the header and
+             * payload machinery below, with the same counting and the same
+             * limit check as that path makes for them. */
+            unsigned char b = p[i];
+            unsigned whole = 0; /* bytes of the whole item when its size is its first byte's */
+            if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) whole = 1;
+            else if (b >= 0xca && b <= 0xd3) whole = 1u + fixed_bytes[b - 0xca];
+            if (whole > 0 && whole <= len - i) {
+                if (s->depth > 0) {
+                    s->remaining[s->depth - 1]--;
+                    s->owed--;
+                }
+                s->msg_bytes += whole;
+                i += whole;
+                if (s->msg_bytes + s->owed > max) {
+                    *used = i;
+                    return scan_fail(s, SP_RPC_SCAN_TOO_LARGE);
+                }
+                if (item_done(s)) {
+                    *used = i;
+                    return 1;
+                }
+                continue;
+            }
         }
         uint64_t fixed = 0;
         if (s->hdr_len == 0) { /* first byte of an item */
