@@ -284,6 +284,18 @@ double sp_bench_report(const sp_bench_row_t *s, const sp_bench_row_t *b) {
     if (only != SP_REGIME_NONE)
         printf("; regime %s, n=%d/%d", regime_name(only), count_regime(s, only), count_regime(b, only));
     printf("]\n");
+    /* SP_BENCH_SAMPLES=1: every sample of both rows in run order, with its
+     * regime (n/f), to see bimodal rows and host flips. */
+    const char *dump = getenv("SP_BENCH_SAMPLES");
+    if (dump != NULL && *dump == '1') {
+        const sp_bench_row_t *both[2] = {s, b};
+        for (int k = 0; k < 2; k++) {
+            printf("    samples %s:", both[k]->name);
+            for (int i = 0; i < both[k]->nsamples; i++)
+                printf(" %.3g%s", both[k]->samples[i], both[k]->regime[i] == SP_REGIME_FAR ? "f" : "");
+            printf("\n");
+        }
+    }
     fflush(stdout);
     return ratio;
 }

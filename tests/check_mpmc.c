@@ -367,6 +367,41 @@ START_TEST(test_spsc_batches_prefix_and_wrap) {
 }
 END_TEST
 
+/* The probing batch calls (issue 13) are exact when one thread does both
+ * sides: a push returns min(n, free slots), a pop min(max, queued items),
+ * whatever mix of single and batch calls moved the indices past the limits
+ * learnt from earlier probes; FIFO throughout. Ring of 64: the producer's
+ * quarter-ring probe is 16 slots, the consumer's probe 4 batches (capped at
+ * the ring), batch sizes up to 40. */
+START_TEST(test_spsc_probing_batches_are_exact_single_thread) {
+    sp_spsc_t q;
+    ck_assert_int_eq(sp_spsc_init(&q, 64, NULL), 0);
+    uintptr_t in = 1, got = 1;
+    uint32_t rng = 12345;
+    void *b[40], *out[40];
+    for (int it = 0; it < 200000; it++) {
+        rng = rng * 1103515245u + 12345u;
+        uint32_t r = rng >> 8;
+        size_t queued = in - got;
+        if (r & 1) {
+            size_t n = (r >> 1) % 7 == 0 ? 1 : 1 + (r >> 4) % 40;
+            for (size_t i = 0; i < n; i++) b[i] = (void *)(in + i);
+            size_t k = n == 1 && (r & 2) ? (size_t)(sp_spsc_try_push(&q, b[0]) == 0) : sp_spsc_try_push_n(&q, b, n);
+            ck_assert_uint_eq(k, 64 - queued < n ? 64 - queued : n);
+            in += k;
+        } else {
+            size_t m = (r >> 1) % 5 == 0 ? 1 : 1 + (r >> 4) % 37;
+            size_t k = m == 1 && (r & 2) ? (size_t)(sp_spsc_try_pop(&q, &out[0]) == 0) : sp_spsc_try_pop_n(&q, out, m);
+            ck_assert_uint_eq(k, queued < m ? queued : m);
+            for (size_t i = 0; i < k; i++) ck_assert_ptr_eq(out[i], (void *)got++);
+        }
+        ck_assert_uint_eq(sp_spsc_size_approx(&q), in - got);
+    }
+    ck_assert_uint_gt(got, 100000);
+    sp_spsc_destroy(&q);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- burst ring */
 
 START_TEST(test_burst_init_rejects_bad_capacity_and_oom_frees_on_destroy) {
@@ -448,6 +483,7 @@ static Suite *mpmc_suite(void) {
     ADD("spsc_init", test_spsc_init_rejects_bad_capacity_and_oom);
     ADD("spsc_fifo", test_spsc_full_capacity_fifo_and_null_rejected);
     ADD("spsc_batches", test_spsc_batches_prefix_and_wrap);
+    ADD("spsc_probing_exact", test_spsc_probing_batches_are_exact_single_thread);
     ADD("burst_init", test_burst_init_rejects_bad_capacity_and_oom_frees_on_destroy);
     ADD("burst_multi", test_burst_multi_prefix_full_empty_fifo_across_wrap);
     ADD("burst_single", test_burst_single_prefix_full_empty_fifo_across_wrap);

@@ -31,7 +31,16 @@
 #define SEQ_BITS 40
 #define BATCH 16
 
-typedef enum { MODE_PTR, MODE_BATCH, MODE_MSG, MODE_SPSC, MODE_BURST } mode_t_;
+typedef enum { MODE_PTR, MODE_BATCH, MODE_MSG, MODE_SPSC, MODE_BURST, MODE_SPSC_BATCH } mode_t_;
+
+/* MODE_SPSC_BATCH: what a pushed pointer points to, written (plain stores)
+ * by the producer just before the push; the consumer reads it after the pop,
+ * so a missing release/acquire edge is a data race TSan reports, and a torn
+ * or stale read shows as check != ~item. */
+typedef struct {
+    uint64_t item;
+    uint64_t check;
+} note_t;
 
 typedef struct {
     uint64_t item;
@@ -48,6 +57,7 @@ typedef struct {
     uint64_t sum[MAXT];
     uint64_t count;
     uint64_t errors; /* FIFO violations, duplicates, torn messages */
+    uint64_t calls;  /* pop calls, to vary the batch sizes */
 } worker_t;
 
 struct run {
@@ -57,6 +67,7 @@ struct run {
     sp_mpmc_t q;
     sp_spsc_t sq;
     sp_mpmc_burst_t bq;
+    note_t *notes; /* MODE_SPSC_BATCH: one per item */
     _Atomic uint64_t *bitmap; /* np * per_producer bits */
     _Atomic int producers_left;
     worker_t w[2 * MAXT];
@@ -124,6 +135,24 @@ static void *producer(void *arg) {
             ok = sp_spsc_try_push(&r->sq, (void *)(uintptr_t)((base | i) + 1)) == 0;
             i += ok;
             break;
+        case MODE_SPSC_BATCH: {
+            /* Sizes cycle through 1..40 (above the 64-slot ring's quarter, so
+             * both probe paths and the slot-by-slot one run), every 7th call a
+             * single push, so pos also moves past the batch limit. */
+            void *b[40];
+            size_t want = (i / 3) % 7 == 0 ? 1 : 1 + (size_t)(i % 40);
+            size_t k = n - i < want ? (size_t)(n - i) : want;
+            for (size_t j = 0; j < k; j++) {
+                note_t *nt = &r->notes[i + j];
+                nt->item = base | (i + j);
+                nt->check = ~nt->item;
+                b[j] = nt;
+            }
+            size_t done = k == 1 ? (sp_spsc_try_push(&r->sq, b[0]) == 0) : sp_spsc_try_push_n(&r->sq, b, k);
+            i += done;
+            ok = done > 0;
+            break;
+        }
         }
         if (!ok) sched_yield();
     }
@@ -170,6 +199,21 @@ static size_t pop_some(worker_t *w) {
         for (size_t j = 0; j < k; j++) consume(w, (uint64_t)(uintptr_t)b[j] - 1);
         return k;
     }
+    case MODE_SPSC_BATCH: {
+        /* Batch sizes 1..37 and every 5th call a single pop, as the producer. */
+        void *b[40];
+        size_t k, want = 1 + (size_t)(w->calls % 37);
+        if (w->calls++ % 5 == 0)
+            k = sp_spsc_try_pop(&r->sq, &b[0]) == 0;
+        else
+            k = sp_spsc_try_pop_n(&r->sq, b, want);
+        for (size_t j = 0; j < k; j++) {
+            const note_t *nt = b[j];
+            if (nt->check != ~nt->item) w->errors++; /* torn or stale */
+            consume(w, nt->item);
+        }
+        return k;
+    }
     }
     return 0;
 }
@@ -199,6 +243,11 @@ static void run_stress(mode_t_ mode, int np, int nc, uint64_t total) {
     r->per_producer = total / (uint64_t)np;
     if (mode == MODE_SPSC)
         ck_assert_int_eq(sp_spsc_init(&r->sq, 1024, NULL), 0);
+    else if (mode == MODE_SPSC_BATCH) {
+        ck_assert_int_eq(sp_spsc_init(&r->sq, 64, NULL), 0); /* small: full and empty often, limits wrap */
+        r->notes = calloc((size_t)total, sizeof *r->notes);
+        ck_assert_ptr_nonnull(r->notes);
+    }
     else if (mode == MODE_BURST)
         ck_assert_int_eq(sp_mpmc_burst_init(&r->bq, 256, single, NULL), 0); /* small: full and empty often */
     else
@@ -234,9 +283,10 @@ static void run_stress(mode_t_ mode, int np, int nc, uint64_t total) {
     for (uint64_t b = 0; b < nbits; b++)
         if (!(atomic_load_explicit(&r->bitmap[b / 64], memory_order_relaxed) & ((uint64_t)1 << (b % 64))))
             ck_abort_msg("item %llu never received", (unsigned long long)b);
-    if (mode == MODE_SPSC) {
+    if (mode == MODE_SPSC || mode == MODE_SPSC_BATCH) {
         ck_assert_uint_eq(sp_spsc_size_approx(&r->sq), 0);
         sp_spsc_destroy(&r->sq);
+        free(r->notes);
     } else if (mode == MODE_BURST) {
         ck_assert_uint_eq(sp_mpmc_burst_size_approx(&r->bq), 0);
         sp_mpmc_burst_destroy(&r->bq);
@@ -276,6 +326,11 @@ END_TEST
 START_TEST(test_stress_spsc_every_item_once_in_order) { run_stress(MODE_SPSC, 1, 1, items()); }
 END_TEST
 
+START_TEST(test_stress_spsc_batch_probes_every_item_once_in_order_never_torn) {
+    run_stress(MODE_SPSC_BATCH, 1, 1, items() / 2); /* 16 bytes of notes per item */
+}
+END_TEST
+
 START_TEST(test_stress_burst_multi_every_item_once_fifo_per_producer) { run_configs(MODE_BURST, items()); }
 END_TEST
 
@@ -294,6 +349,7 @@ static Suite *stress_suite(void) {
     ADD("mpmc_batch", test_stress_mpmc_batch_ops_every_item_once_fifo_per_producer);
     ADD("mpmc_msg128", test_stress_mpmc_msg128_by_value_never_torn_every_item_once);
     ADD("spsc", test_stress_spsc_every_item_once_in_order);
+    ADD("spsc_batch", test_stress_spsc_batch_probes_every_item_once_in_order_never_torn);
     ADD("burst_multi", test_stress_burst_multi_every_item_once_fifo_per_producer);
     ADD("burst_single", test_stress_burst_single_every_item_once_in_order);
 #undef ADD
