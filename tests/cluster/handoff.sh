@@ -57,8 +57,13 @@ def start_node(n, ships, journal):
                          "--cluster-test-ships", str(ships), "--cluster-journal", os.path.join(tmp, journal),
                          "--workers", "1", "--checkpoint-every", "0"])
 def tool(*args, timeout=60):
-    r = subprocess.run([cells, "--nats", url, "--cells", "2x2"] + list(args), capture_output=True, text=True,
-                       timeout=timeout * mult)
+    # A tool run that times out is a failed run (rc 124, as timeout(1)), so the
+    # caller's own wait decides and, if it gives up, fails with the logs.
+    try:
+        r = subprocess.run([cells, "--nats", url, "--cells", "2x2"] + list(args), capture_output=True, text=True,
+                           timeout=timeout * mult)
+    except subprocess.TimeoutExpired:
+        return 124, "spacesim-cells %s: no answer within %.0f s\n" % (" ".join(args), timeout * mult)
     return r.returncode, r.stdout + r.stderr
 def crossings():
     rc, out = tool("status", "0", "1", timeout=20)
