@@ -81,8 +81,9 @@ check() {
 }
 
 # promtool (Debian package prometheus) checks the metrics in make check; headless
-# Chromium and python3-websockets drive the real-browser test of the web view.
-[ "$mode" = test ] && pkgs="$pkgs prometheus chromium python3-websockets"
+# Chromium and python3-websockets drive the real-browser test of the web view;
+# node runs the web view's decoder on hand-built snapshots (tests/web/decode.sh).
+[ "$mode" = test ] && pkgs="$pkgs prometheus chromium python3-websockets nodejs"
 # The benchmarks' peers (issue 13), needed by `make bench` only: DPDK rte_ring,
 # moodycamel (a C++ header, so g++ for its shim), mimalloc and jemalloc.
 [ "$mode" = bench ] && pkgs="$pkgs libdpdk-dev libconcurrentqueue-dev g++ libmimalloc-dev libjemalloc-dev"

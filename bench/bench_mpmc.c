@@ -24,6 +24,9 @@
  *   sp_spsc 1P1C            FastForward ring sp_spsc_try_push / try_pop
  *   sp_mpmc batch32 1P1C    sp_mpmc_try_push_n / try_pop_n, 32 at a time
  *   sp_spsc batch32 1P1C    sp_spsc_try_push_n / try_pop_n, 32 at a time
+ *   sp_mpmc_burst mp/mc, sp/sc burst32 1P1C  sp_mpmc_burst_push / pop, 32 at a
+ *                           time: the head/tail burst ring (DPDK's design, with
+ *                           cached indices), made multi/multi or single/single
  *   sp_mpmc 2P2C, mutex+condvar ring 2P2C
  * DPDK and moodycamel are reached through one out-of-line call per operation
  * (bench/peers.h: DPDK's inline ring code must be compiled without strict
@@ -198,6 +201,7 @@ typedef enum {
     Q_DPDK_BURST, /* burst 32; mp/mc or sp/sc after cfg.single */
     Q_MOODY,
     Q_MOODY_BULK,
+    Q_SP_BURST, /* sp_mpmc_burst_t, 32 at a time; mp/mc or sp/sc after cfg.single */
 } qkind_t;
 
 typedef struct {
@@ -228,6 +232,7 @@ struct run {
     uint64_t per_producer;
     sp_mpmc_t mq;
     sp_spsc_t sq;
+    sp_mpmc_burst_t bq;
     mring_t mr;
 #ifdef SP_HAVE_CK
     ck_ring_t ck;
@@ -341,6 +346,7 @@ static void *producer(void *arg) {
 #endif
     case Q_DPDK_BURST:
     case Q_MOODY_BULK:
+    case Q_SP_BURST:
     case Q_SP_MPMC_BATCH:
     case Q_SP_SPSC_BATCH: {
         void *b[BATCH];
@@ -360,6 +366,9 @@ static void *producer(void *arg) {
                     break;
                 case Q_SP_SPSC_BATCH:
                     d = sp_spsc_try_push_n(&r->sq, b + done, k - done);
+                    break;
+                case Q_SP_BURST:
+                    d = sp_mpmc_burst_push(&r->bq, b + done, k - done);
                     break;
 #ifdef SP_HAVE_DPDK
                 case Q_DPDK_BURST:
@@ -462,6 +471,11 @@ static inline size_t pop_some(run_t *r, checker_t *w, void *tok) {
         for (size_t j = 0; j < k; j++) check_item(w, (uint64_t)(uintptr_t)b[j]);
         return k;
     }
+    case Q_SP_BURST: {
+        size_t k = sp_mpmc_burst_pop(&r->bq, b, BATCH);
+        for (size_t j = 0; j < k; j++) check_item(w, (uint64_t)(uintptr_t)b[j]);
+        return k;
+    }
     default:
         return 0;
     }
@@ -521,6 +535,9 @@ static double run_queue(void *arg) {
     case Q_SP_SPSC:
     case Q_SP_SPSC_BATCH:
         if (sp_spsc_init(&r->sq, RING, NULL) != 0) return -1;
+        break;
+    case Q_SP_BURST:
+        if (sp_mpmc_burst_init(&r->bq, RING, cfg->single, NULL) != 0) return -1;
         break;
     case Q_MUTEX:
         mring_init(&r->mr);
@@ -592,6 +609,9 @@ static double run_queue(void *arg) {
     case Q_SP_SPSC_BATCH:
         sp_spsc_destroy(&r->sq);
         break;
+    case Q_SP_BURST:
+        sp_mpmc_burst_destroy(&r->bq);
+        break;
     case Q_MUTEX:
         mring_destroy(&r->mr);
         break;
@@ -639,6 +659,8 @@ enum {
     R_DPDK_SPSC_B,
     R_MOODY,
     R_MOODY_B,
+    R_SP_BURST,
+    R_SP_BURST_SPSC,
     R_COUNT
 };
 
@@ -695,6 +717,8 @@ static const char *const g_names[R_COUNT] = {
     [R_DPDK_SPSC_B] = "DPDK rte_ring sp/sc burst32 1P1C",
     [R_MOODY] = "moodycamel 1P1C",
     [R_MOODY_B] = "moodycamel bulk32 1P1C",
+    [R_SP_BURST] = "sp_mpmc_burst mp/mc burst32 1P1C",
+    [R_SP_BURST_SPSC] = "sp_mpmc_burst sp/sc burst32 1P1C",
 };
 
 /* SP_BENCH_ONLY=word,word... in the environment keeps only the rows whose
@@ -735,6 +759,7 @@ int main(int argc, char **argv) {
         [R_DPDK_MPMC] = {Q_DPDK, 1, 1, 0},         [R_DPDK_SPSC] = {Q_DPDK, 1, 1, 1},
         [R_DPDK_MPMC_B] = {Q_DPDK_BURST, 1, 1, 0}, [R_DPDK_SPSC_B] = {Q_DPDK_BURST, 1, 1, 1},
         [R_MOODY] = {Q_MOODY, 1, 1, 0},            [R_MOODY_B] = {Q_MOODY_BULK, 1, 1, 0},
+        [R_SP_BURST] = {Q_SP_BURST, 1, 1, 0},      [R_SP_BURST_SPSC] = {Q_SP_BURST, 1, 1, 1},
     };
     sp_bench_row_t rows[R_COUNT];
     int slot[R_COUNT], nrows = 0;
@@ -759,7 +784,13 @@ int main(int argc, char **argv) {
            "items (and a stalled consumer every producer)");
     report(rows, slot, R_SP_MPMC_B, R_MOODY_B, NULL);
     report(rows, slot, R_SP_MPMC_B, R_SP_MPMC, NULL);
+    report(rows, slot, R_SP_BURST, R_DPDK_MPMC_B,
+           "same design and same property as DPDK's burst ring (a producer stalled mid-burst blocks the later "
+           "ones); sp_mpmc batch keeps per-cell progress instead");
+    report(rows, slot, R_SP_BURST, R_SP_MPMC_B, NULL);
     report(rows, slot, R_SP_SPSC_B, R_DPDK_SPSC_B, NULL);
+    report(rows, slot, R_SP_BURST_SPSC, R_DPDK_SPSC_B, NULL);
+    report(rows, slot, R_SP_BURST_SPSC, R_SP_SPSC_B, NULL);
     report(rows, slot, R_SP_SPSC_B, R_SP_SPSC, NULL);
     report(rows, slot, R_SP_MPMC22, R_MUTEX22, NULL);
     return sp_bench_finish();

@@ -14,8 +14,9 @@
  *
  * Blocking I/O with poll() deadlines (proto/rpc.h frames the stream, so an
  * oversized or garbage reply is a clear protocol error, not a hang); watch
- * and map decode snapshots with proto/snapshot.h's sp_snap_apply(), the same
- * decoder the tests validate against the encoder. */
+ * and map decode snapshots with proto/snapshot.h's sp_snap_apply() (protocol
+ * 2, per-cell chunks; sp_snap_v1_apply() for a protocol 1 daemon, as hello
+ * says), the same decoder the tests validate against the encoder. */
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -728,7 +729,7 @@ static int run_interactive(const opts_t *o, script_t *first) {
 
 typedef struct live {
     spc_conn_t c;
-    sp_snap_view_t view;
+    spc_view_t view;    /* in the daemon's protocol (hello's "protocol") */
     uint64_t session;
     uint64_t snapshots, bytes, events, desyncs;
     int bad_in_row; /* consecutive malformed snapshots */
@@ -740,7 +741,7 @@ typedef struct live {
 static int live_start(live_t *L, const opts_t *o, double radius, const char *center, bool spawn) {
     char err[512];
     memset(L, 0, sizeof *L);
-    sp_snap_view_init(&L->view);
+    spc_view_init(&L->view);
     if (spc_connect(&L->c, o->host, o->port, o->timeout, err, sizeof err) != 0) {
         fprintf(stderr, "spacesim-cli: %s\n", err);
         return -1;
@@ -748,6 +749,8 @@ static int live_start(live_t *L, const opts_t *o, double radius, const char *cen
     if (say_hello(&L->c, o, o->name) != 0) return -1;
     const char *s = lookup_var("session");
     L->session = s ? strtoull(s, NULL, 10) : 0;
+    const char *proto = lookup_var("protocol");
+    spc_view_set_protocol(&L->view, proto ? strtoll(proto, NULL, 10) : SP_PROTO_VERSION);
     L->radius = radius > 0 ? radius : 2000.0; /* DEFAULT_RADIUS of the protocol */
     if (radius > 0 || center) {
         char rb[64];
@@ -787,7 +790,7 @@ static int live_start(live_t *L, const opts_t *o, double radius, const char *cen
 
 static void live_end(live_t *L) {
     spc_close(&L->c);
-    sp_snap_view_destroy(&L->view);
+    spc_view_destroy(&L->view);
 }
 
 /* Ask for a full snapshot after a desync (fire and forget: its response is
@@ -810,7 +813,7 @@ static int live_handle(live_t *L, const sp_rpc_msg_t *m, bool print, sp_snap_sta
     }
     if (m->type != SP_RPC_NOTIFY) return 0;
     if (m->method_len == 8 && memcmp(m->method, "snapshot", 8) == 0) {
-        int rc = sp_snap_apply(&L->view, m->params, st);
+        int rc = spc_view_apply(&L->view, m->params, st);
         L->bytes += m->wire_size;
         if (rc == SP_EPROTO || rc == SP_ECORRUPT) {
             L->desyncs++;
@@ -824,7 +827,7 @@ static int live_handle(live_t *L, const sp_rpc_msg_t *m, bool print, sp_snap_sta
             if (print)
                 printf("snapshot: %s; asking for a full one (resync)\n",
                        rc == SP_EPROTO ? "desync (base tick is not ours)" : "malformed snapshot");
-            sp_snap_view_reset(&L->view);
+            spc_view_reset(&L->view);
             send_simple(L, "resync");
             return 0;
         }
@@ -897,12 +900,16 @@ static int run_watch(const opts_t *o, long count, double radius, const char *cen
             t_last = spc_now();
             if (L.snapshots == 1) t_first = t_last;
             if (st.full)
-                printf("tick %-8llu full             seen %-6u entered %-5u changed %-5u left %-5u bytes %zu\n",
+                printf("tick %-8llu full             seen %-6u entered %-5u changed %-5u left %-5u bytes %zu",
                        (unsigned long long)st.tick, st.count, st.entered, st.changed, st.left, st.bytes);
             else
-                printf("tick %-8llu delta base %-6llu seen %-6u entered %-5u changed %-5u left %-5u bytes %zu\n",
+                printf("tick %-8llu delta base %-6llu seen %-6u entered %-5u changed %-5u left %-5u bytes %zu",
                        (unsigned long long)st.tick, (unsigned long long)st.base_tick, st.count, st.entered,
                        st.changed, st.left, st.bytes);
+            /* Protocol 2: the interest cells the snapshot named (full ones
+             * are newly seen or resent after a skip) and those let go. */
+            if (L.view.proto >= 2) printf(" cells %u (full %u) gone %u", st.chunks, st.full_cells, st.gone);
+            putchar('\n');
             if (count > 0 && (long)L.snapshots >= count) break;
         }
         fflush(stdout);
@@ -968,11 +975,11 @@ static void map_draw(live_t *L, mapstate_t *ms, const sp_snap_stats_t *st) {
     term_size(&W, &H);
     ms->cols = W;
     ms->rows = H - 1 - MAP_LEGEND_LINES; /* status line on top, legend at the bottom */
-    const sp_snap_view_t *v = &L->view;
+    const spc_view_t *v = &L->view;
     size_t own = 0, ships = 0, npcs = 0, asts = 0, projs = 0;
     double ox = 0, oy = 0;
-    for (size_t i = 0; i < v->len; i++) {
-        const sp_snap_rec_t *r = &v->recs[i];
+    spc_view_iter_t it = {0};
+    for (const sp_snap_rec_t *r; (r = spc_view_next(v, &it));) {
         if (r->kind == SP_KIND_SHIP) {
             ships++;
             if (r->owner == 0) npcs++;
@@ -995,8 +1002,8 @@ static void map_draw(live_t *L, mapstate_t *ms, const sp_snap_stats_t *st) {
     size_t ncell = (size_t)ms->cols * (size_t)ms->rows;
     unsigned char *cell = calloc(ncell, 1);
     if (!cell) die_oom();
-    for (size_t i = 0; i < v->len; i++) {
-        const sp_snap_rec_t *r = &v->recs[i];
+    it = (spc_view_iter_t){0};
+    for (const sp_snap_rec_t *r; (r = spc_view_next(v, &it));) {
         double x = sp_snap_pos(r->pos[0]), y = sp_snap_pos(r->pos[1]);
         long col = lround((x - ms->cx) / ms->scale + ms->cols / 2.0);
         long row = lround((ms->cy - y) / (2 * ms->scale) + ms->rows / 2.0);

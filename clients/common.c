@@ -601,3 +601,47 @@ int spc_send_words(spc_conn_t *c, const char *method, char *const *words, int nw
     if (rc == 0 && msgid) *msgid = id;
     return rc == 0 ? 0 : -1;
 }
+
+/* ---------------------------------------------------------------- views */
+
+void spc_view_init(spc_view_t *v) {
+    v->proto = SP_PROTO_VERSION;
+    sp_snap_view_init(&v->cells);
+    sp_snap_list_init(&v->list);
+}
+
+void spc_view_destroy(spc_view_t *v) {
+    sp_snap_view_destroy(&v->cells);
+    sp_snap_list_destroy(&v->list);
+}
+
+void spc_view_set_protocol(spc_view_t *v, int64_t proto) {
+    v->proto = proto >= 2 ? 2 : 1;
+    spc_view_reset(v);
+}
+
+int spc_view_apply(spc_view_t *v, const msgpack_object *params, sp_snap_stats_t *stats) {
+    return v->proto >= 2 ? sp_snap_apply(&v->cells, params, stats) : sp_snap_v1_apply(&v->list, params, stats);
+}
+
+void spc_view_reset(spc_view_t *v) {
+    sp_snap_view_reset(&v->cells);
+    sp_snap_list_reset(&v->list);
+}
+
+size_t spc_view_count(const spc_view_t *v) { return v->proto >= 2 ? v->cells.count : v->list.len; }
+
+const sp_snap_rec_t *spc_view_find(const spc_view_t *v, uint64_t id) {
+    return v->proto >= 2 ? sp_snap_view_find(&v->cells, id) : sp_snap_list_find(&v->list, id);
+}
+
+const sp_snap_rec_t *spc_view_next(const spc_view_t *v, spc_view_iter_t *it) {
+    if (v->proto < 2) return it->i < v->list.len ? &v->list.recs[it->i++] : NULL;
+    while (it->cell < v->cells.ncells) {
+        const sp_snap_cell_t *c = &v->cells.cells[it->cell];
+        if (it->i < c->len) return &c->recs[it->i++];
+        it->cell++;
+        it->i = 0;
+    }
+    return NULL;
+}

@@ -7,9 +7,12 @@
  *   framing goes through proto/rpc.h's bounded decoder, snapshots through
  *   proto/snapshot.h, so both clients decode exactly like the spec.
  *
+ * - A snapshot view for the protocol the daemon speaks (spc_view_t).
+ *
  * None of this is part of libspacesim: no SP_API, plain process-local code.
  * Errors are returned as -1 with a human sentence in a caller buffer (the
- * clients print it), since these are user-facing tools. Single-threaded. */
+ * clients print it), since these are user-facing tools. Single-threaded,
+ * but for spc_view_*: one thread at a time per view, any number of views. */
 #ifndef SP_CLIENTS_COMMON_H
 #define SP_CLIENTS_COMMON_H
 
@@ -21,6 +24,7 @@
 #include <sys/socket.h>
 
 #include "rpc.h"
+#include "snapshot.h"
 
 #define SPC_DEFAULT_HOST "127.0.0.1"
 #define SPC_DEFAULT_PORT 7777
@@ -113,5 +117,44 @@ int spc_read(spc_conn_t *c, double deadline, sp_rpc_msg_t *m, char *err, size_t 
  * or -1 (err). *msgid gets the id used. */
 int spc_send_words(spc_conn_t *c, const char *method, char *const *words, int nwords, uint32_t *msgid,
                    double deadline, char *err, size_t errlen);
+
+/* ---------------------------------------------------------------- views */
+
+/* A client's snapshot view in the format of the daemon's protocol (hello's
+ * "protocol"): 2, per-cell chunks (sp_snap_view_t, sp_snap_apply(): applying
+ * costs what the snapshot carries), or 1, one flat list (sp_snap_list_t,
+ * sp_snap_v1_apply(), for older daemons). Only the protocol's own view holds
+ * records; the other stays empty and allocates nothing. */
+typedef struct spc_view {
+    int proto;                /* 1 or 2 (default SP_PROTO_VERSION) */
+    sp_snap_view_t cells;     /* protocol 2 */
+    sp_snap_list_t list;      /* protocol 1 */
+} spc_view_t;
+
+/* Empty view for SP_PROTO_VERSION; allocates nothing. */
+void spc_view_init(spc_view_t *v);
+void spc_view_destroy(spc_view_t *v);
+/* The daemon speaks protocol `proto` (hello's result; >= 2: protocol 2,
+ * whose later versions only append elements): the view is reset. */
+void spc_view_set_protocol(spc_view_t *v, int64_t proto);
+/* Apply a snapshot's params: as sp_snap_apply() / sp_snap_v1_apply()
+ * (0, SP_EPROTO desync, SP_ECORRUPT malformed, SP_ENOMEM; the view is
+ * unchanged on any error). stats may be NULL. */
+int spc_view_apply(spc_view_t *v, const msgpack_object *params, sp_snap_stats_t *stats);
+/* Forget the content until the next full snapshot (after a desync). */
+void spc_view_reset(spc_view_t *v);
+/* Entities in the view. O(1). */
+size_t spc_view_count(const spc_view_t *v);
+/* The record with this id or NULL: O(log n) (protocol 1), O(cells * log
+ * cell) (protocol 2). Valid until the next apply or reset. */
+const sp_snap_rec_t *spc_view_find(const spc_view_t *v, uint64_t id);
+
+/* Every record of the view, in no promised order (by cell, then id):
+ *   spc_view_iter_t it = {0}; for (r = spc_view_next(v, &it); r; r = spc_view_next(v, &it)) ...
+ * Do not apply or reset while iterating. */
+typedef struct spc_view_iter {
+    size_t cell, i;
+} spc_view_iter_t;
+const sp_snap_rec_t *spc_view_next(const spc_view_t *v, spc_view_iter_t *it);
 
 #endif /* SP_CLIENTS_COMMON_H */

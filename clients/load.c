@@ -1,6 +1,9 @@
 /* clients/load.c: spacesim-load, a load generator for spacesimd (libuv).
  *
- * One process, one libuv loop, many TCP clients. Each client connects (at
+ * One process, --threads libuv loops (default 2, one thread each; the
+ * clients are dealt round-robin between them, so the generator has two cores
+ * to keep up with a daemon on the same machine and is never the bottleneck,
+ * issue 9 point 4), many TCP clients. Each client connects (at
  * --connect-rate, spread over --ramp), says hello, spawns a ship, then sends
  * the --mix commands at a CONSTANT rate (open loop): every command has an
  * intended send time on a fixed schedule, and its latency is measured from
@@ -11,8 +14,10 @@
  * fault a tail is.
  *
  * Every snapshot is decoded into the client's view with proto/snapshot.h's
- * sp_snap_apply(), exactly as a real client would, so deltas are exercised
- * (desyncs and malformed snapshots are counted as errors and resynced).
+ * sp_snap_apply() (protocol 2: per-cell chunks, so applying one costs what
+ * it carries, not the view; sp_snap_v1_apply() for a protocol 1 daemon),
+ * exactly as a real client would, so deltas are exercised (desyncs and
+ * malformed snapshots are counted as errors and resynced).
  * Latencies go into log-linear histograms (clients/hdr.h); percentiles are
  * read from the counters, never by sorting samples.
  *
@@ -21,11 +26,15 @@
  *
  * Output: a progress line per second on stderr; at the end a report on
  * stdout, optionally --json FILE and --svg FILE, and --assert thresholds that
- * decide the exit status (0 held, 1 failed, 2 bad usage / could not run). */
+ * decide the exit status (0 held, 1 failed, 2 bad usage / could not run).
+ * The report carries the generator's own CPU over the sending phase (user +
+ * system seconds of each loop thread, getrusage RUSAGE_THREAD, and as % of
+ * one core), so a run says whether its figures are the daemon's or ours. */
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,17 +88,21 @@ enum { PEND_LOAD = 1, PEND_SCRIPT = 2 };
 
 enum cstate { C_WAITING, C_CONNECTING, C_HELLO, C_SPAWN, C_RUNNING, C_CLOSED };
 
+typedef struct lthr lthr_t;
+
 typedef struct client {
     uv_tcp_t tcp;
     uv_connect_t creq;
+    lthr_t *thr;         /* the loop thread that owns this client, for its whole life */
     uint32_t idx;
     uint8_t state;
     bool closing, resync_sent;
+    bool was_running;    /* C_RUNNING when the run finished (set by its thread before closing) */
     uint32_t session;
     uint64_t ship;
     uint32_t next_id;
     sp_rpc_decoder_t dec;
-    sp_snap_view_t view;
+    spc_view_t view;     /* in the daemon's protocol (hello's "protocol") */
     pend_t *pend;        /* FIFO ring of in-flight requests */
     uint32_t phead, plen, pcap;
     uint64_t start_ns;   /* when this client may connect */
@@ -111,15 +124,64 @@ typedef struct errkind {
 } errkind_t;
 
 typedef struct point {
-    double t, p50, p90, p99, max, snap_rate, cmds, mb_in;
+    double t, p50, p90, p99, max, snap_rate, cmds, mb_in, cpu_pct;
     uint32_t clients;
 } point_t;
+
+/* One loop thread (issue 9 point 4: the generator is never the bottleneck).
+ * Clients are dealt round-robin to --threads loops (client i to thread
+ * i % nthreads); each loop owns its clients, their sockets, schedule heap,
+ * histograms and counters outright, so the hot path shares nothing and takes
+ * no lock. What crosses threads: the interval figures the progress line reads
+ * (a mutex and relaxed counters below), the phase flags in G (atomics), and
+ * the merge of everything into G after the threads are joined. Callbacks find
+ * their thread through the thread-local TL (set once when the thread starts). */
+struct lthr {
+    uint32_t index;
+    uv_loop_t loop;
+    uv_thread_t tid;
+    uv_timer_t tick;
+    sched_t *heap;
+    size_t hlen, hcap;
+    long next_to_start;          /* next client index to connect (stride nthreads) */
+    bool sending_over, draining, stopped, stats_sent, stats_wanted;
+    uint64_t t_stop;             /* ns: end of this thread's drain */
+    uint32_t stats_client, stats_msgid;
+    uint32_t running_at_end;
+    /* Clients of this thread in C_RUNNING. Written by this thread only;
+     * read (relaxed) by thread 0 to pick who sends the final stats request:
+     * a stale value only picks a thread that then finds nobody and says so. */
+    _Atomic uint32_t running;
+    hdr_t *by_method[SP_METHOD__COUNT];
+    hdr_t *all, *lag;
+    uint64_t sent, answered, snaps, events, bytes_in, bytes_out;
+    errkind_t errs[64];
+    int nerrs;
+    /* Read by the progress line on thread 0 while this thread runs:
+     * statistics, relaxed is enough (a count may land in the next second). */
+    _Atomic uint64_t errors_total, sent_interval, snaps_interval, bytes_interval;
+    /* The interval histogram is read and reset by thread 0 once a second:
+     * imu guards it (uncontended but for that moment). */
+    uv_mutex_t imu;
+    hdr_t *interval;
+    /* The thread's own CPU (getrusage RUSAGE_THREAD) when the sending phase
+     * started and ended: its cost over the measured window. */
+    double cpu_user0, cpu_sys0, cpu_user, cpu_sys;
+    bool cpu_marked;
+    msgpack_sbuffer sb;          /* request packing buffer (one per loop) */
+    uint64_t rng;
+    char readbuf[65536];         /* one per loop: the decoder copies what it is fed */
+};
+
+static _Thread_local lthr_t *TL;
 
 static struct {
     /* options */
     const char *host;
     int port;
     long nclients;
+    int nthreads;
+    bool threads_given;
     double duration, connect_rate, ramp, radius;
     double mix[K__COUNT];
     const char *json_path, *svg_path, *hdr_path, *asserts, *script_path;
@@ -127,32 +189,45 @@ static struct {
     uint64_t seed;
     bool quiet;
     /* runtime */
-    uv_loop_t *loop;
     struct sockaddr_storage addr;
     client_t *clients;
-    sched_t *heap;
-    size_t hlen, hcap;
-    uv_timer_t tick, progress;
-    uv_signal_t sigint;
-    uint64_t t0, t_end, t_stop;  /* ns: start, end of sending, hard stop of draining */
-    bool sending_over, draining, done, interrupted;
-    long next_to_start;
-    uint32_t running, connected_peak;
-    /* figures */
+    lthr_t *thr;                 /* nthreads loops; thr[0] runs on the main thread */
+    uv_timer_t progress;         /* thread 0's loop */
+    uv_signal_t sigint;          /* thread 0's loop */
+    uint64_t t0;
+    /* End of the sending phase, ns. Ctrl-C (thread 0) or a scenario error may
+     * move it earlier; each loop polls it every millisecond. A plain deadline
+     * published on its own: relaxed is enough (a loop seeing it 1 ms late
+     * sends 1 ms longer). */
+    _Atomic uint64_t t_end;
+    _Atomic bool interrupted;    /* relaxed: a request to hurry, nothing hangs on it */
+    /* Loops that have drained (phase 2 over). Release by each, acquire by
+     * thread 0, which then reads nothing else of theirs: a counter is enough. */
+    _Atomic int ndrained;
+    /* Which thread sends the final stats request (-1: not decided). Thread 0
+     * stores it once (release), the chosen thread loads it (acquire). */
+    _Atomic int stats_thread;
+    /* The stats answer is in server_stats_json: stored (release) by the
+     * thread that got it after writing the string, loaded (acquire) by
+     * thread 0 before it ends the run. */
+    _Atomic bool stats_got;
+    /* The run is over: stored (release) by thread 0, loaded (acquire) by
+     * every loop's tick, which then closes its clients and returns. */
+    _Atomic bool done;
+    uint64_t t_final;            /* thread 0: give up waiting for the stats answer */
+    /* Statistics across threads: relaxed (a peak may lag by a message). */
+    _Atomic uint32_t running, connected_peak;
+    /* figures: merged from the threads after they are joined */
     hdr_t *by_method[SP_METHOD__COUNT];
-    hdr_t *all, *interval, *lag;
-    uint64_t sent, answered, snaps, events, bytes_in, bytes_out;
-    uint64_t sent_interval, snaps_interval, bytes_interval, errors_total;
+    hdr_t *all, *lag;
+    uint64_t sent, answered, snaps, events, bytes_in, bytes_out, errors_total;
+    uint32_t running_at_end;
     errkind_t errs[64];
     int nerrs;
-    point_t *series;
+    point_t *series;             /* thread 0's progress timer only */
     size_t nseries, cseries;
+    double prog_cpu;             /* process CPU seconds at the previous progress line */
     char *server_stats_json;
-    uint32_t stats_client;
-    uint32_t stats_msgid;
-    bool stats_wanted, stats_got;
-    char readbuf[65536];
-    uint64_t rng;
 } G;
 
 static void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -167,64 +242,74 @@ static void fatal(const char *fmt, ...) {
 }
 
 static uint64_t rnd(void) {
-    /* xorshift64*: reproducible with --seed, no libc state. */
-    G.rng ^= G.rng >> 12;
-    G.rng ^= G.rng << 25;
-    G.rng ^= G.rng >> 27;
-    return G.rng * 2685821657736338717ull;
+    /* xorshift64*, one state per loop thread: reproducible with --seed (and
+     * the same --threads), no libc state. */
+    uint64_t *r = &TL->rng;
+    *r ^= *r >> 12;
+    *r ^= *r << 25;
+    *r ^= *r >> 27;
+    return *r * 2685821657736338717ull;
 }
 static double rnd01(void) { return (double)(rnd() >> 11) / 9007199254740992.0; }
 
-static void count_error(const char *name, bool counts) {
-    for (int i = 0; i < G.nerrs; i++)
-        if (strcmp(G.errs[i].name, name) == 0) {
-            G.errs[i].n++;
-            if (counts) G.errors_total++;
+/* Count one error of kind `name` in list errs (the calling loop's, or G's
+ * when merging); counts: it is a real error, not a game outcome. */
+static void errs_add(errkind_t *errs, int *nerrs, const char *name, uint64_t n, bool counts) {
+    for (int i = 0; i < *nerrs; i++)
+        if (strcmp(errs[i].name, name) == 0) {
+            errs[i].n += n;
             return;
         }
-    if (G.nerrs < (int)(sizeof G.errs / sizeof G.errs[0])) {
-        snprintf(G.errs[G.nerrs].name, sizeof G.errs[0].name, "%s", name);
-        G.errs[G.nerrs].n = 1;
-        G.errs[G.nerrs].counts_as_error = counts;
-        G.nerrs++;
+    if (*nerrs < (int)(sizeof G.errs / sizeof G.errs[0])) {
+        snprintf(errs[*nerrs].name, sizeof G.errs[0].name, "%s", name);
+        errs[*nerrs].n = n;
+        errs[*nerrs].counts_as_error = counts;
+        (*nerrs)++;
     }
-    if (counts) G.errors_total++;
+}
+
+static void count_error(const char *name, bool counts) {
+    errs_add(TL->errs, &TL->nerrs, name, 1, counts);
+    if (counts) atomic_fetch_add_explicit(&TL->errors_total, 1, memory_order_relaxed);
 }
 
 /* ---------------------------------------------------------------- heap */
 
+/* The calling loop's schedule (a binary min-heap on due time). */
 static void heap_push(sched_t s) {
-    if (G.hlen == G.hcap) {
-        G.hcap = G.hcap ? G.hcap * 2 : 1024;
-        G.heap = realloc(G.heap, G.hcap * sizeof *G.heap);
-        if (!G.heap) fatal("out of memory");
+    lthr_t *t = TL;
+    if (t->hlen == t->hcap) {
+        t->hcap = t->hcap ? t->hcap * 2 : 1024;
+        t->heap = realloc(t->heap, t->hcap * sizeof *t->heap);
+        if (!t->heap) fatal("out of memory");
     }
-    size_t i = G.hlen++;
+    size_t i = t->hlen++;
     while (i > 0) {
         size_t p = (i - 1) / 2;
-        if (G.heap[p].due <= s.due) break;
-        G.heap[i] = G.heap[p];
+        if (t->heap[p].due <= s.due) break;
+        t->heap[i] = t->heap[p];
         i = p;
     }
-    G.heap[i] = s;
+    t->heap[i] = s;
 }
 
 static sched_t heap_pop(void) {
-    sched_t top = G.heap[0], last = G.heap[--G.hlen];
+    lthr_t *t = TL;
+    sched_t top = t->heap[0], last = t->heap[--t->hlen];
     size_t i = 0;
     for (;;) {
         size_t l = 2 * i + 1, r = l + 1, m = i;
         uint64_t md = last.due;
-        if (l < G.hlen && G.heap[l].due < md) {
+        if (l < t->hlen && t->heap[l].due < md) {
             m = l;
-            md = G.heap[l].due;
+            md = t->heap[l].due;
         }
-        if (r < G.hlen && G.heap[r].due < md) m = r;
+        if (r < t->hlen && t->heap[r].due < md) m = r;
         if (m == i) break;
-        G.heap[i] = G.heap[m];
+        t->heap[i] = t->heap[m];
         i = m;
     }
-    if (G.hlen) G.heap[i] = last;
+    if (t->hlen) t->heap[i] = last;
     return top;
 }
 
@@ -249,7 +334,7 @@ static int client_write(client_t *c, const char *p, size_t n) {
     uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
     int w = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     if (w == (int)n) {
-        G.bytes_out += n;
+        TL->bytes_out += n;
         return 0;
     }
     if (w < 0 && w != UV_EAGAIN) {
@@ -266,7 +351,7 @@ static int client_write(client_t *c, const char *p, size_t n) {
         client_close(c, "write_failed");
         return -1;
     }
-    G.bytes_out += n;
+    TL->bytes_out += n;
     return 0;
 }
 
@@ -290,15 +375,15 @@ typedef void (*pack_fn)(msgpack_packer *pk, client_t *c, void *arg);
 
 static void send_req_flags(client_t *c, int method, uint32_t nparams, pack_fn fn, void *arg, uint64_t intended,
                            int flags) {
-    static msgpack_sbuffer sb; /* single loop thread: one reusable buffer */
+    msgpack_sbuffer *sb = &TL->sb; /* one reusable buffer per loop thread */
     msgpack_packer pk;
-    sb.size = 0;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    sb->size = 0;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
     uint32_t id = c->next_id++;
     const sp_method_info_t *mi = sp_method_info(method);
     if (sp_rpc_pack_request_begin(&pk, id, mi->name, nparams) != 0) fatal("out of memory");
     if (fn) fn(&pk, c, arg);
-    if (client_write(c, sb.data, sb.size) != 0) return;
+    if (client_write(c, sb->data, sb->size) != 0) return;
     pend_push(c, id, method, flags, intended);
 }
 
@@ -345,12 +430,11 @@ static void pack_move(msgpack_packer *pk, client_t *c, void *arg) {
 
 /* Nearest entity of `kind` in the client's view (not its own ships). */
 static uint64_t nearest(client_t *c, int kind) {
-    const sp_snap_rec_t *me = sp_snap_view_find(&c->view, c->ship);
-    const sp_snap_view_t *v = &c->view;
+    const sp_snap_rec_t *me = spc_view_find(&c->view, c->ship);
     uint64_t best = 0;
     double bd = INFINITY;
-    for (size_t i = 0; i < v->len; i++) {
-        const sp_snap_rec_t *r = &v->recs[i];
+    spc_view_iter_t it = {0};
+    for (const sp_snap_rec_t *r; (r = spc_view_next(&c->view, &it));) {
         if (r->kind != kind || r->id == c->ship || (kind == SP_KIND_SHIP && c->session && r->owner == c->session)) continue;
         if (!me) return r->id;
         double d = 0;
@@ -378,15 +462,19 @@ static void pack_ship(msgpack_packer *pk, client_t *c, void *arg) {
 
 static void send_scheduled(client_t *c, int kind, uint64_t intended) {
     uint64_t t;
-    G.sent++;
-    G.sent_interval++;
+    TL->sent++;
+    atomic_fetch_add_explicit(&TL->sent_interval, 1, memory_order_relaxed);
     switch (kind) {
     case K_MOVE: send_req(c, SP_METHOD_MOVE, 2, pack_move, NULL, intended); break;
     case K_FIRE:
         /* Nearest other ship; with none in view, any id we know is fine:
          * the server answers NOT_FOUND and the round trip still counts. */
         t = nearest(c, SP_KIND_SHIP);
-        if (!t) t = c->view.len ? c->view.recs[0].id : 1;
+        if (!t) {
+            spc_view_iter_t it = {0};
+            const sp_snap_rec_t *any = spc_view_next(&c->view, &it);
+            t = any ? any->id : 1;
+        }
         if (t == c->ship) t = 1;
         send_req(c, SP_METHOD_FIRE, 2, pack_target, &t, intended);
         break;
@@ -403,8 +491,9 @@ static void send_scheduled(client_t *c, int kind, uint64_t intended) {
 
 /* ---------------------------------------------------------------- scenarios (Lua)
  *
- * spacesim-load -s FILE: one Lua 5.4 state for the whole process (one loop
- * thread, so no locking), hooks per client. A client is a userdata holding
+ * spacesim-load -s FILE: one Lua 5.4 state for the whole process, and a
+ * scenario run has one loop thread (main() forces --threads 1), so no
+ * locking; hooks per client. A client is a userdata holding
  * its index; its user value is the script's per-client `state` table. The
  * methods a hook calls send requests through send_req_flags() with the same
  * open-loop accounting as the mix: the intended time is when the hook was
@@ -435,7 +524,9 @@ static void script_stop(const char *msg) {
     S.failed = true;
     fprintf(stderr, "spacesim-load: scenario error: %s\nspacesim-load: stopping the run\n", msg);
     count_error("script_error", true);
-    if (!G.sending_over) G.t_end = uv_hrtime();
+    /* Scenarios run on one loop thread (main() makes it so): this store
+     * only races with the Ctrl-C handler on the same thread. */
+    if (!TL->sending_over) atomic_store_explicit(&G.t_end, uv_hrtime(), memory_order_relaxed);
 }
 
 /* Message handler of every hook call: errors raised by C functions
@@ -566,7 +657,7 @@ static void pack_raw(msgpack_packer *pk, client_t *c, void *arg) {
 }
 
 static int lua_send(lua_State *L, client_t *c, int method, int first) {
-    if (c->state != C_RUNNING || G.sending_over) {
+    if (c->state != C_RUNNING || TL->sending_over) {
         lua_pushboolean(L, 0); /* the run is over or the client is gone: nothing sent */
         return 1;
     }
@@ -580,8 +671,8 @@ static int lua_send(lua_State *L, client_t *c, int method, int first) {
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     for (int i = first; i <= top; i++) lua_pack(L, i, &pk, 0);
     packed_t r = {sb.data, sb.size};
-    G.sent++;
-    G.sent_interval++;
+    TL->sent++;
+    atomic_fetch_add_explicit(&TL->sent_interval, 1, memory_order_relaxed);
     send_req_flags(c, method, (uint32_t)(top - first + 1), pack_raw, &r, S.hook_due, PEND_LOAD | PEND_SCRIPT);
     lua_pushboolean(L, 1);
     return 1;
@@ -660,10 +751,12 @@ static void push_rec(lua_State *L, const sp_snap_rec_t *r) {
 /* client:view(): every entity in view (a new table each call: O(view)). */
 static int l_view(lua_State *L) {
     client_t *c = lua_client(L, 1);
-    lua_createtable(L, (int)c->view.len, 0);
-    for (size_t i = 0; i < c->view.len; i++) {
-        push_rec(L, &c->view.recs[i]);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    lua_createtable(L, (int)spc_view_count(&c->view), 0);
+    spc_view_iter_t it = {0};
+    lua_Integer i = 0;
+    for (const sp_snap_rec_t *r; (r = spc_view_next(&c->view, &it));) {
+        push_rec(L, r);
+        lua_rawseti(L, -2, ++i);
     }
     return 1;
 }
@@ -673,7 +766,7 @@ static int l_nearest(lua_State *L) {
     static const char *const kinds[] = {"ship", "asteroid", "projectile", NULL};
     int k = luaL_checkoption(L, 2, NULL, kinds) + 1;
     uint64_t id = nearest(c, k);
-    const sp_snap_rec_t *r = id ? sp_snap_view_find(&c->view, id) : NULL;
+    const sp_snap_rec_t *r = id ? spc_view_find(&c->view, id) : NULL;
     if (!r) lua_pushnil(L);
     else push_rec(L, r);
     return 1;
@@ -681,7 +774,7 @@ static int l_nearest(lua_State *L) {
 
 static int l_pos(lua_State *L) {
     client_t *c = lua_client(L, 1);
-    const sp_snap_rec_t *me = sp_snap_view_find(&c->view, c->ship);
+    const sp_snap_rec_t *me = spc_view_find(&c->view, c->ship);
     if (!me) return 0;
     for (int i = 0; i < 3; i++) lua_pushnumber(L, sp_snap_pos(me->pos[i]));
     return 3;
@@ -723,7 +816,7 @@ static void hook_call(int h, client_t *c, int nargs, uint64_t due) {
 }
 
 static bool hook_wanted(int h, const client_t *c) {
-    return S.L && S.has[h] && !S.failed && !G.sending_over && S.client_ref[c->idx] != LUA_NOREF;
+    return S.L && S.has[h] && !S.failed && !TL->sending_over && S.client_ref[c->idx] != LUA_NOREF;
 }
 
 /* After spawn: make the client's userdata, then setup(client). */
@@ -825,16 +918,33 @@ static void script_load(const char *path) {
 static void on_close(uv_handle_t *h) {
     client_t *c = h->data;
     sp_rpc_decoder_destroy(&c->dec);
-    sp_snap_view_destroy(&c->view);
+    spc_view_destroy(&c->view);
     free(c->pend);
     c->pend = NULL;
     c->plen = c->pcap = 0;
 }
 
+/* c enters (up) or leaves C_RUNNING: its thread's count and the global one. */
+static void client_running(client_t *c, bool up) {
+    lthr_t *t = c->thr;
+    uint32_t n = atomic_load_explicit(&t->running, memory_order_relaxed); /* only this thread writes it */
+    atomic_store_explicit(&t->running, up ? n + 1 : n - 1, memory_order_relaxed);
+    if (!up) {
+        atomic_fetch_sub_explicit(&G.running, 1, memory_order_relaxed);
+        return;
+    }
+    uint32_t all = atomic_fetch_add_explicit(&G.running, 1, memory_order_relaxed) + 1;
+    uint32_t peak = atomic_load_explicit(&G.connected_peak, memory_order_relaxed);
+    while (all > peak &&
+           !atomic_compare_exchange_weak_explicit(&G.connected_peak, &peak, all, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+    }
+}
+
 static void client_close(client_t *c, const char *why) {
     if (c->closing) return;
     if (why) count_error(why, true);
-    if (c->state == C_RUNNING && G.running) G.running--;
+    if (c->state == C_RUNNING) client_running(c, false);
     /* Requests still in flight on a dropped connection are lost. */
     if (why && c->plen) {
         for (uint32_t i = 0; i < c->plen; i++) count_error("lost_in_flight", true);
@@ -856,10 +966,13 @@ static void start_schedule(client_t *c) {
 }
 
 static void record_latency(int method, int flags, uint64_t ns) {
-    if (method >= 0 && method < SP_METHOD__COUNT) hdr_record(G.by_method[method], ns);
+    lthr_t *t = TL;
+    if (method >= 0 && method < SP_METHOD__COUNT) hdr_record(t->by_method[method], ns);
     if (!(flags & PEND_LOAD)) return;
-    hdr_record(G.all, ns);
-    hdr_record(G.interval, ns);
+    hdr_record(t->all, ns);
+    uv_mutex_lock(&t->imu);
+    hdr_record(t->interval, ns);
+    uv_mutex_unlock(&t->imu);
 }
 
 static void handle_response(client_t *c, const sp_rpc_msg_t *m) {
@@ -884,7 +997,7 @@ static void handle_response(client_t *c, const sp_rpc_msg_t *m) {
     c->phead = (c->phead + 1) % c->pcap;
     c->plen--;
     uint64_t now = uv_hrtime();
-    if (p.flags & PEND_LOAD) G.answered++;
+    if (p.flags & PEND_LOAD) TL->answered++;
     record_latency(p.method, p.flags, now - p.intended);
     bool ok = m->error->type == MSGPACK_OBJECT_NIL;
     if (!ok) {
@@ -900,11 +1013,12 @@ static void handle_response(client_t *c, const sp_rpc_msg_t *m) {
         script_on_response(c, p.method, m);
         return;
     }
-    if (G.stats_wanted && c->idx == G.stats_client && m->msgid == G.stats_msgid) {
+    if (TL->stats_wanted && c->idx == TL->stats_client && m->msgid == TL->stats_msgid) {
         spc_buf_t b = {0};
         if (ok && spc_json_append(&b, m->result, -1) == 0) G.server_stats_json = b.p;
         else spc_buf_free(&b);
-        G.stats_got = true;
+        /* Publishes server_stats_json to thread 0 (acquire in on_tick). */
+        atomic_store_explicit(&G.stats_got, true, memory_order_release);
         return;
     }
     switch (p.method) {
@@ -914,9 +1028,12 @@ static void handle_response(client_t *c, const sp_rpc_msg_t *m) {
             return;
         }
         {
-            uint64_t s = 0;
+            uint64_t s = 0, proto = SP_PROTO_VERSION;
             spc_u64(spc_get(m->result, "session"), &s);
             c->session = (uint32_t)s;
+            /* Before the next message: the first snapshot follows hello's answer. */
+            spc_u64(spc_get(m->result, "protocol"), &proto);
+            spc_view_set_protocol(&c->view, (int64_t)proto);
         }
         if (G.radius > 0) send_req(c, SP_METHOD_SUBSCRIBE, 1, pack_radius, NULL, uv_hrtime());
         c->state = C_SPAWN;
@@ -928,9 +1045,8 @@ static void handle_response(client_t *c, const sp_rpc_msg_t *m) {
             return;
         }
         c->state = C_RUNNING;
-        G.running++;
-        if (G.running > G.connected_peak) G.connected_peak = G.running;
-        if (!G.sending_over) {
+        client_running(c, true);
+        if (!TL->sending_over) {
             start_schedule(c);
             script_client_ready(c);
         }
@@ -941,22 +1057,22 @@ static void handle_response(client_t *c, const sp_rpc_msg_t *m) {
 
 static void handle_notify(client_t *c, const sp_rpc_msg_t *m) {
     if (m->method_len == 8 && memcmp(m->method, "snapshot", 8) == 0) {
-        int rc = sp_snap_apply(&c->view, m->params, NULL);
+        int rc = spc_view_apply(&c->view, m->params, NULL);
         if (rc == 0) {
             uint64_t now = uv_hrtime();
             if (c->snaps == 0) c->first_snap_ns = now;
             c->snaps++;
             c->resync_sent = false;
-            if (!G.sending_over) {
-                G.snaps++;
-                G.snaps_interval++;
+            if (!TL->sending_over) {
+                TL->snaps++;
+                atomic_fetch_add_explicit(&TL->snaps_interval, 1, memory_order_relaxed);
             }
             script_on_snapshot(c);
             return;
         }
         count_error(rc == SP_EPROTO ? "snapshot_desync" : rc == SP_ECORRUPT ? "snapshot_malformed" : "snapshot_oom",
                     true);
-        sp_snap_view_reset(&c->view);
+        spc_view_reset(&c->view);
         if (!c->resync_sent) {
             c->resync_sent = true;
             send_req(c, SP_METHOD_RESYNC, 0, NULL, NULL, uv_hrtime());
@@ -964,7 +1080,7 @@ static void handle_notify(client_t *c, const sp_rpc_msg_t *m) {
         return;
     }
     if (m->method_len == 5 && memcmp(m->method, "event", 5) == 0) {
-        G.events++;
+        TL->events++;
         script_on_event(c, m->params);
         return;
     }
@@ -985,9 +1101,9 @@ static void handle_notify(client_t *c, const sp_rpc_msg_t *m) {
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     (void)h;
     (void)suggested;
-    /* One loop thread, and the decoder copies what it is fed: a single
-     * shared read buffer is enough for every client. */
-    *buf = uv_buf_init(G.readbuf, sizeof G.readbuf);
+    /* The decoder copies what it is fed: one read buffer per loop thread
+     * serves every client of that loop. */
+    *buf = uv_buf_init(TL->readbuf, sizeof TL->readbuf);
 }
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
@@ -995,12 +1111,13 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     (void)buf;
     if (n == 0) return;
     if (n < 0) {
-        client_close(c, n == UV_EOF ? (G.done ? NULL : "closed_by_server") : "read_failed");
+        bool over = atomic_load_explicit(&G.done, memory_order_relaxed); /* only picks a label */
+        client_close(c, n == UV_EOF ? (over ? NULL : "closed_by_server") : "read_failed");
         return;
     }
     c->bytes_in += (uint64_t)n;
-    G.bytes_in += (uint64_t)n;
-    G.bytes_interval += (uint64_t)n;
+    TL->bytes_in += (uint64_t)n;
+    atomic_fetch_add_explicit(&TL->bytes_interval, (uint64_t)n, memory_order_relaxed);
     sp_rpc_decoder_feed(&c->dec, buf->base, (size_t)n);
     for (;;) {
         sp_rpc_msg_t m;
@@ -1033,9 +1150,9 @@ static void on_connect(uv_connect_t *req, int status) {
 
 static void client_start(client_t *c) {
     sp_rpc_decoder_init(&c->dec, SPC_MAX_INBOUND);
-    sp_snap_view_init(&c->view);
+    spc_view_init(&c->view);
     c->next_id = 1;
-    if (uv_tcp_init(G.loop, &c->tcp) != 0) fatal("uv_tcp_init failed");
+    if (uv_tcp_init(&c->thr->loop, &c->tcp) != 0) fatal("uv_tcp_init failed");
     c->tcp.data = c;
     c->creq.data = c;
     c->state = C_CONNECTING;
@@ -1049,26 +1166,75 @@ static void client_start(client_t *c) {
 
 /* ---------------------------------------------------------------- timers */
 
-static void finish(void);
-
-static void on_tick(uv_timer_t *t) {
-    (void)t;
-    uint64_t now = uv_hrtime();
-    if (!G.sending_over && now >= G.t_end) {
-        /* Stop sending; wait for the answers still in flight, then ask the
-         * server for its stats. */
-        G.sending_over = true;
-        G.draining = true;
-        G.t_stop = now + (uint64_t)(DRAIN_SECONDS * 1e9);
+/* CPU seconds (user, sys) of the calling thread, or of the process. */
+static void cpu_now(bool thread, double *user, double *sys) {
+    struct rusage ru;
+#ifdef RUSAGE_THREAD
+    int who = thread ? RUSAGE_THREAD : RUSAGE_SELF;
+#else
+    int who = RUSAGE_SELF; /* no per-thread figures here: each thread reports the process */
+    (void)thread;
+#endif
+    if (getrusage(who, &ru) != 0) {
+        *user = *sys = 0;
+        return;
     }
-    if (!G.sending_over) {
-        while (G.next_to_start < G.nclients && G.clients[G.next_to_start].start_ns <= now)
-            client_start(&G.clients[G.next_to_start++]);
-        while (G.hlen && G.heap[0].due <= now) {
+    *user = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
+    *sys = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static void close_walk(uv_handle_t *h, void *arg) {
+    (void)arg;
+    if (!uv_is_closing(h)) {
+        if (h->type == UV_TCP) client_close(h->data, NULL);
+        else uv_close(h, NULL);
+    }
+}
+
+/* The run is over for this loop: note which clients were still running,
+ * then close every handle (its uv_run returns once they are closed). */
+static void thread_stop(void) {
+    lthr_t *t = TL;
+    if (t->stopped) return;
+    t->stopped = true;
+    if (!t->cpu_marked) {
+        cpu_now(true, &t->cpu_user, &t->cpu_sys);
+        t->cpu_marked = true;
+    }
+    t->running_at_end = atomic_load_explicit(&t->running, memory_order_relaxed);
+    for (long i = t->index; i < G.nclients; i += G.nthreads) G.clients[i].was_running = G.clients[i].state == C_RUNNING;
+    uv_walk(&t->loop, close_walk, NULL);
+}
+
+/* Every millisecond on every loop: start due connections, send due commands;
+ * at the end of the sending phase drain this loop's answers; then thread 0
+ * has one client ask the server for its stats and ends the run. */
+static void on_tick(uv_timer_t *timer) {
+    (void)timer;
+    lthr_t *t = TL;
+    uint64_t now = uv_hrtime();
+    if (atomic_load_explicit(&G.done, memory_order_acquire)) {
+        thread_stop();
+        return;
+    }
+    if (!t->sending_over && now >= atomic_load_explicit(&G.t_end, memory_order_relaxed)) {
+        /* Stop sending; wait for the answers still in flight. */
+        t->sending_over = true;
+        t->draining = true;
+        t->t_stop = now + (uint64_t)(DRAIN_SECONDS * 1e9);
+        cpu_now(true, &t->cpu_user, &t->cpu_sys);
+        t->cpu_marked = true;
+    }
+    if (!t->sending_over) {
+        while (t->next_to_start < G.nclients && G.clients[t->next_to_start].start_ns <= now) {
+            client_start(&G.clients[t->next_to_start]);
+            t->next_to_start += G.nthreads;
+        }
+        while (t->hlen && t->heap[0].due <= now) {
             sched_t s = heap_pop();
             client_t *c = &G.clients[s.client];
             if (c->state != C_RUNNING) continue;
-            hdr_record(G.lag, now - s.due);
+            hdr_record(t->lag, now - s.due);
             if (s.kind == K_TIMER) {
                 /* on_timer runs on the same fixed schedule as the mix: its
                  * requests are timed from the due time, not from now. */
@@ -1084,15 +1250,16 @@ static void on_tick(uv_timer_t *t) {
         }
         return;
     }
-    if (G.draining) {
+    bool hurry = atomic_load_explicit(&G.interrupted, memory_order_relaxed);
+    if (t->draining) {
         uint64_t inflight = 0;
-        for (long i = 0; i < G.nclients; i++)
+        for (long i = t->index; i < G.nclients; i += G.nthreads)
             if (G.clients[i].state == C_RUNNING) inflight += G.clients[i].plen;
-        if (inflight == 0 || now >= G.t_stop || G.interrupted) {
+        if (inflight == 0 || now >= t->t_stop || hurry) {
             /* Requests that never got an answer: their latency is at least
              * the time they have waited; record that (a stalled server must
              * not look fast) and count them. */
-            for (long i = 0; i < G.nclients; i++) {
+            for (long i = t->index; i < G.nclients; i += G.nthreads) {
                 client_t *c = &G.clients[i];
                 if (c->state != C_RUNNING) continue;
                 for (uint32_t j = 0; j < c->plen; j++) {
@@ -1102,40 +1269,80 @@ static void on_tick(uv_timer_t *t) {
                 }
                 c->plen = 0;
             }
-            G.draining = false;
-            /* One request for the server's own figures. */
-            for (long i = 0; i < G.nclients; i++)
-                if (G.clients[i].state == C_RUNNING) {
-                    client_t *c = &G.clients[i];
-                    G.stats_wanted = true;
-                    G.stats_client = c->idx;
-                    G.stats_msgid = c->next_id;
-                    send_req(c, SP_METHOD_STATS, 0, NULL, NULL, now);
-                    break;
-                }
-            G.t_stop = now + (uint64_t)(DRAIN_SECONDS * 1e9);
+            t->draining = false;
+            /* Pairs with thread 0's acquire load: nothing else is published. */
+            atomic_fetch_add_explicit(&G.ndrained, 1, memory_order_release);
         }
         return;
     }
-    if (G.stats_got || !G.stats_wanted || now >= G.t_stop || G.interrupted) finish();
+    int st = atomic_load_explicit(&G.stats_thread, memory_order_acquire);
+    if (st == (int)t->index && !t->stats_sent) {
+        /* This loop was picked: one request for the server's own figures. */
+        t->stats_sent = true;
+        client_t *c = NULL;
+        for (long i = t->index; i < G.nclients && !c; i += G.nthreads)
+            if (G.clients[i].state == C_RUNNING) c = &G.clients[i];
+        if (c) {
+            t->stats_wanted = true;
+            t->stats_client = c->idx;
+            t->stats_msgid = c->next_id;
+            send_req(c, SP_METHOD_STATS, 0, NULL, NULL, now);
+        } else {
+            atomic_store_explicit(&G.stats_got, true, memory_order_release); /* nobody left to ask */
+        }
+    }
+    if (t->index != 0) return;
+    if (st < 0) {
+        if (atomic_load_explicit(&G.ndrained, memory_order_acquire) < G.nthreads) return;
+        int pick = -1;
+        for (int i = 0; i < G.nthreads && pick < 0; i++)
+            if (atomic_load_explicit(&G.thr[i].running, memory_order_relaxed)) pick = i;
+        if (pick < 0) atomic_store_explicit(&G.stats_got, true, memory_order_release);
+        atomic_store_explicit(&G.stats_thread, pick < 0 ? G.nthreads : pick, memory_order_release);
+        G.t_final = now + (uint64_t)(DRAIN_SECONDS * 1e9);
+        return;
+    }
+    if (atomic_load_explicit(&G.stats_got, memory_order_acquire) || now >= G.t_final || hurry) {
+        atomic_store_explicit(&G.done, true, memory_order_release);
+        thread_stop();
+    }
 }
 
-static void on_progress(uv_timer_t *t) {
-    (void)t;
+/* Thread 0, once a second: the progress line and the --svg series, from
+ * every loop's interval figures. */
+static void on_progress(uv_timer_t *timer) {
+    (void)timer;
+    static hdr_t iv; /* thread 0 only; 58 KiB, so not on the stack */
     double el = (double)(uv_hrtime() - G.t0) / 1e9;
-    uint32_t running = G.running;
+    uint32_t running = atomic_load_explicit(&G.running, memory_order_relaxed);
+    uint64_t sent = 0, snaps = 0, bytes = 0, errors = 0;
+    hdr_reset(&iv);
+    for (int i = 0; i < G.nthreads; i++) {
+        lthr_t *t = &G.thr[i];
+        sent += atomic_exchange_explicit(&t->sent_interval, 0, memory_order_relaxed);
+        snaps += atomic_exchange_explicit(&t->snaps_interval, 0, memory_order_relaxed);
+        bytes += atomic_exchange_explicit(&t->bytes_interval, 0, memory_order_relaxed);
+        errors += atomic_load_explicit(&t->errors_total, memory_order_relaxed);
+        uv_mutex_lock(&t->imu);
+        hdr_add(&iv, t->interval);
+        hdr_reset(t->interval);
+        uv_mutex_unlock(&t->imu);
+    }
+    double u, sy;
+    cpu_now(false, &u, &sy);
     point_t p = {0};
     p.t = el;
-    p.p50 = (double)hdr_percentile(G.interval, 50) / 1e6;
-    p.p90 = (double)hdr_percentile(G.interval, 90) / 1e6;
-    p.p99 = (double)hdr_percentile(G.interval, 99) / 1e6;
-    p.max = (double)G.interval->max / 1e6;
-    if (G.interval->total == 0) p.max = 0;
-    p.cmds = (double)G.sent_interval;
-    p.snap_rate = running ? (double)G.snaps_interval / running : 0;
-    p.mb_in = (double)G.bytes_interval / 1e6;
+    p.p50 = (double)hdr_percentile(&iv, 50) / 1e6;
+    p.p90 = (double)hdr_percentile(&iv, 90) / 1e6;
+    p.p99 = (double)hdr_percentile(&iv, 99) / 1e6;
+    p.max = iv.total ? (double)iv.max / 1e6 : 0;
+    p.cmds = (double)sent;
+    p.snap_rate = running ? (double)snaps / running : 0;
+    p.mb_in = (double)bytes / 1e6;
     p.clients = running;
-    if (!G.sending_over) {
+    p.cpu_pct = (u + sy - G.prog_cpu) * 100; /* over ~1 s */
+    G.prog_cpu = u + sy;
+    if (!TL->sending_over) {
         if (G.nseries == G.cseries) {
             G.cseries = G.cseries ? G.cseries * 2 : 64;
             G.series = realloc(G.series, G.cseries * sizeof *G.series);
@@ -1145,21 +1352,21 @@ static void on_progress(uv_timer_t *t) {
         if (!G.quiet)
             fprintf(stderr,
                     "[%5.1fs] clients %u/%ld  cmds %6.0f/s  snaps %7llu/s (%.1f/client)  in %6.2f MB/s  errors %llu  "
-                    "rtt p50 %.2f p99 %.2f max %.2f ms\n",
-                    el, running, G.nclients, p.cmds, (unsigned long long)G.snaps_interval, p.snap_rate, p.mb_in,
-                    (unsigned long long)G.errors_total, p.p50, p.p99, p.max);
+                    "rtt p50 %.2f p99 %.2f max %.2f ms  load cpu %.0f%%\n",
+                    el, running, G.nclients, p.cmds, (unsigned long long)snaps, p.snap_rate, p.mb_in,
+                    (unsigned long long)errors, p.p50, p.p99, p.max, p.cpu_pct);
     }
-    G.sent_interval = G.snaps_interval = G.bytes_interval = 0;
-    hdr_reset(G.interval);
 }
 
 static void on_sigint(uv_signal_t *s, int sig) {
     (void)s;
     (void)sig;
-    if (G.interrupted) exit(130);
-    G.interrupted = true;
+    if (atomic_load_explicit(&G.interrupted, memory_order_relaxed)) exit(130);
+    atomic_store_explicit(&G.interrupted, true, memory_order_relaxed);
     fprintf(stderr, "spacesim-load: interrupted: finishing (Ctrl-C again to quit at once)\n");
-    if (!G.sending_over) G.t_end = uv_hrtime();
+    uint64_t now = uv_hrtime();
+    if (now < atomic_load_explicit(&G.t_end, memory_order_relaxed))
+        atomic_store_explicit(&G.t_end, now, memory_order_relaxed);
 }
 
 /* ---------------------------------------------------------------- report */
@@ -1222,6 +1429,30 @@ static void metrics_from_server_stats(void) {
     msgpack_sbuffer_destroy(&sb);
 }
 
+/* The generator's own CPU over the sending phase (issue 9 point 4: it must
+ * never be the bottleneck, and the report says so with figures): user and
+ * system seconds of every loop thread, as % of one core over the run. */
+static void cpu_metrics(double dur, double *user, double *sys, double *pct, double *max_thread_pct) {
+    *user = *sys = *max_thread_pct = 0;
+    char k[64];
+    for (int i = 0; i < G.nthreads; i++) {
+        const lthr_t *t = &G.thr[i];
+        double u = t->cpu_user - t->cpu_user0, sy = t->cpu_sys - t->cpu_sys0;
+        *user += u;
+        *sys += sy;
+        double tp = dur > 0 ? (u + sy) / dur * 100 : 0;
+        if (tp > *max_thread_pct) *max_thread_pct = tp;
+        snprintf(k, sizeof k, "load_cpu_pct_thread%d", i);
+        metric(k, tp);
+    }
+    *pct = dur > 0 ? (*user + *sys) / dur * 100 : 0;
+    metric("load_threads", G.nthreads);
+    metric("load_cpu_user_s", *user);
+    metric("load_cpu_sys_s", *sys);
+    metric("load_cpu_pct", *pct);
+    metric("load_cpu_pct_thread_max", *max_thread_pct);
+}
+
 static void build_metrics(double dur, double *snap_min, double *snap_med, size_t *measured) {
     /* Per-client snapshot rates: snapshots after the first one, over the
      * time from the first one to the end of the run. Clients with less than
@@ -1229,14 +1460,16 @@ static void build_metrics(double dur, double *snap_min, double *snap_med, size_t
      * per-client rates are sorted for the median (one double per client;
      * latencies are never sorted). */
     double *rates = malloc(sizeof(double) * (size_t)(G.nclients ? G.nclients : 1));
+    if (!rates) fatal("out of memory");
+    uint64_t t_end = atomic_load_explicit(&G.t_end, memory_order_relaxed); /* threads joined: final */
     size_t n = 0;
     for (long i = 0; i < G.nclients; i++) {
         client_t *c = &G.clients[i];
-        if (c->snaps < 2 || c->first_snap_ns == 0 || c->first_snap_ns >= G.t_end) {
-            if (c->state == C_RUNNING || c->snaps) rates[n++] = 0; /* connected but starved */
+        if (c->snaps < 2 || c->first_snap_ns == 0 || c->first_snap_ns >= t_end) {
+            if (c->was_running || c->snaps) rates[n++] = 0; /* connected but starved */
             continue;
         }
-        double span = (double)(G.t_end - c->first_snap_ns) / 1e9;
+        double span = (double)(t_end - c->first_snap_ns) / 1e9;
         if (span < 1.0) {
             n += 0;
             continue;
@@ -1250,8 +1483,8 @@ static void build_metrics(double dur, double *snap_min, double *snap_med, size_t
     free(rates);
 
     metric("clients", (double)G.nclients);
-    metric("clients_connected", (double)G.connected_peak);
-    metric("clients_at_end", (double)G.running);
+    metric("clients_connected", (double)atomic_load_explicit(&G.connected_peak, memory_order_relaxed));
+    metric("clients_at_end", (double)G.running_at_end);
     metric("duration_s", dur);
     metric("commands_sent", (double)G.sent);
     metric("responses", (double)G.answered);
@@ -1279,6 +1512,8 @@ static void build_metrics(double dur, double *snap_min, double *snap_med, size_t
         if (!G.errs[i].counts_as_error) game += G.errs[i].n;
     metric("game_errors", (double)game);
     if (S.L) metric("scenario_hooks", (double)S.hooks_run);
+    double u, sy, pct, tmax;
+    cpu_metrics(dur, &u, &sy, &pct, &tmax);
     for (int m = 0; m < SP_METHOD__COUNT; m++) {
         const hdr_t *h = G.by_method[m];
         if (!h->total) continue;
@@ -1305,8 +1540,9 @@ static void print_report(double dur, double snap_min, double snap_med, size_t me
     for (int k = 0; k < K__COUNT; k++)
         if (G.mix[k] > 0) printf(" %s=%g", kind_name[k], G.mix[k]);
     printf(" per client per second%s%s)\n", G.script_path ? "; scenario " : "", G.script_path ? G.script_path : "");
-    printf("connected: %u at peak, %u at the end; commands sent %llu, answered %llu (%.0f/s)\n", G.connected_peak,
-           G.running, (unsigned long long)G.sent, (unsigned long long)G.answered,
+    printf("connected: %u at peak, %u at the end; commands sent %llu, answered %llu (%.0f/s)\n",
+           atomic_load_explicit(&G.connected_peak, memory_order_relaxed), G.running_at_end,
+           (unsigned long long)G.sent, (unsigned long long)G.answered,
            dur > 0 ? (double)G.sent / dur : 0);
     printf("\nround-trip time from the intended send time, ms (log-linear histogram, <0.8%% error)\n");
     printf("  %-10s %9s %9s %9s %9s %9s %9s\n", "method", "count", "p50", "p90", "p99", "p99.9", "max");
@@ -1342,6 +1578,18 @@ static void print_report(double dur, double snap_min, double snap_med, size_t me
             any = true;
         }
     printf("%s\n", any ? "" : " none");
+    const metric_t *cu = metric_find("load_cpu_user_s"), *cs = metric_find("load_cpu_sys_s");
+    const metric_t *cp = metric_find("load_cpu_pct");
+    printf("load generator cpu: %.2f s user + %.2f s sys over %.1f s = %.0f%% of one core, %d loop thread%s (",
+           cu ? cu->v : 0, cs ? cs->v : 0, dur, cp ? cp->v : 0, G.nthreads, G.nthreads == 1 ? "" : "s");
+    for (int i = 0; i < G.nthreads; i++) {
+        char k[64];
+        snprintf(k, sizeof k, "load_cpu_pct_thread%d", i);
+        const metric_t *m = metric_find(k);
+        printf("%sthread %d %.0f%%", i ? ", " : "", i, m ? m->v : 0);
+    }
+    printf(")%s\n", metric_find("load_cpu_pct_thread_max") && metric_find("load_cpu_pct_thread_max")->v > 90
+                        ? ": near a full core, the generator may be the bottleneck" : "");
     printf("server stats: %s\n", G.server_stats_json ? G.server_stats_json : "(unavailable)");
 }
 
@@ -1411,9 +1659,9 @@ static int write_json(const char *path, double dur) {
         const point_t *p = &G.series[i];
         spc_buf_printf(&b,
                        "%s\n    {\"t\": %.2f, \"clients\": %u, \"cmds\": %.0f, \"snap_rate\": %.3f, \"mb_in\": %.4f, "
-                       "\"p50_ms\": %.4f, \"p90_ms\": %.4f, \"p99_ms\": %.4f, \"max_ms\": %.4f}",
+                       "\"p50_ms\": %.4f, \"p90_ms\": %.4f, \"p99_ms\": %.4f, \"max_ms\": %.4f, \"load_cpu_pct\": %.1f}",
                        i ? "," : "", p->t, p->clients, p->cmds, p->snap_rate, p->mb_in, p->p50, p->p90, p->p99,
-                       p->max);
+                       p->max, p->cpu_pct);
     }
     spc_buf_printf(&b, "\n  ],\n  \"server_stats\": %s\n}\n", G.server_stats_json ? G.server_stats_json : "null");
     (void)dur;
@@ -1700,20 +1948,31 @@ static int write_hdr(const char *path) {
     return write_buf(path, &b);
 }
 
-static int g_exit;
-
-static void close_walk(uv_handle_t *h, void *arg) {
-    (void)arg;
-    if (!uv_is_closing(h)) {
-        if (h->type == UV_TCP) client_close(h->data, NULL);
-        else uv_close(h, NULL);
+/* Fold every loop's figures into G (after the threads are joined). */
+static void merge_threads(void) {
+    for (int i = 0; i < G.nthreads; i++) {
+        lthr_t *t = &G.thr[i];
+        for (int m = 0; m < SP_METHOD__COUNT; m++) hdr_add(G.by_method[m], t->by_method[m]);
+        hdr_add(G.all, t->all);
+        hdr_add(G.lag, t->lag);
+        G.sent += t->sent;
+        G.answered += t->answered;
+        G.snaps += t->snaps;
+        G.events += t->events;
+        G.bytes_in += t->bytes_in;
+        G.bytes_out += t->bytes_out;
+        G.errors_total += atomic_load_explicit(&t->errors_total, memory_order_relaxed);
+        G.running_at_end += t->running_at_end;
+        for (int e = 0; e < t->nerrs; e++)
+            errs_add(G.errs, &G.nerrs, t->errs[e].name, t->errs[e].n, t->errs[e].counts_as_error);
     }
 }
 
-static void finish(void) {
-    if (G.done) return;
-    G.done = true;
-    double dur = (double)(G.t_end - G.t0) / 1e9;
+/* The report, files and asserts, once every loop has returned. Returns the
+ * exit status. */
+static int finish(void) {
+    merge_threads();
+    double dur = (double)(atomic_load_explicit(&G.t_end, memory_order_relaxed) - G.t0) / 1e9;
     double snap_min, snap_med;
     size_t measured;
     build_metrics(dur, &snap_min, &snap_med, &measured);
@@ -1727,13 +1986,12 @@ static void finish(void) {
         if (a > status) status = a;
     }
     if (S.failed) status = 2;
-    if (G.connected_peak == 0) {
+    if (atomic_load_explicit(&G.connected_peak, memory_order_relaxed) == 0) {
         fprintf(stderr, "spacesim-load: no client got a session: is spacesimd running on %s:%d?\n", G.host, G.port);
         if (status == 0) status = 2;
     }
     fflush(stdout);
-    g_exit = status;
-    uv_walk(G.loop, close_walk, NULL);
+    return status;
 }
 
 /* ---------------------------------------------------------------- main */
@@ -1741,7 +1999,7 @@ static void finish(void) {
 /* The one description of the command line: getopt_long, --help and the
  * manual page (spacesim-load --man, installed as spacesim-load.1) all come
  * from these tables (clients/opts.h). */
-enum { O_CONNECT_RATE = SPC_OPT_FIRST, O_RAMP, O_MIX, O_RADIUS, O_JSON, O_SVG, O_HDR, O_LOG, O_ASSERT, O_SEED };
+enum { O_CONNECT_RATE = SPC_OPT_FIRST, O_RAMP, O_MIX, O_RADIUS, O_JSON, O_SVG, O_HDR, O_LOG, O_ASSERT, O_SEED, O_THREADS };
 
 static const spc_opt_t load_opts[] = {
     {'h', 'h', "host", "HOST", "server address (default 127.0.0.1)"},
@@ -1764,6 +2022,8 @@ static const spc_opt_t load_opts[] = {
     {O_HDR, 0, "hdr", "FILE", "write the full latency spectrum of the load commands in HdrHistogram's percentile text format "
                               "(milliseconds), which HdrHistogram's plotters read"},
     {O_SEED, 0, "seed", "N", "random seed for targets, headings and the scripts' math.random (default 1)"},
+    {O_THREADS, 0, "threads", "N", "loop threads, 1..16, the clients dealt round-robin between them (default 2; "
+                                   "1 with -s: the scenario's Lua state is not shared between threads)"},
     {'q', 'q', "quiet", NULL, "no progress lines"},
 };
 
@@ -1807,7 +2067,9 @@ static const spc_section_t load_sections[] = {
     {"Metrics",
      "Names for --assert and --json: p50_ms p90_ms p99_ms p999_ms max_ms (all load commands), <method>_p99_ms and "
      "the like per method, snap_rate_min snap_rate_median commands_per_sec errors mb_per_s_in clients_connected "
-     "send_lag_p99_ms, and server_<key> from the server's stats."},
+     "send_lag_p99_ms, load_cpu_pct (the generator's own CPU over the run, % of one core; "
+     "load_cpu_pct_thread_max, load_cpu_pct_threadN, load_cpu_user_s, load_cpu_sys_s), and server_<key> from the "
+     "server's stats."},
     {"Exit status",
      "0 the run finished and every --assert held, 1 an assert failed, 2 bad usage, a scenario error, or no client "
      "connected."},
@@ -1823,14 +2085,24 @@ static const spc_prog_t load_prog = {
     .version_extra = "(protocol " SPC_STR(SP_PROTO_VERSION) ")",
     .summary = "open-loop load generator and scenario runner for spacesimd",
     .synopsis = load_synopsis,
-    .description = "Drive spacesimd with many MessagePack-RPC clients from one process (one libuv loop) and "
-                   "report round-trip times, snapshot rates and errors.",
+    .description = "Drive spacesimd with many MessagePack-RPC clients from one process (one libuv loop per "
+                   "--threads thread) and report round-trip times, snapshot rates, errors and the generator's own "
+                   "CPU.",
     .groups = load_groups,
     .ngroups = sizeof load_groups / sizeof load_groups[0],
     .sections = load_sections,
     .nsections = sizeof load_sections / sizeof load_sections[0],
     .see_also = "spacesimd(1), spacesim-cli(1), wrk(1)",
 };
+
+/* One loop thread: its clients, from the first connection to the last close. */
+static void thread_main(void *arg) {
+    lthr_t *t = arg;
+    TL = t;
+    cpu_now(true, &t->cpu_user0, &t->cpu_sys0);
+    uv_timer_start(&t->tick, on_tick, 0, 1);
+    uv_run(&t->loop, UV_RUN_DEFAULT);
+}
 
 static double parse_num(const char *opt, const char *s, double lo, double hi) {
     char *end;
@@ -1886,6 +2158,10 @@ static int on_opt(int id, const char *v, void *ctx) {
     case O_HDR: G.hdr_path = v; break;
     case O_ASSERT: G.asserts = v; break;
     case O_SEED: G.seed = (uint64_t)parse_num("--seed", v, 0, 1e15); break;
+    case O_THREADS:
+        G.nthreads = (int)parse_num("--threads", v, 1, 16);
+        G.threads_given = true;
+        break;
     case 'q': G.quiet = true; break;
     default: return spc_opts_bad(&load_prog, "internal error: option %d", id);
     }
@@ -1899,6 +2175,7 @@ int main(int argc, char **argv) {
     G.duration = 10;
     G.connect_rate = 1000;
     G.seed = 1;
+    G.nthreads = 2;
     parse_mix("move=5,fire=1,mine=1,ping=2");
     int ind;
     int st = spc_opts_parse(&load_prog, 0, argc, argv, &ind, 0, on_opt, NULL);
@@ -1910,8 +2187,11 @@ int main(int argc, char **argv) {
     }
     if (G.ramp > G.duration) fatal("--ramp %g is longer than the run (-d %g)", G.ramp, G.duration);
     if (G.asserts && check_asserts(G.asserts, false) == 2) return 2;
-    G.rng = G.seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
-    if (G.rng == 0) G.rng = 1;
+    if (G.script_path && G.nthreads > 1) {
+        if (G.threads_given) fatal("--threads %d with -s: a scenario runs on one thread (one Lua state)", G.nthreads);
+        G.nthreads = 1;
+    }
+    if (G.nthreads > G.nclients) G.nthreads = (int)G.nclients; /* no idle loops */
 
     char err[256];
     socklen_t sl;
@@ -1930,41 +2210,67 @@ int main(int argc, char **argv) {
                                                        (unsigned long long)need, strerror(errno));
     }
 
-    G.loop = uv_default_loop();
     G.clients = calloc((size_t)G.nclients, sizeof *G.clients);
-    if (!G.clients) fatal("out of memory for %ld clients", G.nclients);
+    G.thr = calloc((size_t)G.nthreads, sizeof *G.thr);
+    if (!G.clients || !G.thr) fatal("out of memory for %ld clients", G.nclients);
+    G.all = malloc(sizeof(hdr_t));
+    G.lag = malloc(sizeof(hdr_t));
+    if (!G.all || !G.lag) fatal("out of memory");
+    hdr_init(G.all);
+    hdr_init(G.lag);
     for (int m = 0; m < SP_METHOD__COUNT; m++) {
         G.by_method[m] = malloc(sizeof(hdr_t));
         if (!G.by_method[m]) fatal("out of memory");
         hdr_init(G.by_method[m]);
     }
-    G.all = malloc(sizeof(hdr_t));
-    G.interval = malloc(sizeof(hdr_t));
-    G.lag = malloc(sizeof(hdr_t));
-    if (!G.all || !G.interval || !G.lag) fatal("out of memory");
-    hdr_init(G.all);
-    hdr_init(G.interval);
-    hdr_init(G.lag);
+    atomic_init(&G.stats_thread, -1);
+    for (int i = 0; i < G.nthreads; i++) {
+        lthr_t *t = &G.thr[i];
+        t->index = (uint32_t)i;
+        t->next_to_start = i;
+        /* Thread 0's stream is the one a single-loop run always had. */
+        t->rng = (G.seed + (uint64_t)i * 0xD1B54A32D192ED03ull) * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
+        if (t->rng == 0) t->rng = 1;
+        if (uv_loop_init(&t->loop) != 0 || uv_mutex_init(&t->imu) != 0) fatal("cannot set up loop %d", i);
+        for (int m = 0; m < SP_METHOD__COUNT; m++) t->by_method[m] = malloc(sizeof(hdr_t));
+        t->all = malloc(sizeof(hdr_t));
+        t->lag = malloc(sizeof(hdr_t));
+        t->interval = malloc(sizeof(hdr_t));
+        if (!t->all || !t->lag || !t->interval) fatal("out of memory");
+        for (int m = 0; m < SP_METHOD__COUNT; m++) {
+            if (!t->by_method[m]) fatal("out of memory");
+            hdr_init(t->by_method[m]);
+        }
+        hdr_init(t->all);
+        hdr_init(t->lag);
+        hdr_init(t->interval);
+        msgpack_sbuffer_init(&t->sb);
+        uv_timer_init(&t->loop, &t->tick);
+    }
 
     G.t0 = uv_hrtime();
-    G.t_end = G.t0 + (uint64_t)(G.duration * 1e9);
+    atomic_init(&G.t_end, G.t0 + (uint64_t)(G.duration * 1e9));
     for (long i = 0; i < G.nclients; i++) {
         client_t *c = &G.clients[i];
         c->idx = (uint32_t)i;
+        c->thr = &G.thr[i % G.nthreads];
         c->state = C_WAITING;
         double by_rate = (double)i / G.connect_rate;
         double by_ramp = G.nclients > 1 ? G.ramp * (double)i / (double)(G.nclients - 1) : 0;
         c->start_ns = G.t0 + (uint64_t)((by_rate > by_ramp ? by_rate : by_ramp) * 1e9);
     }
     signal(SIGPIPE, SIG_IGN);
-    uv_timer_init(G.loop, &G.tick);
-    uv_timer_start(&G.tick, on_tick, 0, 1);
-    uv_timer_init(G.loop, &G.progress);
+    lthr_t *t0 = &G.thr[0];
+    uv_timer_init(&t0->loop, &G.progress);
     uv_timer_start(&G.progress, on_progress, 1000, 1000);
-    uv_signal_init(G.loop, &G.sigint);
+    uv_signal_init(&t0->loop, &G.sigint);
     uv_signal_start(&G.sigint, on_sigint, SIGINT);
-    uv_run(G.loop, UV_RUN_DEFAULT);
-    uv_loop_close(G.loop);
+    for (int i = 1; i < G.nthreads; i++)
+        if (uv_thread_create(&G.thr[i].tid, thread_main, &G.thr[i]) != 0) fatal("cannot start loop thread %d", i);
+    thread_main(t0);
+    for (int i = 1; i < G.nthreads; i++) uv_thread_join(&G.thr[i].tid);
+    int status = finish();
+    for (int i = 0; i < G.nthreads; i++) uv_loop_close(&G.thr[i].loop);
     if (S.L) lua_close(S.L);
-    return g_exit;
+    return status;
 }

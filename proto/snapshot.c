@@ -27,9 +27,9 @@
 
 /* ---------------------------------------------------------------- views */
 
-void sp_snap_view_init(sp_snap_view_t *v) { memset(v, 0, sizeof *v); }
+void sp_snap_list_init(sp_snap_list_t *v) { memset(v, 0, sizeof *v); }
 
-void sp_snap_view_destroy(sp_snap_view_t *v) {
+void sp_snap_list_destroy(sp_snap_list_t *v) {
     if (v == NULL) return;
     free(v->recs);
     free(v->scratch);
@@ -37,19 +37,19 @@ void sp_snap_view_destroy(sp_snap_view_t *v) {
     memset(v, 0, sizeof *v);
 }
 
-void sp_snap_view_reset(sp_snap_view_t *v) {
+void sp_snap_list_reset(sp_snap_list_t *v) {
     v->len = 0;
     v->tick = 0;
     v->valid = false;
 }
 
-void sp_snap_view_swap(sp_snap_view_t *a, sp_snap_view_t *b) {
-    sp_snap_view_t t = *a;
+void sp_snap_list_swap(sp_snap_list_t *a, sp_snap_list_t *b) {
+    sp_snap_list_t t = *a;
     *a = *b;
     *b = t;
 }
 
-size_t sp_snap_view_bytes(const sp_snap_view_t *v) {
+size_t sp_snap_list_bytes(const sp_snap_list_t *v) {
     return (v->cap + v->scratch_cap) * sizeof(sp_snap_rec_t) + v->rows_cap * sizeof(uint32_t);
 }
 
@@ -71,7 +71,7 @@ static int array_reserve(void **arr, size_t *capp, size_t n, size_t elem) {
 }
 
 /* Make v->scratch hold at least n records (contents not kept). */
-static int scratch_reserve(sp_snap_view_t *v, size_t n) {
+static int scratch_reserve(sp_snap_list_t *v, size_t n) {
     void *p = v->scratch;
     int rc = array_reserve(&p, &v->scratch_cap, n, sizeof(sp_snap_rec_t));
     v->scratch = p;
@@ -79,7 +79,7 @@ static int scratch_reserve(sp_snap_view_t *v, size_t n) {
 }
 
 /* Make v->rows hold at least n indexes (contents not kept). */
-static int rows_reserve(sp_snap_view_t *v, size_t n) {
+static int rows_reserve(sp_snap_list_t *v, size_t n) {
     void *p = v->rows;
     int rc = array_reserve(&p, &v->rows_cap, n, sizeof(uint32_t));
     v->rows = p;
@@ -87,7 +87,7 @@ static int rows_reserve(sp_snap_view_t *v, size_t n) {
 }
 
 /* The records built in scratch[0, n) become the view. */
-static void scratch_commit(sp_snap_view_t *v, size_t n, uint64_t tick) {
+static void scratch_commit(sp_snap_list_t *v, size_t n, uint64_t tick) {
     sp_snap_rec_t *r = v->recs;
     size_t c = v->cap;
     v->recs = v->scratch;
@@ -101,7 +101,7 @@ static void scratch_commit(sp_snap_view_t *v, size_t n, uint64_t tick) {
 
 /* Make v->recs hold at least n records; contents are NOT kept (the callers
  * overwrite them all). On failure v is unchanged. */
-static int recs_reserve(sp_snap_view_t *v, size_t n) {
+static int recs_reserve(sp_snap_list_t *v, size_t n) {
     void *p = v->recs;
     int rc = array_reserve(&p, &v->cap, n, sizeof(sp_snap_rec_t));
     v->recs = p;
@@ -110,13 +110,13 @@ static int recs_reserve(sp_snap_view_t *v, size_t n) {
 
 /* The encoder side validates its input first and then overwrites the view in
  * place: no scratch array, so a daemon's per-client views cost one array each
- * (only sp_snap_apply(), on the client side, double-buffers). */
-sp_snap_rec_t *sp_snap_view_reserve(sp_snap_view_t *v, size_t n) {
+ * (only sp_snap_v1_apply(), on the client side, double-buffers). */
+sp_snap_rec_t *sp_snap_list_reserve(sp_snap_list_t *v, size_t n) {
     if (v == NULL || recs_reserve(v, n) != 0) return NULL;
     return v->recs;
 }
 
-int sp_snap_view_set(sp_snap_view_t *v, uint64_t tick, const sp_snap_rec_t *recs, size_t n) {
+int sp_snap_list_set(sp_snap_list_t *v, uint64_t tick, const sp_snap_rec_t *recs, size_t n) {
     if (v == NULL || (recs == NULL && n > 0) || (n > 0 && recs == v->recs)) return SP_EINVAL;
     for (size_t i = 0; i < n; i++)
         if (recs[i].id == 0 || (i > 0 && recs[i].id <= recs[i - 1].id) || recs[i].kind == 0) return SP_EINVAL;
@@ -129,7 +129,7 @@ int sp_snap_view_set(sp_snap_view_t *v, uint64_t tick, const sp_snap_rec_t *recs
     return 0;
 }
 
-const sp_snap_rec_t *sp_snap_view_find(const sp_snap_view_t *v, uint64_t id) {
+const sp_snap_rec_t *sp_snap_list_find(const sp_snap_list_t *v, uint64_t id) {
     size_t lo = 0, hi = v->len;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
@@ -145,7 +145,7 @@ static bool rec_equal(const sp_snap_rec_t *a, const sp_snap_rec_t *b) {
            memcmp(a->vel, b->vel, sizeof a->vel) == 0;
 }
 
-bool sp_snap_view_equal(const sp_snap_view_t *a, const sp_snap_view_t *b) {
+bool sp_snap_list_equal(const sp_snap_list_t *a, const sp_snap_list_t *b) {
     if (a->valid != b->valid || a->tick != b->tick || a->len != b->len) return false;
     for (size_t i = 0; i < a->len; i++)
         if (!rec_equal(&a->recs[i], &b->recs[i])) return false;
@@ -244,7 +244,7 @@ static void walk(const sp_snap_rec_t *b, size_t nb, const sp_snap_rec_t *c, size
     }
 }
 
-int sp_snap_encode_views(const sp_snap_view_t *base, const sp_snap_view_t *next, msgpack_sbuffer *out,
+int sp_snap_v1_encode(const sp_snap_list_t *base, const sp_snap_list_t *next, msgpack_sbuffer *out,
                          sp_snap_stats_t *stats) {
     if (next == NULL || !next->valid || out == NULL) return SP_EINVAL;
     bool full = base == NULL || !base->valid;
@@ -287,12 +287,12 @@ int sp_snap_encode_views(const sp_snap_view_t *base, const sp_snap_view_t *next,
     return 0;
 }
 
-int sp_snap_encode_recs(uint64_t tick, const sp_snap_rec_t *recs, size_t n, const sp_snap_view_t *base,
-                        sp_snap_view_t *next_out, msgpack_sbuffer *out, sp_snap_stats_t *stats) {
+int sp_snap_v1_encode_recs(uint64_t tick, const sp_snap_rec_t *recs, size_t n, const sp_snap_list_t *base,
+                        sp_snap_list_t *next_out, msgpack_sbuffer *out, sp_snap_stats_t *stats) {
     if (base != NULL && base == next_out) return SP_EINVAL;
-    int rc = sp_snap_view_set(next_out, tick, recs, n);
+    int rc = sp_snap_list_set(next_out, tick, recs, n);
     if (rc) return rc;
-    return sp_snap_encode_views(base, next_out, out, stats);
+    return sp_snap_v1_encode(base, next_out, out, stats);
 }
 
 /* ---------------------------------------------------------------- decode */
@@ -436,22 +436,13 @@ static inline size_t seek(const sp_snap_rec_t *b, size_t i, size_t n, uint64_t i
     return seek_far(b, i, n, id);
 }
 
-/* A delta with only a "changed" list (the steady state of a slowly moving
- * scene): patch the changed rows in place instead of rebuilding the view.
- * All-or-nothing: pass 1 decodes every entry into scratch (a copy of its
- * row, patched) and its row index into rows, validating all of it without
- * touching the view; only when the whole list is good does pass 2 copy the
- * patched rows over their originals. */
-static int apply_changes_in_place(sp_snap_view_t *view, cursor_t *c, uint64_t tick, uint32_t *n_changed) {
-    sp_snap_rec_t *b = view->recs;
-    size_t nb = view->len; /* <= UINT32_MAX: it came from a uint32 count */
-    /* Each entry is at least 2 ints (iddelta, op) and names a distinct row. */
-    size_t max_changed = c->n / 2 < nb ? c->n / 2 : nb;
-    int rc = scratch_reserve(view, max_changed);
-    if (rc == 0) rc = rows_reserve(view, max_changed);
-    if (rc) return rc;
-    sp_snap_rec_t *out = view->scratch;
-    uint32_t *rows = view->rows;
+/* Stage a changes-only delta of the sorted rows b[0, nb): every entry of
+ * c is decoded into out[k] (a patched copy of its row) and its row index
+ * into rows[k], validating all of it without touching b. out and rows hold
+ * at least min(c->n / 2, nb) entries (each entry is at least 2 ints and
+ * names a distinct row). Returns 0 (*nout = entries) or SP_ECORRUPT. */
+static int stage_patch(const sp_snap_rec_t *b, size_t nb, cursor_t *c, sp_snap_rec_t *out, uint32_t *rows,
+                       size_t *nout) {
     size_t k = 0, i = 0;
     if (!cur_next(c)) return SP_ECORRUPT;
     while (c->has) {
@@ -462,15 +453,70 @@ static int apply_changes_in_place(sp_snap_view_t *view, cursor_t *c, uint64_t ti
         if (!apply_change(c, &out[k]) || !cur_next(c)) return SP_ECORRUPT;
         k++;
     }
-    for (size_t j = 0; j < k; j++) b[rows[j]] = out[j]; /* valid: commit */
-    view->tick = tick;
-    *n_changed = (uint32_t)k;
+    *nout = k;
     return 0;
+}
+
+typedef struct merge_counts {
+    uint32_t entered, changed, left;
+} merge_counts_t;
+
+/* Stage the merge of the sorted rows b[0, nb) (NULL, 0: none) with the
+ * entered, changed and left lists into out (room for nb + e->n / 11
+ * records, the most it can write). Runs of rows no list names are copied
+ * with one memcpy each. Returns 0 (*nout records, id-ascending) or
+ * SP_ECORRUPT. Reads b only. */
+static int stage_merge(const sp_snap_rec_t *b, size_t nb, cursor_t *e, cursor_t *c, cursor_t *l,
+                       sp_snap_rec_t *out, size_t *nout, merge_counts_t *mc) {
+    size_t i = 0, n = 0;
+    if (!cur_next(e) || !cur_next(c) || !cur_next(l)) return SP_ECORRUPT;
+    for (;;) {
+        /* The smallest id any list names next; rows below it are unchanged. */
+        bool any = e->has || c->has || l->has;
+        uint64_t ev = UINT64_MAX;
+        if (e->has) ev = e->id;
+        if (c->has && c->id < ev) ev = c->id;
+        if (l->has && l->id < ev) ev = l->id;
+        size_t j = any ? seek(b, i, nb, ev) : nb;
+        if (j > i) {
+            memcpy(out + n, b + i, (j - i) * sizeof *b);
+            n += j - i;
+            i = j;
+        }
+        if (!any) break;
+        bool in_view = i < nb && b[i].id == ev;
+        if (e->has && e->id == ev) {
+            if (in_view) return SP_ECORRUPT; /* entered twice */
+            if (!read_entered(e, &out[n++]) || !cur_next(e)) return SP_ECORRUPT;
+            mc->entered++;
+            continue; /* a changed/left list naming the same id fails next round */
+        }
+        if (!in_view) return SP_ECORRUPT; /* a changed or left id the view lacks */
+        if (l->has && l->id == ev) {
+            if (c->has && c->id == ev) return SP_ECORRUPT; /* changed and left */
+            if (!cur_next(l)) return SP_ECORRUPT;
+            mc->left++;
+            i++;
+            continue;
+        }
+        out[n] = b[i++];
+        if (!apply_change(c, &out[n]) || !cur_next(c)) return SP_ECORRUPT;
+        n++;
+        mc->changed++;
+    }
+    *nout = n;
+    return 0;
+}
+
+static cursor_t cursor_of(const msgpack_object *arr) {
+    cursor_t c = {arr->via.array.ptr, arr->via.array.size, 0, 0, false};
+    return c;
 }
 
 static void fill_stats(sp_snap_stats_t *stats, uint64_t tick, uint64_t base_tick, bool full, uint32_t entered,
                        uint32_t changed, uint32_t left, size_t count) {
     if (stats == NULL) return;
+    memset(stats, 0, sizeof *stats);
     stats->tick = tick;
     stats->base_tick = base_tick;
     stats->full = full;
@@ -478,10 +524,9 @@ static void fill_stats(sp_snap_stats_t *stats, uint64_t tick, uint64_t base_tick
     stats->changed = changed;
     stats->left = left;
     stats->count = (uint32_t)count;
-    stats->bytes = 0;
 }
 
-int sp_snap_apply(sp_snap_view_t *view, const msgpack_object *params, sp_snap_stats_t *stats) {
+int sp_snap_v1_apply(sp_snap_list_t *view, const msgpack_object *params, sp_snap_stats_t *stats) {
     if (view == NULL || params == NULL) return SP_EINVAL;
     if (params->type != MSGPACK_OBJECT_ARRAY || params->via.array.size < 6) return SP_ECORRUPT;
     const msgpack_object *p = params->via.array.ptr;
@@ -493,72 +538,552 @@ int sp_snap_apply(sp_snap_view_t *view, const msgpack_object *params, sp_snap_st
         if (p[k].type != MSGPACK_OBJECT_ARRAY) return SP_ECORRUPT;
     uint32_t count;
     if (!obj_u32(&p[5], &count)) return SP_ECORRUPT;
-    cursor_t e = {p[2].via.array.ptr, p[2].via.array.size, 0, 0, false};
-    cursor_t c = {p[3].via.array.ptr, p[3].via.array.size, 0, 0, false};
-    cursor_t l = {p[4].via.array.ptr, p[4].via.array.size, 0, 0, false};
+    cursor_t e = cursor_of(&p[2]), c = cursor_of(&p[3]), l = cursor_of(&p[4]);
     if (e.n % SP_SNAP_ENTERED_INTS != 0) return SP_ECORRUPT;
     if (full && (c.n != 0 || l.n != 0)) return SP_ECORRUPT;
     if (!full && (!view->valid || p[1].via.u64 != view->tick)) return SP_EPROTO; /* desync */
 
-    uint32_t n_changed = 0, n_left = 0, n_entered = 0;
     if (!full && e.n == 0 && l.n == 0) {
+        /* A changes-only delta (the steady state of a slowly moving scene):
+         * stage the patched rows, then copy them over their originals. */
         if (count != view->len) return SP_ECORRUPT;
-        int rc = apply_changes_in_place(view, &c, tick, &n_changed);
+        size_t max_changed = c.n / 2 < view->len ? c.n / 2 : view->len;
+        int rc = scratch_reserve(view, max_changed);
+        if (rc == 0) rc = rows_reserve(view, max_changed);
         if (rc) return rc;
-        fill_stats(stats, tick, p[1].via.u64, false, 0, n_changed, 0, view->len);
+        size_t k;
+        if ((rc = stage_patch(view->recs, view->len, &c, view->scratch, view->rows, &k)) != 0) return rc;
+        for (size_t j = 0; j < k; j++) view->recs[view->rows[j]] = view->scratch[j]; /* valid: commit */
+        view->tick = tick;
+        fill_stats(stats, tick, p[1].via.u64, false, 0, (uint32_t)k, 0, view->len);
         return 0;
     }
 
     /* Otherwise one merge pass of the view and the three id lists into
-     * scratch, swapped in at the end (the view is untouched until then).
-     * Runs of rows no list names are copied with one memcpy each. */
+     * scratch, swapped in at the end (the view is untouched until then). */
     const sp_snap_rec_t *b = full ? NULL : view->recs;
     size_t nb = full ? 0 : view->len;
     size_t max_out = nb + e.n / SP_SNAP_ENTERED_INTS;
     if (count > max_out) return SP_ECORRUPT;
     int rc = scratch_reserve(view, max_out);
     if (rc) return rc;
-    sp_snap_rec_t *out = view->scratch;
-    size_t i = 0, n = 0;
-    if (!cur_next(&e) || !cur_next(&c) || !cur_next(&l)) return SP_ECORRUPT;
-    for (;;) {
-        /* The smallest id any list names next; rows below it are unchanged. */
-        bool any = e.has || c.has || l.has;
-        uint64_t ev = UINT64_MAX;
-        if (e.has) ev = e.id;
-        if (c.has && c.id < ev) ev = c.id;
-        if (l.has && l.id < ev) ev = l.id;
-        size_t j = any ? seek(b, i, nb, ev) : nb;
-        if (j > i) {
-            memcpy(out + n, b + i, (j - i) * sizeof *b);
-            n += j - i;
-            i = j;
-        }
-        if (!any) break;
-        bool in_view = i < nb && b[i].id == ev;
-        if (e.has && e.id == ev) {
-            if (in_view) return SP_ECORRUPT; /* entered twice */
-            if (!read_entered(&e, &out[n++]) || !cur_next(&e)) return SP_ECORRUPT;
-            n_entered++;
-            continue; /* a changed/left list naming the same id fails next round */
-        }
-        if (!in_view) return SP_ECORRUPT; /* a changed or left id the view lacks */
-        if (l.has && l.id == ev) {
-            if (c.has && c.id == ev) return SP_ECORRUPT; /* changed and left */
-            if (!cur_next(&l)) return SP_ECORRUPT;
-            n_left++;
-            i++;
-            continue;
-        }
-        out[n] = b[i++];
-        if (!apply_change(&c, &out[n]) || !cur_next(&c)) return SP_ECORRUPT;
-        n++;
-        n_changed++;
-    }
+    size_t n;
+    merge_counts_t mc = {0, 0, 0};
+    if ((rc = stage_merge(b, nb, &e, &c, &l, view->scratch, &n, &mc)) != 0) return rc;
     if (n != count) return SP_ECORRUPT;
     scratch_commit(view, n, tick);
-    fill_stats(stats, tick, full ? 0 : p[1].via.u64, full, n_entered, n_changed, n_left, n);
+    fill_stats(stats, tick, full ? 0 : p[1].via.u64, full, mc.entered, mc.changed, mc.left, n);
     return 0;
+}
+
+/* ================================================================ protocol 2 */
+
+/* ---------------------------------------------------------------- grid */
+
+int sp_snap_grid_init(sp_snap_grid_t *g, double half_extent, double edge) {
+    if (g == NULL || !(half_extent > 0) || !(edge > 0) || isinf(half_extent) || isinf(edge)) return SP_EINVAL;
+    double n = ceil(2 * half_extent / edge);
+    if (n < 1) n = 1;
+    if (n > SP_SNAP_MAX_CELLS_PER_AXIS) return SP_EINVAL;
+    g->half_extent = half_extent;
+    g->edge = edge;
+    g->n = (uint32_t)n;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- cell views */
+
+/* What sp_snap_apply() will do with one chunk, decided and staged before
+ * the view is written. */
+enum { PLAN_PATCH, PLAN_REPLACE };
+struct plan {
+    const msgpack_object *ch;  /* the chunk's elements */
+    uint32_t cell, n;          /* cell id, entities after */
+    size_t old;                /* index in view->cells, or SIZE_MAX: not in the view */
+    bool has_old;              /* its old content stays until replaced (a delta, cell in view, not gone) */
+    bool fullcell;             /* cbase nil: the chunk replaces the cell from nothing */
+    uint8_t mode;
+    size_t off;                /* scratch (and rows) offset of its staged records */
+    size_t bound;              /* room reserved there */
+    size_t staged;             /* records staged (PATCH: patched rows; REPLACE: == n) */
+    sp_snap_rec_t *fresh;      /* REPLACE of a cell not in the view: its new array */
+};
+
+/* Staging buffers of a cell view (contents not kept). */
+static int v2_scratch_reserve(sp_snap_view_t *v, size_t n) {
+    void *p = v->scratch;
+    int rc = array_reserve(&p, &v->scratch_cap, n, sizeof(sp_snap_rec_t));
+    v->scratch = p;
+    return rc;
+}
+
+static int v2_rows_reserve(sp_snap_view_t *v, size_t n) {
+    void *p = v->rows;
+    int rc = array_reserve(&p, &v->rows_cap, n, sizeof(uint32_t));
+    v->rows = p;
+    return rc;
+}
+
+/* Make the cell list hold at least n cells, keeping its content. */
+static int cells_reserve_keep(sp_snap_view_t *v, size_t n) {
+    if (n <= v->cells_cap) return 0;
+    size_t cap = v->cells_cap ? v->cells_cap * 2 : 16;
+    if (cap < n) cap = n;
+    size_t bytes;
+    if (sp_size_mul(cap, sizeof(sp_snap_cell_t), &bytes) != 0) return SP_ENOMEM;
+    sp_snap_cell_t *p = realloc(v->cells, bytes);
+    if (p == NULL) return SP_ENOMEM;
+    v->cells = p;
+    v->cells_cap = cap;
+    return 0;
+}
+
+void sp_snap_view_init(sp_snap_view_t *v) { memset(v, 0, sizeof *v); }
+
+void sp_snap_view_destroy(sp_snap_view_t *v) {
+    if (v == NULL) return;
+    for (size_t i = 0; i < v->ncells; i++) free(v->cells[i].recs);
+    free(v->cells);
+    free(v->spare);
+    free(v->scratch);
+    free(v->rows);
+    free(v->plan);
+    memset(v, 0, sizeof *v);
+}
+
+void sp_snap_view_reset(sp_snap_view_t *v) {
+    for (size_t i = 0; i < v->ncells; i++) free(v->cells[i].recs);
+    v->ncells = 0;
+    v->count = 0;
+    v->tick = 0;
+    v->valid = false;
+}
+
+/* Index of the first cell >= id in v's cells (ncells if none). */
+static size_t cell_lower(const sp_snap_cell_t *cells, size_t n, uint32_t id) {
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cells[mid].cell < id) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+const sp_snap_cell_t *sp_snap_view_cell(const sp_snap_view_t *v, uint32_t cell) {
+    size_t i = cell_lower(v->cells, v->ncells, cell);
+    return i < v->ncells && v->cells[i].cell == cell ? &v->cells[i] : NULL;
+}
+
+static const sp_snap_rec_t *recs_find(const sp_snap_rec_t *r, size_t n, uint64_t id) {
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (r[mid].id < id) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < n && r[lo].id == id ? &r[lo] : NULL;
+}
+
+const sp_snap_rec_t *sp_snap_view_find(const sp_snap_view_t *v, uint64_t id) {
+    for (size_t i = 0; i < v->ncells; i++) {
+        const sp_snap_cell_t *c = &v->cells[i];
+        if (c->len == 0 || c->recs[0].id > id || c->recs[c->len - 1].id < id) continue;
+        const sp_snap_rec_t *r = recs_find(c->recs, c->len, id);
+        if (r) return r;
+    }
+    return NULL;
+}
+
+static bool recs_valid(const sp_snap_rec_t *recs, size_t n) {
+    if (recs == NULL && n > 0) return false;
+    for (size_t i = 0; i < n; i++)
+        if (recs[i].id == 0 || (i > 0 && recs[i].id <= recs[i - 1].id) || recs[i].kind == 0) return false;
+    return n <= UINT32_MAX;
+}
+
+/* Make the cell's record array hold at least n records, keeping its
+ * content. On failure the cell is unchanged. */
+static int cell_reserve(sp_snap_cell_t *c, size_t n) {
+    if (n <= c->cap) return 0;
+    size_t cap = c->cap ? c->cap : 8;
+    while (cap < n) cap = cap > UINT32_MAX / 2 ? n : cap * 2;
+    if (cap > UINT32_MAX) return SP_ENOMEM;
+    size_t bytes;
+    if (sp_size_mul(cap, sizeof(sp_snap_rec_t), &bytes) != 0) return SP_ENOMEM;
+    sp_snap_rec_t *p = realloc(c->recs, bytes);
+    if (p == NULL) return SP_ENOMEM;
+    c->recs = p;
+    c->cap = (uint32_t)cap;
+    return 0;
+}
+
+int sp_snap_view_put_cell(sp_snap_view_t *v, uint64_t tick, uint32_t cell, const sp_snap_rec_t *recs, size_t n) {
+    if (v == NULL || !recs_valid(recs, n)) return SP_EINVAL;
+    size_t i = cell_lower(v->cells, v->ncells, cell);
+    bool have = i < v->ncells && v->cells[i].cell == cell;
+    if (!have) {
+        int rc = cells_reserve_keep(v, v->ncells + 1);
+        if (rc) return rc;
+        sp_snap_cell_t nc = {cell, 0, 0, NULL};
+        if (cell_reserve(&nc, n) != 0) return SP_ENOMEM;
+        memmove(v->cells + i + 1, v->cells + i, (v->ncells - i) * sizeof v->cells[0]);
+        v->cells[i] = nc;
+        v->ncells++;
+    } else if (cell_reserve(&v->cells[i], n) != 0) {
+        return SP_ENOMEM;
+    }
+    sp_snap_cell_t *c = &v->cells[i];
+    v->count = v->count - c->len + n;
+    if (n) memcpy(c->recs, recs, n * sizeof *recs);
+    c->len = (uint32_t)n;
+    v->tick = tick;
+    v->valid = true;
+    return 0;
+}
+
+bool sp_snap_view_equal(const sp_snap_view_t *a, const sp_snap_view_t *b) {
+    if (a->valid != b->valid || a->tick != b->tick || a->ncells != b->ncells || a->count != b->count) return false;
+    for (size_t i = 0; i < a->ncells; i++) {
+        const sp_snap_cell_t *x = &a->cells[i], *y = &b->cells[i];
+        if (x->cell != y->cell || x->len != y->len) return false;
+        for (uint32_t k = 0; k < x->len; k++)
+            if (!rec_equal(&x->recs[k], &y->recs[k])) return false;
+    }
+    return true;
+}
+
+size_t sp_snap_view_bytes(const sp_snap_view_t *v) {
+    size_t b = (v->cells_cap + v->spare_cap) * sizeof(sp_snap_cell_t) + v->scratch_cap * sizeof(sp_snap_rec_t) +
+               v->rows_cap * sizeof(uint32_t) + v->plan_cap * sizeof(struct plan);
+    for (size_t i = 0; i < v->ncells; i++) b += (size_t)v->cells[i].cap * sizeof(sp_snap_rec_t);
+    return b;
+}
+
+/* ---------------------------------------------------------------- v2 decode */
+
+static void plans_free_fresh(struct plan *pl, size_t n) {
+    for (size_t k = 0; k < n; k++) {
+        free(pl[k].fresh);
+        pl[k].fresh = NULL;
+    }
+}
+
+int sp_snap_apply(sp_snap_view_t *view, const msgpack_object *params, sp_snap_stats_t *stats) {
+    if (view == NULL || params == NULL) return SP_EINVAL;
+    if (params->type != MSGPACK_OBJECT_ARRAY || params->via.array.size < 5) return SP_ECORRUPT;
+    const msgpack_object *p = params->via.array.ptr;
+    if (p[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER) return SP_ECORRUPT;
+    uint64_t tick = p[0].via.u64;
+    bool full = p[1].type == MSGPACK_OBJECT_NIL;
+    if (!full && p[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER) return SP_ECORRUPT;
+    uint64_t base = full ? 0 : p[1].via.u64;
+    if (p[2].type != MSGPACK_OBJECT_ARRAY || p[3].type != MSGPACK_OBJECT_ARRAY) return SP_ECORRUPT;
+    uint64_t count = 0;
+    if (p[4].type != MSGPACK_OBJECT_POSITIVE_INTEGER) return SP_ECORRUPT;
+    count = p[4].via.u64;
+    if (!full && (!view->valid || base != view->tick)) return SP_EPROTO; /* desync */
+
+    /* gone: strictly ascending cell ids. */
+    const msgpack_object *gone = p[3].via.array.ptr;
+    size_t ngone = p[3].via.array.size;
+    for (size_t g = 0; g < ngone; g++)
+        if (gone[g].type != MSGPACK_OBJECT_POSITIVE_INTEGER || gone[g].via.u64 > UINT32_MAX ||
+            (g > 0 && gone[g].via.u64 <= gone[g - 1].via.u64))
+            return SP_ECORRUPT;
+
+    /* Pass 1: every chunk's shape, its cell's place in the view, its mode
+     * and the scratch room it needs. No decoding yet. */
+    const msgpack_object *chunks = p[2].via.array.ptr;
+    size_t nch = p[2].via.array.size;
+    {
+        void *pp = view->plan;
+        int rc = array_reserve(&pp, &view->plan_cap, nch, sizeof(struct plan));
+        view->plan = pp;
+        if (rc) return rc;
+    }
+    struct plan *pl = view->plan;
+    size_t ci = 0, gi = 0, need = 0;
+    uint64_t total = full ? 0 : view->count;
+    bool relist = full; /* the cell list changes: rebuild it */
+    uint32_t nfull = 0;
+    for (size_t k = 0; k < nch; k++) {
+        const msgpack_object *o = &chunks[k];
+        if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < 6) return SP_ECORRUPT;
+        const msgpack_object *ch = o->via.array.ptr;
+        uint32_t cell, n;
+        if (!obj_u32(&ch[0], &cell) || (k > 0 && cell <= pl[k - 1].cell)) return SP_ECORRUPT;
+        bool fullcell = ch[1].type == MSGPACK_OBJECT_NIL;
+        if (!fullcell && (full || ch[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER || ch[1].via.u64 != base))
+            return SP_ECORRUPT;
+        for (int a = 2; a <= 4; a++)
+            if (ch[a].type != MSGPACK_OBJECT_ARRAY) return SP_ECORRUPT;
+        if (!obj_u32(&ch[5], &n)) return SP_ECORRUPT;
+        size_t ne = ch[2].via.array.size, nc = ch[3].via.array.size, nl = ch[4].via.array.size;
+        if (ne % SP_SNAP_ENTERED_INTS != 0) return SP_ECORRUPT;
+        if (fullcell && (nc != 0 || nl != 0)) return SP_ECORRUPT;
+        nfull += fullcell;
+        ci += cell_lower(view->cells + ci, view->ncells - ci, cell);
+        bool in_view = ci < view->ncells && view->cells[ci].cell == cell;
+        while (gi < ngone && gone[gi].via.u64 < cell) gi++;
+        bool is_gone = gi < ngone && gone[gi].via.u64 == cell;
+        struct plan *q = &pl[k];
+        q->ch = ch;
+        q->cell = cell;
+        q->n = n;
+        q->old = in_view ? ci : SIZE_MAX;
+        q->has_old = !full && in_view && !is_gone;
+        q->fullcell = fullcell;
+        q->fresh = NULL;
+        q->staged = 0;
+        size_t old_len = q->has_old ? view->cells[ci].len : 0;
+        size_t base_len = fullcell ? 0 : old_len; /* what the lists apply to */
+        if (!in_view) relist = true;
+        if (!fullcell && q->has_old && ne == 0 && nl == 0) {
+            q->mode = PLAN_PATCH;
+            if (n != old_len) return SP_ECORRUPT;
+            q->bound = nc / 2 < old_len ? nc / 2 : old_len;
+        } else {
+            q->mode = PLAN_REPLACE;
+            q->bound = base_len + ne / SP_SNAP_ENTERED_INTS;
+            if (n > q->bound) return SP_ECORRUPT;
+        }
+        q->off = need;
+        need += q->bound; /* <= view->count + message entries: no overflow */
+        total = total - old_len + n;
+    }
+    if (!full) { /* the gone cells' entities leave (those the chunks reuse were counted above) */
+        size_t vi = 0;
+        for (size_t g = 0; g < ngone; g++) {
+            uint32_t cell = (uint32_t)gone[g].via.u64;
+            vi += cell_lower(view->cells + vi, view->ncells - vi, cell);
+            if (vi >= view->ncells || view->cells[vi].cell != cell) continue;
+            relist = true;
+            total -= view->cells[vi].len; /* a chunk of a gone cell did not count it (has_old false) */
+        }
+    }
+    if (total != count) return SP_ECORRUPT;
+
+    /* Pass 2: decode every chunk into scratch, validating everything. */
+    int rc = v2_scratch_reserve(view, need);
+    if (rc == 0) rc = v2_rows_reserve(view, need);
+    if (rc) return rc;
+    uint32_t n_entered = 0, n_changed = 0, n_left = 0;
+    for (size_t k = 0; k < nch; k++) {
+        struct plan *q = &pl[k];
+        const sp_snap_cell_t *oc = q->has_old && !q->fullcell ? &view->cells[q->old] : NULL;
+        cursor_t e = cursor_of(&q->ch[2]), c = cursor_of(&q->ch[3]), l = cursor_of(&q->ch[4]);
+        if (q->mode == PLAN_PATCH) {
+            rc = stage_patch(oc->recs, oc->len, &c, view->scratch + q->off, view->rows + q->off, &q->staged);
+            n_changed += (uint32_t)q->staged;
+        } else {
+            merge_counts_t mc = {0, 0, 0};
+            rc = stage_merge(oc ? oc->recs : NULL, oc ? oc->len : 0, &e, &c, &l, view->scratch + q->off, &q->staged,
+                             &mc);
+            if (rc == 0 && q->staged != q->n) rc = SP_ECORRUPT;
+            n_entered += mc.entered;
+            n_changed += mc.changed;
+            n_left += mc.left;
+        }
+        if (rc) return rc;
+    }
+
+    /* Pass 3: all the memory the commit writes to (invisible to a reader
+     * of the view: arrays grow with their content kept). */
+    if (relist) {
+        void *sp = view->spare;
+        rc = array_reserve(&sp, &view->spare_cap, (full ? 0 : view->ncells) + nch, sizeof(sp_snap_cell_t));
+        view->spare = sp;
+        if (rc) return rc;
+    }
+    for (size_t k = 0; k < nch && rc == 0; k++) {
+        struct plan *q = &pl[k];
+        if (q->mode != PLAN_REPLACE) continue;
+        if (q->old != SIZE_MAX) {
+            rc = cell_reserve(&view->cells[q->old], q->n);
+        } else if (q->n > 0) {
+            size_t bytes;
+            if (sp_size_mul(q->n, sizeof(sp_snap_rec_t), &bytes) != 0 || (q->fresh = malloc(bytes)) == NULL)
+                rc = SP_ENOMEM;
+        }
+    }
+    if (rc) {
+        plans_free_fresh(pl, nch);
+        return rc;
+    }
+
+    /* Commit: nothing can fail from here on. */
+    for (size_t k = 0; k < nch; k++) {
+        struct plan *q = &pl[k];
+        const sp_snap_rec_t *src = view->scratch + q->off;
+        if (q->mode == PLAN_PATCH) {
+            sp_snap_rec_t *dst = view->cells[q->old].recs;
+            const uint32_t *rows = view->rows + q->off;
+            for (size_t j = 0; j < q->staged; j++) dst[rows[j]] = src[j];
+        } else if (q->old != SIZE_MAX) {
+            sp_snap_cell_t *c = &view->cells[q->old];
+            if (q->n) memcpy(c->recs, src, (size_t)q->n * sizeof *src);
+            c->len = q->n;
+        } else if (q->n) {
+            memcpy(q->fresh, src, (size_t)q->n * sizeof *src);
+        }
+    }
+    if (relist) {
+        /* Merge the old cells (minus the gone ones, or none for a full
+         * snapshot) with the chunks' cells, both ascending. */
+        sp_snap_cell_t *out = view->spare;
+        size_t m = 0, i = 0, k = 0;
+        gi = 0;
+        while (i < view->ncells || k < nch) {
+            if (k < nch && (i >= view->ncells || pl[k].cell <= view->cells[i].cell)) {
+                struct plan *q = &pl[k++];
+                if (q->old != SIZE_MAX) {
+                    out[m++] = view->cells[i++]; /* the same cell, updated above */
+                } else {
+                    out[m++] = (sp_snap_cell_t){q->cell, q->n, q->n, q->fresh};
+                    q->fresh = NULL;
+                }
+                continue;
+            }
+            sp_snap_cell_t *c = &view->cells[i++];
+            while (gi < ngone && gone[gi].via.u64 < c->cell) gi++;
+            bool is_gone = gi < ngone && gone[gi].via.u64 == c->cell;
+            if (full || is_gone) free(c->recs);
+            else out[m++] = *c;
+        }
+        sp_snap_cell_t *t = view->cells;
+        size_t tc = view->cells_cap;
+        view->cells = view->spare;
+        view->cells_cap = view->spare_cap;
+        view->spare = t;
+        view->spare_cap = tc;
+        view->ncells = m;
+    }
+    view->count = (size_t)count;
+    view->tick = tick;
+    view->valid = true;
+    if (stats) {
+        fill_stats(stats, tick, base, full, n_entered, n_changed, n_left, (size_t)count);
+        stats->chunks = (uint32_t)nch;
+        stats->full_cells = nfull;
+        stats->gone = (uint32_t)ngone;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- v2 encode */
+
+int sp_snap_chunk_full(msgpack_sbuffer *out, uint32_t cell, const sp_snap_rec_t *recs, size_t n,
+                       sp_snap_stats_t *stats) {
+    if (out == NULL || !recs_valid(recs, n) || n > UINT32_MAX / SP_SNAP_ENTERED_INTS) return SP_EINVAL;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+    walk_t w = {.pk = &pk};
+    size_t before = out->size;
+    int r = msgpack_pack_array(&pk, 6);
+    r |= msgpack_pack_uint32(&pk, cell);
+    r |= msgpack_pack_nil(&pk);
+    r |= msgpack_pack_array(&pk, n * SP_SNAP_ENTERED_INTS);
+    walk(NULL, 0, recs, n, SEC_ENTERED, &w);
+    r |= msgpack_pack_array(&pk, 0);
+    r |= msgpack_pack_array(&pk, 0);
+    r |= msgpack_pack_uint64(&pk, n);
+    if (r || w.err) {
+        out->size = before;
+        return SP_ENOMEM;
+    }
+    if (stats) {
+        memset(stats, 0, sizeof *stats);
+        stats->full = true;
+        stats->entered = stats->count = (uint32_t)n;
+        stats->chunks = stats->full_cells = 1;
+        stats->bytes = out->size - before;
+    }
+    return 0;
+}
+
+int sp_snap_chunk_delta(msgpack_sbuffer *out, uint32_t cell, uint64_t base_tick, const sp_snap_rec_t *old,
+                        size_t nold, const sp_snap_rec_t *cur, size_t ncur, sp_snap_stats_t *stats) {
+    if (out == NULL || !recs_valid(old, nold) || !recs_valid(cur, ncur)) return SP_EINVAL;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+    walk_t w = {.pk = &pk};
+    walk(old, nold, cur, ncur, SEC_COUNT, &w);
+    if (w.kind_changed) return SP_EINVAL; /* an id keeps its kind for life */
+    size_t entered_ints;
+    if (sp_size_mul(w.entered, SP_SNAP_ENTERED_INTS, &entered_ints) != 0 || entered_ints > UINT32_MAX ||
+        w.changed_ints > UINT32_MAX)
+        return SP_EINVAL;
+    size_t before = out->size;
+    int r = msgpack_pack_array(&pk, 6);
+    r |= msgpack_pack_uint32(&pk, cell);
+    r |= msgpack_pack_uint64(&pk, base_tick);
+    r |= msgpack_pack_array(&pk, entered_ints);
+    walk(old, nold, cur, ncur, SEC_ENTERED, &w);
+    r |= msgpack_pack_array(&pk, w.changed_ints);
+    walk(old, nold, cur, ncur, SEC_CHANGED, &w);
+    r |= msgpack_pack_array(&pk, w.left);
+    walk(old, nold, cur, ncur, SEC_LEFT, &w);
+    r |= msgpack_pack_uint64(&pk, ncur);
+    if (r || w.err) {
+        out->size = before;
+        return SP_ENOMEM;
+    }
+    if (stats) {
+        memset(stats, 0, sizeof *stats);
+        stats->base_tick = base_tick;
+        stats->entered = (uint32_t)w.entered;
+        stats->changed = (uint32_t)w.changed;
+        stats->left = (uint32_t)w.left;
+        stats->count = (uint32_t)ncur;
+        stats->chunks = 1;
+        stats->bytes = out->size - before;
+    }
+    return 0;
+}
+
+int sp_snap_pack_head(msgpack_sbuffer *out, uint64_t tick, bool full, uint64_t base_tick, size_t nchunks) {
+    if (out == NULL || nchunks > UINT32_MAX) return SP_EINVAL;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+    size_t before = out->size;
+    int r = sp_rpc_pack_notify_begin(&pk, "snapshot", 5);
+    r |= msgpack_pack_uint64(&pk, tick);
+    r |= full ? msgpack_pack_nil(&pk) : msgpack_pack_uint64(&pk, base_tick);
+    r |= msgpack_pack_array(&pk, nchunks);
+    if (r) {
+        out->size = before;
+        return SP_ENOMEM;
+    }
+    return 0;
+}
+
+int sp_snap_pack_tail(msgpack_sbuffer *out, const uint32_t *gone, size_t ngone, uint64_t count) {
+    if (out == NULL || (gone == NULL && ngone > 0) || ngone > UINT32_MAX) return SP_EINVAL;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+    size_t before = out->size;
+    int r = msgpack_pack_array(&pk, ngone);
+    for (size_t g = 0; g < ngone; g++) r |= msgpack_pack_uint32(&pk, gone[g]);
+    r |= msgpack_pack_uint64(&pk, count);
+    if (r) {
+        out->size = before;
+        return SP_ENOMEM;
+    }
+    return 0;
+}
+
+int sp_snap_assemble(msgpack_sbuffer *out, uint64_t tick, bool full, uint64_t base_tick,
+                     const sp_snap_piece_t *chunks, size_t nchunks, const uint32_t *gone, size_t ngone,
+                     uint64_t count) {
+    if (out == NULL || (chunks == NULL && nchunks > 0)) return SP_EINVAL;
+    size_t before = out->size;
+    int rc = sp_snap_pack_head(out, tick, full, base_tick, nchunks);
+    for (size_t k = 0; k < nchunks && rc == 0; k++)
+        if (msgpack_sbuffer_write(out, chunks[k].data, chunks[k].len) != 0) rc = SP_ENOMEM;
+    if (rc == 0) rc = sp_snap_pack_tail(out, gone, ngone, count);
+    if (rc) out->size = before;
+    return rc;
 }
 
 /* ---------------------------------------------------------------- events */

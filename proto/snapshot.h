@@ -1,16 +1,29 @@
-/* proto/snapshot.h: snapshot wire encode/decode, per-client views, events.
+/* proto/snapshot.h: snapshot wire encode/decode, client views, events.
  *
- * A client's *view* is what it has been sent so far: the quantized records of
- * the entities in its area of interest, sorted by id, plus the tick they are
- * from. The daemon keeps one view per client (the baseline) and encodes each
- * new snapshot as a delta against it; a client applies the snapshot to its own
- * view and ends up with exactly the encoder's next view.
+ * Protocol 2 (proto/PROTOCOL.md, "Snapshots", is the normative text). The
+ * world cube is cut into a static grid of *interest cells* (edge E, n cells
+ * per axis, both in `hello`'s result). A client's *view* is a set of whole
+ * cells, each exactly the server's content of that cell at the view's tick.
  *
- * Wire format (proto/PROTOCOL.md, "Snapshots", is the normative text):
- *   [2, "snapshot", [tick, base_tick|nil, entered, changed, left, count]]
+ *   [2, "snapshot", [tick, base_tick|nil, chunks, gone, count]]
  *   tick       uint: world tick of this snapshot
- *   base_tick  nil for a full snapshot (replace the view), else the tick of
- *              the view this delta applies to (a mismatch is a desync)
+ *   base_tick  nil: a full snapshot (clear the view first); else the tick of
+ *              the view this applies to (a mismatch is a desync)
+ *   chunks     array of cell chunks, cell id strictly ascending, each
+ *              [cell, cbase|nil, entered, changed, left, n]:
+ *                cbase nil: a full cell: replace the cell's entities by
+ *                  `entered` (`changed` and `left` empty)
+ *                cbase uint: a delta against the cell at base_tick (always
+ *                  equal to base_tick)
+ *                entered/changed/left: protocol 1's three lists, scoped to
+ *                  the cell (below)
+ *                n: entities in the cell after applying
+ *   gone       array of uint, strictly ascending: cells the client no
+ *              longer sees (forget them); applied before the chunks
+ *   count      uint: entities in the whole view after applying
+ * Later versions may append elements to the params or to a chunk: ignored.
+ *
+ * The three lists (protocol 1's, per cell):
  *   entered    flat array, 11 ints per entity:
  *              iddelta, kind, px, py, pz, vx, vy, vz, hp, owner, radius
  *   changed    flat array of entries: iddelta, op, values...
@@ -21,16 +34,25 @@
  *                         bit is set follow in that order: pos/vel/hp as
  *                         signed deltas, owner/radius as absolute values
  *   left       flat array of iddeltas
- *   count      uint: entities in the view after applying (integrity check)
  * Ids are ascending within each list and delta-coded: the first iddelta is
  * the id itself, each next one the difference to the previous id of the same
  * list (>= 1). msgpack packs every integer in its smallest form, so a slowly
  * moving entity costs 2 bytes (iddelta + op) and a static one 0 bytes.
  *
- * Threads: no globals. Encoding is a pure function of (base view, next view)
- * into a caller-owned buffer, so per-client encoding runs on worker threads
- * while the loop ticks, provided each view and buffer is used by one thread
- * at a time. */
+ * Sharing (why the format is cut this way): a chunk depends only on the
+ * cell's content at two ticks, never on the client, so the server encodes
+ * each changed cell once per round (sp_snap_chunk_delta) and each cell's
+ * full chunk once until it changes (sp_snap_chunk_full), and a client's
+ * snapshot is sp_snap_pack_head() + the chunks' bytes as they are +
+ * sp_snap_pack_tail(): the chunk bytes are written (writev) by reference.
+ *
+ * Protocol 1 (a flat per-client view, [tick, base, entered, changed, left,
+ * count]) is kept as sp_snap_list_t / sp_snap_v1_encode() / sp_snap_v1_apply():
+ * the per-client encoder that bench/bench_fanout measures the shared one
+ * against. No daemon speaks it once it speaks protocol 2.
+ *
+ * Threads: no globals. Encoders are pure functions of their inputs into a
+ * caller-owned buffer (any thread); a view is used by one thread at a time. */
 #ifndef SP_PROTO_SNAPSHOT_H
 #define SP_PROTO_SNAPSHOT_H
 
@@ -68,13 +90,15 @@ enum {
 #undef SP__SNAP_BIT
 };
 
-/* A view: records sorted by id ascending (unique), and their tick. */
-typedef struct sp_snap_view {
+/* Protocol 1: a flat view, records sorted by id ascending (unique), and
+ * their tick (the daemon's per-client baseline before protocol 2; kept for
+ * sp_snap_v1_encode()). */
+typedef struct sp_snap_list {
     sp_snap_rec_t *recs;
     size_t len, cap;
     uint64_t tick;
     bool valid;               /* false: no baseline yet (encode full / expect full) */
-    /* sp_snap_apply() only (client side; the daemon's views leave them
+    /* sp_snap_v1_apply() only (client side; the daemon's views leave them
      * NULL): a delta with entered/left rows is merged into scratch, then
      * swapped with recs; a changes-only delta is validated into scratch
      * (patched copies of the changed rows) and rows (their indexes), then
@@ -84,70 +108,235 @@ typedef struct sp_snap_view {
     size_t scratch_cap;
     uint32_t *rows;
     size_t rows_cap;
-} sp_snap_view_t;
+} sp_snap_list_t;
 
-/* What a snapshot contained (for watch output and statistics). */
+/* What a snapshot (or one chunk) contained (watch output, statistics). */
 typedef struct sp_snap_stats {
     uint64_t tick, base_tick;
     bool full;
-    uint32_t entered, changed, left;
-    uint32_t count;           /* entities in the view afterwards */
-    size_t bytes;             /* encoder: bytes appended (whole notification) */
+    uint32_t entered, changed, left; /* entities, over all chunks */
+    uint32_t count;           /* entities in the view afterwards (a chunk: in the cell) */
+    uint32_t chunks;          /* protocol 2: chunks in the snapshot */
+    uint32_t full_cells;      /* protocol 2: of which full cells */
+    uint32_t gone;            /* protocol 2: cells in `gone` */
+    size_t bytes;             /* encoder: bytes appended (whole notification or chunk) */
 } sp_snap_stats_t;
+
+/* ================================================================ protocol 2 */
+
+/* ---------------------------------------------------------------- cells */
+
+/* The most cells per axis a server announces (so a cell id, < n^3, fits
+ * 32 bits with room: 1024^3 = 2^30). */
+#define SP_SNAP_MAX_CELLS_PER_AXIS 1024u
+
+/* The interest-cell grid: edge (world units, e.g. 1000), n cells per axis
+ * over the cube [-half_extent, half_extent]^3. */
+typedef struct sp_snap_grid {
+    double half_extent;       /* world units */
+    double edge;              /* world units, > 0 */
+    uint32_t n;               /* cells per axis, 1..SP_SNAP_MAX_CELLS_PER_AXIS */
+} sp_snap_grid_t;
+
+/* g <- the grid of edge E over [-h, h]^3: n = ceil(2h / E), at least 1.
+ * Returns 0, or SP_EINVAL (h or E not finite and > 0, or n above
+ * SP_SNAP_MAX_CELLS_PER_AXIS: choose a bigger edge). */
+SP_API int sp_snap_grid_init(sp_snap_grid_t *g, double half_extent, double edge);
+
+/* Cell index along one axis of a position (world units): floor((p + h) / E)
+ * clamped to [0, n-1] (NaN: 0). */
+SP_INLINE uint32_t sp_snap_grid_axis(const sp_snap_grid_t *g, double p) {
+    double x = floor((p + g->half_extent) / g->edge);
+    if (!(x > 0)) return 0;
+    if (x >= (double)(g->n - 1)) return g->n - 1;
+    return (uint32_t)x;
+}
+
+/* Cell id of a position: ix + n * (iy + n * iz). */
+SP_INLINE uint32_t sp_snap_grid_cell(const sp_snap_grid_t *g, double x, double y, double z) {
+    return sp_snap_grid_axis(g, x) + g->n * (sp_snap_grid_axis(g, y) + g->n * sp_snap_grid_axis(g, z));
+}
 
 /* ---------------------------------------------------------------- views */
 
+/* One cell of a view: its entities, id ascending (unique). */
+typedef struct sp_snap_cell {
+    uint32_t cell;            /* cell id */
+    uint32_t len, cap;        /* records, capacity */
+    sp_snap_rec_t *recs;      /* owned by the view */
+} sp_snap_cell_t;
+
+/* A client's view: the cells it has been sent (an empty cell is still a
+ * cell of the view), cell id ascending, and their tick. Read cells[0,
+ * ncells) and their records directly (read-only); change it only with
+ * sp_snap_apply() / sp_snap_view_put_cell() / sp_snap_view_reset(). */
+typedef struct sp_snap_view {
+    uint64_t tick;
+    bool valid;               /* false: no snapshot applied yet (expect a full one) */
+    size_t count;             /* entities over all cells */
+    sp_snap_cell_t *cells;
+    size_t ncells, cells_cap;
+    /* private: sp_snap_apply()'s staging, kept for reuse (no allocation per
+     * snapshot once grown to the biggest snapshot's size) */
+    sp_snap_cell_t *spare;    /* the next cell list, built then swapped in */
+    size_t spare_cap;
+    sp_snap_rec_t *scratch;   /* merged cell contents and patched rows */
+    size_t scratch_cap;
+    uint32_t *rows;           /* rows the patched records go to */
+    size_t rows_cap;
+    void *plan;               /* one entry per chunk (snapshot.c) */
+    size_t plan_cap;
+} sp_snap_view_t;
+
 /* Empty, invalid view; allocates nothing. */
 SP_API void sp_snap_view_init(sp_snap_view_t *v);
-/* Free the records; the view is left empty and invalid (re-usable). */
+/* Free everything; the view is left empty and invalid (re-usable). */
 SP_API void sp_snap_view_destroy(sp_snap_view_t *v);
+/* Forget the content (no cells, invalid) but keep the staging memory: the
+ * next snapshot must be full (use after a desync / on resync). */
+SP_API void sp_snap_view_reset(sp_snap_view_t *v);
+/* The cell with this id, or NULL. O(log cells). */
+SP_API const sp_snap_cell_t *sp_snap_view_cell(const sp_snap_view_t *v, uint32_t cell);
+/* The record with this id, or NULL. O(cells * log(cell size)): a binary
+ * search per cell (a view has tens to a few thousand cells); a caller that
+ * looks up many ids per snapshot keeps its own index. */
+SP_API const sp_snap_rec_t *sp_snap_view_find(const sp_snap_view_t *v, uint64_t id);
+/* Set cell `cell` of v to n records (copied; id-ascending, unique, non-zero
+ * ids and kinds), inserting the cell if v lacks it, and v's tick to tick
+ * (v becomes valid). For tests and tools that build an expected view.
+ * Returns 0, SP_EINVAL (bad input) or SP_ENOMEM (v unchanged on both). */
+SP_API int sp_snap_view_put_cell(sp_snap_view_t *v, uint64_t tick, uint32_t cell, const sp_snap_rec_t *recs,
+                                 size_t n);
+/* True when both views hold the same tick, validity, cells and records. */
+SP_API bool sp_snap_view_equal(const sp_snap_view_t *a, const sp_snap_view_t *b);
+/* Bytes of heap the view holds. */
+SP_API size_t sp_snap_view_bytes(const sp_snap_view_t *v);
+
+/* ---------------------------------------------------------------- decode */
+
+/* Apply the params array of a protocol-2 "snapshot" notification to view
+ * (the reference decoder of PROTOCOL.md, same semantics). Returns 0 (view
+ * now equals the server's view of this client, tick updated), or
+ *   SP_EPROTO    base_tick is not nil and not view->tick (or view has no
+ *                snapshot yet): a desync; call `resync` and wait for a full one
+ *   SP_ECORRUPT  malformed: wrong shape or types, chunk cells or gone not
+ *                strictly ascending, a delta chunk's cbase not base_tick (or
+ *                a delta chunk in a full snapshot), a full chunk with
+ *                changed/left entries, ids not ascending in a list, an
+ *                entered id already in its cell, a changed/left id absent
+ *                from it, values out of range, a chunk's n or count wrong
+ *   SP_ENOMEM
+ * On any error the view is unchanged: every chunk is validated and staged
+ * before the view is written. stats may be NULL.
+ * Cost: O(what the chunks carry), not O(view): a delta chunk with only a
+ * "changed" list patches its rows in place (O(changed * log(cell))); any
+ * other chunk rebuilds its cell (O(cell + chunk)); the cell list (24 bytes
+ * per cell) is rebuilt only when cells come or go, O(cells). Allocates only
+ * when the staging buffers or a cell's array must grow (none per snapshot in
+ * a steady state). One thread at a time per view.
+ * Not checked (a correct server never sends it, and the view stays safe
+ * when a malformed one does): an id present in two cells at once. */
+SP_API int sp_snap_apply(sp_snap_view_t *view, const msgpack_object *params, sp_snap_stats_t *stats);
+
+/* ---------------------------------------------------------------- encode */
+
+/* Append one full-cell chunk [cell, nil, entered, [], [], n] to out: the n
+ * records (id-ascending, unique, non-zero ids and kinds) are the cell's
+ * whole content. stats (may be NULL) gets entered = count = n and bytes.
+ * Returns 0, SP_EINVAL (bad records) or SP_ENOMEM (out restored to its
+ * previous size). Pure: any thread; O(n); no allocation but out's growth. */
+SP_API int sp_snap_chunk_full(msgpack_sbuffer *out, uint32_t cell, const sp_snap_rec_t *recs, size_t n,
+                              sp_snap_stats_t *stats);
+
+/* Append one delta chunk [cell, base_tick, entered, changed, left, ncur]
+ * that takes the cell from old (its content at base_tick) to cur (both
+ * id-ascending, unique, non-zero ids and kinds; an id keeps its kind). An
+ * unchanged cell gives a valid chunk of empty lists (callers skip unchanged
+ * cells: stats->entered + changed + left == 0 tells). stats may be NULL.
+ * Returns 0, SP_EINVAL or SP_ENOMEM (out restored). Pure: any thread;
+ * O(nold + ncur); no allocation but out's growth. */
+SP_API int sp_snap_chunk_delta(msgpack_sbuffer *out, uint32_t cell, uint64_t base_tick, const sp_snap_rec_t *old,
+                               size_t nold, const sp_snap_rec_t *cur, size_t ncur, sp_snap_stats_t *stats);
+
+/* A client snapshot is, byte for byte:
+ *   sp_snap_pack_head(tick, base, nchunks) + nchunks chunks' bytes (cell
+ *   ascending) + sp_snap_pack_tail(gone, count)
+ * so a server writes the per-client head and tail (a few dozen bytes) and
+ * the shared chunk buffers by reference (writev), never re-encoding them.
+ * full: base_tick is nil (and every chunk must be a full cell). Each
+ * appends to out and returns 0 or SP_ENOMEM (out restored); head + tail are
+ * at most 32 + 5 * ngone bytes. Any thread. */
+SP_API int sp_snap_pack_head(msgpack_sbuffer *out, uint64_t tick, bool full, uint64_t base_tick, size_t nchunks);
+SP_API int sp_snap_pack_tail(msgpack_sbuffer *out, const uint32_t *gone, size_t ngone, uint64_t count);
+
+/* One chunk by reference (e.g. a shared buffer's bytes). */
+typedef struct sp_snap_piece {
+    const void *data;
+    size_t len;
+} sp_snap_piece_t;
+
+/* head + the pieces' bytes copied + tail into out: the whole notification
+ * in one buffer (tests, benches, and transports that cannot gather).
+ * Returns 0 or SP_ENOMEM (out restored). Any thread; O(bytes). */
+SP_API int sp_snap_assemble(msgpack_sbuffer *out, uint64_t tick, bool full, uint64_t base_tick,
+                            const sp_snap_piece_t *chunks, size_t nchunks, const uint32_t *gone, size_t ngone,
+                            uint64_t count);
+
+/* ================================================================ protocol 1 */
+
+/* ---------------------------------------------------------------- lists */
+
+/* Empty, invalid view; allocates nothing. */
+SP_API void sp_snap_list_init(sp_snap_list_t *v);
+/* Free the records; the view is left empty and invalid (re-usable). */
+SP_API void sp_snap_list_destroy(sp_snap_list_t *v);
 /* Forget the content (len 0, invalid) but keep the memory: the next encode
  * against it is a full snapshot (use after a desync / on resync). */
-SP_API void sp_snap_view_reset(sp_snap_view_t *v);
+SP_API void sp_snap_list_reset(sp_snap_list_t *v);
 /* Exchange two views (O(1), no copy of the records). */
-SP_API void sp_snap_view_swap(sp_snap_view_t *a, sp_snap_view_t *b);
+SP_API void sp_snap_list_swap(sp_snap_list_t *a, sp_snap_list_t *b);
 /* Replace v's content by n records (copied; must be id-ascending, unique,
  * non-zero ids and kinds; must not point into v itself) at `tick`, and mark
  * it valid. Returns 0, SP_EINVAL (bad input; v unchanged) or SP_ENOMEM (v
  * unchanged). Validates first, then overwrites in place: the view holds one
  * array of cap records (no second buffer on the encoder side). */
-SP_API int sp_snap_view_set(sp_snap_view_t *v, uint64_t tick, const sp_snap_rec_t *recs, size_t n);
+SP_API int sp_snap_list_set(sp_snap_list_t *v, uint64_t tick, const sp_snap_rec_t *recs, size_t n);
 /* Room for n records in v, for a caller that fills a view in place (the
  * daemon, from a frame): returns v->recs with capacity >= n (old contents
  * not kept),
  * or NULL on OOM (v unchanged). The caller then writes the records (id-
  * ascending, unique, non-zero ids and kinds, padding zeroed: the invariants
- * of sp_snap_view_set()) and sets len, tick and valid. */
-SP_API sp_snap_rec_t *sp_snap_view_reserve(sp_snap_view_t *v, size_t n);
+ * of sp_snap_list_set()) and sets len, tick and valid. */
+SP_API sp_snap_rec_t *sp_snap_list_reserve(sp_snap_list_t *v, size_t n);
 /* Record with this id, or NULL. O(log n). */
-SP_API const sp_snap_rec_t *sp_snap_view_find(const sp_snap_view_t *v, uint64_t id);
+SP_API const sp_snap_rec_t *sp_snap_list_find(const sp_snap_list_t *v, uint64_t id);
 /* True when both views hold the same tick, validity and records (field by field). */
-SP_API bool sp_snap_view_equal(const sp_snap_view_t *a, const sp_snap_view_t *b);
+SP_API bool sp_snap_list_equal(const sp_snap_list_t *a, const sp_snap_list_t *b);
 /* Bytes of heap the view holds (memory accounting per client). */
-SP_API size_t sp_snap_view_bytes(const sp_snap_view_t *v);
+SP_API size_t sp_snap_list_bytes(const sp_snap_list_t *v);
 
-/* ---------------------------------------------------------------- encode */
+/* ---------------------------------------------------------------- v1 encode */
 
-/* Append the notification [2, "snapshot", [...]] that takes a client from
+/* Protocol 1: append the notification [2, "snapshot", [...]] that takes a client from
  * `base` to `next` to out. base NULL or !base->valid: a full snapshot.
  * next must be valid. Returns 0, or SP_EINVAL (next invalid) / SP_ENOMEM
  * (out is then restored to its previous size). stats may be NULL.
  * Pure: reads base and next, writes only out and stats. Cost O(|base| +
  * |next|), no allocation besides out's growth. Any thread. */
-SP_API int sp_snap_encode_views(const sp_snap_view_t *base, const sp_snap_view_t *next, msgpack_sbuffer *out,
+SP_API int sp_snap_v1_encode(const sp_snap_list_t *base, const sp_snap_list_t *next, msgpack_sbuffer *out,
                                 sp_snap_stats_t *stats);
 
-/* next_out <- recs (sp_snap_view_set), then sp_snap_encode_views(base,
+/* next_out <- recs (sp_snap_list_set), then sp_snap_v1_encode(base,
  * next_out, out). The caller swaps base <-> next_out only when the bytes
  * reached the socket; if the client skips this snapshot, keep base and
  * discard next_out. Returns as the two calls; on failure out is restored.
  * (The daemon fills its views from frames itself: src/daemon/snapshots.c.) */
-SP_API int sp_snap_encode_recs(uint64_t tick, const sp_snap_rec_t *recs, size_t n, const sp_snap_view_t *base,
-                               sp_snap_view_t *next_out, msgpack_sbuffer *out, sp_snap_stats_t *stats);
+SP_API int sp_snap_v1_encode_recs(uint64_t tick, const sp_snap_rec_t *recs, size_t n, const sp_snap_list_t *base,
+                               sp_snap_list_t *next_out, msgpack_sbuffer *out, sp_snap_stats_t *stats);
 
-/* ---------------------------------------------------------------- decode */
+/* ---------------------------------------------------------------- v1 decode */
 
-/* Apply the params array of a "snapshot" notification to view. Returns 0
+/* Protocol 1: apply the params array of a "snapshot" notification to view. Returns 0
  * (view now equals the encoder's next view, tick updated), or
  *   SP_EPROTO    base_tick does not match view->tick (or view has no
  *                baseline yet): a desync; call `resync` and wait for a full one
@@ -164,7 +353,7 @@ SP_API int sp_snap_encode_recs(uint64_t tick, const sp_snap_rec_t *recs, size_t 
  * rows no list names being copied as memcpy runs. Allocates only when the
  * view's scratch/rows buffers must grow (kept for reuse; none per snapshot
  * in steady state). One thread at a time per view. */
-SP_API int sp_snap_apply(sp_snap_view_t *view, const msgpack_object *params, sp_snap_stats_t *stats);
+SP_API int sp_snap_v1_apply(sp_snap_list_t *view, const msgpack_object *params, sp_snap_stats_t *stats);
 
 /* ---------------------------------------------------------------- quantization */
 

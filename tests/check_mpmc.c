@@ -367,6 +367,64 @@ START_TEST(test_spsc_batches_prefix_and_wrap) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------- burst ring */
+
+START_TEST(test_burst_init_rejects_bad_capacity_and_oom_frees_on_destroy) {
+    sp_mpmc_burst_t q;
+    ck_assert_int_eq(sp_mpmc_burst_init(&q, 0, 0, NULL), SP_EINVAL);
+    ck_assert_int_eq(sp_mpmc_burst_init(&q, 3, 1, NULL), SP_EINVAL);
+    ck_assert_int_eq(sp_mpmc_burst_init(NULL, 8, 0, NULL), SP_EINVAL);
+    ck_assert_int_eq(sp_mpmc_burst_init(&q, (size_t)1 << 62, 0, NULL), SP_EOVERFLOW);
+    FAILING_ALLOCATOR(f, failing);
+    ck_assert_int_eq(sp_mpmc_burst_init(&q, 16, 0, &failing), SP_ENOMEM);
+    sp_test_alloc_t c;
+    sp_test_alloc_init(&c, -1, 0);
+    sp_allocator_t a = sp_test_allocator(&c);
+    ck_assert_int_eq(sp_mpmc_burst_init(&q, 64, 0, &a), 0);
+    ck_assert_int_ge(sp_test_alloc_get(&c.live_bytes), 64 * 8);
+    sp_mpmc_burst_destroy(&q);
+    ck_assert_int_eq(sp_test_alloc_get(&c.live_bytes), 0);
+    sp_mpmc_burst_destroy(&q); /* second destroy is a no-op */
+    ck_assert_int_eq(sp_test_alloc_get(&c.frees), 1);
+}
+END_TEST
+
+/* Both modes: every slot usable, a burst takes the prefix that fits, NULL is
+ * an item, FIFO over many laps of mixed burst sizes (reservations wrap at
+ * every offset), size exact between calls. */
+static void burst_fifo(int single) {
+    sp_mpmc_burst_t q;
+    ck_assert_int_eq(sp_mpmc_burst_init(&q, 8, single, NULL), 0);
+    void *items[10], *out[16];
+    for (uintptr_t i = 0; i < 10; i++) items[i] = (void *)(0x100 + i);
+    items[2] = NULL;
+    ck_assert_uint_eq(sp_mpmc_burst_push(&q, items, 5), 5);
+    ck_assert_uint_eq(sp_mpmc_burst_push(&q, items + 5, 5), 3); /* 8 usable: the prefix that fits */
+    ck_assert_uint_eq(sp_mpmc_burst_push(&q, items, 1), 0);     /* full */
+    ck_assert_uint_eq(sp_mpmc_burst_size_approx(&q), 8);
+    ck_assert_uint_eq(sp_mpmc_burst_pop(&q, out, 16), 8);
+    for (uintptr_t i = 0; i < 8; i++) ck_assert_ptr_eq(out[i], items[i]);
+    ck_assert_uint_eq(sp_mpmc_burst_pop(&q, out, 16), 0); /* empty */
+    uintptr_t in = 1, got = 1;
+    for (int round = 0; round < 300; round++) {
+        void *b[7];
+        size_t n = 1 + round % 7;
+        for (size_t i = 0; i < n; i++) b[i] = (void *)(in + i);
+        in += sp_mpmc_burst_push(&q, b, n);
+        size_t m = sp_mpmc_burst_pop(&q, out, 1 + (size_t)(round * 3) % 5);
+        for (size_t i = 0; i < m; i++) ck_assert_ptr_eq(out[i], (void *)got++);
+        ck_assert_uint_eq(sp_mpmc_burst_size_approx(&q), in - got);
+    }
+    ck_assert_uint_gt(in, 200);
+    sp_mpmc_burst_destroy(&q);
+}
+
+START_TEST(test_burst_multi_prefix_full_empty_fifo_across_wrap) { burst_fifo(0); }
+END_TEST
+
+START_TEST(test_burst_single_prefix_full_empty_fifo_across_wrap) { burst_fifo(1); }
+END_TEST
+
 static Suite *mpmc_suite(void) {
     Suite *s = suite_create("mpmc");
     TCase *tc;
@@ -390,6 +448,9 @@ static Suite *mpmc_suite(void) {
     ADD("spsc_init", test_spsc_init_rejects_bad_capacity_and_oom);
     ADD("spsc_fifo", test_spsc_full_capacity_fifo_and_null_rejected);
     ADD("spsc_batches", test_spsc_batches_prefix_and_wrap);
+    ADD("burst_init", test_burst_init_rejects_bad_capacity_and_oom_frees_on_destroy);
+    ADD("burst_multi", test_burst_multi_prefix_full_empty_fifo_across_wrap);
+    ADD("burst_single", test_burst_single_prefix_full_empty_fifo_across_wrap);
 #undef ADD
     return s;
 }

@@ -7,6 +7,7 @@
 #include "helpers/sp_check.h"
 #include "sim/ai.h"
 #include "sim/frame.h"
+#include "sim/save.h"
 #include "sim/world.h"
 
 static sp_world_t *W;
@@ -867,6 +868,52 @@ START_TEST(test_world_respawn_tops_up_npcs_and_asteroids_at_fixed_rate_determini
 }
 END_TEST
 
+/* Issue 9: the static grid of sleepers is kept between ticks (sleep, wake
+ * and destroy update it locally) and each awake body caches the sleepers
+ * near it. Neither may change a result: a world stepped with its kept grid
+ * and caches must step exactly like a copy of it loaded from a checkpoint
+ * (whose grid is built from scratch, with no caches), under heavy churn:
+ * ships ploughing through a dense field, asteroids falling asleep after 5
+ * ticks at rest, NPCs destroyed and respawned. */
+START_TEST(test_issue_9_kept_static_grid_steps_like_a_freshly_built_one) {
+    sp_world_def_t d = sp_world_def_default();
+    d.seed = 99;
+    d.half_extent = 250.0f;
+    d.sleep_ticks = 5;
+    d.ship_max_speed = 120.0f;
+    sp_world_t *a;
+    ck_assert_int_eq(sp_world_create(&d, &a), 0);
+    ck_assert_int_eq(sp_world_populate_demo(a, 2500, 300), 0);
+    ck_assert_int_eq(sp_world_set_respawn(a, 300, 2500, 10, 20), 0);
+    uint32_t sl_min = UINT32_MAX, sl_max = 0, woke = 0, prev = sp_world_count_sleeping(a);
+    for (int round = 0; round < 8; round++) {
+        uint8_t *buf;
+        size_t len;
+        ck_assert_int_eq(sp_world_save(a, &buf, &len), 0);
+        sp_world_t *b;
+        ck_assert_int_eq(sp_world_load(buf, len, NULL, 1, &b), 0);
+        free(buf);
+        ck_assert_uint_eq(sp_world_hash(a), sp_world_hash(b));
+        for (int t = 0; t < 25; t++) {
+            ck_assert_int_eq(sp_world_step(a), 0);
+            ck_assert_int_eq(sp_world_step(b), 0);
+            ck_assert_msg(sp_world_hash(a) == sp_world_hash(b), "round %d tick %d: kept grid diverged", round, t);
+            uint32_t sl = sp_world_count_sleeping(a);
+            if (sl < prev) woke += prev - sl;
+            prev = sl;
+            sl_min = sl < sl_min ? sl : sl_min;
+            sl_max = sl > sl_max ? sl : sl_max;
+        }
+        sp_world_free(b);
+    }
+    /* The churn really happened: bodies woke and fell asleep again. */
+    ck_assert_uint_gt(woke, 100);
+    ck_assert_uint_gt(sl_max - sl_min, 50);
+    ck_assert_uint_gt(sl_min, 0);
+    sp_world_free(a);
+}
+END_TEST
+
 static Suite *world_suite(void) {
     Suite *s = suite_create("world");
     struct {
@@ -897,6 +944,7 @@ static Suite *world_suite(void) {
         {"ai", test_ai_chunks_tag_messages_and_miner_mines_fighter_fires},
         {"demo", test_world_populate_demo_deterministic_from_seed},
         {"respawn", test_world_respawn_tops_up_npcs_and_asteroids_at_fixed_rate_deterministically},
+        {"kept_static_grid", test_issue_9_kept_static_grid_steps_like_a_freshly_built_one},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);

@@ -4,7 +4,8 @@
  * daemon's MessagePack-RPC exactly as TCP does (proto/PROTOCOL.md): one
  * MessagePack message per binary WebSocket message. The page says hello,
  * subscribes to the whole world, applies snapshots with the protocol's
- * reference algorithm (PROTOCOL.md "Decoding") and draws them on a canvas at
+ * reference algorithm (PROTOCOL.md "Decoding"; protocol 2's per-cell chunks,
+ * or protocol 1's whole-view lists when hello says 1) and draws them on a canvas at
  * the display's rate, interpolating between the 20 Hz snapshots. A second
  * WebSocket, opened only when the operator enters the admin token (kept in
  * memory, never in the URL or storage), is the console's admin session.
@@ -201,9 +202,177 @@ function idAdd(a, b) {
 
 class Desync extends Error {}
 
-const view = { tick: null, ents: new Map(), t: 0, dt: 50 };
+/* ents: every entity in view by id (what the page draws); cells (protocol
+ * 2): the same records by interest cell; moving: the records the last
+ * snapshot moved (their o, the interpolation start, is not their pos). */
+const view = { tick: null, ents: new Map(), cells: new Map(), moving: [], t: 0, dt: 50, proto: 2 };
+const lastSeen = new Map();  /* id -> world position when it left the view */
 
-/* PROTOCOL.md's reference algorithm, in place. Before applying, each
+function uint(v, what) {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new Error(what + ': not an unsigned integer');
+  return v;
+}
+function int(v, what) {
+  if (typeof v !== 'number' || !Number.isInteger(v)) throw new Error(what + ': not an integer');
+  return v;
+}
+function idDelta(v, what) {
+  if (!((typeof v === 'number' && Number.isInteger(v) && v >= 1) || (typeof v === 'bigint' && v >= 1n))) {
+    throw new Error(what + ' ids not ascending');
+  }
+  return v;
+}
+
+/* Protocol 1's three lists, scoped to one cell, applied to ents (a private
+ * copy of the cell's Map: records are replaced by patched copies, never
+ * written, so the view's own records stay as they were until commit).
+ * Entered and changed records get o (their interpolation start) and go into
+ * moved; left records into gone. Throws on anything malformed. */
+function applyLists(ents, entered, changed, left, where, moved, goneRecs) {
+  if (!Array.isArray(entered) || !Array.isArray(changed) || !Array.isArray(left)) {
+    throw new Error(where + 'entered, changed and left must be arrays');
+  }
+  if (entered.length % 11) throw new Error(where + 'entered is not 11 ints per entity');
+  let id = 0;
+  for (let i = 0; i < entered.length; i += 11) {
+    id = idAdd(id, idDelta(entered[i], where + 'entered'));
+    for (let k = 1; k < 11; k++) int(entered[i + k], where + 'entered value');
+    if (ents.has(id)) throw new Error(where + 'entered entity ' + id + ' is already in the view');
+    const pos = [entered[i + 2], entered[i + 3], entered[i + 4]];
+    const r = {
+      id, kind: entered[i + 1], pos, o: pos.slice(), vel: [entered[i + 5], entered[i + 6], entered[i + 7]],
+      hp: entered[i + 8], owner: entered[i + 9], radius: entered[i + 10],
+    };
+    ents.set(id, r);
+  }
+  id = 0;
+  for (let i = 0; i < changed.length;) {
+    if (i + 1 >= changed.length) throw new Error(where + 'changed entry cut short');
+    id = idAdd(id, idDelta(changed[i], where + 'changed'));
+    const op = int(changed[i + 1], where + 'changed op');
+    i += 2;
+    const old = ents.get(id);
+    if (!old) throw new Error(where + 'changed entity ' + id + ' not in the view');
+    const r = { ...old, pos: old.pos.slice(), o: old.pos.slice(), vel: old.vel.slice() };
+    if (op >= 0 && op <= 124) {
+      r.pos[0] += Math.floor(op / 25) - 2;
+      r.pos[1] += Math.floor(op / 5) % 5 - 2;
+      r.pos[2] += op % 5 - 2;
+    } else {
+      const mask = -op;
+      if (mask < 1 || mask > 31) throw new Error(where + 'bad op ' + op);
+      const need = (mask & 1 ? 3 : 0) + (mask & 2 ? 3 : 0) + (mask & 4 ? 1 : 0) + (mask & 8 ? 1 : 0) + (mask & 16 ? 1 : 0);
+      if (i + need > changed.length) throw new Error(where + 'changed entry for ' + id + ' cut short');
+      for (let k = 0; k < need; k++) int(changed[i + k], where + 'changed value');
+      if (mask & 1) { r.pos[0] += changed[i]; r.pos[1] += changed[i + 1]; r.pos[2] += changed[i + 2]; i += 3; }
+      if (mask & 2) { r.vel[0] += changed[i]; r.vel[1] += changed[i + 1]; r.vel[2] += changed[i + 2]; i += 3; }
+      if (mask & 4) { r.hp += changed[i]; i += 1; }
+      if (mask & 8) { r.owner = changed[i]; i += 1; }
+      if (mask & 16) { r.radius = changed[i]; i += 1; }
+    }
+    ents.set(id, r);
+    moved.push(r);
+  }
+  id = 0;
+  for (const d of left) {
+    id = idAdd(id, idDelta(d, where + 'left'));
+    const r = ents.get(id);
+    if (!r) throw new Error(where + 'left entity ' + id + ' not in the view');
+    goneRecs.push(r);
+    ents.delete(id);
+  }
+}
+
+/* Protocol 2 (PROTOCOL.md's reference decoder): [tick, base_tick, chunks,
+ * gone, count], chunks [cell, cbase, entered, changed, left, n] ascending.
+ * Validates the whole snapshot into copies of the cells it names, then
+ * commits: a malformed one (Error) or a desync (Desync) leaves the view
+ * exactly as it was. Costs what the snapshot carries plus the cells it
+ * names; cells it does not name are not visited (nor are their records). */
+function applyCells(params) {
+  if (!Array.isArray(params) || params.length < 5) throw new Error('snapshot params: not an array of 5');
+  const [tick, base, chunks, gone, count] = params;
+  uint(tick, 'tick');
+  uint(count, 'count');
+  if (!Array.isArray(chunks) || !Array.isArray(gone)) throw new Error('chunks and gone must be arrays');
+  let old;
+  if (base === null) {
+    old = new Map();
+  } else {
+    uint(base, 'base_tick');
+    if (view.tick === null || base !== view.tick) throw new Desync('base ' + base + ' is not ' + view.tick);
+    old = view.cells;
+  }
+  const goneSet = new Set();
+  let prev = -1;
+  for (const g of gone) {
+    if (uint(g, 'gone cell') <= prev) throw new Error('gone cells not ascending');
+    prev = g;
+    goneSet.add(g);
+  }
+  const fresh = new Map(), moved = [], goneRecs = [];
+  prev = -1;
+  for (const ch of chunks) {
+    if (!Array.isArray(ch) || ch.length < 6) throw new Error('chunk: not an array of 6');
+    const [cell, cbase, entered, changed, left, n] = ch;
+    if (uint(cell, 'chunk cell') <= prev) throw new Error('chunk cells not ascending');
+    prev = cell;
+    uint(n, 'chunk n');
+    const where = 'cell ' + cell + ': ';
+    let ents;
+    if (cbase === null) {
+      if (!Array.isArray(changed) || !Array.isArray(left) || changed.length || left.length) {
+        throw new Error(where + 'a full chunk carries changed or left entries');
+      }
+      ents = new Map();
+    } else {
+      if (cbase !== base) throw new Error(where + 'delta against ' + cbase + ' in a snapshot against ' + base);
+      ents = goneSet.has(cell) ? new Map() : new Map(old.get(cell) || []);
+    }
+    applyLists(ents, entered, changed, left, where, moved, goneRecs);
+    if (ents.size !== n) throw new Error(where + 'n ' + n + ' is not ' + ents.size);
+    fresh.set(cell, ents);
+  }
+  let total = 0;
+  if (base !== null) {
+    total = view.ents.size;
+    for (const cell of goneSet) if (!fresh.has(cell)) total -= (old.get(cell) || new Map()).size;
+    for (const cell of fresh.keys()) total -= (old.get(cell) || new Map()).size;
+  }
+  for (const ents of fresh.values()) total += ents.size;
+  if (total !== count) throw new Error('count ' + total + ' is not ' + count);
+  /* Valid: commit. The records the previous snapshot moved stop
+   * interpolating (o = pos); every removal comes before any insertion, so
+   * an entity moving between two cells of this snapshot stays in ents. */
+  for (const r of view.moving) { r.o[0] = r.pos[0]; r.o[1] = r.pos[1]; r.o[2] = r.pos[2]; }
+  for (const r of goneRecs) lastSeen.set(r.id, [r.pos[0] / POS_STEPS, r.pos[1] / POS_STEPS, r.pos[2] / POS_STEPS]);
+  if (base === null) {
+    view.cells = new Map();
+    view.ents = new Map();
+  } else {
+    for (const cell of [...goneSet, ...fresh.keys()]) {
+      const c = view.cells.get(cell);
+      if (!c) continue;
+      for (const id of c.keys()) view.ents.delete(id);
+      view.cells.delete(cell);
+    }
+  }
+  for (const [cell, ents] of fresh) {
+    view.cells.set(cell, ents);
+    for (const [id, r] of ents) view.ents.set(id, r);
+  }
+  view.moving = moved;
+  view.tick = tick;
+  return { chunks: chunks.length, gone: gone.length, moved: moved.length };
+}
+
+/* The protocol the daemon speaks (hello's "protocol") picks the decoder. */
+function applyAny(params) {
+  if (view.proto >= 2) return applyCells(params);
+  return applySnapshot(params);
+}
+
+/* Protocol 1 (older daemons): the reference algorithm, in place. Before applying, each
  * record's position becomes its interpolation start (o). Throws Desync or
  * Error (malformed); the view is then stale until a full snapshot. */
 function applySnapshot(params) {
@@ -264,7 +433,6 @@ const ctx = canvas.getContext('2d');
 const cam = { x: 0, y: 0, scale: 0.2, plane: 'xy', follow: false };
 const me = { session: 0, ships: [], admin: false, worldSize: 4000 };
 const events = [];           /* {type, t, a: [x,y,z], b: [x,y,z] | null, text} */
-const lastSeen = new Map();  /* id -> world position when it left the view */
 const eventCounts = {};      /* events received, by type */
 let eventsDrawn = 0;         /* event marks drawn (frames x events) */
 let selected = null;
@@ -306,7 +474,7 @@ function onNote(method, params, bytes) {
   if (method === 'snapshot') {
     const t0 = performance.now();
     try {
-      applySnapshot(params);
+      applyAny(params);
       synced = true;
     } catch (e) {
       if (synced) { synced = false; rpc.call('resync').catch(() => {}); }
@@ -377,6 +545,7 @@ async function connect() {
     }
     resumeToken = h.resume_token;
     me.session = h.session;
+    view.proto = typeof h.protocol === 'number' ? h.protocol : 2;
     view.dt = 1000 / (h.snapshot_hz || 20);
     document.body.dataset.session = String(h.session);
     const lim = await rpc.call('limits');

@@ -145,7 +145,9 @@ SP_INLINE int sp_mpmc_try_push_ptr(sp_mpmc_t *q, void *p) {
      * validates it and the cell's seq (acquire) orders the payload. */
     size_t pos = atomic_load_explicit(&s->pos, memory_order_relaxed);
     for (;;) {
-        unsigned char *cell = s->cells + (pos & s->mask) * s->cell_size;
+        /* Pointer queues have 16-byte cells (asserted at init): a shift, not
+         * a multiply by cell_size, and one load fewer (issue 13). */
+        unsigned char *cell = s->cells + ((pos & s->mask) << 4);
         _Atomic size_t *seqp = (_Atomic size_t *)(void *)cell;
         /* Acquire: pairs with the consumer's release store of seq = pos in
          * sp_mpmc_try_pop_ptr(); it orders the consumer's read of the old
@@ -182,7 +184,7 @@ SP_INLINE int sp_mpmc_try_pop_ptr(sp_mpmc_t *q, void **out) {
     /* Relaxed: head is a hint validated by the CAS; see try_push_ptr. */
     size_t pos = atomic_load_explicit(&s->pos, memory_order_relaxed);
     for (;;) {
-        unsigned char *cell = s->cells + (pos & s->mask) * s->cell_size;
+        unsigned char *cell = s->cells + ((pos & s->mask) << 4); /* 16-byte cells, as in push */
         _Atomic size_t *seqp = (_Atomic size_t *)(void *)cell;
         /* Acquire: pairs with the producer's release store of seq = pos + 1;
          * makes the payload visible. With relaxed we could read a stale
@@ -209,6 +211,88 @@ SP_INLINE int sp_mpmc_try_pop_ptr(sp_mpmc_t *q, void **out) {
         }
     }
 }
+
+/* ------------------------------------------------------------------------
+ * Burst mode: sp_mpmc_burst_t, a head/tail ring of pointers (DPDK rte_ring's
+ * design), for callers that move items in runs of ~16-64 and accept its
+ * weaker progress.
+ *
+ * Each side has a head (next position to reserve) and a tail (positions
+ * before it are finished and visible to the other side). A burst reserves
+ * its run with one CAS on its own head (a plain store in single mode), copies
+ * the pointers into 8-byte slots (half the lines of sp_mpmc's 16-byte cells,
+ * and no per-cell sequence to read and write), then publishes the whole run
+ * with one store to its own tail. Each side also keeps a private cached copy
+ * of the other side's tail and reads the other side's line only when that
+ * copy says there is not enough room (producer) or not enough items
+ * (consumer): in the steady state a burst touches its own index line and the
+ * slot lines, and the other side's index line at most once.
+ *
+ * The price, which sp_mpmc does not pay: tails advance in reservation order,
+ * so a producer preempted between its reservation and its tail store blocks
+ * every later producer's tail store (they spin, yielding, until it resumes)
+ * and keeps the consumers from seeing any item pushed after its own; the
+ * same holds for a preempted consumer and the producers. So it is not
+ * lock-free when several threads share a side; with one thread per side
+ * (or `single` mode) it is wait-free. Use sp_mpmc when a descheduled thread
+ * must not stall the others.
+ *
+ * Items: any pointer value, NULL included. FIFO per producer (runs are
+ * contiguous and in reservation order). No allocation after init.
+ * Threads: with single == 0 any number of producers and consumers; with
+ * single != 0 exactly one producer thread and one consumer thread at a time
+ * (no CAS, no tail wait: DPDK's sp/sc mode). init/destroy single-threaded. */
+
+struct sp__mpmc_burst_side {
+    _Atomic size_t head;  /* next position to reserve; written by this side only */
+    _Atomic size_t tail;  /* positions < tail are finished; read by the other side */
+    _Atomic size_t other; /* this side's cached copy of the other side's tail */
+    void **slots;         /* read-only after init */
+    size_t mask;          /* read-only after init: capacity - 1 */
+    int single;           /* read-only after init: one thread on this side */
+};
+
+/* Public body so callers can embed it; fields are private. The two sides
+ * are 128 bytes apart whatever the struct's alignment. */
+typedef struct sp_mpmc_burst {
+    unsigned char sp__pad_front[SP_FALSE_SHARING_RANGE];
+    union {
+        struct sp__mpmc_burst_side s;
+        unsigned char pad[SP_FALSE_SHARING_RANGE];
+    } prod;
+    union {
+        struct sp__mpmc_burst_side s;
+        unsigned char pad[SP_FALSE_SHARING_RANGE];
+    } cons;
+    size_t capacity;
+    size_t mem_size;
+    sp_allocator_t alloc;
+} sp_mpmc_burst_t;
+
+/* Initialise an empty burst ring of `capacity` pointer slots (a power of two
+ * >= 2, typical 1024; every slot is usable). single != 0: one producer and
+ * one consumer thread only. alloc: NULL means sp_allocator_default().
+ * Allocates capacity * 8 bytes once (128-byte aligned). Returns 0, SP_EINVAL,
+ * SP_EOVERFLOW or SP_ENOMEM (nothing allocated on failure). Single-threaded. */
+SP_API int sp_mpmc_burst_init(sp_mpmc_burst_t *q, size_t capacity, int single, const sp_allocator_t *alloc);
+
+/* Free the slots; queued pointers are dropped (not owned). NULL or a zeroed
+ * struct is accepted. No other call may overlap it. */
+SP_API void sp_mpmc_burst_destroy(sp_mpmc_burst_t *q);
+
+/* Push items[0..k) for the largest k <= n that fits now; returns k (0 when
+ * full or n == 0). The k items occupy consecutive positions. Threads: see
+ * above (any producer, or the one producer in single mode). Never allocates;
+ * may spin (yielding) while an earlier producer finishes its burst. */
+SP_API size_t sp_mpmc_burst_push(sp_mpmc_burst_t *q, void *const *items, size_t n);
+
+/* Pop up to max items into out[0..k), oldest first; returns k (0 when empty
+ * or max == 0). Threads and waiting: as sp_mpmc_burst_push, for consumers. */
+SP_API size_t sp_mpmc_burst_pop(sp_mpmc_burst_t *q, void **out, size_t max);
+
+/* Items queued at some instant during the call, in [0, capacity]; exact when
+ * no burst is in progress. Threads: any. */
+SP_API size_t sp_mpmc_burst_size_approx(const sp_mpmc_burst_t *q);
 
 #ifdef __cplusplus
 }

@@ -14,6 +14,14 @@
  *    enough; no 16-byte cmpxchg16b (which halves throughput).
  *  - The free list of the pool is itself a tagged stack of the same kind, so
  *    sp_stack_push takes a node from it and sp_stack_pop gives the node back.
+ *    It is split in SP_STACK_FREE_SHARDS lists, each on its own 128-byte
+ *    block, and a thread uses the one of the CPU it runs on (sched_getcpu(),
+ *    a read of the rseq area, ~3 ns), taking from the others only when that
+ *    one is empty: the free-list CAS then stays on a line that no other CPU
+ *    touches, and the only contended line is the stack head, as in
+ *    ck_stack (issue 13). The CPU is only a hint: a thread that migrates
+ *    between reading it and its CAS still works, on a line shared with one
+ *    more CPU for a moment.
  *    We chose a pool with tags over hazard pointers or epochs because it needs
  *    no per-thread registration, no deferred reclamation and gives a hard
  *    memory bound; the price is a fixed capacity chosen at init.
@@ -40,6 +48,10 @@ extern "C" {
 /* Largest pool: indices are 32-bit and 0xFFFFFFFF means "none". */
 #define SP_STACK_MAX_CAPACITY 0xFFFFFFFEu
 
+/* Free-list shards (a power of two): one per CPU on machines up to that size,
+ * shared by CPU number modulo this beyond. */
+#define SP_STACK_FREE_SHARDS 8
+
 /* Nodes a cache holds at most; it refills and flushes half of that at once. */
 #define SP_STACK_CACHE_MAX 32
 
@@ -59,9 +71,9 @@ typedef struct sp_stack {
         unsigned char pad[SP_FALSE_SHARING_RANGE];
     } head;
     union {
-        _Atomic uint64_t w; /* {index, tag} of the first free node */
+        _Atomic uint64_t w; /* {index, tag} of the first free node of this shard */
         unsigned char pad[SP_FALSE_SHARING_RANGE];
-    } free;
+    } free[SP_STACK_FREE_SHARDS];
     struct sp__stack_node *nodes; /* read-only after init */
     uint32_t capacity;
     size_t mem_size;
@@ -87,13 +99,18 @@ SP_API int sp_stack_init(sp_stack_t *s, size_t capacity, const sp_allocator_t *a
  * have been flushed or abandoned. NULL or a zeroed struct is accepted. */
 SP_API void sp_stack_destroy(sp_stack_t *s);
 
-/* Push value (any pointer, NULL included). Returns 0, or SP_EAGAIN when all
- * `capacity` nodes are in use (nothing changed). Threads: any. Lock-free,
- * never allocates or blocks. Cost: two CAS (free list, then stack). */
+/* Push value (any pointer, NULL included). Returns 0, or SP_EAGAIN when no
+ * free node was found (nothing changed): all `capacity` nodes are in use, or,
+ * while other threads pop, the few nodes freed during the scan of the shards
+ * went to shards already scanned (exact when no pop runs concurrently). Threads: any. Lock-free,
+ * never allocates or blocks. Cost: two CAS, one on this CPU's free-list
+ * shard (uncontended unless threads share the CPU) and one on the stack head;
+ * when this CPU's shard is empty, one more load per other shard. */
 SP_API int sp_stack_push(sp_stack_t *s, void *value);
 
 /* Pop the most recently pushed value into *out. Returns 0, or SP_EAGAIN when
- * empty (*out untouched). Threads: any. Lock-free. Cost: two CAS. */
+ * empty (*out untouched). Threads: any. Lock-free. Cost: two CAS, on the
+ * stack head and on this CPU's free-list shard. */
 SP_API int sp_stack_pop(sp_stack_t *s, void **out);
 
 /* Detach the whole stack with one CAS, call fn(ctx, value) for each value in

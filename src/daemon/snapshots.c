@@ -62,8 +62,8 @@ typedef struct snap_job {
     sp_evset_t *pend[SP_PEND_ROUNDS]; /* events of rounds the client skipped, oldest first */
     int npend;
     sp_evset_t *events;             /* this round's (a reference of the job's own) */
-    const sp_snap_view_t *base;     /* NULL = full; read-only while the job runs */
-    sp_snap_view_t *next;
+    const sp_snap_list_t *base;     /* NULL = full; read-only while the job runs */
+    sp_snap_list_t *next;
     msgpack_sbuffer out;
     size_t budget;                  /* entities that may enter the view (conf.snap_budget) */
     uint64_t cost_hint;             /* the client's last cost: dispatch order */
@@ -75,22 +75,22 @@ typedef struct snap_job {
 
 /* ---------------------------------------------------------------- views */
 
-static sp_snap_view_t *view_new(void) {
-    sp_snap_view_t *v = malloc(sizeof *v);
-    if (v) sp_snap_view_init(v);
+static sp_snap_list_t *view_new(void) {
+    sp_snap_list_t *v = malloc(sizeof *v);
+    if (v) sp_snap_list_init(v);
     return v;
 }
 
-static void view_free(sp_snap_view_t *v) {
+static void view_free(sp_snap_list_t *v) {
     if (v == NULL) return;
-    sp_snap_view_destroy(v);
+    sp_snap_list_destroy(v);
     free(v);
 }
 
 /* Fill v from frame rows (indices into f->rows, id-ascending as the query
  * returns them) at f->tick. Returns 0, SP_EINVAL (a row out of range or out
  * of order; v unchanged) or SP_ENOMEM. Reads only f->rows. */
-static int view_from_frame(sp_snap_view_t *v, const sp_frame_t *f, const uint32_t *rows, size_t n) {
+static int view_from_frame(sp_snap_list_t *v, const sp_frame_t *f, const uint32_t *rows, size_t n) {
     uint64_t prev = 0;
     for (size_t i = 0; i < n; i++) {
         if (rows[i] >= f->count) return SP_EINVAL;
@@ -98,7 +98,7 @@ static int view_from_frame(sp_snap_view_t *v, const sp_frame_t *f, const uint32_
         if (r->id <= prev || r->kind == 0) return SP_EINVAL;
         prev = r->id;
     }
-    sp_snap_rec_t *recs = sp_snap_view_reserve(v, n);
+    sp_snap_rec_t *recs = sp_snap_list_reserve(v, n);
     if (recs == NULL && n > 0) return SP_ENOMEM;
     for (size_t i = 0; i < n; i++) {
         const sp_frame_row_t *r = &f->rows[rows[i]];
@@ -329,7 +329,7 @@ static uint64_t near_key(const sp_frame_t *f, uint32_t row, const double ctr[][3
  * later snapshots. Filters rows in place and returns the new count.
  * Cost O(n + |base|), plus O(candidates * centres) when over budget. Out of
  * memory: the first `budget` candidates by id instead of the nearest. */
-static size_t apply_budget(const sp_frame_t *f, const sp_snap_view_t *base, uint32_t *rows, size_t n,
+static size_t apply_budget(const sp_frame_t *f, const sp_snap_list_t *base, uint32_t *rows, size_t n,
                            size_t budget, const double ctr[][3], int nctr, void **scratch) {
     const sp_snap_rec_t *br = base && base->valid ? base->recs : NULL;
     size_t bn = br ? base->len : 0, bi = 0;
@@ -429,7 +429,7 @@ static void snap_work(sp_pool_job_t *job, void **scratch) {
     msgpack_packer_init(&pk, &j->out, msgpack_sbuffer_write);
     pack_events(j, &pk, cc, nctr);
     j->err = view_from_frame(j->next, f, b->rows, n);
-    if (j->err == 0) j->err = sp_snap_encode_views(j->base, j->next, &j->out, NULL);
+    if (j->err == 0) j->err = sp_snap_v1_encode(j->base, j->next, &j->out, NULL);
 }
 
 /* How many of e's events client c can see, judged now (its ships' current

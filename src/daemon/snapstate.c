@@ -13,7 +13,7 @@ void sp_snapstate_destroy(sp_snapstate_t *s) {
     for (int k = 0; k < s->npend; k++) sp_evset_release(s->pend[k]);
     s->npend = 0;
     if (s->view) {
-        sp_snap_view_destroy(s->view);
+        sp_snap_list_destroy(s->view);
         free(s->view);
         s->view = NULL;
     }

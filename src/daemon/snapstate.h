@@ -36,7 +36,7 @@
 typedef struct sp_snapstate {
     double radius;              /* interest radius (subscribe; DEFAULT_RADIUS before) */
     double centre[3];           /* subscribe centre, used while the session owns no ship */
-    sp_snap_view_t *view;       /* see above */
+    sp_snap_list_t *view;       /* see above */
     bool pending;
     bool need_full;             /* resync asked: a full snapshot once the resync interval allows */
     bool had_full;              /* full_tick is set */

@@ -12,7 +12,17 @@
 #include "spacesim/mpmc.h"
 #include "spacesim/spsc.h"
 
+#include <sched.h>
 #include <string.h>
+
+/* A spin-wait hint: lets the sibling hyperthread run and saves power. */
+#if defined(__x86_64__) || defined(__i386__)
+#define SP_CPU_RELAX() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define SP_CPU_RELAX() __asm__ volatile("yield")
+#else
+#define SP_CPU_RELAX() ((void)0)
+#endif
 
 /* Copy one element; the elem_size == 8 branch is the common pointer case and
  * avoids a memcpy call (the compiler emits a single 8-byte move). */
@@ -241,19 +251,193 @@ size_t sp_mpmc_try_pop_n(sp_mpmc_t *q, void *out, size_t max) {
     return k;
 }
 
+/* Items between a consumer counter read first and a producer counter read
+ * after it, for the *_size_approx() statistics: the unsigned difference of
+ * free-running counters (correct across wrap), clamped to [0, cap] because
+ * relaxed reads may see the two out of order. */
+static size_t occupancy(size_t head, size_t tail, size_t cap) {
+    size_t d = tail - head;
+    if ((intptr_t)d < 0) return 0;
+    return d > cap ? cap : d;
+}
+
 size_t sp_mpmc_size_approx(const sp_mpmc_t *q) {
     /* Relaxed: a snapshot for statistics. head is read first: tail only
      * grows, and head never passes tail, so reading tail afterwards normally
-     * gives tail >= head; the clamps below cover reorderings. Unsigned
-     * difference of free-running counters: correct across wrap. */
+     * gives tail >= head; occupancy() clamps what reorderings leave. */
     size_t head = atomic_load_explicit(&q->cons.s.pos, memory_order_relaxed);
     size_t tail = atomic_load_explicit(&q->prod.s.pos, memory_order_relaxed);
-    size_t d = tail - head;
-    if ((intptr_t)d < 0) return 0;
-    return d > q->capacity ? q->capacity : d;
+    return occupancy(head, tail, q->capacity);
 }
 
 size_t sp_mpmc_capacity(const sp_mpmc_t *q) { return q->capacity; }
+
+/* ---------------------------------------------------------- burst mode
+ * sp_mpmc_burst_t: head/tail ring (contract in mpmc.h). Invariants, with
+ * free-running counters compared only through unsigned differences:
+ *   cons.tail <= cons.head <= prod.tail <= prod.head <= cons.tail + capacity
+ * Slots [cons.tail, prod.tail) hold published items; a producer owns
+ * [its reservation, +k) from its head CAS until its tail store, a consumer
+ * likewise. Slots are plain memory: every access to a slot is ordered by the
+ * tail release/acquire pairs below, so there is no data race on them. */
+
+int sp_mpmc_burst_init(sp_mpmc_burst_t *q, size_t capacity, int single, const sp_allocator_t *alloc) {
+    if (q == NULL || capacity < 2 || (capacity & (capacity - 1)) != 0) return SP_EINVAL;
+    if (alloc == NULL) alloc = sp_allocator_default();
+    size_t bytes;
+    if (sp_size_mul(capacity, sizeof(void *), &bytes) != 0) return SP_EOVERFLOW;
+    if (sp_size_add(bytes, SP_FALSE_SHARING_RANGE - 1, &bytes) != 0) return SP_EOVERFLOW;
+    bytes = sp_align_up(bytes, SP_FALSE_SHARING_RANGE);
+    void **slots = alloc->alloc(alloc->ctx, bytes, SP_FALSE_SHARING_RANGE);
+    if (slots == NULL) return SP_ENOMEM;
+    memset(q, 0, sizeof *q);
+    q->capacity = capacity;
+    q->mem_size = bytes;
+    q->alloc = *alloc;
+    struct sp__mpmc_burst_side geo = {.slots = slots, .mask = capacity - 1, .single = single != 0};
+    q->prod.s = geo;
+    q->cons.s = geo;
+    /* Single-threaded init; published to the users by their hand-off. */
+    atomic_init(&q->prod.s.head, 0);
+    atomic_init(&q->prod.s.tail, 0);
+    atomic_init(&q->prod.s.other, 0);
+    atomic_init(&q->cons.s.head, 0);
+    atomic_init(&q->cons.s.tail, 0);
+    atomic_init(&q->cons.s.other, 0);
+    return 0;
+}
+
+void sp_mpmc_burst_destroy(sp_mpmc_burst_t *q) {
+    if (q == NULL || q->prod.s.slots == NULL) return;
+    q->alloc.free(q->alloc.ctx, q->prod.s.slots, q->mem_size, SP_FALSE_SHARING_RANGE);
+    q->prod.s.slots = NULL;
+    q->cons.s.slots = NULL;
+}
+
+/* Reserve up to n positions on side s, whose limit is the other side's tail
+ * plus `lap` (capacity for producers, 0 for consumers): returns k and the
+ * first position in *start. The caller then copies and calls finish(). */
+static inline size_t burst_reserve(struct sp__mpmc_burst_side *s, _Atomic size_t *other_tail, size_t lap, size_t n,
+                                   size_t *start) {
+    const size_t cap = s->mask + 1;
+    if (s->single) {
+        /* Relaxed: head and the cached copy are written only by this thread.
+         * The copy was read from the other side's tail with acquire (below),
+         * earlier in this thread, which is what orders our slot accesses
+         * after the other side's. */
+        size_t h = atomic_load_explicit(&s->head, memory_order_relaxed);
+        size_t c = atomic_load_explicit(&s->other, memory_order_relaxed);
+        size_t room = c + lap - h; /* free slots (producer) or items (consumer) */
+        if (room < n) {
+            /* Acquire: pairs with the other side's release store of its tail;
+             * a producer then overwrites only slots whose consumer has finished
+             * reading them, a consumer reads only slots whose pointers are
+             * written. With relaxed, either could race on the slot. */
+            c = atomic_load_explicit(other_tail, memory_order_acquire);
+            atomic_store_explicit(&s->other, c, memory_order_relaxed); /* own cache, single writer */
+            room = c + lap - h;
+        }
+        size_t k = room < n ? room : n;
+        *start = h;
+        return k;
+    }
+    /* Relaxed: a first guess validated by the CAS. */
+    size_t h = atomic_load_explicit(&s->head, memory_order_relaxed);
+    for (;;) {
+        /* Acquire: the cached copy is stored with release by the thread of
+         * this side that read the other side's tail with acquire, so its
+         * happens-before edge reaches us through this load (release chain). */
+        size_t c = atomic_load_explicit(&s->other, memory_order_acquire);
+        size_t room = c + lap - h;
+        /* room > cap: the copy is older than h (another thread of this side
+         * stored an older value after a newer one, or h moved on); refresh. */
+        if (room > cap || room < n) {
+            /* Acquire: as in single mode. */
+            c = atomic_load_explicit(other_tail, memory_order_acquire);
+            /* Release: passes our acquire of the other tail on to the threads
+             * of this side that use the copy (see the acquire load above). */
+            atomic_store_explicit(&s->other, c, memory_order_release);
+            room = c + lap - h;
+            if (room > cap) {
+                /* h is older than the tail we just read: another thread of our
+                 * side reserved past it. Relaxed: a new guess for the CAS. */
+                h = atomic_load_explicit(&s->head, memory_order_relaxed);
+                continue;
+            }
+        }
+        size_t k = room < n ? room : n;
+        if (k == 0) return 0;
+        /* Relaxed on both outcomes: the CAS only decides which thread owns
+         * [h, h + k); slot ordering is carried by the tails. On failure h is
+         * the current head. */
+        if (atomic_compare_exchange_weak_explicit(&s->head, &h, h + k, memory_order_relaxed, memory_order_relaxed)) {
+            *start = h;
+            return k;
+        }
+    }
+}
+
+/* Publish [h, h + k) on side s: tails advance in reservation order. */
+static inline void burst_finish(struct sp__mpmc_burst_side *s, size_t h, size_t k) {
+    if (s->single) {
+        atomic_store_explicit(&s->head, h + k, memory_order_relaxed); /* own index */
+    } else {
+        /* Wait for the threads of our side that reserved before us. Acquire:
+         * pairs with their release store of tail == h, so their slot accesses
+         * happen before our release store below and hence before whatever the
+         * other side does after acquiring it (a plain store does not continue
+         * their release sequence). With relaxed, a consumer that sees our
+         * tail could read an earlier producer's slots before they are written. */
+        unsigned spins = 0;
+        while (atomic_load_explicit(&s->tail, memory_order_acquire) != h) {
+            /* The thread before us was preempted mid-burst: let it run. */
+            if (++spins % 64 == 0)
+                sched_yield();
+            else
+                SP_CPU_RELAX();
+        }
+    }
+    /* Release: our slot writes (producer) or reads (consumer) happen before
+     * the other side's acquire of this tail lets it read (or overwrite) them.
+     * With relaxed, a consumer could read a slot before its pointer lands, or
+     * a producer overwrite one that is still being read. */
+    atomic_store_explicit(&s->tail, h + k, memory_order_release);
+}
+
+size_t sp_mpmc_burst_push(sp_mpmc_burst_t *q, void *const *items, size_t n) {
+    struct sp__mpmc_burst_side *s = &q->prod.s;
+    size_t h;
+    size_t k = burst_reserve(s, &q->cons.s.tail, s->mask + 1, n, &h);
+    if (k == 0) return 0;
+    /* Two runs when the reservation wraps the ring. */
+    size_t i0 = h & s->mask, first = s->mask + 1 - i0;
+    if (first > k) first = k;
+    memcpy(&s->slots[i0], items, first * sizeof(void *));
+    memcpy(&s->slots[0], items + first, (k - first) * sizeof(void *));
+    burst_finish(s, h, k);
+    return k;
+}
+
+size_t sp_mpmc_burst_pop(sp_mpmc_burst_t *q, void **out, size_t max) {
+    struct sp__mpmc_burst_side *s = &q->cons.s;
+    size_t h;
+    size_t k = burst_reserve(s, &q->prod.s.tail, 0, max, &h);
+    if (k == 0) return 0;
+    size_t i0 = h & s->mask, first = s->mask + 1 - i0;
+    if (first > k) first = k;
+    memcpy(out, &s->slots[i0], first * sizeof(void *));
+    memcpy(out + first, &s->slots[0], (k - first) * sizeof(void *));
+    burst_finish(s, h, k);
+    return k;
+}
+
+size_t sp_mpmc_burst_size_approx(const sp_mpmc_burst_t *q) {
+    /* Relaxed: a statistics snapshot; consumer tail first (it never passes
+     * the producer tail), then clamped. */
+    size_t c = atomic_load_explicit(&((sp_mpmc_burst_t *)q)->cons.s.tail, memory_order_relaxed);
+    size_t p = atomic_load_explicit(&((sp_mpmc_burst_t *)q)->prod.s.tail, memory_order_relaxed);
+    return occupancy(c, p, q->capacity);
+}
 
 /* ---------------------------------------------------------------- SPSC ring
  * The fast paths are inline in spacesim/spsc.h; only setup lives here. */
@@ -293,9 +477,7 @@ size_t sp_spsc_size_approx(const sp_spsc_t *q) {
      * first (it never passes the producer), then clamped. */
     size_t head = atomic_load_explicit(&((sp_spsc_t *)q)->cons.s.pos, memory_order_relaxed);
     size_t tail = atomic_load_explicit(&((sp_spsc_t *)q)->prod.s.pos, memory_order_relaxed);
-    size_t d = tail - head;
-    if ((intptr_t)d < 0) return 0;
-    return d > q->capacity ? q->capacity : d;
+    return occupancy(head, tail, q->capacity);
 }
 
 size_t sp_spsc_capacity(const sp_spsc_t *q) { return q->capacity; }

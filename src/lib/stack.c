@@ -14,6 +14,7 @@
  *    word means an unchanged list. */
 #include "spacesim/stack.h"
 
+#include <sched.h>
 #include <string.h>
 
 #define NIL 0xFFFFFFFFu
@@ -89,6 +90,30 @@ static uint32_t list_pop_n(sp_stack_t *s, _Atomic uint64_t *w, uint32_t *out, ui
     }
 }
 
+/* The free-list shard of the CPU we run on. sched_getcpu() reads the rseq
+ * area that glibc registers (~3 ns); a stale answer after a migration only
+ * costs a shared line for a moment. */
+static inline _Atomic uint64_t *home_free(sp_stack_t *s, unsigned *home) {
+    int cpu = sched_getcpu();
+    *home = cpu < 0 ? 0u : (unsigned)cpu & (SP_STACK_FREE_SHARDS - 1);
+    return &s->free[*home].w;
+}
+
+/* Take one free node: this CPU's shard first, then the others in turn. */
+static uint32_t free_pop(sp_stack_t *s) {
+    unsigned home;
+    uint32_t idx = list_pop(s, home_free(s, &home));
+    for (unsigned i = 1; idx == NIL && i < SP_STACK_FREE_SHARDS; i++)
+        idx = list_pop(s, &s->free[(home + i) & (SP_STACK_FREE_SHARDS - 1)].w);
+    return idx;
+}
+
+/* Give the owned chain first..last back to this CPU's shard. */
+static void free_push(sp_stack_t *s, uint32_t first, uint32_t last) {
+    unsigned home;
+    list_push(s, home_free(s, &home), first, last);
+}
+
 int sp_stack_init(sp_stack_t *s, size_t capacity, const sp_allocator_t *alloc) {
     if (s == NULL || capacity == 0 || capacity > SP_STACK_MAX_CAPACITY) return SP_EINVAL;
     if (alloc == NULL) alloc = sp_allocator_default();
@@ -104,13 +129,19 @@ int sp_stack_init(sp_stack_t *s, size_t capacity, const sp_allocator_t *alloc) {
     s->capacity = (uint32_t)capacity;
     s->mem_size = bytes;
     s->alloc = *alloc;
-    /* Single-threaded init: the free list is 0 -> 1 -> ... -> capacity-1. */
-    for (uint32_t i = 0; i < (uint32_t)capacity; i++) {
-        atomic_init(&nodes[i].next, i + 1 < (uint32_t)capacity ? i + 1 : NIL);
-        nodes[i].value = NULL;
+    /* Single-threaded init: shard j holds the contiguous run of nodes
+     * [j * capacity / SHARDS, (j + 1) * capacity / SHARDS), linked in order
+     * (a shard may be empty when capacity < SHARDS). */
+    for (unsigned j = 0; j < SP_STACK_FREE_SHARDS; j++) {
+        uint32_t lo = (uint32_t)((uint64_t)capacity * j / SP_STACK_FREE_SHARDS);
+        uint32_t hi = (uint32_t)((uint64_t)capacity * (j + 1) / SP_STACK_FREE_SHARDS);
+        for (uint32_t i = lo; i < hi; i++) {
+            atomic_init(&nodes[i].next, i + 1 < hi ? i + 1 : NIL);
+            nodes[i].value = NULL;
+        }
+        atomic_init(&s->free[j].w, (uint64_t)(lo < hi ? lo : NIL));
     }
     atomic_init(&s->head.w, (uint64_t)NIL);
-    atomic_init(&s->free.w, (uint64_t)0);
     return 0;
 }
 
@@ -121,7 +152,7 @@ void sp_stack_destroy(sp_stack_t *s) {
 }
 
 int sp_stack_push(sp_stack_t *s, void *value) {
-    uint32_t idx = list_pop(s, &s->free.w);
+    uint32_t idx = free_pop(s);
     if (idx == NIL) return SP_EAGAIN;
     s->nodes[idx].value = value; /* we own idx; published by list_push's release CAS */
     list_push(s, &s->head.w, idx, idx);
@@ -132,7 +163,7 @@ int sp_stack_pop(sp_stack_t *s, void **out) {
     uint32_t idx = list_pop(s, &s->head.w);
     if (idx == NIL) return SP_EAGAIN;
     *out = s->nodes[idx].value; /* owned since the acquire CAS in list_pop */
-    list_push(s, &s->free.w, idx, idx);
+    free_push(s, idx, idx);
     return 0;
 }
 
@@ -156,7 +187,7 @@ size_t sp_stack_pop_all(sp_stack_t *s, void (*fn)(void *ctx, void *value), void 
         n++;
         idx = next;
     }
-    list_push(s, &s->free.w, first, last); /* the chain is still linked: one CAS */
+    free_push(s, first, last); /* the chain is still linked: one CAS */
     return n;
 }
 
@@ -175,7 +206,10 @@ void sp_stack_cache_init(sp_stack_cache_t *c, sp_stack_t *s) {
 int sp_stack_push_cached(sp_stack_cache_t *c, void *value) {
     sp_stack_t *s = c->stack;
     if (c->n == 0) {
-        c->n = list_pop_n(s, &s->free.w, c->idx, REFILL);
+        unsigned home;
+        c->n = list_pop_n(s, home_free(s, &home), c->idx, REFILL);
+        for (unsigned i = 1; c->n == 0 && i < SP_STACK_FREE_SHARDS; i++)
+            c->n = list_pop_n(s, &s->free[(home + i) & (SP_STACK_FREE_SHARDS - 1)].w, c->idx, REFILL);
         if (c->n == 0) return SP_EAGAIN;
     }
     uint32_t idx = c->idx[--c->n];
@@ -191,7 +225,7 @@ static void cache_spill(sp_stack_cache_t *c, uint32_t k) {
         /* Relaxed: we own these nodes; list_push's release CAS publishes. */
         atomic_store_explicit(&s->nodes[c->idx[i]].next, c->idx[i + 1], memory_order_relaxed);
     }
-    list_push(s, &s->free.w, c->idx[0], c->idx[k - 1]);
+    free_push(s, c->idx[0], c->idx[k - 1]);
     memmove(c->idx, c->idx + k, (c->n - k) * sizeof c->idx[0]);
     c->n -= k;
 }

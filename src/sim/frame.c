@@ -303,7 +303,10 @@ int sp_world_capture(const sp_world_t *w, sp_world_capture_t *c) {
         c->src.tmp_k = (uint64_t *)(blk + off);
     }
     fsrc_def(&c->src, w);
-    /* The const pointers of src point into c->block, which c owns. */
+    /* The const pointers of src point into c->block, which c owns. An empty
+     * world may have no arrays yet (NULL): memcpy from NULL is undefined even
+     * for 0 bytes, so copy nothing then. */
+    if (need == 0) return 0;
 #define SP__CAP_COPY(f, t) memcpy((void *)(uintptr_t)c->src.f, w->f, (size_t)need * sizeof(t));
     SP__CAP_FIELDS(SP__CAP_COPY)
 #undef SP__CAP_COPY

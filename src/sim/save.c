@@ -26,19 +26,7 @@ static uint64_t fnv1a64(const uint8_t *p, size_t n) {
 
 /* ---------------------------------------------------------------- writer */
 
-/* The definition, field by field (X(type, field)); allocator and grid_threads
- * are not state. The same list drives reading and validation. */
-#define SP__DEF_FIELDS(X)                                                                          \
-    X(u64, seed) X(f, half_extent) X(f, dt) X(u32, max_entities) X(f, ship_radius) X(f, ship_mass)  \
-    X(f, ship_hp) X(f, ship_max_speed) X(f, ship_max_accel) X(f, weapon_range) X(f, weapon_damage)  \
-    X(u32, weapon_cooldown_ticks) X(f, mining_range) X(f, mining_amount)                           \
-    X(u32, mining_cooldown_ticks) X(f, asteroid_radius_min) X(f, asteroid_radius_max)              \
-    X(f, asteroid_amount_min) X(f, asteroid_amount_max) X(f, asteroid_density)                     \
-    X(f, asteroid_hp_per_radius) X(f, asteroid_damping) X(f, sleep_speed) X(u32, sleep_ticks)      \
-    X(f, restitution) X(f, collision_damage) X(f, collision_damage_threshold)                      \
-    X(f, projectile_speed) X(u32, projectile_ttl_ticks) X(i32, spawn_projectiles)
-/* Definition fields added in version 4, after the list above. */
-#define SP__DEF_FIELDS_V4(X) X(u32, id_node)
+/* The definition fields: SP__DEF_FIELDS / SP__DEF_FIELDS_V4 in world_int.h. */
 
 
 /* Bytes of the definition fields, of the scalar state (the world_int.h lists;
@@ -518,12 +506,12 @@ int sp_world_load_annex(const uint8_t *buf, size_t len, const sp_allocator_t *al
         h.next_id = legacy_next_id(max_low);
     }
     w->awake_dirty = 1;
-    /* The static grid is derived state: rebuild it from the SLEEPING flags
-     * (no promotion), then restore the scalar state, the rebuild-rule
+    /* The static grid and the awake set are derived state: build them from
+     * the SLEEPING flags (no promotion), then restore the scalar state, the rebuild-rule
      * counters included, so future rebuilds happen at the same ticks as in
      * the saved world (of that state the rebuild reads only tick, to reset
      * last_rebuild, which is restored here). */
-    if (w->nsleeping > 0 && (rc = sp__world_rebuild_static(w, 0)) != 0) {
+    if ((rc = sp__world_rebuild_static(w, 0)) != 0) {
         sp_world_free(w);
         return rc;
     }

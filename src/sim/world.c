@@ -8,16 +8,19 @@
  * world as it was):
  *   gather   awake entities (ships, awake asteroids, then projectiles) into
  *            scratch SoA arrays in slot order, with their steered/damped
- *            velocities;
+ *            velocities, from the kept awake set (never a pass over all
+ *            slots);
  *   predict  sp_f32_integrate3 over the gathered arrays; reflect at walls;
  *   pairs    sp_grid over the gathered collidables (awake-vs-awake, ordered by
  *            (a, b)), then each collidable against the static grid of sleeping
- *            asteroids (awake-vs-sleeping, sorted by sleeper slot per body).
+ *            asteroids (awake-vs-sleeping, sorted by sleeper slot per body),
+ *            through each body's cache of the sleepers near it (sg_near).
  *            Sleeping-vs-sleeping pairs are never tested: ~95% of a demo world
  *            sleeps, so the per-tick cost is O(awake), not O(all);
  *   commit   write back, cooldowns, tracer expiry, contacts in list order
  *            (wake sleepers, impulse, positional correction, collision damage),
- *            destruction, rest counters; maybe rebuild the static grid.
+ *            destruction, rest counters; maybe put a batch of resting
+ *            asteroids to sleep (inserted one by one into the kept grid).
  * Every loop runs in a fixed order that depends only on the state, so the
  * world is deterministic whatever the grid's thread count. */
 #include <math.h>
@@ -158,7 +161,9 @@ static void xfree(const sp_allocator_t *a, void *p, size_t n) {
     X(hp, float, 1) X(max_hp, float, 1) X(amount, float, 1) X(cargo, float, SP_RESOURCE_COUNT) \
     X(wcd, uint32_t, 1) X(mcd, uint32_t, 1) X(ttl, uint32_t, 1) X(rest, uint32_t, 1)       \
     X(source, uint64_t, 1) X(awake_ast, uint32_t, 1) X(gidx, uint32_t, 1) X(tmp_a, uint32_t, 1) X(tmp_b, uint32_t, 1) \
-    X(tmp_k, uint64_t, 2)                                                                   \
+    X(tmp_k, uint64_t, 2) X(aw, uint32_t, 1) X(aw2, uint32_t, 1) X(awp, uint32_t, 1) X(sgcell, uint32_t, 1) \
+    X(inaw, uint8_t, 1) X(sqx, float, 1) X(sqy, float, 1) X(sqz, float, 1) X(sqe, uint32_t, 1) \
+    X(sqc, uint32_t, SP__SQ_MAX) X(sqn, uint8_t, 1)                                          \
     X(gx, float, 1) X(gy, float, 1) X(gz, float, 1) X(gvx, float, 1) X(gvy, float, 1)      \
     X(gvz, float, 1) X(gr, float, 1)
 
@@ -296,8 +301,9 @@ void sp_world_free(sp_world_t *w) {
     xfree(a, w->contacts, w->contacts_cap * 2 * sizeof(uint32_t));
     xfree(a, w->ev_pending.v, w->ev_pending.cap * sizeof(sp_world_event_t));
     xfree(a, w->ev_out.v, w->ev_out.cap * sizeof(sp_world_event_t));
-    xfree(a, w->sg.bstart, w->sg.bstart_cap * sizeof(uint32_t));
-    xfree(a, w->sg.e, w->sg.e_cap * sizeof(sp__sentry_t));
+    xfree(a, w->sg.head, w->sg.head_cap * sizeof(uint32_t));
+    xfree(a, w->sg.ch, (size_t)w->sg.ch_cap * sizeof(sp__schunk_t));
+    xfree(a, w->sg.coarse, (size_t)SP__SG_COARSE * SP__SG_COARSE * SP__SG_COARSE * sizeof(uint32_t));
     sp__map_destroy(a, &w->ids);
     sp__map_destroy(a, &w->departed);
     sp_grid_free(w->grid);
@@ -436,6 +442,7 @@ static int slot_alloc_for(sp_world_t *w, int mint, uint32_t *out) {
     for (int r = 0; r < SP_RESOURCE_COUNT; r++) w->cargo[(size_t)i * SP_RESOURCE_COUNT + r] = 0.0f;
     w->wcd[i] = w->mcd[i] = w->ttl[i] = w->rest[i] = 0;
     w->source[i] = 0;
+    w->sqe[i] = 0; /* a new body: no sleeper cache */
     *out = i;
     return 0;
 }
@@ -450,14 +457,18 @@ static void slot_commit_id(sp_world_t *w, uint32_t i, int kind, sp_entity_id_t i
     w->kind[i] = (uint8_t)kind;
     if (kind == SP_KIND_SHIP && (w->flags[i] & SP_ENT_NPC)) w->count_npc++;
     if (kind == SP_KIND_ASTEROID) w->awake_dirty = 1;
+    if (!(w->flags[i] & SP_ENT_SLEEPING)) sp__world_awake_add(w, i);
     w->count++;
     w->count_kind[kind]++;
 }
 
 static void slot_commit(sp_world_t *w, uint32_t i, int kind) { slot_commit_id(w, i, kind, 0); }
 
+static void sg_remove(sp_world_t *w, uint32_t i);
+
 static void slot_free(sp_world_t *w, uint32_t i) {
     if (w->flags[i] & SP_ENT_SLEEPING) {
+        sg_remove(w, i);
         w->nsleeping--;
         w->stale++;
     }
@@ -732,17 +743,87 @@ int sp_world_destroy(sp_world_t *w, sp_entity_id_t id) {
     return 0;
 }
 
-/* ---------------------------------------------------------------- static grid */
+/* ---------------------------------------------------------------- awake set */
 
-static uint32_t cell_hash(int32_t cx, int32_t cy, int32_t cz) {
-    uint32_t h = (uint32_t)cx * 0x8da6b343u ^ (uint32_t)cy * 0xd8163841u ^ (uint32_t)cz * 0xcb1ab31fu;
-    h ^= h >> 15;
-    h *= 0x2c1b3c6du;
-    h ^= h >> 12;
-    return h;
+void sp__world_awake_add(sp_world_t *w, uint32_t i) {
+    if (w->inaw[i]) return;
+    w->inaw[i] = 1;
+    w->awp[w->nawp++] = i; /* inaw bounds awp by the slot count */
 }
 
-static int32_t cell_of(float x, float inv) { return (int32_t)floorf(x * inv); }
+static void isort_u32(uint32_t *a, uint32_t n) {
+    for (uint32_t k = 1; k < n; k++) {
+        uint32_t v = a[k], j = k;
+        while (j > 0 && a[j - 1] > v) {
+            a[j] = a[j - 1];
+            j--;
+        }
+        a[j] = v;
+    }
+}
+
+/* Sort a[0, n) ascending with tmp (n elements) as scratch: LSD radix on
+ * 11-bit digits up to the highest set bit of the largest value. */
+static void radix_u32(uint32_t *a, uint32_t *tmp, uint32_t n) {
+    if (n <= 64) {
+        isort_u32(a, n);
+        return;
+    }
+    uint32_t mx = 0;
+    for (uint32_t k = 0; k < n; k++) mx |= a[k];
+    uint32_t *src = a, *dst = tmp;
+    for (int sh = 0; sh < 32 && (mx >> sh) != 0; sh += 11) {
+        uint32_t cnt[2048];
+        memset(cnt, 0, sizeof cnt);
+        for (uint32_t k = 0; k < n; k++) cnt[(src[k] >> sh) & 2047]++;
+        uint32_t sum = 0;
+        for (int d = 0; d < 2048; d++) {
+            uint32_t c = cnt[d];
+            cnt[d] = sum;
+            sum += c;
+        }
+        for (uint32_t k = 0; k < n; k++) dst[cnt[(src[k] >> sh) & 2047]++] = src[k];
+        uint32_t *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != a) memcpy(a, src, (size_t)n * sizeof *a);
+}
+
+static int awake_pred(const sp_world_t *w, uint32_t i) {
+    return w->kind[i] != SP_KIND_NONE && !(w->flags[i] & SP_ENT_SLEEPING);
+}
+
+/* Merge the new awake slots into aw (slot order) and drop the slots that are
+ * no longer awake. O(naw + nawp log nawp); uses tmp_a as sort scratch. */
+static void aw_refresh(sp_world_t *w) {
+    radix_u32(w->awp, w->tmp_a, w->nawp);
+    uint32_t a = 0, b = 0, n = 0, *out = w->aw2;
+    while (a < w->naw || b < w->nawp) {
+        uint32_t i;
+        if (b == w->nawp || (a < w->naw && w->aw[a] < w->awp[b])) i = w->aw[a++];
+        else i = w->awp[b++];
+        if (awake_pred(w, i)) out[n++] = i;
+        else w->inaw[i] = 0;
+    }
+    w->aw2 = w->aw;
+    w->aw = out;
+    w->naw = n;
+    w->nawp = 0;
+}
+
+/* The awake set from scratch (O(slots)): after a load or a full rebuild. */
+static void aw_reset(sp_world_t *w) {
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < w->nslots; i++) {
+        w->inaw[i] = (uint8_t)awake_pred(w, i);
+        if (w->inaw[i]) w->aw[n++] = i;
+    }
+    w->naw = n;
+    w->nawp = 0;
+}
+
+/* ---------------------------------------------------------------- static grid */
 
 static int is_candidate(const sp_world_t *w, uint32_t i) {
     return w->kind[i] == SP_KIND_ASTEROID && !(w->flags[i] & SP_ENT_SLEEPING) &&
@@ -750,69 +831,259 @@ static int is_candidate(const sp_world_t *w, uint32_t i) {
            w->vz[i] == 0.0f;
 }
 
-/* Buckets of a static grid for up to n sleepers. */
-uint32_t sp__sgrid_buckets(uint32_t n) {
-    uint32_t nb = 64;
-    while (nb < n) nb *= 2;
-    return nb;
+#define SG_NONE UINT32_MAX
+
+/* Cell coordinate of v on one axis: monotonic in v (float add and multiply by
+ * a positive constant are), clamped to the grid, so a query box [v - e, v +
+ * e] covers the cell of every point within it. */
+static uint32_t sg_axis(const sp__sgrid_t *g, float v) {
+    float u = (v + g->half) * g->inv_cell;
+    if (!(u > 0.0f)) return 0;
+    uint32_t c = (uint32_t)u;
+    return c >= g->dim ? g->dim - 1 : c;
 }
 
-/* Rebuild the static grid from the sleeping asteroids, first promoting
- * (promote != 0) every awake asteroid that has rested sleep_ticks. Buffers are
- * grown before anything changes: on SP_ENOMEM the world is unchanged.
- *
- * Two passes over the slots (promote + bucket counts, then scatter), with
- * each sleeper's bucket kept in tmp_a between them. The layout (bucket count,
- * cell edge) depends only on the asteroid count and the definition: queries
- * return the same sorted hits for any layout (see hits_insert), so it is
- * chosen for speed: at most one bucket per asteroid, and cells of 4 *
- * asteroid_radius_max (the largest radius a sleeper can have). */
-int sp__world_rebuild_static(sp_world_t *w, int promote) {
+static uint32_t sg_cell(const sp__sgrid_t *g, float x, float y, float z) {
+    return (sg_axis(g, z) * g->dim + sg_axis(g, y)) * g->dim + sg_axis(g, x);
+}
+
+/* The layout for n sleepers: ~2 cells per sleeper (at least 4096, at most
+ * 2^24 cells: 64 MiB of heads), edge >= 4 * rmax (a query box of a ship or
+ * asteroid, <= 2 * (rmax + reach), then spans 1-2 cells per axis). */
+static void sg_dims(const sp_world_t *w, uint32_t n, uint32_t *dim, float *cell) {
+    float h = w->def.half_extent, rmax = w->def.asteroid_radius_max;
+    double target = 2.0 * (double)n;
+    if (target < 4096.0) target = 4096.0;
+    if (target > (double)(1u << 24)) target = (double)(1u << 24);
+    double d = floor(cbrt(target));
+    if (d < 1.0) d = 1.0;
+    double cs = 2.0 * (double)h / d, cmin = 4.0 * (double)rmax > 1.0 ? 4.0 * (double)rmax : 1.0;
+    if (cs < cmin) cs = cmin;
+    double nd = ceil(2.0 * (double)h / cs);
+    if (nd < 1.0) nd = 1.0;
+    if (nd > d) nd = d;
+    *dim = (uint32_t)nd;
+    *cell = (float)cs;
+}
+
+static uint32_t sg_chunk_take(sp__sgrid_t *g) {
+    uint32_t c;
+    if (g->ch_free != 0) {
+        c = g->ch_free - 1;
+        g->ch_free = g->ch[c].next;
+        g->nfree_ch--;
+    } else {
+        SP_ASSERT(g->nch < g->ch_cap);
+        c = g->nch++;
+    }
+    sp__schunk_t *k = &g->ch[c];
+    for (int e = 0; e < SP__SG_CHUNK; e++) k->e[e].idx = SG_NONE;
+    k->next = 0;
+    return c;
+}
+
+static void sg_chunk_give(sp__sgrid_t *g, uint32_t c) {
+    g->ch[c].next = g->ch_free;
+    g->ch_free = c + 1;
+    g->nfree_ch++;
+}
+
+/* Room for k more entries (at most k new chunks). Never fails when k chunks
+ * are free already. */
+static int sg_reserve_chunks(sp_world_t *w, uint32_t k) {
     sp__sgrid_t *g = &w->sg;
-    uint32_t nmax = w->count_kind[SP_KIND_ASTEROID]; /* sleepers are asteroids */
-    uint32_t nb = sp__sgrid_buckets(nmax);
-    int rc = vec_grow(w->alloc, (void **)&g->bstart, &g->bstart_cap, (size_t)nb + 1, sizeof(uint32_t));
-    if (rc == 0) rc = vec_grow(w->alloc, (void **)&g->e, &g->e_cap, nmax, sizeof(sp__sentry_t));
-    if (rc != 0) return rc;
-    float rmax = w->def.asteroid_radius_max;
-    g->mask = nb - 1;
-    g->rmax = rmax;
-    /* Cell edge 4 * rmax: a query reaches rmax + r (r: a ship's 2 units or
-     * an awake asteroid's <= rmax) around the body, so it touches 1-2 cells
-     * per axis (~4 hash probes on average instead of ~15 at 2 * rmax); the
-     * extra entries per cell are cheap in a sparse field. */
-    g->cell = 4.0f * rmax > 1.0f ? 4.0f * rmax : 1.0f;
-    g->inv_cell = 1.0f / g->cell;
-    memset(g->bstart, 0, ((size_t)nb + 1) * sizeof(uint32_t));
-    uint32_t *bk = w->tmp_a, n = 0;
+    uint64_t avail = (uint64_t)g->nfree_ch + (g->ch_cap - g->nch);
+    if (avail >= k) return 0;
+    uint64_t need = (uint64_t)g->nch + k, nc = g->ch_cap ? g->ch_cap : 256;
+    while (nc < need) nc *= 2;
+    if (nc > UINT32_MAX / 2) return SP_EOVERFLOW;
+    sp__schunk_t *c = xalloc(w->alloc, (size_t)nc * sizeof *c);
+    if (c == NULL) return SP_ENOMEM;
+    if (g->ch != NULL) {
+        memcpy(c, g->ch, (size_t)g->nch * sizeof *c);
+        xfree(w->alloc, g->ch, (size_t)g->ch_cap * sizeof *c);
+    }
+    g->ch = c;
+    g->ch_cap = (uint32_t)nc;
+    return 0;
+}
+
+static uint32_t sg_coarse_axis(const sp__sgrid_t *g, float v) {
+    float u = (v + g->half) * g->inv_coarse;
+    if (!(u > 0.0f)) return 0;
+    uint32_t c = (uint32_t)u;
+    return c >= SP__SG_COARSE ? SP__SG_COARSE - 1 : c;
+}
+
+static uint32_t sg_coarse_cell(const sp__sgrid_t *g, float x, float y, float z) {
+    return (sg_coarse_axis(g, z) * SP__SG_COARSE + sg_coarse_axis(g, y)) * SP__SG_COARSE + sg_coarse_axis(g, x);
+}
+
+/* A new insertion epoch, before a batch of sg_insert() calls: caches made
+ * before it see the coarse cells the batch stamps as changed. */
+static void sg_epoch_next(sp__sgrid_t *g) {
+    if (++g->epoch == 0) { /* wrapped (after 2^32 batches): drop every cache */
+        memset(g->coarse, 0, (size_t)SP__SG_COARSE * SP__SG_COARSE * SP__SG_COARSE * sizeof *g->coarse);
+        g->epoch = 2;
+        g->min_valid = 2;
+    }
+}
+
+/* Insert sleeping slot i (room reserved; sg_epoch_next() called for the batch). */
+static void sg_insert(sp_world_t *w, uint32_t i) {
+    sp__sgrid_t *g = &w->sg;
+    uint32_t cell = sg_cell(g, w->px[i], w->py[i], w->pz[i]);
+    w->sgcell[i] = cell;
+    uint32_t h = g->head[cell];
+    sp__schunk_t *k = h ? &g->ch[h - 1] : NULL;
+    int pos = 0;
+    if (k != NULL)
+        while (pos < SP__SG_CHUNK && k->e[pos].idx != SG_NONE) pos++;
+    if (k == NULL || pos == SP__SG_CHUNK) {
+        uint32_t c = sg_chunk_take(g);
+        k = &g->ch[c];
+        k->next = h;
+        g->head[cell] = c + 1;
+        pos = 0;
+    }
+    sp__sent_t *e = &k->e[pos];
+    e->x = w->px[i], e->y = w->py[i], e->z = w->pz[i], e->r = w->radius[i];
+    e->idx = i;
+    g->n++;
+    g->coarse[sg_coarse_cell(g, e->x, e->y, e->z)] = g->epoch;
+}
+
+/* Remove slot i's entry (it is in the grid). Never allocates. */
+static void sg_remove(sp_world_t *w, uint32_t i) {
+    sp__sgrid_t *g = &w->sg;
+    uint32_t cell = w->sgcell[i], h = g->head[cell];
+    SP_ASSERT(h != 0);
+    if (h == 0) return;
+    sp__schunk_t *first = &g->ch[h - 1];
+    int last = SP__SG_CHUNK - 1;
+    while (last > 0 && first->e[last].idx == SG_NONE) last--;
+    sp__sent_t *hole = NULL;
+    for (uint32_t c = h; c != 0 && hole == NULL; c = g->ch[c - 1].next)
+        for (int e = 0; e < SP__SG_CHUNK; e++)
+            if (g->ch[c - 1].e[e].idx == i) {
+                hole = &g->ch[c - 1].e[e];
+                break;
+            }
+    SP_ASSERT(hole != NULL);
+    if (hole == NULL) return;
+    *hole = first->e[last]; /* the first chunk's last entry fills the hole */
+    first->e[last].idx = SG_NONE;
+    if (last == 0) {
+        g->head[cell] = first->next;
+        sg_chunk_give(g, h - 1);
+    }
+    g->n--;
+}
+
+/* Lay the grid out anew for `n` sleepers and insert every sleeping slot
+ * (the flag is the truth), first promoting (promote != 0) every awake
+ * asteroid that rested sleep_ticks. All memory is obtained before anything
+ * changes: on SP_ENOMEM the world is unchanged. O(slots + cells): for
+ * populate, load and growth past the layout, never per tick. */
+static int sg_build(sp_world_t *w, int promote, uint32_t n) {
+    sp__sgrid_t *g = &w->sg;
+    uint32_t dim;
+    float cell;
+    sg_dims(w, n, &dim, &cell);
+    size_t cells = (size_t)dim * dim * dim;
+    if (g->coarse == NULL) {
+        g->coarse = xalloc(w->alloc, (size_t)SP__SG_COARSE * SP__SG_COARSE * SP__SG_COARSE * sizeof *g->coarse);
+        if (g->coarse == NULL) return SP_ENOMEM;
+        memset(g->coarse, 0, (size_t)SP__SG_COARSE * SP__SG_COARSE * SP__SG_COARSE * sizeof *g->coarse);
+        g->epoch = g->min_valid = 1;
+    }
+    uint32_t *head = g->head;
+    size_t head_cap = g->head_cap;
+    if (cells > head_cap) {
+        head = xalloc(w->alloc, cells * sizeof *head);
+        if (head == NULL) return SP_ENOMEM;
+        head_cap = cells;
+    }
+    /* Chunks: one per sleeper at worst; start from an empty pool. */
+    uint32_t keep_free = g->nfree_ch, keep_nch = g->nch, keep_ff = g->ch_free;
+    g->nfree_ch = 0, g->nch = 0, g->ch_free = 0;
+    int rc = sg_reserve_chunks(w, n);
+    if (rc != 0) {
+        g->nfree_ch = keep_free, g->nch = keep_nch, g->ch_free = keep_ff;
+        if (head != g->head) xfree(w->alloc, head, head_cap * sizeof *head);
+        return rc;
+    }
+    if (head != g->head) {
+        xfree(w->alloc, g->head, g->head_cap * sizeof *head);
+        g->head = head;
+        g->head_cap = head_cap;
+    }
+    memset(g->head, 0, cells * sizeof *g->head);
+    g->dim = dim;
+    g->cell = cell;
+    g->inv_cell = 1.0f / cell;
+    g->half = w->def.half_extent;
+    g->rmax = w->def.asteroid_radius_max;
+    g->n = 0;
+    g->n_layout = n;
+    g->inv_coarse = (float)SP__SG_COARSE / (2.0f * g->half);
+    sg_epoch_next(g);
+    g->min_valid = g->epoch; /* every cache predates this layout */
     for (uint32_t i = 0; i < w->nslots; i++) {
         if (promote && is_candidate(w, i)) {
             w->flags[i] |= SP_ENT_SLEEPING;
             w->nsleeping++;
         }
-        if (w->flags[i] & SP_ENT_SLEEPING) {
-            uint32_t b = cell_hash(cell_of(w->px[i], g->inv_cell), cell_of(w->py[i], g->inv_cell),
-                                   cell_of(w->pz[i], g->inv_cell)) & g->mask;
-            bk[i] = b;
-            g->bstart[b + 1]++;
-            n++;
-        }
+        if (w->flags[i] & SP_ENT_SLEEPING) sg_insert(w, i);
     }
-    SP_ASSERT(n <= nmax);
-    g->n = n;
-    for (uint32_t b = 0; b < nb; b++) g->bstart[b + 1] += g->bstart[b];
-    /* Scatter in slot order, using bstart[b] as the cursor; afterwards
-     * bstart[b] has moved to the old bstart[b + 1], so shift back. */
-    for (uint32_t i = 0; i < w->nslots; i++) {
-        if (!(w->flags[i] & SP_ENT_SLEEPING)) continue;
-        sp__sentry_t *e = &g->e[g->bstart[bk[i]]++];
-        e->x = w->px[i], e->y = w->py[i], e->z = w->pz[i], e->r = w->radius[i];
-        e->idx = i;
-        e->cx = cell_of(w->px[i], g->inv_cell), e->cy = cell_of(w->py[i], g->inv_cell),
-        e->cz = cell_of(w->pz[i], g->inv_cell);
+    SP_ASSERT(g->n <= n);
+    return 0;
+}
+
+/* Room for k more sleepers: the chunks, and a new layout (sg_build, O(slots))
+ * when the grid would hold more than 4x the sleepers it was laid out for. */
+static int sg_reserve(sp_world_t *w, uint32_t k) {
+    sp__sgrid_t *g = &w->sg;
+    uint64_t after = (uint64_t)g->n + k;
+    if (g->dim == 0 || after > 4 * (uint64_t)g->n_layout + 1024) {
+        uint64_t n = after > w->count_kind[SP_KIND_ASTEROID] ? after : w->count_kind[SP_KIND_ASTEROID];
+        int rc = sg_build(w, 0, (uint32_t)n);
+        if (rc != 0) return rc;
     }
-    for (uint32_t b = nb; b > 0; b--) g->bstart[b] = g->bstart[b - 1];
-    g->bstart[0] = 0;
+    return sg_reserve_chunks(w, k);
+}
+
+/* The full rebuild (populate, load): the static grid from the SLEEPING flags,
+ * first promoting (promote != 0) the asteroids at rest, and the awake set.
+ * On SP_ENOMEM the world is unchanged. O(slots). */
+int sp__world_rebuild_static(sp_world_t *w, int promote) {
+    int rc = sg_build(w, promote, w->count_kind[SP_KIND_ASTEROID]);
+    if (rc != 0) return rc;
+    aw_reset(w);
+    w->stale = 0;
+    w->last_rebuild = w->tick;
+    w->awake_dirty = 1;
+    return 0;
+}
+
+/* Put every awake asteroid that rested sleep_ticks to sleep: O(awake), the
+ * kept grid takes them one by one. What the old wholesale rebuild did at the
+ * same ticks (the rule in sp_world_step reads only world state), minus the
+ * rebuild. On SP_ENOMEM nothing changes (retried next tick). */
+static int sg_promote(sp_world_t *w) {
+    aw_refresh(w);
+    uint32_t k = 0;
+    for (uint32_t a = 0; a < w->naw; a++) k += (uint32_t)is_candidate(w, w->aw[a]);
+    int rc = sg_reserve(w, k);
+    if (rc != 0) return rc;
+    sg_epoch_next(&w->sg);
+    for (uint32_t a = 0; a < w->naw; a++) {
+        uint32_t i = w->aw[a];
+        if (!is_candidate(w, i)) continue;
+        w->flags[i] |= SP_ENT_SLEEPING;
+        w->nsleeping++;
+        sg_insert(w, i);
+    }
     w->stale = 0;
     w->last_rebuild = w->tick;
     w->awake_dirty = 1;
@@ -829,8 +1100,8 @@ typedef struct sg_hits {
 } sg_hits_t;
 
 /* Keep the cap smallest slots, sorted (insertion: usually 0-3 hits), so the
- * result depends neither on the grid's cell size and hashing nor on the visit
- * order, even when more than cap bodies match. n counts all matches. */
+ * result depends neither on the grid's layout nor on the visit order, even
+ * when more than cap bodies match. n counts all matches. */
 static void hits_insert(sg_hits_t *h, uint32_t v) {
     uint32_t m = h->n < h->cap ? h->n : h->cap;
     h->n++;
@@ -846,38 +1117,159 @@ static void hits_insert(sg_hits_t *h, uint32_t v) {
     h->idx[j] = v;
 }
 
+/* Every sleeper whose sphere is within `reach` of (x, y, z): d2 < (reach +
+ * r)^2 (strict) or <= (not strict), into hits (sorted, see hits_insert). The
+ * box of cells reaches reach + rmax around the point, so it holds every such
+ * sleeper (sg_axis is monotonic). Cost: the 1-8 cells of the box, one cache
+ * line per 3 entries. */
+/* Call visit(ctx, s) for every entry s in the cells of the box that reaches
+ * ext around (x, y, z) per axis, cells in (z, y, x) order, each cell's
+ * chunks in list order: the one walk of the static grid, so every query
+ * sees the same entries in the same order. Static inline with the visitor
+ * known at each call, so the compiler inlines the visitor too. */
+static inline void sg_visit_box(const sp__sgrid_t *g, float x, float y, float z, float ext,
+                                void (*visit)(void *ctx, const sp__sent_t *s), void *ctx) {
+    uint32_t x0 = sg_axis(g, x - ext), x1 = sg_axis(g, x + ext);
+    uint32_t y0 = sg_axis(g, y - ext), y1 = sg_axis(g, y + ext);
+    uint32_t z0 = sg_axis(g, z - ext), z1 = sg_axis(g, z + ext);
+    for (uint32_t cz = z0; cz <= z1; cz++)
+        for (uint32_t cy = y0; cy <= y1; cy++) {
+            const uint32_t *row = g->head + ((size_t)cz * g->dim + cy) * g->dim;
+            for (uint32_t cx = x0; cx <= x1; cx++)
+                for (uint32_t c = row[cx]; c != 0;) {
+                    const sp__schunk_t *k = &g->ch[c - 1];
+                    for (int e = 0; e < SP__SG_CHUNK; e++) {
+                        if (k->e[e].idx == SG_NONE) break; /* only a first chunk has holes, at its end */
+                        visit(ctx, &k->e[e]);
+                    }
+                    c = k->next;
+                }
+        }
+}
+
+typedef struct sg_exact {
+    float x, y, z, reach;
+    int strict;
+    sg_hits_t *hits;
+} sg_exact_t;
+
+static void sg_exact_visit(void *ctx, const sp__sent_t *s) {
+    sg_exact_t *q = ctx;
+    float dx = s->x - q->x, dy = s->y - q->y, dz = s->z - q->z;
+    float d2 = dx * dx + dy * dy + dz * dz, r = q->reach + s->r;
+    if (q->strict ? !(d2 < r * r) : !(d2 <= r * r)) return;
+    hits_insert(q->hits, s->idx);
+}
+
 static void sg_query(const sp_world_t *w, float x, float y, float z, float reach, int strict,
                      sg_hits_t *hits) {
     const sp__sgrid_t *g = &w->sg;
     hits->n = 0;
-    if (g->n == 0 || w->nsleeping == 0) return;
-    float ext = reach + g->rmax;
-    int32_t x0 = cell_of(x - ext, g->inv_cell), x1 = cell_of(x + ext, g->inv_cell);
-    int32_t y0 = cell_of(y - ext, g->inv_cell), y1 = cell_of(y + ext, g->inv_cell);
-    int32_t z0 = cell_of(z - ext, g->inv_cell), z1 = cell_of(z + ext, g->inv_cell);
-    for (int32_t cz = z0; cz <= z1; cz++)
-        for (int32_t cy = y0; cy <= y1; cy++)
-            for (int32_t cx = x0; cx <= x1; cx++) {
-                uint32_t b = cell_hash(cx, cy, cz) & g->mask;
-                for (uint32_t k = g->bstart[b]; k < g->bstart[b + 1]; k++) {
-                    const sp__sentry_t *e = &g->e[k];
-                    if (e->cx != cx || e->cy != cy || e->cz != cz) continue;
-                    if (!(w->flags[e->idx] & SP_ENT_SLEEPING)) continue; /* woke or died */
-                    float dx = e->x - x, dy = e->y - y, dz = e->z - z;
-                    float d2 = dx * dx + dy * dy + dz * dz, s = reach + e->r;
-                    if (strict ? !(d2 < s * s) : !(d2 <= s * s)) continue;
-                    hits_insert(hits, e->idx);
-                }
+    if (g->n == 0) return;
+    sg_exact_t q = {x, y, z, reach, strict, hits};
+    sg_visit_box(g, x, y, z, reach + g->rmax, sg_exact_visit, &q);
+}
+
+/* The cache refill's visitor: every entry within the fat reach per axis is
+ * a candidate (kept while they fit), and the exact strict test of
+ * sg_exact_visit() gives the hits. */
+typedef struct sg_refill {
+    sg_exact_t exact;
+    float fat;
+    uint32_t n;
+    uint32_t *buf; /* SP__SQ_MAX + 1 */
+} sg_refill_t;
+
+static void sg_refill_visit(void *ctx, const sp__sent_t *s) {
+    sg_refill_t *f = ctx;
+    double lim = (double)f->fat + s->r;
+    if (fabs((double)s->x - f->exact.x) > lim || fabs((double)s->y - f->exact.y) > lim ||
+        fabs((double)s->z - f->exact.z) > lim)
+        return;
+    if (f->n <= SP__SQ_MAX) f->buf[f->n] = s->idx;
+    f->n++;
+    sg_exact_visit(&f->exact, s);
+}
+
+/* How far (per axis, world units) a body may move from where its sleeper
+ * cache was made before it queries the grid again: ~8 ticks of a ship at
+ * full speed; awake asteroids drift slower. */
+#define SP__SQ_MARGIN 8.0f
+
+/* The sleepers touching awake body i at (x, y, z) radius reach (the step's
+ * strict test), into hits: exactly sg_query(x, y, z, reach, 1), read from
+ * the body's cache when it is valid (no grid access: most bodies have no
+ * sleeper near them, so that is an empty list), else from a query with the
+ * fat reach that refills the cache. Why the cache holds every hit: a cached
+ * body is within SP__SQ_MARGIN of the centre c per axis (tested in double,
+ * exact for floats), and a hit s has |s - p| < reach + r_s per axis, so
+ * |s - c| < reach + r_s + margin; the cache kept every sleeper within that
+ * plus a slack for float rounding, present when it was made, and a sleeper
+ * inserted since stamps its coarse cell, which invalidates the cache. A
+ * candidate that woke or died is dropped by the SLEEPING flag, and every
+ * candidate gets the same exact float test as sg_query() on the same
+ * values (a sleeper's slot position is its entry's copy), so the hits are
+ * identical. Writes only the derived cache. */
+static void sg_near(sp_world_t *w, uint32_t i, float x, float y, float z, float reach, sg_hits_t *hits) {
+    sp__sgrid_t *g = &w->sg;
+    float m = SP__SQ_MARGIN;
+    /* The slack covers the rounding of the float tests (a few ulps of the
+     * world's coordinates) with room to spare. */
+    float fat = reach + m + (float)(1e-2 + (double)g->half * 0x1p-18);
+    uint32_t e = w->sqe[i];
+    if (e != 0 && e >= g->min_valid && fabs((double)x - w->sqx[i]) <= m && fabs((double)y - w->sqy[i]) <= m &&
+        fabs((double)z - w->sqz[i]) <= m) {
+        /* Valid unless a coarse cell of the fat box got a sleeper since. */
+        float ext = fat + g->rmax;
+        uint32_t x0 = sg_coarse_axis(g, w->sqx[i] - ext), x1 = sg_coarse_axis(g, w->sqx[i] + ext);
+        uint32_t y0 = sg_coarse_axis(g, w->sqy[i] - ext), y1 = sg_coarse_axis(g, w->sqy[i] + ext);
+        uint32_t z0 = sg_coarse_axis(g, w->sqz[i] - ext), z1 = sg_coarse_axis(g, w->sqz[i] + ext);
+        int ok = 1;
+        for (uint32_t cz = z0; cz <= z1 && ok; cz++)
+            for (uint32_t cy = y0; cy <= y1 && ok; cy++)
+                for (uint32_t cx = x0; cx <= x1; cx++)
+                    if (g->coarse[(cz * SP__SG_COARSE + cy) * SP__SG_COARSE + cx] > e) {
+                        ok = 0;
+                        break;
+                    }
+        if (ok) {
+            hits->n = 0;
+            const uint32_t *c = w->sqc + (size_t)i * SP__SQ_MAX;
+            for (uint32_t k = 0; k < w->sqn[i]; k++) {
+                uint32_t s = c[k];
+                if (!(w->flags[s] & SP_ENT_SLEEPING)) continue;
+                float dx = w->px[s] - x, dy = w->py[s] - y, dz = w->pz[s] - z;
+                float d2 = dx * dx + dy * dy + dz * dz, r = reach + w->radius[s];
+                if (d2 < r * r) hits_insert(hits, s);
             }
+            return;
+        }
+    }
+    /* Refill: every sleeper within the fat reach of (x, y, z) per axis. */
+    uint32_t buf[SP__SQ_MAX + 1];
+    hits->n = 0;
+    sg_refill_t f = {{x, y, z, reach, 1, hits}, fat, 0, buf};
+    sg_visit_box(g, x, y, z, fat + g->rmax, sg_refill_visit, &f);
+    uint32_t n = f.n;
+    if (n <= SP__SQ_MAX) {
+        w->sqx[i] = x, w->sqy[i] = y, w->sqz[i] = z;
+        w->sqe[i] = g->epoch;
+        w->sqn[i] = (uint8_t)n;
+        memcpy(w->sqc + (size_t)i * SP__SQ_MAX, buf, (size_t)n * sizeof *buf);
+    } else {
+        w->sqe[i] = 0; /* crowded: query every tick */
+    }
 }
 
 /* ---------------------------------------------------------------- messages */
 
+/* The awake asteroids in slot order, from the awake set: O(awake). */
 static void awake_list(sp_world_t *w) {
     if (!w->awake_dirty) return;
+    aw_refresh(w);
     uint32_t n = 0;
-    for (uint32_t i = 0; i < w->nslots; i++)
-        if (w->kind[i] == SP_KIND_ASTEROID && !(w->flags[i] & SP_ENT_SLEEPING)) w->awake_ast[n++] = i;
+    for (uint32_t a = 0; a < w->naw; a++)
+        if (w->kind[w->aw[a]] == SP_KIND_ASTEROID) w->awake_ast[n++] = w->aw[a];
     w->nawake_ast = n;
     w->awake_dirty = 0;
 }
@@ -973,6 +1365,8 @@ static int contacts_push(sp_world_t *w, uint32_t a, uint32_t b) {
 
 static void wake(sp_world_t *w, uint32_t i) {
     if (w->flags[i] & SP_ENT_SLEEPING) {
+        sg_remove(w, i);
+        sp__world_awake_add(w, i);
         w->flags[i] &= (uint8_t)~SP_ENT_SLEEPING;
         w->nsleeping--;
         w->stale++;
@@ -993,16 +1387,18 @@ static void reflect(float *p, float *v, float lo, float hi) {
     }
 }
 
-/* Gather the awake set with its new velocities (no world writes). */
+/* Gather the awake set with its new velocities (no world writes other than
+ * the awake set's own refresh). O(awake), in slot order as before. */
 static void gather(sp_world_t *w) {
     const sp_world_def_t *d = &w->def;
     float amax = d->ship_max_accel * d->dt;
     float damp = 1.0f - d->asteroid_damping * d->dt;
     if (damp < 0.0f) damp = 0.0f;
     uint32_t g = 0, np = 0;
-    for (uint32_t i = 0; i < w->nslots; i++) {
+    aw_refresh(w);
+    for (uint32_t a = 0; a < w->naw; a++) {
+        uint32_t i = w->aw[a];
         uint8_t k = w->kind[i];
-        if (k == SP_KIND_NONE || (w->flags[i] & SP_ENT_SLEEPING)) continue;
         if (k == SP_KIND_PROJECTILE) {
             w->tmp_b[np++] = i;
             continue;
@@ -1147,7 +1543,7 @@ int sp_world_step(sp_world_t *w) {
         uint32_t buf[64];
         sg_hits_t hits = {buf, 0, 64};
         for (uint32_t g = 0; g < w->ncollide; g++) {
-            sg_query(w, w->gx[g], w->gy[g], w->gz[g], w->gr[g], 1, &hits);
+            sg_near(w, w->gidx[g], w->gx[g], w->gy[g], w->gz[g], w->gr[g], &hits);
             uint32_t m = hits.n < hits.cap ? hits.n : hits.cap;
             for (uint32_t k = 0; k < m; k++) {
                 rc = contacts_push(w, w->gidx[g], hits.idx[k]);
@@ -1218,7 +1614,7 @@ int sp_world_step(sp_world_t *w) {
         uint64_t age = w->tick - w->last_rebuild;
         if (ready >= 32 + ns / 64 || w->stale >= 64 + ns / 16 || (ready > 0 && age >= 120) ||
             (w->stale > 0 && age >= 600))
-            (void)sp__world_rebuild_static(w, 1);
+            (void)sg_promote(w);
     }
     if (w->rs_period != 0 && w->tick % w->rs_period == 0) respawn(w);
     return 0;
@@ -1241,7 +1637,15 @@ void sp_world_set_sleep_enabled(sp_world_t *w, int on) {
     }
     w->nsleeping = 0;
     w->stale = 0;
-    w->sg.n = 0;
+    /* Empty the kept grid (its layout stays) and make every entity awake. */
+    sp__sgrid_t *g = &w->sg;
+    if (g->dim != 0) {
+        memset(g->head, 0, (size_t)g->dim * g->dim * g->dim * sizeof *g->head);
+        sg_epoch_next(g);
+        g->min_valid = g->epoch;
+    }
+    g->n = 0, g->nch = 0, g->ch_free = 0, g->nfree_ch = 0;
+    aw_reset(w);
     w->awake_dirty = 1;
 }
 
@@ -1430,11 +1834,7 @@ int sp_world_import(sp_world_t *w, const sp_entity_state_t *in) {
      * replaced entity frees its slot, which the LIFO free list hands back. */
     int sleeping = (in->flags & SP_ENT_SLEEPING) != 0;
     if (sleeping) {
-        int rc = vec_grow(w->alloc, (void **)&w->sg.bstart, &w->sg.bstart_cap,
-                          (size_t)sp__sgrid_buckets(w->count_kind[SP_KIND_ASTEROID] + 1) + 1, sizeof(uint32_t));
-        if (rc == 0)
-            rc = vec_grow(w->alloc, (void **)&w->sg.e, &w->sg.e_cap, (size_t)w->count_kind[SP_KIND_ASTEROID] + 1,
-                          sizeof(sp__sentry_t));
+        int rc = sg_reserve(w, 1);
         if (rc != 0) return rc;
     }
     /* A replaced entity frees its slot first; the LIFO free list hands it
@@ -1450,8 +1850,14 @@ int sp_world_import(sp_world_t *w, const sp_entity_state_t *in) {
     uint64_t node = in->id >> SP_WORLD_ID_COUNTER_BITS;
     if (node == w->def.id_node && in->id >= w->next_id && in->id < w->id_end) w->next_id = in->id + 1;
     if (sleeping) {
-        rc = sp__world_rebuild_static(w, 0);
-        SP_ASSERT(rc == 0); /* buffers grown above */
+        /* Into the kept grid (room reserved above). The counters are what
+         * the full rebuild that used to run here left, so the hashed
+         * state (and the ticks of later promotions) stay as they were. */
+        sg_epoch_next(&w->sg);
+        sg_insert(w, i);
+        w->stale = 0;
+        w->last_rebuild = w->tick;
+        w->awake_dirty = 1;
     }
     return 0;
 }

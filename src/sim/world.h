@@ -270,12 +270,18 @@ SP_API int sp_world_apply_msg(sp_world_t *w, const sp_msg_t *m);
  *  5. narrowphase in a fixed order: sphere contacts, impulse with
  *     restitution, mass weighted, positional correction; a sleeping body that
  *     is touched wakes up; collision damage on ships; hp <= 0 destroys;
- *  6. sleep bookkeeping: asteroids at rest long enough join the static grid
- *     when it is next rebuilt (rebuilt only when enough bodies woke or wait).
+ *  6. sleep bookkeeping: asteroids at rest long enough are put to sleep in
+ *     batches (when enough of them wait, or now and then: the rule reads
+ *     only world state), each inserted into the kept static grid.
  * Events of the step (and of the commands since the previous step) are
  * available from sp_world_events() until the next step.
  * Returns 0, or SP_ENOMEM (the step is then not applied: state unchanged).
- * Cost: O(awake + pairs) plus an O(sleeping) rebuild now and then. */
+ * Cost: O(awake + pairs): the awake set is kept as a list (no pass over all
+ * slots), the static grid is updated locally (sleep, wake, destroy touch one
+ * cell), and each awake body keeps a cache of the sleepers near it, so a
+ * body that moved less than a few units queries nothing. An O(slots) layout
+ * of the static grid happens only when the sleepers outgrow 4x the count
+ * it was laid out for. */
 SP_API int sp_world_step(sp_world_t *w);
 
 /* ---------------------------------------------------------------- events */

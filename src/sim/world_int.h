@@ -7,25 +7,60 @@
 #include "spacesim/arena.h"
 #include "spacesim/grid.h"
 
-/* One sleeping asteroid in the static grid. Its position and radius are copied
- * in: a sleeping body does not move, so the copy stays exact until the body
- * wakes, and then the entry is skipped (the SLEEPING flag is the truth). */
-typedef struct sp__sentry {
+/* The static grid of sleeping asteroids, kept between ticks and updated
+ * locally: a body that falls asleep is inserted, one that wakes or dies is
+ * removed, each in O(1) (a few entries of one cell); nothing is rebuilt per
+ * tick. Layout: a dense grid of dim^3 cells over the world cube (positions
+ * are always inside it), each cell a chain of 64-byte chunks of entries.
+ * An entry copies the sleeper's position and radius (a sleeping body does
+ * not move; it leaves the grid before anything moves it), so a query reads
+ * one cache line per chunk and never the slot arrays. The layout (cell edge,
+ * dim) is a function of the sleeper count at the last full layout and of the
+ * definition; queries return the same sorted hits for any layout (see
+ * hits_insert in world.c), so it is chosen for speed only: ~2 cells per
+ * sleeper (most queries then touch 1-2 cells), edge at least 4 *
+ * asteroid_radius_max. */
+typedef struct sp__sent {
     float x, y, z, r;
-    uint32_t idx;
-    int32_t cx, cy, cz;
-} sp__sentry_t;
+    uint32_t idx; /* slot; UINT32_MAX in an unused entry */
+} sp__sent_t;
 
-/* Static grid of sleeping asteroids: a hash of cells -> buckets, entries
- * counting-sorted by bucket (ascending slot order within a bucket). */
+#define SP__SG_CHUNK 3
+/* Entries of one cell. The cell's first chunk holds 1..3 entries packed
+ * from e[0]; every later chunk of the chain is full (so a removal refills
+ * its hole from the first chunk, and an insertion fills the first chunk or
+ * pushes a new one in front). */
+typedef struct sp__schunk {
+    sp__sent_t e[SP__SG_CHUNK];
+    uint32_t next; /* 1 + index of the next chunk; 0 = end (also the free list's link) */
+} sp__schunk_t;
+
 typedef struct sp__sgrid {
-    uint32_t n;      /* entries */
-    uint32_t mask;   /* buckets - 1 (power of two) */
-    float cell, inv_cell, rmax;
-    uint32_t *bstart; /* mask + 2 offsets */
-    sp__sentry_t *e;  /* n entries */
-    size_t bstart_cap, e_cap;
+    uint32_t n;          /* entries (= sleepers) */
+    uint32_t dim;        /* cells per axis; 0 = no layout yet */
+    uint32_t n_layout;   /* sleepers the layout was sized for */
+    float cell, inv_cell, rmax, half;
+    uint32_t *head;      /* dim^3 cells: 1 + index of the cell's first chunk, 0 = empty */
+    size_t head_cap;     /* elements allocated */
+    sp__schunk_t *ch;    /* chunk pool */
+    uint32_t nch;        /* chunks ever handed out (ch[0, nch)) */
+    uint32_t ch_cap;     /* chunks allocated */
+    uint32_t ch_free;    /* free list: 1 + index of a free chunk, 0 = none */
+    uint32_t nfree_ch;   /* chunks on the free list */
+    /* Insertion epochs for the per-body caches (sg_near in world.c): every
+     * batch of insertions takes a new epoch and stamps the coarse cells
+     * (SP__SG_COARSE^3 over the world cube, 128 KiB: cache-resident) it
+     * touched; a cache made at epoch e is valid while its coarse cells are
+     * stamped <= e and e >= min_valid (a new layout or a cleared grid sets
+     * min_valid past every cache). */
+    uint32_t epoch, min_valid;
+    float inv_coarse;
+    uint32_t *coarse;    /* SP__SG_COARSE^3 stamps, or NULL before the first layout */
 } sp__sgrid_t;
+
+#define SP__SG_COARSE 32u
+/* Sleeper candidates a body's cache holds; a body with more always queries. */
+#define SP__SQ_MAX 4
 
 /* Open-addressing hash map from an id (never 0: 0 marks an empty entry) to a
  * 64-bit value, linear probing, at most half full, deletion by backward
@@ -86,6 +121,24 @@ struct sp_world {
      * arrays and 2 * cap u64 keys for frame sorting. */
     uint32_t *gidx, *tmp_a, *tmp_b;
     uint64_t *tmp_k;
+    /* The awake set (Box2D v3's awake sets, as a list): aw holds, in slot
+     * order, every slot that may be awake (a live entity not SLEEPING);
+     * awp the slots that became awake since (spawn, wake, import), in any
+     * order; inaw[i] = 1 while slot i is in aw or awp (so neither holds a
+     * slot twice). aw_refresh() merges awp in and drops the slots that fell
+     * asleep or died: O(awake + new log new), so gather never scans all
+     * slots. aw2 is the merge's output buffer. sgcell: the static grid cell
+     * of sleeping slot i. */
+    uint32_t *aw, *aw2, *awp, *sgcell;
+    uint8_t *inaw;
+    /* Per awake body, its cache of nearby sleepers (a fat proxy, as Box2D's
+     * enlarged AABBs): the centre it was made at, its epoch (0 = none), and
+     * the slots of every sleeper that could touch the body while it stays
+     * within SP__SQ_MARGIN of that centre per axis. Derived, not saved. */
+    float *sqx, *sqy, *sqz;
+    uint32_t *sqe, *sqc; /* sqc: SP__SQ_MAX per slot */
+    uint8_t *sqn;
+    uint32_t naw, nawp;
     /* Awake asteroids in slot order, rebuilt lazily from the state (a pure
      * function of it) when dirty: ResourceMined intents search it. */
     uint32_t *awake_ast;
@@ -125,6 +178,21 @@ struct sp_world {
     X(u32, rs_ast_target, 2) X(u32, rs_period, 2) X(u32, rs_per_period, 2) X(u32, rs_role, 2)     \
     X(u64, next_id, 4)
 
+/* The definition, field by field (X(type, field)); allocator and grid_threads
+ * are not state. The same list drives the checkpoint's reading and validation (save.c) and
+ * the comparison of definitions when worlds are merged (split.c). */
+#define SP__DEF_FIELDS(X)                                                                          \
+    X(u64, seed) X(f, half_extent) X(f, dt) X(u32, max_entities) X(f, ship_radius) X(f, ship_mass)  \
+    X(f, ship_hp) X(f, ship_max_speed) X(f, ship_max_accel) X(f, weapon_range) X(f, weapon_damage)  \
+    X(u32, weapon_cooldown_ticks) X(f, mining_range) X(f, mining_amount)                           \
+    X(u32, mining_cooldown_ticks) X(f, asteroid_radius_min) X(f, asteroid_radius_max)              \
+    X(f, asteroid_amount_min) X(f, asteroid_amount_max) X(f, asteroid_density)                     \
+    X(f, asteroid_hp_per_radius) X(f, asteroid_damping) X(f, sleep_speed) X(u32, sleep_ticks)      \
+    X(f, restitution) X(f, collision_damage) X(f, collision_damage_threshold)                      \
+    X(f, projectile_speed) X(u32, projectile_ttl_ticks) X(i32, spawn_projectiles)
+/* Definition fields added in version 4, after the list above. */
+#define SP__DEF_FIELDS_V4(X) X(u32, id_node)
+
 /* Per live slot: the list SP__WORLD_SLOT_FIELDS in world.h (public because
  * sp_entity_state_t is generated from it). */
 
@@ -133,8 +201,10 @@ int sp__world_alloc(const sp_world_def_t *def, const sp_allocator_t *alloc, int 
                     sp_world_t **out);
 int sp__world_reserve(sp_world_t *w, uint32_t slots);
 int sp__world_rebuild_static(sp_world_t *w, int promote);
+/* Slot i (live) may have become awake: put it in the awake set (no-op if it
+ * is there; a sleeper put there is dropped at the next refresh). */
+void sp__world_awake_add(sp_world_t *w, uint32_t i);
 int sp__world_def_check(const sp_world_def_t *d);
-uint32_t sp__sgrid_buckets(uint32_t n);
 
 /* The id map (world.c). find: the entry of key or NULL. reserve: room for
  * `extra` more keys (SP_ENOMEM/SP_EOVERFLOW, map unchanged). insert: key

@@ -313,6 +313,14 @@ START_TEST(test_load_3s_writes_a_sane_json_report) {
     ck_assert_msg(json_num(j, "move_count") >= 40, "move_count %g", json_num(j, "move_count"));
     ck_assert_msg(strstr(j, "\"server_stats\": {\"tick\": "), "server stats missing");
     ck_assert_msg(strstr(r->out, "p99.9") && strstr(r->out, "\n  move "), "report table: %s", r->out);
+    /* issue 9 point 4: two loop threads by default, and the generator's own
+     * CPU beside its figures (per thread; their sum is the total). */
+    ck_assert_double_eq(json_num(j, "load_threads"), 2);
+    double c0 = json_num(j, "load_cpu_pct_thread0"), c1 = json_num(j, "load_cpu_pct_thread1");
+    double cpu = json_num(j, "load_cpu_pct");
+    ck_assert_msg(c0 > 0 && c1 > 0 && fabs(cpu - (c0 + c1)) < 0.01 * cpu + 1e-3, "load cpu %g = %g + %g", cpu, c0, c1);
+    ck_assert_msg(json_num(j, "load_cpu_pct_thread_max") == (c0 > c1 ? c0 : c1), "thread max");
+    ck_assert_msg(strstr(r->out, "load generator cpu: ") && strstr(r->out, "thread 1 "), "cpu line: %s", r->out);
     free(j);
     char *s = read_file(svg);
     ck_assert_ptr_nonnull(s);

@@ -625,15 +625,15 @@ const nc_ent_t *nc_view_find(const nc_view_t *v, uint64_t id) { return view_find
  * dequantized records for the tests. */
 int nc_view_apply(nc_view_t *v, const msgpack_object *params) {
     if (v->pv == NULL) {
-        v->pv = malloc(sizeof(sp_snap_view_t));
+        v->pv = malloc(sizeof(sp_snap_list_t));
         if (v->pv == NULL) return -1;
-        sp_snap_view_init(v->pv);
+        sp_snap_list_init(v->pv);
     }
-    sp_snap_view_t *pv = v->pv;
+    sp_snap_list_t *pv = v->pv;
     if (params->type == MSGPACK_OBJECT_ARRAY && params->via.array.size >= 2 &&
         params->via.array.ptr[1].type == MSGPACK_OBJECT_NIL)
         v->fulls++;
-    if (sp_snap_apply(pv, params, NULL) != 0) return -1;
+    if (sp_snap_v1_apply(pv, params, NULL) != 0) return -1;
     if (pv->len > v->cap) {
         v->cap = pv->len * 2;
         v->e = realloc(v->e, v->cap * sizeof *v->e);
@@ -692,7 +692,7 @@ uint64_t nc_server_tick(nc_t *c, double timeout_s) {
 
 void nc_view_free(nc_view_t *v) {
     if (v->pv) {
-        sp_snap_view_destroy(v->pv);
+        sp_snap_list_destroy(v->pv);
         free(v->pv);
     }
     free(v->e);

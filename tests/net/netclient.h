@@ -154,10 +154,10 @@ typedef struct nc_view {
     size_t n, cap;
     uint64_t tick;
     uint64_t snapshots, fulls;
-    void *pv;        /* sp_snap_view_t (proto/snapshot.h) */
+    void *pv;        /* sp_snap_list_t (proto/snapshot.h) */
 } nc_view_t;
 
-/* Apply one snapshot notification's params with proto's sp_snap_apply(). Returns 0, or -1 on a malformed
+/* Apply one snapshot notification's params with proto's sp_snap_v1_apply(). Returns 0, or -1 on a malformed
  * snapshot or a base tick that is not the view's tick. */
 int nc_view_apply(nc_view_t *v, const msgpack_object *params);
 const nc_ent_t *nc_view_find(const nc_view_t *v, uint64_t id);

@@ -7,7 +7,8 @@ defaults (str as str, floats as float64, ints in their smallest form) and
 matching responses [1, msgid, error, result] by msgid while notifications
 [2, method, params] arrive in between, as proto/PROTOCOL.md promises.
 
-Usage: rpc_interop.py PORT   (spacesimd listening on 127.0.0.1:PORT)
+Usage: rpc_interop.py PORT [PROTOCOL]   (spacesimd listening on 127.0.0.1:PORT, built with
+SP_PROTO_VERSION PROTOCOL: hello must say it, and snapshots have its shape; default 1)
 Prints one line per check; exits 0 when all pass, 1 otherwise.
 """
 import math
@@ -113,6 +114,7 @@ def expect_error(name, code, fn, *args):
 
 def main():
     port = int(sys.argv[1])
+    proto = int(sys.argv[2]) if len(sys.argv) > 2 else 1   # SP_PROTO_VERSION, from rpc_interop.sh
     c = Client(port)
 
     r = c.call("ping")
@@ -122,8 +124,11 @@ def main():
     expect_error("unknown method is METHOD_NOT_FOUND (3)", 3, c.call, "warp", 9)
 
     r = c.call("hello", "interop", None)
-    check("hello", isinstance(r.get("session"), int) and r.get("session") >= 1 and r.get("protocol") == 1
+    check("hello", isinstance(r.get("session"), int) and r.get("session") >= 1 and r.get("protocol") == proto
           and r.get("admin") is False and r.get("tick_hz") > 0 and r.get("snapshot_hz") > 0, r)
+    if proto >= 2:
+        check("hello announces the interest cells", isinstance(r.get("interest_cell"), float)
+              and r["interest_cell"] > 0 and isinstance(r.get("cells_per_axis"), int) and r["cells_per_axis"] >= 1, r)
     session = r["session"]
     token = r.get("resume_token")
     check("hello returns a resume token", isinstance(token, str) and len(token) == 64, r)
@@ -162,10 +167,19 @@ def main():
         time.sleep(0.05)
     check("notified move took effect", vy >= 1.0, vy)
 
-    # Snapshots arrive as notifications: [tick, base_tick, entered, changed, left, count].
     snap = c.next_notification("snapshot")
-    check("snapshot notification shape", len(snap) >= 6 and isinstance(snap[0], int) and isinstance(snap[5], int)
-          and all(isinstance(x, list) for x in snap[2:5]), str(snap)[:200])
+    if proto >= 2:
+        # [tick, base_tick, chunks, gone, count], chunks [cell, cbase, entered, changed, left, n].
+        ok = len(snap) >= 5 and isinstance(snap[0], int) and isinstance(snap[4], int) \
+            and isinstance(snap[2], list) and isinstance(snap[3], list) \
+            and all(isinstance(ch, list) and len(ch) >= 6 and isinstance(ch[0], int) and isinstance(ch[5], int)
+                    and all(isinstance(x, list) for x in ch[2:5]) for ch in snap[2]) \
+            and all(isinstance(g, int) for g in snap[3])
+        check("snapshot notification shape (protocol 2)", ok, str(snap)[:200])
+    else:
+        # Protocol 1: [tick, base_tick, entered, changed, left, count].
+        check("snapshot notification shape", len(snap) >= 6 and isinstance(snap[0], int) and isinstance(snap[5], int)
+              and all(isinstance(x, list) for x in snap[2:5]), str(snap)[:200])
 
     r = c.call("stats")
     check("stats map", isinstance(r, dict) and r.get("clients", 0) >= 1 and "dilation" in r, sorted(r))

@@ -20,7 +20,9 @@ fi
 sp_daemon_setup interop KILL
 sp_daemon_start 20 --workers 2 --demo-asteroids 200 --demo-npcs 10 --world-size 1000 --checkpoint-every 0 --reconnect-grace 1
 
-PYTHONDONTWRITEBYTECODE=1 "$PY" "$SRCDIR/tests/net/rpc_interop.py" "$port"
+# The protocol version the daemon must announce: the one it is built with.
+proto=$(sed -n 's/^#define SP_PROTO_VERSION \([0-9]*\).*/\1/p' "$SRCDIR/proto/spacesim_proto.def")
+PYTHONDONTWRITEBYTECODE=1 "$PY" "$SRCDIR/tests/net/rpc_interop.py" "$port" "${proto:-0}"
 rc=$?
 
 # Graceful stop: SIGTERM must give exit status 0 (under --enable-sanitizers

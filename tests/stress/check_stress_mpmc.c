@@ -1,6 +1,8 @@
 /* check_stress_mpmc.c: many producers and consumers on the MPMC queue (single
  * ops via the pointer fast path, batch ops, 128-byte by-value messages) and
- * one producer/one consumer on the SPSC ring.
+ * one producer/one consumer on the SPSC ring; the burst ring (sp_mpmc_burst_t)
+ * in multi mode (2P2C, 4P4C) and single mode (1P1C), with burst sizes that
+ * vary from 1 to 16 so reservations wrap the ring at every offset.
  *
  * Each item is (producer id << 40 | sequence). Consumers check per-producer
  * FIFO (every consumer sees each producer's sequences strictly increasing)
@@ -29,7 +31,7 @@
 #define SEQ_BITS 40
 #define BATCH 16
 
-typedef enum { MODE_PTR, MODE_BATCH, MODE_MSG, MODE_SPSC } mode_t_;
+typedef enum { MODE_PTR, MODE_BATCH, MODE_MSG, MODE_SPSC, MODE_BURST } mode_t_;
 
 typedef struct {
     uint64_t item;
@@ -54,6 +56,7 @@ struct run {
     uint64_t per_producer;
     sp_mpmc_t q;
     sp_spsc_t sq;
+    sp_mpmc_burst_t bq;
     _Atomic uint64_t *bitmap; /* np * per_producer bits */
     _Atomic int producers_left;
     worker_t w[2 * MAXT];
@@ -106,6 +109,16 @@ static void *producer(void *arg) {
             i += ok;
             break;
         }
+        case MODE_BURST: {
+            uint64_t b[BATCH];
+            size_t want = 1 + (size_t)(i % BATCH); /* 1..16: every wrap offset */
+            size_t k = n - i < want ? (size_t)(n - i) : want;
+            for (size_t j = 0; j < k; j++) b[j] = base | (i + j); /* item 0 is NULL: allowed here */
+            size_t done = sp_mpmc_burst_push(&r->bq, (void *const *)(void *)b, k);
+            i += done;
+            ok = done > 0;
+            break;
+        }
         case MODE_SPSC:
             /* +1: the SPSC ring cannot carry NULL (item 0). */
             ok = sp_spsc_try_push(&r->sq, (void *)(uintptr_t)((base | i) + 1)) == 0;
@@ -145,6 +158,12 @@ static size_t pop_some(worker_t *w) {
         consume(w, m.item);
         return 1;
     }
+    case MODE_BURST: {
+        void *b[BATCH];
+        size_t k = sp_mpmc_burst_pop(&r->bq, b, 1 + (size_t)(w->count % BATCH));
+        for (size_t j = 0; j < k; j++) consume(w, (uint64_t)(uintptr_t)b[j]);
+        return k;
+    }
     case MODE_SPSC: {
         void *b[BATCH];
         size_t k = sp_spsc_try_pop_n(&r->sq, b, (w->count & 1) ? BATCH : 1); /* mix single and batch */
@@ -171,6 +190,7 @@ static void *consumer(void *arg) {
 }
 
 static void run_stress(mode_t_ mode, int np, int nc, uint64_t total) {
+    int single = mode == MODE_BURST && np == 1 && nc == 1;
     run_t *r = calloc(1, sizeof *r);
     ck_assert_ptr_nonnull(r);
     r->mode = mode;
@@ -179,6 +199,8 @@ static void run_stress(mode_t_ mode, int np, int nc, uint64_t total) {
     r->per_producer = total / (uint64_t)np;
     if (mode == MODE_SPSC)
         ck_assert_int_eq(sp_spsc_init(&r->sq, 1024, NULL), 0);
+    else if (mode == MODE_BURST)
+        ck_assert_int_eq(sp_mpmc_burst_init(&r->bq, 256, single, NULL), 0); /* small: full and empty often */
     else
         ck_assert_int_eq(sp_mpmc_init(&r->q, mode == MODE_MSG ? 256 : 1024, mode == MODE_MSG ? sizeof(msg_t) : 8, NULL),
                          0);
@@ -215,6 +237,9 @@ static void run_stress(mode_t_ mode, int np, int nc, uint64_t total) {
     if (mode == MODE_SPSC) {
         ck_assert_uint_eq(sp_spsc_size_approx(&r->sq), 0);
         sp_spsc_destroy(&r->sq);
+    } else if (mode == MODE_BURST) {
+        ck_assert_uint_eq(sp_mpmc_burst_size_approx(&r->bq), 0);
+        sp_mpmc_burst_destroy(&r->bq);
     } else {
         ck_assert_uint_eq(sp_mpmc_size_approx(&r->q), 0);
         sp_mpmc_destroy(&r->q);
@@ -251,6 +276,12 @@ END_TEST
 START_TEST(test_stress_spsc_every_item_once_in_order) { run_stress(MODE_SPSC, 1, 1, items()); }
 END_TEST
 
+START_TEST(test_stress_burst_multi_every_item_once_fifo_per_producer) { run_configs(MODE_BURST, items()); }
+END_TEST
+
+START_TEST(test_stress_burst_single_every_item_once_in_order) { run_stress(MODE_BURST, 1, 1, items()); }
+END_TEST
+
 static Suite *stress_suite(void) {
     Suite *s = suite_create("stress_mpmc");
     TCase *tc;
@@ -263,6 +294,8 @@ static Suite *stress_suite(void) {
     ADD("mpmc_batch", test_stress_mpmc_batch_ops_every_item_once_fifo_per_producer);
     ADD("mpmc_msg128", test_stress_mpmc_msg128_by_value_never_torn_every_item_once);
     ADD("spsc", test_stress_spsc_every_item_once_in_order);
+    ADD("burst_multi", test_stress_burst_multi_every_item_once_fifo_per_producer);
+    ADD("burst_single", test_stress_burst_single_every_item_once_in_order);
 #undef ADD
     return s;
 }

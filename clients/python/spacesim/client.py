@@ -268,6 +268,17 @@ class Client:
             self._queue.get_nowait()
         self._queue.put_nowait(None)
 
+    def _set_protocol(self, info: Dict[str, Any]) -> None:
+        """The snapshot format follows the daemon's protocol (2: per-cell
+        chunks, 1: one list triple for the whole view; a later version only
+        appends elements, which the protocol 2 decoder ignores). Set here, in
+        the read loop, before the next message (the first snapshot may come
+        before hello()'s caller resumes)."""
+        proto = info.get("protocol")
+        self.world.protocol = proto if type(proto) is int and proto >= 1 else P.PROTOCOL_VERSION
+        self.world.interest_cell = info.get("interest_cell")
+        self.world.cells_per_axis = info.get("cells_per_axis")
+
     def _send_nowait(self, method: str) -> None:
         """Fire-and-forget request (its response is ignored)."""
         msgid = next(self._ids) & 0xFFFFFFFF
@@ -285,6 +296,8 @@ class Client:
                 return
             err = msg[2]
             if err is None:
+                if method == "hello" and isinstance(msg[3], dict):
+                    self._set_protocol(msg[3])
                 fut.set_result(msg[3])
             else:
                 code = err.get("code") if isinstance(err, dict) else None
