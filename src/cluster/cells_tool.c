@@ -11,6 +11,7 @@
  *     dump NODE             the figures, then "e ID EPOCH" per entity and
  *                           "d ID EPOCH" per departure memory entry
  *     pause NODE... / resume NODE...
+ *     consumers NODE...     each node's hand-off consumer: pending, unacked
  *     audit [--expect N] [--died JOURNAL]... [--keep-paused] NODE...
  *         pause the daemons, wait until nothing is in flight (no outbox, no
  *         unacked or pending hand-off in any consumer, figures unchanged
@@ -169,6 +170,26 @@ static uint64_t consumer_pending(const char *node) {
     uint64_t p = ci->NumPending + (uint64_t)ci->NumAckPending;
     jsConsumerInfo_Destroy(ci);
     return p;
+}
+
+static int cmd_consumers(int n, char **nodes) {
+    int rc = 0;
+    for (int k = 0; k < n; k++) {
+        char durable[32];
+        snprintf(durable, sizeof durable, "node-%s", nodes[k]);
+        jsConsumerInfo *ci = NULL;
+        jsErrCode jerr = 0;
+        natsStatus s = js_GetConsumerInfo(&ci, js, "SPHO", durable, NULL, &jerr);
+        if (s != NATS_OK) {
+            fprintf(stderr, "spacesim-cells: consumer %s: %s (%d)\n", durable, natsStatus_GetText(s), (int)jerr);
+            rc = 1;
+            continue;
+        }
+        printf("consumer %s pending %" PRIu64 " ack_pending %" PRId64 " redelivered %" PRId64 " waiting %" PRId64 "\n",
+               durable, ci->NumPending, ci->NumAckPending, ci->NumRedelivered, ci->NumWaiting);
+        jsConsumerInfo_Destroy(ci);
+    }
+    return rc;
 }
 
 /* ---------------------------------------------------------------- audit */
@@ -350,6 +371,7 @@ static void usage(void) {
     fprintf(stderr,
             "usage: spacesim-cells [--nats URL] [--cells NxM] [--timeout SECS] COMMAND ...\n"
             "  list | move CELL NODE | status NODE... | dump NODE | pause NODE... | resume NODE...\n"
+            "  consumers NODE...\n"
             "  audit [--expect N] [--died JOURNAL]... [--keep-paused] NODE...\n");
     exit(2);
 }
@@ -388,6 +410,7 @@ int main(int argc, char **argv) {
     else if ((strcmp(cmd, "status") == 0 || strcmp(cmd, "pause") == 0 || strcmp(cmd, "resume") == 0) && n >= 1)
         rc = cmd_ctl(cmd, n, rest);
     else if (strcmp(cmd, "dump") == 0 && n == 1) rc = cmd_ctl(cmd, n, rest);
+    else if (strcmp(cmd, "consumers") == 0 && n >= 1) rc = cmd_consumers(n, rest);
     else if (strcmp(cmd, "audit") == 0) rc = cmd_audit(n, rest);
     else usage();
     jsCtx_Destroy(js);

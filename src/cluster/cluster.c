@@ -56,11 +56,11 @@
 #define B_NODES "sp_nodes"
 #define RING 16384            /* items per ring: bounds what is in transit between the threads */
 #define FETCH_BATCH 256       /* hand-offs pulled per request */
-#define FETCH_WAIT_MS 5       /* a fetch waits this long when nothing is there: the NATS thread's idle pace */
+#define FETCH_IDLE_MAX_MS 8   /* the longest nap of an idle NATS thread between fetches, ms */
 #define POLL_NS 250000000ull  /* ownership re-read every 250 ms */
 #define RETRY_NS 100000000ull /* a transient failure is retried after 100 ms */
 #define ACK_WAIT_NS 10000000000ll /* redelivery of an unacked hand-off after 10 s */
-#define ID_INC_SHIFT 30       /* incarnation k mints ids from (k - 1) << 30 */
+#define PUB_BATCH 512         /* hand-offs published at once before waiting for their answers */
 
 /* ---------------------------------------------------------------- items */
 
@@ -152,6 +152,11 @@ struct sp_cluster {
     uint64_t hb_ok_ns;        /* send time of the last heartbeat the server confirmed */
     uint64_t next_hb_ns, next_poll_ns, retry_at_ns;
     uint64_t warn_ns;
+    unsigned idle_ms;         /* the next idle nap, 1..FETCH_IDLE_MAX_MS */
+    /* The batch of asynchronous publishes in flight (net_publish_batch):
+     * its generation and one answer per slot, written by nats.c's thread. */
+    _Atomic uint64_t pub_gen;
+    _Atomic int pub_res[PUB_BATCH];
 
     int journal_fd; /* -1 = none; O_APPEND: lines from both threads stay whole */
 };
@@ -190,6 +195,8 @@ static void net_warn(sp_cluster_t *c, const char *what, natsStatus s, int jerr) 
 }
 
 /* ---------------------------------------------------------------- start-up */
+
+static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure);
 
 static natsStatus bucket(jsCtx *js, const char *name, int64_t ttl_ns, kvStore **out) {
     kvConfig kc;
@@ -349,6 +356,9 @@ int sp_cluster_open(const sp_cluster_conf_t *conf, sp_cluster_t **out) {
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.Wait = 2000; /* ms: JetStream API calls and publishes */
+    jo.PublishAsync.MaxPending = PUB_BATCH;
+    jo.PublishAsync.AckHandler = on_pub_ack;
+    jo.PublishAsync.AckHandlerClosure = c;
     if (s == NATS_OK && (step = "JetStream", s = natsConnection_JetStream(&c->js, c->nc, &jo)) == NATS_OK &&
         (step = "the hand-off stream", s = setup_stream(c)) == NATS_OK) {
         kvStore *kv_nodes = NULL;
@@ -398,6 +408,7 @@ int sp_cluster_open(const sp_cluster_conf_t *conf, sp_cluster_t **out) {
         return SP_EIO;
     }
     c->next_hb_ns = sp_now_ns();
+    c->idle_ms = 1;
     *out = c;
     return 0;
 }
@@ -558,22 +569,8 @@ static void net_control(sp_cluster_t *c) {
     }
 }
 
-/* One pending operation. Returns true when done (pop it), false to retry later. */
-static bool net_do(sp_cluster_t *c, item_t *it) {
-    jsErrCode jerr = 0;
-    if (it->type == IT_ACK) {
-        natsStatus s = natsMsg_AckSync(it->msg, NULL, &jerr);
-        if (s != NATS_OK && (transient(s) || s == NATS_NO_RESPONDERS)) {
-            net_warn(c, "ack of a hand-off", s, jerr);
-            return false;
-        }
-        if (s != NATS_OK) net_warn(c, "ack of a hand-off (dropped; redelivery is judged by epoch)", s, jerr);
-        natsMsg_Destroy(it->msg);
-        c->inflight--;
-        c->acked++;
-        free(it);
-        return true;
-    }
+/* A control reply (IT_REPLY): send it and free the item. */
+static void net_do(sp_cluster_t *c, item_t *it) {
     if (it->type == IT_REPLY) {
         /* Queued after everything the loop did before answering, so the
          * figures in a status reply count every earlier publish and ack as
@@ -596,46 +593,147 @@ static bool net_do(sp_cluster_t *c, item_t *it) {
         free(it->text);
         natsMsg_Destroy(it->msg);
         free(it);
-        return true;
     }
-    /* IT_PUBLISH. Fenced: hold it (a lapsed member must not hand off). */
-    if (c->net_fenced) return false;
-    uint8_t buf[SP_WIRE_MAX];
-    size_t len = sp_wire_encode(&it->h, buf);
-    char subj[32], msgid[96];
-    snprintf(subj, sizeof subj, "sp.ho.%u", it->to);
-    /* The Msg-Id names this incarnation: a restarted process mints other
-     * ids, and must not have its hand-offs dropped as duplicates of the
-     * previous one's inside the de-duplication window. */
-    snprintf(msgid, sizeof msgid, "n%u.%" PRIu64 ".%" PRIu64 ".%" PRIu64, c->conf.node, c->inc, it->h.st.id,
-             it->h.st.epoch);
+}
+
+/* Result of one asynchronous publish, written by nats.c's thread in
+ * on_pub_ack, read by the NATS thread after js_PublishAsyncComplete. */
+enum { PR_NONE = 0, PR_OK, PR_DUP, PR_FAIL, PR_RETRY };
+
+/* nats.c's thread: the answer to one publish of the current batch. The
+ * "Sp-Slot" header says which (gen.k): answers to an older batch (given up
+ * by js_PublishAsyncGetPendingList) are ignored. */
+static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure) {
+    (void)js;
+    sp_cluster_t *c = closure;
+    const char *slot = NULL;
+    if (natsMsgHeader_Get(msg, "Sp-Slot", &slot) == NATS_OK && slot) {
+        char *dot;
+        unsigned long gen = strtoul(slot, &dot, 10);
+        unsigned long k = *dot == '.' ? strtoul(dot + 1, NULL, 10) : PUB_BATCH;
+        /* Acquire: pairs with the release store of pub_gen before the batch
+         * was published; the gen read here is that batch's or a later one. */
+        if (k < PUB_BATCH && gen == atomic_load_explicit(&c->pub_gen, memory_order_acquire)) {
+            int r = pa ? (pa->Duplicate ? PR_DUP : PR_OK)
+                    : (pae && pae->ErrCode == 0 && transient(pae->Err)) ? PR_RETRY
+                                                                         : PR_FAIL;
+            /* Release: the NATS thread that acquires the result sees it
+             * whole (only the int itself: nothing else is published). */
+            atomic_store_explicit(&c->pub_res[k], r, memory_order_release);
+        }
+    }
+    natsMsg_Destroy(msg);
+}
+
+/* Publish up to PUB_BATCH hand-offs from the head of the queue at once,
+ * wait for their answers (at most 2 s), and take the answered ones off the
+ * queue. Those in doubt stay first in the queue, to be published again
+ * under the same Msg-Id. Returns false when some are in doubt (retry later). */
+static bool net_publish_batch(sp_cluster_t *c) {
+    item_t *b[PUB_BATCH];
+    size_t n = 0;
+    for (item_t *it = c->oq_head; it && it->type == IT_PUBLISH && n < PUB_BATCH; it = it->next) b[n++] = it;
+    uint64_t gen = atomic_load_explicit(&c->pub_gen, memory_order_relaxed) + 1; /* only this thread writes it */
+    for (size_t k = 0; k < n; k++) atomic_store_explicit(&c->pub_res[k], PR_NONE, memory_order_relaxed);
+    /* Release: the cleared results above are ordered before any answer of
+     * this batch (on_pub_ack acquires pub_gen before writing one). */
+    atomic_store_explicit(&c->pub_gen, gen, memory_order_release);
     jsPubOptions po;
     jsPubOptions_Init(&po);
-    po.MsgId = msgid;
-    po.MaxWait = 1000;
-    jsPubAck *pa = NULL;
-    natsStatus s = js_Publish(&pa, c->js, subj, buf, (int)len, &po, &jerr);
-    if (s == NATS_OK) {
-        c->published++;
-        if (pa && pa->Duplicate) c->pubdup++; /* an earlier attempt was stored: this one was not */
-        jsPubAck_Destroy(pa);
-        journal(c, 'P', it->h.st.id, it->h.st.epoch);
+    po.MaxWait = 2000;
+    for (size_t k = 0; k < n; k++) {
+        item_t *it = b[k];
+        uint8_t buf[SP_WIRE_MAX];
+        size_t len = sp_wire_encode(&it->h, buf);
+        char subj[32], msgid[96], slot[48];
+        snprintf(subj, sizeof subj, "sp.ho.%u", it->to);
+        /* The Msg-Id names this incarnation: a restarted process mints other
+         * ids, and must not have its hand-offs dropped as duplicates of the
+         * previous one's inside the de-duplication window. The same
+         * hand-off sent again (an answer in doubt) keeps its Msg-Id, so the
+         * stream stores it once. */
+        snprintf(msgid, sizeof msgid, "n%u.%" PRIu64 ".%" PRIu64 ".%" PRIu64, c->conf.node, c->inc, it->h.st.id,
+                 it->h.st.epoch);
+        snprintf(slot, sizeof slot, "%" PRIu64 ".%zu", gen, k);
+        natsMsg *m = NULL;
+        natsStatus s = natsMsg_Create(&m, subj, NULL, (const char *)buf, (int)len);
+        if (s == NATS_OK) s = natsMsgHeader_Set(m, "Nats-Msg-Id", msgid);
+        if (s == NATS_OK) s = natsMsgHeader_Set(m, "Sp-Slot", slot);
+        if (s == NATS_OK) s = js_PublishMsgAsync(c->js, &m, &po);
+        natsMsg_Destroy(m); /* NULL when nats.c took it */
+        if (s != NATS_OK) atomic_store_explicit(&c->pub_res[k], PR_RETRY, memory_order_relaxed); /* own slot */
+    }
+    natsStatus s = js_PublishAsyncComplete(c->js, &po);
+    if (s != NATS_OK) {
+        /* Answers missing: take the messages back (late answers are then
+         * dropped by nats.c); they stay PR_NONE, so in doubt. */
+        natsMsgList pend = {0};
+        if (js_PublishAsyncGetPendingList(&pend, c->js) == NATS_OK) natsMsgList_Destroy(&pend);
+    }
+    /* Bump the generation: an answer still on its way is for no one now. */
+    atomic_store_explicit(&c->pub_gen, gen + 1, memory_order_release);
+    item_t *rest = n ? b[n - 1]->next : c->oq_head;
+    item_t *keep_head = NULL, *keep_tail = NULL;
+    size_t kept = 0;
+    for (size_t k = 0; k < n; k++) {
+        item_t *it = b[k];
+        /* Acquire: pairs with on_pub_ack's release store. */
+        int r = atomic_load_explicit(&c->pub_res[k], memory_order_acquire);
+        if (r == PR_OK || r == PR_DUP) {
+            c->published++;
+            if (r == PR_DUP) c->pubdup++; /* an earlier attempt was stored: this one was not */
+            journal(c, 'P', it->h.st.id, it->h.st.epoch);
+            free(it);
+            c->oq_n--;
+            continue;
+        }
+        if (r == PR_FAIL && (c->stash == NULL)) {
+            /* No stream answered or JetStream refused it: nothing was
+             * stored, so the entity goes back to the loop, which re-imports
+             * it (compensation). */
+            c->pubfail++;
+            it->type = IT_PUBFAIL;
+            push_or_stash(c, it);
+            c->oq_n--;
+            continue;
+        }
+        c->pubretry++; /* in doubt: again later, same Msg-Id */
+        it->next = NULL;
+        if (keep_tail) keep_tail->next = it;
+        else keep_head = it;
+        keep_tail = it;
+        kept++;
+    }
+    if (keep_tail) {
+        keep_tail->next = rest;
+        c->oq_head = keep_head;
+    } else {
+        c->oq_head = rest;
+    }
+    if (c->oq_head == NULL) c->oq_tail = NULL;
+    else if (rest == NULL) c->oq_tail = keep_tail;
+    if (kept) net_warn(c, "publishing hand-offs (answers in doubt: again with the same Msg-Id)", s, 0);
+    return kept == 0;
+}
+
+/* Ack a run of processed hand-offs at once, then flush: the server has
+ * read the acks (and handed them to the consumer, in the connection's
+ * order) before anything published after this returns. */
+static void net_ack_batch(sp_cluster_t *c) {
+    size_t n = 0;
+    while (c->oq_head && c->oq_head->type == IT_ACK && n < 4096) {
+        item_t *it = c->oq_head;
+        oq_unlink(c, it->next);
+        natsStatus s = natsMsg_Ack(it->msg, NULL);
+        if (s != NATS_OK) net_warn(c, "ack of a hand-off (a redelivery is judged by epoch)", s, 0);
+        natsMsg_Destroy(it->msg);
+        c->inflight--;
+        c->acked++;
         free(it);
-        return true;
+        n++;
     }
-    if (transient(s) && jerr == 0) {
-        /* Maybe stored, maybe not: the same Msg-Id again later. */
-        c->pubretry++;
-        net_warn(c, "publishing a hand-off (will retry with the same Msg-Id)", s, jerr);
-        return false;
-    }
-    /* No stream answered or JetStream refused it: nothing was stored, so
-     * the entity goes back to the loop, which re-imports it (compensation). */
-    net_warn(c, "publishing a hand-off failed for sure (compensated)", s, jerr);
-    c->pubfail++;
-    it->type = IT_PUBFAIL;
-    push_or_stash(c, it);
-    return true;
+    natsStatus s = natsConnection_FlushTimeout(c->nc, 2000);
+    if (s != NATS_OK) net_warn(c, "flushing acks (sent on reconnection; a redelivery is judged by epoch)", s, 0);
 }
 
 static void net_ops(sp_cluster_t *c, uint64_t now) {
@@ -648,10 +746,19 @@ static void net_ops(sp_cluster_t *c, uint64_t now) {
     if (now < c->retry_at_ns) return;
     while (c->oq_head && flush_stash(c)) {
         item_t *it = c->oq_head, *next = it->next;
-        if (!net_do(c, it)) { /* net_do frees or hands on `it` when it returns true */
-            c->retry_at_ns = sp_now_ns() + RETRY_NS;
-            return;
+        if (it->type == IT_ACK) {
+            net_ack_batch(c);
+            continue;
         }
+        if (it->type == IT_PUBLISH) {
+            /* Fenced: hold them (a lapsed member must not hand off). */
+            if (c->net_fenced || !net_publish_batch(c)) {
+                c->retry_at_ns = sp_now_ns() + RETRY_NS;
+                return;
+            }
+            continue;
+        }
+        net_do(c, it); /* IT_REPLY: frees it */
         oq_unlink(c, next);
     }
 }
@@ -659,21 +766,34 @@ static void net_ops(sp_cluster_t *c, uint64_t now) {
 static void net_fetch(sp_cluster_t *c) {
     size_t room = RING - sp_spsc_size_approx(&c->to_loop);
     if (c->net_fenced || !flush_stash(c) || room < FETCH_BATCH + 64) {
-        struct timespec ts = {0, FETCH_WAIT_MS * 1000000L};
+        struct timespec ts = {0, FETCH_IDLE_MAX_MS * 1000000L};
         nanosleep(&ts, NULL);
         return;
     }
     natsMsgList list = {0};
-    jsErrCode jerr = 0;
-    natsStatus s = natsSubscription_Fetch(&list, c->pull, FETCH_BATCH, FETCH_WAIT_MS, &jerr);
-    if (s != NATS_OK) {
-        if (s != NATS_TIMEOUT) {
-            net_warn(c, "fetching hand-offs", s, jerr);
-            struct timespec ts = {0, FETCH_WAIT_MS * 1000000L};
-            nanosleep(&ts, NULL); /* e.g. disconnected: do not spin */
-        }
+    /* NoWait: the server answers at once with what it has (or "none"), so
+     * no pull request of ours outlives its Fetch. With waiting requests
+     * (expires = the fetch timeout) the server sometimes handed a message
+     * to a request nats.c had already given up on, and it came back only
+     * after the ack wait (10 s), again and again. */
+    jsFetchRequest req;
+    jsFetchRequest_Init(&req);
+    req.Batch = FETCH_BATCH;
+    req.NoWait = true;
+    req.Expires = 0; /* with NoWait, an expiry made nats-server 2.9 wait for the batch to fill */
+    natsStatus s = natsSubscription_FetchRequest(&list, c->pull, &req);
+    if (s != NATS_OK || list.Count == 0) {
+        if (s != NATS_OK && s != NATS_TIMEOUT && s != NATS_NOT_FOUND) net_warn(c, "fetching hand-offs", s, 0);
+        natsMsgList_Destroy(&list);
+        /* Nothing there (or disconnected): back off from 1 to 8 ms, so an
+         * idle daemon asks the server ~125 times a second, a busy one at
+         * once again. The loop's items wait at most that long too. */
+        struct timespec ts = {0, (long)c->idle_ms * 1000000L};
+        nanosleep(&ts, NULL);
+        if (c->idle_ms < FETCH_IDLE_MAX_MS) c->idle_ms *= 2;
         return;
     }
+    c->idle_ms = 1;
     for (int i = 0; i < list.Count; i++) {
         natsMsg *m = list.Msgs[i];
         list.Msgs[i] = NULL; /* ours now */
@@ -869,8 +989,10 @@ static int dump_dep(void *ctx, sp_entity_id_t id, uint64_t epoch) {
  *   are still applied), then the status line. */
 static void apply_ctl(sp_cluster_t *c, item_t *it) {
     sp_world_t *w = c->world;
-    if (it->verb == CTL_PAUSE) c->paused = true;
-    if (it->verb == CTL_RESUME) c->paused = false;
+    if ((it->verb == CTL_PAUSE && !c->paused) || (it->verb == CTL_RESUME && c->paused)) {
+        c->paused = it->verb == CTL_PAUSE;
+        SP_LOGI("cluster: %s by an operator (tick %" PRIu64 ")", c->paused ? "paused" : "resumed", sp_world_tick(w));
+    }
     tbuf_t t = {0};
     tb_printf(&t,
               "node %u tick %" PRIu64 " count %u hash %" PRIu64 " paused %d fenced %d crossings %" PRIu64

@@ -203,7 +203,9 @@ static void on_ai_ready(void *ctx) {
 static void on_house(uv_timer_t *t) {
     sp_daemon_t *d = (sp_daemon_t *)t->data;
     uint64_t now = sp_now_ns();
-    if (sp_stats_rates(&d->st, now, d->conf.tick_hz) && d->st.dilation < 0.9) {
+    /* A frozen cluster member (fenced or paused) says so itself. */
+    bool frozen = d->cluster && sp_cluster_frozen(d->cluster);
+    if (sp_stats_rates(&d->st, now, d->conf.tick_hz) && d->st.dilation < 0.9 && !frozen) {
         uint64_t n = sp_log_ratelimit_ok(&d->skip_rl, now / 1000000u);
         if (n) SP_LOGW("time dilation %.2f: the world runs slower than real time", d->st.dilation);
     }
