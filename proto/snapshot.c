@@ -648,10 +648,15 @@ void sp_snap_view_destroy(sp_snap_view_t *v) {
     free(v->scratch);
     free(v->rows);
     free(v->plan);
+    free(v->idx_ids);
+    free(v->idx_cells);
     memset(v, 0, sizeof *v);
 }
 
+static void idx_clear(sp_snap_view_t *v);
+
 void sp_snap_view_reset(sp_snap_view_t *v) {
+    idx_clear(v);
     for (size_t i = 0; i < v->ncells; i++) free(v->cells[i].recs);
     v->ncells = 0;
     v->count = 0;
@@ -685,14 +690,93 @@ static const sp_snap_rec_t *recs_find(const sp_snap_rec_t *r, size_t n, uint64_t
     return lo < n && r[lo].id == id ? &r[lo] : NULL;
 }
 
-const sp_snap_rec_t *sp_snap_view_find(const sp_snap_view_t *v, uint64_t id) {
-    for (size_t i = 0; i < v->ncells; i++) {
-        const sp_snap_cell_t *c = &v->cells[i];
-        if (c->len == 0 || c->recs[0].id > id || c->recs[c->len - 1].id < id) continue;
-        const sp_snap_rec_t *r = recs_find(c->recs, c->len, id);
-        if (r) return r;
+/* ---- the id index (entity id -> cell id), see sp_snap_view_t */
+
+static size_t idx_slot(uint64_t id, size_t cap) {
+    id ^= id >> 33; /* murmur3's finalizer: ids are dense, slots must not be */
+    id *= 0xff51afd7ed558ccdull;
+    id ^= id >> 33;
+    return (size_t)id & (cap - 1);
+}
+
+/* Room for n entries at most half full (rehashing the present ones).
+ * Returns 0 or SP_ENOMEM (index unchanged). */
+static int idx_reserve(sp_snap_view_t *v, size_t n) {
+    if (n <= v->idx_cap / 2) return 0;
+    size_t cap = v->idx_cap ? v->idx_cap : 64;
+    while (cap / 2 < n) {
+        if (cap > SIZE_MAX / 2 / sizeof(uint64_t)) return SP_ENOMEM;
+        cap *= 2;
     }
-    return NULL;
+    uint64_t *ids = calloc(cap, sizeof *ids);
+    uint32_t *cells = malloc(cap * sizeof *cells);
+    if (ids == NULL || cells == NULL) {
+        free(ids);
+        free(cells);
+        return SP_ENOMEM;
+    }
+    for (size_t i = 0; i < v->idx_cap; i++) {
+        if (v->idx_ids[i] == 0) continue;
+        size_t s = idx_slot(v->idx_ids[i], cap);
+        while (ids[s] != 0) s = (s + 1) & (cap - 1);
+        ids[s] = v->idx_ids[i];
+        cells[s] = v->idx_cells[i];
+    }
+    free(v->idx_ids);
+    free(v->idx_cells);
+    v->idx_ids = ids;
+    v->idx_cells = cells;
+    v->idx_cap = cap;
+    return 0;
+}
+
+/* id -> cell (capacity reserved by the caller). */
+static void idx_put(sp_snap_view_t *v, uint64_t id, uint32_t cell) {
+    size_t m = v->idx_cap - 1, s = idx_slot(id, v->idx_cap);
+    while (v->idx_ids[s] != 0 && v->idx_ids[s] != id) s = (s + 1) & m;
+    if (v->idx_ids[s] == 0) v->idx_len++;
+    v->idx_ids[s] = id;
+    v->idx_cells[s] = cell;
+}
+
+/* Forget id if the index has it in `cell` (backward-shift deletion: no
+ * tombstones, probes stay short). */
+static void idx_del(sp_snap_view_t *v, uint64_t id, uint32_t cell) {
+    if (v->idx_cap == 0) return;
+    size_t m = v->idx_cap - 1, s = idx_slot(id, v->idx_cap);
+    while (v->idx_ids[s] != id) {
+        if (v->idx_ids[s] == 0) return;
+        s = (s + 1) & m;
+    }
+    if (v->idx_cells[s] != cell) return;
+    v->idx_len--;
+    for (size_t j = (s + 1) & m;; j = (j + 1) & m) {
+        if (v->idx_ids[j] == 0) break;
+        size_t h = idx_slot(v->idx_ids[j], v->idx_cap);
+        /* j's entry may move to the hole s unless its home h lies in (s, j] */
+        if (((j - h) & m) >= ((j - s) & m)) {
+            v->idx_ids[s] = v->idx_ids[j];
+            v->idx_cells[s] = v->idx_cells[j];
+            s = j;
+        }
+    }
+    v->idx_ids[s] = 0;
+}
+
+static void idx_clear(sp_snap_view_t *v) {
+    if (v->idx_cap) memset(v->idx_ids, 0, v->idx_cap * sizeof *v->idx_ids);
+    v->idx_len = 0;
+}
+
+const sp_snap_rec_t *sp_snap_view_find(const sp_snap_view_t *v, uint64_t id) {
+    if (id == 0 || v->idx_cap == 0) return NULL;
+    size_t m = v->idx_cap - 1, s = idx_slot(id, v->idx_cap);
+    while (v->idx_ids[s] != id) {
+        if (v->idx_ids[s] == 0) return NULL;
+        s = (s + 1) & m;
+    }
+    const sp_snap_cell_t *c = sp_snap_view_cell(v, v->idx_cells[s]);
+    return c ? recs_find(c->recs, c->len, id) : NULL;
 }
 
 static bool recs_valid(const sp_snap_rec_t *recs, size_t n) {
@@ -722,6 +806,7 @@ int sp_snap_view_put_cell(sp_snap_view_t *v, uint64_t tick, uint32_t cell, const
     if (v == NULL || !recs_valid(recs, n)) return SP_EINVAL;
     size_t i = cell_lower(v->cells, v->ncells, cell);
     bool have = i < v->ncells && v->cells[i].cell == cell;
+    if (idx_reserve(v, v->count + n) != 0) return SP_ENOMEM;
     if (!have) {
         int rc = cells_reserve_keep(v, v->ncells + 1);
         if (rc) return rc;
@@ -735,8 +820,10 @@ int sp_snap_view_put_cell(sp_snap_view_t *v, uint64_t tick, uint32_t cell, const
     }
     sp_snap_cell_t *c = &v->cells[i];
     v->count = v->count - c->len + n;
+    for (uint32_t k = 0; k < c->len; k++) idx_del(v, c->recs[k].id, cell);
     if (n) memcpy(c->recs, recs, n * sizeof *recs);
     c->len = (uint32_t)n;
+    for (size_t k = 0; k < n; k++) idx_put(v, recs[k].id, cell);
     v->tick = tick;
     v->valid = true;
     return 0;
@@ -755,7 +842,8 @@ bool sp_snap_view_equal(const sp_snap_view_t *a, const sp_snap_view_t *b) {
 
 size_t sp_snap_view_bytes(const sp_snap_view_t *v) {
     size_t b = (v->cells_cap + v->spare_cap) * sizeof(sp_snap_cell_t) + v->scratch_cap * sizeof(sp_snap_rec_t) +
-               v->rows_cap * sizeof(uint32_t) + v->plan_cap * sizeof(struct plan);
+               v->rows_cap * sizeof(uint32_t) + v->plan_cap * sizeof(struct plan) +
+               v->idx_cap * (sizeof(uint64_t) + sizeof(uint32_t));
     for (size_t i = 0; i < v->ncells; i++) b += (size_t)v->cells[i].cap * sizeof(sp_snap_rec_t);
     return b;
 }
@@ -907,12 +995,39 @@ int sp_snap_apply(sp_snap_view_t *view, const msgpack_object *params, sp_snap_st
                 rc = SP_ENOMEM;
         }
     }
+    /* The id index: room for the view's entities before and after (the
+     * old ones go first, then the new ones come). */
+    if (rc == 0) rc = idx_reserve(view, (size_t)count > view->count ? (size_t)count : view->count);
     if (rc) {
         plans_free_fresh(pl, nch);
         return rc;
     }
 
-    /* Commit: nothing can fail from here on. */
+    /* Commit: nothing can fail from here on. First the index forgets the
+     * entities of the cells that are rebuilt or gone (all of them before
+     * any is added: an entity moving from cell A to cell B is in both). A
+     * patch keeps its cell's ids: nothing to do. */
+    if (full) {
+        idx_clear(view);
+    } else {
+        for (size_t k = 0; k < nch; k++) {
+            const struct plan *q = &pl[k];
+            if (q->mode != PLAN_REPLACE || q->old == SIZE_MAX) continue;
+            const sp_snap_cell_t *c = &view->cells[q->old];
+            for (uint32_t j = 0; j < c->len; j++) idx_del(view, c->recs[j].id, c->cell);
+        }
+        for (size_t g = 0; g < ngone; g++) {
+            const sp_snap_cell_t *c = sp_snap_view_cell(view, (uint32_t)gone[g].via.u64);
+            if (c == NULL) continue;
+            for (uint32_t j = 0; j < c->len; j++) idx_del(view, c->recs[j].id, c->cell);
+        }
+    }
+    for (size_t k = 0; k < nch; k++) {
+        const struct plan *q = &pl[k];
+        if (q->mode != PLAN_REPLACE) continue;
+        const sp_snap_rec_t *src = view->scratch + q->off;
+        for (uint32_t j = 0; j < q->n; j++) idx_put(view, src[j].id, q->cell);
+    }
     for (size_t k = 0; k < nch; k++) {
         struct plan *q = &pl[k];
         const sp_snap_rec_t *src = view->scratch + q->off;

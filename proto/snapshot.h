@@ -186,6 +186,12 @@ typedef struct sp_snap_view {
     size_t rows_cap;
     void *plan;               /* one entry per chunk (snapshot.c) */
     size_t plan_cap;
+    /* private: entity id -> cell id (open addressing, linear probing, at
+     * most half full; id 0 marks a free slot), kept by apply / put_cell in
+     * O(the records of the cells they rebuild), so find is O(1 + log) */
+    uint64_t *idx_ids;
+    uint32_t *idx_cells;
+    size_t idx_cap, idx_len;
 } sp_snap_view_t;
 
 /* Empty, invalid view; allocates nothing. */
@@ -197,9 +203,9 @@ SP_API void sp_snap_view_destroy(sp_snap_view_t *v);
 SP_API void sp_snap_view_reset(sp_snap_view_t *v);
 /* The cell with this id, or NULL. O(log cells). */
 SP_API const sp_snap_cell_t *sp_snap_view_cell(const sp_snap_view_t *v, uint32_t cell);
-/* The record with this id, or NULL. O(cells * log(cell size)): a binary
- * search per cell (a view has tens to a few thousand cells); a caller that
- * looks up many ids per snapshot keeps its own index. */
+/* The record with this id, or NULL. O(1) expected to find its cell (the
+ * view's id index) + O(log cells + log cell size) in it: no scan of the
+ * cells. */
 SP_API const sp_snap_rec_t *sp_snap_view_find(const sp_snap_view_t *v, uint64_t id);
 /* Set cell `cell` of v to n records (copied; id-ascending, unique, non-zero
  * ids and kinds), inserting the cell if v lacks it, and v's tick to tick

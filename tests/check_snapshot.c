@@ -983,9 +983,33 @@ static void check_view_sane(const sp_snap_view_t *v) {
         if (i > 0) ck_assert_uint_gt(c->cell, v->cells[i - 1].cell);
         ck_assert_uint_le(c->len, c->cap);
         for (uint32_t k = 1; k < c->len; k++) ck_assert_uint_gt(c->recs[k].id, c->recs[k - 1].id);
+        /* the id index finds every entity (in this cell, or in another one
+         * that holds the same id after a malformed-but-accepted snapshot) */
+        for (uint32_t k = 0; k < c->len; k++) {
+            const sp_snap_rec_t *f = sp_snap_view_find(v, c->recs[k].id);
+            ck_assert_ptr_nonnull(f);
+            ck_assert_uint_eq(f->id, c->recs[k].id);
+        }
         total += c->len;
     }
     ck_assert_uint_eq(total, v->count);
+}
+
+/* A server-correct view (every id in one cell): find returns each record
+ * itself, the index holds exactly the view's entities, and absent ids
+ * (between and around the present ones) are not found. */
+static void check_view_index(const sp_snap_view_t *v) {
+    ck_assert_uint_eq(v->idx_len, v->count);
+    for (size_t i = 0; i < v->ncells; i++) {
+        const sp_snap_cell_t *c = &v->cells[i];
+        for (uint32_t k = 0; k < c->len; k++) {
+            ck_assert_ptr_eq(sp_snap_view_find(v, c->recs[k].id), &c->recs[k]);
+            uint64_t next = c->recs[k].id + 1;
+            const sp_snap_rec_t *f = sp_snap_view_find(v, next);
+            if (f) ck_assert_uint_eq(f->id, next);
+        }
+    }
+    ck_assert_ptr_null(sp_snap_view_find(v, 0));
 }
 
 /* A deep copy of a view (through put_cell). */
@@ -1508,6 +1532,8 @@ START_TEST(test_snap2_random_chain_reproduces_server_cells) {
         want.valid = true;
         ck_assert_msg(sp_snap_view_equal(&v, &want), "round %llu: view differs", (unsigned long long)t);
         check_view_sane(&v);
+        check_view_index(&v);
+        check_view_index(&want);
         ck_assert_uint_eq(st.count, count);
     }
     /* The chain exercised every path. */
