@@ -300,16 +300,7 @@ static int view_from_rows(sp_snap_list_t *v, const sp_frame_t *f, const uint32_t
     sp_snap_rec_t *recs = sp_snap_list_reserve(v, n);
     if (recs == NULL && n > 0) return -1;
     for (size_t i = 0; i < n; i++) {
-        const sp_frame_row_t *r = &f->rows[rows[i]];
-        sp_snap_rec_t *o = &recs[i];
-        memset(o, 0, sizeof *o);
-        o->id = r->id;
-        memcpy(o->pos, r->pos, sizeof o->pos);
-        memcpy(o->vel, r->vel, sizeof o->vel);
-        o->hp = r->hp;
-        o->owner = r->owner;
-        o->radius = r->radius;
-        o->kind = r->kind;
+        sp_icells_rec_of(&recs[i], &f->rows[rows[i]]);
     }
     v->len = n;
     v->tick = f->tick;

@@ -29,19 +29,6 @@ static uint32_t cell_of(const sp_snap_grid_t *g, const int32_t q[3]) {
                              (double)q[2] / SP_FRAME_POS_SCALE);
 }
 
-/* The wire record of a frame row (the quantization is the same: snapshots.c
- * asserts it at compile time). Padding zeroed: records compare as bytes. */
-static void rec_of(sp_snap_rec_t *o, const sp_frame_row_t *r) {
-    memset(o, 0, sizeof *o);
-    o->id = r->id;
-    memcpy(o->pos, r->pos, sizeof o->pos);
-    memcpy(o->vel, r->vel, sizeof o->vel);
-    o->hp = r->hp;
-    o->owner = r->owner;
-    o->radius = r->radius;
-    o->kind = r->kind;
-}
-
 /* Do two rows differ in what the wire carries? */
 static bool wire_differs(const sp_frame_row_t *a, const sp_frame_row_t *b) {
     return memcmp(a->pos, b->pos, sizeof a->pos) != 0 || memcmp(a->vel, b->vel, sizeof a->vel) != 0 ||
@@ -238,7 +225,7 @@ static int update_cell(sp_icells_t *cs, size_t k, sp_icells_scratch_t *s) {
         while (i < c->len && c->recs[i].id < op[q].id) out[n++] = c->recs[i++];
         bool here = i < c->len && c->recs[i].id == op[q].id;
         if (here) i++;                                        /* replaced or removed */
-        if (op[q].row != UINT32_MAX) rec_of(&out[n++], &rows[op[q].row]);
+        if (op[q].row != UINT32_MAX) sp_icells_rec_of(&out[n++], &rows[op[q].row]);
         /* A removal of an id the cell lacks cannot happen (the ops come
          * from the frames the contents were built from); skipped. */
     }

@@ -49,10 +49,26 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "daemon/rbuf.h"
 #include "sim/frame.h"
 #include "snapshot.h"
+
+/* The wire record of a frame row: one definition for the cell store and for
+ * bench_fanout's protocol-1 baseline, so both carry the same records (the
+ * quantization is the same: snapshots.c asserts it at compile time).
+ * Padding zeroed: records compare as bytes. Pure. */
+static inline void sp_icells_rec_of(sp_snap_rec_t *o, const sp_frame_row_t *r) {
+    memset(o, 0, sizeof *o);
+    o->id = r->id;
+    memcpy(o->pos, r->pos, sizeof o->pos);
+    memcpy(o->vel, r->vel, sizeof o->vel);
+    o->hp = r->hp;
+    o->owner = r->owner;
+    o->radius = r->radius;
+    o->kind = r->kind;
+}
 
 /* The most cells per axis the daemon uses (64^3 = 262,144 cells, ~20 MB of
  * cell state and per-worker scratch): a smaller --interest-cell is raised to
