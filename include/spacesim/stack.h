@@ -28,6 +28,14 @@
  *  - Optional per-thread node caches (sp_stack_cache_t) take nodes from the
  *    free list 16 at a time and give them back 16 at a time, so a push or pop
  *    costs one CAS on the shared head instead of two.
+ *  - A thread whose CAS on a list word fails pauses before it retries, twice
+ *    as long after each consecutive failure, up to 64 pauses (exponential
+ *    backoff, as in Herlihy and Shavit's backoff stack): the thread that won
+ *    keeps the head's line in its cache for a run of operations instead of
+ *    both threads moving it on every one (issue 13: 3-6x ck_stack, which
+ *    retries at once, with 2 threads). Still lock-free; short-term fairness is
+ *    what it gives up: under contention one thread may finish several
+ *    operations while another waits out its pause.
  *
  * Threads: push/pop/pop_all may be called from any number of threads at once.
  * An sp_stack_cache_t belongs to one thread at a time. init/destroy are
