@@ -57,16 +57,20 @@ typedef struct sp_daemon {
     _Atomic uint64_t build_ns_last, build_ns_max; /* frame build times (workers; relaxed: metrics) */
     _Atomic uint64_t events_capped; /* events cut by the per-snapshot cap (workers; relaxed) */
     /* Shared snapshot encoding (icells.h, snapshots.c): the cell store is
-     * written by a round's update jobs and read by its client jobs; one
-     * round's snapshot phase at a time (snap_phase: a phase is in flight,
-     * from prepare until its last client job's done; snap_phase_jobs: its
-     * client jobs not done yet). Loop fields except the store itself. */
+     * written by a round's update jobs and read by its client jobs, so one
+     * round holds it at a time; a round built meanwhile waits for it in
+     * snap_q instead of being dropped. snap_mu guards snap_q, snap_nq,
+     * snap_busy and the queued rounds' cells_built (the loop and workers
+     * take it a few times per round). */
     sp_icells_t cells;
     bool cells_ok;              /* the store exists (init succeeded) */
     double interest_edge;       /* the cell edge in use (hello's interest_cell) */
-    bool snap_phase;
-    size_t snap_phase_jobs;
-    uint64_t snap_rounds_late;  /* rounds without snapshots: the previous phase still ran */
+    uv_mutex_t snap_mu;
+    struct sp_round *snap_q[2]; /* rounds admitted by prepare, not started yet, oldest first (a
+                                 * reference each): the store applies rounds in tick order */
+    unsigned snap_nq;
+    bool snap_busy;             /* a started round's update or client jobs hold the store */
+    uint64_t snap_rounds_late;  /* rounds without snapshots: two were in flight already (loop) */
     _Atomic uint64_t alerts_seen;   /* SystemAlerts read by workers (relaxed: a statistic) */
 
     /* Tick clock (loop.c): fixed step, accumulator in ns. */

@@ -364,6 +364,7 @@ static void stats_values(const sp_daemon_t *d, sp_stat_value_t *v) {
     U(SNAPSHOTS_SENT, d->st.snapshots_sent);
     U(SNAPSHOTS_DROPPED, d->st.snapshots_skipped);
     U(SNAPSHOT_BYTES, d->st.snapshot_bytes);
+    U(SNAPSHOT_ROUNDS_LATE, d->snap_rounds_late);
     U(COMMANDS, d->st.commands);
     F(COMMANDS_PER_SEC, d->st.cmds_per_sec);
     U(KICKS, d->st.kicks);

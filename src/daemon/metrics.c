@@ -155,6 +155,8 @@ int sp_metrics_render(sp_daemon_t *d, char **text, size_t *len) {
     COUNTER("snapshot_sent_bytes_total", "Bytes of the snapshots handed to client sockets.", st->snapshot_bytes);
     COUNTER("snapshots_skipped_total", "Snapshots skipped because a client was over its output limit.",
             st->snapshots_skipped);
+    COUNTER("snapshot_rounds_late_total", "Snapshot rounds nobody got: two earlier rounds were still being encoded.",
+            d->snap_rounds_late);
     COUNTER("events_sent_total", "Events delivered to clients.", st->events_sent);
     COUNTER("events_dropped_total", "Events never delivered to a client that kept skipping snapshots.",
             sp_snapshots_events_dropped(d));

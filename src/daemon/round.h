@@ -36,12 +36,15 @@ typedef struct sp_round {
     /* The round's cell-store update (snapshots.c): its jobs (an array made
      * by prepare, NULL for a round without snapshots; freed with the round),
      * how many have not finished their work (workers: the last one ends the
-     * store's round and submits the snapshot jobs), how many dones remain
-     * (loop), and whether dispatch ran and the store's begin failed. */
+     * store's round and submits the snapshot jobs), how many submitted
+     * client jobs have not finished theirs (the last one hands the store to
+     * the next round), and whether the update started and the store's begin
+     * failed. */
     void *cells_jobs;
     _Atomic uint32_t cells_left;
-    size_t cells_dones;
+    _Atomic uint32_t readers_left;
     bool cells_dispatched, cells_failed;
+    bool cells_built;         /* its frame is ready (d->snap_mu: snapshots.c) */
 } sp_round_t;
 
 /* A new round of tick with one reference (the caller's); NULL on OOM. */

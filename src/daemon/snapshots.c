@@ -43,6 +43,7 @@ typedef struct snap_job {
     uint64_t cost_hint;             /* the client's last cost: dispatch order */
     size_t nevents;                 /* event notifications packed before the snapshot */
     int err;
+    bool submitted;                 /* handed to the pool: counts in round->readers_left */
 } snap_job_t;
 
 typedef struct update_job {
@@ -71,8 +72,12 @@ static sp_icells_scratch_t *cells_scratch(void **scratch) {
 
 int sp_snapshots_init(sp_daemon_t *d) {
     double edge = d->conf.interest_cell;
+    if (uv_mutex_init(&d->snap_mu) != 0) return SP_ENOMEM;
     int rc = sp_icells_init(&d->cells, d->wdef.half_extent, edge, &d->interest_edge);
-    if (rc) return rc;
+    if (rc) {
+        uv_mutex_destroy(&d->snap_mu);
+        return rc;
+    }
     if (d->interest_edge != edge)
         SP_LOGW("--interest-cell %.1f gives over %u cells per axis in a world of edge %.0f: using %.1f",
                 edge, SP_ICELLS_MAX_PER_AXIS, 2.0 * d->wdef.half_extent, d->interest_edge);
@@ -81,8 +86,94 @@ int sp_snapshots_init(sp_daemon_t *d) {
 }
 
 void sp_snapshots_destroy(sp_daemon_t *d) {
-    if (d->cells_ok) sp_icells_destroy(&d->cells);
+    if (!d->cells_ok) return;
+    sp_snapshots_stop(d); /* normally done already: the queue is empty */
+    sp_icells_destroy(&d->cells);
+    uv_mutex_destroy(&d->snap_mu);
     d->cells_ok = false;
+}
+
+/* ---------------------------------------------------------------- the store's phases
+ *
+ * A round is admitted by prepare (queued, oldest first, at most two in
+ * flight: queued or holding the store), built by its build job, and takes
+ * the store when it is the oldest, built, and the store is free: its update
+ * jobs write the store, then its client jobs read it; when the last client
+ * job's work ends (or the round had none), the next queued round that is
+ * built takes the store, on that thread. So a round built while the previous
+ * one's client jobs still run is not lost, it waits; and the loop's delay in
+ * running dones never holds the store. */
+
+static void update_start(sp_daemon_t *d, sp_round_t *r);
+
+/* The queue's oldest round if it may take the store now (then it is taken
+ * off the queue and the store is busy), else NULL. Under snap_mu. */
+static sp_round_t *next_to_start_locked(sp_daemon_t *d) {
+    if (d->snap_busy || d->snap_nq == 0 || !d->snap_q[0]->cells_built) return NULL;
+    if (d->pool != NULL && sp_pool_stopping(d->pool)) return NULL; /* sp_snapshots_stop cancels them */
+    sp_round_t *r = d->snap_q[0];
+    d->snap_q[0] = d->snap_q[1];
+    d->snap_q[1] = NULL;
+    d->snap_nq--;
+    d->snap_busy = true;
+    return r;
+}
+
+/* Start r (taken off the queue by next_to_start_locked) and drop the queue's
+ * reference. Any thread, without snap_mu. */
+static void start_taken(sp_daemon_t *d, sp_round_t *r) {
+    if (r == NULL) return;
+    update_start(d, r);
+    sp_round_release(r);
+}
+
+/* The started round's client jobs stopped reading the store: the store is
+ * free, and the next round may take it. Any thread. */
+static void store_free(sp_daemon_t *d) {
+    uv_mutex_lock(&d->snap_mu);
+    d->snap_busy = false;
+    sp_round_t *next = next_to_start_locked(d);
+    uv_mutex_unlock(&d->snap_mu);
+    start_taken(d, next);
+}
+
+/* One of r's submitted client jobs is past its reads of the store (its work
+ * ended, or it never ran). */
+static void reader_finished(sp_daemon_t *d, sp_round_t *r) {
+    /* acq_rel: each job's reads of the store happen before its decrement
+     * (release), and the last one, which frees the store for the next
+     * round's writes, sees them all (acquire; the decrements form one
+     * release sequence). */
+    if (atomic_fetch_sub_explicit(&r->readers_left, 1, memory_order_acq_rel) == 1) store_free(d);
+}
+
+/* Take r off the queue if it is there (dropping the queue's reference).
+ * Loop thread (cancel paths). */
+static void unqueue(sp_daemon_t *d, sp_round_t *r) {
+    bool found = false;
+    uv_mutex_lock(&d->snap_mu);
+    for (unsigned i = 0; i < d->snap_nq; i++)
+        if (d->snap_q[i] == r) {
+            for (unsigned k = i; k + 1 < d->snap_nq; k++) d->snap_q[k] = d->snap_q[k + 1];
+            d->snap_q[--d->snap_nq] = NULL;
+            found = true;
+            break;
+        }
+    uv_mutex_unlock(&d->snap_mu);
+    if (found) sp_round_release(r);
+}
+
+void sp_snapshots_stop(sp_daemon_t *d) {
+    if (!d->cells_ok) return;
+    for (;;) {
+        uv_mutex_lock(&d->snap_mu);
+        sp_round_t *r = d->snap_nq > 0 ? d->snap_q[0] : NULL;
+        if (r) sp_round_retain(r);
+        uv_mutex_unlock(&d->snap_mu);
+        if (r == NULL) return;
+        sp_snapshots_cancel(d, r); /* takes it off the queue */
+        sp_round_release(r);
+    }
 }
 
 /* ---------------------------------------------------------------- interest */
@@ -137,8 +228,7 @@ static void pack_events(snap_job_t *j, msgpack_packer *pk, const double ctr[][3]
 
 /* ---------------------------------------------------------------- the client job */
 
-static void snap_work(sp_pool_job_t *job, void **scratch) {
-    snap_job_t *j = (snap_job_t *)job;
+static void snap_assemble(snap_job_t *j, void **scratch) {
     const sp_frame_t *f = j->round->frame;
     sp_icells_scratch_t *cs = cells_scratch(scratch);
     if (f == NULL || cs == NULL) { /* the build failed: this round has no frame */
@@ -152,6 +242,14 @@ static void snap_work(sp_pool_job_t *job, void **scratch) {
     msgpack_packer_init(&pk, &j->ev, msgpack_sbuffer_write);
     pack_events(j, &pk, cc, nctr);
     j->err = sp_icells_snapshot(&j->d->cells, j->base, cc, nctr, j->in.radius, j->budget, cs, &j->o);
+}
+
+static void snap_work(sp_pool_job_t *job, void **scratch) {
+    snap_job_t *j = (snap_job_t *)job;
+    snap_assemble(j, scratch);
+    /* j->o holds its own references to the chunks: from here on the job
+     * needs nothing of the store. */
+    reader_finished(j->d, j->round);
 }
 
 /* How many of e's events client c can see, judged now (its ships' current
@@ -244,11 +342,6 @@ static void deliver(sp_daemon_t *d, sp_client_t *c, snap_job_t *j) {
     d->st.snapshot_entities += o->count;
 }
 
-/* A client job's done ran: the round's phase ends with its last one. */
-static void phase_job_done(sp_daemon_t *d) {
-    if (d->snap_phase_jobs > 0 && --d->snap_phase_jobs == 0) d->snap_phase = false;
-}
-
 static void snap_done(sp_pool_job_t *job) {
     snap_job_t *j = (snap_job_t *)job;
     sp_daemon_t *d = j->d;
@@ -272,9 +365,9 @@ static void snap_done(sp_pool_job_t *job) {
             pend_requeue(d, c, j);
         }
     }
+    if (!ran && j->submitted) reader_finished(d, j->round); /* shutdown: it never read the store */
     sp_conn_release(&c->conn);
     job_free(j);
-    phase_job_done(d);
 }
 
 /* May a resync's full snapshot go out in the round of `tick`? Yes when the
@@ -333,11 +426,16 @@ static int cmp_job_cost(const void *a, const void *b) {
 }
 
 void sp_snapshots_prepare(sp_daemon_t *d, sp_round_t *r) {
-    /* One round's snapshot phase at a time: the store is written by a
-     * round's update jobs and read by its client jobs (icells.h). A round
-     * that starts while the previous phase still runs has no snapshots
-     * (every client keeps its events for the next one it gets). */
-    bool late = d->snap_phase || !d->cells_ok;
+    /* At most two rounds in flight (the store's phases above): a round that
+     * starts while two are has no snapshots (every client keeps its events
+     * for the next one it gets). So a round whose build ends while the
+     * previous one's client jobs run still gets its snapshots, just later. */
+    bool late = !d->cells_ok;
+    if (!late) {
+        uv_mutex_lock(&d->snap_mu);
+        late = d->snap_nq + (d->snap_busy ? 1u : 0u) >= 2;
+        uv_mutex_unlock(&d->snap_mu);
+    }
     if (!late) {
         r->cells_jobs = calloc(UPDATE_MAX_JOBS, sizeof(update_job_t));
         late = r->cells_jobs == NULL;
@@ -371,19 +469,29 @@ void sp_snapshots_prepare(sp_daemon_t *d, sp_round_t *r) {
     if (late) return;
     /* Jobs are the first member of snap_job_t (the pool hands it back). */
     if (r->nsnap > 1) qsort(r->snap, r->nsnap, sizeof r->snap[0], cmp_job_cost);
-    /* The phase: the store's update (every round, clients or not: deltas
-     * are against the previous round) and these jobs; it ends when all
-     * their dones ran (the update counts as one: its last job's done). */
-    d->snap_phase = true;
-    d->snap_phase_jobs = r->nsnap + 1;
+    /* Queued: the store's update runs every round, clients or not (deltas
+     * are against the previous round). The loop is the only one to add to
+     * the queue, so the check above still holds. */
+    sp_round_retain(r);
+    uv_mutex_lock(&d->snap_mu);
+    d->snap_q[d->snap_nq++] = r;
+    uv_mutex_unlock(&d->snap_mu);
 }
 
 /* Submit r's client jobs (any thread; the store is at r's tick, or
  * unchanged, or emptied). */
 static void submit_clients(sp_daemon_t *d, sp_round_t *r) {
-    for (size_t i = 0; i < r->nsnap; i++)
-        if (sp_pool_submit(d->pool, r->snap[i], SP_POOL_LOW, true) != 0) sp_pool_run_here(d->pool, r->snap[i]);
+    size_t n = r->nsnap;
     r->nsnap = 0;
+    if (n == 0) {
+        store_free(d); /* nobody reads this round's store */
+        return;
+    }
+    /* Relaxed: the pool's queue pushes below publish it to the jobs. */
+    atomic_store_explicit(&r->readers_left, (uint32_t)n, memory_order_relaxed);
+    for (size_t i = 0; i < n; i++) ((snap_job_t *)r->snap[i])->submitted = true;
+    for (size_t i = 0; i < n; i++)
+        if (sp_pool_submit(d->pool, r->snap[i], SP_POOL_LOW, true) != 0) sp_pool_run_here(d->pool, r->snap[i]);
     sp_pool_wake(d->pool, (unsigned)d->conf.workers);
 }
 
@@ -417,15 +525,21 @@ static void update_done(sp_pool_job_t *job) {
         if (r->frame != NULL) sp_icells_end(&d->cells, false);
         sp_snapshots_cancel(d, r);
     }
-    /* The update's share of the phase ends with its last done (loop): only
-     * then have all of its jobs stopped writing the store. */
-    if (--r->cells_dones == 0) phase_job_done(d);
     sp_round_release(r); /* u lives in r->cells_jobs: freed with the round */
 }
 
 void sp_snapshots_dispatch(sp_daemon_t *d, sp_round_t *r) {
+    if (r->cells_jobs == NULL) return; /* a late round: nothing prepared */
+    uv_mutex_lock(&d->snap_mu);
+    r->cells_built = true;
+    sp_round_t *next = next_to_start_locked(d); /* r, or an older one, or none (the store is busy) */
+    uv_mutex_unlock(&d->snap_mu);
+    start_taken(d, next);
+}
+
+/* r takes the store: begin, then its update jobs. Any thread. */
+static void update_start(sp_daemon_t *d, sp_round_t *r) {
     update_job_t *jobs = r->cells_jobs;
-    if (jobs == NULL) return; /* a late round: nothing prepared */
     r->cells_dispatched = true;
     if (r->frame != NULL && sp_icells_begin(&d->cells, r->frame) != 0) {
         SP_LOGW("snapshot round of tick %llu: out of memory (the cell store starts over)",
@@ -436,10 +550,8 @@ void sp_snapshots_dispatch(sp_daemon_t *d, sp_round_t *r) {
     size_t njobs = (nt + UPDATE_MIN_CELLS - 1) / UPDATE_MIN_CELLS;
     if (njobs > UPDATE_MAX_JOBS) njobs = UPDATE_MAX_JOBS;
     if (njobs == 0) njobs = 1; /* an empty one: it ends the round all the same */
-    /* Relaxed: the pool's queue pushes below publish them to the jobs.
-     * cells_dones is the loop's (update_done), set before any done runs. */
+    /* Relaxed: the pool's queue pushes below publish it to the jobs. */
     atomic_store_explicit(&r->cells_left, (uint32_t)njobs, memory_order_relaxed);
-    r->cells_dones = njobs;
     for (size_t k = 0; k < njobs; k++) {
         update_job_t *u = &jobs[k];
         u->job.work = update_work;
@@ -458,12 +570,8 @@ void sp_snapshots_dispatch(sp_daemon_t *d, sp_round_t *r) {
 void sp_snapshots_cancel(sp_daemon_t *d, sp_round_t *r) {
     for (size_t i = 0; i < r->nsnap; i++) r->snap[i]->done(r->snap[i]); /* never submitted: not ran */
     r->nsnap = 0;
-    if (r->cells_jobs != NULL && !r->cells_dispatched) {
-        /* Never dispatched (shutdown before the build ran): no update job
-         * will end the update's share of the phase. */
-        r->cells_dispatched = true;
-        phase_job_done(d);
-    }
+    /* Never started (shutdown before it took the store): off the queue. */
+    if (r->cells_jobs != NULL && !r->cells_dispatched) unqueue(d, r);
 }
 
 uint64_t sp_snapshots_events_dropped(const sp_daemon_t *d) {

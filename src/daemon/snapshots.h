@@ -10,11 +10,15 @@
  *             round (the over-limit ones counted; the next snapshot is taken
  *             against what it really received) and keeps the round's events
  *             for later (snapstate.h: pend); every other one gets a job with a
- *             copy of its interest, its view and its events. If the previous
- *             round's phase still runs, this round has no snapshots at all
- *             (d->snap_rounds_late): one phase at a time, because the store
- *             is written by a round's update and read by its client jobs.
- *   dispatch  (the build job, a worker) sp_icells_begin(): what changed since
+ *             copy of its interest, its view and its events. The round is
+ *             queued for the store: at most two rounds are in flight (one
+ *             holding the store, one waiting), a third has no snapshots at all
+ *             (d->snap_rounds_late, stats' snapshot_rounds_late). A round
+ *             built while the previous one's client jobs still read the store
+ *             waits for them instead of being dropped, so one slow view delays
+ *             the others' next snapshot by at most its own job, never a round.
+ *   dispatch  (the build job, a worker, or the thread whose client job was
+ *             the last to leave the store) sp_icells_begin(): what changed since
  *             the previous round, per cell; then up to UPDATE_MAX_JOBS update
  *             jobs (HIGH) re-encode the touched cells' contents and delta
  *             chunks, in parallel; the last one to finish ends the store's
@@ -63,13 +67,19 @@
 int sp_snapshots_init(sp_daemon_t *d);
 /* After the pool is freed. Loop. */
 void sp_snapshots_destroy(sp_daemon_t *d);
+/* After the pool is freed: dispose of the rounds still waiting for the
+ * store (their jobs' dones run: the connections they held are released).
+ * Loop. */
+void sp_snapshots_stop(sp_daemon_t *d);
 /* The pool's scratch_free (frees the cell scratch of its slot). */
 void sp_snapshots_scratch_free(unsigned slot, void *p);
 
 /* Make the round's snapshot jobs (into r->snap) and the skips. Loop. */
 void sp_snapshots_prepare(sp_daemon_t *d, sp_round_t *r);
-/* Submit r's prepared jobs (r->frame set, or NULL when the build failed:
- * the jobs then fail and give their events back). Any thread. */
+/* r is built (r->frame set, or NULL when the build failed: its jobs then
+ * fail and give their events back): its store update and then its jobs run
+ * as soon as the store is free (at once, or when the previous round's
+ * client jobs are done with it). Any thread. */
 void sp_snapshots_dispatch(sp_daemon_t *d, sp_round_t *r);
 /* The round will never be built (shutdown): dispose of its prepared jobs. Loop. */
 void sp_snapshots_cancel(sp_daemon_t *d, sp_round_t *r);

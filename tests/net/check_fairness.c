@@ -181,6 +181,11 @@ START_TEST(test_issue_7_small_view_keeps_full_rate_beside_big_views) {
     /* The big views were really served meanwhile (not skipped or starved). */
     uint64_t others = stat_u64(&small, "snapshots_sent") - sent0 - got - 10;
     uint64_t dropped = stat_u64(&small, "snapshots_dropped");
+    uint64_t late = stat_u64(&small, "snapshot_rounds_late");
+    /* The figures, for the log of a loaded run. */
+    fprintf(stderr, "small view: %llu snapshots in %llu rounds; big views %llu; rounds nobody got %llu\n",
+            (unsigned long long)got, (unsigned long long)span, (unsigned long long)others,
+            (unsigned long long)late);
     kill(drain, SIGKILL);
     waitpid(drain, NULL, 0);
     /* Without the fair share it got about 1 round in 25; with it, every
