@@ -54,6 +54,13 @@ typedef struct sp_daemon {
     uint64_t snap_every;        /* publish a frame every this many ticks */
     sp_mpmc_t caps;             /* sp_world_capture_t *: spare capture buffers */
     bool kick_workers;          /* a round was queued: wake the workers after the tick */
+    /* The build chain (frames.c): builds run one at a time, in order, each
+     * on the previous round's frame. build_mu guards build_running and the
+     * queue (loop and workers); last_round is the loop's. */
+    uv_mutex_t build_mu;
+    bool build_running;
+    void *build_q, *build_q_tail; /* frames.c's build jobs waiting for the running one */
+    struct sp_round *last_round;  /* the round published last (a reference), or NULL */
     _Atomic uint64_t build_ns_last, build_ns_max; /* frame build times (workers; relaxed: metrics) */
     _Atomic uint64_t events_capped; /* events cut by the per-snapshot cap (workers; relaxed) */
     /* Shared snapshot encoding (icells.h, snapshots.c): the cell store is

@@ -15,14 +15,84 @@ typedef struct build_job {
     sp_pool_job_t job; /* first: the pool hands this pointer back */
     sp_daemon_t *d;
     sp_round_t *round;
+    sp_round_t *prev;       /* the round published before (a reference), or NULL: its frame is
+                             * the base of an incremental capture */
+    struct build_job *next; /* the chain's queue (d->build_q) */
 } build_job_t;
 
-int sp_frames_init(sp_daemon_t *d) { return sp_mpmc_init(&d->caps, SP_FRAMES_SPARE_CAPTURES, sizeof(void *), NULL); }
+int sp_frames_init(sp_daemon_t *d) {
+    if (uv_mutex_init(&d->build_mu) != 0) return SP_ENOMEM;
+    int rc = sp_mpmc_init(&d->caps, SP_FRAMES_SPARE_CAPTURES, sizeof(void *), NULL);
+    if (rc != 0) uv_mutex_destroy(&d->build_mu);
+    return rc;
+}
 
 void sp_frames_destroy(sp_daemon_t *d) {
+    sp_frames_stop(d); /* normally done already */
     void *p;
     while (sp_mpmc_try_pop_ptr(&d->caps, &p) == 0) sp_world_capture_free(p);
     sp_mpmc_destroy(&d->caps);
+    uv_mutex_destroy(&d->build_mu);
+}
+
+/* ---------------------------------------------------------------- the build chain
+ *
+ * An incremental capture is against the previous one, so its build needs
+ * the previous round's frame: builds run one at a time, in publishing
+ * order. A build published while another runs waits in d->build_q and is
+ * submitted by the running one when it ends (any thread). In practice the
+ * NPC AI round already orders them (the loop applies round N's AI, which
+ * needs N's frame, before it publishes N + 1), so the queue is short. */
+
+static void submit_build(sp_daemon_t *d, build_job_t *bj) {
+    if (sp_pool_submit(d->pool, &bj->job, SP_POOL_HIGH, true) != 0) sp_pool_run_here(d->pool, &bj->job);
+}
+
+/* Loop (publish): bj runs now, or after the builds before it. */
+static void chain_push(sp_daemon_t *d, build_job_t *bj) {
+    uv_mutex_lock(&d->build_mu);
+    bool wait = d->build_running;
+    if (wait) {
+        if (d->build_q_tail) ((build_job_t *)d->build_q_tail)->next = bj;
+        else d->build_q = bj;
+        d->build_q_tail = bj;
+    } else {
+        d->build_running = true;
+    }
+    uv_mutex_unlock(&d->build_mu);
+    if (!wait) submit_build(d, bj);
+}
+
+/* A build's work ended (any thread): the next one in the queue runs. */
+static void chain_next(sp_daemon_t *d) {
+    uv_mutex_lock(&d->build_mu);
+    build_job_t *next = d->build_q;
+    if (next != NULL && sp_pool_stopping(d->pool)) next = NULL; /* sp_frames_stop disposes of them */
+    if (next != NULL) {
+        d->build_q = next->next;
+        if (d->build_q == NULL) d->build_q_tail = NULL;
+        next->next = NULL;
+    } else {
+        d->build_running = false;
+    }
+    uv_mutex_unlock(&d->build_mu);
+    if (next != NULL) submit_build(d, next);
+}
+
+void sp_frames_stop(sp_daemon_t *d) {
+    for (;;) {
+        uv_mutex_lock(&d->build_mu);
+        build_job_t *bj = d->build_q;
+        if (bj != NULL) {
+            d->build_q = bj->next;
+            if (d->build_q == NULL) d->build_q_tail = NULL;
+        }
+        uv_mutex_unlock(&d->build_mu);
+        if (bj == NULL) break;
+        bj->job.done(&bj->job); /* never submitted: its done sees it never ran */
+    }
+    if (d->last_round) sp_round_release(d->last_round);
+    d->last_round = NULL;
 }
 
 static void build_work(sp_pool_job_t *job, void **scratch) {
@@ -31,7 +101,10 @@ static void build_work(sp_pool_job_t *job, void **scratch) {
     sp_daemon_t *d = j->d;
     sp_round_t *r = j->round;
     uint64_t t0 = sp_now_ns();
-    sp_frame_t *f = sp_frame_build(r->cap);
+    /* The previous round's frame: its build ended before this one started
+     * (the chain's mutex orders them). */
+    const sp_frame_t *prev = j->prev ? j->prev->frame : NULL;
+    sp_frame_t *f = sp_frame_build_delta(prev, r->cap);
     uint64_t ns = sp_now_ns() - t0;
     /* Relaxed: statistics for metrics. */
     atomic_store_explicit(&d->build_ns_last, ns, memory_order_relaxed);
@@ -41,17 +114,28 @@ static void build_work(sp_pool_job_t *job, void **scratch) {
     if (sp_mpmc_try_push_ptr(&d->caps, r->cap) != 0) sp_world_capture_free(r->cap);
     r->cap = NULL;
     r->frame = f;
-    if (f == NULL) SP_LOGE("cannot build the frame of tick %llu: out of memory (round skipped)", (unsigned long long)r->tick);
+    /* (No frame: build_done asks the world for a full capture next.) */
     /* The pool's queue pushes below publish r->frame to the jobs. */
     sp_airound_dispatch(&d->ai, r);
     sp_snapshots_dispatch(d, r);
+    chain_next(d);
     sp_pool_wake(d->pool, (unsigned)d->conf.workers);
 }
 
 static void build_done(sp_pool_job_t *job) {
     build_job_t *j = (build_job_t *)job;
     sp_daemon_t *d = j->d;
-    if (!sp_pool_job_ran(job)) sp_snapshots_cancel(d, j->round); /* shutdown */
+    if (!sp_pool_job_ran(job)) {
+        sp_snapshots_cancel(d, j->round); /* shutdown (the round frees its capture) */
+    } else if (j->round->frame == NULL) {
+        /* Out of memory, or an incremental capture whose base frame is
+         * missing: the rounds after it cannot build on it either. */
+        SP_LOGE("cannot build the frame of tick %llu (%s): round skipped; the next capture is full",
+                (unsigned long long)j->round->tick,
+                j->prev == NULL || j->prev->frame != NULL ? "out of memory" : "no previous frame");
+        sp_world_capture_reset(d->world);
+    }
+    if (j->prev) sp_round_release(j->prev);
     sp_airound_build_done(&d->ai, j->round);
     sp_round_release(j->round);
     free(j);
@@ -63,7 +147,7 @@ static sp_world_capture_t *capture(sp_daemon_t *d) {
     sp_world_capture_t *cap = NULL;
     if (sp_mpmc_try_pop_ptr(&d->caps, &p) == 0) cap = p;
     else if (sp_world_capture_create(NULL, &cap) != 0) return NULL;
-    if (sp_world_capture(d->world, cap) != 0) {
+    if (sp_world_capture_delta(d->world, cap) != 0) {
         sp_world_capture_free(cap);
         return NULL;
     }
@@ -93,7 +177,12 @@ void sp_frames_publish(sp_daemon_t *d) {
     bj->job.done = build_done;
     bj->d = d;
     bj->round = r; /* the loop's reference goes to the build job */
-    if (sp_pool_submit(d->pool, &bj->job, SP_POOL_HIGH, true) != 0) sp_pool_run_here(d->pool, &bj->job);
+    /* The base of the next incremental build: this round (one reference
+     * for the loop, one for the next build job). */
+    bj->prev = d->last_round;
+    sp_round_retain(r);
+    d->last_round = r;
+    chain_push(d, bj);
     d->kick_workers = true;
 }
 

@@ -22,6 +22,9 @@
 
 int sp_frames_init(sp_daemon_t *d);
 void sp_frames_destroy(sp_daemon_t *d);
+/* After the pool is freed: dispose of the builds still waiting in the chain
+ * (their rounds' jobs are cancelled) and of the last round. Loop. */
+void sp_frames_stop(sp_daemon_t *d);
 /* Start the round of the current tick. */
 void sp_frames_publish(sp_daemon_t *d);
 /* Wake the workers for the round just published; the loop calls it after the

@@ -237,6 +237,7 @@ static void on_worker_turn(void *ctx, unsigned worker) {
 static void close_loop_handles(sp_daemon_t *d) {
     sp_net_close_all(&d->net, "server shutting down");
     sp_pool_free(d->pool); /* jobs not run are disposed of by their done */
+    sp_frames_stop(d);     /* builds that waited for the one before them */
     sp_snapshots_stop(d);  /* rounds that waited for the cell store: their jobs' dones */
     d->pool = NULL;
     sp_airound_destroy(&d->ai);

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sim/frame.h"
@@ -60,6 +61,19 @@ struct sp_world_capture {
     char *block;       /* one allocation: every array, 64-byte aligned each */
     size_t block_bytes;
     const sp_allocator_t *alloc;
+    /* An incremental capture (sp_world_capture_delta; delta 1): src holds
+     * only the header (tick, count, rules); the changes against the capture
+     * of base_tick are the rows of the slots that may have changed (up, in
+     * slot-set order, unsorted) and the ids that died (dead). */
+    int delta;
+    uint64_t base_tick;
+    sp_frame_row_t *up;
+    uint32_t nup, up_cap;
+    uint64_t *dead;
+    uint32_t ndead, dead_cap;
+    uint64_t *keys;    /* build scratch: (id, index) pairs of up, 2 * up_cap */
+    uint32_t *cells;   /* build scratch: a cell per row, cells_cap */
+    uint32_t cells_cap;
 };
 
 static void fsrc_def(fsrc_t *s, const sp_world_t *w) {
@@ -75,6 +89,83 @@ static void fsrc_def(fsrc_t *s, const sp_world_t *w) {
     s->mining_range = d->mining_range;
     s->mining_amount = d->mining_amount;
     s->alloc = w->alloc;
+}
+
+/* Row of live slot i of w: the one quantization of frames (full builds and
+ * incremental captures both use it, so their rows are equal bytes). */
+static void row_fill(sp_frame_row_t *row, const fsrc_t *w, uint32_t i) {
+    memset(row, 0, sizeof *row);
+    row->id = w->id[i];
+    row->pos[0] = q32(w->px[i], SP_FRAME_POS_SCALE);
+    row->pos[1] = q32(w->py[i], SP_FRAME_POS_SCALE);
+    row->pos[2] = q32(w->pz[i], SP_FRAME_POS_SCALE);
+    row->vel[0] = q32(w->vx[i], SP_FRAME_VEL_SCALE);
+    row->vel[1] = q32(w->vy[i], SP_FRAME_VEL_SCALE);
+    row->vel[2] = q32(w->vz[i], SP_FRAME_VEL_SCALE);
+    row->hp = qu32(w->hp[i], SP_FRAME_HP_SCALE);
+    row->max_hp = qu32(w->max_hp[i], SP_FRAME_HP_SCALE);
+    row->owner = w->owner[i];
+    row->amount = w->kind[i] == SP_KIND_ASTEROID ? qu32(w->amount[i], SP_FRAME_AMOUNT_SCALE) : 0;
+    uint32_t rq = qu32(w->radius[i], SP_FRAME_RADIUS_SCALE);
+    row->radius = (uint16_t)(rq > UINT16_MAX ? UINT16_MAX : rq);
+    row->kind = w->kind[i];
+    uint8_t fl = w->flags[i];
+    if (w->kind[i] == SP_KIND_SHIP) {
+        if (w->wcd[i] == 0) fl |= SP_ENT_WEAPON_READY;
+        if (w->mcd[i] == 0) fl |= SP_ENT_MINE_READY;
+    }
+    row->flags = fl;
+    row->resource = w->resource[i];
+}
+
+static void index_rows(sp_frame_t *f, uint32_t *b);
+
+/* A frame of `count` rows and room for `npc` NPC rows, its header from w
+ * (tick and rules) and its grid geometry set, the arrays uninitialised; one
+ * reference not yet initialised. NULL on OOM. */
+static sp_frame_t *frame_new(const fsrc_t *w, uint32_t count, uint32_t npc) {
+    /* Spatial index: a dense grid of cells_per_axis^3 cells over the world
+     * cube, ~1 row per cell (at most 64 per axis). Queries scan (y, z) lines
+     * of cells cut to the sphere's chord over 16-byte entries, so a line
+     * costs a few ns and a candidate ~1 ns: with ~1 row per cell the typical
+     * radii (AI 300, interest 500, at a spacing of ~170-230 units) touch
+     * ~10-30 lines and ~1.5-2x as many candidates as matches, where the
+     * former 8 rows per cell tested ~5-10x as many. */
+    uint32_t cpa = (uint32_t)lround(cbrt((double)count));
+    if (cpa < 1) cpa = 1;
+    if (cpa > 64) cpa = 64;
+    uint32_t ncells = cpa * cpa * cpa;
+    size_t off_rows = sp_align_up(sizeof(sp_frame_t), 64);
+    size_t off_npc = off_rows + (size_t)count * sizeof(sp_frame_row_t);
+    size_t off_cs = off_npc + (size_t)npc * sizeof(uint32_t);
+    size_t off_ce = sp_align_up(off_cs + ((size_t)ncells + 1) * sizeof(uint32_t), 64);
+    size_t bytes = off_ce + (size_t)count * sizeof(sp_frame_cell_ent_t);
+    char *mem = w->alloc->alloc(w->alloc->ctx, bytes, 64);
+    if (mem == NULL) return NULL;
+    sp_frame_t *f = (sp_frame_t *)mem;
+    memset(f, 0, sizeof *f);
+    f->tick = w->tick;
+    f->count = count;
+    f->npc_count = npc;
+    f->half_extent = w->half_extent;
+    f->dt = w->dt;
+    f->ship_max_speed = w->ship_max_speed;
+    f->weapon_range = w->weapon_range;
+    f->weapon_damage = w->weapon_damage;
+    f->mining_range = w->mining_range;
+    f->mining_amount = w->mining_amount;
+    f->rows = (sp_frame_row_t *)(mem + off_rows);
+    f->npc_rows = (uint32_t *)(mem + off_npc);
+    f->cells_per_axis = cpa;
+    f->cell_size = 2.0f * w->half_extent / (float)cpa;
+    f->cell_start = (uint32_t *)(mem + off_cs);
+    f->cell_ents = (sp_frame_cell_ent_t *)(mem + off_ce);
+    f->bytes_ = bytes;
+    f->alloc_ = w->alloc;
+    /* Plain initialisation: the frame is not shared yet. Whoever hands it
+     * to other threads (a queue or bus with release/acquire) publishes it. */
+    atomic_init(&f->refs_, 1);
+    return f;
 }
 
 static sp_frame_t *build(const fsrc_t *w) {
@@ -140,82 +231,34 @@ static sp_frame_t *build(const fsrc_t *w) {
             b = t;
         }
     }
-    /* Spatial index: a dense grid of cells_per_axis^3 cells over the world
-     * cube, ~1 row per cell (at most 64 per axis). Queries scan (y, z) lines
-     * of cells cut to the sphere's chord over 16-byte entries, so a line
-     * costs a few ns and a candidate ~1 ns: with ~1 row per cell the typical
-     * radii (AI 300, interest 500, at a spacing of ~170-230 units) touch
-     * ~10-30 lines and ~1.5-2x as many candidates as matches, where the
-     * former 8 rows per cell tested ~5-10x as many. */
-    uint32_t cpa = (uint32_t)lround(cbrt((double)count));
-    if (cpa < 1) cpa = 1;
-    if (cpa > 64) cpa = 64;
-    uint32_t ncells = cpa * cpa * cpa;
-    size_t off_rows = sp_align_up(sizeof(sp_frame_t), 64);
-    size_t off_npc = off_rows + (size_t)count * sizeof(sp_frame_row_t);
-    size_t off_cs = off_npc + (size_t)npc * sizeof(uint32_t);
-    size_t off_ce = sp_align_up(off_cs + ((size_t)ncells + 1) * sizeof(uint32_t), 64);
-    size_t bytes = off_ce + (size_t)count * sizeof(sp_frame_cell_ent_t);
-    char *mem = w->alloc->alloc(w->alloc->ctx, bytes, 64);
-    if (mem == NULL) return NULL;
-    sp_frame_t *f = (sp_frame_t *)mem;
-    memset(f, 0, sizeof *f);
-    sp_frame_row_t *rows = (sp_frame_row_t *)(mem + off_rows);
-    uint32_t *npc_rows = (uint32_t *)(mem + off_npc);
-    uint32_t *cell_start = (uint32_t *)(mem + off_cs);
-    sp_frame_cell_ent_t *cell_ents = (sp_frame_cell_ent_t *)(mem + off_ce);
-    f->tick = w->tick;
-    f->count = count;
-    f->npc_count = npc;
-    f->half_extent = w->half_extent;
-    f->dt = w->dt;
-    f->ship_max_speed = w->ship_max_speed;
-    f->weapon_range = w->weapon_range;
-    f->weapon_damage = w->weapon_damage;
-    f->mining_range = w->mining_range;
-    f->mining_amount = w->mining_amount;
-    f->rows = rows;
-    f->npc_rows = npc_rows;
-    f->cells_per_axis = cpa;
-    f->cell_size = 2.0f * w->half_extent / (float)cpa;
-    f->cell_start = cell_start;
-    f->cell_ents = cell_ents;
-    f->bytes_ = bytes;
-    f->alloc_ = w->alloc;
-
-    float inv_cell = 1.0f / f->cell_size, half = w->half_extent;
-    memset(cell_start, 0, ((size_t)ncells + 1) * sizeof(uint32_t));
+    sp_frame_t *f = frame_new(w, count, npc);
+    if (f == NULL) return NULL;
+    sp_frame_row_t *rows = (sp_frame_row_t *)(uintptr_t)f->rows;
+    uint32_t *npc_rows = (uint32_t *)(uintptr_t)f->npc_rows;
     uint32_t np = 0;
     for (uint32_t r = 0; r < count; r++) {
-        uint32_t i = a[r];
-        sp_frame_row_t *row = &rows[r];
-        memset(row, 0, sizeof *row);
-        row->id = w->id[i];
-        row->pos[0] = q32(w->px[i], SP_FRAME_POS_SCALE);
-        row->pos[1] = q32(w->py[i], SP_FRAME_POS_SCALE);
-        row->pos[2] = q32(w->pz[i], SP_FRAME_POS_SCALE);
-        row->vel[0] = q32(w->vx[i], SP_FRAME_VEL_SCALE);
-        row->vel[1] = q32(w->vy[i], SP_FRAME_VEL_SCALE);
-        row->vel[2] = q32(w->vz[i], SP_FRAME_VEL_SCALE);
-        row->hp = qu32(w->hp[i], SP_FRAME_HP_SCALE);
-        row->max_hp = qu32(w->max_hp[i], SP_FRAME_HP_SCALE);
-        row->owner = w->owner[i];
-        row->amount = w->kind[i] == SP_KIND_ASTEROID ? qu32(w->amount[i], SP_FRAME_AMOUNT_SCALE) : 0;
-        uint32_t rq = qu32(w->radius[i], SP_FRAME_RADIUS_SCALE);
-        row->radius = (uint16_t)(rq > UINT16_MAX ? UINT16_MAX : rq);
-        row->kind = w->kind[i];
-        uint8_t fl = w->flags[i];
-        if (w->kind[i] == SP_KIND_SHIP) {
-            if (w->wcd[i] == 0) fl |= SP_ENT_WEAPON_READY;
-            if (w->mcd[i] == 0) fl |= SP_ENT_MINE_READY;
-            if (fl & SP_ENT_NPC) npc_rows[np++] = r;
-        }
-        row->flags = fl;
-        row->resource = w->resource[i];
+        row_fill(&rows[r], w, a[r]);
+        if (rows[r].kind == SP_KIND_SHIP && (rows[r].flags & SP_ENT_NPC)) npc_rows[np++] = r;
+    }
+    index_rows(f, b); /* a and b are disjoint: b is free scratch here */
+    return f;
+}
+
+/* The spatial index of f's rows (f->rows, f->count, the grid geometry and
+ * the arrays set): cell_start and cell_ents. b: count u32 of scratch. */
+static void index_rows(sp_frame_t *f, uint32_t *b) {
+    uint32_t count = f->count, cpa = f->cells_per_axis, ncells = cpa * cpa * cpa;
+    const sp_frame_row_t *rows = f->rows;
+    uint32_t *cell_start = (uint32_t *)(uintptr_t)f->cell_start;
+    sp_frame_cell_ent_t *cell_ents = (sp_frame_cell_ent_t *)(uintptr_t)f->cell_ents;
+    float inv_cell = 1.0f / f->cell_size, half = f->half_extent;
+    memset(cell_start, 0, ((size_t)ncells + 1) * sizeof(uint32_t));
+    for (uint32_t r = 0; r < count; r++) {
+        const sp_frame_row_t *row = &rows[r];
         uint32_t c = (cell_coord(row->pos[2], half, inv_cell, cpa) * cpa +
                       cell_coord(row->pos[1], half, inv_cell, cpa)) * cpa +
                      cell_coord(row->pos[0], half, inv_cell, cpa);
-        b[r] = c; /* a and b are disjoint: b is free scratch here */
+        b[r] = c;
         cell_start[c + 1]++;
     }
     for (uint32_t c = 0; c < ncells; c++) cell_start[c + 1] += cell_start[c];
@@ -228,10 +271,6 @@ static sp_frame_t *build(const fsrc_t *w) {
     }
     for (uint32_t c = ncells; c > 0; c--) cell_start[c] = cell_start[c - 1];
     cell_start[0] = 0;
-    /* Plain initialisation: the frame is not shared yet. Whoever hands it
-     * to other threads (a queue or bus with release/acquire) publishes it. */
-    atomic_init(&f->refs_, 1);
-    return f;
 }
 
 sp_frame_t *sp_world_publish_frame(sp_world_t *w) {
@@ -262,6 +301,10 @@ int sp_world_capture_create(const sp_allocator_t *alloc, sp_world_capture_t **ou
 void sp_world_capture_free(sp_world_capture_t *c) {
     if (c == NULL) return;
     if (c->block) c->alloc->free(c->alloc->ctx, c->block, c->block_bytes, 64);
+    if (c->up) c->alloc->free(c->alloc->ctx, c->up, (size_t)c->up_cap * sizeof *c->up, 64);
+    if (c->keys) c->alloc->free(c->alloc->ctx, c->keys, (size_t)c->up_cap * 2 * sizeof *c->keys, 64);
+    if (c->dead) c->alloc->free(c->alloc->ctx, c->dead, (size_t)c->dead_cap * sizeof *c->dead, 64);
+    if (c->cells) c->alloc->free(c->alloc->ctx, c->cells, (size_t)c->cells_cap * sizeof *c->cells, 64);
     c->alloc->free(c->alloc->ctx, c, sizeof *c, 64);
 }
 
@@ -306,6 +349,7 @@ int sp_world_capture(const sp_world_t *w, sp_world_capture_t *c) {
     /* The const pointers of src point into c->block, which c owns. An empty
      * world may have no arrays yet (NULL): memcpy from NULL is undefined even
      * for 0 bytes, so copy nothing then. */
+    c->delta = 0;
     if (need == 0) return 0;
 #define SP__CAP_COPY(f, t) memcpy((void *)(uintptr_t)c->src.f, w->f, (size_t)need * sizeof(t));
     SP__CAP_FIELDS(SP__CAP_COPY)
@@ -313,10 +357,225 @@ int sp_world_capture(const sp_world_t *w, sp_world_capture_t *c) {
     return 0;
 }
 
+/* ---------------------------------------------------------------- incremental captures */
+
+/* Grow *p (elements of `elem` bytes, *cap of them) to hold need; keeps no
+ * contents. 0 or SP_ENOMEM (then unchanged). */
+static int cap_grow(const sp_allocator_t *a, void **p, uint32_t *cap, uint32_t need, size_t elem, size_t mult) {
+    if (need <= *cap && *p != NULL) return 0;
+    uint32_t n = *cap ? *cap : 64;
+    while (n < need) n = n > UINT32_MAX / 2 ? need : n * 2;
+    void *q = a->alloc(a->ctx, (size_t)n * elem * mult, 64);
+    if (q == NULL) return SP_ENOMEM;
+    if (*p) a->free(a->ctx, *p, (size_t)*cap * elem * mult, 64);
+    *p = q;
+    *cap = n;
+    return 0;
+}
+
+/* Start the journal over from now (world_int.h): jcap covers every slot
+ * the world has room for, so marks between captures never overflow unless
+ * the world grows. 0 or SP_ENOMEM (the journal is then off). */
+static int journal_restart(sp_world_t *w) {
+    const sp_allocator_t *a = w->alloc;
+    uint32_t need = w->cap ? w->cap : 1;
+    if (w->jcap < need || w->jn == NULL) {
+        uint32_t *jn = a->alloc(a->ctx, (size_t)need * sizeof *jn, 64);
+        uint8_t *injn = a->alloc(a->ctx, need, 64);
+        if (jn == NULL || injn == NULL) {
+            if (jn) a->free(a->ctx, jn, (size_t)need * sizeof *jn, 64);
+            if (injn) a->free(a->ctx, injn, need, 64);
+            w->jon = 0;
+            return SP_ENOMEM;
+        }
+        if (w->jn) a->free(a->ctx, w->jn, (size_t)w->jcap * sizeof *w->jn, 64);
+        if (w->injn) a->free(a->ctx, w->injn, w->jcap, 64);
+        w->jn = jn;
+        w->injn = injn;
+        w->jcap = need;
+        memset(w->injn, 0, need);
+        w->njn = 0;
+    }
+    if (w->jdead == NULL || w->jdead_cap < need) {
+        uint64_t *jd = a->alloc(a->ctx, (size_t)need * sizeof *jd, 64);
+        if (jd == NULL) {
+            w->jon = 0;
+            return SP_ENOMEM;
+        }
+        if (w->jdead) a->free(a->ctx, w->jdead, (size_t)w->jdead_cap * sizeof *w->jdead, 64);
+        w->jdead = jd;
+        w->jdead_cap = need;
+    }
+    for (uint32_t k = 0; k < w->njn; k++) w->injn[w->jn[k]] = 0;
+    w->njn = 0;
+    w->njdead = 0;
+    w->jon = 1;
+    w->jvalid = 1;
+    w->jtick = w->tick;
+    return 0;
+}
+
+void sp_world_capture_reset(sp_world_t *w) {
+    if (w != NULL) w->jvalid = 0;
+}
+
+int sp_world_capture_delta(sp_world_t *w, sp_world_capture_t *c) {
+    if (w == NULL || c == NULL) return SP_EINVAL;
+    if (!w->jon || !w->jvalid) {
+        /* No journal to go by: a full capture, and the journal runs from it. */
+        int rc = sp_world_capture(w, c);
+        if (rc != 0) return rc;
+        (void)journal_restart(w); /* off on OOM: the next capture is full again */
+        return 0;
+    }
+    uint32_t most = w->naw + w->nawp + w->njn;
+    const sp_allocator_t *a = c->alloc;
+    if (most > c->up_cap || c->up == NULL) {
+        /* up and keys (2 per row) grow together; nothing changes on OOM. */
+        uint32_t n = c->up_cap ? c->up_cap : 64;
+        while (n < most) n = n > UINT32_MAX / 2 ? most : n * 2;
+        sp_frame_row_t *up = a->alloc(a->ctx, (size_t)n * sizeof *up, 64);
+        uint64_t *keys = a->alloc(a->ctx, (size_t)n * 2 * sizeof *keys, 64);
+        if (up == NULL || keys == NULL) {
+            if (up) a->free(a->ctx, up, (size_t)n * sizeof *up, 64);
+            if (keys) a->free(a->ctx, keys, (size_t)n * 2 * sizeof *keys, 64);
+            return SP_ENOMEM;
+        }
+        if (c->up) a->free(a->ctx, c->up, (size_t)c->up_cap * sizeof *c->up, 64);
+        if (c->keys) a->free(a->ctx, c->keys, (size_t)c->up_cap * 2 * sizeof *c->keys, 64);
+        c->up = up;
+        c->keys = keys;
+        c->up_cap = n;
+    }
+    if (cap_grow(a, (void **)&c->dead, &c->dead_cap, w->njdead, sizeof(uint64_t), 1) != 0) return SP_ENOMEM;
+    fsrc_t src;
+    memset(&src, 0, sizeof src);
+#define SP__SRC_PTR(f, t) src.f = w->f;
+    SP__CAP_FIELDS(SP__SRC_PTR)
+#undef SP__SRC_PTR
+    /* The journaled slots first (injn marks them), then the awake set
+     * (aw and awp are disjoint: inaw), skipping what the journal had. */
+    uint32_t n = 0;
+    for (uint32_t k = 0; k < w->njn; k++) {
+        uint32_t i = w->jn[k];
+        if (w->kind[i] != SP_KIND_NONE) row_fill(&c->up[n++], &src, i);
+    }
+    const uint32_t *lists[2] = {w->aw, w->awp};
+    uint32_t lens[2] = {w->naw, w->nawp};
+    for (int l = 0; l < 2; l++)
+        for (uint32_t k = 0; k < lens[l]; k++) {
+            uint32_t i = lists[l][k];
+            if (w->kind[i] == SP_KIND_NONE || (i < w->jcap && w->injn[i])) continue;
+            row_fill(&c->up[n++], &src, i);
+        }
+    c->nup = n;
+    if (w->njdead) memcpy(c->dead, w->jdead, (size_t)w->njdead * sizeof *c->dead);
+    c->ndead = w->njdead;
+    fsrc_def(&c->src, w);
+    c->delta = 1;
+    c->base_tick = w->jtick;
+    if (journal_restart(w) != 0) w->jvalid = 0; /* cannot happen: the arrays exist */
+    return 0;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* (id, index) pairs compare by id (ids are unique among the rows). */
+static int cmp_pair(const void *a, const void *b) { return cmp_u64(a, b); }
+
+/* First row of f at or after index lo whose id is >= id. */
+static uint32_t lower_bound(const sp_frame_row_t *rows, uint32_t lo, uint32_t hi, uint64_t id) {
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (rows[mid].id < id) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+sp_frame_t *sp_frame_build_delta(const sp_frame_t *prev, sp_world_capture_t *c) {
+    if (c == NULL) return NULL;
+    if (!c->delta) return sp_frame_build(c);
+    if (prev == NULL || prev->tick != c->base_tick) return NULL;
+    /* The changed rows by id: (id, index) pairs sorted. The dead ids sorted. */
+    uint64_t *kp = c->keys;
+    for (uint32_t k = 0; k < c->nup; k++) {
+        kp[2 * k] = c->up[k].id;
+        kp[2 * k + 1] = k;
+    }
+    qsort(kp, c->nup, 2 * sizeof *kp, cmp_pair);
+    qsort(c->dead, c->ndead, sizeof *c->dead, cmp_u64);
+    uint32_t count = c->src.count;
+    sp_frame_t *f = frame_new(&c->src, count, count); /* NPC room: at most every row */
+    if (f == NULL) return NULL;
+    sp_frame_row_t *rows = (sp_frame_row_t *)(uintptr_t)f->rows;
+    /* Merge: runs of prev's rows up to the next changed or dead id copied
+     * as they are (memcpy), changed rows in their place, dead ones left
+     * out. A dead id that is also changed came back (re-imported): the row
+     * wins. O(rows) memcpy + O(changes log rows). */
+    uint32_t i = 0, j = 0, d = 0, n = 0, pn = prev->count;
+    const sp_frame_row_t *pr = prev->rows;
+    int bad = 0;
+    while (i < pn || j < c->nup) {
+        uint64_t next = UINT64_MAX;
+        if (j < c->nup) next = kp[2 * j];
+        while (d < c->ndead && j < c->nup && c->dead[d] == kp[2 * j]) d++; /* the row wins */
+        if (d < c->ndead && c->dead[d] < next) next = c->dead[d];
+        uint32_t e = next == UINT64_MAX ? pn : lower_bound(pr, i, pn, next);
+        if (e > i) {
+            if (n + (e - i) > count) {
+                bad = 1;
+                break;
+            }
+            memcpy(&rows[n], &pr[i], (size_t)(e - i) * sizeof *rows);
+            n += e - i;
+            i = e;
+        }
+        if (next == UINT64_MAX) break;
+        if (i < pn && pr[i].id == next) i++; /* replaced or dead: prev's row goes */
+        if (j < c->nup && kp[2 * j] == next) {
+            if (n == count) {
+                bad = 1;
+                break;
+            }
+            rows[n++] = c->up[kp[2 * j + 1]];
+            j++;
+        } else {
+            d++; /* a dead id (absent from prev when it was born and died since) */
+        }
+    }
+    if (bad || n != count) {
+        /* The journal missed something: never hand out a wrong frame. The
+         * caller takes a full capture next (sp_world_capture_reset). */
+        sp_frame_release(f);
+        return NULL;
+    }
+    uint32_t np = 0, *npc_rows = (uint32_t *)(uintptr_t)f->npc_rows;
+    for (uint32_t r = 0; r < count; r++)
+        if (rows[r].kind == SP_KIND_SHIP && (rows[r].flags & SP_ENT_NPC)) npc_rows[np++] = r;
+    f->npc_count = np;
+    if (cap_grow(c->alloc, (void **)&c->cells, &c->cells_cap, count ? count : 1, sizeof(uint32_t), 1) != 0) {
+        sp_frame_release(f);
+        return NULL;
+    }
+    index_rows(f, c->cells);
+    return f;
+}
+
+int sp_world_capture_is_delta(const sp_world_capture_t *c) { return c != NULL && c->delta; }
+
+uint32_t sp_world_capture_rows(const sp_world_capture_t *c) {
+    if (c == NULL) return 0;
+    return c->delta ? c->nup : c->src.count;
+}
+
 uint64_t sp_world_capture_tick(const sp_world_capture_t *c) { return c->src.tick; }
 
 sp_frame_t *sp_frame_build(sp_world_capture_t *c) {
-    if (c == NULL || c->block == NULL) return NULL;
+    if (c == NULL || c->block == NULL || c->delta) return NULL; /* a delta: sp_frame_build_delta */
     return build(&c->src);
 }
 

@@ -131,6 +131,39 @@ SP_API uint64_t sp_world_capture_tick(const sp_world_capture_t *c);
  * reused for the next capture. Cost: as sp_world_publish_frame(). */
 SP_API sp_frame_t *sp_frame_build(sp_world_capture_t *c);
 
+/* ---------------------------------------------------------------- incremental captures
+ * Sleeping things cost nothing (issue 9, point 1). After the first call,
+ * which is a full capture, w keeps a journal of what may have changed
+ * (world_int.h), and each call copies only the rows of the awake set and
+ * the journaled slots (quantized, ~64 bytes each) and the ids that died:
+ * O(awake + changed), not O(slots). sp_frame_build_delta() then makes the
+ * next frame from the previous one: runs of its rows copied with memcpy,
+ * the changed rows in their place, the dead left out, the spatial index
+ * redone (O(rows) of memory traffic, no per-entity quantization or sort).
+ * The result is byte-identical to sp_frame_build() of a full capture at the
+ * same moment (tests/check_frame holds this).
+ *
+ * The chain: capture k is against capture k - 1, so build_delta(capture k)
+ * needs the frame of capture k - 1 (prev->tick == that capture's tick). If
+ * that frame is missing (its build failed, it was skipped), call
+ * sp_world_capture_reset(): the next capture is full again.
+ *
+ * sp_world_capture_delta: owner thread of w; like sp_world_capture otherwise
+ *   (0, SP_EINVAL, SP_ENOMEM; c unchanged on failure, the journal kept).
+ * sp_frame_build_delta: any thread, one at a time per capture. A full
+ *   capture is built as sp_frame_build(); a delta needs prev as above.
+ *   NULL on OOM, a prev of the wrong tick, or a journal that does not add
+ *   up to the capture's count (a bug: then reset).
+ * sp_world_capture_reset: owner thread. */
+SP_API int sp_world_capture_delta(sp_world_t *w, sp_world_capture_t *c);
+SP_API sp_frame_t *sp_frame_build_delta(const sp_frame_t *prev, sp_world_capture_t *c);
+SP_API void sp_world_capture_reset(sp_world_t *w);
+/* 1 if c holds an incremental capture (0: full, or NULL). */
+SP_API int sp_world_capture_is_delta(const sp_world_capture_t *c);
+/* Rows c carries: every live entity for a full capture, the changed ones
+ * for a delta. */
+SP_API uint32_t sp_world_capture_rows(const sp_world_capture_t *c);
+
 /* Add a reference. The caller must already hold one (so the frame cannot be
  * freed concurrently). Any thread; lock-free; never allocates. */
 SP_API void sp_frame_retain(const sp_frame_t *f);

@@ -304,6 +304,9 @@ void sp_world_free(sp_world_t *w) {
     xfree(a, w->sg.head, w->sg.head_cap * sizeof(uint32_t));
     xfree(a, w->sg.ch, (size_t)w->sg.ch_cap * sizeof(sp__schunk_t));
     xfree(a, w->sg.coarse, (size_t)SP__SG_COARSE * SP__SG_COARSE * SP__SG_COARSE * sizeof(uint32_t));
+    xfree(a, w->jn, (size_t)w->jcap * sizeof(uint32_t));
+    xfree(a, w->injn, w->jcap);
+    xfree(a, w->jdead, (size_t)w->jdead_cap * sizeof(uint64_t));
     sp__map_destroy(a, &w->ids);
     sp__map_destroy(a, &w->departed);
     sp_grid_free(w->grid);
@@ -458,6 +461,7 @@ static void slot_commit_id(sp_world_t *w, uint32_t i, int kind, sp_entity_id_t i
     if (kind == SP_KIND_SHIP && (w->flags[i] & SP_ENT_NPC)) w->count_npc++;
     if (kind == SP_KIND_ASTEROID) w->awake_dirty = 1;
     if (!(w->flags[i] & SP_ENT_SLEEPING)) sp__world_awake_add(w, i);
+    else sp__world_jmark(w, i); /* born asleep (an import): not in the awake set */
     w->count++;
     w->count_kind[kind]++;
 }
@@ -466,7 +470,18 @@ static void slot_commit(sp_world_t *w, uint32_t i, int kind) { slot_commit_id(w,
 
 static void sg_remove(sp_world_t *w, uint32_t i);
 
+/* The journal (world_int.h): id died. */
+static void jdead_push(sp_world_t *w, uint64_t id) {
+    if (!w->jon || !w->jvalid) return;
+    if (w->njdead == w->jdead_cap) {
+        w->jvalid = 0; /* more deaths than the journal holds: the next capture is full */
+        return;
+    }
+    w->jdead[w->njdead++] = id;
+}
+
 static void slot_free(sp_world_t *w, uint32_t i) {
+    jdead_push(w, w->id[i]);
     if (w->flags[i] & SP_ENT_SLEEPING) {
         sg_remove(w, i);
         w->nsleeping--;
@@ -651,6 +666,7 @@ int sp_world_fire(sp_world_t *w, sp_entity_id_t shooter, sp_entity_id_t target,
     }
     int destroyed = 0;
     if (hit) {
+        sp__world_jmark(w, t); /* the target may be a sleeping asteroid */
         w->hp[t] -= dmg;
         if (w->hp[t] <= 0.0f) {
             destroy_now(w, t, SP_CAUSE_WEAPON, shooter, &w->ev_pending);
@@ -674,6 +690,7 @@ static int mine_checked(sp_world_t *w, uint32_t s, uint32_t a, sp_mine_result_t 
     if (rc != 0) return rc;
     float amt = d->mining_amount < w->amount[a] ? d->mining_amount : w->amount[a];
     int res = w->resource[a];
+    sp__world_jmark(w, a); /* the asteroid may be asleep */
     w->amount[a] -= amt;
     w->cargo[(size_t)s * SP_RESOURCE_COUNT + (size_t)res] += amt;
     w->mcd[s] = d->mining_cooldown_ticks;
@@ -803,8 +820,14 @@ static void aw_refresh(sp_world_t *w) {
         uint32_t i;
         if (b == w->nawp || (a < w->naw && w->aw[a] < w->awp[b])) i = w->aw[a++];
         else i = w->awp[b++];
-        if (awake_pred(w, i)) out[n++] = i;
-        else w->inaw[i] = 0;
+        if (awake_pred(w, i)) {
+            out[n++] = i;
+        } else {
+            w->inaw[i] = 0;
+            /* Fell asleep (or died: jdead has it) since it was captured
+             * awake: the next capture must still take its last state. */
+            if (w->kind[i] != SP_KIND_NONE) sp__world_jmark(w, i);
+        }
     }
     w->aw2 = w->aw;
     w->aw = out;
@@ -814,6 +837,7 @@ static void aw_refresh(sp_world_t *w) {
 
 /* The awake set from scratch (O(slots)): after a load or a full rebuild. */
 static void aw_reset(sp_world_t *w) {
+    w->jvalid = 0; /* slots left the awake set unjournaled: the next capture is full */
     uint32_t n = 0;
     for (uint32_t i = 0; i < w->nslots; i++) {
         w->inaw[i] = (uint8_t)awake_pred(w, i);

@@ -157,7 +157,38 @@ struct sp_world {
     sp_grid_t *grid;
     sp_arena_t scratch;
     sp__sgrid_t sg;
+
+    /* The change journal of incremental captures (frame.c's
+     * sp_world_capture_delta; issue 9, point 1): since the last capture,
+     * which slots may have changed a captured field without being in the
+     * awake set at capture time, and the ids that died. An awake slot is
+     * captured anyway (it is in aw or awp), so only these are journaled:
+     * a slot leaving the awake set (fell asleep: aw_refresh), a sleeper
+     * changed in place (fire's damage, mining), and every slot_free (its
+     * id). Off (jon 0) until the first incremental capture; jvalid 0 when
+     * the journal cannot say (it overflowed, the awake set was reset, or
+     * the daemon asked for a full capture): the next capture is then full.
+     * Derived, not saved; a marked slot costs one branch and a store. */
+    int jon, jvalid;
+    uint64_t jtick;          /* tick of the capture the journal runs from */
+    uint32_t *jn;            /* journaled slots, each once (injn) */
+    uint8_t *injn;
+    uint32_t njn, jcap;      /* jn and injn hold jcap slots */
+    uint64_t *jdead;         /* ids freed since, in order */
+    uint32_t njdead, jdead_cap;
 };
+
+/* The journal (above): slot i may have changed while not awake. */
+static inline void sp__world_jmark(sp_world_t *w, uint32_t i) {
+    if (!w->jon || w->injn == NULL) return;
+    if (i >= w->jcap) {
+        w->jvalid = 0; /* grown past the journal: the next capture is full */
+        return;
+    }
+    if (w->injn[i]) return;
+    w->injn[i] = 1;
+    w->jn[w->njn++] = i;
+}
 
 /* The saved and hashed state, field by field, so that sp_world_hash()
  * (world.c), sp_world_save() and sp_world_load() (save.c) cannot disagree: a
