@@ -1,7 +1,16 @@
-/* check_save.c: checkpoint round trips and refusal of corrupt input. */
+/* check_save.c: checkpoint round trips, refusal of corrupt input, and the
+ * atomic file writer (sp_save_write_file) on its success and failure paths. */
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "helpers/sp_check.h"
 #include "sim/ai.h"
@@ -517,25 +526,231 @@ START_TEST(test_save_ids_epochs_and_departures_round_trip) {
 }
 END_TEST
 
+/* ------------------------------------------------ sp_save_write_file */
+
+/* A fresh directory per test; the teardown removes it and whatever a test
+ * left in it, one level deep. Unchecked fixtures (in the runner, around the
+ * fork; one test per tcase, so once per test): a checked teardown would not
+ * run after a failed assert, and every failure would leave its directory in
+ * /tmp. The child inherits g_dir. */
+static char g_dir[PATH_MAX];
+
+static void dir_setup(void) {
+    const char *t = getenv("TMPDIR");
+    snprintf(g_dir, sizeof g_dir, "%s/check_save.XXXXXX", t != NULL && *t != '\0' ? t : "/tmp");
+    ck_assert_ptr_nonnull(mkdtemp(g_dir));
+}
+
+static void dir_teardown(void) {
+    DIR *dp = opendir(g_dir);
+    if (dp == NULL) return;
+    struct dirent *e;
+    char p[PATH_MAX + 256];
+    while ((e = readdir(dp)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        snprintf(p, sizeof p, "%s/%s", g_dir, e->d_name);
+        if (unlink(p) != 0) rmdir(p);
+    }
+    closedir(dp);
+    rmdir(g_dir);
+}
+
+/* g_dir/name into buf. */
+static const char *in_dir(char *buf, size_t n, const char *name) {
+    snprintf(buf, n, "%s/%s", g_dir, name);
+    return buf;
+}
+
+static int exists(const char *path) {
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
+/* The file's bytes must be exactly want[0..len). */
+static void assert_content(const char *path, const uint8_t *want, size_t len) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
+    uint8_t *got = malloc(len + 1);
+    size_t n = fread(got, 1, len + 1, f);
+    fclose(f);
+    ck_assert_uint_eq(n, len);
+    ck_assert(len == 0 || memcmp(got, want, len) == 0);
+    free(got);
+}
+
+/* No .tmp entry of any name in g_dir. */
+static void assert_no_tmp_left(void) {
+    DIR *dp = opendir(g_dir);
+    ck_assert_ptr_nonnull(dp);
+    struct dirent *e;
+    while ((e = readdir(dp)) != NULL) {
+        size_t l = strlen(e->d_name);
+        ck_assert_msg(l < 4 || strcmp(e->d_name + l - 4, ".tmp") != 0, "%s/%s left behind", g_dir, e->d_name);
+    }
+    closedir(dp);
+}
+
+START_TEST(test_save_write_file_writes_replaces_and_leaves_no_tmp) {
+    char path[PATH_MAX + 64], msg[512];
+    in_dir(path, sizeof path, "w.ckpt");
+    /* A real sealed checkpoint first, loaded back from the file. */
+    sp_entity_id_t player;
+    sp_world_t *w = busy_world(200, 20, &player);
+    uint8_t *buf;
+    size_t len;
+    ck_assert_int_eq(sp_world_save(w, &buf, &len), 0);
+    strcpy(msg, "stale");
+    ck_assert_int_eq(sp_save_write_file(path, buf, len, msg, sizeof msg), 0);
+    ck_assert_str_eq(msg, ""); /* no warning: the directory's fsync worked */
+    assert_content(path, buf, len);
+    assert_no_tmp_left();
+    sp_world_t *back;
+    FILE *f = fopen(path, "rb");
+    uint8_t *rd = malloc(len);
+    ck_assert_uint_eq(fread(rd, 1, len, f), len);
+    fclose(f);
+    ck_assert_int_eq(sp_world_load(rd, len, NULL, 1, &back), 0);
+    ck_assert_uint_eq(sp_world_hash(back), sp_world_hash(w));
+    sp_world_free(back);
+    free(rd);
+    /* A shorter file over it: replaced whole (O_TRUNC on the temp file, then
+     * the rename), not overwritten in place. */
+    const uint8_t small[5] = {1, 2, 3, 4, 5};
+    ck_assert_int_eq(sp_save_write_file(path, small, sizeof small, msg, sizeof msg), 0);
+    assert_content(path, small, sizeof small);
+    /* An empty file, and no message buffer at all. */
+    ck_assert_int_eq(sp_save_write_file(path, small, 0, NULL, 0), 0);
+    assert_content(path, small, 0);
+    assert_no_tmp_left();
+    free(buf);
+    sp_world_free(w);
+}
+END_TEST
+
+START_TEST(test_save_write_file_missing_directory_fails_at_create) {
+    char path[PATH_MAX + 64], msg[512];
+    in_dir(path, sizeof path, "gone/w.ckpt");
+    const uint8_t b[3] = {7, 8, 9};
+    ck_assert_int_eq(sp_save_write_file(path, b, sizeof b, msg, sizeof msg), SP_EIO);
+    ck_assert_msg(strncmp(msg, "cannot create ", 14) == 0 && strstr(msg, "gone/w.ckpt.tmp") != NULL &&
+                      strstr(msg, strerror(ENOENT)) != NULL,
+                  "message: %s", msg);
+    /* A short buffer gets a truncated, terminated message; none is fine. */
+    char tiny[8];
+    ck_assert_int_eq(sp_save_write_file(path, b, sizeof b, tiny, sizeof tiny), SP_EIO);
+    ck_assert_str_eq(tiny, "cannot ");
+    ck_assert_int_eq(sp_save_write_file(path, b, sizeof b, NULL, 0), SP_EIO);
+    assert_no_tmp_left();
+}
+END_TEST
+
+START_TEST(test_save_write_file_unwritable_directory_fails_at_create) {
+    if (geteuid() == 0) return; /* root writes anyway: nothing to test */
+    char path[PATH_MAX + 64], msg[512];
+    in_dir(path, sizeof path, "w.ckpt");
+    ck_assert_int_eq(chmod(g_dir, 0555), 0);
+    const uint8_t b[3] = {7, 8, 9};
+    int r = sp_save_write_file(path, b, sizeof b, msg, sizeof msg);
+    chmod(g_dir, 0755);
+    ck_assert_int_eq(r, SP_EIO);
+    ck_assert_msg(strncmp(msg, "cannot create ", 14) == 0 && strstr(msg, strerror(EACCES)) != NULL,
+                  "message: %s", msg);
+    ck_assert(!exists(path));
+    assert_no_tmp_left();
+}
+END_TEST
+
+/* The temp file exists when the write fails (file size limit: EFBIG): it is
+ * removed, and the old file at path is left as it was. */
+START_TEST(test_save_write_file_failed_write_removes_tmp_keeps_old) {
+    char path[PATH_MAX + 64], msg[512];
+    in_dir(path, sizeof path, "w.ckpt");
+    const uint8_t old[4] = {'o', 'l', 'd', '\n'};
+    ck_assert_int_eq(sp_save_write_file(path, old, sizeof old, msg, sizeof msg), 0);
+    size_t len = 64 * 1024;
+    uint8_t *big = malloc(len);
+    memset(big, 0xab, len);
+    /* Without SIG_IGN, SIGXFSZ would kill the (forked) test instead of
+     * write() returning EFBIG. The limit is put back before any assert, so
+     * Check's own files are never under it. */
+    struct rlimit was, lim;
+    ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &was), 0);
+    lim = was;
+    lim.rlim_cur = 4096;
+    signal(SIGXFSZ, SIG_IGN);
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    int r = sp_save_write_file(path, big, len, msg, sizeof msg);
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &was), 0);
+    ck_assert_int_eq(r, SP_EIO);
+    ck_assert_msg(strncmp(msg, "writing ", 8) == 0 && strstr(msg, "w.ckpt.tmp") != NULL &&
+                      strstr(msg, strerror(EFBIG)) != NULL,
+                  "message: %s", msg);
+    assert_content(path, old, sizeof old);
+    assert_no_tmp_left();
+    free(big);
+}
+END_TEST
+
+/* The temp file is complete and fsynced when the rename fails (a directory
+ * sits at path): it is removed, and the directory is left alone. */
+START_TEST(test_save_write_file_failed_rename_removes_tmp) {
+    char path[PATH_MAX + 64], msg[512];
+    in_dir(path, sizeof path, "w.ckpt");
+    ck_assert_int_eq(mkdir(path, 0755), 0);
+    const uint8_t b[3] = {7, 8, 9};
+    ck_assert_int_eq(sp_save_write_file(path, b, sizeof b, msg, sizeof msg), SP_EIO);
+    ck_assert_msg(strncmp(msg, "rename of ", 10) == 0 && strstr(msg, "w.ckpt.tmp") != NULL &&
+                      strstr(msg, strerror(EISDIR)) != NULL,
+                  "message: %s", msg);
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert(S_ISDIR(st.st_mode));
+    assert_no_tmp_left();
+}
+END_TEST
+
+START_TEST(test_save_write_file_path_too_long_refused_creates_nothing) {
+    char path[PATH_MAX + 64], msg[PATH_MAX + 256];
+    int n = snprintf(path, sizeof path, "%s/", g_dir);
+    memset(path + n, 'x', PATH_MAX - 4 - (size_t)n); /* + ".tmp" + NUL: one over */
+    path[PATH_MAX - 4] = '\0';
+    const uint8_t b[3] = {7, 8, 9};
+    ck_assert_int_eq(sp_save_write_file(path, b, sizeof b, msg, sizeof msg), SP_EMSGSIZE);
+    ck_assert_msg(strncmp(msg, "path too long", 13) == 0, "message: %s", msg);
+    path[PATH_MAX - 5] = '\0'; /* the longest accepted: the name is too long for the file system */
+    ck_assert_int_eq(sp_save_write_file(path, b, sizeof b, msg, sizeof msg), SP_EIO);
+    ck_assert_msg(strstr(msg, strerror(ENAMETOOLONG)) != NULL, "message: %s", msg);
+    assert_no_tmp_left();
+}
+END_TEST
+
 static Suite *save_suite(void) {
     Suite *s = suite_create("save");
     struct {
         const char *name;
         const TTest *t;
+        bool in_dir; /* the writer's cases: each in a directory of its own */
     } cases[] = {
-        {"round_trip", test_save_round_trip_same_hash_same_bytes_and_same_future},
-        {"empty", test_save_empty_world_round_trip},
-        {"truncation", test_save_every_truncation_refused_ecorrupt},
-        {"flips", test_save_random_byte_flips_refused_ecorrupt},
-        {"forged", test_save_forged_fields_refused},
-        {"respawn", test_save_respawn_state_round_trips_and_version1_still_loads},
-        {"annex", test_save_annex_round_trips_and_version2_still_loads},
-        {"version3", test_save_version3_keeps_old_ids_and_counter_starts_above},
-        {"handoff_state", test_save_ids_epochs_and_departures_round_trip},
+        {"round_trip", test_save_round_trip_same_hash_same_bytes_and_same_future, false},
+        {"empty", test_save_empty_world_round_trip, false},
+        {"truncation", test_save_every_truncation_refused_ecorrupt, false},
+        {"flips", test_save_random_byte_flips_refused_ecorrupt, false},
+        {"forged", test_save_forged_fields_refused, false},
+        {"respawn", test_save_respawn_state_round_trips_and_version1_still_loads, false},
+        {"annex", test_save_annex_round_trips_and_version2_still_loads, false},
+        {"version3", test_save_version3_keeps_old_ids_and_counter_starts_above, false},
+        {"handoff_state", test_save_ids_epochs_and_departures_round_trip, false},
+        {"write_file", test_save_write_file_writes_replaces_and_leaves_no_tmp, true},
+        {"write_file_no_dir", test_save_write_file_missing_directory_fails_at_create, true},
+        {"write_file_unwritable", test_save_write_file_unwritable_directory_fails_at_create, true},
+        {"write_file_failed_write", test_save_write_file_failed_write_removes_tmp_keeps_old, true},
+        {"write_file_failed_rename", test_save_write_file_failed_rename_removes_tmp, true},
+        {"write_file_long_path", test_save_write_file_path_too_long_refused_creates_nothing, true},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);
         tcase_set_timeout(tc, sp_timeout(60));
+        if (cases[i].in_dir) tcase_add_unchecked_fixture(tc, dir_setup, dir_teardown);
         tcase_add_test(tc, cases[i].t);
         suite_add_tcase(s, tc);
     }

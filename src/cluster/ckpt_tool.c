@@ -19,16 +19,16 @@
  *       per file: node, tick, entities, canonical hash; with several files
  *       the cluster's totals (the canonical hash of a cluster is the sum).
  *
- * Output files are written like the daemon's checkpoints: a temporary file,
- * fsync, rename. Exit status: 0 ok, 1 failure (printed), 2 usage. */
+ * Output files are written with the daemon's own writer,
+ * sp_save_write_file() (sim/save.h): a temporary file, fsync, rename, fsync
+ * of the directory; a failed write leaves no temporary file. Exit status:
+ * 0 ok, 1 failure (printed), 2 usage. */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "cluster/cells.h"
 #include "sim/save.h"
@@ -84,21 +84,11 @@ static sp_world_t *load(const char *path, uint8_t **annex, size_t *annex_len) {
     return w;
 }
 
-/* Write len bytes to path atomically (temp, fsync, rename). */
-static void put_file(const char *path, const void *data, size_t len) {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) fail(path, "path too long", 0);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) fail(tmp, "cannot create", 0);
-    const uint8_t *p = data;
-    for (size_t off = 0; off < len;) {
-        ssize_t n = write(fd, p + off, len - off);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) fail(tmp, "write", 0);
-        off += (size_t)n;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0) fail(tmp, "fsync", 0);
-    if (rename(tmp, path) != 0) fail(path, "rename", 0);
+/* Write len bytes to path atomically (sp_save_write_file()), or exit. */
+static void put_file(const char *path, const uint8_t *data, size_t len) {
+    char msg[4096 + 256]; /* a path (at most PATH_MAX) and an error */
+    if (sp_save_write_file(path, data, len, msg, sizeof msg) != 0) fail(path, msg, 0);
+    if (msg[0] != '\0') fprintf(stderr, "spacesim-ckpt: %s: warning: %s\n", path, msg);
 }
 
 static void save(const char *path, const sp_world_t *w, const void *annex, size_t annex_len) {

@@ -1,9 +1,10 @@
 /* checkpoint.c: atomic world checkpoints and strict resume.
  *
- * Write: serialize into memory, then PATH.tmp (O_TRUNC), write all, fsync,
- * close, rename over PATH, fsync the directory (so the rename itself survives
- * a crash). A crash at any point leaves either the old checkpoint or the new
- * one, never a mixture.
+ * Write: serialize into memory, seal, then sp_save_write_file() (sim/save.h,
+ * shared with spacesim-ckpt): PATH.tmp (O_TRUNC), write all, fsync, close,
+ * rename over PATH, fsync the directory (so the rename itself survives a
+ * crash); a failed step removes PATH.tmp. A crash at any point leaves either
+ * the old checkpoint or the new one, never a mixture.
  *
  * Periodic checkpoints (sp_checkpoint_start) keep the loop's part small: the
  * loop only serializes (sp_world_save_unsealed: one exact-size buffer and
@@ -62,49 +63,13 @@ static int save_world_and_sessions(const sp_daemon_t *d, uint8_t **buf, size_t *
     return r;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n) {
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return SP_EIO;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* Seal buf and write it to path atomically. Any thread. Returns 0, or -1
- * with a message in msg. Frees nothing. */
-static int write_file(const char *path, uint8_t *buf, size_t len, char *msg, size_t msgsz) {
+/* Seal buf and write it to path atomically (sp_save_write_file(): temp
+ * file, fsync, rename, fsync of the directory). Any thread. Returns 0 or
+ * SP_EIO / SP_EMSGSIZE with the reason in msg; on success msg is "" or a
+ * warning that the caller logs (the directory's fsync failed). */
+static int seal_and_write(const char *path, uint8_t *buf, size_t len, char *msg, size_t msgsz) {
     sp_world_save_seal(buf, len);
-    char tmp[1100];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        snprintf(msg, msgsz, "cannot create %s: %s", tmp, strerror(errno));
-        return SP_EIO;
-    }
-    if (write_all(fd, buf, len) != 0 || fsync(fd) != 0) {
-        snprintf(msg, msgsz, "writing %s: %s", tmp, strerror(errno));
-        close(fd);
-        unlink(tmp);
-        return SP_EIO;
-    }
-    if (close(fd) != 0 || rename(tmp, path) != 0) {
-        snprintf(msg, msgsz, "rename: %s", strerror(errno));
-        unlink(tmp);
-        return SP_EIO;
-    }
-    char dirbuf[1100];
-    snprintf(dirbuf, sizeof dirbuf, "%s", path);
-    int dfd = open(dirname(dirbuf), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        if (fsync(dfd) != 0) SP_LOGW("checkpoint %s: fsync of its directory failed: %s", path, strerror(errno));
-        close(dfd);
-    }
-    return 0;
+    return sp_save_write_file(path, buf, len, msg, msgsz);
 }
 
 /* One checkpoint in flight on the threadpool at most. g_busy is set by the
@@ -128,7 +93,7 @@ typedef struct ckjob {
 
 static void ck_work(uv_work_t *req) {
     ckjob_t *j = req->data;
-    j->rc = write_file(j->d->conf.checkpoint, j->buf, j->len, j->msg, sizeof j->msg);
+    j->rc = seal_and_write(j->d->conf.checkpoint, j->buf, j->len, j->msg, sizeof j->msg);
     free(j->buf);
     j->buf = NULL;
     pthread_mutex_lock(&g_mu);
@@ -150,6 +115,7 @@ static void ck_after(uv_work_t *req, int status) {
     } else if (j->rc != 0) {
         SP_LOGE("checkpoint %s failed: %s", d->conf.checkpoint, j->msg);
     } else {
+        if (j->msg[0] != '\0') SP_LOGW("checkpoint %s: %s", d->conf.checkpoint, j->msg);
         d->st.checkpoints++;
         SP_LOGI("checkpoint written: %s (%zu bytes, %u entities, tick %llu, %.1f ms; %.2f ms on the loop)",
                 d->conf.checkpoint, j->len, j->entities, (unsigned long long)j->tick,
@@ -214,12 +180,13 @@ int sp_checkpoint_write(sp_daemon_t *d) {
         return r;
     }
     char msg[1400];
-    r = write_file(path, buf, len, msg, sizeof msg);
+    r = seal_and_write(path, buf, len, msg, sizeof msg);
     free(buf);
     if (r != 0) {
         SP_LOGE("checkpoint %s failed: %s", path, msg);
         return SP_EIO;
     }
+    if (msg[0] != '\0') SP_LOGW("checkpoint %s: %s", path, msg);
     d->st.checkpoints++;
     SP_LOGI("checkpoint written: %s (%zu bytes, %u entities, tick %llu, %.1f ms)", path, len,
             sp_world_count(d->world), (unsigned long long)sp_world_tick(d->world),

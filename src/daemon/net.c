@@ -38,12 +38,13 @@
  * hash of counts, O(1) per accept and close), so one host trickling bytes
  * into many connections cannot take every --max-clients slot.
  *
- * Output. sp_conn_send() tries uv_try_write() first (no allocation when the
- * socket has room and nothing is queued), and queues the rest with uv_write()
- * in one allocation (request + bytes); sp_conn_sendv() gathers several parts
- * (writev), and queues the shared ones (rbufs: a snapshot's cell chunks) by
- * reference instead of copying them. obuf_bytes counts queued bytes, shared
- * ones included:
+ * Output. sp_conn_sendv() (and sp_conn_send(), a sendv of one part) tries
+ * uv_try_write() first (no allocation when the socket has room and nothing
+ * is queued), and queues the rest with uv_write() in one allocation
+ * (request + buffers + the bytes of the unshared parts); it gathers several
+ * parts (writev), and queues the shared ones (rbufs: a snapshot's cell
+ * chunks) by reference instead of copying them. obuf_bytes counts queued
+ * bytes, shared ones included:
  *  - over conf->obuf_soft: snapshots are skipped for this client
  *    (snapshots.c), and if it stays over for obuf_soft_secs it is kicked
  *    (housekeeping);
@@ -78,10 +79,10 @@
 static char g_rbuf[SP_READ_BUF];
 static bool g_rbuf_busy;
 
-/* A queued write: the bytes a first uv_try_write() left over. Plain sends
- * copy them into data; sp_conn_sendv() points its buffers at shared rbufs
- * (one reference each, in refs, released when the write completes) and
- * copies only the unshared parts. */
+/* A queued write: the bytes a first uv_try_write() left over. data holds
+ * one uv_buf_t per part left, then refs, then copies of the unshared parts'
+ * bytes; the buffers of shared parts point into their rbufs (one reference
+ * each, in refs, released when the write completes). */
 typedef struct write_req {
     uv_write_t req;
     sp_conn_t *c;
@@ -295,53 +296,6 @@ static int ws_send(sp_conn_t *c, const void *data, size_t len) {
     return 0;
 }
 
-int sp_conn_send(sp_conn_t *c, const void *data, size_t len) {
-    if (c->closing) return -1;
-    if (len == 0) return 0;
-    if (c->transport == SP_TRANSPORT_WS) return ws_send(c, data, len);
-    sp_net_t *n = c->net;
-    size_t off = 0;
-    if (c->obuf_bytes == 0) {
-        uv_buf_t b = uv_buf_init((char *)(uintptr_t)data, (unsigned)len);
-        int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-        if (r >= 0) {
-            off = (size_t)r;
-        } else if (r != UV_EAGAIN) {
-            sp_conn_close(c, SP_CLOSE_PEER, "write error: %s", uv_strerror(r));
-            return -1;
-        }
-    }
-    n->st->bytes_out += len;
-    c->bytes_out += len;
-    if (off == len) return 0;
-    size_t rem = len - off;
-    if (c->obuf_bytes + rem > n->conf->obuf_hard) {
-        sp_conn_close(c, SP_CLOSE_KICK, "kicked: output buffer over hard limit (%zu bytes queued)", c->obuf_bytes + rem);
-        return -1;
-    }
-    write_req_t *w = malloc(sizeof *w + rem);
-    if (w == NULL) {
-        sp_conn_close(c, SP_CLOSE_KICK, "kicked: out of memory for output");
-        return -1;
-    }
-    memcpy(w->data, (const char *)data + off, rem);
-    w->c = c;
-    w->len = rem;
-    w->nrefs = 0;
-    w->refs = NULL;
-    uv_buf_t b = uv_buf_init(w->data, (unsigned)rem);
-    int r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
-    if (r < 0) {
-        free(w);
-        sp_conn_close(c, SP_CLOSE_PEER, "write error: %s", uv_strerror(r));
-        return -1;
-    }
-    sp_conn_retain(c); /* the write request's, until on_write */
-    c->obuf_bytes += rem;
-    if (c->obuf_bytes > n->conf->obuf_soft && c->over_soft_since_ns == 0) c->over_soft_since_ns = sp_now_ns();
-    return 0;
-}
-
 /* The most parts one sendv takes without an allocation for its buffers. */
 #define SENDV_STACK_PARTS 64
 
@@ -352,7 +306,9 @@ int sp_conn_sendv(sp_conn_t *c, const sp_outpart_t *parts, size_t n) {
     if (total == 0) return 0;
     if (c->transport == SP_TRANSPORT_WS) {
         /* lws_write() wants each message contiguous behind LWS_PRE bytes:
-         * WebSocket output is copied (ws_queue), so join the parts. */
+         * WebSocket output is copied (ws_queue), so join the parts; one part
+         * (sp_conn_send) already is. */
+        if (n == 1) return ws_send(c, parts[0].data, total);
         char *all = malloc(total);
         if (all == NULL) {
             sp_conn_close(c, SP_CLOSE_KICK, "kicked: out of memory for output");
@@ -444,6 +400,15 @@ int sp_conn_sendv(sp_conn_t *c, const sp_outpart_t *parts, size_t n) {
     c->obuf_bytes += rem;
     if (c->obuf_bytes > net->conf->obuf_soft && c->over_soft_since_ns == 0) c->over_soft_since_ns = sp_now_ns();
     return 0;
+}
+
+/* One path for both: a plain send is a sendv of one unshared part. Against
+ * a copy of the path for one buffer, that costs a few instructions per call
+ * and one uv_buf_t (16 bytes) more in a queued write's allocation: the
+ * syscall, the malloc and the copy are the same. */
+int sp_conn_send(sp_conn_t *c, const void *data, size_t len) {
+    const sp_outpart_t part = {.data = data, .len = len, .ref = NULL};
+    return sp_conn_sendv(c, &part, 1);
 }
 
 int sp_conn_send_sbuf(sp_conn_t *c, msgpack_sbuffer *sb) {

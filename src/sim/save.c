@@ -4,10 +4,21 @@
  * bytes: pass 1 (validate) reads and checks everything without allocating a
  * world; pass 2 (build) reads again into a freshly allocated world. Pass 2
  * cannot meet anything pass 1 did not accept, so the only failure after
- * allocation starts is SP_ENOMEM, which frees the partial world. */
+ * allocation starts is SP_ENOMEM, which frees the partial world.
+ *
+ * sp_save_write_file() (at the end) is the one writer of checkpoint files,
+ * for spacesimd and spacesim-ckpt alike: plain POSIX I/O, no logging; the
+ * caller reports the message it returns. */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sim/save.h"
 #include "sim/world_int.h"
@@ -522,5 +533,91 @@ int sp_world_load_annex(const uint8_t *buf, size_t len, const sp_allocator_t *al
     *out = w;
     if (annex) *annex = alen ? buf + aoff : NULL;
     if (annex_len) *annex_len = alen;
+    return 0;
+}
+
+/* ----------------------------------------------------------- file writer */
+
+/* The caller's message, if it gave room for one. */
+__attribute__((format(printf, 3, 4))) static void say(char *msg, size_t msgsz, const char *fmt, ...) {
+    if (msgsz == 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, msgsz, fmt, ap);
+    va_end(ap);
+}
+
+/* write(2) until all n bytes are out. 0, or -1 with errno set. */
+static int write_all(int fd, const uint8_t *p, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return -1;
+        if (w == 0) { /* not for a regular file with n > 0, but never spin on it */
+            errno = EIO;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+int sp_save_write_file(const char *path, const uint8_t *buf, size_t len, char *msg, size_t msgsz) {
+    /* PATH_MAX (4 KiB) twice on the stack: callers run on the loop thread or
+     * a libuv pool thread (8 MiB stacks), and nothing is allocated. */
+    char tmp[PATH_MAX], dir[PATH_MAX];
+    if (msgsz > 0) msg[0] = '\0';
+    size_t plen = strlen(path);
+    if (plen + sizeof ".tmp" > sizeof tmp) {
+        say(msg, msgsz, "path too long (%zu bytes, at most %zu)", plen, sizeof tmp - sizeof ".tmp");
+        return SP_EMSGSIZE;
+    }
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmp", sizeof ".tmp");
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        say(msg, msgsz, "cannot create %s: %s", tmp, strerror(errno));
+        return SP_EIO;
+    }
+    /* From here every failure removes tmp: a half-written one is garbage
+     * (path still holds the last complete file) and would only be left for
+     * someone to mistake for a checkpoint. errno is kept before close() and
+     * unlink(), which may change it. */
+    const char *step = NULL;
+    if (write_all(fd, buf, len) != 0) step = "writing";
+    else if (fsync(fd) != 0) step = "fsync of";
+    if (step != NULL) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        say(msg, msgsz, "%s %s: %s", step, tmp, strerror(e));
+        return SP_EIO;
+    }
+    if (close(fd) != 0) { /* after a good fsync, NFS may still report here */
+        int e = errno;
+        unlink(tmp);
+        say(msg, msgsz, "closing %s: %s", tmp, strerror(e));
+        return SP_EIO;
+    }
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        say(msg, msgsz, "rename of %s: %s", tmp, strerror(e));
+        return SP_EIO;
+    }
+    /* The rename is an update of the directory, durable only once the
+     * directory is fsynced; without it a crash soon after could bring back
+     * the old file (or none). The new file is in place either way, so a
+     * failure here is a warning, not an error (see save.h). */
+    memcpy(dir, path, plen + 1);
+    const char *d = dirname(dir);
+    int dfd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) {
+        say(msg, msgsz, "cannot open its directory %s to fsync it: %s", d, strerror(errno));
+        return 0;
+    }
+    if (fsync(dfd) != 0) say(msg, msgsz, "fsync of its directory %s failed: %s", d, strerror(errno));
+    close(dfd);
     return 0;
 }

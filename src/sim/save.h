@@ -24,8 +24,9 @@
  * half-loaded. A loaded world steps exactly like the saved one (same
  * sp_world_hash() now and after any number of identical steps).
  *
- * Threads: the world's owner thread; the buffer belongs to the caller. The
- * daemon writes the bytes to disk atomically (temp file, fsync, rename). */
+ * Threads: the world's owner thread; the buffer belongs to the caller.
+ * sp_save_write_file() puts the sealed bytes on disk atomically; spacesimd
+ * and spacesim-ckpt both write their files with it. */
 #ifndef SP_SIM_SAVE_H
 #define SP_SIM_SAVE_H
 
@@ -83,6 +84,31 @@ SP_API int sp_world_load(const uint8_t *buf, size_t len, const sp_allocator_t *a
  * on success. */
 SP_API int sp_world_load_annex(const uint8_t *buf, size_t len, const sp_allocator_t *alloc, int grid_threads,
                                sp_world_t **out, const uint8_t **annex, size_t *annex_len);
+
+/* Write len bytes of buf to path atomically, so that a crash at any point
+ * leaves at path either its old content (or nothing) or all of the new one,
+ * never a mixture: path.tmp in the same directory (created or truncated,
+ * mode 0644), every byte written (EINTR retried), fsync, close, rename over
+ * path, then fsync of the directory so the rename itself survives a crash.
+ * The bytes are written as they are: a checkpoint is sealed first
+ * (sp_world_save_seal()).
+ *
+ * Returns 0, or on failure SP_EIO (SP_EMSGSIZE: path + ".tmp" longer than
+ * PATH_MAX, nothing created) with path untouched, path.tmp removed and msg saying which step
+ * failed and why, e.g. "cannot create /x/w.ckpt.tmp: No such file or
+ * directory" (steps: cannot create, writing, fsync of, closing, rename of).
+ * A failed fsync (or open) of the directory after the rename is not a
+ * failure, since the new file is in place and only the rename's durability
+ * over a crash is in doubt: it returns 0 with a warning in msg ("fsync of its
+ * directory /x failed: ..."); msg is "" after a clean success. msg is
+ * always NUL-terminated when msgsz > 0 (truncated to msgsz); NULL with 0.
+ *
+ * Threads: any thread; no state of its own. Two writers of the same path at
+ * once share path.tmp and garble it: the caller keeps them apart (spacesimd:
+ * its lock file and one checkpoint in flight). Blocks on the disk (two
+ * fsyncs: milliseconds on an SSD, up to seconds on a busy disk); never
+ * allocates. Ownership: buf and msg stay the caller's. */
+SP_API int sp_save_write_file(const char *path, const uint8_t *buf, size_t len, char *msg, size_t msgsz);
 
 #ifdef __cplusplus
 }
