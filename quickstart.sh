@@ -5,7 +5,8 @@
 #                           install what is missing, build, start spacesimd with a demo world
 #   ./quickstart.sh test    install what is missing, build, run the whole test suite:
 #                           make check (gcc, -Werror), again under ASan+UBSan, and the
-#                           concurrency tests under ThreadSanitizer
+#                           concurrency tests under ThreadSanitizer; then the whole tree,
+#                           tests included, compiled with clang -Werror
 #   ./quickstart.sh bench   install, build, run the benchmarks (make bench)
 #
 # Idempotent: packages already installed are not touched, configured build trees are
@@ -83,7 +84,9 @@ check() {
 # promtool (Debian package prometheus) checks the metrics in make check; headless
 # Chromium and python3-websockets drive the real-browser test of the web view;
 # node runs the web view's decoder on hand-built snapshots (tests/web/decode.sh).
-[ "$mode" = test ] && pkgs="$pkgs prometheus chromium python3-websockets nodejs"
+# clang: the tree must also build warning-free (-Werror) with clang (the test mode compiles
+# everything, tests included, with it).
+[ "$mode" = test ] && pkgs="$pkgs prometheus chromium python3-websockets nodejs clang"
 # The benchmarks' peers (issue 13), needed by `make bench` only: DPDK rte_ring,
 # moodycamel (a C++ header, so g++ for its shim), mimalloc and jemalloc.
 [ "$mode" = bench ] && pkgs="$pkgs libdpdk-dev libconcurrentqueue-dev g++ libmimalloc-dev libjemalloc-dev"
@@ -106,7 +109,10 @@ test)
     check build-asan check CK_TIMEOUT_MULTIPLIER=3
     build build-tsan --enable-tsan
     check build-tsan check-stress CK_TIMEOUT_MULTIPLIER=10
-    echo "quickstart: all tests passed (default, ASan+UBSan, TSan stress)"
+    # clang, -Werror: the daemon, the clients and every test program compile (TESTS= runs none).
+    build build-clang CC=clang
+    check build-clang check TESTS=
+    echo "quickstart: all tests passed (default, ASan+UBSan, TSan stress; clang build clean)"
     ;;
 bench)
     build build

@@ -367,7 +367,7 @@ static int cmd_audit(int argc, char **argv) {
     return ok ? 0 : 1;
 }
 
-static void usage(void) {
+static _Noreturn void usage(void) {
     fprintf(stderr,
             "usage: spacesim-cells [--nats URL] [--cells NxM] [--timeout SECS] COMMAND ...\n"
             "  list | move CELL NODE | status NODE... | dump NODE | pause NODE... | resume NODE...\n"
