@@ -123,7 +123,11 @@ static void index_rows(sp_frame_t *f, uint32_t *b);
 /* A frame of `count` rows and room for `npc` NPC rows, its header from w
  * (tick and rules) and its grid geometry set, the arrays uninitialised; one
  * reference not yet initialised. NULL on OOM. */
-static sp_frame_t *frame_new(const fsrc_t *w, uint32_t count, uint32_t npc) {
+static sp_frame_t *frame_new_x(const fsrc_t *w, uint32_t count, uint32_t npc, uint32_t nchanged, uint32_t ngone);
+static sp_frame_t *frame_new(const fsrc_t *w, uint32_t count, uint32_t npc) { return frame_new_x(w, count, npc, 0, 0); }
+
+/* ... plus room for a change list of nchanged rows and ngone ids. */
+static sp_frame_t *frame_new_x(const fsrc_t *w, uint32_t count, uint32_t npc, uint32_t nchanged, uint32_t ngone) {
     /* Spatial index: a dense grid of cells_per_axis^3 cells over the world
      * cube, ~1 row per cell (at most 64 per axis). Queries scan (y, z) lines
      * of cells cut to the sphere's chord over 16-byte entries, so a line
@@ -139,7 +143,9 @@ static sp_frame_t *frame_new(const fsrc_t *w, uint32_t count, uint32_t npc) {
     size_t off_npc = off_rows + (size_t)count * sizeof(sp_frame_row_t);
     size_t off_cs = off_npc + (size_t)npc * sizeof(uint32_t);
     size_t off_ce = sp_align_up(off_cs + ((size_t)ncells + 1) * sizeof(uint32_t), 64);
-    size_t bytes = off_ce + (size_t)count * sizeof(sp_frame_cell_ent_t);
+    size_t off_gone = sp_align_up(off_ce + (size_t)count * sizeof(sp_frame_cell_ent_t), 64);
+    size_t off_chg = off_gone + (size_t)ngone * sizeof(uint64_t);
+    size_t bytes = off_chg + (size_t)nchanged * sizeof(uint32_t);
     char *mem = w->alloc->alloc(w->alloc->ctx, bytes, 64);
     if (mem == NULL) return NULL;
     sp_frame_t *f = (sp_frame_t *)mem;
@@ -160,6 +166,8 @@ static sp_frame_t *frame_new(const fsrc_t *w, uint32_t count, uint32_t npc) {
     f->cell_size = 2.0f * w->half_extent / (float)cpa;
     f->cell_start = (uint32_t *)(mem + off_cs);
     f->cell_ents = (sp_frame_cell_ent_t *)(mem + off_ce);
+    f->gone_ids = (uint64_t *)(mem + off_gone);
+    f->changed_rows = (uint32_t *)(mem + off_chg);
     f->bytes_ = bytes;
     f->alloc_ = w->alloc;
     /* Plain initialisation: the frame is not shared yet. Whoever hands it
@@ -509,9 +517,14 @@ sp_frame_t *sp_frame_build_delta(const sp_frame_t *prev, sp_world_capture_t *c) 
     qsort(kp, c->nup, 2 * sizeof *kp, cmp_pair);
     qsort(c->dead, c->ndead, sizeof *c->dead, cmp_u64);
     uint32_t count = c->src.count;
-    sp_frame_t *f = frame_new(&c->src, count, count); /* NPC room: at most every row */
+    /* NPC room: at most every row; the change list: at most every changed
+     * row and dead id. */
+    sp_frame_t *f = frame_new_x(&c->src, count, count, c->nup, c->ndead);
     if (f == NULL) return NULL;
     sp_frame_row_t *rows = (sp_frame_row_t *)(uintptr_t)f->rows;
+    uint32_t *chg = (uint32_t *)(uintptr_t)f->changed_rows;
+    uint64_t *gone = (uint64_t *)(uintptr_t)f->gone_ids;
+    uint32_t nchg = 0, ngone = 0;
     /* Merge: runs of prev's rows up to the next changed or dead id copied
      * as they are (memcpy), changed rows in their place, dead ones left
      * out. A dead id that is also changed came back (re-imported): the row
@@ -535,15 +548,18 @@ sp_frame_t *sp_frame_build_delta(const sp_frame_t *prev, sp_world_capture_t *c) 
             i = e;
         }
         if (next == UINT64_MAX) break;
-        if (i < pn && pr[i].id == next) i++; /* replaced or dead: prev's row goes */
+        int in_prev = i < pn && pr[i].id == next;
+        if (in_prev) i++; /* replaced or dead: prev's row goes */
         if (j < c->nup && kp[2 * j] == next) {
             if (n == count) {
                 bad = 1;
                 break;
             }
+            chg[nchg++] = n;
             rows[n++] = c->up[kp[2 * j + 1]];
             j++;
         } else {
+            if (in_prev && (ngone == 0 || gone[ngone - 1] != next)) gone[ngone++] = next;
             d++; /* a dead id (absent from prev when it was born and died since) */
         }
     }
@@ -557,6 +573,10 @@ sp_frame_t *sp_frame_build_delta(const sp_frame_t *prev, sp_world_capture_t *c) 
     for (uint32_t r = 0; r < count; r++)
         if (rows[r].kind == SP_KIND_SHIP && (rows[r].flags & SP_ENT_NPC)) npc_rows[np++] = r;
     f->npc_count = np;
+    f->has_changes = 1;
+    f->base_tick = prev->tick;
+    f->nchanged = nchg;
+    f->ngone = ngone;
     if (cap_grow(c->alloc, (void **)&c->cells, &c->cells_cap, count ? count : 1, sizeof(uint32_t), 1) != 0) {
         sp_frame_release(f);
         return NULL;

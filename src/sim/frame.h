@@ -83,6 +83,17 @@ typedef struct sp_frame {
     float cell_size;              /* units */
     const uint32_t *cell_start;   /* cells_per_axis^3 + 1 */
     const struct sp_frame_cell_ent *cell_ents; /* count */
+    /* What changed since the frame of base_tick (an incremental build,
+     * sp_frame_build_delta; has_changes 0 for a full build): every row that
+     * may differ from that frame's row of the same id, or is new (row
+     * indices, ascending), and the ids of that frame that are gone
+     * (ascending). A superset: a listed row may be unchanged. */
+    int has_changes;
+    uint64_t base_tick;
+    const uint32_t *changed_rows;
+    uint32_t nchanged;
+    const uint64_t *gone_ids;
+    uint32_t ngone;
     /* private */
     _Atomic uint32_t refs_;
     size_t bytes_;
