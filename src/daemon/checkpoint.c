@@ -323,7 +323,7 @@ int sp_checkpoint_load(sp_daemon_t *d) {
     sp_world_t *w = NULL;
     const uint8_t *annex = NULL;
     size_t alen = 0;
-    int r = sp_world_load_annex(buf, len, NULL, 1, &w, &annex, &alen);
+    int r = sp_world_load_annex(buf, len, &d->blocks.a, 1, &w, &annex, &alen);
     if (r < 0) {
         free(buf);
         SP_LOGE("checkpoint %s refused: %s%s; not starting (move it away to start a new world)", path,

@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "daemon/airound.h"
+#include "daemon/blocks.h"
 #include "daemon/icells.h"
 #include "daemon/conf.h"
 #include "daemon/events.h"
@@ -49,6 +50,8 @@ typedef struct sp_daemon {
     uint64_t next_session;      /* next session id: >= 1, never reused (checkpointed);
                                  * > SP_SESSION_ID_MAX: exhausted (session.h) */
     sp_session_table_t detached; /* sessions whose connection ended, within their grace (clients.c) */
+
+    sp_blocks_t blocks;         /* the world's allocator (blocks.h): frames' pages stay mapped */
 
     /* Snapshot rounds (frames.c, snapshots.c). */
     uint64_t snap_every;        /* publish a frame every this many ticks */

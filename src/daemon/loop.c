@@ -366,6 +366,7 @@ static void close_signals(sp_daemon_t *d) {
 
 void sp_daemon_init(sp_daemon_t *d) {
     ignore_operator_signals(); /* until start_signals installs the handlers */
+    if (sp_blocks_init(&d->blocks) != 0) abort(); /* a mutex at start-up */
     d->loop = uv_default_loop();
     d->next_session = 1;
     d->tick_ns = 1000000000ull / (uint64_t)d->conf.tick_hz;
@@ -386,6 +387,7 @@ void sp_daemon_destroy(sp_daemon_t *d) {
     sp_events_destroy(&d->events);
     sp_sessions_destroy(&d->detached);
     msgpack_sbuffer_destroy(&d->reply);
+    sp_blocks_destroy(&d->blocks); /* after the world: its arrays and frames came from it */
 }
 
 static size_t pow2_at_least(size_t n) {

@@ -433,6 +433,7 @@ static int new_world(sp_daemon_t *d) {
         d->wdef.id_node = (uint32_t)c->node;
         if (c->cluster_test_ships >= 0) d->wdef.ship_max_accel = 0.0f; /* ballistic: only walls turn ships */
     }
+    d->wdef.allocator = &d->blocks.a;
     int e = sp_world_create(&d->wdef, &d->world);
     if (e < 0) {
         SP_LOGE("cannot create the world: %s", sp_strerror(e));
