@@ -1119,7 +1119,16 @@ int sp_snap_chunk_full(msgpack_sbuffer *out, uint32_t cell, const sp_snap_rec_t 
 
 int sp_snap_chunk_delta(msgpack_sbuffer *out, uint32_t cell, uint64_t base_tick, const sp_snap_rec_t *old,
                         size_t nold, const sp_snap_rec_t *cur, size_t ncur, sp_snap_stats_t *stats) {
-    if (out == NULL || !recs_valid(old, nold) || !recs_valid(cur, ncur)) return SP_EINVAL;
+    return sp_snap_chunk_delta_sparse(out, cell, base_tick, old, nold, cur, ncur, ncur, stats);
+}
+
+/* (The walk emits nothing for an id in both lists with equal records, and
+ * ids are coded against the previous *emitted* id: so leaving out ids that
+ * did not change gives the same bytes.) */
+int sp_snap_chunk_delta_sparse(msgpack_sbuffer *out, uint32_t cell, uint64_t base_tick, const sp_snap_rec_t *old,
+                               size_t nold, const sp_snap_rec_t *cur, size_t ncur, uint64_t count,
+                               sp_snap_stats_t *stats) {
+    if (out == NULL || !recs_valid(old, nold) || !recs_valid(cur, ncur) || count < ncur) return SP_EINVAL;
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
     walk_t w = {.pk = &pk};
@@ -1139,7 +1148,7 @@ int sp_snap_chunk_delta(msgpack_sbuffer *out, uint32_t cell, uint64_t base_tick,
     walk(old, nold, cur, ncur, SEC_CHANGED, &w);
     r |= msgpack_pack_array(&pk, w.left);
     walk(old, nold, cur, ncur, SEC_LEFT, &w);
-    r |= msgpack_pack_uint64(&pk, ncur);
+    r |= msgpack_pack_uint64(&pk, count);
     if (r || w.err) {
         out->size = before;
         return SP_ENOMEM;
@@ -1150,7 +1159,7 @@ int sp_snap_chunk_delta(msgpack_sbuffer *out, uint32_t cell, uint64_t base_tick,
         stats->entered = (uint32_t)w.entered;
         stats->changed = (uint32_t)w.changed;
         stats->left = (uint32_t)w.left;
-        stats->count = (uint32_t)ncur;
+        stats->count = (uint32_t)count;
         stats->chunks = 1;
         stats->bytes = out->size - before;
     }

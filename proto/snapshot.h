@@ -264,6 +264,17 @@ SP_API int sp_snap_chunk_full(msgpack_sbuffer *out, uint32_t cell, const sp_snap
 SP_API int sp_snap_chunk_delta(msgpack_sbuffer *out, uint32_t cell, uint64_t base_tick, const sp_snap_rec_t *old,
                                size_t nold, const sp_snap_rec_t *cur, size_t ncur, sp_snap_stats_t *stats);
 
+/* The same chunk from the records of the ids that may have changed only:
+ * old and cur hold, id ascending, the old and the new records of those ids
+ * (an id in one list only entered or left), every other id of the cell is
+ * in both contents with an equal record, and count is the cell's new
+ * entity count. The bytes equal sp_snap_chunk_delta over the whole
+ * contents (tests/check_snapshot). O(nold + ncur): what changed, not what
+ * the cell holds. */
+SP_API int sp_snap_chunk_delta_sparse(msgpack_sbuffer *out, uint32_t cell, uint64_t base_tick,
+                                      const sp_snap_rec_t *old, size_t nold, const sp_snap_rec_t *cur, size_t ncur,
+                                      uint64_t count, sp_snap_stats_t *stats);
+
 /* A client snapshot is, byte for byte:
  *   sp_snap_pack_head(tick, base, nchunks) + nchunks chunks' bytes (cell
  *   ascending) + sp_snap_pack_tail(gone, count)

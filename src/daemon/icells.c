@@ -252,6 +252,7 @@ void sp_icells_scratch_init(sp_icells_scratch_t *s) {
 
 void sp_icells_scratch_destroy(sp_icells_scratch_t *s) {
     free(s->recs);
+    free(s->sub);
     msgpack_sbuffer_destroy(&s->sb);
     free(s->bits);
     free(s->dist);
@@ -271,20 +272,34 @@ static int update_cell(sp_icells_t *cs, size_t k, sp_icells_scratch_t *s) {
     int rc = grow(&p, &s->recs_cap, (size_t)c->len + nop, sizeof(sp_snap_rec_t));
     s->recs = p;
     if (rc) return rc;
-    sp_snap_rec_t *out = s->recs;
+    p = s->sub;
+    rc = grow(&p, &s->sub_cap, 2 * nop, sizeof(sp_snap_rec_t));
+    s->sub = p;
+    if (rc) return rc;
+    sp_snap_rec_t *out = s->recs, *sold = s->sub, *scur = s->sub + nop;
     const sp_frame_row_t *rows = cs->next->rows;
-    size_t i = 0, n = 0;
+    size_t i = 0, n = 0, nold = 0, ncur = 0;
     for (size_t q = 0; q < nop; q++) {
-        while (i < c->len && c->recs[i].id < op[q].id) out[n++] = c->recs[i++];
-        bool here = i < c->len && c->recs[i].id == op[q].id;
-        if (here) i++;                                        /* replaced or removed */
-        if (op[q].row != UINT32_MAX) sp_icells_rec_of(&out[n++], &rows[op[q].row]);
+        /* The records up to the op's id stay as they are. */
+        size_t e = i;
+        while (e < c->len && c->recs[e].id < op[q].id) e++;
+        if (e > i) memcpy(out + n, c->recs + i, (e - i) * sizeof *out); /* (recs may be NULL) */
+        n += e - i;
+        i = e;
+        if (i < c->len && c->recs[i].id == op[q].id) sold[nold++] = c->recs[i++]; /* replaced or removed */
+        if (op[q].row != UINT32_MAX) {
+            sp_icells_rec_of(&out[n], &rows[op[q].row]);
+            scur[ncur++] = out[n++];
+        }
         /* A removal of an id the cell lacks cannot happen (the ops come
          * from the frames the contents were built from); skipped. */
     }
-    while (i < c->len) out[n++] = c->recs[i++];
+    if (c->len > i) memcpy(out + n, c->recs + i, (c->len - i) * sizeof *out);
+    n += c->len - i;
+    /* The delta from the changed records only: every other id is in both
+     * contents with the same record (sp_snap_chunk_delta_sparse). */
     msgpack_sbuffer_clear(&s->sb);
-    rc = sp_snap_chunk_delta(&s->sb, cid, cs->tick, c->recs, c->len, out, n, NULL);
+    rc = sp_snap_chunk_delta_sparse(&s->sb, cid, cs->tick, sold, nold, scur, ncur, n, NULL);
     if (rc) return rc;
     sp_rbuf_t *delta = sp_rbuf_new(s->sb.data, s->sb.size, (uint32_t)n);
     if (delta == NULL) return SP_ENOMEM;

@@ -20,7 +20,9 @@
  *                            cells, ascending
  *   sp_icells_update(a, b)    touched cells [a, b): new content and its delta
  *                            chunk; disjoint ranges run on different threads
- *                            at once (pool jobs), O(content of those cells)
+ *                            at once (pool jobs); the delta is encoded from
+ *                            the changed records only (O(changes)), the
+ *                            content merged with memcpy-like copies
  *   sp_icells_end(ok)         serial: the store is now at f->tick (or, after
  *                            a failure in any step, emptied: a new epoch)
  * Between rounds (after end, before the next begin) any number of threads
@@ -132,6 +134,8 @@ int sp_icells_begin(sp_icells_t *cs, const sp_frame_t *f);
 typedef struct sp_icells_scratch {
     sp_snap_rec_t *recs;
     size_t recs_cap;
+    sp_snap_rec_t *sub;         /* an update's changed records: old ones, then new ones */
+    size_t sub_cap;
     msgpack_sbuffer sb;
     uint64_t *bits;             /* ncells bits, all zero between calls */
     float *dist;                /* per visible cell: squared box distance to the nearest centre */
