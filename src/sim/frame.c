@@ -72,8 +72,6 @@ struct sp_world_capture {
     uint64_t *dead;
     uint32_t ndead, dead_cap;
     uint64_t *keys;    /* build scratch: (id, index) pairs of up, 2 * up_cap */
-    uint32_t *cells;   /* build scratch: a cell per row, cells_cap */
-    uint32_t cells_cap;
 };
 
 static void fsrc_def(fsrc_t *s, const sp_world_t *w) {
@@ -118,7 +116,8 @@ static void row_fill(sp_frame_row_t *row, const fsrc_t *w, uint32_t i) {
     row->resource = w->resource[i];
 }
 
-static void index_rows(sp_frame_t *f, uint32_t *b);
+static void rent_fill(sp_frame_t *f, uint32_t r);
+static void index_rows(sp_frame_t *f);
 
 /* A frame of `count` rows and room for `npc` NPC rows, its header from w
  * (tick and rules) and its grid geometry set, the arrays uninitialised; one
@@ -143,7 +142,8 @@ static sp_frame_t *frame_new_x(const fsrc_t *w, uint32_t count, uint32_t npc, ui
     size_t off_npc = off_rows + (size_t)count * sizeof(sp_frame_row_t);
     size_t off_cs = off_npc + (size_t)npc * sizeof(uint32_t);
     size_t off_ce = sp_align_up(off_cs + ((size_t)ncells + 1) * sizeof(uint32_t), 64);
-    size_t off_gone = sp_align_up(off_ce + (size_t)count * sizeof(sp_frame_cell_ent_t), 64);
+    size_t off_rent = sp_align_up(off_ce + (size_t)count * sizeof(sp_frame_cell_ent_t), 64);
+    size_t off_gone = sp_align_up(off_rent + (size_t)count * sizeof(sp_frame_cell_ent_t), 64);
     size_t off_chg = off_gone + (size_t)ngone * sizeof(uint64_t);
     size_t bytes = off_chg + (size_t)nchanged * sizeof(uint32_t);
     char *mem = w->alloc->alloc(w->alloc->ctx, bytes, 64);
@@ -167,6 +167,7 @@ static sp_frame_t *frame_new_x(const fsrc_t *w, uint32_t count, uint32_t npc, ui
     f->cell_start = (uint32_t *)(mem + off_cs);
     f->cell_ents = (sp_frame_cell_ent_t *)(mem + off_ce);
     f->gone_ids = (uint64_t *)(mem + off_gone);
+    f->rent_ = (sp_frame_cell_ent_t *)(mem + off_rent);
     f->changed_rows = (uint32_t *)(mem + off_chg);
     f->bytes_ = bytes;
     f->alloc_ = w->alloc;
@@ -243,38 +244,54 @@ static sp_frame_t *build(const fsrc_t *w) {
     if (f == NULL) return NULL;
     sp_frame_row_t *rows = (sp_frame_row_t *)(uintptr_t)f->rows;
     uint32_t *npc_rows = (uint32_t *)(uintptr_t)f->npc_rows;
-    uint32_t np = 0;
+    (void)npc_rows; /* index_rows fills it */
     for (uint32_t r = 0; r < count; r++) {
         row_fill(&rows[r], w, a[r]);
-        if (rows[r].kind == SP_KIND_SHIP && (rows[r].flags & SP_ENT_NPC)) npc_rows[np++] = r;
+        rent_fill(f, r);
     }
-    index_rows(f, b); /* a and b are disjoint: b is free scratch here */
+    index_rows(f);
     return f;
 }
 
-/* The spatial index of f's rows (f->rows, f->count, the grid geometry and
- * the arrays set): cell_start and cell_ents. b: count u32 of scratch. */
-static void index_rows(sp_frame_t *f, uint32_t *b) {
+#define RENT_NPC 0x80000000u /* in a rent entry's cell: the row is an NPC ship */
+
+/* Row r's entry of rent_, in row order: its position (copied, so the index
+ * is built without reading the 64-byte rows again) and its grid cell, with
+ * RENT_NPC for an NPC ship. Incremental builds copy the entries of the rows
+ * they copy (same grid) and fill only the changed ones. */
+static void rent_fill(sp_frame_t *f, uint32_t r) {
+    const sp_frame_row_t *row = &f->rows[r];
+    sp_frame_cell_ent_t *e = (sp_frame_cell_ent_t *)(uintptr_t)&f->rent_[r];
+    uint32_t cpa = f->cells_per_axis;
+    float inv_cell = 1.0f / f->cell_size, half = f->half_extent;
+    memcpy(e->pos, row->pos, sizeof e->pos);
+    e->row = (cell_coord(row->pos[2], half, inv_cell, cpa) * cpa + cell_coord(row->pos[1], half, inv_cell, cpa)) * cpa +
+             cell_coord(row->pos[0], half, inv_cell, cpa);
+    if (row->kind == SP_KIND_SHIP && (row->flags & SP_ENT_NPC)) e->row |= RENT_NPC;
+}
+
+/* The spatial index and the NPC list of f from rent_ (every entry filled):
+ * cell_start, cell_ents (a stable counting sort: rows of a cell stay in
+ * ascending row order), npc_rows and npc_count. Reads 16 bytes a row. */
+static void index_rows(sp_frame_t *f) {
     uint32_t count = f->count, cpa = f->cells_per_axis, ncells = cpa * cpa * cpa;
-    const sp_frame_row_t *rows = f->rows;
+    const sp_frame_cell_ent_t *rent = f->rent_;
     uint32_t *cell_start = (uint32_t *)(uintptr_t)f->cell_start;
     sp_frame_cell_ent_t *cell_ents = (sp_frame_cell_ent_t *)(uintptr_t)f->cell_ents;
-    float inv_cell = 1.0f / f->cell_size, half = f->half_extent;
+    uint32_t *npc_rows = (uint32_t *)(uintptr_t)f->npc_rows;
+    uint32_t np = 0;
     memset(cell_start, 0, ((size_t)ncells + 1) * sizeof(uint32_t));
     for (uint32_t r = 0; r < count; r++) {
-        const sp_frame_row_t *row = &rows[r];
-        uint32_t c = (cell_coord(row->pos[2], half, inv_cell, cpa) * cpa +
-                      cell_coord(row->pos[1], half, inv_cell, cpa)) * cpa +
-                     cell_coord(row->pos[0], half, inv_cell, cpa);
-        b[r] = c;
-        cell_start[c + 1]++;
+        uint32_t c = rent[r].row;
+        if (c & RENT_NPC) npc_rows[np++] = r;
+        cell_start[(c & ~RENT_NPC) + 1]++;
     }
+    f->npc_count = np;
     for (uint32_t c = 0; c < ncells; c++) cell_start[c + 1] += cell_start[c];
-    /* Stable counting sort: rows of a cell stay in ascending row order. The
-     * cursor array is cell_start shifted by one; undo the shift after. */
+    /* The cursor array is cell_start shifted by one; undo the shift after. */
     for (uint32_t r = 0; r < count; r++) {
-        sp_frame_cell_ent_t *e = &cell_ents[cell_start[b[r]]++];
-        memcpy(e->pos, rows[r].pos, sizeof e->pos);
+        sp_frame_cell_ent_t *e = &cell_ents[cell_start[(rent[r].row & ~RENT_NPC)]++];
+        memcpy(e->pos, rent[r].pos, sizeof e->pos);
         e->row = r;
     }
     for (uint32_t c = ncells; c > 0; c--) cell_start[c] = cell_start[c - 1];
@@ -312,7 +329,6 @@ void sp_world_capture_free(sp_world_capture_t *c) {
     if (c->up) c->alloc->free(c->alloc->ctx, c->up, (size_t)c->up_cap * sizeof *c->up, 64);
     if (c->keys) c->alloc->free(c->alloc->ctx, c->keys, (size_t)c->up_cap * 2 * sizeof *c->keys, 64);
     if (c->dead) c->alloc->free(c->alloc->ctx, c->dead, (size_t)c->dead_cap * sizeof *c->dead, 64);
-    if (c->cells) c->alloc->free(c->alloc->ctx, c->cells, (size_t)c->cells_cap * sizeof *c->cells, 64);
     c->alloc->free(c->alloc->ctx, c, sizeof *c, 64);
 }
 
@@ -532,6 +548,9 @@ sp_frame_t *sp_frame_build_delta(const sp_frame_t *prev, sp_world_capture_t *c) 
     uint32_t i = 0, j = 0, d = 0, n = 0, pn = prev->count;
     const sp_frame_row_t *pr = prev->rows;
     int bad = 0;
+    /* The same grid: the copied rows keep their cells (rent_ entries). */
+    int same_grid = prev->cells_per_axis == f->cells_per_axis && prev->cell_size == f->cell_size &&
+                    prev->half_extent == f->half_extent;
     while (i < pn || j < c->nup) {
         uint64_t next = UINT64_MAX;
         if (j < c->nup) next = kp[2 * j];
@@ -544,6 +563,7 @@ sp_frame_t *sp_frame_build_delta(const sp_frame_t *prev, sp_world_capture_t *c) 
                 break;
             }
             memcpy(&rows[n], &pr[i], (size_t)(e - i) * sizeof *rows);
+            if (same_grid) memcpy((void *)(uintptr_t)&f->rent_[n], &prev->rent_[i], (size_t)(e - i) * sizeof *f->rent_);
             n += e - i;
             i = e;
         }
@@ -556,7 +576,9 @@ sp_frame_t *sp_frame_build_delta(const sp_frame_t *prev, sp_world_capture_t *c) 
                 break;
             }
             chg[nchg++] = n;
-            rows[n++] = c->up[kp[2 * j + 1]];
+            rows[n] = c->up[kp[2 * j + 1]];
+            if (same_grid) rent_fill(f, n);
+            n++;
             j++;
         } else {
             if (in_prev && (ngone == 0 || gone[ngone - 1] != next)) gone[ngone++] = next;
@@ -569,19 +591,13 @@ sp_frame_t *sp_frame_build_delta(const sp_frame_t *prev, sp_world_capture_t *c) 
         sp_frame_release(f);
         return NULL;
     }
-    uint32_t np = 0, *npc_rows = (uint32_t *)(uintptr_t)f->npc_rows;
-    for (uint32_t r = 0; r < count; r++)
-        if (rows[r].kind == SP_KIND_SHIP && (rows[r].flags & SP_ENT_NPC)) npc_rows[np++] = r;
-    f->npc_count = np;
+    if (!same_grid)
+        for (uint32_t r = 0; r < count; r++) rent_fill(f, r);
     f->has_changes = 1;
     f->base_tick = prev->tick;
     f->nchanged = nchg;
     f->ngone = ngone;
-    if (cap_grow(c->alloc, (void **)&c->cells, &c->cells_cap, count ? count : 1, sizeof(uint32_t), 1) != 0) {
-        sp_frame_release(f);
-        return NULL;
-    }
-    index_rows(f, c->cells);
+    index_rows(f);
     return f;
 }
 

@@ -95,6 +95,7 @@ typedef struct sp_frame {
     const uint64_t *gone_ids;
     uint32_t ngone;
     /* private */
+    const struct sp_frame_cell_ent *rent_; /* count, row order: pos and cell | NPC bit (frame.c) */
     _Atomic uint32_t refs_;
     size_t bytes_;
     const sp_allocator_t *alloc_;
