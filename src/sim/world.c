@@ -1375,6 +1375,40 @@ int sp_world_apply_msg(sp_world_t *w, const sp_msg_t *m) {
 
 /* ---------------------------------------------------------------- step */
 
+/* The ids a message names (sp_world_apply_msg looks them up). */
+static int msg_ids(const sp_msg_t *m, uint64_t ids[2]) {
+    switch (m->kind) {
+    case SP_MSG_SHIP_MOVEMENT: ids[0] = m->u.ship_movement.ship_id; return 1;
+    case SP_MSG_WEAPON_FIRED:
+        ids[0] = m->u.weapon_fired.ship_id;
+        ids[1] = m->u.weapon_fired.target_id;
+        return 2;
+    case SP_MSG_RESOURCE_MINED: ids[0] = m->u.resource_mined.ship_id; return 1;
+    default: return 0;
+    }
+}
+
+void sp_world_prefetch_msg(const sp_world_t *w, const sp_msg_t *m, int stage) {
+    uint64_t ids[2];
+    int n = msg_ids(m, ids);
+    if (w->ids.e == NULL) return;
+    for (int k = 0; k < n; k++) {
+        if (ids[k] == 0) continue;
+        if (stage == 0) {
+            __builtin_prefetch(&w->ids.e[(uint32_t)mix64(ids[k]) & w->ids.mask]);
+            continue;
+        }
+        uint32_t i;
+        if (!sp__slot_of(w, ids[k], &i)) continue; /* its bucket is in cache by now */
+        __builtin_prefetch(&w->flags[i]);
+        __builtin_prefetch(&w->kind[i]);
+        __builtin_prefetch(&w->px[i]);
+        __builtin_prefetch(&w->py[i]);
+        __builtin_prefetch(&w->pz[i]);
+        __builtin_prefetch(&w->dvx[i], 1);
+    }
+}
+
 static int contacts_push(sp_world_t *w, uint32_t a, uint32_t b) {
     if (w->ncontacts == w->contacts_cap) {
         int rc = vec_grow(w->alloc, (void **)&w->contacts, &w->contacts_cap, w->ncontacts + 1,

@@ -257,6 +257,15 @@ SP_API int sp_world_destroy(sp_world_t *w, sp_entity_id_t id);
  * a rejected intent is normal: the world moved on since the frame). */
 SP_API int sp_world_apply_msg(sp_world_t *w, const sp_msg_t *m);
 
+/* A cache hint for applying m soon with sp_world_apply_msg: stage 0 brings
+ * in the id map entries of the ids m names, stage 1 (a few messages later,
+ * when those entries are in cache) the named entities' slot data. No effect
+ * on the world or its determinism. Owner thread (it reads the world). A
+ * loop over a round's messages runs stage 0 some 8 messages ahead and stage
+ * 1 some 4 ahead: the id lookups (random in a map of 16 bytes per entity)
+ * were ~12% of the loop's time at 100k entities. */
+SP_API void sp_world_prefetch_msg(const sp_world_t *w, const sp_msg_t *m, int stage);
+
 /* ---------------------------------------------------------------- step */
 
 /* Advance one fixed step of def.dt:
