@@ -1037,6 +1037,70 @@ START_TEST(test_issue_9_incremental_frames_equal_full_frames) {
 }
 END_TEST
 
+/* ResourceMined intents among many awake asteroids: the asteroid mined is
+ * always the brute-force choice over every asteroid (smallest gap within
+ * mining range, ties to the lower id), and none is mined when none is in
+ * range. (Written for a grid of the awake asteroids, which was measured and
+ * dropped: in the demo worlds only ~15 asteroids are awake at a time, so
+ * the list scan costs nothing; the test stays as the rule's brute-force
+ * check.) */
+START_TEST(test_issue_9_mining_intent_picks_the_brute_force_nearest_among_awake_asteroids) {
+    sp_world_set_sleep_enabled(W, 0); /* every asteroid awake */
+    enum { NA = 800, TRIALS = 300 };
+    static sp_entity_id_t ast[NA];
+    unsigned seed = 21;
+    for (int i = 0; i < NA; i++) {
+        float x = (float)(rand_r(&seed) % 2400) / 10.0f - 120.0f, y = (float)(rand_r(&seed) % 2400) / 10.0f - 120.0f,
+              z = (float)(rand_r(&seed) % 2400) / 10.0f - 120.0f;
+        float r = 2.0f + (float)(rand_r(&seed) % 100) / 10.0f;
+        ast[i] = asteroid_at(x, y, z, r, 1000.0f, rand_r(&seed) % 2 ? SP_RES_ICE : SP_RES_IRON);
+    }
+    int mined = 0, none = 0;
+    for (int t = 0; t < TRIALS; t++) {
+        float p[3] = {(float)(rand_r(&seed) % 2400) / 10.0f - 120.0f, (float)(rand_r(&seed) % 2400) / 10.0f - 120.0f,
+                      (float)(rand_r(&seed) % 2400) / 10.0f - 120.0f};
+        sp_entity_id_t s;
+        ck_assert_int_eq(sp_world_spawn_ship(W, 0, SP_ENT_MINER, p, &s), 0);
+        sp_entity_info_t me = info(s);
+        int res = rand_r(&seed) % 2 ? SP_RES_ICE : SP_RES_IRON;
+        /* The brute-force choice, with the world's arithmetic. */
+        int best = -1;
+        double bestd = 0;
+        float before[NA];
+        for (int i = 0; i < NA; i++) {
+            sp_entity_info_t a = info(ast[i]);
+            before[i] = a.amount;
+            if (a.resource != res) continue;
+            double dx = (double)a.pos[0] - me.pos[0], dy = (double)a.pos[1] - me.pos[1], dz = (double)a.pos[2] - me.pos[2];
+            double gap = sqrt(dx * dx + dy * dy + dz * dz) - me.radius - a.radius;
+            if (gap > sp_world_def(W)->mining_range) continue;
+            if (best < 0 || gap < bestd || (gap == bestd && ast[i] < ast[best])) {
+                best = i;
+                bestd = gap;
+            }
+        }
+        sp_msg_t m;
+        ck_assert_int_eq(sp_msg_resource_mined(&m, s, res == SP_RES_ICE ? "ice" : "iron", 5.0f), 0);
+        int rc = sp_world_apply_msg(W, &m);
+        if (best < 0) {
+            ck_assert_int_eq(rc, SP_ERANGE);
+            none++;
+        } else {
+            ck_assert_int_eq(rc, 0);
+            mined++;
+        }
+        for (int i = 0; i < NA; i++) {
+            float want = i == best ? before[i] - 5.0f : before[i];
+            ck_assert_msg(info(ast[i]).amount == want, "trial %d: asteroid %d has %g, want %g (best %d)", t, i,
+                          (double)info(ast[i]).amount, (double)want, best);
+        }
+        ck_assert_int_eq(sp_world_destroy(W, s), 0);
+    }
+    ck_assert_int_gt(mined, 50); /* both outcomes really happened */
+    ck_assert_int_gt(none, 20);
+}
+END_TEST
+
 static Suite *world_suite(void) {
     Suite *s = suite_create("world");
     struct {
@@ -1069,6 +1133,7 @@ static Suite *world_suite(void) {
         {"respawn", test_world_respawn_tops_up_npcs_and_asteroids_at_fixed_rate_deterministically},
         {"kept_static_grid", test_issue_9_kept_static_grid_steps_like_a_freshly_built_one},
         {"incremental_frames", test_issue_9_incremental_frames_equal_full_frames},
+        {"mining_nearest", test_issue_9_mining_intent_picks_the_brute_force_nearest_among_awake_asteroids},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);
