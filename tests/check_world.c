@@ -666,6 +666,12 @@ static void frames_equal(const sp_frame_t *a, const sp_frame_t *b) {
     size_t nc = (size_t)a->cells_per_axis * a->cells_per_axis * a->cells_per_axis + 1;
     ck_assert_int_eq(memcmp(a->cell_start, b->cell_start, nc * sizeof a->cell_start[0]), 0);
     ck_assert_int_eq(memcmp(a->cell_ents, b->cell_ents, a->count * sizeof a->cell_ents[0]), 0);
+    for (uint32_t r = 0; r < a->count; r++) {
+        ck_assert_uint_eq(sp_frame_row_tag(a, r), sp_frame_row_tag(b, r));
+        uint8_t want = a->rows[r].kind;
+        if (a->rows[r].kind == SP_KIND_SHIP && (a->rows[r].flags & SP_ENT_FIGHTER)) want |= SP_FRAME_TAG_FIGHTER;
+        ck_assert_uint_eq(sp_frame_row_tag(a, r), want);
+    }
 }
 
 START_TEST(test_frame_built_from_capture_on_other_thread_equals_published) {

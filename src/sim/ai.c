@@ -24,11 +24,15 @@ typedef struct near {
 
 static void near_visit(void *ctx, uint32_t row) {
     near_t *n = ctx;
+    /* The kind (and fighter bit) from the frame's tag bytes first: most
+     * rows in range are not of the wanted kind, and the 64-byte row is not
+     * read for them. Fighters leave other fighters alone (they hunt miners,
+     * patrols and players). */
+    uint8_t tag = sp_frame_row_tag(n->f, row);
+    if ((int)(tag & ~SP_FRAME_TAG_FIGHTER) != n->want) return;
+    if (n->want == SP_KIND_SHIP && (tag & SP_FRAME_TAG_FIGHTER)) return;
     const sp_frame_row_t *o = &n->f->rows[row];
-    if (o->kind != n->want || o == n->me) return;
-    /* Fighters leave other fighters alone (they hunt miners, patrols and
-     * players). */
-    if (n->want == SP_KIND_SHIP && (o->flags & SP_ENT_FIGHTER)) return;
+    if (o == n->me) return;
     float dx = sp_frame_pos(o->pos[0]) - n->p[0], dy = sp_frame_pos(o->pos[1]) - n->p[1],
           dz = sp_frame_pos(o->pos[2]) - n->p[2];
     float d = sqrtf(dx * dx + dy * dy + dz * dz);

@@ -143,7 +143,8 @@ static sp_frame_t *frame_new_x(const fsrc_t *w, uint32_t count, uint32_t npc, ui
     size_t off_cs = off_npc + (size_t)npc * sizeof(uint32_t);
     size_t off_ce = sp_align_up(off_cs + ((size_t)ncells + 1) * sizeof(uint32_t), 64);
     size_t off_rent = sp_align_up(off_ce + (size_t)count * sizeof(sp_frame_cell_ent_t), 64);
-    size_t off_gone = sp_align_up(off_rent + (size_t)count * sizeof(sp_frame_cell_ent_t), 64);
+    size_t off_tag = sp_align_up(off_rent + (size_t)count * sizeof(sp_frame_cell_ent_t), 64);
+    size_t off_gone = sp_align_up(off_tag + (size_t)count, 64);
     size_t off_chg = off_gone + (size_t)ngone * sizeof(uint64_t);
     size_t bytes = off_chg + (size_t)nchanged * sizeof(uint32_t);
     char *mem = w->alloc->alloc(w->alloc->ctx, bytes, 64);
@@ -168,6 +169,7 @@ static sp_frame_t *frame_new_x(const fsrc_t *w, uint32_t count, uint32_t npc, ui
     f->cell_ents = (sp_frame_cell_ent_t *)(mem + off_ce);
     f->gone_ids = (uint64_t *)(mem + off_gone);
     f->rent_ = (sp_frame_cell_ent_t *)(mem + off_rent);
+    f->tag_ = (uint8_t *)(mem + off_tag);
     f->changed_rows = (uint32_t *)(mem + off_chg);
     f->bytes_ = bytes;
     f->alloc_ = w->alloc;
@@ -268,6 +270,9 @@ static void rent_fill(sp_frame_t *f, uint32_t r) {
     e->row = (cell_coord(row->pos[2], half, inv_cell, cpa) * cpa + cell_coord(row->pos[1], half, inv_cell, cpa)) * cpa +
              cell_coord(row->pos[0], half, inv_cell, cpa);
     if (row->kind == SP_KIND_SHIP && (row->flags & SP_ENT_NPC)) e->row |= RENT_NPC;
+    uint8_t tag = row->kind;
+    if (row->kind == SP_KIND_SHIP && (row->flags & SP_ENT_FIGHTER)) tag |= SP_FRAME_TAG_FIGHTER;
+    ((uint8_t *)(uintptr_t)f->tag_)[r] = tag;
 }
 
 /* The spatial index and the NPC list of f from rent_ (every entry filled):
@@ -563,7 +568,10 @@ sp_frame_t *sp_frame_build_delta(const sp_frame_t *prev, sp_world_capture_t *c) 
                 break;
             }
             memcpy(&rows[n], &pr[i], (size_t)(e - i) * sizeof *rows);
-            if (same_grid) memcpy((void *)(uintptr_t)&f->rent_[n], &prev->rent_[i], (size_t)(e - i) * sizeof *f->rent_);
+            if (same_grid) {
+                memcpy((void *)(uintptr_t)&f->rent_[n], &prev->rent_[i], (size_t)(e - i) * sizeof *f->rent_);
+                memcpy((void *)(uintptr_t)&f->tag_[n], &prev->tag_[i], e - i);
+            }
             n += e - i;
             i = e;
         }

@@ -96,10 +96,18 @@ typedef struct sp_frame {
     uint32_t ngone;
     /* private */
     const struct sp_frame_cell_ent *rent_; /* count, row order: pos and cell | NPC bit (frame.c) */
+    const uint8_t *tag_;          /* count: sp_frame_row_tag() */
     _Atomic uint32_t refs_;
     size_t bytes_;
     const sp_allocator_t *alloc_;
 } sp_frame_t;
+
+/* A row's kind with SP_FRAME_TAG_FIGHTER for a fighter ship, from a byte
+ * array of its own (1 byte a row): a query's visitor can reject a row by
+ * kind without reading the 64-byte row (the NPC AI: fighters look for
+ * ships among mostly asteroids). Pure. */
+#define SP_FRAME_TAG_FIGHTER 0x80u
+static inline uint8_t sp_frame_row_tag(const sp_frame_t *f, uint32_t row) { return f->tag_[row]; }
 
 /* Take an immutable snapshot of w (owner thread). Returns the frame with one
  * reference held by the caller, or NULL on allocation failure (w unchanged).
