@@ -62,7 +62,7 @@ typedef struct sp_daemon {
      * queue (loop and workers); last_round is the loop's. */
     uv_mutex_t build_mu;
     bool build_running;
-    void *build_q, *build_q_tail; /* frames.c's build jobs waiting for the running one */
+    struct build_job *build_q, *build_q_tail; /* frames.c's build jobs waiting for the running one */
     struct sp_round *last_round;  /* the round published last (a reference), or NULL */
     _Atomic uint64_t build_ns_last, build_ns_max; /* frame build times (workers; relaxed: metrics) */
     _Atomic uint64_t events_capped; /* events cut by the per-snapshot cap (workers; relaxed) */

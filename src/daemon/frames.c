@@ -53,7 +53,7 @@ static void chain_push(sp_daemon_t *d, build_job_t *bj) {
     uv_mutex_lock(&d->build_mu);
     bool wait = d->build_running;
     if (wait) {
-        if (d->build_q_tail) ((build_job_t *)d->build_q_tail)->next = bj;
+        if (d->build_q_tail) d->build_q_tail->next = bj;
         else d->build_q = bj;
         d->build_q_tail = bj;
     } else {

@@ -95,25 +95,6 @@ static inline void op_add(sp_icells_t *cs, uint64_t id, uint32_t row, uint32_t c
     o->cell = cell;
 }
 
-/* First row of rows[lo, n) whose id is >= id, searched from lo outwards
- * (the ids looked up ascend, usually a few rows apart: O(log gap), and the
- * rows read are near the last ones). */
-static size_t gallop(const sp_frame_row_t *rows, size_t lo, size_t n, uint64_t id) {
-    size_t step = 1, hi = lo;
-    while (hi < n && rows[hi].id < id) {
-        lo = hi + 1;
-        hi += step;
-        step *= 2;
-    }
-    if (hi > n) hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (rows[mid].id < id) lo = mid + 1;
-        else hi = mid;
-    }
-    return lo;
-}
-
 /* find_changes from f's own change list against prev (f was built on prev):
  * O(changes x log gap) instead of O(rows). The ops come out id ascending:
  * the changed rows and the gone ids are each ascending, merged here. */
@@ -125,7 +106,7 @@ static void changes_listed(sp_icells_t *cs, const sp_frame_t *prev, const sp_fra
         uint64_t cid = a < f->nchanged ? f->rows[f->changed_rows[a]].id : UINT64_MAX;
         uint64_t gid = b < f->ngone ? f->gone_ids[b] : UINT64_MAX;
         uint64_t id = cid < gid ? cid : gid;
-        at = gallop(prev->rows, at, np, id);
+        at = sp_frame_seek(prev, (uint32_t)at, id);
         const sp_frame_row_t *p = at < np && prev->rows[at].id == id ? &prev->rows[at] : NULL;
         if (gid < cid) { /* gone from the world */
             if (p != NULL) op_add(cs, id, UINT32_MAX, cell_of(g, p->pos));

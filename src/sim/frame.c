@@ -245,9 +245,7 @@ static sp_frame_t *build(const fsrc_t *w) {
     sp_frame_t *f = frame_new(w, count, npc);
     if (f == NULL) return NULL;
     sp_frame_row_t *rows = (sp_frame_row_t *)(uintptr_t)f->rows;
-    uint32_t *npc_rows = (uint32_t *)(uintptr_t)f->npc_rows;
-    (void)npc_rows; /* index_rows fills it */
-    for (uint32_t r = 0; r < count; r++) {
+    for (uint32_t r = 0; r < count; r++) { /* (index_rows fills npc_rows) */
         row_fill(&rows[r], w, a[r]);
         rent_fill(f, r);
     }
@@ -303,14 +301,19 @@ static void index_rows(sp_frame_t *f) {
     cell_start[0] = 0;
 }
 
+/* A source that reads w's own slot arrays (publish, incremental captures). */
+static void fsrc_of_world(fsrc_t *s, const sp_world_t *w) {
+    memset(s, 0, sizeof *s);
+    fsrc_def(s, w);
+#define SP__SRC_PTR(f, t) s->f = w->f;
+    SP__CAP_FIELDS(SP__SRC_PTR)
+#undef SP__SRC_PTR
+}
+
 sp_frame_t *sp_world_publish_frame(sp_world_t *w) {
     if (w == NULL) return NULL;
     fsrc_t s;
-    memset(&s, 0, sizeof s);
-    fsrc_def(&s, w);
-#define SP__SRC_PTR(f, t) s.f = w->f;
-    SP__CAP_FIELDS(SP__SRC_PTR)
-#undef SP__SRC_PTR
+    fsrc_of_world(&s, w);
     s.tmp_a = w->tmp_a;
     s.tmp_b = w->tmp_b;
     s.tmp_k = w->tmp_k;
@@ -390,13 +393,13 @@ int sp_world_capture(const sp_world_t *w, sp_world_capture_t *c) {
 
 /* Grow *p (elements of `elem` bytes, *cap of them) to hold need; keeps no
  * contents. 0 or SP_ENOMEM (then unchanged). */
-static int cap_grow(const sp_allocator_t *a, void **p, uint32_t *cap, uint32_t need, size_t elem, size_t mult) {
+static int cap_grow(const sp_allocator_t *a, void **p, uint32_t *cap, uint32_t need, size_t elem) {
     if (need <= *cap && *p != NULL) return 0;
     uint32_t n = *cap ? *cap : 64;
     while (n < need) n = n > UINT32_MAX / 2 ? need : n * 2;
-    void *q = a->alloc(a->ctx, (size_t)n * elem * mult, 64);
+    void *q = a->alloc(a->ctx, (size_t)n * elem, 64);
     if (q == NULL) return SP_ENOMEM;
-    if (*p) a->free(a->ctx, *p, (size_t)*cap * elem * mult, 64);
+    if (*p) a->free(a->ctx, *p, (size_t)*cap * elem, 64);
     *p = q;
     *cap = n;
     return 0;
@@ -476,12 +479,9 @@ int sp_world_capture_delta(sp_world_t *w, sp_world_capture_t *c) {
         c->keys = keys;
         c->up_cap = n;
     }
-    if (cap_grow(a, (void **)&c->dead, &c->dead_cap, w->njdead, sizeof(uint64_t), 1) != 0) return SP_ENOMEM;
+    if (cap_grow(a, (void **)&c->dead, &c->dead_cap, w->njdead, sizeof(uint64_t)) != 0) return SP_ENOMEM;
     fsrc_t src;
-    memset(&src, 0, sizeof src);
-#define SP__SRC_PTR(f, t) src.f = w->f;
-    SP__CAP_FIELDS(SP__SRC_PTR)
-#undef SP__SRC_PTR
+    fsrc_of_world(&src, w);
     /* The journaled slots first (injn marks them), then the awake set
      * (aw and awp are disjoint: inaw), skipping what the journal had. */
     uint32_t n = 0;
@@ -512,17 +512,27 @@ static int cmp_u64(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* (id, index) pairs compare by id (ids are unique among the rows). */
-static int cmp_pair(const void *a, const void *b) { return cmp_u64(a, b); }
 
-/* First row of f at or after index lo whose id is >= id. */
-static uint32_t lower_bound(const sp_frame_row_t *rows, uint32_t lo, uint32_t hi, uint64_t id) {
+/* First row of rows[lo, hi) whose id is >= id (hi if none): binary search. */
+static uint32_t rows_lower(const sp_frame_row_t *rows, uint32_t lo, uint32_t hi, uint64_t id) {
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
         if (rows[mid].id < id) lo = mid + 1;
         else hi = mid;
     }
     return lo;
+}
+
+uint32_t sp_frame_seek(const sp_frame_t *f, uint32_t from, sp_entity_id_t id) {
+    /* Gallop: the bracket doubles from `from` until it passes id, then a
+     * binary search inside it. */
+    uint32_t n = f->count, lo = from, hi = from, step = 1;
+    while (hi < n && f->rows[hi].id < id) {
+        lo = hi + 1;
+        hi = step > n - hi ? n : hi + step;
+        step *= 2;
+    }
+    return rows_lower(f->rows, lo, hi < n ? hi : n, id);
 }
 
 sp_frame_t *sp_frame_build_delta(const sp_frame_t *prev, sp_world_capture_t *c) {
@@ -535,7 +545,7 @@ sp_frame_t *sp_frame_build_delta(const sp_frame_t *prev, sp_world_capture_t *c) 
         kp[2 * k] = c->up[k].id;
         kp[2 * k + 1] = k;
     }
-    qsort(kp, c->nup, 2 * sizeof *kp, cmp_pair);
+    qsort(kp, c->nup, 2 * sizeof *kp, cmp_u64); /* by id, the pair's first word (ids are unique) */
     qsort(c->dead, c->ndead, sizeof *c->dead, cmp_u64);
     uint32_t count = c->src.count;
     /* NPC room: at most every row; the change list: at most every changed
@@ -561,7 +571,7 @@ sp_frame_t *sp_frame_build_delta(const sp_frame_t *prev, sp_world_capture_t *c) 
         if (j < c->nup) next = kp[2 * j];
         while (d < c->ndead && j < c->nup && c->dead[d] == kp[2 * j]) d++; /* the row wins */
         if (d < c->ndead && c->dead[d] < next) next = c->dead[d];
-        uint32_t e = next == UINT64_MAX ? pn : lower_bound(pr, i, pn, next);
+        uint32_t e = next == UINT64_MAX ? pn : sp_frame_seek(prev, i, next);
         if (e > i) {
             if (n + (e - i) > count) {
                 bad = 1;
@@ -656,14 +666,7 @@ uint32_t sp_frame_refs(const sp_frame_t *f) {
 }
 
 long sp_frame_find(const sp_frame_t *f, sp_entity_id_t id) {
-    uint32_t lo = 0, hi = f->count;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (f->rows[mid].id < id)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
+    uint32_t lo = rows_lower(f->rows, 0, f->count, id);
     return (lo < f->count && f->rows[lo].id == id) ? (long)lo : -1;
 }
 

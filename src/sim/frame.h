@@ -200,6 +200,12 @@ SP_API uint32_t sp_frame_refs(const sp_frame_t *f);
  * O(log count)). Any thread. */
 SP_API long sp_frame_find(const sp_frame_t *f, sp_entity_id_t id);
 
+/* The first row at or after row `from` whose id is >= id (f->count if
+ * none), found by galloping from `from`: O(log distance), reading rows near
+ * `from` first. For walks over ascending ids (incremental builds, the cell
+ * store's change lists). Any thread. */
+SP_API uint32_t sp_frame_seek(const sp_frame_t *f, uint32_t from, sp_entity_id_t id);
+
 /* Rows whose quantized centre lies within distance r (units) of (cx, cy, cz),
  * i.e. |pos/16 - c| <= r (computed in double), in ascending row (= id)
  * order. Writes the smallest min(cap, total) matching row indices to out and

@@ -346,9 +346,12 @@ static sp_entity_id_t id_of(const sp_world_t *w, uint32_t i) { return w->id[i]; 
 
 static uint64_t mix64(uint64_t z);
 
+/* The entry a key's probe starts at (linear probing from there). */
+static uint32_t map_home(uint64_t key, uint32_t mask) { return (uint32_t)mix64(key) & mask; }
+
 sp__mapent_t *sp__map_find(const sp__map_t *m, uint64_t key) {
     if (m->e == NULL || key == 0) return NULL;
-    for (uint32_t h = (uint32_t)mix64(key) & m->mask;; h = (h + 1) & m->mask) {
+    for (uint32_t h = map_home(key, m->mask);; h = (h + 1) & m->mask) {
         sp__mapent_t *e = &m->e[h];
         if (e->key == key) return e;
         if (e->key == 0) return NULL; /* at most half full: an empty entry exists */
@@ -356,7 +359,7 @@ sp__mapent_t *sp__map_find(const sp__map_t *m, uint64_t key) {
 }
 
 static void map_put(sp__mapent_t *e, uint32_t mask, uint64_t key, uint64_t val) {
-    uint32_t h = (uint32_t)mix64(key) & mask;
+    uint32_t h = map_home(key, mask);
     while (e[h].key != 0) h = (h + 1) & mask;
     e[h].key = key;
     e[h].val = val;
@@ -397,7 +400,7 @@ void sp__map_erase(sp__map_t *m, uint64_t key) {
     for (;;) {
         j = (j + 1) & m->mask;
         if (m->e[j].key == 0) break;
-        uint32_t home = (uint32_t)mix64(m->e[j].key) & m->mask;
+        uint32_t home = map_home(m->e[j].key, m->mask);
         /* Movable unless home lies cyclically in (hole, j]. */
         if (((j - home) & m->mask) >= ((j - hole) & m->mask)) {
             m->e[hole] = m->e[j];
@@ -1395,7 +1398,7 @@ void sp_world_prefetch_msg(const sp_world_t *w, const sp_msg_t *m, int stage) {
     for (int k = 0; k < n; k++) {
         if (ids[k] == 0) continue;
         if (stage == 0) {
-            __builtin_prefetch(&w->ids.e[(uint32_t)mix64(ids[k]) & w->ids.mask]);
+            __builtin_prefetch(&w->ids.e[map_home(ids[k], w->ids.mask)]);
             continue;
         }
         uint32_t i;
