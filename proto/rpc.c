@@ -46,9 +46,25 @@ const char *sp_rpc_code_message(int code) {
 /* Idle decoders keep a buffer only up to this size; larger ones are freed as
  * soon as everything was consumed (memory per idle client stays small). */
 #define KEEP_BUF_BYTES 4096u
-/* msgpack zone chunk; a zone grown past one chunk by a big message is freed
- * rather than kept (msgpack_zone_clear keeps the newest, largest chunk). */
+/* msgpack zone sizing. msgpack_zone_clear() frees every chunk but the one
+ * the zone was made with, so a zone made with chunk C parses, after a clear,
+ * any message whose objects fit in C without a single malloc. The chunk is
+ * sized from the previous message (streams repeat their sizes: a client's
+ * snapshots, a daemon's small commands): ZONE_PER_BYTE bytes of objects per
+ * wire byte (24 B per one-byte element at worst; 16 covers typical snapshots,
+ * and a bigger message only costs one extra chunk for itself), rounded up to
+ * a power of two within [ZONE_CHUNK, ZONE_MAX]. A zone is remade when the
+ * wanted size grew or fell to a quarter, so alternating sizes do not churn
+ * and a connection that sent one big message does not keep its big chunk. */
 #define ZONE_CHUNK 2048u
+#define ZONE_MAX (1u << 20)
+#define ZONE_PER_BYTE 16u
+
+static size_t zone_want(size_t last_size) {
+    size_t want = ZONE_CHUNK;
+    while (want < ZONE_MAX && want / ZONE_PER_BYTE < last_size) want *= 2;
+    return want;
+}
 
 int sp_rpc_decoder_init(sp_rpc_decoder_t *d, size_t max_message) {
     /* Element counts are kept in uint32 per container: limits past 4 GiB
@@ -348,10 +364,11 @@ int sp_rpc_decoder_feed(sp_rpc_decoder_t *d, const void *data, size_t len) {
 int sp_rpc_decoder_next(sp_rpc_decoder_t *d, sp_rpc_msg_t *out) {
     if (d == NULL || out == NULL) return SP_EINVAL;
     if (d->start == d->ready) return d->err; /* 0 (need bytes) or the sticky error */
-    /* The previous message's objects are dead now: reuse its zone, unless a
-     * big message grew it (msgpack_zone_clear would keep the big chunk). */
+    /* The previous message's objects are dead now: reuse its zone when its
+     * chunk suits the stream's message size (see zone_want). */
+    size_t want = zone_want(d->last_size);
     if (d->zone != NULL) {
-        if (d->last_size > ZONE_CHUNK / 16) { /* <= 16 B of objects per wire byte */
+        if (d->zone_chunk < want || d->zone_chunk / 4 >= want) {
             msgpack_zone_free(d->zone);
             d->zone = NULL;
         } else {
@@ -359,8 +376,9 @@ int sp_rpc_decoder_next(sp_rpc_decoder_t *d, sp_rpc_msg_t *out) {
         }
     }
     if (d->zone == NULL) {
-        d->zone = msgpack_zone_new(ZONE_CHUNK);
+        d->zone = msgpack_zone_new(want);
         if (d->zone == NULL) return SP_ENOMEM;
+        d->zone_chunk = want;
     }
     size_t off = 0;
     msgpack_unpack_return r =

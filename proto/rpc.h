@@ -18,7 +18,9 @@
  * size-checked message. Peak memory of a decoder: the bytes of one feed() call
  * plus one incomplete message (<= the limit) plus msgpack-c's zone for one
  * message (about 24 * its byte size on 64-bit: one 24-byte msgpack_object per
- * one-byte element); an idle decoder holds no buffer at all. Nesting deeper
+ * one-byte element), whose first chunk, sized from the previous message
+ * (2 KiB to 1 MiB), is kept between messages; an idle decoder holds no buffer
+ * at all. Nesting deeper
  * than SP_RPC_MAX_DEPTH is refused by the framer too, so code walking a
  * decoded message recursively is bounded by it.
  *
@@ -188,6 +190,7 @@ typedef struct sp_rpc_decoder {
     msgpack_zone *zone;            /* msgpack-c objects of the message last returned */
     msgpack_object obj;
     size_t last_size;              /* wire bytes of the message last returned */
+    size_t zone_chunk;             /* the chunk size zone was made with */
     uint64_t messages;             /* complete messages framed so far (statistics) */
 } sp_rpc_decoder_t;
 

@@ -779,6 +779,24 @@ const sp_snap_rec_t *sp_snap_view_find(const sp_snap_view_t *v, uint64_t id) {
     return c ? recs_find(c->recs, c->len, id) : NULL;
 }
 
+/* A REPLACE plan that is a delta of a cell the view keeps: its rows are the
+ * old ones minus `left` plus `entered`, so the index needs only those two
+ * lists, not the whole cell (an entity crossing a cell border would
+ * otherwise cost both cells' populations in index work). */
+static bool idx_delta(const struct plan *q) { return q->has_old && !q->fullcell; }
+
+/* Apply fn(view, id, cell) to every id of a delta-coded list already
+ * validated by pass 2 (stride ints per entry, the iddelta first). */
+static void idx_walk(sp_snap_view_t *v, const msgpack_object *list, size_t stride, uint32_t cell,
+                     void (*fn)(sp_snap_view_t *, uint64_t, uint32_t)) {
+    const msgpack_object *a = list->via.array.ptr;
+    uint64_t id = 0;
+    for (size_t j = 0; j < list->via.array.size; j += stride) {
+        id += a[j].via.u64;
+        fn(v, id, cell);
+    }
+}
+
 static bool recs_valid(const sp_snap_rec_t *recs, size_t n) {
     if (recs == NULL && n > 0) return false;
     for (size_t i = 0; i < n; i++)
@@ -1014,6 +1032,10 @@ int sp_snap_apply(sp_snap_view_t *view, const msgpack_object *params, sp_snap_st
             const struct plan *q = &pl[k];
             if (q->mode != PLAN_REPLACE || q->old == SIZE_MAX) continue;
             const sp_snap_cell_t *c = &view->cells[q->old];
+            if (idx_delta(q)) { /* the rows that stay keep their entry: only the left ones go */
+                idx_walk(view, &q->ch[4], 1, c->cell, idx_del);
+                continue;
+            }
             for (uint32_t j = 0; j < c->len; j++) idx_del(view, c->recs[j].id, c->cell);
         }
         for (size_t g = 0; g < ngone; g++) {
@@ -1025,6 +1047,10 @@ int sp_snap_apply(sp_snap_view_t *view, const msgpack_object *params, sp_snap_st
     for (size_t k = 0; k < nch; k++) {
         const struct plan *q = &pl[k];
         if (q->mode != PLAN_REPLACE) continue;
+        if (idx_delta(q)) { /* only the entered rows are new to the index */
+            idx_walk(view, &q->ch[2], SP_SNAP_ENTERED_INTS, q->cell, idx_put);
+            continue;
+        }
         const sp_snap_rec_t *src = view->scratch + q->off;
         for (uint32_t j = 0; j < q->n; j++) idx_put(view, src[j].id, q->cell);
     }
