@@ -1057,7 +1057,9 @@ static void handle_response(client_t *c, const sp_rpc_msg_t *m) {
 
 static void handle_notify(client_t *c, const sp_rpc_msg_t *m) {
     if (m->method_len == 8 && memcmp(m->method, "snapshot", 8) == 0) {
-        int rc = spc_view_apply(&c->view, m->params, NULL);
+        /* Read from the wire bytes when on_read left it lazy (protocol 2). */
+        int rc = m->lazy ? sp_snap_apply_bytes(&c->view.cells, m->params_bytes, m->params_len, NULL)
+                         : spc_view_apply(&c->view, m->params, NULL);
         if (rc == 0) {
             uint64_t now = uv_hrtime();
             if (c->snaps == 0) c->first_snap_ns = now;
@@ -1121,10 +1123,16 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     sp_rpc_decoder_feed(&c->dec, buf->base, (size_t)n);
     for (;;) {
         sp_rpc_msg_t m;
-        int rc = sp_rpc_decoder_next(&c->dec, &m);
+        /* Lazily: a protocol-2 snapshot is applied from its bytes, without
+         * building msgpack-c objects for it (most of what a client reads);
+         * every other notification is unpacked as usual. */
+        int rc = sp_rpc_decoder_next_lazy(&c->dec, &m);
         if (rc == 0) break;
+        if (rc == 1 && m.lazy &&
+            !(c->view.proto >= 2 && m.method_len == 8 && memcmp(m.method, "snapshot", 8) == 0))
+            rc = sp_rpc_decoder_unpack(&c->dec, &m) == 0 ? 1 : SP_ENOMEM;
         if (rc < 0) {
-            client_close(c, rc == SP_EMSGSIZE ? "message_too_large" : "protocol_error");
+            client_close(c, rc == SP_EMSGSIZE ? "message_too_large" : rc == SP_ENOMEM ? "out_of_memory" : "protocol_error");
             return;
         }
         if (m.type == SP_RPC_RESPONSE) handle_response(c, &m);

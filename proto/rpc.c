@@ -46,6 +46,7 @@ const char *sp_rpc_code_message(int code) {
 /* Idle decoders keep a buffer only up to this size; larger ones are freed as
  * soon as everything was consumed (memory per idle client stays small). */
 #define KEEP_BUF_BYTES 4096u
+#define KEEP_SIZES 256u /* entries of the message-size FIFO an idle decoder keeps */
 /* msgpack zone sizing. msgpack_zone_clear() frees every chunk but the one
  * the zone was made with, so a zone made with chunk C parses, after a clear,
  * any message whose objects fit in C without a single malloc. The chunk is
@@ -78,6 +79,7 @@ int sp_rpc_decoder_init(sp_rpc_decoder_t *d, size_t max_message) {
 void sp_rpc_decoder_destroy(sp_rpc_decoder_t *d) {
     if (d == NULL) return;
     free(d->buf);
+    free(d->sizes);
     if (d->zone) msgpack_zone_free(d->zone);
     size_t max = d->max_message;
     memset(d, 0, sizeof *d);
@@ -189,6 +191,46 @@ int sp_rpc_scan(sp_rpc_scan_t *s, const void *data, size_t len, size_t max_messa
             }
             continue;
         }
+        if (s->hdr_len == 0 && s->depth > 0) {
+            /* A run of such items (below) inside the innermost open
+             * container, e.g. a snapshot's id and value lists: counted in
+             * locals (stores through *s would be reloaded after every byte
+             * read, as p may alias it), with the same per-item limit check,
+             * and written back once. */
+            uint32_t *remp = &s->remaining[s->depth - 1];
+            uint32_t rem = *remp;
+            uint64_t mb = s->msg_bytes, owed = s->owed;
+            size_t j = i;
+            while (rem > 0 && j < len) {
+                unsigned char b = p[j];
+                unsigned w = 0;
+                if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) w = 1;
+                else if (b >= 0xca && b <= 0xd3) w = 1u + fixed_bytes[b - 0xca];
+                if (w == 0 || w > len - j) break;
+                rem--;
+                owed--;
+                mb += w;
+                j += w;
+                if (mb + owed > max) {
+                    *remp = rem;
+                    s->owed = owed;
+                    s->msg_bytes = mb;
+                    *used = j;
+                    return scan_fail(s, SP_RPC_SCAN_TOO_LARGE);
+                }
+            }
+            if (j > i) {
+                *remp = rem;
+                s->owed = owed;
+                s->msg_bytes = mb;
+                i = j;
+                if (rem == 0 && item_done(s)) {
+                    *used = i;
+                    return 1;
+                }
+                continue;
+            }
+        }
         if (s->hdr_len == 0) {
             /* Items whose size is told by their first byte (fixints, nil,
              * booleans, float32/64, [u]int8-64), when all of it is here:
@@ -285,8 +327,33 @@ int sp_rpc_scan(sp_rpc_scan_t *s, const void *data, size_t len, size_t max_messa
 /* Walk data[0, n) through the framer. Returns 0 or a stream error;
  * *complete_end is the offset just past the last message completed in this
  * chunk (0 when none), so the caller keeps exactly the good bytes. */
+/* Remember the size of a message just framed (d->sizes: a FIFO of the
+ * complete messages in [start, ready), so next_lazy() knows where each ends
+ * without walking it again). Returns 0 or SP_ENOMEM. */
+static int size_push(sp_rpc_decoder_t *d, size_t size) {
+    if (d->sizes_head + d->sizes_n == d->sizes_cap) {
+        if (d->sizes_head > 0) { /* the consumed front makes room */
+            memmove(d->sizes, d->sizes + d->sizes_head, d->sizes_n * sizeof *d->sizes);
+            d->sizes_head = 0;
+        } else {
+            size_t cap = d->sizes_cap ? 2 * d->sizes_cap : 16;
+            uint32_t *ns = realloc(d->sizes, cap * sizeof *ns);
+            if (ns == NULL) return SP_ENOMEM;
+            d->sizes = ns;
+            d->sizes_cap = cap;
+        }
+    }
+    d->sizes[d->sizes_head + d->sizes_n++] = (uint32_t)size; /* <= max_message <= UINT32_MAX */
+    return 0;
+}
+
+/* Walk data[0, n) through the framer. Returns 0 or a stream error;
+ * *complete_end is the offset just past the last message completed in this
+ * chunk (0 when none), so the caller keeps exactly the good bytes. Each
+ * completed message's size goes to d->sizes (the first one includes the
+ * bytes of it buffered by earlier feeds). */
 static int scan(sp_rpc_decoder_t *d, const unsigned char *p, size_t n, size_t *complete_end) {
-    size_t i = 0;
+    size_t i = 0, carried = d->len - d->ready;
     *complete_end = 0;
     while (i < n) {
         size_t used;
@@ -294,6 +361,9 @@ static int scan(sp_rpc_decoder_t *d, const unsigned char *p, size_t n, size_t *c
         if (r < 0) return r;
         i += used;
         if (r == 0) break;
+        int rc = size_push(d, carried + i - *complete_end);
+        if (rc) return rc;
+        carried = 0;
         d->messages++;
         *complete_end = i;
     }
@@ -330,6 +400,12 @@ int sp_rpc_decoder_feed(sp_rpc_decoder_t *d, const void *data, size_t len) {
     /* Everything consumed: start afresh, and give a big buffer back. */
     if (d->start == d->len) {
         d->start = d->len = d->ready = 0;
+        d->sizes_head = 0; /* sizes_n is 0: every message was taken */
+        if (d->sizes_cap > KEEP_SIZES) {
+            free(d->sizes);
+            d->sizes = NULL;
+            d->sizes_cap = 0;
+        }
         if (d->cap > KEEP_BUF_BYTES) {
             free(d->buf);
             d->buf = NULL;
@@ -337,7 +413,7 @@ int sp_rpc_decoder_feed(sp_rpc_decoder_t *d, const void *data, size_t len) {
         }
     }
     if (len == 0) return 0;
-    size_t good_end = 0;
+    size_t good_end = 0, sizes_before = d->sizes_n;
     int rc = scan(d, data, len, &good_end);
     /* Keep every byte on success; on error only the messages completed before
      * the bad one (the bad one's earlier bytes are dropped below). */
@@ -346,6 +422,7 @@ int sp_rpc_decoder_feed(sp_rpc_decoder_t *d, const void *data, size_t len) {
     if (keep > 0) {
         int r2 = reserve(d, keep);
         if (r2 != 0) {
+            d->sizes_n = sizes_before; /* this chunk's messages are not kept */
             d->err = r2;
             return r2;
         }
@@ -361,11 +438,11 @@ int sp_rpc_decoder_feed(sp_rpc_decoder_t *d, const void *data, size_t len) {
     return rc;
 }
 
-int sp_rpc_decoder_next(sp_rpc_decoder_t *d, sp_rpc_msg_t *out) {
-    if (d == NULL || out == NULL) return SP_EINVAL;
-    if (d->start == d->ready) return d->err; /* 0 (need bytes) or the sticky error */
+/* msgpack-c objects for the message at p[0, n) (complete and size-checked)
+ * into d->obj, in the zone (see zone_want); *off = its bytes. */
+static int unpack_msg(sp_rpc_decoder_t *d, const char *p, size_t n, size_t *off) {
     /* The previous message's objects are dead now: reuse its zone when its
-     * chunk suits the stream's message size (see zone_want). */
+     * chunk suits the stream's message size. */
     size_t want = zone_want(d->last_size);
     if (d->zone != NULL) {
         if (d->zone_chunk < want || d->zone_chunk / 4 >= want) {
@@ -380,9 +457,8 @@ int sp_rpc_decoder_next(sp_rpc_decoder_t *d, sp_rpc_msg_t *out) {
         if (d->zone == NULL) return SP_ENOMEM;
         d->zone_chunk = want;
     }
-    size_t off = 0;
-    msgpack_unpack_return r =
-        msgpack_unpack(d->buf + d->start, d->ready - d->start, &off, d->zone, &d->obj);
+    *off = 0;
+    msgpack_unpack_return r = msgpack_unpack(p, n, off, d->zone, &d->obj);
     if (r != MSGPACK_UNPACK_SUCCESS && r != MSGPACK_UNPACK_EXTRA_BYTES) {
         /* The scanner accepted these bytes, so only allocation can fail here.
          * Drop the zone (a fresh one is made on retry). */
@@ -390,13 +466,147 @@ int sp_rpc_decoder_next(sp_rpc_decoder_t *d, sp_rpc_msg_t *out) {
         d->zone = NULL;
         return r == MSGPACK_UNPACK_NOMEM_ERROR ? SP_ENOMEM : SP_EPROTO;
     }
-    d->start += off;
-    d->last_size = off;
+    d->last_size = *off;
+    return 0;
+}
+
+/* The message at start was taken. */
+static void size_pop(sp_rpc_decoder_t *d) {
+    d->sizes_head++;
+    d->sizes_n--;
+}
+
+int sp_rpc_decoder_next(sp_rpc_decoder_t *d, sp_rpc_msg_t *out) {
+    if (d == NULL || out == NULL) return SP_EINVAL;
+    if (d->start == d->ready) return d->err; /* 0 (need bytes) or the sticky error */
+    const char *wire = d->buf + d->start;
+    size_t size = d->sizes[d->sizes_head], off;
+    int rc = unpack_msg(d, wire, size, &off); /* off == size: the framer and msgpack-c agree */
+    if (rc) return rc;
+    size_pop(d);
+    d->start += size;
     (void)sp_rpc_classify(&d->obj, out);
-    out->wire_size = off;
+    out->wire = wire;
+    out->wire_size = size;
     return 1;
 }
 
+int sp_rpc_decoder_next_lazy(sp_rpc_decoder_t *d, sp_rpc_msg_t *out) {
+    if (d == NULL || out == NULL) return SP_EINVAL;
+    if (d->start == d->ready) return d->err;
+    const unsigned char *p = (const unsigned char *)d->buf + d->start;
+    const unsigned char *end = p + d->sizes[d->sizes_head]; /* this message's bytes */
+    /* [2, method, params] as every encoder writes it: fixarray 3, fixint 2,
+     * a fixstr or str8 method, an array. Anything else: the full path. */
+    if (end - p < 4 || p[0] != 0x93 || p[1] != 0x02) return sp_rpc_decoder_next(d, out);
+    const unsigned char *q = p + 2;
+    size_t mlen;
+    if (*q >= 0xa0 && *q <= 0xbf) {
+        mlen = *q++ & 0x1fu;
+    } else if (*q == 0xd9 && end - q >= 2) {
+        mlen = q[1];
+        q += 2;
+    } else {
+        return sp_rpc_decoder_next(d, out);
+    }
+    if ((size_t)(end - q) <= mlen) return sp_rpc_decoder_next(d, out);
+    const unsigned char *meth = q;
+    q += mlen;
+    if (!((*q >= 0x90 && *q <= 0x9f) || *q == 0xdc || *q == 0xdd)) return sp_rpc_decoder_next(d, out);
+    size_t plen = (size_t)(end - q); /* the params end the message */
+    memset(out, 0, sizeof *out);
+    out->type = SP_RPC_NOTIFY;
+    out->method = (const char *)meth;
+    out->method_len = mlen;
+    out->method_id = sp_method_lookup(out->method, mlen);
+    out->wire = (const char *)p;
+    out->wire_size = (size_t)(q + plen - p);
+    out->params_bytes = q;
+    out->params_len = plen;
+    out->lazy = true;
+    size_pop(d);
+    d->start += out->wire_size;
+    return 1;
+}
+
+int sp_rpc_decoder_unpack(sp_rpc_decoder_t *d, sp_rpc_msg_t *m) {
+    if (d == NULL || m == NULL) return SP_EINVAL;
+    if (!m->lazy) return 0;
+    const char *wire = m->wire;
+    size_t size = m->wire_size, off;
+    int rc = unpack_msg(d, wire, size, &off);
+    if (rc) return rc;
+    (void)sp_rpc_classify(&d->obj, m);
+    m->wire = wire;
+    m->wire_size = off;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- skip */
+
+/* Skip one msgpack object of any type at *pp, containers nested at most
+ * depth_left deep (an array of arrays: 2). False on a byte that starts no
+ * type, or truncation; *pp moves only on success. */
+static bool skip_object(const unsigned char **pp, const unsigned char *end, unsigned depth_left) {
+    const unsigned char *p = *pp;
+    if (p >= end) return false;
+    unsigned char b = *p++;
+    /* A container (even an empty one) is a level; scalars are not. */
+    if (((b >= 0x80 && b <= 0x9f) || (b >= 0xdc && b <= 0xdf)) && depth_left == 0) return false;
+    uint64_t len = 0, kids = 0;
+    unsigned lb = 0; /* bytes of a big-endian length that follows */
+    int extra = 0;   /* bytes after that length (ext type) */
+    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
+    } else if (b <= 0x8f) {
+        kids = 2u * (b & 0x0fu);
+    } else if (b <= 0x9f) {
+        kids = b & 0x0fu;
+    } else if (b <= 0xbf) {
+        len = b & 0x1fu;
+    } else {
+        switch (b) {
+        case 0xc4: case 0xd9: lb = 1; break;
+        case 0xc5: case 0xda: lb = 2; break;
+        case 0xc6: case 0xdb: lb = 4; break;
+        case 0xc7: lb = 1; extra = 1; break;
+        case 0xc8: lb = 2; extra = 1; break;
+        case 0xc9: lb = 4; extra = 1; break;
+        case 0xca: case 0xce: case 0xd2: len = 4; break;
+        case 0xcb: case 0xcf: case 0xd3: len = 8; break;
+        case 0xcc: case 0xd0: len = 1; break;
+        case 0xcd: case 0xd1: len = 2; break;
+        case 0xd4: len = 2; break;
+        case 0xd5: len = 3; break;
+        case 0xd6: len = 5; break;
+        case 0xd7: len = 9; break;
+        case 0xd8: len = 17; break;
+        case 0xdc: case 0xde: lb = 2; break;
+        case 0xdd: case 0xdf: lb = 4; break;
+        default: return false; /* 0xc1 */
+        }
+    }
+    if (lb) {
+        if ((size_t)(end - p) < lb) return false;
+        uint64_t v = 0;
+        for (unsigned i = 0; i < lb; i++) v = (v << 8) | p[i];
+        p += lb;
+        if (b >= 0xdc) kids = b >= 0xde ? 2 * v : v;
+        else len = v + (uint64_t)extra;
+    }
+    if ((uint64_t)(end - p) < len) return false;
+    p += len;
+    if (kids > (uint64_t)(end - p)) return false; /* each element takes a byte at least */
+    for (uint64_t k = 0; k < kids; k++)
+        if (!skip_object(&p, end, depth_left - 1)) return false;
+    *pp = p;
+    return true;
+}
+
+size_t sp_rpc_object_size(const void *data, size_t len) {
+    const unsigned char *p = data;
+    if (p == NULL) return 0;
+    return skip_object(&p, p + len, SP_RPC_MAX_DEPTH) ? (size_t)(p - (const unsigned char *)data) : 0;
+}
 
 /* ---------------------------------------------------------------- classify */
 

@@ -172,6 +172,12 @@ typedef struct sp_rpc_msg {
     const msgpack_object *result;  /* responses */
     const msgpack_object *root;    /* the whole message */
     size_t wire_size;              /* bytes of this message on the wire (decoder only) */
+    const char *wire;              /* those bytes (decoder only) */
+    /* sp_rpc_decoder_next_lazy() only: a notification whose objects were not
+     * built (params == NULL): its params array's msgpack bytes. */
+    bool lazy;
+    const unsigned char *params_bytes;
+    size_t params_len;
     /* When type == SP_RPC_INVALID: an RPC error code (INVALID_REQUEST) and a
      * static reason ("msgid must be an unsigned 32-bit integer"). */
     int rpc_code;
@@ -192,6 +198,8 @@ typedef struct sp_rpc_decoder {
     size_t last_size;              /* wire bytes of the message last returned */
     size_t zone_chunk;             /* the chunk size zone was made with */
     uint64_t messages;             /* complete messages framed so far (statistics) */
+    uint32_t *sizes;               /* FIFO: byte size of each complete message in [start, ready) */
+    size_t sizes_cap, sizes_head, sizes_n;
 } sp_rpc_decoder_t;
 
 /* Initialize a decoder with the given per-message byte limit (0 means
@@ -232,6 +240,30 @@ SP_API int sp_rpc_decoder_feed(sp_rpc_decoder_t *d, const void *data, size_t len
  * The message stays valid until the next feed()/next()/destroy(). Allocates:
  * one msgpack zone, reused for every message (cleared, not freed). */
 SP_API int sp_rpc_decoder_next(sp_rpc_decoder_t *d, sp_rpc_msg_t *out);
+
+/* Bytes of the one msgpack object that starts data[0, len), or 0 when no
+ * whole, well-formed object starts there (truncated, a byte that starts no
+ * type, nesting past SP_RPC_MAX_DEPTH counting the object as 1). Reads
+ * only; recursion depth <= SP_RPC_MAX_DEPTH; O(its bytes). */
+SP_API size_t sp_rpc_object_size(const void *data, size_t len);
+
+/* sp_rpc_decoder_next() for a client that reads some notifications from
+ * their bytes (sp_snap_apply_bytes() for "snapshot"): a notification
+ * [2, method, params] is returned with type NOTIFY, method, method_id,
+ * wire/wire_size and params_bytes/params_len set, lazy true and no objects
+ * (params and root NULL), which saves building msgpack-c objects for it
+ * (about a third of applying a snapshot). Every other message, and a
+ * notification not written in the usual form (fixarray, fixint 2, fixstr or
+ * str8 method, array params), is returned as next() returns it (lazy
+ * false). Same return values and lifetime as next(). O(1) for a lazy
+ * one: the framer recorded where each message ends. */
+SP_API int sp_rpc_decoder_next_lazy(sp_rpc_decoder_t *d, sp_rpc_msg_t *out);
+
+/* Build the objects of m, the message last returned by next_lazy(), when
+ * the caller wants them after all (m becomes what next() would have
+ * returned). A no-op for a message that is not lazy. Returns 0, or
+ * SP_ENOMEM (m unchanged; retrying is allowed). */
+SP_API int sp_rpc_decoder_unpack(sp_rpc_decoder_t *d, sp_rpc_msg_t *m);
 
 /* Bytes buffered and not yet returned (for metrics / memory accounting). */
 SP_API size_t sp_rpc_decoder_buffered(const sp_rpc_decoder_t *d);

@@ -297,23 +297,9 @@ int sp_snap_v1_encode_recs(uint64_t tick, const sp_snap_rec_t *recs, size_t n, c
 
 /* ---------------------------------------------------------------- decode */
 
-static bool obj_i64(const msgpack_object *o, int64_t *v) {
-    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) { *v = o->via.i64; return true; }
-    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= (uint64_t)INT64_MAX) {
-        *v = (int64_t)o->via.u64;
-        return true;
-    }
-    return false;
-}
 static bool obj_u32(const msgpack_object *o, uint32_t *v) {
     if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 > UINT32_MAX) return false;
     *v = (uint32_t)o->via.u64;
-    return true;
-}
-static bool obj_i32(const msgpack_object *o, int32_t *v) {
-    int64_t x;
-    if (!obj_i64(o, &x) || x < INT32_MIN || x > INT32_MAX) return false;
-    *v = (int32_t)x;
     return true;
 }
 static bool add_i32(int32_t *v, int64_t d) {
@@ -324,13 +310,85 @@ static bool add_i32(int32_t *v, int64_t d) {
     return true;
 }
 
-/* A cursor over one delta-coded id list. */
+/* A cursor over one delta-coded list of integers, in either of two forms:
+ * msgpack-c objects (a != NULL) or the list's msgpack bytes (p, end), so the
+ * same staging code serves sp_snap_apply() and sp_snap_apply_bytes(). */
 typedef struct cursor {
-    const msgpack_object *a;
-    uint32_t n, pos;
+    const msgpack_object *a;      /* object form: the list's elements */
+    const unsigned char *p, *end; /* byte form: the next element, the end of the bytes */
+    uint32_t n, pos;              /* elements in the list, elements read */
     uint64_t id;
     bool has;
 } cursor_t;
+
+/* One msgpack integer at *pp: its bits in *u and whether it is negative (as
+ * msgpack-c classifies it: a signed encoding of a value >= 0 is positive).
+ * False for any other type or a truncated one; *pp moves past it. */
+static bool raw_num(const unsigned char **pp, const unsigned char *end, uint64_t *u, bool *neg) {
+    const unsigned char *p = *pp;
+    if (p >= end) return false;
+    unsigned char b = *p++;
+    if (b <= 0x7f || b >= 0xe0) {
+        *neg = b >= 0xe0;
+        *u = *neg ? (uint64_t)(int64_t)(int8_t)b : b;
+        *pp = p;
+        return true;
+    }
+    if (b < 0xcc || b > 0xd3) return false;
+    unsigned nb = 1u << ((b - 0xcc) & 3); /* cc..cf: uint 1-8 bytes; d0..d3: int 1-8 bytes */
+    if ((size_t)(end - p) < nb) return false;
+    uint64_t v = 0;
+    for (unsigned i = 0; i < nb; i++) v = (v << 8) | p[i];
+    *pp = p + nb;
+    if (b <= 0xcf) {
+        *u = v;
+        *neg = false;
+        return true;
+    }
+    int64_t x = nb == 1 ? (int8_t)v : nb == 2 ? (int16_t)v : nb == 4 ? (int32_t)v : (int64_t)v;
+    *neg = x < 0;
+    *u = (uint64_t)x;
+    return true;
+}
+
+/* The next element of the list as an integer (see raw_num). */
+static inline bool cur_num(cursor_t *c, uint64_t *u, bool *neg) {
+    if (c->pos >= c->n) return false;
+    c->pos++;
+    if (c->a == NULL) return raw_num(&c->p, c->end, u, neg);
+    const msgpack_object *o = &c->a[c->pos - 1];
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        *u = o->via.u64;
+        *neg = false;
+        return true;
+    }
+    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+        *u = (uint64_t)o->via.i64;
+        *neg = true;
+        return true;
+    }
+    return false;
+}
+static bool cur_i64(cursor_t *c, int64_t *v) {
+    uint64_t u;
+    bool neg;
+    if (!cur_num(c, &u, &neg) || (!neg && u > (uint64_t)INT64_MAX)) return false;
+    *v = (int64_t)u;
+    return true;
+}
+static bool cur_u32(cursor_t *c, uint32_t *v) {
+    uint64_t u;
+    bool neg;
+    if (!cur_num(c, &u, &neg) || neg || u > UINT32_MAX) return false;
+    *v = (uint32_t)u;
+    return true;
+}
+static bool cur_i32(cursor_t *c, int32_t *v) {
+    int64_t x;
+    if (!cur_i64(c, &x) || x < INT32_MIN || x > INT32_MAX) return false;
+    *v = (int32_t)x;
+    return true;
+}
 
 /* Read the next iddelta; false on a malformed one (0, not a uint, overflow). */
 static bool cur_next(cursor_t *c) {
@@ -338,9 +396,10 @@ static bool cur_next(cursor_t *c) {
         c->has = false;
         return true;
     }
-    const msgpack_object *o = &c->a[c->pos++];
-    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 == 0) return false;
-    uint64_t id = c->id + o->via.u64;
+    uint64_t d;
+    bool neg;
+    if (!cur_num(c, &d, &neg) || neg || d == 0) return false;
+    uint64_t id = c->id + d;
     if (id < c->id) return false;
     c->id = id;
     c->has = true;
@@ -348,23 +407,21 @@ static bool cur_next(cursor_t *c) {
 }
 
 static bool read_entered(cursor_t *c, sp_snap_rec_t *r) {
-    const msgpack_object *v = &c->a[c->pos]; /* the 10 values after the iddelta */
-    uint32_t kind;
+    uint32_t kind; /* the 10 values after the iddelta */
     memset(r, 0, sizeof *r);
     r->id = c->id;
-    if (!obj_u32(&v[0], &kind) || kind == 0 || kind > 255) return false;
+    if (!cur_u32(c, &kind) || kind == 0 || kind > 255) return false;
     r->kind = (uint8_t)kind;
     for (int k = 0; k < 3; k++)
-        if (!obj_i32(&v[1 + k], &r->pos[k]) || !obj_i32(&v[4 + k], &r->vel[k])) return false;
-    if (!obj_u32(&v[7], &r->hp) || !obj_u32(&v[8], &r->owner) || !obj_u32(&v[9], &r->radius)) return false;
-    c->pos += SP_SNAP_ENTERED_INTS - 1;
-    return true;
+        if (!cur_i32(c, &r->pos[k])) return false;
+    for (int k = 0; k < 3; k++)
+        if (!cur_i32(c, &r->vel[k])) return false;
+    return cur_u32(c, &r->hp) && cur_u32(c, &r->owner) && cur_u32(c, &r->radius);
 }
 
 static bool apply_change(cursor_t *c, sp_snap_rec_t *r) {
-    if (c->pos >= c->n) return false;
     int64_t op;
-    if (!obj_i64(&c->a[c->pos++], &op)) return false;
+    if (!cur_i64(c, &op)) return false;
     if (op >= 0 && op < SMALL_OPS) {
         int64_t d[3] = {op / 25 - 2, (op / 5) % 5 - 2, op % 5 - 2};
         for (int k = 0; k < 3; k++)
@@ -378,10 +435,8 @@ static bool apply_change(cursor_t *c, sp_snap_rec_t *r) {
     if (mask & SP_SNAP_F_POS) nv += 3;
     if (mask & SP_SNAP_F_VEL) nv += 3;
     nv += !!(mask & SP_SNAP_F_HP) + !!(mask & SP_SNAP_F_OWNER) + !!(mask & SP_SNAP_F_RADIUS);
-    if (c->n - c->pos < nv) return false;
     for (unsigned k = 0; k < nv; k++)
-        if (!obj_i64(&c->a[c->pos + k], &v[k])) return false;
-    c->pos += nv;
+        if (!cur_i64(c, &v[k])) return false;
     unsigned i = 0;
     if (mask & SP_SNAP_F_POS)
         for (int k = 0; k < 3; k++)
@@ -439,8 +494,9 @@ static inline size_t seek(const sp_snap_rec_t *b, size_t i, size_t n, uint64_t i
 /* Stage a changes-only delta of the sorted rows b[0, nb): every entry of
  * c is decoded into out[k] (a patched copy of its row) and its row index
  * into rows[k], validating all of it without touching b. out and rows hold
- * at least min(c->n / 2, nb) entries (each entry is at least 2 ints and
- * names a distinct row). Returns 0 (*nout = entries) or SP_ECORRUPT. */
+ * at least min(ceil(c->n / 2), nb) entries (each entry is at least 2 ints,
+ * but a malformed last one may be 1 and is staged before it is refused, and
+ * each names a distinct row). Returns 0 (*nout = entries) or SP_ECORRUPT. */
 static int stage_patch(const sp_snap_rec_t *b, size_t nb, cursor_t *c, sp_snap_rec_t *out, uint32_t *rows,
                        size_t *nout) {
     size_t k = 0, i = 0;
@@ -509,7 +565,7 @@ static int stage_merge(const sp_snap_rec_t *b, size_t nb, cursor_t *e, cursor_t 
 }
 
 static cursor_t cursor_of(const msgpack_object *arr) {
-    cursor_t c = {arr->via.array.ptr, arr->via.array.size, 0, 0, false};
+    cursor_t c = {arr->via.array.ptr, NULL, NULL, arr->via.array.size, 0, 0, false};
     return c;
 }
 
@@ -547,7 +603,7 @@ int sp_snap_v1_apply(sp_snap_list_t *view, const msgpack_object *params, sp_snap
         /* A changes-only delta (the steady state of a slowly moving scene):
          * stage the patched rows, then copy them over their originals. */
         if (count != view->len) return SP_ECORRUPT;
-        size_t max_changed = c.n / 2 < view->len ? c.n / 2 : view->len;
+        size_t max_changed = (c.n + 1) / 2 < view->len ? (c.n + 1) / 2 : view->len;
         int rc = scratch_reserve(view, max_changed);
         if (rc == 0) rc = rows_reserve(view, max_changed);
         if (rc) return rc;
@@ -597,8 +653,9 @@ int sp_snap_grid_init(sp_snap_grid_t *g, double half_extent, double edge) {
  * the view is written. */
 enum { PLAN_PATCH, PLAN_REPLACE };
 struct plan {
-    const msgpack_object *ch;  /* the chunk's elements */
+    cursor_t list[3];          /* the chunk's entered, changed and left lists, unread */
     uint32_t cell, n;          /* cell id, entities after */
+    uint64_t cbase;            /* a delta chunk's cbase */
     size_t old;                /* index in view->cells, or SIZE_MAX: not in the view */
     bool has_old;              /* its old content stays until replaced (a delta, cell in view, not gone) */
     bool fullcell;             /* cbase nil: the chunk replaces the cell from nothing */
@@ -607,6 +664,15 @@ struct plan {
     size_t bound;              /* room reserved there */
     size_t staged;             /* records staged (PATCH: patched rows; REPLACE: == n) */
     sp_snap_rec_t *fresh;      /* REPLACE of a cell not in the view: its new array */
+};
+
+/* A snapshot's params as the front ends (objects or bytes) read them; the
+ * chunks are in view->plan, the gone cells in view->gone. */
+struct head {
+    uint64_t tick, base, count;
+    bool full;
+    size_t nch, ngone;
+    int err; /* 0, or SP_ECORRUPT found in the chunks or gone (reported after a desync) */
 };
 
 /* Staging buffers of a cell view (contents not kept). */
@@ -648,6 +714,7 @@ void sp_snap_view_destroy(sp_snap_view_t *v) {
     free(v->scratch);
     free(v->rows);
     free(v->plan);
+    free(v->gone);
     free(v->idx_ids);
     free(v->idx_cells);
     memset(v, 0, sizeof *v);
@@ -786,14 +853,14 @@ const sp_snap_rec_t *sp_snap_view_find(const sp_snap_view_t *v, uint64_t id) {
 static bool idx_delta(const struct plan *q) { return q->has_old && !q->fullcell; }
 
 /* Apply fn(view, id, cell) to every id of a delta-coded list already
- * validated by pass 2 (stride ints per entry, the iddelta first). */
-static void idx_walk(sp_snap_view_t *v, const msgpack_object *list, size_t stride, uint32_t cell,
+ * validated by pass 2 (c unread; stride ints per entry, the iddelta first). */
+static void idx_walk(sp_snap_view_t *v, cursor_t c, unsigned stride, uint32_t cell,
                      void (*fn)(sp_snap_view_t *, uint64_t, uint32_t)) {
-    const msgpack_object *a = list->via.array.ptr;
-    uint64_t id = 0;
-    for (size_t j = 0; j < list->via.array.size; j += stride) {
-        id += a[j].via.u64;
-        fn(v, id, cell);
+    uint64_t u;
+    bool neg;
+    while (cur_next(&c) && c.has) {
+        fn(v, c.id, cell);
+        for (unsigned k = 1; k < stride; k++) (void)cur_num(&c, &u, &neg);
     }
 }
 
@@ -860,7 +927,7 @@ bool sp_snap_view_equal(const sp_snap_view_t *a, const sp_snap_view_t *b) {
 
 size_t sp_snap_view_bytes(const sp_snap_view_t *v) {
     size_t b = (v->cells_cap + v->spare_cap) * sizeof(sp_snap_cell_t) + v->scratch_cap * sizeof(sp_snap_rec_t) +
-               v->rows_cap * sizeof(uint32_t) + v->plan_cap * sizeof(struct plan) +
+               (v->rows_cap + v->gone_cap) * sizeof(uint32_t) + v->plan_cap * sizeof(struct plan) +
                v->idx_cap * (sizeof(uint64_t) + sizeof(uint32_t));
     for (size_t i = 0; i < v->ncells; i++) b += (size_t)v->cells[i].cap * sizeof(sp_snap_rec_t);
     return b;
@@ -875,71 +942,237 @@ static void plans_free_fresh(struct plan *pl, size_t n) {
     }
 }
 
-int sp_snap_apply(sp_snap_view_t *view, const msgpack_object *params, sp_snap_stats_t *stats) {
-    if (view == NULL || params == NULL) return SP_EINVAL;
+static int plan_reserve(sp_snap_view_t *v, size_t n) {
+    void *p = v->plan;
+    int rc = array_reserve(&p, &v->plan_cap, n, sizeof(struct plan));
+    v->plan = p;
+    return rc;
+}
+static int gone_reserve(sp_snap_view_t *v, size_t n) {
+    void *p = v->gone;
+    int rc = array_reserve(&p, &v->gone_cap, n, sizeof(uint32_t));
+    v->gone = p;
+    return rc;
+}
+
+/* The object front end: params as msgpack-c objects -> *h, view->plan (each
+ * chunk's cell, cbase, lists and n) and view->gone. Returns SP_ECORRUPT for
+ * a wrong top-level shape; errors inside the chunks or gone go to h->err
+ * (a desync is reported first). */
+static int front_objects(sp_snap_view_t *view, const msgpack_object *params, struct head *h) {
+    memset(h, 0, sizeof *h);
     if (params->type != MSGPACK_OBJECT_ARRAY || params->via.array.size < 5) return SP_ECORRUPT;
     const msgpack_object *p = params->via.array.ptr;
     if (p[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER) return SP_ECORRUPT;
-    uint64_t tick = p[0].via.u64;
-    bool full = p[1].type == MSGPACK_OBJECT_NIL;
-    if (!full && p[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER) return SP_ECORRUPT;
-    uint64_t base = full ? 0 : p[1].via.u64;
+    h->tick = p[0].via.u64;
+    h->full = p[1].type == MSGPACK_OBJECT_NIL;
+    if (!h->full && p[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER) return SP_ECORRUPT;
+    h->base = h->full ? 0 : p[1].via.u64;
     if (p[2].type != MSGPACK_OBJECT_ARRAY || p[3].type != MSGPACK_OBJECT_ARRAY) return SP_ECORRUPT;
-    uint64_t count = 0;
     if (p[4].type != MSGPACK_OBJECT_POSITIVE_INTEGER) return SP_ECORRUPT;
-    count = p[4].via.u64;
+    h->count = p[4].via.u64;
+    if (!h->full && (!view->valid || h->base != view->tick)) return SP_EPROTO; /* before any allocation */
+
+    const msgpack_object *gone = p[3].via.array.ptr;
+    h->ngone = p[3].via.array.size;
+    if ((h->err = gone_reserve(view, h->ngone)) != 0) return 0;
+    for (size_t g = 0; g < h->ngone; g++) {
+        if (gone[g].type != MSGPACK_OBJECT_POSITIVE_INTEGER || gone[g].via.u64 > UINT32_MAX) {
+            h->err = SP_ECORRUPT;
+            return 0;
+        }
+        view->gone[g] = (uint32_t)gone[g].via.u64;
+    }
+    const msgpack_object *chunks = p[2].via.array.ptr;
+    h->nch = p[2].via.array.size;
+    if ((h->err = plan_reserve(view, h->nch)) != 0) return 0;
+    struct plan *pl = view->plan;
+    for (size_t k = 0; k < h->nch; k++) {
+        const msgpack_object *o = &chunks[k];
+        struct plan *q = &pl[k];
+        if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < 6) goto corrupt;
+        const msgpack_object *ch = o->via.array.ptr;
+        if (ch[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || ch[0].via.u64 > UINT32_MAX) goto corrupt;
+        q->cell = (uint32_t)ch[0].via.u64;
+        q->fullcell = ch[1].type == MSGPACK_OBJECT_NIL;
+        if (!q->fullcell && ch[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER) goto corrupt;
+        q->cbase = q->fullcell ? 0 : ch[1].via.u64;
+        for (int a = 0; a < 3; a++) {
+            if (ch[2 + a].type != MSGPACK_OBJECT_ARRAY) goto corrupt;
+            q->list[a] = cursor_of(&ch[2 + a]);
+        }
+        if (ch[5].type != MSGPACK_OBJECT_POSITIVE_INTEGER || ch[5].via.u64 > UINT32_MAX) goto corrupt;
+        q->n = (uint32_t)ch[5].via.u64;
+    }
+    return 0;
+corrupt:
+    h->err = SP_ECORRUPT;
+    return 0;
+}
+
+/* ---- the byte front end: msgpack read straight from the wire bytes */
+
+/* An array header at *pp: its element count. */
+static bool raw_array(const unsigned char **pp, const unsigned char *end, uint32_t *n) {
+    const unsigned char *p = *pp;
+    if (p >= end) return false;
+    unsigned char b = *p++;
+    unsigned nb = b == 0xdc ? 2 : b == 0xdd ? 4 : 0;
+    if (nb == 0) {
+        if (b < 0x90 || b > 0x9f) return false;
+        *n = b & 0x0f;
+    } else {
+        if ((size_t)(end - p) < nb) return false;
+        uint32_t v = 0;
+        for (unsigned i = 0; i < nb; i++) v = (v << 8) | p[i];
+        p += nb;
+        *n = v;
+    }
+    *pp = p;
+    return true;
+}
+
+/* Skip one msgpack object of any type at *pp (sp_rpc_object_size). */
+static bool raw_skip(const unsigned char **pp, const unsigned char *end) {
+    size_t k = sp_rpc_object_size(*pp, (size_t)(end - *pp));
+    *pp += k;
+    return k > 0;
+}
+
+/* A list of n integers at *pp: c reads it later; *pp moves past it. */
+static bool raw_list(const unsigned char **pp, const unsigned char *end, cursor_t *c) {
+    uint32_t n;
+    if (!raw_array(pp, end, &n)) return false;
+    const unsigned char *p = *pp;
+    *c = (cursor_t){NULL, p, end, n, 0, 0, false};
+    for (uint32_t i = 0; i < n; i++) { /* sizes told by first bytes: no value decoded */
+        if (p >= end) return false;
+        unsigned char b = *p;
+        if (b <= 0x7f || b >= 0xe0) p++;
+        else if (b >= 0xcc && b <= 0xd3) {
+            size_t w = 1 + ((size_t)1 << ((b - 0xcc) & 3));
+            if ((size_t)(end - p) < w) return false;
+            p += w;
+        } else {
+            return false;
+        }
+    }
+    *pp = p;
+    return true;
+}
+
+static bool raw_u64(const unsigned char **pp, const unsigned char *end, uint64_t *v) {
+    bool neg;
+    return raw_num(pp, end, v, &neg) && !neg;
+}
+
+/* One chunk [cell, cbase|nil, entered, changed, left, n, ...] into q. */
+static bool raw_chunk(const unsigned char **pp, const unsigned char *end, struct plan *q) {
+    uint32_t m;
+    uint64_t v;
+    if (!raw_array(pp, end, &m) || m < 6) return false;
+    if (!raw_u64(pp, end, &v) || v > UINT32_MAX) return false;
+    q->cell = (uint32_t)v;
+    q->fullcell = *pp < end && **pp == 0xc0;
+    if (q->fullcell) {
+        ++*pp;
+        q->cbase = 0;
+    } else if (!raw_u64(pp, end, &q->cbase)) {
+        return false;
+    }
+    for (int a = 0; a < 3; a++)
+        if (!raw_list(pp, end, &q->list[a])) return false;
+    if (!raw_u64(pp, end, &v) || v > UINT32_MAX) return false;
+    q->n = (uint32_t)v;
+    for (uint32_t k = 6; k < m; k++) /* later versions' elements: ignored */
+        if (!raw_skip(pp, end)) return false;
+    return true;
+}
+
+/* The byte front end: the same as front_objects() from the params array's
+ * msgpack bytes. The count comes after the chunks, so they are read first;
+ * an error there is kept in h->err and the rest skipped to find it. */
+static int front_bytes(sp_snap_view_t *view, const unsigned char *p, const unsigned char *end, struct head *h) {
+    memset(h, 0, sizeof *h);
+    uint32_t np, nch, ngone;
+    if (!raw_array(&p, end, &np) || np < 5) return SP_ECORRUPT;
+    if (!raw_u64(&p, end, &h->tick)) return SP_ECORRUPT;
+    h->full = p < end && *p == 0xc0;
+    if (h->full) p++;
+    else if (!raw_u64(&p, end, &h->base)) return SP_ECORRUPT;
+    const unsigned char *chunks = p;
+    if (!raw_array(&p, end, &nch)) return SP_ECORRUPT;
+    h->nch = nch;
+    if (nch > (size_t)(end - p)) return SP_ECORRUPT; /* truncated: each chunk takes bytes */
+    if ((h->err = plan_reserve(view, nch)) == 0) {
+        struct plan *pl = view->plan;
+        for (uint32_t k = 0; k < nch; k++)
+            if (!raw_chunk(&p, end, &pl[k])) {
+                h->err = SP_ECORRUPT;
+                break;
+            }
+    }
+    if (h->err) { /* find the end of the chunks another way */
+        p = chunks;
+        if (!raw_skip(&p, end)) return SP_ECORRUPT;
+    }
+    if (!raw_array(&p, end, &ngone)) return SP_ECORRUPT;
+    h->ngone = ngone;
+    if (ngone > (size_t)(end - p)) return SP_ECORRUPT;
+    int gerr = h->err ? h->err : gone_reserve(view, ngone);
+    for (uint32_t g = 0; g < ngone; g++) {
+        uint64_t v;
+        bool neg;
+        if (!raw_num(&p, end, &v, &neg)) { /* not an integer: skip it as anything */
+            if (!raw_skip(&p, end)) return SP_ECORRUPT;
+            gerr = gerr ? gerr : SP_ECORRUPT;
+            continue;
+        }
+        if (neg || v > UINT32_MAX) gerr = gerr ? gerr : SP_ECORRUPT;
+        else if (gerr == 0) view->gone[g] = (uint32_t)v;
+    }
+    h->err = gerr;
+    if (!raw_u64(&p, end, &h->count)) return SP_ECORRUPT;
+    return 0;
+}
+
+/* The shared decoder of both front ends (sp_snap_apply's contract). */
+static int apply_core(sp_snap_view_t *view, const struct head *h, sp_snap_stats_t *stats) {
+    bool full = h->full;
+    uint64_t tick = h->tick, base = h->base, count = h->count;
     if (!full && (!view->valid || base != view->tick)) return SP_EPROTO; /* desync */
+    if (h->err) return h->err;
 
     /* gone: strictly ascending cell ids. */
-    const msgpack_object *gone = p[3].via.array.ptr;
-    size_t ngone = p[3].via.array.size;
-    for (size_t g = 0; g < ngone; g++)
-        if (gone[g].type != MSGPACK_OBJECT_POSITIVE_INTEGER || gone[g].via.u64 > UINT32_MAX ||
-            (g > 0 && gone[g].via.u64 <= gone[g - 1].via.u64))
-            return SP_ECORRUPT;
+    const uint32_t *gone = view->gone;
+    size_t ngone = h->ngone;
+    for (size_t g = 1; g < ngone; g++)
+        if (gone[g] <= gone[g - 1]) return SP_ECORRUPT;
 
     /* Pass 1: every chunk's shape, its cell's place in the view, its mode
      * and the scratch room it needs. No decoding yet. */
-    const msgpack_object *chunks = p[2].via.array.ptr;
-    size_t nch = p[2].via.array.size;
-    {
-        void *pp = view->plan;
-        int rc = array_reserve(&pp, &view->plan_cap, nch, sizeof(struct plan));
-        view->plan = pp;
-        if (rc) return rc;
-    }
+    size_t nch = h->nch;
     struct plan *pl = view->plan;
     size_t ci = 0, gi = 0, need = 0;
     uint64_t total = full ? 0 : view->count;
     bool relist = full; /* the cell list changes: rebuild it */
     uint32_t nfull = 0;
     for (size_t k = 0; k < nch; k++) {
-        const msgpack_object *o = &chunks[k];
-        if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < 6) return SP_ECORRUPT;
-        const msgpack_object *ch = o->via.array.ptr;
-        uint32_t cell, n;
-        if (!obj_u32(&ch[0], &cell) || (k > 0 && cell <= pl[k - 1].cell)) return SP_ECORRUPT;
-        bool fullcell = ch[1].type == MSGPACK_OBJECT_NIL;
-        if (!fullcell && (full || ch[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER || ch[1].via.u64 != base))
-            return SP_ECORRUPT;
-        for (int a = 2; a <= 4; a++)
-            if (ch[a].type != MSGPACK_OBJECT_ARRAY) return SP_ECORRUPT;
-        if (!obj_u32(&ch[5], &n)) return SP_ECORRUPT;
-        size_t ne = ch[2].via.array.size, nc = ch[3].via.array.size, nl = ch[4].via.array.size;
+        struct plan *q = &pl[k];
+        uint32_t cell = q->cell, n = q->n;
+        bool fullcell = q->fullcell;
+        if (k > 0 && cell <= pl[k - 1].cell) return SP_ECORRUPT;
+        if (!fullcell && (full || q->cbase != base)) return SP_ECORRUPT;
+        size_t ne = q->list[0].n, nc = q->list[1].n, nl = q->list[2].n;
         if (ne % SP_SNAP_ENTERED_INTS != 0) return SP_ECORRUPT;
         if (fullcell && (nc != 0 || nl != 0)) return SP_ECORRUPT;
         nfull += fullcell;
         ci += cell_lower(view->cells + ci, view->ncells - ci, cell);
         bool in_view = ci < view->ncells && view->cells[ci].cell == cell;
-        while (gi < ngone && gone[gi].via.u64 < cell) gi++;
-        bool is_gone = gi < ngone && gone[gi].via.u64 == cell;
-        struct plan *q = &pl[k];
-        q->ch = ch;
-        q->cell = cell;
-        q->n = n;
+        while (gi < ngone && gone[gi] < cell) gi++;
+        bool is_gone = gi < ngone && gone[gi] == cell;
         q->old = in_view ? ci : SIZE_MAX;
         q->has_old = !full && in_view && !is_gone;
-        q->fullcell = fullcell;
         q->fresh = NULL;
         q->staged = 0;
         size_t old_len = q->has_old ? view->cells[ci].len : 0;
@@ -948,7 +1181,7 @@ int sp_snap_apply(sp_snap_view_t *view, const msgpack_object *params, sp_snap_st
         if (!fullcell && q->has_old && ne == 0 && nl == 0) {
             q->mode = PLAN_PATCH;
             if (n != old_len) return SP_ECORRUPT;
-            q->bound = nc / 2 < old_len ? nc / 2 : old_len;
+            q->bound = (nc + 1) / 2 < old_len ? (nc + 1) / 2 : old_len;
         } else {
             q->mode = PLAN_REPLACE;
             q->bound = base_len + ne / SP_SNAP_ENTERED_INTS;
@@ -961,7 +1194,7 @@ int sp_snap_apply(sp_snap_view_t *view, const msgpack_object *params, sp_snap_st
     if (!full) { /* the gone cells' entities leave (those the chunks reuse were counted above) */
         size_t vi = 0;
         for (size_t g = 0; g < ngone; g++) {
-            uint32_t cell = (uint32_t)gone[g].via.u64;
+            uint32_t cell = gone[g];
             vi += cell_lower(view->cells + vi, view->ncells - vi, cell);
             if (vi >= view->ncells || view->cells[vi].cell != cell) continue;
             relist = true;
@@ -978,7 +1211,7 @@ int sp_snap_apply(sp_snap_view_t *view, const msgpack_object *params, sp_snap_st
     for (size_t k = 0; k < nch; k++) {
         struct plan *q = &pl[k];
         const sp_snap_cell_t *oc = q->has_old && !q->fullcell ? &view->cells[q->old] : NULL;
-        cursor_t e = cursor_of(&q->ch[2]), c = cursor_of(&q->ch[3]), l = cursor_of(&q->ch[4]);
+        cursor_t e = q->list[0], c = q->list[1], l = q->list[2];
         if (q->mode == PLAN_PATCH) {
             rc = stage_patch(oc->recs, oc->len, &c, view->scratch + q->off, view->rows + q->off, &q->staged);
             n_changed += (uint32_t)q->staged;
@@ -1033,13 +1266,13 @@ int sp_snap_apply(sp_snap_view_t *view, const msgpack_object *params, sp_snap_st
             if (q->mode != PLAN_REPLACE || q->old == SIZE_MAX) continue;
             const sp_snap_cell_t *c = &view->cells[q->old];
             if (idx_delta(q)) { /* the rows that stay keep their entry: only the left ones go */
-                idx_walk(view, &q->ch[4], 1, c->cell, idx_del);
+                idx_walk(view, q->list[2], 1, c->cell, idx_del);
                 continue;
             }
             for (uint32_t j = 0; j < c->len; j++) idx_del(view, c->recs[j].id, c->cell);
         }
         for (size_t g = 0; g < ngone; g++) {
-            const sp_snap_cell_t *c = sp_snap_view_cell(view, (uint32_t)gone[g].via.u64);
+            const sp_snap_cell_t *c = sp_snap_view_cell(view, gone[g]);
             if (c == NULL) continue;
             for (uint32_t j = 0; j < c->len; j++) idx_del(view, c->recs[j].id, c->cell);
         }
@@ -1048,7 +1281,7 @@ int sp_snap_apply(sp_snap_view_t *view, const msgpack_object *params, sp_snap_st
         const struct plan *q = &pl[k];
         if (q->mode != PLAN_REPLACE) continue;
         if (idx_delta(q)) { /* only the entered rows are new to the index */
-            idx_walk(view, &q->ch[2], SP_SNAP_ENTERED_INTS, q->cell, idx_put);
+            idx_walk(view, q->list[0], SP_SNAP_ENTERED_INTS, q->cell, idx_put);
             continue;
         }
         const sp_snap_rec_t *src = view->scratch + q->off;
@@ -1087,8 +1320,8 @@ int sp_snap_apply(sp_snap_view_t *view, const msgpack_object *params, sp_snap_st
                 continue;
             }
             sp_snap_cell_t *c = &view->cells[i++];
-            while (gi < ngone && gone[gi].via.u64 < c->cell) gi++;
-            bool is_gone = gi < ngone && gone[gi].via.u64 == c->cell;
+            while (gi < ngone && gone[gi] < c->cell) gi++;
+            bool is_gone = gi < ngone && gone[gi] == c->cell;
             if (full || is_gone) free(c->recs);
             else out[m++] = *c;
         }
@@ -1110,6 +1343,21 @@ int sp_snap_apply(sp_snap_view_t *view, const msgpack_object *params, sp_snap_st
         stats->gone = (uint32_t)ngone;
     }
     return 0;
+}
+
+int sp_snap_apply(sp_snap_view_t *view, const msgpack_object *params, sp_snap_stats_t *stats) {
+    if (view == NULL || params == NULL) return SP_EINVAL;
+    struct head h;
+    int rc = front_objects(view, params, &h);
+    return rc ? rc : apply_core(view, &h, stats);
+}
+
+int sp_snap_apply_bytes(sp_snap_view_t *view, const void *params, size_t len, sp_snap_stats_t *stats) {
+    if (view == NULL || (params == NULL && len > 0)) return SP_EINVAL;
+    const unsigned char *p = params;
+    struct head h;
+    int rc = front_bytes(view, p, p + len, &h);
+    return rc ? rc : apply_core(view, &h, stats);
 }
 
 /* ---------------------------------------------------------------- v2 encode */

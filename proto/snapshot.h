@@ -186,6 +186,8 @@ typedef struct sp_snap_view {
     size_t rows_cap;
     void *plan;               /* one entry per chunk (snapshot.c) */
     size_t plan_cap;
+    uint32_t *gone;           /* the snapshot's gone cells */
+    size_t gone_cap;
     /* private: entity id -> cell id (open addressing, linear probing, at
      * most half full; id 0 marks a free slot), kept by apply / put_cell in
      * O(the records of the cells they rebuild), so find is O(1 + log) */
@@ -243,6 +245,17 @@ SP_API size_t sp_snap_view_bytes(const sp_snap_view_t *v);
  * Not checked (a correct server never sends it, and the view stays safe
  * when a malformed one does): an id present in two cells at once. */
 SP_API int sp_snap_apply(sp_snap_view_t *view, const msgpack_object *params, sp_snap_stats_t *stats);
+
+/* sp_snap_apply() from the params array's msgpack bytes, params[0, len),
+ * read in place: no msgpack-c objects are built (a third or more of a
+ * client's decoding time; see sp_rpc_decoder_next_lazy() for getting the
+ * bytes of a notification). Same results and errors as sp_snap_apply() on
+ * the object msgpack-c would make of those bytes, and SP_ECORRUPT for bytes
+ * that are not one well-formed msgpack array (truncated, a byte that starts
+ * no type, nesting past 64 levels). Bytes after the array are not read.
+ * Cost: the same O(what the chunks carry), one extra pass over the lists'
+ * bytes (to find where each chunk ends). Reads params only during the call. */
+SP_API int sp_snap_apply_bytes(sp_snap_view_t *view, const void *params, size_t len, sp_snap_stats_t *stats);
 
 /* ---------------------------------------------------------------- encode */
 

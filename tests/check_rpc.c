@@ -645,6 +645,119 @@ START_TEST(test_rpc_stream_split_at_every_byte_boundary) {
 }
 END_TEST
 
+/* One message of each stream, as next() and next_lazy() return it. */
+static void expect_same(sp_rpc_decoder_t *dl, const sp_rpc_msg_t *a, sp_rpc_msg_t *b) {
+    ck_assert_int_eq(b->type, a->type);
+    ck_assert_uint_eq(b->wire_size, a->wire_size);
+    ck_assert_mem_eq(b->wire, a->wire, a->wire_size);
+    ck_assert_uint_eq(b->has_msgid, a->has_msgid);
+    if (a->has_msgid) ck_assert_uint_eq(b->msgid, a->msgid);
+    if (a->method) {
+        ck_assert_uint_eq(b->method_len, a->method_len);
+        ck_assert_mem_eq(b->method, a->method, a->method_len);
+        ck_assert_int_eq(b->method_id, a->method_id);
+    }
+    if (!b->lazy) {
+        ck_assert(msgpack_object_equal(*b->root, *a->root));
+        return;
+    }
+    /* lazy: the params bytes are exactly the params object, and unpack()
+     * turns the message into what next() returned */
+    ck_assert_int_eq(a->type, SP_RPC_NOTIFY);
+    ck_assert_ptr_null(b->params);
+    ck_assert_uint_eq(sp_rpc_object_size(b->params_bytes, b->params_len), b->params_len);
+    ck_assert_ptr_eq(b->params_bytes + b->params_len, (const unsigned char *)b->wire + b->wire_size);
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    ck_assert_int_eq(msgpack_unpack_next(&u, (const char *)b->params_bytes, b->params_len, NULL),
+                     MSGPACK_UNPACK_SUCCESS);
+    ck_assert(msgpack_object_equal(u.data, *a->params));
+    msgpack_unpacked_destroy(&u);
+    ck_assert_int_eq(sp_rpc_decoder_unpack(dl, b), 0);
+    ck_assert(!b->lazy);
+    ck_assert(msgpack_object_equal(*b->params, *a->params));
+    ck_assert(msgpack_object_equal(*b->root, *a->root));
+    ck_assert_uint_eq(b->wire_size, a->wire_size);
+}
+
+START_TEST(test_rpc_lazy_decoder_matches_next_at_every_split) {
+    pbuf_t b;
+    pb_init(&b);
+    int n = build_stream(&b);
+    /* notifications in unusual forms (array16 envelope, str16 method) come
+     * unpacked; an empty-params one and a str8 method come lazily */
+    static const unsigned char odd[] = {0xdc, 0x00, 0x03, 0x02, 0xa1, 'x', 0x90,
+                                        0x93, 0x02, 0xda, 0x00, 0x01, 'y', 0x91, 0x07,
+                                        0x93, 0x02, 0xa4, 'p', 'i', 'n', 'g', 0x90,
+                                        0x93, 0x02, 0xd9, 0x01, 'z', 0xdc, 0x00, 0x01, 0xc0};
+    msgpack_sbuffer_write(&b.sb, (const char *)odd, sizeof odd);
+    n += 4;
+    int lazies = 0;
+    for (size_t k = 0; k <= b.sb.size; k++) {
+        sp_rpc_decoder_t da, dl;
+        sp_rpc_decoder_init(&da, 0);
+        sp_rpc_decoder_init(&dl, 0);
+        int got = 0;
+        for (int part = 0; part < 2; part++) {
+            const char *p = part ? b.sb.data + k : b.sb.data;
+            size_t len = part ? b.sb.size - k : k;
+            ck_assert_int_eq(sp_rpc_decoder_feed(&da, p, len), 0);
+            ck_assert_int_eq(sp_rpc_decoder_feed(&dl, p, len), 0);
+            sp_rpc_msg_t ma, ml;
+            int ra;
+            while ((ra = sp_rpc_decoder_next(&da, &ma)) == 1) {
+                ck_assert_int_eq(sp_rpc_decoder_next_lazy(&dl, &ml), 1);
+                lazies += ml.lazy;
+                expect_same(&dl, &ma, &ml);
+                got++;
+            }
+            ck_assert_int_eq(ra, 0);
+            ck_assert_int_eq(sp_rpc_decoder_next_lazy(&dl, &ml), 0);
+        }
+        ck_assert_int_eq(got, n);
+        sp_rpc_decoder_destroy(&da);
+        sp_rpc_decoder_destroy(&dl);
+    }
+    /* build_stream's 3 snapshot notifications and 2 of the odd ones, per split */
+    ck_assert_int_eq(lazies, 5 * (int)(b.sb.size + 1));
+    pb_free(&b);
+}
+END_TEST
+
+START_TEST(test_rpc_object_size_is_the_packed_size_and_refuses_bad_bytes) {
+    pbuf_t b;
+    pb_init(&b);
+    int n = build_stream(&b);
+    size_t off = 0;
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    for (int i = 0; i < n; i++) {
+        size_t start = off;
+        ck_assert_int_eq(msgpack_unpack_next(&u, b.sb.data, b.sb.size, &off), MSGPACK_UNPACK_SUCCESS);
+        size_t sz = off - start;
+        ck_assert_uint_eq(sp_rpc_object_size(b.sb.data + start, b.sb.size - start), sz);
+        for (size_t cut = 0; cut < sz; cut++) /* every truncation */
+            ck_assert_uint_eq(sp_rpc_object_size(b.sb.data + start, cut), 0);
+    }
+    msgpack_unpacked_destroy(&u);
+    pb_free(&b);
+    static const unsigned char c1[] = {0x92, 0x01, 0xc1};
+    ck_assert_uint_eq(sp_rpc_object_size(c1, sizeof c1), 0);
+    /* containers nested SP_RPC_MAX_DEPTH deep pass, one more is refused;
+     * scalars inside the deepest one do not count */
+    unsigned char deep[SP_RPC_MAX_DEPTH + 2];
+    for (unsigned d = 0; d < SP_RPC_MAX_DEPTH; d++) deep[d] = 0x91;
+    deep[SP_RPC_MAX_DEPTH] = 0x05;
+    ck_assert_uint_eq(sp_rpc_object_size(deep, SP_RPC_MAX_DEPTH + 1), SP_RPC_MAX_DEPTH + 1);
+    deep[SP_RPC_MAX_DEPTH] = 0x91;
+    deep[SP_RPC_MAX_DEPTH + 1] = 0x05;
+    ck_assert_uint_eq(sp_rpc_object_size(deep, SP_RPC_MAX_DEPTH + 2), 0);
+    /* an array32 declaring more elements than there are bytes */
+    static const unsigned char big[] = {0xdd, 0xff, 0xff, 0xff, 0xff, 0x01};
+    ck_assert_uint_eq(sp_rpc_object_size(big, sizeof big), 0);
+}
+END_TEST
+
 START_TEST(test_rpc_stream_fed_byte_by_byte_yields_each_message_on_its_last_byte) {
     pbuf_t b;
     pb_init(&b);
@@ -1302,6 +1415,8 @@ static Suite *rpc_suite(void) {
         {"running_size", test_rpc_running_size_refused_before_buffering_past_limit},
         {"split_every_byte", test_rpc_stream_split_at_every_byte_boundary},
         {"byte_by_byte", test_rpc_stream_fed_byte_by_byte_yields_each_message_on_its_last_byte},
+        {"lazy_split", test_rpc_lazy_decoder_matches_next_at_every_split},
+        {"object_size", test_rpc_object_size_is_the_packed_size_and_refuses_bad_bytes},
         {"truncated", test_rpc_truncated_message_never_yields},
         {"idle_memory", test_rpc_idle_decoder_gives_big_buffer_back},
         {"float_params", test_rpc_float_params_accept_ints_and_reject_others},
