@@ -324,7 +324,7 @@ typedef struct cursor {
 /* One msgpack integer at *pp: its bits in *u and whether it is negative (as
  * msgpack-c classifies it: a signed encoding of a value >= 0 is positive).
  * False for any other type or a truncated one; *pp moves past it. */
-static bool raw_num(const unsigned char **pp, const unsigned char *end, uint64_t *u, bool *neg) {
+static inline bool raw_num(const unsigned char **pp, const unsigned char *end, uint64_t *u, bool *neg) {
     const unsigned char *p = *pp;
     if (p >= end) return false;
     unsigned char b = *p++;
@@ -369,7 +369,7 @@ static inline bool cur_num(cursor_t *c, uint64_t *u, bool *neg) {
     }
     return false;
 }
-static bool cur_i64(cursor_t *c, int64_t *v) {
+static inline bool cur_i64(cursor_t *c, int64_t *v) {
     uint64_t u;
     bool neg;
     if (!cur_num(c, &u, &neg) || (!neg && u > (uint64_t)INT64_MAX)) return false;
