@@ -4,10 +4,12 @@
  * from the frame's own change list (O(changes)); the other compares the two
  * frames row by row. Every round, every cell must hold the same records,
  * the same change tick and the same delta chunk bytes. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "daemon/icells.h"
+#include "rpc.h"
 #include "helpers/sp_check.h"
 #include "sim/frame.h"
 #include "sim/world.h"
@@ -102,11 +104,136 @@ START_TEST(test_issue_9_store_from_change_lists_equals_store_from_full_frames) {
 }
 END_TEST
 
+/* One client of the store: the server's record of its view, and its own
+ * decoded view (sp_snap_apply of the bytes a daemon would write). */
+typedef struct client {
+    sp_cview_t base;
+    sp_snap_view_t view, twin; /* twin: the same snapshots through sp_snap_apply_bytes */
+    double ctr[3];
+} client_t;
+
+/* Client c's snapshot of the store's round: assembled, decoded by both
+ * decoders, and its view compared with the store cell by cell. Returns the
+ * catch-up chunks it carried. */
+static size_t deliver(sp_icells_t *cs, client_t *c, sp_icells_scratch_t *s, sp_csnap_t *o, int round) {
+    ck_assert_int_eq(sp_icells_snapshot(cs, &c->base, &c->ctr, 1, 120.0, 1u << 20, s, o), 0);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_sbuffer_write(&sb, o->bytes.data, o->head);
+    for (size_t k = 0; k < o->nchunks; k++) msgpack_sbuffer_write(&sb, (const char *)o->chunks[k]->data, o->chunks[k]->len);
+    msgpack_sbuffer_write(&sb, o->bytes.data + o->head, o->bytes.size - o->head);
+    sp_rpc_decoder_t d;
+    ck_assert_int_eq(sp_rpc_decoder_init(&d, 64u << 20), 0);
+    ck_assert_int_eq(sp_rpc_decoder_feed(&d, sb.data, sb.size), 0);
+    sp_rpc_msg_t m;
+    ck_assert_int_eq(sp_rpc_decoder_next_lazy(&d, &m), 1);
+    ck_assert(m.lazy);
+    int rb = sp_snap_apply_bytes(&c->twin, m.params_bytes, m.params_len, NULL);
+    ck_assert_int_eq(sp_rpc_decoder_unpack(&d, &m), 0);
+    int ro = sp_snap_apply(&c->view, m.params, NULL);
+    ck_assert_msg(ro == 0, "round %d: the client could not apply its snapshot (%d)", round, ro);
+    ck_assert_int_eq(rb, 0);
+    sp_rpc_decoder_destroy(&d);
+    msgpack_sbuffer_destroy(&sb);
+    ck_assert(sp_snap_view_equal(&c->view, &c->twin));
+    /* The client's view is the store's content of the view's cells. */
+    ck_assert_uint_eq(c->view.ncells, o->next.n);
+    for (size_t k = 0; k < o->next.n; k++) {
+        const sp_cell_t *sc = &cs->cell[o->next.cells[k]];
+        const sp_snap_cell_t *vc = sp_snap_view_cell(&c->view, o->next.cells[k]);
+        ck_assert_ptr_nonnull(vc);
+        ck_assert_msg(vc->len == sc->len, "round %d cell %u: %u vs %u entities", round, o->next.cells[k], vc->len,
+                      sc->len);
+        ck_assert(sc->len == 0 || memcmp(vc->recs, sc->recs, sc->len * sizeof sc->recs[0]) == 0);
+    }
+    sp_cview_swap(&c->base, &o->next); /* handed to the socket: the new baseline */
+    return o->catchups;
+}
+
+START_TEST(test_issue_9_clients_that_skip_rounds_get_catchup_deltas_that_apply) {
+    sp_world_def_t d = sp_world_def_default();
+    d.seed = 9;
+    d.half_extent = (float)HALF;
+    d.sleep_ticks = 5;
+    sp_world_t *w;
+    ck_assert_int_eq(sp_world_create(&d, &w), 0);
+    ck_assert_int_eq(sp_world_populate_demo(w, 3000, 300), 0);
+    for (int t = 0; t < 30; t++) ck_assert_int_eq(sp_world_step(w), 0);
+    sp_icells_t cs;
+    double edge;
+    ck_assert_int_eq(sp_icells_init(&cs, HALF, 60.0, &edge), 0);
+    sp_icells_scratch_t s;
+    sp_icells_scratch_init(&s);
+    sp_csnap_t o;
+    sp_csnap_init(&o);
+    /* Client 0 gets every round; the others skip rounds as a late or
+     * backed-up client does: one at a time, two in a row, or often. */
+    enum { NC = 4 };
+    client_t cl[NC];
+    for (int k = 0; k < NC; k++) {
+        sp_cview_init(&cl[k].base);
+        sp_snap_view_init(&cl[k].view);
+        sp_snap_view_init(&cl[k].twin);
+        cl[k].ctr[0] = -150.0 + 100.0 * k;
+        cl[k].ctr[1] = 40.0 * k - 60.0;
+        cl[k].ctr[2] = 0.0;
+    }
+    size_t catchups = 0, skipped_full = 0, delivered = 0;
+    unsigned seed = 17;
+    for (int round = 0; round < 60; round++) {
+        const sp_frame_t *now = sp_world_publish_frame(w);
+        for (int k = 0; k < 4 && now->count > 0; k++) { /* churn: some die, some wake */
+            sp_entity_id_t id = now->rows[rand_r(&seed) % now->count].id;
+            if (k == 3) {
+                (void)sp_world_destroy(w, id);
+            } else {
+                float v[3] = {3.0f, -2.0f, 1.0f};
+                (void)sp_world_set_velocity(w, id, v);
+            }
+        }
+        sp_frame_release(now);
+        for (int t = 0; t < 3; t++) ck_assert_int_eq(sp_world_step(w), 0);
+        sp_frame_t *f = sp_world_publish_frame(w);
+        apply(&cs, f, &s);
+        sp_frame_release(f);
+        for (int k = 0; k < NC; k++) {
+            bool skip = (k == 1 && round % 3 == 1) || (k == 2 && round % 5 >= 3) || (k == 3 && round % 2 == 1);
+            if (round == 0) skip = false;
+            if (skip) continue;
+            bool behind = cl[k].base.valid && cl[k].base.tick != cs.prev_tick;
+            size_t c = deliver(&cs, &cl[k], &s, &o, round);
+            delivered++;
+            if (behind) {
+                catchups += c;
+                skipped_full += o.full_entities;
+            } else {
+                ck_assert_uint_eq(c, 0); /* on time: the shared deltas */
+            }
+        }
+    }
+    /* Catch-ups really ran (cells that changed once since the client's
+     * view); cells that changed more often than that went full, correctly. */
+    ck_assert_uint_gt(catchups, 50);
+    ck_assert_uint_gt(delivered, 150);
+    fprintf(stderr, "catch-ups %zu, full entities for late clients %zu, snapshots %zu\n", catchups, skipped_full, delivered);
+    for (int k = 0; k < NC; k++) {
+        sp_cview_destroy(&cl[k].base);
+        sp_snap_view_destroy(&cl[k].view);
+        sp_snap_view_destroy(&cl[k].twin);
+    }
+    sp_csnap_destroy(&o);
+    sp_icells_scratch_destroy(&s);
+    sp_icells_destroy(&cs);
+    sp_world_free(w);
+}
+END_TEST
+
 static Suite *icells_suite(void) {
     Suite *s = suite_create("icells");
     TCase *tc = tcase_create("change_lists");
     tcase_set_timeout(tc, sp_timeout(60));
     tcase_add_test(tc, test_issue_9_store_from_change_lists_equals_store_from_full_frames);
+    tcase_add_test(tc, test_issue_9_clients_that_skip_rounds_get_catchup_deltas_that_apply);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -63,6 +63,10 @@ int sp_icells_init(sp_icells_t *cs, double half_extent, double edge, double *edg
 static void cell_clear(sp_cell_t *c) {
     c->len = 0;
     c->changed = 0;
+    c->hlen = 0;
+    c->has_hist = false;
+    /* Relaxed: as below. */
+    sp_rbuf_release(atomic_exchange_explicit(&c->catchup, NULL, memory_order_relaxed));
     sp_rbuf_release(c->delta);
     c->delta = NULL;
     /* Relaxed: no reader runs while the store is written (icells.h phases). */
@@ -74,6 +78,7 @@ void sp_icells_destroy(sp_icells_t *cs) {
         for (uint32_t i = 0; i < cs->ncells; i++) {
             cell_clear(&cs->cell[i]);
             free(cs->cell[i].recs);
+            free(cs->cell[i].hist);
         }
     }
     free(cs->cell);
@@ -284,19 +289,32 @@ static int update_cell(sp_icells_t *cs, size_t k, sp_icells_scratch_t *s) {
     if (rc) return rc;
     sp_rbuf_t *delta = sp_rbuf_new(s->sb.data, s->sb.size, (uint32_t)n);
     if (delta == NULL) return SP_ENOMEM;
-    if (n > c->cap) {
-        size_t cap = c->cap;
-        p = c->recs;
+    /* The new content goes into the history's buffer, then the two swap:
+     * the old content becomes the history, at no extra copy. */
+    if (n > c->hcap) {
+        size_t cap = c->hcap;
+        p = c->hist;
         if ((rc = grow(&p, &cap, n, sizeof(sp_snap_rec_t))) != 0 || cap > UINT32_MAX) {
             sp_rbuf_release(delta);
             return rc ? rc : SP_ENOMEM;
         }
-        c->recs = p;
-        c->cap = (uint32_t)cap;
+        c->hist = p;
+        c->hcap = (uint32_t)cap;
     }
-    if (n) memcpy(c->recs, out, n * sizeof *out);
+    if (n) memcpy(c->hist, out, n * sizeof *out);
+    sp_snap_rec_t *t = c->recs;
+    uint32_t tcap = c->cap;
+    c->recs = c->hist;
+    c->cap = c->hcap;
+    c->hist = t;
+    c->hcap = tcap;
+    c->hlen = c->len;
     c->len = (uint32_t)n;
+    c->hist_from = c->changed; /* the old content held since its own change (0: since the epoch began) */
+    c->has_hist = true;
     c->changed = cs->next->tick;
+    /* Relaxed: no reader runs during an update (icells.h phases). */
+    sp_rbuf_release(atomic_exchange_explicit(&c->catchup, NULL, memory_order_relaxed));
     sp_rbuf_release(c->delta);
     c->delta = delta;
     /* Relaxed: no reader runs during an update (icells.h phases). */
@@ -360,6 +378,40 @@ sp_rbuf_t *sp_icells_full(sp_icells_t *cs, uint32_t cell, sp_icells_scratch_t *s
     return nb;
 }
 
+/* The catch-up delta of cell `cell` from its content at tick T (its
+ * history: has_hist, hist_from <= T < changed) to the store's: the cell's
+ * cached one when its base is T, else encoded now and cached if the cache
+ * is empty, else private. *own: the caller holds a reference to release.
+ * NULL on OOM. Between rounds, any thread. */
+static sp_rbuf_t *cell_catchup(sp_icells_t *cs, uint32_t cell, uint64_t T, sp_icells_scratch_t *s, bool *own) {
+    sp_cell_t *c = &cs->cell[cell];
+    *own = false;
+    /* Acquire: pairs with the CAS's release below (the bytes and the key). */
+    sp_rbuf_t *b = atomic_load_explicit(&c->catchup, memory_order_acquire);
+    if (b && b->key == T) return b;
+    msgpack_sbuffer_clear(&s->sb);
+    if (sp_snap_chunk_delta(&s->sb, cell, T, c->hist, c->hlen, c->recs, c->len, NULL) != 0) return NULL;
+    sp_rbuf_t *nb = sp_rbuf_new(s->sb.data, s->sb.size, c->len);
+    if (nb == NULL) return NULL;
+    nb->key = T;
+    if (b == NULL) {
+        sp_rbuf_t *expected = NULL;
+        /* acq_rel as in sp_icells_full(): release publishes nb's bytes and
+         * key; on failure, acquire makes the winner's visible. The slot is
+         * only ever filled here, and emptied while no reader runs, so a
+         * pointer read from it stays valid until the next round. */
+        if (atomic_compare_exchange_strong_explicit(&c->catchup, &expected, nb, memory_order_acq_rel,
+                                                    memory_order_acquire))
+            return nb;
+        if (expected->key == T) {
+            sp_rbuf_release(nb);
+            return expected;
+        }
+    }
+    *own = true; /* another base holds the cache: this one is the caller's alone */
+    return nb;
+}
+
 /* ---------------------------------------------------------------- client views */
 
 void sp_cview_init(sp_cview_t *v) { memset(v, 0, sizeof *v); }
@@ -390,7 +442,7 @@ void sp_csnap_clear(sp_csnap_t *o) {
     msgpack_sbuffer_clear(&o->bytes);
     o->head = 0;
     o->full = false;
-    o->full_entities = o->visible = o->count = o->chunk_bytes = 0;
+    o->full_entities = o->visible = o->count = o->chunk_bytes = o->catchups = 0;
 }
 
 void sp_csnap_destroy(sp_csnap_t *o) {
@@ -548,6 +600,12 @@ int sp_icells_snapshot(sp_icells_t *cs, const sp_cview_t *base, const double (*c
             if (cell->changed > T) {
                 if (deltas && cell->changed == cs->tick && cell->delta != NULL) {
                     rc = add_chunk(o, cell->delta);
+                } else if (cell->has_hist && cell->hist_from <= T) { /* and T < changed */
+                    bool own;
+                    sp_rbuf_t *b = cell_catchup(cs, c, T, s, &own);
+                    rc = add_chunk(o, b);
+                    if (own) sp_rbuf_release(b);
+                    o->catchups++;
                 } else {
                     rc = add_chunk(o, sp_icells_full(cs, c, s));
                     o->full_entities += cell->len;

@@ -35,7 +35,12 @@
  * been sent, each exactly the store's content at the view's tick. Its next
  * snapshot (sp_icells_snapshot, wire2.md's rules):
  *   view at the previous applied round   delta chunks of its changed cells
- *   view at an older tick T (skipped)    full chunks of its cells changed since T
+ *   view at an older tick T (skipped)    for each cell changed since T: a
+ *                                        catch-up delta when T falls in the
+ *                                        range of the cell's content before its
+ *                                        last change (a cell that changed once
+ *                                        since T, e.g. after one skipped round),
+ *                                        else its full chunk
  *   no view (hello, resync, new epoch)   base nil, full chunks of all its cells
  * plus full chunks of newly seen cells and `gone` for the cells it no longer
  * sees. Newly seen cells enter nearest first (box distance to the nearest
@@ -87,6 +92,18 @@ typedef struct sp_cell {
      * sp_icells_full() encodes it and publishes it with a CAS; the next
      * change releases it. */
     _Atomic(sp_rbuf_t *) full;
+    /* The content before the last change (valid over ticks [hist_from,
+     * changed); has_hist false: unknown, e.g. a new epoch), so a client whose
+     * view of the cell is from any tick in that range, e.g. one that skipped
+     * a round, gets a catch-up delta instead of the full cell. */
+    sp_snap_rec_t *hist;
+    uint32_t hlen, hcap;
+    uint64_t hist_from;
+    bool has_hist;
+    /* The catch-up delta hist -> recs for one base tick (its rbuf's key),
+     * encoded on first use and published like `full`; released by the
+     * next change. A client with another base gets a private one. */
+    _Atomic(sp_rbuf_t *) catchup;
 } sp_cell_t;
 
 /* One change of a round, in a cell: the entity leaves the cell (row ==
@@ -184,6 +201,7 @@ typedef struct sp_csnap {
     sp_cview_t next;            /* the view once this snapshot reached the socket */
     bool full;                  /* base nil */
     size_t full_entities;       /* entities in the full cells sent */
+    size_t catchups;            /* catch-up deltas among the chunks */
     size_t visible;             /* entities in the visible cells (sent or not) */
     size_t count;               /* entities in the view after it */
     size_t chunk_bytes;         /* bytes of the chunks */

@@ -12,6 +12,7 @@ sp_rbuf_t *sp_rbuf_new(const void *data, size_t len, uint32_t tag) {
      * thread (a CAS into a cell's cache, the pool's queues) publishes it. */
     atomic_store_explicit(&b->refs, 1, memory_order_relaxed);
     b->tag = tag;
+    b->key = 0;
     b->len = len;
     if (len) memcpy(b->data, data, len);
     return b;

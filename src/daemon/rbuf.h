@@ -22,6 +22,8 @@
 typedef struct sp_rbuf {
     _Atomic uint32_t refs;
     uint32_t tag;             /* the creator's (icells.c: entities in a chunk) */
+    uint64_t key;             /* the creator's, 0 from sp_rbuf_new (icells.c: a catch-up
+                               * chunk's base tick); set before the buffer is shared */
     size_t len;
     unsigned char data[];
 } sp_rbuf_t;
