@@ -30,6 +30,12 @@
  *   per-client  protocol 1 as the daemon did it before: per client
  *               sp_frame_query_sphere, the next view filled from the rows,
  *               sp_snap_v1_encode against the client's baseline, swap.
+ *   client decode  the other side (issue 9 point 4): the snapshots of 40
+ *               clients at the default cell, recorded once, decoded as a
+ *               client reads them: through the RPC decoder into msgpack-c
+ *               objects and sp_snap_apply, against sp_rpc_decoder_next_lazy
+ *               and sp_snap_apply_bytes (what spacesim-load does); us of CPU
+ *               per delta snapshot, ratio printed.
  * Self-check: every round, for every 97th client, the bytes as written
  * (protocol 2: head + chunks + tail concatenated) are decoded by the
  * clients' decoders (sp_snap_apply / sp_snap_v1_apply) and the view must be
@@ -53,6 +59,7 @@
 #include "sim/ai.h"
 #include "sim/frame.h"
 #include "sim/world.h"
+#include "rpc.h"
 #include "snapshot.h"
 
 #define HALF 5358.0 /* --world-size 10716 */
@@ -87,7 +94,11 @@ typedef struct shared_arg {
     scene_t *sc;
     double edge;
     stats_t st;
+    msgpack_sbuffer *rec;      /* non-NULL: record the wire bytes of clients [0, NREC), every frame */
 } shared_arg_t;
+
+/* Clients whose snapshots the client-decode rows replay. */
+#define NREC 40
 
 typedef struct v1_arg {
     scene_t *sc;
@@ -265,6 +276,13 @@ static double run_shared(void *arg) {
                 a->st.full_bytes += bytes;
                 a->st.full_entities += (double)o.count;
             }
+            if (a->rec != NULL && c < NREC) {
+                msgpack_sbuffer *w = &a->rec[(size_t)c * sc->nframes + fi];
+                msgpack_sbuffer_write(w, o.bytes.data, o.head);
+                for (size_t k = 0; k < o.nchunks; k++)
+                    msgpack_sbuffer_write(w, (const char *)o.chunks[k]->data, o.chunks[k]->len);
+                msgpack_sbuffer_write(w, o.bytes.data + o.head, o.bytes.size - o.head);
+            }
             if (c % CHECK_EVERY == 0) { /* the bytes as writev hands them to the socket */
                 msgpack_sbuffer_clear(&wire);
                 msgpack_sbuffer_write(&wire, o.bytes.data, o.head);
@@ -293,6 +311,59 @@ static double run_shared(void *arg) {
     sp_icells_destroy(&cs);
     if (bad) return -1;
     return (double)ns / 1e3 / ((double)timed_rounds * sc->nclients);
+}
+
+/* Client decode (issue 9 point 4: what spacesim-load pays per snapshot):
+ * the recorded snapshots of NREC clients, each client's in order from a
+ * fresh view, through the RPC decoder as a client reads them: msgpack-c
+ * objects (sp_rpc_decoder_next + sp_snap_apply, what clients did) or the
+ * wire bytes (sp_rpc_decoder_next_lazy + sp_snap_apply_bytes, what
+ * spacesim-load does). Frame 0 (the full snapshot) is decoded, not timed.
+ * Microseconds of CPU per delta snapshot; the views' caches are as cold as
+ * NREC clients' views make them. */
+typedef struct decode_arg {
+    const msgpack_sbuffer *rec;
+    int nframes;
+    bool bytes;
+} decode_arg_t;
+
+static double run_decode(void *arg) {
+    const decode_arg_t *a = arg;
+    sp_snap_view_t *v = calloc(NREC, sizeof *v);
+    sp_rpc_decoder_t *d = calloc(NREC, sizeof *d);
+    if (!v || !d) return -1;
+    for (int c = 0; c < NREC; c++) {
+        sp_snap_view_init(&v[c]);
+        sp_rpc_decoder_init(&d[c], SP_RPC_CLIENT_MAX_MESSAGE);
+    }
+    uint64_t ns = 0;
+    int bad = 0, n = 0;
+    /* Round-robin over the clients, as a generator's loop meets them. */
+    for (int fi = 0; fi < a->nframes && !bad; fi++) {
+        for (int c = 0; c < NREC && !bad; c++) {
+            const msgpack_sbuffer *w = &a->rec[(size_t)c * a->nframes + fi];
+            sp_rpc_msg_t m;
+            uint64_t t0 = sp_bench_now_ns();
+            int rc = sp_rpc_decoder_feed(&d[c], w->data, w->size);
+            if (rc == 0) rc = (a->bytes ? sp_rpc_decoder_next_lazy : sp_rpc_decoder_next)(&d[c], &m) == 1 ? 0 : -1;
+            if (rc == 0)
+                rc = a->bytes ? sp_snap_apply_bytes(&v[c], m.params_bytes, m.params_len, NULL)
+                              : sp_snap_apply(&v[c], m.params, NULL);
+            uint64_t t1 = sp_bench_now_ns();
+            if (rc != 0 || (a->bytes && !m.lazy)) bad = 1;
+            if (fi > 0) {
+                ns += t1 - t0;
+                n++;
+            }
+        }
+    }
+    for (int c = 0; c < NREC; c++) {
+        sp_snap_view_destroy(&v[c]);
+        sp_rpc_decoder_destroy(&d[c]);
+    }
+    free(v);
+    free(d);
+    return bad || n == 0 ? -1 : (double)ns / 1e3 / n;
 }
 
 /* The next view from frame rows (the old daemon's view_from_frame). */
@@ -414,6 +485,27 @@ static void bench_scene(scene_t *sc, int nframes, int nclients, summary_t *sum) 
         }
     }
     sum->v1 = v1b;
+    /* The client side of the same snapshots (default cell). */
+    msgpack_sbuffer *rec = calloc((size_t)NREC * nframes, sizeof *rec);
+    if (rec != NULL) {
+        for (size_t k = 0; k < (size_t)NREC * nframes; k++) msgpack_sbuffer_init(&rec[k]);
+        shared_arg_t ra = {.sc = sc, .edge = 1000, .rec = rec};
+        if (run_shared(&ra) >= 0) {
+            decode_arg_t dobj = {rec, nframes, false}, dbytes = {rec, nframes, true};
+            static char dn[2][2][96];
+            char *on = dn[sc->npcs > 5000][0], *bn = dn[sc->npcs > 5000][1];
+            snprintf(on, 96, "client decode, msgpack-c objects (%s)", sc->name);
+            snprintf(bn, 96, "client decode, wire bytes (%s)", sc->name);
+            sp_bench_row_t drows[2] = {
+                {.name = bn, .unit = "us/snapshot", .fn = run_decode, .arg = &dbytes},
+                {.name = on, .unit = "us/snapshot", .fn = run_decode, .arg = &dobj},
+            };
+            sp_bench_run(drows, 2);
+            sp_bench_report(&drows[0], &drows[1]);
+        }
+        for (size_t k = 0; k < (size_t)NREC * nframes; k++) msgpack_sbuffer_destroy(&rec[k]);
+        free(rec);
+    }
     scene_free(sc);
 }
 
