@@ -59,14 +59,19 @@ int sp_icells_init(sp_icells_t *cs, double half_extent, double edge, double *edg
     return 0;
 }
 
+/* Drop the cell's cached catch-up deltas (its contents change). */
+static void catchups_release(sp_cell_t *c) {
+    for (int k = 0; k < SP_ICELLS_HIST; k++)
+        /* Relaxed: no reader runs while the store is written (icells.h phases). */
+        sp_rbuf_release(atomic_exchange_explicit(&c->catchup[k], NULL, memory_order_relaxed));
+}
+
 /* Empty cell c (memory kept), dropping its chunks. */
 static void cell_clear(sp_cell_t *c) {
     c->len = 0;
     c->changed = 0;
-    c->hlen = 0;
-    c->has_hist = false;
-    /* Relaxed: as below. */
-    sp_rbuf_release(atomic_exchange_explicit(&c->catchup, NULL, memory_order_relaxed));
+    c->hn = 0;
+    catchups_release(c);
     sp_rbuf_release(c->delta);
     c->delta = NULL;
     /* Relaxed: no reader runs while the store is written (icells.h phases). */
@@ -78,7 +83,7 @@ void sp_icells_destroy(sp_icells_t *cs) {
         for (uint32_t i = 0; i < cs->ncells; i++) {
             cell_clear(&cs->cell[i]);
             free(cs->cell[i].recs);
-            free(cs->cell[i].hist);
+            for (int k = 0; k < SP_ICELLS_HIST; k++) free(cs->cell[i].hist[k].recs);
         }
     }
     free(cs->cell);
@@ -289,32 +294,35 @@ static int update_cell(sp_icells_t *cs, size_t k, sp_icells_scratch_t *s) {
     if (rc) return rc;
     sp_rbuf_t *delta = sp_rbuf_new(s->sb.data, s->sb.size, (uint32_t)n);
     if (delta == NULL) return SP_ENOMEM;
-    /* The new content goes into the history's buffer, then the two swap:
-     * the old content becomes the history, at no extra copy. */
-    if (n > c->hcap) {
-        size_t cap = c->hcap;
-        p = c->hist;
+    /* The new content goes into the buffer of the oldest past content (or
+     * a free one), then the two swap: the content it replaces becomes the
+     * newest past one, at no extra copy. */
+    unsigned slot = (c->hhead + 1u) % SP_ICELLS_HIST;
+    sp_icells_past_t *h = &c->hist[slot];
+    if (n > h->cap) {
+        size_t cap = h->cap;
+        p = h->recs;
         if ((rc = grow(&p, &cap, n, sizeof(sp_snap_rec_t))) != 0 || cap > UINT32_MAX) {
             sp_rbuf_release(delta);
             return rc ? rc : SP_ENOMEM;
         }
-        c->hist = p;
-        c->hcap = (uint32_t)cap;
+        h->recs = p;
+        h->cap = (uint32_t)cap;
     }
-    if (n) memcpy(c->hist, out, n * sizeof *out);
+    if (n) memcpy(h->recs, out, n * sizeof *out);
     sp_snap_rec_t *t = c->recs;
     uint32_t tcap = c->cap;
-    c->recs = c->hist;
-    c->cap = c->hcap;
-    c->hist = t;
-    c->hcap = tcap;
-    c->hlen = c->len;
+    c->recs = h->recs;
+    c->cap = h->cap;
+    h->recs = t;
+    h->cap = tcap;
+    h->len = c->len;
+    h->from = c->changed; /* the old content held since its own change (0: since the epoch began) */
+    c->hhead = (uint8_t)slot;
+    if (c->hn < SP_ICELLS_HIST) c->hn++;
     c->len = (uint32_t)n;
-    c->hist_from = c->changed; /* the old content held since its own change (0: since the epoch began) */
-    c->has_hist = true;
     c->changed = cs->next->tick;
-    /* Relaxed: no reader runs during an update (icells.h phases). */
-    sp_rbuf_release(atomic_exchange_explicit(&c->catchup, NULL, memory_order_relaxed));
+    catchups_release(c);
     sp_rbuf_release(c->delta);
     c->delta = delta;
     /* Relaxed: no reader runs during an update (icells.h phases). */
@@ -378,29 +386,40 @@ sp_rbuf_t *sp_icells_full(sp_icells_t *cs, uint32_t cell, sp_icells_scratch_t *s
     return nb;
 }
 
-/* The catch-up delta of cell `cell` from its content at tick T (its
- * history: has_hist, hist_from <= T < changed) to the store's: the cell's
- * cached one when its base is T, else encoded now and cached if the cache
- * is empty, else private. *own: the caller holds a reference to release.
- * NULL on OOM. Between rounds, any thread. */
-static sp_rbuf_t *cell_catchup(sp_icells_t *cs, uint32_t cell, uint64_t T, sp_icells_scratch_t *s, bool *own) {
+/* Which past content of cell c held at tick T (< c->changed), or -1 when
+ * it is older than the cell keeps. */
+static int past_at(const sp_cell_t *c, uint64_t T) {
+    for (int k = 0; k < c->hn; k++)
+        if (c->hist[(c->hhead + SP_ICELLS_HIST - k) % SP_ICELLS_HIST].from <= T) return k;
+    return -1;
+}
+
+/* The catch-up delta of cell `cell` from its past content k (which it held
+ * at tick T) to the store's: the cached one when its base is T, else
+ * encoded now and cached if the slot is empty, else private. *own: the
+ * caller holds a reference to release. NULL on OOM. Between rounds, any
+ * thread. */
+static sp_rbuf_t *cell_catchup(sp_icells_t *cs, uint32_t cell, int k, uint64_t T, sp_icells_scratch_t *s,
+                               bool *own) {
     sp_cell_t *c = &cs->cell[cell];
+    const sp_icells_past_t *h = &c->hist[(c->hhead + SP_ICELLS_HIST - k) % SP_ICELLS_HIST];
+    _Atomic(sp_rbuf_t *) *slot = &c->catchup[k];
     *own = false;
     /* Acquire: pairs with the CAS's release below (the bytes and the key). */
-    sp_rbuf_t *b = atomic_load_explicit(&c->catchup, memory_order_acquire);
+    sp_rbuf_t *b = atomic_load_explicit(slot, memory_order_acquire);
     if (b && b->key == T) return b;
     msgpack_sbuffer_clear(&s->sb);
-    if (sp_snap_chunk_delta(&s->sb, cell, T, c->hist, c->hlen, c->recs, c->len, NULL) != 0) return NULL;
+    if (sp_snap_chunk_delta(&s->sb, cell, T, h->recs, h->len, c->recs, c->len, NULL) != 0) return NULL;
     sp_rbuf_t *nb = sp_rbuf_new(s->sb.data, s->sb.size, c->len);
     if (nb == NULL) return NULL;
     nb->key = T;
     if (b == NULL) {
         sp_rbuf_t *expected = NULL;
         /* acq_rel as in sp_icells_full(): release publishes nb's bytes and
-         * key; on failure, acquire makes the winner's visible. The slot is
+         * key; on failure, acquire makes the winner's visible. A slot is
          * only ever filled here, and emptied while no reader runs, so a
          * pointer read from it stays valid until the next round. */
-        if (atomic_compare_exchange_strong_explicit(&c->catchup, &expected, nb, memory_order_acq_rel,
+        if (atomic_compare_exchange_strong_explicit(slot, &expected, nb, memory_order_acq_rel,
                                                     memory_order_acquire))
             return nb;
         if (expected->key == T) {
@@ -408,7 +427,7 @@ static sp_rbuf_t *cell_catchup(sp_icells_t *cs, uint32_t cell, uint64_t T, sp_ic
             return expected;
         }
     }
-    *own = true; /* another base holds the cache: this one is the caller's alone */
+    *own = true; /* another base holds the slot: this one is the caller's alone */
     return nb;
 }
 
@@ -592,6 +611,7 @@ int sp_icells_snapshot(sp_icells_t *cs, const sp_cview_t *base, const double (*c
         }
         c = s->list[v++];
         const sp_cell_t *cell = &cs->cell[c];
+        int past;
         o->visible += cell->len;
         if (bi < nb && bc[bi] == c) { /* kept */
             bi++;
@@ -600,9 +620,9 @@ int sp_icells_snapshot(sp_icells_t *cs, const sp_cview_t *base, const double (*c
             if (cell->changed > T) {
                 if (deltas && cell->changed == cs->tick && cell->delta != NULL) {
                     rc = add_chunk(o, cell->delta);
-                } else if (cell->has_hist && cell->hist_from <= T) { /* and T < changed */
+                } else if ((past = past_at(cell, T)) >= 0) {
                     bool own;
-                    sp_rbuf_t *b = cell_catchup(cs, c, T, s, &own);
+                    sp_rbuf_t *b = cell_catchup(cs, c, past, T, s, &own);
                     rc = add_chunk(o, b);
                     if (own) sp_rbuf_release(b);
                     o->catchups++;

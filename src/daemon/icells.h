@@ -36,11 +36,10 @@
  * snapshot (sp_icells_snapshot, wire2.md's rules):
  *   view at the previous applied round   delta chunks of its changed cells
  *   view at an older tick T (skipped)    for each cell changed since T: a
- *                                        catch-up delta when T falls in the
- *                                        range of the cell's content before its
- *                                        last change (a cell that changed once
- *                                        since T, e.g. after one skipped round),
- *                                        else its full chunk
+ *                                        catch-up delta from the cell's content
+ *                                        at T when it changed at most
+ *                                        SP_ICELLS_HIST times since, else its
+ *                                        full chunk
  *   no view (hello, resync, new epoch)   base nil, full chunks of all its cells
  * plus full chunks of newly seen cells and `gone` for the cells it no longer
  * sees. Newly seen cells enter nearest first (box distance to the nearest
@@ -82,6 +81,18 @@ static inline void sp_icells_rec_of(sp_snap_rec_t *o, const sp_frame_row_t *r) {
  * fit (sp_icells_init). */
 #define SP_ICELLS_MAX_PER_AXIS 64u
 
+/* How many past contents a cell keeps for catch-up deltas: a client whose
+ * view lags by up to this many changes of a cell (e.g. rounds it skipped
+ * while the daemon or its socket was behind) still gets a delta. Memory: up
+ * to this many extra copies of the records of cells that change. */
+#define SP_ICELLS_HIST 4
+
+typedef struct sp_icells_past {
+    sp_snap_rec_t *recs;
+    uint32_t len, cap;
+    uint64_t from;              /* tick since which the cell held it (0: since the epoch began) */
+} sp_icells_past_t;
+
 typedef struct sp_cell {
     sp_snap_rec_t *recs;        /* content at the store's tick, id ascending */
     uint32_t len, cap;
@@ -92,18 +103,18 @@ typedef struct sp_cell {
      * sp_icells_full() encodes it and publishes it with a CAS; the next
      * change releases it. */
     _Atomic(sp_rbuf_t *) full;
-    /* The content before the last change (valid over ticks [hist_from,
-     * changed); has_hist false: unknown, e.g. a new epoch), so a client whose
-     * view of the cell is from any tick in that range, e.g. one that skipped
-     * a round, gets a catch-up delta instead of the full cell. */
-    sp_snap_rec_t *hist;
-    uint32_t hlen, hcap;
-    uint64_t hist_from;
-    bool has_hist;
-    /* The catch-up delta hist -> recs for one base tick (its rbuf's key),
-     * encoded on first use and published like `full`; released by the
-     * next change. A client with another base gets a private one. */
-    _Atomic(sp_rbuf_t *) catchup;
+    /* The contents before the last SP_ICELLS_HIST changes, most recent
+     * first (hist[(hhead - k) mod HIST] for k < hn), each with the tick it
+     * began to hold (`from`; it held until the next one's, the newest until
+     * `changed`), so a client whose view of the cell is from any of those
+     * ticks, e.g. one that skipped rounds, gets a catch-up delta instead of
+     * the full cell. Kept by swapping buffers, never copied. */
+    sp_icells_past_t hist[SP_ICELLS_HIST];
+    uint8_t hhead, hn;
+    /* Per past content k: the catch-up delta hist[k] -> recs for one base
+     * tick (its rbuf's key), encoded on first use and published like
+     * `full`; released by the next change. Other bases get private ones. */
+    _Atomic(sp_rbuf_t *) catchup[SP_ICELLS_HIST];
 } sp_cell_t;
 
 /* One change of a round, in a cell: the entity leaves the cell (row ==
