@@ -1128,9 +1128,16 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
          * every other notification is unpacked as usual. */
         int rc = sp_rpc_decoder_next_lazy(&c->dec, &m);
         if (rc == 0) break;
-        if (rc == 1 && m.lazy &&
-            !(c->view.proto >= 2 && m.method_len == 8 && memcmp(m.method, "snapshot", 8) == 0))
-            rc = sp_rpc_decoder_unpack(&c->dec, &m) == 0 ? 1 : SP_ENOMEM;
+        if (rc == 1 && m.lazy) {
+            bool snap = c->view.proto >= 2 && m.method_len == 8 && memcmp(m.method, "snapshot", 8) == 0;
+            /* An event nobody's script hooks is only counted: no objects
+             * either (the daemon sends ~100 per client per second). */
+            if (!snap && m.method_len == 5 && memcmp(m.method, "event", 5) == 0 && !hook_wanted(H_EVENT, c)) {
+                TL->events++;
+                continue;
+            }
+            if (!snap) rc = sp_rpc_decoder_unpack(&c->dec, &m) == 0 ? 1 : SP_ENOMEM;
+        }
         if (rc < 0) {
             client_close(c, rc == SP_EMSGSIZE ? "message_too_large" : rc == SP_ENOMEM ? "out_of_memory" : "protocol_error");
             return;
