@@ -104,6 +104,8 @@ START_TEST(test_issue_9_store_from_change_lists_equals_store_from_full_frames) {
 }
 END_TEST
 
+static bool *g_ever; /* cells some client's view ever had */
+
 /* One client of the store: the server's record of its view, and its own
  * decoded view (sp_snap_apply of the bytes a daemon would write). */
 typedef struct client {
@@ -157,6 +159,7 @@ static size_t deliver(sp_icells_t *cs, client_t *c, sp_icells_scratch_t *s, sp_c
         if (!c->base.valid || bi >= c->base.n || c->base.cells[bi] != cell) entering += cs->cell[cell].len;
     }
     *kept_full = o->full_entities - entering;
+    for (size_t k = 0; k < o->next.n; k++) g_ever[o->next.cells[k]] = true;
     sp_cview_swap(&c->base, &o->next); /* handed to the socket: the new baseline */
     return o->catchups;
 }
@@ -177,6 +180,8 @@ START_TEST(test_issue_9_clients_that_skip_rounds_get_catchup_deltas_that_apply) 
     sp_icells_scratch_init(&s);
     sp_csnap_t o;
     sp_csnap_init(&o);
+    g_ever = calloc(cs.ncells, sizeof *g_ever);
+    ck_assert_ptr_nonnull(g_ever);
     /* Client 0 gets every round; the others skip rounds as a late or
      * backed-up client does: one at a time, two in a row, or often. */
     enum { NC = 5 };
@@ -239,6 +244,22 @@ START_TEST(test_issue_9_clients_that_skip_rounds_get_catchup_deltas_that_apply) 
     ck_assert_uint_gt(catchups, 50);
     ck_assert_uint_gt(delivered, 150);
     ck_assert_uint_gt(deep_full, 0); /* too far behind: whole cells, and they applied */
+    /* Past contents only where clients look: none for a cell no view ever
+     * had (most of the world here), some for the ones they had. */
+    size_t unseen = 0, kept = 0;
+    for (uint32_t c = 0; c < cs.ncells; c++) {
+        const sp_cell_t *sc = &cs.cell[c];
+        if (!g_ever[c]) {
+            unseen += sc->changed > 0;
+            ck_assert_msg(sc->hn == 0, "cell %u: no client saw it, %u past contents kept", c, sc->hn);
+            for (int k = 0; k < SP_ICELLS_HIST; k++) ck_assert_ptr_null(sc->hist[k].recs);
+        } else {
+            kept += sc->hn > 0;
+        }
+    }
+    ck_assert_uint_gt(unseen, 10);
+    ck_assert_uint_gt(kept, 10);
+    free(g_ever);
     for (int k = 0; k < NC; k++) {
         sp_cview_destroy(&cl[k].base);
         sp_snap_view_destroy(&cl[k].view);

@@ -66,6 +66,15 @@ static void catchups_release(sp_cell_t *c) {
         sp_rbuf_release(atomic_exchange_explicit(&c->catchup[k], NULL, memory_order_relaxed));
 }
 
+/* Forget the cell's past contents and give their memory back. */
+static void past_free(sp_cell_t *c) {
+    for (int k = 0; k < SP_ICELLS_HIST; k++) {
+        free(c->hist[k].recs);
+        c->hist[k] = (sp_icells_past_t){NULL, 0, 0, 0};
+    }
+    c->hn = 0;
+}
+
 /* Empty cell c (memory kept), dropping its chunks. */
 static void cell_clear(sp_cell_t *c) {
     c->len = 0;
@@ -83,7 +92,7 @@ void sp_icells_destroy(sp_icells_t *cs) {
         for (uint32_t i = 0; i < cs->ncells; i++) {
             cell_clear(&cs->cell[i]);
             free(cs->cell[i].recs);
-            for (int k = 0; k < SP_ICELLS_HIST; k++) free(cs->cell[i].hist[k].recs);
+            past_free(&cs->cell[i]);
         }
     }
     free(cs->cell);
@@ -294,32 +303,44 @@ static int update_cell(sp_icells_t *cs, size_t k, sp_icells_scratch_t *s) {
     if (rc) return rc;
     sp_rbuf_t *delta = sp_rbuf_new(s->sb.data, s->sb.size, (uint32_t)n);
     if (delta == NULL) return SP_ENOMEM;
+    /* Past contents only for a cell some client saw lately (seen: the
+     * round + 1, 0 = never). Relaxed: the snapshots that wrote it ran before
+     * this update phase, and the pool's queues published their writes to
+     * this thread. */
+    uint64_t seen = atomic_load_explicit(&c->seen, memory_order_relaxed);
+    bool keep = seen != 0 && cs->rounds + 1 - seen <= SP_ICELLS_HIST;
     /* The new content goes into the buffer of the oldest past content (or
      * a free one), then the two swap: the content it replaces becomes the
-     * newest past one, at no extra copy. */
+     * newest past one, at no extra copy. Not kept: straight into recs. */
     unsigned slot = (c->hhead + 1u) % SP_ICELLS_HIST;
-    sp_icells_past_t *h = &c->hist[slot];
-    if (n > h->cap) {
-        size_t cap = h->cap;
-        p = h->recs;
+    sp_snap_rec_t **buf = keep ? &c->hist[slot].recs : &c->recs;
+    uint32_t *bcap = keep ? &c->hist[slot].cap : &c->cap;
+    if (n > *bcap) {
+        size_t cap = *bcap;
+        p = *buf;
         if ((rc = grow(&p, &cap, n, sizeof(sp_snap_rec_t))) != 0 || cap > UINT32_MAX) {
             sp_rbuf_release(delta);
             return rc ? rc : SP_ENOMEM;
         }
-        h->recs = p;
-        h->cap = (uint32_t)cap;
+        *buf = p;
+        *bcap = (uint32_t)cap;
     }
-    if (n) memcpy(h->recs, out, n * sizeof *out);
-    sp_snap_rec_t *t = c->recs;
-    uint32_t tcap = c->cap;
-    c->recs = h->recs;
-    c->cap = h->cap;
-    h->recs = t;
-    h->cap = tcap;
-    h->len = c->len;
-    h->from = c->changed; /* the old content held since its own change (0: since the epoch began) */
-    c->hhead = (uint8_t)slot;
-    if (c->hn < SP_ICELLS_HIST) c->hn++;
+    if (n) memcpy(*buf, out, n * sizeof *out);
+    if (keep) {
+        sp_icells_past_t *h = &c->hist[slot];
+        sp_snap_rec_t *t = c->recs;
+        uint32_t tcap = c->cap;
+        c->recs = h->recs;
+        c->cap = h->cap;
+        h->recs = t;
+        h->cap = tcap;
+        h->len = c->len;
+        h->from = c->changed; /* the old content held since its own change (0: since the epoch began) */
+        c->hhead = (uint8_t)slot;
+        if (c->hn < SP_ICELLS_HIST) c->hn++;
+    } else {
+        past_free(c); /* nobody looks: give the memory back (free(NULL) when none) */
+    }
     c->len = (uint32_t)n;
     c->changed = cs->next->tick;
     catchups_release(c);
@@ -345,6 +366,7 @@ int sp_icells_update(sp_icells_t *cs, size_t from, size_t to, sp_icells_scratch_
 
 void sp_icells_end(sp_icells_t *cs, bool ok) {
     if (ok && !atomic_load_explicit(&cs->failed, memory_order_relaxed) && cs->next != NULL) {
+        cs->rounds++;
         cs->prev_tick = cs->tick;
         cs->has_prev = cs->has_tick;
         cs->tick = cs->next->tick;
@@ -384,6 +406,16 @@ sp_rbuf_t *sp_icells_full(sp_icells_t *cs, uint32_t cell, sp_icells_scratch_t *s
         return expected;
     }
     return nb;
+}
+
+/* A client's snapshot has the cell in its view this round. Relaxed, and
+ * only when it changes (once a round per cell, not once per client): every
+ * writer of a round writes the same value, and the update phase that reads
+ * it comes after the pool's queues published the snapshot jobs' writes. */
+static void cell_seen(sp_icells_t *cs, uint32_t cell) {
+    _Atomic uint64_t *seen = &cs->cell[cell].seen;
+    if (atomic_load_explicit(seen, memory_order_relaxed) != cs->rounds + 1)
+        atomic_store_explicit(seen, cs->rounds + 1, memory_order_relaxed);
 }
 
 /* Which past content of cell c held at tick T (< c->changed), or -1 when
@@ -615,6 +647,7 @@ int sp_icells_snapshot(sp_icells_t *cs, const sp_cview_t *base, const double (*c
         o->visible += cell->len;
         if (bi < nb && bc[bi] == c) { /* kept */
             bi++;
+            cell_seen(cs, c);
             o->next.cells[o->next.n++] = c;
             o->count += cell->len;
             if (cell->changed > T) {
@@ -633,6 +666,7 @@ int sp_icells_snapshot(sp_icells_t *cs, const sp_cview_t *base, const double (*c
             }
         } else if (s->bits[c >> 6] & (1ull << (c & 63))) { /* entering */
             s->bits[c >> 6] &= ~(1ull << (c & 63));
+            cell_seen(cs, c);
             o->next.cells[o->next.n++] = c;
             o->count += cell->len;
             o->full_entities += cell->len;

@@ -84,7 +84,8 @@ static inline void sp_icells_rec_of(sp_snap_rec_t *o, const sp_frame_row_t *r) {
 /* How many past contents a cell keeps for catch-up deltas: a client whose
  * view lags by up to this many changes of a cell (e.g. rounds it skipped
  * while the daemon or its socket was behind) still gets a delta. Memory: up
- * to this many extra copies of the records of cells that change. */
+ * to this many extra copies of the records of the cells that change and that
+ * some client saw in the last this-many rounds. */
 #define SP_ICELLS_HIST 4
 
 typedef struct sp_icells_past {
@@ -115,6 +116,11 @@ typedef struct sp_cell {
      * tick (its rbuf's key), encoded on first use and published like
      * `full`; released by the next change. Other bases get private ones. */
     _Atomic(sp_rbuf_t *) catchup[SP_ICELLS_HIST];
+    /* The store's round + 1 (sp_icells_t.rounds; 0: never) of the last snapshot that had
+     * the cell in its view: past contents are kept only for cells seen in
+     * the last SP_ICELLS_HIST rounds, so memory follows what clients see
+     * (a 1M world with no clients keeps none). */
+    _Atomic uint64_t seen;
 } sp_cell_t;
 
 /* One change of a round, in a cell: the entity leaves the cell (row ==
@@ -146,6 +152,7 @@ typedef struct sp_icells {
     _Atomic int failed;         /* an update ran out of memory: end empties the store */
     /* Statistics of the last applied round (loop reads them after end). */
     size_t last_changes, last_touched;
+    uint64_t rounds;            /* rounds applied (a clock for sp_cell_t.seen) */
 } sp_icells_t;
 
 /* The grid of edge `edge` over [-half_extent, half_extent]^3 (the edge is
