@@ -35,6 +35,23 @@ static void stores_equal(const sp_icells_t *a, const sp_icells_t *b, int round) 
     }
 }
 
+/* As if clients saw every cell in the last round (so every change keeps
+ * its delta and past contents). */
+static void see_all(sp_icells_t *cs) {
+    for (uint32_t c = 0; c < cs->ncells; c++) atomic_store_explicit(&cs->cell[c].seen, cs->rounds + 1, memory_order_relaxed);
+}
+
+/* Records and change ticks only (a store nobody looks at keeps no deltas). */
+static void contents_equal(const sp_icells_t *a, const sp_icells_t *b, int round) {
+    for (uint32_t c = 0; c < a->ncells; c++) {
+        const sp_cell_t *x = &a->cell[c], *y = &b->cell[c];
+        ck_assert_msg(x->len == y->len && x->changed == y->changed, "round %d cell %u differs", round, c);
+        ck_assert(x->len == 0 || memcmp(x->recs, y->recs, x->len * sizeof x->recs[0]) == 0);
+        ck_assert_ptr_null(x->delta);
+        ck_assert_uint_eq(x->hn, 0);
+    }
+}
+
 static void apply(sp_icells_t *cs, const sp_frame_t *f, sp_icells_scratch_t *s) {
     ck_assert_int_eq(sp_icells_begin(cs, f), 0);
     ck_assert_int_eq(sp_icells_update(cs, 0, cs->ntouched, s), 0);
@@ -51,10 +68,14 @@ START_TEST(test_issue_9_store_from_change_lists_equals_store_from_full_frames) {
     ck_assert_int_eq(sp_world_populate_demo(w, 3000, 200), 0);
     ck_assert_int_eq(sp_world_set_respawn(w, 200, 3000, 10, 20), 0);
     for (int t = 0; t < 40; t++) ck_assert_int_eq(sp_world_step(w), 0);
-    sp_icells_t inc, full;
+    /* unseen: a third store fed the full frames that no client ever looks
+     * at: it patches records in place where it can and keeps no deltas,
+     * and must hold the same contents. */
+    sp_icells_t inc, full, unseen;
     double edge;
     ck_assert_int_eq(sp_icells_init(&inc, HALF, 60.0, &edge), 0);
     ck_assert_int_eq(sp_icells_init(&full, HALF, 60.0, &edge), 0);
+    ck_assert_int_eq(sp_icells_init(&unseen, HALF, 60.0, &edge), 0);
     sp_icells_scratch_t s;
     sp_icells_scratch_init(&s);
     sp_world_capture_t *cap;
@@ -86,9 +107,13 @@ START_TEST(test_issue_9_store_from_change_lists_equals_store_from_full_frames) {
         /* The store skips a round now and then (as a late daemon round
          * does): the list no longer applies and the store compares. */
         if (round % 9 != 8) {
+            see_all(&inc);
+            see_all(&full);
             apply(&inc, fi, &s);
             apply(&full, ff, &s);
+            apply(&unseen, ff, &s);
             stores_equal(&inc, &full, round);
+            contents_equal(&unseen, &full, round);
         }
         sp_frame_release(ff);
         sp_frame_release(prev);
@@ -100,6 +125,7 @@ START_TEST(test_issue_9_store_from_change_lists_equals_store_from_full_frames) {
     sp_icells_scratch_destroy(&s);
     sp_icells_destroy(&inc);
     sp_icells_destroy(&full);
+    sp_icells_destroy(&unseen);
     sp_world_free(w);
 }
 END_TEST

@@ -263,11 +263,68 @@ void sp_icells_scratch_destroy(sp_icells_scratch_t *s) {
 
 /* New content of touched cell k: its old records merged with its ops (both
  * id ascending), and the delta chunk from the old to the new. */
+/* The cell's content changed at `tick`: its chunks of the old one go; its
+ * delta is `delta` (NULL: nobody can use one). */
+static void cell_changed(sp_cell_t *c, uint64_t tick, sp_rbuf_t *delta) {
+    c->changed = tick;
+    catchups_release(c);
+    sp_rbuf_release(c->delta);
+    c->delta = delta;
+    /* Relaxed: no reader runs during an update (icells.h phases). */
+    sp_rbuf_release(atomic_exchange_explicit(&c->full, NULL, memory_order_relaxed));
+}
+
+/* First index in recs[lo, n) whose id is >= id, or n. */
+static size_t recs_lower(const sp_snap_rec_t *recs, size_t lo, size_t n, uint64_t id) {
+    while (lo < n) {
+        size_t m = lo + (n - lo) / 2;
+        if (recs[m].id < id) lo = m + 1;
+        else n = m;
+    }
+    return lo;
+}
+
+/* A cell nobody saw lately (see `seen`) needs no delta and no past
+ * contents: when the round only replaced records of ids it has, they are
+ * written over the old ones, O(ops x log(cell)), instead of the cell being
+ * rebuilt (in a 1M world most changed cells are asleep asteroids' cells
+ * with one NPC moving through). False, with nothing written, when an id
+ * comes or goes. */
+static bool patch_in_place(const sp_icells_t *cs, sp_cell_t *c, const sp_icells_op_t *op, size_t nop) {
+    size_t lo = 0;
+    for (size_t q = 0; q < nop; q++) { /* ops are id ascending */
+        if (op[q].row == UINT32_MAX) return false;
+        lo = recs_lower(c->recs, lo, c->len, op[q].id);
+        if (lo >= c->len || c->recs[lo].id != op[q].id) return false;
+        lo++;
+    }
+    lo = 0;
+    for (size_t q = 0; q < nop; q++) {
+        lo = recs_lower(c->recs, lo, c->len, op[q].id);
+        sp_icells_rec_of(&c->recs[lo++], &cs->next->rows[op[q].row]);
+    }
+    return true;
+}
+
 static int update_cell(sp_icells_t *cs, size_t k, sp_icells_scratch_t *s) {
     uint32_t cid = cs->touched[k];
     sp_cell_t *c = &cs->cell[cid];
     const sp_icells_op_t *op = cs->ops + cs->op_start[k];
     size_t nop = cs->op_start[k + 1] - cs->op_start[k];
+    /* Past contents and a delta only for a cell some client saw lately
+     * (seen: the round + 1, 0 = never): no client can use them otherwise
+     * (a client's view of a cell was listed by its last snapshot, which
+     * marked it; one further behind than SP_ICELLS_HIST rounds gets the
+     * full chunk). Relaxed: the snapshots that wrote it ran before this
+     * update phase, and the pool's queues published their writes to this
+     * thread. */
+    uint64_t seen = atomic_load_explicit(&c->seen, memory_order_relaxed);
+    bool keep = seen != 0 && cs->rounds + 1 - seen <= SP_ICELLS_HIST;
+    if (!keep && patch_in_place(cs, c, op, nop)) {
+        cell_changed(c, cs->next->tick, NULL);
+        past_free(c);
+        return 0;
+    }
     void *p = s->recs;
     int rc = grow(&p, &s->recs_cap, (size_t)c->len + nop, sizeof(sp_snap_rec_t));
     s->recs = p;
@@ -298,17 +355,14 @@ static int update_cell(sp_icells_t *cs, size_t k, sp_icells_scratch_t *s) {
     n += c->len - i;
     /* The delta from the changed records only: every other id is in both
      * contents with the same record (sp_snap_chunk_delta_sparse). */
-    msgpack_sbuffer_clear(&s->sb);
-    rc = sp_snap_chunk_delta_sparse(&s->sb, cid, cs->tick, sold, nold, scur, ncur, n, NULL);
-    if (rc) return rc;
-    sp_rbuf_t *delta = sp_rbuf_new(s->sb.data, s->sb.size, (uint32_t)n);
-    if (delta == NULL) return SP_ENOMEM;
-    /* Past contents only for a cell some client saw lately (seen: the
-     * round + 1, 0 = never). Relaxed: the snapshots that wrote it ran before
-     * this update phase, and the pool's queues published their writes to
-     * this thread. */
-    uint64_t seen = atomic_load_explicit(&c->seen, memory_order_relaxed);
-    bool keep = seen != 0 && cs->rounds + 1 - seen <= SP_ICELLS_HIST;
+    sp_rbuf_t *delta = NULL;
+    if (keep) {
+        msgpack_sbuffer_clear(&s->sb);
+        rc = sp_snap_chunk_delta_sparse(&s->sb, cid, cs->tick, sold, nold, scur, ncur, n, NULL);
+        if (rc) return rc;
+        delta = sp_rbuf_new(s->sb.data, s->sb.size, (uint32_t)n);
+        if (delta == NULL) return SP_ENOMEM;
+    }
     /* The new content goes into the buffer of the oldest past content (or
      * a free one), then the two swap: the content it replaces becomes the
      * newest past one, at no extra copy. Not kept: straight into recs. */
@@ -342,12 +396,7 @@ static int update_cell(sp_icells_t *cs, size_t k, sp_icells_scratch_t *s) {
         past_free(c); /* nobody looks: give the memory back (free(NULL) when none) */
     }
     c->len = (uint32_t)n;
-    c->changed = cs->next->tick;
-    catchups_release(c);
-    sp_rbuf_release(c->delta);
-    c->delta = delta;
-    /* Relaxed: no reader runs during an update (icells.h phases). */
-    sp_rbuf_release(atomic_exchange_explicit(&c->full, NULL, memory_order_relaxed));
+    cell_changed(c, cs->next->tick, delta);
     return 0;
 }
 

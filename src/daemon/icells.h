@@ -99,7 +99,8 @@ typedef struct sp_cell {
     uint32_t len, cap;
     uint64_t changed;           /* tick of the applied round that last changed it; 0: never */
     sp_rbuf_t *delta;           /* delta chunk of that change (against the round before it);
-                                 * meaningful only while changed == the store's tick */
+                                 * meaningful only while changed == the store's tick; NULL
+                                 * for a cell no client saw lately (`seen`: none can use it) */
     /* The full chunk of recs, NULL until a client needs it: the first
      * sp_icells_full() encodes it and publishes it with a CAS; the next
      * change releases it. */
