@@ -41,7 +41,8 @@ BEGIN {
     t[++n] = "sp_mpmc 1P1C|plain Vyukov ring 1P1C|MPMC single vs plain Vyukov|1.0"
     t[++n] = "sp_mpmc batch32 1P1C|DPDK rte_ring mp/mc burst32 1P1C|MPMC batch32 vs DPDK mp/mc burst32|1.0"
     t[++n] = "sp_mpmc_burst mp/mc burst32 1P1C|DPDK rte_ring mp/mc burst32 1P1C|MPMC burst mode (*) vs DPDK mp/mc burst32|1.0"
-    t[++n] = "sp_spsc batch32 1P1C|DPDK rte_ring sp/sc burst32 1P1C|SPSC batch32 vs DPDK sp/sc burst32|1.5"
+    t[++n] = "sp_spsc batch32 1P1C|DPDK rte_ring sp/sc burst32 1P1C|SPSC FastForward batch32 vs DPDK sp/sc burst32|1.5"
+    t[++n] = "sp_spsc_batch batch32 1P1C|DPDK rte_ring sp/sc burst32 1P1C|SPSC batch ring (sp_spsc_batch_t) vs DPDK sp/sc burst32|1.5"
     t[++n] = "sp_mpmc_burst sp/sc burst32 1P1C|DPDK rte_ring sp/sc burst32 1P1C|burst ring sp/sc vs DPDK sp/sc burst32|1.5"
     t[++n] = "sp_stack 2T|ck_stack MPMC 2T|stack plain vs ck_stack|1.0"
     t[++n] = "sp_stack cached 2T|ck_stack MPMC 2T|stack cached vs ck_stack|1.5"
@@ -60,15 +61,15 @@ BEGIN {
     line[$0] = 1
 }
 END {
-    printf "%-40s %-12s %-12s %-7s %-7s %-7s %s\n", "row", "ours", "peer", "ratio", "target", "status", "regime"
+    printf "%-46s %-12s %-12s %-7s %-7s %-7s %s\n", "row", "ours", "peer", "ratio", "target", "status", "regime"
     for (i = 1; i <= n; i++) {
         split(t[i], f, "|")
         key = f[1] " vs " f[2] ": "
         found = ""
         for (l in line) if (index(l, key) == 1) found = l
-        if (found == "") { printf "%-40s (row not in this run)\n", f[3]; continue }
+        if (found == "") { printf "%-46s (row not in this run)\n", f[3]; continue }
         rest = substr(found, length(key) + 1)
-        if (rest ~ /^skipped/) { printf "%-40s %s\n", f[3], rest; continue }
+        if (rest ~ /^skipped/) { printf "%-46s %s\n", f[3], rest; continue }
         ratio = rest; sub(/x.*/, "", ratio)
         figs = rest; sub(/^[^(]*\(/, "", figs); sub(/\).*/, "", figs)
         split(figs, v, " vs ")
@@ -77,7 +78,7 @@ END {
         regime = "1 thread"
         if (rest ~ /regime /) { regime = rest; sub(/.*regime /, "", regime); sub(/\].*/, "", regime) }
         status = (ratio + 0 >= f[4] + 0) ? "met" : "MISSED"
-        printf "%-40s %-12s %-12s %-7s %-7s %-7s %s\n", f[3], ours, peer, ratio "x", ">=" f[4], status, regime
+        printf "%-46s %-12s %-12s %-7s %-7s %-7s %s\n", f[3], ours, peer, ratio "x", ">=" f[4], status, regime
     }
     print "(*) sp_mpmc_burst_t gives up what DPDK gives up: a producer stalled mid-burst blocks the later ones"
     print "units: M items/s (queues), M pairs/s (stack), ns/object (arena; ratio = peer/ours); obstack with 64 KiB chunks is the faster obstack"
