@@ -20,6 +20,7 @@
 static int g_rounds = 5;
 static int g_quick = 0;
 static int g_max_redo = 3;
+static int g_kept_disturbed; /* samples marked disturbed (see sp_bench_run) */
 static double g_disturb = 0.05; /* fraction of one CPU others may use */
 static int g_redone = 0;
 static int g_regime_count[3];
@@ -193,6 +194,13 @@ static double proc_busy_seconds(void) {
     return (double)busy / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* Involuntary context switches of this process so far (all threads). */
+static long self_nivcsw(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_nivcsw;
+}
+
 static double self_cpu_seconds(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -209,12 +217,16 @@ void sp_bench_run(sp_bench_row_t *rows, int nrows) {
             sp_bench_row_t *row = &rows[i];
             double figure = 0.0;
             sp_regime_t regime = SP_REGIME_NONE;
+            int disturbed = 0;
+            long csw = 0;
             for (int attempt = 0;; attempt++) {
                 double probe_a = row->two_thread ? sp_bench_pingpong_ns() : 0.0;
                 double busy0 = proc_busy_seconds(), self0 = self_cpu_seconds();
+                long csw0 = self_nivcsw();
                 uint64_t t0 = sp_bench_now_ns();
                 figure = row->fn(row->arg);
                 double wall = (double)(sp_bench_now_ns() - t0) / 1e9;
+                long csw1 = self_nivcsw();
                 double busy1 = proc_busy_seconds(), self1 = self_cpu_seconds();
                 double probe_b = row->two_thread ? sp_bench_pingpong_ns() : 0.0;
                 if (figure < 0.0) {
@@ -224,7 +236,8 @@ void sp_bench_run(sp_bench_row_t *rows, int nrows) {
                 /* Others' CPU time = all busy time - ours. Jiffies are 10 ms, so
                  * only judge runs long enough for the measure to mean something. */
                 double others = (busy1 - busy0) - (self1 - self0);
-                int disturbed = busy0 >= 0.0 && wall > 0.05 && others / wall > g_disturb;
+                disturbed = busy0 >= 0.0 && wall > 0.05 && others / wall > g_disturb;
+                csw = csw1 - csw0;
                 regime = row->two_thread ? classify(probe_a) : SP_REGIME_NONE;
                 int flipped = row->two_thread && classify(probe_a) != classify(probe_b);
                 if ((!disturbed && !flipped) || attempt >= g_max_redo) break;
@@ -232,21 +245,56 @@ void sp_bench_run(sp_bench_row_t *rows, int nrows) {
             }
             row->samples[row->nsamples] = figure;
             row->regime[row->nsamples] = regime;
+            /* Disturbed: others' CPU time over the limit after the last redo,
+             * or any of our threads preempted more than SP_BENCH_CSW_CLEAN
+             * times (not a redo criterion: on a busy machine nearly every
+             * run is preempted, and redoing would not end). */
+            row->disturbed[row->nsamples] = (unsigned char)(disturbed || csw > SP_BENCH_CSW_CLEAN);
+            row->csw[row->nsamples] = csw;
+            g_kept_disturbed += row->disturbed[row->nsamples];
             row->nsamples++;
             g_regime_count[regime]++;
         }
     }
 }
 
-static double stat_of(const sp_bench_row_t *row, int which, sp_regime_t only) {
+/* which: 0 median, -1 min, 1 max; over the samples of regime `only` (all
+ * when SP_REGIME_NONE), the undisturbed ones only when `clean`. */
+static double stat_of_clean(const sp_bench_row_t *row, int which, sp_regime_t only, int clean) {
     double v[SP_BENCH_MAX_ROUNDS];
     int n = 0;
     for (int i = 0; i < row->nsamples; i++)
-        if (only == SP_REGIME_NONE || row->regime[i] == only) v[n++] = row->samples[i];
+        if ((only == SP_REGIME_NONE || row->regime[i] == only) && !(clean && row->disturbed[i]))
+            v[n++] = row->samples[i];
     if (n == 0) return 0.0;
     qsort(v, (size_t)n, sizeof v[0], cmp_double);
     if (which == 0) return (n % 2) ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
     return which < 0 ? v[0] : v[n - 1];
+}
+
+static double stat_of(const sp_bench_row_t *row, int which, sp_regime_t only) {
+    return stat_of_clean(row, which, only, 0);
+}
+
+/* Median involuntary context switches per run of a row. */
+static long median_csw(const sp_bench_row_t *row) {
+    long v[SP_BENCH_MAX_ROUNDS];
+    int n = row->nsamples;
+    for (int i = 0; i < n; i++) v[i] = row->csw[i];
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
+            long t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    return n ? v[n / 2] : 0;
+}
+
+static int count_clean(const sp_bench_row_t *row, sp_regime_t only) {
+    int n = 0;
+    for (int i = 0; i < row->nsamples; i++)
+        n += (only == SP_REGIME_NONE || row->regime[i] == only) && !row->disturbed[i];
+    return n;
 }
 
 double sp_bench_median(const sp_bench_row_t *row) { return stat_of(row, 0, SP_REGIME_NONE); }
@@ -272,18 +320,25 @@ double sp_bench_report(const sp_bench_row_t *s, const sp_bench_row_t *b) {
         only = near >= far ? SP_REGIME_NEAR : SP_REGIME_FAR;
         if (near == 0 && far == 0) only = SP_REGIME_NONE;
     }
-    double sm = stat_of(s, 0, only), bm = stat_of(b, 0, only);
+    int cs = count_clean(s, only), cb = count_clean(b, only);
+    int clean = cs >= 3 && cb >= 3;
+    double sm = stat_of_clean(s, 0, only, clean), bm = stat_of_clean(b, 0, only, clean);
     double ratio = 0.0;
     if (s->higher_is_better)
         ratio = bm > 0.0 ? sm / bm : 0.0;
     else
         ratio = sm > 0.0 ? bm / sm : 0.0;
     printf("%s vs %s: %.2fx (%.3g %s vs %.3g %s)", s->name, b->name, ratio, sm, s->unit, bm, b->unit);
-    printf("  [min-max %.3g-%.3g vs %.3g-%.3g", stat_of(s, -1, only), stat_of(s, 1, only),
-           stat_of(b, -1, only), stat_of(b, 1, only));
+    printf("  [min-max %.3g-%.3g vs %.3g-%.3g", stat_of_clean(s, -1, only, clean), stat_of_clean(s, 1, only, clean),
+           stat_of_clean(b, -1, only, clean), stat_of_clean(b, 1, only, clean));
     if (only != SP_REGIME_NONE)
         printf("; regime %s, n=%d/%d", regime_name(only), count_regime(s, only), count_regime(b, only));
-    printf("]\n");
+    if (clean)
+        printf("; clean %d/%d", cs, cb);
+    else
+        printf("; incl. disturbed");
+    printf("; preempted %ld/%ld]\n", median_csw(s), median_csw(b));
+
     /* SP_BENCH_SAMPLES=1: every sample of both rows in run order, with its
      * regime (n/f), to see bimodal rows and host flips. */
     const char *dump = getenv("SP_BENCH_SAMPLES");
@@ -292,7 +347,8 @@ double sp_bench_report(const sp_bench_row_t *s, const sp_bench_row_t *b) {
         for (int k = 0; k < 2; k++) {
             printf("    samples %s:", both[k]->name);
             for (int i = 0; i < both[k]->nsamples; i++)
-                printf(" %.3g%s", both[k]->samples[i], both[k]->regime[i] == SP_REGIME_FAR ? "f" : "");
+                printf(" %.3g%s%s", both[k]->samples[i], both[k]->regime[i] == SP_REGIME_FAR ? "f" : "",
+                       both[k]->disturbed[i] ? "d" : "");
             printf("\n");
         }
     }
@@ -301,9 +357,10 @@ double sp_bench_report(const sp_bench_row_t *s, const sp_bench_row_t *b) {
 }
 
 int sp_bench_finish(void) {
-    printf("# runs redone for disturbance or regime flips: %d; samples near=%d far=%d single-thread=%d\n",
+    printf("# runs redone for disturbance or regime flips: %d; samples near=%d far=%d single-thread=%d; "
+           "samples disturbed (others' CPU after the last redo, or preempted > %d times): %d\n", 
            g_redone, g_regime_count[SP_REGIME_NEAR], g_regime_count[SP_REGIME_FAR],
-           g_regime_count[SP_REGIME_NONE]);
+           g_regime_count[SP_REGIME_NONE], SP_BENCH_CSW_CLEAN, g_kept_disturbed);
     fflush(stdout);
     return g_failed ? 1 : 0;
 }

@@ -10,8 +10,19 @@
  *     between CPU0 and CPU1; each sample is tagged "near" or "far"; a run whose
  *     two probes disagree is redone. Ratios compare samples of one regime.
  *  4. Each run measures disturbance: /proc/stat busy time minus this process's
- *     getrusage time. A run where others used more than --disturb (default 5%)
- *     of a CPU is redone (at most --max-redo times); redone runs are counted.
+ *     getrusage time (runs over 50 ms only: jiffies are 10 ms), and the
+ *     involuntary context switches of this process during the run (any
+ *     length: a preempted benchmark thread is a disturbed run, and a
+ *     two-thread run where one thread lost its CPU measures one thread
+ *     alone). A run where others used more than --disturb (default 5%) of a
+ *     CPU is redone (at most --max-redo times); redone runs are counted. A
+ *     sample is marked disturbed when it was kept after the last redo or its
+ *     threads were preempted more than SP_BENCH_CSW_CLEAN times (preemption
+ *     alone does not redo a run: on a busy machine nearly all are). A
+ *     comparison uses only undisturbed samples when both rows have at least
+ *     3 of them in the compared regime, else all, and says which ("clean a/b"
+ *     or "incl. disturbed"), then the median preemptions per run of each row
+ *     ("preempted s/b").
  *  5. One line per comparison:
  *     "<subject> vs <baseline>: <ratio>x (<subject figure> vs <baseline figure>)".
  *
@@ -33,6 +44,9 @@
 #include <stdint.h>
 
 #define SP_BENCH_MAX_ROUNDS 64
+/* Involuntary context switches a run may have and still count as undisturbed
+ * (pinning a thread to its CPU can cost one each). */
+#define SP_BENCH_CSW_CLEAN 4
 
 typedef enum { SP_REGIME_NONE = 0, SP_REGIME_NEAR = 1, SP_REGIME_FAR = 2 } sp_regime_t;
 
@@ -49,6 +63,8 @@ typedef struct sp_bench_row {
     /* Filled by sp_bench_run(). */
     double samples[SP_BENCH_MAX_ROUNDS];
     sp_regime_t regime[SP_BENCH_MAX_ROUNDS];
+    unsigned char disturbed[SP_BENCH_MAX_ROUNDS]; /* see rule 4 above */
+    long csw[SP_BENCH_MAX_ROUNDS];                /* involuntary context switches during the run */
     int nsamples;
 } sp_bench_row_t;
 

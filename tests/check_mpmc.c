@@ -402,6 +402,94 @@ START_TEST(test_spsc_probing_batches_are_exact_single_thread) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------- SPSC batch ring */
+
+START_TEST(test_spsc_batch_init_rejects_bad_capacity_and_oom_frees_on_destroy) {
+    sp_spsc_batch_t q;
+    ck_assert_int_eq(sp_spsc_batch_init(&q, 0, NULL), SP_EINVAL);
+    ck_assert_int_eq(sp_spsc_batch_init(&q, 1, NULL), SP_EINVAL);
+    ck_assert_int_eq(sp_spsc_batch_init(&q, 12, NULL), SP_EINVAL);
+    ck_assert_int_eq(sp_spsc_batch_init(NULL, 8, NULL), SP_EINVAL);
+    ck_assert_int_eq(sp_spsc_batch_init(&q, (size_t)1 << 62, NULL), SP_EOVERFLOW);
+    FAILING_ALLOCATOR(f, failing);
+    ck_assert_int_eq(sp_spsc_batch_init(&q, 16, &failing), SP_ENOMEM);
+    ck_assert_int_eq(sp_test_alloc_get(&f.calls), 1);
+    sp_test_alloc_t c;
+    sp_test_alloc_init(&c, -1, 0);
+    sp_allocator_t a = sp_test_allocator(&c);
+    ck_assert_int_eq(sp_spsc_batch_init(&q, 64, &a), 0);
+    ck_assert_int_ge(sp_test_alloc_get(&c.live_bytes), 64 * 8);
+    ck_assert_uint_eq(sp_spsc_batch_capacity(&q), 64);
+    sp_spsc_batch_destroy(&q);
+    ck_assert_int_eq(sp_test_alloc_get(&c.live_bytes), 0);
+    sp_spsc_batch_destroy(&q); /* second destroy is a no-op */
+    ck_assert_int_eq(sp_test_alloc_get(&c.frees), 1);
+}
+END_TEST
+
+/* Every slot usable, full and empty reported, NULL is an item, a batch takes
+ * the prefix that fits, FIFO over laps. */
+START_TEST(test_spsc_batch_full_capacity_null_item_prefix_fifo) {
+    sp_spsc_batch_t q;
+    ck_assert_int_eq(sp_spsc_batch_init(&q, 8, NULL), 0);
+    void *items[10], *out[16];
+    for (uintptr_t i = 0; i < 10; i++) items[i] = (void *)(0x100 + i);
+    items[1] = NULL;
+    ck_assert_uint_eq(sp_spsc_batch_try_push_n(&q, items, 5), 5);
+    ck_assert_uint_eq(sp_spsc_batch_try_push_n(&q, items + 5, 5), 3); /* 8 usable: the prefix that fits */
+    ck_assert_uint_eq(sp_spsc_batch_try_push_n(&q, items, 1), 0);     /* full */
+    ck_assert_int_eq(sp_spsc_batch_try_push(&q, items[0]), SP_EAGAIN);
+    ck_assert_uint_eq(sp_spsc_batch_size_approx(&q), 8);
+    ck_assert_uint_eq(sp_spsc_batch_try_pop_n(&q, out, 3), 3);
+    ck_assert_uint_eq(sp_spsc_batch_try_pop_n(&q, out + 3, 16), 5);
+    for (uintptr_t i = 0; i < 8; i++) ck_assert_ptr_eq(out[i], items[i]);
+    ck_assert_uint_eq(sp_spsc_batch_try_pop_n(&q, out, 16), 0); /* empty */
+    void *p = &q;
+    ck_assert_int_eq(sp_spsc_batch_try_pop(&q, &p), SP_EAGAIN);
+    ck_assert_ptr_eq(p, &q); /* untouched */
+    ck_assert_int_eq(sp_spsc_batch_try_push(&q, NULL), 0);
+    ck_assert_int_eq(sp_spsc_batch_try_pop(&q, &p), 0);
+    ck_assert_ptr_null(p);
+    ck_assert_uint_eq(sp_spsc_batch_size_approx(&q), 0);
+    sp_spsc_batch_destroy(&q);
+}
+END_TEST
+
+/* One thread on both sides: a push returns exactly min(n, free slots) and a
+ * pop min(max, queued), whatever the cached indices held (each side's cache
+ * goes stale as the other side moves), over random mixes of single and batch
+ * calls on 64 slots; FIFO throughout; size exact between calls. */
+START_TEST(test_spsc_batch_ring_calls_are_exact_single_thread) {
+    sp_spsc_batch_t q;
+    ck_assert_int_eq(sp_spsc_batch_init(&q, 64, NULL), 0);
+    uintptr_t in = 1, got = 1;
+    uint32_t rng = 54321;
+    void *b[80], *out[80];
+    for (int it = 0; it < 200000; it++) {
+        rng = rng * 1103515245u + 12345u;
+        uint32_t r = rng >> 8;
+        size_t queued = in - got;
+        if (r & 1) {
+            size_t n = (r >> 1) % 7 == 0 ? 1 : 1 + (r >> 4) % 70; /* up to more than the ring */
+            for (size_t i = 0; i < n; i++) b[i] = (void *)(in + i);
+            size_t k = n == 1 && (r & 2) ? (size_t)(sp_spsc_batch_try_push(&q, b[0]) == 0)
+                                         : sp_spsc_batch_try_push_n(&q, b, n);
+            ck_assert_uint_eq(k, 64 - queued < n ? 64 - queued : n);
+            in += k;
+        } else {
+            size_t m = (r >> 1) % 5 == 0 ? 1 : 1 + (r >> 4) % 70;
+            size_t k = m == 1 && (r & 2) ? (size_t)(sp_spsc_batch_try_pop(&q, &out[0]) == 0)
+                                         : sp_spsc_batch_try_pop_n(&q, out, m);
+            ck_assert_uint_eq(k, queued < m ? queued : m);
+            for (size_t i = 0; i < k; i++) ck_assert_ptr_eq(out[i], (void *)got++);
+        }
+        ck_assert_uint_eq(sp_spsc_batch_size_approx(&q), in - got);
+    }
+    ck_assert_uint_gt(got, 100000);
+    sp_spsc_batch_destroy(&q);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- burst ring */
 
 START_TEST(test_burst_init_rejects_bad_capacity_and_oom_frees_on_destroy) {
@@ -484,6 +572,9 @@ static Suite *mpmc_suite(void) {
     ADD("spsc_fifo", test_spsc_full_capacity_fifo_and_null_rejected);
     ADD("spsc_batches", test_spsc_batches_prefix_and_wrap);
     ADD("spsc_probing_exact", test_spsc_probing_batches_are_exact_single_thread);
+    ADD("spsc_batch_init", test_spsc_batch_init_rejects_bad_capacity_and_oom_frees_on_destroy);
+    ADD("spsc_batch_fifo", test_spsc_batch_full_capacity_null_item_prefix_fifo);
+    ADD("spsc_batch_exact", test_spsc_batch_ring_calls_are_exact_single_thread);
     ADD("burst_init", test_burst_init_rejects_bad_capacity_and_oom_frees_on_destroy);
     ADD("burst_multi", test_burst_multi_prefix_full_empty_fifo_across_wrap);
     ADD("burst_single", test_burst_single_prefix_full_empty_fifo_across_wrap);

@@ -481,3 +481,47 @@ size_t sp_spsc_size_approx(const sp_spsc_t *q) {
 }
 
 size_t sp_spsc_capacity(const sp_spsc_t *q) { return q->capacity; }
+
+/* ---------------------------------------------------------------- SPSC batch ring
+ * Lamport ring with cached indices; the fast paths are inline in
+ * spacesim/spsc.h. */
+
+int sp_spsc_batch_init(sp_spsc_batch_t *q, size_t capacity, const sp_allocator_t *alloc) {
+    if (q == NULL || capacity < 2 || (capacity & (capacity - 1)) != 0) return SP_EINVAL;
+    if (alloc == NULL) alloc = sp_allocator_default();
+    size_t bytes;
+    if (sp_size_mul(capacity, sizeof(void *), &bytes) != 0) return SP_EOVERFLOW;
+    if (sp_size_add(bytes, SP_FALSE_SHARING_RANGE - 1, &bytes) != 0) return SP_EOVERFLOW;
+    bytes = sp_align_up(bytes, SP_FALSE_SHARING_RANGE);
+    void **slots = alloc->alloc(alloc->ctx, bytes, SP_FALSE_SHARING_RANGE);
+    if (slots == NULL) return SP_ENOMEM;
+    memset(q, 0, sizeof *q);
+    memset(slots, 0, bytes); /* not needed for correctness: no slot is read before it is written */
+    q->capacity = capacity;
+    q->mem_size = bytes;
+    q->alloc = *alloc;
+    q->prod.s.slots = slots;
+    q->prod.s.mask = capacity - 1;
+    q->cons.s.slots = slots;
+    q->cons.s.mask = capacity - 1;
+    atomic_init(&q->pub_prod.tail, 0);
+    atomic_init(&q->pub_cons.head, 0);
+    return 0;
+}
+
+void sp_spsc_batch_destroy(sp_spsc_batch_t *q) {
+    if (q == NULL || q->prod.s.slots == NULL) return;
+    q->alloc.free(q->alloc.ctx, (void *)q->prod.s.slots, q->mem_size, SP_FALSE_SHARING_RANGE);
+    q->prod.s.slots = NULL;
+    q->cons.s.slots = NULL;
+}
+
+size_t sp_spsc_batch_size_approx(const sp_spsc_batch_t *q) {
+    /* Relaxed: statistics snapshot of the two published indices; the
+     * consumer's first (it never passes the producer's), then clamped. */
+    size_t head = atomic_load_explicit(&((sp_spsc_batch_t *)q)->pub_cons.head, memory_order_relaxed);
+    size_t tail = atomic_load_explicit(&((sp_spsc_batch_t *)q)->pub_prod.tail, memory_order_relaxed);
+    return occupancy(head, tail, q->capacity);
+}
+
+size_t sp_spsc_batch_capacity(const sp_spsc_batch_t *q) { return q->capacity; }

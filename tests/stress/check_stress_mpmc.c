@@ -2,7 +2,11 @@
  * ops via the pointer fast path, batch ops, 128-byte by-value messages) and
  * one producer/one consumer on the SPSC ring; the burst ring (sp_mpmc_burst_t)
  * in multi mode (2P2C, 4P4C) and single mode (1P1C), with burst sizes that
- * vary from 1 to 16 so reservations wrap the ring at every offset.
+ * vary from 1 to 16 so reservations wrap the ring at every offset; the SPSC
+ * batch ring (sp_spsc_batch_t) 1P1C on 64 slots with batches of 1..40 mixed
+ * with single calls, its items pointing to notes written just before the
+ * push (a missing release/acquire edge is a race TSan reports on the plain
+ * slots or the notes, and a stale read shows in the note's check word).
  *
  * Each item is (producer id << 40 | sequence). Consumers check per-producer
  * FIFO (every consumer sees each producer's sequences strictly increasing)
@@ -31,9 +35,9 @@
 #define SEQ_BITS 40
 #define BATCH 16
 
-typedef enum { MODE_PTR, MODE_BATCH, MODE_MSG, MODE_SPSC, MODE_BURST, MODE_SPSC_BATCH } mode_t_;
+typedef enum { MODE_PTR, MODE_BATCH, MODE_MSG, MODE_SPSC, MODE_BURST, MODE_SPSC_BATCH, MODE_SPSCB } mode_t_;
 
-/* MODE_SPSC_BATCH: what a pushed pointer points to, written (plain stores)
+/* MODE_SPSC_BATCH, MODE_SPSCB: what a pushed pointer points to, written (plain stores)
  * by the producer just before the push; the consumer reads it after the pop,
  * so a missing release/acquire edge is a data race TSan reports, and a torn
  * or stale read shows as check != ~item. */
@@ -66,8 +70,9 @@ struct run {
     uint64_t per_producer;
     sp_mpmc_t q;
     sp_spsc_t sq;
+    sp_spsc_batch_t bsq;
     sp_mpmc_burst_t bq;
-    note_t *notes; /* MODE_SPSC_BATCH: one per item */
+    note_t *notes; /* MODE_SPSC_BATCH, MODE_SPSCB: one per item */
     _Atomic uint64_t *bitmap; /* np * per_producer bits */
     _Atomic int producers_left;
     worker_t w[2 * MAXT];
@@ -135,7 +140,8 @@ static void *producer(void *arg) {
             ok = sp_spsc_try_push(&r->sq, (void *)(uintptr_t)((base | i) + 1)) == 0;
             i += ok;
             break;
-        case MODE_SPSC_BATCH: {
+        case MODE_SPSC_BATCH:
+        case MODE_SPSCB: {
             /* Sizes cycle through 1..40 (above the 64-slot ring's quarter, so
              * both probe paths and the slot-by-slot one run), every 7th call a
              * single push, so pos also moves past the batch limit. */
@@ -148,7 +154,11 @@ static void *producer(void *arg) {
                 nt->check = ~nt->item;
                 b[j] = nt;
             }
-            size_t done = k == 1 ? (sp_spsc_try_push(&r->sq, b[0]) == 0) : sp_spsc_try_push_n(&r->sq, b, k);
+            size_t done;
+            if (r->mode == MODE_SPSCB)
+                done = k == 1 ? (sp_spsc_batch_try_push(&r->bsq, b[0]) == 0) : sp_spsc_batch_try_push_n(&r->bsq, b, k);
+            else
+                done = k == 1 ? (sp_spsc_try_push(&r->sq, b[0]) == 0) : sp_spsc_try_push_n(&r->sq, b, k);
             i += done;
             ok = done > 0;
             break;
@@ -199,14 +209,16 @@ static size_t pop_some(worker_t *w) {
         for (size_t j = 0; j < k; j++) consume(w, (uint64_t)(uintptr_t)b[j] - 1);
         return k;
     }
-    case MODE_SPSC_BATCH: {
+    case MODE_SPSC_BATCH:
+    case MODE_SPSCB: {
         /* Batch sizes 1..37 and every 5th call a single pop, as the producer. */
         void *b[40];
         size_t k, want = 1 + (size_t)(w->calls % 37);
-        if (w->calls++ % 5 == 0)
-            k = sp_spsc_try_pop(&r->sq, &b[0]) == 0;
+        int single = w->calls++ % 5 == 0;
+        if (r->mode == MODE_SPSCB)
+            k = single ? sp_spsc_batch_try_pop(&r->bsq, &b[0]) == 0 : sp_spsc_batch_try_pop_n(&r->bsq, b, want);
         else
-            k = sp_spsc_try_pop_n(&r->sq, b, want);
+            k = single ? sp_spsc_try_pop(&r->sq, &b[0]) == 0 : sp_spsc_try_pop_n(&r->sq, b, want);
         for (size_t j = 0; j < k; j++) {
             const note_t *nt = b[j];
             if (nt->check != ~nt->item) w->errors++; /* torn or stale */
@@ -243,8 +255,11 @@ static void run_stress(mode_t_ mode, int np, int nc, uint64_t total) {
     r->per_producer = total / (uint64_t)np;
     if (mode == MODE_SPSC)
         ck_assert_int_eq(sp_spsc_init(&r->sq, 1024, NULL), 0);
-    else if (mode == MODE_SPSC_BATCH) {
-        ck_assert_int_eq(sp_spsc_init(&r->sq, 64, NULL), 0); /* small: full and empty often, limits wrap */
+    else if (mode == MODE_SPSC_BATCH || mode == MODE_SPSCB) {
+        if (mode == MODE_SPSCB)
+            ck_assert_int_eq(sp_spsc_batch_init(&r->bsq, 64, NULL), 0); /* small: full and empty often */
+        else
+            ck_assert_int_eq(sp_spsc_init(&r->sq, 64, NULL), 0); /* small: full and empty often, limits wrap */
         r->notes = calloc((size_t)total, sizeof *r->notes);
         ck_assert_ptr_nonnull(r->notes);
     }
@@ -283,7 +298,11 @@ static void run_stress(mode_t_ mode, int np, int nc, uint64_t total) {
     for (uint64_t b = 0; b < nbits; b++)
         if (!(atomic_load_explicit(&r->bitmap[b / 64], memory_order_relaxed) & ((uint64_t)1 << (b % 64))))
             ck_abort_msg("item %llu never received", (unsigned long long)b);
-    if (mode == MODE_SPSC || mode == MODE_SPSC_BATCH) {
+    if (mode == MODE_SPSCB) {
+        ck_assert_uint_eq(sp_spsc_batch_size_approx(&r->bsq), 0);
+        sp_spsc_batch_destroy(&r->bsq);
+        free(r->notes);
+    } else if (mode == MODE_SPSC || mode == MODE_SPSC_BATCH) {
         ck_assert_uint_eq(sp_spsc_size_approx(&r->sq), 0);
         sp_spsc_destroy(&r->sq);
         free(r->notes);
@@ -331,6 +350,11 @@ START_TEST(test_stress_spsc_batch_probes_every_item_once_in_order_never_torn) {
 }
 END_TEST
 
+START_TEST(test_stress_spsc_batch_ring_every_item_once_in_order_never_stale) {
+    run_stress(MODE_SPSCB, 1, 1, items() / 2); /* 16 bytes of notes per item */
+}
+END_TEST
+
 START_TEST(test_stress_burst_multi_every_item_once_fifo_per_producer) { run_configs(MODE_BURST, items()); }
 END_TEST
 
@@ -350,6 +374,7 @@ static Suite *stress_suite(void) {
     ADD("mpmc_msg128", test_stress_mpmc_msg128_by_value_never_torn_every_item_once);
     ADD("spsc", test_stress_spsc_every_item_once_in_order);
     ADD("spsc_batch", test_stress_spsc_batch_probes_every_item_once_in_order_never_torn);
+    ADD("spsc_batch_ring", test_stress_spsc_batch_ring_every_item_once_in_order_never_stale);
     ADD("burst_multi", test_stress_burst_multi_every_item_once_fifo_per_producer);
     ADD("burst_single", test_stress_burst_single_every_item_once_in_order);
 #undef ADD
