@@ -112,6 +112,7 @@ test)
     # clang, -Werror: the daemon, the clients and every test program compile (TESTS= runs none).
     build build-clang CC=clang
     check build-clang check TESTS=
+    make -s -C build-clang -j"$jobs" bench-build
     echo "quickstart: all tests passed (default, ASan+UBSan, TSan stress; clang build clean)"
     ;;
 bench)

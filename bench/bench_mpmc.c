@@ -363,8 +363,8 @@ static void *producer(void *arg) {
     case Q_SP_MPMC_BATCH:
     case Q_SP_SPSC_BATCH: {
         void *b[BATCH];
-        void *tok = NULL;
 #ifdef SP_HAVE_MOODY
+        void *tok = NULL;
         if (r->cfg.kind == Q_MOODY_BULK && (tok = peer_moody_ptok(r->moody)) == NULL) abort();
 #endif
         for (uint64_t i = 0; i < n;) {
