@@ -693,7 +693,10 @@ START_TEST(test_grid_coherent_moving_scene_matches_full_pass_and_brute_force) {
             reused += (size_t)st.coherent;
             scene_move(&s, 40.0f, 0.05f); /* a few % change cell per tick */
         }
-        ck_assert_uint_ge(reused, 30); /* the kept order really was reused */
+        /* The Verlet list really was reused. This motion is a random walk
+         * (speed estimates from one list's span fall short of the next
+         * span's wander), so about half the ticks rebuild. */
+        ck_assert_uint_ge(reused, 15);
         sp_grid_free(g);
         sp_grid_free(full);
         scene_free(&s);

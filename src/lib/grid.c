@@ -83,6 +83,8 @@ typedef struct tslot {
     size_t mv_len, mv_cap;
     uint32_t *hi, *hj;  /* coherent sweep: candidate hits as sorted (i, j) */
     size_t nh, hcap;
+    double vsum;        /* Verlet rebuild: sum of mapped spheres' velocities */
+    size_t vcnt;        /* and their count */
 } tslot_t;
 
 typedef union tslot_pad {
@@ -121,6 +123,35 @@ typedef struct coh {
     size_t m;          /* movers of the call */
     int simd;
 } coh_t;
+
+/* Verlet list of sp_grid_find_pairs_coherent(), kept between calls (see the
+ * section "Verlet list" below for the rules). Written by the caller's thread
+ * outside jobs; jobs write disjoint index ranges of its arrays. */
+typedef struct vlist {
+    int valid;     /* the list and the build state describe the last build */
+    int use_ids;   /* ids were given at the build: a reuse needs the same ids */
+    int hist;      /* x0.. hold a previous build's state (a hint for skins) */
+    int blind;     /* that build had no motion history (its skins were guesses) */
+    size_t n;      /* spheres of the build */
+    size_t cap;    /* capacity of the per-sphere arrays */
+    float *x0, *y0, *z0, *r0; /* [cap] positions and radii at the build */
+    float *skin;   /* [cap] skin s_i of the build (world units) */
+    float *lim2;   /* [cap] squared displacement allowed before a rebuild */
+    uint32_t *id0; /* [cap] ids at the build (use_ids) */
+    float *q;      /* [4 * qcap] this call's x, y, z, r interleaved, for the filter */
+    size_t qcap;
+    uint32_t *ca, *cb; /* [ccap] the candidate pairs, a < b, sorted by (a, b) */
+    size_t nc, ccap;
+    uint32_t *inv; /* [inv_cap] id -> build index, rebuilds only (checked) */
+    size_t inv_cap;
+    unsigned long age;  /* calls served by the list, its build's included */
+    unsigned rebuilds;  /* rebuilds so far (probe schedule of gain) */
+    float gain;         /* skin scale, 1/64 .. 1 (see vl_rebuild) */
+    int cmp;            /* this call: the check job compares with the build */
+    float *sk, *R;      /* this call's rebuild: new skins, inflated radii (arena) */
+    uint32_t *prev;     /* this call's rebuild: previous build index of i, or NO_ID */
+    double vsum;        /* this call's rebuild: sum of mapped velocities */
+} vlist_t;
 
 struct sp_grid {
     sp_grid_def_t def;
@@ -163,7 +194,8 @@ struct sp_grid {
     float *sx, *sy, *sz, *sr; /* [n] sorted spheres, SoA for 16-lane loads */
     cell3_t *sc;       /* [n] hash: cell coordinates of sorted spheres */
 
-    coh_t coh; /* sp_grid_find_pairs_coherent() state kept between calls */
+    coh_t coh; /* kept-order pass state kept between calls (the list's rebuild) */
+    vlist_t vl; /* sp_grid_find_pairs_coherent(): the Verlet list */
 
     pairbuf_t out; /* the result (ORDER_AB, or ORDER_CELL with > 1 thread) */
     sp_grid_stats_t stats;
@@ -328,6 +360,7 @@ static int pairbuf_reserve(const sp_allocator_t *al, pairbuf_t *b, size_t need) 
 }
 
 static void coh_free(sp_grid_t *g);
+static void vl_free(sp_grid_t *g);
 
 void sp_grid_free(sp_grid_t *g) {
     if (g == NULL) return;
@@ -339,6 +372,7 @@ void sp_grid_free(sp_grid_t *g) {
     for (int i = 0; i < SP_GRID_MAX_THREADS; i++) pairbuf_free(al, &g->ts[i].s.buf);
     pairbuf_free(al, &g->out);
     coh_free(g);
+    vl_free(g);
     sp_arena_destroy(&g->own_arena);
     al->free(al->ctx, g, sizeof *g, SP_FALSE_SHARING_RANGE);
 }
@@ -1556,9 +1590,9 @@ static void job_coh_order(sp_grid_t *g, int tid) {
     }
 }
 
-int sp_grid_find_pairs_coherent(sp_grid_t *g, sp_arena_t *scratch, const float *x, const float *y, const float *z,
-                                const float *r, const uint32_t *ids, size_t n, const sp_pair_t **pairs,
-                                size_t *npairs) {
+/* The kept-order pass (phases above): the Verlet list's rebuild. */
+static int kept_pass(sp_grid_t *g, sp_arena_t *scratch, const float *x, const float *y, const float *z,
+                     const float *r, const uint32_t *ids, size_t n, const sp_pair_t **pairs, size_t *npairs) {
     if (pairs) *pairs = NULL;
     if (npairs) *npairs = 0;
     if (g == NULL || pairs == NULL || npairs == NULL) return SP_EINVAL;
@@ -1737,4 +1771,444 @@ fail:
     sp_arena_rewind(ar, mark);
     g->cnt = NULL;
     return rc;
+}
+
+/* ============================================================ Verlet list
+ *
+ * sp_grid_find_pairs_coherent() keeps a list of candidate pairs: the pairs
+ * that overlap with every radius r_i inflated by a skin s_i >= 0, found by a
+ * grid pass at the build, with each sphere's build position p0_i and radius
+ * r0_i. While the list is valid (rules in grid.h) a call only tests its
+ * candidates with the exact float rule, so the pair set is the full pass's.
+ *
+ * Why a valid list holds every pair (D: centre distance now, D0 at the build,
+ * d_i = |p_i - p0_i|, u = 2^-24). A pair passing the float test now has
+ * D < (r_a + r_b)(1 + 2^-21) + 2^-74 (at most 5 roundings on each side;
+ * 2^-74 covers squares that underflow). The build found it when
+ * D0 < (R_a + R_b)(1 - 2^-21) - 2^-74 with R_i = fl(r0_i + s_i), and
+ * D0 <= D + d_a + d_b. Both hold when r_i <= r0_i and
+ * d_i <= s_i - 2^-20 (2 r0_i + s_i) - 2^-71 for both spheres; the list allows
+ * d_i <= lim_i = s_i (1 - 2^-16) - 2^-16 r0_i - 2^-60 (computed in double,
+ * squared and rounded down to a float), which is smaller. A skin is at least
+ * 2^-8 r0_i + 2^-40, so lim_i > 0 and a sphere that did not move never
+ * invalidates the list. The inflated radii stay below 2^60 (else the list is
+ * not used), so no square of the build overflows where it matters.
+ *
+ * Skins come from the motion: at a rebuild, sphere i's velocity is its
+ * displacement since the previous build divided by the calls that list
+ * served, v_i, and s_i = gain * VL_AGE * (1.25 v_i + 0.25 v_mean), clamped to
+ * [2^-8 r_i + 2^-40, rmax / 2]: a list is meant to serve about VL_AGE calls.
+ * Spheres without history (new, or the first build) take the mean skin.
+ * gain (1/64 .. 1) halves when a list served only its own call (something
+ * jumps: large skins only cost) and doubles back when a list served >= 3;
+ * at 1/64, every 16th rebuild tries gain 1 again. Everything here is a
+ * deterministic function of the inputs of the calls, not of thread count or
+ * time; and the skins decide only the cost: the output is exact whatever
+ * they are. */
+
+#define VL_AGE 8 /* calls a list is sized to serve */
+
+static void vl_free(sp_grid_t *g) {
+    const sp_allocator_t *al = g->alloc;
+    vlist_t *v = &g->vl;
+    float **fa[] = {&v->x0, &v->y0, &v->z0, &v->r0, &v->skin, &v->lim2};
+    for (size_t k = 0; k < sizeof fa / sizeof fa[0]; k++)
+        if (*fa[k]) al->free(al->ctx, *fa[k], v->cap * 4, SP_CACHELINE);
+    if (v->id0) al->free(al->ctx, v->id0, v->cap * 4, SP_CACHELINE);
+    if (v->q) al->free(al->ctx, v->q, v->qcap * 16, SP_CACHELINE);
+    if (v->ca) al->free(al->ctx, v->ca, v->ccap * 8, SP_CACHELINE);
+    if (v->inv) al->free(al->ctx, v->inv, v->inv_cap * 4, SP_CACHELINE);
+    memset(v, 0, sizeof *v);
+}
+
+/* Check (par, input range): validation as job_scan, the list's validity
+ * (when v->cmp) as a count of spheres that break it, and the interleaved
+ * copy q used by the filter's gathers (one cache line per sphere met). */
+static void job_vl_check(sp_grid_t *g, int tid) {
+    vlist_t *v = &g->vl;
+    size_t lo, hi;
+    split(g->n, g->nt, tid, &lo, &hi);
+    tslot_t *t = &g->ts[tid].s;
+    const float *x = g->x, *y = g->y, *z = g->z, *r = g->r;
+    float *q = v->q;
+    float rmin = INFINITY, rmax = -INFINITY, acc = 0.0f;
+    uint32_t bad = 0;
+    if (v->cmp) {
+        const float *x0 = v->x0, *y0 = v->y0, *z0 = v->z0, *r0 = v->r0, *lim2 = v->lim2;
+        for (size_t i = lo; i < hi; i++) {
+            float xi = x[i], yi = y[i], zi = z[i], ri = r[i];
+            acc += xi * 0.0f + yi * 0.0f + zi * 0.0f + ri * 0.0f;
+            rmin = ri < rmin ? ri : rmin;
+            rmax = ri > rmax ? ri : rmax;
+            double dx = (double)xi - (double)x0[i], dy = (double)yi - (double)y0[i], dz = (double)zi - (double)z0[i];
+            double d2 = dx * dx + dy * dy + dz * dz;
+            /* NaN fails both tests (and is reported as SP_EINVAL anyway). */
+            bad += !(d2 <= (double)lim2[i]) | !(ri <= r0[i]);
+            q[4 * i] = xi, q[4 * i + 1] = yi, q[4 * i + 2] = zi, q[4 * i + 3] = ri;
+        }
+        if (v->use_ids) {
+            const uint32_t *ids = g->ids, *id0 = v->id0;
+            for (size_t i = lo; i < hi; i++) bad += ids[i] != id0[i];
+        }
+    } else {
+        for (size_t i = lo; i < hi; i++) {
+            float xi = x[i], yi = y[i], zi = z[i], ri = r[i];
+            acc += xi * 0.0f + yi * 0.0f + zi * 0.0f + ri * 0.0f;
+            rmin = ri < rmin ? ri : rmin;
+            rmax = ri > rmax ? ri : rmax;
+            q[4 * i] = xi, q[4 * i + 1] = yi, q[4 * i + 2] = zi, q[4 * i + 3] = ri;
+        }
+    }
+    t->nanacc = acc, t->rmin = rmin, t->rmax = rmax, t->csum = bad;
+}
+
+/* Rebuild, velocities (par, input range): sk[i] = sphere i's velocity since
+ * the previous build (world units per call), or -1 when it has no history.
+ * With ids, the previous build's index of an id is found through inv
+ * (filled by the caller, checked against id0); without, index i is sphere i. */
+static void job_vl_vel(sp_grid_t *g, int tid) {
+    vlist_t *v = &g->vl;
+    size_t lo, hi;
+    split(g->n, g->nt, tid, &lo, &hi);
+    tslot_t *t = &g->ts[tid].s;
+    const float *x = g->x, *y = g->y, *z = g->z;
+    const uint32_t *ids = g->ids;
+    float *sk = v->sk;
+    const double per = 1.0 / (double)(v->age ? v->age : 1);
+    double sum = 0.0;
+    size_t cnt = 0;
+    for (size_t i = lo; i < hi; i++) {
+        size_t j = i;
+        v->prev[i] = NO_ID;
+        if (!v->hist) {
+            sk[i] = -1.0f;
+            continue;
+        }
+        if (v->use_ids) {
+            if (ids == NULL || v->inv == NULL || ids[i] >= v->inv_cap) goto none;
+            j = v->inv[ids[i]];
+            if (j >= v->n || v->id0[j] != ids[i]) goto none;
+        } else if (ids != NULL || i >= v->n) {
+            goto none;
+        }
+        {
+            double dx = (double)x[i] - (double)v->x0[j], dy = (double)y[i] - (double)v->y0[j];
+            double dz = (double)z[i] - (double)v->z0[j];
+            double vel = __builtin_sqrt(dx * dx + dy * dy + dz * dz) * per;
+            if (!(vel < 1e30)) vel = 1e30;
+            sk[i] = (float)vel;
+            v->prev[i] = (uint32_t)j;
+            sum += vel;
+            cnt++;
+            continue;
+        }
+    none:
+        sk[i] = -1.0f;
+    }
+    t->vsum = sum, t->vcnt = cnt;
+}
+
+/* Rebuild, skins (par, input range): sk[i] becomes the skin, R[i] the
+ * inflated radius (see the section comment). */
+static void job_vl_skin(sp_grid_t *g, int tid) {
+    vlist_t *v = &g->vl;
+    size_t lo, hi;
+    split(g->n, g->nt, tid, &lo, &hi);
+    const float *r = g->r;
+    float *sk = v->sk, *R = v->R;
+    const double gk = (double)v->gain * VL_AGE, vmean = v->vsum;
+    const double smax = (double)g->ts[0].s.rmax * 0.5;
+    for (size_t i = lo; i < hi; i++) {
+        double smin = (double)r[i] * (1.0 / 256.0) + 0x1p-40;
+        double s = sk[i] >= 0.0f ? gk * (1.25 * (double)sk[i] + 0.25 * vmean) : gk * 1.5 * vmean;
+        /* A sphere that turned (or bounced) since the last build shows a
+         * short displacement: keep 3/4 of its previous skin. */
+        if (v->prev) {
+            uint32_t j = v->prev[i];
+            if (j != NO_ID && (double)v->skin[j] * 0.75 > s) s = (double)v->skin[j] * 0.75;
+        }
+        s = s < smax ? s : smax;
+        s = s > smin ? s : smin;
+        sk[i] = (float)s;
+        R[i] = r[i] + sk[i];
+    }
+}
+
+/* Rebuild, store (par, input range): the build state of sphere i. */
+static void job_vl_store(sp_grid_t *g, int tid) {
+    vlist_t *v = &g->vl;
+    size_t lo, hi;
+    split(g->n, g->nt, tid, &lo, &hi);
+    const float *x = g->x, *y = g->y, *z = g->z, *r = g->r, *sk = v->sk;
+    for (size_t i = lo; i < hi; i++) {
+        v->x0[i] = x[i], v->y0[i] = y[i], v->z0[i] = z[i], v->r0[i] = r[i];
+        v->skin[i] = sk[i];
+        double lim = (double)sk[i] * (1.0 - 0x1p-16) - (double)r[i] * 0x1p-16 - 0x1p-60;
+        /* lim > 0 (skins >= 2^-8 r + 2^-40); the float is rounded down. */
+        v->lim2[i] = (float)(lim * lim * (1.0 - 0x1p-20));
+    }
+    if (v->use_ids) memcpy(v->id0 + lo, g->ids + lo, (hi - lo) * sizeof *v->id0);
+}
+
+/* Filter (par, candidate range): each candidate tested with the exact rule
+ * of grid.h on this call's values, without a branch on the outcome: every
+ * candidate is written at the output cursor and the cursor advances on a
+ * hit. d = p[b] - p[a] is what the full pass computes (it negates a - b
+ * exactly when it met b first), r[a] + r[b] commutes, so the records equal
+ * the full pass's bit for bit. Candidates are (a, b)-sorted, so thread
+ * buffers concatenated in thread order are the (a, b)-sorted output. */
+static void job_vl_filter(sp_grid_t *g, int tid) {
+    vlist_t *v = &g->vl;
+    size_t lo, hi;
+    split(v->nc, g->nt, tid, &lo, &hi);
+    tslot_t *t = &g->ts[tid].s;
+    t->buf.len = 0;
+    t->candidates = hi - lo;
+    t->err = pairbuf_reserve(g->alloc, &t->buf, hi - lo + 1);
+    if (t->err != 0) return;
+    sp_pair_t *o = t->buf.p;
+    const float *q = v->q;
+    const uint32_t *ca = v->ca, *cb = v->cb;
+    size_t np = 0;
+    for (size_t k = lo; k < hi; k++) {
+        uint32_t a = ca[k], b = cb[k];
+        const float *pa = q + 4 * (size_t)a, *pb = q + 4 * (size_t)b;
+        float dx = pb[0] - pa[0], dy = pb[1] - pa[1], dz = pb[2] - pa[2];
+        float d2 = dx * dx + dy * dy + dz * dz;
+        float rs = pa[3] + pb[3];
+        sp_pair_t *p = &o[np];
+        p->a = a, p->b = b, p->dist = d2, p->nx = dx, p->ny = dy, p->nz = dz;
+        np += d2 < rs * rs;
+    }
+    for (size_t k = 0; k < np; k++) {
+        sp_pair_t *p = &o[k];
+        pair_fill(p, p->a, p->b, p->nx, p->ny, p->nz, p->dist);
+    }
+    t->buf.len = np;
+}
+
+static int vl_grow(const sp_allocator_t *al, vlist_t *v, size_t n) {
+    if (n <= v->cap) return 0;
+    size_t nc = v->cap < 256 ? 256 : v->cap;
+    while (nc < n) nc *= 2; /* n < 2^32: no overflow */
+    size_t bytes;
+    if (sp_size_mul(nc, 4, &bytes) != 0) return SP_EOVERFLOW;
+    void *np[7];
+    int k;
+    for (k = 0; k < 7; k++) {
+        np[k] = al->alloc(al->ctx, bytes, SP_CACHELINE);
+        if (np[k] == NULL) break;
+    }
+    if (k < 7) {
+        while (k-- > 0) al->free(al->ctx, np[k], bytes, SP_CACHELINE);
+        return SP_ENOMEM;
+    }
+    void **old[7] = {(void **)&v->x0, (void **)&v->y0, (void **)&v->z0, (void **)&v->r0,
+                     (void **)&v->skin, (void **)&v->lim2, (void **)&v->id0};
+    for (k = 0; k < 7; k++) {
+        if (*old[k]) al->free(al->ctx, *old[k], v->cap * 4, SP_CACHELINE);
+        *old[k] = np[k];
+    }
+    v->cap = nc;
+    v->hist = 0; /* the previous build's state is gone */
+    return 0;
+}
+
+/* The candidate arrays are one block: ca = block, cb = block + ccap. */
+static int cand_reserve(const sp_allocator_t *al, vlist_t *v, size_t need) {
+    if (need <= v->ccap && v->ca) return 0;
+    size_t nc = v->ccap < 1024 ? 1024 : v->ccap, bytes;
+    while (nc < need) {
+        if (nc > SIZE_MAX / 16) return SP_EOVERFLOW;
+        nc *= 2;
+    }
+    if (sp_size_mul(nc, 8, &bytes) != 0) return SP_EOVERFLOW;
+    uint32_t *b = al->alloc(al->ctx, bytes, SP_CACHELINE);
+    if (b == NULL) return SP_ENOMEM;
+    if (v->ca) al->free(al->ctx, v->ca, v->ccap * 8, SP_CACHELINE);
+    v->ca = b, v->cb = b + nc, v->ccap = nc, v->nc = 0;
+    return 0;
+}
+
+/* Rebuild the list for this call (g->x.. set, validated, rmax in ts[0]).
+ * Returns 0 (v->valid), 1 when the radii are too large for a list (the
+ * caller runs the full pass), or an error; v->valid = 0 unless 0. */
+static int vl_rebuild(sp_grid_t *g, sp_arena_t *scratch, size_t n, float rmax) {
+    vlist_t *v = &g->vl;
+    const sp_allocator_t *al = g->alloc;
+    sp_arena_t *ar = scratch ? scratch : &g->own_arena;
+    sp_arena_mark_t mark = sp_arena_mark(ar);
+    int rc = SP_ENOMEM;
+    v->valid = 0;
+    v->sk = sp_arena_alloc_array(ar, n, sizeof(float), SP_CACHELINE);
+    v->R = sp_arena_alloc_array(ar, n, sizeof(float), SP_CACHELINE);
+    v->prev = sp_arena_alloc_array(ar, n, sizeof(uint32_t), SP_CACHELINE);
+    if (v->sk == NULL || v->R == NULL || v->prev == NULL) goto out;
+
+    /* Gain: did the previous list pay? (Not judged after a blind build.) */
+    if (v->hist && !v->blind) {
+        if (v->age <= 1) {
+            v->gain = v->gain * 0.5f < 1.0f / 64 ? 1.0f / 64 : v->gain * 0.5f;
+            if (v->gain == 1.0f / 64 && v->rebuilds % 16 == 15) v->gain = 1.0f;
+        } else if (v->age >= 3) {
+            v->gain = v->gain * 2.0f > 1.0f ? 1.0f : v->gain * 2.0f;
+        }
+    }
+    if (v->gain == 0.0f) v->gain = 1.0f;
+    v->rebuilds++;
+
+    /* Velocities, through the previous build's ids when there were ids. */
+    if (v->hist && v->use_ids && g->ids) {
+        size_t need = 0;
+        for (size_t j = 0; j < v->n; j++) need = v->id0[j] >= need ? (size_t)v->id0[j] + 1 : need;
+        if (need <= 16 * (uint64_t)n + ((uint64_t)1 << 20)) {
+            if (arr_reserve(al, (void **)&v->inv, &v->inv_cap, need, 4, 0, 0) != 0) goto out;
+            for (size_t j = 0; j < v->n; j++) v->inv[v->id0[j]] = (uint32_t)j;
+        } else {
+            v->hist = 0;
+        }
+    }
+    pool_run(g, job_vl_vel);
+    double vsum = 0.0;
+    size_t vcnt = 0;
+    for (int t = 0; t < g->nt; t++) vsum += g->ts[t].s.vsum, vcnt += g->ts[t].s.vcnt;
+    v->blind = vcnt == 0;
+    v->vsum = vcnt ? vsum / (double)vcnt : 0.0; /* the mean, for job_vl_skin */
+    g->ts[0].s.rmax = rmax;
+    pool_run(g, job_vl_skin);
+    float Rmax = 0.0f;
+    for (size_t i = 0; i < n; i++) Rmax = v->R[i] > Rmax ? v->R[i] : Rmax;
+    if (!(Rmax < 0x1p60f)) {
+        rc = 1; /* radii too large for the list's error bound: no list */
+        goto out;
+    }
+
+    const sp_pair_t *p;
+    size_t np;
+    /* The candidates: the kept-order pass on the inflated radii (measured
+     * faster than the full pass here: between rebuilds few spheres change
+     * its cells), (a, b) order. */
+    rc = kept_pass(g, ar, g->x, g->y, g->z, v->R, g->ids, n, &p, &np);
+    if (rc != 0) goto out;
+    rc = vl_grow(al, v, n);
+    if (rc == 0) rc = cand_reserve(al, v, np);
+    if (rc != 0) goto out;
+    for (size_t k = 0; k < np; k++) v->ca[k] = p[k].a, v->cb[k] = p[k].b;
+    v->nc = np;
+    v->use_ids = g->ids != NULL;
+    pool_run(g, job_vl_store);
+    v->n = n;
+    v->hist = 1;
+    v->age = 0;
+    v->valid = 1;
+    rc = 0;
+out:
+    sp_arena_rewind(ar, mark);
+    v->sk = v->R = NULL;
+    v->prev = NULL;
+    return rc;
+}
+
+int sp_grid_find_pairs_coherent(sp_grid_t *g, sp_arena_t *scratch, const float *x, const float *y, const float *z,
+                                const float *r, const uint32_t *ids, size_t n, const sp_pair_t **pairs,
+                                size_t *npairs) {
+    if (pairs) *pairs = NULL;
+    if (npairs) *npairs = 0;
+    if (g == NULL || pairs == NULL || npairs == NULL) return SP_EINVAL;
+    if (n > 0 && (x == NULL || y == NULL || z == NULL || r == NULL)) return SP_EINVAL;
+    if (n >= (size_t)UINT32_MAX - 1) return SP_EOVERFLOW;
+    vlist_t *v = &g->vl;
+    int nt = g->def.nthreads;
+    size_t per = n / g->def.parallel_min;
+    if ((size_t)nt > per) nt = per < 1 ? 1 : (int)per;
+    g->x = x, g->y = y, g->z = z, g->r = r;
+    g->n = n;
+    g->nt = nt;
+    g->order = SP_GRID_ORDER_AB;
+    g->ids = ids;
+    if (n == 0) {
+        v->valid = 0;
+        set_empty(g, 0, 1, pairs, npairs);
+        return 0;
+    }
+    const sp_allocator_t *al = g->alloc;
+    if (n > v->qcap) {
+        /* q is 16 bytes per sphere; its contents need not survive. */
+        size_t cap = v->qcap, bytes;
+        int rc = arr_reserve(al, (void **)&v->q, &cap, n, 16, 0, 0);
+        if (rc != 0) return rc;
+        v->qcap = cap;
+        (void)bytes;
+    }
+
+    /* Check: validation, validity, q. */
+    v->cmp = v->valid && n == v->n && (ids != NULL) == v->use_ids;
+    pool_run(g, job_vl_check);
+    float rmin = INFINITY, rmax = -INFINITY, acc = 0.0f;
+    size_t bad = 0;
+    for (int t = 0; t < nt; t++) {
+        const tslot_t *s = &g->ts[t].s;
+        rmin = s->rmin < rmin ? s->rmin : rmin;
+        rmax = s->rmax > rmax ? s->rmax : rmax;
+        acc += s->nanacc;
+        bad += s->csum;
+    }
+    if (acc != acc || !(rmin >= 0.0f)) return SP_EINVAL; /* the list stays as it was */
+    if (n == 1 || rmax == 0.0f) {
+        v->valid = 0;
+        set_empty(g, n, nt, pairs, npairs);
+        return 0;
+    }
+    int reuse = v->cmp && bad == 0;
+    sp_grid_stats_t bst;
+    memset(&bst, 0, sizeof bst);
+    if (!reuse) {
+        int rc = vl_rebuild(g, scratch, n, rmax);
+        if (rc == 1) return find_pairs_full(g, scratch, x, y, z, r, n, SP_GRID_ORDER_AB, pairs, npairs);
+        if (rc != 0) return rc;
+        bst = g->stats; /* the rebuild's pass: cells, layout, scratch */
+        g->x = x, g->y = y, g->z = z, g->r = r; /* the pass set g->r to the inflated radii */
+        g->n = n, g->nt = nt, g->ids = ids;
+    }
+    v->age++;
+
+    /* Filter, then the thread buffers in thread order. */
+    pool_run(g, job_vl_filter);
+    size_t total = 0;
+    for (int t = 0; t < nt; t++) {
+        if (g->ts[t].s.err) {
+            v->valid = 0;
+            return g->ts[t].s.err;
+        }
+        total += g->ts[t].s.buf.len;
+    }
+    const sp_pair_t *res = g->ts[0].s.buf.p;
+    if (nt > 1 && total > 0) {
+        g->out.len = 0;
+        int rc = pairbuf_reserve(al, &g->out, total);
+        if (rc != 0) {
+            v->valid = 0;
+            return rc;
+        }
+        pool_run(g, job_concat);
+        g->out.len = total;
+        res = g->out.p;
+    }
+
+    memset(&g->stats, 0, sizeof g->stats);
+    g->stats.spheres = n;
+    g->stats.pairs = total;
+    g->stats.candidates = v->nc;
+    g->stats.cells = bst.cells;
+    g->stats.cell_size = bst.cell_size;
+    g->stats.hashed = bst.hashed;
+    g->stats.threads_used = nt;
+    g->stats.scratch_bytes = bst.scratch_bytes;
+    g->stats.coherent = reuse;
+    g->stats.resorted = reuse ? 0 : n;
+    g->stats.list_age = v->age;
+    g->stats.list_candidates = v->nc;
+    *pairs = total ? res : NULL;
+    *npairs = total;
+    return 0;
 }
