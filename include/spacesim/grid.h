@@ -205,27 +205,31 @@ SP_API int sp_grid_find_pairs(sp_grid_t *g, sp_arena_t *scratch, const float *x,
  *
  * The list is valid for a call when all of these hold (otherwise rebuilt):
  *   - n equals the build's n;
- *   - ids: both the build and this call passed ids and ids[i] equals the
- *     build's ids[i] for every i, or both passed NULL (then index i is taken
- *     to be the same sphere as at the build);
- *   - every radius r[i] <= its radius at the build (shrinking is fine);
+ *   - every radius r[i] <= index i's radius at the build (shrinking is fine);
  *   - every sphere is within lim_i of its build position (Euclidean, in
  *     double), lim_i = s_i (1 - 2^-16) - 2^-16 r_i - 2^-60: a little under
  *     the skin, covering every rounding of the float tests (the proof is in
  *     grid.c). Pairs (a, b) then satisfy d_a + d_b < s_a + s_b, so a pair
  *     that overlaps now was a candidate.
- * So a sphere entering or leaving (n changes, or an id differs at some
- * index) rebuilds the list; the world's set changes rarely against its tick
- * rate. The kept state is only a cost: the output is a function of this
- * call's inputs alone, never of earlier calls, and never of the thread count.
+ * The list holds indices, so which entity sits at an index does not matter
+ * to it: a set change that keeps n and moves no index farther than its lim
+ * keeps the list (the test is on this call's values); one that changes n
+ * rebuilds it, and one that puts another entity at an index usually fails
+ * that index's motion bound and rebuilds it. ids (optional, NULL = none)
+ * only carry each entity's motion history to the next rebuild's skins when
+ * indices shift (see below); they never decide the output. The kept state is
+ * only a cost: the output is a function of this call's inputs alone, never
+ * of earlier calls, and never of the thread count.
  *
  * Skins (world units) come from the motion, so that a list serves about 8
  * calls: at a rebuild, v_i = sphere i's displacement since the previous build
  * / calls served, s_i = gain * 8 * (1.25 v_i + 0.25 mean v), at least 3/4 of
  * its previous skin (turns and bounces), clamped to [2^-8 r_i + 2^-40,
- * rmax / 2]. Spheres without history (first call, new ids; with ids the
- * previous index is found through ids, which must be below 16 n + 2^20)
- * take 1.5 x 8 x mean v. gain (1/64 .. 1) halves when a list served only its
+ * rmax / 2]. With ids, an entity's previous index is found through its id
+ * (ids must then be below 16 n + 2^20, else no history is used; a duplicate
+ * id maps to its last index at the build); without, index i is taken to be
+ * the entity at index i of the previous build. Spheres without history
+ * (first call, new ids, indices past the previous n) take 1.5 x 8 x mean v. gain (1/64 .. 1) halves when a list served only its
  * own call (spheres jump: skins only cost) and doubles when one served >= 3;
  * at 1/64, every 16th rebuild tries 1 again. A sphere at rest has the
  * minimum skin, so sleeping things cost only their share of the check.

@@ -129,7 +129,7 @@ typedef struct coh {
  * outside jobs; jobs write disjoint index ranges of its arrays. */
 typedef struct vlist {
     int valid;     /* the list and the build state describe the last build */
-    int use_ids;   /* ids were given at the build: a reuse needs the same ids */
+    int use_ids;   /* ids were given at the build (id0 holds them) */
     int hist;      /* x0.. hold a previous build's state (a hint for skins) */
     int blind;     /* that build had no motion history (its skins were guesses) */
     size_t n;      /* spheres of the build */
@@ -1822,7 +1822,8 @@ static void vl_free(sp_grid_t *g) {
 }
 
 /* Check (par, input range): validation as job_scan, the list's validity
- * (when v->cmp) as a count of spheres that break it, and the interleaved
+ * (when v->cmp: motion within lim, no radius growth) as a count of spheres
+ * that break it, and the interleaved
  * copy q used by the filter's gathers (one cache line per sphere met). */
 static void job_vl_check(sp_grid_t *g, int tid) {
     vlist_t *v = &g->vl;
@@ -1845,10 +1846,6 @@ static void job_vl_check(sp_grid_t *g, int tid) {
             /* NaN fails both tests (and is reported as SP_EINVAL anyway). */
             bad += !(d2 <= (double)lim2[i]) | !(ri <= r0[i]);
             q[4 * i] = xi, q[4 * i + 1] = yi, q[4 * i + 2] = zi, q[4 * i + 3] = ri;
-        }
-        if (v->use_ids) {
-            const uint32_t *ids = g->ids, *id0 = v->id0;
-            for (size_t i = lo; i < hi; i++) bad += ids[i] != id0[i];
         }
     } else {
         for (size_t i = lo; i < hi; i++) {
@@ -2088,7 +2085,12 @@ static int vl_rebuild(sp_grid_t *g, sp_arena_t *scratch, size_t n, float rmax) {
     /* The candidates: the kept-order pass on the inflated radii (measured
      * faster than the full pass here: between rebuilds few spheres change
      * its cells), (a, b) order. */
+    const float *r = g->r;
+    const int nt = g->nt;
     rc = kept_pass(g, ar, g->x, g->y, g->z, v->R, g->ids, n, &p, &np);
+    /* The pass pointed g->r at the inflated radii (and set g->nt): the
+     * store below must see the caller's radii. */
+    g->r = r, g->nt = nt;
     if (rc != 0) goto out;
     rc = vl_grow(al, v, n);
     if (rc == 0) rc = cand_reserve(al, v, np);
@@ -2142,7 +2144,10 @@ int sp_grid_find_pairs_coherent(sp_grid_t *g, sp_arena_t *scratch, const float *
     }
 
     /* Check: validation, validity, q. */
-    v->cmp = v->valid && n == v->n && (ids != NULL) == v->use_ids;
+    /* Which entity sits at index i does not matter to the list (it holds
+     * indices, and the check bounds each index's motion); ids only carry
+     * the motion history to the next rebuild's skins. */
+    v->cmp = v->valid && n == v->n;
     pool_run(g, job_vl_check);
     float rmin = INFINITY, rmax = -INFINITY, acc = 0.0f;
     size_t bad = 0;
