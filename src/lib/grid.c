@@ -196,6 +196,7 @@ struct sp_grid {
 
     coh_t coh; /* kept-order pass state kept between calls (the list's rebuild) */
     vlist_t vl; /* sp_grid_find_pairs_coherent(): the Verlet list */
+    int vl_cand; /* the kept-order pass writes the list's candidates */
 
     pairbuf_t out; /* the result (ORDER_AB, or ORDER_CELL with > 1 thread) */
     sp_grid_stats_t stats;
@@ -361,6 +362,7 @@ static int pairbuf_reserve(const sp_allocator_t *al, pairbuf_t *b, size_t need) 
 
 static void coh_free(sp_grid_t *g);
 static void vl_free(sp_grid_t *g);
+static int cand_reserve(const sp_allocator_t *al, vlist_t *v, size_t need);
 
 void sp_grid_free(sp_grid_t *g) {
     if (g == NULL) return;
@@ -1590,7 +1592,82 @@ static void job_coh_order(sp_grid_t *g, int tid) {
     }
 }
 
-/* The kept-order pass (phases above): the Verlet list's rebuild. */
+/* The kept-order pass's fallback to the full pass, in (a, b) order; with
+ * g->vl_cand the pairs' (a, b) go to the Verlet list's candidates. */
+static int full_pass_ab(sp_grid_t *g, sp_arena_t *scratch, const float *x, const float *y, const float *z,
+                        const float *r, size_t n, const sp_pair_t **pairs, size_t *npairs) {
+    int rc = find_pairs_full(g, scratch, x, y, z, r, n, SP_GRID_ORDER_AB, pairs, npairs);
+    if (rc != 0 || !g->vl_cand) return rc;
+    vlist_t *v = &g->vl;
+    size_t np = *npairs;
+    rc = cand_reserve(g->alloc, v, np);
+    if (rc != 0) {
+        *pairs = NULL, *npairs = 0;
+        return rc;
+    }
+    for (size_t k = 0; k < np; k++) v->ca[k] = (*pairs)[k].a, v->cb[k] = (*pairs)[k].b;
+    v->nc = np;
+    *pairs = NULL;
+    return 0;
+}
+
+/* Phase 9 for the Verlet list's build: as job_coh_order, but only (a, b)
+ * is written, to the candidate arrays (no distance or normal). */
+static void job_coh_order_cand(sp_grid_t *g, int tid) {
+    coh_t *c = &g->coh;
+    size_t alo, ahi;
+    split(g->n, g->nt, tid, &alo, &ahi);
+    uint32_t *cnt = g->cnt;
+    memset(cnt + alo, 0, (ahi - alo) * sizeof *cnt);
+    const uint32_t *sid = c->cur.sid;
+    size_t below = 0;
+    for (int t = 0; t < g->nt; t++) {
+        const tslot_t *s = &g->ts[t].s;
+        for (size_t k = 0; k < s->nh; k++) {
+            uint32_t ia = sid[s->hi[k]], ib = sid[s->hj[k]];
+            size_t a = ia < ib ? ia : ib;
+            if (a < alo)
+                below++;
+            else if (a < ahi)
+                cnt[a]++;
+        }
+    }
+    size_t run = below;
+    for (size_t a = alo; a < ahi; a++) {
+        size_t v = cnt[a];
+        cnt[a] = (uint32_t)run;
+        run += v;
+    }
+    uint32_t *ca = g->vl.ca, *cb = g->vl.cb;
+    for (int t = 0; t < g->nt; t++) {
+        const tslot_t *s = &g->ts[t].s;
+        for (size_t k = 0; k < s->nh; k++) {
+            uint32_t ia = sid[s->hi[k]], ib = sid[s->hj[k]];
+            uint32_t a = ia < ib ? ia : ib, b = ia < ib ? ib : ia;
+            if (a < alo || a >= ahi) continue;
+            uint32_t pos = cnt[a]++;
+            ca[pos] = a, cb[pos] = b;
+        }
+    }
+    size_t begin = below;
+    for (size_t a = alo; a < ahi; a++) {
+        size_t end = cnt[a];
+        for (size_t k = begin + 1; k < end; k++) {
+            uint32_t v = cb[k];
+            size_t m = k;
+            while (m > begin && cb[m - 1] > v) {
+                cb[m] = cb[m - 1];
+                m--;
+            }
+            cb[m] = v;
+        }
+        begin = end;
+    }
+}
+
+/* The kept-order pass (phases above): the Verlet list's rebuild. With
+ * g->vl_cand set it leaves its pairs, (a, b) only, in g->vl.ca/cb (count
+ * g->vl.nc) and returns no array. */
 static int kept_pass(sp_grid_t *g, sp_arena_t *scratch, const float *x, const float *y, const float *z,
                      const float *r, const uint32_t *ids, size_t n, const sp_pair_t **pairs, size_t *npairs) {
     if (pairs) *pairs = NULL;
@@ -1601,7 +1678,7 @@ static int kept_pass(sp_grid_t *g, sp_arena_t *scratch, const float *x, const fl
     coh_t *c = &g->coh;
     if (g->def.mode == SP_GRID_MODE_HASH) {
         coh_drop(c);
-        return find_pairs_full(g, scratch, x, y, z, r, n, SP_GRID_ORDER_AB, pairs, npairs);
+        return full_pass_ab(g, scratch, x, y, z, r, n, pairs, npairs);
     }
 
     int nt = g->def.nthreads;
@@ -1651,7 +1728,7 @@ static int kept_pass(sp_grid_t *g, sp_arena_t *scratch, const float *x, const fl
     if (!keep) {
         coh_drop(c);
         if (coh_layout(g, mn, mx, h, n) != 0)
-            return find_pairs_full(g, scratch, x, y, z, r, n, SP_GRID_ORDER_AB, pairs, npairs);
+            return full_pass_ab(g, scratch, x, y, z, r, n, pairs, npairs);
         c->use_ids = use_ids;
     }
 
@@ -1741,7 +1818,13 @@ static int kept_pass(sp_grid_t *g, sp_arena_t *scratch, const float *x, const fl
     }
 
     /* Phase 9. */
-    if (total > 0) {
+    if (g->vl_cand) {
+        /* For the Verlet list: (a, b) only, into its candidate arrays. */
+        rc = cand_reserve(al, &g->vl, total);
+        if (rc != 0) goto fail;
+        pool_run(g, job_coh_order_cand);
+        g->vl.nc = total;
+    } else if (total > 0) {
         g->out.len = 0;
         rc = pairbuf_reserve(al, &g->out, total);
         if (rc != 0) goto fail;
@@ -1760,7 +1843,7 @@ static int kept_pass(sp_grid_t *g, sp_arena_t *scratch, const float *x, const fl
     g->stats.scratch_bytes = sp_arena_used(ar) - used0;
     g->stats.coherent = keep;
     g->stats.resorted = m;
-    *pairs = total ? g->out.p : NULL;
+    *pairs = total && !g->vl_cand ? g->out.p : NULL;
     *npairs = total;
     sp_arena_rewind(ar, mark);
     g->cnt = NULL;
@@ -2087,16 +2170,15 @@ static int vl_rebuild(sp_grid_t *g, sp_arena_t *scratch, size_t n, float rmax) {
      * its cells), (a, b) order. */
     const float *r = g->r;
     const int nt = g->nt;
+    v->nc = 0;
+    g->vl_cand = 1;
     rc = kept_pass(g, ar, g->x, g->y, g->z, v->R, g->ids, n, &p, &np);
+    g->vl_cand = 0;
     /* The pass pointed g->r at the inflated radii (and set g->nt): the
      * store below must see the caller's radii. */
     g->r = r, g->nt = nt;
+    if (rc == 0) rc = vl_grow(al, v, n);
     if (rc != 0) goto out;
-    rc = vl_grow(al, v, n);
-    if (rc == 0) rc = cand_reserve(al, v, np);
-    if (rc != 0) goto out;
-    for (size_t k = 0; k < np; k++) v->ca[k] = p[k].a, v->cb[k] = p[k].b;
-    v->nc = np;
     v->use_ids = g->ids != NULL;
     pool_run(g, job_vl_store);
     v->n = n;
