@@ -2050,7 +2050,14 @@ static void job_vl_filter(sp_grid_t *g, int tid) {
     const float *q = v->q;
     const uint32_t *ca = v->ca, *cb = v->cb;
     size_t np = 0;
+    /* b is random in memory when the input order is random in space (q is
+     * 16 MiB at 1M spheres): fetch its line PF candidates ahead (measured
+     * at 1M: 35 -> 26 ms per reuse). The prefetch stops PF candidates
+     * before hi, so cb is never read past the range. */
+    enum { PF = 24 };
+    size_t pf_end = hi > lo + PF ? hi - PF : lo;
     for (size_t k = lo; k < hi; k++) {
+        if (SP_LIKELY(k < pf_end)) __builtin_prefetch(q + 4 * (size_t)cb[k + PF]);
         uint32_t a = ca[k], b = cb[k];
         const float *pa = q + 4 * (size_t)a, *pb = q + 4 * (size_t)b;
         float dx = pb[0] - pa[0], dy = pb[1] - pa[1], dz = pb[2] - pa[2];
