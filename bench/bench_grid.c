@@ -214,7 +214,11 @@ static void compare_threads(size_t n, uint64_t seed, int passes) {
  * the world's slot order is).
  *
  * Rows, each advancing its own tick counter by `passes` ticks per run (only
- * the pair call is timed; moving the spheres and checking are not):
+ * the pair call is timed; moving the spheres and checking are not). A run's
+ * figure is its total over its ticks: for the coherent row that includes
+ * the list's rebuilds (about one per 9 ticks here), so runs are kept long
+ * enough (18-36 ticks) to hold some; a run of a few ticks would mostly
+ * measure reuses and flatter it:
  *   coherent   sp_grid_find_pairs_coherent(): its Verlet list, rebuilt when
  *              the motion breaks it (a warm-up tick before the first run;
  *              each run's ticks include its rebuilds)
@@ -450,9 +454,9 @@ static void compare_moving(size_t n, uint64_t seed, int passes) {
     mrow_init(&rows_ctx[2], m, 1, 2, passes);
     mrow_init(&rows_ctx[3], m, 1, 1, passes);
     mrow_init(&rows_ctx[4], m, 2, 1, passes);
-    /* The coherent row's list over 3 * VL_AGE ticks (not timed). */
+    /* The coherent row's list over 24 ticks (not timed). */
     {
-        unsigned long rebuilt = 0, ticks = passes < 8 ? 24 : 3 * (unsigned long)passes;
+        unsigned long rebuilt = 0, ticks = 24;
         sp_grid_stats_t gs;
         for (unsigned long k = 0; k < ticks; k++) {
             if (mrow_tick(&rows_ctx[1]) < 0) sp_bench_fail("coherent tick disagrees");
@@ -487,8 +491,8 @@ int main(int argc, char **argv) {
     int quick = sp_bench_quick();
     const char *only = getenv("SP_BENCH_GRID_MOVING");
     if (only && *only == '1') {
-        compare_moving(100000, 4, quick ? 4 : 10);
-        compare_moving(1000000, 5, quick ? 1 : 3);
+        compare_moving(100000, 4, quick ? 18 : 36);
+        compare_moving(1000000, 5, quick ? 9 : 18);
         return sp_bench_finish();
     }
 
@@ -519,7 +523,7 @@ int main(int argc, char **argv) {
 
     compare_threads(100000, 2, quick ? 5 : 10);
     compare_threads(1000000, 3, quick ? 1 : 3);
-    compare_moving(100000, 4, quick ? 4 : 10);
-    compare_moving(1000000, 5, quick ? 1 : 3);
+    compare_moving(100000, 4, quick ? 18 : 36);
+    compare_moving(1000000, 5, quick ? 9 : 18);
     return sp_bench_finish();
 }
