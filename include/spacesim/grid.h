@@ -133,6 +133,7 @@ typedef struct sp_grid_stats {
     size_t resorted;       /* spheres whose list entries were rebuilt: n or 0 */
     unsigned long list_age; /* calls the current list has served, this one included */
     size_t list_candidates; /* candidate pairs in the list (= candidates) */
+    size_t list_patched;   /* spheres re-anchored by a patch this call (list kept) */
 } sp_grid_stats_t;
 
 /* Defaults: cell_size 0 (auto), nthreads 1, parallel_min 16384,
@@ -201,7 +202,8 @@ SP_API int sp_grid_find_pairs(sp_grid_t *g, sp_arena_t *scratch, const float *x,
  * call only tests the candidates with the exact float rule above (so the
  * pair set is exactly the full pass's; records are computed as the full pass
  * computes them) and writes the hits in candidate order, which is (a, b)
- * order. Otherwise the call rebuilds the list and then tests it.
+ * order. Otherwise the call patches the list when few spheres broke it
+ * (below), or rebuilds it, and then tests it.
  *
  * The list is valid for a call when all of these hold (otherwise rebuilt):
  *   - n equals the build's n;
@@ -211,6 +213,14 @@ SP_API int sp_grid_find_pairs(sp_grid_t *g, sp_arena_t *scratch, const float *x,
  *     the skin, covering every rounding of the float tests (the proof is in
  *     grid.c). Pairs (a, b) then satisfy d_a + d_b < s_a + s_b, so a pair
  *     that overlaps now was a candidate.
+ * Patches: when at most n/256 + 16 spheres break the rules above (and the
+ * spheres re-anchored since the last rebuild stay within n/32 + 64), each
+ * of them is re-anchored (this call's position and radius become its build
+ * state, with a new skin), its old candidates are dropped and its new ones
+ * found against the others' build positions, and the list is merged back in
+ * (a, b) order: O(broken x (27 cells + re-anchored) + candidates), serial,
+ * instead of a rebuild. A patch needs n unchanged, the broken spheres inside
+ * the last rebuild's box and radii that fit its cells; else it rebuilds.
  * The list holds indices, so which entity sits at an index does not matter
  * to it: a set change that keeps n and moves no index farther than its lim
  * keeps the list (the test is on this call's values); one that changes n
@@ -240,7 +250,8 @@ SP_API int sp_grid_find_pairs(sp_grid_t *g, sp_arena_t *scratch, const float *x,
  * and divide per pair: ~1.5 ms at 100k spheres with ~2.9 candidates per
  * pair. A rebuild costs a grid pass on the inflated radii (the kept-order
  * pass, whose cells fit the larger radii: ~1.5-2x a full pass) plus the
- * reuse cost. With lists serving k calls, a call costs reuse + rebuild / k.
+ * reuse cost. With lists serving k calls, a call costs reuse + rebuild / k
+ * (patches of stragglers raise k).
  * When the inflated radii reach 2^60 (radii or skins that large) the call
  * runs the full pass and keeps no list.
  *
@@ -251,13 +262,16 @@ SP_API int sp_grid_find_pairs(sp_grid_t *g, sp_arena_t *scratch, const float *x,
  * Scratch: at a rebuild, 12 bytes per sphere plus the kept-order pass's
  * (4 bytes per sphere plus 8 per re-sorted sphere), released on return; a
  * reuse takes none. g also keeps, from its allocator, 44 bytes per sphere
- * (build state and the interleaved copy), 8 bytes per candidate, the
+ * (build state and the interleaved copy) plus 1 (patch marks), 16 bytes per
+ * candidate (the list and the patch merge's second copy, once a patch ran), the
  * kept-order pass's ~64 bytes per sphere and 4 bytes per cell, 4 bytes per
  * id value, and per-thread pair buffers sized to their share of the
  * candidates (24 bytes each); all grow to the largest call and are reused.
  * Threads: as sp_grid_find_pairs(). The two functions may be mixed on one g.
- * Stats: coherent = 1 when the list was reused, resorted = n when it was
- * rebuilt (else 0), list_age and list_candidates describe the list. */
+ * Stats: coherent = 1 when the list was reused (possibly patched),
+ * resorted = n when it was rebuilt (else 0), list_patched counts the
+ * spheres a patch re-anchored, list_age and list_candidates describe the
+ * list. */
 SP_API int sp_grid_find_pairs_coherent(sp_grid_t *g, sp_arena_t *scratch, const float *x, const float *y,
                                        const float *z, const float *r, const uint32_t *ids, size_t n,
                                        const sp_pair_t **pairs, size_t *npairs);

@@ -151,6 +151,14 @@ typedef struct vlist {
     float *sk, *R;      /* this call's rebuild: new skins, inflated radii (arena) */
     uint32_t *prev;     /* this call's rebuild: previous build index of i, or NO_ID */
     double vsum;        /* this call's rebuild: sum of mapped velocities */
+    double vmean;       /* mean velocity of the last rebuild (patch skins) */
+    uint8_t *mark;      /* [cap] 1: re-anchored by a patch since the rebuild; 2: this patch */
+    uint32_t *amem;     /* [acap] the re-anchored spheres, in patch order */
+    size_t na, acap;
+    uint32_t *ca2;      /* [2 * ccap2] the other candidate block (patch merge) */
+    size_t ccap2;
+    uint64_t *np_buf;   /* [np_cap] a patch's new pairs, (a << 32) | b */
+    size_t np_cap, np_len;
 } vlist_t;
 
 struct sp_grid {
@@ -1901,6 +1909,10 @@ static void vl_free(sp_grid_t *g) {
     if (v->q) al->free(al->ctx, v->q, v->qcap * 16, SP_CACHELINE);
     if (v->ca) al->free(al->ctx, v->ca, v->ccap * 8, SP_CACHELINE);
     if (v->inv) al->free(al->ctx, v->inv, v->inv_cap * 4, SP_CACHELINE);
+    if (v->mark) al->free(al->ctx, v->mark, v->cap, SP_CACHELINE);
+    if (v->amem) al->free(al->ctx, v->amem, v->acap * 4, SP_CACHELINE);
+    if (v->ca2) al->free(al->ctx, v->ca2, v->ccap2 * 8, SP_CACHELINE);
+    if (v->np_buf) al->free(al->ctx, v->np_buf, v->np_cap * 8, SP_CACHELINE);
     memset(v, 0, sizeof *v);
 }
 
@@ -1917,6 +1929,7 @@ static void job_vl_check(sp_grid_t *g, int tid) {
     float *q = v->q;
     float rmin = INFINITY, rmax = -INFINITY, acc = 0.0f;
     uint32_t bad = 0;
+    t->mv_len = 0;
     if (v->cmp) {
         const float *x0 = v->x0, *y0 = v->y0, *z0 = v->z0, *r0 = v->r0, *lim2 = v->lim2;
         for (size_t i = lo; i < hi; i++) {
@@ -1927,7 +1940,10 @@ static void job_vl_check(sp_grid_t *g, int tid) {
             double dx = (double)xi - (double)x0[i], dy = (double)yi - (double)y0[i], dz = (double)zi - (double)z0[i];
             double d2 = dx * dx + dy * dy + dz * dz;
             /* NaN fails both tests (and is reported as SP_EINVAL anyway). */
-            bad += !(d2 <= (double)lim2[i]) | !(ri <= r0[i]);
+            uint32_t b1 = !(d2 <= (double)lim2[i]) | !(ri <= r0[i]);
+            /* Record the first few for a patch (mv has room reserved). */
+            if (SP_UNLIKELY(b1) && t->mv_len < t->mv_cap) t->mv[t->mv_len++] = i;
+            bad += b1;
             q[4 * i] = xi, q[4 * i + 1] = yi, q[4 * i + 2] = zi, q[4 * i + 3] = ri;
         }
     } else {
@@ -2090,6 +2106,15 @@ static int vl_grow(const sp_allocator_t *al, vlist_t *v, size_t n) {
         while (k-- > 0) al->free(al->ctx, np[k], bytes, SP_CACHELINE);
         return SP_ENOMEM;
     }
+    uint8_t *mk = al->alloc(al->ctx, nc, SP_CACHELINE);
+    if (mk == NULL) {
+        for (k = 0; k < 7; k++) al->free(al->ctx, np[k], bytes, SP_CACHELINE);
+        return SP_ENOMEM;
+    }
+    memset(mk, 0, nc);
+    if (v->mark) al->free(al->ctx, v->mark, v->cap, SP_CACHELINE);
+    v->mark = mk;
+    v->na = 0;
     void **old[7] = {(void **)&v->x0, (void **)&v->y0, (void **)&v->z0, (void **)&v->r0,
                      (void **)&v->skin, (void **)&v->lim2, (void **)&v->id0};
     for (k = 0; k < 7; k++) {
@@ -2186,6 +2211,9 @@ static int vl_rebuild(sp_grid_t *g, sp_arena_t *scratch, size_t n, float rmax) {
     g->r = r, g->nt = nt;
     if (rc == 0) rc = vl_grow(al, v, n);
     if (rc != 0) goto out;
+    for (size_t k = 0; k < v->na; k++) v->mark[v->amem[k]] = 0; /* a new list: no patches */
+    v->na = 0;
+    v->vmean = v->vsum;
     v->use_ids = g->ids != NULL;
     pool_run(g, job_vl_store);
     v->n = n;
@@ -2198,6 +2226,170 @@ out:
     v->sk = v->R = NULL;
     v->prev = NULL;
     return rc;
+}
+
+/* ------------------------------------------------------------ patches
+ *
+ * When few spheres break the list (the violators V: moved past lim, or a
+ * radius grew), a call re-anchors them instead of rebuilding: each gets this
+ * call's position and radius as its anchor and a new skin, its old
+ * candidates are dropped and its new ones are found against the other
+ * spheres' anchors, and the list is merged back in (a, b) order. The proof
+ * in the section comment above never needs the anchors to date from one
+ * call: a pair is a candidate when its two anchors overlap with inflated
+ * radii, and a sphere within lim of its own anchor keeps it valid.
+ *
+ * The others' anchors are found through the kept-order pass's state of the
+ * last rebuild (cells of edge h >= 2 max R over the build positions, with
+ * R): a violator's new R is held below h / 2 / (1 + 2^-10), so its partners'
+ * anchors lie in the 27 cells around its own. Spheres re-anchored since the
+ * rebuild (the set A, marked) sit elsewhere than those cells say: they are
+ * skipped there and tested directly against each violator (|V| |A| tests,
+ * hence the bounds below). A patch is not tried (the call rebuilds) when
+ * the kept state does not describe this n, when |V| > n/256 + 16 or
+ * |A| + |V| > n/32 + 64, or when a violator left the kept box or its radius
+ * alone needs bigger cells. Patches are serial (the caller's thread): they
+ * cost O(|V| (27 cells + |A|) + candidates), the last for the merge. */
+
+static inline size_t vl_patch_max(size_t n) { return n / 256 + 16; }
+
+static int u64_cmp(const void *pa, const void *pb) {
+    uint64_t a = *(const uint64_t *)pa, b = *(const uint64_t *)pb;
+    return a < b ? -1 : a > b;
+}
+
+static inline int np_push(const sp_allocator_t *al, vlist_t *v, uint32_t a, uint32_t b) {
+    if (SP_UNLIKELY(v->np_len == v->np_cap)) {
+        int rc = arr_reserve(al, (void **)&v->np_buf, &v->np_cap, v->np_len + 1, 8, v->np_len, 0);
+        if (rc != 0) return rc;
+    }
+    v->np_buf[v->np_len++] = a < b ? ((uint64_t)a << 32) | b : ((uint64_t)b << 32) | a;
+    return 0;
+}
+
+/* Re-anchor the nv violators listed in the threads' mv (ascending index).
+ * Returns 0 (the list holds for this call), 1 when a patch does not apply
+ * (nothing changed), or an error (then v->valid = 0: anchors have moved). */
+static int vl_patch(sp_grid_t *g, size_t n, size_t nv, float rmax) {
+    vlist_t *v = &g->vl;
+    coh_t *c = &g->coh;
+    const sp_allocator_t *al = g->alloc;
+    if (!c->valid || c->n != n || nv > vl_patch_max(n) || v->na + nv > n / 32 + 64) return 1;
+    const float *x = g->x, *y = g->y, *z = g->z, *r = g->r;
+    const double hh = c->h * 0.5 / (1.0 + 0x1p-10); /* largest R a violator may take */
+    if (arr_reserve(al, (void **)&v->amem, &v->acap, v->na + nv, 4, v->na, 0) != 0) return 1;
+    uint32_t *vv = v->amem + v->na;
+    size_t q = 0;
+    for (int t = 0; t < g->nt; t++)
+        for (size_t k = 0; k < g->ts[t].s.mv_len; k++) vv[q++] = (uint32_t)g->ts[t].s.mv[k];
+    if (q != nv) return 1;
+    for (size_t k = 0; k < nv; k++) {
+        uint32_t a = vv[k];
+        float p[3] = {x[a], y[a], z[a]};
+        if (!coh_box_holds(c, p, p)) return 1;
+        double smin = (double)r[a] * (1.0 / 256.0) + 0x1p-40;
+        if (!((double)r[a] + smin * 1.001 < hh)) return 1;
+    }
+    /* From here on the list changes: errors drop it. */
+    const double per = 1.0 / (double)(v->age ? v->age : 1), gk = (double)v->gain * VL_AGE;
+    for (size_t k = 0; k < nv; k++) {
+        uint32_t a = vv[k];
+        double dx = (double)x[a] - v->x0[a], dy = (double)y[a] - v->y0[a], dz = (double)z[a] - v->z0[a];
+        double vel = __builtin_sqrt(dx * dx + dy * dy + dz * dz) * per;
+        double sk = gk * (1.25 * vel + 0.25 * v->vmean);
+        if ((double)v->skin[a] * 0.75 > sk) sk = (double)v->skin[a] * 0.75;
+        double smin = (double)r[a] * (1.0 / 256.0) + 0x1p-40, smax = (double)rmax * 0.5;
+        if (smax > (hh - (double)r[a]) / 1.001) smax = (hh - (double)r[a]) / 1.001;
+        sk = sk < smax ? sk : smax;
+        sk = sk > smin ? sk : smin;
+        v->x0[a] = x[a], v->y0[a] = y[a], v->z0[a] = z[a], v->r0[a] = r[a];
+        v->skin[a] = (float)sk;
+        double lim = (double)v->skin[a] * (1.0 - 0x1p-16) - (double)r[a] * 0x1p-16 - 0x1p-60;
+        v->lim2[a] = (float)(lim * lim * (1.0 - 0x1p-20));
+        v->mark[a] = 2;
+    }
+    /* New candidates of each violator: the build's test on anchors. */
+    v->np_len = 0;
+    const cset_t cs = c->cur;
+    const uint32_t *start = c->start;
+    const size_t NX = c->NX, NXY = c->NXY, na = v->na + nv;
+    int rc = 0;
+    for (size_t k = 0; k < nv && rc == 0; k++) {
+        uint32_t a = vv[k];
+        float xa = v->x0[a], ya = v->y0[a], za = v->z0[a], Ra = v->r0[a] + v->skin[a];
+        size_t key = coh_key(c, xa, ya, za), iz = key / NXY;
+        for (int ddz = -1; ddz <= 1 && rc == 0; ddz++) {
+            if (ddz < 0 && iz == 0) continue;
+            for (int ddy = -1; ddy <= 1 && rc == 0; ddy++)
+                for (int ddx = -1; ddx <= 1 && rc == 0; ddx++) {
+                    size_t cc = key + (size_t)((long)ddx + (long)NX * ddy + (long)NXY * ddz);
+                    for (size_t j = start[cc]; j < start[cc + 1]; j++) {
+                        uint32_t b = cs.sid[j];
+                        if (v->mark[b]) continue; /* a itself, V and A: below */
+                        float ex = cs.x[j] - xa, ey = cs.y[j] - ya, ez = cs.z[j] - za;
+                        float d2 = ex * ex + ey * ey + ez * ez, rs = Ra + cs.r[j];
+                        if (d2 < rs * rs && (rc = np_push(al, v, a, b)) != 0) break;
+                    }
+                }
+        }
+        for (size_t m = 0; m < na && rc == 0; m++) {
+            uint32_t b = v->amem[m];
+            if (b == a || (v->mark[b] == 2 && b < a)) continue; /* V x V once, from the lower */
+            float ex = v->x0[b] - xa, ey = v->y0[b] - ya, ez = v->z0[b] - za;
+            float d2 = ex * ex + ey * ey + ez * ez, rs = Ra + (v->r0[b] + v->skin[b]);
+            if (d2 < rs * rs) rc = np_push(al, v, a, b);
+        }
+    }
+    if (rc == 0 && v->np_len > 1) qsort(v->np_buf, v->np_len, sizeof *v->np_buf, u64_cmp);
+    /* Merge: the old list without the violators' pairs, and the new ones. */
+    size_t need = v->nc + v->np_len;
+    if (rc == 0 && (need > v->ccap2 || v->ca2 == NULL)) {
+        size_t nc2 = v->ccap2 < 1024 ? 1024 : v->ccap2, bytes;
+        while (nc2 < need) nc2 *= 2; /* need < 2^40: no overflow */
+        if (sp_size_mul(nc2, 8, &bytes) != 0) {
+            rc = SP_EOVERFLOW;
+        } else {
+            uint32_t *b2 = al->alloc(al->ctx, bytes, SP_CACHELINE);
+            if (b2 == NULL) {
+                rc = SP_ENOMEM;
+            } else {
+                if (v->ca2) al->free(al->ctx, v->ca2, v->ccap2 * 8, SP_CACHELINE);
+                v->ca2 = b2, v->ccap2 = nc2;
+            }
+        }
+    }
+    if (rc != 0) {
+        for (size_t k = 0; k < nv; k++) v->mark[vv[k]] = 1;
+        v->na += nv;
+        v->valid = 0;
+        return rc;
+    }
+    uint32_t *oa = v->ca2, *ob = v->ca2 + v->ccap2;
+    const uint32_t *ia = v->ca, *ib = v->cb;
+    const uint8_t *mk = v->mark;
+    const uint64_t *nb = v->np_buf;
+    size_t i = 0, j = 0, o = 0, nc = v->nc, nn = v->np_len;
+    while (i < nc || j < nn) {
+        if (i < nc && (mk[ia[i]] == 2 || mk[ib[i]] == 2)) {
+            i++;
+            continue;
+        }
+        uint64_t ko = i < nc ? ((uint64_t)ia[i] << 32) | ib[i] : UINT64_MAX;
+        if (j < nn && nb[j] < ko) {
+            oa[o] = (uint32_t)(nb[j] >> 32), ob[o] = (uint32_t)nb[j], o++, j++;
+        } else {
+            oa[o] = ia[i], ob[o] = ib[i], o++, i++;
+        }
+    }
+    /* Swap the blocks (each 2 x its capacity: a's, then b's). */
+    uint32_t *tb = v->ca;
+    size_t tc = v->ccap;
+    v->ca = v->ca2, v->cb = v->ca2 + v->ccap2, v->ccap = v->ccap2;
+    v->ca2 = tb, v->ccap2 = tc;
+    v->nc = o;
+    for (size_t k = 0; k < nv; k++) v->mark[vv[k]] = 1;
+    v->na += nv;
+    return 0;
 }
 
 int sp_grid_find_pairs_coherent(sp_grid_t *g, sp_arena_t *scratch, const float *x, const float *y, const float *z,
@@ -2232,6 +2424,11 @@ int sp_grid_find_pairs_coherent(sp_grid_t *g, sp_arena_t *scratch, const float *
         (void)bytes;
     }
 
+    /* Room for the violators the check records (a patch's worth). */
+    for (int t = 0; t < nt; t++) {
+        tslot_t *ts = &g->ts[t].s;
+        if (arr_reserve(al, (void **)&ts->mv, &ts->mv_cap, vl_patch_max(n), 8, 0, 0) != 0) return SP_ENOMEM;
+    }
     /* Check: validation, validity, q. */
     /* Which entity sits at index i does not matter to the list (it holds
      * indices, and the check bounds each index's motion); ids only carry
@@ -2254,8 +2451,14 @@ int sp_grid_find_pairs_coherent(sp_grid_t *g, sp_arena_t *scratch, const float *
         return 0;
     }
     int reuse = v->cmp && bad == 0;
+    size_t patched = 0;
     sp_grid_stats_t bst;
     memset(&bst, 0, sizeof bst);
+    if (!reuse && v->cmp) {
+        int rc = vl_patch(g, n, bad, rmax);
+        if (rc < 0) return rc;
+        if (rc == 0) reuse = 1, patched = bad;
+    }
     if (!reuse) {
         int rc = vl_rebuild(g, scratch, n, rmax);
         if (rc == 1) return find_pairs_full(g, scratch, x, y, z, r, n, SP_GRID_ORDER_AB, pairs, npairs);
@@ -2302,6 +2505,7 @@ int sp_grid_find_pairs_coherent(sp_grid_t *g, sp_arena_t *scratch, const float *
     g->stats.resorted = reuse ? 0 : n;
     g->stats.list_age = v->age;
     g->stats.list_candidates = v->nc;
+    g->stats.list_patched = patched;
     *pairs = total ? res : NULL;
     *npairs = total;
     return 0;
