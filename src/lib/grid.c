@@ -999,10 +999,12 @@ out:
     return rc;
 }
 
-/* ========================================================= coherent pass
+/* ====================================================== kept-order pass
  *
- * sp_grid_find_pairs_coherent() runs these phases ("par" split over the pool
- * by contiguous ranges, "ser" on the caller's thread):
+ * kept_pass() builds the Verlet list below: it runs on the inflated radii at
+ * a rebuild, and its kept cells also serve the list's patches (it was
+ * sp_grid_find_pairs_coherent() before the list). Its phases ("par" split
+ * over the pool by contiguous ranges, "ser" on the caller's thread):
  *   1. scan    (par, input order)  as the full pass, plus the largest id
  *   2. layout  (ser)  keep the previous box and cells, or build new ones
  *   3. ids     (ser)  inv[ids[i]] = i (the last index of a duplicate wins)
@@ -2439,11 +2441,10 @@ int sp_grid_find_pairs_coherent(sp_grid_t *g, sp_arena_t *scratch, const float *
     const sp_allocator_t *al = g->alloc;
     if (n > v->qcap) {
         /* q is 16 bytes per sphere; its contents need not survive. */
-        size_t cap = v->qcap, bytes;
+        size_t cap = v->qcap;
         int rc = arr_reserve(al, (void **)&v->q, &cap, n, 16, 0, 0);
         if (rc != 0) return rc;
         v->qcap = cap;
-        (void)bytes;
     }
 
     /* Room for the violators the check records (a patch's worth). */
