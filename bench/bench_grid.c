@@ -8,8 +8,10 @@
  *   10k:  sp_grid 1 thread vs brute-force O(n^2) (plain loops, -O2); target >= 50x
  *   100k: sp_grid 2 threads vs sp_grid 1 thread
  *   1M:   sp_grid 2 threads vs sp_grid 1 thread
- *   moving 100k and 1M (issue 9): the coherent pass vs today's full pass vs a
- *         plain hash grid on spheres in motion (see compare_moving())
+ *   moving 100k and 1M (issue 9): the coherent pass (Verlet list) vs the full
+ *         pass vs a peer-style row-range grid, spheres in motion (see
+ *         compare_moving())
+ * SP_BENCH_GRID_MOVING=1 in the environment runs only the moving rows.
  * Self-check: every run compares its pair count and an (a, b) checksum with
  * the reference (brute force at 10k; the first 1-thread grid pass at 100k and
  * 1M, itself cross-checked against brute force on a 10k sub-scene at 10k),
@@ -212,13 +214,18 @@ static void compare_threads(size_t n, uint64_t seed, int passes) {
  * the world's slot order is).
  *
  * Rows, each advancing its own tick counter by `passes` ticks per run (only
- * the pair call is timed; moving the spheres and checking are not):
- *   coherent   sp_grid_find_pairs_coherent(), the kept order of its previous
- *              tick (a warm-up tick before the first run)
- *   full       sp_grid_find_pairs(), today's pass (counting sort every tick)
- *   hash grid  a peer-style simple grid written plainly below: cells of edge
- *              2 rmax hashed into 2N buckets of linked lists, each sphere
- *              against the 27 cells around it, pairs with b > a kept
+ * the pair call is timed; moving the spheres and checking are not). A run's
+ * figure is its total over its ticks: for the coherent row that includes
+ * the list's rebuilds (about one per 9 ticks here), so runs are kept long
+ * enough (18-36 ticks) to hold some; a run of a few ticks would mostly
+ * measure reuses and flatter it:
+ *   coherent   sp_grid_find_pairs_coherent(): its Verlet list, rebuilt when
+ *              the motion breaks it (a warm-up tick before the first run;
+ *              each run's ticks include its rebuilds)
+ *   full       sp_grid_find_pairs(), the full pass (counting sort every tick)
+ *   row grid   a peer-style simple grid written plainly below
+ *              (row_grid_pass(): radix sort by cell key each call, rows of
+ *              cells scanned as ranges, scalar test, pairs unsorted)
  * Self-check: each tick's pair count and (a, b) checksum must equal the first
  * row's to reach that tick (a table indexed by tick). */
 
@@ -243,12 +250,14 @@ typedef struct mrow {
     float *x, *y, *z;
     long tick;
     int passes;
-    int kind; /* 0 coherent, 1 full, 2 hash grid */
+    int kind; /* 0 coherent, 1 full, 2 peer row grid */
     sp_grid_t *g;
     sp_arena_t arena;
-    /* hash grid */
-    uint32_t *head, *next;
-    size_t nbuckets;
+    /* peer row grid */
+    uint64_t *kv, *kv2;
+    uint32_t *cstart, *sid;
+    float *sx, *sy, *sz, *sr;
+    size_t ccap;
     sp_pair_t *out;
     size_t cap;
 } mrow_t;
@@ -262,48 +271,91 @@ static void mrow_place(mrow_t *w, long t) {
     }
 }
 
-static inline int64_t hcell(float v, double inv_h) { return (int64_t)floor((double)v * inv_h); }
-static inline size_t hbucket(int64_t cx, int64_t cy, int64_t cz, size_t mask) {
-    uint64_t h = (uint64_t)cx * UINT64_C(73856093) ^ (uint64_t)cy * UINT64_C(19349663) ^ (uint64_t)cz * UINT64_C(83492791);
-    return (size_t)(mix(h) & mask);
-}
-
-/* The plain hash grid: returns the pair count (pairs in w->out, any order). */
-static size_t hash_grid_pass(mrow_t *w) {
+/* The peer-style simple grid (what a plain engine broadphase does, written
+ * plainly here, scalar): every call, cell edge 2 rmax (1 + 2^-10) over the
+ * bounding box; each sphere's cell key (ix + NX (iy + NY iz)) sorted with the
+ * sphere index by an LSD radix sort (11-bit digits); cell starts from the
+ * sorted keys; spheres copied in key order; then each sphere scans the rows
+ * of its half shell as ranges of the sorted array: cells ix-1..ix+1 of rows
+ * (iy, iz) (own row: only after the sphere), (iy+1, iz), (iy-1..iy+1, iz+1).
+ * Pairs are stored with a < b (input indices) in sweep order, unsorted. */
+static size_t row_grid_pass(mrow_t *w) {
     const motion_t *m = w->m;
-    const size_t n = m->n, mask = w->nbuckets - 1;
+    const size_t n = m->n;
     const float *x = w->x, *y = w->y, *z = w->z, *r = m->r;
-    float rmax = 0;
-    for (size_t i = 0; i < n; i++) rmax = r[i] > rmax ? r[i] : rmax;
-    double inv_h = 1.0 / (2.0 * (double)rmax * (1.0 + 1.0 / 1024.0));
-    memset(w->head, 0xff, w->nbuckets * sizeof *w->head);
+    float mn[3] = {x[0], y[0], z[0]}, mx[3] = {x[0], y[0], z[0]}, rmax = 0;
     for (size_t i = 0; i < n; i++) {
-        size_t b = hbucket(hcell(x[i], inv_h), hcell(y[i], inv_h), hcell(z[i], inv_h), mask);
-        w->next[i] = w->head[b];
-        w->head[b] = (uint32_t)i;
+        float v[3] = {x[i], y[i], z[i]};
+        for (int k = 0; k < 3; k++) mn[k] = v[k] < mn[k] ? v[k] : mn[k], mx[k] = v[k] > mx[k] ? v[k] : mx[k];
+        rmax = r[i] > rmax ? r[i] : rmax;
     }
+    double inv_h = 1.0 / (2.0 * (double)rmax * (1.0 + 1.0 / 1024.0));
+    size_t d[3];
+    for (int k = 0; k < 3; k++) d[k] = (size_t)(((double)mx[k] - mn[k]) * inv_h) + 1;
+    /* One empty cell/row/slab of padding on every side keeps ranges in bounds. */
+    const size_t NX = d[0] + 2, NY = d[1] + 2, NZ = d[2] + 2, ncells = NX * NY * NZ;
+    if (ncells + 1 > w->ccap) sp_bench_fail("row grid: %zu cells", ncells);
+    uint64_t *kv = w->kv, *tmp = w->kv2;
+    for (size_t i = 0; i < n; i++) {
+        size_t ix = (size_t)(((double)x[i] - mn[0]) * inv_h) + 1, iy = (size_t)(((double)y[i] - mn[1]) * inv_h) + 1;
+        size_t iz = (size_t)(((double)z[i] - mn[2]) * inv_h) + 1;
+        kv[i] = ((uint64_t)(ix + NX * (iy + NY * iz)) << 32) | i;
+    }
+    unsigned bits = 1;
+    while (((size_t)1 << bits) < ncells) bits++;
+    for (unsigned sh = 0; sh < bits; sh += 11) {
+        size_t cnt[2048] = {0};
+        for (size_t i = 0; i < n; i++) cnt[(kv[i] >> (32 + sh)) & 2047]++;
+        size_t run = 0;
+        for (int q = 0; q < 2048; q++) {
+            size_t v = cnt[q];
+            cnt[q] = run;
+            run += v;
+        }
+        for (size_t i = 0; i < n; i++) tmp[cnt[(kv[i] >> (32 + sh)) & 2047]++] = kv[i];
+        uint64_t *t = kv;
+        kv = tmp, tmp = t;
+    }
+    uint32_t *start = w->cstart;
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t k = (size_t)(kv[i] >> 32);
+        while (c <= k) start[c++] = (uint32_t)i;
+        uint32_t id = (uint32_t)kv[i];
+        w->sx[i] = x[id], w->sy[i] = y[id], w->sz[i] = z[id], w->sr[i] = r[id], w->sid[i] = id;
+    }
+    while (c <= ncells) start[c++] = (uint32_t)n;
     size_t np = 0;
-    for (size_t a = 0; a < n; a++) {
-        int64_t cx = hcell(x[a], inv_h), cy = hcell(y[a], inv_h), cz = hcell(z[a], inv_h);
-        for (int dz = -1; dz <= 1; dz++)
-            for (int dy = -1; dy <= 1; dy++)
-                for (int dx = -1; dx <= 1; dx++) {
-                    int64_t nx = cx + dx, ny = cy + dy, nz = cz + dz;
-                    for (uint32_t b = w->head[hbucket(nx, ny, nz, mask)]; b != UINT32_MAX; b = w->next[b]) {
-                        if (b <= a) continue;
-                        if (hcell(x[b], inv_h) != nx || hcell(y[b], inv_h) != ny || hcell(z[b], inv_h) != nz)
-                            continue; /* another cell in the same bucket */
-                        float ddx = x[b] - x[a], ddy = y[b] - y[a], ddz = z[b] - z[a];
-                        float d2 = ddx * ddx + ddy * ddy + ddz * ddz, rs = r[a] + r[b];
-                        if (!(d2 < rs * rs)) continue;
-                        if (np == w->cap) sp_bench_fail("hash grid pair buffer too small");
-                        sp_pair_t *p = &w->out[np++];
-                        p->a = (uint32_t)a, p->b = b;
-                        float d = sqrtf(d2), inv = d > 0 ? 1.0f / d : 0.0f;
-                        p->dist = d;
-                        p->nx = d > 0 ? ddx * inv : 1.0f, p->ny = ddy * inv, p->nz = ddz * inv;
-                    }
+    const long rows[4][2] = {{1, 0}, {-1, 1}, {0, 1}, {1, 1}}; /* (dy, dz) */
+    for (size_t i = 0; i < n; i++) {
+        size_t k = (size_t)(kv[i] >> 32);
+        float xi = w->sx[i], yi = w->sy[i], zi = w->sz[i], ri = w->sr[i];
+        for (int q = -1; q < 4; q++) {
+            size_t jb, je;
+            if (q < 0) {
+                jb = i + 1, je = start[k + 2];
+            } else {
+                size_t rc = k + (size_t)((long)NX * rows[q][0] + (long)(NX * NY) * rows[q][1]);
+                jb = start[rc - 1], je = start[rc + 2];
+            }
+            for (size_t j = jb; j < je; j++) {
+                float dx = w->sx[j] - xi, dy = w->sy[j] - yi, dz = w->sz[j] - zi;
+                float d2 = dx * dx + dy * dy + dz * dz, rs = ri + w->sr[j];
+                if (!(d2 < rs * rs)) continue;
+                if (np == w->cap) sp_bench_fail("row grid pair buffer too small");
+                uint32_t a = w->sid[i], b = w->sid[j];
+                if (a > b) {
+                    uint32_t t = a;
+                    a = b, b = t;
+                    dx = -dx, dy = -dy, dz = -dz;
                 }
+                sp_pair_t *p = &w->out[np++];
+                p->a = a, p->b = b;
+                float dd = sqrtf(d2), inv = dd > 0 ? 1.0f / dd : 0.0f;
+                p->dist = dd;
+                p->nx = dd > 0 ? dx * inv : 1.0f, p->ny = dy * inv, p->nz = dz * inv;
+            }
+        }
     }
     return np;
 }
@@ -322,7 +374,7 @@ static double mrow_tick(mrow_t *w) {
     } else if (w->kind == 1) {
         if (sp_grid_find_pairs(w->g, &w->arena, w->x, w->y, w->z, m->r, m->n, &p, &np) != 0) return -1;
     } else {
-        np = hash_grid_pass(w);
+        np = row_grid_pass(w);
         p = w->out;
     }
     uint64_t t1 = sp_bench_now_ns();
@@ -360,13 +412,15 @@ static void mrow_init(mrow_t *w, motion_t *m, int kind, int nthreads, int passes
         int rc = sp_grid_create(&d, &w->g);
         if (rc != 0) sp_bench_fail("sp_grid_create: %s", sp_strerror(rc));
     } else {
-        w->nbuckets = 1;
-        while (w->nbuckets < 2 * m->n) w->nbuckets *= 2;
-        w->head = malloc(w->nbuckets * sizeof *w->head);
-        w->next = malloc(m->n * sizeof *w->next);
-        w->cap = 4 * m->n;
+        size_t n = m->n;
+        w->kv = malloc(n * 8), w->kv2 = malloc(n * 8), w->sid = malloc(n * 4);
+        w->sx = malloc(n * 4), w->sy = malloc(n * 4), w->sz = malloc(n * 4), w->sr = malloc(n * 4);
+        w->ccap = 8 * n + 4096; /* the cube holds ~n/1.1 cells of edge 3 plus padding */
+        w->cstart = malloc(w->ccap * 4);
+        w->cap = 4 * n;
         w->out = malloc(w->cap * sizeof *w->out);
-        if (!w->head || !w->next || !w->out) sp_bench_fail("out of memory");
+        if (!w->kv || !w->kv2 || !w->sid || !w->sx || !w->sy || !w->sz || !w->sr || !w->cstart || !w->out)
+            sp_bench_fail("out of memory");
     }
     if (mrow_tick(w) < 0) sp_bench_fail("warm-up tick disagrees"); /* warm-up, not timed */
 }
@@ -374,7 +428,8 @@ static void mrow_init(mrow_t *w, motion_t *m, int kind, int nthreads, int passes
 static void mrow_destroy(mrow_t *w) {
     sp_grid_free(w->g);
     sp_arena_destroy(&w->arena);
-    free(w->x), free(w->y), free(w->z), free(w->head), free(w->next), free(w->out);
+    free(w->x), free(w->y), free(w->z), free(w->out);
+    free(w->kv), free(w->kv2), free(w->sid), free(w->cstart), free(w->sx), free(w->sy), free(w->sz), free(w->sr);
 }
 
 static void compare_moving(size_t n, uint64_t seed, int passes) {
@@ -399,15 +454,21 @@ static void compare_moving(size_t n, uint64_t seed, int passes) {
     mrow_init(&rows_ctx[2], m, 1, 2, passes);
     mrow_init(&rows_ctx[3], m, 1, 1, passes);
     mrow_init(&rows_ctx[4], m, 2, 1, passes);
-    /* What the coherent row re-sorts per tick, measured on its next tick. */
-    mrow_tick(&rows_ctx[1]);
-    sp_grid_stats_t gs;
-    sp_grid_stats(rows_ctx[1].g, &gs);
-    printf("moving %zuk: %zu pairs, %.2f%% of spheres re-sorted per tick (moved cell or new), coherent=%d\n", n / 1000,
-           gs.pairs, 100.0 * (double)gs.resorted / (double)n, gs.coherent);
+    /* The coherent row's list over 24 ticks (not timed). */
+    {
+        unsigned long rebuilt = 0, ticks = 24;
+        sp_grid_stats_t gs;
+        for (unsigned long k = 0; k < ticks; k++) {
+            if (mrow_tick(&rows_ctx[1]) < 0) sp_bench_fail("coherent tick disagrees");
+            sp_grid_stats(rows_ctx[1].g, &gs);
+            rebuilt += !gs.coherent;
+        }
+        printf("moving %zuk: %zu pairs, list %zu candidates (%.2fx the pairs), rebuilt %lu of %lu ticks\n", n / 1000,
+               gs.pairs, gs.list_candidates, (double)gs.list_candidates / (double)gs.pairs, rebuilt, ticks);
+    }
     char nm[5][64];
     const char *what[5] = {"coherent 2 threads", "coherent 1 thread", "full pass 2 threads", "full pass 1 thread",
-                           "plain hash grid 1 thread"};
+                           "peer row grid 1 thread"};
     sp_bench_row_t rows[5];
     for (int k = 0; k < 5; k++) {
         snprintf(nm[k], sizeof nm[k], "moving %zuk %s", n / 1000, what[k]);
@@ -418,7 +479,7 @@ static void compare_moving(size_t n, uint64_t seed, int passes) {
     sp_bench_report(&rows[1], &rows[3]); /* coherent vs today's pass, 1 thread */
     sp_bench_report(&rows[0], &rows[2]); /* same, 2 threads */
     sp_bench_report(&rows[1], &rows[4]); /* coherent vs the peer-style grid */
-    sp_bench_report(&rows[3], &rows[4]); /* today's pass vs the peer-style grid */
+    sp_bench_report(&rows[3], &rows[4]); /* the full pass vs the peer-style grid */
     for (int k = 0; k < 5; k++) mrow_destroy(&rows_ctx[k]);
     free(m->vx), free(m->vy), free(m->vz);
     free(s.x), free(s.y), free(s.z), free(s.r);
@@ -428,6 +489,12 @@ static void compare_moving(size_t n, uint64_t seed, int passes) {
 int main(int argc, char **argv) {
     sp_bench_init(argc, argv, "grid (sphere broadphase)");
     int quick = sp_bench_quick();
+    const char *only = getenv("SP_BENCH_GRID_MOVING");
+    if (only && *only == '1') {
+        compare_moving(100000, 4, quick ? 18 : 36);
+        compare_moving(1000000, 5, quick ? 9 : 18);
+        return sp_bench_finish();
+    }
 
     /* 10k: grid (1 thread) vs brute force, same pair set. */
     {
@@ -456,7 +523,7 @@ int main(int argc, char **argv) {
 
     compare_threads(100000, 2, quick ? 5 : 10);
     compare_threads(1000000, 3, quick ? 1 : 3);
-    compare_moving(100000, 4, quick ? 4 : 10);
-    compare_moving(1000000, 5, quick ? 1 : 3);
+    compare_moving(100000, 4, quick ? 18 : 36);
+    compare_moving(1000000, 5, quick ? 9 : 18);
     return sp_bench_finish();
 }

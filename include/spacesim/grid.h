@@ -129,8 +129,11 @@ typedef struct sp_grid_stats {
     int simd;              /* 1 when the AVX-512 pair kernel ran */
     size_t scratch_bytes;  /* arena bytes the call used (released on return) */
     /* sp_grid_find_pairs_coherent() only (0 after sp_grid_find_pairs()): */
-    int coherent;          /* 1 when the previous pass's order was reused */
-    size_t resorted;       /* spheres placed by the re-sort: moved cell or new */
+    int coherent;          /* 1 when the Verlet list was reused (no rebuild) */
+    size_t resorted;       /* spheres whose list entries were rebuilt: n or 0 */
+    unsigned long list_age; /* calls the current list has served, this one included */
+    size_t list_candidates; /* candidate pairs in the list (= candidates) */
+    size_t list_patched;   /* spheres re-anchored by a patch this call (list kept) */
 } sp_grid_stats_t;
 
 /* Defaults: cell_size 0 (auto), nthreads 1, parallel_min 16384,
@@ -192,43 +195,83 @@ SP_API int sp_grid_find_pairs(sp_grid_t *g, sp_arena_t *scratch, const float *x,
  * bit (whatever def.order says), computed faster when the spheres moved
  * little since the previous call on g (temporal coherence).
  *
- * How: g keeps, between calls, the spheres in cell order with the cell of
- * each and the per-cell ranges, on a dense grid whose box has some margin.
- * A call re-reads every sphere through that order, and only the spheres that
- * changed cell (or are new) are sorted (radix sort) and merged back; the
- * others keep their place. The half-shell sweep then runs over the kept
- * order. The kept state is only a hint: the output is a function of this
- * call's inputs alone, never of earlier calls (a wrong or stale hint costs
- * time only), and never of the thread count.
+ * How: a Verlet list. g keeps a list of candidate pairs, (a, b)-sorted: the
+ * pairs that overlap when every radius r_i is inflated by a skin s_i, found
+ * by a grid pass (the "build"), with each sphere's build position and radius.
+ * A call first checks the list against its inputs; while it is valid, the
+ * call only tests the candidates with the exact float rule above (so the
+ * pair set is exactly the full pass's; records are computed as the full pass
+ * computes them) and writes the hits in candidate order, which is (a, b)
+ * order. Otherwise the call patches the list when few spheres broke it
+ * (below), or rebuilds it, and then tests it.
  *
- * ids: optional (NULL = none). ids[i] names sphere i across calls (e.g. an
- * entity slot), so a sphere keeps its place when indices shift because others
- * were added or removed. Without ids, index i is taken to be the same sphere
- * as index i of the previous call. Duplicate ids are allowed (only the last
- * index of a duplicate keeps its hint). ids are honoured when every id is
- * below SP_GRID_MAX_IDS and below 16 * n + 2^20 (g keeps a table of 4 bytes
- * per id value); otherwise they are ignored for this call (slower, same
- * output).
+ * The list is valid for a call when all of these hold (otherwise rebuilt):
+ *   - n equals the build's n;
+ *   - every radius r[i] <= index i's radius at the build (shrinking is fine);
+ *   - every sphere is within lim_i of its build position (Euclidean, in
+ *     double), lim_i = s_i (1 - 2^-16) - 2^-16 r_i - 2^-60: a little under
+ *     the skin, covering every rounding of the float tests (the proof is in
+ *     grid.c). Pairs (a, b) then satisfy d_a + d_b < s_a + s_b, so a pair
+ *     that overlaps now was a candidate.
+ * Patches: when at most n/256 + 16 spheres break the rules above (and the
+ * spheres re-anchored since the last rebuild stay within n/32 + 64), each
+ * of them is re-anchored (this call's position and radius become its build
+ * state, with a new skin), its old candidates are dropped and its new ones
+ * found against the others' build positions, and the list is merged back in
+ * (a, b) order: O(broken x (27 cells + re-anchored) + candidates), serial,
+ * instead of a rebuild. A patch needs n unchanged, the broken spheres inside
+ * the last rebuild's box and radii that fit its cells; else it rebuilds.
+ * The list holds indices, so which entity sits at an index does not matter
+ * to it: a set change that keeps n and moves no index farther than its lim
+ * keeps the list (the test is on this call's values); one that changes n
+ * rebuilds it, and one that puts another entity at an index usually fails
+ * that index's motion bound and rebuilds it. ids (optional, NULL = none)
+ * only carry each entity's motion history to the next rebuild's skins when
+ * indices shift (see below); they never decide the output. The kept state is
+ * only a cost: the output is a function of this call's inputs alone, never
+ * of earlier calls, and never of the thread count.
  *
- * The kept box is rebuilt (a full sort, about the cost of sp_grid_find_pairs)
- * on the first call, when a sphere leaves it, when the largest radius needs
- * bigger cells or allows cells 1.5x smaller, or when ids start or stop being
- * honoured. When the data needs the hashed layout (very spread out; see
- * sp_grid_def_t.max_dense_cells) or def.mode is SP_GRID_MODE_HASH, the call
- * runs sp_grid_find_pairs()'s pass instead (same output).
+ * Skins (world units) come from the motion, so that a list serves about 8
+ * calls: at a rebuild, v_i = sphere i's displacement since the previous build
+ * / calls served, s_i = gain * 8 * (1.25 v_i + 0.25 mean v), at least 3/4 of
+ * its previous skin (turns and bounces), clamped to [2^-8 r_i + 2^-40,
+ * rmax / 2]. With ids, an entity's previous index is found through its id
+ * (ids must then be below 16 n + 2^20, else no history is used; a duplicate
+ * id maps to its last index at the build); without, index i is taken to be
+ * the entity at index i of the previous build. Spheres without history
+ * (first call, new ids, indices past the previous n) take 1.5 x 8 x mean v. gain (1/64 .. 1) halves when a list served only its
+ * own call (spheres jump: skins only cost) and doubles when one served >= 3;
+ * at 1/64, every 16th rebuild tries 1 again. A sphere at rest has the
+ * minimum skin, so sleeping things cost only their share of the check.
+ *
+ * Cost model: a reuse costs one pass over the spheres (read x, y, z, r and
+ * the build state, ~36 bytes each; write a 16-byte interleaved copy) plus
+ * one test per candidate (two 16-byte gathers, branch-free) plus one sqrt
+ * and divide per pair: ~1.5 ms at 100k spheres with ~2.9 candidates per
+ * pair. A rebuild costs a grid pass on the inflated radii (the kept-order
+ * pass, whose cells fit the larger radii: ~1.5-2x a full pass) plus the
+ * reuse cost. With lists serving k calls, a call costs reuse + rebuild / k
+ * (patches of stragglers raise k).
+ * When the inflated radii reach 2^60 (radii or skins that large) the call
+ * runs the full pass and keeps no list.
  *
  * Returns, errors and pointer lifetime: as sp_grid_find_pairs() (the array is
- * valid until the next call of either function on g). After an error the
- * kept order is dropped (the next call rebuilds it).
- * Scratch: 4 bytes per sphere plus 8 per re-sorted sphere from `scratch`,
- * released on return. g also keeps, from its allocator, ~64 bytes per sphere
- * (two copies of the sorted spheres and the movers), 4 bytes per cell and
- * per id value, and per-thread mover and hit lists (8 bytes per pair); they
- * grow to the largest call and are reused.
+ * valid until the next call of either function on g). A call rejected with
+ * SP_EINVAL (NaN, infinity, negative radius) leaves the list as it was; after
+ * SP_ENOMEM the list is dropped (the next call rebuilds it).
+ * Scratch: at a rebuild, 12 bytes per sphere plus the kept-order pass's
+ * (4 bytes per sphere plus 8 per re-sorted sphere), released on return; a
+ * reuse takes none. g also keeps, from its allocator, 44 bytes per sphere
+ * (build state and the interleaved copy) plus 1 (patch marks), 16 bytes per
+ * candidate (the list and the patch merge's second copy, once a patch ran), the
+ * kept-order pass's ~64 bytes per sphere and 4 bytes per cell, 4 bytes per
+ * id value, and per-thread pair buffers sized to their share of the
+ * candidates (24 bytes each); all grow to the largest call and are reused.
  * Threads: as sp_grid_find_pairs(). The two functions may be mixed on one g.
- * Cost: O(N + cells + candidates + pairs) with small constants when few
- * spheres change cell: one gather of the inputs in cell order, the re-sort
- * of the movers, one sequential merge, the sweep and the (a, b) ordering. */
+ * Stats: coherent = 1 when the list was reused (possibly patched),
+ * resorted = n when it was rebuilt (else 0), list_patched counts the
+ * spheres a patch re-anchored, list_age and list_candidates describe the
+ * list. */
 SP_API int sp_grid_find_pairs_coherent(sp_grid_t *g, sp_arena_t *scratch, const float *x, const float *y,
                                        const float *z, const float *r, const uint32_t *ids, size_t n,
                                        const sp_pair_t **pairs, size_t *npairs);

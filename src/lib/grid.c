@@ -83,6 +83,8 @@ typedef struct tslot {
     size_t mv_len, mv_cap;
     uint32_t *hi, *hj;  /* coherent sweep: candidate hits as sorted (i, j) */
     size_t nh, hcap;
+    double vsum;        /* Verlet rebuild: sum of mapped spheres' velocities */
+    size_t vcnt;        /* and their count */
 } tslot_t;
 
 typedef union tslot_pad {
@@ -121,6 +123,43 @@ typedef struct coh {
     size_t m;          /* movers of the call */
     int simd;
 } coh_t;
+
+/* Verlet list of sp_grid_find_pairs_coherent(), kept between calls (see the
+ * section "Verlet list" below for the rules). Written by the caller's thread
+ * outside jobs; jobs write disjoint index ranges of its arrays. */
+typedef struct vlist {
+    int valid;     /* the list and the build state describe the last build */
+    int use_ids;   /* ids were given at the build (id0 holds them) */
+    int hist;      /* x0.. hold a previous build's state (a hint for skins) */
+    int blind;     /* that build had no motion history (its skins were guesses) */
+    size_t n;      /* spheres of the build */
+    size_t cap;    /* capacity of the per-sphere arrays */
+    float *x0, *y0, *z0, *r0; /* [cap] positions and radii at the build */
+    float *skin;   /* [cap] skin s_i of the build (world units) */
+    float *lim2;   /* [cap] squared displacement allowed before a rebuild */
+    uint32_t *id0; /* [cap] ids at the build (use_ids) */
+    float *q;      /* [4 * qcap] this call's x, y, z, r interleaved, for the filter */
+    size_t qcap;
+    uint32_t *ca, *cb; /* [ccap] the candidate pairs, a < b, sorted by (a, b) */
+    size_t nc, ccap;
+    uint32_t *inv; /* [inv_cap] id -> build index, rebuilds only (checked) */
+    size_t inv_cap;
+    unsigned long age;  /* calls served by the list, its build's included */
+    unsigned rebuilds;  /* rebuilds so far (probe schedule of gain) */
+    float gain;         /* skin scale, 1/64 .. 1 (see vl_rebuild) */
+    int cmp;            /* this call: the check job compares with the build */
+    float *sk, *R;      /* this call's rebuild: new skins, inflated radii (arena) */
+    uint32_t *prev;     /* this call's rebuild: previous build index of i, or NO_ID */
+    double vsum;        /* this call's rebuild: sum of mapped velocities */
+    double vmean;       /* mean velocity of the last rebuild (patch skins) */
+    uint8_t *mark;      /* [cap] 1: re-anchored by a patch since the rebuild; 2: this patch */
+    uint32_t *amem;     /* [acap] the re-anchored spheres, in patch order */
+    size_t na, acap;
+    uint32_t *ca2;      /* [2 * ccap2] the other candidate block (patch merge) */
+    size_t ccap2;
+    uint64_t *np_buf;   /* [np_cap] a patch's new pairs, (a << 32) | b */
+    size_t np_cap, np_len;
+} vlist_t;
 
 struct sp_grid {
     sp_grid_def_t def;
@@ -163,7 +202,9 @@ struct sp_grid {
     float *sx, *sy, *sz, *sr; /* [n] sorted spheres, SoA for 16-lane loads */
     cell3_t *sc;       /* [n] hash: cell coordinates of sorted spheres */
 
-    coh_t coh; /* sp_grid_find_pairs_coherent() state kept between calls */
+    coh_t coh; /* kept-order pass state kept between calls (the list's rebuild) */
+    vlist_t vl; /* sp_grid_find_pairs_coherent(): the Verlet list */
+    int vl_cand; /* the kept-order pass writes the list's candidates */
 
     pairbuf_t out; /* the result (ORDER_AB, or ORDER_CELL with > 1 thread) */
     sp_grid_stats_t stats;
@@ -328,6 +369,8 @@ static int pairbuf_reserve(const sp_allocator_t *al, pairbuf_t *b, size_t need) 
 }
 
 static void coh_free(sp_grid_t *g);
+static void vl_free(sp_grid_t *g);
+static int cand_reserve(const sp_allocator_t *al, vlist_t *v, size_t need);
 
 void sp_grid_free(sp_grid_t *g) {
     if (g == NULL) return;
@@ -339,6 +382,7 @@ void sp_grid_free(sp_grid_t *g) {
     for (int i = 0; i < SP_GRID_MAX_THREADS; i++) pairbuf_free(al, &g->ts[i].s.buf);
     pairbuf_free(al, &g->out);
     coh_free(g);
+    vl_free(g);
     sp_arena_destroy(&g->own_arena);
     al->free(al->ctx, g, sizeof *g, SP_FALSE_SHARING_RANGE);
 }
@@ -955,10 +999,12 @@ out:
     return rc;
 }
 
-/* ========================================================= coherent pass
+/* ====================================================== kept-order pass
  *
- * sp_grid_find_pairs_coherent() runs these phases ("par" split over the pool
- * by contiguous ranges, "ser" on the caller's thread):
+ * kept_pass() builds the Verlet list below: it runs on the inflated radii at
+ * a rebuild, and its kept cells also serve the list's patches (it was
+ * sp_grid_find_pairs_coherent() before the list). Its phases ("par" split
+ * over the pool by contiguous ranges, "ser" on the caller's thread):
  *   1. scan    (par, input order)  as the full pass, plus the largest id
  *   2. layout  (ser)  keep the previous box and cells, or build new ones
  *   3. ids     (ser)  inv[ids[i]] = i (the last index of a duplicate wins)
@@ -1556,9 +1602,84 @@ static void job_coh_order(sp_grid_t *g, int tid) {
     }
 }
 
-int sp_grid_find_pairs_coherent(sp_grid_t *g, sp_arena_t *scratch, const float *x, const float *y, const float *z,
-                                const float *r, const uint32_t *ids, size_t n, const sp_pair_t **pairs,
-                                size_t *npairs) {
+/* The kept-order pass's fallback to the full pass, in (a, b) order; with
+ * g->vl_cand the pairs' (a, b) go to the Verlet list's candidates. */
+static int full_pass_ab(sp_grid_t *g, sp_arena_t *scratch, const float *x, const float *y, const float *z,
+                        const float *r, size_t n, const sp_pair_t **pairs, size_t *npairs) {
+    int rc = find_pairs_full(g, scratch, x, y, z, r, n, SP_GRID_ORDER_AB, pairs, npairs);
+    if (rc != 0 || !g->vl_cand) return rc;
+    vlist_t *v = &g->vl;
+    size_t np = *npairs;
+    rc = cand_reserve(g->alloc, v, np);
+    if (rc != 0) {
+        *pairs = NULL, *npairs = 0;
+        return rc;
+    }
+    for (size_t k = 0; k < np; k++) v->ca[k] = (*pairs)[k].a, v->cb[k] = (*pairs)[k].b;
+    v->nc = np;
+    *pairs = NULL;
+    return 0;
+}
+
+/* Phase 9 for the Verlet list's build: as job_coh_order, but only (a, b)
+ * is written, to the candidate arrays (no distance or normal). */
+static void job_coh_order_cand(sp_grid_t *g, int tid) {
+    coh_t *c = &g->coh;
+    size_t alo, ahi;
+    split(g->n, g->nt, tid, &alo, &ahi);
+    uint32_t *cnt = g->cnt;
+    memset(cnt + alo, 0, (ahi - alo) * sizeof *cnt);
+    const uint32_t *sid = c->cur.sid;
+    size_t below = 0;
+    for (int t = 0; t < g->nt; t++) {
+        const tslot_t *s = &g->ts[t].s;
+        for (size_t k = 0; k < s->nh; k++) {
+            uint32_t ia = sid[s->hi[k]], ib = sid[s->hj[k]];
+            size_t a = ia < ib ? ia : ib;
+            if (a < alo)
+                below++;
+            else if (a < ahi)
+                cnt[a]++;
+        }
+    }
+    size_t run = below;
+    for (size_t a = alo; a < ahi; a++) {
+        size_t v = cnt[a];
+        cnt[a] = (uint32_t)run;
+        run += v;
+    }
+    uint32_t *ca = g->vl.ca, *cb = g->vl.cb;
+    for (int t = 0; t < g->nt; t++) {
+        const tslot_t *s = &g->ts[t].s;
+        for (size_t k = 0; k < s->nh; k++) {
+            uint32_t ia = sid[s->hi[k]], ib = sid[s->hj[k]];
+            uint32_t a = ia < ib ? ia : ib, b = ia < ib ? ib : ia;
+            if (a < alo || a >= ahi) continue;
+            uint32_t pos = cnt[a]++;
+            ca[pos] = a, cb[pos] = b;
+        }
+    }
+    size_t begin = below;
+    for (size_t a = alo; a < ahi; a++) {
+        size_t end = cnt[a];
+        for (size_t k = begin + 1; k < end; k++) {
+            uint32_t v = cb[k];
+            size_t m = k;
+            while (m > begin && cb[m - 1] > v) {
+                cb[m] = cb[m - 1];
+                m--;
+            }
+            cb[m] = v;
+        }
+        begin = end;
+    }
+}
+
+/* The kept-order pass (phases above): the Verlet list's rebuild. With
+ * g->vl_cand set it leaves its pairs, (a, b) only, in g->vl.ca/cb (count
+ * g->vl.nc) and returns no array. */
+static int kept_pass(sp_grid_t *g, sp_arena_t *scratch, const float *x, const float *y, const float *z,
+                     const float *r, const uint32_t *ids, size_t n, const sp_pair_t **pairs, size_t *npairs) {
     if (pairs) *pairs = NULL;
     if (npairs) *npairs = 0;
     if (g == NULL || pairs == NULL || npairs == NULL) return SP_EINVAL;
@@ -1567,7 +1688,7 @@ int sp_grid_find_pairs_coherent(sp_grid_t *g, sp_arena_t *scratch, const float *
     coh_t *c = &g->coh;
     if (g->def.mode == SP_GRID_MODE_HASH) {
         coh_drop(c);
-        return find_pairs_full(g, scratch, x, y, z, r, n, SP_GRID_ORDER_AB, pairs, npairs);
+        return full_pass_ab(g, scratch, x, y, z, r, n, pairs, npairs);
     }
 
     int nt = g->def.nthreads;
@@ -1617,7 +1738,7 @@ int sp_grid_find_pairs_coherent(sp_grid_t *g, sp_arena_t *scratch, const float *
     if (!keep) {
         coh_drop(c);
         if (coh_layout(g, mn, mx, h, n) != 0)
-            return find_pairs_full(g, scratch, x, y, z, r, n, SP_GRID_ORDER_AB, pairs, npairs);
+            return full_pass_ab(g, scratch, x, y, z, r, n, pairs, npairs);
         c->use_ids = use_ids;
     }
 
@@ -1707,7 +1828,13 @@ int sp_grid_find_pairs_coherent(sp_grid_t *g, sp_arena_t *scratch, const float *
     }
 
     /* Phase 9. */
-    if (total > 0) {
+    if (g->vl_cand) {
+        /* For the Verlet list: (a, b) only, into its candidate arrays. */
+        rc = cand_reserve(al, &g->vl, total);
+        if (rc != 0) goto fail;
+        pool_run(g, job_coh_order_cand);
+        g->vl.nc = total;
+    } else if (total > 0) {
         g->out.len = 0;
         rc = pairbuf_reserve(al, &g->out, total);
         if (rc != 0) goto fail;
@@ -1726,7 +1853,7 @@ int sp_grid_find_pairs_coherent(sp_grid_t *g, sp_arena_t *scratch, const float *
     g->stats.scratch_bytes = sp_arena_used(ar) - used0;
     g->stats.coherent = keep;
     g->stats.resorted = m;
-    *pairs = total ? g->out.p : NULL;
+    *pairs = total && !g->vl_cand ? g->out.p : NULL;
     *npairs = total;
     sp_arena_rewind(ar, mark);
     g->cnt = NULL;
@@ -1737,4 +1864,672 @@ fail:
     sp_arena_rewind(ar, mark);
     g->cnt = NULL;
     return rc;
+}
+
+/* ============================================================ Verlet list
+ *
+ * sp_grid_find_pairs_coherent() keeps a list of candidate pairs: the pairs
+ * that overlap with every radius r_i inflated by a skin s_i >= 0, found by a
+ * grid pass at the build, with each sphere's build position p0_i and radius
+ * r0_i. While the list is valid (rules in grid.h) a call only tests its
+ * candidates with the exact float rule, so the pair set is the full pass's.
+ *
+ * Why a valid list holds every pair (D: centre distance now, D0 at the build,
+ * d_i = |p_i - p0_i|, u = 2^-24). A pair passing the float test now has
+ * D < (r_a + r_b)(1 + 2^-21) + 2^-74 (at most 5 roundings on each side;
+ * 2^-74 covers squares that underflow). The build found it when
+ * D0 < (R_a + R_b)(1 - 2^-21) - 2^-74 with R_i = fl(r0_i + s_i), and
+ * D0 <= D + d_a + d_b. Both hold when r_i <= r0_i and
+ * d_i <= s_i - 2^-20 (2 r0_i + s_i) - 2^-71 for both spheres; the list allows
+ * d_i <= lim_i = s_i (1 - 2^-16) - 2^-16 r0_i - 2^-60 (computed in double,
+ * squared and rounded down to a float), which is smaller. A skin is at least
+ * 2^-8 r0_i + 2^-40, so lim_i > 0 and a sphere that did not move never
+ * invalidates the list. The inflated radii stay below 2^60 (else the list is
+ * not used), so no square of the build overflows where it matters.
+ *
+ * Skins come from the motion: at a rebuild, sphere i's velocity is its
+ * displacement since the previous build divided by the calls that list
+ * served, v_i, and s_i = gain * VL_AGE * (1.25 v_i + 0.25 v_mean), clamped to
+ * [2^-8 r_i + 2^-40, rmax / 2]: a list is meant to serve about VL_AGE calls.
+ * Spheres without history (new, or the first build) take the mean skin.
+ * gain (1/64 .. 1) halves when a list served only its own call (something
+ * jumps: large skins only cost) and doubles back when a list served >= 3;
+ * at 1/64, every 16th rebuild tries gain 1 again. Everything here is a
+ * deterministic function of the inputs of the calls, not of thread count or
+ * time; and the skins decide only the cost: the output is exact whatever
+ * they are. */
+
+#define VL_AGE 8 /* calls a list is sized to serve */
+
+static void vl_free(sp_grid_t *g) {
+    const sp_allocator_t *al = g->alloc;
+    vlist_t *v = &g->vl;
+    float **fa[] = {&v->x0, &v->y0, &v->z0, &v->r0, &v->skin, &v->lim2};
+    for (size_t k = 0; k < sizeof fa / sizeof fa[0]; k++)
+        if (*fa[k]) al->free(al->ctx, *fa[k], v->cap * 4, SP_CACHELINE);
+    if (v->id0) al->free(al->ctx, v->id0, v->cap * 4, SP_CACHELINE);
+    if (v->q) al->free(al->ctx, v->q, v->qcap * 16, SP_CACHELINE);
+    if (v->ca) al->free(al->ctx, v->ca, v->ccap * 8, SP_CACHELINE);
+    if (v->inv) al->free(al->ctx, v->inv, v->inv_cap * 4, SP_CACHELINE);
+    if (v->mark) al->free(al->ctx, v->mark, v->cap, SP_CACHELINE);
+    if (v->amem) al->free(al->ctx, v->amem, v->acap * 4, SP_CACHELINE);
+    if (v->ca2) al->free(al->ctx, v->ca2, v->ccap2 * 8, SP_CACHELINE);
+    if (v->np_buf) al->free(al->ctx, v->np_buf, v->np_cap * 8, SP_CACHELINE);
+    memset(v, 0, sizeof *v);
+}
+
+/* Check (par, input range): validation as job_scan, the list's validity
+ * (when v->cmp: motion within lim, no radius growth) as a count of spheres
+ * that break it, and the interleaved
+ * copy q used by the filter's gathers (one cache line per sphere met). */
+static void job_vl_check(sp_grid_t *g, int tid) {
+    vlist_t *v = &g->vl;
+    size_t lo, hi;
+    split(g->n, g->nt, tid, &lo, &hi);
+    tslot_t *t = &g->ts[tid].s;
+    const float *x = g->x, *y = g->y, *z = g->z, *r = g->r;
+    float *q = v->q;
+    float rmin = INFINITY, rmax = -INFINITY, acc = 0.0f;
+    uint32_t bad = 0;
+    t->mv_len = 0;
+    if (v->cmp) {
+        const float *x0 = v->x0, *y0 = v->y0, *z0 = v->z0, *r0 = v->r0, *lim2 = v->lim2;
+        for (size_t i = lo; i < hi; i++) {
+            float xi = x[i], yi = y[i], zi = z[i], ri = r[i];
+            acc += xi * 0.0f + yi * 0.0f + zi * 0.0f + ri * 0.0f;
+            rmin = ri < rmin ? ri : rmin;
+            rmax = ri > rmax ? ri : rmax;
+            double dx = (double)xi - (double)x0[i], dy = (double)yi - (double)y0[i], dz = (double)zi - (double)z0[i];
+            double d2 = dx * dx + dy * dy + dz * dz;
+            /* NaN fails both tests (and is reported as SP_EINVAL anyway). */
+            uint32_t b1 = !(d2 <= (double)lim2[i]) | !(ri <= r0[i]);
+            /* Record the first few for a patch (mv has room reserved). */
+            if (SP_UNLIKELY(b1) && t->mv_len < t->mv_cap) t->mv[t->mv_len++] = i;
+            bad += b1;
+            q[4 * i] = xi, q[4 * i + 1] = yi, q[4 * i + 2] = zi, q[4 * i + 3] = ri;
+        }
+    } else {
+        for (size_t i = lo; i < hi; i++) {
+            float xi = x[i], yi = y[i], zi = z[i], ri = r[i];
+            acc += xi * 0.0f + yi * 0.0f + zi * 0.0f + ri * 0.0f;
+            rmin = ri < rmin ? ri : rmin;
+            rmax = ri > rmax ? ri : rmax;
+            q[4 * i] = xi, q[4 * i + 1] = yi, q[4 * i + 2] = zi, q[4 * i + 3] = ri;
+        }
+    }
+    t->nanacc = acc, t->rmin = rmin, t->rmax = rmax, t->csum = bad;
+}
+
+/* Rebuild, velocities (par, input range): sk[i] = sphere i's velocity since
+ * the previous build (world units per call), or -1 when it has no history.
+ * With ids, the previous build's index of an id is found through inv
+ * (filled by the caller, checked against id0); without, index i is sphere i. */
+static void job_vl_vel(sp_grid_t *g, int tid) {
+    vlist_t *v = &g->vl;
+    size_t lo, hi;
+    split(g->n, g->nt, tid, &lo, &hi);
+    tslot_t *t = &g->ts[tid].s;
+    const float *x = g->x, *y = g->y, *z = g->z;
+    const uint32_t *ids = g->ids;
+    float *sk = v->sk;
+    const double per = 1.0 / (double)(v->age ? v->age : 1);
+    double sum = 0.0;
+    size_t cnt = 0;
+    for (size_t i = lo; i < hi; i++) {
+        size_t j = i;
+        v->prev[i] = NO_ID;
+        if (!v->hist) {
+            sk[i] = -1.0f;
+            continue;
+        }
+        if (v->use_ids) {
+            if (ids == NULL || v->inv == NULL || ids[i] >= v->inv_cap) goto none;
+            j = v->inv[ids[i]];
+            if (j >= v->n || v->id0[j] != ids[i]) goto none;
+        } else if (ids != NULL || i >= v->n) {
+            goto none;
+        }
+        {
+            double dx = (double)x[i] - (double)v->x0[j], dy = (double)y[i] - (double)v->y0[j];
+            double dz = (double)z[i] - (double)v->z0[j];
+            double vel = __builtin_sqrt(dx * dx + dy * dy + dz * dz) * per;
+            if (!(vel < 1e30)) vel = 1e30;
+            sk[i] = (float)vel;
+            v->prev[i] = (uint32_t)j;
+            sum += vel;
+            cnt++;
+            continue;
+        }
+    none:
+        sk[i] = -1.0f;
+    }
+    t->vsum = sum, t->vcnt = cnt;
+}
+
+/* Rebuild, skins (par, input range): sk[i] becomes the skin, R[i] the
+ * inflated radius (see the section comment). */
+static void job_vl_skin(sp_grid_t *g, int tid) {
+    vlist_t *v = &g->vl;
+    size_t lo, hi;
+    split(g->n, g->nt, tid, &lo, &hi);
+    const float *r = g->r;
+    float *sk = v->sk, *R = v->R;
+    const double gk = (double)v->gain * VL_AGE, vmean = v->vsum;
+    const double smax = (double)g->ts[0].s.rmax * 0.5;
+    for (size_t i = lo; i < hi; i++) {
+        double smin = (double)r[i] * (1.0 / 256.0) + 0x1p-40;
+        double s = sk[i] >= 0.0f ? gk * (1.25 * (double)sk[i] + 0.25 * vmean) : gk * 1.5 * vmean;
+        /* A sphere that turned (or bounced) since the last build shows a
+         * short displacement: keep 3/4 of its previous skin. */
+        if (v->prev) {
+            uint32_t j = v->prev[i];
+            if (j != NO_ID && (double)v->skin[j] * 0.75 > s) s = (double)v->skin[j] * 0.75;
+        }
+        s = s < smax ? s : smax;
+        s = s > smin ? s : smin;
+        sk[i] = (float)s;
+        R[i] = r[i] + sk[i];
+    }
+}
+
+/* Rebuild, store (par, input range): the build state of sphere i. */
+static void job_vl_store(sp_grid_t *g, int tid) {
+    vlist_t *v = &g->vl;
+    size_t lo, hi;
+    split(g->n, g->nt, tid, &lo, &hi);
+    const float *x = g->x, *y = g->y, *z = g->z, *r = g->r, *sk = v->sk;
+    for (size_t i = lo; i < hi; i++) {
+        v->x0[i] = x[i], v->y0[i] = y[i], v->z0[i] = z[i], v->r0[i] = r[i];
+        v->skin[i] = sk[i];
+        double lim = (double)sk[i] * (1.0 - 0x1p-16) - (double)r[i] * 0x1p-16 - 0x1p-60;
+        /* lim > 0 (skins >= 2^-8 r + 2^-40); the float is rounded down. */
+        v->lim2[i] = (float)(lim * lim * (1.0 - 0x1p-20));
+    }
+    if (v->use_ids) memcpy(v->id0 + lo, g->ids + lo, (hi - lo) * sizeof *v->id0);
+}
+
+/* Filter (par, candidate range): each candidate tested with the exact rule
+ * of grid.h on this call's values, without a branch on the outcome (hit
+ * rates are ~1/3: a branch would mispredict often); see vl_fill() for the
+ * records. */
+static void vl_fill(const vlist_t *v, const uint32_t *hk, size_t nh, sp_pair_t *o);
+
+static void job_vl_filter(sp_grid_t *g, int tid) {
+    vlist_t *v = &g->vl;
+    size_t lo, hi;
+    split(v->nc, g->nt, tid, &lo, &hi);
+    tslot_t *t = &g->ts[tid].s;
+    t->buf.len = 0;
+    t->nh = 0;
+    t->candidates = hi - lo;
+    enum { CHUNK = 2048, PF = 24 };
+    t->err = pairbuf_reserve(g->alloc, &t->buf, hi - lo + 1);
+    if (t->err == 0) t->err = hits_reserve(g->alloc, t, CHUNK + 1);
+    if (t->err != 0) return;
+    sp_pair_t *o = t->buf.p;
+    const float *q = v->q;
+    const uint32_t *ca = v->ca, *cb = v->cb;
+    uint32_t *hk = t->hi;
+    size_t np = 0;
+    /* b is random in memory when the input order is random in space (q is
+     * 16 MiB at 1M spheres): fetch its line PF candidates ahead (measured
+     * at 1M: 35 -> 26 ms per reuse). The prefetch stops PF candidates
+     * before hi, so cb is never read past the range. */
+    size_t pf_end = hi > lo + PF ? hi - PF : lo;
+    for (size_t c0 = lo; c0 < hi; c0 += CHUNK) {
+        size_t c1 = hi - c0 > CHUNK ? c0 + CHUNK : hi, nh = 0;
+        for (size_t k = c0; k < c1; k++) {
+            if (SP_LIKELY(k < pf_end)) __builtin_prefetch(q + 4 * (size_t)cb[k + PF]);
+            uint32_t a = ca[k], b = cb[k];
+            const float *pa = q + 4 * (size_t)a, *pb = q + 4 * (size_t)b;
+            float dx = pb[0] - pa[0], dy = pb[1] - pa[1], dz = pb[2] - pa[2];
+            float d2 = dx * dx + dy * dy + dz * dz;
+            float rs = pa[3] + pb[3];
+            /* Only the candidate's index, at the cursor; the cursor moves on
+             * a hit. The records follow per chunk, lines still cached. */
+            hk[nh] = (uint32_t)k;
+            nh += d2 < rs * rs;
+        }
+        vl_fill(v, hk, nh, o + np);
+        np += nh;
+    }
+    t->buf.len = np;
+}
+
+/* The records of the filter's hits: candidate indices hk[0..nh), in
+ * increasing order, written to o[0..nh) with the full pass's arithmetic.
+ * d = p[b] - p[a] is what the full pass computes (it negates a - b exactly
+ * when it met b first) and r[a] + r[b] commutes, so the records equal the
+ * full pass's bit for bit; candidates are (a, b)-sorted, so thread buffers
+ * concatenated in thread order are the (a, b)-sorted output. */
+static void vl_fill(const vlist_t *v, const uint32_t *hk, size_t nh, sp_pair_t *o) {
+    const float *q = v->q;
+    const uint32_t *ca = v->ca, *cb = v->cb;
+    for (size_t k = 0; k < nh; k++) {
+        uint32_t a = ca[hk[k]], b = cb[hk[k]];
+        const float *pa = q + 4 * (size_t)a, *pb = q + 4 * (size_t)b;
+        float dx = pb[0] - pa[0], dy = pb[1] - pa[1], dz = pb[2] - pa[2];
+        float d2 = dx * dx + dy * dy + dz * dz;
+        pair_fill(&o[k], a, b, dx, dy, dz, d2);
+    }
+}
+
+static int vl_grow(const sp_allocator_t *al, vlist_t *v, size_t n) {
+    if (n <= v->cap) return 0;
+    size_t nc = v->cap < 256 ? 256 : v->cap;
+    while (nc < n) nc *= 2; /* n < 2^32: no overflow */
+    size_t bytes;
+    if (sp_size_mul(nc, 4, &bytes) != 0) return SP_EOVERFLOW;
+    void *np[7];
+    int k;
+    for (k = 0; k < 7; k++) {
+        np[k] = al->alloc(al->ctx, bytes, SP_CACHELINE);
+        if (np[k] == NULL) break;
+    }
+    if (k < 7) {
+        while (k-- > 0) al->free(al->ctx, np[k], bytes, SP_CACHELINE);
+        return SP_ENOMEM;
+    }
+    uint8_t *mk = al->alloc(al->ctx, nc, SP_CACHELINE);
+    if (mk == NULL) {
+        for (k = 0; k < 7; k++) al->free(al->ctx, np[k], bytes, SP_CACHELINE);
+        return SP_ENOMEM;
+    }
+    memset(mk, 0, nc);
+    if (v->mark) al->free(al->ctx, v->mark, v->cap, SP_CACHELINE);
+    v->mark = mk;
+    v->na = 0;
+    void **old[7] = {(void **)&v->x0, (void **)&v->y0, (void **)&v->z0, (void **)&v->r0,
+                     (void **)&v->skin, (void **)&v->lim2, (void **)&v->id0};
+    for (k = 0; k < 7; k++) {
+        if (*old[k]) al->free(al->ctx, *old[k], v->cap * 4, SP_CACHELINE);
+        *old[k] = np[k];
+    }
+    v->cap = nc;
+    v->hist = 0; /* the previous build's state is gone */
+    return 0;
+}
+
+/* The candidate arrays are one block: ca = block, cb = block + ccap. */
+static int cand_reserve(const sp_allocator_t *al, vlist_t *v, size_t need) {
+    if (need <= v->ccap && v->ca) return 0;
+    size_t nc = v->ccap < 1024 ? 1024 : v->ccap, bytes;
+    while (nc < need) {
+        if (nc > SIZE_MAX / 16) return SP_EOVERFLOW;
+        nc *= 2;
+    }
+    if (sp_size_mul(nc, 8, &bytes) != 0) return SP_EOVERFLOW;
+    uint32_t *b = al->alloc(al->ctx, bytes, SP_CACHELINE);
+    if (b == NULL) return SP_ENOMEM;
+    if (v->ca) al->free(al->ctx, v->ca, v->ccap * 8, SP_CACHELINE);
+    v->ca = b, v->cb = b + nc, v->ccap = nc, v->nc = 0;
+    return 0;
+}
+
+/* Rebuild the list for this call (g->x.. set, validated, rmax in ts[0]).
+ * Returns 0 (v->valid), 1 when the radii are too large for a list (the
+ * caller runs the full pass), or an error; v->valid = 0 unless 0. */
+static int vl_rebuild(sp_grid_t *g, sp_arena_t *scratch, size_t n, float rmax) {
+    vlist_t *v = &g->vl;
+    const sp_allocator_t *al = g->alloc;
+    sp_arena_t *ar = scratch ? scratch : &g->own_arena;
+    sp_arena_mark_t mark = sp_arena_mark(ar);
+    int rc = SP_ENOMEM;
+    v->valid = 0;
+    v->sk = sp_arena_alloc_array(ar, n, sizeof(float), SP_CACHELINE);
+    v->R = sp_arena_alloc_array(ar, n, sizeof(float), SP_CACHELINE);
+    v->prev = sp_arena_alloc_array(ar, n, sizeof(uint32_t), SP_CACHELINE);
+    if (v->sk == NULL || v->R == NULL || v->prev == NULL) goto out;
+
+    /* Gain: did the previous list pay? (Not judged after a blind build.) */
+    if (v->hist && !v->blind) {
+        if (v->age <= 1) {
+            v->gain = v->gain * 0.5f < 1.0f / 64 ? 1.0f / 64 : v->gain * 0.5f;
+            if (v->gain == 1.0f / 64 && v->rebuilds % 16 == 15) v->gain = 1.0f;
+        } else if (v->age >= 3) {
+            v->gain = v->gain * 2.0f > 1.0f ? 1.0f : v->gain * 2.0f;
+        }
+    }
+    if (v->gain == 0.0f) v->gain = 1.0f;
+    v->rebuilds++;
+
+    /* Velocities, through the previous build's ids when there were ids. */
+    if (v->hist && v->use_ids && g->ids) {
+        size_t need = 0;
+        for (size_t j = 0; j < v->n; j++) need = v->id0[j] >= need ? (size_t)v->id0[j] + 1 : need;
+        if (need <= 16 * (uint64_t)n + ((uint64_t)1 << 20)) {
+            if (arr_reserve(al, (void **)&v->inv, &v->inv_cap, need, 4, 0, 0) != 0) goto out;
+            for (size_t j = 0; j < v->n; j++) v->inv[v->id0[j]] = (uint32_t)j;
+        } else {
+            v->hist = 0;
+        }
+    }
+    pool_run(g, job_vl_vel);
+    double vsum = 0.0;
+    size_t vcnt = 0;
+    for (int t = 0; t < g->nt; t++) vsum += g->ts[t].s.vsum, vcnt += g->ts[t].s.vcnt;
+    v->blind = vcnt == 0;
+    v->vsum = vcnt ? vsum / (double)vcnt : 0.0; /* the mean, for job_vl_skin */
+    g->ts[0].s.rmax = rmax;
+    pool_run(g, job_vl_skin);
+    float Rmax = 0.0f;
+    for (size_t i = 0; i < n; i++) Rmax = v->R[i] > Rmax ? v->R[i] : Rmax;
+    if (!(Rmax < 0x1p60f)) {
+        rc = 1; /* radii too large for the list's error bound: no list */
+        goto out;
+    }
+
+    const sp_pair_t *p;
+    size_t np;
+    /* The candidates: the kept-order pass on the inflated radii (measured
+     * faster than the full pass here: between rebuilds few spheres change
+     * its cells), (a, b) order. */
+    const float *r = g->r;
+    const int nt = g->nt;
+    v->nc = 0;
+    g->vl_cand = 1;
+    rc = kept_pass(g, ar, g->x, g->y, g->z, v->R, g->ids, n, &p, &np);
+    g->vl_cand = 0;
+    /* The pass pointed g->r at the inflated radii (and set g->nt): the
+     * store below must see the caller's radii. */
+    g->r = r, g->nt = nt;
+    if (rc == 0) rc = vl_grow(al, v, n);
+    if (rc != 0) goto out;
+    for (size_t k = 0; k < v->na; k++) v->mark[v->amem[k]] = 0; /* a new list: no patches */
+    v->na = 0;
+    v->vmean = v->vsum;
+    v->use_ids = g->ids != NULL;
+    pool_run(g, job_vl_store);
+    v->n = n;
+    v->hist = 1;
+    v->age = 0;
+    v->valid = 1;
+    rc = 0;
+out:
+    sp_arena_rewind(ar, mark);
+    v->sk = v->R = NULL;
+    v->prev = NULL;
+    return rc;
+}
+
+/* ------------------------------------------------------------ patches
+ *
+ * When few spheres break the list (the violators V: moved past lim, or a
+ * radius grew), a call re-anchors them instead of rebuilding: each gets this
+ * call's position and radius as its anchor and a new skin, its old
+ * candidates are dropped and its new ones are found against the other
+ * spheres' anchors, and the list is merged back in (a, b) order. The proof
+ * in the section comment above never needs the anchors to date from one
+ * call: a pair is a candidate when its two anchors overlap with inflated
+ * radii, and a sphere within lim of its own anchor keeps it valid.
+ *
+ * The others' anchors are found through the kept-order pass's state of the
+ * last rebuild (cells of edge h >= 2 max R over the build positions, with
+ * R): a violator's new R is held below h / 2 / (1 + 2^-10), so its partners'
+ * anchors lie in the 27 cells around its own. Spheres re-anchored since the
+ * rebuild (the set A, marked) sit elsewhere than those cells say: they are
+ * skipped there and tested directly against each violator (|V| |A| tests,
+ * hence the bounds below). A patch is not tried (the call rebuilds) when
+ * the kept state does not describe this n, when |V| > n/256 + 16 or
+ * |A| + |V| > n/32 + 64, or when a violator left the kept box or its radius
+ * alone needs bigger cells. Patches are serial (the caller's thread): they
+ * cost O(|V| (27 cells + |A|) + candidates), the last for the merge. */
+
+static inline size_t vl_patch_max(size_t n) { return n / 256 + 16; }
+
+static int u64_cmp(const void *pa, const void *pb) {
+    uint64_t a = *(const uint64_t *)pa, b = *(const uint64_t *)pb;
+    return a < b ? -1 : a > b;
+}
+
+static inline int np_push(const sp_allocator_t *al, vlist_t *v, uint32_t a, uint32_t b) {
+    if (SP_UNLIKELY(v->np_len == v->np_cap)) {
+        int rc = arr_reserve(al, (void **)&v->np_buf, &v->np_cap, v->np_len + 1, 8, v->np_len, 0);
+        if (rc != 0) return rc;
+    }
+    v->np_buf[v->np_len++] = a < b ? ((uint64_t)a << 32) | b : ((uint64_t)b << 32) | a;
+    return 0;
+}
+
+/* Re-anchor the nv violators listed in the threads' mv (ascending index).
+ * Returns 0 (the list holds for this call), 1 when a patch does not apply
+ * (nothing changed), or an error (then v->valid = 0: anchors have moved). */
+static int vl_patch(sp_grid_t *g, size_t n, size_t nv, float rmax) {
+    vlist_t *v = &g->vl;
+    coh_t *c = &g->coh;
+    const sp_allocator_t *al = g->alloc;
+    if (!c->valid || c->n != n || nv > vl_patch_max(n) || v->na + nv > n / 32 + 64) return 1;
+    const float *x = g->x, *y = g->y, *z = g->z, *r = g->r;
+    const double hh = c->h * 0.5 / (1.0 + 0x1p-10); /* largest R a violator may take */
+    if (arr_reserve(al, (void **)&v->amem, &v->acap, v->na + nv, 4, v->na, 0) != 0) return 1;
+    uint32_t *vv = v->amem + v->na;
+    size_t q = 0;
+    for (int t = 0; t < g->nt; t++)
+        for (size_t k = 0; k < g->ts[t].s.mv_len; k++) vv[q++] = (uint32_t)g->ts[t].s.mv[k];
+    if (q != nv) return 1;
+    for (size_t k = 0; k < nv; k++) {
+        uint32_t a = vv[k];
+        float p[3] = {x[a], y[a], z[a]};
+        if (!coh_box_holds(c, p, p)) return 1;
+        double smin = (double)r[a] * (1.0 / 256.0) + 0x1p-40;
+        if (!((double)r[a] + smin * 1.001 < hh)) return 1;
+    }
+    /* From here on the list changes: errors drop it. */
+    const double per = 1.0 / (double)(v->age ? v->age : 1), gk = (double)v->gain * VL_AGE;
+    for (size_t k = 0; k < nv; k++) {
+        uint32_t a = vv[k];
+        double dx = (double)x[a] - v->x0[a], dy = (double)y[a] - v->y0[a], dz = (double)z[a] - v->z0[a];
+        double vel = __builtin_sqrt(dx * dx + dy * dy + dz * dz) * per;
+        double sk = gk * (1.25 * vel + 0.25 * v->vmean);
+        if ((double)v->skin[a] * 0.75 > sk) sk = (double)v->skin[a] * 0.75;
+        double smin = (double)r[a] * (1.0 / 256.0) + 0x1p-40, smax = (double)rmax * 0.5;
+        if (smax > (hh - (double)r[a]) / 1.001) smax = (hh - (double)r[a]) / 1.001;
+        sk = sk < smax ? sk : smax;
+        sk = sk > smin ? sk : smin;
+        v->x0[a] = x[a], v->y0[a] = y[a], v->z0[a] = z[a], v->r0[a] = r[a];
+        v->skin[a] = (float)sk;
+        double lim = (double)v->skin[a] * (1.0 - 0x1p-16) - (double)r[a] * 0x1p-16 - 0x1p-60;
+        v->lim2[a] = (float)(lim * lim * (1.0 - 0x1p-20));
+        v->mark[a] = 2;
+    }
+    /* New candidates of each violator: the build's test on anchors. */
+    v->np_len = 0;
+    const cset_t cs = c->cur;
+    const uint32_t *start = c->start;
+    const size_t NX = c->NX, NXY = c->NXY, na = v->na + nv;
+    int rc = 0;
+    for (size_t k = 0; k < nv && rc == 0; k++) {
+        uint32_t a = vv[k];
+        float xa = v->x0[a], ya = v->y0[a], za = v->z0[a], Ra = v->r0[a] + v->skin[a];
+        size_t key = coh_key(c, xa, ya, za), iz = key / NXY;
+        for (int ddz = -1; ddz <= 1 && rc == 0; ddz++) {
+            if (ddz < 0 && iz == 0) continue;
+            for (int ddy = -1; ddy <= 1 && rc == 0; ddy++)
+                for (int ddx = -1; ddx <= 1 && rc == 0; ddx++) {
+                    size_t cc = key + (size_t)((long)ddx + (long)NX * ddy + (long)NXY * ddz);
+                    for (size_t j = start[cc]; j < start[cc + 1]; j++) {
+                        uint32_t b = cs.sid[j];
+                        if (v->mark[b]) continue; /* a itself, V and A: below */
+                        float ex = cs.x[j] - xa, ey = cs.y[j] - ya, ez = cs.z[j] - za;
+                        float d2 = ex * ex + ey * ey + ez * ez, rs = Ra + cs.r[j];
+                        if (d2 < rs * rs && (rc = np_push(al, v, a, b)) != 0) break;
+                    }
+                }
+        }
+        for (size_t m = 0; m < na && rc == 0; m++) {
+            uint32_t b = v->amem[m];
+            if (b == a || (v->mark[b] == 2 && b < a)) continue; /* V x V once, from the lower */
+            float ex = v->x0[b] - xa, ey = v->y0[b] - ya, ez = v->z0[b] - za;
+            float d2 = ex * ex + ey * ey + ez * ez, rs = Ra + (v->r0[b] + v->skin[b]);
+            if (d2 < rs * rs) rc = np_push(al, v, a, b);
+        }
+    }
+    if (rc == 0 && v->np_len > 1) qsort(v->np_buf, v->np_len, sizeof *v->np_buf, u64_cmp);
+    /* Merge: the old list without the violators' pairs, and the new ones. */
+    size_t need = v->nc + v->np_len;
+    if (rc == 0 && (need > v->ccap2 || v->ca2 == NULL)) {
+        size_t nc2 = v->ccap2 < 1024 ? 1024 : v->ccap2, bytes;
+        while (nc2 < need) nc2 *= 2; /* need < 2^40: no overflow */
+        if (sp_size_mul(nc2, 8, &bytes) != 0) {
+            rc = SP_EOVERFLOW;
+        } else {
+            uint32_t *b2 = al->alloc(al->ctx, bytes, SP_CACHELINE);
+            if (b2 == NULL) {
+                rc = SP_ENOMEM;
+            } else {
+                if (v->ca2) al->free(al->ctx, v->ca2, v->ccap2 * 8, SP_CACHELINE);
+                v->ca2 = b2, v->ccap2 = nc2;
+            }
+        }
+    }
+    if (rc != 0) {
+        for (size_t k = 0; k < nv; k++) v->mark[vv[k]] = 1;
+        v->na += nv;
+        v->valid = 0;
+        return rc;
+    }
+    uint32_t *oa = v->ca2, *ob = v->ca2 + v->ccap2;
+    const uint32_t *ia = v->ca, *ib = v->cb;
+    const uint8_t *mk = v->mark;
+    const uint64_t *nb = v->np_buf;
+    size_t i = 0, j = 0, o = 0, nc = v->nc, nn = v->np_len;
+    while (i < nc || j < nn) {
+        if (i < nc && (mk[ia[i]] == 2 || mk[ib[i]] == 2)) {
+            i++;
+            continue;
+        }
+        uint64_t ko = i < nc ? ((uint64_t)ia[i] << 32) | ib[i] : UINT64_MAX;
+        if (j < nn && nb[j] < ko) {
+            oa[o] = (uint32_t)(nb[j] >> 32), ob[o] = (uint32_t)nb[j], o++, j++;
+        } else {
+            oa[o] = ia[i], ob[o] = ib[i], o++, i++;
+        }
+    }
+    /* Swap the blocks (each 2 x its capacity: a's, then b's). */
+    uint32_t *tb = v->ca;
+    size_t tc = v->ccap;
+    v->ca = v->ca2, v->cb = v->ca2 + v->ccap2, v->ccap = v->ccap2;
+    v->ca2 = tb, v->ccap2 = tc;
+    v->nc = o;
+    for (size_t k = 0; k < nv; k++) v->mark[vv[k]] = 1;
+    v->na += nv;
+    return 0;
+}
+
+int sp_grid_find_pairs_coherent(sp_grid_t *g, sp_arena_t *scratch, const float *x, const float *y, const float *z,
+                                const float *r, const uint32_t *ids, size_t n, const sp_pair_t **pairs,
+                                size_t *npairs) {
+    if (pairs) *pairs = NULL;
+    if (npairs) *npairs = 0;
+    if (g == NULL || pairs == NULL || npairs == NULL) return SP_EINVAL;
+    if (n > 0 && (x == NULL || y == NULL || z == NULL || r == NULL)) return SP_EINVAL;
+    if (n >= (size_t)UINT32_MAX - 1) return SP_EOVERFLOW;
+    vlist_t *v = &g->vl;
+    int nt = g->def.nthreads;
+    size_t per = n / g->def.parallel_min;
+    if ((size_t)nt > per) nt = per < 1 ? 1 : (int)per;
+    g->x = x, g->y = y, g->z = z, g->r = r;
+    g->n = n;
+    g->nt = nt;
+    g->order = SP_GRID_ORDER_AB;
+    g->ids = ids;
+    if (n == 0) {
+        v->valid = 0;
+        set_empty(g, 0, 1, pairs, npairs);
+        return 0;
+    }
+    const sp_allocator_t *al = g->alloc;
+    if (n > v->qcap) {
+        /* q is 16 bytes per sphere; its contents need not survive. */
+        size_t cap = v->qcap;
+        int rc = arr_reserve(al, (void **)&v->q, &cap, n, 16, 0, 0);
+        if (rc != 0) return rc;
+        v->qcap = cap;
+    }
+
+    /* Room for the violators the check records (a patch's worth). */
+    for (int t = 0; t < nt; t++) {
+        tslot_t *ts = &g->ts[t].s;
+        if (arr_reserve(al, (void **)&ts->mv, &ts->mv_cap, vl_patch_max(n), 8, 0, 0) != 0) return SP_ENOMEM;
+    }
+    /* Check: validation, validity, q. */
+    /* Which entity sits at index i does not matter to the list (it holds
+     * indices, and the check bounds each index's motion); ids only carry
+     * the motion history to the next rebuild's skins. */
+    v->cmp = v->valid && n == v->n;
+    pool_run(g, job_vl_check);
+    float rmin = INFINITY, rmax = -INFINITY, acc = 0.0f;
+    size_t bad = 0;
+    for (int t = 0; t < nt; t++) {
+        const tslot_t *s = &g->ts[t].s;
+        rmin = s->rmin < rmin ? s->rmin : rmin;
+        rmax = s->rmax > rmax ? s->rmax : rmax;
+        acc += s->nanacc;
+        bad += s->csum;
+    }
+    if (acc != acc || !(rmin >= 0.0f)) return SP_EINVAL; /* the list stays as it was */
+    if (n == 1 || rmax == 0.0f) {
+        v->valid = 0;
+        set_empty(g, n, nt, pairs, npairs);
+        return 0;
+    }
+    int reuse = v->cmp && bad == 0;
+    size_t patched = 0;
+    sp_grid_stats_t bst;
+    memset(&bst, 0, sizeof bst);
+    if (!reuse && v->cmp) {
+        int rc = vl_patch(g, n, bad, rmax);
+        if (rc < 0) return rc;
+        if (rc == 0) reuse = 1, patched = bad;
+    }
+    if (!reuse) {
+        int rc = vl_rebuild(g, scratch, n, rmax);
+        if (rc == 1) return find_pairs_full(g, scratch, x, y, z, r, n, SP_GRID_ORDER_AB, pairs, npairs);
+        if (rc != 0) return rc;
+        bst = g->stats; /* the rebuild's pass: cells, layout, scratch */
+        g->x = x, g->y = y, g->z = z, g->r = r; /* the pass set g->r to the inflated radii */
+        g->n = n, g->nt = nt, g->ids = ids;
+    }
+    v->age++;
+
+    /* Filter, then the thread buffers in thread order. */
+    pool_run(g, job_vl_filter);
+    size_t total = 0;
+    for (int t = 0; t < nt; t++) {
+        if (g->ts[t].s.err) {
+            v->valid = 0;
+            return g->ts[t].s.err;
+        }
+        total += g->ts[t].s.buf.len;
+    }
+    const sp_pair_t *res = g->ts[0].s.buf.p;
+    if (nt > 1 && total > 0) {
+        g->out.len = 0;
+        int rc = pairbuf_reserve(al, &g->out, total);
+        if (rc != 0) {
+            v->valid = 0;
+            return rc;
+        }
+        pool_run(g, job_concat);
+        g->out.len = total;
+        res = g->out.p;
+    }
+
+    memset(&g->stats, 0, sizeof g->stats);
+    g->stats.spheres = n;
+    g->stats.pairs = total;
+    g->stats.candidates = v->nc;
+    g->stats.cells = bst.cells;
+    g->stats.cell_size = bst.cell_size;
+    g->stats.hashed = bst.hashed;
+    g->stats.threads_used = nt;
+    g->stats.scratch_bytes = bst.scratch_bytes;
+    g->stats.coherent = reuse;
+    g->stats.resorted = reuse ? 0 : n;
+    g->stats.list_age = v->age;
+    g->stats.list_candidates = v->nc;
+    g->stats.list_patched = patched;
+    *pairs = total ? res : NULL;
+    *npairs = total;
+    return 0;
 }
