@@ -559,7 +559,7 @@ START_TEST(test_frame_query_radii_caps_and_visit_match_brute_force) {
     ck_assert_ptr_nonnull(want);
     float radii[] = {0.0f, 0.5f, 10.0f, 100.0f, 300.0f, 500.0f, 0.5f * h, h, 3.0f * h, INFINITY};
     srand(11);
-    size_t truncated_big = 0, nonempty = 0;
+    size_t truncated_big = 0, nonempty = 0, ships_seen = 0;
     for (int q = 0; q < 160; q++) {
         float r = radii[q % 10], c[3];
         for (int k = 0; k < 3; k++) c[k] = ((float)(rand() % 20001) / 10000.0f - 1.0f) * h;
@@ -594,7 +594,20 @@ START_TEST(test_frame_query_radii_caps_and_visit_match_brute_force) {
         ck_assert_uint_eq(a.n, nw);
         qsort(got, a.n, sizeof *got, cmp_u32);
         ck_assert_int_eq(memcmp(got, want, nw * sizeof *got), 0); /* each row once */
+        /* The ships' own index: exactly the ship rows of the same set. */
+        size_t ns = 0;
+        for (size_t k = 0; k < nw; k++)
+            if (f->rows[want[k]].kind == SP_KIND_SHIP) want[ns++] = want[k];
+        a.n = 0;
+        sp_frame_visit_sphere_ships(f, c[0], c[1], c[2], r, visit_collect, &a);
+        ck_assert_uint_eq(a.n, ns);
+        qsort(got, a.n, sizeof *got, cmp_u32);
+        ck_assert_int_eq(memcmp(got, want, ns * sizeof *got), 0);
+        ships_seen += ns;
     }
+    ck_assert_ptr_nonnull(f->ship_ents);
+    ck_assert_uint_eq(f->nships, 2008); /* the demo's 2000 NPCs and the 8 corner ships */
+    ck_assert_uint_gt(ships_seen, 500);
     ck_assert_uint_gt(truncated_big, 10); /* the overflow-buffer path ran */
     ck_assert_uint_gt(nonempty, 100);
     ck_assert_uint_eq(sp_frame_query_sphere(f, 0, 0, 0, NAN, got, 10), 0);
@@ -666,6 +679,13 @@ static void frames_equal(const sp_frame_t *a, const sp_frame_t *b) {
     size_t nc = (size_t)a->cells_per_axis * a->cells_per_axis * a->cells_per_axis + 1;
     ck_assert_int_eq(memcmp(a->cell_start, b->cell_start, nc * sizeof a->cell_start[0]), 0);
     ck_assert_int_eq(memcmp(a->cell_ents, b->cell_ents, a->count * sizeof a->cell_ents[0]), 0);
+    ck_assert_uint_eq(a->nships, b->nships);
+    ck_assert_uint_eq(a->ship_cells_per_axis, b->ship_cells_per_axis);
+    ck_assert_ptr_nonnull(a->ship_ents);
+    ck_assert_ptr_nonnull(b->ship_ents);
+    size_t nsc = (size_t)a->ship_cells_per_axis * a->ship_cells_per_axis * a->ship_cells_per_axis + 1;
+    ck_assert_int_eq(memcmp(a->ship_start, b->ship_start, nsc * sizeof a->ship_start[0]), 0);
+    ck_assert_int_eq(memcmp(a->ship_ents, b->ship_ents, a->nships * sizeof a->ship_ents[0]), 0);
     for (uint32_t r = 0; r < a->count; r++) {
         ck_assert_uint_eq(sp_frame_row_tag(a, r), sp_frame_row_tag(b, r));
         uint8_t want = a->rows[r].kind;

@@ -117,7 +117,11 @@ int sp_ai_run_chunk(const sp_frame_t *f, uint32_t chunk, uint32_t nchunks, uint6
         if (me->flags & (SP_ENT_MINER | SP_ENT_FIGHTER)) {
             int want = (me->flags & SP_ENT_MINER) ? SP_KIND_ASTEROID : SP_KIND_SHIP;
             near_t nr = {f, me, {p[0], p[1], p[2]}, want, UINT32_MAX, 0.0f};
-            sp_frame_visit_sphere(f, p[0], p[1], p[2], SP_AI_SENSE_RADIUS, near_visit, &nr);
+            /* Fighters look among the ships alone (their own index: 1 row
+             * in 20 in the demo worlds); the reduction is order-free, so
+             * the choice is the one a scan of every row would make. */
+            if (want == SP_KIND_SHIP) sp_frame_visit_sphere_ships(f, p[0], p[1], p[2], SP_AI_SENSE_RADIUS, near_visit, &nr);
+            else sp_frame_visit_sphere(f, p[0], p[1], p[2], SP_AI_SENSE_RADIUS, near_visit, &nr);
             const sp_frame_row_t *best = nr.best == UINT32_MAX ? NULL : &f->rows[nr.best];
             float bestd = nr.bestd;
             if (best != NULL) {

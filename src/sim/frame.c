@@ -276,6 +276,58 @@ static void rent_fill(sp_frame_t *f, uint32_t r) {
 /* The spatial index and the NPC list of f from rent_ (every entry filled):
  * cell_start, cell_ents (a stable counting sort: rows of a cell stay in
  * ascending row order), npc_rows and npc_count. Reads 16 bytes a row. */
+/* Cell of an entry in a grid of cpa cells per axis of edge 1 / inv. */
+static uint32_t ent_cell(const sp_frame_cell_ent_t *e, float half, float inv, uint32_t cpa) {
+    return (cell_coord(e->pos[2], half, inv, cpa) * cpa + cell_coord(e->pos[1], half, inv, cpa)) * cpa +
+           cell_coord(e->pos[0], half, inv, cpa);
+}
+
+/* The ships' index of f (see sp_frame_t) from rent_ and the tags: a stable
+ * counting sort of the ship rows by their cell in a grid sized for them
+ * (cell_coord, as the main index, so queries bound it the same way). In a
+ * block of its own from the frame's allocator; on OOM none (ship_ents
+ * NULL). Reads a tag byte a row and 16 bytes a ship. */
+static void ships_index(sp_frame_t *f) {
+    uint32_t count = f->count, ns = 0;
+    const uint8_t *tag = f->tag_;
+    for (uint32_t r = 0; r < count; r++) ns += (tag[r] & ~SP_FRAME_TAG_FIGHTER) == SP_KIND_SHIP;
+    uint32_t cpa = (uint32_t)lround(cbrt((double)ns));
+    if (cpa < 1) cpa = 1;
+    if (cpa > 64) cpa = 64;
+    uint32_t ncells = cpa * cpa * cpa;
+    size_t off_e = sp_align_up(((size_t)ncells + 1) * sizeof(uint32_t), 64);
+    size_t bytes = off_e + (size_t)ns * sizeof(sp_frame_cell_ent_t);
+    char *mem = f->alloc_->alloc(f->alloc_->ctx, bytes, 64);
+    f->nships = ns;
+    if (mem == NULL) {
+        f->ship_ents = NULL;
+        f->ship_start = NULL;
+        return;
+    }
+    uint32_t *start = (uint32_t *)mem;
+    sp_frame_cell_ent_t *ents = (sp_frame_cell_ent_t *)(mem + off_e);
+    float cell = 2.0f * f->half_extent / (float)cpa, inv = 1.0f / cell, half = f->half_extent;
+    const sp_frame_cell_ent_t *rent = f->rent_;
+    memset(start, 0, ((size_t)ncells + 1) * sizeof(uint32_t));
+    for (uint32_t r = 0; r < count; r++)
+        if ((tag[r] & ~SP_FRAME_TAG_FIGHTER) == SP_KIND_SHIP) start[ent_cell(&rent[r], half, inv, cpa) + 1]++;
+    for (uint32_t c = 0; c < ncells; c++) start[c + 1] += start[c];
+    for (uint32_t r = 0; r < count; r++) { /* cursors: start shifted by one, undone below */
+        if ((tag[r] & ~SP_FRAME_TAG_FIGHTER) != SP_KIND_SHIP) continue;
+        sp_frame_cell_ent_t *e = &ents[start[ent_cell(&rent[r], half, inv, cpa)]++];
+        memcpy(e->pos, rent[r].pos, sizeof e->pos);
+        e->row = r;
+    }
+    for (uint32_t c = ncells; c > 0; c--) start[c] = start[c - 1];
+    start[0] = 0;
+    f->ship_mem_ = mem;
+    f->ship_bytes_ = bytes;
+    f->ship_cells_per_axis = cpa;
+    f->ship_cell_size = cell;
+    f->ship_start = start;
+    f->ship_ents = ents;
+}
+
 static void index_rows(sp_frame_t *f) {
     uint32_t count = f->count, cpa = f->cells_per_axis, ncells = cpa * cpa * cpa;
     const sp_frame_cell_ent_t *rent = f->rent_;
@@ -299,6 +351,7 @@ static void index_rows(sp_frame_t *f) {
     }
     for (uint32_t c = ncells; c > 0; c--) cell_start[c] = cell_start[c - 1];
     cell_start[0] = 0;
+    ships_index(f);
 }
 
 /* A source that reads w's own slot arrays (publish, incremental captures). */
@@ -656,6 +709,7 @@ void sp_frame_release(const sp_frame_t *cf) {
      * RMW is a locked instruction either way.) */
     if (atomic_fetch_sub_explicit(&f->refs_, 1, memory_order_acq_rel) == 1) {
         const sp_allocator_t *a = f->alloc_;
+        if (f->ship_mem_) a->free(a->ctx, f->ship_mem_, f->ship_bytes_, 64);
         a->free(a->ctx, f, f->bytes_, 64);
     }
 }
@@ -677,6 +731,18 @@ static int32_t axis_cell(double v, double half, double inv, uint32_t n) {
     return (int32_t)x;
 }
 
+/* One spatial index of a frame: the main one (every row) or the ships'. */
+typedef struct fidx {
+    float half, cell;
+    uint32_t cpa;
+    const uint32_t *start;
+    const sp_frame_cell_ent_t *ents;
+} fidx_t;
+
+static fidx_t fidx_all(const sp_frame_t *f) {
+    return (fidx_t){f->half_extent, f->cell_size, f->cells_per_axis, f->cell_start, f->cell_ents};
+}
+
 /* A query's geometry. Border cells also hold rows clamped in from outside
  * the cube, so their outer side is unbounded and they are never "inside".
  * Cell bounds are widened by a margin covering the float rounding of
@@ -689,14 +755,14 @@ typedef struct qgeo {
 
 /* 1: the query box covers over half of the grid (or r is infinite): scan
  * all rows instead. Otherwise fills g. Requires r >= 0, finite centre. */
-static int qgeo_init(qgeo_t *g, const sp_frame_t *f, float cx, float cy, float cz, float r) {
+static int qgeo_init(qgeo_t *g, const fidx_t *x, float cx, float cy, float cz, float r) {
     g->c[0] = cx, g->c[1] = cy, g->c[2] = cz;
     g->r2 = (double)r * r;
-    g->half = f->half_extent;
-    g->cs = f->cell_size;
+    g->half = x->half;
+    g->cs = x->cell;
     g->inv = 1.0 / g->cs;
     g->margin = g->cs * 1e-3 + 1.0 / SP_FRAME_POS_SCALE;
-    g->n = f->cells_per_axis;
+    g->n = x->cpa;
     if (isinf(r)) return 1;
     uint64_t box = 1;
     for (int k = 0; k < 3; k++) {
@@ -759,9 +825,9 @@ SP_INLINE void scan_span(const sp_frame_cell_ent_t *ents, uint32_t s, uint32_t e
     }
 }
 
-SP_INLINE void scan_cells(const sp_frame_t *f, const qgeo_t *g, emit_fn emit, void *ctx) {
-    const uint32_t *st = f->cell_start;
-    const sp_frame_cell_ent_t *ents = f->cell_ents;
+SP_INLINE void scan_cells(const fidx_t *x, const qgeo_t *g, emit_fn emit, void *ctx) {
+    const uint32_t *st = x->start;
+    const sp_frame_cell_ent_t *ents = x->ents;
     uint32_t n = g->n;
     double r2 = g->r2, c0 = g->c[0], half = g->half, inv = g->inv, m = g->margin;
     double ymin2[64], ymax2[64]; /* n <= 64 */
@@ -928,7 +994,8 @@ size_t sp_frame_query_sphere(const sp_frame_t *f, float cx, float cy, float cz, 
                              uint32_t *out, size_t cap) {
     if (!query_ok(f, cx, cy, cz, r)) return 0;
     qgeo_t g;
-    if (qgeo_init(&g, f, cx, cy, cz, r)) {
+    fidx_t all = fidx_all(f);
+    if (qgeo_init(&g, &all, cx, cy, cz, r)) {
         /* Big query: a linear scan is already in row (= id) order. */
         size_t found = 0;
         for (uint32_t i = 0; i < f->count; i++) {
@@ -945,20 +1012,51 @@ size_t sp_frame_query_sphere(const sp_frame_t *f, float cx, float cy, float cz, 
     q.count = f->count;
     q.full = cap == 0;
     q.thr = 0; /* cap 0: nothing is kept */
-    scan_cells(f, &g, sink_emit, &q);
+    scan_cells(&all, &g, sink_emit, &q);
     if (!q.full) sort_rows(out, q.nout, q.count);
     else if (cap > 0) sink_flush(&q);
     return q.found;
+}
+
+/* Without a ships' index: the main one's rows, ships passed on. */
+typedef struct ship_filter {
+    const sp_frame_t *f;
+    void (*fn)(void *ctx, uint32_t row);
+    void *ctx;
+} ship_filter_t;
+
+static void ship_filter_emit(void *ctx, uint32_t row) {
+    ship_filter_t *s = ctx;
+    if ((sp_frame_row_tag(s->f, row) & ~SP_FRAME_TAG_FIGHTER) == SP_KIND_SHIP) s->fn(s->ctx, row);
+}
+
+void sp_frame_visit_sphere_ships(const sp_frame_t *f, float cx, float cy, float cz, float r,
+                                 void (*fn)(void *ctx, uint32_t row), void *ctx) {
+    if (fn == NULL || !query_ok(f, cx, cy, cz, r)) return;
+    if (f->ship_ents == NULL) {
+        ship_filter_t sf = {f, fn, ctx};
+        sp_frame_visit_sphere(f, cx, cy, cz, r, ship_filter_emit, &sf);
+        return;
+    }
+    fidx_t ships = {f->half_extent, f->ship_cell_size, f->ship_cells_per_axis, f->ship_start, f->ship_ents};
+    qgeo_t g;
+    if (qgeo_init(&g, &ships, cx, cy, cz, r)) {
+        for (uint32_t i = 0; i < f->nships; i++)
+            if (ent_in(&f->ship_ents[i], g.c, g.r2)) fn(ctx, f->ship_ents[i].row);
+        return;
+    }
+    scan_cells(&ships, &g, fn, ctx);
 }
 
 void sp_frame_visit_sphere(const sp_frame_t *f, float cx, float cy, float cz, float r,
                            void (*fn)(void *ctx, uint32_t row), void *ctx) {
     if (fn == NULL || !query_ok(f, cx, cy, cz, r)) return;
     qgeo_t g;
-    if (qgeo_init(&g, f, cx, cy, cz, r)) {
+    fidx_t all = fidx_all(f);
+    if (qgeo_init(&g, &all, cx, cy, cz, r)) {
         for (uint32_t i = 0; i < f->count; i++)
             if (row_in(&f->rows[i], g.c, g.r2)) fn(ctx, i);
         return;
     }
-    scan_cells(f, &g, fn, ctx);
+    scan_cells(&all, &g, fn, ctx);
 }
