@@ -756,6 +756,42 @@ END_TEST
 
 /* ---------------------------------------------------------------- AI */
 
+/* The fighters' search over the ships' own index decides exactly as one
+ * over every row: each AI round of a churning demo world gives the same
+ * messages, byte for byte, with the frame's ships' index and without it
+ * (ship_ents NULL: the main index, ships filtered). */
+START_TEST(test_ai_ships_index_decides_as_the_full_scan) {
+    ck_assert_int_eq(sp_world_populate_demo(W, 6000, 900), 0);
+    size_t cap = 2 * 900 + 16, shots = 0, moves = 0;
+    sp_msg_t *a = malloc(cap * sizeof *a), *b = malloc(cap * sizeof *b);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    for (int round = 0; round < 60; round++) {
+        sp_frame_t *f = sp_world_publish_frame(W);
+        ck_assert_ptr_nonnull(f->ship_ents);
+        size_t na = 0, nb = 0;
+        ck_assert_int_eq(sp_ai_run_chunk(f, 0, 1, f->tick, a, cap, &na), 0);
+        const sp_frame_cell_ent_t *keep = f->ship_ents;
+        f->ship_ents = NULL;
+        ck_assert_int_eq(sp_ai_run_chunk(f, 0, 1, f->tick, b, cap, &nb), 0);
+        f->ship_ents = keep;
+        ck_assert_uint_eq(na, nb);
+        ck_assert_int_eq(memcmp(a, b, na * sizeof *a), 0);
+        for (size_t m = 0; m < na; m++) {
+            shots += a[m].kind == SP_MSG_WEAPON_FIRED;
+            moves += a[m].kind == SP_MSG_SHIP_MOVEMENT;
+            (void)sp_world_apply_msg(W, &a[m]);
+        }
+        sp_frame_release(f);
+        for (int t = 0; t < 3; t++) ck_assert_int_eq(sp_world_step(W), 0);
+    }
+    ck_assert_uint_gt(shots, 20); /* fighters found ships, and fired */
+    ck_assert_uint_gt(moves, 1000);
+    free(a);
+    free(b);
+}
+END_TEST
+
 START_TEST(test_ai_chunks_tag_messages_and_miner_mines_fighter_fires) {
     sp_entity_id_t miner, fighter, patrol, victim = ship_at(5, 500, 500, 500);
     float pm[3] = {0, 0, 0}, pf[3] = {500, 500, 450}, pp[3] = {-500, 0, 0};
@@ -1155,6 +1191,7 @@ static Suite *world_suite(void) {
         {"frame_threads", test_frame_released_concurrently_last_one_frees},
         {"frame_capture", test_frame_built_from_capture_on_other_thread_equals_published},
         {"ai", test_ai_chunks_tag_messages_and_miner_mines_fighter_fires},
+        {"ai_ships_index", test_ai_ships_index_decides_as_the_full_scan},
         {"demo", test_world_populate_demo_deterministic_from_seed},
         {"respawn", test_world_respawn_tops_up_npcs_and_asteroids_at_fixed_rate_deterministically},
         {"kept_static_grid", test_issue_9_kept_static_grid_steps_like_a_freshly_built_one},
