@@ -1537,6 +1537,37 @@ __attribute__((target("avx512f"))) static void job_coh_sweep_avx512(sp_grid_t *g
 }
 #endif
 
+/* Phase 9's counting half, shared by both writers below: thread tid's
+ * input range [*alo, *ahi); cnt[a] for a in it becomes the output offset of
+ * a's first pair (every thread's hits read once, pairs keyed by their lower
+ * sorted index). Returns the pairs of all threads whose a is below the
+ * range: where this thread's part of the output starts. */
+static size_t coh_order_offsets(sp_grid_t *g, int tid, size_t *alo, size_t *ahi) {
+    const uint32_t *sid = g->coh.cur.sid;
+    uint32_t *cnt = g->cnt;
+    split(g->n, g->nt, tid, alo, ahi);
+    memset(cnt + *alo, 0, (*ahi - *alo) * sizeof *cnt);
+    size_t below = 0;
+    for (int t = 0; t < g->nt; t++) {
+        const tslot_t *s = &g->ts[t].s;
+        for (size_t k = 0; k < s->nh; k++) {
+            uint32_t ia = sid[s->hi[k]], ib = sid[s->hj[k]];
+            size_t a = ia < ib ? ia : ib;
+            if (a < *alo)
+                below++;
+            else if (a < *ahi)
+                cnt[a]++;
+        }
+    }
+    size_t run = below;
+    for (size_t a = *alo; a < *ahi; a++) {
+        size_t v = cnt[a];
+        cnt[a] = (uint32_t)run;
+        run += v;
+    }
+    return below;
+}
+
 /* Phase 9: thread tid owns the pairs whose a is in its input range. It reads
  * every thread's hits twice (count, then place) and writes only its part of
  * cnt[] and of the output, so no write is shared. The record is computed
@@ -1544,29 +1575,10 @@ __attribute__((target("avx512f"))) static void job_coh_sweep_avx512(sp_grid_t *g
 static void job_coh_order(sp_grid_t *g, int tid) {
     coh_t *c = &g->coh;
     size_t alo, ahi;
-    split(g->n, g->nt, tid, &alo, &ahi);
+    size_t below = coh_order_offsets(g, tid, &alo, &ahi);
     uint32_t *cnt = g->cnt;
-    memset(cnt + alo, 0, (ahi - alo) * sizeof *cnt);
     const uint32_t *sid = c->cur.sid;
     const float *sx = c->cur.x, *sy = c->cur.y, *sz = c->cur.z;
-    size_t below = 0;
-    for (int t = 0; t < g->nt; t++) {
-        const tslot_t *s = &g->ts[t].s;
-        for (size_t k = 0; k < s->nh; k++) {
-            uint32_t ia = sid[s->hi[k]], ib = sid[s->hj[k]];
-            size_t a = ia < ib ? ia : ib;
-            if (a < alo)
-                below++;
-            else if (a < ahi)
-                cnt[a]++;
-        }
-    }
-    size_t run = below;
-    for (size_t a = alo; a < ahi; a++) {
-        size_t v = cnt[a];
-        cnt[a] = (uint32_t)run;
-        run += v;
-    }
     sp_pair_t *o = g->out.p;
     for (int t = 0; t < g->nt; t++) {
         const tslot_t *s = &g->ts[t].s;
@@ -1624,30 +1636,10 @@ static int full_pass_ab(sp_grid_t *g, sp_arena_t *scratch, const float *x, const
 /* Phase 9 for the Verlet list's build: as job_coh_order, but only (a, b)
  * is written, to the candidate arrays (no distance or normal). */
 static void job_coh_order_cand(sp_grid_t *g, int tid) {
-    coh_t *c = &g->coh;
     size_t alo, ahi;
-    split(g->n, g->nt, tid, &alo, &ahi);
+    size_t below = coh_order_offsets(g, tid, &alo, &ahi);
     uint32_t *cnt = g->cnt;
-    memset(cnt + alo, 0, (ahi - alo) * sizeof *cnt);
-    const uint32_t *sid = c->cur.sid;
-    size_t below = 0;
-    for (int t = 0; t < g->nt; t++) {
-        const tslot_t *s = &g->ts[t].s;
-        for (size_t k = 0; k < s->nh; k++) {
-            uint32_t ia = sid[s->hi[k]], ib = sid[s->hj[k]];
-            size_t a = ia < ib ? ia : ib;
-            if (a < alo)
-                below++;
-            else if (a < ahi)
-                cnt[a]++;
-        }
-    }
-    size_t run = below;
-    for (size_t a = alo; a < ahi; a++) {
-        size_t v = cnt[a];
-        cnt[a] = (uint32_t)run;
-        run += v;
-    }
+    const uint32_t *sid = g->coh.cur.sid;
     uint32_t *ca = g->vl.ca, *cb = g->vl.cb;
     for (int t = 0; t < g->nt; t++) {
         const tslot_t *s = &g->ts[t].s;
