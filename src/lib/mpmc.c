@@ -41,6 +41,21 @@ static inline unsigned char *cell_data(const struct sp__mpmc_side *s, size_t pos
     return s->cells + (pos & s->mask) * s->cell_size + SP_MPMC_CELL_HDR;
 }
 
+/* The slot array of a ring: n slots of elem bytes, rounded up to whole
+ * false-sharing ranges and aligned to one, so no other data shares its
+ * first or last line. *bytes: the size to free it with. Returns 0,
+ * SP_EOVERFLOW or SP_ENOMEM. */
+static int ring_alloc(const sp_allocator_t *alloc, size_t n, size_t elem, void **mem, size_t *bytes) {
+    size_t b;
+    if (sp_size_mul(n, elem, &b) != 0) return SP_EOVERFLOW;
+    if (sp_size_add(b, SP_FALSE_SHARING_RANGE - 1, &b) != 0) return SP_EOVERFLOW;
+    b = sp_align_up(b, SP_FALSE_SHARING_RANGE);
+    *mem = alloc->alloc(alloc->ctx, b, SP_FALSE_SHARING_RANGE);
+    if (*mem == NULL) return SP_ENOMEM;
+    *bytes = b;
+    return 0;
+}
+
 int sp_mpmc_init(sp_mpmc_t *q, size_t capacity, size_t elem_size, const sp_allocator_t *alloc) {
     if (q == NULL || capacity < 2 || (capacity & (capacity - 1)) != 0 || elem_size == 0) return SP_EINVAL;
     if (alloc == NULL) alloc = sp_allocator_default();
@@ -56,12 +71,9 @@ int sp_mpmc_init(sp_mpmc_t *q, size_t capacity, size_t elem_size, const sp_alloc
     SP_ASSERT(elem_size != sizeof(void *) || cell_size == 16);
 
     size_t bytes;
-    if (sp_size_mul(capacity, cell_size, &bytes) != 0) return SP_EOVERFLOW;
-    if (sp_size_add(bytes, SP_FALSE_SHARING_RANGE - 1, &bytes) != 0) return SP_EOVERFLOW;
-    bytes = sp_align_up(bytes, SP_FALSE_SHARING_RANGE);
-
-    void *mem = alloc->alloc(alloc->ctx, bytes, SP_FALSE_SHARING_RANGE);
-    if (mem == NULL) return SP_ENOMEM;
+    void *mem;
+    int rc = ring_alloc(alloc, capacity, cell_size, &mem, &bytes);
+    if (rc) return rc;
 
     memset(q, 0, sizeof *q);
     q->capacity = capacity;
@@ -285,11 +297,10 @@ int sp_mpmc_burst_init(sp_mpmc_burst_t *q, size_t capacity, int single, const sp
     if (q == NULL || capacity < 2 || (capacity & (capacity - 1)) != 0) return SP_EINVAL;
     if (alloc == NULL) alloc = sp_allocator_default();
     size_t bytes;
-    if (sp_size_mul(capacity, sizeof(void *), &bytes) != 0) return SP_EOVERFLOW;
-    if (sp_size_add(bytes, SP_FALSE_SHARING_RANGE - 1, &bytes) != 0) return SP_EOVERFLOW;
-    bytes = sp_align_up(bytes, SP_FALSE_SHARING_RANGE);
-    void **slots = alloc->alloc(alloc->ctx, bytes, SP_FALSE_SHARING_RANGE);
-    if (slots == NULL) return SP_ENOMEM;
+    void *mem;
+    int rc = ring_alloc(alloc, capacity, sizeof(void *), &mem, &bytes);
+    if (rc) return rc;
+    void **slots = mem;
     memset(q, 0, sizeof *q);
     q->capacity = capacity;
     q->mem_size = bytes;
@@ -446,11 +457,10 @@ int sp_spsc_init(sp_spsc_t *q, size_t capacity, const sp_allocator_t *alloc) {
     if (q == NULL || capacity < 2 || (capacity & (capacity - 1)) != 0) return SP_EINVAL;
     if (alloc == NULL) alloc = sp_allocator_default();
     size_t bytes;
-    if (sp_size_mul(capacity, sizeof(void *), &bytes) != 0) return SP_EOVERFLOW;
-    if (sp_size_add(bytes, SP_FALSE_SHARING_RANGE - 1, &bytes) != 0) return SP_EOVERFLOW;
-    bytes = sp_align_up(bytes, SP_FALSE_SHARING_RANGE);
-    _Atomic(void *) *slots = alloc->alloc(alloc->ctx, bytes, SP_FALSE_SHARING_RANGE);
-    if (slots == NULL) return SP_ENOMEM;
+    void *mem;
+    int rc = ring_alloc(alloc, capacity, sizeof(void *), &mem, &bytes);
+    if (rc) return rc;
+    _Atomic(void *) *slots = mem;
     memset(q, 0, sizeof *q);
     for (size_t i = 0; i < capacity; i++) atomic_init(&slots[i], NULL); /* single-threaded init */
     q->capacity = capacity;
@@ -490,11 +500,10 @@ int sp_spsc_batch_init(sp_spsc_batch_t *q, size_t capacity, const sp_allocator_t
     if (q == NULL || capacity < 2 || (capacity & (capacity - 1)) != 0) return SP_EINVAL;
     if (alloc == NULL) alloc = sp_allocator_default();
     size_t bytes;
-    if (sp_size_mul(capacity, sizeof(void *), &bytes) != 0) return SP_EOVERFLOW;
-    if (sp_size_add(bytes, SP_FALSE_SHARING_RANGE - 1, &bytes) != 0) return SP_EOVERFLOW;
-    bytes = sp_align_up(bytes, SP_FALSE_SHARING_RANGE);
-    void **slots = alloc->alloc(alloc->ctx, bytes, SP_FALSE_SHARING_RANGE);
-    if (slots == NULL) return SP_ENOMEM;
+    void *mem;
+    int rc = ring_alloc(alloc, capacity, sizeof(void *), &mem, &bytes);
+    if (rc) return rc;
+    void **slots = mem;
     memset(q, 0, sizeof *q);
     memset(slots, 0, bytes); /* not needed for correctness: no slot is read before it is written */
     q->capacity = capacity;
