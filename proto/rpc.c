@@ -550,51 +550,16 @@ int sp_rpc_decoder_unpack(sp_rpc_decoder_t *d, sp_rpc_msg_t *m) {
 static bool skip_object(const unsigned char **pp, const unsigned char *end, unsigned depth_left) {
     const unsigned char *p = *pp;
     if (p >= end) return false;
-    unsigned char b = *p++;
-    /* A container (even an empty one) is a level; scalars are not. */
-    if (((b >= 0x80 && b <= 0x9f) || (b >= 0xdc && b <= 0xdf)) && depth_left == 0) return false;
-    uint64_t len = 0, kids = 0;
-    unsigned lb = 0; /* bytes of a big-endian length that follows */
-    int extra = 0;   /* bytes after that length (ext type) */
-    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
-    } else if (b <= 0x8f) {
-        kids = 2u * (b & 0x0fu);
-    } else if (b <= 0x9f) {
-        kids = b & 0x0fu;
-    } else if (b <= 0xbf) {
-        len = b & 0x1fu;
-    } else {
-        switch (b) {
-        case 0xc4: case 0xd9: lb = 1; break;
-        case 0xc5: case 0xda: lb = 2; break;
-        case 0xc6: case 0xdb: lb = 4; break;
-        case 0xc7: lb = 1; extra = 1; break;
-        case 0xc8: lb = 2; extra = 1; break;
-        case 0xc9: lb = 4; extra = 1; break;
-        case 0xca: case 0xce: case 0xd2: len = 4; break;
-        case 0xcb: case 0xcf: case 0xd3: len = 8; break;
-        case 0xcc: case 0xd0: len = 1; break;
-        case 0xcd: case 0xd1: len = 2; break;
-        case 0xd4: len = 2; break;
-        case 0xd5: len = 3; break;
-        case 0xd6: len = 5; break;
-        case 0xd7: len = 9; break;
-        case 0xd8: len = 17; break;
-        case 0xdc: case 0xde: lb = 2; break;
-        case 0xdd: case 0xdf: lb = 4; break;
-        default: return false; /* 0xc1 */
-        }
-    }
-    if (lb) {
-        if ((size_t)(end - p) < lb) return false;
-        uint64_t v = 0;
-        for (unsigned i = 0; i < lb; i++) v = (v << 8) | p[i];
-        p += lb;
-        if (b >= 0xdc) kids = b >= 0xde ? 2 * v : v;
-        else len = v + (uint64_t)extra;
-    }
-    if ((uint64_t)(end - p) < len) return false;
-    p += len;
+    /* The framer's own reading of a header (header_size, header_decode). */
+    uint64_t fixed = 0, payload, kids;
+    bool container;
+    unsigned hn = header_size(*p, &fixed);
+    if (hn == 0 || (size_t)(end - p) < hn) return false;
+    header_decode(p, hn, fixed, &payload, &kids, &container);
+    if (container && depth_left == 0) return false; /* a container (even an empty one) is a level */
+    p += hn;
+    if ((uint64_t)(end - p) < payload) return false;
+    p += payload;
     if (kids > (uint64_t)(end - p)) return false; /* each element takes a byte at least */
     for (uint64_t k = 0; k < kids; k++)
         if (!skip_object(&p, end, depth_left - 1)) return false;
