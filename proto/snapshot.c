@@ -324,18 +324,28 @@ typedef struct cursor {
 /* One msgpack integer at *pp: its bits in *u and whether it is negative (as
  * msgpack-c classifies it: a signed encoding of a value >= 0 is positive).
  * False for any other type or a truncated one; *pp moves past it. */
+/* Payload bytes after the first byte b of a msgpack integer (0 for a
+ * fixint: cc..cf are uint 1-8 bytes, d0..d3 int 1-8), or -1 for any other
+ * type. */
+static inline int raw_int_payload(unsigned char b) {
+    if (b <= 0x7f || b >= 0xe0) return 0;
+    if (b < 0xcc || b > 0xd3) return -1;
+    return 1 << ((b - 0xcc) & 3);
+}
+
 static inline bool raw_num(const unsigned char **pp, const unsigned char *end, uint64_t *u, bool *neg) {
     const unsigned char *p = *pp;
     if (p >= end) return false;
     unsigned char b = *p++;
-    if (b <= 0x7f || b >= 0xe0) {
+    int w = raw_int_payload(b);
+    if (w == 0) {
         *neg = b >= 0xe0;
         *u = *neg ? (uint64_t)(int64_t)(int8_t)b : b;
         *pp = p;
         return true;
     }
-    if (b < 0xcc || b > 0xd3) return false;
-    unsigned nb = 1u << ((b - 0xcc) & 3); /* cc..cf: uint 1-8 bytes; d0..d3: int 1-8 bytes */
+    if (w < 0) return false;
+    unsigned nb = (unsigned)w;
     if ((size_t)(end - p) < nb) return false;
     uint64_t v = 0;
     for (unsigned i = 0; i < nb; i++) v = (v << 8) | p[i];
@@ -1047,15 +1057,9 @@ static bool raw_list(const unsigned char **pp, const unsigned char *end, cursor_
     *c = (cursor_t){NULL, p, end, n, 0, 0, false};
     for (uint32_t i = 0; i < n; i++) { /* sizes told by first bytes: no value decoded */
         if (p >= end) return false;
-        unsigned char b = *p;
-        if (b <= 0x7f || b >= 0xe0) p++;
-        else if (b >= 0xcc && b <= 0xd3) {
-            size_t w = 1 + ((size_t)1 << ((b - 0xcc) & 3));
-            if ((size_t)(end - p) < w) return false;
-            p += w;
-        } else {
-            return false;
-        }
+        int w = raw_int_payload(*p);
+        if (w < 0 || (size_t)(end - p) < 1 + (size_t)w) return false;
+        p += 1 + (size_t)w;
     }
     *pp = p;
     return true;
