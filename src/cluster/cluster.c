@@ -61,6 +61,9 @@
 #define RETRY_NS 100000000ull /* a transient failure is retried after 100 ms */
 #define ACK_WAIT_NS 10000000000ll /* redelivery of an unacked hand-off after 10 s */
 #define PUB_BATCH 512         /* hand-offs published at once before waiting for their answers */
+#define ANN_NS 100000000ull   /* the last tick announcement is repeated every 100 ms */
+#define MEMBERS_NS 250000000ull /* the membership bucket is listed every 250 ms */
+#define JOIN_NS 500000000ull  /* at start, the longest wait to hear every live peer's tick (5 repeats) */
 
 /* ---------------------------------------------------------------- items */
 
@@ -71,10 +74,15 @@ enum {
     IT_FENCE,      /* flag: 1 fenced, 0 re-registered */
     IT_CTL,        /* verb, msg (the request; answered by an IT_REPLY) */
     IT_PUBFAIL,    /* a publish failed for sure: compensate h */
+    IT_SEEN,       /* a malformed hand-off (acked away) had stream sequence seq */
+    IT_FRONTIER,   /* the peers' frontier changed: flag (1 = every live peer announced), rev (their
+                    * lowest announced tick), seq (the highest hand-off sequence they announced
+                    * for this node), owner (live peers) */
     /* loop -> NATS thread */
     IT_PUBLISH,    /* h to node `to` */
     IT_ACK,        /* msg processed (result in `flag`) */
     IT_REPLY,      /* text to msg's reply subject */
+    IT_ANNOUNCE,   /* this node stepped to tick `rev` and queued that step's hand-offs before this */
 };
 enum { CTL_STATUS = 1, CTL_DUMP, CTL_PAUSE, CTL_RESUME };
 
@@ -86,6 +94,7 @@ typedef struct item {
     uint32_t cell;
     int32_t owner;
     uint64_t rev;
+    uint64_t seq; /* IT_IMPORT: the message's stream sequence; IT_FRONTIER: see above */
     natsMsg *msg; /* touched by the NATS thread only: the loop just carries it back */
     char *text;   /* IT_REPLY: malloc'd body */
     size_t len;
@@ -103,7 +112,19 @@ typedef struct loopstat {
     uint64_t refused;     /* hand-offs in for a cell not ours: sent back to their origin */
     uint64_t returned;    /* compensations applied here (returns and failed publishes) */
     uint64_t homeless;    /* last scan: entities in cells with no owner (kept) */
+    uint64_t late;        /* hand-offs in stamped with a tick this world had passed (imported at once:
+                           * only after a restart, a cell move or a paused audit; see the header) */
+    uint64_t fwaits;      /* steps that waited for the frontier */
+    uint64_t fwait_ns, fwait_max_ns; /* wall time those waits lasted (sum, longest) */
 } loopstat_t;
+
+/* One peer's newest announcement, as the NATS thread keeps it. */
+typedef struct peer {
+    uint64_t inc;  /* 0 = never heard */
+    uint64_t tick; /* the tick it announced it stepped to */
+    uint64_t seq;  /* the last stream sequence of a hand-off it published to this node */
+    bool live;     /* a key in the membership bucket at the last poll */
+} peer_t;
 
 struct sp_cluster {
     sp_cluster_conf_t conf;
@@ -141,6 +162,20 @@ struct sp_cluster {
     sp_entity_id_t *leavers;
     size_t nleavers, capleavers;
     loopstat_t ls;
+    /* The frontier (IT_FRONTIER, in ring order with the imports). */
+    bool fr_all;        /* every live peer has announced */
+    uint64_t fr_tick;   /* the lowest tick they announced (UINT64_MAX: no live peer) */
+    uint64_t fr_seq;    /* what recv_seq must reach before stepping */
+    uint32_t fr_peers;  /* live peers */
+    uint64_t recv_seq;  /* highest stream sequence of a hand-off popped here (applied or early) */
+    item_t **early;     /* hand-offs stamped with a tick the world has not reached: imported then */
+    size_t nearly, capearly;
+    uint64_t wait_since; /* sp_now_ns() when the step began to wait for the frontier, 0 = not waiting */
+    uint64_t pause_at;  /* conf.pause_at */
+    uint64_t join_tick; /* the tick to start from (join_tick), set by sp_cluster_open */
+    bool ann_owed;      /* the last step's announcement found no room in to_net: sent next */
+    void (*ready_cb)(void *ctx);
+    void *ready_ctx;
 
     /* NATS-thread side. */
     item_t *stash;            /* popped from the network, not yet pushed into to_loop */
@@ -157,6 +192,20 @@ struct sp_cluster {
      * its generation and one answer per slot, written by nats.c's thread. */
     _Atomic uint64_t pub_gen;
     _Atomic int pub_res[PUB_BATCH];
+
+    /* The clock, NATS-thread side. last_to[d]: stream sequence of the last
+     * hand-off this incarnation published to node d (from the publish
+     * answers). peers[n]: node n's newest announcement. */
+    natsSubscription *tick_sub;
+    uint64_t *last_to;
+    peer_t *peers;
+    uint64_t ann_tick;       /* the tick this node last announced */
+    bool ann_any;            /* announced at least once */
+    uint64_t next_ann_ns, next_members_ns;
+    bool fr_sent, fr_sent_all;
+    uint64_t fr_sent_tick, fr_sent_seq;
+    uint32_t fr_sent_peers;
+    _Atomic uint64_t pub_seq[PUB_BATCH]; /* the stream sequence of each answered publish */
 
     int journal_fd; /* -1 = none; O_APPEND: lines from both threads stay whole */
 };
@@ -254,6 +303,45 @@ static natsStatus setup_stream(sp_cluster_t *c) {
 }
 
 /* The next incarnation of this node: CAS-increment sp_nodes/n<node>. */
+static void net_heard(sp_cluster_t *c, natsMsg *m);
+
+/* The tick this process starts from (sp_cluster_join_tick): the highest
+ * one a live peer announces. Peers repeat their announcement every ANN_NS,
+ * paused or not, so waiting up to JOIN_NS hears each; one not heard by then
+ * (a member whose key has not lapsed yet after a kill) is left out. Without
+ * this a daemon that joins or restarts would start from tick 0 and hold its
+ * peers back for as many ticks as the cluster is old (the frontier waits
+ * for the lowest tick). Main thread, before the NATS thread exists. */
+static natsStatus join_tick(sp_cluster_t *c) {
+    kvKeysList kl = {0};
+    natsStatus s = kvStore_Keys(&kl, c->kv_members, NULL);
+    if (s == NATS_NOT_FOUND) s = NATS_OK; /* no key at all: nobody to join */
+    for (int k = 0; s == NATS_OK && k < kl.Count; k++) {
+        const char *key = kl.Keys[k];
+        char *end;
+        unsigned long n = key[0] == 'n' ? strtoul(key + 1, &end, 10) : SP_WORLD_MAX_NODES;
+        if (n < SP_WORLD_MAX_NODES && *end == '\0' && n != c->conf.node) c->peers[n].live = true;
+    }
+    kvKeysList_Destroy(&kl);
+    if (s != NATS_OK) return s;
+    uint64_t end_ns = sp_now_ns() + JOIN_NS;
+    for (;;) {
+        bool all = true;
+        for (uint32_t n = 0; n < SP_WORLD_MAX_NODES; n++)
+            if (c->peers[n].live && c->peers[n].inc == 0) all = false;
+        uint64_t now = sp_now_ns();
+        if (all || now >= end_ns) break;
+        natsMsg *m = NULL;
+        if (natsSubscription_NextMsg(&m, c->tick_sub, (int64_t)((end_ns - now) / 1000000u) + 1) == NATS_OK) {
+            net_heard(c, m);
+            natsMsg_Destroy(m);
+        }
+    }
+    for (uint32_t n = 0; n < SP_WORLD_MAX_NODES; n++)
+        if (c->peers[n].live && c->peers[n].inc != 0 && c->peers[n].tick > c->join_tick) c->join_tick = c->peers[n].tick;
+    return NATS_OK;
+}
+
 static natsStatus take_incarnation(sp_cluster_t *c, kvStore *kv) {
     char key[32];
     snprintf(key, sizeof key, "n%u", c->conf.node);
@@ -327,7 +415,13 @@ int sp_cluster_open(const sp_cluster_conf_t *conf, sp_cluster_t **out) {
     c->net_rev = calloc(c->ncells, sizeof *c->net_rev);
     c->owner = malloc(c->ncells * sizeof *c->owner);
     c->rev = calloc(c->ncells, sizeof *c->rev);
-    if (!c->net_owner || !c->net_rev || !c->owner || !c->rev || sp_spsc_init(&c->to_loop, RING, NULL) != 0 ||
+    c->last_to = calloc(SP_WORLD_MAX_NODES, sizeof *c->last_to);
+    c->peers = calloc(SP_WORLD_MAX_NODES, sizeof *c->peers);
+    c->pause_at = conf->pause_at;
+    c->paused = conf->start_paused != 0;
+    c->fr_tick = UINT64_MAX; /* no peer known yet: the first membership read says */
+    c->fr_all = true;
+    if (!c->net_owner || !c->net_rev || !c->owner || !c->rev || !c->last_to || !c->peers || sp_spsc_init(&c->to_loop, RING, NULL) != 0 ||
         sp_spsc_init(&c->to_net, RING, NULL) != 0) {
         sp_cluster_free(c);
         return SP_ENOMEM;
@@ -401,6 +495,27 @@ int sp_cluster_open(const sp_cluster_conf_t *conf, sp_cluster_t **out) {
         snprintf(subj, sizeof subj, "sp.ctl.%u.*", conf->node);
         step = "the control subject";
         s = natsConnection_SubscribeSync(&c->ctl, c->nc, subj);
+        if (s == NATS_OK) {
+            step = "the tick subject";
+            s = natsConnection_SubscribeSync(&c->tick_sub, c->nc, "sp.tick.*");
+        }
+    }
+    if (s == NATS_OK) {
+        /* Hand-offs to this node that an earlier incarnation acked count as
+         * received: a peer's announcement may cover them, and they will
+         * never be delivered again. */
+        char durable[32];
+        snprintf(durable, sizeof durable, "node-%u", conf->node);
+        jsConsumerInfo *ci = NULL;
+        jsErrCode jerr = 0;
+        step = "the hand-off consumer's ack floor";
+        s = js_GetConsumerInfo(&ci, c->js, STREAM, durable, NULL, &jerr);
+        if (s == NATS_OK) c->recv_seq = ci->AckFloor.Stream;
+        jsConsumerInfo_Destroy(ci);
+    }
+    if (s == NATS_OK) {
+        step = "the cluster's tick";
+        s = join_tick(c);
     }
     if (s != NATS_OK) {
         SP_LOGE("cluster: %s at %s failed: %s", step, c->url, st_text(s));
@@ -414,6 +529,8 @@ int sp_cluster_open(const sp_cluster_conf_t *conf, sp_cluster_t **out) {
 }
 
 uint64_t sp_cluster_incarnation(const sp_cluster_t *c) { return c->inc; }
+
+uint64_t sp_cluster_join_tick(const sp_cluster_t *c) { return c->join_tick; }
 
 int sp_cluster_spawn_test_ships(sp_cluster_t *c, sp_world_t *w, uint32_t n, uint64_t seed) {
     const sp_world_def_t *d = sp_world_def(w);
@@ -569,8 +686,34 @@ static void net_control(sp_cluster_t *c) {
     }
 }
 
-/* A control reply (IT_REPLY): send it and free the item. */
+/* Announce (core NATS, sp.tick.<node>): "INC TICK" then " D=SEQ" for
+ * every node D this incarnation handed something to, SEQ the stream
+ * sequence of the last of them. Sent when the loop's IT_ANNOUNCE is
+ * reached (so after every hand-off of that step was stored) and again
+ * every ANN_NS: a lost, late or duplicate announcement is harmless, since
+ * receivers keep the newest per (node, incarnation). */
+static void net_announce(sp_cluster_t *c) {
+    if (!c->ann_any) return;
+    char buf[4096];
+    size_t n = (size_t)snprintf(buf, sizeof buf, "%" PRIu64 " %" PRIu64, c->inc, c->ann_tick);
+    for (uint32_t d = 0; d < SP_WORLD_MAX_NODES && n < sizeof buf - 48; d++)
+        if (c->last_to[d]) n += (size_t)snprintf(buf + n, sizeof buf - n, " %u=%" PRIu64, d, c->last_to[d]);
+    char subj[32];
+    snprintf(subj, sizeof subj, "sp.tick.%u", c->conf.node);
+    natsStatus s = natsConnection_Publish(c->nc, subj, buf, (int)n);
+    if (s != NATS_OK) net_warn(c, "tick announcement (sent again shortly)", s, 0);
+    c->next_ann_ns = sp_now_ns() + ANN_NS;
+}
+
+/* A control reply (IT_REPLY) or an announcement: send it and free the item. */
 static void net_do(sp_cluster_t *c, item_t *it) {
+    if (it->type == IT_ANNOUNCE) {
+        c->ann_tick = it->rev;
+        c->ann_any = true;
+        free(it);
+        net_announce(c);
+        return;
+    }
     if (it->type == IT_REPLY) {
         /* Queued after everything the loop did before answering, so the
          * figures in a status reply count every earlier publish and ack as
@@ -614,6 +757,8 @@ static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, 
         /* Acquire: pairs with the release store of pub_gen before the batch
          * was published; the gen read here is that batch's or a later one. */
         if (k < PUB_BATCH && gen == atomic_load_explicit(&c->pub_gen, memory_order_acquire)) {
+            /* Relaxed: published by the release store of pub_res[k] below. */
+            atomic_store_explicit(&c->pub_seq[k], pa ? pa->Sequence : 0, memory_order_relaxed);
             int r = pa ? (pa->Duplicate ? PR_DUP : PR_OK)
                     : (pae && pae->ErrCode == 0 && transient(pae->Err)) ? PR_RETRY
                                                                          : PR_FAIL;
@@ -680,6 +825,10 @@ static bool net_publish_batch(sp_cluster_t *c) {
         /* Acquire: pairs with on_pub_ack's release store. */
         int r = atomic_load_explicit(&c->pub_res[k], memory_order_acquire);
         if (r == PR_OK || r == PR_DUP) {
+            /* Relaxed: ordered after the acquire load of pub_res[k] above.
+             * A duplicate's answer carries the stored original's sequence. */
+            uint64_t seq = atomic_load_explicit(&c->pub_seq[k], memory_order_relaxed);
+            if (it->to < SP_WORLD_MAX_NODES && seq > c->last_to[it->to]) c->last_to[it->to] = seq;
             c->published++;
             if (r == PR_DUP) c->pubdup++; /* an earlier attempt was stored: this one was not */
             journal(c, 'P', it->h.st.id, it->h.st.epoch);
@@ -758,9 +907,103 @@ static void net_ops(sp_cluster_t *c, uint64_t now) {
             }
             continue;
         }
-        net_do(c, it); /* IT_REPLY: frees it */
+        net_do(c, it); /* IT_REPLY, IT_ANNOUNCE: frees it */
         oq_unlink(c, next);
     }
+}
+
+/* The stream sequence of a fetched hand-off, 0 if unknown. */
+static uint64_t msg_seq(natsMsg *m) {
+    jsMsgMetaData *md = NULL;
+    uint64_t seq = 0;
+    if (natsMsg_GetMetaData(&md, m) == NATS_OK) seq = md->Sequence.Stream;
+    jsMsgMetaData_Destroy(md);
+    return seq;
+}
+
+/* One announcement from a peer: keep the newest of its newest incarnation. */
+static void net_heard(sp_cluster_t *c, natsMsg *m) {
+    const char *subj = natsMsg_GetSubject(m), *dot = strrchr(subj, '.');
+    char *end;
+    unsigned long node = dot ? strtoul(dot + 1, &end, 10) : SP_WORLD_MAX_NODES;
+    if (node >= SP_WORLD_MAX_NODES || node == c->conf.node) return;
+    char buf[4096];
+    int len = natsMsg_GetDataLength(m);
+    if (len <= 0 || len >= (int)sizeof buf) return;
+    memcpy(buf, natsMsg_GetData(m), (size_t)len);
+    buf[len] = '\0';
+    char *p = buf;
+    uint64_t inc = strtoull(p, &p, 10), tick = strtoull(p, &p, 10), seq = 0;
+    while (*p == ' ') {
+        unsigned long d = strtoul(p + 1, &end, 10);
+        if (*end != '=') break;
+        uint64_t v = strtoull(end + 1, &p, 10);
+        if (d == c->conf.node) seq = v;
+    }
+    peer_t *pe = &c->peers[node];
+    if (inc == 0 || inc < pe->inc) return; /* an older incarnation's, late */
+    if (inc > pe->inc) *pe = (peer_t){.inc = inc, .tick = tick, .seq = seq, .live = pe->live};
+    if (tick > pe->tick) pe->tick = tick;
+    if (seq > pe->seq) pe->seq = seq;
+}
+
+/* The clock: repeat our announcement, read the peers', list the members,
+ * and tell the loop when the frontier changed. */
+static void net_clock(sp_cluster_t *c, uint64_t now) {
+    if (c->ann_any && now >= c->next_ann_ns) net_announce(c);
+    for (int k = 0; k < 1024; k++) {
+        natsMsg *m = NULL;
+        if (natsSubscription_NextMsg(&m, c->tick_sub, 0) != NATS_OK) break;
+        net_heard(c, m);
+        natsMsg_Destroy(m);
+    }
+    if (now >= c->next_members_ns) {
+        c->next_members_ns = now + MEMBERS_NS;
+        kvKeysList kl = {0};
+        natsStatus s = kvStore_Keys(&kl, c->kv_members, NULL);
+        if (s == NATS_OK || s == NATS_NOT_FOUND) {
+            for (uint32_t n = 0; n < SP_WORLD_MAX_NODES; n++) c->peers[n].live = false;
+            for (int k = 0; k < kl.Count; k++) {
+                const char *key = kl.Keys[k];
+                char *end;
+                unsigned long n = key[0] == 'n' ? strtoul(key + 1, &end, 10) : SP_WORLD_MAX_NODES;
+                if (n < SP_WORLD_MAX_NODES && *end == '\0') c->peers[n].live = true;
+            }
+        } else {
+            net_warn(c, "listing the members (the frontier keeps the last list)", s, 0);
+        }
+        kvKeysList_Destroy(&kl);
+    }
+    bool all = true;
+    uint64_t tick = UINT64_MAX, seq = 0;
+    uint32_t npeers = 0;
+    for (uint32_t n = 0; n < SP_WORLD_MAX_NODES; n++) {
+        const peer_t *pe = &c->peers[n];
+        if (!pe->live || n == c->conf.node) continue;
+        npeers++;
+        if (pe->inc == 0) {
+            all = false;
+            continue;
+        }
+        if (pe->tick < tick) tick = pe->tick;
+        if (pe->seq > seq) seq = pe->seq;
+    }
+    if (c->fr_sent && all == c->fr_sent_all && tick == c->fr_sent_tick && seq == c->fr_sent_seq &&
+        npeers == c->fr_sent_peers)
+        return;
+    if (!flush_stash(c)) return;
+    item_t *it = item_new(IT_FRONTIER);
+    if (it == NULL) return;
+    it->flag = all;
+    it->rev = tick;
+    it->seq = seq;
+    it->owner = (int32_t)npeers;
+    push_or_stash(c, it);
+    c->fr_sent = true;
+    c->fr_sent_all = all;
+    c->fr_sent_tick = tick;
+    c->fr_sent_seq = seq;
+    c->fr_sent_peers = npeers;
 }
 
 static void net_fetch(sp_cluster_t *c) {
@@ -805,10 +1048,16 @@ static void net_fetch(sp_cluster_t *c) {
             c->bad++;
             SP_LOGW("cluster: dropped a malformed hand-off message (%d bytes)", natsMsg_GetDataLength(m));
             natsMsg_Ack(m, NULL);
+            uint64_t seq = msg_seq(m);
             natsMsg_Destroy(m);
-            free(it);
+            if (it) { /* still received: a peer's announcement may cover it */
+                it->type = IT_SEEN;
+                it->seq = seq;
+                if (!to_loop(c, it) && c->stash == NULL) c->stash = it;
+            }
             continue;
         }
+        it->seq = msg_seq(m);
         it->msg = m;
         c->inflight++;
         /* Room was checked above and only this thread pushes, so this
@@ -826,6 +1075,7 @@ static void *net_main(void *arg) {
         net_heartbeat(c, now);
         if (!c->net_fenced || c->next_poll_ns == 0) net_poll_cells(c, now);
         net_control(c);
+        net_clock(c, now);
         net_ops(c, now);
         net_fetch(c);
     }
@@ -836,17 +1086,74 @@ static void *net_main(void *arg) {
 
 static void on_wake(uv_async_t *a) { sp_cluster_apply((sp_cluster_t *)a->data); }
 
+static void to_net(sp_cluster_t *c, item_t *it);
+
 int sp_cluster_start(sp_cluster_t *c, uv_loop_t *loop, sp_world_t *w) {
     c->world = w;
     if (uv_async_init(loop, &c->wake, on_wake) != 0) return SP_EIO;
     c->wake.data = c;
     c->wake_open = true;
+    /* The first announcement: the tick this process starts from. Pushed
+     * before the thread exists (pthread_create orders it). */
+    item_t *ann = item_new(IT_ANNOUNCE);
+    if (ann == NULL) return SP_ENOMEM;
+    ann->rev = sp_world_tick(w);
+    to_net(c, ann);
     if (pthread_create(&c->thread, NULL, net_main, c) != 0) return SP_EAGAIN;
     c->thread_started = true;
     return 0;
 }
 
-int sp_cluster_frozen(const sp_cluster_t *c) { return c->fenced || c->paused; }
+/* A paused daemon still steps while it holds a hand-off stamped with a
+ * later tick: a peer was one tick ahead when the pause (or, at start, the
+ * resume) reached them at different moments, and that entity must not be
+ * stepped from a tick it has already passed. So a paused cluster comes to
+ * rest with nothing held early; O(early imports). */
+static bool catching_up(const sp_cluster_t *c) {
+    uint64_t t = sp_world_tick(c->world);
+    for (size_t k = 0; k < c->nearly; k++)
+        if (c->early[k]->h.tick > t) return true;
+    return false;
+}
+
+int sp_cluster_frozen(const sp_cluster_t *c) { return c->fenced || (c->paused && !catching_up(c)); }
+
+void sp_cluster_on_ready(sp_cluster_t *c, void (*fn)(void *ctx), void *ctx) {
+    c->ready_cb = fn;
+    c->ready_ctx = ctx;
+}
+
+/* The frontier lets the world step from its tick t: every live peer has
+ * announced a tick >= t, every hand-off their announcements cover has been
+ * received, and none stamped <= t waits in `early`. */
+static bool frontier_open(const sp_cluster_t *c) {
+    uint64_t t = sp_world_tick(c->world);
+    if (!c->fr_all || c->fr_tick < t || c->recv_seq < c->fr_seq) return false;
+    for (size_t k = 0; k < c->nearly; k++)
+        if (c->early[k]->h.tick <= t) return false; /* not yet applied (no room toward NATS) */
+    return true;
+}
+
+int sp_cluster_waits(sp_cluster_t *c) {
+    bool open = frontier_open(c);
+    uint64_t now = sp_now_ns();
+    if (!open && c->wait_since == 0) {
+        c->wait_since = now;
+        c->ls.fwaits++;
+    } else if (open && c->wait_since) {
+        uint64_t ns = now - c->wait_since;
+        c->ls.fwait_ns += ns;
+        if (ns > c->ls.fwait_max_ns) c->ls.fwait_max_ns = ns;
+        c->wait_since = 0;
+    }
+    return !open;
+}
+
+void sp_cluster_frontier_stats(const sp_cluster_t *c, uint64_t *waits, uint64_t *wait_ns, uint64_t *wait_max_ns) {
+    *waits = c->ls.fwaits;
+    *wait_ns = c->ls.fwait_ns;
+    *wait_max_ns = c->ls.fwait_max_ns;
+}
 
 static bool room_to_net(const sp_cluster_t *c, size_t n) {
     /* size_approx over-counts while the consumer pops (it frees a slot
@@ -883,6 +1190,7 @@ static void send_off(sp_cluster_t *c, const sp_entity_state_t *st, uint32_t to, 
     it->h.origin = (uint16_t)c->conf.node;
     it->h.cell = cell;
     it->h.cell_rev = cell < c->ncells ? c->rev[cell] : 0;
+    it->h.tick = sp_world_tick(c->world); /* the state is that of the end of the step to this tick */
     it->to = to;
     int rc = sp_world_depart(c->world, st->id, st->epoch);
     if (rc != 0) {
@@ -986,21 +1294,31 @@ static int dump_dep(void *ctx, sp_entity_id_t id, uint64_t epoch) {
  *   status: one line of figures; dump: the line, then "e ID EPOCH" per
  *   entity and "d ID EPOCH" per departure memory entry;
  *   pause / resume: stop / restart stepping and handing off (hand-offs in
- *   are still applied), then the status line. */
+ *   are still applied; a daemon holding one for a later tick steps up to it
+ *   first, see catching_up), then the status line. */
 static void apply_ctl(sp_cluster_t *c, item_t *it) {
     sp_world_t *w = c->world;
     if ((it->verb == CTL_PAUSE && !c->paused) || (it->verb == CTL_RESUME && c->paused)) {
         c->paused = it->verb == CTL_PAUSE;
         SP_LOGI("cluster: %s by an operator (tick %" PRIu64 ")", c->paused ? "paused" : "resumed", sp_world_tick(w));
     }
+    uint32_t mine = 0; /* cells this loop believes it owns */
+    for (uint32_t i = 0; i < c->ncells; i++) mine += c->owner[i] == (int32_t)c->conf.node;
+    char fr[32];
+    if (!c->fr_all) snprintf(fr, sizeof fr, "unknown");
+    else if (c->fr_tick == UINT64_MAX) snprintf(fr, sizeof fr, "none");
+    else snprintf(fr, sizeof fr, "%" PRIu64, c->fr_tick);
     tbuf_t t = {0};
     tb_printf(&t,
               "node %u tick %" PRIu64 " count %u hash %" PRIu64 " paused %d fenced %d crossings %" PRIu64
               " dup %" PRIu64 " stale %" PRIu64 " invalid %" PRIu64 " departs %" PRIu64 " refused %" PRIu64
-              " returned %" PRIu64 " homeless %" PRIu64 " held %zu\n",
+              " returned %" PRIu64 " homeless %" PRIu64 " held %zu late %" PRIu64 " early %zu peers %u frontier %s"
+              " recv_seq %" PRIu64 " need_seq %" PRIu64 " fwaits %" PRIu64 " fwait_ms %.1f fwait_max_ms %.1f"
+              " cells %u\n",
               c->conf.node, sp_world_tick(w), sp_world_count(w), sp_world_hash_canonical(w), c->paused, c->fenced,
               c->ls.crossings, c->ls.dup, c->ls.stale, c->ls.invalid, c->ls.departs, c->ls.refused, c->ls.returned,
-              c->ls.homeless, c->nheld);
+              c->ls.homeless, c->nheld, c->ls.late, c->nearly, c->fr_peers, fr, c->recv_seq, c->fr_seq, c->ls.fwaits,
+              (double)c->ls.fwait_ns / 1e6, (double)c->ls.fwait_max_ns / 1e6, mine);
     if (it->verb == CTL_DUMP) {
         dumpctx_t d = {c, &t};
         sp_world_foreach(w, dump_ent, &d);
@@ -1013,13 +1331,55 @@ static void apply_ctl(sp_cluster_t *c, item_t *it) {
     to_net(c, it);
 }
 
+/* An import the world is ready for now, or one to keep in `early` until
+ * the world reaches its tick (paused too: sp_cluster_frozen lets the world
+ * step up to it, see catching_up). */
+static void route_import(sp_cluster_t *c, item_t *it) {
+    uint64_t t = sp_world_tick(c->world);
+    if (it->h.tick > t) {
+        if (c->nearly == c->capearly) {
+            size_t nc = c->capearly ? 2 * c->capearly : 256;
+            item_t **v = realloc(c->early, nc * sizeof *v);
+            if (v == NULL) abort(); /* cannot keep it and must not drop it */
+            c->early = v;
+            c->capearly = nc;
+        }
+        c->early[c->nearly++] = it;
+        return;
+    }
+    if (it->h.tick < t) c->ls.late++;
+    apply_import(c, it);
+}
+
+/* Apply the early imports the world has reached, in arrival order. */
+static void release_early(sp_cluster_t *c) {
+    uint64_t t = sp_world_tick(c->world);
+    size_t kept = 0;
+    for (size_t k = 0; k < c->nearly; k++) {
+        item_t *it = c->early[k];
+        if (it->h.tick <= t && room_to_net(c, 3)) apply_import(c, it);
+        else c->early[kept++] = it;
+    }
+    c->nearly = kept;
+}
+
 void sp_cluster_apply(sp_cluster_t *c) {
     void *p;
+    if (c->ann_owed && room_to_net(c, 1)) {
+        item_t *ann = item_new(IT_ANNOUNCE);
+        if (ann) {
+            ann->rev = sp_world_tick(c->world);
+            to_net(c, ann);
+            c->ann_owed = false;
+        }
+    }
+    if (!c->fenced) release_early(c);
     /* Room for what an item can produce: an ack, a return publish, a reply. */
     while (room_to_net(c, 3 + 2 * c->nheld) && sp_spsc_try_pop(&c->to_loop, &p) == 0) {
         item_t *it = p;
         switch (it->type) {
         case IT_IMPORT:
+            if (it->seq > c->recv_seq) c->recv_seq = it->seq;
             if (c->fenced) { /* a lapsed member creates no entity: keep it for later */
                 if (c->nheld == c->capheld) {
                     size_t nc = c->capheld ? 2 * c->capheld : 256;
@@ -1030,8 +1390,19 @@ void sp_cluster_apply(sp_cluster_t *c) {
                 }
                 c->held[c->nheld++] = it;
             } else {
-                apply_import(c, it);
+                route_import(c, it);
             }
+            break;
+        case IT_SEEN:
+            if (it->seq > c->recv_seq) c->recv_seq = it->seq;
+            free(it);
+            break;
+        case IT_FRONTIER:
+            c->fr_all = it->flag != 0;
+            c->fr_tick = it->rev;
+            c->fr_seq = it->seq;
+            c->fr_peers = (uint32_t)it->owner;
+            free(it);
             break;
         case IT_OWNER:
             c->owner[it->cell] = it->owner;
@@ -1042,7 +1413,7 @@ void sp_cluster_apply(sp_cluster_t *c) {
             c->fenced = it->flag != 0;
             free(it);
             if (!c->fenced) {
-                for (size_t k = 0; k < c->nheld; k++) apply_import(c, c->held[k]);
+                for (size_t k = 0; k < c->nheld; k++) route_import(c, c->held[k]);
                 c->nheld = 0;
             }
             break;
@@ -1058,6 +1429,9 @@ void sp_cluster_apply(sp_cluster_t *c) {
             break;
         }
     }
+    /* A step waits for the frontier and it just opened: run it now rather
+     * than at the next tick period. */
+    if (c->wait_since && c->ready_cb && !sp_cluster_frozen(c) && frontier_open(c)) c->ready_cb(c->ready_ctx);
 }
 
 static int scan_fn(void *ctx, sp_entity_id_t id, float x, float y) {
@@ -1081,7 +1455,12 @@ static int scan_fn(void *ctx, sp_entity_id_t id, float x, float y) {
 }
 
 void sp_cluster_after_step(sp_cluster_t *c) {
-    if (sp_cluster_frozen(c)) return;
+    /* The step ran, so the cluster was not frozen before it; only the fence
+     * is re-read (it changes in sp_cluster_apply alone, so it cannot have).
+     * Not sp_cluster_frozen: a paused daemon that just caught up is frozen
+     * now, and its step's hand-offs and announcement must still go. */
+    if (c->fenced) return;
+    release_early(c); /* hand-offs stamped with the tick just reached: before the scan */
     c->nleavers = 0;
     c->ls.homeless = 0;
     sp_world_foreach_xy(c->world, scan_fn, c);
@@ -1092,6 +1471,20 @@ void sp_cluster_after_step(sp_cluster_t *c) {
         uint32_t cell = sp_cells_of(&c->conf.cells, st.px, st.py);
         st.epoch++;
         send_off(c, &st, (uint32_t)c->owner[cell], cell, 0);
+    }
+    /* After this step's hand-offs, in the same ring: the NATS thread sends
+     * it once they are all stored (see the header). */
+    uint64_t t = sp_world_tick(c->world);
+    item_t *ann = room_to_net(c, 1) ? item_new(IT_ANNOUNCE) : NULL;
+    if (ann) {
+        ann->rev = t;
+        to_net(c, ann);
+    } else {
+        c->ann_owed = true; /* sent by the next sp_cluster_apply */
+    }
+    if (c->pause_at && t >= c->pause_at && !c->paused) {
+        c->paused = true;
+        SP_LOGI("cluster: paused at tick %" PRIu64 " (--cluster-pause-at)", t);
     }
 }
 
@@ -1128,6 +1521,11 @@ void sp_cluster_free(sp_cluster_t *c) {
     free(c->leavers);
     natsSubscription_Destroy(c->pull);
     natsSubscription_Destroy(c->ctl);
+    natsSubscription_Destroy(c->tick_sub);
+    for (size_t k = 0; k < c->nearly; k++) free_item(c->early[k]);
+    free(c->early);
+    free(c->last_to);
+    free(c->peers);
     kvStore_Destroy(c->kv_cells);
     kvStore_Destroy(c->kv_members);
     jsCtx_Destroy(c->js);

@@ -39,6 +39,8 @@ typedef struct sp_cluster_conf {
     double ttl_secs;     /* membership TTL, seconds (default 5): a daemon that could not refresh its
                           * key for 0.8 * ttl fences itself (stops writing) */
     const char *journal; /* tests: append ownership changes to this file (see docs), or NULL */
+    uint64_t pause_at;   /* tests: pause (as spacesim-cells pause) after the step to this tick; 0 = never */
+    int start_paused;    /* tests: start paused (the operator resumes; the frontier still announces) */
 } sp_cluster_conf_t;
 
 typedef struct sp_cluster sp_cluster_t;
@@ -56,6 +58,13 @@ int sp_cluster_open(const sp_cluster_conf_t *conf, sp_cluster_t **out);
  * incarnation k mints ids from counter (k - 1) << 30. */
 uint64_t sp_cluster_incarnation(const sp_cluster_t *c);
 
+/* The tick the world must start from: the highest tick a live peer
+ * announced while sp_cluster_open listened (it waits up to 0.5 s to hear
+ * each member), 0 when there is none. A daemon that joins a running
+ * cluster, or a restarted one, steps in step with its peers from there
+ * (the tick frontier, sp_cluster_waits, waits for the lowest tick). */
+uint64_t sp_cluster_join_tick(const sp_cluster_t *c);
+
 /* Tests (--cluster-test-ships): spawn n ships that never collide, flying
  * ballistic along x or y on lanes 5 units apart, speeds 100-200 units/s,
  * from seed. The world must have ship_max_accel 0. Journaled as spawns.
@@ -72,8 +81,27 @@ int sp_cluster_start(sp_cluster_t *c, uv_loop_t *loop, sp_world_t *w);
 void sp_cluster_apply(sp_cluster_t *c);
 
 /* Loop thread: 1 while the world must not step: fenced (membership lapsed)
- * or paused by an operator (spacesim-cells pause, for audits). */
+ * or paused by an operator (spacesim-cells pause, for audits). A paused
+ * daemon that holds a hand-off stamped with a later tick is not frozen
+ * until its world reached that tick (a peer was one tick ahead when the
+ * pause reached it), so a paused cluster rests with nothing held early. */
 int sp_cluster_frozen(const sp_cluster_t *c);
+
+/* Loop thread: 1 while the tick frontier forbids the step from the
+ * world's current tick (a live peer has not announced that tick yet, or a
+ * hand-off its announcements cover has not arrived). Counts the wait
+ * (fwaits, wall time) from the first 1 to the next 0. Never blocks; O(early
+ * imports). Ask only when not frozen. */
+int sp_cluster_waits(sp_cluster_t *c);
+
+/* Loop thread: fn(ctx) is called from sp_cluster_apply when a step that
+ * waited for the frontier may run (the daemon restarts its tick then
+ * instead of at the next tick period). */
+void sp_cluster_on_ready(sp_cluster_t *c, void (*fn)(void *ctx), void *ctx);
+
+/* Loop thread: steps that waited for the frontier, the wall time they
+ * waited in total and the longest wait, nanoseconds. */
+void sp_cluster_frontier_stats(const sp_cluster_t *c, uint64_t *waits, uint64_t *wait_ns, uint64_t *wait_max_ns);
 
 /* Loop thread, after a step: every entity whose position lies in a cell
  * another daemon owns is exported, given epoch + 1, departed and queued to

@@ -74,7 +74,7 @@ static const uint8_t *R_f(const uint8_t *p, float *v) {
 #define SZ_f 4
 #define SIZE_ONE(t, fld) +SZ_##t
 #define SIZE_N(t, fld, n) +(SZ_##t * (n))
-enum { HEADER = 1 + 1 + 2 + 4 + 8, STATE = 8 + 8 + 1 SP__WORLD_SLOT_FIELDS(SIZE_ONE, SIZE_N) };
+enum { HEADER = 1 + 1 + 2 + 4 + 8 + 8, STATE = 8 + 8 + 1 SP__WORLD_SLOT_FIELDS(SIZE_ONE, SIZE_N) };
 _Static_assert(HEADER + STATE <= SP_WIRE_MAX, "SP_WIRE_MAX too small for the slot fields");
 
 size_t sp_wire_size(void) { return HEADER + STATE; }
@@ -87,6 +87,7 @@ size_t sp_wire_encode(const sp_wire_handoff_t *h, uint8_t *buf) {
     p = put_u16(p, h->origin);
     p = put_u32(p, h->cell);
     p = put_u64(p, h->cell_rev);
+    p = put_u64(p, h->tick);
     p = put_u64(p, s->id);
     p = put_u64(p, s->epoch);
     p = put_u8(p, s->kind);
@@ -108,6 +109,7 @@ int sp_wire_decode(const uint8_t *buf, size_t len, sp_wire_handoff_t *out) {
     p = get_u16(p, &out->origin);
     p = get_u32(p, &out->cell);
     p = get_u64(p, &out->cell_rev);
+    p = get_u64(p, &out->tick);
     p = get_u64(p, &s->id);
     p = get_u64(p, &s->epoch);
     s->kind = *p++;

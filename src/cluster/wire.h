@@ -9,6 +9,10 @@
  *   u32 cell    the target cell, as the sender computed it
  *   u64 cell_rev the revision (epoch) of the cell's ownership key the
  *               sender acted on
+ *   u64 tick    the sender's world tick when it exported the entity (the
+ *               state is that of the end of the step to `tick`): the
+ *               receiver imports it when its own world is at that tick, so
+ *               the entity's next step is the step from `tick` (version 2)
  *   u64 id, u64 epoch, u8 kind, then every field of SP__WORLD_SLOT_FIELDS
  *   in list order (u8/i8: 1 byte, u32/f: 4 bytes, floats by bit pattern,
  *   u64: 8 bytes).
@@ -21,7 +25,7 @@
 
 #include "sim/world.h"
 
-#define SP_WIRE_VERSION 1
+#define SP_WIRE_VERSION 2
 #define SP_WIRE_RETURN 0x01
 /* Upper bound of an encoded message, bytes (the exact size is
  * sp_wire_size()). */
@@ -32,6 +36,7 @@ typedef struct sp_wire_handoff {
     uint16_t origin;
     uint32_t cell;
     uint64_t cell_rev;
+    uint64_t tick;
     sp_entity_state_t st;
 } sp_wire_handoff_t;
 

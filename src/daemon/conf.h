@@ -83,6 +83,8 @@ typedef struct sp_dconf {
     const char *cluster_journal; /* hidden test flag: the ownership journal file, or NULL */
     long cluster_test_ships;  /* hidden test flag: -1 off; N >= 0: a ballistic world (no steering)
                                * with N collision-free ships on lanes */
+    uint64_t cluster_pause_at; /* hidden test flag: pause after the step to tick N; 0 = off */
+    int cluster_start_paused;  /* hidden test flag: 1 = start paused (spacesim-cells resume) */
 } sp_dconf_t;
 
 /* Fill the defaults: the .def's limits, 127.0.0.1:7777, one worker per core. */

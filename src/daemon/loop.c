@@ -167,6 +167,24 @@ static void wait_for_round(sp_daemon_t *d, uint64_t now) {
     if (sp_airound_help(&d->ai, sp_world_tick(d->world))) uv_idle_start(&d->tick_idle, on_tick_idle);
 }
 
+/* Cluster: the due step waits for the tick frontier (peers behind, or
+ * their hand-offs not in yet; cluster.h). Like the AI wait it is not
+ * dropped: the step stays pending, at most one more owed, and the loop
+ * returns to libuv. The cluster calls on_cluster_ready when it opens; a
+ * timer one tick period away is the fallback. false when it waits. */
+static bool cluster_ready(sp_daemon_t *d) {
+    sp_cluster_apply(d->cluster);
+    if (sp_cluster_frozen(d->cluster) || !sp_cluster_waits(d->cluster)) return true;
+    if (d->acc_ns > 2 * d->tick_ns) d->acc_ns = 2 * d->tick_ns;
+    uv_timer_start(&d->tick_timer, on_tick, (d->tick_ns + 999999u) / 1000000u, 0);
+    return false;
+}
+
+static void on_cluster_ready(void *ctx) {
+    sp_daemon_t *d = ctx;
+    if (!d->shutting_down) uv_idle_start(&d->tick_idle, on_tick_idle);
+}
+
 static void tick_cb(sp_daemon_t *d) {
     if (d->shutting_down) return;
     uint64_t now = sp_now_ns();
@@ -177,6 +195,7 @@ static void tick_cb(sp_daemon_t *d) {
             wait_for_round(d, now);
             return;
         }
+        if (d->cluster && !cluster_ready(d)) return;
         if (d->ai_wait_since) end_ai_wait(d, now);
         run_tick(d);
         if (d->shutting_down) return; /* --stop-after-ticks */
@@ -450,6 +469,7 @@ int sp_daemon_run(sp_daemon_t *d) {
         SP_LOGE("cannot start %d worker threads: %s", d->conf.workers, sp_strerror(r));
         return SP_EXIT_RUNTIME;
     }
+    if (d->cluster) sp_cluster_on_ready(d->cluster, on_cluster_ready, d);
     if (d->cluster && (r = sp_cluster_start(d->cluster, d->loop, d->world)) != 0) {
         SP_LOGE("cannot start the cluster's NATS thread: %s", sp_strerror(r));
         sp_cluster_stop(d->cluster);

@@ -137,6 +137,10 @@ static const flag_t flags[] = {
     {"cluster-journal", "PATH", F_PATH, 0, 0, C(cluster_journal), 0, "tests: append ownership changes to PATH", true},
     {"cluster-test-ships", "N", F_LONG, 0, 100000, C(cluster_test_ships), 0,
      "tests: ballistic world with N collision-free ships on lanes", true},
+    {"cluster-pause-at", "N", F_U64, 0, 0, C(cluster_pause_at), 0,
+     "tests: pause (as spacesim-cells pause) after the step to tick N", true},
+    {"cluster-start-paused", "0|1", F_INT, 0, 1, C(cluster_start_paused), 0,
+     "tests: 1 = start paused, until spacesim-cells resume", true},
 };
 #undef C
 #define NFLAGS (sizeof flags / sizeof flags[0])
@@ -442,8 +446,19 @@ static int new_world(sp_daemon_t *d) {
     /* A restarted node mints ids past every id its earlier incarnations
      * could have minted (there is no checkpoint to carry the counter yet):
      * incarnation k starts at counter (k - 1) << 30. */
-    if (d->cluster && sp_cluster_incarnation(d->cluster) > 1)
-        sp_world_set_id_floor(d->world, (sp_cluster_incarnation(d->cluster) - 1) << 30);
+    if (d->cluster && sp_cluster_incarnation(d->cluster) > 1 &&
+        sp_world_set_id_floor(d->world, (sp_cluster_incarnation(d->cluster) - 1) << 30) != 0) {
+        SP_LOGE("cluster: incarnation %llu of node %d has no id range left (2^30 ids each, 8192 in all): "
+                "use another --node or a new NATS store",
+                (unsigned long long)sp_cluster_incarnation(d->cluster), c->node);
+        return SP_EXIT_RUNTIME;
+    }
+    /* Joining a running cluster: its tick, so the frontier does not hold
+     * the others back while this world counts up from 0. */
+    if (d->cluster && sp_cluster_join_tick(d->cluster) > 0) {
+        sp_world_set_tick(d->world, sp_cluster_join_tick(d->cluster));
+        SP_LOGI("cluster: joining at tick %llu", (unsigned long long)sp_cluster_join_tick(d->cluster));
+    }
     e = sp_world_populate_demo(d->world, (uint32_t)c->demo_asteroids, (uint32_t)c->demo_npcs);
     if (e < 0) {
         SP_LOGE("cannot populate the demo world (%ld asteroids, %ld NPCs): %s", c->demo_asteroids, c->demo_npcs,
@@ -485,7 +500,8 @@ static int open_world(sp_daemon_t *d) {
 static int open_cluster(sp_daemon_t *d) {
     const sp_dconf_t *c = &d->conf;
     sp_cluster_conf_t cc = {.url = c->nats_url, .node = (uint32_t)c->node, .ttl_secs = c->cluster_ttl,
-                            .journal = c->cluster_journal};
+                            .journal = c->cluster_journal, .pause_at = c->cluster_pause_at,
+                            .start_paused = c->cluster_start_paused};
     if (sp_cells_parse(c->cells, &cc.cells.nx, &cc.cells.ny) != 0) {
         fprintf(stderr, "spacesimd: invalid value '%s' for --cells: expected NxM, 1..%u each\n", c->cells,
                 SP_CELLS_MAX_SIDE);

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cluster/cluster.h"
 #include "daemon/clients.h"
 #include "daemon/clock.h"
 #include "daemon/snapshots.h"
@@ -374,6 +375,10 @@ static void stats_values(const sp_daemon_t *d, sp_stat_value_t *v) {
     U(WORKERS, d->conf.workers);
     U(EVENTS_DROPPED, sp_snapshots_events_dropped(d));
     U(AI_STALLS, d->st.ai_stalls);
+    uint64_t cw = 0, cw_ns = 0, cw_max = 0;
+    if (d->cluster) sp_cluster_frontier_stats(d->cluster, &cw, &cw_ns, &cw_max);
+    U(CLUSTER_WAITS, cw);
+    F(CLUSTER_WAIT_MS, (double)cw_ns / 1e6);
     U(WORLD_HASH, sp_world_hash(d->world));
 #undef U
 #undef F

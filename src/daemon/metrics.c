@@ -18,6 +18,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "cluster/cluster.h"
 #include "daemon/methods.h"
 #include "daemon/snapshots.h"
 #include "rpc.h"
@@ -169,6 +170,13 @@ int sp_metrics_render(sp_daemon_t *d, char **text, size_t *len) {
             st->ai_stalls);
     COUNTER_F("ai_stall_seconds_total", "Wall time steps waited for their NPC AI round, in seconds.",
               (double)st->ai_stall_ns_sum / 1e9);
+    if (d->cluster) {
+        uint64_t cw, cw_ns, cw_max;
+        sp_cluster_frontier_stats(d->cluster, &cw, &cw_ns, &cw_max);
+        COUNTER("cluster_frontier_waits_total", "Steps that waited for the cluster's tick frontier (a peer behind, or its hand-offs not in).", cw);
+        COUNTER_F("cluster_frontier_wait_seconds_total", "Wall time those steps waited, in seconds.", (double)cw_ns / 1e9);
+        GAUGE("cluster_frontier_wait_max_seconds", "The longest single wait for the frontier, in seconds.", (double)cw_max / 1e9);
+    }
     GAUGE("ai_stall_max_seconds", "Longest wait for an NPC AI round since start, in seconds.",
           (double)st->ai_stall_ns_max / 1e9);
 #undef COUNTER

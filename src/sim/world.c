@@ -316,6 +316,7 @@ void sp_world_free(sp_world_t *w) {
 
 const sp_world_def_t *sp_world_def(const sp_world_t *w) { return &w->def; }
 uint64_t sp_world_tick(const sp_world_t *w) { return w->tick; }
+void sp_world_set_tick(sp_world_t *w, uint64_t tick) { w->tick = tick; }
 uint32_t sp_world_count(const sp_world_t *w) { return w->count; }
 uint32_t sp_world_count_kind(const sp_world_t *w, int kind) {
     return sp_kind_valid(kind) ? w->count_kind[kind] : 0;

@@ -143,6 +143,11 @@ SP_API const sp_world_def_t *sp_world_def(const sp_world_t *w);
 
 /* Current tick (number of completed steps) and live entity count. O(1). */
 SP_API uint64_t sp_world_tick(const sp_world_t *w);
+/* Set the tick the world steps from (a cluster daemon joining a running
+ * cluster takes its tick; cluster.h). For a world that has not stepped in
+ * this process yet: nothing already made from the world (frames, AI
+ * rounds) is rebased. O(1). */
+SP_API void sp_world_set_tick(sp_world_t *w, uint64_t tick);
 SP_API uint32_t sp_world_count(const sp_world_t *w);
 /* Live entities of one kind; sleeping asteroids. O(1). */
 SP_API uint32_t sp_world_count_kind(const sp_world_t *w, int kind);

@@ -110,13 +110,28 @@ f = audit()
 if f.get("died") != "0" or f.get("count") != "600": fail("first audit: %s" % f)
 print("handoff.sh: two daemons: %s crossings, count %s, lost 0, duplicated 0" % (f.get("crossings"), f.get("count")))
 
+def tick_of(n):
+    rc, out = tool("status", str(n), timeout=20)
+    m = re.search(r"\bnode %d tick (\d+)" % n, out) if rc == 0 else None
+    return int(m.group(1)) if m else None
 wait_crossings(200, "hand-offs resume after the audit")
+t0 = tick_of(0)
+if t0 is None: fail("node 0 did not answer status before the kill")
 procs["node1"].send_signal(signal.SIGKILL); procs["node1"].wait()
 os.rename(os.path.join(tmp, "node1.log"), os.path.join(tmp, "node1-killed.log"))
 start_node(1, 0, "j1b")
+# The new incarnation joins at the cluster's tick (sp_cluster_join_tick), not at 0: its first answer is
+# already at or past node 0's tick from before the kill (node 0 cannot have gone back).
+deadline = time.monotonic() + 60 * mult
+t1 = None
+while t1 is None and time.monotonic() < deadline:
+    if procs["node1"].poll() is not None: fail("node 1 exited after its restart")
+    t1 = tick_of(1)
+if t1 is None or t1 < t0: fail("restarted node 1 at tick %s, not at the cluster's (node 0 was at %d)" % (t1, t0))
 wait_crossings(1000, "node 1 restarted after kill -9")
 f = audit("--died", os.path.join(tmp, "j1"))
-print("handoff.sh: after kill -9 of node 1: count %s, died with it %s, lost 0, duplicated 0" % (f.get("count"), f.get("died")))
+print("handoff.sh: after kill -9 of node 1: count %s, died with it %s, lost 0, duplicated 0; it rejoined at tick %d (node 0 was at %d)"
+      % (f.get("count"), f.get("died"), t1, t0))
 
 procs["nats"].send_signal(signal.SIGKILL); procs["nats"].wait()
 start_nats()
