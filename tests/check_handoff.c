@@ -360,6 +360,43 @@ START_TEST(test_handoff_export_import_is_bit_exact_and_judged_by_epoch) {
 }
 END_TEST
 
+/* A hand-off a world could not take goes back at epoch + 1; the refusing
+ * world notes the id departed at that epoch, so a late copy of the
+ * original finds it stale there instead of giving it a second life. */
+START_TEST(test_handoff_note_departed_makes_a_late_copy_stale) {
+    sp_world_t *a = mkworld(0), *b = mkworld(1);
+    sp_entity_id_t s;
+    float p[3] = {4.0f, 5.0f, 6.0f};
+    ck_assert_int_eq(sp_world_spawn_ship(a, 7, 0, p, &s), 0);
+    sp_entity_state_t st;
+    ck_assert_int_eq(sp_world_export(a, s, &st), 0);
+    st.epoch = 1;
+    ck_assert_int_eq(sp_world_depart(a, s, 1), 0);
+    /* b refused st (epoch 1) and sends it back at 2: */
+    ck_assert_int_eq(sp_world_note_departed(b, s, 2), 0);
+    uint64_t ep;
+    ck_assert_int_eq(sp_world_departed_epoch(b, s, &ep), 0);
+    ck_assert_uint_eq(ep, 2);
+    ck_assert_int_eq(sp_world_note_departed(b, s, 1), 0); /* never lowered */
+    ck_assert_int_eq(sp_world_departed_epoch(b, s, &ep), 0);
+    ck_assert_uint_eq(ep, 2);
+    uint32_t nb = sp_world_count(b);
+    ck_assert_int_eq(sp_world_import(b, &st), SP_WORLD_IMPORT_STALE); /* the late copy */
+    ck_assert_uint_eq(sp_world_count(b), nb);
+    st.epoch = 2;
+    ck_assert_int_eq(sp_world_import(a, &st), 0); /* the return, at its origin */
+    ck_assert_int_eq(sp_world_note_departed(a, s, 9), SP_EINVAL); /* live here */
+    ck_assert_int_eq(sp_world_note_departed(a, 0, 9), SP_EINVAL);
+    /* Handed again later at a higher epoch: b takes it, the memory goes. */
+    st.epoch = 3;
+    ck_assert_int_eq(sp_world_depart(a, s, 3), 0);
+    ck_assert_int_eq(sp_world_import(b, &st), 0);
+    ck_assert_int_eq(sp_world_departed_epoch(b, s, &ep), SP_ENOENT);
+    sp_world_free(a);
+    sp_world_free(b);
+}
+END_TEST
+
 START_TEST(test_handoff_import_refuses_invalid_state_and_oom_leaves_world_unchanged) {
     sp_test_alloc_t ta;
     sp_test_alloc_init(&ta, -1, 0);
@@ -603,6 +640,7 @@ static Suite *handoff_suite(void) {
         {"ids", test_handoff_ids_carry_the_node_stay_below_2_53_and_are_never_reused},
         {"frame_many_nodes", test_handoff_frame_rows_sorted_with_ids_of_many_nodes},
         {"export_import", test_handoff_export_import_is_bit_exact_and_judged_by_epoch},
+        {"note_departed", test_handoff_note_departed_makes_a_late_copy_stale},
         {"import_invalid_oom", test_handoff_import_refuses_invalid_state_and_oom_leaves_world_unchanged},
         {"import_sleeping", test_handoff_sleeping_asteroid_imports_into_the_static_grid},
         {"canonical_hash", test_handoff_canonical_hash_ignores_slots_and_sums_over_worlds},

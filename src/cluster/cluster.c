@@ -63,6 +63,7 @@
 #define PUB_BATCH 512         /* hand-offs published at once before waiting for their answers */
 #define ANN_NS 100000000ull   /* the last tick announcement is repeated every 100 ms */
 #define MEMBERS_NS 250000000ull /* the membership bucket is listed every 250 ms */
+#define RETRY_IMPORT_MS 1000   /* a hand-off nak'd for a passing failure comes back after 1 s */
 #define JOIN_NS 500000000ull  /* at start, the longest wait to hear every live peer's tick (5 repeats) */
 
 /* ---------------------------------------------------------------- items */
@@ -111,6 +112,9 @@ typedef struct loopstat {
     uint64_t departs;     /* hand-offs out queued */
     uint64_t refused;     /* hand-offs in for a cell not ours: sent back to their origin */
     uint64_t returned;    /* compensations applied here (returns and failed publishes) */
+    uint64_t bounced;     /* hand-offs in this world could not take (full, invalid here): sent back */
+    uint64_t retried;     /* hand-offs in that failed for a passing cause (memory) or could not be
+                           * sent back: nak'd, redelivered by the server after RETRY_IMPORT_MS */
     uint64_t homeless;    /* last scan: entities in cells with no owner (kept) */
     uint64_t late;        /* hand-offs in stamped with a tick this world had passed (imported at once:
                            * only after a restart, a cell move or a paused audit; see the header) */
@@ -173,6 +177,8 @@ struct sp_cluster {
     uint64_t wait_since; /* sp_now_ns() when the step began to wait for the frontier, 0 = not waiting */
     uint64_t pause_at;  /* conf.pause_at */
     uint64_t join_tick; /* the tick to start from (join_tick), set by sp_cluster_open */
+    uint64_t refuse_left; /* conf.test_refuse, counted down */
+    sp_log_ratelimit_t refuse_rl; /* the warning of a refused hand-off in: once a second */
     bool ann_owed;      /* the last step's announcement found no room in to_net: sent next */
     void (*ready_cb)(void *ctx);
     void *ready_ctx;
@@ -418,6 +424,8 @@ int sp_cluster_open(const sp_cluster_conf_t *conf, sp_cluster_t **out) {
     c->last_to = calloc(SP_WORLD_MAX_NODES, sizeof *c->last_to);
     c->peers = calloc(SP_WORLD_MAX_NODES, sizeof *c->peers);
     c->pause_at = conf->pause_at;
+    c->refuse_left = conf->test_refuse;
+    c->refuse_rl.interval_ms = 1000;
     c->paused = conf->start_paused != 0;
     c->fr_tick = UINT64_MAX; /* no peer known yet: the first membership read says */
     c->fr_all = true;
@@ -873,8 +881,11 @@ static void net_ack_batch(sp_cluster_t *c) {
     while (c->oq_head && c->oq_head->type == IT_ACK && n < 4096) {
         item_t *it = c->oq_head;
         oq_unlink(c, it->next);
-        natsStatus s = natsMsg_Ack(it->msg, NULL);
-        if (s != NATS_OK) net_warn(c, "ack of a hand-off (a redelivery is judged by epoch)", s, 0);
+        /* verb 1: not applied, for a passing cause: the server sends it
+         * again after a delay, so the entity is late, never dropped. */
+        natsStatus s = it->verb == 1 ? natsMsg_NakWithDelay(it->msg, RETRY_IMPORT_MS, NULL) : natsMsg_Ack(it->msg, NULL);
+        if (s != NATS_OK)
+            net_warn(c, it->verb == 1 ? "nak of a hand-off (redelivered after the ack wait)" : "ack of a hand-off (a redelivery is judged by epoch)", s, 0);
         natsMsg_Destroy(it->msg);
         c->inflight--;
         c->acked++;
@@ -1206,8 +1217,14 @@ static void apply_import(sp_cluster_t *c, item_t *it) {
     sp_world_t *w = c->world;
     uint32_t cell = sp_cells_of(&c->conf.cells, h->st.px, h->st.py);
     int ours = c->owner[cell] == (int32_t)c->conf.node;
-    int rc = sp_world_import(w, &h->st);
+    int rc;
+    if (c->refuse_left > 0 && !(h->flags & SP_WIRE_RETURN)) /* tests: --cluster-test-refuse */
+        rc = c->refuse_left-- % 2 ? SP_ELIMIT : SP_ENOMEM;
+    else
+        rc = sp_world_import(w, &h->st);
     it->flag = rc;
+    it->verb = 0;
+    item_t *back = NULL;
     if (rc == 0) {
         journal(c, h->flags & SP_WIRE_RETURN ? 'C' : 'I', h->st.id, h->st.epoch);
         if (h->flags & SP_WIRE_RETURN) c->ls.returned++;
@@ -1217,14 +1234,52 @@ static void apply_import(sp_cluster_t *c, item_t *it) {
     } else if (rc == SP_WORLD_IMPORT_STALE) {
         c->ls.stale++;
     } else {
+        /* This world cannot take it. A forward hand-off that failed for good
+         * here (full, or invalid under this world's definition) goes back to
+         * its origin, which just had it: the compensation of issue 10 point
+         * 3. Out of memory passes, and a return has nowhere else to go: nak,
+         * so the server brings it again. Never acked away. */
+        bool for_good = rc == SP_ELIMIT || rc == SP_EINVAL;
+        if (for_good && !(h->flags & SP_WIRE_RETURN) && h->origin != c->conf.node) {
+            back = item_new(IT_PUBLISH);
+            /* A late copy of this hand-off (an ambiguous ack redelivered)
+             * must find it departed here, at the epoch it goes back with. */
+            if (back != NULL && sp_world_note_departed(w, h->st.id, h->st.epoch + 1) != 0) {
+                free(back);
+                back = NULL;
+            }
+        }
+        if (back == NULL) {
+            it->verb = 1;
+            c->ls.retried++;
+        } else {
+            c->ls.bounced++;
+        }
         c->ls.invalid++;
-        SP_LOGW("cluster: hand-off of entity %" PRIu64 " epoch %" PRIu64 " from node %u refused: %s", h->st.id,
-                h->st.epoch, h->origin, sp_strerror(rc));
+        uint64_t n = sp_log_ratelimit_ok(&c->refuse_rl, sp_now_ns() / 1000000u);
+        if (n)
+            SP_LOGW("cluster: hand-off of entity %" PRIu64 " epoch %" PRIu64 " from node %u refused: %s; %s (%" PRIu64
+                    " like it)", h->st.id, h->st.epoch, h->origin, sp_strerror(rc),
+                    back ? "sent back to its origin" : "the server delivers it again", n);
     }
     /* Ack first: the ack is in the ring before any publish of this entity. */
     sp_wire_handoff_t copy = *h;
     it->type = IT_ACK;
     to_net(c, it);
+    if (back != NULL) {
+        /* Never here, so nothing to depart: the state as it came, at the
+         * next epoch, stamped with its own tick (the origin is past it and
+         * imports it at once, counted late). */
+        back->h = copy;
+        back->h.st.epoch++;
+        back->h.flags = SP_WIRE_RETURN;
+        back->h.origin = (uint16_t)c->conf.node;
+        back->h.cell = cell;
+        back->h.cell_rev = cell < c->ncells ? c->rev[cell] : 0;
+        back->to = copy.origin;
+        to_net(c, back);
+        return;
+    }
     if (rc == 0 && !ours && !(copy.flags & SP_WIRE_RETURN) && copy.origin != c->conf.node) {
         /* Not our cell (it moved away, or the sender's view is newer or
          * older than ours): the hand-off failed; back to its origin at a
@@ -1314,11 +1369,11 @@ static void apply_ctl(sp_cluster_t *c, item_t *it) {
               " dup %" PRIu64 " stale %" PRIu64 " invalid %" PRIu64 " departs %" PRIu64 " refused %" PRIu64
               " returned %" PRIu64 " homeless %" PRIu64 " held %zu late %" PRIu64 " early %zu peers %u frontier %s"
               " recv_seq %" PRIu64 " need_seq %" PRIu64 " fwaits %" PRIu64 " fwait_ms %.1f fwait_max_ms %.1f"
-              " cells %u\n",
+              " cells %u bounced %" PRIu64 " retried %" PRIu64 "\n",
               c->conf.node, sp_world_tick(w), sp_world_count(w), sp_world_hash_canonical(w), c->paused, c->fenced,
               c->ls.crossings, c->ls.dup, c->ls.stale, c->ls.invalid, c->ls.departs, c->ls.refused, c->ls.returned,
               c->ls.homeless, c->nheld, c->ls.late, c->nearly, c->fr_peers, fr, c->recv_seq, c->fr_seq, c->ls.fwaits,
-              (double)c->ls.fwait_ns / 1e6, (double)c->ls.fwait_max_ns / 1e6, mine);
+              (double)c->ls.fwait_ns / 1e6, (double)c->ls.fwait_max_ns / 1e6, mine, c->ls.bounced, c->ls.retried);
     if (it->verb == CTL_DUMP) {
         dumpctx_t d = {c, &t};
         sp_world_foreach(w, dump_ent, &d);

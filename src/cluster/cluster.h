@@ -41,6 +41,9 @@ typedef struct sp_cluster_conf {
     const char *journal; /* tests: append ownership changes to this file (see docs), or NULL */
     uint64_t pause_at;   /* tests: pause (as spacesim-cells pause) after the step to this tick; 0 = never */
     int start_paused;    /* tests: start paused (the operator resumes; the frontier still announces) */
+    uint64_t test_refuse; /* tests: the first N hand-offs in (not returns) fail as if the world were
+                           * full (SP_ELIMIT: sent back) and out of memory (SP_ENOMEM: redelivered)
+                           * in turn; 0 = off */
 } sp_cluster_conf_t;
 
 typedef struct sp_cluster sp_cluster_t;

@@ -1845,6 +1845,20 @@ int sp_world_forget_departed(sp_world_t *w, sp_entity_id_t id) {
     return 0;
 }
 
+int sp_world_note_departed(sp_world_t *w, sp_entity_id_t id, uint64_t epoch) {
+    uint32_t i;
+    if (w == NULL || id == 0 || sp__slot_of(w, id, &i)) return SP_EINVAL;
+    sp__mapent_t *e = sp__map_find(&w->departed, id);
+    if (e != NULL) {
+        if (epoch > e->val) e->val = epoch;
+        return 0;
+    }
+    int rc = sp__map_reserve(w->alloc, &w->departed, 1);
+    if (rc != 0) return rc;
+    sp__map_insert(&w->departed, id, epoch);
+    return 0;
+}
+
 int sp_world_depart(sp_world_t *w, sp_entity_id_t id, uint64_t epoch) {
     if (w == NULL) return SP_EINVAL;
     uint32_t i;

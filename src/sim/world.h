@@ -432,6 +432,14 @@ SP_API int sp_world_import(sp_world_t *w, const sp_entity_state_t *in);
  * SP_ENOENT when it has no departure memory here. O(1) expected. */
 SP_API int sp_world_departed_epoch(const sp_world_t *w, sp_entity_id_t id, uint64_t *epoch);
 
+/* Remember `id` as departed at `epoch` although it never lived here: the
+ * hand-off layer sends back a hand-off this world could not take (full) at
+ * epoch + 1, and a late copy of the original must then be answered
+ * SP_WORLD_IMPORT_STALE, not imported (a second life). Keeps the higher of
+ * an existing memory and `epoch`. Returns 0, SP_EINVAL (id live here, or
+ * 0), SP_ENOMEM (world unchanged). O(1) expected. */
+SP_API int sp_world_note_departed(sp_world_t *w, sp_entity_id_t id, uint64_t epoch);
+
 /* Drop the departure memory of `id` (after it, a late import of an old
  * epoch of id is applied again): for the hand-off layer once no message of
  * that id older than its current owner's epoch can arrive any more (acked

@@ -51,11 +51,11 @@ def start_nats():
             if procs["nats"].poll() is not None: fail("nats-server exited")
             time.sleep(0.05)
     fail("nats-server did not listen")
-def start_node(n, ships, journal):
+def start_node(n, ships, journal, extra=()):
     start("node%d" % n, [daemon, "--bind", "127.0.0.1", "--port", "0", "--nats", url, "--cells", "2x2",
                          "--node", str(n), "--world-size", "200", "--demo-asteroids", "0", "--demo-npcs", "0",
                          "--cluster-test-ships", str(ships), "--cluster-journal", os.path.join(tmp, journal),
-                         "--workers", "1", "--checkpoint-every", "0"])
+                         "--workers", "1", "--checkpoint-every", "0"] + list(extra))
 def tool(*args, timeout=60):
     # A tool run that times out is a failed run (rc 124, as timeout(1)), so the
     # caller's own wait decides and, if it gives up, fails with the logs.
@@ -92,7 +92,10 @@ def audit(*extra):
 
 start_nats()
 start_node(0, 600, "j0")
-start_node(1, 0, "j1")
+# Node 1 first refuses 400 hand-offs in, as a full world (sent back to node 0: the compensation) and as
+# out of memory (nak'd: the server delivers them again) in turn; none may be lost or duplicated.
+REFUSE = 400
+start_node(1, 0, "j1", ["--cluster-test-refuse", str(REFUSE)])
 # Whichever daemon registered first claimed every cell: once all four are owned, move cells (a CAS each;
 # the old owner hands off their entities) into a checkerboard, so every border is between the two daemons.
 want = {0: "0", 1: "1", 2: "1", 3: "0"}
@@ -108,7 +111,12 @@ while True:
 wait_crossings(2000, "both daemons run")
 f = audit()
 if f.get("died") != "0" or f.get("count") != "600": fail("first audit: %s" % f)
-print("handoff.sh: two daemons: %s crossings, count %s, lost 0, duplicated 0" % (f.get("crossings"), f.get("count")))
+rc, out = tool("status", "0", "1", timeout=20)
+fig = {k: sum(int(v) for v in re.findall(r"\b%s (\d+)" % k, out)) for k in ("bounced", "retried", "returned")}
+if rc != 0 or fig["bounced"] != REFUSE // 2 or fig["retried"] != REFUSE // 2 or fig["returned"] < REFUSE // 2:
+    fail("refused hand-offs: want %d sent back, %d retried and as many returns applied: %s" % (REFUSE // 2, REFUSE // 2, out))
+print("handoff.sh: two daemons: %s crossings, count %s, lost 0, duplicated 0; %d refused in (%d sent back, %d redelivered)"
+      % (f.get("crossings"), f.get("count"), REFUSE, fig["bounced"], fig["retried"]))
 
 def tick_of(n):
     rc, out = tool("status", str(n), timeout=20)
