@@ -72,6 +72,12 @@ BEGIN {
     if (r + 0 > best + 0) { best = r; bestname = nm; bestfig = fg }
     mfig = $0; sub(/.*M items\/s vs /, "", mfig); sub(/ .*/, "", mfig)
 }
+# The all-live loop as bandwidth: the rate of each allocator and the STREAM-like write of the same bytes.
+/, all live: [0-9.]+ GB\/s of objects handed out/ {
+    nm = $0; sub(/, all live:.*/, "", nm)
+    g = $0; sub(/.*, all live: /, "", g); sub(/ GB.*/, "", g); gbs[nm] = g
+    w = $0; sub(/.*into fresh memory, /, "", w); sub(/ GB.*/, "", w); stream = w
+}
 END {
     printf "%-46s %-12s %-12s %-7s %-7s %-7s %s\n", "row", "ours", "peer", "ratio", "target", "status", "regime"
     for (i = 1; i <= n; i++) {
@@ -94,6 +100,8 @@ END {
     }
     if (bestname != "")
         printf "best per-item MPMC peer vs the mutex ring, same run: %s %sx (%s vs %s M items/s); 10x the mutex ring = %.1f M items/s\n", bestname, best, bestfig, mfig, mfig * 10
+    if (stream != "" && gbs["mimalloc"] != "" && gbs["glibc obstack (64 KiB chunks)"] != "")
+        printf "all-live limit, same run: a loop that wrote at the STREAM-like rate into faulted-in memory (%s GB/s) would be %.2fx mimalloc and %.2fx obstack 64K; sp_arena writes at %s GB/s (%.2f of that rate), the cursor at %s\n", stream, stream / gbs["mimalloc"], stream / gbs["glibc obstack (64 KiB chunks)"], gbs["sp_arena"], gbs["sp_arena"] / stream, gbs["sp_arena cursor"]
     print "(*) sp_mpmc_burst_t gives up what DPDK gives up: a producer stalled mid-burst blocks the later ones"
     print "units: M items/s (queues), M pairs/s (stack), ns/object (arena; ratio = peer/ours); obstack with 64 KiB chunks is the faster obstack"
     print machine
