@@ -8,6 +8,10 @@
 #                           concurrency tests under ThreadSanitizer; then the whole tree,
 #                           tests included, compiled with clang -Werror
 #   ./quickstart.sh bench   install, build, run the benchmarks (make bench)
+#   ./quickstart.sh cluster [contrib/cluster.sh options]
+#                           install, build, start one world over 4 daemons on this machine:
+#                           nats-server -js on a free port (store in a temporary folder), the
+#                           daemons on ports 7777-7780, cells moved one per daemon
 #
 # Idempotent: packages already installed are not touched, configured build trees are
 # reused, and make only rebuilds what changed.
@@ -119,8 +123,12 @@ bench)
     build build
     make -s -C build bench
     ;;
+cluster)
+    build build
+    exec "$here/contrib/cluster.sh" build "$@"
+    ;;
 *)
-    echo "usage: $0 demo|test|bench" >&2
+    echo "usage: $0 demo|test|bench|cluster" >&2
     exit 2
     ;;
 esac

@@ -397,6 +397,54 @@ START_TEST(test_handoff_note_departed_makes_a_late_copy_stale) {
 }
 END_TEST
 
+/* A region (a cluster daemon's cells): x < 0 for one world, x >= 0 for the other. */
+static int west(void *ctx, float x, float y) {
+    (void)ctx;
+    (void)y;
+    return x < 0.0f;
+}
+static int east(void *ctx, float x, float y) {
+    (void)ctx;
+    (void)y;
+    return x >= 0.0f;
+}
+
+/* Two worlds from one seed, each holding one half of space, hold one demo
+ * world between them: the same entities under the same ids (the same draws),
+ * so their canonical hashes sum to the whole world's. Respawn with a region
+ * spawns inside it only, toward the target. */
+START_TEST(test_handoff_region_worlds_populate_one_world_between_them) {
+    sp_world_t *all = mkworld(0), *w = mkworld(0), *e = mkworld(0);
+    sp_world_set_region(w, west, NULL);
+    sp_world_set_region(e, east, NULL);
+    for (int k = 0; k < 3; k++) ck_assert_int_eq(sp_world_populate_demo(k == 0 ? all : k == 1 ? w : e, 300, 60), 0);
+    ck_assert_uint_eq(sp_world_count(all), 360);
+    ck_assert_uint_gt(sp_world_count(w), 100);
+    ck_assert_uint_gt(sp_world_count(e), 100);
+    ck_assert_uint_eq(sp_world_count(w) + sp_world_count(e), sp_world_count(all));
+    ck_assert_uint_eq(sp_world_count_npc(w) + sp_world_count_npc(e), sp_world_count_npc(all));
+    ck_assert_uint_eq(sp_world_hash_canonical(w) + sp_world_hash_canonical(e), sp_world_hash_canonical(all));
+    /* Respawn in the west half only: top up to 40 NPCs there, 5 per period. */
+    uint32_t before = sp_world_count_npc(w);
+    ck_assert_int_eq(sp_world_set_respawn(w, before + 20, 0, 1, 5), 0);
+    for (int t = 0; t < 8; t++) ck_assert_int_eq(sp_world_step(w), 0);
+    ck_assert_uint_ge(sp_world_count_npc(w), before + 15); /* 4 draws per kept spawn cover a half */
+    ck_assert_uint_le(sp_world_count_npc(w), before + 20);
+    sp_entity_info_t in;
+    uint32_t n = 0;
+    for (sp_entity_id_t id = 1; id < ((sp_entity_id_t)1 << 20) && n < sp_world_count(w); id++) {
+        if (sp_world_inspect(w, id, &in) != 0) continue;
+        n++;
+        if (in.kind == SP_KIND_SHIP) ck_assert_msg(in.pos[0] < 0.0f, "ship %llu at x %.1f, outside the west (no acceleration here)",
+                                                     (unsigned long long)id, (double)in.pos[0]);
+    }
+    ck_assert_uint_eq(n, sp_world_count(w));
+    sp_world_free(all);
+    sp_world_free(w);
+    sp_world_free(e);
+}
+END_TEST
+
 START_TEST(test_handoff_import_refuses_invalid_state_and_oom_leaves_world_unchanged) {
     sp_test_alloc_t ta;
     sp_test_alloc_init(&ta, -1, 0);
@@ -641,6 +689,7 @@ static Suite *handoff_suite(void) {
         {"frame_many_nodes", test_handoff_frame_rows_sorted_with_ids_of_many_nodes},
         {"export_import", test_handoff_export_import_is_bit_exact_and_judged_by_epoch},
         {"note_departed", test_handoff_note_departed_makes_a_late_copy_stale},
+        {"region_worlds", test_handoff_region_worlds_populate_one_world_between_them},
         {"import_invalid_oom", test_handoff_import_refuses_invalid_state_and_oom_leaves_world_unchanged},
         {"import_sleeping", test_handoff_sleeping_asteroid_imports_into_the_static_grid},
         {"canonical_hash", test_handoff_canonical_hash_ignores_slots_and_sums_over_worlds},

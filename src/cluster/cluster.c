@@ -540,6 +540,18 @@ uint64_t sp_cluster_incarnation(const sp_cluster_t *c) { return c->inc; }
 
 uint64_t sp_cluster_join_tick(const sp_cluster_t *c) { return c->join_tick; }
 
+int sp_cluster_region(void *ctx, float x, float y) {
+    const sp_cluster_t *c = ctx;
+    return c->owner[sp_cells_of(&c->conf.cells, x, y)] == (int32_t)c->conf.node;
+}
+
+uint32_t sp_cluster_cells_owned(const sp_cluster_t *c, uint32_t *ncells) {
+    uint32_t mine = 0;
+    for (uint32_t i = 0; i < c->ncells; i++) mine += c->owner[i] == (int32_t)c->conf.node;
+    *ncells = c->ncells;
+    return mine;
+}
+
 int sp_cluster_spawn_test_ships(sp_cluster_t *c, sp_world_t *w, uint32_t n, uint64_t seed) {
     const sp_world_def_t *d = sp_world_def(w);
     float h = d->half_extent;

@@ -68,6 +68,16 @@ uint64_t sp_cluster_incarnation(const sp_cluster_t *c);
  * (the tick frontier, sp_cluster_waits, waits for the lowest tick). */
 uint64_t sp_cluster_join_tick(const sp_cluster_t *c);
 
+/* 1 if (x, y) lies in a cell this daemon owns, as the loop last heard:
+ * the world's region (sp_world_set_region; ctx is the sp_cluster_t), so a
+ * daemon populates and respawns only its own cells. Loop thread, or the
+ * main thread before sp_cluster_start. O(1). */
+int sp_cluster_region(void *ctx, float x, float y);
+
+/* Cells this daemon owns, and the grid's cell count, as the loop last
+ * heard. O(cells). */
+uint32_t sp_cluster_cells_owned(const sp_cluster_t *c, uint32_t *ncells);
+
 /* Tests (--cluster-test-ships): spawn n ships that never collide, flying
  * ballistic along x or y on lanes 5 units apart, speeds 100-200 units/s,
  * from seed. The world must have ship_max_accel 0. Journaled as spawns.

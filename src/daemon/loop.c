@@ -218,12 +218,32 @@ static void on_ai_ready(void *ctx) {
     if (d->ai_wait_since && !d->shutting_down) uv_idle_start(&d->tick_idle, on_tick_idle);
 }
 
-/* 1 Hz: rates, dilation, idle clients, periodic checkpoints. */
+uint32_t sp_daemon_set_respawn(sp_daemon_t *d) {
+    const sp_dconf_t *c = &d->conf;
+    uint64_t npc = (uint64_t)c->demo_npcs, ast = (uint64_t)c->demo_asteroids;
+    if (d->cluster) {
+        uint32_t n, mine = sp_cluster_cells_owned(d->cluster, &n);
+        d->respawn_cells = mine;
+        npc = (npc * mine + n - 1) / n;
+        ast = (ast * mine + n - 1) / n;
+    }
+    uint32_t per = (uint32_t)(c->demo_npcs / 50);
+    if (per < 2) per = 2;
+    sp_world_set_respawn(d->world, (uint32_t)npc, (uint32_t)ast, (uint32_t)c->tick_hz, per);
+    return per;
+}
+
+/* 1 Hz: rates, dilation, idle clients, periodic checkpoints, a cluster
+ * daemon's respawn share. */
 static void on_house(uv_timer_t *t) {
     sp_daemon_t *d = (sp_daemon_t *)t->data;
     uint64_t now = sp_now_ns();
     /* A frozen cluster member (fenced or paused) says so itself. */
     bool frozen = d->cluster && sp_cluster_frozen(d->cluster);
+    if (d->cluster) {
+        uint32_t n;
+        if (sp_cluster_cells_owned(d->cluster, &n) != d->respawn_cells) sp_daemon_set_respawn(d);
+    }
     if (sp_stats_rates(&d->st, now, d->conf.tick_hz) && d->st.dilation < 0.9 && !frozen) {
         uint64_t n = sp_log_ratelimit_ok(&d->skip_rl, now / 1000000u);
         if (n) SP_LOGW("time dilation %.2f: the world runs slower than real time", d->st.dilation);

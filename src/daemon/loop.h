@@ -20,6 +20,13 @@ int sp_daemon_run(sp_daemon_t *d);
 /* Stop accepting and reading, write the final checkpoint, flush the clients
  * (at most 2 s), then stop. A second call exits at once. */
 void sp_daemon_shutdown(sp_daemon_t *d, const char *why);
+/* The demo world's respawn (--demo-npcs, --demo-asteroids): once a second
+ * up to 2% of the NPCs (at least 2) and as many asteroids, toward those
+ * numbers. A cluster daemon tops up only its share, the numbers times the
+ * fraction of the cells it owns (rounded up), and its world's region keeps
+ * the spawns in its cells; called again when that fraction changed.
+ * Returns the per-second count of each kind. */
+uint32_t sp_daemon_set_respawn(sp_daemon_t *d);
 /* Free what sp_daemon_init set up (after sp_daemon_run returned). */
 void sp_daemon_destroy(sp_daemon_t *d);
 

@@ -461,19 +461,19 @@ static int new_world(sp_daemon_t *d) {
         sp_world_set_tick(d->world, sp_cluster_join_tick(d->cluster));
         SP_LOGI("cluster: joining at tick %llu", (unsigned long long)sp_cluster_join_tick(d->cluster));
     }
+    /* A cluster daemon holds its cells only: it makes the same draws as
+     * one process would and keeps those in its cells (sp_world_set_region). */
+    if (d->cluster) sp_world_set_region(d->world, sp_cluster_region, d->cluster);
     e = sp_world_populate_demo(d->world, (uint32_t)c->demo_asteroids, (uint32_t)c->demo_npcs);
     if (e < 0) {
         SP_LOGE("cannot populate the demo world (%ld asteroids, %ld NPCs): %s", c->demo_asteroids, c->demo_npcs,
                 sp_strerror(e));
         return SP_EXIT_RUNTIME;
     }
-    /* Keep the demo lively: once a second, bring back up to 2% of the NPC
-     * ships (at least 2) and as many asteroids, toward the numbers asked
-     * for. Deterministic (world rng) and saved in checkpoints, so a resumed
-     * world goes on respawning the same way. */
-    uint32_t per = (uint32_t)(c->demo_npcs / 50);
-    if (per < 2) per = 2;
-    sp_world_set_respawn(d->world, (uint32_t)c->demo_npcs, (uint32_t)c->demo_asteroids, (uint32_t)c->tick_hz, per);
+    /* Keep the demo lively (sp_daemon_set_respawn). Deterministic (world
+     * rng) and saved in checkpoints, so a resumed world goes on respawning
+     * the same way. */
+    uint32_t per = sp_daemon_set_respawn(d);
     if (d->cluster && c->cluster_test_ships > 0 &&
         sp_cluster_spawn_test_ships(d->cluster, d->world, (uint32_t)c->cluster_test_ships, c->seed) != 0)
         return SP_EXIT_RUNTIME;

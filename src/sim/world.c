@@ -1537,10 +1537,11 @@ static const uint8_t demo_roles[3] = {SP_ENT_MINER, SP_ENT_FIGHTER, 0};
 
 /* A demo NPC: role cycling miner, fighter, patrol (counted in rs_role), a
  * random point and cruise velocity from the rng. */
-static int spawn_demo_npc(sp_world_t *w) {
+static int spawn_demo_npc(sp_world_t *w, sp_entity_id_t *out) {
     sp_entity_id_t id;
     int rc = sp_world_spawn_ship(w, 0, demo_roles[w->rs_role % 3], NULL, &id);
     if (rc != 0) return rc;
+    *out = id;
     w->rs_role++;
     float s = 0.5f * w->def.ship_max_speed;
     float v[3] = {rng_range(w, -s, s), rng_range(w, -s, s), rng_range(w, -s, s)};
@@ -1549,22 +1550,50 @@ static int spawn_demo_npc(sp_world_t *w) {
 }
 
 /* A demo asteroid, born at rest (it sleeps at the next static rebuild). */
-static int spawn_demo_asteroid(sp_world_t *w) {
+static int spawn_demo_asteroid(sp_world_t *w, sp_entity_id_t *out) {
     sp_entity_id_t id;
     int rc = sp_world_spawn_asteroid(w, NULL, 0.0f, 0.0f, -1, &id);
     uint32_t i;
     if (rc == 0 && sp__slot_of(w, id, &i)) w->rest[i] = w->def.sleep_ticks;
+    if (rc == 0) *out = id;
     return rc;
 }
+
+void sp_world_set_region(sp_world_t *w, int (*keep)(void *ctx, float x, float y), void *ctx) {
+    w->region = keep;
+    w->region_ctx = ctx;
+}
+
+/* 1 if slot i lies in the region (or there is none). */
+static int in_region(const sp_world_t *w, uint32_t i) {
+    return w->region == NULL || w->region(w->region_ctx, w->px[i], w->py[i]);
+}
+
+/* Keep a fresh spawn only inside the region: 1 kept, 0 removed. */
+static int keep_spawn(sp_world_t *w, sp_entity_id_t id) {
+    uint32_t i;
+    if (!sp__slot_of(w, id, &i) || in_region(w, i)) return 1;
+    slot_free(w, i);
+    return 0;
+}
+
+
 
 /* Top the NPC ships and asteroids up toward their targets, at most
  * rs_per_period of each. Deterministic: the state and the rng only. A failed
  * spawn (limit, memory) stops this round; the next period tries again. */
 static void respawn(sp_world_t *w) {
-    for (uint32_t k = 0; k < w->rs_per_period && w->count_npc < w->rs_npc_target; k++)
-        if (spawn_demo_npc(w) != 0) break;
-    for (uint32_t k = 0; k < w->rs_per_period && w->count_kind[SP_KIND_ASTEROID] < w->rs_ast_target; k++)
-        if (spawn_demo_asteroid(w) != 0) break;
+    sp_entity_id_t id;
+    uint32_t draws = 4 * w->rs_per_period; /* with a region, draws outside it are tried again */
+    for (uint32_t k = 0, n = 0; k < w->rs_per_period && n < draws && w->count_npc < w->rs_npc_target; n++) {
+        if (spawn_demo_npc(w, &id) != 0) break;
+        k += (uint32_t)keep_spawn(w, id);
+    }
+    for (uint32_t k = 0, n = 0; k < w->rs_per_period && n < draws && w->count_kind[SP_KIND_ASTEROID] < w->rs_ast_target;
+         n++) {
+        if (spawn_demo_asteroid(w, &id) != 0) break;
+        k += (uint32_t)keep_spawn(w, id);
+    }
 }
 
 int sp_world_set_respawn(sp_world_t *w, uint32_t npc_target, uint32_t ast_target, uint32_t period_ticks,
@@ -1941,13 +1970,19 @@ int sp_world_import(sp_world_t *w, const sp_entity_state_t *in) {
 int sp_world_populate_demo(sp_world_t *w, uint32_t n_asteroids, uint32_t n_npcs) {
     if (w == NULL) return SP_EINVAL;
     int rc = 0;
+    sp_entity_id_t id;
+    /* With a region, every entity is still drawn (the same draws as for all
+     * of space) and those outside are dropped: daemons that populate from
+     * one seed hold one world between them. */
     for (uint32_t k = 0; k < n_asteroids; k++) {
-        rc = spawn_demo_asteroid(w);
+        rc = spawn_demo_asteroid(w, &id);
         if (rc != 0) return rc;
+        keep_spawn(w, id);
     }
     for (uint32_t k = 0; k < n_npcs; k++) {
-        rc = spawn_demo_npc(w);
+        rc = spawn_demo_npc(w, &id);
         if (rc != 0) return rc;
+        keep_spawn(w, id);
     }
     if (w->sleep_enabled) rc = sp__world_rebuild_static(w, 1);
     return rc;

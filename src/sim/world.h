@@ -502,6 +502,17 @@ SP_API int sp_world_populate_demo(sp_world_t *w, uint32_t n_asteroids, uint32_t 
 SP_API int sp_world_set_respawn(sp_world_t *w, uint32_t npc_target, uint32_t ast_target, uint32_t period_ticks,
                                 uint32_t per_period);
 
+/* The part of space this world holds, for a cluster daemon that owns only
+ * some cells: keep(ctx, x, y) is 1 for a point inside. With a region,
+ * respawn keeps only what it spawns inside: an entity drawn outside is
+ * removed at once (no event; its id is not reused) and respawn draws again,
+ * at most 4 * per_period draws of each kind per period, so each daemon tops
+ * up its own part; sp_world_populate_demo makes the same draws as for all
+ * of space and keeps those inside, so daemons that populate from one seed
+ * hold one world between them. Set it before populating. NULL (the default) is all of space. Daemon settings, not
+ * world state: not hashed, not saved. keep must be pure and cheap. */
+SP_API void sp_world_set_region(sp_world_t *w, int (*keep)(void *ctx, float x, float y), void *ctx);
+
 /* Live NPC ships (owner 0). O(1). */
 SP_API uint32_t sp_world_count_npc(const sp_world_t *w);
 

@@ -106,6 +106,8 @@ struct sp_world {
     /* Respawn (sp_world_set_respawn; saved and hashed). period 0 = off. */
     uint32_t rs_npc_target, rs_ast_target, rs_period, rs_per_period;
     uint32_t rs_role;        /* roles given so far (the next role cycles from it) */
+    int (*region)(void *ctx, float x, float y); /* sp_world_set_region; NULL = all of space */
+    void *region_ctx;
 
     /* Slot arrays (cap elements; cargo 4*cap). */
     uint64_t *id, *epoch;    /* the entity's id (0 in a free slot) and hand-off epoch */

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# contrib/cluster.sh BUILD [options] [-- spacesimd options]: one world over several spacesimd
+# processes on this machine (issue 10), started by `./quickstart.sh cluster`.
+#
+#   --daemons N    daemons (default 4), nodes 0..N-1
+#   --cells NxM    the grid of cells (default 2x2); cell k goes to node k mod N
+#   --port P       node k serves clients on P + k (default 7777)
+#   --http-port H  node 0 also serves the live view on H (default 8080; 0 = off)
+#   --store DIR    nats-server's JetStream store (default: a new temporary folder, removed at exit;
+#                  a given folder is kept, so ids and incarnations carry over to the next start)
+#   --nats-port Q  nats-server's client port (default: a free one)
+#
+# It starts `nats-server -js` on 127.0.0.1, node 0 with the demo world (a daemon populates only
+# the cells it owns, and the first one claims them all), then the other nodes, then moves the
+# cells so every node owns its share (spacesim-cells move: a CAS each; node 0 hands the entities
+# of the moved cells off). Ctrl-C or SIGTERM stops every process it started. The logs are in a
+# temporary folder, removed at exit unless --store was given.
+set -euo pipefail
+
+usage="usage: contrib/cluster.sh BUILD [--daemons N] [--cells NxM] [--port P] [--http-port H] [--store DIR] [--nats-port Q] [-- spacesimd options]"
+build=${1:?$usage}
+shift
+here=$(cd "$(dirname "$0")/.." && pwd)
+daemons=4 cells=2x2 port=7777 http=8080 store="" nport=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --daemons) daemons=$2; shift 2 ;;
+    --cells) cells=$2; shift 2 ;;
+    --port) port=$2; shift 2 ;;
+    --http-port) http=$2; shift 2 ;;
+    --store) store=$2; shift 2 ;;
+    --nats-port) nport=$2; shift 2 ;;
+    --) shift; break ;;
+    *) echo "cluster.sh: unknown option $1; $usage" >&2; exit 2 ;;
+    esac
+done
+case "$daemons" in ''|*[!0-9]*) echo "cluster.sh: --daemons wants a number" >&2; exit 2 ;; esac
+[ "$daemons" -ge 1 ] && [ "$daemons" -le 64 ] || { echo "cluster.sh: --daemons 1..64" >&2; exit 2; }
+daemon="$build/src/daemon/spacesimd" tool="$build/src/cluster/spacesim-cells"
+[ -x "$daemon" ] && [ -x "$tool" ] || { echo "cluster.sh: build first (missing $daemon or $tool)" >&2; exit 2; }
+command -v nats-server >/dev/null || { echo "cluster.sh: nats-server missing (./quickstart.sh cluster installs it)" >&2; exit 2; }
+
+tmp=$(mktemp -d /tmp/spacesim-cluster.XXXXXX)
+keep=1
+if [ -z "$store" ]; then store="$tmp/js"; keep=0; fi
+mkdir -p "$store"
+pids=()
+stop() {
+    trap - INT TERM EXIT
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    if [ "$keep" = 0 ]; then rm -rf "$tmp"; else echo "cluster.sh: logs kept in $tmp" >&2; fi
+}
+trap stop EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# wait_port PORT PID WHAT LOG: until something listens on 127.0.0.1:PORT (at most 30 s), or PID died.
+wait_port() {
+    for _ in $(seq 300); do
+        kill -0 "$2" 2>/dev/null || { echo "cluster.sh: $3 exited; its log:" >&2; tail -20 "$4" >&2; exit 1; }
+        if python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 0.2).close()" 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "cluster.sh: $3 did not listen on port $1 within 30 s; its log: $4" >&2
+    exit 1
+}
+
+[ -n "$nport" ] || nport=$(free_port)
+url="nats://127.0.0.1:$nport"
+nats-server -js -a 127.0.0.1 -p "$nport" -sd "$store" >"$tmp/nats.log" 2>&1 &
+pids+=($!)
+wait_port "$nport" "${pids[-1]}" nats-server "$tmp/nats.log"
+
+start_node() { # start_node K [spacesimd options...]
+    local k=$1
+    shift
+    "$daemon" --nats "$url" --cells "$cells" --node "$k" --bind 127.0.0.1 --port $((port + k)) "$@" \
+        >"$tmp/node$k.log" 2>&1 &
+    pids+=($!)
+    wait_port $((port + k)) "${pids[-1]}" "spacesimd node $k" "$tmp/node$k.log"
+}
+web=()
+[ "$http" != 0 ] && web=(--http-port "$http" --web-root "$here/web")
+start_node 0 "${web[@]}" "$@"
+for k in $(seq 1 $((daemons - 1))); do start_node "$k" "$@"; done
+
+# Every cell to its node (k mod N), by CAS; node 0 claimed them all at its start.
+nx=${cells%x*} ny=${cells#*x}
+for c in $(seq 0 $((nx * ny - 1))); do
+    n=$((c % daemons))
+    [ "$n" = 0 ] && continue
+    "$tool" --nats "$url" --cells "$cells" move "$c" "$n" >/dev/null
+done
+
+echo "cluster.sh: $daemons daemons, cells $cells, nats-server $url (store $store)" >&2
+for k in $(seq 0 $((daemons - 1))); do
+    echo "cluster.sh: node $k serves clients on 127.0.0.1:$((port + k)) (log $tmp/node$k.log)" >&2
+done
+[ "$http" != 0 ] && echo "cluster.sh: live view of node 0's cells: http://127.0.0.1:$http/" >&2
+echo "cluster.sh: operator: $tool --nats $url --cells $cells list | status 0 1 ... | audit 0 1 ..." >&2
+echo "cluster.sh: no gateway yet: a client sees the cells of the daemon it connects to. Ctrl-C stops all." >&2
+# Run until a signal, or until a process it started exits.
+while :; do
+    for p in "${pids[@]}"; do
+        if ! kill -0 "$p" 2>/dev/null; then
+            echo "cluster.sh: process $p exited; stopping the cluster" >&2
+            exit 1
+        fi
+    done
+    sleep 1
+done

@@ -1,0 +1,88 @@
+#!/bin/sh
+# tests/cluster/start.sh: the cluster's start command (issue 10 point 8), contrib/cluster.sh, which
+# `./quickstart.sh cluster` runs. Two daemons with a demo world of 400 asteroids (no NPCs, so nothing
+# dies or respawns): every cell ends up owned as the script moves them (cell k to node k mod 2), the
+# daemons hold one demo world between them (400 entities in all, not 400 each), a client reaches
+# each daemon's port, and SIGTERM to the script stops every process it started. Every wait is for a
+# condition, bounded in time.
+set -u
+DAEMON=${SPACESIMD:-./src/daemon/spacesimd}
+PY=/usr/bin/python3
+[ -x "$PY" ] || { echo "start.sh: FAIL: $PY missing" >&2; exit 1; }
+command -v nats-server >/dev/null || { echo "start.sh: FAIL: nats-server missing (./quickstart.sh test installs it)" >&2; exit 1; }
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+exec "$PY" - "$DAEMON" "$SRC" "${CK_TIMEOUT_MULTIPLIER:-1}" <<'PYEOF'
+import os, re, signal, socket, subprocess, sys, tempfile, time
+daemon, src, mult = sys.argv[1], sys.argv[2], float(sys.argv[3])
+build = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(daemon))))
+cells = os.path.join(build, "src", "cluster", "spacesim-cells")
+def free_port():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+# Two consecutive free client ports.
+for _ in range(100):
+    port = free_port()
+    try:
+        s = socket.socket(); s.bind(("127.0.0.1", port + 1)); s.close(); break
+    except OSError:
+        continue
+err = tempfile.TemporaryFile(mode="w+")
+p = subprocess.Popen([os.path.join(src, "contrib", "cluster.sh"), build, "--daemons", "2", "--port", str(port),
+                      "--http-port", "0", "--", "--demo-asteroids", "400", "--demo-npcs", "0", "--workers", "1"],
+                     stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+def output():
+    err.seek(0); return err.read()
+def fail(msg):
+    sys.stderr.write("start.sh: FAIL: %s\n---- cluster.sh said:\n%s" % (msg, output()))
+    try: os.killpg(p.pid, signal.SIGKILL)
+    except OSError: pass
+    sys.exit(1)
+def wait(what, cond, limit=60):
+    deadline = time.monotonic() + limit * mult
+    while time.monotonic() < deadline:
+        if p.poll() is not None: fail("cluster.sh exited (%d) while waiting until %s" % (p.returncode, what))
+        r = cond()
+        if r: return r
+        time.sleep(0.1)
+    fail("not %s within the time limit" % what)
+url = wait("cluster.sh names its nats-server", lambda: (re.search(r"nats-server (nats://[0-9.:]+)", output()) or [None, None])[1])
+def tool(*args):
+    try:
+        r = subprocess.run([cells, "--nats", url, "--cells", "2x2"] + list(args), capture_output=True, text=True,
+                           timeout=20 * mult)
+    except subprocess.TimeoutExpired:
+        return None
+    return r.stdout if r.returncode == 0 else None
+def owners_moved():
+    out = tool("list") or ""
+    o = dict(re.findall(r"cell (\d+) owner (\d+)", out))
+    return o if o == {"0": "0", "1": "1", "2": "0", "3": "1"} else None
+wait("cells 0 and 2 on node 0, 1 and 3 on node 1", owners_moved)
+def one_world():
+    out = tool("status", "0", "1") or ""
+    counts = [int(c) for c in re.findall(r"\bcount (\d+)", out)]
+    fl = [int(c) for c in re.findall(r"\b(?:outq|inflight|early) (\d+)", out)]
+    return counts if len(counts) == 2 and sum(counts) == 400 and min(counts) > 0 and not any(fl) else None
+counts = wait("the two daemons hold one 400-asteroid world between them", one_world)
+for k in (0, 1):
+    socket.create_connection(("127.0.0.1", port + k), 5).close()
+# Stop: every process the script started goes with it.
+started = [int(x) for x in subprocess.run(["pgrep", "-s", str(p.pid)], capture_output=True, text=True).stdout.split()]
+os.kill(p.pid, signal.SIGTERM)
+try:
+    p.wait(timeout=30 * mult)
+except subprocess.TimeoutExpired:
+    fail("cluster.sh did not stop within 30 s of SIGTERM")
+def gone(pid):
+    try:
+        os.kill(pid, 0); return False
+    except ProcessLookupError:
+        return True
+def all_gone():
+    return all(gone(x) for x in started if x != p.pid)
+deadline = time.monotonic() + 30 * mult
+while not all_gone():
+    if time.monotonic() > deadline: fail("processes left after SIGTERM: %s" % [x for x in started if not gone(x)])
+    time.sleep(0.1)
+if len(started) < 4: fail("expected cluster.sh, nats-server and 2 daemons in its session, saw %s" % started)
+print("start.sh: 2 daemons hold %d + %d = 400 asteroids; SIGTERM stopped all %d processes" % (counts[0], counts[1], len(started)))
+PYEOF
