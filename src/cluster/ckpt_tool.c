@@ -157,6 +157,10 @@ static int cmd_split(int argc, char **argv) {
     uint8_t *annex;
     size_t annex_len;
     sp_world_t *src = load(in, &annex, &annex_len);
+    /* A cluster daemon's checkpoint starts its annex with the cluster's part
+     * ("SPCLUS", cluster.c "checkpoints"): it is a part already. */
+    if (annex_len >= 8 && memcmp(annex, "SPCLUS\0\0", 8) == 0)
+        fail(in, "a cluster daemon's checkpoint (a part already): merge it with the others instead", 0);
     o.g.half = sp_world_def(src)->half_extent;
     info_line(in, src);
     if (mkdir(dir, 0755) != 0 && errno != EEXIST) fail(dir, "cannot create the folder", 0);

@@ -96,6 +96,7 @@ typedef struct item {
     int32_t owner;
     uint64_t rev;
     uint64_t seq; /* IT_IMPORT: the message's stream sequence; IT_FRONTIER: see above */
+    uint64_t dep; /* IT_PUBLISH / IT_PUBFAIL: its outbox number (the loop's departure count) */
     natsMsg *msg; /* touched by the NATS thread only: the loop just carries it back */
     char *text;   /* IT_REPLY: malloc'd body */
     size_t len;
@@ -113,6 +114,7 @@ typedef struct loopstat {
     uint64_t refused;     /* hand-offs in for a cell not ours: sent back to their origin */
     uint64_t returned;    /* compensations applied here (returns and failed publishes) */
     uint64_t bounced;     /* hand-offs in this world could not take (full, invalid here): sent back */
+    uint64_t resumed_in, resumed_out; /* the resume's replay: imported, departed again */
     uint64_t retried;     /* hand-offs in that failed for a passing cause (memory) or could not be
                            * sent back: nak'd, redelivered by the server after RETRY_IMPORT_MS */
     uint64_t homeless;    /* last scan: entities in cells with no owner (kept) */
@@ -121,6 +123,16 @@ typedef struct loopstat {
     uint64_t fwaits;      /* steps that waited for the frontier */
     uint64_t fwait_ns, fwait_max_ns; /* wall time those waits lasted (sum, longest) */
 } loopstat_t;
+
+/* A departure not yet known to be stored by the stream: what a checkpoint
+ * must keep (the entity is in no world, and maybe in no message). */
+typedef struct outent {
+    uint64_t dep;         /* its number: every departure gets the next one, in order */
+    uint64_t floor;       /* the loop's recv_seq when it departed: any stream sequence this
+                           * hand-off gets is higher (it is published after the loop saw that one) */
+    bool done;            /* stored (confirms ring) or compensated (IT_PUBFAIL) */
+    sp_wire_handoff_t h;
+} outent_t;
 
 /* One peer's newest announcement, as the NATS thread keeps it. */
 typedef struct peer {
@@ -178,6 +190,14 @@ struct sp_cluster {
     uint64_t pause_at;  /* conf.pause_at */
     uint64_t join_tick; /* the tick to start from (join_tick), set by sp_cluster_open */
     uint64_t refuse_left; /* conf.test_refuse, counted down */
+    /* The outbox (loop): departures in number order, from ob[ob_head]; the
+     * confirms ring (NATS thread -> loop) carries the numbers of the stored
+     * ones. See sp_cluster_checkpoint_annex. */
+    outent_t *ob;
+    size_t ob_head, ob_n, ob_cap;
+    uint64_t next_dep;
+    sp_spsc_t confirms;
+    bool confirms_open;
     sp_log_ratelimit_t refuse_rl; /* the warning of a refused hand-off in: once a second */
     bool ann_owed;      /* the last step's announcement found no room in to_net: sent next */
     void (*ready_cb)(void *ctx);
@@ -212,6 +232,8 @@ struct sp_cluster {
     uint64_t fr_sent_tick, fr_sent_seq;
     uint32_t fr_sent_peers;
     _Atomic uint64_t pub_seq[PUB_BATCH]; /* the stream sequence of each answered publish */
+    uint64_t *conf_pend;      /* stored departures' numbers the confirms ring had no room for */
+    size_t nconf_pend, capconf_pend;
 
     int journal_fd; /* -1 = none; O_APPEND: lines from both threads stay whole */
 };
@@ -429,8 +451,9 @@ int sp_cluster_open(const sp_cluster_conf_t *conf, sp_cluster_t **out) {
     c->paused = conf->start_paused != 0;
     c->fr_tick = UINT64_MAX; /* no peer known yet: the first membership read says */
     c->fr_all = true;
+    c->next_dep = 1; /* 0 is not an item of the confirms ring (its items are non-NULL pointers) */
     if (!c->net_owner || !c->net_rev || !c->owner || !c->rev || !c->last_to || !c->peers || sp_spsc_init(&c->to_loop, RING, NULL) != 0 ||
-        sp_spsc_init(&c->to_net, RING, NULL) != 0) {
+        sp_spsc_init(&c->to_net, RING, NULL) != 0 || sp_spsc_init(&c->confirms, 2 * RING, NULL) != 0) {
         sp_cluster_free(c);
         return SP_ENOMEM;
     }
@@ -794,6 +817,30 @@ static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, 
  * wait for their answers (at most 2 s), and take the answered ones off the
  * queue. Those in doubt stay first in the queue, to be published again
  * under the same Msg-Id. Returns false when some are in doubt (retry later). */
+/* Tell the loop that departure `dep` is stored (its outbox entry may go).
+ * What the ring has no room for waits in conf_pend, flushed first. */
+static void net_confirm_flush(sp_cluster_t *c) {
+    size_t k = 0;
+    while (k < c->nconf_pend && sp_spsc_try_push(&c->confirms, (void *)(uintptr_t)c->conf_pend[k]) == 0) k++;
+    memmove(c->conf_pend, c->conf_pend + k, (c->nconf_pend - k) * sizeof *c->conf_pend);
+    c->nconf_pend -= k;
+}
+
+static void net_confirm(sp_cluster_t *c, uint64_t dep) {
+    if (dep == 0) return; /* not a departure of the outbox (none today; kept for safety) */
+    if (c->nconf_pend == 0 && sp_spsc_try_push(&c->confirms, (void *)(uintptr_t)dep) == 0) return;
+    if (c->nconf_pend == c->capconf_pend) {
+        size_t nc = c->capconf_pend ? 2 * c->capconf_pend : 1024;
+        uint64_t *v = realloc(c->conf_pend, nc * sizeof *v);
+        /* Cannot keep it: the outbox entry stays, so a checkpoint keeps the
+         * entity and the replay of the stream removes it again. Safe. */
+        if (v == NULL) return;
+        c->conf_pend = v;
+        c->capconf_pend = nc;
+    }
+    c->conf_pend[c->nconf_pend++] = dep;
+}
+
 static bool net_publish_batch(sp_cluster_t *c) {
     item_t *b[PUB_BATCH];
     size_t n = 0;
@@ -852,6 +899,7 @@ static bool net_publish_batch(sp_cluster_t *c) {
             c->published++;
             if (r == PR_DUP) c->pubdup++; /* an earlier attempt was stored: this one was not */
             journal(c, 'P', it->h.st.id, it->h.st.epoch);
+            net_confirm(c, it->dep);
             free(it);
             c->oq_n--;
             continue;
@@ -1098,6 +1146,7 @@ static void *net_main(void *arg) {
         net_heartbeat(c, now);
         if (!c->net_fenced || c->next_poll_ns == 0) net_poll_cells(c, now);
         net_control(c);
+        if (c->nconf_pend) net_confirm_flush(c);
         net_clock(c, now);
         net_ops(c, now);
         net_fetch(c);
@@ -1204,6 +1253,47 @@ static void compensate(sp_cluster_t *c, sp_entity_state_t *st) {
     }
 }
 
+/* The outbox (loop thread): room for one more entry, or false (then the
+ * caller does not depart: the entity stays and the next scan tries again). */
+static bool outbox_reserve(sp_cluster_t *c) {
+    if (c->ob_head > 0 && c->ob_head + c->ob_n == c->ob_cap) { /* slide the live part down */
+        memmove(c->ob, c->ob + c->ob_head, c->ob_n * sizeof *c->ob);
+        c->ob_head = 0;
+    }
+    if (c->ob_n < c->ob_cap) return true;
+    size_t nc = c->ob_cap ? 2 * c->ob_cap : 256;
+    outent_t *v = realloc(c->ob, nc * sizeof *v);
+    if (v == NULL) return false;
+    c->ob = v;
+    c->ob_cap = nc;
+    return true;
+}
+
+/* Number the departure in `it` and keep its hand-off until it is stored.
+ * After outbox_reserve returned true. */
+static void outbox_push(sp_cluster_t *c, item_t *it) {
+    it->dep = c->next_dep++;
+    outent_t *e = &c->ob[c->ob_head + c->ob_n++];
+    e->dep = it->dep;
+    e->floor = c->recv_seq;
+    e->done = false;
+    e->h = it->h;
+}
+
+/* Departure `dep` is stored or compensated: its entry goes (with every done
+ * one before the first that is not). Numbers are contiguous from the head. */
+static void outbox_done(sp_cluster_t *c, uint64_t dep) {
+    if (c->ob_n == 0 || dep < c->ob[c->ob_head].dep) return;
+    uint64_t k = dep - c->ob[c->ob_head].dep;
+    if (k >= c->ob_n) return;
+    c->ob[c->ob_head + k].done = true;
+    while (c->ob_n > 0 && c->ob[c->ob_head].done) {
+        c->ob_head++;
+        c->ob_n--;
+    }
+    if (c->ob_n == 0) c->ob_head = 0;
+}
+
 /* Depart entity `st` (already exported, epoch raised) toward node `to`. */
 static void send_off(sp_cluster_t *c, const sp_entity_state_t *st, uint32_t to, uint32_t cell, uint8_t flags) {
     item_t *it = item_new(IT_PUBLISH);
@@ -1215,11 +1305,16 @@ static void send_off(sp_cluster_t *c, const sp_entity_state_t *st, uint32_t to, 
     it->h.cell_rev = cell < c->ncells ? c->rev[cell] : 0;
     it->h.tick = sp_world_tick(c->world); /* the state is that of the end of the step to this tick */
     it->to = to;
+    if (!outbox_reserve(c)) {
+        free(it);
+        return;
+    }
     int rc = sp_world_depart(c->world, st->id, st->epoch);
     if (rc != 0) {
         free(it);
         return;
     }
+    outbox_push(c, it);
     c->ls.departs++;
     to_net(c, it);
 }
@@ -1253,7 +1348,7 @@ static void apply_import(sp_cluster_t *c, item_t *it) {
          * so the server brings it again. Never acked away. */
         bool for_good = rc == SP_ELIMIT || rc == SP_EINVAL;
         if (for_good && !(h->flags & SP_WIRE_RETURN) && h->origin != c->conf.node) {
-            back = item_new(IT_PUBLISH);
+            back = outbox_reserve(c) ? item_new(IT_PUBLISH) : NULL;
             /* A late copy of this hand-off (an ambiguous ack redelivered)
              * must find it departed here, at the epoch it goes back with. */
             if (back != NULL && sp_world_note_departed(w, h->st.id, h->st.epoch + 1) != 0) {
@@ -1289,6 +1384,7 @@ static void apply_import(sp_cluster_t *c, item_t *it) {
         back->h.cell = cell;
         back->h.cell_rev = cell < c->ncells ? c->rev[cell] : 0;
         back->to = copy.origin;
+        outbox_push(c, back); /* a checkpoint keeps it until it is stored */
         to_net(c, back);
         return;
     }
@@ -1441,6 +1537,9 @@ void sp_cluster_apply(sp_cluster_t *c) {
         }
     }
     if (!c->fenced) release_early(c);
+    /* Departures the stream stored: their outbox entries go. */
+    void *q;
+    while (sp_spsc_try_pop(&c->confirms, &q) == 0) outbox_done(c, (uint64_t)(uintptr_t)q);
     /* Room for what an item can produce: an ack, a return publish, a reply. */
     while (room_to_net(c, 3 + 2 * c->nheld) && sp_spsc_try_pop(&c->to_loop, &p) == 0) {
         item_t *it = p;
@@ -1489,6 +1588,7 @@ void sp_cluster_apply(sp_cluster_t *c) {
             break;
         case IT_PUBFAIL:
             compensate(c, &it->h.st);
+            outbox_done(c, it->dep);
             free(it);
             break;
         default:
@@ -1555,6 +1655,202 @@ void sp_cluster_after_step(sp_cluster_t *c) {
     }
 }
 
+/* ---------------------------------------------------------------- checkpoints
+ *
+ * A cluster daemon's checkpoint (issue 10 point 7) is its world plus this
+ * annex, ahead of the sessions' annex (checkpoint.c):
+ *   "SPCLUS\0\0", u32 total length, u32 version 1, u32 node, u64 incarnation,
+ *   u64 replay_from, u64 tick, u32 ncells, ncells x (i32 owner, u64 rev),
+ *   u32 nout, nout x one hand-off (wire.h, sp_wire_size() bytes each)
+ * all little-endian. On restart (sp_cluster_restore) the outbox entries are
+ * put back as they were before they departed, then every stream message
+ * after replay_from is applied in stream order: one to this node is imported
+ * (judged by epoch, so one already in the world changes nothing), one this
+ * node sent elsewhere departs the entity it carried if the world still has
+ * it at a lower epoch (it lives at the receiver now). replay_from is low
+ * enough that no message the saved world does not reflect lies at or below
+ * it: recv_seq (the imports popped), lowered below any import popped but
+ * not applied (early, held) and to the floor of any departure not known to
+ * be stored (its message, if any, comes after that floor). Too low only
+ * costs replay time: every step is idempotent. */
+#define ANNEX_MAGIC "SPCLUS\0\0"
+#define ANNEX_HEAD (8 + 4 + 4 + 4 + 8 + 8 + 8 + 4)
+
+static uint8_t *le_put(uint8_t *p, uint64_t v, int n) {
+    for (int k = 0; k < n; k++) p[k] = (uint8_t)(v >> (8 * k));
+    return p + n;
+}
+static uint64_t le_get(const uint8_t *p, int n) {
+    uint64_t v = 0;
+    for (int k = 0; k < n; k++) v |= (uint64_t)p[k] << (8 * k);
+    return v;
+}
+
+int sp_cluster_annex_split(const uint8_t *a, size_t len, size_t *cl_len, uint32_t *node) {
+    *cl_len = 0;
+    if (len < 8 || memcmp(a, ANNEX_MAGIC, 8) != 0) return 0;
+    if (len < ANNEX_HEAD) return SP_ECORRUPT;
+    uint64_t n = le_get(a + 8, 4);
+    if (n < ANNEX_HEAD || n > len || le_get(a + 12, 4) != 1) return SP_ECORRUPT;
+    *cl_len = (size_t)n;
+    *node = (uint32_t)le_get(a + 16, 4);
+    return 1;
+}
+
+int sp_cluster_checkpoint_annex(const sp_cluster_t *c, uint8_t **out, size_t *len) {
+    uint64_t from = c->recv_seq;
+    for (size_t k = 0; k < c->nearly; k++)
+        if (c->early[k]->seq && c->early[k]->seq - 1 < from) from = c->early[k]->seq - 1;
+    for (size_t k = 0; k < c->nheld; k++)
+        if (c->held[k]->seq && c->held[k]->seq - 1 < from) from = c->held[k]->seq - 1;
+    size_t nout = 0;
+    for (size_t k = 0; k < c->ob_n; k++) {
+        const outent_t *e = &c->ob[c->ob_head + k];
+        if (e->done) continue;
+        nout++;
+        if (e->floor < from) from = e->floor;
+    }
+    size_t ws = sp_wire_size();
+    size_t n = ANNEX_HEAD + (size_t)c->ncells * 12 + 4 + nout * ws;
+    if (n > UINT32_MAX) return SP_EOVERFLOW;
+    uint8_t *b = malloc(n), *p = b;
+    if (b == NULL) return SP_ENOMEM;
+    memcpy(p, ANNEX_MAGIC, 8);
+    p += 8;
+    p = le_put(p, n, 4);
+    p = le_put(p, 1, 4);
+    p = le_put(p, c->conf.node, 4);
+    p = le_put(p, c->inc, 8);
+    p = le_put(p, from, 8);
+    p = le_put(p, sp_world_tick(c->world), 8);
+    p = le_put(p, c->ncells, 4);
+    for (uint32_t i = 0; i < c->ncells; i++) {
+        p = le_put(p, (uint32_t)c->owner[i], 4);
+        p = le_put(p, c->rev[i], 8);
+    }
+    p = le_put(p, nout, 4);
+    for (size_t k = 0; k < c->ob_n; k++) {
+        const outent_t *e = &c->ob[c->ob_head + k];
+        if (!e->done) p += sp_wire_encode(&e->h, p);
+    }
+    SP_ASSERT((size_t)(p - b) == n);
+    *out = b;
+    *len = n;
+    return 0;
+}
+
+/* Apply every message of the stream after `from` (see above). Main thread,
+ * before the NATS thread exists. */
+static int replay(sp_cluster_t *c, sp_world_t *w, uint64_t from, uint64_t *n_in, uint64_t *n_out, uint64_t *n_msgs) {
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetStreamInfo(&si, c->js, STREAM, NULL, &jerr);
+    if (s != NATS_OK) {
+        SP_LOGE("cluster: resume: the stream's state: %s", st_text(s));
+        return SP_EIO;
+    }
+    uint64_t last = si->State.LastSeq, first = si->State.FirstSeq;
+    jsStreamInfo_Destroy(si);
+    if (last <= from) return 0;
+    if (first > from + 1) {
+        /* The stream never loses messages here (no limits), so this is
+         * another NATS store than the one the checkpoint was made with. */
+        SP_LOGE("cluster: resume: the stream starts at %" PRIu64 " but the checkpoint needs it from %" PRIu64
+                " (another NATS store?)", first, from + 1);
+        return SP_EINVAL;
+    }
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = STREAM;
+    so.Ordered = true;
+    so.Config.DeliverPolicy = js_DeliverByStartSequence;
+    so.Config.OptStartSeq = from + 1;
+    natsSubscription *sub = NULL;
+    s = js_SubscribeSync(&sub, c->js, "sp.ho.>", NULL, &so, &jerr);
+    if (s != NATS_OK) {
+        SP_LOGE("cluster: resume: reading the stream from %" PRIu64 ": %s", from + 1, st_text(s));
+        return SP_EIO;
+    }
+    char mine[32];
+    snprintf(mine, sizeof mine, "sp.ho.%u", c->conf.node);
+    int rc = 0;
+    for (;;) {
+        natsMsg *m = NULL;
+        s = natsSubscription_NextMsg(&m, sub, 10000);
+        if (s != NATS_OK) {
+            SP_LOGE("cluster: resume: the stream stopped before %" PRIu64 ": %s", last, st_text(s));
+            rc = SP_EIO;
+            break;
+        }
+        uint64_t seq = msg_seq(m);
+        sp_wire_handoff_t h;
+        if (sp_wire_decode((const uint8_t *)natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &h) == 0) {
+            (*n_msgs)++;
+            if (strcmp(natsMsg_GetSubject(m), mine) == 0) {
+                if (sp_world_import(w, &h.st) == 0) (*n_in)++;
+            } else if (h.origin == c->conf.node) {
+                sp_entity_state_t cur;
+                if (sp_world_export(w, h.st.id, &cur) == 0 && cur.epoch < h.st.epoch &&
+                    sp_world_depart(w, h.st.id, h.st.epoch) == 0)
+                    (*n_out)++;
+            }
+        }
+        natsMsg_Destroy(m);
+        if (seq >= last) break;
+    }
+    natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+    return rc;
+}
+
+int sp_cluster_restore(sp_cluster_t *c, sp_world_t *w, const uint8_t *a, size_t len) {
+    size_t n;
+    uint32_t node;
+    if (sp_cluster_annex_split(a, len, &n, &node) != 1 || n != len) return SP_ECORRUPT;
+    if (node != c->conf.node) {
+        SP_LOGE("cluster: the checkpoint is node %u's, this daemon is node %u", node, c->conf.node);
+        return SP_EINVAL;
+    }
+    const uint8_t *p = a + 8 + 4 + 4 + 4;
+    uint64_t inc = le_get(p, 8), from = le_get(p + 8, 8), tick = le_get(p + 16, 8);
+    uint32_t ncells = (uint32_t)le_get(p + 24, 4);
+    p += 28;
+    size_t ws = sp_wire_size();
+    if (ncells != c->ncells) {
+        SP_LOGE("cluster: the checkpoint has %u cells, --cells gives %u", ncells, c->ncells);
+        return SP_EINVAL;
+    }
+    if ((size_t)(a + len - p) < (size_t)ncells * 12 + 4) return SP_ECORRUPT;
+    p += (size_t)ncells * 12; /* the epochs then: the bucket's are the truth now */
+    uint64_t nout = le_get(p, 4);
+    p += 4;
+    if ((size_t)(a + len - p) != nout * ws) return SP_ECORRUPT;
+    uint64_t back = 0;
+    for (uint64_t k = 0; k < nout; k++, p += ws) {
+        sp_wire_handoff_t h;
+        if (sp_wire_decode(p, ws, &h) != 0 || h.st.epoch == 0) return SP_ECORRUPT;
+        /* As it was before it departed: the epoch below the message's, and
+         * no memory of the departure (the replay departs it again if the
+         * message was stored). */
+        sp_world_forget_departed(w, h.st.id);
+        h.st.epoch--;
+        int r = sp_world_import(w, &h.st);
+        if (r == 0) back++;
+        else if (r < 0) SP_LOGW("cluster: resume: a departure in the checkpoint (entity %" PRIu64 ") could not be put back: %s",
+                                h.st.id, sp_strerror(r));
+    }
+    uint64_t in = 0, out = 0, msgs = 0;
+    int rc = replay(c, w, from, &in, &out, &msgs);
+    if (rc != 0) return rc;
+    c->ls.resumed_in = in;
+    c->ls.resumed_out = out;
+    SP_LOGI("cluster: resumed node %u's checkpoint of incarnation %" PRIu64 " (tick %" PRIu64 "): %" PRIu64
+            " departures put back; stream from %" PRIu64 ": %" PRIu64 " messages, %" PRIu64 " imported, %" PRIu64
+            " handed off since",
+            node, inc, tick, back, from + 1, msgs, in, out);
+    return 0;
+}
+
 void sp_cluster_stop(sp_cluster_t *c) {
     if (c == NULL) return;
     /* Relaxed: see `stop`; the join below is the synchronisation. */
@@ -1602,6 +1898,9 @@ void sp_cluster_free(sp_cluster_t *c) {
     }
     sp_spsc_destroy(&c->to_loop);
     sp_spsc_destroy(&c->to_net);
+    sp_spsc_destroy(&c->confirms);
+    free(c->ob);
+    free(c->conf_pend);
     free(c->net_owner);
     free(c->net_rev);
     free(c->owner);

@@ -122,6 +122,30 @@ void sp_cluster_frontier_stats(const sp_cluster_t *c, uint64_t *waits, uint64_t 
  * O(entities) (a scan of x/y) + O(leavers). */
 void sp_cluster_after_step(sp_cluster_t *c);
 
+/* Checkpoints (issue 10 point 7; the format and the resume are described
+ * in cluster.c, "checkpoints").
+ *
+ * sp_cluster_checkpoint_annex: loop thread, between steps: the bytes a
+ * checkpoint carries for the cluster (node, incarnation, the stream
+ * position to replay from, the cells' owners and epochs, the departures not
+ * yet known to be stored). *out from malloc; 0, SP_ENOMEM, SP_EOVERFLOW.
+ * O(cells + outbox + early + held).
+ *
+ * sp_cluster_annex_split: whether an annex starts with those bytes: 0 no
+ * (a one-process checkpoint), 1 yes (*cl_len their length, *node whose),
+ * SP_ECORRUPT. Any thread; needs no cluster.
+ *
+ * sp_cluster_restore: main thread, after sp_cluster_open, with the world
+ * just loaded and before sp_cluster_start: put the departures back, then
+ * replay the stream from the saved position, so the world holds every
+ * entity it held or received and none it handed off since the checkpoint
+ * (only the steps since are lost). Blocks while it reads the stream (about
+ * 0.1 ms per message since). 0, SP_ECORRUPT, SP_EINVAL (another node's
+ * checkpoint, another grid, another NATS store), SP_EIO. */
+int sp_cluster_checkpoint_annex(const sp_cluster_t *c, uint8_t **out, size_t *len);
+int sp_cluster_annex_split(const uint8_t *a, size_t len, size_t *cl_len, uint32_t *node);
+int sp_cluster_restore(sp_cluster_t *c, sp_world_t *w, const uint8_t *a, size_t len);
+
 /* Shutdown, loop thread: stop and join the NATS thread (hand-offs queued
  * and not yet published are lost with the process, as every entity of a
  * stopped daemon is until persistence; see the docs), close the async

@@ -46,6 +46,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cluster/cluster.h"
 #include "daemon/clients.h"
 #include "daemon/clock.h"
 #include "sim/save.h"
@@ -57,6 +58,22 @@ static int save_world_and_sessions(const sp_daemon_t *d, uint8_t **buf, size_t *
     uint8_t *annex = NULL;
     size_t alen = 0;
     int r = sp_clients_save_sessions(d, &annex, &alen);
+    if (r == 0 && d->cluster) {
+        /* A cluster daemon's annex starts with the cluster's part (cluster.h). */
+        uint8_t *cl = NULL, *both;
+        size_t clen = 0;
+        r = sp_cluster_checkpoint_annex(d->cluster, &cl, &clen);
+        if (r == 0 && (both = malloc(clen + alen)) == NULL) r = SP_ENOMEM;
+        if (r == 0) {
+            memcpy(both, cl, clen);
+            if (alen) memcpy(both + clen, annex, alen);
+            explicit_bzero(annex, alen);
+            free(annex);
+            annex = both;
+            alen += clen;
+        }
+        free(cl);
+    }
     if (r == 0) r = sp_world_save_unsealed_annex(d->world, annex, alen, buf, len);
     if (annex) explicit_bzero(annex, alen); /* token hashes: no copies left about */
     free(annex);
@@ -331,6 +348,32 @@ int sp_checkpoint_load(sp_daemon_t *d) {
         return r == SP_ENOENT ? SP_ECORRUPT : r;
     }
     d->world = w;
+    /* A cluster daemon's checkpoint: the cluster's part first (cluster.h). */
+    size_t clen = 0;
+    uint32_t node = 0;
+    r = sp_cluster_annex_split(annex, alen, &clen, &node);
+    if (r == 1 && d->cluster == NULL) {
+        SP_LOGE("checkpoint %s is cluster node %u's: start it with --nats and --node %u, or move it away", path,
+                node, node);
+        r = SP_EINVAL;
+    } else if (r == 1) {
+        r = sp_cluster_restore(d->cluster, w, annex, clen);
+        if (r < 0) SP_LOGE("checkpoint %s: the cluster's resume failed: %s", path, sp_strerror(r));
+    } else if (r == 0 && d->cluster) {
+        SP_LOGI("checkpoint %s is a one-process world: this cluster daemon keeps the entities of its cells "
+                "(the first scan hands off the others)", path);
+    } else if (r < 0) {
+        SP_LOGE("checkpoint %s: its cluster part is corrupt", path);
+    }
+    if (r < 0) {
+        explicit_bzero(buf, len);
+        free(buf);
+        sp_world_free(w);
+        d->world = NULL;
+        return r == SP_ENOENT ? SP_ECORRUPT : r;
+    }
+    annex += clen;
+    alen -= clen;
     /* The sessions (annex): detached again, each with a full grace. */
     r = sp_clients_restore_sessions(d, annex, alen);
     explicit_bzero(buf, len);

@@ -234,7 +234,10 @@ int sp_clients_restore_sessions(sp_daemon_t *d, const uint8_t *annex, size_t len
         sp_sessions_destroy(&t);
         return r;
     }
-    /* Past here nothing fails: the world is changed only once all is read. */
+    /* Past here nothing fails: the world is changed only once all is read.
+     * A cluster daemon keeps them: ships travel between daemons, so an
+     * owner this daemon never saw may be another daemon's session. */
+    if (d->cluster) sw.norphans = 0;
     for (size_t i = 0; i < sw.norphans; i++) sp_world_destroy(d->world, sw.orphans[i]);
     if (sw.norphans)
         SP_LOGI("checkpoint: %zu player ship(s) of no saved session removed (nobody could command them)",

@@ -68,7 +68,8 @@ int sp_clients_save_sessions(const sp_daemon_t *d, uint8_t **out, size_t *len);
  * or 2 checkpoint, no sessions), detach every session in it with a new full
  * grace (ships that are gone or not the session's are dropped from it), and
  * remove from the world every player ship whose owner no saved session is
- * (nobody could ever command it again). next_session goes past the saved
+ * (nobody could ever command it again; a cluster daemon keeps them, since
+ * a ship's owner may be another daemon's session). next_session goes past the saved
  * counter, every saved id and every owner in the world. Returns 0,
  * SP_ECORRUPT (bad annex: the checkpoint is refused) or SP_ENOMEM. */
 int sp_clients_restore_sessions(sp_daemon_t *d, const uint8_t *annex, size_t len);

@@ -428,6 +428,20 @@ static int load_token(sp_dconf_t *c, const char *token_file) {
     return 0;
 }
 
+/* A cluster daemon mints ids past every id its earlier incarnations could
+ * have minted (one may have died after its last checkpoint): incarnation k
+ * starts at counter (k - 1) << 30. 0, or SP_EINVAL after logging. */
+static int cluster_id_floor(sp_daemon_t *d) {
+    uint64_t inc = sp_cluster_incarnation(d->cluster);
+    if (inc > 1 && sp_world_set_id_floor(d->world, (inc - 1) << 30) != 0) {
+        SP_LOGE("cluster: incarnation %llu of node %d has no id range left (2^30 ids each, 8192 in all): "
+                "use another --node or a new NATS store",
+                (unsigned long long)inc, d->conf.node);
+        return SP_EINVAL;
+    }
+    return 0;
+}
+
 /* A fresh demo world from the flags. 0, or the exit code. */
 static int new_world(sp_daemon_t *d) {
     const sp_dconf_t *c = &d->conf;
@@ -448,19 +462,7 @@ static int new_world(sp_daemon_t *d) {
     /* A restarted node mints ids past every id its earlier incarnations
      * could have minted (there is no checkpoint to carry the counter yet):
      * incarnation k starts at counter (k - 1) << 30. */
-    if (d->cluster && sp_cluster_incarnation(d->cluster) > 1 &&
-        sp_world_set_id_floor(d->world, (sp_cluster_incarnation(d->cluster) - 1) << 30) != 0) {
-        SP_LOGE("cluster: incarnation %llu of node %d has no id range left (2^30 ids each, 8192 in all): "
-                "use another --node or a new NATS store",
-                (unsigned long long)sp_cluster_incarnation(d->cluster), c->node);
-        return SP_EXIT_RUNTIME;
-    }
-    /* Joining a running cluster: its tick, so the frontier does not hold
-     * the others back while this world counts up from 0. */
-    if (d->cluster && sp_cluster_join_tick(d->cluster) > 0) {
-        sp_world_set_tick(d->world, sp_cluster_join_tick(d->cluster));
-        SP_LOGI("cluster: joining at tick %llu", (unsigned long long)sp_cluster_join_tick(d->cluster));
-    }
+    if (d->cluster && cluster_id_floor(d) != 0) return SP_EXIT_RUNTIME;
     /* A cluster daemon holds its cells only: it makes the same draws as
      * one process would and keeps those in its cells (sp_world_set_region). */
     if (d->cluster) sp_world_set_region(d->world, sp_cluster_region, d->cluster);
@@ -483,11 +485,38 @@ static int new_world(sp_daemon_t *d) {
 }
 
 /* The world: resumed from the checkpoint, or new. 0, or the exit code. */
+/* After the world exists (new or loaded): a cluster daemon starts at the
+ * cluster's tick, so the frontier does not hold the others back while this
+ * world counts up to it. */
+static void cluster_join(sp_daemon_t *d) {
+    uint64_t t = sp_cluster_join_tick(d->cluster);
+    if (t > sp_world_tick(d->world)) {
+        sp_world_set_tick(d->world, t);
+        SP_LOGI("cluster: joining at tick %llu", (unsigned long long)t);
+    }
+}
+
 static int open_world(sp_daemon_t *d) {
     if (d->conf.checkpoint[0] && sp_checkpoint_lock(d) != 0) return SP_EXIT_CHECKPOINT;
     int r = d->conf.checkpoint[0] ? sp_checkpoint_load(d) : SP_ENOENT;
-    if (r == SP_ENOENT) return new_world(d);
+    if (r == SP_ENOENT) {
+        r = new_world(d);
+        if (r == 0 && d->cluster) cluster_join(d);
+        return r;
+    }
     if (r < 0) return SP_EXIT_CHECKPOINT;
+    if (d->cluster) {
+        /* Its ids must be this node's (a checkpoint of another node, or a
+         * one-process world of node 0 under --node 2, would mint theirs). */
+        if (sp_world_def(d->world)->id_node != (uint32_t)d->conf.node) {
+            SP_LOGE("checkpoint %s holds node %u's world, not node %d's; not starting", d->conf.checkpoint,
+                    sp_world_def(d->world)->id_node, d->conf.node);
+            return SP_EXIT_CHECKPOINT;
+        }
+        if (cluster_id_floor(d) != 0) return SP_EXIT_RUNTIME;
+        sp_world_set_region(d->world, sp_cluster_region, d->cluster);
+        cluster_join(d);
+    }
     d->wdef = *sp_world_def(d->world);
     float want = 1.0f / (float)d->conf.tick_hz;
     if (d->wdef.dt != want)
@@ -507,11 +536,6 @@ static int open_cluster(sp_daemon_t *d) {
     if (sp_cells_parse(c->cells, &cc.cells.nx, &cc.cells.ny) != 0) {
         fprintf(stderr, "spacesimd: invalid value '%s' for --cells: expected NxM, 1..%u each\n", c->cells,
                 SP_CELLS_MAX_SIDE);
-        return SP_EXIT_USAGE;
-    }
-    if (c->checkpoint[0]) {
-        fprintf(stderr, "spacesimd: --checkpoint with --nats is not supported yet (a cluster's persistence is "
-                        "a later step of issue 10)\n");
         return SP_EXIT_USAGE;
     }
     cc.cells.half = (float)(c->world_size / 2);
