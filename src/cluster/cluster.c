@@ -233,6 +233,10 @@ struct sp_cluster {
     uint32_t fr_sent_peers;
     _Atomic uint64_t pub_seq[PUB_BATCH]; /* the stream sequence of each answered publish */
     uint64_t *conf_pend;      /* stored departures' numbers the confirms ring had no room for */
+    /* Tests (--cluster-test-hold-at): set by the loop, read here. Relaxed
+     * both ways: a lone flag that only stops publishing; nothing is handed
+     * over through it, and a late look costs one more batch at most. */
+    _Atomic int hold_pub;
     size_t nconf_pend, capconf_pend;
 
     int journal_fd; /* -1 = none; O_APPEND: lines from both threads stay whole */
@@ -971,6 +975,7 @@ static void net_ops(sp_cluster_t *c, uint64_t now) {
             continue;
         }
         if (it->type == IT_PUBLISH) {
+            if (atomic_load_explicit(&c->hold_pub, memory_order_relaxed)) return; /* tests: see hold_pub */
             /* Fenced: hold them (a lapsed member must not hand off). */
             if (c->net_fenced || !net_publish_batch(c)) {
                 c->retry_at_ns = sp_now_ns() + RETRY_NS;
@@ -1649,6 +1654,11 @@ void sp_cluster_after_step(sp_cluster_t *c) {
     } else {
         c->ann_owed = true; /* sent by the next sp_cluster_apply */
     }
+    if (c->conf.test_hold_at && t >= c->conf.test_hold_at &&
+        !atomic_load_explicit(&c->hold_pub, memory_order_relaxed)) { /* relaxed: see hold_pub */
+        atomic_store_explicit(&c->hold_pub, 1, memory_order_relaxed);
+        SP_LOGI("cluster: tests: no hand-off published from tick %" PRIu64 " on (--cluster-test-hold-at)", t);
+    }
     if (c->pause_at && t >= c->pause_at && !c->paused) {
         c->paused = true;
         SP_LOGI("cluster: paused at tick %" PRIu64 " (--cluster-pause-at)", t);
@@ -1801,6 +1811,12 @@ static int replay(sp_cluster_t *c, sp_world_t *w, uint64_t from, uint64_t *n_in,
     natsSubscription_Unsubscribe(sub);
     natsSubscription_Destroy(sub);
     return rc;
+}
+
+size_t sp_cluster_outbox_len(const sp_cluster_t *c) {
+    size_t n = 0;
+    for (size_t k = 0; k < c->ob_n; k++) n += !c->ob[c->ob_head + k].done;
+    return n;
 }
 
 int sp_cluster_restore(sp_cluster_t *c, sp_world_t *w, const uint8_t *a, size_t len) {

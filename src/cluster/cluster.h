@@ -41,6 +41,8 @@ typedef struct sp_cluster_conf {
     const char *journal; /* tests: append ownership changes to this file (see docs), or NULL */
     uint64_t pause_at;   /* tests: pause (as spacesim-cells pause) after the step to this tick; 0 = never */
     int start_paused;    /* tests: start paused (the operator resumes; the frontier still announces) */
+    uint64_t test_hold_at; /* tests: from the step to this tick on, the NATS thread publishes no
+                            * hand-off (they stay in the outbox); 0 = off */
     uint64_t test_refuse; /* tests: the first N hand-offs in (not returns) fail as if the world were
                            * full (SP_ELIMIT: sent back) and out of memory (SP_ENOMEM: redelivered)
                            * in turn; 0 = off */
@@ -145,6 +147,9 @@ void sp_cluster_after_step(sp_cluster_t *c);
 int sp_cluster_checkpoint_annex(const sp_cluster_t *c, uint8_t **out, size_t *len);
 int sp_cluster_annex_split(const uint8_t *a, size_t len, size_t *cl_len, uint32_t *node);
 int sp_cluster_restore(sp_cluster_t *c, sp_world_t *w, const uint8_t *a, size_t len);
+/* Departures not yet known to be stored (what a checkpoint keeps). Loop
+ * thread; O(outbox). */
+size_t sp_cluster_outbox_len(const sp_cluster_t *c);
 
 /* Shutdown, loop thread: stop and join the NATS thread (hand-offs queued
  * and not yet published are lost with the process, as every entity of a

@@ -105,6 +105,7 @@ typedef struct ckjob {
     char msg[1400];
     uint64_t t0, tick;
     uint32_t entities;
+    size_t departures; /* cluster: departures in flight, kept in the checkpoint */
     double loop_ms;
 } ckjob_t;
 
@@ -134,8 +135,9 @@ static void ck_after(uv_work_t *req, int status) {
     } else {
         if (j->msg[0] != '\0') SP_LOGW("checkpoint %s: %s", d->conf.checkpoint, j->msg);
         d->st.checkpoints++;
-        SP_LOGI("checkpoint written: %s (%zu bytes, %u entities, tick %llu, %.1f ms; %.2f ms on the loop)",
-                d->conf.checkpoint, j->len, j->entities, (unsigned long long)j->tick,
+        SP_LOGI("checkpoint written: %s (%zu bytes, %u entities, %zu departures in flight, tick %llu, %.1f ms; "
+                "%.2f ms on the loop)",
+                d->conf.checkpoint, j->len, j->entities, j->departures, (unsigned long long)j->tick,
                 (double)(sp_now_ns() - j->t0) / 1e6, j->loop_ms);
     }
     free(j);
@@ -158,6 +160,7 @@ int sp_checkpoint_start(sp_daemon_t *d) {
     j->t0 = sp_now_ns();
     j->tick = sp_world_tick(d->world);
     j->entities = sp_world_count(d->world);
+    j->departures = d->cluster ? sp_cluster_outbox_len(d->cluster) : 0;
     int r = save_world_and_sessions(d, &j->buf, &j->len);
     if (r < 0) {
         SP_LOGE("checkpoint %s failed: cannot serialize the world: %s", d->conf.checkpoint, sp_strerror(r));

@@ -85,6 +85,7 @@ typedef struct sp_dconf {
                                * with N collision-free ships on lanes */
     uint64_t cluster_pause_at; /* hidden test flag: pause after the step to tick N; 0 = off */
     int cluster_start_paused;  /* hidden test flag: 1 = start paused (spacesim-cells resume) */
+    uint64_t cluster_test_hold_at; /* hidden test flag: publish no hand-off from this tick on */
     long cluster_test_refuse;  /* hidden test flag: refuse the first N hand-offs in (see cluster.h) */
 } sp_dconf_t;
 

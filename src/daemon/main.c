@@ -141,6 +141,8 @@ static const flag_t flags[] = {
      "tests: pause (as spacesim-cells pause) after the step to tick N", true},
     {"cluster-start-paused", "0|1", F_INT, 0, 1, C(cluster_start_paused), 0,
      "tests: 1 = start paused, until spacesim-cells resume", true},
+    {"cluster-test-hold-at", "TICK", F_U64, 0, 0, C(cluster_test_hold_at), 0,
+     "tests: publish no hand-off from the step to TICK on (they stay in the outbox)", true},
     {"cluster-test-refuse", "N", F_LONG, 0, 1000000, C(cluster_test_refuse), 0,
      "tests: refuse the first N hand-offs in, as a full world and as out of memory in turn", true},
 };
@@ -532,7 +534,8 @@ static int open_cluster(sp_daemon_t *d) {
     const sp_dconf_t *c = &d->conf;
     sp_cluster_conf_t cc = {.url = c->nats_url, .node = (uint32_t)c->node, .ttl_secs = c->cluster_ttl,
                             .journal = c->cluster_journal, .pause_at = c->cluster_pause_at,
-                            .start_paused = c->cluster_start_paused, .test_refuse = (uint64_t)c->cluster_test_refuse};
+                            .start_paused = c->cluster_start_paused, .test_refuse = (uint64_t)c->cluster_test_refuse,
+                            .test_hold_at = c->cluster_test_hold_at};
     if (sp_cells_parse(c->cells, &cc.cells.nx, &cc.cells.ny) != 0) {
         fprintf(stderr, "spacesimd: invalid value '%s' for --cells: expected NxM, 1..%u each\n", c->cells,
                 SP_CELLS_MAX_SIDE);

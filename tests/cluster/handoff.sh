@@ -33,7 +33,14 @@ def logs():
             out += "---- %s (last lines)\n%s" % (name, "".join(open(path).readlines()[-15:]))
     return out
 def fail(msg):
-    sys.stderr.write("handoff.sh: FAIL: %s\n%s" % (msg, logs()))
+    st = ""
+    try:
+        r = subprocess.run([cells, "--nats", url, "--cells", "2x2", "status", "0", "1"], capture_output=True, text=True,
+                           timeout=10)
+        st = "---- status 0 1\n" + r.stdout + r.stderr
+    except Exception as e:  # the failure itself is what matters; the status is a help
+        st = "---- status 0 1: %s\n" % e
+    sys.stderr.write("handoff.sh: FAIL: %s\n%s%s" % (msg, logs(), st))
     sys.exit(1)
 def free_port():
     s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
@@ -168,4 +175,41 @@ resumed = next((l for l in open(os.path.join(tmp, "node0.log")) if "resumed node
 if not resumed: fail("node 0 did not say it resumed its checkpoint")
 print("handoff.sh: after kill -9 of node 0 and a resume from its checkpoint: count %s, lost 0, duplicated 0 (%s)"
       % (f.get("count"), resumed.split("INFO ", 1)[-1]))
+
+# The same with departures in flight: node 0, restarted with --cluster-test-hold-at, stops publishing hand-offs
+# 1.5 s later, so the ones it departs then stay in its outbox (and the frontier soon holds both daemons). A
+# checkpoint written after that keeps them; kill -9, resume without the hold: they are put back, none lost.
+t1 = tick_of(1)
+if t1 is None: fail("node 1 did not answer status")
+procs["node0"].send_signal(signal.SIGKILL); procs["node0"].wait()
+os.rename(os.path.join(tmp, "node0.log"), os.path.join(tmp, "node0-killed2.log"))
+start_node(0, 0, "j0c", ["--checkpoint", ckpt0, "--checkpoint-every", "1", "--cluster-test-hold-at", str(t1 + 90)])
+def held_checkpoint():
+    lines = open(os.path.join(tmp, "node0.log")).read().splitlines()
+    k = next((i for i, l in enumerate(lines) if "no hand-off published from tick" in l), None)
+    if k is None: return None
+    for l in lines[k + 1:]:
+        m = re.search(r"checkpoint written: .* (\d+) departures in flight", l)
+        if m and int(m.group(1)) > 0: return int(m.group(1))
+    return None
+deadline = time.monotonic() + 90 * mult
+inflight = None
+while inflight is None:
+    if procs["node0"].poll() is not None: fail("node 0 exited while holding its hand-offs")
+    if time.monotonic() > deadline: fail("node 0 wrote no checkpoint with departures in flight")
+    inflight = held_checkpoint()
+    time.sleep(0.1)
+procs["node0"].send_signal(signal.SIGKILL); procs["node0"].wait()
+os.rename(os.path.join(tmp, "node0.log"), os.path.join(tmp, "node0-killed3.log"))
+start_node(0, 0, "j0d", ["--checkpoint", ckpt0, "--checkpoint-every", "1"])
+wait_crossings(1000, "node 0 resumed a checkpoint with departures in flight")
+f = audit("--died", os.path.join(tmp, "j1"))
+if int(f.get("count")) != before: fail("after the second resume the cluster holds %s entities, not %d: %s" % (f.get("count"), before, f))
+m = None
+for l in open(os.path.join(tmp, "node0.log")):
+    m = m or re.search(r"resumed node 0's checkpoint .*: (\d+) departures put back", l)
+if m is None or int(m.group(1)) != inflight:
+    fail("node 0 put back %s departures, its checkpoint kept %d" % (m.group(1) if m else "no", inflight))
+print("handoff.sh: a checkpoint with %d departures in flight, kill -9, resume: they were put back; count %s, lost 0, "
+      "duplicated 0" % (inflight, f.get("count")))
 PYEOF
