@@ -62,6 +62,9 @@
 #define ACK_WAIT_NS 10000000000ll /* redelivery of an unacked hand-off after 10 s */
 #define PUB_BATCH 512         /* hand-offs published at once before waiting for their answers */
 #define ANN_NS 100000000ull   /* the last tick announcement is repeated every 100 ms */
+/* Longest announcement: "INC TICK" and " D=SEQ" for every node (at most
+ * 1 + 4 + 1 + 20 bytes each), so none is ever cut short. */
+#define ANN_MAX (48 + SP_WORLD_MAX_NODES * 26)
 #define MEMBERS_NS 250000000ull /* the membership bucket is listed every 250 ms */
 #define RETRY_IMPORT_MS 1000   /* a hand-off nak'd for a passing failure comes back after 1 s */
 #define JOIN_NS 500000000ull  /* at start, the longest wait to hear every live peer's tick (5 repeats) */
@@ -190,6 +193,8 @@ struct sp_cluster {
     uint64_t pause_at;  /* conf.pause_at */
     uint64_t join_tick; /* the tick to start from (join_tick), set by sp_cluster_open */
     uint64_t refuse_left; /* conf.test_refuse, counted down */
+    uint32_t *tally[2];   /* the demo's draws per cell: asteroids, NPCs (sp_cluster_tally) */
+    int tally_on;         /* which one sp_cluster_region counts into, -1 none */
     /* The outbox (loop): departures in number order, from ob[ob_head]; the
      * confirms ring (NATS thread -> loop) carries the numbers of the stored
      * ones. See sp_cluster_checkpoint_annex. */
@@ -224,6 +229,7 @@ struct sp_cluster {
      * answers). peers[n]: node n's newest announcement. */
     natsSubscription *tick_sub;
     uint64_t *last_to;
+    uint64_t *ann_to;        /* last_to when ann_tick was announced (what its repeats carry) */
     peer_t *peers;
     uint64_t ann_tick;       /* the tick this node last announced */
     bool ann_any;            /* announced at least once */
@@ -448,15 +454,17 @@ int sp_cluster_open(const sp_cluster_conf_t *conf, sp_cluster_t **out) {
     c->owner = malloc(c->ncells * sizeof *c->owner);
     c->rev = calloc(c->ncells, sizeof *c->rev);
     c->last_to = calloc(SP_WORLD_MAX_NODES, sizeof *c->last_to);
+    c->ann_to = calloc(SP_WORLD_MAX_NODES, sizeof *c->ann_to);
     c->peers = calloc(SP_WORLD_MAX_NODES, sizeof *c->peers);
     c->pause_at = conf->pause_at;
     c->refuse_left = conf->test_refuse;
+    c->tally_on = -1;
     c->refuse_rl.interval_ms = 1000;
     c->paused = conf->start_paused != 0;
     c->fr_tick = UINT64_MAX; /* no peer known yet: the first membership read says */
-    c->fr_all = true;
+    c->fr_all = false; /* closed until the NATS thread's first frontier (it lists the members first) */
     c->next_dep = 1; /* 0 is not an item of the confirms ring (its items are non-NULL pointers) */
-    if (!c->net_owner || !c->net_rev || !c->owner || !c->rev || !c->last_to || !c->peers || sp_spsc_init(&c->to_loop, RING, NULL) != 0 ||
+    if (!c->net_owner || !c->net_rev || !c->owner || !c->rev || !c->last_to || !c->ann_to || !c->peers || sp_spsc_init(&c->to_loop, RING, NULL) != 0 ||
         sp_spsc_init(&c->to_net, RING, NULL) != 0 || sp_spsc_init(&c->confirms, 2 * RING, NULL) != 0) {
         sp_cluster_free(c);
         return SP_ENOMEM;
@@ -543,9 +551,14 @@ int sp_cluster_open(const sp_cluster_conf_t *conf, sp_cluster_t **out) {
         snprintf(durable, sizeof durable, "node-%u", conf->node);
         jsConsumerInfo *ci = NULL;
         jsErrCode jerr = 0;
-        step = "the hand-off consumer's ack floor";
+        step = "the hand-off consumer's position";
         s = js_GetConsumerInfo(&ci, c->js, STREAM, durable, NULL, &jerr);
-        if (s == NATS_OK) c->recv_seq = ci->AckFloor.Stream;
+        /* Delivered, not the ack floor: an earlier incarnation may have
+         * acked messages above the floor (they never come again), and
+         * everything up to Delivered that it did not ack is delivered
+         * again (imported late). From the floor, a peer's announced
+         * sequence could stay out of reach forever. */
+        if (s == NATS_OK) c->recv_seq = ci->Delivered.Stream;
         jsConsumerInfo_Destroy(ci);
     }
     if (s == NATS_OK) {
@@ -568,8 +581,26 @@ uint64_t sp_cluster_incarnation(const sp_cluster_t *c) { return c->inc; }
 uint64_t sp_cluster_join_tick(const sp_cluster_t *c) { return c->join_tick; }
 
 int sp_cluster_region(void *ctx, float x, float y) {
-    const sp_cluster_t *c = ctx;
-    return c->owner[sp_cells_of(&c->conf.cells, x, y)] == (int32_t)c->conf.node;
+    sp_cluster_t *c = ctx;
+    uint32_t cell = sp_cells_of(&c->conf.cells, x, y);
+    if (c->tally_on >= 0 && c->tally[c->tally_on] != NULL) c->tally[c->tally_on][cell]++;
+    return c->owner[cell] == (int32_t)c->conf.node;
+}
+
+void sp_cluster_tally(sp_cluster_t *c, int what) {
+    c->tally_on = what == 0 || what == 1 ? what : -1;
+    if (c->tally_on >= 0 && c->tally[what] == NULL) c->tally[what] = calloc(c->ncells, sizeof *c->tally[what]);
+}
+
+int sp_cluster_demo_share(const sp_cluster_t *c, uint64_t *asteroids, uint64_t *npcs) {
+    if (c->tally[0] == NULL || c->tally[1] == NULL) return SP_ENOENT;
+    *asteroids = *npcs = 0;
+    for (uint32_t i = 0; i < c->ncells; i++)
+        if (c->owner[i] == (int32_t)c->conf.node) {
+            *asteroids += c->tally[0][i];
+            *npcs += c->tally[1][i];
+        }
+    return 0;
 }
 
 uint32_t sp_cluster_cells_owned(const sp_cluster_t *c, uint32_t *ncells) {
@@ -741,10 +772,10 @@ static void net_control(sp_cluster_t *c) {
  * receivers keep the newest per (node, incarnation). */
 static void net_announce(sp_cluster_t *c) {
     if (!c->ann_any) return;
-    char buf[4096];
+    char buf[ANN_MAX];
     size_t n = (size_t)snprintf(buf, sizeof buf, "%" PRIu64 " %" PRIu64, c->inc, c->ann_tick);
-    for (uint32_t d = 0; d < SP_WORLD_MAX_NODES && n < sizeof buf - 48; d++)
-        if (c->last_to[d]) n += (size_t)snprintf(buf + n, sizeof buf - n, " %u=%" PRIu64, d, c->last_to[d]);
+    for (uint32_t d = 0; d < SP_WORLD_MAX_NODES; d++)
+        if (c->ann_to[d]) n += (size_t)snprintf(buf + n, sizeof buf - n, " %u=%" PRIu64, d, c->ann_to[d]);
     char subj[32];
     snprintf(subj, sizeof subj, "sp.tick.%u", c->conf.node);
     natsStatus s = natsConnection_Publish(c->nc, subj, buf, (int)n);
@@ -757,6 +788,11 @@ static void net_do(sp_cluster_t *c, item_t *it) {
     if (it->type == IT_ANNOUNCE) {
         c->ann_tick = it->rev;
         c->ann_any = true;
+        /* What this tick's announcement covers, repeated as it is: the live
+         * last_to grows with the next step's hand-offs, which a receiver
+         * still at this tick must not wait for (they wait in its `early`,
+         * unacked, against the consumer's limit). */
+        memcpy(c->ann_to, c->last_to, SP_WORLD_MAX_NODES * sizeof *c->ann_to);
         free(it);
         net_announce(c);
         return;
@@ -1003,7 +1039,7 @@ static void net_heard(sp_cluster_t *c, natsMsg *m) {
     char *end;
     unsigned long node = dot ? strtoul(dot + 1, &end, 10) : SP_WORLD_MAX_NODES;
     if (node >= SP_WORLD_MAX_NODES || node == c->conf.node) return;
-    char buf[4096];
+    char buf[ANN_MAX];
     int len = natsMsg_GetDataLength(m);
     if (len <= 0 || len >= (int)sizeof buf) return;
     memcpy(buf, natsMsg_GetData(m), (size_t)len);
@@ -1212,7 +1248,8 @@ static bool frontier_open(const sp_cluster_t *c) {
 }
 
 int sp_cluster_waits(sp_cluster_t *c) {
-    bool open = frontier_open(c);
+    /* Frozen (paused, fenced) time is not a wait for the frontier. */
+    bool open = sp_cluster_frozen(c) || frontier_open(c);
     uint64_t now = sp_now_ns();
     if (!open && c->wait_since == 0) {
         c->wait_since = now;
@@ -1661,6 +1698,7 @@ void sp_cluster_after_step(sp_cluster_t *c) {
     }
     if (c->pause_at && t >= c->pause_at && !c->paused) {
         c->paused = true;
+        c->pause_at = 0; /* once: an operator's resume lets it run on */
         SP_LOGI("cluster: paused at tick %" PRIu64 " (--cluster-pause-at)", t);
     }
 }
@@ -1871,8 +1909,24 @@ void sp_cluster_stop(sp_cluster_t *c) {
     if (c == NULL) return;
     /* Relaxed: see `stop`; the join below is the synchronisation. */
     atomic_store_explicit(&c->stop, 1, memory_order_relaxed);
+    bool was_running = c->thread_started;
     if (c->thread_started) pthread_join(c->thread, NULL);
     c->thread_started = false;
+    /* Leave the membership (the NATS thread is gone: this thread may call
+     * nats.c now), so peers stop waiting for this node's ticks at once
+     * instead of after the TTL; hand-offs to its cells wait in the stream
+     * for its next start. Only our own key: a newer incarnation of this node
+     * may have written it since. */
+    if (was_running && c->kv_members != NULL) {
+        char key[32], mine[64];
+        snprintf(key, sizeof key, "n%u", c->conf.node);
+        int ml = snprintf(mine, sizeof mine, "inc %" PRIu64 " ", c->inc);
+        kvEntry *e = NULL;
+        if (kvStore_Get(&e, c->kv_members, key) == NATS_OK && kvEntry_ValueLen(e) >= ml &&
+            memcmp(kvEntry_Value(e), mine, (size_t)ml) == 0 && kvStore_Delete(c->kv_members, key) == NATS_OK)
+            SP_LOGI("cluster: node %u left the membership", c->conf.node);
+        kvEntry_Destroy(e);
+    }
     if (c->wake_open) uv_close((uv_handle_t *)&c->wake, NULL);
     c->wake_open = false;
 }
@@ -1904,6 +1958,9 @@ void sp_cluster_free(sp_cluster_t *c) {
     for (size_t k = 0; k < c->nearly; k++) free_item(c->early[k]);
     free(c->early);
     free(c->last_to);
+    free(c->ann_to);
+    free(c->tally[0]);
+    free(c->tally[1]);
     free(c->peers);
     kvStore_Destroy(c->kv_cells);
     kvStore_Destroy(c->kv_members);

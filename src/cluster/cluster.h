@@ -80,6 +80,18 @@ int sp_cluster_region(void *ctx, float x, float y);
  * heard. O(cells). */
 uint32_t sp_cluster_cells_owned(const sp_cluster_t *c, uint32_t *ncells);
 
+/* The demo world's share (main thread, then loop thread). While a tally is
+ * on (what: 0 asteroids, 1 NPC ships; -1 off), sp_cluster_region counts
+ * every point it is asked about per cell: the daemon turns it on around
+ * sp_world_populate_demo, which asks for every draw, kept or not, so every
+ * daemon of a cluster counts the same draws. sp_cluster_demo_share then
+ * sums the counts over the cells this daemon owns now: its respawn targets,
+ * which add up to the demo's numbers over the cluster. 0 and the sums, or
+ * SP_ENOENT when nothing was tallied (a world loaded from a checkpoint).
+ * O(cells). */
+void sp_cluster_tally(sp_cluster_t *c, int what);
+int sp_cluster_demo_share(const sp_cluster_t *c, uint64_t *asteroids, uint64_t *npcs);
+
 /* Tests (--cluster-test-ships): spawn n ships that never collide, flying
  * ballistic along x or y on lanes 5 units apart, speeds 100-200 units/s,
  * from seed. The world must have ship_max_accel 0. Journaled as spawns.
@@ -105,8 +117,9 @@ int sp_cluster_frozen(const sp_cluster_t *c);
 /* Loop thread: 1 while the tick frontier forbids the step from the
  * world's current tick (a live peer has not announced that tick yet, or a
  * hand-off its announcements cover has not arrived). Counts the wait
- * (fwaits, wall time) from the first 1 to the next 0. Never blocks; O(early
- * imports). Ask only when not frozen. */
+ * (fwaits, wall time) from the first 1 to the next 0. 0 while frozen (that
+ * is no wait for the frontier, and ends one). Never blocks; O(early
+ * imports). */
 int sp_cluster_waits(sp_cluster_t *c);
 
 /* Loop thread: fn(ctx) is called from sp_cluster_apply when a step that

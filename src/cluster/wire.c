@@ -101,7 +101,11 @@ size_t sp_wire_encode(const sp_wire_handoff_t *h, uint8_t *buf) {
 }
 
 int sp_wire_decode(const uint8_t *buf, size_t len, sp_wire_handoff_t *out) {
-    if (len != sp_wire_size() || buf[0] != SP_WIRE_VERSION) return SP_EPROTO;
+    /* Version 1 (no tick; 8 bytes shorter) is still read, so hand-offs a
+     * kept store holds from before an upgrade are not lost: tick 0, which
+     * the receiver imports at once (counted late). */
+    int v1 = len == sp_wire_size() - 8 && len > 0 && buf[0] == 1;
+    if (!v1 && (len != sp_wire_size() || buf[0] != SP_WIRE_VERSION)) return SP_EPROTO;
     memset(out, 0, sizeof *out); /* padding too: states compare field by field anyway */
     const uint8_t *p = buf + 1;
     sp_entity_state_t *s = &out->st;
@@ -109,7 +113,7 @@ int sp_wire_decode(const uint8_t *buf, size_t len, sp_wire_handoff_t *out) {
     p = get_u16(p, &out->origin);
     p = get_u32(p, &out->cell);
     p = get_u64(p, &out->cell_rev);
-    p = get_u64(p, &out->tick);
+    if (!v1) p = get_u64(p, &out->tick);
     p = get_u64(p, &s->id);
     p = get_u64(p, &s->epoch);
     s->kind = *p++;

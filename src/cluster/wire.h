@@ -46,8 +46,9 @@ size_t sp_wire_size(void);
 /* Encode *h into buf (at least sp_wire_size() bytes). Returns the size. */
 size_t sp_wire_encode(const sp_wire_handoff_t *h, uint8_t *buf);
 
-/* Decode len bytes. Returns 0, or SP_EPROTO (wrong size or version); the
- * state itself is checked by sp_world_import. */
+/* Decode len bytes: version 2, or version 1 (no tick field, 8 bytes
+ * shorter; decoded with tick 0). Returns 0, or SP_EPROTO (wrong size or
+ * version); the state itself is checked by sp_world_import. */
 int sp_wire_decode(const uint8_t *buf, size_t len, sp_wire_handoff_t *out);
 
 #endif /* SP_CLUSTER_WIRE_H */

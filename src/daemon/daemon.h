@@ -96,7 +96,7 @@ typedef struct sp_daemon {
     uint64_t acc_ns;
     uint64_t start_ns;
     uint64_t ai_wait_since;     /* != 0: the due step waits for its AI round since then */
-    uint32_t respawn_cells;     /* cluster: the cells owned when the respawn share was last set */
+    uint64_t respawn_npc, respawn_ast; /* the respawn targets last set (a cluster daemon's change with its cells) */
     sp_log_ratelimit_t overrun_rl, skip_rl, stall_rl;
     uint64_t last_checkpoint_ns;
     int flush_rounds;

@@ -174,7 +174,7 @@ static void wait_for_round(sp_daemon_t *d, uint64_t now) {
  * timer one tick period away is the fallback. false when it waits. */
 static bool cluster_ready(sp_daemon_t *d) {
     sp_cluster_apply(d->cluster);
-    if (sp_cluster_frozen(d->cluster) || !sp_cluster_waits(d->cluster)) return true;
+    if (!sp_cluster_waits(d->cluster)) return true; /* open, or frozen (run_tick then does nothing) */
     if (d->acc_ns > 2 * d->tick_ns) d->acc_ns = 2 * d->tick_ns;
     uv_timer_start(&d->tick_timer, on_tick, (d->tick_ns + 999999u) / 1000000u, 0);
     return false;
@@ -218,19 +218,34 @@ static void on_ai_ready(void *ctx) {
     if (d->ai_wait_since && !d->shutting_down) uv_idle_start(&d->tick_idle, on_tick_idle);
 }
 
+/* The respawn targets of this daemon: the demo's numbers, or for a
+ * cluster daemon the draws that fell in the cells it owns (tallied at
+ * populate), else (a loaded world) the numbers times its fraction of the
+ * cells, rounded down. */
+static void respawn_targets(const sp_daemon_t *d, uint64_t *npc, uint64_t *ast) {
+    *npc = (uint64_t)d->conf.demo_npcs;
+    *ast = (uint64_t)d->conf.demo_asteroids;
+    if (d->cluster && sp_cluster_demo_share(d->cluster, ast, npc) != 0) {
+        uint32_t n, mine = sp_cluster_cells_owned(d->cluster, &n);
+        *npc = *npc * mine / n;
+        *ast = *ast * mine / n;
+    }
+}
+
 uint32_t sp_daemon_set_respawn(sp_daemon_t *d) {
     const sp_dconf_t *c = &d->conf;
-    uint64_t npc = (uint64_t)c->demo_npcs, ast = (uint64_t)c->demo_asteroids;
-    if (d->cluster) {
-        uint32_t n, mine = sp_cluster_cells_owned(d->cluster, &n);
-        d->respawn_cells = mine;
-        npc = (npc * mine + n - 1) / n;
-        ast = (ast * mine + n - 1) / n;
-    }
-    uint32_t per = (uint32_t)(c->demo_npcs / 50);
+    uint64_t npc, ast;
+    respawn_targets(d, &npc, &ast);
+    d->respawn_npc = npc;
+    d->respawn_ast = ast;
+    /* Up to 2% of the NPCs a second (at least 2); a cluster daemon its share
+     * of that, so the cluster respawns as fast as one process would. */
+    uint64_t per = (uint64_t)c->demo_npcs / 50;
     if (per < 2) per = 2;
-    sp_world_set_respawn(d->world, (uint32_t)npc, (uint32_t)ast, (uint32_t)c->tick_hz, per);
-    return per;
+    if (d->cluster && c->demo_npcs > 0) per = (per * npc + (uint64_t)c->demo_npcs - 1) / (uint64_t)c->demo_npcs;
+    if (per < 1) per = 1;
+    sp_world_set_respawn(d->world, (uint32_t)npc, (uint32_t)ast, (uint32_t)c->tick_hz, (uint32_t)per);
+    return (uint32_t)per;
 }
 
 /* 1 Hz: rates, dilation, idle clients, periodic checkpoints, a cluster
@@ -241,8 +256,9 @@ static void on_house(uv_timer_t *t) {
     /* A frozen cluster member (fenced or paused) says so itself. */
     bool frozen = d->cluster && sp_cluster_frozen(d->cluster);
     if (d->cluster) {
-        uint32_t n;
-        if (sp_cluster_cells_owned(d->cluster, &n) != d->respawn_cells) sp_daemon_set_respawn(d);
+        uint64_t npc, ast;
+        respawn_targets(d, &npc, &ast);
+        if (npc != d->respawn_npc || ast != d->respawn_ast) sp_daemon_set_respawn(d);
     }
     if (sp_stats_rates(&d->st, now, d->conf.tick_hz) && d->st.dilation < 0.9 && !frozen) {
         uint64_t n = sp_log_ratelimit_ok(&d->skip_rl, now / 1000000u);

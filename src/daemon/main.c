@@ -467,8 +467,18 @@ static int new_world(sp_daemon_t *d) {
     if (d->cluster && cluster_id_floor(d) != 0) return SP_EXIT_RUNTIME;
     /* A cluster daemon holds its cells only: it makes the same draws as
      * one process would and keeps those in its cells (sp_world_set_region). */
-    if (d->cluster) sp_world_set_region(d->world, sp_cluster_region, d->cluster);
-    e = sp_world_populate_demo(d->world, (uint32_t)c->demo_asteroids, (uint32_t)c->demo_npcs);
+    if (d->cluster) {
+        /* Asteroids then NPCs, as one call draws them, each tallied per cell
+         * (the respawn share: sp_daemon_set_respawn). */
+        sp_world_set_region(d->world, sp_cluster_region, d->cluster);
+        sp_cluster_tally(d->cluster, 0);
+        e = sp_world_populate_demo(d->world, (uint32_t)c->demo_asteroids, 0);
+        sp_cluster_tally(d->cluster, 1);
+        if (e == 0) e = sp_world_populate_demo(d->world, 0, (uint32_t)c->demo_npcs);
+        sp_cluster_tally(d->cluster, -1);
+    } else {
+        e = sp_world_populate_demo(d->world, (uint32_t)c->demo_asteroids, (uint32_t)c->demo_npcs);
+    }
     if (e < 0) {
         SP_LOGE("cannot populate the demo world (%ld asteroids, %ld NPCs): %s", c->demo_asteroids, c->demo_npcs,
                 sp_strerror(e));

@@ -510,7 +510,8 @@ SP_API int sp_world_set_respawn(sp_world_t *w, uint32_t npc_target, uint32_t ast
  * up its own part; sp_world_populate_demo makes the same draws as for all
  * of space and keeps those inside, so daemons that populate from one seed
  * hold one world between them. Set it before populating. NULL (the default) is all of space. Daemon settings, not
- * world state: not hashed, not saved. keep must be pure and cheap. */
+ * world state: not hashed, not saved. keep must be cheap and must not
+ * touch the world (the cluster's counts the draws it is asked about). */
 SP_API void sp_world_set_region(sp_world_t *w, int (*keep)(void *ctx, float x, float y), void *ctx);
 
 /* Live NPC ships (owner 0). O(1). */

@@ -63,6 +63,15 @@ def one_world():
     fl = [int(c) for c in re.findall(r"\b(?:outq|inflight|early) (\d+)", out)]
     return counts if len(counts) == 2 and sum(counts) == 400 and min(counts) > 0 and not any(fl) else None
 counts = wait("the two daemons hold one 400-asteroid world between them", one_world)
+# And keep it: nothing was destroyed, so respawn (once a second, toward each daemon's share of the draws)
+# must add nothing. Wait for 3 respawn periods of both daemons' ticks, then count again.
+def ticks():
+    out = tool("status", "0", "1") or ""
+    t = [int(x) for x in re.findall(r"\bnode \d+ tick (\d+)", out)]
+    return t if len(t) == 2 else None
+t0 = wait("both daemons answer status", ticks)
+wait("3 s of ticks on both daemons", lambda: (lambda t: t is not None and min(t) >= max(t0) + 180)(ticks()))
+counts = wait("still 400 asteroids between them (respawn added none)", one_world, limit=5)
 for k in (0, 1):
     socket.create_connection(("127.0.0.1", port + k), 5).close()
 # Stop: every process the script started goes with it.
