@@ -9,6 +9,8 @@
 #   --store DIR    nats-server's JetStream store (default: a new temporary folder, removed at exit;
 #                  a given folder is kept, so ids and incarnations carry over to the next start)
 #   --nats-port Q  nats-server's client port (default: a free one)
+#   --checkpoints DIR  node k checkpoints to DIR/node-k.ckpt (every 60 s, at SIGTERM) and resumes it at
+#                  the next start; use it with --store (the checkpoint replays that store's stream)
 #
 # It starts `nats-server -js` on 127.0.0.1, node 0 with the demo world (a daemon populates only
 # the cells it owns, and the first one claims them all), then the other nodes, then moves the
@@ -17,11 +19,11 @@
 # temporary folder, removed at exit unless --store was given.
 set -euo pipefail
 
-usage="usage: contrib/cluster.sh BUILD [--daemons N] [--cells NxM] [--port P] [--http-port H] [--store DIR] [--nats-port Q] [-- spacesimd options]"
+usage="usage: contrib/cluster.sh BUILD [--daemons N] [--cells NxM] [--port P] [--http-port H] [--store DIR] [--nats-port Q] [--checkpoints DIR] [-- spacesimd options]"
 build=${1:?$usage}
 shift
 here=$(cd "$(dirname "$0")/.." && pwd)
-daemons=4 cells=2x2 port=7777 http=8080 store="" nport=""
+daemons=4 cells=2x2 port=7777 http=8080 store="" nport="" ckdir=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --daemons) daemons=$2; shift 2 ;;
@@ -30,6 +32,7 @@ while [ $# -gt 0 ]; do
     --http-port) http=$2; shift 2 ;;
     --store) store=$2; shift 2 ;;
     --nats-port) nport=$2; shift 2 ;;
+    --checkpoints) ckdir=$2; shift 2 ;;
     --) shift; break ;;
     *) echo "cluster.sh: unknown option $1; $usage" >&2; exit 2 ;;
     esac
@@ -75,10 +78,13 @@ nats-server -js -a 127.0.0.1 -p "$nport" -sd "$store" >"$tmp/nats.log" 2>&1 &
 pids+=($!)
 wait_port "$nport" "${pids[-1]}" nats-server "$tmp/nats.log"
 
+[ -n "$ckdir" ] && mkdir -p "$ckdir"
 start_node() { # start_node K [spacesimd options...]
     local k=$1
     shift
-    "$daemon" --nats "$url" --cells "$cells" --node "$k" --bind 127.0.0.1 --port $((port + k)) "$@" \
+    local ck=()
+    [ -n "$ckdir" ] && ck=(--checkpoint "$ckdir/node-$k.ckpt")
+    "$daemon" --nats "$url" --cells "$cells" --node "$k" --bind 127.0.0.1 --port $((port + k)) "${ck[@]}" "$@" \
         >"$tmp/node$k.log" 2>&1 &
     pids+=($!)
     wait_port $((port + k)) "${pids[-1]}" "spacesimd node $k" "$tmp/node$k.log"
