@@ -67,6 +67,7 @@
 #define ANN_MAX (48 + SP_WORLD_MAX_NODES * 26)
 #define MEMBERS_NS 250000000ull /* the membership bucket is listed every 250 ms */
 #define RETRY_IMPORT_MS 1000   /* a hand-off nak'd for a passing failure comes back after 1 s */
+#define HOP_BUCKETS 10          /* the hand-off latency histogram, in ticks (see loopstat_t.hop) */
 #define JOIN_NS 500000000ull  /* at start, the longest wait to hear every live peer's tick (5 repeats) */
 
 /* ---------------------------------------------------------------- items */
@@ -118,6 +119,8 @@ typedef struct loopstat {
     uint64_t returned;    /* compensations applied here (returns and failed publishes) */
     uint64_t bounced;     /* hand-offs in this world could not take (full, invalid here): sent back */
     uint64_t resumed_in, resumed_out; /* the resume's replay: imported, departed again */
+    uint64_t hop[HOP_BUCKETS]; /* crossings by how many ticks after its sender's step they were imported:
+                                * 0, 1, ..., HOP_BUCKETS - 2, and more (the last) */
     uint64_t retried;     /* hand-offs in that failed for a passing cause (memory) or could not be
                            * sent back: nak'd, redelivered by the server after RETRY_IMPORT_MS */
     uint64_t homeless;    /* last scan: entities in cells with no owner (kept) */
@@ -1377,7 +1380,13 @@ static void apply_import(sp_cluster_t *c, item_t *it) {
     if (rc == 0) {
         journal(c, h->flags & SP_WIRE_RETURN ? 'C' : 'I', h->st.id, h->st.epoch);
         if (h->flags & SP_WIRE_RETURN) c->ls.returned++;
-        else c->ls.crossings++;
+        else {
+            c->ls.crossings++;
+            /* Ticks between the sender's step and this import: 0 when the
+             * frontier did its job (the receiver waited instead). */
+            uint64_t now_t = sp_world_tick(w), lag = now_t > h->tick ? now_t - h->tick : 0;
+            c->ls.hop[lag < HOP_BUCKETS - 1 ? lag : HOP_BUCKETS - 1]++;
+        }
     } else if (rc == SP_WORLD_IMPORT_DUPLICATE) {
         c->ls.dup++;
     } else if (rc == SP_WORLD_IMPORT_STALE) {
@@ -1513,17 +1522,33 @@ static void apply_ctl(sp_cluster_t *c, item_t *it) {
     if (!c->fr_all) snprintf(fr, sizeof fr, "unknown");
     else if (c->fr_tick == UINT64_MAX) snprintf(fr, sizeof fr, "none");
     else snprintf(fr, sizeof fr, "%" PRIu64, c->fr_tick);
+    /* The hand-off latency, ticks: the histogram and its 99th percentile. */
+    char hops[HOP_BUCKETS * 22];
+    size_t hn = 0;
+    uint64_t htot = 0, hacc = 0;
+    int hp99 = 0;
+    for (int k = 0; k < HOP_BUCKETS; k++) {
+        htot += c->ls.hop[k];
+        hn += (size_t)snprintf(hops + hn, sizeof hops - hn, "%s%" PRIu64, k ? "," : "", c->ls.hop[k]);
+    }
+    for (int k = 0; k < HOP_BUCKETS && htot; k++) {
+        hacc += c->ls.hop[k];
+        if (hacc * 100 >= htot * 99) {
+            hp99 = k;
+            break;
+        }
+    }
     tbuf_t t = {0};
     tb_printf(&t,
               "node %u tick %" PRIu64 " count %u hash %" PRIu64 " paused %d fenced %d crossings %" PRIu64
               " dup %" PRIu64 " stale %" PRIu64 " invalid %" PRIu64 " departs %" PRIu64 " refused %" PRIu64
               " returned %" PRIu64 " homeless %" PRIu64 " held %zu late %" PRIu64 " early %zu peers %u frontier %s"
               " recv_seq %" PRIu64 " need_seq %" PRIu64 " fwaits %" PRIu64 " fwait_ms %.1f fwait_max_ms %.1f"
-              " cells %u bounced %" PRIu64 " retried %" PRIu64 "\n",
+              " cells %u bounced %" PRIu64 " retried %" PRIu64 " hop_p99 %d hops %s\n",
               c->conf.node, sp_world_tick(w), sp_world_count(w), sp_world_hash_canonical(w), c->paused, c->fenced,
               c->ls.crossings, c->ls.dup, c->ls.stale, c->ls.invalid, c->ls.departs, c->ls.refused, c->ls.returned,
               c->ls.homeless, c->nheld, c->ls.late, c->nearly, c->fr_peers, fr, c->recv_seq, c->fr_seq, c->ls.fwaits,
-              (double)c->ls.fwait_ns / 1e6, (double)c->ls.fwait_max_ns / 1e6, mine, c->ls.bounced, c->ls.retried);
+              (double)c->ls.fwait_ns / 1e6, (double)c->ls.fwait_max_ns / 1e6, mine, c->ls.bounced, c->ls.retried, hp99, hops);
     if (it->verb == CTL_DUMP) {
         dumpctx_t d = {c, &t};
         sp_world_foreach(w, dump_ent, &d);
