@@ -208,6 +208,7 @@ struct sp_cluster {
     bool confirms_open;
     sp_log_ratelimit_t refuse_rl; /* the warning of a refused hand-off in: once a second */
     bool ann_owed;      /* the last step's announcement found no room in to_net: sent next */
+    bool scan_owed;     /* the last step's leavers did not all go: sp_cluster_apply tries again */
     void (*ready_cb)(void *ctx);
     void *ready_ctx;
 
@@ -1244,7 +1245,7 @@ void sp_cluster_on_ready(sp_cluster_t *c, void (*fn)(void *ctx), void *ctx) {
  * received, and none stamped <= t waits in `early`. */
 static bool frontier_open(const sp_cluster_t *c) {
     uint64_t t = sp_world_tick(c->world);
-    if (!c->fr_all || c->fr_tick < t || c->recv_seq < c->fr_seq) return false;
+    if (c->scan_owed || !c->fr_all || c->fr_tick < t || c->recv_seq < c->fr_seq) return false;
     for (size_t k = 0; k < c->nearly; k++)
         if (c->early[k]->h.tick <= t) return false; /* not yet applied (no room toward NATS) */
     return true;
@@ -1339,10 +1340,11 @@ static void outbox_done(sp_cluster_t *c, uint64_t dep) {
     if (c->ob_n == 0) c->ob_head = 0;
 }
 
-/* Depart entity `st` (already exported, epoch raised) toward node `to`. */
-static void send_off(sp_cluster_t *c, const sp_entity_state_t *st, uint32_t to, uint32_t cell, uint8_t flags) {
+/* Depart entity `st` (already exported, epoch raised) toward node `to`.
+ * false when it could not (memory): it stays here. */
+static bool send_off(sp_cluster_t *c, const sp_entity_state_t *st, uint32_t to, uint32_t cell, uint8_t flags) {
     item_t *it = item_new(IT_PUBLISH);
-    if (it == NULL) return; /* stays here; the next scan tries again */
+    if (it == NULL) return false; /* stays here; the next scan tries again */
     it->h.st = *st;
     it->h.flags = flags;
     it->h.origin = (uint16_t)c->conf.node;
@@ -1352,16 +1354,17 @@ static void send_off(sp_cluster_t *c, const sp_entity_state_t *st, uint32_t to, 
     it->to = to;
     if (!outbox_reserve(c)) {
         free(it);
-        return;
+        return false;
     }
     int rc = sp_world_depart(c->world, st->id, st->epoch);
     if (rc != 0) {
         free(it);
-        return;
+        return false;
     }
     outbox_push(c, it);
     c->ls.departs++;
     to_net(c, it);
+    return true;
 }
 
 static void apply_import(sp_cluster_t *c, item_t *it) {
@@ -1593,8 +1596,11 @@ static void release_early(sp_cluster_t *c) {
     c->nearly = kept;
 }
 
+static void hand_off_leavers(sp_cluster_t *c);
+
 void sp_cluster_apply(sp_cluster_t *c) {
     void *p;
+    if (c->scan_owed && !c->fenced) hand_off_leavers(c); /* the last step's, again */
     if (c->ann_owed && room_to_net(c, 1)) {
         item_t *ann = item_new(IT_ANNOUNCE);
         if (ann) {
@@ -1688,6 +1694,40 @@ static int scan_fn(void *ctx, sp_entity_id_t id, float x, float y) {
     return 0;
 }
 
+/* The step's leavers (every entity in a cell another daemon owns) handed
+ * off, then the step's announcement after them in the same ring (the NATS
+ * thread sends it once they are all stored; see the header). When some
+ * could not go (the ring toward NATS full, memory), neither does the
+ * announcement: scan_owed keeps the frontier closed and sp_cluster_apply
+ * tries again, so no entity of another daemon's cell is stepped here and
+ * no peer steps before it has them. */
+static void hand_off_leavers(sp_cluster_t *c) {
+    c->nleavers = 0;
+    c->ls.homeless = 0;
+    sp_world_foreach_xy(c->world, scan_fn, c);
+    bool all = true;
+    for (size_t k = 0; k < c->nleavers; k++) {
+        if (!room_to_net(c, 4)) { /* the NATS thread is behind */
+            all = false;
+            break;
+        }
+        sp_entity_state_t st;
+        if (sp_world_export(c->world, c->leavers[k], &st) != 0) continue;
+        uint32_t cell = sp_cells_of(&c->conf.cells, st.px, st.py);
+        st.epoch++;
+        if (!send_off(c, &st, (uint32_t)c->owner[cell], cell, 0)) all = false;
+    }
+    c->scan_owed = !all;
+    if (!all) return;
+    item_t *ann = room_to_net(c, 1) ? item_new(IT_ANNOUNCE) : NULL;
+    if (ann) {
+        ann->rev = sp_world_tick(c->world);
+        to_net(c, ann);
+    } else {
+        c->ann_owed = true; /* sent by the next sp_cluster_apply */
+    }
+}
+
 void sp_cluster_after_step(sp_cluster_t *c) {
     /* The step ran, so the cluster was not frozen before it; only the fence
      * is re-read (it changes in sp_cluster_apply alone, so it cannot have).
@@ -1695,27 +1735,8 @@ void sp_cluster_after_step(sp_cluster_t *c) {
      * now, and its step's hand-offs and announcement must still go. */
     if (c->fenced) return;
     release_early(c); /* hand-offs stamped with the tick just reached: before the scan */
-    c->nleavers = 0;
-    c->ls.homeless = 0;
-    sp_world_foreach_xy(c->world, scan_fn, c);
-    for (size_t k = 0; k < c->nleavers; k++) {
-        if (!room_to_net(c, 4)) break; /* the NATS thread is behind: the rest go next tick */
-        sp_entity_state_t st;
-        if (sp_world_export(c->world, c->leavers[k], &st) != 0) continue;
-        uint32_t cell = sp_cells_of(&c->conf.cells, st.px, st.py);
-        st.epoch++;
-        send_off(c, &st, (uint32_t)c->owner[cell], cell, 0);
-    }
-    /* After this step's hand-offs, in the same ring: the NATS thread sends
-     * it once they are all stored (see the header). */
+    hand_off_leavers(c);
     uint64_t t = sp_world_tick(c->world);
-    item_t *ann = room_to_net(c, 1) ? item_new(IT_ANNOUNCE) : NULL;
-    if (ann) {
-        ann->rev = t;
-        to_net(c, ann);
-    } else {
-        c->ann_owed = true; /* sent by the next sp_cluster_apply */
-    }
     if (c->conf.test_hold_at && t >= c->conf.test_hold_at &&
         !atomic_load_explicit(&c->hold_pub, memory_order_relaxed)) { /* relaxed: see hold_pub */
         atomic_store_explicit(&c->hold_pub, 1, memory_order_relaxed);
