@@ -1564,20 +1564,27 @@ static void apply_ctl(sp_cluster_t *c, item_t *it) {
     to_net(c, it);
 }
 
+/* Keep `it` at the end of the array *v (n items, room for *cap): the
+ * imports held early or while fenced. Nothing may be dropped, so running
+ * out of memory here aborts. */
+static void items_keep(item_t ***v, size_t *n, size_t *cap, item_t *it) {
+    if (*n == *cap) {
+        size_t nc = *cap ? 2 * *cap : 256;
+        item_t **nv = realloc(*v, nc * sizeof *nv);
+        if (nv == NULL) abort(); /* cannot keep it and must not drop it */
+        *v = nv;
+        *cap = nc;
+    }
+    (*v)[(*n)++] = it;
+}
+
 /* An import the world is ready for now, or one to keep in `early` until
  * the world reaches its tick (paused too: sp_cluster_frozen lets the world
  * step up to it, see catching_up). */
 static void route_import(sp_cluster_t *c, item_t *it) {
     uint64_t t = sp_world_tick(c->world);
     if (it->h.tick > t) {
-        if (c->nearly == c->capearly) {
-            size_t nc = c->capearly ? 2 * c->capearly : 256;
-            item_t **v = realloc(c->early, nc * sizeof *v);
-            if (v == NULL) abort(); /* cannot keep it and must not drop it */
-            c->early = v;
-            c->capearly = nc;
-        }
-        c->early[c->nearly++] = it;
+        items_keep(&c->early, &c->nearly, &c->capearly, it);
         return;
     }
     if (it->h.tick < t) c->ls.late++;
@@ -1620,14 +1627,7 @@ void sp_cluster_apply(sp_cluster_t *c) {
         case IT_IMPORT:
             if (it->seq > c->recv_seq) c->recv_seq = it->seq;
             if (c->fenced) { /* a lapsed member creates no entity: keep it for later */
-                if (c->nheld == c->capheld) {
-                    size_t nc = c->capheld ? 2 * c->capheld : 256;
-                    item_t **v = realloc(c->held, nc * sizeof *v);
-                    if (v == NULL) abort(); /* cannot keep it and must not drop it */
-                    c->held = v;
-                    c->capheld = nc;
-                }
-                c->held[c->nheld++] = it;
+                items_keep(&c->held, &c->nheld, &c->capheld, it);
             } else {
                 route_import(c, it);
             }

@@ -126,6 +126,11 @@ if rc != 0 or fig["bounced"] != REFUSE // 2 or fig["retried"] != REFUSE // 2 or 
 print("handoff.sh: two daemons: %s crossings, count %s, lost 0, duplicated 0; %d refused in (%d sent back, %d redelivered)"
       % (f.get("crossings"), f.get("count"), REFUSE, fig["bounced"], fig["retried"]))
 
+def restart_node0(killed_log, journal, extra):
+    """kill -9 node 0, keep its log as killed_log, start it again (no test ships) with extra."""
+    procs["node0"].send_signal(signal.SIGKILL); procs["node0"].wait()
+    os.rename(os.path.join(tmp, "node0.log"), os.path.join(tmp, killed_log))
+    start_node(0, 0, journal, extra)
 def tick_of(n):
     rc, out = tool("status", str(n), timeout=20)
     m = re.search(r"\bnode %d tick (\d+)" % n, out) if rc == 0 else None
@@ -165,9 +170,7 @@ while not (os.path.exists(ckpt0) and os.stat(ckpt0).st_mtime_ns > m0):
     if time.monotonic() > deadline: fail("node 0 wrote no checkpoint after the audit")
     time.sleep(0.1)
 wait_crossings(300, "hand-offs go on after node 0's checkpoint")
-procs["node0"].send_signal(signal.SIGKILL); procs["node0"].wait()
-os.rename(os.path.join(tmp, "node0.log"), os.path.join(tmp, "node0-killed.log"))
-start_node(0, 0, "j0b", ["--checkpoint", ckpt0, "--checkpoint-every", "1"])
+restart_node0("node0-killed.log", "j0b", ["--checkpoint", ckpt0, "--checkpoint-every", "1"])
 wait_crossings(1000, "node 0 resumed from its checkpoint after kill -9")
 f = audit("--died", os.path.join(tmp, "j1"))
 if int(f.get("count")) != before: fail("after node 0's resume the cluster holds %s entities, not %d: %s" % (f.get("count"), before, f))
@@ -181,9 +184,7 @@ print("handoff.sh: after kill -9 of node 0 and a resume from its checkpoint: cou
 # checkpoint written after that keeps them; kill -9, resume without the hold: they are put back, none lost.
 t1 = tick_of(1)
 if t1 is None: fail("node 1 did not answer status")
-procs["node0"].send_signal(signal.SIGKILL); procs["node0"].wait()
-os.rename(os.path.join(tmp, "node0.log"), os.path.join(tmp, "node0-killed2.log"))
-start_node(0, 0, "j0c", ["--checkpoint", ckpt0, "--checkpoint-every", "1", "--cluster-test-hold-at", str(t1 + 90)])
+restart_node0("node0-killed2.log", "j0c", ["--checkpoint", ckpt0, "--checkpoint-every", "1", "--cluster-test-hold-at", str(t1 + 90)])
 def held_checkpoint():
     lines = open(os.path.join(tmp, "node0.log")).read().splitlines()
     k = next((i for i, l in enumerate(lines) if "no hand-off published from tick" in l), None)
@@ -199,9 +200,7 @@ while inflight is None:
     if time.monotonic() > deadline: fail("node 0 wrote no checkpoint with departures in flight")
     inflight = held_checkpoint()
     time.sleep(0.1)
-procs["node0"].send_signal(signal.SIGKILL); procs["node0"].wait()
-os.rename(os.path.join(tmp, "node0.log"), os.path.join(tmp, "node0-killed3.log"))
-start_node(0, 0, "j0d", ["--checkpoint", ckpt0, "--checkpoint-every", "1"])
+restart_node0("node0-killed3.log", "j0d", ["--checkpoint", ckpt0, "--checkpoint-every", "1"])
 wait_crossings(1000, "node 0 resumed a checkpoint with departures in flight")
 f = audit("--died", os.path.join(tmp, "j1"))
 if int(f.get("count")) != before: fail("after the second resume the cluster holds %s entities, not %d: %s" % (f.get("count"), before, f))
