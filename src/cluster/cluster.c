@@ -67,6 +67,7 @@
 #define ANN_MAX (48 + SP_WORLD_MAX_NODES * 26)
 #define MEMBERS_NS 250000000ull /* the membership bucket is listed every 250 ms */
 #define RETRY_IMPORT_MS 1000   /* a hand-off nak'd for a passing failure comes back after 1 s */
+#define BACKOFF_TICKS 60        /* a bounced entity stays at its origin this long before it goes again */
 #define HOP_BUCKETS 10          /* the hand-off latency histogram, in ticks (see loopstat_t.hop) */
 #define JOIN_NS 500000000ull  /* at start, the longest wait to hear every live peer's tick (5 repeats) */
 
@@ -118,6 +119,7 @@ typedef struct loopstat {
     uint64_t refused;     /* hand-offs in for a cell not ours: sent back to their origin */
     uint64_t returned;    /* compensations applied here (returns and failed publishes) */
     uint64_t bounced;     /* hand-offs in this world could not take (full, invalid here): sent back */
+    uint64_t backoffs;    /* bounced entities that came back here and wait BACKOFF_TICKS */
     uint64_t resumed_in, resumed_out; /* the resume's replay: imported, departed again */
     uint64_t hop[HOP_BUCKETS]; /* crossings by how many ticks after its sender's step they were imported:
                                 * 0, 1, ..., HOP_BUCKETS - 2, and more (the last) */
@@ -197,6 +199,14 @@ struct sp_cluster {
     uint64_t join_tick; /* the tick to start from (join_tick), set by sp_cluster_open */
     uint64_t refuse_left; /* conf.test_refuse, counted down */
     uint32_t *tally[2];   /* the demo's draws per cell: asteroids, NPCs (sp_cluster_tally) */
+    /* Bounced entities back here, not handed off again before `until`
+     * (a tick): without it one whose target stays full would cross back
+     * and forth every tick or two, storing a message each time. */
+    struct backoff {
+        sp_entity_id_t id;
+        uint64_t until;
+    } *bo;
+    size_t nbo, capbo;
     int tally_on;         /* which one sp_cluster_region counts into, -1 none */
     /* The outbox (loop): departures in number order, from ob[ob_head]; the
      * confirms ring (NATS thread -> loop) carries the numbers of the stored
@@ -1287,6 +1297,20 @@ static void to_net(sp_cluster_t *c, item_t *it) {
 
 /* Compensation: the entity comes back here at a higher epoch, whatever cell
  * it is in (the next scan sends it on if the cell is another's). */
+/* Hold a bounced entity here for BACKOFF_TICKS. false without memory (it
+ * then goes on at the next scan, as before). */
+static bool backoff_add(sp_cluster_t *c, sp_entity_id_t id) {
+    if (c->nbo == c->capbo) {
+        size_t nc = c->capbo ? 2 * c->capbo : 64;
+        struct backoff *v = realloc(c->bo, nc * sizeof *v);
+        if (v == NULL) return false;
+        c->bo = v;
+        c->capbo = nc;
+    }
+    c->bo[c->nbo++] = (struct backoff){id, sp_world_tick(c->world) + BACKOFF_TICKS};
+    return true;
+}
+
 static void compensate(sp_cluster_t *c, sp_entity_state_t *st) {
     st->epoch++;
     int rc = sp_world_import(c->world, st);
@@ -1383,6 +1407,7 @@ static void apply_import(sp_cluster_t *c, item_t *it) {
     if (rc == 0) {
         journal(c, h->flags & SP_WIRE_RETURN ? 'C' : 'I', h->st.id, h->st.epoch);
         if (h->flags & SP_WIRE_RETURN) c->ls.returned++;
+        if ((h->flags & SP_WIRE_BOUNCED) && backoff_add(c, h->st.id)) c->ls.backoffs++;
         else {
             c->ls.crossings++;
             /* Ticks between the sender's step and this import: 0 when the
@@ -1433,7 +1458,7 @@ static void apply_import(sp_cluster_t *c, item_t *it) {
          * imports it at once, counted late). */
         back->h = copy;
         back->h.st.epoch++;
-        back->h.flags = SP_WIRE_RETURN;
+        back->h.flags = SP_WIRE_RETURN | SP_WIRE_BOUNCED;
         back->h.origin = (uint16_t)c->conf.node;
         back->h.cell = cell;
         back->h.cell_rev = cell < c->ncells ? c->rev[cell] : 0;
@@ -1547,11 +1572,11 @@ static void apply_ctl(sp_cluster_t *c, item_t *it) {
               " dup %" PRIu64 " stale %" PRIu64 " invalid %" PRIu64 " departs %" PRIu64 " refused %" PRIu64
               " returned %" PRIu64 " homeless %" PRIu64 " held %zu late %" PRIu64 " early %zu peers %u frontier %s"
               " recv_seq %" PRIu64 " need_seq %" PRIu64 " fwaits %" PRIu64 " fwait_ms %.1f fwait_max_ms %.1f"
-              " cells %u bounced %" PRIu64 " retried %" PRIu64 " hop_p99 %d hops %s\n",
+              " cells %u bounced %" PRIu64 " retried %" PRIu64 " backoffs %" PRIu64 " hop_p99 %d hops %s\n",
               c->conf.node, sp_world_tick(w), sp_world_count(w), sp_world_hash_canonical(w), c->paused, c->fenced,
               c->ls.crossings, c->ls.dup, c->ls.stale, c->ls.invalid, c->ls.departs, c->ls.refused, c->ls.returned,
               c->ls.homeless, c->nheld, c->ls.late, c->nearly, c->fr_peers, fr, c->recv_seq, c->fr_seq, c->ls.fwaits,
-              (double)c->ls.fwait_ns / 1e6, (double)c->ls.fwait_max_ns / 1e6, mine, c->ls.bounced, c->ls.retried, hp99, hops);
+              (double)c->ls.fwait_ns / 1e6, (double)c->ls.fwait_max_ns / 1e6, mine, c->ls.bounced, c->ls.retried, c->ls.backoffs, hp99, hops);
     if (it->verb == CTL_DUMP) {
         dumpctx_t d = {c, &t};
         sp_world_foreach(w, dump_ent, &d);
@@ -1683,6 +1708,8 @@ static int scan_fn(void *ctx, sp_entity_id_t id, float x, float y) {
         c->ls.homeless++;
         return 0;
     }
+    for (size_t k = 0; k < c->nbo; k++) /* O(bounced waiting): none, almost always */
+        if (c->bo[k].id == id) return 0;
     if (c->nleavers == c->capleavers) {
         size_t nc = c->capleavers ? 2 * c->capleavers : 1024;
         sp_entity_id_t *v = realloc(c->leavers, nc * sizeof *v);
@@ -1702,6 +1729,11 @@ static int scan_fn(void *ctx, sp_entity_id_t id, float x, float y) {
  * tries again, so no entity of another daemon's cell is stepped here and
  * no peer steps before it has them. */
 static void hand_off_leavers(sp_cluster_t *c) {
+    uint64_t now_t = sp_world_tick(c->world);
+    size_t kept = 0;
+    for (size_t k = 0; k < c->nbo; k++) /* the waits that are over */
+        if (c->bo[k].until > now_t) c->bo[kept++] = c->bo[k];
+    c->nbo = kept;
     c->nleavers = 0;
     c->ls.homeless = 0;
     sp_world_foreach_xy(c->world, scan_fn, c);
@@ -2005,6 +2037,7 @@ void sp_cluster_free(sp_cluster_t *c) {
     free(c->early);
     free(c->last_to);
     free(c->ann_to);
+    free(c->bo);
     free(c->tally[0]);
     free(c->tally[1]);
     free(c->peers);

@@ -4,7 +4,8 @@
  * padding, so daemons on different machines agree:
  *   u8  version (SP_WIRE_VERSION)
  *   u8  flags   (SP_WIRE_RETURN: a compensation, imported by the origin
- *                whatever cell it lies in)
+ *                whatever cell it lies in; SP_WIRE_BOUNCED with it: the
+ *                receiver could not take it, so the origin waits)
  *   u16 origin  the sending node (where a refused hand-off returns)
  *   u32 cell    the target cell, as the sender computed it
  *   u64 cell_rev the revision (epoch) of the cell's ownership key the
@@ -27,6 +28,9 @@
 
 #define SP_WIRE_VERSION 2
 #define SP_WIRE_RETURN 0x01
+/* With SP_WIRE_RETURN: the receiver could not take it (full, invalid
+ * there), so its origin waits a while before sending it on again. */
+#define SP_WIRE_BOUNCED 0x02
 /* Upper bound of an encoded message, bytes (the exact size is
  * sp_wire_size()). */
 #define SP_WIRE_MAX 256

@@ -120,9 +120,11 @@ wait_crossings(2000, "both daemons run")
 f = audit()
 if f.get("died") != "0" or f.get("count") != "600": fail("first audit: %s" % f)
 rc, out = tool("status", "0", "1", timeout=20)
-fig = {k: sum(int(v) for v in re.findall(r"\b%s (\d+)" % k, out)) for k in ("bounced", "retried", "returned")}
-if rc != 0 or fig["bounced"] != REFUSE // 2 or fig["retried"] != REFUSE // 2 or fig["returned"] < REFUSE // 2:
-    fail("refused hand-offs: want %d sent back, %d retried and as many returns applied: %s" % (REFUSE // 2, REFUSE // 2, out))
+fig = {k: sum(int(v) for v in re.findall(r"\b%s (\d+)" % k, out)) for k in ("bounced", "retried", "returned", "backoffs")}
+if rc != 0 or fig["bounced"] != REFUSE // 2 or fig["retried"] != REFUSE // 2 or fig["returned"] < REFUSE // 2 \
+        or fig["backoffs"] != REFUSE // 2:
+    fail("refused hand-offs: want %d sent back, %d retried, as many returns applied and held back: %s"
+         % (REFUSE // 2, REFUSE // 2, out))
 print("handoff.sh: two daemons: %s crossings, count %s, lost 0, duplicated 0; %d refused in (%d sent back, %d redelivered)"
       % (f.get("crossings"), f.get("count"), REFUSE, fig["bounced"], fig["retried"]))
 
