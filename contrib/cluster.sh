@@ -50,7 +50,19 @@ mkdir -p "$store"
 pids=()
 stop() {
     trap - INT TERM EXIT
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    # Daemons first (their final checkpoints and hand-offs still need NATS), then nats-server (pids[0]);
+    # whatever has not exited 10 s later is killed.
+    local p k
+    for p in "${pids[@]:1}"; do kill "$p" 2>/dev/null || true; done
+    for k in $(seq 100); do
+        local alive=0
+        for p in "${pids[@]:1}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+        [ "$alive" = 0 ] && break
+        sleep 0.1
+    done
+    [ "${#pids[@]}" -gt 0 ] && kill "${pids[0]}" 2>/dev/null || true
+    for k in $(seq 100); do kill -0 "${pids[0]}" 2>/dev/null || break; sleep 0.1; done
+    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
     if [ "$keep" = 0 ]; then rm -rf "$tmp"; else echo "cluster.sh: logs kept in $tmp" >&2; fi
 }

@@ -16,7 +16,7 @@ PY=/usr/bin/python3
 [ -x "$PY" ] || { echo "clock.sh: FAIL: $PY missing" >&2; exit 1; }
 command -v nats-server >/dev/null || { echo "clock.sh: FAIL: nats-server missing (./quickstart.sh test installs it)" >&2; exit 1; }
 exec "$PY" - "$DAEMON" "${CK_TIMEOUT_MULTIPLIER:-1}" <<'PYEOF'
-import atexit, os, re, shutil, socket, subprocess, sys, tempfile, time
+import atexit, os, re, shutil, signal, socket, subprocess, sys, tempfile, time
 daemon, mult = sys.argv[1], float(sys.argv[2])
 cells_tool = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(daemon))), "cluster", "spacesim-cells")
 tmp = tempfile.mkdtemp(prefix="spacesim-clock.")
@@ -30,6 +30,8 @@ def cleanup():
     stop_all()
     shutil.rmtree(tmp, True)
 atexit.register(cleanup)
+# A harness that stops this script (SIGTERM, SIGHUP) gets the same cleanup: sys.exit runs atexit.
+for sig in (signal.SIGTERM, signal.SIGHUP): signal.signal(sig, lambda *_: sys.exit(1))
 def logs():
     out = ""
     for name in sorted(procs):

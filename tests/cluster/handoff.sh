@@ -25,6 +25,8 @@ def cleanup():
             p.kill(); p.wait()
     shutil.rmtree(tmp, True)
 atexit.register(cleanup)
+# A harness that stops this script (SIGTERM, SIGHUP) gets the same cleanup: sys.exit runs atexit.
+for sig in (signal.SIGTERM, signal.SIGHUP): signal.signal(sig, lambda *_: sys.exit(1))
 def logs():
     out = ""
     for name in sorted(procs):

@@ -29,12 +29,22 @@ err = tempfile.TemporaryFile(mode="w+")
 p = subprocess.Popen([os.path.join(src, "contrib", "cluster.sh"), build, "--daemons", "2", "--port", str(port),
                       "--http-port", "0", "--", "--demo-asteroids", "400", "--demo-npcs", "0", "--workers", "1"],
                      stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+def stop_session(*_):
+    # cluster.sh and all it started share its session: if this script is stopped, they go too.
+    try: os.killpg(p.pid, signal.SIGTERM)
+    except OSError: pass
+    sys.exit(1)
+for sig in (signal.SIGTERM, signal.SIGHUP): signal.signal(sig, stop_session)
 def output():
     err.seek(0); return err.read()
 def fail(msg):
     sys.stderr.write("start.sh: FAIL: %s\n---- cluster.sh said:\n%s" % (msg, output()))
-    try: os.killpg(p.pid, signal.SIGKILL)
-    except OSError: pass
+    try:
+        os.killpg(p.pid, signal.SIGTERM)  # cluster.sh's trap stops its processes and removes its folder
+        p.wait(timeout=30 * mult)
+    except (OSError, subprocess.TimeoutExpired):
+        try: os.killpg(p.pid, signal.SIGKILL)
+        except OSError: pass
     sys.exit(1)
 def wait(what, cond, limit=60):
     deadline = time.monotonic() + limit * mult
