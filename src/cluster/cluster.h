@@ -1,5 +1,6 @@
 /* cluster/cluster.h: one world over several spacesimd processes, through
- * NATS (issue 10, step 2: cells, membership, fencing, hand-off exactly once).
+ * NATS (issue 10: cells, membership, fencing, hand-off exactly once, one
+ * clock, checkpoints).
  * The design, the subjects, streams and buckets, and what survives which
  * kill are in docs/ARCHITECTURE.md, "Cluster"; this header is the contract
  * between the daemon and this module.
@@ -10,18 +11,25 @@
  * says to the loop goes through an SPSC ring (NATS thread -> loop) and a
  * uv_async_send, everything the loop says to it through a second SPSC ring
  * (loop -> NATS thread), which the NATS thread polls between its blocking
- * calls. The loop never calls nats.c; the NATS thread never touches the
- * world. Items in the rings are malloc'd and owned by whichever side popped
- * them.
+ * calls, and a third (NATS thread -> loop) carries the numbers of the
+ * departures the stream stored (the outbox, see the checkpoints below). The
+ * loop never calls nats.c; the NATS thread never touches the world. Items
+ * in the rings are malloc'd and owned by whichever side popped them.
  *
  * Life cycle (main thread, then loop thread):
  *   sp_cluster_open()      start-up, blocking: connect, streams, buckets,
- *                          incarnation, membership, claim unowned cells
+ *                          incarnation, membership, claim unowned cells,
+ *                          hear the peers' tick (sp_cluster_join_tick)
+ *   world: new (sp_world_set_region, sp_cluster_tally around populate) or
+ *          loaded (sp_cluster_restore from the checkpoint's annex)
  *   sp_cluster_spawn_test_ships()  (tests) ballistic ships on lanes
  *   sp_cluster_start()     the NATS thread and the loop's async handle
- *   per tick: sp_cluster_apply(); if !sp_cluster_frozen(): step, then
- *             sp_cluster_after_step()
- *   sp_cluster_stop()      join the thread, close the handle (shutdown)
+ *   per tick: sp_cluster_apply(); a due step waits while
+ *             sp_cluster_waits() (the tick frontier); if
+ *             !sp_cluster_frozen(): step, then sp_cluster_after_step()
+ *   checkpoints: sp_cluster_checkpoint_annex() between steps
+ *   sp_cluster_stop()      join the thread, leave the membership, close
+ *                          the handle (shutdown)
  *   sp_cluster_free()      after the loop ended */
 #ifndef SP_CLUSTER_CLUSTER_H
 #define SP_CLUSTER_CLUSTER_H
