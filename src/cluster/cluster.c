@@ -9,11 +9,16 @@
  *   KV sp_members: key n<node> = "inc <k> pid <p>", bucket TTL = --cluster-ttl
  *   KV sp_nodes:   key n<node> = incarnation count (CAS-incremented at start)
  *   core subjects sp.ctl.<node>.{status,dump,pause,resume}: spacesim-cells
+ *   core subject sp.tick.<node>: the node's tick announcements (the clock;
+ *     ARCHITECTURE.md "One clock")
  *
  * The NATS thread (net_main) loops: heartbeat + fencing, ownership poll,
- * control requests, the loop's items (strictly in order: an ack, then a
- * publish queued after it, never the other way round), then one fetch of
- * hand-offs in. Every call it makes may block (timeouts of 1-2 s while the
+ * control requests, stored departures' numbers to the loop, the clock
+ * (repeat our announcement, read the peers', list the members, tell the
+ * loop the frontier), the loop's items (strictly in order: an ack, then a
+ * publish queued after it, never the other way round; a tick's
+ * announcement after that step's hand-offs), then one fetch of hand-offs
+ * in. Every call it makes may block (timeouts of 1-2 s while the
  * server is away); none of that reaches the loop.
  *
  * Exactly once. A hand-off (id, epoch e) is departed by the loop before it
