@@ -25,10 +25,13 @@
  * is queued, published with Msg-Id n<node>.<incarnation>.<id>.<e>
  * (re-published with the same Msg-Id while the answer is ambiguous, so the
  * stream stores it once), imported by the owner (idempotent by epoch) and
- * acked only after the import; an ambiguous ack is retried before anything
- * queued after it is published, so a hand-off of an entity never leaves a
- * daemon before the server confirmed the ack of the message that brought it
- * (else a redelivery to a restarted process could resurrect it). Only a
+ * acked only after the import. Acks go out in runs with one flush, ahead
+ * of anything queued after them on the same connection, so the server gets
+ * the ack of the message that brought an entity before any later hand-off
+ * of it; a flush that fails is only logged (nats.c resends on reconnection),
+ * so the ack is not confirmed: ARCHITECTURE.md "What survives" has the
+ * two-failure case this leaves (a lost ack, then a restart before the
+ * redelivery, could resurrect an entity that moved on). Only a
  * definite failure (no stream answered, a JetStream error) is compensated
  * (the entity re-imported at e + 1), because only then is nothing stored. */
 #include "cluster/cluster.h"

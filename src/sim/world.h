@@ -424,7 +424,7 @@ SP_API int sp_world_depart(sp_world_t *w, sp_entity_id_t id, uint64_t epoch);
  * while sleeping is disabled here. Also SP_ELIMIT (max_entities),
  * SP_ENOMEM; the world is unchanged on every error. An id of this world's own
  * node at or above its counter moves the counter past it. A sleeping
- * asteroid rebuilds the static grid (O(sleeping)). No event is recorded.
+ * asteroid goes into the kept static grid (no rebuild). No event is recorded.
  * O(1) expected otherwise. Owner thread. */
 SP_API int sp_world_import(sp_world_t *w, const sp_entity_state_t *in);
 
