@@ -65,7 +65,7 @@
 #define RING 16384            /* items per ring: bounds what is in transit between the threads */
 #define FETCH_BATCH 256       /* hand-offs pulled per request */
 #define FETCH_IDLE_MAX_MS 8   /* the longest nap of an idle NATS thread between fetches, ms */
-#define POLL_NS 250000000ull  /* ownership re-read every 250 ms */
+#define POLL_NS 5000000000ull /* ownership re-read in full every 5 s (a watcher brings changes at once) */
 #define RETRY_NS 100000000ull /* a transient failure is retried after 100 ms */
 #define ACK_WAIT_NS 10000000000ll /* redelivery of an unacked hand-off after 10 s */
 #define PUB_BATCH 512         /* hand-offs published at once before waiting for their answers */
@@ -168,6 +168,7 @@ struct sp_cluster {
     natsConnection *nc;
     jsCtx *js;
     kvStore *kv_cells, *kv_members;
+    kvWatcher *cells_w; /* every change of sp_cells, pushed by the server (net_watch_cells) */
     natsSubscription *pull, *ctl;
     int32_t *net_owner; /* the NATS thread's view of the ownership */
     uint64_t *net_rev;
@@ -564,6 +565,10 @@ int sp_cluster_open(const sp_cluster_conf_t *conf, sp_cluster_t **out) {
             step = "the tick subject";
             s = natsConnection_SubscribeSync(&c->tick_sub, c->nc, "sp.tick.*");
         }
+        if (s == NATS_OK) {
+            step = "the ownership watcher";
+            s = kvStore_WatchAll(&c->cells_w, c->kv_cells, NULL);
+        }
     }
     if (s == NATS_OK) {
         /* Hand-offs to this node that an earlier incarnation acked count as
@@ -760,6 +765,46 @@ static void net_poll_cells(sp_cluster_t *c, uint64_t now) {
         push_or_stash(c, it);
         c->net_fenced = false;
         SP_LOGI("cluster: membership refreshed and ownership re-read: unfenced");
+    }
+}
+
+/* Cell ownership as it changes: the watcher's entries, without a request
+ * per cell (the full poll above, one KV get per cell, now runs every 5 s as
+ * a safety net and before an unfence). An entry older than what is known
+ * (the poll may have read it first) changes nothing. Never waits more than
+ * 1 ms (nats.c refuses a timeout of 0). */
+static void net_watch_cells(sp_cluster_t *c) {
+    if (c->cells_w == NULL) return;
+    for (int k = 0; k < 64 && flush_stash(c); k++) {
+        kvEntry *e = NULL;
+        if (kvWatcher_Next(&e, c->cells_w, 1) != NATS_OK) return; /* a timeout: nothing new */
+        if (e == NULL) continue; /* the initial values are all in */
+        const char *key = kvEntry_Key(e);
+        char *end;
+        unsigned long i = key[0] == 'c' ? strtoul(key + 1, &end, 10) : c->ncells;
+        if (i < c->ncells && *end == '\0' && kvEntry_Revision(e) > c->net_rev[i]) {
+            int32_t o = -1;
+            if (kvEntry_Operation(e) == kvOp_Put) {
+                char buf[32] = {0};
+                int n = kvEntry_ValueLen(e);
+                memcpy(buf, kvEntry_Value(e), n < 31 ? (size_t)n : 31);
+                long v = strtol(buf, &end, 10);
+                if (end != buf && v >= 0 && v < (long)SP_WORLD_MAX_NODES) o = (int32_t)v;
+            }
+            uint64_t r = kvEntry_Revision(e);
+            item_t *it = item_new(IT_OWNER);
+            if (it != NULL) {
+                it->cell = (uint32_t)i;
+                it->owner = o;
+                it->rev = r;
+                push_or_stash(c, it);
+                if (o != c->net_owner[i])
+                    SP_LOGI("cluster: cell %lu owner %d -> %d (revision %" PRIu64 ")", i, (int)c->net_owner[i], (int)o, r);
+                c->net_owner[i] = o;
+                c->net_rev[i] = r;
+            }
+        }
+        kvEntry_Destroy(e);
     }
 }
 
@@ -1208,6 +1253,7 @@ static void *net_main(void *arg) {
         uint64_t now = sp_now_ns();
         net_heartbeat(c, now);
         if (!c->net_fenced || c->next_poll_ns == 0) net_poll_cells(c, now);
+        if (!c->net_fenced) net_watch_cells(c);
         net_control(c);
         if (c->nconf_pend) net_confirm_flush(c);
         net_clock(c, now);
@@ -2041,6 +2087,7 @@ void sp_cluster_free(sp_cluster_t *c) {
     natsSubscription_Destroy(c->pull);
     natsSubscription_Destroy(c->ctl);
     natsSubscription_Destroy(c->tick_sub);
+    kvWatcher_Destroy(c->cells_w);
     for (size_t k = 0; k < c->nearly; k++) free_item(c->early[k]);
     free(c->early);
     free(c->last_to);
