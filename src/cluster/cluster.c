@@ -373,17 +373,28 @@ static void net_heard(sp_cluster_t *c, natsMsg *m);
  * this a daemon that joins or restarts would start from tick 0 and hold its
  * peers back for as many ticks as the cluster is old (the frontier waits
  * for the lowest tick). Main thread, before the NATS thread exists. */
-static natsStatus join_tick(sp_cluster_t *c) {
+/* Which peers are members now: peers[n].live for every key n<node> of the
+ * membership bucket but this node's own. On a failure the last list
+ * stays. One request (main thread at start, then the NATS thread). */
+static natsStatus list_members(sp_cluster_t *c) {
     kvKeysList kl = {0};
     natsStatus s = kvStore_Keys(&kl, c->kv_members, NULL);
-    if (s == NATS_NOT_FOUND) s = NATS_OK; /* no key at all: nobody to join */
-    for (int k = 0; s == NATS_OK && k < kl.Count; k++) {
-        const char *key = kl.Keys[k];
-        char *end;
-        unsigned long n = key[0] == 'n' ? strtoul(key + 1, &end, 10) : SP_WORLD_MAX_NODES;
-        if (n < SP_WORLD_MAX_NODES && *end == '\0' && n != c->conf.node) c->peers[n].live = true;
+    if (s == NATS_NOT_FOUND) s = NATS_OK; /* no key at all: nobody */
+    if (s == NATS_OK) {
+        for (uint32_t n = 0; n < SP_WORLD_MAX_NODES; n++) c->peers[n].live = false;
+        for (int k = 0; k < kl.Count; k++) {
+            const char *key = kl.Keys[k];
+            char *end;
+            unsigned long n = key[0] == 'n' ? strtoul(key + 1, &end, 10) : SP_WORLD_MAX_NODES;
+            if (n < SP_WORLD_MAX_NODES && *end == '\0' && n != c->conf.node) c->peers[n].live = true;
+        }
     }
     kvKeysList_Destroy(&kl);
+    return s;
+}
+
+static natsStatus join_tick(sp_cluster_t *c) {
+    natsStatus s = list_members(c);
     if (s != NATS_OK) return s;
     uint64_t end_ns = sp_now_ns() + JOIN_NS;
     for (;;) {
@@ -441,6 +452,15 @@ static natsStatus heartbeat(sp_cluster_t *c) {
     return kvStore_Put(&rev, c->kv_members, key, val, vl);
 }
 
+/* The owner node an ownership entry names, or -1 (not a node number). */
+static int32_t entry_owner(kvEntry *e) {
+    char buf[32] = {0}, *end;
+    int n = kvEntry_ValueLen(e);
+    memcpy(buf, kvEntry_Value(e), n < 31 ? (size_t)n : 31);
+    long v = strtol(buf, &end, 10);
+    return (end != buf && v >= 0 && v < (long)SP_WORLD_MAX_NODES) ? (int32_t)v : -1;
+}
+
 /* Read cell i's owner from the bucket into (*owner, *rev). */
 static natsStatus read_cell(sp_cluster_t *c, uint32_t i, int32_t *owner, uint64_t *rev) {
     char key[32];
@@ -453,12 +473,7 @@ static natsStatus read_cell(sp_cluster_t *c, uint32_t i, int32_t *owner, uint64_
         return NATS_OK;
     }
     if (s != NATS_OK) return s;
-    char buf[32] = {0};
-    int n = kvEntry_ValueLen(e);
-    memcpy(buf, kvEntry_Value(e), n < 31 ? (size_t)n : 31);
-    char *end;
-    long v = strtol(buf, &end, 10);
-    *owner = (end != buf && v >= 0 && v < (long)SP_WORLD_MAX_NODES) ? (int32_t)v : -1;
+    *owner = entry_owner(e);
     *rev = kvEntry_Revision(e);
     kvEntry_Destroy(e);
     return NATS_OK;
@@ -735,6 +750,23 @@ static void net_heartbeat(sp_cluster_t *c, uint64_t now) {
     }
 }
 
+/* Cell i's ownership changed to (o, r): tell the loop (IT_OWNER) and keep
+ * it as the NATS thread's view. false when there was no item to send
+ * (memory): the view stays, so the next poll tries again. After
+ * flush_stash() said there is room. */
+static bool net_tell_owner(sp_cluster_t *c, uint32_t i, int32_t o, uint64_t r) {
+    item_t *it = item_new(IT_OWNER);
+    if (it == NULL) return false;
+    it->cell = i;
+    it->owner = o;
+    it->rev = r;
+    push_or_stash(c, it);
+    SP_LOGI("cluster: cell %u owner %d -> %d (revision %" PRIu64 ")", i, (int)c->net_owner[i], (int)o, r);
+    c->net_owner[i] = o;
+    c->net_rev[i] = r;
+    return true;
+}
+
 static void net_poll_cells(sp_cluster_t *c, uint64_t now) {
     if (now < c->next_poll_ns) return;
     c->next_poll_ns = now + POLL_NS;
@@ -747,16 +779,7 @@ static void net_poll_cells(sp_cluster_t *c, uint64_t now) {
             return; /* try again at the next poll; fencing unchanged */
         }
         if (o == c->net_owner[i] && r == c->net_rev[i]) continue;
-        if (!flush_stash(c)) return;
-        item_t *it = item_new(IT_OWNER);
-        if (it == NULL) return;
-        it->cell = i;
-        it->owner = o;
-        it->rev = r;
-        push_or_stash(c, it);
-        SP_LOGI("cluster: cell %u owner %d -> %d (revision %" PRIu64 ")", i, (int)c->net_owner[i], (int)o, r);
-        c->net_owner[i] = o;
-        c->net_rev[i] = r;
+        if (!flush_stash(c) || !net_tell_owner(c, i, o, r)) return;
     }
     if (c->net_fenced && sp_now_ns() < c->hb_ok_ns + (uint64_t)(c->conf.ttl_secs * 0.8 * 1e9) && flush_stash(c)) {
         item_t *it = item_new(IT_FENCE);
@@ -782,28 +805,9 @@ static void net_watch_cells(sp_cluster_t *c) {
         const char *key = kvEntry_Key(e);
         char *end;
         unsigned long i = key[0] == 'c' ? strtoul(key + 1, &end, 10) : c->ncells;
-        if (i < c->ncells && *end == '\0' && kvEntry_Revision(e) > c->net_rev[i]) {
-            int32_t o = -1;
-            if (kvEntry_Operation(e) == kvOp_Put) {
-                char buf[32] = {0};
-                int n = kvEntry_ValueLen(e);
-                memcpy(buf, kvEntry_Value(e), n < 31 ? (size_t)n : 31);
-                long v = strtol(buf, &end, 10);
-                if (end != buf && v >= 0 && v < (long)SP_WORLD_MAX_NODES) o = (int32_t)v;
-            }
-            uint64_t r = kvEntry_Revision(e);
-            item_t *it = item_new(IT_OWNER);
-            if (it != NULL) {
-                it->cell = (uint32_t)i;
-                it->owner = o;
-                it->rev = r;
-                push_or_stash(c, it);
-                if (o != c->net_owner[i])
-                    SP_LOGI("cluster: cell %lu owner %d -> %d (revision %" PRIu64 ")", i, (int)c->net_owner[i], (int)o, r);
-                c->net_owner[i] = o;
-                c->net_rev[i] = r;
-            }
-        }
+        if (i < c->ncells && *end == '\0' && kvEntry_Revision(e) > c->net_rev[i])
+            net_tell_owner(c, (uint32_t)i, kvEntry_Operation(e) == kvOp_Put ? entry_owner(e) : -1,
+                           kvEntry_Revision(e));
         kvEntry_Destroy(e);
     }
 }
@@ -1138,20 +1142,8 @@ static void net_clock(sp_cluster_t *c, uint64_t now) {
     }
     if (now >= c->next_members_ns) {
         c->next_members_ns = now + MEMBERS_NS;
-        kvKeysList kl = {0};
-        natsStatus s = kvStore_Keys(&kl, c->kv_members, NULL);
-        if (s == NATS_OK || s == NATS_NOT_FOUND) {
-            for (uint32_t n = 0; n < SP_WORLD_MAX_NODES; n++) c->peers[n].live = false;
-            for (int k = 0; k < kl.Count; k++) {
-                const char *key = kl.Keys[k];
-                char *end;
-                unsigned long n = key[0] == 'n' ? strtoul(key + 1, &end, 10) : SP_WORLD_MAX_NODES;
-                if (n < SP_WORLD_MAX_NODES && *end == '\0') c->peers[n].live = true;
-            }
-        } else {
-            net_warn(c, "listing the members (the frontier keeps the last list)", s, 0);
-        }
-        kvKeysList_Destroy(&kl);
+        natsStatus s = list_members(c);
+        if (s != NATS_OK) net_warn(c, "listing the members (the frontier keeps the last list)", s, 0);
     }
     bool all = true;
     uint64_t tick = UINT64_MAX, seq = 0;
@@ -1598,8 +1590,7 @@ static void apply_ctl(sp_cluster_t *c, item_t *it) {
         c->paused = it->verb == CTL_PAUSE;
         SP_LOGI("cluster: %s by an operator (tick %" PRIu64 ")", c->paused ? "paused" : "resumed", sp_world_tick(w));
     }
-    uint32_t mine = 0; /* cells this loop believes it owns */
-    for (uint32_t i = 0; i < c->ncells; i++) mine += c->owner[i] == (int32_t)c->conf.node;
+    uint32_t ncells, mine = sp_cluster_cells_owned(c, &ncells); /* as this loop believes */
     char fr[32];
     if (!c->fr_all) snprintf(fr, sizeof fr, "unknown");
     else if (c->fr_tick == UINT64_MAX) snprintf(fr, sizeof fr, "none");
