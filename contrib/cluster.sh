@@ -4,8 +4,9 @@
 #
 #   --daemons N    daemons (default 4), nodes 0..N-1
 #   --cells NxM    the grid of cells (default 2x2); cell k goes to node k mod N
-#   --port P       node k serves clients on P + k (default 7777)
-#   --http-port H  node 0 also serves the live view on H (default 8080; 0 = off)
+#   --port P       the gateway (spacesim-gw) serves clients on P (default 7777); node k on P + 1 + k
+#   --http-port H  the gateway also serves the live view of the whole world on H (default 8080; 0 = off)
+#   --gateways G   gateways (default 1); gateway j > 0 serves on P - j (HTTP only on the first)
 #   --store DIR    nats-server's JetStream store (default: a new temporary folder, removed at exit;
 #                  a given folder is kept, so ids and incarnations carry over to the next start)
 #   --nats-port Q  nats-server's client port (default: a free one)
@@ -15,21 +16,24 @@
 # It starts `nats-server -js` on 127.0.0.1, node 0 with the demo world (a daemon populates only
 # the cells it owns, and the first one claims them all), then the other nodes, then moves the
 # cells so every node owns its share (spacesim-cells move: a CAS each; node 0 hands the entities
-# of the moved cells off). Ctrl-C or SIGTERM stops every process it started. The logs are in a
+# of the moved cells off), then the gateway, which clients connect to. The processes share one
+# admin token (SPACESIM_ADMIN_TOKEN, or a new random one written to the log folder): the gateway
+# speaks to the daemons as an admin session. Ctrl-C or SIGTERM stops every process it started. The logs are in a
 # temporary folder, removed at exit unless --store was given.
 set -euo pipefail
 
-usage="usage: contrib/cluster.sh BUILD [--daemons N] [--cells NxM] [--port P] [--http-port H] [--store DIR] [--nats-port Q] [--checkpoints DIR] [-- spacesimd options]"
+usage="usage: contrib/cluster.sh BUILD [--daemons N] [--cells NxM] [--port P] [--http-port H] [--gateways G] [--store DIR] [--nats-port Q] [--checkpoints DIR] [-- spacesimd options]"
 build=${1:?$usage}
 shift
 here=$(cd "$(dirname "$0")/.." && pwd)
-daemons=4 cells=2x2 port=7777 http=8080 store="" nport="" ckdir=""
+daemons=4 cells=2x2 port=7777 http=8080 store="" nport="" ckdir="" gateways=1
 while [ $# -gt 0 ]; do
     case "$1" in
     --daemons) daemons=$2; shift 2 ;;
     --cells) cells=$2; shift 2 ;;
     --port) port=$2; shift 2 ;;
     --http-port) http=$2; shift 2 ;;
+    --gateways) gateways=$2; shift 2 ;;
     --store) store=$2; shift 2 ;;
     --nats-port) nport=$2; shift 2 ;;
     --checkpoints) ckdir=$2; shift 2 ;;
@@ -43,7 +47,14 @@ daemon="$build/src/daemon/spacesimd" tool="$build/src/cluster/spacesim-cells"
 [ -x "$daemon" ] && [ -x "$tool" ] || { echo "cluster.sh: build first (missing $daemon or $tool)" >&2; exit 2; }
 command -v nats-server >/dev/null || { echo "cluster.sh: nats-server missing (./quickstart.sh cluster installs it)" >&2; exit 2; }
 
+case "$gateways" in ''|*[!0-9]*) echo "cluster.sh: --gateways wants a number" >&2; exit 2 ;; esac
+
 tmp=$(mktemp -d /tmp/spacesim-cluster.XXXXXX)
+if [ -z "${SPACESIM_ADMIN_TOKEN:-}" ]; then
+    SPACESIM_ADMIN_TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+    (umask 077; printf '%s\n' "$SPACESIM_ADMIN_TOKEN" >"$tmp/admin-token")
+fi
+export SPACESIM_ADMIN_TOKEN
 keep=1
 if [ -z "$store" ]; then store="$tmp/js"; keep=0; fi
 mkdir -p "$store"
@@ -96,14 +107,12 @@ start_node() { # start_node K [spacesimd options...]
     shift
     local ck=()
     [ -n "$ckdir" ] && ck=(--checkpoint "$ckdir/node-$k.ckpt")
-    "$daemon" --nats "$url" --cells "$cells" --node "$k" --bind 127.0.0.1 --port $((port + k)) "${ck[@]}" "$@" \
+    "$daemon" --nats "$url" --cells "$cells" --node "$k" --bind 127.0.0.1 --port $((port + 1 + k)) "${ck[@]}" "$@" \
         >"$tmp/node$k.log" 2>&1 &
     pids+=($!)
-    wait_port $((port + k)) "${pids[-1]}" "spacesimd node $k" "$tmp/node$k.log"
+    wait_port $((port + 1 + k)) "${pids[-1]}" "spacesimd node $k" "$tmp/node$k.log"
 }
-web=()
-[ "$http" != 0 ] && web=(--http-port "$http" --web-root "$here/web")
-start_node 0 "${web[@]}" "$@"
+start_node 0 "$@"
 for k in $(seq 1 $((daemons - 1))); do start_node "$k" "$@"; done
 
 # Every cell to its node (k mod N), by CAS; node 0 claimed them all at its start.
@@ -114,13 +123,37 @@ for c in $(seq 0 $((nx * ny - 1))); do
     "$tool" --nats "$url" --cells "$cells" move "$c" "$n" >/dev/null
 done
 
-echo "cluster.sh: $daemons daemons, cells $cells, nats-server $url (store $store)" >&2
-for k in $(seq 0 $((daemons - 1))); do
-    echo "cluster.sh: node $k serves clients on 127.0.0.1:$((port + k)) (log $tmp/node$k.log)" >&2
+# The gateways: every daemon upstream; the same world size as the daemons (from "$@" if given).
+ups=""
+for k in $(seq 0 $((daemons - 1))); do ups="$ups${ups:+,}127.0.0.1:$((port + 1 + k))"; done
+gwopts=()
+for ((i = 1; i <= $#; i++)); do
+    case "${!i}" in
+    --world-size|--interest-cell|--tick-hz|--snapshot-hz) j=$((i + 1)); gwopts+=("${!i}" "${!j}") ;;
+    --world-size=*|--interest-cell=*|--tick-hz=*|--snapshot-hz=*) gwopts+=("${!i}") ;;
+    esac
 done
-[ "$http" != 0 ] && echo "cluster.sh: live view of node 0's cells: http://127.0.0.1:$http/" >&2
+for j in $(seq 0 $((gateways - 1))); do
+    gport=$((port - j))
+    web=()
+    [ "$http" != 0 ] && [ "$j" = 0 ] && web=(--http-port "$http" --web-root "$here/web")
+    "$build/src/gw/spacesim-gw" --upstream "$ups" --bind 127.0.0.1 --port "$gport" \
+        --session-base $(( (1 << 31) + j * (1 << 24) )) "${web[@]}" "${gwopts[@]}" >"$tmp/gw$j.log" 2>&1 &
+    pids+=($!)
+    wait_port "$gport" "${pids[-1]}" "spacesim-gw $j" "$tmp/gw$j.log"
+done
+
+echo "cluster.sh: $daemons daemons, cells $cells, nats-server $url (store $store)" >&2
+for j in $(seq 0 $((gateways - 1))); do
+    echo "cluster.sh: clients connect to the gateway on 127.0.0.1:$((port - j)) (log $tmp/gw$j.log)" >&2
+done
+for k in $(seq 0 $((daemons - 1))); do
+    echo "cluster.sh: node $k on 127.0.0.1:$((port + 1 + k)) (log $tmp/node$k.log)" >&2
+done
+[ "$http" != 0 ] && echo "cluster.sh: live view of the whole world: http://127.0.0.1:$http/" >&2
+[ -e "$tmp/admin-token" ] && echo "cluster.sh: admin token in $tmp/admin-token" >&2
 echo "cluster.sh: operator: $tool --nats $url --cells $cells list | status 0 1 ... | audit 0 1 ..." >&2
-echo "cluster.sh: no gateway yet: a client sees the cells of the daemon it connects to. Ctrl-C stops all." >&2
+echo "cluster.sh: Ctrl-C stops all." >&2
 # Run until a signal, or until a process it started exits.
 while :; do
     for p in "${pids[@]}"; do

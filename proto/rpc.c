@@ -958,7 +958,7 @@ static int pack_cargo(msgpack_packer *pk, const double cargo[SP_RESOURCE_COUNT])
     return r;
 }
 
-static int pack_stats(msgpack_packer *pk, const sp_stat_value_t v[SP_STAT__COUNT]) {
+int sp_rpc_pack_stat_entries(msgpack_packer *pk, const sp_stat_value_t v[SP_STAT__COUNT]) {
     int r = 0;
     for (int i = 0; i < SP_STAT__COUNT; i++) {
         r |= pack_key(pk, stat_keys[i].key);
@@ -1007,7 +1007,7 @@ static int pack_clients(msgpack_packer *pk, const sp_client_info_t *v, size_t n)
 #define P_CARGO(pk, key, v) (pack_key(pk, key) | pack_cargo(pk, v))
 #define P_OPT_STR(pk, key, v) (pack_key(pk, key) | sp_rpc_pack_cstr(pk, v))
 #define P_OPT_FLOAT(pk, key, v) (pack_key(pk, key) | msgpack_pack_double(pk, v))
-#define P_STATS(pk, key, v) pack_stats(pk, v)
+#define P_STATS(pk, key, v) sp_rpc_pack_stat_entries(pk, v)
 #define G_UINT(r, f) 1
 #define G_INT(r, f) 1
 #define G_FLOAT(r, f) 1

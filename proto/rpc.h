@@ -363,6 +363,10 @@ typedef union sp_stat_value {
     uint64_t u;
     double f;
 } sp_stat_value_t;
+/* The SP_STAT__COUNT key/value pairs of a stats map, without the map
+ * header (a server that adds keys of its own packs the header itself: the
+ * gateway). Returns 0, or non-zero when the packer failed. */
+SP_API int sp_rpc_pack_stat_entries(msgpack_packer *pk, const sp_stat_value_t v[SP_STAT__COUNT]);
 
 #define SP__RES_CT_UINT(f) uint64_t f;
 #define SP__RES_CT_INT(f) int64_t f;

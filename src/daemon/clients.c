@@ -1,6 +1,7 @@
 /* clients.c: clients, their creation, end and release; detached sessions
  * (see clients.h). */
 #include "daemon/clients.h"
+#include "gw/gateway.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -38,11 +39,36 @@ sp_conn_t *sp_clients_alloc(void *ctx) {
     return &c->conn;
 }
 
+/* A session (or a detached one's record) is over: its ships leave the world
+ * (a gateway's: their daemons remove them). */
+static void end_session(sp_daemon_t *d, sp_session_t *s) {
+    if (d->gw) {
+        sp_gw_end_ships(d->gw, s->ships, s->nships);
+        s->nships = 0;
+        return;
+    }
+    sp_session_end(s, d->world);
+}
+
+static void end_rec(sp_daemon_t *d, sp_session_rec_t *r) {
+    if (d->gw) {
+        sp_gw_end_ships(d->gw, r->ships, r->nships);
+        r->nships = 0;
+        return;
+    }
+    sp_session_rec_end(r, d->world);
+}
+
+static void prune(sp_daemon_t *d, sp_session_t *s) {
+    if (d->gw) sp_gw_prune_ships(d->gw, s);
+    else sp_session_prune_ships(s, d->world);
+}
+
 /* Keep a session that said hello for --reconnect-grace seconds. False when
  * it cannot be kept (no grace, out of memory): the caller ends it. */
 static bool detach(sp_daemon_t *d, sp_session_t *s) {
     if (d->conf.reconnect_grace_secs <= 0) return false;
-    sp_session_prune_ships(s, d->world);
+    prune(d, s);
     /* The bound: the oldest detached session makes room (its ships go now). */
     long old = (size_t)d->conf.max_clients <= d->detached.n ? sp_sessions_soonest(&d->detached) : -1;
     if (old >= 0) {
@@ -50,7 +76,7 @@ static bool detach(sp_daemon_t *d, sp_session_t *s) {
         sp_sessions_remove(&d->detached, (size_t)old, &r);
         SP_LOGI("session %u ended early (%zu detached sessions at most): %d ship(s) removed", r.id,
                 (size_t)d->conf.max_clients, r.nships);
-        sp_session_rec_end(&r, d->world);
+        end_rec(d, &r);
     }
     sp_session_rec_t r;
     sp_session_detach(s, sp_now_ns() + (uint64_t)(d->conf.reconnect_grace_secs * 1e9), &r);
@@ -68,7 +94,7 @@ void sp_clients_closing(void *ctx, sp_conn_t *conn, sp_close_kind_t kind) {
     if (d->world == NULL || d->shutting_down) return;
     sp_session_t *s = &sp_client_of(conn)->session;
     if (s->state == SP_SESSION_READY && detach(d, s)) return;
-    sp_session_end(s, d->world);
+    end_session(d, s);
 }
 
 void sp_clients_free(void *ctx, sp_conn_t *conn) {
@@ -89,7 +115,7 @@ void sp_clients_housekeeping(sp_daemon_t *d, uint64_t now) {
         sp_sessions_remove(&d->detached, i, &r); /* the last one moved to i: look at i again */
         SP_LOGI("session %u expired (not resumed within %.0f s): %d ship(s) removed", r.id,
                 d->conf.reconnect_grace_secs, r.nships);
-        sp_session_rec_end(&r, d->world);
+        end_rec(d, &r);
     }
 }
 

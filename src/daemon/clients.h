@@ -33,6 +33,7 @@ typedef struct sp_client {
     sp_session_t session;       /* who, what it owns, its rate */
     sp_snapstate_t snap;        /* interest, view, pending events */
     sp_daemon_t *d;
+    uint32_t gw_pending;        /* gateway: its requests at a daemon (parked while > 0; gateway.h) */
 } sp_client_t;
 
 /* The client a connection belongs to. */

@@ -87,6 +87,9 @@ typedef struct sp_dconf {
     int cluster_start_paused;  /* hidden test flag: 1 = start paused (spacesim-cells resume) */
     uint64_t cluster_test_hold_at; /* hidden test flag: publish no hand-off from this tick on */
     long cluster_test_refuse;  /* hidden test flag: refuse the first N hand-offs in (see cluster.h) */
+    /* Gateway (gateway.h, spacesim-gw): on while upstream is not "". */
+    char upstream[2048];      /* "host:port,host:port,...": the daemons */
+    uint64_t session_base;    /* first session id handed out (default 2^31) */
 } sp_dconf_t;
 
 /* Fill the defaults: the .def's limits, 127.0.0.1:7777, one worker per core. */

@@ -35,6 +35,7 @@
 
 struct lws_context;
 struct sp_cluster;
+struct sp_gw;
 
 typedef struct sp_daemon {
     sp_dconf_t conf;            /* read-only once running (conf.h) */
@@ -104,6 +105,10 @@ typedef struct sp_daemon {
     /* The cluster's NATS side (src/cluster), NULL without --nats. Loop
      * thread; it runs its own NATS thread behind two rings. */
     struct sp_cluster *cluster;
+
+    /* The gateway (gateway.h), NULL for a daemon: its world is a mirror of
+     * the daemons' snapshots (no step, no AI) and commands go to them. */
+    struct sp_gw *gw;
 
     /* HTTP + WebSocket server on --http-port (http.c), NULL when off. */
     struct lws_context *http;

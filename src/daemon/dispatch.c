@@ -79,5 +79,12 @@ void sp_dispatch(void *ctx, sp_conn_t *conn, const msgpack_object *o) {
 
 uint64_t sp_dispatch_admit(void *ctx, sp_conn_t *conn, uint64_t now_ns) {
     sp_daemon_t *d = ctx;
+    sp_client_t *c = sp_client_of(conn);
+    /* A gateway's client whose request is at a daemon waits for its answer
+     * (responses in request order), without it counting as over its rate. */
+    if (c->gw_pending > 0) return SP_NET_ADMIT_PARK;
+    /* An admin session is not rate limited: a gateway carries all its
+     * players' commands on one connection (their rate is the gateway's). */
+    if (c->session.admin) return 0;
     return sp_session_take_token(&sp_client_of(conn)->session, now_ns, d->conf.rate_per_sec, d->conf.rate_burst);
 }

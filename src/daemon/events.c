@@ -30,16 +30,20 @@ void sp_events_collect(sp_events_t *es, const sp_world_t *w) {
         const sp_world_event_t *e = &ev[i];
         if (e->type == SP_EV_COLLISION) continue;
         if (e->type == SP_EV_ENTITY_DESTROYED && e->kind != SP_KIND_SHIP) continue;
-        if (es->n == es->cap) {
-            size_t cap = es->cap ? es->cap * 2 : 256;
-            if (cap > SP_EVENTS_MAX) return;
-            sp_world_event_t *ne = realloc(es->ev, cap * sizeof *ne);
-            if (ne == NULL) return;
-            es->ev = ne;
-            es->cap = cap;
-        }
-        es->ev[es->n++] = *e;
+        sp_events_push(es, e);
     }
+}
+
+void sp_events_push(sp_events_t *es, const sp_world_event_t *e) {
+    if (es->n == es->cap) {
+        size_t cap = es->cap ? es->cap * 2 : 256;
+        if (cap > SP_EVENTS_MAX) return;
+        sp_world_event_t *ne = realloc(es->ev, cap * sizeof *ne);
+        if (ne == NULL) return;
+        es->ev = ne;
+        es->cap = cap;
+    }
+    es->ev[es->n++] = *e;
 }
 
 sp_evset_t *sp_events_take(sp_events_t *es) {

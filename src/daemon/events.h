@@ -44,6 +44,9 @@ void sp_events_destroy(sp_events_t *es);
 /* Append the client-visible events of the step just run. Loop thread,
  * right after sp_world_step(); O(events). */
 void sp_events_collect(sp_events_t *es, const sp_world_t *w);
+/* Append one event (a gateway's, read from a daemon). Dropped beyond
+ * SP_EVENTS_MAX or on OOM. Loop thread. */
+void sp_events_push(sp_events_t *es, const sp_world_event_t *e);
 /* The gathered events as a new set (one reference, the caller's), and the
  * list emptied; NULL when there were none (or out of memory: then they are
  * lost, and the log says so). Loop thread. */

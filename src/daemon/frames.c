@@ -193,3 +193,19 @@ void sp_frames_kick(sp_daemon_t *d) {
      * submits. Each wake-up is a chance for the woken thread to take this CPU. */
     sp_pool_wake(d->pool, 1);
 }
+
+void sp_frames_publish_frame(sp_daemon_t *d, sp_frame_t *f) {
+    sp_round_t *r = sp_round_new(f->tick);
+    if (r == NULL) {
+        SP_LOGW("out of memory: the round of tick %llu is skipped", (unsigned long long)f->tick);
+        sp_frame_release(f);
+        return;
+    }
+    r->frame = f; /* the round's reference now */
+    r->events = sp_events_take(&d->events);
+    sp_snapshots_prepare(d, r);
+    sp_snapshots_dispatch(d, r);
+    sp_round_release(r); /* the jobs hold what they need */
+    d->kick_workers = true;
+    sp_frames_kick(d);
+}

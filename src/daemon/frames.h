@@ -27,6 +27,10 @@ void sp_frames_destroy(sp_daemon_t *d);
 void sp_frames_stop(sp_daemon_t *d);
 /* Start the round of the current tick. */
 void sp_frames_publish(sp_daemon_t *d);
+/* A gateway's round: a frame made elsewhere (gateway.c's merge; the
+ * reference passes to the round), its snapshots prepared and dispatched at
+ * once (no capture, no build, no AI). Loop. */
+void sp_frames_publish_frame(sp_daemon_t *d, sp_frame_t *f);
 /* Wake the workers for the round just published; the loop calls it after the
  * tick's work and accounting (a woken worker may take the loop's CPU for a
  * while: better after the tick than inside it). */

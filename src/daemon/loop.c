@@ -71,6 +71,7 @@
 #include "daemon/clock.h"
 #include "daemon/dispatch.h"
 #include "daemon/frames.h"
+#include "gw/gateway.h"
 #include "daemon/http.h"
 #include "daemon/notify.h"
 #include "daemon/snapshots.h"
@@ -94,8 +95,15 @@ static void run_tick(sp_daemon_t *d) {
     int r = sp_world_step(d->world);
     if (r < 0) SP_LOGE("world step failed: %s (tick skipped)", sp_strerror(r));
     sp_events_collect(&d->events, d->world);
-    if (d->cluster) sp_cluster_after_step(d->cluster); /* entities that left our cells */
     uint64_t tick = sp_world_tick(d->world);
+    /* The frame of tick T is the world right after step T, before this
+     * tick's hand-offs: an entity leaving now is in this daemon's frame of
+     * T and enters the other's at its next one (imports stamped T are
+     * applied after that daemon's own frame of T), so the union of the
+     * daemons' frames of one tick, which a gateway shows, holds each entity
+     * once, with no tick where it is in neither. */
+    if (tick % d->snap_every == 0) sp_frames_publish(d);
+    if (d->cluster) sp_cluster_after_step(d->cluster); /* entities that left our cells */
     if (d->conf.stop_after_ticks && tick >= d->conf.stop_after_ticks) {
         SP_LOGI("stop-after-ticks: tick %llu world_hash %llu npc_intents %llu ai_stalls %llu",
                 (unsigned long long)tick, (unsigned long long)sp_world_hash(d->world),
@@ -103,7 +111,6 @@ static void run_tick(sp_daemon_t *d) {
         sp_daemon_shutdown(d, "--stop-after-ticks reached");
         return;
     }
-    if (tick % d->snap_every == 0) sp_frames_publish(d);
     uint64_t ns = sp_now_ns() - t0;
     sp_stats_tick(&d->st, ns);
     if (ns > d->tick_ns) {
@@ -260,7 +267,9 @@ static void on_house(uv_timer_t *t) {
         respawn_targets(d, &npc, &ast);
         if (npc != d->respawn_npc || ast != d->respawn_ast) sp_daemon_set_respawn(d);
     }
-    if (sp_stats_rates(&d->st, now, d->conf.tick_hz) && d->st.dilation < 0.9 && !frozen) {
+    bool rated = sp_stats_rates(&d->st, now, d->conf.tick_hz);
+    if (d->gw) d->st.dilation = sp_gw_dilation(d->gw, now); /* the daemons' clock, as merged */
+    if (rated && d->st.dilation < 0.9 && !frozen) {
         uint64_t n = sp_log_ratelimit_ok(&d->skip_rl, now / 1000000u);
         if (n) SP_LOGW("time dilation %.2f: the world runs slower than real time", d->st.dilation);
     }
@@ -297,6 +306,7 @@ static void close_loop_handles(sp_daemon_t *d) {
     d->pool = NULL;
     sp_airound_destroy(&d->ai);
     if (d->cluster) sp_cluster_stop(d->cluster);
+    if (d->gw) sp_gw_stop(d->gw);
     uv_close((uv_handle_t *)&d->wake, NULL);
     uv_close((uv_handle_t *)&d->house_timer, NULL);
     uv_close((uv_handle_t *)&d->tick_timer, NULL);
@@ -492,7 +502,8 @@ static void start_timers(sp_daemon_t *d) {
     d->start_ns = d->last_ns = d->last_checkpoint_ns = now;
     d->st.rate_last_ns = now;
     d->acc_ns = 0;
-    schedule_tick(d);
+    if (d->gw) sp_gw_start(d->gw); /* its rounds come from the daemons' snapshots: no tick of its own */
+    else schedule_tick(d);
     uv_timer_start(&d->house_timer, on_house, 1000, 1000);
 }
 

@@ -24,6 +24,7 @@
 
 #include "clients/opts.h"
 #include "cluster/cluster.h"
+#include "gw/gateway.h"
 #include "daemon/checkpoint.h"
 #include "daemon/config.h"
 #include "daemon/daemon.h"
@@ -123,6 +124,16 @@ static const flag_t flags[] = {
      "                           e.g. nats://127.0.0.1:4222: this daemon owns some cells of\n"
      "                           the world and hands entities that cross into another's\n"
      "                           cell to it (default: off, one process holds the world)",
+     false},
+    {"upstream", "LIST", F_STR, 0, 0, C(upstream), sizeof(((sp_dconf_t *)0)->upstream),
+     "be the cluster's gateway (spacesim-gw): serve clients a merged\n"
+     "                           world from the daemons at LIST (host:port,host:port,...),\n"
+     "                           forwarding their commands; the same --world-size and admin\n"
+     "                           token as the daemons (default: off, a daemon)",
+     false},
+    {"session-base", "N", F_U64, 0, 0, C(session_base), 0,
+     "with --upstream: the first session id (default 2147483648); several\n"
+     "                           gateways need ranges apart, e.g. 2^31 + k * 2^24",
      false},
     {"cells", "NxM", F_STR, 0, 0, C(cells), sizeof(((sp_dconf_t *)0)->cells),
      "with --nats: the grid of cells over x/y, the same on every daemon\n"
@@ -537,6 +548,22 @@ static int open_world(sp_daemon_t *d) {
     return 0;
 }
 
+/* A gateway's world: empty, never stepped; merged frames carry its rounds
+ * (gateway.h). Its definition gives the frames their cube and rules. */
+static int open_mirror(sp_daemon_t *d) {
+    const sp_dconf_t *c = &d->conf;
+    d->wdef = sp_world_def_default();
+    d->wdef.half_extent = (float)(c->world_size / 2);
+    d->wdef.dt = 1.0f / (float)c->tick_hz;
+    d->wdef.allocator = &d->blocks.a;
+    int e = sp_world_create(&d->wdef, &d->world);
+    if (e < 0) {
+        SP_LOGE("cannot create the world: %s", sp_strerror(e));
+        return SP_EXIT_RUNTIME;
+    }
+    return 0;
+}
+
 /* --nats: join the cluster before the world exists (its node, incarnation
  * and cells shape the world). Blocking, on the main thread: the loop does
  * not run yet. 0, or the exit code. */
@@ -569,9 +596,31 @@ int main(int argc, char **argv) {
     SP_LOGI("spacesimd %s starting (pid %ld)%s", SPACESIMD_VERSION, (long)getpid(),
             c->have_admin_token ? "" : "; no admin token set: admin methods disabled");
     sp_daemon_init(&d);
-    if (c->nats_url[0] && (r = open_cluster(&d)) != 0) return r;
-    if ((r = open_world(&d)) != 0) return r;
+    const char *base = strrchr(argv[0], '/');
+    base = base ? base + 1 : argv[0];
+    if (strcmp(base, "spacesim-gw") == 0 && !c->upstream[0]) {
+        fprintf(stderr, "spacesim-gw: give the daemons with --upstream HOST:PORT[,HOST:PORT...]\n");
+        return SP_EXIT_USAGE;
+    }
+    if (c->upstream[0]) {
+        /* A gateway: an empty mirror world, no cluster, no checkpoint. */
+        if (c->nats_url[0] || c->checkpoint[0]) {
+            fprintf(stderr, "spacesimd: --upstream (a gateway) takes no --nats and no --checkpoint\n");
+            return SP_EXIT_USAGE;
+        }
+        if (c->session_base > SP_SESSION_ID_MAX) {
+            fprintf(stderr, "spacesimd: --session-base must be 1 to %u\n", SP_SESSION_ID_MAX);
+            return SP_EXIT_USAGE;
+        }
+        if (sp_gw_open(&d, c->upstream, &d.gw) != 0) return SP_EXIT_USAGE;
+        d.next_session = c->session_base ? c->session_base : (1ull << 31);
+        if ((r = open_mirror(&d)) != 0) return r;
+    } else {
+        if (c->nats_url[0] && (r = open_cluster(&d)) != 0) return r;
+        if ((r = open_world(&d)) != 0) return r;
+    }
     r = sp_daemon_run(&d);
+    sp_gw_free(d.gw);
     sp_cluster_free(d.cluster);
     sp_world_free(d.world);
     sp_daemon_destroy(&d);

@@ -21,6 +21,7 @@
 #include "cluster/cluster.h"
 #include "daemon/clients.h"
 #include "daemon/clock.h"
+#include "gw/gateway.h"
 #include "daemon/snapshots.h"
 #include "snapshot.h"
 #include "spacesim/error.h"
@@ -53,7 +54,9 @@ static bool own_ship(const sp_request_t *q, uint64_t ship) {
         sp_request_error(q, SP_RPCERR_INVALID_PARAMS, "not a ship");
         return false;
     }
-    if (info.owner != q->c->session.id || q->c->session.id == 0) {
+    /* An admin session commands any ship: a gateway (spacesim-gw) commands
+     * its players' ships through its one admin connection per daemon. */
+    if ((info.owner != q->c->session.id || q->c->session.id == 0) && !q->c->session.admin) {
         sp_request_error(q, SP_RPCERR_FORBIDDEN, "not your ship");
         return false;
     }
@@ -151,7 +154,8 @@ static void method_hello(const sp_request_t *q) {
         uint32_t was = s->id;
         sp_session_resume(s, &rec);
         explicit_bzero(&rec, sizeof rec);
-        sp_session_prune_ships(s, d->world);
+        if (d->gw) sp_gw_prune_ships(d->gw, s);
+        else sp_session_prune_ships(s, d->world);
         q->c->conn.log_id = s->id;
         SP_LOGI("client %u %s resumes session %u (%d ship(s))", was, q->c->conn.peer, s->id, s->nships);
     }
@@ -173,6 +177,45 @@ static void method_spawn(const sp_request_t *q) {
     /* Optional position (nil or absent: the server places the ship). A point
      * outside the world is clamped inside its walls by the world. */
     sp_session_t *s = &q->c->session;
+    if (q->d->gw) {
+        sp_gw_spawn(q->d->gw, q);
+        return;
+    }
+    if (q->np == 2) {
+        /* spawn [pos, owner]: an admin session spawns a ship for another
+         * session (a gateway's player, whose session lives at the gateway):
+         * the ship is that owner's, not this session's, and does not count
+         * against this session's MAX_SHIPS (the gateway bounds its players). */
+        uint64_t owner;
+        sp_rpc_param_uint(q->params, 1, &owner, NULL);
+        if (!s->admin) {
+            sp_request_error(q, SP_RPCERR_FORBIDDEN, "forbidden: param 1 (owner) needs an admin session");
+            return;
+        }
+        if (owner == 0 || owner > SP_SESSION_ID_MAX) {
+            sp_request_error(q, SP_RPCERR_INVALID_PARAMS, "param 1: owner must be a session id 1 to %u",
+                             SP_SESSION_ID_MAX);
+            return;
+        }
+        float p[3];
+        bool hp = !sp_rpc_param_is_nil(q->params, 0);
+        if (hp) {
+            double v[3];
+            sp_rpc_param_vec3(q->params, 0, v, NULL);
+            for (int i = 0; i < 3; i++) p[i] = clamp_f(v[i]);
+        }
+        sp_entity_id_t id;
+        int r = sp_world_spawn_ship(q->d->world, (uint32_t)owner, 0, hp ? p : NULL, &id);
+        if (r < 0) {
+            const char *em;
+            int code = world_err(r, &em);
+            sp_request_error(q, code, "%s", em);
+            return;
+        }
+        sp_result_spawn_t res = {.ship_id = id};
+        SP_REQUEST_RESULT(q, spawn, &res);
+        return;
+    }
     float pos[3];
     bool have_pos = !sp_rpc_param_is_nil(q->params, 0);
     if (have_pos) {
@@ -199,6 +242,10 @@ static void method_spawn(const sp_request_t *q) {
 }
 
 static void method_move(const sp_request_t *q) {
+    if (q->d->gw) {
+        sp_gw_command(q->d->gw, q, SP_METHOD_MOVE);
+        return;
+    }
     uint64_t ship;
     double dv[3];
     float v[3], out[3];
@@ -242,6 +289,10 @@ static void action_error(const sp_request_t *q, const ship_action_t *a, int r) {
 }
 
 static void method_fire(const sp_request_t *q) {
+    if (q->d->gw) {
+        sp_gw_command(q->d->gw, q, SP_METHOD_FIRE);
+        return;
+    }
     static const ship_action_t fire = {"weapon cooling down", "target out of weapon range",
                                        "param 1: target must be another ship or an asteroid"};
     uint64_t ship, target;
@@ -257,6 +308,10 @@ static void method_fire(const sp_request_t *q) {
 }
 
 static void method_mine(const sp_request_t *q) {
+    if (q->d->gw) {
+        sp_gw_command(q->d->gw, q, SP_METHOD_MINE);
+        return;
+    }
     static const ship_action_t mine = {"mining laser cooling down", "asteroid out of mining range",
                                        "param 1: not an asteroid"};
     uint64_t ship, ast;
@@ -288,6 +343,10 @@ static void method_subscribe(const sp_request_t *q) {
 }
 
 static void method_inspect(const sp_request_t *q) {
+    if (q->d->gw) {
+        sp_gw_command(q->d->gw, q, SP_METHOD_INSPECT);
+        return;
+    }
     uint64_t id;
     sp_rpc_param_uint(q->params, 0, &id, NULL);
     sp_entity_info_t e;
@@ -334,10 +393,11 @@ static void method_alert(const sp_request_t *q) {
     /* Reply first so the caller's response precedes its own event copy. */
     SP_REQUEST_RESULT(q, alert, NULL);
     sp_methods_broadcast_alert(d, text, len, (int)prio, q->c->session.id);
+    if (d->gw) sp_gw_alert(d->gw, text, len, (int)prio); /* the daemons' clients, other gateways among them */
 }
 
 /* Fill the stats values (keys and types: SP_PROTO_STATS_MAP). */
-static void stats_values(const sp_daemon_t *d, sp_stat_value_t *v) {
+void sp_methods_stats_values(const sp_daemon_t *d, sp_stat_value_t *v) {
     double p50, p99, mx;
     sp_stats_tick_percentiles(&d->st, &p50, &p99, &mx);
     uint64_t oq = 0, oq_max = 0;
@@ -385,8 +445,12 @@ static void stats_values(const sp_daemon_t *d, sp_stat_value_t *v) {
 }
 
 static void method_stats(const sp_request_t *q) {
+    if (q->d->gw) {
+        sp_gw_stats(q->d->gw, q);
+        return;
+    }
     sp_result_stats_t res = {0};
-    stats_values(q->d, res.values);
+    sp_methods_stats_values(q->d, res.values);
     SP_REQUEST_RESULT(q, stats, &res);
 }
 
@@ -461,6 +525,23 @@ static void method_kick(const sp_request_t *q) {
     if (sp_rpc_pack_error_notify(&d->reply_pk, SP_RPCERR_FORBIDDEN, msg) == 0) sp_conn_send_sbuf(k, &d->reply);
     msgpack_sbuffer_clear(&d->reply);
     sp_conn_close(k, SP_CLOSE_KICK, "kicked by an operator (session %u)", q->c->session.id);
+}
+
+/* Admin: remove an entity from the world (a gateway removes the ships of a
+ * session that ended there). Like a destruction by command: a
+ * ShipDestroyed event (cause "other") for a ship. */
+static void method_remove(const sp_request_t *q) {
+    if (q->d->gw) {
+        sp_gw_command(q->d->gw, q, SP_METHOD_REMOVE);
+        return;
+    }
+    uint64_t id;
+    sp_rpc_param_uint(q->params, 0, &id, NULL);
+    if (sp_world_destroy(q->d->world, id) < 0) {
+        sp_request_error(q, SP_RPCERR_NOT_FOUND, "no such entity");
+        return;
+    }
+    SP_REQUEST_RESULT(q, remove, NULL);
 }
 
 /* The limits this server applies to every client (its flags). */

@@ -22,6 +22,9 @@ extern const sp_method_fn sp_method_handlers[SP_METHOD__COUNT];
  * to every worker. from: the sender's session (0: the server). */
 void sp_methods_broadcast_alert(sp_daemon_t *d, const char *text, size_t len, int priority, uint32_t from);
 
+/* The stats values of this process (keys and types: SP_PROTO_STATS_MAP). */
+void sp_methods_stats_values(const sp_daemon_t *d, sp_stat_value_t *v);
+
 /* Worker results waiting for the loop (finished jobs + inbox messages). */
 size_t sp_methods_result_depth(const sp_daemon_t *d);
 

@@ -546,6 +546,10 @@ static bool admit(sp_conn_t *c, uint64_t *wait_ns) {
     uint64_t now = sp_now_ns();
     uint64_t wait = n->cb.admit(n->ctx, c, now);
     if (wait == 0) return true;
+    if (wait == SP_NET_ADMIT_PARK) { /* not a rate: no run of being held, no kick */
+        *wait_ns = wait;
+        return false;
+    }
     if (c->over_rate_since == 0 || now - c->released_ns > SP_RATE_RUN_GAP_NS) c->over_rate_since = now;
     double kick = n->conf->rate_kick_secs;
     if (kick > 0 && (double)(now - c->over_rate_since) / 1e9 >= kick) {
@@ -615,6 +619,10 @@ static void hold(sp_conn_t *c, uint64_t wait_ns) {
         else if (c->wsi) lws_rx_flow_control(c->wsi, 0);
         c->held = true;
     }
+    if (wait_ns == SP_NET_ADMIT_PARK) { /* until sp_conn_unpark() */
+        uv_timer_stop(&c->resume);
+        return;
+    }
     /* libuv timers have millisecond resolution: round up, so the token is
      * due when it fires (at most one token early is impossible). */
     uint64_t ms = (wait_ns + 999999u) / 1000000u;
@@ -647,6 +655,12 @@ static void on_resume(uv_timer_t *t) {
     }
     int r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (r < 0) sp_conn_close(c, SP_CLOSE_PEER, "read error: %s", uv_strerror(r));
+}
+
+void sp_conn_unpark(sp_conn_t *c) {
+    /* From the next timer phase, never from inside the caller's stack (it
+     * may be this connection's own callback): on_resume asks admit again. */
+    if (c->held && !c->closing && c->resume_init) uv_timer_start(&c->resume, on_resume, 0, 0);
 }
 
 /* Held by its rate: keep data[0, len), unframed, for later (appended to

@@ -199,6 +199,16 @@ void sp_conn_close(sp_conn_t *c, sp_close_kind_t kind, const char *fmt, ...) __a
 /* "tcp" or "websocket" (for operators: the `clients` method); static. */
 const char *sp_conn_transport_name(const sp_conn_t *c);
 
+/* cb.admit's answer "not now, and not for a rate": the connection is held
+ * (not read; its unframed bytes kept) with no timer and no run of being
+ * held (never kicked for it), until the owner calls sp_conn_unpark(). A
+ * gateway parks a client while one of its requests is answered by a daemon,
+ * so responses keep request order (PROTOCOL.md). */
+#define SP_NET_ADMIT_PARK UINT64_MAX
+/* Resume a parked connection (no-op unless it is held): from the next timer
+ * phase, cb.admit is asked again for its next held message. */
+void sp_conn_unpark(sp_conn_t *c);
+
 void sp_conn_retain(sp_conn_t *c);
 void sp_conn_release(sp_conn_t *c);
 

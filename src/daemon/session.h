@@ -54,6 +54,8 @@ typedef struct sp_session {
     char name[SP_LIMIT_MAX_NAME_BYTES + 1]; /* control bytes replaced by '?' */
     uint64_t ships[SP_LIMIT_MAX_SHIPS];
     int nships;
+    uint64_t gw_added_tick;     /* gateway: the merged tick when a ship was last added (a ship
+                                 * not merged yet is not pruned: gateway.c) */
     uint8_t token_hash[SP_SHA256_BYTES]; /* SHA-256 of the resume token (READY) */
     /* Rate limit: a token bucket, one token per message (net asks for it
      * before it frames a message: see dispatch.h, check 0). */

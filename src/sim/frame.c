@@ -363,6 +363,23 @@ static void fsrc_of_world(fsrc_t *s, const sp_world_t *w) {
 #undef SP__SRC_PTR
 }
 
+sp_frame_t *sp_frame_from_rows(const sp_world_t *w, uint64_t tick, const sp_frame_row_t *rows, uint32_t count) {
+    if (w == NULL || (rows == NULL && count > 0)) return NULL;
+    for (uint32_t r = 1; r < count; r++)
+        if (rows[r].id <= rows[r - 1].id) return NULL; /* the contract: ascending, unique */
+    fsrc_t src;
+    memset(&src, 0, sizeof src);
+    fsrc_def(&src, w);
+    src.tick = tick;
+    src.count = count;
+    sp_frame_t *f = frame_new(&src, count, count); /* NPC room: at most every row */
+    if (f == NULL) return NULL;
+    if (count) memcpy((void *)(uintptr_t)f->rows, rows, (size_t)count * sizeof *rows);
+    for (uint32_t r = 0; r < count; r++) rent_fill(f, r);
+    index_rows(f);
+    return f;
+}
+
 sp_frame_t *sp_world_publish_frame(sp_world_t *w) {
     if (w == NULL) return NULL;
     fsrc_t s;

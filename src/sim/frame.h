@@ -129,6 +129,14 @@ static inline uint8_t sp_frame_row_tag(const sp_frame_t *f, uint32_t row) { retu
  * at most 64^3). */
 SP_API sp_frame_t *sp_world_publish_frame(sp_world_t *w);
 
+/* A frame of rows made elsewhere (a gateway's merge of several daemons'
+ * snapshots): `count` rows, ids strictly ascending (else NULL), copied; its
+ * tick `tick`, its rules and world cube those of w (w is not read further:
+ * any thread may call this while nobody writes w's definition, which never
+ * changes). The spatial indexes are built as for a world's frame. One
+ * reference held by the caller; NULL on OOM or bad input. Cost: O(count). */
+SP_API sp_frame_t *sp_frame_from_rows(const sp_world_t *w, uint64_t tick, const sp_frame_row_t *rows, uint32_t count);
+
 /* ---------------------------------------------------------------- captures
  * Publishing in two halves, so the owner thread does only the cheap one:
  *   sp_world_capture()  owner thread: memcpy of the per-slot arrays a frame

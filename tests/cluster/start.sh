@@ -2,8 +2,9 @@
 # tests/cluster/start.sh: the cluster's start command (issue 10 point 8), contrib/cluster.sh, which
 # `./quickstart.sh cluster` runs. Two daemons with a demo world of 400 asteroids (no NPCs, so nothing
 # dies or respawns): every cell ends up owned as the script moves them (cell k to node k mod 2), the
-# daemons hold one demo world between them (400 entities in all, not 400 each), a client reaches
-# each daemon's port, and SIGTERM to the script stops every process it started. Every wait is for a
+# daemons hold one demo world between them (400 entities in all, not 400 each), the gateway on the
+# script's port shows that one world (its stats: 400 entities, both daemons answering), a client
+# reaches each daemon's port, and SIGTERM to the script stops every process it started. Every wait is for a
 # condition, bounded in time.
 set -u
 DAEMON=${SPACESIMD:-./src/daemon/spacesimd}
@@ -18,13 +19,15 @@ build = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(daemon))
 cells = os.path.join(build, "src", "cluster", "spacesim-cells")
 def free_port():
     s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
-# Two consecutive free client ports.
+# Three consecutive free client ports: the gateway's, then node 0's and node 1's.
+def free(port):
+    try:
+        s = socket.socket(); s.bind(("127.0.0.1", port)); s.close(); return True
+    except OSError:
+        return False
 for _ in range(100):
     port = free_port()
-    try:
-        s = socket.socket(); s.bind(("127.0.0.1", port + 1)); s.close(); break
-    except OSError:
-        continue
+    if free(port + 1) and free(port + 2): break
 err = tempfile.TemporaryFile(mode="w+")
 p = subprocess.Popen([os.path.join(src, "contrib", "cluster.sh"), build, "--daemons", "2", "--port", str(port),
                       "--http-port", "0", "--", "--demo-asteroids", "400", "--demo-npcs", "0", "--workers", "1"],
@@ -83,7 +86,29 @@ t0 = wait("both daemons answer status", ticks)
 wait("3 s of ticks on both daemons", lambda: (lambda t: t is not None and min(t) >= max(t0) + 180)(ticks()))
 counts = wait("still 400 asteroids between them (respawn added none)", one_world, limit=5)
 for k in (0, 1):
-    socket.create_connection(("127.0.0.1", port + k), 5).close()
+    socket.create_connection(("127.0.0.1", port + 1 + k), 5).close()
+# The gateway, on the script's port: one world of 400 entities from the 2 daemons.
+sys.path.insert(0, "/usr/lib/python3/dist-packages")
+import msgpack
+def gateway_stats():
+    try:
+        s = socket.create_connection(("127.0.0.1", port), 5)
+        s.settimeout(10 * mult)
+        u = msgpack.Unpacker(raw=False)
+        s.sendall(msgpack.packb([0, 1, "hello", ["start-sh"]]) + msgpack.packb([0, 2, "stats", []]))
+        while True:
+            data = s.recv(1 << 16)
+            if not data: return None
+            u.feed(data)
+            for m in u:
+                if m[0] == 1 and m[1] == 2:
+                    s.close()
+                    st = m[3] or {}
+                    ok = st.get("entities") == 400 and st.get("cluster", {}).get("answered") == 2
+                    return st if ok else None
+    except OSError:
+        return None
+gst = wait("the gateway shows the 400 entities of both daemons", gateway_stats)
 # Stop: every process the script started goes with it.
 started = [int(x) for x in subprocess.run(["pgrep", "-s", str(p.pid)], capture_output=True, text=True).stdout.split()]
 os.kill(p.pid, signal.SIGTERM)
@@ -102,6 +127,7 @@ deadline = time.monotonic() + 30 * mult
 while not all_gone():
     if time.monotonic() > deadline: fail("processes left after SIGTERM: %s" % [x for x in started if not gone(x)])
     time.sleep(0.1)
-if len(started) < 4: fail("expected cluster.sh, nats-server and 2 daemons in its session, saw %s" % started)
-print("start.sh: 2 daemons hold %d + %d = 400 asteroids; SIGTERM stopped all %d processes" % (counts[0], counts[1], len(started)))
+if len(started) < 5: fail("expected cluster.sh, nats-server, 2 daemons and a gateway in its session, saw %s" % started)
+print("start.sh: 2 daemons hold %d + %d = 400 asteroids, the gateway shows %d; SIGTERM stopped all %d processes"
+      % (counts[0], counts[1], gst["entities"], len(started)))
 PYEOF

@@ -202,6 +202,10 @@ class Client:
         """The limits the server applies to every client."""
         return await self.call("limits")
 
+    async def remove(self, entity_id: int) -> Any:
+        """Admin sessions only: destroy an entity now."""
+        return await self.call("remove", entity_id)
+
     # ------------------------------------------------------------ notifications
 
     async def updates(self, timeout: Optional[float] = None) -> AsyncIterator[Update]:

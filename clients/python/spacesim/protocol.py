@@ -11,7 +11,7 @@ PROTOCOL_VERSION = 2   # SP_PROTO_VERSION of proto/spacesim_proto.def (tests/pyt
 REQUEST, RESPONSE, NOTIFY = 0, 1, 2
 
 METHODS = ("ping", "hello", "spawn", "move", "fire", "mine", "subscribe",
-           "inspect", "alert", "stats", "resync", "clients", "kick", "limits")
+           "inspect", "alert", "stats", "resync", "clients", "kick", "limits", "remove")
 
 # code -> name, from SP_PROTO_ERROR_MAP.
 ERRORS = {

@@ -1,0 +1,210 @@
+#!/bin/sh
+# tests/cluster/gateway.sh: clients through the gateway (issue 10, points 6 and 9). contrib/cluster.sh
+# starts nats-server, 4 daemons owning one cell each of a 2x2 grid, and 2 gateways (spacesim-gw). A
+# client of gateway 0 spawns a ship at the corner where the 4 cells meet and steers it back and forth
+# along the diagonal until it has crossed at least 100 borders (each crossing hands it to another
+# daemon). Every snapshot it gets must hold the ship (no gap), each id once (no duplicate), at a
+# position no farther from the last one than the ship's top speed allows (no jump); every move must
+# be answered true (the gateway routes it to the daemon holding the ship at that moment). A client of
+# gateway 1 must see the same ship, owned by the first client's session, and may not command it.
+# `stats` through a gateway shows the 4 daemons' maps and the cluster's sums. Every wait is for a
+# condition, bounded in time.
+set -u
+DAEMON=${SPACESIMD:-./src/daemon/spacesimd}
+PY=/usr/bin/python3
+[ -x "$PY" ] || { echo "gateway.sh: FAIL: $PY missing" >&2; exit 1; }
+command -v nats-server >/dev/null || { echo "gateway.sh: FAIL: nats-server missing (./quickstart.sh test installs it)" >&2; exit 1; }
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+exec "$PY" - "$DAEMON" "$SRC" "${CK_TIMEOUT_MULTIPLIER:-1}" <<'PYEOF'
+import math, os, re, signal, socket, subprocess, sys, tempfile, time
+daemon, src, mult = sys.argv[1], sys.argv[2], float(sys.argv[3])
+sys.path.insert(0, os.path.join(src, "clients", "python"))
+import msgpack
+from spacesim.world import World
+build = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(daemon))))
+def free_port():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+def free(port):
+    try:
+        s = socket.socket(); s.bind(("127.0.0.1", port)); s.close(); return True
+    except OSError:
+        return False
+# Gateways on P and P - 1, daemons on P + 1 .. P + 4: six free ports in a row.
+for _ in range(200):
+    port = free_port()
+    if all(free(port + k) for k in range(-1, 5)): break
+err = tempfile.TemporaryFile(mode="w+")
+p = subprocess.Popen([os.path.join(src, "contrib", "cluster.sh"), build, "--daemons", "4", "--cells", "2x2",
+                      "--port", str(port), "--http-port", "0", "--gateways", "2", "--",
+                      "--demo-asteroids", "0", "--demo-npcs", "0", "--workers", "1"],
+                     stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+def stop_session(*_):
+    try: os.killpg(p.pid, signal.SIGTERM)
+    except OSError: pass
+    sys.exit(1)
+for sig in (signal.SIGTERM, signal.SIGHUP): signal.signal(sig, stop_session)
+def output():
+    err.seek(0); return err.read()
+def fail(msg):
+    sys.stderr.write("gateway.sh: FAIL: %s\n---- cluster.sh said:\n%s" % (msg, output()))
+    m = re.search(r"\(log (/tmp/spacesim-cluster\.[^/]+)/gw0\.log\)", output())
+    if m:
+        for name in ("gw0.log", "gw1.log", "node0.log"):
+            try:
+                with open(os.path.join(m.group(1), name)) as f: sys.stderr.write("---- %s (tail):\n%s" % (name, "".join(f.readlines()[-15:])))
+            except OSError: pass
+    try:
+        os.killpg(p.pid, signal.SIGTERM)
+        p.wait(timeout=30 * mult)
+    except (OSError, subprocess.TimeoutExpired):
+        try: os.killpg(p.pid, signal.SIGKILL)
+        except OSError: pass
+    sys.exit(1)
+def wait(what, cond, limit=90):
+    deadline = time.monotonic() + limit * mult
+    while time.monotonic() < deadline:
+        if p.poll() is not None: fail("cluster.sh exited (%d) while waiting until %s" % (p.returncode, what))
+        r = cond()
+        if r: return r
+        time.sleep(0.1)
+    fail("not %s within the time limit" % what)
+wait("cluster.sh has started everything", lambda: "Ctrl-C stops all." in output())
+
+class Client:
+    """A MessagePack-RPC client that applies every snapshot to its World and
+    hands each one, after applying, to on_snapshot."""
+    def __init__(self, port, name, on_snapshot=None):
+        self.s = socket.create_connection(("127.0.0.1", port), 10)
+        self.s.settimeout(30 * mult)
+        self.u = msgpack.Unpacker(raw=False, max_buffer_size=64 << 20)
+        self.mid = 0
+        self.world = World()
+        self.on_snapshot = on_snapshot
+        self.answers = {}
+        r = self.call("hello", name)
+        self.session = r["session"]
+    def pump(self):
+        data = self.s.recv(1 << 20)
+        if not data: fail("a gateway closed a client's connection")
+        self.u.feed(data)
+        for msg in self.u:
+            if msg[0] == 1:
+                self.answers[msg[1]] = msg
+            elif msg[0] == 2 and msg[1] == "snapshot":
+                self.world.apply(msg[2])
+                if self.on_snapshot: self.on_snapshot(self, msg[2][0])
+    def send(self, method, *params):
+        self.mid += 1
+        self.s.sendall(msgpack.packb([0, self.mid, method, list(params)]))
+        return self.mid
+    def answer(self, mid):
+        while mid not in self.answers: self.pump()
+        return self.answers.pop(mid)
+    def call(self, method, *params, ok=True):
+        a = self.answer(self.send(method, *params))
+        if ok and a[2] is not None: fail("%s answered %r" % (method, a[2]))
+        return a[3] if ok else a
+
+# ---- client A of gateway 0: its ship, followed snapshot by snapshot
+MAXSPEED = 60.0            # the world's ship_max_speed (units/s)
+TICK_HZ = 60
+state = {"seen": False, "last": None, "snaps": 0, "crossings": 0, "sign": None, "worst": 0.0}
+def follow(c, tick):
+    ids = [e.id for e in c.world]
+    if len(ids) != len(set(ids)): fail("tick %d: an id twice in the view" % tick)
+    e = c.world.get(state.get("ship", 0))
+    if e is None:
+        if state["seen"]: fail("tick %d: the ship is missing from a snapshot after it was seen (a gap)" % tick)
+        return
+    state["seen"] = True
+    state["snaps"] += 1
+    x, y, z = e.pos
+    if state["last"] is not None:
+        t0, p0 = state["last"]
+        dt = (tick - t0) / TICK_HZ
+        d = math.dist(p0, (x, y, z))
+        allowed = MAXSPEED * dt + 0.5     # plus quantization (1/16 unit per axis) and margin
+        state["worst"] = max(state["worst"], d / max(allowed, 1e-9))
+        if tick <= t0: fail("snapshot ticks not increasing: %d after %d" % (tick, t0))
+        if d > allowed: fail("tick %d: the ship jumped %.2f units in %.3f s (at most %.2f)" % (tick, d, dt, allowed))
+    state["last"] = (tick, (x, y, z))
+    sign = (x >= 0, y >= 0)
+    if state["sign"] is not None:
+        state["crossings"] += (sign[0] != state["sign"][0]) + (sign[1] != state["sign"][1])
+    state["sign"] = sign
+
+a = Client(port, "gw-a", follow)
+a.call("subscribe", 50)
+ship = a.call("spawn", [-3, -3, 0])["ship_id"]
+state["ship"] = ship
+wait_until = time.monotonic() + 30 * mult
+while not state["seen"]:
+    if time.monotonic() > wait_until: fail("the spawned ship never appeared in the gateway's snapshots")
+    a.pump()
+
+# Back and forth along the diagonal through the corner (0, 0): every pass goes from the cell of one
+# daemon to the cell of another (two borders, often through a third daemon's cell for a moment).
+V, A = 12.0, 2.5
+heading, moves, refused = 1, 0, []
+deadline = time.monotonic() + 150 * mult
+mid = a.send("move", ship, [V / math.sqrt(2), V / math.sqrt(2), 0])
+while state["crossings"] < 100:
+    if time.monotonic() > deadline: fail("only %d border crossings in the time limit" % state["crossings"])
+    a.pump()
+    if mid in a.answers:
+        r = a.answers.pop(mid)
+        moves += 1
+        if r[2] is not None or r[3] is not True: refused.append(r[2])
+        mid = None
+    e = a.world.get(ship)
+    s = (e.pos[0] + e.pos[1]) / math.sqrt(2)
+    want = -1 if s > A else 1 if s < -A else heading
+    if want != heading and mid is None:
+        heading = want
+        mid = a.send("move", ship, [heading * V / math.sqrt(2), heading * V / math.sqrt(2), 0])
+if mid is not None:
+    r = a.answer(mid); moves += 1
+    if r[2] is not None: refused.append(r[2])
+if refused: fail("%d of %d moves refused: %r" % (len(refused), moves, refused[:3]))
+
+# ---- inspect through the gateway: exact values from the daemon holding the ship
+r = a.call("inspect", ship)
+if r["owner"] != a.session or r["kind"] != "ship": fail("inspect through the gateway: %r" % r)
+
+# ---- client B of gateway 1 sees the same ship, owned by A's session, and cannot command it
+seen_b = {}
+def watch_b(c, tick):
+    e = c.world.get(ship)
+    if e is not None: seen_b["owner"] = e.owner; seen_b["n"] = seen_b.get("n", 0) + 1
+b = Client(port - 1, "gw-b", watch_b)
+b.call("subscribe", 100, [0, 0, 0])
+wait_until = time.monotonic() + 30 * mult
+while seen_b.get("n", 0) < 3:
+    if time.monotonic() > wait_until: fail("gateway 1's client never saw the ship")
+    b.pump()
+if seen_b["owner"] != a.session: fail("gateway 1 shows the ship owned by %r, not %r" % (seen_b["owner"], a.session))
+r = b.call("move", ship, [1, 0, 0], ok=False)
+if r[2] is None or r[2]["code"] != 6: fail("another gateway's client moved the ship: %r" % (r,))
+
+# ---- stats through the gateway: each daemon's figures and the cluster's
+st = a.call("stats")
+d = st.get("daemons")
+if not isinstance(d, list) or len(d) != 4 or not all(isinstance(x.get("stats"), dict) for x in d):
+    fail("stats has no 4 daemon maps: %r" % (d,))
+cl = st.get("cluster", {})
+if cl.get("answered") != 4 or cl.get("entities") != sum(x["stats"]["entities"] for x in d):
+    fail("stats' cluster figures do not add up: %r" % cl)
+if st["gateway"]["live"] != 4: fail("the gateway does not have its 4 daemons live: %r" % st["gateway"])
+if st["gateway"]["dup_ids"] != 0: fail("the gateway merged an id twice: %r" % st["gateway"])
+
+os.kill(p.pid, signal.SIGTERM)
+try:
+    p.wait(timeout=30 * mult)
+except subprocess.TimeoutExpired:
+    fail("cluster.sh did not stop within 30 s of SIGTERM")
+print("gateway.sh: %d border crossings through the gateway in %d snapshots, no gap, no duplicate, "
+      "no jump (worst %.2f of the speed bound); %d moves answered true (%d retried at the new daemon); "
+      "gateway 1 saw the ship owned by session %d; stats: %d daemons, %d entities"
+      % (state["crossings"], state["snaps"], state["worst"], moves, st["gateway"]["retried"], a.session,
+         len(d), cl["entities"]))
+PYEOF
