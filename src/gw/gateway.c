@@ -38,6 +38,7 @@ typedef struct pending {
     uint64_t entity;            /* the entity the command is about (routing, retries) */
     uint32_t owner;             /* spawn: the session the ship is for */
     int tries;
+    int up;                     /* P_CLIENT: the upstream it was last sent to */
     char *params;               /* the params array's msgpack bytes (malloc), for retries */
     size_t params_len;
     gather_t *gather;           /* P_STATS */
@@ -644,6 +645,7 @@ static const char *method_name(int id) { return sp_method_info(id)->name; }
 /* Send a client's command p (its params in p->params) to upstream ui. */
 static void send_command(sp_gw_t *g, pending_t *p, int ui) {
     up_t *u = &g->up[ui];
+    p->up = ui;
     pending_t copy = *p;
     int r = up_request(u, &copy, method_name(p->method), p->params, p->params_len);
     if (r != 0) {
@@ -706,6 +708,25 @@ void sp_gw_command(sp_gw_t *g, const sp_request_t *q, int method) {
     if (ui < 0) {
         sp_request_error(q, SP_RPCERR_NOT_FOUND, "no such entity");
         return;
+    }
+    if (method == SP_METHOD_FIRE || method == SP_METHOD_MINE) {
+        /* The daemon resolves the action against its own world: a target
+         * another daemon holds is not there (ghosts, which would carry
+         * border entities to the neighbour, are not built). */
+        uint64_t target;
+        sp_rpc_param_uint(q->params, 1, &target, NULL);
+        int ti = holder(g, target, NULL);
+        if (ti < 0) {
+            sp_request_error(q, SP_RPCERR_NOT_FOUND, "no such entity");
+            return;
+        }
+        if (ti != ui) {
+            sp_request_error(q, SP_RPCERR_NOT_FOUND,
+                             "target is across a cell border (another daemon holds it): cross-border %s is not "
+                             "supported yet",
+                             method == SP_METHOD_FIRE ? "fire" : "mining");
+            return;
+        }
     }
     pending_t p;
     if (make_pending(g, q, method, id, &p) != 0) {
@@ -824,7 +845,10 @@ static void run_retries(sp_gw_t *g) {
     for (size_t i = 0; i < n; i++) {
         pending_t *p = &v[i];
         int ui = holder(g, p->entity, NULL);
-        if (ui < 0 || p->conn == NULL) {
+        /* fire and mine: a ship still at the daemon that answered NOT_FOUND
+         * did not move; the target is what is gone. */
+        bool same = ui == p->up && (p->method == SP_METHOD_FIRE || p->method == SP_METHOD_MINE);
+        if (ui < 0 || p->conn == NULL || same) {
             client_error(g, p->conn, p->cmsgid, p->have_id, SP_RPCERR_NOT_FOUND, "no such entity");
             client_done(p->conn);
             pending_free(p);

@@ -7,8 +7,8 @@
 # position no farther from the last one than the ship's top speed allows (no jump); every move must
 # be answered true (the gateway routes it to the daemon holding the ship at that moment). A client of
 # gateway 1 must see the same ship, owned by the first client's session, and may not command it.
-# `stats` through a gateway shows the 4 daemons' maps and the cluster's sums. Every wait is for a
-# condition, bounded in time.
+# `stats` through a gateway shows the 4 daemons' maps and the cluster's sums; spacesim-cli watch and
+# spacesim-load work through it unchanged. Every wait is for a condition, bounded in time.
 set -u
 DAEMON=${SPACESIMD:-./src/daemon/spacesimd}
 PY=/usr/bin/python3
@@ -197,6 +197,17 @@ if cl.get("answered") != 4 or cl.get("entities") != sum(x["stats"]["entities"] f
 if st["gateway"]["live"] != 4: fail("the gateway does not have its 4 daemons live: %r" % st["gateway"])
 if st["gateway"]["dup_ids"] != 0: fail("the gateway merged an id twice: %r" % st["gateway"])
 
+# ---- the project's own clients, unchanged, against the gateway
+cli = os.path.join(build, "clients", "spacesim-cli")
+load = os.path.join(build, "clients", "spacesim-load")
+r = subprocess.run([cli, "-p", str(port), "-t", str(20 * mult), "watch", "--count", "5"], capture_output=True,
+                   text=True, timeout=60 * mult)
+if r.returncode != 0 or not re.search(r"\b5 snapshots\b.*\b0 desyncs", r.stdout + r.stderr):
+    fail("spacesim-cli watch through the gateway: exit %d\n%s%s" % (r.returncode, r.stdout, r.stderr))
+r = subprocess.run([load, "-p", str(port), "-c", "5", "-d", "3", "--mix", "move=5,ping=2,inspect=1", "--assert", "errors==0"], capture_output=True,
+                   text=True, timeout=60 * mult)
+if r.returncode != 0: fail("spacesim-load through the gateway: exit %d\n%s" % (r.returncode, r.stdout[-2000:]))
+
 os.kill(p.pid, signal.SIGTERM)
 try:
     p.wait(timeout=30 * mult)
@@ -204,7 +215,8 @@ except subprocess.TimeoutExpired:
     fail("cluster.sh did not stop within 30 s of SIGTERM")
 print("gateway.sh: %d border crossings through the gateway in %d snapshots, no gap, no duplicate, "
       "no jump (worst %.2f of the speed bound); %d moves answered true (%d retried at the new daemon); "
-      "gateway 1 saw the ship owned by session %d; stats: %d daemons, %d entities"
+      "gateway 1 saw the ship owned by session %d; stats: %d daemons, %d entities; spacesim-cli watch and "
+      "spacesim-load ran through it"
       % (state["crossings"], state["snaps"], state["worst"], moves, st["gateway"]["retried"], a.session,
          len(d), cl["entities"]))
 PYEOF
