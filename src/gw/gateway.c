@@ -39,6 +39,7 @@ typedef struct pending {
     uint32_t owner;             /* spawn: the session the ship is for */
     int tries;
     int up;                     /* P_CLIENT: the upstream it was last sent to */
+    uint64_t sent_ns;           /* when it was sent (a daemon that answers nothing is dropped) */
     char *params;               /* the params array's msgpack bytes (malloc), for retries */
     size_t params_len;
     gather_t *gather;           /* P_STATS */
@@ -276,6 +277,7 @@ static int up_request(up_t *u, pending_t *p, const char *method, const void *par
     int r = up_send(u, g->sb.data, g->sb.size);
     msgpack_sbuffer_clear(&g->sb);
     if (r != 0) return r;
+    p->sent_ns = sp_now_ns();
     u->fifo[u->fhead + u->fn++] = *p; /* room reserved above */
     return 0;
 }
@@ -1196,12 +1198,22 @@ static void start_connect(up_t *u) {
     if (r < 0) close_up(u, uv_strerror(r));
 }
 
-/* Keepalive: the daemon closes a client silent for --idle-timeout. */
+/* A daemon that leaves a request unanswered this long is treated as down
+ * (its clients' requests fail with INTERNAL instead of waiting forever). */
+#define UP_ANSWER_TIMEOUT_NS 10000000000ull
+
+/* Once a second. Keepalive: the daemon closes a client silent for
+ * --idle-timeout. Liveness: the oldest request of each daemon. */
 static void on_ping(uv_timer_t *t) {
     sp_gw_t *g = t->data;
     uint64_t now = sp_now_ns();
     for (int i = 0; i < g->nup; i++) {
         up_t *u = &g->up[i];
+        const pending_t *front = fifo_front(u);
+        if (u->state != U_DOWN && front && now - front->sent_ns > UP_ANSWER_TIMEOUT_NS) {
+            close_up(u, "no answer for 10 s");
+            continue;
+        }
         if (u->state != U_READY || now - u->last_tx_ns < 10000000000ull) continue;
         pending_t p = {.kind = P_PING};
         up_request(u, &p, "ping", NULL, 0);
@@ -1270,7 +1282,7 @@ fail:
 int sp_gw_start(sp_gw_t *g) {
     uv_timer_init(g->d->loop, &g->ping);
     g->ping.data = g;
-    uv_timer_start(&g->ping, on_ping, 5000, 5000);
+    uv_timer_start(&g->ping, on_ping, 1000, 1000);
     for (int i = 0; i < g->nup; i++) {
         up_t *u = &g->up[i];
         uv_timer_init(g->d->loop, &u->retry);
