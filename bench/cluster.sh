@@ -12,6 +12,11 @@
 #           instead: 20 ms added to every chunk each way, and 1% of the chunks held 200 ms more (what a
 #           lost segment costs a TCP stream); the output says which. "none" skips the phase.
 #
+# The cluster phase also runs the gateway (spacesim-gw, upstream of every daemon) with GW_CLIENTS
+# clients (default 20, spacesim-load: each with a ship, radius 100) for the measured interval, and
+# prints the gateway's figures: merges per second, merge time p99 (its tick_ms_p99), what its merge
+# guards counted (dup_ids, carried, forced, resyncs) and the clients' snapshot rate and round trips.
+#
 # It prints, per phase: border crossings per second over the run; the hand-off latency (ticks between
 # the sender's step and the import: the daemons' hop histograms summed, and their p99); the tick p99 of
 # each daemon (stats tick_ms_p99) and the cluster's worst against the single daemon's; the time
@@ -58,6 +63,9 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+GW_CLIENTS=${GW_CLIENTS:-20}
+export SPACESIM_ADMIN_TOKEN=${SPACESIM_ADMIN_TOKEN:-bench-cluster-$$}
 
 # run_phase NAME CELLS NDAEMONS PROXY [PREFIX...]: one cluster; prints its figures. PROXY 1: the
 # daemons reach nats-server through bench/faultproxy.py. PREFIX runs every process (e.g. "ip netns
@@ -118,12 +126,56 @@ sys.exit(0 if len(cells) == $nd and sum(cells) == $nc and min(cells) > 0 else 1)
         # shellcheck disable=SC2086
         T status $nodes >"$1" 2>&1 || true
     }
+    local gw=0 lpid=""
+    if [ "$name" = cluster ]; then
+        gw=1
+        local ups="" gport
+        for k in $(seq 0 $((nd - 1))); do ups="$ups${ups:+,}127.0.0.1:$(cat "$dir/port$k")"; done
+        "${pre[@]}" "$daemon" --upstream "$ups" --bind 127.0.0.1 --port 0 --port-file "$dir/gwport" \
+            --world-size "$SIZE" >"$dir/gw.log" 2>&1 &
+        pids+=($!)
+        for _ in $(seq 600); do [ -s "$dir/gwport" ] && break; sleep 0.1; done
+        gport=$(cat "$dir/gwport")
+    fi
     sleep 3 # warm-up before the measured interval (not a wait for a condition: the interval is what is timed)
+    if [ "$gw" = 1 ]; then
+        "${pre[@]}" "$B/clients/spacesim-load" --port "$gport" -c "$GW_CLIENTS" -d "$SECS" --radius 100 \
+            --mix move=2,ping=1,inspect=1 --json "$dir/load.json" >"$dir/load.log" 2>&1 &
+        lpid=$!
+        pids+=($lpid)
+        "${pre[@]}" "$cli" --port "$gport" stats >"$dir/gw0.json" 2>/dev/null || true
+    fi
     sample "$dir/s0"
     local t0
     t0=$(date +%s.%N)
     sleep "$SECS"
     sample "$dir/s1"
+    if [ "$gw" = 1 ]; then
+        "${pre[@]}" "$cli" --port "$gport" stats >"$dir/gw1.json" 2>/dev/null || true
+        wait "$lpid" 2>/dev/null || true
+        python3 - "$dir" "$SECS" <<'PY'
+import json, sys
+d, secs = sys.argv[1], float(sys.argv[2])
+try:
+    a, b = json.load(open(d + "/gw0.json")), json.load(open(d + "/gw1.json"))
+except (OSError, ValueError) as e:
+    print("gateway: no stats (%s)" % e); sys.exit(0)
+g0, g1 = a["gateway"], b["gateway"]
+try:
+    L = json.load(open(d + "/load.json"))
+except (OSError, ValueError):
+    L = {}
+def fig(k):
+    v = L.get(k)
+    return "%.2f" % v if isinstance(v, (int, float)) else "-"
+print("gateway  %d daemons live; merges/s %.1f; merge ms p99 %.2f; entities %d; dup_ids %d carried %d forced %d resyncs %d "
+      "failed %d; %d clients: snapshots/s per client median %s min %s, rtt p99 ms %s, errors %s"
+      % (g1["live"], (g1["merges"] - g0["merges"]) / secs, b["tick_ms_p99"], b["entities"],
+         g1["dup_ids"] - g0["dup_ids"], g1["carried"] - g0["carried"], g1["forced"] - g0["forced"],
+         g1["resyncs"] - g0["resyncs"], g1["failed"] - g0["failed"], int(L.get("clients_connected", 0) or 0),
+         fig("snap_rate_median"), fig("snap_rate_min"), fig("p99_ms"), L.get("errors", "-")))
+PY
+    fi
     local t1
     t1=$(date +%s.%N)
     local stats=""

@@ -48,6 +48,9 @@ typedef struct pending {
 
 /* A client's stats: one part per upstream, answered when all are in. */
 struct gather {
+    gather_t *prev, *next;      /* sp_gw_t.gathers */
+    uint64_t t0;                /* asked at */
+    bool answered;              /* the client has its answer (parts may still be due) */
     sp_conn_t *conn;
     uint32_t msgid;
     bool have_id;
@@ -104,10 +107,11 @@ struct sp_gw {
     int nup;
     sp_frame_t *frame;          /* the latest merged frame (one reference) */
     uint8_t *src;               /* per row of frame: the upstream holding it */
+    uint8_t *age;               /* per row of frame: rounds it has been carried (0: in a view) */
     uint64_t merged_tick;
     /* merge scratch */
     sp_frame_row_t *rows;
-    uint8_t *rsrc;
+    uint8_t *rsrc, *rage;
     uint64_t *rtick;
     size_t rcap;
     uint64_t *keys;             /* (id, index) pairs */
@@ -118,6 +122,7 @@ struct sp_gw {
     int next_spawn;             /* round robin when no daemon holds the place */
     uv_timer_t ping;            /* keepalive of the upstream connections */
     uint64_t dil_tick, dil_ns;  /* sp_gw_dilation's previous reading */
+    gather_t *gathers;          /* stats being gathered, newest first */
     bool stopping;
     sp_gw_stats_t st;
     msgpack_sbuffer sb;         /* packing scratch */
@@ -410,7 +415,7 @@ static int cmp_key(const void *a, const void *b) {
     return x[1] < y[1] ? -1 : x[1] > y[1];
 }
 
-static int add_row(sp_gw_t *g, size_t *n, const sp_frame_row_t *row, uint8_t src, uint64_t tick) {
+static int add_row(sp_gw_t *g, size_t *n, const sp_frame_row_t *row, uint8_t src, uint64_t tick, uint8_t age) {
     if (*n == g->rcap) {
         size_t cap = g->rcap ? g->rcap * 2 : 1024;
         sp_frame_row_t *r = realloc(g->rows, cap * sizeof *r);
@@ -422,11 +427,15 @@ static int add_row(sp_gw_t *g, size_t *n, const sp_frame_row_t *row, uint8_t src
         uint64_t *t = realloc(g->rtick, cap * sizeof *t);
         if (t == NULL) return SP_ENOMEM;
         g->rtick = t;
+        uint8_t *a = realloc(g->rage, cap);
+        if (a == NULL) return SP_ENOMEM;
+        g->rage = a;
         g->rcap = cap;
     }
     g->rows[*n] = *row;
     g->rsrc[*n] = src;
     g->rtick[*n] = tick;
+    g->rage[*n] = age;
     (*n)++;
     return 0;
 }
@@ -444,6 +453,9 @@ static void row_of_rec(sp_frame_row_t *o, const sp_snap_rec_t *r) {
 }
 
 static bool live(const up_t *u) { return u->state == U_READY && u->synced; }
+
+/* Rounds an entity missing from every view is still shown (see merge). */
+#define CARRY_ROUNDS 3
 
 static void run_retries(sp_gw_t *g);
 
@@ -469,7 +481,7 @@ static void merge(sp_gw_t *g, uint64_t T) {
             for (uint32_t k = 0; k < cell->len; k++) {
                 sp_frame_row_t row;
                 row_of_rec(&row, &cell->recs[k]);
-                if (add_row(g, &n, &row, (uint8_t)i, u->view.tick) != 0) goto oom;
+                if (add_row(g, &n, &row, (uint8_t)i, u->view.tick, 0) != 0) goto oom;
             }
         }
     }
@@ -494,8 +506,11 @@ static void merge(sp_gw_t *g, uint64_t T) {
                 else hi = mid;
             }
             if (lo < fresh && g->keys[2 * lo] == id) continue;
+            /* Not forever: an entity destroyed meanwhile looks the same. A
+             * hand-off shows in the receiver's next round or two. */
+            if (g->age[r] >= CARRY_ROUNDS) continue;
             size_t at = n;
-            if (add_row(g, &n, &pf->rows[r], g->src[r], 0) != 0) goto oom;
+            if (add_row(g, &n, &pf->rows[r], g->src[r], 0, (uint8_t)(g->age[r] + 1)) != 0) goto oom;
             g->keys[2 * at] = id;
             g->keys[2 * at + 1] = rank(0, at);
             g->st.carried++;
@@ -503,10 +518,11 @@ static void merge(sp_gw_t *g, uint64_t T) {
         if (n > fresh) qsort(g->keys, n, 2 * sizeof *g->keys, cmp_key);
     }
     sp_frame_row_t *out = malloc((n ? n : 1) * sizeof *out);
-    uint8_t *src = malloc(n ? n : 1);
-    if (out == NULL || src == NULL) {
+    uint8_t *src = malloc(n ? n : 1), *age = malloc(n ? n : 1);
+    if (out == NULL || src == NULL || age == NULL) {
         free(out);
         free(src);
+        free(age);
         goto oom;
     }
     size_t m = 0;
@@ -518,18 +534,22 @@ static void merge(sp_gw_t *g, uint64_t T) {
         size_t i = (size_t)(g->keys[2 * k + 1] & UINT32_MAX);
         out[m] = g->rows[i];
         src[m] = g->rsrc[i];
+        age[m] = g->rage[i];
         m++;
     }
     sp_frame_t *f = sp_frame_from_rows(g->d->world, T, out, (uint32_t)m);
     free(out);
     if (f == NULL) {
         free(src);
+        free(age);
         goto oom;
     }
     if (g->frame) sp_frame_release(g->frame);
     free(g->src);
+    free(g->age);
     g->frame = f;
     g->src = src;
+    g->age = age;
     g->merged_tick = T;
     g->st.merges++;
     g->st.entities = (uint32_t)m;
@@ -588,26 +608,33 @@ static void apply_front(sp_gw_t *g, up_t *u) {
     queue_drop_front(u);
 }
 
-/* Merge as far as every live upstream has come. */
+/* Merge as far as every live upstream has come. An upstream whose newest
+ * snapshot is more than STALL_ROUNDS rounds older than the newest of the
+ * others (a daemon that stopped, or whose connection stalls) is not waited
+ * for: its view stays as it is, behind, until its snapshots come again. */
+#define STALL_ROUNDS 10
 static void try_merge(sp_gw_t *g) {
-    uint64_t T = UINT64_MAX;
+    uint64_t lat[SP_GW_MAX_UPSTREAMS], tmax = 0, T = UINT64_MAX;
+    bool cand[SP_GW_MAX_UPSTREAMS];
     size_t maxq = 0;
-    int nlive = 0;
     for (int i = 0; i < g->nup; i++) {
         up_t *u = &g->up[i];
-        if (u->state != U_READY || (!u->synced && u->qn == 0)) continue; /* nothing to offer yet */
-        uint64_t latest = u->qn ? u->q[u->qhead + u->qn - 1].tick : u->view.tick;
-        nlive++;
-        if (latest < T) T = latest;
+        cand[i] = u->state == U_READY && (u->synced || u->qn > 0); /* else: nothing to offer yet */
+        if (!cand[i]) continue;
+        lat[i] = u->qn ? u->q[u->qhead + u->qn - 1].tick : u->view.tick;
+        if (lat[i] > tmax) tmax = lat[i];
         if (u->qn > maxq) maxq = u->qn;
     }
-    if (nlive == 0) return;
+    uint64_t stall = STALL_ROUNDS * g->d->snap_every;
+    for (int i = 0; i < g->nup; i++)
+        if (cand[i] && lat[i] + stall >= tmax && lat[i] < T) T = lat[i];
+    if (T == UINT64_MAX) return;
     if (maxq > SP_GW_MAX_QUEUE) {
-        /* One daemon's snapshots are far behind the others' (or it sends
-         * none): go on with what the others have; its view stays behind. */
+        /* A queue this long means its daemon is ahead of one we still wait
+         * for: go on with what the others have; the slow view stays behind. */
         for (int i = 0; i < g->nup; i++) {
             up_t *u = &g->up[i];
-            if (u->state == U_READY && u->qn > SP_GW_MAX_QUEUE) {
+            if (cand[i] && u->qn > SP_GW_MAX_QUEUE) {
                 uint64_t t = u->q[u->qhead + u->qn - 1 - SP_GW_MAX_QUEUE / 2].tick;
                 if (t > T) T = t;
             }
@@ -921,7 +948,10 @@ void sp_gw_alert(sp_gw_t *g, const char *text, size_t len, int prio) {
 
 /* ---------------------------------------------------------------- stats */
 
-static void gather_finish(sp_gw_t *g, gather_t *ga) {
+/* Answer the client with the parts in so far (missing ones nil). */
+static void gather_answer(sp_gw_t *g, gather_t *ga) {
+    if (ga->answered) return;
+    ga->answered = true;
     sp_daemon_t *d = g->d;
     sp_result_stats_t res;
     memset(&res, 0, sizeof res);
@@ -995,6 +1025,15 @@ static void gather_finish(sp_gw_t *g, gather_t *ga) {
         msgpack_sbuffer_clear(&g->sb);
     }
     client_done(ga->conn);
+    ga->conn = NULL;
+}
+
+/* Every part is in (answered or failed): answer if not yet, then free. */
+static void gather_finish(sp_gw_t *g, gather_t *ga) {
+    gather_answer(g, ga);
+    if (ga->prev) ga->prev->next = ga->next;
+    else g->gathers = ga->next;
+    if (ga->next) ga->next->prev = ga->prev;
     for (int i = 0; i < g->nup; i++) msgpack_sbuffer_destroy(&ga->part[i]);
     free(ga->part);
     free(ga);
@@ -1024,6 +1063,10 @@ void sp_gw_stats(sp_gw_t *g, const sp_request_t *q) {
     ga->left = g->nup + 1; /* one for this call: parts that fail at once cannot finish it early */
     sp_conn_retain(ga->conn);
     q->c->gw_pending++;
+    ga->t0 = sp_now_ns();
+    ga->next = g->gathers;
+    if (g->gathers) g->gathers->prev = ga;
+    g->gathers = ga;
     for (int i = 0; i < g->nup; i++) {
         pending_t p = {.kind = P_STATS, .gather = ga, .part = i};
         if (up_request(&g->up[i], &p, "stats", NULL, 0) != 0) ga->left--;
@@ -1204,9 +1247,15 @@ static void start_connect(up_t *u) {
 
 /* Once a second. Keepalive: the daemon closes a client silent for
  * --idle-timeout. Liveness: the oldest request of each daemon. */
+/* A client's stats wait at most this long for the daemons' parts: a daemon
+ * that has not answered by then is nil in "daemons". */
+#define STATS_WAIT_NS 2000000000ull
+
 static void on_ping(uv_timer_t *t) {
     sp_gw_t *g = t->data;
     uint64_t now = sp_now_ns();
+    for (gather_t *ga = g->gathers; ga; ga = ga->next)
+        if (!ga->answered && now - ga->t0 > STATS_WAIT_NS) gather_answer(g, ga);
     for (int i = 0; i < g->nup; i++) {
         up_t *u = &g->up[i];
         const pending_t *front = fifo_front(u);
@@ -1326,8 +1375,10 @@ void sp_gw_free(sp_gw_t *g) {
     }
     if (g->frame) sp_frame_release(g->frame);
     free(g->src);
+    free(g->age);
     free(g->rows);
     free(g->rsrc);
+    free(g->rage);
     free(g->rtick);
     free(g->keys);
     free(g->retry);

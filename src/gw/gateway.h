@@ -26,9 +26,11 @@
  *              snapshot come from it. Guards, counted in stats: an id in two
  *              views (dup_ids) keeps the record of the view at the newer
  *              tick; a view behind T (it skipped a round) keeps the entities
- *              that left the other views since (carried) until it catches
- *              up, so a hand-off into it shows no gap; an upstream ahead by
- *              more than SP_GW_MAX_QUEUE snapshots forces the merge forward.
+ *              that left the other views since (carried), for at most 3
+ *              rounds, so a hand-off into it shows no gap; an upstream whose
+ *              newest snapshot is 10 rounds older than the others' (a stopped
+ *              daemon) is not waited for (its view stays behind); one ahead
+ *              by more than SP_GW_MAX_QUEUE snapshots forces the merge on.
  *   commands   checked here as the daemon checks them (hello, admin,
  *              params, ownership against the merged frame: a ship's owner
  *              is the gateway session's id), then forwarded to the daemon
@@ -41,7 +43,11 @@
  *              keep request order. A NOT_FOUND for an entity that moved
  *              meanwhile (a hand-off between the check and the command) is
  *              retried at its new daemon after the next merged round, up to
- *              SP_GW_RETRIES times. `stats` asks every daemon and answers
+ *              SP_GW_RETRIES times (fire and mine: once, if the ship did not
+ *              change daemon; a target another daemon holds is refused at
+ *              once). A daemon that leaves a request unanswered 10 s is
+ *              treated as down. `stats` asks every daemon (waiting 2 s at
+ *              most: one that has not answered is nil) and answers
  *              the gateway's figures plus "daemons" (each one's map) and
  *              "cluster" (sums and extremes). `alert` is broadcast here and
  *              sent to one daemon, which reaches every other gateway.

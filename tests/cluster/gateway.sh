@@ -7,8 +7,10 @@
 # position no farther from the last one than the ship's top speed allows (no jump); every move must
 # be answered true (the gateway routes it to the daemon holding the ship at that moment). A client of
 # gateway 1 must see the same ship, owned by the first client's session, and may not command it.
-# `stats` through a gateway shows the 4 daemons' maps and the cluster's sums; spacesim-cli watch and
-# spacesim-load work through it unchanged. Every wait is for a condition, bounded in time.
+# `stats` through a gateway shows the 4 daemons' maps and the cluster's sums. A daemon stopped with
+# SIGSTOP does not stop the gateway: its snapshots go on, commands to the other daemons are answered,
+# and stats answers without the stopped one (nil), then with it again after SIGCONT. spacesim-cli watch
+# and spacesim-load work through the gateway unchanged. Every wait is for a condition, bounded in time.
 set -u
 DAEMON=${SPACESIMD:-./src/daemon/spacesimd}
 PY=/usr/bin/python3
@@ -197,6 +199,43 @@ if cl.get("answered") != 4 or cl.get("entities") != sum(x["stats"]["entities"] f
 if st["gateway"]["live"] != 4: fail("the gateway does not have its 4 daemons live: %r" % st["gateway"])
 if st["gateway"]["dup_ids"] != 0: fail("the gateway merged an id twice: %r" % st["gateway"])
 
+# ---- a daemon that stops answering (SIGSTOP): the gateway goes on without waiting for it
+a.call("move", ship, [0, 0, 0])
+e = a.world.get(ship)
+quadrant = (1 if e.pos[0] >= 0 else 0) + (2 if e.pos[1] >= 0 else 0)  # cell k, node k (2x2, k mod 4)
+victim = (quadrant + 1) % 4
+def node_pid(k):
+    for pid in subprocess.run(["pgrep", "-s", str(p.pid)], capture_output=True, text=True).stdout.split():
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f: argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"--node" in argv and argv[argv.index(b"--node") + 1] == str(k).encode(): return int(pid)
+    fail("no process of node %d in cluster.sh's session" % k)
+vpid = node_pid(victim)
+os.kill(vpid, signal.SIGSTOP)
+try:
+    t_stop = state["last"][0]
+    wait_until = time.monotonic() + 60 * mult
+    while state["last"][0] < t_stop + 20 * 3:  # 20 rounds of the merged world past the stop
+        if time.monotonic() > wait_until:
+            fail("the gateway's snapshots stopped with node %d stopped (last tick %d)" % (victim, state["last"][0]))
+        a.pump()
+    r = a.call("move", ship, [0, 0, 0], ok=False)
+    if r[2] is not None: fail("move with node %d stopped: %r" % (victim, r[2]))
+    t0 = time.monotonic()
+    st = a.call("stats")
+    took = time.monotonic() - t0
+    if st["daemons"][victim]["stats"] is not None or st["cluster"]["answered"] != 3:
+        fail("stats with node %d stopped: %r" % (victim, st["cluster"]))
+finally:
+    os.kill(vpid, signal.SIGCONT)
+stall_ticks = state["last"][0] - t_stop
+wait_until = time.monotonic() + 60 * mult
+while a.call("stats")["cluster"]["answered"] != 4:
+    if time.monotonic() > wait_until: fail("node %d never answered stats again after SIGCONT" % victim)
+    time.sleep(0.2)
+
 # ---- the project's own clients, unchanged, against the gateway
 cli = os.path.join(build, "clients", "spacesim-cli")
 load = os.path.join(build, "clients", "spacesim-load")
@@ -215,8 +254,9 @@ except subprocess.TimeoutExpired:
     fail("cluster.sh did not stop within 30 s of SIGTERM")
 print("gateway.sh: %d border crossings through the gateway in %d snapshots, no gap, no duplicate, "
       "no jump (worst %.2f of the speed bound); %d moves answered true (%d retried at the new daemon); "
-      "gateway 1 saw the ship owned by session %d; stats: %d daemons, %d entities; spacesim-cli watch and "
+      "gateway 1 saw the ship owned by session %d; stats: %d daemons, %d entities; with node %d stopped the "
+      "merged world went on %d ticks and stats answered in %.1f s without it; spacesim-cli watch and "
       "spacesim-load ran through it"
       % (state["crossings"], state["snaps"], state["worst"], moves, st["gateway"]["retried"], a.session,
-         len(d), cl["entities"]))
+         len(d), cl["entities"], victim, stall_ticks, took))
 PYEOF
