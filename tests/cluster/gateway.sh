@@ -10,7 +10,7 @@
 # `stats` through a gateway shows the 4 daemons' maps and the cluster's sums. A daemon stopped with
 # SIGSTOP does not stop the gateway: its snapshots go on, commands to the other daemons are answered,
 # and stats answers without the stopped one (nil), then with it again after SIGCONT. spacesim-cli watch
-# and spacesim-load work through the gateway unchanged. Every wait is for a condition, bounded in time.
+# spacesim-load and the Python package's client work through the gateway unchanged. Every wait is for a condition, bounded in time.
 set -u
 DAEMON=${SPACESIMD:-./src/daemon/spacesimd}
 PY=/usr/bin/python3
@@ -247,6 +247,24 @@ r = subprocess.run([load, "-p", str(port), "-c", "5", "-d", "3", "--mix", "move=
                    text=True, timeout=60 * mult)
 if r.returncode != 0: fail("spacesim-load through the gateway: exit %d\n%s" % (r.returncode, r.stdout[-2000:]))
 
+# The Python package's asyncio client: a session, a ship, the ship in its world, inspect.
+import asyncio
+import spacesim
+async def py_client():
+    c = await spacesim.Client.connect("127.0.0.1", port, timeout=10 * mult)
+    try:
+        await c.hello("gw-py")
+        s = await c.spawn([2, -2, 0])
+        async for _ in c.updates(timeout=10 * mult):
+            if c.world.get(s) is not None: break
+        if c.world.get(s) is None: return "its ship never appeared"
+        r = await c.inspect(s)
+        return None if r["owner"] == c.session else "inspect: %r" % r
+    finally:
+        await c.close()
+why = asyncio.run(asyncio.wait_for(py_client(), 60 * mult))
+if why: fail("the Python client through the gateway: %s" % why)
+
 os.kill(p.pid, signal.SIGTERM)
 try:
     p.wait(timeout=30 * mult)
@@ -256,7 +274,7 @@ print("gateway.sh: %d border crossings through the gateway in %d snapshots, no g
       "no jump (worst %.2f of the speed bound); %d moves answered true (%d retried at the new daemon); "
       "gateway 1 saw the ship owned by session %d; stats: %d daemons, %d entities; with node %d stopped the "
       "merged world went on %d ticks and stats answered in %.1f s without it; spacesim-cli watch and "
-      "spacesim-load ran through it"
+      "spacesim-load and the Python client ran through it"
       % (state["crossings"], state["snaps"], state["worst"], moves, st["gateway"]["retried"], a.session,
          len(d), cl["entities"], victim, stall_ticks, took))
 PYEOF
