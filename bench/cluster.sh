@@ -12,10 +12,11 @@
 #           instead: 20 ms added to every chunk each way, and 1% of the chunks held 200 ms more (what a
 #           lost segment costs a TCP stream); the output says which. "none" skips the phase.
 #
-# The cluster phase also runs the gateway (spacesim-gw, upstream of every daemon) with GW_CLIENTS
-# clients (default 20, spacesim-load: each with a ship, radius 100) for the measured interval, and
-# prints the gateway's figures: merges per second, merge time p99 (its tick_ms_p99), what its merge
-# guards counted (dup_ids, carried, forced, resyncs) and the clients' snapshot rate and round trips.
+# The cluster phase also runs the gateway (spacesim-gw, upstream of every daemon; GW=0: none) with
+# GW_CLIENTS watchers (default 20, spacesim-cli watch, radius 100 at the corner where the 4 cells
+# meet; no ships, which the lanes would ram) for the measured interval, and prints the gateway's
+# figures: merges per second, merge time p99 (its tick_ms_p99), what its merge guards counted
+# (dup_ids, carried, forced, resyncs) and the watchers' snapshot rates and desyncs. KEEP=1 keeps logs.
 #
 # It prints, per phase: border crossings per second over the run; the hand-off latency (ticks between
 # the sender's step and the import: the daemons' hop histograms summed, and their p99); the tick p99 of
@@ -59,12 +60,14 @@ cleanup() {
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
     pids=()
     [ -n "$NS" ] && ip netns del "$NS" 2>/dev/null || true
-    rm -rf "$tmp"
+    if [ "$KEEP" = 1 ]; then echo "cluster.sh: logs kept in $tmp" >&2; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 GW_CLIENTS=${GW_CLIENTS:-20}
+GW=${GW:-1}         # 0: no gateway in the cluster phase
+KEEP=${KEEP:-0}     # 1: keep the logs (the folder is printed)
 export SPACESIM_ADMIN_TOKEN=${SPACESIM_ADMIN_TOKEN:-bench-cluster-$$}
 
 # run_phase NAME CELLS NDAEMONS PROXY [PREFIX...]: one cluster; prints its figures. PROXY 1: the
@@ -127,7 +130,7 @@ sys.exit(0 if len(cells) == $nd and sum(cells) == $nc and min(cells) > 0 else 1)
         T status $nodes >"$1" 2>&1 || true
     }
     local gw=0 lpid=""
-    if [ "$name" = cluster ]; then
+    if [ "$name" = cluster ] && [ "$GW" = 1 ]; then
         gw=1
         local ups="" gport
         for k in $(seq 0 $((nd - 1))); do ups="$ups${ups:+,}127.0.0.1:$(cat "$dir/port$k")"; done
@@ -139,10 +142,15 @@ sys.exit(0 if len(cells) == $nd and sum(cells) == $nc and min(cells) > 0 else 1)
     fi
     sleep 3 # warm-up before the measured interval (not a wait for a condition: the interval is what is timed)
     if [ "$gw" = 1 ]; then
-        "${pre[@]}" "$B/clients/spacesim-load" --port "$gport" -c "$GW_CLIENTS" -d "$SECS" --radius 100 \
-            --mix move=2,ping=1,inspect=1 --json "$dir/load.json" >"$dir/load.log" 2>&1 &
-        lpid=$!
-        pids+=($lpid)
+        # Watchers, not players: a player's ship spawned into the lanes would be rammed (the audit
+        # counts every lane ship). Each sees the corner where the 4 cells meet, the busiest borders.
+        lpid=""
+        for w in $(seq 1 "$GW_CLIENTS"); do
+            "${pre[@]}" "$cli" --port "$gport" -t 60 watch --count $((SECS * 20 - 20)) --center "[0,0,0]" \
+                --radius 100 >"$dir/watch$w.log" 2>&1 &
+            pids+=($!)
+            lpid="$lpid $!"
+        done
         "${pre[@]}" "$cli" --port "$gport" stats >"$dir/gw0.json" 2>/dev/null || true
     fi
     sample "$dir/s0"
@@ -152,28 +160,31 @@ sys.exit(0 if len(cells) == $nd and sum(cells) == $nc and min(cells) > 0 else 1)
     sample "$dir/s1"
     if [ "$gw" = 1 ]; then
         "${pre[@]}" "$cli" --port "$gport" stats >"$dir/gw1.json" 2>/dev/null || true
-        wait "$lpid" 2>/dev/null || true
-        python3 - "$dir" "$SECS" <<'PY'
-import json, sys
-d, secs = sys.argv[1], float(sys.argv[2])
+        for w in $lpid; do wait "$w" 2>/dev/null || true; done
+        python3 - "$dir" "$SECS" "$GW_CLIENTS" <<'PY'
+import json, re, sys
+d, secs, nw = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
 try:
     a, b = json.load(open(d + "/gw0.json")), json.load(open(d + "/gw1.json"))
 except (OSError, ValueError) as e:
     print("gateway: no stats (%s)" % e); sys.exit(0)
 g0, g1 = a["gateway"], b["gateway"]
-try:
-    L = json.load(open(d + "/load.json"))
-except (OSError, ValueError):
-    L = {}
-def fig(k):
-    v = L.get(k)
-    return "%.2f" % v if isinstance(v, (int, float)) else "-"
-print("gateway  %d daemons live; merges/s %.1f; merge ms p99 %.2f; entities %d; dup_ids %d carried %d forced %d resyncs %d "
-      "failed %d; %d clients: snapshots/s per client median %s min %s, rtt p99 ms %s, errors %s"
+rates, desyncs, done = [], 0, 0
+for w in range(1, nw + 1):
+    try: out = open("%s/watch%d.log" % (d, w)).read()
+    except OSError: continue
+    m = re.search(r"\(([0-9.]+) snapshots/s over [0-9.]+ s.*?(\d+) desyncs", out)
+    if m:
+        done += 1; rates.append(float(m.group(1))); desyncs += int(m.group(2))
+rates.sort()
+med = "%.2f" % rates[len(rates) // 2] if rates else "-"
+mn = "%.2f" % rates[0] if rates else "-"
+print("gateway  %d daemons live; merges/s %.1f; merge ms p99 %.2f; entities %d; dup_ids %d carried %d forced %d "
+      "resyncs %d failed %d; %d of %d watchers (radius 100 at the corner of the 4 cells) done: snapshots/s median %s "
+      "min %s, desyncs %d"
       % (g1["live"], (g1["merges"] - g0["merges"]) / secs, b["tick_ms_p99"], b["entities"],
          g1["dup_ids"] - g0["dup_ids"], g1["carried"] - g0["carried"], g1["forced"] - g0["forced"],
-         g1["resyncs"] - g0["resyncs"], g1["failed"] - g0["failed"], int(L.get("clients_connected", 0) or 0),
-         fig("snap_rate_median"), fig("snap_rate_min"), fig("p99_ms"), L.get("errors", "-")))
+         g1["resyncs"] - g0["resyncs"], g1["failed"] - g0["failed"], done, nw, med, mn, desyncs))
 PY
     fi
     local t1

@@ -95,6 +95,26 @@ wait_port() {
     exit 1
 }
 
+# wait_sessions PORT PID WHAT LOG: until a hello on 127.0.0.1:PORT succeeds (a gateway opens sessions once
+# it has merged every daemon's world), at most 60 s.
+wait_sessions() {
+    for _ in $(seq 300); do
+        kill -0 "$2" 2>/dev/null || { echo "cluster.sh: $3 exited; its log:" >&2; tail -20 "$4" >&2; exit 1; }
+        if python3 - "$1" <<'PY' 2>/dev/null
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), 2)
+s.settimeout(2)
+s.sendall(bytes([0x94, 0, 1, 0xa5]) + b"hello" + bytes([0x91, 0xa1]) + b"w")  # [0, 1, "hello", ["w"]]
+r = s.recv(4)
+sys.exit(0 if r[:4] == bytes([0x94, 1, 1, 0xc0]) else 1)           # [1, 1, nil, ...]: no error
+PY
+        then return 0; fi
+        sleep 0.2
+    done
+    echo "cluster.sh: $3 opened no session within 60 s; its log: $4" >&2
+    exit 1
+}
+
 [ -n "$nport" ] || nport=$(free_port)
 url="nats://127.0.0.1:$nport"
 nats-server -js -a 127.0.0.1 -p "$nport" -sd "$store" >"$tmp/nats.log" 2>&1 &
@@ -141,6 +161,7 @@ for j in $(seq 0 $((gateways - 1))); do
         --session-base $(( (1 << 31) + j * (1 << 24) )) "${web[@]}" "${gwopts[@]}" >"$tmp/gw$j.log" 2>&1 &
     pids+=($!)
     wait_port "$gport" "${pids[-1]}" "spacesim-gw $j" "$tmp/gw$j.log"
+    wait_sessions "$gport" "${pids[-1]}" "spacesim-gw $j" "$tmp/gw$j.log"
 done
 
 echo "cluster.sh: $daemons daemons, cells $cells, nats-server $url (store $store)" >&2

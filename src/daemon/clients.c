@@ -13,11 +13,14 @@ _Static_assert(offsetof(sp_client_t, conn) == 0, "sp_client_of() casts a connect
 
 /* The next session id, or 0 once SP_SESSION_ID_MAX was handed out (the
  * counter stays past it: never wraps, never reuses). */
-static uint32_t next_id(sp_daemon_t *d) {
+uint32_t sp_clients_next_id(sp_daemon_t *d) {
     static bool warned;
     uint64_t id = d->next_session;
     if (id < (uint64_t)d->conf.first_session_id) id = (uint64_t)d->conf.first_session_id;
-    if (id > SP_SESSION_ID_MAX) {
+    /* A gateway's range ends where the next gateway's may begin. */
+    uint64_t last = d->gw ? d->conf.session_base + SP_GW_SESSION_SPAN - 1 : SP_SESSION_ID_MAX;
+    if (last > SP_SESSION_ID_MAX) last = SP_SESSION_ID_MAX;
+    if (id > last) {
         d->next_session = id;
         if (!warned) SP_LOGW("session ids exhausted (%u handed out): new sessions are refused, resumes still work",
                              SP_SESSION_ID_MAX);
@@ -33,7 +36,9 @@ sp_conn_t *sp_clients_alloc(void *ctx) {
     sp_client_t *c = calloc(1, sizeof *c);
     if (c == NULL) return NULL;
     c->d = d;
-    sp_session_init(&c->session, next_id(d), d->conf.rate_burst, sp_now_ns());
+    /* A gateway hands out its ids at hello (sp_gw_session_id): after its
+     * first merge, past every owner of its range in the world. */
+    sp_session_init(&c->session, d->gw ? 0 : sp_clients_next_id(d), d->conf.rate_burst, sp_now_ns());
     sp_snapstate_init(&c->snap, d->conf.default_radius);
     c->conn.log_id = c->session.id;
     return &c->conn;

@@ -39,6 +39,10 @@ typedef struct sp_client {
 /* The client a connection belongs to. */
 static inline sp_client_t *sp_client_of(sp_conn_t *c) { return (sp_client_t *)(void *)c; }
 
+/* The next session id, never reused (0: exhausted; a gateway's range ends
+ * SP_GW_SESSION_SPAN past its --session-base). */
+uint32_t sp_clients_next_id(sp_daemon_t *d);
+
 /* net's callbacks (ctx: the sp_daemon_t). */
 sp_conn_t *sp_clients_alloc(void *ctx);
 void sp_clients_closing(void *ctx, sp_conn_t *c, sp_close_kind_t kind);

@@ -337,6 +337,7 @@ void sp_daemon_shutdown(sp_daemon_t *d, const char *why) {
     uv_idle_stop(&d->tick_idle);
     uv_timer_stop(&d->house_timer);
     sp_net_stop_reading(&d->net);
+    if (d->gw) sp_gw_end_sessions(d->gw); /* a gateway keeps no sessions across a restart */
     if (d->conf.checkpoint[0] && sp_checkpoint_write(d) < 0) d->exit_code = SP_EXIT_RUNTIME;
     uv_timer_init(d->loop, &d->flush_timer);
     d->flush_timer.data = d;

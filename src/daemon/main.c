@@ -612,8 +612,14 @@ int main(int argc, char **argv) {
             fprintf(stderr, "spacesimd: --session-base must be 1 to %u\n", SP_SESSION_ID_MAX);
             return SP_EXIT_USAGE;
         }
+        if (!c->have_admin_token) {
+            fprintf(stderr, "spacesimd: a gateway (--upstream) needs the cluster's admin token "
+                            "(SPACESIM_ADMIN_TOKEN or --admin-token-file): it speaks to the daemons as an admin\n");
+            return SP_EXIT_CONFIG;
+        }
+        if (c->session_base == 0) c->session_base = 1ull << 31;
         if (sp_gw_open(&d, c->upstream, &d.gw) != 0) return SP_EXIT_USAGE;
-        d.next_session = c->session_base ? c->session_base : (1ull << 31);
+        d.next_session = c->session_base;
         if ((r = open_mirror(&d)) != 0) return r;
     } else {
         if (c->nats_url[0] && (r = open_cluster(&d)) != 0) return r;

@@ -130,6 +130,18 @@ static void method_hello(const sp_request_t *q) {
         }
         admin = true;
     }
+    if (d->gw && rtok == NULL) {
+        /* A gateway's session gets its id now (gateway.h: past the owners
+         * of its range already in the world, so once the world is merged). */
+        if (!sp_gw_ready(d->gw)) {
+            sp_request_error(q, SP_RPCERR_INTERNAL,
+                             "internal error: the gateway is starting (its daemons' worlds are not merged yet); "
+                             "retry hello");
+            return;
+        }
+        s->id = sp_clients_next_id(d);
+        q->c->conn.log_id = s->id;
+    }
     if (rtok == NULL && s->id == 0) {
         sp_request_error(q, SP_RPCERR_LIMIT, "limit reached: session ids exhausted (only resumes are possible)");
         return;

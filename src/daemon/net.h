@@ -98,6 +98,7 @@ struct sp_conn {
     void *wq_head, *wq_tail;
     uint32_t ws_msgs;
     bool ws_final_pending;
+    bool ws_from_held;          /* consuming held bytes (several messages: no per-message count) */
     sp_close_kind_t close_kind;
     sp_net_t *net;
     sp_conn_t *prev, *next;     /* net->conns */

@@ -23,7 +23,8 @@ typedef enum {
     P_RESYNC,
     P_CLIENT,   /* a client's command: relay the answer */
     P_STATS,    /* one daemon's part of a client's stats */
-    P_QUIET,    /* remove, alert: nobody waits for the answer */
+    P_QUIET,    /* alert: nobody waits for the answer */
+    P_REMOVE,   /* remove of an ended session's ship: tried again on NOT_FOUND */
 } pkind_t;
 
 typedef struct gather gather_t;
@@ -98,6 +99,7 @@ typedef struct up {
     bool synced;                /* view valid (a full snapshot applied since connect / resync) */
     bool resyncing;
     size_t out_bytes;           /* written to the socket, not yet confirmed */
+    const char *broken;         /* a send failed: closed from the retry timer (never inside a caller) */
     uint64_t last_tx_ns;
 } up_t;
 
@@ -119,10 +121,18 @@ struct sp_gw {
     /* commands answered NOT_FOUND, to be re-routed after the next merge */
     pending_t *retry;
     size_t nretry, retry_cap;
+    /* ships to remove whose daemon answered NOT_FOUND (mid hand-off): sent
+     * again to their holder after a merge, a few times */
+    struct rm { uint64_t id; int tries; } *rm;
+    size_t nrm, rm_cap;
     int next_spawn;             /* round robin when no daemon holds the place */
     uv_timer_t ping;            /* keepalive of the upstream connections */
     uint64_t dil_tick, dil_ns;  /* sp_gw_dilation's previous reading */
+    uint64_t pub_tick;          /* the tick of the last round published (merged_tick + tick_off) */
+    uint64_t tick_off;          /* added to the daemons' ticks after their clock went back */
     gather_t *gathers;          /* stats being gathered, newest first */
+    bool ready;                 /* every daemon has been merged once: hello is open */
+    uint64_t started_ns;
     bool stopping;
     sp_gw_stats_t st;
     msgpack_sbuffer sb;         /* packing scratch */
@@ -222,10 +232,21 @@ static void on_write(uv_write_t *req, int status) {
  * daemon that stops reading must not grow the gateway without bound. */
 #define UP_OUT_MAX (64u << 20)
 
+static void on_broken(uv_timer_t *t);
+
+/* A send failed: the connection is closed from the retry timer, not here:
+ * up_send's callers are in the middle of walking queues, decoders and
+ * client lists that close_up frees. */
+static void mark_broken(up_t *u, const char *why) {
+    if (u->broken) return;
+    u->broken = why;
+    uv_timer_start(&u->retry, on_broken, 0, 0);
+}
+
 static int up_send(up_t *u, const void *data, size_t len) {
-    if (u->state == U_DOWN || u->state == U_CONNECTING) return SP_EAGAIN;
+    if (u->state == U_DOWN || u->state == U_CONNECTING || u->broken) return SP_EAGAIN;
     if (u->out_bytes + len > UP_OUT_MAX) {
-        close_up(u, "output queue over 64 MiB (the daemon does not read)");
+        mark_broken(u, "output queue over 64 MiB (the daemon does not read)");
         return SP_EAGAIN;
     }
     wreq_t *w = malloc(sizeof *w + len);
@@ -237,7 +258,7 @@ static int up_send(up_t *u, const void *data, size_t len) {
     int r = uv_write(&w->req, (uv_stream_t *)&u->tcp, &b, 1, on_write);
     if (r < 0) {
         free(w);
-        close_up(u, uv_strerror(r));
+        mark_broken(u, "write failed");
         return SP_EIO;
     }
     u->out_bytes += len;
@@ -304,12 +325,18 @@ static void fail_pending(up_t *u, const char *why) {
 
 static void start_connect(up_t *u);
 static void on_retry(uv_timer_t *t) { start_connect((up_t *)t->data); }
+static void on_broken(uv_timer_t *t) {
+    up_t *u = t->data;
+    const char *why = u->broken;
+    close_up(u, why ? why : "write failed"); /* (it re-arms the timer for the reconnect) */
+}
 
 static void close_up(up_t *u, const char *why) {
     if (u->state == U_DOWN) return;
     sp_gw_t *g = u->g;
     SP_LOGW("gateway: daemon %s: %s; its entities leave the merged view until it is back", u->name, why);
     u->state = U_DOWN;
+    u->broken = NULL;
     fail_pending(u, "daemon unavailable");
     for (size_t k = 0; k < u->qn; k++) {
         free(u->q[u->qhead + k].bytes);
@@ -359,7 +386,7 @@ static void read_event(up_t *u, const msgpack_object *params) {
         return;
     }
     int t = ev_type(type);
-    if (t == 0) return;
+    if (t == 0 || u->nev >= SP_EVENTS_MAX) return; /* (a daemon sends snapshots between them) */
     if (grow((void **)&u->ev, &u->evcap, u->nev + 1, sizeof *u->ev) != 0) return;
     gw_event_t *e = &u->ev[u->nev++];
     memset(e, 0, sizeof *e);
@@ -454,10 +481,17 @@ static void row_of_rec(sp_frame_row_t *o, const sp_snap_rec_t *r) {
 
 static bool live(const up_t *u) { return u->state == U_READY && u->synced; }
 
+static bool all_live(const sp_gw_t *g) {
+    for (int i = 0; i < g->nup; i++)
+        if (!live(&g->up[i])) return false;
+    return true;
+}
+
 /* Rounds an entity missing from every view is still shown (see merge). */
 #define CARRY_ROUNDS 3
 
-static void run_retries(sp_gw_t *g);
+static void retries_run(sp_gw_t *g, uint64_t expire);
+static void removes_run(sp_gw_t *g);
 
 
 /* The second word of a row's sort key: for equal ids the row of the view at
@@ -537,7 +571,16 @@ static void merge(sp_gw_t *g, uint64_t T) {
         age[m] = g->rage[i];
         m++;
     }
-    sp_frame_t *f = sp_frame_from_rows(g->d->world, T, out, (uint32_t)m);
+    uint64_t pub = T + g->tick_off;
+    sp_frame_t *f = sp_frame_from_rows(g->d->world, pub, out, (uint32_t)m);
+    /* Session ids stay past every owner of this gateway's range in the
+     * world (a restarted gateway must not give a new player an old
+     * player's ships: hello takes its id from next_session). */
+    uint64_t base = g->d->conf.session_base;
+    for (size_t k = 0; f != NULL && k < m; k++) {
+        uint64_t o = out[k].owner;
+        if (o >= base && o < base + SP_GW_SESSION_SPAN && o >= g->d->next_session) g->d->next_session = o + 1;
+    }
     free(out);
     if (f == NULL) {
         free(src);
@@ -551,13 +594,20 @@ static void merge(sp_gw_t *g, uint64_t T) {
     g->src = src;
     g->age = age;
     g->merged_tick = T;
+    g->pub_tick = pub;
     g->st.merges++;
     g->st.entities = (uint32_t)m;
-    sp_world_set_tick(g->d->world, T);
+    sp_world_set_tick(g->d->world, pub);
+    if (!g->ready && all_live(g)) {
+        g->ready = true;
+        SP_LOGI("gateway: every daemon's world merged (tick %llu, %zu entities): sessions open",
+                (unsigned long long)T, m);
+    }
     sp_frame_retain(f); /* the round's reference */
     sp_frames_publish_frame(g->d, f);
     sp_stats_tick(&g->d->st, sp_now_ns() - t0); /* a gateway's "tick" is its merge */
-    run_retries(g);
+    retries_run(g, 0);
+    removes_run(g);
     return;
 oom:
     SP_LOGE("gateway: out of memory merging tick %llu (round skipped)", (unsigned long long)T);
@@ -626,6 +676,16 @@ static void try_merge(sp_gw_t *g) {
         if (u->qn > maxq) maxq = u->qn;
     }
     uint64_t stall = STALL_ROUNDS * g->d->snap_every;
+    if (tmax > 0 && tmax + stall < g->merged_tick) {
+        /* The daemons' clock went back (the whole cluster restarted from
+         * an older checkpoint, or from tick 0): merge from their ticks on,
+         * published past the last round (the cell store's ticks only go
+         * forward), so clients see a world that goes on. */
+        SP_LOGW("gateway: the daemons' clock went back from %llu to %llu: merging from there",
+                (unsigned long long)g->merged_tick, (unsigned long long)tmax);
+        g->tick_off = g->pub_tick; /* the next round is published past it */
+        g->merged_tick = 0;
+    }
     for (int i = 0; i < g->nup; i++)
         if (cand[i] && lat[i] + stall >= tmax && lat[i] < T) T = lat[i];
     if (T == UINT64_MAX) return;
@@ -840,6 +900,7 @@ static void relay(sp_gw_t *g, pending_t *p, const sp_rpc_msg_t *m) {
         p->tries++;
         g->st.retried++;
         if (grow((void **)&g->retry, &g->retry_cap, g->nretry + 1, sizeof *g->retry) == 0) {
+            p->sent_ns = sp_now_ns(); /* (now: when it began to wait for a merge) */
             g->retry[g->nretry++] = *p;
             p->params = NULL; /* moved */
             p->conn = NULL;
@@ -849,7 +910,8 @@ static void relay(sp_gw_t *g, pending_t *p, const sp_rpc_msg_t *m) {
     if (p->method == SP_METHOD_SPAWN && (m->error == NULL || m->error->type == MSGPACK_OBJECT_NIL) && c) {
         uint64_t ship = obj_u64(map_get(m->result, "ship_id"));
         sp_client_t *cl = sp_client_of(c);
-        if (ship && cl->session.id == p->owner && sp_session_add_ship(&cl->session, ship) == 0)
+        if (ship && !c->closing && cl->session.state == SP_SESSION_READY && cl->session.id == p->owner &&
+            sp_session_add_ship(&cl->session, ship) == 0)
             cl->session.gw_added_tick = g->merged_tick;
         else if (ship) sp_gw_end_ships(g, &ship, 1); /* its client is gone (or resumed elsewhere) */
     }
@@ -859,13 +921,17 @@ static void relay(sp_gw_t *g, pending_t *p, const sp_rpc_msg_t *m) {
         e |= m->error ? msgpack_pack_object(&g->pk, *m->error) : msgpack_pack_nil(&g->pk);
         e |= m->result ? msgpack_pack_object(&g->pk, *m->result) : msgpack_pack_nil(&g->pk);
         if (e == 0) to_client(g, c);
+        else client_error(g, c, p->cmsgid, true, SP_RPCERR_INTERNAL, "internal error: out of memory");
         msgpack_sbuffer_clear(&g->sb);
     }
     client_done(c);
     p->conn = NULL;
 }
 
-static void run_retries(sp_gw_t *g) {
+/* Re-route the commands waiting for a merge (after one), or answer those
+ * queued before `expire` NOT_FOUND (on_ping: no merge came for a second, so
+ * the entity is nowhere to be found; 0: none expire). */
+static void retries_run(sp_gw_t *g, uint64_t expire) {
     size_t n = g->nretry;
     if (n == 0) return;
     pending_t *v = g->retry;
@@ -877,7 +943,13 @@ static void run_retries(sp_gw_t *g) {
         /* fire and mine: a ship still at the daemon that answered NOT_FOUND
          * did not move; the target is what is gone. */
         bool same = ui == p->up && (p->method == SP_METHOD_FIRE || p->method == SP_METHOD_MINE);
-        if (ui < 0 || p->conn == NULL || same) {
+        if (expire && p->sent_ns >= expire) { /* not yet: keep waiting for a merge */
+            if (grow((void **)&g->retry, &g->retry_cap, g->nretry + 1, sizeof *g->retry) == 0) {
+                g->retry[g->nretry++] = *p;
+                continue;
+            }
+        }
+        if (ui < 0 || p->conn == NULL || p->conn->closing || same || expire) {
             client_error(g, p->conn, p->cmsgid, p->have_id, SP_RPCERR_NOT_FOUND, "no such entity");
             client_done(p->conn);
             pending_free(p);
@@ -889,7 +961,8 @@ static void run_retries(sp_gw_t *g) {
 }
 
 void sp_gw_prune_ships(sp_gw_t *g, sp_session_t *s) {
-    if (g->frame == NULL) return;
+    /* A daemon that is down holds its ships out of the frame: not gone. */
+    if (g->frame == NULL || !all_live(g)) return;
     int k = 0;
     for (int i = 0; i < s->nships; i++) {
         const sp_frame_row_t *row = NULL;
@@ -903,29 +976,66 @@ void sp_gw_prune_ships(sp_gw_t *g, sp_session_t *s) {
     s->nships = k;
 }
 
-void sp_gw_end_ships(sp_gw_t *g, const uint64_t *ships, int n) {
-    for (int i = 0; i < n; i++) {
-        int ui = holder(g, ships[i], NULL);
-        for (int k = 0; ui < 0 && k < g->nup; k++)
-            if (live(&g->up[k])) ui = k; /* not merged yet: the daemon that made it is unknown, ask all */
-        if (ui < 0) continue;
-        msgpack_sbuffer sb;
-        msgpack_sbuffer_init(&sb);
-        msgpack_packer pk;
-        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        if (msgpack_pack_array(&pk, 1) == 0 && msgpack_pack_uint64(&pk, ships[i]) == 0) {
-            if (holder(g, ships[i], NULL) >= 0) {
-                pending_t p = {.kind = P_QUIET};
-                up_request(&g->up[ui], &p, "remove", sb.data, sb.size);
-            } else {
-                for (int k = 0; k < g->nup; k++) {
-                    pending_t p = {.kind = P_QUIET};
-                    if (live(&g->up[k])) up_request(&g->up[k], &p, "remove", sb.data, sb.size);
-                }
-            }
-        }
-        msgpack_sbuffer_destroy(&sb);
+/* Ask the daemon holding ship `id` (all live ones when none is known) to
+ * remove it; tries: how often it was asked before. */
+static void remove_ship(sp_gw_t *g, uint64_t id, int tries) {
+    char buf[16];
+    msgpack_sbuffer sb = {.size = 0, .data = buf, .alloc = sizeof buf};
+    /* [id]: a fixarray of one uint64 (at most 10 bytes) */
+    buf[0] = (char)0x91;
+    buf[1] = (char)0xcf;
+    for (int k = 0; k < 8; k++) buf[2 + k] = (char)(id >> (56 - 8 * k));
+    sb.size = 10;
+    int ui = holder(g, id, NULL);
+    for (int k = 0; k < g->nup; k++) {
+        if (ui >= 0 && k != ui) continue;
+        if (ui < 0 && !live(&g->up[k])) continue; /* not merged yet: its daemon is unknown, ask all */
+        pending_t p = {.kind = P_REMOVE, .entity = id, .tries = tries};
+        up_request(&g->up[k], &p, "remove", sb.data, sb.size);
     }
+}
+
+void sp_gw_end_ships(sp_gw_t *g, const uint64_t *ships, int n) {
+    for (int i = 0; i < n; i++) remove_ship(g, ships[i], 0);
+}
+
+void sp_gw_end_sessions(sp_gw_t *g) {
+    sp_daemon_t *d = g->d;
+    size_t n = 0;
+    for (sp_conn_t *k = d->net.conns; k; k = k->next) {
+        sp_session_t *s = &sp_client_of(k)->session;
+        if (s->state != SP_SESSION_READY) continue;
+        sp_gw_end_ships(g, s->ships, s->nships);
+        n += (size_t)s->nships;
+        s->nships = 0;
+    }
+    for (size_t i = 0; i < d->detached.n; i++) {
+        sp_session_rec_t *r = &d->detached.v[i];
+        sp_gw_end_ships(g, r->ships, r->nships);
+        n += (size_t)r->nships;
+        r->nships = 0;
+    }
+    if (n) SP_LOGI("gateway: %zu ship(s) of its sessions removed from the daemons", n);
+}
+
+/* A remove answered NOT_FOUND: the ship may be between two daemons. */
+static void remove_again(sp_gw_t *g, const pending_t *p) {
+    if (p->tries >= SP_GW_RETRIES || holder(g, p->entity, NULL) < 0) return; /* gone: nothing to remove */
+    if (grow((void **)&g->rm, &g->rm_cap, g->nrm + 1, sizeof *g->rm) != 0) return;
+    g->rm[g->nrm].id = p->entity;
+    g->rm[g->nrm].tries = p->tries + 1;
+    g->nrm++;
+}
+
+static void removes_run(sp_gw_t *g) {
+    size_t n = g->nrm;
+    if (n == 0) return;
+    struct rm *v = g->rm;
+    g->rm = NULL;
+    g->nrm = g->rm_cap = 0;
+    for (size_t i = 0; i < n; i++)
+        if (holder(g, v[i].id, NULL) >= 0) remove_ship(g, v[i].id, v[i].tries);
+    free(v);
 }
 
 void sp_gw_alert(sp_gw_t *g, const char *text, size_t len, int prio) {
@@ -1118,6 +1228,9 @@ static void on_response(up_t *u, const sp_rpc_msg_t *m) {
         SP_LOGI("gateway: daemon %s connected (session %u)", u->name, u->session);
         break;
     case P_CLIENT: relay(g, &p, m); break;
+    case P_REMOVE:
+        if (!ok && obj_u64(map_get(m->error, "code")) == SP_RPCERR_NOT_FOUND) remove_again(g, &p);
+        break;
     case P_STATS: gather_part(g, p.gather, p.part, ok ? m->result : NULL); break;
     default: break;
     }
@@ -1137,6 +1250,12 @@ static void on_snapshot(up_t *u, const sp_rpc_msg_t *m) {
     msgpack_unpacked_destroy(&un);
     if (tick == 0) {
         close_up(u, "unreadable snapshot");
+        return;
+    }
+    if (u->qn >= 4 * SP_GW_MAX_QUEUE) {
+        /* Far ahead of what is merged (a daemon with a clock of its own):
+         * start over with it (reconnect, full snapshot). */
+        close_up(u, "its snapshots are too far ahead of the other daemons'");
         return;
     }
     if (u->qhead + u->qn == u->qcap) {
@@ -1256,6 +1375,7 @@ static void on_ping(uv_timer_t *t) {
     uint64_t now = sp_now_ns();
     for (gather_t *ga = g->gathers; ga; ga = ga->next)
         if (!ga->answered && now - ga->t0 > STATS_WAIT_NS) gather_answer(g, ga);
+    retries_run(g, now - 1000000000ull); /* no merge placed them within a second */
     for (int i = 0; i < g->nup; i++) {
         up_t *u = &g->up[i];
         const pending_t *front = fifo_front(u);
@@ -1329,6 +1449,7 @@ fail:
 }
 
 int sp_gw_start(sp_gw_t *g) {
+    g->started_ns = sp_now_ns();
     uv_timer_init(g->d->loop, &g->ping);
     g->ping.data = g;
     uv_timer_start(&g->ping, on_ping, 1000, 1000);
@@ -1382,12 +1503,21 @@ void sp_gw_free(sp_gw_t *g) {
     free(g->rtick);
     free(g->keys);
     free(g->retry);
+    free(g->rm);
     msgpack_sbuffer_destroy(&g->sb);
     free(g->up);
     free(g);
 }
 
 const sp_frame_t *sp_gw_frame(const sp_gw_t *g) { return g->frame; }
+
+bool sp_gw_ready(sp_gw_t *g) {
+    if (!g->ready && g->st.merges > 0 && sp_now_ns() - g->started_ns > 10000000000ull) {
+        g->ready = true;
+        SP_LOGW("gateway: not every daemon is merged 10 s after the start: sessions open anyway");
+    }
+    return g->ready;
+}
 
 void sp_gw_get_stats(const sp_gw_t *g, sp_gw_stats_t *out) {
     *out = g->st;

@@ -78,6 +78,8 @@
 #define SP_GW_RETRIES 3
 /* Most upstream daemons. */
 #define SP_GW_MAX_UPSTREAMS 64
+/* Session ids of one gateway: [--session-base, + this). */
+#define SP_GW_SESSION_SPAN (1ull << 24)
 
 typedef struct sp_gw sp_gw_t;
 
@@ -91,6 +93,11 @@ int sp_gw_start(sp_gw_t *g);
 void sp_gw_stop(sp_gw_t *g);
 /* After the loop ended. */
 void sp_gw_free(sp_gw_t *g);
+
+/* May a new session begin? Once every daemon's world has been merged (or,
+ * with one still down, 10 s after the first merge): a gateway's session ids
+ * must pass the owners already in the world first. Loop. */
+bool sp_gw_ready(sp_gw_t *g);
 
 /* The latest merged frame (a borrowed reference, valid until the next
  * merge), or NULL before the first. */
@@ -108,6 +115,11 @@ void sp_gw_alert(sp_gw_t *g, const char *text, size_t len, int prio);
  * ships of a session that ended from their daemons. */
 void sp_gw_prune_ships(sp_gw_t *g, sp_session_t *s);
 void sp_gw_end_ships(sp_gw_t *g, const uint64_t *ships, int n);
+
+/* Shutdown: a gateway's sessions (connected or detached) do not outlive it
+ * (it keeps no checkpoint, so nobody could resume them): their ships are
+ * removed on their daemons now. Loop. */
+void sp_gw_end_sessions(sp_gw_t *g);
 
 /* The gateway's figures for its own stats and metrics. */
 typedef struct sp_gw_stats {
