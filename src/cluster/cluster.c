@@ -97,6 +97,11 @@ enum {
     IT_ACK,        /* msg processed (result in `flag`) */
     IT_REPLY,      /* text to msg's reply subject */
     IT_ANNOUNCE,   /* this node stepped to tick `rev` and queued that step's hand-offs before this */
+    /* ghosts (both ways: text/len is the message, `to` its node) */
+    IT_GHOSTS,     /* loop -> NATS: a batch of this step's border entities for node `to` */
+    IT_GHOSTS_IN,  /* NATS -> loop: a batch from a neighbour */
+    IT_HIT,        /* loop -> NATS: a shot's damage or a mine's amount for node `to`'s entity */
+    IT_HIT_IN,     /* NATS -> loop: one for an entity here */
 };
 enum { CTL_STATUS = 1, CTL_DUMP, CTL_PAUSE, CTL_RESUME };
 
@@ -128,6 +133,8 @@ typedef struct loopstat {
     uint64_t returned;    /* compensations applied here (returns and failed publishes) */
     uint64_t bounced;     /* hand-offs in this world could not take (full, invalid here): sent back */
     uint64_t backoffs;    /* bounced entities that came back here and wait BACKOFF_TICKS */
+    uint64_t ghosts_in, ghosts_out; /* ghost records received, sent */
+    uint64_t hits_in, hits_out, hits_lost; /* actions across a border applied here, sent, for an entity gone */
     uint64_t resumed_in, resumed_out; /* the resume's replay: imported, departed again */
     uint64_t hop[HOP_BUCKETS]; /* crossings by how many ticks after its sender's step they were imported:
                                 * 0, 1, ..., HOP_BUCKETS - 2, and more (the last) */
@@ -187,6 +194,12 @@ struct sp_cluster {
 
     /* Loop side. */
     sp_world_t *world;
+    /* Ghosts (see "ghosts" below): per neighbour node, its latest batch,
+     * records sorted by id. */
+    struct ghostset *ghosts[SP_WORLD_MAX_NODES];
+    float band;                 /* border band width, world units (0: no ghosts) */
+    char *gbuf[SP_WORLD_MAX_NODES]; /* batches being built this step, per node (malloc'd) */
+    size_t glen[SP_WORLD_MAX_NODES], gcap[SP_WORLD_MAX_NODES];
     int32_t *owner; /* the loop's view: changed only by IT_OWNER items, in order */
     uint64_t *rev;
     bool fenced, paused;
@@ -251,6 +264,7 @@ struct sp_cluster {
      * hand-off this incarnation published to node d (from the publish
      * answers). peers[n]: node n's newest announcement. */
     natsSubscription *tick_sub;
+    natsSubscription *gh_sub, *hit_sub; /* sp.gh.<node>, sp.hit.<node>: ghosts and hits in (core NATS) */
     uint64_t *last_to;
     uint64_t *ann_to;        /* last_to when ann_tick was announced (what its repeats carry) */
     peer_t *peers;
@@ -579,6 +593,18 @@ int sp_cluster_open(const sp_cluster_conf_t *conf, sp_cluster_t **out) {
         if (s == NATS_OK) {
             step = "the tick subject";
             s = natsConnection_SubscribeSync(&c->tick_sub, c->nc, "sp.tick.*");
+        }
+        if (s == NATS_OK) {
+            step = "the ghost subjects";
+            snprintf(subj, sizeof subj, "sp.gh.%u", conf->node);
+            s = natsConnection_SubscribeSync(&c->gh_sub, c->nc, subj);
+            if (s == NATS_OK) {
+                snprintf(subj, sizeof subj, "sp.hit.%u", conf->node);
+                s = natsConnection_SubscribeSync(&c->hit_sub, c->nc, subj);
+            }
+            /* Ghost batches are many and big: no limit on their backlog (a slow
+             * loop drops the old ones, judged by tick). */
+            if (s == NATS_OK) natsSubscription_SetPendingLimits(c->gh_sub, -1, -1);
         }
         if (s == NATS_OK) {
             step = "the ownership watcher";
@@ -1071,6 +1097,15 @@ static void net_ops(sp_cluster_t *c, uint64_t now) {
     void *p;
     while (sp_spsc_try_pop(&c->to_net, &p) == 0) {
         item_t *it = p;
+        if (it->type == IT_GHOSTS || it->type == IT_HIT) { /* core NATS, now: not behind the stream's publishes */
+            char subj[32];
+            snprintf(subj, sizeof subj, it->type == IT_GHOSTS ? "sp.gh.%u" : "sp.hit.%u", it->to);
+            natsStatus s = c->net_fenced ? NATS_OK : natsConnection_Publish(c->nc, subj, it->text, (int)it->len);
+            if (s != NATS_OK) net_warn(c, it->type == IT_GHOSTS ? "ghosts" : "a hit across a border", s, 0);
+            free(it->text);
+            free(it);
+            continue;
+        }
         if (it->type == IT_PUBLISH) journal(c, 'D', it->h.st.id, it->h.st.epoch);
         oq_push(c, it);
     }
@@ -1238,6 +1273,43 @@ static void net_fetch(sp_cluster_t *c) {
     natsMsgList_Destroy(&list);
 }
 
+/* Ghost batches and hits in: to the loop. A ghost batch the ring has no
+ * room for is dropped (the next step sends a newer one); a hit waits in the
+ * subscription until there is room (it must not be lost here). */
+static void net_ghosts(sp_cluster_t *c) {
+    for (int k = 0; k < 64 && c->gh_sub; k++) {
+        natsMsg *m = NULL;
+        if (natsSubscription_NextMsg(&m, c->gh_sub, 0) != NATS_OK) break;
+        item_t *it = item_new(IT_GHOSTS_IN);
+        int n = natsMsg_GetDataLength(m);
+        if (it && n > 0 && (it->text = malloc((size_t)n)) != NULL) {
+            memcpy(it->text, natsMsg_GetData(m), (size_t)n);
+            it->len = (size_t)n;
+            if (!to_loop(c, it)) {
+                free(it->text);
+                free(it);
+            }
+        } else {
+            free(it);
+        }
+        natsMsg_Destroy(m);
+    }
+    for (int k = 0; k < 256 && c->hit_sub && flush_stash(c); k++) {
+        natsMsg *m = NULL;
+        if (natsSubscription_NextMsg(&m, c->hit_sub, 0) != NATS_OK) break;
+        item_t *it = item_new(IT_HIT_IN);
+        int n = natsMsg_GetDataLength(m);
+        if (it && n > 0 && (it->text = malloc((size_t)n)) != NULL) {
+            memcpy(it->text, natsMsg_GetData(m), (size_t)n);
+            it->len = (size_t)n;
+            push_or_stash(c, it);
+        } else {
+            free(it);
+        }
+        natsMsg_Destroy(m);
+    }
+}
+
 static void *net_main(void *arg) {
     sp_cluster_t *c = arg;
     /* Relaxed: see `stop`. */
@@ -1249,6 +1321,7 @@ static void *net_main(void *arg) {
         net_control(c);
         if (c->nconf_pend) net_confirm_flush(c);
         net_clock(c, now);
+        net_ghosts(c);
         net_ops(c, now);
         net_fetch(c);
     }
@@ -1263,6 +1336,8 @@ static void to_net(sp_cluster_t *c, item_t *it);
 
 int sp_cluster_start(sp_cluster_t *c, uv_loop_t *loop, sp_world_t *w) {
     c->world = w;
+    /* The border band: a weapon's reach (which covers mining's) and a bit. */
+    c->band = c->conf.ghost_band >= 0 ? c->conf.ghost_band : sp_world_def(w)->weapon_range + 10.0f;
     if (uv_async_init(loop, &c->wake, on_wake) != 0) return SP_EIO;
     c->wake.data = c;
     c->wake_open = true;
@@ -1617,11 +1692,14 @@ static void apply_ctl(sp_cluster_t *c, item_t *it) {
               " dup %" PRIu64 " stale %" PRIu64 " invalid %" PRIu64 " departs %" PRIu64 " refused %" PRIu64
               " returned %" PRIu64 " homeless %" PRIu64 " held %zu late %" PRIu64 " early %zu peers %u frontier %s"
               " recv_seq %" PRIu64 " need_seq %" PRIu64 " fwaits %" PRIu64 " fwait_ms %.1f fwait_max_ms %.1f"
-              " cells %u bounced %" PRIu64 " retried %" PRIu64 " backoffs %" PRIu64 " hop_p99 %d hops %s\n",
+              " cells %u bounced %" PRIu64 " retried %" PRIu64 " backoffs %" PRIu64 " hop_p99 %d hops %s"
+              " ghosts_in %" PRIu64 " ghosts_out %" PRIu64 " hits_in %" PRIu64 " hits_out %" PRIu64
+              " hits_lost %" PRIu64 "\n",
               c->conf.node, sp_world_tick(w), sp_world_count(w), sp_world_hash_canonical(w), c->paused, c->fenced,
               c->ls.crossings, c->ls.dup, c->ls.stale, c->ls.invalid, c->ls.departs, c->ls.refused, c->ls.returned,
               c->ls.homeless, c->nheld, c->ls.late, c->nearly, c->fr_peers, fr, c->recv_seq, c->fr_seq, c->ls.fwaits,
-              (double)c->ls.fwait_ns / 1e6, (double)c->ls.fwait_max_ns / 1e6, mine, c->ls.bounced, c->ls.retried, c->ls.backoffs, hp99, hops);
+              (double)c->ls.fwait_ns / 1e6, (double)c->ls.fwait_max_ns / 1e6, mine, c->ls.bounced, c->ls.retried, c->ls.backoffs, hp99, hops,
+              c->ls.ghosts_in, c->ls.ghosts_out, c->ls.hits_in, c->ls.hits_out, c->ls.hits_lost);
     if (it->verb == CTL_DUMP) {
         dumpctx_t d = {c, &t};
         sp_world_foreach(w, dump_ent, &d);
@@ -1674,6 +1752,243 @@ static void release_early(sp_cluster_t *c) {
 }
 
 static void hand_off_leavers(sp_cluster_t *c);
+
+/* ---------------------------------------------------------------- ghosts
+ *
+ * Every step, each daemon sends each neighbour (a node owning a cell within
+ * `band` of one of its entities, in x or y) one batch of those entities
+ * (ships and asteroids; core NATS sp.gh.<node>, in chunks of GH_CHUNK). The
+ * receiver keeps the newest batch per node: its ghosts, read-only copies a
+ * tick old. A ship here that fires at or mines a ghost does its half here
+ * (sim/handoff.h: sp_world_fire_remote, sp_world_mine_remote) and sends the
+ * effect to the ghost's node (sp.hit.<node>), which applies it to the
+ * entity (sp_world_damage, sp_world_deplete). Ghosts and hits are core NATS:
+ * at most once. A lost batch is replaced by the next; a lost hit is a shot's
+ * damage or a mine's amount lost (the shooter's side, cooldown and cargo,
+ * happened), which the log does not see: the accepted cost of an action
+ * across a border, against a JetStream round trip per shot.
+ *
+ * Batch: "SPG1" | u32 from node | u64 tick | u32 count | count x 52-byte
+ * records (u64 id, u32 owner, u8 kind, i8 resource, u16 0, f32 pos[3],
+ * f32 vel[3], f32 radius, f32 hp, f32 amount), little-endian hosts. Hit:
+ * "SPH1" | u8 what (1 damage, 2 deplete) | 3 x 0 | u64 target | u64 by |
+ * f32 value. */
+
+#define GH_REC 52u
+#define GH_HEAD 20u
+#define GH_CHUNK 8192u      /* records per message (430 KB, under NATS's 1 MB default) */
+#define GH_MAX_AGE 6u       /* ticks a ghost is believed */
+
+typedef struct ghost {
+    sp_remote_target_t t;
+    float vel[3], hp;
+} ghost_t;
+
+struct ghostset {
+    uint64_t tick;
+    size_t n, cap;
+    ghost_t g[];            /* id ascending once complete (sorted after each chunk) */
+};
+
+static int ghost_cmp(const void *a, const void *b) {
+    uint64_t x = ((const ghost_t *)a)->t.id, y = ((const ghost_t *)b)->t.id;
+    return x < y ? -1 : x > y;
+}
+
+/* A batch (chunk) from a neighbour: a newer tick replaces its set, the same
+ * tick adds to it, an older one is dropped. */
+static void ghosts_take(sp_cluster_t *c, const char *p, size_t len) {
+    if (len < GH_HEAD || memcmp(p, "SPG1", 4) != 0) return;
+    uint32_t from, n;
+    uint64_t tick;
+    memcpy(&from, p + 4, 4);
+    memcpy(&tick, p + 8, 8);
+    memcpy(&n, p + 16, 4);
+    if (from >= SP_WORLD_MAX_NODES || from == c->conf.node || (size_t)n * GH_REC != len - GH_HEAD) return;
+    struct ghostset *gs = c->ghosts[from];
+    if (gs && tick < gs->tick) return;
+    size_t keep = gs && tick == gs->tick ? gs->n : 0;
+    if (gs == NULL || keep + n > gs->cap) {
+        size_t cap = (keep + n) * 2 + 64;
+        struct ghostset *ns = realloc(gs, sizeof *ns + cap * sizeof ns->g[0]);
+        if (ns == NULL) return;
+        if (gs == NULL) ns->n = 0;
+        gs = ns;
+        gs->cap = cap;
+        c->ghosts[from] = gs;
+    }
+    gs->tick = tick;
+    gs->n = keep;
+    const char *r = p + GH_HEAD;
+    for (uint32_t k = 0; k < n; k++, r += GH_REC) {
+        ghost_t *g = &gs->g[gs->n];
+        memset(g, 0, sizeof *g);
+        memcpy(&g->t.id, r, 8);
+        memcpy(&g->t.owner, r + 8, 4);
+        g->t.kind = (uint8_t)r[12];
+        g->t.resource = (int8_t)r[13];
+        memcpy(g->t.pos, r + 16, 12);
+        memcpy(g->vel, r + 28, 12);
+        memcpy(&g->t.radius, r + 40, 4);
+        memcpy(&g->hp, r + 44, 4);
+        memcpy(&g->t.amount, r + 48, 4);
+        if (g->t.id == 0 || (g->t.kind != SP_KIND_SHIP && g->t.kind != SP_KIND_ASTEROID)) continue;
+        gs->n++;
+    }
+    qsort(gs->g, gs->n, sizeof gs->g[0], ghost_cmp);
+    c->ls.ghosts_in += n;
+}
+
+int sp_cluster_ghost(const sp_cluster_t *c, uint64_t id, sp_remote_target_t *out, uint32_t *node) {
+    uint64_t now = sp_world_tick(c->world);
+    for (uint32_t n = 0; n < SP_WORLD_MAX_NODES; n++) {
+        const struct ghostset *gs = c->ghosts[n];
+        if (gs == NULL || gs->n == 0 || gs->tick + GH_MAX_AGE < now) continue;
+        size_t lo = 0, hi = gs->n;
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if (gs->g[mid].t.id < id) lo = mid + 1;
+            else hi = mid;
+        }
+        if (lo < gs->n && gs->g[lo].t.id == id) {
+            *out = gs->g[lo].t;
+            *node = n;
+            return 0;
+        }
+    }
+    return SP_ENOENT;
+}
+
+int sp_cluster_send_hit(sp_cluster_t *c, uint32_t node, int what, uint64_t target, uint64_t by, float value) {
+    if (node >= SP_WORLD_MAX_NODES || c->fenced || !room_to_net(c, 1)) return SP_EAGAIN;
+    item_t *it = item_new(IT_HIT);
+    char *b = malloc(28);
+    if (it == NULL || b == NULL) {
+        free(it);
+        free(b);
+        return SP_ENOMEM;
+    }
+    memcpy(b, "SPH1", 4);
+    b[4] = (char)what;
+    b[5] = b[6] = b[7] = 0;
+    memcpy(b + 8, &target, 8);
+    memcpy(b + 16, &by, 8);
+    memcpy(b + 24, &value, 4);
+    it->to = node;
+    it->text = b;
+    it->len = 28;
+    to_net(c, it);
+    c->ls.hits_out++;
+    return 0;
+}
+
+/* A hit from a neighbour's ship on an entity here. */
+static void hit_apply(sp_cluster_t *c, const char *p, size_t len) {
+    if (len != 28 || memcmp(p, "SPH1", 4) != 0) return;
+    uint64_t target, by;
+    float v;
+    memcpy(&target, p + 8, 8);
+    memcpy(&by, p + 16, 8);
+    memcpy(&v, p + 24, 4);
+    int r = p[4] == 1 ? sp_world_damage(c->world, target, v, by, NULL)
+            : p[4] == 2 ? sp_world_deplete(c->world, target, v, by, NULL)
+                        : SP_EINVAL;
+    if (r == 0) c->ls.hits_in++;
+    else c->ls.hits_lost++; /* gone meanwhile (destroyed, or handed on) */
+}
+
+/* The band's neighbours of (x, y): the owners, not this node, of the cells
+ * within band in x, y or both. Up to 8 nodes in out; returns how many. */
+static int band_nodes(const sp_cluster_t *c, float x, float y, uint32_t out[8]) {
+    const float b = c->band;
+    const float dx[8] = {-b, b, 0, 0, -b, -b, b, b}, dy[8] = {0, 0, -b, b, -b, b, -b, b};
+    int n = 0;
+    for (int k = 0; k < 8; k++) {
+        int32_t o = c->owner[sp_cells_of(&c->conf.cells, x + dx[k], y + dy[k])];
+        if (o < 0 || o == (int32_t)c->conf.node) continue;
+        bool seen = false;
+        for (int j = 0; j < n; j++) seen |= out[j] == (uint32_t)o;
+        if (!seen) out[n++] = (uint32_t)o;
+    }
+    return n;
+}
+
+static void gh_flush(sp_cluster_t *c, uint32_t node, uint64_t tick) {
+    size_t len = c->glen[node];
+    if (len <= GH_HEAD) return;
+    uint32_t n = (uint32_t)((len - GH_HEAD) / GH_REC);
+    memcpy(c->gbuf[node] + 16, &n, 4);
+    (void)tick;
+    if (room_to_net(c, 4)) { /* (hand-offs first: a full ring drops ghosts, never a hand-off) */
+        item_t *it = item_new(IT_GHOSTS);
+        if (it) {
+            it->to = node;
+            it->text = c->gbuf[node];
+            it->len = len;
+            c->gbuf[node] = NULL;
+            c->gcap[node] = 0;
+            to_net(c, it);
+            c->ls.ghosts_out += n;
+        }
+    }
+    c->glen[node] = 0;
+}
+
+static int ghost_scan(void *ctx, sp_entity_id_t id, float x, float y) {
+    sp_cluster_t *c = ctx;
+    uint32_t nodes[8];
+    int nn = band_nodes(c, x, y, nodes);
+    if (nn == 0) return 0;
+    sp_entity_info_t e;
+    if (sp_world_inspect(c->world, id, &e) != 0) return 0;
+    if (e.kind != SP_KIND_SHIP && e.kind != SP_KIND_ASTEROID) return 0;
+    uint64_t tick = sp_world_tick(c->world);
+    for (int k = 0; k < nn; k++) {
+        uint32_t d = nodes[k];
+        if (c->glen[d] == 0) {
+            if (c->gcap[d] < GH_HEAD + GH_REC * 64) {
+                char *b = realloc(c->gbuf[d], GH_HEAD + GH_REC * 64);
+                if (b == NULL) continue;
+                c->gbuf[d] = b;
+                c->gcap[d] = GH_HEAD + GH_REC * 64;
+            }
+            memcpy(c->gbuf[d], "SPG1", 4);
+            memcpy(c->gbuf[d] + 4, &c->conf.node, 4);
+            memcpy(c->gbuf[d] + 8, &tick, 8);
+            c->glen[d] = GH_HEAD;
+        }
+        if (c->glen[d] + GH_REC > c->gcap[d]) {
+            size_t cap = c->gcap[d] * 2;
+            char *b = realloc(c->gbuf[d], cap);
+            if (b == NULL) continue;
+            c->gbuf[d] = b;
+            c->gcap[d] = cap;
+        }
+        char *r = c->gbuf[d] + c->glen[d];
+        memset(r, 0, GH_REC);
+        memcpy(r, &id, 8);
+        memcpy(r + 8, &e.owner, 4);
+        r[12] = (char)e.kind;
+        r[13] = (char)e.resource;
+        memcpy(r + 16, e.pos, 12);
+        memcpy(r + 28, e.vel, 12);
+        memcpy(r + 40, &e.radius, 4);
+        memcpy(r + 44, &e.hp, 4);
+        memcpy(r + 48, &e.amount, 4);
+        c->glen[d] += GH_REC;
+        if ((c->glen[d] - GH_HEAD) / GH_REC >= GH_CHUNK) gh_flush(c, d, tick);
+    }
+    return 0;
+}
+
+/* After the step's hand-offs: this step's ghosts to each neighbour. */
+static void ghosts_publish(sp_cluster_t *c) {
+    if (c->band <= 0.0f) return;
+    sp_world_foreach_xy(c->world, ghost_scan, c);
+    uint64_t tick = sp_world_tick(c->world);
+    for (uint32_t n = 0; n < SP_WORLD_MAX_NODES; n++)
+        if (c->glen[n]) gh_flush(c, n, tick);
+}
 
 void sp_cluster_apply(sp_cluster_t *c) {
     void *p;
@@ -1732,6 +2047,16 @@ void sp_cluster_apply(sp_cluster_t *c) {
         case IT_PUBFAIL:
             compensate(c, &it->h.st);
             outbox_done(c, it->dep);
+            free(it);
+            break;
+        case IT_GHOSTS_IN:
+            ghosts_take(c, it->text, it->len);
+            free(it->text);
+            free(it);
+            break;
+        case IT_HIT_IN:
+            if (!c->fenced) hit_apply(c, it->text, it->len); /* (a lapsed member changes nothing) */
+            free(it->text);
             free(it);
             break;
         default:
@@ -1813,6 +2138,7 @@ void sp_cluster_after_step(sp_cluster_t *c) {
     if (c->fenced) return;
     release_early(c); /* hand-offs stamped with the tick just reached: before the scan */
     hand_off_leavers(c);
+    ghosts_publish(c);
     uint64_t t = sp_world_tick(c->world);
     if (c->conf.test_hold_at && t >= c->conf.test_hold_at &&
         !atomic_load_explicit(&c->hold_pub, memory_order_relaxed)) { /* relaxed: see hold_pub */
@@ -2078,7 +2404,13 @@ void sp_cluster_free(sp_cluster_t *c) {
     natsSubscription_Destroy(c->pull);
     natsSubscription_Destroy(c->ctl);
     natsSubscription_Destroy(c->tick_sub);
+    natsSubscription_Destroy(c->gh_sub);
+    natsSubscription_Destroy(c->hit_sub);
     kvWatcher_Destroy(c->cells_w);
+    for (uint32_t n = 0; n < SP_WORLD_MAX_NODES; n++) {
+        free(c->ghosts[n]);
+        free(c->gbuf[n]);
+    }
     for (size_t k = 0; k < c->nearly; k++) free_item(c->early[k]);
     free(c->early);
     free(c->last_to);

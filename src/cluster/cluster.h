@@ -38,6 +38,7 @@
 #include <uv.h>
 
 #include "cluster/cells.h"
+#include "sim/handoff.h"
 #include "sim/world.h"
 
 typedef struct sp_cluster_conf {
@@ -49,6 +50,7 @@ typedef struct sp_cluster_conf {
     const char *journal; /* tests: append ownership changes to this file (see docs), or NULL */
     uint64_t pause_at;   /* tests: pause (as spacesim-cells pause) after the step to this tick; 0 = never */
     int start_paused;    /* tests: start paused (the operator resumes; the frontier still announces) */
+    float ghost_band;      /* border band of ghosts, world units; < 0: the weapon range + 10; 0: none */
     uint64_t test_hold_at; /* tests: from the step to this tick on, the NATS thread publishes no
                             * hand-off (they stay in the outbox); 0 = off */
     uint64_t test_refuse; /* tests: the first N hand-offs in (not returns) fail as if the world were
@@ -144,6 +146,18 @@ void sp_cluster_frontier_stats(const sp_cluster_t *c, uint64_t *waits, uint64_t 
  * the NATS thread for publishing. Entities in a cell nobody owns stay.
  * O(entities) (a scan of x/y) + O(leavers). */
 void sp_cluster_after_step(sp_cluster_t *c);
+
+/* Ghosts (cluster.c, "ghosts"): the newest copy a neighbour sent of its
+ * entity `id` near the border (at most a few ticks old): 0 with *out and
+ * the neighbour's node, or SP_ENOENT. Loop. */
+int sp_cluster_ghost(const sp_cluster_t *c, uint64_t id, sp_remote_target_t *out, uint32_t *node);
+/* Send an action's effect on a ghost to its node: what 1 = damage (value hp,
+ * by the shooter), 2 = deplete (value amount, by the miner). Core NATS, at
+ * most once. 0, SP_EAGAIN (the ring toward NATS is full, or fenced: not
+ * sent), SP_ENOMEM. Loop. */
+#define SP_CLUSTER_HIT_DAMAGE 1
+#define SP_CLUSTER_HIT_DEPLETE 2
+int sp_cluster_send_hit(sp_cluster_t *c, uint32_t node, int what, uint64_t target, uint64_t by, float value);
 
 /* Checkpoints (issue 10 point 7; the format and the resume are described
  * in cluster.c, "checkpoints").

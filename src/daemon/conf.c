@@ -41,5 +41,6 @@ void sp_dconf_default(sp_dconf_t *c) {
     c->resync_secs = 1.0;
     snprintf(c->cells, sizeof c->cells, "2x2");
     c->cluster_ttl = 5.0;
+    c->ghost_band = -1.0;
     c->cluster_test_ships = -1;
 }

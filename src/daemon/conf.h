@@ -80,6 +80,7 @@ typedef struct sp_dconf {
     char cells[32];           /* the grid of cells over x/y, "NxM"; default "2x2" */
     int node;                 /* this daemon's node, 0..1023 (its id space and its stream) */
     double cluster_ttl;       /* membership TTL, seconds; default 5 */
+    double ghost_band;        /* border band of ghosts (cluster.c), world units; -1: the weapon range + 10 */
     const char *cluster_journal; /* hidden test flag: the ownership journal file, or NULL */
     long cluster_test_ships;  /* hidden test flag: -1 off; N >= 0: a ballistic world (no steering)
                                * with N collision-free ships on lanes */

@@ -141,6 +141,11 @@ static const flag_t flags[] = {
      false},
     {"node", "N", F_INT, 0, 1023, C(node), 0, "with --nats: this daemon's node number, unique in the cluster (default 0)",
      false},
+    {"ghost-band", "UNITS", F_DOUBLE, -1, 100000, C(ghost_band), 0,
+     "with --nats: entities this close to a cell another daemon owns are\n"
+     "                           sent to it each step as ghosts, which its ships may fire at\n"
+     "                           and mine (default -1: the weapon range + 10; 0: none)",
+     false},
     {"cluster-ttl", "SECS", F_DOUBLE, 1, 3600, C(cluster_ttl), 0,
      "with --nats: membership TTL (default 5); a daemon that cannot\n"
      "                           refresh its membership for 0.8 x SECS stops writing",
@@ -572,7 +577,7 @@ static int open_cluster(sp_daemon_t *d) {
     sp_cluster_conf_t cc = {.url = c->nats_url, .node = (uint32_t)c->node, .ttl_secs = c->cluster_ttl,
                             .journal = c->cluster_journal, .pause_at = c->cluster_pause_at,
                             .start_paused = c->cluster_start_paused, .test_refuse = (uint64_t)c->cluster_test_refuse,
-                            .test_hold_at = c->cluster_test_hold_at};
+                            .test_hold_at = c->cluster_test_hold_at, .ghost_band = (float)c->ghost_band};
     if (sp_cells_parse(c->cells, &cc.cells.nx, &cc.cells.ny) != 0) {
         fprintf(stderr, "spacesimd: invalid value '%s' for --cells: expected NxM, 1..%u each\n", c->cells,
                 SP_CELLS_MAX_SIDE);

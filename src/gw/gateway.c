@@ -809,13 +809,8 @@ void sp_gw_command(sp_gw_t *g, const sp_request_t *q, int method) {
             sp_request_error(q, SP_RPCERR_NOT_FOUND, "no such entity");
             return;
         }
-        if (ti != ui) {
-            sp_request_error(q, SP_RPCERR_NOT_FOUND,
-                             "target is across a cell border (another daemon holds it): cross-border %s is not "
-                             "supported yet",
-                             method == SP_METHOD_FIRE ? "fire" : "mining");
-            return;
-        }
+        /* (A target another daemon holds: the ship's daemon resolves the
+         * action against its ghost, cluster.c.) */
     }
     pending_t p;
     if (make_pending(g, q, method, id, &p) != 0) {

@@ -37,6 +37,50 @@ SP_API int sp_world_foreach_departed(const sp_world_t *w, int (*fn)(void *ctx, s
  * moves the counter back. Returns 0 or SP_EINVAL (counter out of range). */
 SP_API int sp_world_set_id_floor(sp_world_t *w, uint64_t counter);
 
+/* ---------------------------------------------------------------- across a border
+ * A ship here acting on an entity another world holds (a ghost: the copy the
+ * other process sends of its entities near the border). The action's half
+ * that concerns the ship runs here, with the same rules and roll as the
+ * in-world action; its effect on the target is the caller's to carry to the
+ * target's world, which applies it with sp_world_damage / sp_world_deplete.
+ * Owner thread, like the rest of world.h. */
+
+/* What the ghost says of the target. */
+typedef struct sp_remote_target {
+    sp_entity_id_t id;
+    uint8_t kind;       /* SP_KIND_SHIP or SP_KIND_ASTEROID */
+    int8_t resource;    /* asteroids: 0..3 */
+    uint32_t owner;
+    float pos[3];
+    float radius;
+    float amount;       /* asteroids: what is left */
+} sp_remote_target_t;
+
+/* sp_world_fire() at a target this world does not hold: the shooter's checks
+ * (a ship; cooldown; range to t->pos), its cooldown, the same hit chance and
+ * roll, a WeaponFired event. No tracer, no damage here: deliver out->damage
+ * to the target's world (sp_world_damage). out->destroyed is 0 (only that
+ * world knows). Returns as sp_world_fire. */
+SP_API int sp_world_fire_remote(sp_world_t *w, sp_entity_id_t shooter, const sp_remote_target_t *t,
+                                sp_fire_result_t *out);
+/* Damage dealt by another world's shooter `by`: hp -= dmg; at 0 or below the
+ * entity is destroyed (cause weapon, by; its ENTITY_DESTROYED event).
+ * *destroyed (may be NULL) says so. Returns 0, SP_ENOENT (gone meanwhile),
+ * SP_EINVAL (not a ship or asteroid, dmg negative or not finite), SP_ENOMEM. */
+SP_API int sp_world_damage(sp_world_t *w, sp_entity_id_t id, float dmg, sp_entity_id_t by, int *destroyed);
+/* sp_world_mine() at an asteroid another world holds: the ship's checks
+ * (range to the ghost's surface, cooldown), min(mining_amount, t->amount)
+ * into its cargo, a ResourceMined event. Take out->amount off the asteroid
+ * in its world (sp_world_deplete). Two ships mining one asteroid across a
+ * border in the same tick may together take more than it had (each saw the
+ * same ghost). Returns as sp_world_mine. */
+SP_API int sp_world_mine_remote(sp_world_t *w, sp_entity_id_t ship, const sp_remote_target_t *t,
+                                sp_mine_result_t *out);
+/* Take `amount` off asteroid id (mined by another world's ship `by`): at most
+ * what it has (*taken, may be NULL); empty, it is destroyed (cause
+ * depleted). Returns 0, SP_ENOENT, SP_EINVAL, SP_ENOMEM. */
+SP_API int sp_world_deplete(sp_world_t *w, sp_entity_id_t id, float amount, sp_entity_id_t by, float *taken);
+
 #ifdef __cplusplus
 }
 #endif

@@ -26,6 +26,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "sim/handoff.h"
 #include "sim/world_int.h"
 #include "spacesim/simd.h"
 
@@ -722,6 +723,102 @@ int sp_world_mine(sp_world_t *w, sp_entity_id_t ship, sp_entity_id_t asteroid,
     if (!sp__slot_of(w, asteroid, &a)) return SP_ENOENT;
     if (w->kind[a] != SP_KIND_ASTEROID) return SP_EINVAL;
     return mine_checked(w, s, a, out);
+}
+
+/* ---------------------------------------------------------------- across a border
+ * (sim/handoff.h): the shooter's or miner's half here, the target's half in
+ * the world that holds it. */
+
+int sp_world_fire_remote(sp_world_t *w, sp_entity_id_t shooter, const sp_remote_target_t *t, sp_fire_result_t *out) {
+    if (w == NULL || t == NULL || out == NULL) return SP_EINVAL;
+    uint32_t s;
+    if (!sp__slot_of(w, shooter, &s)) return SP_ENOENT;
+    if (w->kind[s] != SP_KIND_SHIP) return SP_EINVAL;
+    if (t->id == shooter || (t->kind != SP_KIND_SHIP && t->kind != SP_KIND_ASTEROID)) return SP_EINVAL;
+    if (!isfinite(t->pos[0]) || !isfinite(t->pos[1]) || !isfinite(t->pos[2])) return SP_EINVAL;
+    if (w->wcd[s] > 0) return SP_EBUSY;
+    double dx = (double)t->pos[0] - w->px[s], dy = (double)t->pos[1] - w->py[s], dz = (double)t->pos[2] - w->pz[s];
+    double dist = sqrt(dx * dx + dy * dy + dz * dz);
+    const sp_world_def_t *d = &w->def;
+    if (dist > d->weapon_range) return SP_ERANGE;
+    int rc = ev_reserve(w, &w->ev_pending, 1);
+    if (rc != 0) return rc;
+    w->wcd[s] = d->weapon_cooldown_ticks;
+    /* The same chance and roll as sp_world_fire (a function of the seed,
+     * the tick and the two ids), so a shot across a border is the shot the
+     * one-process world would fire. */
+    float p = d->weapon_range > 0 ? 1.0f - 0.5f * (float)(dist / d->weapon_range) : 1.0f;
+    int hit = hit_roll(w, shooter, t->id) < p;
+    float dmg = hit ? d->weapon_damage : 0.0f;
+    sp_world_event_t *e = ev_push(w, &w->ev_pending, SP_EV_WEAPON_FIRED, s, t->id);
+    e->value = dmg;
+    e->hit = (uint8_t)hit;
+    e->other_owner = t->owner;
+    out->hit = hit;
+    out->damage = dmg;
+    out->destroyed = 0; /* the target's world decides (sp_world_damage) */
+    return 0;
+}
+
+int sp_world_damage(sp_world_t *w, sp_entity_id_t id, float dmg, sp_entity_id_t by, int *destroyed) {
+    if (w == NULL || !(dmg >= 0.0f) || !isfinite(dmg)) return SP_EINVAL;
+    if (destroyed) *destroyed = 0;
+    uint32_t t;
+    if (!sp__slot_of(w, id, &t)) return SP_ENOENT;
+    if (w->kind[t] != SP_KIND_SHIP && w->kind[t] != SP_KIND_ASTEROID) return SP_EINVAL;
+    int rc = ev_reserve(w, &w->ev_pending, 1);
+    if (rc != 0) return rc;
+    sp__world_jmark(w, t); /* the target may be a sleeping asteroid */
+    w->hp[t] -= dmg;
+    if (w->hp[t] <= 0.0f) {
+        destroy_now(w, t, SP_CAUSE_WEAPON, by, &w->ev_pending);
+        if (destroyed) *destroyed = 1;
+    }
+    return 0;
+}
+
+int sp_world_mine_remote(sp_world_t *w, sp_entity_id_t ship, const sp_remote_target_t *t, sp_mine_result_t *out) {
+    if (w == NULL || t == NULL || out == NULL) return SP_EINVAL;
+    uint32_t s;
+    if (!sp__slot_of(w, ship, &s)) return SP_ENOENT;
+    if (w->kind[s] != SP_KIND_SHIP) return SP_EINVAL;
+    if (t->kind != SP_KIND_ASTEROID || t->resource < 0 || t->resource >= SP_RESOURCE_COUNT) return SP_EINVAL;
+    if (!isfinite(t->pos[0]) || !isfinite(t->pos[1]) || !isfinite(t->pos[2]) || !(t->radius >= 0.0f) ||
+        !(t->amount >= 0.0f))
+        return SP_EINVAL;
+    const sp_world_def_t *d = &w->def;
+    if (w->mcd[s] > 0) return SP_EBUSY;
+    double dx = (double)t->pos[0] - w->px[s], dy = (double)t->pos[1] - w->py[s], dz = (double)t->pos[2] - w->pz[s];
+    double gap = sqrt(dx * dx + dy * dy + dz * dz) - w->radius[s] - t->radius;
+    if (gap > d->mining_range) return SP_ERANGE;
+    int rc = ev_reserve(w, &w->ev_pending, 1);
+    if (rc != 0) return rc;
+    float amt = d->mining_amount < t->amount ? d->mining_amount : t->amount;
+    w->cargo[(size_t)s * SP_RESOURCE_COUNT + (size_t)t->resource] += amt;
+    w->mcd[s] = d->mining_cooldown_ticks;
+    sp_world_event_t *e = ev_push(w, &w->ev_pending, SP_EV_RESOURCE_MINED, s, t->id);
+    e->value = amt;
+    e->resource = t->resource;
+    out->resource_type = t->resource;
+    out->amount = amt;
+    out->depleted = amt >= t->amount; /* as the ghost says; the asteroid's world removes it */
+    return 0;
+}
+
+int sp_world_deplete(sp_world_t *w, sp_entity_id_t id, float amount, sp_entity_id_t by, float *taken) {
+    if (w == NULL || !(amount >= 0.0f) || !isfinite(amount)) return SP_EINVAL;
+    if (taken) *taken = 0.0f;
+    uint32_t a;
+    if (!sp__slot_of(w, id, &a)) return SP_ENOENT;
+    if (w->kind[a] != SP_KIND_ASTEROID) return SP_EINVAL;
+    int rc = ev_reserve(w, &w->ev_pending, 1);
+    if (rc != 0) return rc;
+    float amt = amount < w->amount[a] ? amount : w->amount[a];
+    sp__world_jmark(w, a); /* the asteroid may be asleep */
+    w->amount[a] -= amt;
+    if (taken) *taken = amt;
+    if (w->amount[a] <= 0.0f) destroy_now(w, a, SP_CAUSE_DEPLETED, by, &w->ev_pending);
+    return 0;
 }
 
 int sp_world_inspect(const sp_world_t *w, sp_entity_id_t id, sp_entity_info_t *out) {
