@@ -196,7 +196,9 @@ struct sp_cluster {
     sp_world_t *world;
     /* Ghosts (see "ghosts" below): per neighbour node, its latest batch,
      * records sorted by id. */
-    struct ghostset *ghosts[SP_WORLD_MAX_NODES];
+    struct gmap *ghosts[SP_WORLD_MAX_NODES]; /* received, per neighbour: id -> its newest record */
+    struct gmap *gsent[SP_WORLD_MAX_NODES];  /* sent, per neighbour: what it believes (dead reckoning) */
+    uint32_t gmark;                          /* the scan's number (gent_t.mark) */
     float band;                 /* border band width, world units (0: no ghosts) */
     char *gbuf[SP_WORLD_MAX_NODES]; /* batches being built this step, per node (malloc'd) */
     size_t glen[SP_WORLD_MAX_NODES], gcap[SP_WORLD_MAX_NODES];
@@ -1777,26 +1779,110 @@ static void hand_off_leavers(sp_cluster_t *c);
 #define GH_REC 52u
 #define GH_HEAD 20u
 #define GH_CHUNK 8192u      /* records per message (430 KB, under NATS's 1 MB default) */
-#define GH_MAX_AGE 6u       /* ticks a ghost is believed */
+#define GH_REFRESH 60u      /* ticks: a ghost is sent again at least this often while in the band */
+#define GH_MAX_AGE (2u * GH_REFRESH) /* ticks a ghost not refreshed is believed */
+#define GH_EPS 0.25f        /* units (and units/s): a drift from the prediction that is sent */
 
-typedef struct ghost {
-    sp_remote_target_t t;
+/* One ghost, as sent (sender's memory per neighbour) or as received. */
+typedef struct gent {
+    sp_remote_target_t t;   /* t.id is the key */
     float vel[3], hp;
-} ghost_t;
+    uint64_t tick;          /* of the record */
+    uint32_t mark;          /* sender: the scan that last saw it in the band */
+} gent_t;
 
-struct ghostset {
-    uint64_t tick;
+/* id -> gent: a dense array and an open-addressing index (linear probing,
+ * backward-shift deletion; slots hold array index + 1, 0 = empty). */
+struct gmap {
+    gent_t *v;
     size_t n, cap;
-    ghost_t g[];            /* id ascending once complete (sorted after each chunk) */
+    uint32_t *idx;
+    size_t imask;           /* index size - 1 (a power of two, at least 2 x cap) */
 };
 
-static int ghost_cmp(const void *a, const void *b) {
-    uint64_t x = ((const ghost_t *)a)->t.id, y = ((const ghost_t *)b)->t.id;
-    return x < y ? -1 : x > y;
+static size_t gslot(uint64_t id, size_t mask) { return (size_t)((id * 0x9e3779b97f4a7c15ull) >> 20) & mask; }
+
+static gent_t *gmap_get(struct gmap *m, uint64_t id) {
+    if (m == NULL || m->idx == NULL) return NULL;
+    for (size_t i = gslot(id, m->imask);; i = (i + 1) & m->imask) {
+        uint32_t k = m->idx[i];
+        if (k == 0) return NULL;
+        if (m->v[k - 1].t.id == id) return &m->v[k - 1];
+    }
 }
 
-/* A batch (chunk) from a neighbour: a newer tick replaces its set, the same
- * tick adds to it, an older one is dropped. */
+static int gmap_rehash(struct gmap *m, size_t cap) {
+    size_t isz = 16;
+    while (isz < 2 * cap) isz *= 2;
+    uint32_t *idx = calloc(isz, sizeof *idx);
+    gent_t *v = realloc(m->v, cap * sizeof *v);
+    if (idx == NULL || v == NULL) {
+        free(idx);
+        if (v) m->v = v;
+        return SP_ENOMEM;
+    }
+    m->v = v;
+    m->cap = cap;
+    free(m->idx);
+    m->idx = idx;
+    m->imask = isz - 1;
+    for (size_t k = 0; k < m->n; k++) {
+        size_t i = gslot(v[k].t.id, m->imask);
+        while (idx[i]) i = (i + 1) & m->imask;
+        idx[i] = (uint32_t)(k + 1);
+    }
+    return 0;
+}
+
+/* The entry of id, inserted (zeroed, id set) when absent; NULL on OOM. */
+static gent_t *gmap_put(struct gmap *m, uint64_t id, bool *fresh) {
+    gent_t *e = gmap_get(m, id);
+    *fresh = e == NULL;
+    if (e) return e;
+    if (m->n == m->cap && gmap_rehash(m, m->cap ? 2 * m->cap : 256) != 0) return NULL;
+    size_t i = gslot(id, m->imask);
+    while (m->idx[i]) i = (i + 1) & m->imask;
+    e = &m->v[m->n];
+    memset(e, 0, sizeof *e);
+    e->t.id = id;
+    m->idx[i] = (uint32_t)(++m->n);
+    return e;
+}
+
+static void gmap_del(struct gmap *m, uint64_t id) {
+    if (m == NULL || m->idx == NULL) return;
+    size_t i = gslot(id, m->imask);
+    while (m->idx[i] && m->v[m->idx[i] - 1].t.id != id) i = (i + 1) & m->imask;
+    if (m->idx[i] == 0) return;
+    size_t k = m->idx[i] - 1;
+    /* Backward shift: close the hole so every probe chain stays unbroken. */
+    for (size_t j = (i + 1) & m->imask; m->idx[j]; j = (j + 1) & m->imask) {
+        size_t h = gslot(m->v[m->idx[j] - 1].t.id, m->imask);
+        if ((j > i && (h <= i || h > j)) || (j < i && h <= i && h > j)) {
+            m->idx[i] = m->idx[j];
+            i = j;
+        }
+    }
+    m->idx[i] = 0;
+    /* The last entry takes the freed place in the array. */
+    size_t last = --m->n;
+    if (k != last) {
+        m->v[k] = m->v[last];
+        size_t q = gslot(m->v[k].t.id, m->imask);
+        while (m->idx[q] != last + 1) q = (q + 1) & m->imask;
+        m->idx[q] = (uint32_t)(k + 1);
+    }
+}
+
+static void gmap_free(struct gmap *m) {
+    if (m == NULL) return;
+    free(m->v);
+    free(m->idx);
+    free(m);
+}
+
+/* A batch (chunk) from a neighbour: each record an upsert (kind 0: the
+ * entity left the band or the world: dropped). */
 static void ghosts_take(sp_cluster_t *c, const char *p, size_t len) {
     if (len < GH_HEAD || memcmp(p, "SPG1", 4) != 0) return;
     uint32_t from, n;
@@ -1805,56 +1891,48 @@ static void ghosts_take(sp_cluster_t *c, const char *p, size_t len) {
     memcpy(&tick, p + 8, 8);
     memcpy(&n, p + 16, 4);
     if (from >= SP_WORLD_MAX_NODES || from == c->conf.node || (size_t)n * GH_REC != len - GH_HEAD) return;
-    struct ghostset *gs = c->ghosts[from];
-    if (gs && tick < gs->tick) return;
-    size_t keep = gs && tick == gs->tick ? gs->n : 0;
-    if (gs == NULL || keep + n > gs->cap) {
-        size_t cap = (keep + n) * 2 + 64;
-        struct ghostset *ns = realloc(gs, sizeof *ns + cap * sizeof ns->g[0]);
-        if (ns == NULL) return;
-        if (gs == NULL) ns->n = 0;
-        gs = ns;
-        gs->cap = cap;
-        c->ghosts[from] = gs;
-    }
-    gs->tick = tick;
-    gs->n = keep;
+    struct gmap *m = c->ghosts[from];
+    if (m == NULL && (m = c->ghosts[from] = calloc(1, sizeof *m)) == NULL) return;
     const char *r = p + GH_HEAD;
     for (uint32_t k = 0; k < n; k++, r += GH_REC) {
-        ghost_t *g = &gs->g[gs->n];
-        memset(g, 0, sizeof *g);
-        memcpy(&g->t.id, r, 8);
+        uint64_t id;
+        memcpy(&id, r, 8);
+        uint8_t kind = (uint8_t)r[12];
+        if (id == 0) continue;
+        if (kind != SP_KIND_SHIP && kind != SP_KIND_ASTEROID) {
+            gmap_del(m, id);
+            continue;
+        }
+        bool fresh;
+        gent_t *g = gmap_put(m, id, &fresh);
+        if (g == NULL) return;
+        if (!fresh && g->tick > tick) continue; /* (never: one publisher, in order) */
+        g->tick = tick;
         memcpy(&g->t.owner, r + 8, 4);
-        g->t.kind = (uint8_t)r[12];
+        g->t.kind = kind;
         g->t.resource = (int8_t)r[13];
         memcpy(g->t.pos, r + 16, 12);
         memcpy(g->vel, r + 28, 12);
         memcpy(&g->t.radius, r + 40, 4);
         memcpy(&g->hp, r + 44, 4);
         memcpy(&g->t.amount, r + 48, 4);
-        if (g->t.id == 0 || (g->t.kind != SP_KIND_SHIP && g->t.kind != SP_KIND_ASTEROID)) continue;
-        gs->n++;
     }
-    qsort(gs->g, gs->n, sizeof gs->g[0], ghost_cmp);
     c->ls.ghosts_in += n;
 }
 
 int sp_cluster_ghost(const sp_cluster_t *c, uint64_t id, sp_remote_target_t *out, uint32_t *node) {
     uint64_t now = sp_world_tick(c->world);
+    float dt = sp_world_def(c->world)->dt;
     for (uint32_t n = 0; n < SP_WORLD_MAX_NODES; n++) {
-        const struct ghostset *gs = c->ghosts[n];
-        if (gs == NULL || gs->n == 0 || gs->tick + GH_MAX_AGE < now) continue;
-        size_t lo = 0, hi = gs->n;
-        while (lo < hi) {
-            size_t mid = (lo + hi) / 2;
-            if (gs->g[mid].t.id < id) lo = mid + 1;
-            else hi = mid;
-        }
-        if (lo < gs->n && gs->g[lo].t.id == id) {
-            *out = gs->g[lo].t;
-            *node = n;
-            return 0;
-        }
+        gent_t *g = gmap_get(c->ghosts[n], id);
+        if (g == NULL || g->tick + GH_MAX_AGE < now) continue;
+        *out = g->t;
+        /* Where it is now, as the sender predicts it (dead reckoning): it
+         * sends again when the entity leaves that line by GH_EPS. */
+        float ahead = now > g->tick ? (float)(now - g->tick) * dt : 0.0f;
+        for (int k = 0; k < 3; k++) out->pos[k] = g->t.pos[k] + g->vel[k] * ahead;
+        *node = n;
+        return 0;
     }
     return SP_ENOENT;
 }
@@ -1913,12 +1991,11 @@ static int band_nodes(const sp_cluster_t *c, float x, float y, uint32_t out[8]) 
     return n;
 }
 
-static void gh_flush(sp_cluster_t *c, uint32_t node, uint64_t tick) {
+static void gh_flush(sp_cluster_t *c, uint32_t node) {
     size_t len = c->glen[node];
     if (len <= GH_HEAD) return;
     uint32_t n = (uint32_t)((len - GH_HEAD) / GH_REC);
     memcpy(c->gbuf[node] + 16, &n, 4);
-    (void)tick;
     if (room_to_net(c, 4)) { /* (hand-offs first: a full ring drops ghosts, never a hand-off) */
         item_t *it = item_new(IT_GHOSTS);
         if (it) {
@@ -1930,8 +2007,60 @@ static void gh_flush(sp_cluster_t *c, uint32_t node, uint64_t tick) {
             to_net(c, it);
             c->ls.ghosts_out += n;
         }
+    } else {
+        /* Not sent: what the neighbour believes is unknown, so send all
+         * again next time (a dropped batch must not leave it stale). */
+        gmap_free(c->gsent[node]);
+        c->gsent[node] = NULL;
     }
     c->glen[node] = 0;
+}
+
+/* Append one record for node d (kind 0: gone). */
+static void gh_add(sp_cluster_t *c, uint32_t d, const gent_t *e, uint8_t kind, uint64_t tick) {
+    if (c->glen[d] == 0) {
+        if (c->gcap[d] < GH_HEAD + GH_REC * 64) {
+            char *b = realloc(c->gbuf[d], GH_HEAD + GH_REC * 64);
+            if (b == NULL) return;
+            c->gbuf[d] = b;
+            c->gcap[d] = GH_HEAD + GH_REC * 64;
+        }
+        memcpy(c->gbuf[d], "SPG1", 4);
+        memcpy(c->gbuf[d] + 4, &c->conf.node, 4);
+        memcpy(c->gbuf[d] + 8, &tick, 8);
+        c->glen[d] = GH_HEAD;
+    }
+    if (c->glen[d] + GH_REC > c->gcap[d]) {
+        size_t cap = c->gcap[d] * 2;
+        char *b = realloc(c->gbuf[d], cap);
+        if (b == NULL) return;
+        c->gbuf[d] = b;
+        c->gcap[d] = cap;
+    }
+    char *r = c->gbuf[d] + c->glen[d];
+    memset(r, 0, GH_REC);
+    memcpy(r, &e->t.id, 8);
+    memcpy(r + 8, &e->t.owner, 4);
+    r[12] = (char)kind;
+    r[13] = (char)e->t.resource;
+    memcpy(r + 16, e->t.pos, 12);
+    memcpy(r + 28, e->vel, 12);
+    memcpy(r + 40, &e->t.radius, 4);
+    memcpy(r + 44, &e->hp, 4);
+    memcpy(r + 48, &e->t.amount, 4);
+    c->glen[d] += GH_REC;
+    if ((c->glen[d] - GH_HEAD) / GH_REC >= GH_CHUNK) gh_flush(c, d);
+}
+
+static bool drifted(const gent_t *s, const sp_entity_info_t *e, uint64_t tick, float dt) {
+    if (tick >= s->tick + GH_REFRESH) return true; /* a refresh: keeps the neighbour's copy alive */
+    if (e->hp != s->hp || e->owner != s->t.owner || e->amount != s->t.amount || e->radius != s->t.radius) return true;
+    float ahead = (float)(tick - s->tick) * dt;
+    for (int k = 0; k < 3; k++) {
+        if (fabsf(e->vel[k] - s->vel[k]) > GH_EPS) return true;
+        if (fabsf(s->t.pos[k] + s->vel[k] * ahead - e->pos[k]) > GH_EPS) return true;
+    }
+    return false;
 }
 
 static int ghost_scan(void *ctx, sp_entity_id_t id, float x, float y) {
@@ -1943,51 +2072,54 @@ static int ghost_scan(void *ctx, sp_entity_id_t id, float x, float y) {
     if (sp_world_inspect(c->world, id, &e) != 0) return 0;
     if (e.kind != SP_KIND_SHIP && e.kind != SP_KIND_ASTEROID) return 0;
     uint64_t tick = sp_world_tick(c->world);
+    float dt = sp_world_def(c->world)->dt;
     for (int k = 0; k < nn; k++) {
         uint32_t d = nodes[k];
-        if (c->glen[d] == 0) {
-            if (c->gcap[d] < GH_HEAD + GH_REC * 64) {
-                char *b = realloc(c->gbuf[d], GH_HEAD + GH_REC * 64);
-                if (b == NULL) continue;
-                c->gbuf[d] = b;
-                c->gcap[d] = GH_HEAD + GH_REC * 64;
-            }
-            memcpy(c->gbuf[d], "SPG1", 4);
-            memcpy(c->gbuf[d] + 4, &c->conf.node, 4);
-            memcpy(c->gbuf[d] + 8, &tick, 8);
-            c->glen[d] = GH_HEAD;
-        }
-        if (c->glen[d] + GH_REC > c->gcap[d]) {
-            size_t cap = c->gcap[d] * 2;
-            char *b = realloc(c->gbuf[d], cap);
-            if (b == NULL) continue;
-            c->gbuf[d] = b;
-            c->gcap[d] = cap;
-        }
-        char *r = c->gbuf[d] + c->glen[d];
-        memset(r, 0, GH_REC);
-        memcpy(r, &id, 8);
-        memcpy(r + 8, &e.owner, 4);
-        r[12] = (char)e.kind;
-        r[13] = (char)e.resource;
-        memcpy(r + 16, e.pos, 12);
-        memcpy(r + 28, e.vel, 12);
-        memcpy(r + 40, &e.radius, 4);
-        memcpy(r + 44, &e.hp, 4);
-        memcpy(r + 48, &e.amount, 4);
-        c->glen[d] += GH_REC;
-        if ((c->glen[d] - GH_HEAD) / GH_REC >= GH_CHUNK) gh_flush(c, d, tick);
+        struct gmap *m = c->gsent[d];
+        if (m == NULL && (m = c->gsent[d] = calloc(1, sizeof *m)) == NULL) continue;
+        bool fresh;
+        gent_t *s = gmap_put(m, id, &fresh);
+        if (s == NULL) continue;
+        s->mark = c->gmark;
+        /* Dead reckoning: the neighbour extrapolates pos + vel * time, so
+         * an entity on a straight line is sent only every GH_REFRESH ticks. */
+        if (!fresh && !drifted(s, &e, tick, dt)) continue;
+        s->t.kind = e.kind;
+        s->t.resource = e.resource;
+        s->t.owner = e.owner;
+        memcpy(s->t.pos, e.pos, sizeof s->t.pos);
+        memcpy(s->vel, e.vel, sizeof s->vel);
+        s->t.radius = e.radius;
+        s->hp = e.hp;
+        s->t.amount = e.amount;
+        s->tick = tick;
+        gh_add(c, d, s, e.kind, tick);
     }
     return 0;
 }
 
-/* After the step's hand-offs: this step's ghosts to each neighbour. */
+/* After the step's hand-offs: this step's ghosts to each neighbour: what
+ * entered the band or left the line it was predicted on, and "gone" for
+ * what left the band (or the world). */
 static void ghosts_publish(sp_cluster_t *c) {
     if (c->band <= 0.0f) return;
+    c->gmark++;
     sp_world_foreach_xy(c->world, ghost_scan, c);
     uint64_t tick = sp_world_tick(c->world);
-    for (uint32_t n = 0; n < SP_WORLD_MAX_NODES; n++)
-        if (c->glen[n]) gh_flush(c, n, tick);
+    for (uint32_t n = 0; n < SP_WORLD_MAX_NODES; n++) {
+        struct gmap *m = c->gsent[n];
+        for (size_t k = 0; m && k < m->n;) {
+            if (m->v[k].mark == c->gmark) {
+                k++;
+                continue;
+            }
+            uint64_t id = m->v[k].t.id;
+            gh_add(c, n, &m->v[k], 0, tick);
+            if (c->gsent[n] != m) break; /* a batch was dropped with the table: all goes again next time */
+            gmap_del(m, id);             /* the last entry moved to k: look at k again */
+        }
+        if (c->glen[n]) gh_flush(c, n);
+    }
 }
 
 void sp_cluster_apply(sp_cluster_t *c) {
@@ -2408,7 +2540,8 @@ void sp_cluster_free(sp_cluster_t *c) {
     natsSubscription_Destroy(c->hit_sub);
     kvWatcher_Destroy(c->cells_w);
     for (uint32_t n = 0; n < SP_WORLD_MAX_NODES; n++) {
-        free(c->ghosts[n]);
+        gmap_free(c->ghosts[n]);
+        gmap_free(c->gsent[n]);
         free(c->gbuf[n]);
     }
     for (size_t k = 0; k < c->nearly; k++) free_item(c->early[k]);
