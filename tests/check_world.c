@@ -845,6 +845,61 @@ START_TEST(test_ai_chunks_tag_messages_and_miner_mines_fighter_fires) {
 }
 END_TEST
 
+/* A fighter sees across a border: with no ship near it in its own world but
+ * one in the ghost frame (another process's ship near the border), it
+ * steers at the ghost and fires at its id; a nearer ship of its own world
+ * wins over a ghost; without the ghost frame it only patrols. */
+START_TEST(test_ai_fighter_targets_a_ghost_ship) {
+    sp_entity_id_t fighter;
+    float pf[3] = {-40, 0, 0};
+    ck_assert_int_eq(sp_world_spawn_ship(W, 0, SP_ENT_FIGHTER, pf, &fighter), 0);
+    sp_frame_t *f = sp_world_publish_frame(W);
+    /* The ghost frame: one ship of another node's id range. */
+    sp_frame_row_t g;
+    memset(&g, 0, sizeof g);
+    g.id = (3ull << 43) | 7;
+    g.pos[0] = 80 * SP_FRAME_POS_SCALE; /* 120 away: in range, beyond the standoff */
+    g.hp = g.max_hp = 100 * SP_FRAME_HP_SCALE;
+    g.radius = 2 * SP_FRAME_RADIUS_SCALE;
+    g.owner = 9;
+    g.kind = SP_KIND_SHIP;
+    g.resource = -1;
+    sp_frame_t *gf = sp_frame_from_rows(W, f->tick, &g, 1);
+    ck_assert_ptr_nonnull(gf);
+    sp_msg_t out[8];
+    size_t n = 0;
+    int fired = 0;
+    ck_assert_int_eq(sp_ai_run_chunk_ghosts(f, gf, 0, 1, f->tick, out, 8, &n), 0);
+    for (size_t k = 0; k < n; k++)
+        if (out[k].kind == SP_MSG_WEAPON_FIRED) {
+            ck_assert_uint_eq(out[k].u.weapon_fired.ship_id, fighter);
+            ck_assert_uint_eq(out[k].u.weapon_fired.target_id, g.id);
+            fired++;
+        } else {
+            ck_assert_uint_eq(out[k].kind, SP_MSG_SHIP_MOVEMENT);
+            ck_assert_float_gt(out[k].u.ship_movement.velocity[0], 0.0f); /* toward the ghost, at +x */
+        }
+    ck_assert_int_eq(fired, 1);
+    /* Without ghosts: nothing to shoot. */
+    ck_assert_int_eq(sp_ai_run_chunk(f, 0, 1, f->tick, out, 8, &n), 0);
+    for (size_t k = 0; k < n; k++) ck_assert_uint_ne(out[k].kind, SP_MSG_WEAPON_FIRED);
+    sp_frame_release(f);
+    /* A ship of its own world, nearer than the ghost, is the one it fires at. */
+    sp_entity_id_t near = ship_at(5, -40, 30, 0);
+    f = sp_world_publish_frame(W);
+    ck_assert_int_eq(sp_ai_run_chunk_ghosts(f, gf, 0, 1, f->tick, out, 8, &n), 0);
+    fired = 0;
+    for (size_t k = 0; k < n; k++)
+        if (out[k].kind == SP_MSG_WEAPON_FIRED) {
+            ck_assert_uint_eq(out[k].u.weapon_fired.target_id, near);
+            fired++;
+        }
+    ck_assert_int_eq(fired, 1);
+    sp_frame_release(f);
+    sp_frame_release(gf);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- demo */
 
 START_TEST(test_world_populate_demo_deterministic_from_seed) {
@@ -1191,6 +1246,7 @@ static Suite *world_suite(void) {
         {"frame_threads", test_frame_released_concurrently_last_one_frees},
         {"frame_capture", test_frame_built_from_capture_on_other_thread_equals_published},
         {"ai", test_ai_chunks_tag_messages_and_miner_mines_fighter_fires},
+        {"ai", test_ai_fighter_targets_a_ghost_ship},
         {"ai_ships_index", test_ai_ships_index_decides_as_the_full_scan},
         {"demo", test_world_populate_demo_deterministic_from_seed},
         {"respawn", test_world_respawn_tops_up_npcs_and_asteroids_at_fixed_rate_deterministically},

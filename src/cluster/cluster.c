@@ -1960,6 +1960,74 @@ int sp_cluster_send_hit(sp_cluster_t *c, uint32_t node, int what, uint64_t targe
     return 0;
 }
 
+int sp_cluster_fire_at_ghost(sp_cluster_t *c, uint64_t shooter, uint64_t target, sp_fire_result_t *out) {
+    sp_remote_target_t t;
+    uint32_t node;
+    if (sp_cluster_ghost(c, target, &t, &node) != 0) return SP_ENOENT;
+    int r = sp_world_fire_remote(c->world, shooter, &t, out);
+    if (r == 0 && out->hit && sp_cluster_send_hit(c, node, SP_CLUSTER_HIT_DAMAGE, target, shooter, out->damage) != 0)
+        SP_LOGW("cluster: a hit across the border on %" PRIu64 " not sent (NATS behind)", target);
+    return r;
+}
+
+int sp_cluster_mine_ghost(sp_cluster_t *c, uint64_t ship, uint64_t asteroid, sp_mine_result_t *out) {
+    sp_remote_target_t t;
+    uint32_t node;
+    if (sp_cluster_ghost(c, asteroid, &t, &node) != 0) return SP_ENOENT;
+    int r = sp_world_mine_remote(c->world, ship, &t, out);
+    if (r == 0 && sp_cluster_send_hit(c, node, SP_CLUSTER_HIT_DEPLETE, asteroid, ship, out->amount) != 0)
+        SP_LOGW("cluster: mining across the border of %" PRIu64 " not sent (NATS behind)", asteroid);
+    return r;
+}
+
+static int row_id_cmp(const void *a, const void *b) {
+    uint64_t x = ((const sp_frame_row_t *)a)->id, y = ((const sp_frame_row_t *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
+sp_frame_t *sp_cluster_ghost_frame(sp_cluster_t *c) {
+    uint64_t now = sp_world_tick(c->world);
+    float dt = sp_world_def(c->world)->dt;
+    size_t n = 0;
+    for (uint32_t k = 0; k < SP_WORLD_MAX_NODES; k++)
+        if (c->ghosts[k]) n += c->ghosts[k]->n;
+    if (n == 0) return NULL;
+    sp_frame_row_t *rows = malloc(n * sizeof *rows);
+    if (rows == NULL) return NULL;
+    size_t m = 0;
+    sp_entity_info_t here;
+    for (uint32_t k = 0; k < SP_WORLD_MAX_NODES; k++) {
+        const struct gmap *g = c->ghosts[k];
+        for (size_t i = 0; g && i < g->n; i++) {
+            const gent_t *e = &g->v[i];
+            /* (not one this world holds now: it came over since its ghost was sent) */
+            if (e->t.kind != SP_KIND_SHIP || e->tick + GH_MAX_AGE < now || sp_world_inspect(c->world, e->t.id, &here) == 0)
+                continue;
+            sp_frame_row_t *r = &rows[m++];
+            memset(r, 0, sizeof *r);
+            r->id = e->t.id;
+            float ahead = now > e->tick ? (float)(now - e->tick) * dt : 0.0f;
+            for (int a = 0; a < 3; a++) {
+                r->pos[a] = (int32_t)lroundf((e->t.pos[a] + e->vel[a] * ahead) * SP_FRAME_POS_SCALE);
+                r->vel[a] = (int32_t)lroundf(e->vel[a] * SP_FRAME_VEL_SCALE);
+            }
+            r->hp = r->max_hp = (uint32_t)lroundf(e->hp > 0 ? e->hp * SP_FRAME_HP_SCALE : 0);
+            r->owner = e->t.owner;
+            r->radius = (uint16_t)lroundf(e->t.radius * SP_FRAME_RADIUS_SCALE);
+            r->kind = SP_KIND_SHIP;
+            r->resource = -1;
+        }
+    }
+    qsort(rows, m, sizeof *rows, row_id_cmp);
+    /* (an id twice: two neighbours each sent it across one hand-off; keep one) */
+    size_t u = 0;
+    for (size_t i = 0; i < m; i++)
+        if (u == 0 || rows[u - 1].id != rows[i].id) rows[u++] = rows[i];
+    sp_frame_t *f = u ? sp_frame_from_rows(c->world, now, rows, (uint32_t)u) : NULL;
+    free(rows);
+    return f;
+}
+
 /* A hit from a neighbour's ship on an entity here. */
 static void hit_apply(sp_cluster_t *c, const char *p, size_t len) {
     if (len != 28 || memcmp(p, "SPH1", 4) != 0) return;

@@ -38,6 +38,7 @@
 #include <uv.h>
 
 #include "cluster/cells.h"
+#include "sim/frame.h"
 #include "sim/handoff.h"
 #include "sim/world.h"
 
@@ -155,6 +156,15 @@ int sp_cluster_ghost(const sp_cluster_t *c, uint64_t id, sp_remote_target_t *out
  * by the shooter), 2 = deplete (value amount, by the miner). Core NATS, at
  * most once. 0, SP_EAGAIN (the ring toward NATS is full, or fenced: not
  * sent), SP_ENOMEM. Loop. */
+/* Fire ship `shooter` of this world at `target`, another daemon's entity
+ * known here as a ghost: sp_world_fire_remote, then the damage to the
+ * ghost's daemon. Returns as sp_world_fire (SP_ENOENT: no such ghost). Loop. */
+int sp_cluster_fire_at_ghost(sp_cluster_t *c, uint64_t shooter, uint64_t target, sp_fire_result_t *out);
+/* The same for mining an asteroid known as a ghost. */
+int sp_cluster_mine_ghost(sp_cluster_t *c, uint64_t ship, uint64_t asteroid, sp_mine_result_t *out);
+/* A frame of the ghost ships (positions extrapolated to the world's tick),
+ * for the NPC fighters' AI; one reference; NULL when there are none (or OOM). Loop. */
+sp_frame_t *sp_cluster_ghost_frame(sp_cluster_t *c);
 #define SP_CLUSTER_HIT_DAMAGE 1
 #define SP_CLUSTER_HIT_DEPLETE 2
 int sp_cluster_send_hit(sp_cluster_t *c, uint32_t node, int what, uint64_t target, uint64_t by, float value);

@@ -115,7 +115,7 @@ static void chunk_work(sp_pool_job_t *job, void **scratch) {
     msgbuf_t *b = chunk_buffer(scratch, need);
     size_t n = 0;
     if (b != NULL && b->cap >= need &&
-        sp_ai_run_chunk(f, j->chunk, j->nchunks, f->tick, b->m, b->cap, &n) != 0)
+        sp_ai_run_chunk_ghosts(f, j->round->ghosts, j->chunk, j->nchunks, f->tick, b->m, b->cap, &n) != 0)
         n = 0;
     if (b == NULL || b->cap < need) SP_LOGE("out of memory for NPC AI chunk %u: its NPCs skip this round", j->chunk);
     if (n > 0) send_all(j->ar, b->m, n);
@@ -221,7 +221,11 @@ static void apply(sp_airound_t *ar, sp_world_t *w) {
         if (i + AHEAD_MAP < ar->n) sp_world_prefetch_msg(w, &m[i + AHEAD_MAP], 0);
         if (i + AHEAD_SLOT < ar->n) sp_world_prefetch_msg(w, &m[i + AHEAD_SLOT], 1);
         if (m[i].hdr.tick != ar->tick || sp_msg_validate(&m[i]) != 0) continue;
-        (void)sp_world_apply_msg(w, &m[i]); /* a stale intent is normal */
+        int r = sp_world_apply_msg(w, &m[i]); /* a stale intent is normal */
+        /* A fighter's shot at a ghost (a ship across the border): fired
+         * there by the cluster's hook. */
+        if (r == SP_ENOENT && m[i].kind == SP_MSG_WEAPON_FIRED && ar->fire_ghost)
+            ar->fire_ghost(ar->fire_ghost_ctx, m[i].u.weapon_fired.ship_id, m[i].u.weapon_fired.target_id);
     }
     ar->st->worker_msgs += ar->n;
     ar->n = 0;

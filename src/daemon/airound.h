@@ -61,6 +61,10 @@ typedef struct sp_airound {
     uint32_t chunks_done;
     sp_msg_t *msgs, *tmp;       /* the round's messages, collected from the inbox */
     size_t n, cap, tmp_cap;
+    /* A cluster daemon's: fire an NPC's shot at a target this world does
+     * not hold (a ghost); NULL: such intents fail as stale. Loop thread. */
+    void (*fire_ghost)(void *ctx, uint64_t shooter, uint64_t target);
+    void *fire_ghost_ctx;
 } sp_airound_t;
 
 void sp_airound_init(sp_airound_t *ar, sp_pool_t *pool, sp_bus_t *bus, sp_dstats_t *st, uint64_t period,

@@ -4,6 +4,8 @@
 
 #include <stdlib.h>
 
+#include "cluster/cluster.h"
+
 #include "daemon/clock.h"
 #include "daemon/log.h"
 #include "daemon/round.h"
@@ -171,6 +173,7 @@ void sp_frames_publish(sp_daemon_t *d) {
     }
     r->cap = cap;
     r->events = sp_events_take(&d->events);
+    if (d->cluster) r->ghosts = sp_cluster_ghost_frame(d->cluster); /* the fighters see across borders */
     sp_snapshots_prepare(d, r);
     sp_airound_begin(&d->ai, r);
     bj->job.work = build_work;

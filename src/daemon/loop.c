@@ -462,6 +462,13 @@ static size_t pow2_at_least(size_t n) {
     return p;
 }
 
+/* An NPC fighter's shot at a ship across the border (airound.h). */
+static void fire_ghost(void *ctx, uint64_t shooter, uint64_t target) {
+    sp_daemon_t *d = ctx;
+    sp_fire_result_t fr;
+    (void)sp_cluster_fire_at_ghost(d->cluster, shooter, target, &fr); /* a missing ghost: stale, as any intent */
+}
+
 /* The bus (AI intents in, alerts out) and the worker pool. */
 static int start_workers(sp_daemon_t *d) {
     size_t npc = d->world ? sp_world_count_kind(d->world, SP_KIND_SHIP) : 0;
@@ -489,6 +496,10 @@ static int start_workers(sp_daemon_t *d) {
         return r;
     }
     sp_airound_init(&d->ai, d->pool, &d->bus, &d->st, d->snap_every, on_ai_ready, d);
+    if (d->cluster) {
+        d->ai.fire_ghost = fire_ghost;
+        d->ai.fire_ghost_ctx = d;
+    }
     return 0;
 }
 

@@ -311,18 +311,8 @@ static void method_fire(const sp_request_t *q) {
     if (!action_params(q, &ship, &target)) return;
     sp_fire_result_t fr;
     int r = sp_world_fire(q->d->world, ship, target, &fr);
-    if (r == SP_ENOENT && q->d->cluster) {
-        /* A target across a border: its ghost here, the damage to its daemon. */
-        sp_remote_target_t t;
-        uint32_t node;
-        if (sp_cluster_ghost(q->d->cluster, target, &t, &node) == 0) {
-            r = sp_world_fire_remote(q->d->world, ship, &t, &fr);
-            if (r == 0 && fr.hit &&
-                sp_cluster_send_hit(q->d->cluster, node, SP_CLUSTER_HIT_DAMAGE, target, ship, fr.damage) != 0)
-                SP_LOGW("client %u: a hit across the border on %llu not sent (NATS behind)", q->c->session.id,
-                        (unsigned long long)target);
-        }
-    }
+    /* A target across a border: its ghost here, the damage to its daemon. */
+    if (r == SP_ENOENT && q->d->cluster) r = sp_cluster_fire_at_ghost(q->d->cluster, ship, target, &fr);
     if (r < 0) {
         action_error(q, &fire, r);
         return;
@@ -342,17 +332,8 @@ static void method_mine(const sp_request_t *q) {
     if (!action_params(q, &ship, &ast)) return;
     sp_mine_result_t mr;
     int r = sp_world_mine(q->d->world, ship, ast, &mr);
-    if (r == SP_ENOENT && q->d->cluster) {
-        /* An asteroid across a border: its ghost here, the amount off it at its daemon. */
-        sp_remote_target_t t;
-        uint32_t node;
-        if (sp_cluster_ghost(q->d->cluster, ast, &t, &node) == 0) {
-            r = sp_world_mine_remote(q->d->world, ship, &t, &mr);
-            if (r == 0 && sp_cluster_send_hit(q->d->cluster, node, SP_CLUSTER_HIT_DEPLETE, ast, ship, mr.amount) != 0)
-                SP_LOGW("client %u: mining across the border of %llu not sent (NATS behind)", q->c->session.id,
-                        (unsigned long long)ast);
-        }
-    }
+    /* An asteroid across a border: its ghost here, the amount off it at its daemon. */
+    if (r == SP_ENOENT && q->d->cluster) r = sp_cluster_mine_ghost(q->d->cluster, ship, ast, &mr);
     if (r < 0) {
         action_error(q, &mine, r);
         return;

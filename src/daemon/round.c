@@ -23,6 +23,7 @@ void sp_round_release(sp_round_t *r) {
      * happen before another thread's free (release). */
     if (atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) != 1) return;
     sp_frame_release(r->frame);
+    sp_frame_release(r->ghosts);
     sp_world_capture_free(r->cap);
     sp_evset_release(r->events);
     free(r->snap);

@@ -30,6 +30,8 @@ typedef struct sp_round {
     uint64_t tick;            /* world tick of the capture */
     sp_world_capture_t *cap;  /* filled by the loop; the build gives it back */
     const sp_frame_t *frame;  /* see above */
+    const sp_frame_t *ghosts; /* cluster: the neighbours' ships near the border at the round's
+                               * start (one reference; NULL: none), for the fighters' AI */
     sp_evset_t *events;       /* the round's events (one reference); NULL when none */
     sp_pool_job_t **snap;     /* prepared snapshot jobs (see above) */
     size_t nsnap;

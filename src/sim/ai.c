@@ -32,7 +32,7 @@ static void near_visit(void *ctx, uint32_t row) {
     if ((int)(tag & ~SP_FRAME_TAG_FIGHTER) != n->want) return;
     if (n->want == SP_KIND_SHIP && (tag & SP_FRAME_TAG_FIGHTER)) return;
     const sp_frame_row_t *o = &n->f->rows[row];
-    if (o == n->me) return;
+    if (o->id == n->me->id) return; /* (by id: a ghost frame may hold a copy of it for a step) */
     float dx = sp_frame_pos(o->pos[0]) - n->p[0], dy = sp_frame_pos(o->pos[1]) - n->p[1],
           dz = sp_frame_pos(o->pos[2]) - n->p[2];
     float d = sqrtf(dx * dx + dy * dy + dz * dz);
@@ -102,6 +102,11 @@ static void steer(ctx_t *c, const sp_frame_t *f, const sp_frame_row_t *me, const
 
 int sp_ai_run_chunk(const sp_frame_t *f, uint32_t chunk, uint32_t nchunks, uint64_t tick,
                     sp_msg_t *out, size_t cap, size_t *n_out) {
+    return sp_ai_run_chunk_ghosts(f, NULL, chunk, nchunks, tick, out, cap, n_out);
+}
+
+int sp_ai_run_chunk_ghosts(const sp_frame_t *f, const sp_frame_t *ghosts, uint32_t chunk, uint32_t nchunks,
+                           uint64_t tick, sp_msg_t *out, size_t cap, size_t *n_out) {
     if (f == NULL || n_out == NULL || nchunks == 0 || chunk >= nchunks) return SP_EINVAL;
     uint32_t first, end;
     sp_ai_chunk_range(f, chunk, nchunks, &first, &end);
@@ -124,6 +129,18 @@ int sp_ai_run_chunk(const sp_frame_t *f, uint32_t chunk, uint32_t nchunks, uint6
             else sp_frame_visit_sphere(f, p[0], p[1], p[2], SP_AI_SENSE_RADIUS, near_visit, &nr);
             const sp_frame_row_t *best = nr.best == UINT32_MAX ? NULL : &f->rows[nr.best];
             float bestd = nr.bestd;
+            if (want == SP_KIND_SHIP && ghosts != NULL) {
+                /* Fighters see across the border: the ghosts' ships too, the
+                 * nearer one wins (a tie: the one of this world). Miners
+                 * keep to this world's asteroids (their intent names no
+                 * asteroid: the world mines its nearest). */
+                near_t ng = {ghosts, me, {p[0], p[1], p[2]}, want, UINT32_MAX, 0.0f};
+                sp_frame_visit_sphere_ships(ghosts, p[0], p[1], p[2], SP_AI_SENSE_RADIUS, near_visit, &ng);
+                if (ng.best != UINT32_MAX && (best == NULL || ng.bestd < bestd)) {
+                    best = &ghosts->rows[ng.best];
+                    bestd = ng.bestd;
+                }
+            }
             if (best != NULL) {
                 float tx = sp_frame_pos(best->pos[0]), ty = sp_frame_pos(best->pos[1]),
                       tz = sp_frame_pos(best->pos[2]);
