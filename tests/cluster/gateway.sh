@@ -18,94 +18,18 @@ PY=/usr/bin/python3
 command -v nats-server >/dev/null || { echo "gateway.sh: FAIL: nats-server missing (./quickstart.sh test installs it)" >&2; exit 1; }
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 exec "$PY" - "$DAEMON" "$SRC" "${CK_TIMEOUT_MULTIPLIER:-1}" <<'PYEOF'
-import math, os, re, signal, socket, subprocess, sys, tempfile, time
+import math, os, re, signal, socket, subprocess, sys, time
 daemon, src, mult = sys.argv[1], sys.argv[2], float(sys.argv[3])
 sys.path.insert(0, os.path.join(src, "clients", "python"))
-import msgpack
-from spacesim.world import World
+sys.path.insert(0, os.path.join(src, "tests", "cluster"))
+from harness import Client as _Client, Cluster, free_ports
 build = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(daemon))))
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
-def free(port):
-    try:
-        s = socket.socket(); s.bind(("127.0.0.1", port)); s.close(); return True
-    except OSError:
-        return False
-# Gateways on P and P - 1, daemons on P + 1 .. P + 4: six free ports in a row.
-for _ in range(200):
-    port = free_port()
-    if all(free(port + k) for k in range(-1, 5)): break
-err = tempfile.TemporaryFile(mode="w+")
-p = subprocess.Popen([os.path.join(src, "contrib", "cluster.sh"), build, "--daemons", "4", "--cells", "2x2",
-                      "--port", str(port), "--http-port", "0", "--gateways", "2", "--",
-                      "--demo-asteroids", "0", "--demo-npcs", "0", "--workers", "1"],
-                     stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
-def stop_session(*_):
-    try: os.killpg(p.pid, signal.SIGTERM)
-    except OSError: pass
-    sys.exit(1)
-for sig in (signal.SIGTERM, signal.SIGHUP): signal.signal(sig, stop_session)
-def output():
-    err.seek(0); return err.read()
-def fail(msg):
-    sys.stderr.write("gateway.sh: FAIL: %s\n---- cluster.sh said:\n%s" % (msg, output()))
-    m = re.search(r"\(log (/tmp/spacesim-cluster\.[^/]+)/gw0\.log\)", output())
-    if m:
-        for name in ("gw0.log", "gw1.log", "node0.log"):
-            try:
-                with open(os.path.join(m.group(1), name)) as f: sys.stderr.write("---- %s (tail):\n%s" % (name, "".join(f.readlines()[-15:])))
-            except OSError: pass
-    try:
-        os.killpg(p.pid, signal.SIGTERM)
-        p.wait(timeout=30 * mult)
-    except (OSError, subprocess.TimeoutExpired):
-        try: os.killpg(p.pid, signal.SIGKILL)
-        except OSError: pass
-    sys.exit(1)
-def wait(what, cond, limit=90):
-    deadline = time.monotonic() + limit * mult
-    while time.monotonic() < deadline:
-        if p.poll() is not None: fail("cluster.sh exited (%d) while waiting until %s" % (p.returncode, what))
-        r = cond()
-        if r: return r
-        time.sleep(0.1)
-    fail("not %s within the time limit" % what)
-wait("cluster.sh has started everything", lambda: "Ctrl-C stops all." in output())
-
-class Client:
-    """A MessagePack-RPC client that applies every snapshot to its World and
-    hands each one, after applying, to on_snapshot."""
-    def __init__(self, port, name, on_snapshot=None):
-        self.s = socket.create_connection(("127.0.0.1", port), 10)
-        self.s.settimeout(30 * mult)
-        self.u = msgpack.Unpacker(raw=False, max_buffer_size=64 << 20)
-        self.mid = 0
-        self.world = World()
-        self.on_snapshot = on_snapshot
-        self.answers = {}
-        r = self.call("hello", name)
-        self.session = r["session"]
-    def pump(self):
-        data = self.s.recv(1 << 20)
-        if not data: fail("a gateway closed a client's connection")
-        self.u.feed(data)
-        for msg in self.u:
-            if msg[0] == 1:
-                self.answers[msg[1]] = msg
-            elif msg[0] == 2 and msg[1] == "snapshot":
-                self.world.apply(msg[2])
-                if self.on_snapshot: self.on_snapshot(self, msg[2][0])
-    def send(self, method, *params):
-        self.mid += 1
-        self.s.sendall(msgpack.packb([0, self.mid, method, list(params)]))
-        return self.mid
-    def answer(self, mid):
-        while mid not in self.answers: self.pump()
-        return self.answers.pop(mid)
-    def call(self, method, *params, ok=True):
-        a = self.answer(self.send(method, *params))
-        if ok and a[2] is not None: fail("%s answered %r" % (method, a[2]))
-        return a[3] if ok else a
+port = free_ports(range(-1, 5))
+cluster = Cluster("gateway.sh", src, build, ["--daemons", "4", "--cells", "2x2", "--port", str(port), "--http-port", "0", "--gateways", "2", "--",
+                "--demo-asteroids", "0", "--demo-npcs", "0", "--workers", "1"], mult, logs=("gw0.log", "gw1.log", "node0.log"))
+p, fail, output = cluster.p, cluster.fail, cluster.output
+def wait(what, cond, limit=90): return cluster.wait(what, cond, limit)
+def Client(port, name, on_snapshot=None): return _Client(cluster, port, name, on_snapshot)
 
 # ---- client A of gateway 0: its ship, followed snapshot by snapshot
 MAXSPEED = 60.0            # the world's ship_max_speed (units/s)
