@@ -7,6 +7,7 @@
 #include "helpers/sp_check.h"
 #include "sim/ai.h"
 #include "sim/frame.h"
+#include "sim/handoff.h"
 #include "sim/save.h"
 #include "sim/world.h"
 
@@ -845,6 +846,46 @@ START_TEST(test_ai_chunks_tag_messages_and_miner_mines_fighter_fires) {
 }
 END_TEST
 
+/* Collisions across a border: a ship of this world running at 30 units/s
+ * into a body another world holds (at rest, overlapping) takes this side's
+ * share of the contact: its velocity cut as the contact shares it, collision damage for the
+ * closing speed over the threshold, pushed out of the overlap, a COLLISION
+ * event naming the body; a body farther than the radii is not touched, and
+ * neither is a body of the ship's own id (its own ghost). */
+START_TEST(test_world_collide_remote_one_side) {
+    sp_entity_id_t s = ship_at(3, 0, 0, 0);
+    float v[3] = {30, 0, 0};
+    ck_assert_int_eq(sp_world_set_velocity(W, s, v), 0);
+    sp_remote_body_t b[3];
+    memset(b, 0, sizeof b);
+    b[0] = (sp_remote_body_t){.id = (5ull << 43) | 1, .kind = SP_KIND_SHIP, .owner = 9, .pos = {3.5f, 0, 0}, .radius = 2};
+    b[1] = (sp_remote_body_t){.id = (5ull << 43) | 2, .kind = SP_KIND_SHIP, .pos = {0, 50, 0}, .radius = 2};
+    b[2] = (sp_remote_body_t){.id = s, .kind = SP_KIND_SHIP, .pos = {0.5f, 0, 0}, .radius = 2};
+    sp_entity_info_t before, after;
+    ck_assert_int_eq(sp_world_inspect(W, s, &before), 0);
+    ck_assert_int_eq(sp_world_collide_remote(W, b, 3), 1);
+    ck_assert_int_eq(sp_world_inspect(W, s, &after), 0);
+    /* Equal masses, the body at rest: this side keeps 30 - 15 (1 + e) (the
+     * body's world gives it the rest). */
+    float e = sp_world_def(W)->restitution;
+    ck_assert_float_eq_tol(after.vel[0], 30.0f - 15.0f * (1.0f + e), 1e-3f);
+    ck_assert_float_lt(after.hp, before.hp);          /* closing 30 > the threshold 10 */
+    ck_assert_float_lt(after.pos[0], before.pos[0]);  /* pushed out of the overlap, away from +x */
+    ck_assert_int_eq(sp_world_step(W), 0);
+    size_t n = 0;
+    const sp_world_event_t *ev = sp_world_events(W, &n);
+    int seen = 0;
+    for (size_t k = 0; k < n; k++)
+        if (ev[k].type == SP_EV_COLLISION && ev[k].subject == s && ev[k].other == b[0].id) {
+            ck_assert_uint_eq(ev[k].other_owner, 9);
+            seen++;
+        }
+    ck_assert_int_eq(seen, 1);
+    ck_assert_int_eq(sp_world_collide_remote(W, NULL, 0), 0);
+    ck_assert_int_eq(sp_world_collide_remote(NULL, b, 1), SP_EINVAL);
+}
+END_TEST
+
 /* A fighter sees across a border: with no ship near it in its own world but
  * one in the ghost frame (another process's ship near the border), it
  * steers at the ghost and fires at its id; a nearer ship of its own world
@@ -1247,6 +1288,7 @@ static Suite *world_suite(void) {
         {"frame_capture", test_frame_built_from_capture_on_other_thread_equals_published},
         {"ai", test_ai_chunks_tag_messages_and_miner_mines_fighter_fires},
         {"ai", test_ai_fighter_targets_a_ghost_ship},
+        {"ai", test_world_collide_remote_one_side},
         {"ai_ships_index", test_ai_ships_index_decides_as_the_full_scan},
         {"demo", test_world_populate_demo_deterministic_from_seed},
         {"respawn", test_world_respawn_tops_up_npcs_and_asteroids_at_fixed_rate_deterministically},

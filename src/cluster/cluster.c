@@ -135,6 +135,7 @@ typedef struct loopstat {
     uint64_t backoffs;    /* bounced entities that came back here and wait BACKOFF_TICKS */
     uint64_t ghosts_in, ghosts_out; /* ghost records received, sent */
     uint64_t hits_in, hits_out, hits_lost; /* actions across a border applied here, sent, for an entity gone */
+    uint64_t ghost_contacts; /* collisions of entities here with ghosts (this side's share applied) */
     uint64_t resumed_in, resumed_out; /* the resume's replay: imported, departed again */
     uint64_t hop[HOP_BUCKETS]; /* crossings by how many ticks after its sender's step they were imported:
                                 * 0, 1, ..., HOP_BUCKETS - 2, and more (the last) */
@@ -199,6 +200,8 @@ struct sp_cluster {
     struct gmap *ghosts[SP_WORLD_MAX_NODES]; /* received, per neighbour: id -> its newest record */
     struct gmap *gsent[SP_WORLD_MAX_NODES];  /* sent, per neighbour: what it believes (dead reckoning) */
     uint32_t gmark;                          /* the scan's number (gent_t.mark) */
+    sp_remote_body_t *gbody;                 /* ghosts_collide's scratch */
+    size_t gbody_cap;
     float band;                 /* border band width, world units (0: no ghosts) */
     char *gbuf[SP_WORLD_MAX_NODES]; /* batches being built this step, per node (malloc'd) */
     size_t glen[SP_WORLD_MAX_NODES], gcap[SP_WORLD_MAX_NODES];
@@ -1696,12 +1699,13 @@ static void apply_ctl(sp_cluster_t *c, item_t *it) {
               " recv_seq %" PRIu64 " need_seq %" PRIu64 " fwaits %" PRIu64 " fwait_ms %.1f fwait_max_ms %.1f"
               " cells %u bounced %" PRIu64 " retried %" PRIu64 " backoffs %" PRIu64 " hop_p99 %d hops %s"
               " ghosts_in %" PRIu64 " ghosts_out %" PRIu64 " hits_in %" PRIu64 " hits_out %" PRIu64
-              " hits_lost %" PRIu64 "\n",
+              " hits_lost %" PRIu64 " ghost_contacts %" PRIu64 "\n",
               c->conf.node, sp_world_tick(w), sp_world_count(w), sp_world_hash_canonical(w), c->paused, c->fenced,
               c->ls.crossings, c->ls.dup, c->ls.stale, c->ls.invalid, c->ls.departs, c->ls.refused, c->ls.returned,
               c->ls.homeless, c->nheld, c->ls.late, c->nearly, c->fr_peers, fr, c->recv_seq, c->fr_seq, c->ls.fwaits,
               (double)c->ls.fwait_ns / 1e6, (double)c->ls.fwait_max_ns / 1e6, mine, c->ls.bounced, c->ls.retried, c->ls.backoffs, hp99, hops,
-              c->ls.ghosts_in, c->ls.ghosts_out, c->ls.hits_in, c->ls.hits_out, c->ls.hits_lost);
+              c->ls.ghosts_in, c->ls.ghosts_out, c->ls.hits_in, c->ls.hits_out, c->ls.hits_lost,
+              c->ls.ghost_contacts);
     if (it->verb == CTL_DUMP) {
         dumpctx_t d = {c, &t};
         sp_world_foreach(w, dump_ent, &d);
@@ -1978,6 +1982,49 @@ int sp_cluster_mine_ghost(sp_cluster_t *c, uint64_t ship, uint64_t asteroid, sp_
     if (r == 0 && sp_cluster_send_hit(c, node, SP_CLUSTER_HIT_DEPLETE, asteroid, ship, out->amount) != 0)
         SP_LOGW("cluster: mining across the border of %" PRIu64 " not sent (NATS behind)", asteroid);
     return r;
+}
+
+/* Collisions across the border: this world's entities against the ghosts
+ * (positions extrapolated to this tick), this side's share of each contact
+ * (sp_world_collide_remote); the neighbour does its side against its ghosts
+ * of ours. A ghost's record may be older than a step: by dead reckoning its
+ * sender sends it again as soon as it leaves the predicted line by GH_EPS,
+ * so the extrapolated position is good to that. */
+static void ghosts_collide(sp_cluster_t *c) {
+    if (c->band <= 0.0f) return;
+    uint64_t now = sp_world_tick(c->world);
+    float dt = sp_world_def(c->world)->dt;
+    size_t n = 0;
+    for (uint32_t k = 0; k < SP_WORLD_MAX_NODES; k++)
+        if (c->ghosts[k]) n += c->ghosts[k]->n;
+    if (n == 0) return;
+    if (n > c->gbody_cap) {
+        sp_remote_body_t *v = realloc(c->gbody, n * sizeof *v);
+        if (v == NULL) return;
+        c->gbody = v;
+        c->gbody_cap = n;
+    }
+    size_t m = 0;
+    sp_entity_info_t here;
+    for (uint32_t k = 0; k < SP_WORLD_MAX_NODES; k++) {
+        const struct gmap *g = c->ghosts[k];
+        for (size_t i = 0; g && i < g->n; i++) {
+            const gent_t *e = &g->v[i];
+            if (e->tick + GH_MAX_AGE < now || sp_world_inspect(c->world, e->t.id, &here) == 0) continue;
+            sp_remote_body_t *b = &c->gbody[m++];
+            b->id = e->t.id;
+            b->kind = e->t.kind;
+            b->owner = e->t.owner;
+            float ahead = now > e->tick ? (float)(now - e->tick) * dt : 0.0f;
+            for (int a = 0; a < 3; a++) {
+                b->pos[a] = e->t.pos[a] + e->vel[a] * ahead;
+                b->vel[a] = e->vel[a];
+            }
+            b->radius = e->t.radius;
+        }
+    }
+    int r = sp_world_collide_remote(c->world, c->gbody, m);
+    if (r > 0) c->ls.ghost_contacts += (uint64_t)r;
 }
 
 static int row_id_cmp(const void *a, const void *b) {
@@ -2337,6 +2384,7 @@ void sp_cluster_after_step(sp_cluster_t *c) {
      * now, and its step's hand-offs and announcement must still go. */
     if (c->fenced) return;
     release_early(c); /* hand-offs stamped with the tick just reached: before the scan */
+    ghosts_collide(c); /* this step's contacts across the border, before anything leaves or is sent */
     hand_off_leavers(c);
     ghosts_publish(c);
     uint64_t t = sp_world_tick(c->world);
@@ -2610,6 +2658,7 @@ void sp_cluster_free(sp_cluster_t *c) {
     for (uint32_t n = 0; n < SP_WORLD_MAX_NODES; n++) {
         gmap_free(c->ghosts[n]);
         gmap_free(c->gsent[n]);
+        if (n == 0) free(c->gbody);
         free(c->gbuf[n]);
     }
     for (size_t k = 0; k < c->nearly; k++) free_item(c->early[k]);

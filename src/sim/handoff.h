@@ -81,6 +81,29 @@ SP_API int sp_world_mine_remote(sp_world_t *w, sp_entity_id_t ship, const sp_rem
  * depleted). Returns 0, SP_ENOENT, SP_EINVAL, SP_ENOMEM. */
 SP_API int sp_world_deplete(sp_world_t *w, sp_entity_id_t id, float amount, sp_entity_id_t by, float *taken);
 
+/* A body another world holds near this world's border (a ghost), for
+ * collisions across the border. */
+typedef struct sp_remote_body {
+    sp_entity_id_t id;
+    uint8_t kind;       /* SP_KIND_SHIP or SP_KIND_ASTEROID */
+    uint32_t owner;
+    float pos[3], vel[3];
+    float radius;
+} sp_remote_body_t;
+
+/* Collide this world's ships and asteroids with bodies another world holds,
+ * after a step: for each overlapping pair, this side's share of what the
+ * step's contact resolution does (impulse by both masses, collision damage
+ * to a ship, positional correction by inverse mass), a COLLISION event, and
+ * a ship at 0 hp destroyed (cause collision, by the body). The other world
+ * does the same for its side, with this world's entities as its ghosts, so
+ * each keeps its own entity's state (the pair's states are a step apart, so
+ * momentum is kept only as well as the ghosts are fresh). Returns the
+ * contacts (>= 0), SP_EINVAL, SP_ENOMEM. Cost: O(slots) with a hash grid of
+ * the n bodies (27 cells a slot); its 2 arrays (~3 x 4 bytes a body) come
+ * from the world's allocator and go back before it returns. */
+SP_API int sp_world_collide_remote(sp_world_t *w, const sp_remote_body_t *b, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

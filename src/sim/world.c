@@ -821,6 +821,116 @@ int sp_world_deplete(sp_world_t *w, sp_entity_id_t id, float amount, sp_entity_i
     return 0;
 }
 
+/* A hash grid over the remote bodies, for sp_world_collide_remote: cell c
+ * holds bodies head[c], next[...], ... (indices + 1, 0 ends a chain). */
+static uint32_t rb_cell(float x, float y, float z, float inv, uint32_t mask) {
+    int32_t ix = (int32_t)floorf(x * inv), iy = (int32_t)floorf(y * inv), iz = (int32_t)floorf(z * inv);
+    uint64_t h = ((uint64_t)(uint32_t)ix * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)(uint32_t)iy * 0xc2b2ae3d27d4eb4full) ^
+                 ((uint64_t)(uint32_t)iz * 0x165667b19e3779f9ull);
+    return (uint32_t)(h >> 32) & mask;
+}
+
+int sp_world_collide_remote(sp_world_t *w, const sp_remote_body_t *b, size_t n) {
+    if (w == NULL || (b == NULL && n > 0)) return SP_EINVAL;
+    if (n == 0) return 0;
+    const sp_world_def_t *d = &w->def;
+    float rmax = 0.0f;
+    for (size_t k = 0; k < n; k++)
+        if (b[k].radius > rmax) rmax = b[k].radius;
+    float lmax = 0.0f;
+    for (uint32_t i = 0; i < w->nslots; i++)
+        if ((w->kind[i] == SP_KIND_SHIP || w->kind[i] == SP_KIND_ASTEROID) && w->radius[i] > lmax) lmax = w->radius[i];
+    /* Cells as wide as the widest contact reach: a contact is then within
+     * the 27 cells around an entity's own. */
+    float cell = rmax + lmax;
+    if (!(cell > 0.0f)) return 0;
+    float inv = 1.0f / cell;
+    uint32_t size = 16;
+    while (size < 2 * n) size *= 2;
+    size_t hb = (size_t)size * sizeof(uint32_t), nb = n * sizeof(uint32_t);
+    uint32_t *head = w->alloc->alloc(w->alloc->ctx, hb, 64), *next = w->alloc->alloc(w->alloc->ctx, nb, 64);
+    if (head == NULL || next == NULL) {
+        if (head) w->alloc->free(w->alloc->ctx, head, hb, 64);
+        if (next) w->alloc->free(w->alloc->ctx, next, nb, 64);
+        return SP_ENOMEM;
+    }
+    memset(head, 0, hb);
+    for (size_t k = 0; k < n; k++) {
+        uint32_t c = rb_cell(b[k].pos[0], b[k].pos[1], b[k].pos[2], inv, size - 1);
+        next[k] = head[c];
+        head[c] = (uint32_t)k + 1;
+    }
+    int contacts = 0;
+    for (uint32_t i = 0; i < w->nslots; i++) {
+        uint8_t kind = w->kind[i];
+        if (kind != SP_KIND_SHIP && kind != SP_KIND_ASTEROID) continue;
+        float px = w->px[i], py = w->py[i], pz = w->pz[i];
+        uint32_t seen[27];
+        int nseen = 0;
+        for (int dz = -1; dz <= 1; dz++)
+            for (int dy = -1; dy <= 1; dy++)
+                for (int dx = -1; dx <= 1; dx++) {
+                    uint32_t c = rb_cell(px + (float)dx * cell, py + (float)dy * cell, pz + (float)dz * cell, inv, size - 1);
+                    /* Two of the 27 cells may hash to one bucket: walk each bucket once. */
+                    int dup = 0;
+                    for (int k = 0; k < nseen; k++) dup |= seen[k] == c;
+                    if (dup) continue;
+                    seen[nseen++] = c;
+                    for (uint32_t e = head[c]; e; e = next[e - 1]) {
+                        const sp_remote_body_t *o = &b[e - 1];
+                        if (o->id == id_of(w, i) || w->kind[i] == SP_KIND_NONE) continue;
+                        float ox = o->pos[0] - w->px[i], oy = o->pos[1] - w->py[i], oz = o->pos[2] - w->pz[i];
+                        float d2 = ox * ox + oy * oy + oz * oz, rs = w->radius[i] + o->radius;
+                        if (!(d2 < rs * rs)) continue;
+                        /* (a hashed cell shared by far cells: the distance decides) */
+                        float ia = w->inv_mass[i];
+                        float ib = o->kind == SP_KIND_SHIP ? 1.0f / d->ship_mass
+                                   : o->radius > 0 ? 1.0f / (d->asteroid_density * o->radius * o->radius * o->radius)
+                                                   : 0.0f;
+                        float sum = ia + ib;
+                        if (!(sum > 0.0f) || !(ia > 0.0f)) continue;
+                        if (ev_reserve(w, &w->ev_pending, 2) != 0) goto out;
+                        if (kind == SP_KIND_ASTEROID) wake(w, i);
+                        sp__world_jmark(w, i);
+                        float dist = sqrtf(d2), nx = 1.0f, ny = 0.0f, nz = 0.0f;
+                        if (dist > 0.0f) nx = ox / dist, ny = oy / dist, nz = oz / dist;
+                        /* resolve_contact's impulse and correction, this side's share only (the
+                         * other world applies its own with this entity as its ghost) */
+                        float rvn = (o->vel[0] - w->vx[i]) * nx + (o->vel[1] - w->vy[i]) * ny + (o->vel[2] - w->vz[i]) * nz;
+                        if (rvn < 0.0f) {
+                            float j = -(1.0f + d->restitution) * rvn / sum;
+                            w->vx[i] -= j * ia * nx, w->vy[i] -= j * ia * ny, w->vz[i] -= j * ia * nz;
+                            float closing = -rvn;
+                            if (closing > d->collision_damage_threshold &&
+                                (kind == SP_KIND_SHIP || o->kind == SP_KIND_SHIP)) {
+                                float dmg = d->collision_damage * (closing - d->collision_damage_threshold);
+                                if (kind == SP_KIND_SHIP) w->hp[i] -= dmg;
+                                sp_world_event_t *ev = ev_push(w, &w->ev_pending, SP_EV_COLLISION, i, o->id);
+                                ev->value = closing;
+                                ev->damage = dmg;
+                                ev->other_owner = o->owner;
+                            }
+                        }
+                        float pen = rs - dist - 0.01f;
+                        if (pen > 0.0f) {
+                            float cc = pen * 0.8f / sum;
+                            w->px[i] -= cc * ia * nx, w->py[i] -= cc * ia * ny, w->pz[i] -= cc * ia * nz;
+                        }
+                        contacts++;
+                        if (kind == SP_KIND_SHIP && w->hp[i] <= 0.0f) {
+                            destroy_now(w, i, SP_CAUSE_COLLISION, o->id, &w->ev_pending);
+                            goto next_slot;
+                        }
+                    }
+                }
+    next_slot:;
+    }
+out:
+    w->alloc->free(w->alloc->ctx, head, hb, 64);
+    w->alloc->free(w->alloc->ctx, next, nb, 64);
+    return contacts;
+}
+
 int sp_world_inspect(const sp_world_t *w, sp_entity_id_t id, sp_entity_info_t *out) {
     if (w == NULL || out == NULL) return SP_EINVAL;
     uint32_t i;

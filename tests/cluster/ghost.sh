@@ -4,8 +4,10 @@
 # asteroids, and the gateway. A ship on node 0's side fires at a ship on node 1's side until a shot
 # hits: the target's hit points, read from node 1 (inspect through the gateway), drop by the shot's
 # damage. A ship on node 0's side mines an asteroid on node 1's side: the ship's cargo holds the amount
-# and the asteroid, read from node 1, has that much less. Each daemon acts on the other's ghosts (the
-# entities of its border band it receives every step); every wait is for a condition, bounded in time.
+# and the asteroid, read from node 1, has that much less. Two ships driven at each other across the
+# border collide there (both take damage at their own daemons) and never pass through each other.
+# Each daemon acts on the other's ghosts (the entities of its border band it receives every step);
+# every wait is for a condition, bounded in time.
 set -u
 DAEMON=${SPACESIMD:-./src/daemon/spacesimd}
 PY=/usr/bin/python3
@@ -98,13 +100,34 @@ got = until("the asteroid, at its own daemon, down by the amount mined", a, aste
 cargo = a.call("inspect", sm)["cargo"][mined["resource_type"]]
 if abs(cargo - mined["amount"]) > 1e-4: fail("the miner's cargo %r, mined %r" % (cargo, mined))
 
+# ---- collide across the border: two ships on either side driven at each other meet at the border,
+# bounce and take collision damage at their own daemons, and never pass through each other
+sc = a.call("spawn", [-25, 400, 0])["ship_id"]
+sd = b.call("spawn", [25, 400, 0])["ship_id"]
+until("both colliders seen, one each side", a, lambda: at_rest_on(a, sc, 0) and at_rest_on(a, sd, 1))
+a.call("move", sc, [20, 0, 0])
+b.call("move", sd, [-20, 0, 0])
+def both_hurt():
+    rc, rd = a.call("inspect", sc), a.call("inspect", sd)
+    if rc["pos"][0] > rd["pos"][0]: fail("the ships passed through each other: x %.2f and %.2f" % (rc["pos"][0], rd["pos"][0]))
+    return (rc, rd) if rc["hp"] < 100 and rd["hp"] < 100 else None
+deadline = time.monotonic() + 30 * mult
+while True:
+    hurt = both_hurt()
+    if hurt: break
+    if time.monotonic() > deadline: fail("no collision across the border within the time limit")
+    a.pump()
+rc, rd = hurt
+a.call("move", sc, [0, 0, 0]); b.call("move", sd, [0, 0, 0])
+
 os.kill(p.pid, signal.SIGTERM)
 try:
     p.wait(timeout=30 * mult)
 except subprocess.TimeoutExpired:
     fail("cluster.sh did not stop within 30 s of SIGTERM")
 print("ghost.sh: a shot across the border hit after %d shot(s): hp %.1f -> %.1f at the target's daemon; "
-      "%.2f %s mined across the border: asteroid %.2f -> %s at its daemon, in the miner's cargo"
+      "%.2f %s mined across the border: asteroid %.2f -> %s at its daemon, in the miner's cargo; two ships "
+      "collided across the border: hp %.1f and %.1f, x %.2f < %.2f"
       % (shots, hp0, want, mined["amount"], mined["resource_type"], before["amount"],
-         got if isinstance(got, str) else "%.2f" % got))
+         got if isinstance(got, str) else "%.2f" % got, rc["hp"], rd["hp"], rc["pos"][0], rd["pos"][0]))
 PYEOF
