@@ -886,6 +886,42 @@ START_TEST(test_world_collide_remote_one_side) {
 }
 END_TEST
 
+/* A miner sees asteroids across a border: none of its own world near it,
+ * a ghost asteroid 6 units off its surface: it mines (its intent names the
+ * ghost's resource; the caller mines the ghost, cluster.h). */
+START_TEST(test_ai_miner_mines_toward_a_ghost_asteroid) {
+    sp_entity_id_t miner;
+    float pm[3] = {-20, 0, 0};
+    ck_assert_int_eq(sp_world_spawn_ship(W, 0, SP_ENT_MINER, pm, &miner), 0);
+    sp_frame_t *f = sp_world_publish_frame(W);
+    sp_frame_row_t g;
+    memset(&g, 0, sizeof g);
+    g.id = (3ull << 43) | 9;
+    g.pos[0] = (int32_t)(-8 * SP_FRAME_POS_SCALE); /* centre 12 away: radius 4 + ship 2 + gap 6 */
+    g.radius = 4 * SP_FRAME_RADIUS_SCALE;
+    g.kind = SP_KIND_ASTEROID;
+    g.resource = SP_RES_ICE;
+    g.amount = 50 * SP_FRAME_AMOUNT_SCALE;
+    sp_frame_t *gf = sp_frame_from_rows(W, f->tick, &g, 1);
+    ck_assert_ptr_nonnull(gf);
+    sp_msg_t out[8];
+    size_t n = 0;
+    int mined = 0;
+    ck_assert_int_eq(sp_ai_run_chunk_ghosts(f, gf, 0, 1, f->tick, out, 8, &n), 0);
+    for (size_t k = 0; k < n; k++)
+        if (out[k].kind == SP_MSG_RESOURCE_MINED) {
+            ck_assert_uint_eq(out[k].u.resource_mined.ship_id, miner);
+            ck_assert_str_eq(out[k].u.resource_mined.resource_type, "ice");
+            mined++;
+        }
+    ck_assert_int_eq(mined, 1);
+    ck_assert_int_eq(sp_ai_run_chunk(f, 0, 1, f->tick, out, 8, &n), 0);
+    for (size_t k = 0; k < n; k++) ck_assert_uint_ne(out[k].kind, SP_MSG_RESOURCE_MINED);
+    sp_frame_release(f);
+    sp_frame_release(gf);
+}
+END_TEST
+
 /* A fighter sees across a border: with no ship near it in its own world but
  * one in the ghost frame (another process's ship near the border), it
  * steers at the ghost and fires at its id; a nearer ship of its own world
@@ -1288,6 +1324,7 @@ static Suite *world_suite(void) {
         {"frame_capture", test_frame_built_from_capture_on_other_thread_equals_published},
         {"ai", test_ai_chunks_tag_messages_and_miner_mines_fighter_fires},
         {"ai", test_ai_fighter_targets_a_ghost_ship},
+        {"ai", test_ai_miner_mines_toward_a_ghost_asteroid},
         {"ai", test_world_collide_remote_one_side},
         {"ai_ships_index", test_ai_ships_index_decides_as_the_full_scan},
         {"demo", test_world_populate_demo_deterministic_from_seed},

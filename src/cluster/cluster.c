@@ -2032,6 +2032,35 @@ static int row_id_cmp(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+int sp_cluster_mine_nearest_ghost(sp_cluster_t *c, uint64_t ship, int resource) {
+    sp_entity_info_t s;
+    if (sp_world_inspect(c->world, ship, &s) != 0) return SP_ENOENT;
+    const sp_world_def_t *d = sp_world_def(c->world);
+    uint64_t now = sp_world_tick(c->world), best = 0;
+    float bestgap = 0.0f;
+    for (uint32_t k = 0; k < SP_WORLD_MAX_NODES; k++) {
+        const struct gmap *g = c->ghosts[k];
+        for (size_t i = 0; g && i < g->n; i++) {
+            const gent_t *e = &g->v[i];
+            if (e->t.kind != SP_KIND_ASTEROID || e->t.resource != resource || e->tick + GH_MAX_AGE < now) continue;
+            float ahead = now > e->tick ? (float)(now - e->tick) * d->dt : 0.0f, d2 = 0.0f;
+            for (int a = 0; a < 3; a++) {
+                float q = e->t.pos[a] + e->vel[a] * ahead - s.pos[a];
+                d2 += q * q;
+            }
+            float gap = sqrtf(d2) - s.radius - e->t.radius;
+            if (gap > d->mining_range) continue;
+            if (best == 0 || gap < bestgap || (gap == bestgap && e->t.id < best)) {
+                best = e->t.id;
+                bestgap = gap;
+            }
+        }
+    }
+    if (best == 0) return SP_ERANGE;
+    sp_mine_result_t mr;
+    return sp_cluster_mine_ghost(c, ship, best, &mr);
+}
+
 sp_frame_t *sp_cluster_ghost_frame(sp_cluster_t *c) {
     uint64_t now = sp_world_tick(c->world);
     float dt = sp_world_def(c->world)->dt;
@@ -2048,8 +2077,7 @@ sp_frame_t *sp_cluster_ghost_frame(sp_cluster_t *c) {
         for (size_t i = 0; g && i < g->n; i++) {
             const gent_t *e = &g->v[i];
             /* (not one this world holds now: it came over since its ghost was sent) */
-            if (e->t.kind != SP_KIND_SHIP || e->tick + GH_MAX_AGE < now || sp_world_inspect(c->world, e->t.id, &here) == 0)
-                continue;
+            if (e->tick + GH_MAX_AGE < now || sp_world_inspect(c->world, e->t.id, &here) == 0) continue;
             sp_frame_row_t *r = &rows[m++];
             memset(r, 0, sizeof *r);
             r->id = e->t.id;
@@ -2061,8 +2089,9 @@ sp_frame_t *sp_cluster_ghost_frame(sp_cluster_t *c) {
             r->hp = r->max_hp = (uint32_t)lroundf(e->hp > 0 ? e->hp * SP_FRAME_HP_SCALE : 0);
             r->owner = e->t.owner;
             r->radius = (uint16_t)lroundf(e->t.radius * SP_FRAME_RADIUS_SCALE);
-            r->kind = SP_KIND_SHIP;
-            r->resource = -1;
+            r->kind = e->t.kind;
+            r->resource = e->t.kind == SP_KIND_ASTEROID ? e->t.resource : -1;
+            r->amount = e->t.kind == SP_KIND_ASTEROID ? (uint32_t)lroundf(e->t.amount * SP_FRAME_AMOUNT_SCALE) : 0;
         }
     }
     qsort(rows, m, sizeof *rows, row_id_cmp);

@@ -162,8 +162,13 @@ int sp_cluster_ghost(const sp_cluster_t *c, uint64_t id, sp_remote_target_t *out
 int sp_cluster_fire_at_ghost(sp_cluster_t *c, uint64_t shooter, uint64_t target, sp_fire_result_t *out);
 /* The same for mining an asteroid known as a ghost. */
 int sp_cluster_mine_ghost(sp_cluster_t *c, uint64_t ship, uint64_t asteroid, sp_mine_result_t *out);
-/* A frame of the ghost ships (positions extrapolated to the world's tick),
- * for the NPC fighters' AI; one reference; NULL when there are none (or OOM). Loop. */
+/* An NPC miner's intent that found no asteroid here: mine the nearest ghost
+ * asteroid of that resource within mining range, if any. Returns as
+ * sp_world_mine (SP_ERANGE: none in range). Loop. */
+int sp_cluster_mine_nearest_ghost(sp_cluster_t *c, uint64_t ship, int resource);
+/* A frame of the ghosts, ships and asteroids (positions extrapolated to the
+ * world's tick), for the NPCs' AI; one reference; NULL when there are none
+ * (or OOM). Loop. */
 sp_frame_t *sp_cluster_ghost_frame(sp_cluster_t *c);
 #define SP_CLUSTER_HIT_DAMAGE 1
 #define SP_CLUSTER_HIT_DEPLETE 2

@@ -226,6 +226,10 @@ static void apply(sp_airound_t *ar, sp_world_t *w) {
          * there by the cluster's hook. */
         if (r == SP_ENOENT && m[i].kind == SP_MSG_WEAPON_FIRED && ar->fire_ghost)
             ar->fire_ghost(ar->fire_ghost_ctx, m[i].u.weapon_fired.ship_id, m[i].u.weapon_fired.target_id);
+        /* A miner's intent that found no asteroid in range here: one across the border? */
+        if (r == SP_ERANGE && m[i].kind == SP_MSG_RESOURCE_MINED && ar->mine_ghost)
+            ar->mine_ghost(ar->fire_ghost_ctx, m[i].u.resource_mined.ship_id,
+                           sp_resource_parse(m[i].u.resource_mined.resource_type, m[i].u.resource_mined.type_len));
     }
     ar->st->worker_msgs += ar->n;
     ar->n = 0;

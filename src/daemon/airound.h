@@ -64,7 +64,9 @@ typedef struct sp_airound {
     /* A cluster daemon's: fire an NPC's shot at a target this world does
      * not hold (a ghost); NULL: such intents fail as stale. Loop thread. */
     void (*fire_ghost)(void *ctx, uint64_t shooter, uint64_t target);
-    void *fire_ghost_ctx;
+    /* ... and mine for an NPC miner whose intent found no asteroid here. */
+    void (*mine_ghost)(void *ctx, uint64_t ship, int resource);
+    void *fire_ghost_ctx;       /* both hooks' ctx */
 } sp_airound_t;
 
 void sp_airound_init(sp_airound_t *ar, sp_pool_t *pool, sp_bus_t *bus, sp_dstats_t *st, uint64_t period,

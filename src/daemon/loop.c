@@ -469,6 +469,12 @@ static void fire_ghost(void *ctx, uint64_t shooter, uint64_t target) {
     (void)sp_cluster_fire_at_ghost(d->cluster, shooter, target, &fr); /* a missing ghost: stale, as any intent */
 }
 
+/* An NPC miner's intent with no asteroid in range here (airound.h). */
+static void mine_ghost(void *ctx, uint64_t ship, int resource) {
+    sp_daemon_t *d = ctx;
+    if (resource >= 0) (void)sp_cluster_mine_nearest_ghost(d->cluster, ship, resource);
+}
+
 /* The bus (AI intents in, alerts out) and the worker pool. */
 static int start_workers(sp_daemon_t *d) {
     size_t npc = d->world ? sp_world_count_kind(d->world, SP_KIND_SHIP) : 0;
@@ -498,6 +504,7 @@ static int start_workers(sp_daemon_t *d) {
     sp_airound_init(&d->ai, d->pool, &d->bus, &d->st, d->snap_every, on_ai_ready, d);
     if (d->cluster) {
         d->ai.fire_ghost = fire_ghost;
+        d->ai.mine_ghost = mine_ghost;
         d->ai.fire_ghost_ctx = d;
     }
     return 0;

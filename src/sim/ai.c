@@ -129,13 +129,14 @@ int sp_ai_run_chunk_ghosts(const sp_frame_t *f, const sp_frame_t *ghosts, uint32
             else sp_frame_visit_sphere(f, p[0], p[1], p[2], SP_AI_SENSE_RADIUS, near_visit, &nr);
             const sp_frame_row_t *best = nr.best == UINT32_MAX ? NULL : &f->rows[nr.best];
             float bestd = nr.bestd;
-            if (want == SP_KIND_SHIP && ghosts != NULL) {
-                /* Fighters see across the border: the ghosts' ships too, the
-                 * nearer one wins (a tie: the one of this world). Miners
-                 * keep to this world's asteroids (their intent names no
-                 * asteroid: the world mines its nearest). */
+            if (ghosts != NULL) {
+                /* NPCs see across the border: the ghosts' ships (fighters)
+                 * and asteroids (miners) too; the nearer one wins (a tie:
+                 * the one of this world). */
                 near_t ng = {ghosts, me, {p[0], p[1], p[2]}, want, UINT32_MAX, 0.0f};
-                sp_frame_visit_sphere_ships(ghosts, p[0], p[1], p[2], SP_AI_SENSE_RADIUS, near_visit, &ng);
+                if (want == SP_KIND_SHIP)
+                    sp_frame_visit_sphere_ships(ghosts, p[0], p[1], p[2], SP_AI_SENSE_RADIUS, near_visit, &ng);
+                else sp_frame_visit_sphere(ghosts, p[0], p[1], p[2], SP_AI_SENSE_RADIUS, near_visit, &ng);
                 if (ng.best != UINT32_MAX && (best == NULL || ng.bestd < bestd)) {
                     best = &ghosts->rows[ng.best];
                     bestd = ng.bestd;

@@ -60,11 +60,12 @@ SP_API size_t sp_ai_chunk_max_msgs(const sp_frame_t *f, uint32_t chunk, uint32_t
 SP_API int sp_ai_run_chunk(const sp_frame_t *f, uint32_t chunk, uint32_t nchunks, uint64_t tick,
                            sp_msg_t *out, size_t cap, size_t *n_out);
 
-/* sp_ai_run_chunk() with the ships another process holds near this world's
- * border (ghosts, a frame of their rows; NULL: none) in the fighters' view:
- * a fighter's nearest ship may be a ghost (its WeaponFired intent then
- * names that id, which this world does not hold: the caller fires at the
- * ghost, cluster.h). Same rules otherwise; pure. */
+/* sp_ai_run_chunk() with the ships and asteroids another process holds near
+ * this world's border (ghosts, a frame of their rows; NULL: none) in the
+ * NPCs' view: a fighter's nearest ship, a miner's nearest asteroid may be a
+ * ghost. A WeaponFired intent then names an id this world does not hold, a
+ * ResourceMined intent finds no asteroid here: the caller acts on the
+ * ghost (cluster.h). Same rules otherwise; pure. */
 SP_API int sp_ai_run_chunk_ghosts(const sp_frame_t *f, const sp_frame_t *ghosts, uint32_t chunk, uint32_t nchunks,
                                   uint64_t tick, sp_msg_t *out, size_t cap, size_t *n_out);
 
