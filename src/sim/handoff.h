@@ -100,7 +100,7 @@ typedef struct sp_remote_body {
  * each keeps its own entity's state (the pair's states are a step apart, so
  * momentum is kept only as well as the ghosts are fresh). Returns the
  * contacts (>= 0), SP_EINVAL, SP_ENOMEM. Cost: O(slots) with a hash grid of
- * the n bodies (27 cells a slot); its 2 arrays (~3 x 4 bytes a body) come
+ * the n bodies (8 cells a slot); its 2 arrays (~3 x 4 bytes a body) come
  * from the world's allocator and go back before it returns. */
 SP_API int sp_world_collide_remote(sp_world_t *w, const sp_remote_body_t *b, size_t n);
 

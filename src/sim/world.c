@@ -840,9 +840,10 @@ int sp_world_collide_remote(sp_world_t *w, const sp_remote_body_t *b, size_t n) 
     float lmax = 0.0f;
     for (uint32_t i = 0; i < w->nslots; i++)
         if ((w->kind[i] == SP_KIND_SHIP || w->kind[i] == SP_KIND_ASTEROID) && w->radius[i] > lmax) lmax = w->radius[i];
-    /* Cells as wide as the widest contact reach: a contact is then within
-     * the 27 cells around an entity's own. */
-    float cell = rmax + lmax;
+    /* Cells twice as wide as the widest contact reach: the sphere of that
+     * reach around an entity then touches at most the 2 x 2 x 2 cells from
+     * the one holding its low corner. */
+    float reach = rmax + lmax, cell = 2.0f * reach;
     if (!(cell > 0.0f)) return 0;
     float inv = 1.0f / cell;
     uint32_t size = 16;
@@ -864,14 +865,14 @@ int sp_world_collide_remote(sp_world_t *w, const sp_remote_body_t *b, size_t n) 
     for (uint32_t i = 0; i < w->nslots; i++) {
         uint8_t kind = w->kind[i];
         if (kind != SP_KIND_SHIP && kind != SP_KIND_ASTEROID) continue;
-        float px = w->px[i], py = w->py[i], pz = w->pz[i];
-        uint32_t seen[27];
+        float px = w->px[i] - reach, py = w->py[i] - reach, pz = w->pz[i] - reach;
+        uint32_t seen[8];
         int nseen = 0;
-        for (int dz = -1; dz <= 1; dz++)
-            for (int dy = -1; dy <= 1; dy++)
-                for (int dx = -1; dx <= 1; dx++) {
+        for (int dz = 0; dz <= 1; dz++)
+            for (int dy = 0; dy <= 1; dy++)
+                for (int dx = 0; dx <= 1; dx++) {
                     uint32_t c = rb_cell(px + (float)dx * cell, py + (float)dy * cell, pz + (float)dz * cell, inv, size - 1);
-                    /* Two of the 27 cells may hash to one bucket: walk each bucket once. */
+                    /* Two of the 8 cells may hash to one bucket: walk each bucket once. */
                     int dup = 0;
                     for (int k = 0; k < nseen; k++) dup |= seen[k] == c;
                     if (dup) continue;
