@@ -173,7 +173,8 @@ void sp_frames_publish(sp_daemon_t *d) {
     }
     r->cap = cap;
     r->events = sp_events_take(&d->events);
-    if (d->cluster) r->ghosts = sp_cluster_ghost_frame(d->cluster); /* the fighters see across borders */
+    /* The NPCs see across borders (a world without NPCs needs no ghost frame). */
+    if (d->cluster && sp_world_count_npc(d->world) > 0) r->ghosts = sp_cluster_ghost_frame(d->cluster);
     sp_snapshots_prepare(d, r);
     sp_airound_begin(&d->ai, r);
     bj->job.work = build_work;
