@@ -1,6 +1,7 @@
 /* cluster/cluster.h: one world over several spacesimd processes, through
  * NATS (issue 10: cells, membership, fencing, hand-off exactly once, one
- * clock, checkpoints).
+ * clock, checkpoints, ghosts: the entities near a border sent to the
+ * neighbour every step, which fire, mining, collisions and NPCs act on).
  * The design, the subjects, streams and buckets, and what survives which
  * kill are in docs/ARCHITECTURE.md, "Cluster"; this header is the contract
  * between the daemon and this module.
