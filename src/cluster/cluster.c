@@ -1281,36 +1281,35 @@ static void net_fetch(sp_cluster_t *c) {
 /* Ghost batches and hits in: to the loop. A ghost batch the ring has no
  * room for is dropped (the next step sends a newer one); a hit waits in the
  * subscription until there is room (it must not be lost here). */
+static void free_item(item_t *it);
+
+/* An item of `type` carrying a copy of m's body (text/len), or NULL (an
+ * empty body, or out of memory). m stays the caller's. */
+static item_t *item_of_msg(int type, natsMsg *m) {
+    int n = natsMsg_GetDataLength(m);
+    item_t *it = n > 0 ? item_new(type) : NULL;
+    if (it == NULL || (it->text = malloc((size_t)n)) == NULL) {
+        free(it);
+        return NULL;
+    }
+    memcpy(it->text, natsMsg_GetData(m), (size_t)n);
+    it->len = (size_t)n;
+    return it;
+}
+
 static void net_ghosts(sp_cluster_t *c) {
     for (int k = 0; k < 64 && c->gh_sub; k++) {
         natsMsg *m = NULL;
         if (natsSubscription_NextMsg(&m, c->gh_sub, 0) != NATS_OK) break;
-        item_t *it = item_new(IT_GHOSTS_IN);
-        int n = natsMsg_GetDataLength(m);
-        if (it && n > 0 && (it->text = malloc((size_t)n)) != NULL) {
-            memcpy(it->text, natsMsg_GetData(m), (size_t)n);
-            it->len = (size_t)n;
-            if (!to_loop(c, it)) {
-                free(it->text);
-                free(it);
-            }
-        } else {
-            free(it);
-        }
+        item_t *it = item_of_msg(IT_GHOSTS_IN, m);
+        if (it && !to_loop(c, it)) free_item(it);
         natsMsg_Destroy(m);
     }
     for (int k = 0; k < 256 && c->hit_sub && flush_stash(c); k++) {
         natsMsg *m = NULL;
         if (natsSubscription_NextMsg(&m, c->hit_sub, 0) != NATS_OK) break;
-        item_t *it = item_new(IT_HIT_IN);
-        int n = natsMsg_GetDataLength(m);
-        if (it && n > 0 && (it->text = malloc((size_t)n)) != NULL) {
-            memcpy(it->text, natsMsg_GetData(m), (size_t)n);
-            it->len = (size_t)n;
-            push_or_stash(c, it);
-        } else {
-            free(it);
-        }
+        item_t *it = item_of_msg(IT_HIT_IN, m);
+        if (it) push_or_stash(c, it);
         natsMsg_Destroy(m);
     }
 }

@@ -1504,21 +1504,12 @@ void sp_gw_free(sp_gw_t *g) {
     free(g);
 }
 
-const sp_frame_t *sp_gw_frame(const sp_gw_t *g) { return g->frame; }
-
 bool sp_gw_ready(sp_gw_t *g) {
     if (!g->ready && g->st.merges > 0 && sp_now_ns() - g->started_ns > 10000000000ull) {
         g->ready = true;
         SP_LOGW("gateway: not every daemon is merged 10 s after the start: sessions open anyway");
     }
     return g->ready;
-}
-
-void sp_gw_get_stats(const sp_gw_t *g, sp_gw_stats_t *out) {
-    *out = g->st;
-    out->upstreams = (uint32_t)g->nup;
-    out->live = 0;
-    for (int i = 0; i < g->nup; i++) out->live += live(&g->up[i]);
 }
 
 double sp_gw_dilation(sp_gw_t *g, uint64_t now) {
@@ -1531,7 +1522,3 @@ double sp_gw_dilation(sp_gw_t *g, uint64_t now) {
     return r;
 }
 
-bool sp_gw_client_busy(const sp_gw_t *g, const sp_conn_t *c) {
-    (void)g;
-    return sp_client_of((sp_conn_t *)c)->gw_pending > 0;
-}

@@ -99,10 +99,6 @@ void sp_gw_free(sp_gw_t *g);
  * must pass the owners already in the world first. Loop. */
 bool sp_gw_ready(sp_gw_t *g);
 
-/* The latest merged frame (a borrowed reference, valid until the next
- * merge), or NULL before the first. */
-const sp_frame_t *sp_gw_frame(const sp_gw_t *g);
-
 /* The forwarded methods (methods.c calls these for spawn, move, fire, mine,
  * inspect, stats and alert when d->gw is set). They answer q, now or when
  * the daemon's answer comes. */
@@ -121,19 +117,16 @@ void sp_gw_end_ships(sp_gw_t *g, const uint64_t *ships, int n);
  * removed on their daemons now. Loop. */
 void sp_gw_end_sessions(sp_gw_t *g);
 
-/* The gateway's figures for its own stats and metrics. */
+/* The gateway's figures (its stats' "gateway" map). */
 typedef struct sp_gw_stats {
     uint32_t upstreams, live;     /* configured, connected with a view */
     uint64_t merges, dup_ids, carried, forced, resyncs, retried, forwarded, failed;
     uint32_t entities;            /* in the last merged frame */
 } sp_gw_stats_t;
-void sp_gw_get_stats(const sp_gw_t *g, sp_gw_stats_t *out);
+
 
 /* Game seconds per wall second of the merged world since the last call
  * (the daemons' dilation as clients of this gateway see it). Loop, 1 Hz. */
 double sp_gw_dilation(sp_gw_t *g, uint64_t now_ns);
-
-/* net's admit for a gateway client: park while a request is at a daemon. */
-bool sp_gw_client_busy(const sp_gw_t *g, const sp_conn_t *c);
 
 #endif /* SP_GW_GATEWAY_H */
