@@ -193,40 +193,25 @@ static void method_spawn(const sp_request_t *q) {
         sp_gw_spawn(q->d->gw, q);
         return;
     }
-    if (q->np == 2) {
-        /* spawn [pos, owner]: an admin session spawns a ship for another
-         * session (a gateway's player, whose session lives at the gateway):
-         * the ship is that owner's, not this session's, and does not count
-         * against this session's MAX_SHIPS (the gateway bounds its players). */
-        uint64_t owner;
-        sp_rpc_param_uint(q->params, 1, &owner, NULL);
+    /* spawn [pos, owner]: an admin session spawns a ship for another
+     * session (a gateway's player, whose session lives at the gateway): the
+     * ship is that owner's, not this session's, and does not count against
+     * this session's MAX_SHIPS (the gateway bounds its players). */
+    bool for_other = q->np == 2;
+    uint32_t owner = s->id;
+    if (for_other) {
+        uint64_t o;
+        sp_rpc_param_uint(q->params, 1, &o, NULL);
         if (!s->admin) {
             sp_request_error(q, SP_RPCERR_FORBIDDEN, "forbidden: param 1 (owner) needs an admin session");
             return;
         }
-        if (owner == 0 || owner > SP_SESSION_ID_MAX) {
+        if (o == 0 || o > SP_SESSION_ID_MAX) {
             sp_request_error(q, SP_RPCERR_INVALID_PARAMS, "param 1: owner must be a session id 1 to %u",
                              SP_SESSION_ID_MAX);
             return;
         }
-        float p[3];
-        bool hp = !sp_rpc_param_is_nil(q->params, 0);
-        if (hp) {
-            double v[3];
-            sp_rpc_param_vec3(q->params, 0, v, NULL);
-            for (int i = 0; i < 3; i++) p[i] = clamp_f(v[i]);
-        }
-        sp_entity_id_t id;
-        int r = sp_world_spawn_ship(q->d->world, (uint32_t)owner, 0, hp ? p : NULL, &id);
-        if (r < 0) {
-            const char *em;
-            int code = world_err(r, &em);
-            sp_request_error(q, code, "%s", em);
-            return;
-        }
-        sp_result_spawn_t res = {.ship_id = id};
-        SP_REQUEST_RESULT(q, spawn, &res);
-        return;
+        owner = (uint32_t)o;
     }
     float pos[3];
     bool have_pos = !sp_rpc_param_is_nil(q->params, 0);
@@ -235,20 +220,22 @@ static void method_spawn(const sp_request_t *q) {
         sp_rpc_param_vec3(q->params, 0, v, NULL);
         for (int i = 0; i < 3; i++) pos[i] = clamp_f(v[i]);
     }
-    sp_session_prune_ships(s, q->d->world);
-    if (s->nships >= SP_LIMIT_MAX_SHIPS) {
-        sp_request_error(q, SP_RPCERR_LIMIT, "limit reached: at most %d ships per session", s->nships);
-        return;
+    if (!for_other) {
+        sp_session_prune_ships(s, q->d->world);
+        if (s->nships >= SP_LIMIT_MAX_SHIPS) {
+            sp_request_error(q, SP_RPCERR_LIMIT, "limit reached: at most %d ships per session", s->nships);
+            return;
+        }
     }
     sp_entity_id_t id;
-    int r = sp_world_spawn_ship(q->d->world, s->id, 0, have_pos ? pos : NULL, &id);
+    int r = sp_world_spawn_ship(q->d->world, owner, 0, have_pos ? pos : NULL, &id);
     if (r < 0) {
         const char *em;
         int code = world_err(r, &em);
         sp_request_error(q, code, "%s", em);
         return;
     }
-    sp_session_add_ship(s, id);
+    if (!for_other) sp_session_add_ship(s, id);
     sp_result_spawn_t res = {.ship_id = id};
     SP_REQUEST_RESULT(q, spawn, &res);
 }
